@@ -1,0 +1,472 @@
+//! Evidence bundles (`spec/evidence-bundle.md`): everything needed to prove offline who approved
+//! what, checked link by link down to the log's checkpoint signature; and the execution check.
+
+use std::string::{String, ToString};
+use std::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::checkpoint::{verify_checkpoint, CheckpointError};
+use crate::entry::{Decision, Entry, EntryError};
+use crate::hash::{leaf_hash, Hash};
+use crate::note::{VerifiedSignature, VerifierKey};
+use crate::proof::{verify_inclusion, ProofError, MAX_PROOF_HASHES};
+use crate::statement::{canonical_json, Statement, StatementError};
+use crate::tlog_proof::TlogProof;
+use crate::webauthn::{verify_assertion, Assertion, AssertionError, AssertionPolicy};
+
+/// The only bundle version defined.
+pub const BUNDLE_VERSION: u64 = 1;
+/// The largest bundle accepted, in bytes (two maximal entries in hex, a statement, proofs).
+pub const MAX_BUNDLE_BYTES: usize = 512 * 1024;
+
+/// A log entry, where it is, and the proof of it against the bundle's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedEntry {
+    /// Zero-based log index.
+    pub index: u64,
+    /// The entry bytes, lowercase hex.
+    pub entry: String,
+    /// RFC 6962 inclusion proof against the checkpoint's tree, lowercase hex, sibling first.
+    pub inclusion_proof: Vec<String>,
+}
+
+/// The WebAuthn relying party the approval was made for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelyingParty {
+    /// RP ID (a domain).
+    pub rp_id: String,
+    /// Origins the approval pages are served from.
+    pub origins: Vec<String>,
+}
+
+/// An evidence bundle, as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceBundle {
+    /// Always 1.
+    pub version: u64,
+    /// The statement the approver was shown and signed.
+    pub statement: Statement,
+    /// The decision entry.
+    pub decision: LoggedEntry,
+    /// The enrolment entry of the credential that signed.
+    pub enrolment: LoggedEntry,
+    /// The signed checkpoint note both proofs lead to.
+    pub checkpoint: String,
+    /// The relying party the assertion was made for.
+    pub relying_party: RelyingParty,
+    /// Who the opaque ids stand for, as the operator records them. Not covered by any
+    /// signature: informational only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parties: Option<Value>,
+}
+
+/// The first link of a bundle that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// Larger than [`MAX_BUNDLE_BYTES`].
+    TooLarge,
+    /// Not a bundle as JSON; the text says what.
+    Malformed(String),
+    /// A version other than 1.
+    UnsupportedVersion,
+    /// The checkpoint is not validly signed by the log key.
+    Checkpoint(CheckpointError),
+    /// The statement names another log than the checkpoint's.
+    WrongLog,
+    /// An entry, or an inclusion proof hash, is not valid hex or not a valid entry.
+    Entry {
+        /// `decision` or `enrolment`.
+        which: &'static str,
+        /// What is wrong with it.
+        error: EntryError,
+    },
+    /// The decision entry is not a decision, or the enrolment entry not an enrolment.
+    WrongKind(&'static str),
+    /// An entry is not in the checkpointed tree.
+    Inclusion {
+        /// `decision` or `enrolment`.
+        which: &'static str,
+        /// Which proof check failed.
+        error: ProofError,
+    },
+    /// The decision does not point at the bundle's enrolment entry.
+    EnrolmentIndexMismatch,
+    /// The enrolment is not earlier in the log than the decision.
+    EnrolmentNotBeforeDecision,
+    /// Decision and enrolment differ in approver, credential ID or public key.
+    CredentialMismatch(&'static str),
+    /// The statement breaks its rules.
+    Statement(StatementError),
+    /// SHA-256 of the canonical statement is not the hash in the decision entry.
+    StatementHashMismatch,
+    /// The statement's approver is not the approver in the decision entry.
+    StatementApproverMismatch,
+    /// The statement's decision is not the decision in the entry.
+    DecisionMismatch,
+    /// The log recorded the decision after the statement expired.
+    DecidedAfterExpiry,
+    /// The log recorded the decision before the request was made.
+    DecidedBeforeRequest,
+    /// The relying party in the bundle is not the one the auditor pinned.
+    RelyingPartyMismatch,
+    /// The approver's passkey signature does not hold.
+    Assertion(AssertionError),
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BundleError::TooLarge => write!(f, "bundle is larger than {MAX_BUNDLE_BYTES} bytes"),
+            BundleError::Malformed(why) => write!(f, "malformed bundle: {why}"),
+            BundleError::UnsupportedVersion => f.write_str("bundle version is not 1"),
+            BundleError::Checkpoint(e) => write!(f, "checkpoint: {e}"),
+            BundleError::WrongLog => {
+                f.write_str("statement names a different log than the checkpoint")
+            }
+            BundleError::Entry { which, error } => write!(f, "{which} entry: {error}"),
+            BundleError::WrongKind(which) => write!(f, "{which} entry is of the wrong kind"),
+            BundleError::Inclusion { which, error } => {
+                write!(f, "{which} entry is not in the checkpointed tree: {error}")
+            }
+            BundleError::EnrolmentIndexMismatch => {
+                f.write_str("decision entry relies on a different enrolment than the bundle's")
+            }
+            BundleError::EnrolmentNotBeforeDecision => {
+                f.write_str("enrolment is not logged before the decision")
+            }
+            BundleError::CredentialMismatch(what) => {
+                write!(f, "decision and enrolment differ in {what}")
+            }
+            BundleError::Statement(e) => write!(f, "statement: {e}"),
+            BundleError::StatementHashMismatch => {
+                f.write_str("statement does not hash to the statement hash in the decision entry")
+            }
+            BundleError::StatementApproverMismatch => {
+                f.write_str("statement approver is not the approver in the decision entry")
+            }
+            BundleError::DecisionMismatch => {
+                f.write_str("statement decision is not the decision in the entry")
+            }
+            BundleError::DecidedAfterExpiry => {
+                f.write_str("decision was logged after the request expired")
+            }
+            BundleError::DecidedBeforeRequest => {
+                f.write_str("decision was logged before the request was made")
+            }
+            BundleError::RelyingPartyMismatch => {
+                f.write_str("relying party ID or origin is not the expected one")
+            }
+            BundleError::Assertion(e) => write!(f, "passkey assertion: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BundleError {}
+
+/// What a verified bundle proves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifiedBundle {
+    /// The statement (now known to be the one signed and logged).
+    pub statement: Statement,
+    /// Approve or deny.
+    pub decision: Decision,
+    /// SHA-256 of the canonical statement.
+    pub statement_hash: [u8; 32],
+    /// Log index of the decision.
+    pub decision_index: u64,
+    /// Leaf hash of the decision entry.
+    pub decision_leaf_hash: Hash,
+    /// Log index of the enrolment.
+    pub enrolment_index: u64,
+    /// When the log recorded the decision, milliseconds since the Unix epoch.
+    pub decided_at_ms: u64,
+    /// When the passkey was enrolled, milliseconds since the Unix epoch.
+    pub enrolled_at_ms: u64,
+    /// The passkey algorithm (`ES256`, `EdDSA`, `RS256`).
+    pub algorithm: &'static str,
+    /// Whether the authenticator verified the user.
+    pub user_verified: bool,
+    /// The origin the approval ran on.
+    pub origin: String,
+    /// Tree size of the checkpoint.
+    pub tree_size: u64,
+    /// Root hash of the checkpoint.
+    pub root: Hash,
+    /// Witness cosignatures that verified.
+    pub cosignatures: Vec<VerifiedSignature>,
+}
+
+/// What the auditor insists on beyond the bundle's own claims.
+#[derive(Clone, Debug, Default)]
+pub struct BundlePolicy<'a> {
+    /// Witness keys whose cosignatures are checked if present.
+    pub witnesses: &'a [VerifierKey],
+    /// If set, the bundle's RP ID must be this.
+    pub rp_id: Option<&'a str>,
+    /// If set, the assertion's origin must be this.
+    pub origin: Option<&'a str>,
+    /// Require the UV flag.
+    pub require_user_verification: bool,
+}
+
+impl EvidenceBundle {
+    /// Parses a bundle from JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge);
+        }
+        let b: EvidenceBundle =
+            serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
+        if b.version != BUNDLE_VERSION {
+            return Err(BundleError::UnsupportedVersion);
+        }
+        Ok(b)
+    }
+
+    /// The bundle as pretty JSON.
+    pub fn to_json(&self) -> String {
+        // A struct of strings, numbers and JSON values always serialises.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The C2SP tlog-proof text form of the decision's inclusion.
+    pub fn decision_tlog_proof(&self) -> Result<String, BundleError> {
+        let proof = parse_proof(&self.decision.inclusion_proof, "decision")?;
+        Ok(TlogProof {
+            extra: None,
+            index: self.decision.index,
+            proof,
+            checkpoint: self.checkpoint.clone(),
+        }
+        .to_text())
+    }
+
+    /// Checks every link, in the order of `spec/evidence-bundle.md`, and returns what the bundle
+    /// proves, or the first broken link.
+    pub fn verify(
+        &self,
+        log_key: &VerifierKey,
+        policy: &BundlePolicy<'_>,
+    ) -> Result<VerifiedBundle, BundleError> {
+        if self.version != BUNDLE_VERSION {
+            return Err(BundleError::UnsupportedVersion);
+        }
+        // 1. The checkpoint is the log's.
+        let cp = verify_checkpoint(self.checkpoint.as_bytes(), log_key, policy.witnesses)
+            .map_err(BundleError::Checkpoint)?;
+        let (size, root) = (cp.checkpoint.size, cp.checkpoint.root);
+        if self.statement.log_origin != cp.checkpoint.origin {
+            return Err(BundleError::WrongLog);
+        }
+        // 2. Both entries are in that tree.
+        let (dec_bytes, dec_leaf) = check_logged(&self.decision, "decision", size, &root)?;
+        let (enr_bytes, _) = check_logged(&self.enrolment, "enrolment", size, &root)?;
+        let Entry::Decision(dec) = Entry::decode(&dec_bytes).map_err(|error| BundleError::Entry {
+            which: "decision",
+            error,
+        })?
+        else {
+            return Err(BundleError::WrongKind("decision"));
+        };
+        let Entry::Enrolment(enr) =
+            Entry::decode(&enr_bytes).map_err(|error| BundleError::Entry {
+                which: "enrolment",
+                error,
+            })?
+        else {
+            return Err(BundleError::WrongKind("enrolment"));
+        };
+        // 3. The decision relies on this enrolment, made earlier, of the same credential.
+        if dec.enrolment_index != self.enrolment.index {
+            return Err(BundleError::EnrolmentIndexMismatch);
+        }
+        if self.enrolment.index >= self.decision.index {
+            return Err(BundleError::EnrolmentNotBeforeDecision);
+        }
+        if dec.approver_id != enr.approver_id {
+            return Err(BundleError::CredentialMismatch("approver"));
+        }
+        if dec.credential_id != enr.credential_id {
+            return Err(BundleError::CredentialMismatch("credential ID"));
+        }
+        if dec.public_key != enr.public_key {
+            return Err(BundleError::CredentialMismatch("public key"));
+        }
+        // 4. The statement is the one in the entry.
+        let statement_hash = self.statement.hash().map_err(BundleError::Statement)?;
+        if statement_hash != dec.statement_hash {
+            return Err(BundleError::StatementHashMismatch);
+        }
+        if self.statement.approver_id != dec.approver_id {
+            return Err(BundleError::StatementApproverMismatch);
+        }
+        if self.statement.decision().map_err(BundleError::Statement)? != dec.decision {
+            return Err(BundleError::DecisionMismatch);
+        }
+        if dec.time_ms > self.statement.expires_at.saturating_mul(1000) {
+            return Err(BundleError::DecidedAfterExpiry);
+        }
+        if dec.time_ms < self.statement.requested_at.saturating_mul(1000) {
+            return Err(BundleError::DecidedBeforeRequest);
+        }
+        // 5. The approver's passkey signed nonce || statement hash.
+        let rp = &self.relying_party;
+        if policy.rp_id.is_some_and(|p| p != rp.rp_id) {
+            return Err(BundleError::RelyingPartyMismatch);
+        }
+        let origins: Vec<&str> = match policy.origin {
+            Some(o) => std::vec![o],
+            None => rp.origins.iter().map(String::as_str).collect(),
+        };
+        let key = enr.key().map_err(|error| BundleError::Entry {
+            which: "enrolment",
+            error,
+        })?;
+        let assertion = verify_assertion(
+            &key,
+            &Assertion {
+                authenticator_data: &dec.authenticator_data,
+                client_data_json: &dec.client_data_json,
+                signature: &dec.signature,
+            },
+            &dec.challenge(),
+            &AssertionPolicy {
+                rp_id: &rp.rp_id,
+                allowed_origins: &origins,
+                require_user_verification: policy.require_user_verification,
+                stored_sign_count: None,
+            },
+        )
+        .map_err(|e| match e {
+            AssertionError::OriginNotAllowed { .. } if policy.origin.is_some() => {
+                BundleError::RelyingPartyMismatch
+            }
+            e => BundleError::Assertion(e),
+        })?;
+        Ok(VerifiedBundle {
+            statement: self.statement.clone(),
+            decision: dec.decision,
+            statement_hash,
+            decision_index: self.decision.index,
+            decision_leaf_hash: dec_leaf,
+            enrolment_index: self.enrolment.index,
+            decided_at_ms: dec.time_ms,
+            enrolled_at_ms: enr.time_ms,
+            algorithm: key.algorithm(),
+            user_verified: assertion.user_verified(),
+            origin: assertion.origin,
+            tree_size: size,
+            root,
+            cosignatures: cp.cosignatures,
+        })
+    }
+}
+
+fn parse_proof(hexes: &[String], which: &'static str) -> Result<Vec<Hash>, BundleError> {
+    if hexes.len() > MAX_PROOF_HASHES {
+        return Err(BundleError::Inclusion {
+            which,
+            error: ProofError::ProofTooLong,
+        });
+    }
+    hexes
+        .iter()
+        .map(|h| {
+            Hash::from_hex(h).ok_or(BundleError::Malformed(std::format!(
+                "{which} inclusion proof has a hash that is not 64 hex digits"
+            )))
+        })
+        .collect()
+}
+
+fn check_logged(
+    e: &LoggedEntry,
+    which: &'static str,
+    size: u64,
+    root: &Hash,
+) -> Result<(Vec<u8>, Hash), BundleError> {
+    if e.entry.len() > 2 * crate::entry::MAX_ENTRY_BYTES {
+        return Err(BundleError::Entry {
+            which,
+            error: EntryError::TooLarge,
+        });
+    }
+    let bytes = hex::decode(&e.entry)
+        .map_err(|_| BundleError::Malformed(std::format!("{which} entry is not hex")))?;
+    let proof = parse_proof(&e.inclusion_proof, which)?;
+    let leaf = leaf_hash(&bytes);
+    verify_inclusion(&leaf, e.index, size, &proof, root)
+        .map_err(|error| BundleError::Inclusion { which, error })?;
+    Ok((bytes, leaf))
+}
+
+/// Why an action may not run under an approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExecutionError {
+    /// The approver denied the request.
+    Denied,
+    /// The action is not valid authorization details.
+    MalformedAction(String),
+    /// The action differs from the approved `authorization_details`.
+    ActionMismatch,
+    /// The approval has expired (`now` is past the statement's expiry).
+    Expired,
+}
+
+impl fmt::Display for ExecutionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecutionError::Denied => f.write_str("the approver denied this request"),
+            ExecutionError::MalformedAction(why) => write!(f, "action is malformed: {why}"),
+            ExecutionError::ActionMismatch => f.write_str(
+                "action differs from the approved authorization_details (compared in RFC 8785 canonical form)",
+            ),
+            ExecutionError::Expired => f.write_str("the approval has expired"),
+        }
+    }
+}
+
+impl std::error::Error for ExecutionError {}
+
+/// The executor's check: is `action` exactly what was approved?
+///
+/// `action` is either the RFC 9396 `authorization_details` array the executor is about to run,
+/// or an object with that array under `authorization_details`. The two are compared in RFC 8785
+/// canonical form, so key order and number spelling do not matter and everything else does.
+/// `now` (seconds since the Unix epoch), if given, must not be past the statement's expiry.
+pub fn check_execution(
+    approved: &Statement,
+    action: &Value,
+    now: Option<u64>,
+) -> Result<(), ExecutionError> {
+    if approved.decision != Decision::Approve.as_str() {
+        return Err(ExecutionError::Denied);
+    }
+    if now.is_some_and(|t| t > approved.expires_at) {
+        return Err(ExecutionError::Expired);
+    }
+    let details = match action {
+        Value::Object(o) => o.get("authorization_details").ok_or_else(|| {
+            ExecutionError::MalformedAction("object without authorization_details".into())
+        })?,
+        v => v,
+    };
+    crate::statement::validate_authorization_details(details)
+        .map_err(|e| ExecutionError::MalformedAction(e.into()))?;
+    let want = canonical_json(&approved.authorization_details)
+        .map_err(|e| ExecutionError::MalformedAction(e.to_string()))?;
+    let got =
+        canonical_json(details).map_err(|e| ExecutionError::MalformedAction(e.to_string()))?;
+    if want != got {
+        return Err(ExecutionError::ActionMismatch);
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! The approval statement (`spec/statement.md`): everything the approver was shown, in RFC 8785
+//! (JCS) canonical JSON, hashed with SHA-256. The approver's passkey signs
+//! `nonce || SHA-256(statement)`.
+
+use std::string::{String, ToString};
+use std::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::entry::{is_valid_id, Decision};
+use crate::hash::sha256;
+
+/// The only statement version defined.
+pub const STATEMENT_VERSION: u64 = 1;
+/// The largest statement accepted as JSON, in bytes.
+pub const MAX_STATEMENT_BYTES: usize = 32 * 1024;
+/// The longest binding message, in characters.
+pub const MAX_BINDING_MESSAGE_CHARS: usize = 256;
+/// Integers in `authorization_details` must be exact in an IEEE double, as JCS and every
+/// browser read them: at most 2^53 - 1 in magnitude.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Why a statement was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatementError {
+    /// Larger than [`MAX_STATEMENT_BYTES`].
+    TooLarge,
+    /// Not a JSON object with exactly the statement's members and types; the text says what.
+    Malformed(String),
+    /// A member holds a value outside its rules; the text names the member.
+    InvalidField(&'static str),
+}
+
+impl fmt::Display for StatementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatementError::TooLarge => {
+                write!(f, "statement is larger than {MAX_STATEMENT_BYTES} bytes")
+            }
+            StatementError::Malformed(why) => write!(f, "malformed statement: {why}"),
+            StatementError::InvalidField(name) => write!(f, "statement field {name} is invalid"),
+        }
+    }
+}
+
+impl std::error::Error for StatementError {}
+
+/// What the approver saw and decided on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    /// Always 1.
+    pub version: u64,
+    /// The origin of the log the decision is recorded in (binds the approval to one log).
+    pub log_origin: String,
+    /// Public identifier of the approval request (not the CIBA `auth_req_id`, which is a secret).
+    pub request_id: String,
+    /// Opaque identifier of the client (agent) that asked.
+    pub client_id: String,
+    /// Opaque identifier of the approver.
+    pub approver_id: String,
+    /// The OAuth scope requested.
+    pub scope: String,
+    /// The CIBA binding message shown on both devices.
+    pub binding_message: String,
+    /// RFC 9396 authorization details: a JSON array of objects, each with a string `type`.
+    pub authorization_details: Value,
+    /// When the request was made, seconds since the Unix epoch.
+    pub requested_at: u64,
+    /// When the request expires, seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// `approve` or `deny`.
+    pub decision: String,
+}
+
+impl Statement {
+    /// Parses a statement from JSON and checks its rules. Duplicate and unknown members are
+    /// errors, so one statement has one meaning.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, StatementError> {
+        if bytes.len() > MAX_STATEMENT_BYTES {
+            return Err(StatementError::TooLarge);
+        }
+        let s: Statement = serde_json::from_slice(bytes)
+            .map_err(|e| StatementError::Malformed(e.to_string()))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks every member against `spec/statement.md`.
+    pub fn validate(&self) -> Result<(), StatementError> {
+        use StatementError::InvalidField as F;
+        if self.version != STATEMENT_VERSION {
+            return Err(F("version"));
+        }
+        if self.log_origin.is_empty() || self.log_origin.chars().any(char::is_control) {
+            return Err(F("log_origin"));
+        }
+        if !is_valid_id(&self.request_id) {
+            return Err(F("request_id"));
+        }
+        if !is_valid_id(&self.client_id) {
+            return Err(F("client_id"));
+        }
+        if !is_valid_id(&self.approver_id) {
+            return Err(F("approver_id"));
+        }
+        if self.scope.chars().any(char::is_control) || self.scope.len() > 1024 {
+            return Err(F("scope"));
+        }
+        validate_binding_message(&self.binding_message, MAX_BINDING_MESSAGE_CHARS)
+            .map_err(|_| F("binding_message"))?;
+        validate_authorization_details(&self.authorization_details)
+            .map_err(|_| F("authorization_details"))?;
+        if self.expires_at <= self.requested_at {
+            return Err(F("expires_at"));
+        }
+        if Decision::parse(&self.decision).is_none() {
+            return Err(F("decision"));
+        }
+        Ok(())
+    }
+
+    /// The decision as an enum.
+    pub fn decision(&self) -> Result<Decision, StatementError> {
+        Decision::parse(&self.decision).ok_or(StatementError::InvalidField("decision"))
+    }
+
+    /// The RFC 8785 canonical JSON bytes.
+    pub fn canonical_json(&self) -> Result<Vec<u8>, StatementError> {
+        self.validate()?;
+        serde_json_canonicalizer::to_vec(self)
+            .map_err(|e| StatementError::Malformed(e.to_string()))
+    }
+
+    /// SHA-256 of the canonical JSON.
+    pub fn hash(&self) -> Result<[u8; 32], StatementError> {
+        Ok(sha256(&self.canonical_json()?))
+    }
+}
+
+/// The RFC 8785 canonical JSON of any JSON value (used for the execution check).
+pub fn canonical_json(value: &Value) -> Result<Vec<u8>, StatementError> {
+    serde_json_canonicalizer::to_vec(value).map_err(|e| StatementError::Malformed(e.to_string()))
+}
+
+/// A binding message is short plain text: 1 to `max_chars` characters, no control characters
+/// (CIBA section 7.1 says it is meant to be shown on both devices, so nothing that renders
+/// differently).
+pub fn validate_binding_message(s: &str, max_chars: usize) -> Result<(), ()> {
+    let n = s.chars().count();
+    if n == 0 || n > max_chars || s.chars().any(char::is_control) {
+        return Err(());
+    }
+    Ok(())
+}
+
+/// RFC 9396 section 2: a non-empty JSON array of objects, each with a string `type`; numbers
+/// must be exact in an IEEE double (integers within +-(2^53 - 1)).
+pub fn validate_authorization_details(v: &Value) -> Result<(), &'static str> {
+    let Value::Array(items) = v else {
+        return Err("authorization_details is not an array");
+    };
+    if items.is_empty() {
+        return Err("authorization_details is empty");
+    }
+    for item in items {
+        let Value::Object(obj) = item else {
+            return Err("an authorization_details element is not an object");
+        };
+        match obj.get("type") {
+            Some(Value::String(t)) if !t.is_empty() => {}
+            _ => return Err("an authorization_details element has no string type"),
+        }
+    }
+    check_numbers(v)
+}
+
+fn check_numbers(v: &Value) -> Result<(), &'static str> {
+    match v {
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                if u > MAX_SAFE_INTEGER {
+                    return Err("integer beyond 2^53 - 1");
+                }
+            } else if let Some(i) = n.as_i64() {
+                if i.unsigned_abs() > MAX_SAFE_INTEGER {
+                    return Err("integer beyond 2^53 - 1");
+                }
+            } else if !n.as_f64().is_some_and(f64::is_finite) {
+                return Err("number is not finite");
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter().try_for_each(check_numbers),
+        Value::Object(o) => o.values().try_for_each(check_numbers),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Statement {
+        Statement {
+            version: 1,
+            log_origin: "countersign.example/log".into(),
+            request_id: "req_0123456789abcdef".into(),
+            client_id: "agent-payments".into(),
+            approver_id: "apv_alice".into(),
+            scope: "openid payments".into(),
+            binding_message: "Pay 42.00 EUR to ACME".into(),
+            authorization_details: serde_json::json!([{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]),
+            requested_at: 1_700_000_000,
+            expires_at: 1_700_000_300,
+            decision: "approve".into(),
+        }
+    }
+
+    #[test]
+    fn canonical_form_sorts_keys_and_is_stable() {
+        let s = sample();
+        let c = String::from_utf8(s.canonical_json().unwrap()).unwrap();
+        assert!(c.starts_with(r#"{"approver_id":"apv_alice","authorization_details":[{"creditorName":"ACME","instructedAmount":{"amount":"42.00","currency":"EUR"},"type":"payment_initiation"}],"binding_message""#), "{c}");
+        let back = Statement::from_json(c.as_bytes()).unwrap();
+        assert_eq!(back.hash().unwrap(), s.hash().unwrap());
+    }
+
+    #[test]
+    fn jcs_sorts_by_utf16_code_units() {
+        // RFC 8785 section 3.2.3: U+1F600 (surrogates D83D DE00) sorts before U+FB33.
+        let v = serde_json::json!({"\u{fb33}": 1, "\u{1f600}": 2});
+        let c = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
+        assert_eq!(c, "{\"\u{1f600}\":2,\"\u{fb33}\":1}");
+        let n = serde_json::json!([1e21, 0.1, -0.0, 1e-7]);
+        assert_eq!(String::from_utf8(canonical_json(&n).unwrap()).unwrap(), "[1e+21,0.1,0,1e-7]");
+    }
+
+    #[test]
+    fn rejects_bad_statements() {
+        let mut s = sample();
+        s.decision = "maybe".into();
+        assert_eq!(s.validate(), Err(StatementError::InvalidField("decision")));
+        let mut s = sample();
+        s.binding_message = "line1\nline2".into();
+        assert!(s.validate().is_err());
+        let mut s = sample();
+        s.authorization_details = serde_json::json!([{"amount": 9007199254740993u64, "type":"x"}]);
+        assert!(s.validate().is_err());
+        let mut s = sample();
+        s.authorization_details = serde_json::json!({"type":"x"});
+        assert!(s.validate().is_err());
+        let json = serde_json::to_string(&sample()).unwrap();
+        let extra = json.replacen('{', "{\"extra\":1,", 1);
+        assert!(Statement::from_json(extra.as_bytes()).is_err());
+        let dup = json.replacen('{', "{\"decision\":\"deny\",", 1);
+        assert!(Statement::from_json(dup.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! C2SP tlog-proof (`c2sp.org/tlog-proof@v1`): a text form of "this entry is at this index of
+//! this checkpointed tree", verifiable offline.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+use crate::checkpoint::{parse_decimal, verify_checkpoint, CheckpointError, VerifiedCheckpoint};
+use crate::hash::Hash;
+use crate::note::VerifierKey;
+use crate::proof::{verify_inclusion, ProofError, MAX_PROOF_HASHES};
+
+const HEADER: &str = "c2sp.org/tlog-proof@v1";
+
+/// A parsed tlog-proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlogProof {
+    /// Optional opaque extra data (unauthenticated).
+    pub extra: Option<Vec<u8>>,
+    /// Zero-based index of the entry.
+    pub index: u64,
+    /// Inclusion proof, leaf sibling first.
+    pub proof: Vec<Hash>,
+    /// The signed checkpoint note, verbatim.
+    pub checkpoint: String,
+}
+
+/// Why a tlog-proof was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlogProofError {
+    /// The text breaks the format; the text says which rule.
+    Malformed(&'static str),
+    /// The checkpoint does not verify.
+    Checkpoint(CheckpointError),
+    /// The inclusion proof does not verify against the checkpoint.
+    Inclusion(ProofError),
+}
+
+impl fmt::Display for TlogProofError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlogProofError::Malformed(why) => write!(f, "malformed tlog-proof: {why}"),
+            TlogProofError::Checkpoint(e) => write!(f, "tlog-proof {e}"),
+            TlogProofError::Inclusion(e) => write!(f, "tlog-proof inclusion: {e}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for TlogProofError {}
+
+impl TlogProof {
+    /// Formats the proof.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from(HEADER);
+        s.push('\n');
+        if let Some(extra) = &self.extra {
+            s.push_str("extra ");
+            s.push_str(&B64.encode(extra));
+            s.push('\n');
+        }
+        s.push_str(&alloc::format!("index {}\n", self.index));
+        for h in &self.proof {
+            s.push_str(&B64.encode(h.0));
+            s.push('\n');
+        }
+        s.push('\n');
+        s.push_str(&self.checkpoint);
+        s
+    }
+
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Result<Self, TlogProofError> {
+        use TlogProofError::Malformed as M;
+        if text.len() > crate::note::MAX_NOTE_BYTES + 8 * 1024 {
+            return Err(M("too large"));
+        }
+        let Some((head, checkpoint)) = text.split_once("\n\n") else {
+            return Err(M("no blank line before the checkpoint"));
+        };
+        let mut lines = head.split('\n');
+        if lines.next() != Some(HEADER) {
+            return Err(M("first line is not c2sp.org/tlog-proof@v1"));
+        }
+        let mut line = lines.next().ok_or(M("missing index line"))?;
+        let mut extra = None;
+        if let Some(b) = line.strip_prefix("extra ") {
+            extra = Some(B64.decode(b).map_err(|_| M("extra is not base64"))?);
+            line = lines.next().ok_or(M("missing index line"))?;
+        }
+        let index = line
+            .strip_prefix("index ")
+            .and_then(parse_decimal)
+            .ok_or(M("index line is not 'index <decimal>'"))?;
+        let mut proof = Vec::new();
+        for l in lines {
+            if proof.len() == MAX_PROOF_HASHES {
+                return Err(M("too many proof hashes"));
+            }
+            let h = B64
+                .decode(l)
+                .ok()
+                .and_then(|b| Hash::from_slice(&b))
+                .ok_or(M("proof line is not a base64 SHA-256 hash"))?;
+            proof.push(h);
+        }
+        Ok(TlogProof {
+            extra,
+            index,
+            proof,
+            checkpoint: String::from(checkpoint),
+        })
+    }
+
+    /// Verifies the checkpoint with `log_key` (and any `witnesses`) and that `leaf_hash` is at
+    /// [`TlogProof::index`] of its tree.
+    pub fn verify(
+        &self,
+        leaf_hash: &Hash,
+        log_key: &VerifierKey,
+        witnesses: &[VerifierKey],
+    ) -> Result<VerifiedCheckpoint, TlogProofError> {
+        let cp = verify_checkpoint(self.checkpoint.as_bytes(), log_key, witnesses)
+            .map_err(TlogProofError::Checkpoint)?;
+        verify_inclusion(
+            leaf_hash,
+            self.index,
+            cp.checkpoint.size,
+            &self.proof,
+            &cp.checkpoint.root,
+        )
+        .map_err(TlogProofError::Inclusion)?;
+        Ok(cp)
+    }
+}
