@@ -153,15 +153,16 @@ impl SoftPasskey {
         &self.rp_id
     }
 
-    /// The signature counter the next assertion will carry minus one. Software passkeys, like
-    /// most synced passkeys, may keep it at zero: see [`SoftPasskey::set_counting`].
+    /// The counter of the last assertion (0 for a passkey that does not count, as most synced
+    /// passkeys do not).
     pub fn sign_count(&self) -> u32 {
         self.sign_count
     }
 
-    /// Makes the passkey count signatures (each assertion increments the counter).
-    pub fn set_counting(&mut self, start: u32) {
-        self.sign_count = start;
+    /// Makes the passkey count signatures: the next assertion carries `last + 1`. A `last` of 0
+    /// is taken as 1, since a counter of 0 means "does not count" (WebAuthn section 6.1.1).
+    pub fn set_counting(&mut self, last: u32) {
+        self.sign_count = last.max(1);
     }
 
     /// The public key as a COSE_Key (CBOR map with integer labels, RFC 9052 / RFC 9053).

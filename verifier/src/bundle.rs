@@ -222,8 +222,9 @@ impl EvidenceBundle {
         if bytes.len() > MAX_BUNDLE_BYTES {
             return Err(BundleError::TooLarge);
         }
+        let v = crate::statement::parse_json_strict(bytes).map_err(BundleError::Malformed)?;
         let b: EvidenceBundle =
-            serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed(e.to_string()))?;
+            serde_json::from_value(v).map_err(|e| BundleError::Malformed(e.to_string()))?;
         if b.version != BUNDLE_VERSION {
             return Err(BundleError::UnsupportedVersion);
         }
@@ -300,7 +301,11 @@ impl EvidenceBundle {
             return Err(BundleError::CredentialMismatch("public key"));
         }
         // 4. The statement is the one in the entry.
-        let statement_hash = self.statement.hash().map_err(BundleError::Statement)?;
+        let canonical = self.statement.canonical_json().map_err(BundleError::Statement)?;
+        if canonical.len() > crate::statement::MAX_STATEMENT_BYTES {
+            return Err(BundleError::Statement(StatementError::TooLarge));
+        }
+        let statement_hash = crate::hash::sha256(&canonical);
         if statement_hash != dec.statement_hash {
             return Err(BundleError::StatementHashMismatch);
         }
@@ -369,6 +374,10 @@ impl EvidenceBundle {
     }
 }
 
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn parse_proof(hexes: &[String], which: &'static str) -> Result<Vec<Hash>, BundleError> {
     if hexes.len() > MAX_PROOF_HASHES {
         return Err(BundleError::Inclusion {
@@ -379,7 +388,7 @@ fn parse_proof(hexes: &[String], which: &'static str) -> Result<Vec<Hash>, Bundl
     hexes
         .iter()
         .map(|h| {
-            Hash::from_hex(h).ok_or(BundleError::Malformed(std::format!(
+            Hash::from_hex(h).filter(|_| is_lower_hex(h)).ok_or(BundleError::Malformed(std::format!(
                 "{which} inclusion proof has a hash that is not 64 hex digits"
             )))
         })
@@ -397,6 +406,9 @@ fn check_logged(
             which,
             error: EntryError::TooLarge,
         });
+    }
+    if !is_lower_hex(&e.entry) {
+        return Err(BundleError::Malformed(std::format!("{which} entry is not lowercase hex")));
     }
     let bytes = hex::decode(&e.entry)
         .map_err(|_| BundleError::Malformed(std::format!("{which} entry is not hex")))?;

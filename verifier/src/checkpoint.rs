@@ -33,6 +33,8 @@ pub enum CheckpointError {
     Note(NoteError),
     /// The body breaks a tlog-checkpoint rule; the text says which.
     Malformed(&'static str),
+    /// Other keys signed the note, but the log key did not.
+    NotSignedByLog,
     /// The origin line is not the expected log origin.
     WrongOrigin {
         /// What the checkpoint says.
@@ -45,6 +47,9 @@ impl fmt::Display for CheckpointError {
         match self {
             CheckpointError::Note(e) => write!(f, "checkpoint signature: {e}"),
             CheckpointError::Malformed(why) => write!(f, "malformed checkpoint: {why}"),
+            CheckpointError::NotSignedByLog => {
+                f.write_str("checkpoint carries no signature by the log key")
+            }
             CheckpointError::WrongOrigin { found } => {
                 write!(f, "checkpoint is for log {found:?}, not the expected one")
             }
@@ -149,7 +154,7 @@ pub fn verify_checkpoint(
     keys.extend_from_slice(witnesses);
     let verified = parsed.verify(&keys)?;
     if !verified.iter().any(|v| v.key == *log_key) {
-        return Err(CheckpointError::Note(NoteError::NoVerifiedSignature));
+        return Err(CheckpointError::NotSignedByLog);
     }
     let checkpoint = Checkpoint::parse(parsed.text())?;
     if checkpoint.origin != log_key.name() {

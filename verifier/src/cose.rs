@@ -122,6 +122,10 @@ pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKey
             p[0] = 0x04;
             p[1..33].copy_from_slice(x);
             p[33..].copy_from_slice(y);
+            // A point off the curve could never verify; refuse it at enrolment, not at approval.
+            if p256::ecdsa::VerifyingKey::from_sec1_bytes(&p).is_err() {
+                return Err(CoseKeyError::Malformed("EC2 point is not on P-256"));
+            }
             PublicKey::Es256(p)
         }
         // OKP / EdDSA: crv 6 (Ed25519), x 32 bytes.
@@ -144,7 +148,9 @@ pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKey
                 b[i..].to_vec()
             };
             let (nn, e) = (strip(nn), strip(e));
-            if nn.is_empty() || e.is_empty() || e.len() > 8 {
+            // Both backends must agree: ring takes odd exponents from 3 to 2^33 - 1.
+            let e_val = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            if nn.is_empty() || e.len() > 5 || e_val < 3 || e_val >= 1 << 33 || e_val % 2 == 0 {
                 return Err(CoseKeyError::Malformed("RSA modulus or exponent out of range"));
             }
             PublicKey::Rs256 { n: nn, e }

@@ -309,16 +309,20 @@ pub fn challenge(nonce: &[u8; 32], statement_hash: &[u8; 32]) -> [u8; 64] {
     c
 }
 
-/// Opaque ids: 1 to 255 bytes of printable ASCII without spaces, so they are safe in logs, URLs
-/// and headers, and cannot smuggle an e-mail-like display string past a reviewer unnoticed.
+/// Opaque ids: 1 to 255 bytes of ASCII letters, digits and `-._:~`, so they are safe in logs,
+/// URLs and headers, and an e-mail address (no `@`) or a name (no spaces) cannot be one:
+/// the public log never carries personal data (DESIGN.md, "Private by default").
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ID_BYTES
-        && s.bytes().all(|b| b.is_ascii_graphic())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'~'))
 }
 
 fn is_valid_label(s: &str) -> bool {
-    s.len() <= 32
+    !s.is_empty()
+        && s.len() <= 32
         && s
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

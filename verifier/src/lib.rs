@@ -36,7 +36,7 @@ pub use webauthn::{
 };
 #[cfg(feature = "std")]
 pub use statement::{
-    canonical_json, validate_authorization_details, validate_binding_message, Statement,
+    canonical_json, is_unsafe_display_char, parse_json_strict, validate_authorization_details, validate_binding_message, Statement,
     StatementError, MAX_BINDING_MESSAGE_CHARS, MAX_STATEMENT_BYTES,
 };
 #[cfg(feature = "std")]

@@ -194,6 +194,10 @@ impl VerifierKey {
             // timestamp(8, big-endian) || Ed25519 signature over the cosigned message.
             let (ts, s) = sig.split_at_checked(8)?;
             let ts = u64::from_be_bytes(ts.try_into().ok()?);
+            // C2SP tlog-cosignature: the timestamp MUST NOT exceed 2^63 - 1.
+            if ts > i64::MAX as u64 {
+                return None;
+            }
             let msg = cosignature_message(ts, text);
             crypto::verify_ed25519(&self.key, msg.as_bytes(), s).then_some(Some(ts))
         } else {

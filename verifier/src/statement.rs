@@ -83,8 +83,9 @@ impl Statement {
         if bytes.len() > MAX_STATEMENT_BYTES {
             return Err(StatementError::TooLarge);
         }
-        let s: Statement = serde_json::from_slice(bytes)
-            .map_err(|e| StatementError::Malformed(e.to_string()))?;
+        let v = parse_json_strict(bytes).map_err(StatementError::Malformed)?;
+        let s: Statement =
+            serde_json::from_value(v).map_err(|e| StatementError::Malformed(e.to_string()))?;
         s.validate()?;
         Ok(s)
     }
@@ -95,7 +96,14 @@ impl Statement {
         if self.version != STATEMENT_VERSION {
             return Err(F("version"));
         }
-        if self.log_origin.is_empty() || self.log_origin.chars().any(char::is_control) {
+        // JCS writes every number as an IEEE double: beyond 2^53 - 1 two values share a form.
+        if self.requested_at > MAX_SAFE_INTEGER {
+            return Err(F("requested_at"));
+        }
+        if self.expires_at > MAX_SAFE_INTEGER {
+            return Err(F("expires_at"));
+        }
+        if self.log_origin.is_empty() || self.log_origin.chars().any(is_unsafe_display_char) {
             return Err(F("log_origin"));
         }
         if !is_valid_id(&self.request_id) {
@@ -107,7 +115,7 @@ impl Statement {
         if !is_valid_id(&self.approver_id) {
             return Err(F("approver_id"));
         }
-        if self.scope.chars().any(char::is_control) || self.scope.len() > 1024 {
+        if self.scope.chars().any(is_unsafe_display_char) || self.scope.len() > 1024 {
             return Err(F("scope"));
         }
         validate_binding_message(&self.binding_message, MAX_BINDING_MESSAGE_CHARS)
@@ -146,15 +154,96 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, StatementError> {
     serde_json_canonicalizer::to_vec(value).map_err(|e| StatementError::Malformed(e.to_string()))
 }
 
-/// A binding message is short plain text: 1 to `max_chars` characters, no control characters
-/// (CIBA section 7.1 says it is meant to be shown on both devices, so nothing that renders
-/// differently).
+/// Characters refused in text shown to the approver: control characters, and the bidirectional
+/// formatting characters that make text display in another order than it is stored
+/// ("Trojan Source", CVE-2021-42574).
+pub fn is_unsafe_display_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A binding message is short plain text: 1 to `max_chars` characters, none of them
+/// [unsafe to display](is_unsafe_display_char) (CIBA section 7.1: it is shown on both devices,
+/// so it must read the same on both).
 pub fn validate_binding_message(s: &str, max_chars: usize) -> Result<(), ()> {
     let n = s.chars().count();
-    if n == 0 || n > max_chars || s.chars().any(char::is_control) {
+    if n == 0 || n > max_chars || s.chars().any(is_unsafe_display_char) {
         return Err(());
     }
     Ok(())
+}
+
+/// Parses JSON like `serde_json`, but refuses an object that names a member twice anywhere in
+/// the document: RFC 8785 section 3.1 requires I-JSON (RFC 7493), and a signer and a verifier
+/// that keep different copies of a duplicate would see different actions under one hash.
+pub fn parse_json_strict(bytes: &[u8]) -> Result<Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let Strict(v) = Strict::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number is not finite"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.into()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error;
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(A::Error::custom(std::format!("duplicate member {k:?}")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// RFC 9396 section 2: a non-empty JSON array of objects, each with a string `type`; numbers
@@ -237,6 +326,22 @@ mod tests {
         assert_eq!(c, "{\"\u{1f600}\":2,\"\u{fb33}\":1}");
         let n = serde_json::json!([1e21, 0.1, -0.0, 1e-7]);
         assert_eq!(String::from_utf8(canonical_json(&n).unwrap()).unwrap(), "[1e+21,0.1,0,1e-7]");
+    }
+
+    #[test]
+    fn rejects_duplicates_bidi_and_unsafe_integers() {
+        let json = serde_json::to_string(&sample()).unwrap();
+        let dup = json.replacen(r#""creditorName":"ACME""#, r#""creditorName":"ACME","creditorName":"EVIL""#, 1);
+        assert_ne!(dup, json);
+        assert!(matches!(Statement::from_json(dup.as_bytes()), Err(StatementError::Malformed(m)) if m.contains("duplicate")));
+        let mut s = sample();
+        s.binding_message = "Pay \u{202E}00.24 EUR".into();
+        assert_eq!(s.validate(), Err(StatementError::InvalidField("binding_message")));
+        let mut s = sample();
+        s.expires_at = MAX_SAFE_INTEGER + 2;
+        assert_eq!(s.validate(), Err(StatementError::InvalidField("expires_at")));
+        assert!(parse_json_strict(b"{} x").is_err());
+        assert_eq!(parse_json_strict(b" [1, {\"a\": null}] ").unwrap(), serde_json::json!([1, {"a": null}]));
     }
 
     #[test]

@@ -242,11 +242,21 @@ pub struct ClientData {
     /// The origin of the page that ran the ceremony.
     pub origin: String,
     /// True when run in a cross-origin iframe.
-    #[serde(rename = "crossOrigin", default)]
+    #[serde(rename = "crossOrigin", default, deserialize_with = "non_null")]
     pub cross_origin: Option<bool>,
     /// The top-level origin, present only when framed.
-    #[serde(rename = "topOrigin", default)]
+    #[serde(rename = "topOrigin", default, deserialize_with = "non_null")]
     pub top_origin: Option<String>,
+}
+
+/// An optional member that, when present, must not be `null` (the spec types them as boolean
+/// and string; `null` is what a sloppy client writes, and we refuse to guess its meaning).
+fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl ClientData {

@@ -1,1 +1,539 @@
-fn main() {}
+//! `countersign-verify`: the auditor's offline verifier. Checks Merkle proofs, signed notes and
+//! checkpoints, WebAuthn assertions and whole evidence bundles with no network access.
+//!
+//! Exit status: 0 valid, 1 invalid (the message names the failed check), 2 usage or I/O error.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use countersign_verifier::{
+    challenge, check_execution, leaf_hash, sha256, Entry, Statement, parse_cose_key, verify_assertion, verify_consistency,
+    verify_inclusion, Assertion, AssertionPolicy, BundlePolicy, Checkpoint, EvidenceBundle, Hash,
+    Note, VerifierKey,
+};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "countersign-verify",
+    version,
+    about = "Verify Countersign proofs, checkpoints, passkey assertions and evidence bundles offline",
+    long_about = "Verify Countersign proofs, checkpoints, passkey assertions and evidence bundles offline.\n\n\
+        Exit status: 0 = valid, 1 = invalid (the message names the check that failed), 2 = usage or I/O error.\n\
+        Hashes and byte strings are lowercase hex."
+)]
+struct Cli {
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an RFC 6962 inclusion proof.
+    Inclusion(InclusionArgs),
+    /// Check an RFC 6962 consistency proof between two tree heads.
+    Consistency(ConsistencyArgs),
+    /// Check a C2SP signed note (checkpoints included) against one or more verifier keys.
+    Note(NoteArgs),
+    /// Check a WebAuthn assertion (W3C WebAuthn Level 3, section 7.2).
+    Assertion(AssertionArgs),
+    /// Check an evidence bundle down to the log's checkpoint signature.
+    Bundle(BundleArgs),
+    /// Decode a log entry and check that it is canonical.
+    Entry(EntryArgs),
+    /// Check an approval statement and print its canonical form, hash and challenge.
+    Statement(StatementArgs),
+}
+
+#[derive(Args)]
+struct EntryArgs {
+    /// The entry bytes.
+    #[arg(long = "hex", value_name = "HEX")]
+    entry: String,
+}
+
+#[derive(Args)]
+struct StatementArgs {
+    /// The statement JSON file, or `-` for standard input.
+    file: String,
+    /// A 32-byte nonce: also print the WebAuthn challenge `nonce || SHA-256(statement)`.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+}
+
+#[derive(Args)]
+struct InclusionArgs {
+    /// The raw entry bytes (hashed as SHA-256(0x00 || entry)).
+    #[arg(long, value_name = "HEX", required_unless_present = "leaf_hash", conflicts_with = "leaf_hash")]
+    leaf: Option<String>,
+    /// The RFC 6962 leaf hash.
+    #[arg(long, value_name = "HEX")]
+    leaf_hash: Option<String>,
+    /// Zero-based leaf index.
+    #[arg(long)]
+    index: u64,
+    /// Number of leaves in the tree.
+    #[arg(long)]
+    tree_size: u64,
+    /// Expected root hash.
+    #[arg(long, value_name = "HEX")]
+    root: String,
+    /// Proof hashes in RFC 6962 order (leaf sibling first), one per --proof.
+    #[arg(long = "proof", value_name = "HEX")]
+    proof: Vec<String>,
+}
+
+#[derive(Args)]
+struct ConsistencyArgs {
+    /// Size of the older tree.
+    #[arg(long)]
+    old_size: u64,
+    /// Root of the older tree.
+    #[arg(long, value_name = "HEX")]
+    old_root: String,
+    /// Size of the newer tree.
+    #[arg(long)]
+    new_size: u64,
+    /// Root of the newer tree.
+    #[arg(long, value_name = "HEX")]
+    new_root: String,
+    /// Proof hashes in RFC 6962 order, one per --proof.
+    #[arg(long = "proof", value_name = "HEX")]
+    proof: Vec<String>,
+}
+
+#[derive(Args)]
+struct NoteArgs {
+    /// A verifier key `<name>+<hex id>+<base64>`; repeat for several.
+    #[arg(long = "key", value_name = "VKEY", required = true)]
+    keys: Vec<String>,
+    /// The note file, or `-` for standard input.
+    file: String,
+}
+
+#[derive(Args)]
+struct AssertionArgs {
+    /// The credential public key as a COSE_Key.
+    #[arg(long, value_name = "HEX")]
+    public_key: String,
+    /// authenticatorData.
+    #[arg(long, value_name = "HEX")]
+    authenticator_data: String,
+    /// clientDataJSON bytes.
+    #[arg(long, value_name = "HEX")]
+    client_data_json: String,
+    /// The assertion signature (DER for ES256).
+    #[arg(long, value_name = "HEX")]
+    signature: String,
+    /// The relying party ID.
+    #[arg(long)]
+    rp_id: String,
+    /// The allowed origin (repeat for several).
+    #[arg(long = "origin", required = true)]
+    origins: Vec<String>,
+    /// The expected challenge bytes.
+    #[arg(long, value_name = "HEX")]
+    challenge: String,
+    /// Require the user-verified (UV) flag.
+    #[arg(long)]
+    require_uv: bool,
+}
+
+#[derive(Args)]
+struct BundleArgs {
+    /// The evidence bundle JSON file, or `-` for standard input.
+    file: String,
+    /// The log's verifier key (from a trusted source, not from the bundle).
+    #[arg(long, value_name = "VKEY")]
+    log_key: String,
+    /// Witness cosignature keys whose signatures are checked if present.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// The action about to be run (JSON: an authorization_details array, or an object holding
+    /// one); checks that it is exactly what was approved.
+    #[arg(long, value_name = "FILE")]
+    action: Option<String>,
+    /// With --action: the current time (Unix seconds); an expired approval is refused.
+    #[arg(long, requires = "action")]
+    now: Option<u64>,
+    /// Insist on this relying party ID.
+    #[arg(long)]
+    rp_id: Option<String>,
+    /// Insist on this origin.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Require the user-verified (UV) flag.
+    #[arg(long)]
+    require_uv: bool,
+    /// Also print the decision's C2SP tlog-proof text.
+    #[arg(long)]
+    tlog_proof: bool,
+}
+
+/// A usage or I/O problem (exit 2).
+struct UsageError(String);
+
+/// The outcome of a check.
+enum Outcome {
+    Valid { summary: String, details: Value },
+    Invalid { check: &'static str, message: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inclusion(a) => inclusion(a),
+        Command::Consistency(a) => consistency(a),
+        Command::Note(a) => note(a),
+        Command::Assertion(a) => assertion(a),
+        Command::Bundle(a) => bundle(a),
+        Command::Entry(a) => entry(a),
+        Command::Statement(a) => statement(a),
+    };
+    match result {
+        Err(UsageError(msg)) => {
+            if cli.json {
+                println!("{}", json!({"valid": null, "error": msg}));
+            }
+            eprintln!("countersign-verify: {msg}");
+            ExitCode::from(2)
+        }
+        Ok(Outcome::Valid { summary, details }) => {
+            if cli.json {
+                let mut v = json!({"valid": true});
+                if let (Some(o), Value::Object(d)) = (v.as_object_mut(), details) {
+                    o.extend(d);
+                }
+                println!("{v}");
+            } else {
+                println!("{summary}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Invalid { check, message }) => {
+            if cli.json {
+                println!("{}", json!({"valid": false, "check": check, "error": message}));
+            } else {
+                println!("INVALID ({check}): {message}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn hex_arg(name: &str, s: &str) -> Result<Vec<u8>, UsageError> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(UsageError(format!("{name}: hex must be lowercase")));
+    }
+    hex::decode(s).map_err(|e| UsageError(format!("{name}: not hex ({e})")))
+}
+
+fn hash_arg(name: &str, s: &str) -> Result<Hash, UsageError> {
+    let b = hex_arg(name, s)?;
+    Hash::from_slice(&b).ok_or_else(|| UsageError(format!("{name}: a hash is 32 bytes (64 hex digits)")))
+}
+
+fn proof_args(v: &[String]) -> Result<Vec<Hash>, UsageError> {
+    v.iter().map(|p| hash_arg("--proof", p)).collect()
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>, UsageError> {
+    // Inputs are small documents; refuse anything that could not be a valid one.
+    const LIMIT: u64 = 4 * 1024 * 1024;
+    let mut buf = Vec::new();
+    let r = if path == "-" {
+        std::io::stdin().take(LIMIT + 1).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(LIMIT + 1).read_to_end(&mut buf))
+    };
+    r.map_err(|e| UsageError(format!("{path}: {e}")))?;
+    if buf.len() as u64 > LIMIT {
+        return Err(UsageError(format!("{path}: larger than 4 MiB")));
+    }
+    Ok(buf)
+}
+
+fn vkey_arg(flag: &str, s: &str) -> Result<VerifierKey, UsageError> {
+    VerifierKey::parse(s).map_err(|e| UsageError(format!("{flag}: {e}")))
+}
+
+fn inclusion(a: &InclusionArgs) -> Result<Outcome, UsageError> {
+    let leaf = match (&a.leaf, &a.leaf_hash) {
+        (Some(l), _) => leaf_hash(&hex_arg("--leaf", l)?),
+        (None, Some(h)) => hash_arg("--leaf-hash", h)?,
+        (None, None) => return Err(UsageError("give --leaf or --leaf-hash".into())),
+    };
+    let root = hash_arg("--root", &a.root)?;
+    let proof = proof_args(&a.proof)?;
+    Ok(match verify_inclusion(&leaf, a.index, a.tree_size, &proof, &root) {
+        Ok(()) => Outcome::Valid {
+            summary: format!(
+                "OK: leaf {leaf} is at index {} of the tree of size {} with root {root}",
+                a.index, a.tree_size
+            ),
+            details: json!({"leaf_hash": leaf.to_hex(), "index": a.index, "tree_size": a.tree_size, "root": root.to_hex()}),
+        },
+        Err(e) => Outcome::Invalid { check: "inclusion", message: e.to_string() },
+    })
+}
+
+fn consistency(a: &ConsistencyArgs) -> Result<Outcome, UsageError> {
+    let old_root = hash_arg("--old-root", &a.old_root)?;
+    let new_root = hash_arg("--new-root", &a.new_root)?;
+    let proof = proof_args(&a.proof)?;
+    Ok(match verify_consistency(a.old_size, a.new_size, &old_root, &new_root, &proof) {
+        Ok(()) => Outcome::Valid {
+            summary: format!(
+                "OK: the tree of size {} is a prefix of the tree of size {}",
+                a.old_size, a.new_size
+            ),
+            details: json!({"old_size": a.old_size, "new_size": a.new_size}),
+        },
+        Err(e) => Outcome::Invalid { check: "consistency", message: e.to_string() },
+    })
+}
+
+fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
+    let keys = a
+        .keys
+        .iter()
+        .map(|k| vkey_arg("--key", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = read_input(&a.file)?;
+    let parsed = match Note::parse(&bytes) {
+        Ok(n) => n,
+        Err(e) => return Ok(Outcome::Invalid { check: "note", message: e.to_string() }),
+    };
+    let verified = match parsed.verify(&keys) {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::Invalid { check: "note-signature", message: e.to_string() }),
+    };
+    let signers: Vec<String> = verified.iter().map(|v| v.key.to_vkey()).collect();
+    let mut summary = format!("OK: note signed by {}", signers.join(", "));
+    let mut details = json!({"signers": signers, "text": parsed.text()});
+    if let Ok(cp) = Checkpoint::parse(parsed.text()) {
+        summary.push_str(&format!(
+            "\ncheckpoint: origin {:?}, tree size {}, root {}",
+            cp.origin, cp.size, cp.root
+        ));
+        details["checkpoint"] = json!({"origin": cp.origin, "tree_size": cp.size, "root": cp.root.to_hex()});
+    }
+    Ok(Outcome::Valid { summary, details })
+}
+
+fn assertion(a: &AssertionArgs) -> Result<Outcome, UsageError> {
+    let key_bytes = hex_arg("--public-key", &a.public_key)?;
+    let authn = hex_arg("--authenticator-data", &a.authenticator_data)?;
+    let cdj = hex_arg("--client-data-json", &a.client_data_json)?;
+    let sig = hex_arg("--signature", &a.signature)?;
+    let challenge = hex_arg("--challenge", &a.challenge)?;
+    let key = match parse_cose_key(&key_bytes) {
+        Ok(k) => k,
+        Err(e) => return Ok(Outcome::Invalid { check: "public-key", message: e.to_string() }),
+    };
+    let origins: Vec<&str> = a.origins.iter().map(String::as_str).collect();
+    let policy = AssertionPolicy {
+        rp_id: &a.rp_id,
+        allowed_origins: &origins,
+        require_user_verification: a.require_uv,
+        stored_sign_count: None,
+    };
+    let parts = Assertion { authenticator_data: &authn, client_data_json: &cdj, signature: &sig };
+    Ok(match verify_assertion(&key, &parts, &challenge, &policy) {
+        Ok(v) => Outcome::Valid {
+            summary: format!(
+                "OK: {} assertion from origin {} (user verified: {}, sign count {})",
+                key.algorithm(),
+                v.origin,
+                v.user_verified(),
+                v.sign_count
+            ),
+            details: json!({"algorithm": key.algorithm(), "origin": v.origin, "user_verified": v.user_verified(), "sign_count": v.sign_count}),
+        },
+        Err(e) => Outcome::Invalid { check: "assertion", message: e.to_string() },
+    })
+}
+
+fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
+    let log_key = vkey_arg("--log-key", &a.log_key)?;
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|k| vkey_arg("--witness", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let action: Option<Value> = match &a.action {
+        None => None,
+        Some(p) => Some(
+            // Strict: an action naming a member twice is ambiguous, so it is not the approved one.
+            countersign_verifier::parse_json_strict(&read_input(p)?)
+                .map_err(|e| UsageError(format!("{p}: not valid JSON ({e})")))?,
+        ),
+    };
+    let bytes = read_input(&a.file)?;
+    let b = match EvidenceBundle::from_json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return Ok(Outcome::Invalid { check: "bundle", message: e.to_string() }),
+    };
+    let policy = BundlePolicy {
+        witnesses: &witnesses,
+        rp_id: a.rp_id.as_deref(),
+        origin: a.origin.as_deref(),
+        require_user_verification: a.require_uv,
+    };
+    let v = match b.verify(&log_key, &policy) {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::Invalid { check: "bundle", message: e.to_string() }),
+    };
+    let s = &v.statement;
+    let mut summary = format!(
+        "OK: evidence verified\n\
+         decision:      {} by approver {} ({} passkey, user verified: {}, origin {})\n\
+         request:       {} from client {} (scope {:?})\n\
+         binding:       {:?}\n\
+         action:        {}\n\
+         requested:     {} (unix s), expires {} (unix s), decided {} (unix ms)\n\
+         statement:     sha256 {}\n\
+         log:           {} index {} (leaf {}), enrolment at index {}\n\
+         checkpoint:    tree size {}, root {}{}",
+        v.decision.as_str().to_uppercase(),
+        s.approver_id,
+        v.algorithm,
+        v.user_verified,
+        v.origin,
+        s.request_id,
+        s.client_id,
+        s.scope,
+        s.binding_message,
+        s.authorization_details,
+        s.requested_at,
+        s.expires_at,
+        v.decided_at_ms,
+        hex::encode(v.statement_hash),
+        s.log_origin,
+        v.decision_index,
+        v.decision_leaf_hash,
+        v.enrolment_index,
+        v.tree_size,
+        v.root,
+        if v.cosignatures.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\nwitnesses:     {}",
+                v.cosignatures.iter().map(|c| c.key.name().to_owned()).collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    let mut details = json!({
+        "decision": v.decision.as_str(),
+        "approver_id": s.approver_id,
+        "client_id": s.client_id,
+        "request_id": s.request_id,
+        "statement_hash": hex::encode(v.statement_hash),
+        "authorization_details": s.authorization_details,
+        "decision_index": v.decision_index,
+        "enrolment_index": v.enrolment_index,
+        "decided_at_ms": v.decided_at_ms,
+        "tree_size": v.tree_size,
+        "root": v.root.to_hex(),
+        "algorithm": v.algorithm,
+        "user_verified": v.user_verified,
+    });
+    if let Some(action) = action {
+        if let Err(e) = check_execution(&v.statement, &action, a.now) {
+            return Ok(Outcome::Invalid { check: "action", message: e.to_string() });
+        }
+        summary.push_str("\naction check:  the given action is exactly the approved one");
+        details["action_matches"] = json!(true);
+    }
+    if a.tlog_proof {
+        match b.decision_tlog_proof() {
+            Ok(t) => {
+                summary.push_str("\n\n");
+                summary.push_str(&t);
+                details["tlog_proof"] = json!(t);
+            }
+            Err(e) => return Ok(Outcome::Invalid { check: "bundle", message: e.to_string() }),
+        }
+    }
+    Ok(Outcome::Valid { summary, details })
+}
+
+fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {
+    let bytes = hex_arg("--hex", &a.entry)?;
+    let e = match Entry::decode(&bytes) {
+        Ok(e) => e,
+        Err(e) => return Ok(Outcome::Invalid { check: "entry", message: e.to_string() }),
+    };
+    let leaf = leaf_hash(&bytes);
+    let fields = match &e {
+        Entry::Enrolment(x) => json!({
+            "approver_id": x.approver_id,
+            "credential_id": hex::encode(&x.credential_id),
+            "public_key": hex::encode(&x.public_key),
+            "aaguid": hex::encode(x.aaguid),
+            "attestation_format": x.attestation_format,
+            "time_ms": x.time_ms,
+        }),
+        Entry::Decision(x) => json!({
+            "decision": x.decision.as_str(),
+            "statement_hash": hex::encode(x.statement_hash),
+            "nonce": hex::encode(x.nonce),
+            "approver_id": x.approver_id,
+            "credential_id": hex::encode(&x.credential_id),
+            "public_key": hex::encode(&x.public_key),
+            "authenticator_data": hex::encode(&x.authenticator_data),
+            "client_data_json": String::from_utf8_lossy(&x.client_data_json),
+            "signature": hex::encode(&x.signature),
+            "time_ms": x.time_ms,
+            "enrolment_index": x.enrolment_index,
+        }),
+        Entry::Revocation(x) => json!({
+            "approver_id": x.approver_id,
+            "credential_id": hex::encode(&x.credential_id),
+            "enrolment_index": x.enrolment_index,
+            "reason": x.reason,
+            "time_ms": x.time_ms,
+        }),
+    };
+    let details = json!({"kind": e.kind_name(), "leaf_hash": leaf.to_hex(), "fields": fields});
+    let pretty = serde_json::to_string_pretty(&details["fields"]).unwrap_or_default();
+    Ok(Outcome::Valid {
+        summary: format!("OK: canonical {} entry, leaf hash {leaf}\n{pretty}", e.kind_name()),
+        details,
+    })
+}
+
+fn statement(a: &StatementArgs) -> Result<Outcome, UsageError> {
+    let nonce: Option<[u8; 32]> = match &a.nonce {
+        None => None,
+        Some(n) => Some(
+            hex_arg("--nonce", n)?
+                .try_into()
+                .map_err(|_| UsageError("--nonce: a nonce is 32 bytes (64 hex digits)".into()))?,
+        ),
+    };
+    let bytes = read_input(&a.file)?;
+    let s = match Statement::from_json(&bytes) {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::Invalid { check: "statement", message: e.to_string() }),
+    };
+    let canonical = match s.canonical_json() {
+        Ok(c) => c,
+        Err(e) => return Ok(Outcome::Invalid { check: "statement", message: e.to_string() }),
+    };
+    let hash = sha256(&canonical);
+    let text = String::from_utf8_lossy(&canonical).into_owned();
+    let mut summary = format!("OK: statement is valid\ncanonical: {text}\nsha256:    {}", hex::encode(hash));
+    let mut details = json!({"canonical_json": text, "sha256": hex::encode(hash)});
+    if let Some(n) = nonce {
+        let c = challenge(&n, &hash);
+        summary.push_str(&format!("\nchallenge: {}", hex::encode(c)));
+        details["challenge"] = json!(hex::encode(c));
+    }
+    Ok(Outcome::Valid { summary, details })
+}

@@ -1,0 +1,190 @@
+//! Runs `countersign-verify` on every generated vector: exit 0 for the valid ones, exit 1 with
+//! the failed check named for the invalid ones, exit 2 for usage errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testvectors")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_countersign-verify"))
+}
+
+fn run(args: &[String], stdin: Option<&str>) -> Output {
+    let mut c = bin();
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn write_tmp(dir: &Path, name: &str, v: &Value) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+    p.display().to_string()
+}
+
+fn push(a: &mut Vec<String>, flag: &str, value: String) {
+    a.push(flag.into());
+    a.push(value);
+}
+
+/// The command line (and standard input) for one vector.
+fn args_for(kind: &str, v: &Value, tmp: &Path) -> (Vec<String>, Option<String>) {
+    let mut a: Vec<String> = vec![];
+    let mut stdin = None;
+    match kind {
+        "inclusion" => {
+            push(&mut a, "--leaf", s(&v["leaf"]));
+            push(&mut a, "--index", s(&v["index"]));
+            push(&mut a, "--tree-size", s(&v["tree_size"]));
+            push(&mut a, "--root", s(&v["root"]));
+            for p in v["proof"].as_array().unwrap() {
+                push(&mut a, "--proof", s(p));
+            }
+            a.insert(0, "inclusion".into());
+        }
+        "consistency" => {
+            for (flag, key) in [("--old-size", "old_size"), ("--old-root", "old_root"), ("--new-size", "new_size"), ("--new-root", "new_root")] {
+                push(&mut a, flag, s(&v[key]));
+            }
+            for p in v["proof"].as_array().unwrap() {
+                push(&mut a, "--proof", s(p));
+            }
+            a.insert(0, "consistency".into());
+        }
+        "checkpoints" => {
+            for k in v["keys"].as_array().unwrap() {
+                push(&mut a, "--key", s(k));
+            }
+            a.insert(0, "note".into());
+            a.push("-".into());
+            stdin = Some(s(&v["note"]));
+        }
+        "entries" => {
+            push(&mut a, "--hex", s(&v["entry"]));
+            a.insert(0, "entry".into());
+        }
+        "assertions" => {
+            for (flag, key) in [
+                ("--public-key", "public_key"),
+                ("--authenticator-data", "authenticator_data"),
+                ("--client-data-json", "client_data_json"),
+                ("--signature", "signature"),
+                ("--rp-id", "rp_id"),
+                ("--origin", "origin"),
+                ("--challenge", "challenge"),
+            ] {
+                push(&mut a, flag, s(&v[key]));
+            }
+            if v["require_uv"].as_bool().unwrap() {
+                a.push("--require-uv".into());
+            }
+            a.insert(0, "assertion".into());
+        }
+        "statements" => {
+            a.push("statement".into());
+            a.push("-".into());
+            if let Some(n) = v.get("nonce") {
+                push(&mut a, "--nonce", s(n));
+            }
+            stdin = Some(match v.get("statement_text") {
+                Some(t) => s(t),
+                None => v["statement"].to_string(),
+            });
+        }
+        "bundles" => {
+            a.push("bundle".into());
+            a.push(write_tmp(tmp, "bundle.json", &v["bundle"]));
+            push(&mut a, "--log-key", s(&v["log_key"]));
+            if let Some(action) = v.get("action") {
+                push(&mut a, "--action", write_tmp(tmp, "action.json", action));
+            }
+        }
+        _ => panic!("{kind}"),
+    }
+    (a, stdin)
+}
+
+#[test]
+fn every_vector_through_the_cli() {
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-it-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut n = 0;
+    for kind in ["inclusion", "consistency", "checkpoints", "entries", "assertions", "statements", "bundles"] {
+        let mut paths: Vec<_> = std::fs::read_dir(vectors().join(kind)).unwrap().map(|d| d.unwrap().path()).collect();
+        paths.sort();
+        for p in paths {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let (args, stdin) = args_for(kind, &v, &tmp);
+            let out = run(&args, stdin.as_deref());
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match v["expected"].as_str().unwrap() {
+                "valid" => assert_eq!(out.status.code(), Some(0), "{}: {stdout}{stderr}", p.display()),
+                _ => {
+                    assert_eq!(out.status.code(), Some(1), "{}: {stdout}{stderr}", p.display());
+                    let want = v["error"].as_str().unwrap();
+                    assert!(stdout.starts_with("INVALID ("), "{}: {stdout}", p.display());
+                    assert!(stdout.contains(want), "{}: {stdout:?} does not name {want:?}", p.display());
+                }
+            }
+            n += 1;
+        }
+    }
+    assert!(n > 150, "ran {n} vectors");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn json_output_and_usage_errors() {
+    let dir = vectors().join("bundles");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("valid-es256.json")).unwrap()).unwrap();
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-json-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (mut args, _) = args_for("bundles", &v, &tmp);
+    args.push("--json".into());
+    args.push("--tlog-proof".into());
+    let out = run(&args, None);
+    assert_eq!(out.status.code(), Some(0));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["valid"], true);
+    assert_eq!(j["decision"], "approve");
+    assert!(j["tlog_proof"].as_str().unwrap().starts_with("c2sp.org/tlog-proof@v1\nindex 2\n"));
+
+    // The human summary says who approved what.
+    let (args, _) = args_for("bundles", &v, &tmp);
+    let out = run(&args, None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["APPROVE by approver apv_7f3a9c", "client agent-payments", "index 2", "tree size 5"] {
+        assert!(text.contains(needle), "{text}");
+    }
+
+    // Usage and I/O errors exit 2.
+    for bad in [
+        vec!["inclusion", "--leaf", "zz", "--index", "0", "--tree-size", "1", "--root", "00"],
+        vec!["inclusion", "--leaf-hash", &"AB".repeat(32), "--index", "0", "--tree-size", "1", "--root", &"00".repeat(32)],
+        vec!["bundle", "/nonexistent/bundle.json", "--log-key", "x+00000000+AQ=="],
+        vec!["note", "--key", "not-a-key", "-"],
+        vec!["frobnicate"],
+    ] {
+        let out = run(&bad.iter().map(|x| x.to_string()).collect::<Vec<_>>(), Some(""));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -1,0 +1,273 @@
+//! Property tests: our tree math against rs_merkle (configured with RFC 6962 hashing), proof
+//! mutation, and every parser fed arbitrary or mutated bytes.
+
+use countersign_verifier::*;
+use proptest::prelude::*;
+use rs_merkle::{Hasher, MerkleTree};
+
+/// RFC 6962 interior hashing for rs_merkle; a missing right child promotes the left one, which
+/// gives RFC 6962's left-balanced tree.
+#[derive(Clone)]
+struct Rfc6962;
+
+impl Hasher for Rfc6962 {
+    type Hash = [u8; 32];
+    fn hash(data: &[u8]) -> [u8; 32] {
+        sha256(data)
+    }
+    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
+        match right {
+            Some(r) => node_hash(&Hash(*left), &Hash(*r)).0,
+            None => *left,
+        }
+    }
+}
+
+fn leaves(n: u64, salt: u64) -> Vec<Hash> {
+    (0..n)
+        .map(|i| leaf_hash(&[i.to_le_bytes(), salt.to_le_bytes()].concat()))
+        .collect()
+}
+
+fn range_hash(all: &[Hash], r: LeafRange) -> Hash {
+    root_from_leaf_hashes(&all[r.start as usize..r.end as usize])
+}
+
+fn build_inclusion(all: &[Hash], index: u64, size: u64) -> Vec<Hash> {
+    inclusion_proof_ranges(index, size)
+        .unwrap()
+        .into_iter()
+        .map(|r| range_hash(all, r))
+        .collect()
+}
+
+fn build_consistency(all: &[Hash], old: u64, new: u64) -> Vec<Hash> {
+    consistency_proof_ranges(old, new)
+        .unwrap()
+        .into_iter()
+        .map(|r| range_hash(all, r))
+        .collect()
+}
+
+fn flip(h: &Hash, bit: usize) -> Hash {
+    let mut b = h.0;
+    b[bit / 8] ^= 1 << (bit % 8);
+    Hash(b)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn roots_and_inclusion_match_rs_merkle(size in 1u64..=10_000, picks in prop::collection::vec(any::<u64>(), 4), salt in any::<u64>()) {
+        let all = leaves(size, salt);
+        let raw: Vec<[u8; 32]> = all.iter().map(|h| h.0).collect();
+        let tree = MerkleTree::<Rfc6962>::from_leaves(&raw);
+        prop_assert_eq!(tree.root(), Some(root_from_leaf_hashes(&all).0));
+        let mut stack = RootStack::default();
+        for l in &all { stack.push(*l); }
+        prop_assert_eq!(stack.root(), root_from_leaf_hashes(&all));
+        let root = stack.root();
+        for p in picks {
+            let index = p % size;
+            let ours = build_inclusion(&all, index, size);
+            let theirs: Vec<Hash> = tree.proof(&[index as usize]).proof_hashes().iter().map(|h| Hash(*h)).collect();
+            prop_assert_eq!(&ours, &theirs, "index {} size {}", index, size);
+            prop_assert!(verify_inclusion(&all[index as usize], index, size, &ours, &root).is_ok());
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_breaks_inclusion(size in 1u64..=3000, pick in any::<u64>(), salt in any::<u64>()) {
+        let all = leaves(size, salt);
+        let root = root_from_leaf_hashes(&all);
+        let index = pick % size;
+        let proof = build_inclusion(&all, index, size);
+        let leaf = all[index as usize];
+        for i in 0..proof.len() {
+            for bit in 0..256 {
+                let mut bad = proof.clone();
+                bad[i] = flip(&bad[i], bit);
+                prop_assert!(verify_inclusion(&leaf, index, size, &bad, &root).is_err());
+            }
+        }
+        for bit in 0..256 {
+            prop_assert!(verify_inclusion(&leaf, index, size, &proof, &flip(&root, bit)).is_err());
+            prop_assert!(verify_inclusion(&flip(&leaf, bit), index, size, &proof, &root).is_err());
+        }
+        // Wrong index or size with the same proof fails too (unless it names the same path).
+        if size > 1 {
+            let other = (index + 1) % size;
+            if build_inclusion(&all, other, size) != proof || all[other as usize] != leaf {
+                prop_assert!(verify_inclusion(&leaf, other, size, &proof, &root).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn consistency_between_random_sizes(a in 0u64..=10_000, b in 0u64..=10_000, salt in any::<u64>()) {
+        let (old, new) = if a <= b { (a, b) } else { (b, a) };
+        let all = leaves(new, salt);
+        let old_root = root_from_leaf_hashes(&all[..old as usize]);
+        let new_root = root_from_leaf_hashes(&all);
+        let proof = build_consistency(&all, old, new);
+        prop_assert!(verify_consistency(old, new, &old_root, &new_root, &proof).is_ok());
+        for i in 0..proof.len() {
+            for bit in (0..256).step_by(7) {
+                let mut bad = proof.clone();
+                bad[i] = flip(&bad[i], bit);
+                prop_assert!(verify_consistency(old, new, &old_root, &new_root, &bad).is_err());
+            }
+        }
+        if old > 0 && old < new {
+            for bit in 0..256 {
+                prop_assert!(verify_consistency(old, new, &flip(&old_root, bit), &new_root, &proof).is_err());
+                prop_assert!(verify_consistency(old, new, &old_root, &flip(&new_root, bit), &proof).is_err());
+            }
+            let mut short = proof.clone();
+            short.pop();
+            prop_assert!(verify_consistency(old, new, &old_root, &new_root, &short).is_err());
+            let mut long = proof.clone();
+            long.push(new_root);
+            prop_assert!(verify_consistency(old, new, &old_root, &new_root, &long).is_err());
+        }
+    }
+
+    #[test]
+    fn consistency_every_bit_of_small_trees(a in 1u64..=300, b in 1u64..=300) {
+        let (old, new) = if a <= b { (a, b) } else { (b, a) };
+        let all = leaves(new, 1);
+        let old_root = root_from_leaf_hashes(&all[..old as usize]);
+        let new_root = root_from_leaf_hashes(&all);
+        let proof = build_consistency(&all, old, new);
+        for i in 0..proof.len() {
+            for bit in 0..256 {
+                let mut bad = proof.clone();
+                bad[i] = flip(&bad[i], bit);
+                prop_assert!(verify_consistency(old, new, &old_root, &new_root, &bad).is_err());
+            }
+        }
+    }
+}
+
+// Parsers: arbitrary bytes never panic; everything that decodes re-encodes to the same bytes.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        if let Ok(e) = Entry::decode(&bytes) {
+            prop_assert_eq!(e.encode().unwrap(), bytes.clone());
+        }
+        let _ = Note::parse(&bytes);
+        let s = String::from_utf8_lossy(&bytes);
+        let _ = Checkpoint::parse(&s);
+        let _ = VerifierKey::parse(&s);
+        let _ = TlogProof::parse(&s);
+        let _ = AuthenticatorData::parse(&bytes);
+        let _ = ClientData::parse(&bytes);
+        let _ = parse_cose_key(&bytes);
+        let _ = parse_cose_key_prefix(&bytes);
+        let _ = EvidenceBundle::from_json(&bytes);
+        let _ = Statement::from_json(&bytes);
+    }
+
+    #[test]
+    fn mutated_entries_are_canonical_or_rejected(
+        kind in 0usize..3,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let base = sample_entry(kind).encode().unwrap();
+        let mut b = base.clone();
+        for (i, v) in edits {
+            let i = i.index(b.len());
+            b[i] = v;
+        }
+        if truncate {
+            b.truncate(cut.index(b.len()));
+        }
+        if let Ok(e) = Entry::decode(&b) {
+            prop_assert_eq!(e.encode().unwrap(), b);
+        }
+    }
+
+    #[test]
+    fn mutated_authenticator_data_never_panics(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        extra in prop::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let mut a = vec![0u8; 37];
+        a[32] = flags::AT | flags::ED | flags::UP;
+        a.extend_from_slice(&[0u8; 16]);
+        a.extend_from_slice(&[0, 2, 9, 9]);
+        a.extend_from_slice(&okp_key());
+        a.push(0xa0);
+        prop_assert!(AuthenticatorData::parse(&a).is_ok());
+        a.extend_from_slice(&extra);
+        for (i, v) in edits {
+            let i = i.index(a.len());
+            a[i] = v;
+        }
+        let _ = AuthenticatorData::parse(&a);
+    }
+}
+
+fn okp_key() -> Vec<u8> {
+    let mut v = vec![0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20];
+    v.extend_from_slice(&[7u8; 32]);
+    v
+}
+
+fn sample_entry(kind: usize) -> Entry {
+    match kind {
+        0 => Entry::Enrolment(Enrolment {
+            approver_id: "apv_1".into(),
+            credential_id: vec![1, 2, 3],
+            public_key: okp_key(),
+            aaguid: [3; 16],
+            attestation_format: "none".into(),
+            time_ms: 1,
+        }),
+        1 => Entry::Decision(SignedDecision {
+            decision: Decision::Deny,
+            statement_hash: [1; 32],
+            nonce: [2; 32],
+            approver_id: "apv_1".into(),
+            credential_id: vec![1, 2, 3],
+            public_key: okp_key(),
+            authenticator_data: vec![5; 37],
+            client_data_json: b"{}".to_vec(),
+            signature: vec![6; 64],
+            time_ms: 2,
+            enrolment_index: 0,
+        }),
+        _ => Entry::Revocation(Revocation {
+            approver_id: "apv_1".into(),
+            credential_id: vec![1, 2, 3],
+            enrolment_index: 0,
+            reason: "lost".into(),
+            time_ms: 3,
+        }),
+    }
+}
+
+#[test]
+fn oversized_inputs_are_rejected_with_clear_errors() {
+    let big = vec![b'a'; 1 << 20];
+    assert_eq!(Entry::decode(&big), Err(EntryError::TooLarge));
+    assert_eq!(Note::parse(&big), Err(NoteError::TooLarge));
+    assert!(matches!(AuthenticatorData::parse(&big), Err(AssertionError::AuthenticatorDataMalformed(_))));
+    assert_eq!(ClientData::parse(&big), Err(AssertionError::ClientDataTooLarge));
+    assert!(parse_cose_key(&big).is_err());
+    assert_eq!(EvidenceBundle::from_json(&big), Err(BundleError::TooLarge));
+    assert_eq!(Statement::from_json(&big), Err(StatementError::TooLarge));
+    assert!(TlogProof::parse(&String::from_utf8(big).unwrap()).is_err());
+    // A COSE map that claims a 4 GiB byte string must not allocate it.
+    let lie = [0xa1, 0x21, 0x5a, 0xff, 0xff, 0xff, 0xff];
+    assert!(parse_cose_key(&lie).is_err());
+    for e in [EntryError::TooLarge.to_string(), NoteError::TooLarge.to_string()] {
+        assert!(e.contains("larger than"), "{e}");
+    }
+}
