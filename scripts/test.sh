@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, as CI does. Installs what it needs first.
+#   ./scripts/test.sh            everything (about 5 minutes warm; a cold first build adds ~25)
+# Slow load and soak runs are not part of it: see benches/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+mkdir -p "$CARGO_TARGET_DIR"
+
+started=$SECONDS
+step() {
+    local name=$1
+    shift
+    echo "==> $name" >&2
+    local t=$SECONDS
+    "$@"
+    echo "    $name: ok ($((SECONDS - t)) s)" >&2
+}
+
+step "rustfmt" cargo fmt --all --check
+step "build" cargo build --workspace --all-targets --locked
+step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "verifier without std (no_std + alloc)" \
+    cargo build -p countersign-verifier --no-default-features --locked
+step "verifier tests with the pure-Rust backend only" \
+    cargo test -p countersign-verifier --locked
+step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+step "test vectors match their generator" \
+    cargo run -q -p countersign-testvectors --locked -- --check
+step "spec examples match the code" \
+    cargo run -q -p countersign-spec-examples --locked -- --check
+step "benchmarks compile and run once" \
+    cargo bench --profile dev -p countersign-benches --bench verifier --locked -- --test
+step "workspace tests" cargo test --workspace --locked
+echo "all checks passed in $((SECONDS - started)) s" >&2
