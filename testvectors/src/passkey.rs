@@ -303,10 +303,68 @@ impl SoftPasskey {
     }
 }
 
+impl SoftPasskey {
+    /// A `packed` self-attestation object: the credential key signs
+    /// `authData || SHA-256(clientDataJSON)` (WebAuthn section 8.2).
+    pub fn attestation_object_packed_self(&self, flags_byte: u8, client_data_json: &[u8]) -> Vec<u8> {
+        let auth = self.registration_authenticator_data(flags_byte, [7u8; 16]);
+        let mut signed = auth.clone();
+        signed.extend_from_slice(&Sha256::digest(client_data_json));
+        let sig = self.sign_raw(&signed);
+        let alg: i16 = match self.alg {
+            Alg::Es256 => -7,
+            Alg::EdDsa => -8,
+            Alg::Rs256 => -257,
+        };
+        let mut e = minicbor::Encoder::new(Vec::new());
+        let _ = e
+            .map(3)
+            .and_then(|e| e.str("fmt")?.str("packed"))
+            .and_then(|e| e.str("attStmt")?.map(2)?.str("alg")?.i16(alg)?.str("sig")?.bytes(&sig))
+            .and_then(|e| e.str("authData")?.bytes(&auth));
+        e.into_writer()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use countersign_verifier::{parse_cose_key, verify_assertion, Assertion, AssertionPolicy};
+    use countersign_verifier::{
+        parse_cose_key, verify_assertion, verify_registration, Assertion, AssertionPolicy,
+        AttestationTrust, RegistrationError, RegistrationPolicy,
+    };
+
+    #[test]
+    fn registrations_verify() {
+        for alg in Alg::ALL {
+            let pk = SoftPasskey::new(alg, 9, "example.com");
+            let challenge = [3u8; 32];
+            let cdj = SoftPasskey::client_data_json("webauthn.create", &challenge, "https://example.com", false, None);
+            let policy = RegistrationPolicy {
+                rp_id: "example.com",
+                allowed_origins: &["https://example.com"],
+                require_user_verification: true,
+                aaguid_allowlist: None,
+            };
+            let none = pk.attestation_object_none(flags::UP | flags::UV);
+            let c = verify_registration(&none, &cdj, &challenge, &policy).unwrap();
+            assert_eq!(c.trust, AttestationTrust::None);
+            assert_eq!(c.public_key_cose, pk.cose_public_key());
+            assert_eq!(c.credential_id, pk.credential_id());
+            let packed = pk.attestation_object_packed_self(flags::UP | flags::UV, &cdj);
+            let c = verify_registration(&packed, &cdj, &challenge, &policy).unwrap();
+            assert_eq!(c.trust, AttestationTrust::SelfAttested);
+            assert_eq!(c.aaguid, [7u8; 16]);
+            // The self-attestation covers clientDataJSON: a signature over other bytes fails.
+            let bad = pk.attestation_object_packed_self(flags::UP | flags::UV, b"{}");
+            assert_eq!(
+                verify_registration(&bad, &cdj, &challenge, &policy),
+                Err(RegistrationError::BadAttestation("self attestation signature does not verify"))
+            );
+            let no_uv = pk.attestation_object_none(flags::UP);
+            assert!(verify_registration(&no_uv, &cdj, &challenge, &policy).is_err());
+        }
+    }
 
     #[test]
     fn every_algorithm_verifies_and_is_deterministic() {

@@ -13,6 +13,7 @@ mod entry;
 mod hash;
 mod note;
 mod proof;
+mod registration;
 mod tlog_proof;
 #[cfg(feature = "std")]
 mod statement;
@@ -45,3 +46,7 @@ pub use bundle::{
     RelyingParty, VerifiedBundle, MAX_BUNDLE_BYTES,
 };
 pub use tlog_proof::{TlogProof, TlogProofError};
+pub use registration::{
+    verify_registration, AttestationTrust, RegisteredCredential, RegistrationError,
+    RegistrationPolicy, MAX_ATTESTATION_OBJECT_BYTES,
+};

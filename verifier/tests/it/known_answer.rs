@@ -342,3 +342,59 @@ fn webauthn_project_vector_binds_the_payload() {
         ));
     }
 }
+
+#[test]
+fn webauthn_l3_registrations() {
+    let d = webauthn();
+    let origin = d["conventions"]["origin"].as_str().unwrap();
+    let rp_id = d["conventions"]["rp_id"].as_str().unwrap();
+    let policy = RegistrationPolicy {
+        rp_id,
+        allowed_origins: &[origin],
+        require_user_verification: false,
+        aaguid_allowlist: None,
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for v in d["vectors"].as_array().unwrap() {
+        let id = v["id"].as_str().unwrap();
+        let r = &v["registration"];
+        let ao = hexs(&r["attestationObject"]["hex"]);
+        let cdj = hexs(&r["clientDataJSON"]["hex"]);
+        let challenge = hexs(&r["challenge"]["hex"]);
+        let got = verify_registration(&ao, &cdj, &challenge, &policy);
+        let alg = v["derived"]["cose_alg"].as_i64().unwrap();
+        let framed = id.contains("crossOrigin") || id.contains("topOrigin");
+        if ![-7, -8, -257].contains(&alg) {
+            assert_eq!(got, Err(RegistrationError::Ceremony(AssertionError::PublicKey(CoseKeyError::Unsupported))), "{id}");
+            continue;
+        }
+        if framed {
+            assert_eq!(got, Err(RegistrationError::Ceremony(AssertionError::CrossOrigin)), "{id}");
+            continue;
+        }
+        let c = got.unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(c.public_key_cose, hexs(&v["derived"]["credential_public_key_cose_hex"]), "{id}");
+        assert_eq!(c.aaguid.to_vec(), hexs(&r["aaguid"]["hex"]), "{id}");
+        assert_eq!(c.attestation_format, v["derived"]["attestation_fmt"].as_str().unwrap(), "{id}");
+        *seen.entry(format!("{:?}", c.trust)).or_insert(0) += 1;
+        // Wrong challenge, origin and RP ID are refused.
+        assert_eq!(
+            verify_registration(&ao, &cdj, &[0u8; 32], &policy),
+            Err(RegistrationError::Ceremony(AssertionError::ChallengeMismatch))
+        );
+        assert!(verify_registration(&ao, &cdj, &challenge, &RegistrationPolicy { rp_id: "example.com", ..policy.clone() }).is_err());
+        let allow = [[0u8; 16]];
+        assert_eq!(
+            verify_registration(&ao, &cdj, &challenge, &RegistrationPolicy { aaguid_allowlist: Some(&allow), ..policy.clone() }),
+            Err(RegistrationError::AaguidNotAllowed),
+            "{id}"
+        );
+        // Truncated attestation objects never panic and are refused.
+        for cut in [0, 1, ao.len() / 2, ao.len() - 1] {
+            assert!(verify_registration(&ao[..cut], &cdj, &challenge, &policy).is_err());
+        }
+    }
+    assert!(seen.get("None").copied().unwrap_or(0) >= 2, "{seen:?}");
+    assert!(seen.get("SelfAttested").copied().unwrap_or(0) >= 1, "{seen:?}");
+    assert!(seen.get("Unverified").copied().unwrap_or(0) >= 1, "{seen:?}");
+}

@@ -170,6 +170,9 @@ proptest! {
         let _ = parse_cose_key_prefix(&bytes);
         let _ = EvidenceBundle::from_json(&bytes);
         let _ = Statement::from_json(&bytes);
+        let policy = RegistrationPolicy { rp_id: "x", allowed_origins: &["https://x"], require_user_verification: false, aaguid_allowlist: None };
+        let _ = verify_registration(&bytes, b"{}", &[0u8; 32], &policy);
+        let _ = parse_json_strict(&bytes);
     }
 
     #[test]
