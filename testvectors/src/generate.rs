@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use countersign_verifier::{
     consistency_proof_ranges, flags, inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes,
-    Checkpoint, Decision, Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry, Note,
-    NoteSignature, RelyingParty, Revocation, SignedDecision, Statement, VerifierKey,
+    Checkpoint, Decision, Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry, Note, NoteSignature,
+    RelyingParty, Revocation, SignedDecision, Statement, VerifierKey,
 };
 use ed25519_dalek::Signer;
 use serde_json::{json, Value};
@@ -34,7 +34,13 @@ fn put(files: &mut Files, path: String, v: Value) {
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -51,7 +57,9 @@ pub fn generate() -> Files {
 }
 
 fn leaf_inputs(n: u64) -> Vec<Vec<u8>> {
-    (0..n).map(|i| format!("countersign test leaf {i}").into_bytes()).collect()
+    (0..n)
+        .map(|i| format!("countersign test leaf {i}").into_bytes())
+        .collect()
 }
 
 fn range_hashes(leaves: &[Hash], ranges: &[countersign_verifier::LeafRange]) -> Vec<String> {
@@ -74,8 +82,19 @@ fn trees(f: &mut Files) {
     let inputs = leaf_inputs(70);
     let leaves: Vec<Hash> = inputs.iter().map(|l| leaf_hash(l)).collect();
     let root = |n: u64| root_from_leaf_hashes(&leaves[..n as usize]).to_hex();
-    for (index, size) in [(0u64, 1u64), (0, 2), (5, 8), (6, 7), (12, 13), (31, 64), (40, 70), (69, 70)] {
-        let Ok(ranges) = inclusion_proof_ranges(index, size) else { continue };
+    for (index, size) in [
+        (0u64, 1u64),
+        (0, 2),
+        (5, 8),
+        (6, 7),
+        (12, 13),
+        (31, 64),
+        (40, 70),
+        (69, 70),
+    ] {
+        let Ok(ranges) = inclusion_proof_ranges(index, size) else {
+            continue;
+        };
         let proof = range_hashes(&leaves, &ranges);
         let base = json!({
             "leaf": hex::encode(&inputs[index as usize]),
@@ -89,20 +108,36 @@ fn trees(f: &mut Files) {
         v["flags"] = json!([]);
         put(f, name, v);
         let mut muts: Vec<(&str, Value, &str)> = Vec::new();
-        muts.push(("wrong-root", json!({"root": flip_hex(&root(size), 3)}), "does not lead to the expected root"));
+        muts.push((
+            "wrong-root",
+            json!({"root": flip_hex(&root(size), 3)}),
+            "does not lead to the expected root",
+        ));
         muts.push(("wrong-leaf", json!({"leaf": hex::encode(b"not the leaf"), "leaf_hash": leaf_hash(b"not the leaf").to_hex()}), "does not lead to the expected root"));
-        muts.push(("index-beyond-size", json!({"index": size}), "not smaller than the tree size"));
+        muts.push((
+            "index-beyond-size",
+            json!({"index": size}),
+            "not smaller than the tree size",
+        ));
         if !proof.is_empty() {
             let mut p = proof.clone();
             p[0] = flip_hex(&p[0], 77);
-            muts.push(("bit-flip-proof", json!({"proof": p}), "does not lead to the expected root"));
+            muts.push((
+                "bit-flip-proof",
+                json!({"proof": p}),
+                "does not lead to the expected root",
+            ));
             let mut p = proof.clone();
             p.pop();
             muts.push(("truncated-proof", json!({"proof": p}), "too few hashes"));
             if proof.len() > 1 {
                 let mut p = proof.clone();
                 p.swap(0, 1);
-                muts.push(("swapped-proof-hashes", json!({"proof": p}), "does not lead to the expected root"));
+                muts.push((
+                    "swapped-proof-hashes",
+                    json!({"proof": p}),
+                    "does not lead to the expected root",
+                ));
             }
         }
         let mut p = proof.clone();
@@ -113,15 +148,28 @@ fn trees(f: &mut Files) {
             if let (Some(o), Value::Object(c)) = (v.as_object_mut(), change) {
                 o.extend(c);
             }
-            v["description"] = json!(format!("inclusion of leaf {index} in a tree of {size}, {flag}"));
+            v["description"] = json!(format!(
+                "inclusion of leaf {index} in a tree of {size}, {flag}"
+            ));
             v["expected"] = json!("invalid");
             v["flags"] = json!([flag]);
             v["error"] = json!(err);
             put(f, format!("inclusion/{flag}-{index}-of-{size}.json"), v);
         }
     }
-    for (old, new) in [(1u64, 1u64), (1, 8), (3, 7), (4, 8), (6, 8), (13, 70), (64, 70), (0, 5)] {
-        let Ok(ranges) = consistency_proof_ranges(old, new) else { continue };
+    for (old, new) in [
+        (1u64, 1u64),
+        (1, 8),
+        (3, 7),
+        (4, 8),
+        (6, 8),
+        (13, 70),
+        (64, 70),
+        (0, 5),
+    ] {
+        let Ok(ranges) = consistency_proof_ranges(old, new) else {
+            continue;
+        };
         let proof = range_hashes(&leaves, &ranges);
         let base = json!({"old_size": old, "new_size": new, "old_root": root(old), "new_root": root(new), "proof": proof});
         let mut v = base.clone();
@@ -131,9 +179,21 @@ fn trees(f: &mut Files) {
         put(f, format!("consistency/valid-{old}-to-{new}.json"), v);
         let mut muts: Vec<(&str, Value, &str)> = Vec::new();
         if old < new && old > 0 {
-            muts.push(("swapped-roots", json!({"old_root": root(new), "new_root": root(old)}), "reproduce"));
-            muts.push(("wrong-old-root", json!({"old_root": flip_hex(&root(old), 9)}), "does not reproduce the"));
-            muts.push(("wrong-new-root", json!({"new_root": flip_hex(&root(new), 9)}), "does not reproduce the new root"));
+            muts.push((
+                "swapped-roots",
+                json!({"old_root": root(new), "new_root": root(old)}),
+                "reproduce",
+            ));
+            muts.push((
+                "wrong-old-root",
+                json!({"old_root": flip_hex(&root(old), 9)}),
+                "does not reproduce the",
+            ));
+            muts.push((
+                "wrong-new-root",
+                json!({"new_root": flip_hex(&root(new), 9)}),
+                "does not reproduce the new root",
+            ));
             let mut p = proof.clone();
             let last = p.len() - 1;
             p[last] = flip_hex(&p[last], 200);
@@ -145,7 +205,11 @@ fn trees(f: &mut Files) {
             p.push(root(new));
             muts.push(("extended-proof", json!({"proof": p}), "too many hashes"));
         }
-        muts.push(("old-larger-than-new", json!({"old_size": new + 1, "old_root": root(new)}), "old tree size is larger"));
+        muts.push((
+            "old-larger-than-new",
+            json!({"old_size": new + 1, "old_root": root(new)}),
+            "old tree size is larger",
+        ));
         for (flag, change, err) in muts {
             let mut v = base.clone();
             if let (Some(o), Value::Object(c)) = (v.as_object_mut(), change) {
@@ -174,9 +238,15 @@ pub fn log_vkey() -> VerifierKey {
 }
 
 fn sign_note(text: &str, key: &ed25519_dalek::SigningKey, vkey: &VerifierKey) -> String {
-    let Ok(mut n) = Note::new(text) else { return String::new() };
+    let Ok(mut n) = Note::new(text) else {
+        return String::new();
+    };
     let sig = key.sign(text.as_bytes()).to_bytes().to_vec();
-    let _ = n.push_signature(NoteSignature { name: vkey.name().to_owned(), key_id: vkey.id(), signature: sig });
+    let _ = n.push_signature(NoteSignature {
+        name: vkey.name().to_owned(),
+        key_id: vkey.id(),
+        signature: sig,
+    });
     n.to_text()
 }
 
@@ -188,7 +258,12 @@ fn cosign(note: &str, body: &str, name: &str, seed: u8, ts: u64) -> (String, Str
     let msg = countersign_verifier::cosignature_message(ts, body);
     let mut sig = ts.to_be_bytes().to_vec();
     sig.extend_from_slice(&k.sign(msg.as_bytes()).to_bytes());
-    let line = NoteSignature { name: name.to_owned(), key_id: vk.id(), signature: sig }.to_line();
+    let line = NoteSignature {
+        name: name.to_owned(),
+        key_id: vk.id(),
+        signature: sig,
+    }
+    .to_line();
     (format!("{note}{line}"), vk.to_vkey())
 }
 
@@ -196,36 +271,173 @@ fn checkpoints(f: &mut Files) {
     let key = log_signing_key();
     let vkey = log_vkey();
     let leaves: Vec<Hash> = leaf_inputs(70).iter().map(|l| leaf_hash(l)).collect();
-    let body = Checkpoint { origin: LOG_ORIGIN.into(), size: 70, root: root_from_leaf_hashes(&leaves), extensions: vec![] }.to_text();
+    let body = Checkpoint {
+        origin: LOG_ORIGIN.into(),
+        size: 70,
+        root: root_from_leaf_hashes(&leaves),
+        extensions: vec![],
+    }
+    .to_text();
     let note = sign_note(&body, &key, &vkey);
-    let mk = |desc: &str, note: &str, keys: Vec<String>, expected: &str, flag: Option<&str>, err: Option<&str>| {
+    let mk = |desc: &str,
+              note: &str,
+              keys: Vec<String>,
+              expected: &str,
+              flag: Option<&str>,
+              err: Option<&str>| {
         let mut v = json!({"description": desc, "note": note, "keys": keys, "expected": expected, "flags": flag.map(|x| vec![x]).unwrap_or_default()});
-        if let Some(e) = err { v["error"] = json!(e); }
+        if let Some(e) = err {
+            v["error"] = json!(e);
+        }
         v
     };
-    put(f, "checkpoints/valid.json".into(), mk("a checkpoint signed by the log key", &note, vec![vkey.to_vkey()], "valid", None, None));
-    let (cosigned, wkey) = cosign(&note, &body, "witness.countersign.test/w1", 0x22, 1_700_000_000);
-    put(f, "checkpoints/valid-cosigned.json".into(), mk("a checkpoint with a cosignature/v1 witness signature, checked with both keys", &cosigned, vec![vkey.to_vkey(), wkey.clone()], "valid", None, None));
-    put(f, "checkpoints/valid-unknown-witness-ignored.json".into(), mk("a cosigned checkpoint checked with the log key only: the unknown witness is ignored", &cosigned, vec![vkey.to_vkey()], "valid", None, None));
+    put(
+        f,
+        "checkpoints/valid.json".into(),
+        mk(
+            "a checkpoint signed by the log key",
+            &note,
+            vec![vkey.to_vkey()],
+            "valid",
+            None,
+            None,
+        ),
+    );
+    let (cosigned, wkey) = cosign(
+        &note,
+        &body,
+        "witness.countersign.test/w1",
+        0x22,
+        1_700_000_000,
+    );
+    put(
+        f,
+        "checkpoints/valid-cosigned.json".into(),
+        mk(
+            "a checkpoint with a cosignature/v1 witness signature, checked with both keys",
+            &cosigned,
+            vec![vkey.to_vkey(), wkey.clone()],
+            "valid",
+            None,
+            None,
+        ),
+    );
+    put(
+        f,
+        "checkpoints/valid-unknown-witness-ignored.json".into(),
+        mk(
+            "a cosigned checkpoint checked with the log key only: the unknown witness is ignored",
+            &cosigned,
+            vec![vkey.to_vkey()],
+            "valid",
+            None,
+            None,
+        ),
+    );
     // Tamper: body, signature, key.
     let tampered = note.replacen("\n70\n", "\n71\n", 1);
-    put(f, "checkpoints/tampered-size.json".into(), mk("tree size changed after signing", &tampered, vec![vkey.to_vkey()], "invalid", Some("tampered-body"), Some("invalid signature")));
+    put(
+        f,
+        "checkpoints/tampered-size.json".into(),
+        mk(
+            "tree size changed after signing",
+            &tampered,
+            vec![vkey.to_vkey()],
+            "invalid",
+            Some("tampered-body"),
+            Some("invalid signature"),
+        ),
+    );
     let mut lines: Vec<String> = note.split_inclusive('\n').map(str::to_owned).collect();
     if let Some(last) = lines.last_mut() {
-        let sig_b64 = last.rsplit(' ').next().unwrap_or_default().trim_end().to_owned();
+        let sig_b64 = last
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned();
         use base64::Engine;
-        let mut raw = base64::engine::general_purpose::STANDARD.decode(&sig_b64).unwrap_or_default();
-        if raw.len() > 10 { raw[10] ^= 0x01; }
-        *last = last.replace(&sig_b64, &base64::engine::general_purpose::STANDARD.encode(raw));
+        let mut raw = base64::engine::general_purpose::STANDARD
+            .decode(&sig_b64)
+            .unwrap_or_default();
+        if raw.len() > 10 {
+            raw[10] ^= 0x01;
+        }
+        *last = last.replace(
+            &sig_b64,
+            &base64::engine::general_purpose::STANDARD.encode(raw),
+        );
     }
-    put(f, "checkpoints/bit-flip-signature.json".into(), mk("one bit of the signature flipped", &lines.concat(), vec![vkey.to_vkey()], "invalid", Some("bit-flip-signature"), Some("invalid signature")));
+    put(
+        f,
+        "checkpoints/bit-flip-signature.json".into(),
+        mk(
+            "one bit of the signature flipped",
+            &lines.concat(),
+            vec![vkey.to_vkey()],
+            "invalid",
+            Some("bit-flip-signature"),
+            Some("invalid signature"),
+        ),
+    );
     let other = ed25519_dalek::SigningKey::from_bytes(&[0x33; 32]);
-    let other_v = VerifierKey::ed25519(LOG_ORIGIN, other.verifying_key().to_bytes()).unwrap_or_else(|_| vkey.clone());
-    put(f, "checkpoints/wrong-key.json".into(), mk("signed by another key under the log's name", &sign_note(&body, &other, &other_v), vec![vkey.to_vkey()], "invalid", Some("wrong-key"), Some("no signature from any of the given keys")));
-    let (bad_cosig, _) = cosign(&note, &body.replacen("70", "69", 1), "witness.countersign.test/w1", 0x22, 1_700_000_000);
-    put(f, "checkpoints/bad-witness-signature.json".into(), mk("a known witness's cosignature over another checkpoint rejects the note", &bad_cosig, vec![vkey.to_vkey(), wkey], "invalid", Some("bad-cosignature"), Some("invalid signature")));
-    put(f, "checkpoints/no-blank-line.json".into(), mk("signature not separated by a blank line", &note.replacen("\n\n", "\n", 1), vec![vkey.to_vkey()], "invalid", Some("malformed"), Some("malformed signed note")));
-    put(f, "checkpoints/missing-final-newline.json".into(), mk("last signature line without its newline", note.trim_end(), vec![vkey.to_vkey()], "invalid", Some("malformed"), Some("malformed signed note")));
+    let other_v = VerifierKey::ed25519(LOG_ORIGIN, other.verifying_key().to_bytes())
+        .unwrap_or_else(|_| vkey.clone());
+    put(
+        f,
+        "checkpoints/wrong-key.json".into(),
+        mk(
+            "signed by another key under the log's name",
+            &sign_note(&body, &other, &other_v),
+            vec![vkey.to_vkey()],
+            "invalid",
+            Some("wrong-key"),
+            Some("no signature from any of the given keys"),
+        ),
+    );
+    let (bad_cosig, _) = cosign(
+        &note,
+        &body.replacen("70", "69", 1),
+        "witness.countersign.test/w1",
+        0x22,
+        1_700_000_000,
+    );
+    put(
+        f,
+        "checkpoints/bad-witness-signature.json".into(),
+        mk(
+            "a known witness's cosignature over another checkpoint rejects the note",
+            &bad_cosig,
+            vec![vkey.to_vkey(), wkey],
+            "invalid",
+            Some("bad-cosignature"),
+            Some("invalid signature"),
+        ),
+    );
+    put(
+        f,
+        "checkpoints/no-blank-line.json".into(),
+        mk(
+            "signature not separated by a blank line",
+            &note.replacen("\n\n", "\n", 1),
+            vec![vkey.to_vkey()],
+            "invalid",
+            Some("malformed"),
+            Some("malformed signed note"),
+        ),
+    );
+    put(
+        f,
+        "checkpoints/missing-final-newline.json".into(),
+        mk(
+            "last signature line without its newline",
+            note.trim_end(),
+            vec![vkey.to_vkey()],
+            "invalid",
+            Some("malformed"),
+            Some("malformed signed note"),
+        ),
+    );
 }
 
 fn okp_cose() -> Vec<u8> {
@@ -266,26 +478,52 @@ fn entries(f: &mut Files) {
         reason: "lost".into(),
         time_ms: 1_767_312_000_000,
     });
-    for (name, e) in [("enrolment", &enrol), ("decision", &dec), ("revocation", &rev)] {
+    for (name, e) in [
+        ("enrolment", &enrol),
+        ("decision", &dec),
+        ("revocation", &rev),
+    ] {
         let Ok(bytes) = e.encode() else { continue };
-        put(f, format!("entries/valid-{name}.json"), json!({
-            "description": format!("a canonical {name} entry"),
-            "entry": hex::encode(&bytes), "leaf_hash": leaf_hash(&bytes).to_hex(),
-            "kind": name, "expected": "valid", "flags": [],
-        }));
+        put(
+            f,
+            format!("entries/valid-{name}.json"),
+            json!({
+                "description": format!("a canonical {name} entry"),
+                "entry": hex::encode(&bytes), "leaf_hash": leaf_hash(&bytes).to_hex(),
+                "kind": name, "expected": "valid", "flags": [],
+            }),
+        );
     }
     let Ok(base) = enrol.encode() else { return };
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "version"),
         ("truncated", base[..base.len() - 1].to_vec(), "truncated"),
-        ("trailing-bytes", [&base[..], &[0]].concat(), "after its last field"),
-        ("unknown-version", [&[2u8][..], &base[1..]].concat(), "version"),
-        ("unknown-kind", [&base[..1], &[9u8][..], &base[2..]].concat(), "unknown entry kind"),
+        (
+            "trailing-bytes",
+            [&base[..], &[0]].concat(),
+            "after its last field",
+        ),
+        (
+            "unknown-version",
+            [&[2u8][..], &base[1..]].concat(),
+            "version",
+        ),
+        (
+            "unknown-kind",
+            [&base[..1], &[9u8][..], &base[2..]].concat(),
+            "unknown entry kind",
+        ),
     ];
     let mut bad_id = base.clone();
     bad_id[3] = b' ';
     cases.push(("space-in-approver-id", bad_id, "approver_id"));
-    let e2 = Entry::Enrolment(Enrolment { public_key: vec![0xa0], ..match &enrol { Entry::Enrolment(e) => e.clone(), _ => unreachable!() } });
+    let e2 = Entry::Enrolment(Enrolment {
+        public_key: vec![0xa0],
+        ..match &enrol {
+            Entry::Enrolment(e) => e.clone(),
+            _ => unreachable!(),
+        }
+    });
     // Encode refuses it; build the bytes by hand from the valid prefix to show the decoder does too.
     let _ = e2;
     let id_len = base[2] as usize;
@@ -302,10 +540,14 @@ fn entries(f: &mut Files) {
     long_len[cred_off] = 0xff;
     cases.push(("credential-id-length-too-large", long_len, "credential_id"));
     for (flag, bytes, err) in cases {
-        put(f, format!("entries/{flag}.json"), json!({
-            "description": format!("an enrolment entry, {flag}"),
-            "entry": hex::encode(&bytes), "expected": "invalid", "flags": [flag], "error": err,
-        }));
+        put(
+            f,
+            format!("entries/{flag}.json"),
+            json!({
+                "description": format!("an enrolment entry, {flag}"),
+                "entry": hex::encode(&bytes), "expected": "invalid", "flags": [flag], "error": err,
+            }),
+        );
     }
     let _ = okp_cose();
 }
@@ -320,19 +562,105 @@ fn assertions(f: &mut Files) {
         let wrong_challenge = [0xeeu8; 64];
         let mut cases: Vec<(&str, AssertOptions, bool, &str)> = vec![
             ("valid", AssertOptions::new(&challenge, ORIGIN), false, ""),
-            ("wrong-origin", AssertOptions { origin: "https://evil.example", ..AssertOptions::new(&challenge, ORIGIN) }, false, "not an allowed origin"),
-            ("wrong-rp-id", AssertOptions { rp_id: Some("evil.example"), ..AssertOptions::new(&challenge, ORIGIN) }, false, "rpIdHash"),
-            ("wrong-type", AssertOptions { client_type: "webauthn.create", ..AssertOptions::new(&challenge, ORIGIN) }, false, "webauthn.get"),
-            ("wrong-challenge", AssertOptions::new(&wrong_challenge, ORIGIN), false, "challenge"),
-            ("up-missing", AssertOptions { flags: flags::UV, ..AssertOptions::new(&challenge, ORIGIN) }, false, "user presence"),
-            ("uv-missing", AssertOptions { flags: flags::UP, ..AssertOptions::new(&challenge, ORIGIN) }, true, "user verification"),
-            ("bit-flip-signature", AssertOptions { flip_signature_bit: Some(8 * 20 + 3), ..AssertOptions::new(&challenge, ORIGIN) }, false, "signature does not verify"),
-            ("cross-origin", AssertOptions { cross_origin: true, ..AssertOptions::new(&challenge, ORIGIN) }, false, "cross-origin"),
-            ("top-origin", AssertOptions { cross_origin: true, top_origin: Some("https://evil.example"), ..AssertOptions::new(&challenge, ORIGIN) }, false, "cross-origin"),
-            ("bs-without-be", AssertOptions { flags: flags::UP | flags::UV | flags::BS, ..AssertOptions::new(&challenge, ORIGIN) }, false, "backup state"),
+            (
+                "wrong-origin",
+                AssertOptions {
+                    origin: "https://evil.example",
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "not an allowed origin",
+            ),
+            (
+                "wrong-rp-id",
+                AssertOptions {
+                    rp_id: Some("evil.example"),
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "rpIdHash",
+            ),
+            (
+                "wrong-type",
+                AssertOptions {
+                    client_type: "webauthn.create",
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "webauthn.get",
+            ),
+            (
+                "wrong-challenge",
+                AssertOptions::new(&wrong_challenge, ORIGIN),
+                false,
+                "challenge",
+            ),
+            (
+                "up-missing",
+                AssertOptions {
+                    flags: flags::UV,
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "user presence",
+            ),
+            (
+                "uv-missing",
+                AssertOptions {
+                    flags: flags::UP,
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                true,
+                "user verification",
+            ),
+            (
+                "bit-flip-signature",
+                AssertOptions {
+                    flip_signature_bit: Some(8 * 20 + 3),
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "signature does not verify",
+            ),
+            (
+                "cross-origin",
+                AssertOptions {
+                    cross_origin: true,
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "cross-origin",
+            ),
+            (
+                "top-origin",
+                AssertOptions {
+                    cross_origin: true,
+                    top_origin: Some("https://evil.example"),
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "cross-origin",
+            ),
+            (
+                "bs-without-be",
+                AssertOptions {
+                    flags: flags::UP | flags::UV | flags::BS,
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "backup state",
+            ),
         ];
         if *alg == Alg::EdDsa {
-            cases.push(("valid-uv-not-required", AssertOptions { flags: flags::UP, ..AssertOptions::new(&challenge, ORIGIN) }, false, ""));
+            cases.push((
+                "valid-uv-not-required",
+                AssertOptions {
+                    flags: flags::UP,
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                "",
+            ));
         }
         for (flag, opts, require_uv, err) in cases.drain(..) {
             let a = pk.assert_with(&opts);
@@ -350,7 +678,9 @@ fn assertions(f: &mut Files) {
                 "expected": if valid { "valid" } else { "invalid" },
                 "flags": if valid { vec![] } else { vec![flag] },
             });
-            if !valid { v["error"] = json!(err); }
+            if !valid {
+                v["error"] = json!(err);
+            }
             put(f, format!("assertions/{name}-{flag}.json"), v);
         }
     }
@@ -382,39 +712,82 @@ pub fn sample_statement(request: &str, decision: Decision) -> Statement {
 fn statements(f: &mut Files) {
     for (name, d) in [("approve", Decision::Approve), ("deny", Decision::Deny)] {
         let s = sample_statement("0001", d);
-        let (Ok(c), Ok(h)) = (s.canonical_json(), s.hash()) else { continue };
+        let (Ok(c), Ok(h)) = (s.canonical_json(), s.hash()) else {
+            continue;
+        };
         let nonce = [0x5au8; 32];
-        put(f, format!("statements/valid-{name}.json"), json!({
-            "description": format!("a statement with decision {name}, its RFC 8785 form, hash and challenge"),
-            "statement": serde_json::to_value(&s).unwrap_or_default(),
-            "canonical_json": String::from_utf8_lossy(&c),
-            "sha256": hex::encode(h),
-            "nonce": hex::encode(nonce),
-            "challenge": hex::encode(countersign_verifier::challenge(&nonce, &h)),
-            "expected": "valid", "flags": [],
-        }));
+        put(
+            f,
+            format!("statements/valid-{name}.json"),
+            json!({
+                "description": format!("a statement with decision {name}, its RFC 8785 form, hash and challenge"),
+                "statement": serde_json::to_value(&s).unwrap_or_default(),
+                "canonical_json": String::from_utf8_lossy(&c),
+                "sha256": hex::encode(h),
+                "nonce": hex::encode(nonce),
+                "challenge": hex::encode(countersign_verifier::challenge(&nonce, &h)),
+                "expected": "valid", "flags": [],
+            }),
+        );
     }
-    let base = serde_json::to_value(sample_statement("0001", Decision::Approve)).unwrap_or_default();
+    let base =
+        serde_json::to_value(sample_statement("0001", Decision::Approve)).unwrap_or_default();
     let mut cases: Vec<(&str, Value, &str)> = Vec::new();
-    let mut v = base.clone(); v["extra"] = json!(1); cases.push(("unknown-member", v, "unknown field"));
-    let mut v = base.clone(); v["decision"] = json!("maybe"); cases.push(("bad-decision", v, "decision"));
-    let mut v = base.clone(); v["version"] = json!(2); cases.push(("unknown-version", v, "version"));
-    let mut v = base.clone(); v["binding_message"] = json!("line one\nline two"); cases.push(("control-character-in-binding-message", v, "binding_message"));
-    let mut v = base.clone(); v["authorization_details"] = json!({"type": "x"}); cases.push(("authorization-details-not-array", v, "authorization_details"));
-    let mut v = base.clone(); v["authorization_details"] = json!([{"type": "x", "amount": 9007199254740993u64}]); cases.push(("unsafe-integer", v, "authorization_details"));
-    let mut v = base.clone(); v["expires_at"] = v["requested_at"].clone(); cases.push(("expires-before-requested", v, "expires_at"));
-    let mut v = base.clone(); if let Some(o) = v.as_object_mut() { o.remove("scope"); } cases.push(("missing-member", v, "missing field"));
-    let mut v = base.clone(); v["binding_message"] = json!("Pay EUR \u{202E}00.052,1 to ACME GmbH"); cases.push(("bidi-override-in-binding-message", v, "binding_message"));
-    let text = serde_json::to_string(&base).unwrap_or_default().replacen("\"creditorName\":\"ACME GmbH\"", "\"creditorName\":\"ACME GmbH\",\"creditorName\":\"Mallory Ltd\"", 1);
-    put(f, "statements/duplicate-member.json".into(), json!({
-        "description": "a statement whose authorization_details names creditorName twice (RFC 8785 requires I-JSON)",
-        "statement_text": text, "expected": "invalid", "flags": ["duplicate-member"], "error": "duplicate member",
-    }));
+    let mut v = base.clone();
+    v["extra"] = json!(1);
+    cases.push(("unknown-member", v, "unknown field"));
+    let mut v = base.clone();
+    v["decision"] = json!("maybe");
+    cases.push(("bad-decision", v, "decision"));
+    let mut v = base.clone();
+    v["version"] = json!(2);
+    cases.push(("unknown-version", v, "version"));
+    let mut v = base.clone();
+    v["binding_message"] = json!("line one\nline two");
+    cases.push(("control-character-in-binding-message", v, "binding_message"));
+    let mut v = base.clone();
+    v["authorization_details"] = json!({"type": "x"});
+    cases.push((
+        "authorization-details-not-array",
+        v,
+        "authorization_details",
+    ));
+    let mut v = base.clone();
+    v["authorization_details"] = json!([{"type": "x", "amount": 9007199254740993u64}]);
+    cases.push(("unsafe-integer", v, "authorization_details"));
+    let mut v = base.clone();
+    v["expires_at"] = v["requested_at"].clone();
+    cases.push(("expires-before-requested", v, "expires_at"));
+    let mut v = base.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("scope");
+    }
+    cases.push(("missing-member", v, "missing field"));
+    let mut v = base.clone();
+    v["binding_message"] = json!("Pay EUR \u{202E}00.052,1 to ACME GmbH");
+    cases.push(("bidi-override-in-binding-message", v, "binding_message"));
+    let text = serde_json::to_string(&base).unwrap_or_default().replacen(
+        "\"creditorName\":\"ACME GmbH\"",
+        "\"creditorName\":\"ACME GmbH\",\"creditorName\":\"Mallory Ltd\"",
+        1,
+    );
+    put(
+        f,
+        "statements/duplicate-member.json".into(),
+        json!({
+            "description": "a statement whose authorization_details names creditorName twice (RFC 8785 requires I-JSON)",
+            "statement_text": text, "expected": "invalid", "flags": ["duplicate-member"], "error": "duplicate member",
+        }),
+    );
     for (flag, v, err) in cases {
-        put(f, format!("statements/{flag}.json"), json!({
-            "description": format!("a statement, {flag}"), "statement": v,
-            "expected": "invalid", "flags": [flag], "error": err,
-        }));
+        put(
+            f,
+            format!("statements/{flag}.json"),
+            json!({
+                "description": format!("a statement, {flag}"), "statement": v,
+                "expected": "invalid", "flags": [flag], "error": err,
+            }),
+        );
     }
 }
 
@@ -431,7 +804,10 @@ pub fn sample_bundle(alg: Alg, seed: u64) -> (EvidenceBundle, Vec<Vec<u8>>) {
         attestation_format: "none".into(),
         time_ms: 1_767_225_000_000,
     });
-    let mut log: Vec<Vec<u8>> = vec![b"unrelated entry 0".to_vec(), enrol.encode().unwrap_or_default()];
+    let mut log: Vec<Vec<u8>> = vec![
+        b"unrelated entry 0".to_vec(),
+        enrol.encode().unwrap_or_default(),
+    ];
     let statement = sample_statement("0001", Decision::Approve);
     let sh = statement.hash().unwrap_or_default();
     let nonce: [u8; 32] = Sha256::digest(seed.to_be_bytes()).into();
@@ -454,16 +830,40 @@ pub fn sample_bundle(alg: Alg, seed: u64) -> (EvidenceBundle, Vec<Vec<u8>>) {
     log.push(b"unrelated entry 4".to_vec());
     let leaves: Vec<Hash> = log.iter().map(|e| leaf_hash(e)).collect();
     let size = leaves.len() as u64;
-    let body = Checkpoint { origin: LOG_ORIGIN.into(), size, root: root_from_leaf_hashes(&leaves), extensions: vec![] }.to_text();
-    let proof = |i: u64| range_hashes(&leaves, &inclusion_proof_ranges(i, size).unwrap_or_default());
+    let body = Checkpoint {
+        origin: LOG_ORIGIN.into(),
+        size,
+        root: root_from_leaf_hashes(&leaves),
+        extensions: vec![],
+    }
+    .to_text();
+    let proof = |i: u64| {
+        range_hashes(
+            &leaves,
+            &inclusion_proof_ranges(i, size).unwrap_or_default(),
+        )
+    };
     let bundle = EvidenceBundle {
         version: 1,
         statement,
-        decision: LoggedEntry { index: 2, entry: hex::encode(&log[2]), inclusion_proof: proof(2) },
-        enrolment: LoggedEntry { index: 1, entry: hex::encode(&log[1]), inclusion_proof: proof(1) },
+        decision: LoggedEntry {
+            index: 2,
+            entry: hex::encode(&log[2]),
+            inclusion_proof: proof(2),
+        },
+        enrolment: LoggedEntry {
+            index: 1,
+            entry: hex::encode(&log[1]),
+            inclusion_proof: proof(1),
+        },
         checkpoint: sign_note(&body, &key, &vkey),
-        relying_party: RelyingParty { rp_id: RP_ID.into(), origins: vec![ORIGIN.into()] },
-        parties: Some(json!({"approver": {"id": "apv_7f3a9c", "name": "Alice Example"}, "client": {"id": "agent-payments", "name": "Payments agent"}})),
+        relying_party: RelyingParty {
+            rp_id: RP_ID.into(),
+            origins: vec![ORIGIN.into()],
+        },
+        parties: Some(
+            json!({"approver": {"id": "apv_7f3a9c", "name": "Alice Example"}, "client": {"id": "agent-payments", "name": "Payments agent"}}),
+        ),
     };
     (bundle, log)
 }
@@ -472,61 +872,153 @@ fn bundles(f: &mut Files) {
     let vkey = log_vkey().to_vkey();
     for (i, alg) in Alg::ALL.iter().enumerate() {
         let (b, _) = sample_bundle(*alg, 200 + i as u64);
-        put(f, format!("bundles/valid-{}.json", alg.name().to_ascii_lowercase()), json!({
-            "description": format!("a complete evidence bundle for an {} passkey approval", alg.name()),
-            "log_key": vkey, "bundle": serde_json::to_value(&b).unwrap_or_default(),
-            "action": b.statement.authorization_details,
-            "expected": "valid", "flags": [],
-        }));
+        put(
+            f,
+            format!("bundles/valid-{}.json", alg.name().to_ascii_lowercase()),
+            json!({
+                "description": format!("a complete evidence bundle for an {} passkey approval", alg.name()),
+                "log_key": vkey, "bundle": serde_json::to_value(&b).unwrap_or_default(),
+                "action": b.statement.authorization_details,
+                "expected": "valid", "flags": [],
+            }),
+        );
     }
     let (b, _) = sample_bundle(Alg::Es256, 200);
     let base = serde_json::to_value(&b).unwrap_or_default();
     let mut cases: Vec<(&str, Value, &str)> = Vec::new();
     // Each link broken in turn.
-    let mut v = base.clone(); v["checkpoint"] = json!(b.checkpoint.replacen(&format!("\n{}\n", 5), "\n6\n", 1)); cases.push(("tampered-checkpoint", v, "checkpoint"));
-    let mut v = base.clone(); v["statement"]["log_origin"] = json!("other.test/log"); cases.push(("statement-wrong-log", v, "different log"));
-    let mut v = base.clone(); v["decision"]["index"] = json!(3); cases.push(("decision-wrong-index", v, "decision entry is not in the checkpointed tree"));
-    let mut v = base.clone(); v["decision"]["inclusion_proof"][0] = json!(flip_hex(b.decision.inclusion_proof[0].as_str(), 1)); cases.push(("decision-bit-flip-proof", v, "decision entry is not in the checkpointed tree"));
-    let mut v = base.clone(); v["enrolment"]["inclusion_proof"][0] = json!(flip_hex(b.enrolment.inclusion_proof[0].as_str(), 1)); cases.push(("enrolment-bit-flip-proof", v, "enrolment entry is not in the checkpointed tree"));
-    let mut v = base.clone(); v["decision"]["entry"] = json!(flip_hex(&b.decision.entry, 8 * 40)); cases.push(("decision-entry-bit-flip", v, "decision entry is not in the checkpointed tree"));
-    let mut v = base.clone(); v["enrolment"] = base["decision"].clone(); cases.push(("enrolment-is-decision", v, "enrolment entry is of the wrong kind"));
+    let mut v = base.clone();
+    v["checkpoint"] = json!(b.checkpoint.replacen(&format!("\n{}\n", 5), "\n6\n", 1));
+    cases.push(("tampered-checkpoint", v, "checkpoint"));
+    let mut v = base.clone();
+    v["statement"]["log_origin"] = json!("other.test/log");
+    cases.push(("statement-wrong-log", v, "different log"));
+    let mut v = base.clone();
+    v["decision"]["index"] = json!(3);
+    cases.push((
+        "decision-wrong-index",
+        v,
+        "decision entry is not in the checkpointed tree",
+    ));
+    let mut v = base.clone();
+    v["decision"]["inclusion_proof"][0] =
+        json!(flip_hex(b.decision.inclusion_proof[0].as_str(), 1));
+    cases.push((
+        "decision-bit-flip-proof",
+        v,
+        "decision entry is not in the checkpointed tree",
+    ));
+    let mut v = base.clone();
+    v["enrolment"]["inclusion_proof"][0] =
+        json!(flip_hex(b.enrolment.inclusion_proof[0].as_str(), 1));
+    cases.push((
+        "enrolment-bit-flip-proof",
+        v,
+        "enrolment entry is not in the checkpointed tree",
+    ));
+    let mut v = base.clone();
+    v["decision"]["entry"] = json!(flip_hex(&b.decision.entry, 8 * 40));
+    cases.push((
+        "decision-entry-bit-flip",
+        v,
+        "decision entry is not in the checkpointed tree",
+    ));
+    let mut v = base.clone();
+    v["enrolment"] = base["decision"].clone();
+    cases.push((
+        "enrolment-is-decision",
+        v,
+        "enrolment entry is of the wrong kind",
+    ));
     for (field, value) in [
-        ("request_id", json!("req_0002")), ("client_id", json!("agent-other")), ("scope", json!("openid")),
-        ("binding_message", json!("Pay EUR 9,999.00 to ACME GmbH")), ("expires_at", json!(1_767_229_999)), ("requested_at", json!(1_767_225_601)),
+        ("request_id", json!("req_0002")),
+        ("client_id", json!("agent-other")),
+        ("scope", json!("openid")),
+        ("binding_message", json!("Pay EUR 9,999.00 to ACME GmbH")),
+        ("expires_at", json!(1_767_229_999)),
+        ("requested_at", json!(1_767_225_601)),
     ] {
-        let mut v = base.clone(); v["statement"][field] = value;
-        cases.push((Box::leak(format!("statement-changed-{}", slug(field)).into_boxed_str()), v, "does not hash to the statement hash"));
+        let mut v = base.clone();
+        v["statement"][field] = value;
+        cases.push((
+            Box::leak(format!("statement-changed-{}", slug(field)).into_boxed_str()),
+            v,
+            "does not hash to the statement hash",
+        ));
     }
-    let mut v = base.clone(); v["statement"]["authorization_details"][0]["instructedAmount"]["amount"] = json!("12500.00"); cases.push(("statement-changed-amount", v, "does not hash to the statement hash"));
-    let mut v = base.clone(); v["statement"]["authorization_details"][0]["creditorAccount"]["iban"] = json!("DE02120300000000202052"); cases.push(("statement-changed-recipient", v, "does not hash to the statement hash"));
-    let mut v = base.clone(); v["statement"]["decision"] = json!("deny"); cases.push(("statement-changed-decision", v, "does not hash to the statement hash"));
-    let mut v = base.clone(); v["relying_party"]["rp_id"] = json!("evil.example"); cases.push(("wrong-rp-id", v, "rpIdHash"));
-    let mut v = base.clone(); v["relying_party"]["origins"] = json!(["https://evil.example"]); cases.push(("wrong-origin", v, "not an allowed origin"));
-    let mut v = base.clone(); v["version"] = json!(2); cases.push(("unknown-version", v, "version"));
-    let mut v = base.clone(); if let Some(o) = v.as_object_mut() { o.remove("checkpoint"); } cases.push(("missing-checkpoint", v, "missing field"));
+    let mut v = base.clone();
+    v["statement"]["authorization_details"][0]["instructedAmount"]["amount"] = json!("12500.00");
+    cases.push((
+        "statement-changed-amount",
+        v,
+        "does not hash to the statement hash",
+    ));
+    let mut v = base.clone();
+    v["statement"]["authorization_details"][0]["creditorAccount"]["iban"] =
+        json!("DE02120300000000202052");
+    cases.push((
+        "statement-changed-recipient",
+        v,
+        "does not hash to the statement hash",
+    ));
+    let mut v = base.clone();
+    v["statement"]["decision"] = json!("deny");
+    cases.push((
+        "statement-changed-decision",
+        v,
+        "does not hash to the statement hash",
+    ));
+    let mut v = base.clone();
+    v["relying_party"]["rp_id"] = json!("evil.example");
+    cases.push(("wrong-rp-id", v, "rpIdHash"));
+    let mut v = base.clone();
+    v["relying_party"]["origins"] = json!(["https://evil.example"]);
+    cases.push(("wrong-origin", v, "not an allowed origin"));
+    let mut v = base.clone();
+    v["version"] = json!(2);
+    cases.push(("unknown-version", v, "version"));
+    let mut v = base.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("checkpoint");
+    }
+    cases.push(("missing-checkpoint", v, "missing field"));
     for (flag, v, err) in cases {
-        put(f, format!("bundles/{flag}.json"), json!({
-            "description": format!("an ES256 evidence bundle, {flag}"),
-            "log_key": vkey, "bundle": v, "expected": "invalid", "flags": [flag], "error": err,
-        }));
+        put(
+            f,
+            format!("bundles/{flag}.json"),
+            json!({
+                "description": format!("an ES256 evidence bundle, {flag}"),
+                "log_key": vkey, "bundle": v, "expected": "invalid", "flags": [flag], "error": err,
+            }),
+        );
     }
     // Execution check: the approved action passes, a different one does not.
     let approved = b.statement.authorization_details.clone();
     let mut other = approved.clone();
     other[0]["instructedAmount"]["amount"] = json!("1250.01");
-    put(f, "bundles/action-mismatch.json".into(), json!({
-        "description": "a valid bundle with an action that differs from the approved one by one cent",
-        "log_key": vkey, "bundle": base, "action": other,
-        "expected": "invalid", "flags": ["action-mismatch"], "error": "action differs",
-    }));
+    put(
+        f,
+        "bundles/action-mismatch.json".into(),
+        json!({
+            "description": "a valid bundle with an action that differs from the approved one by one cent",
+            "log_key": vkey, "bundle": base, "action": other,
+            "expected": "invalid", "flags": ["action-mismatch"], "error": "action differs",
+        }),
+    );
     let mut reordered = serde_json::Map::new();
     if let Some(o) = approved[0].as_object() {
-        for (k, val) in o.iter().rev() { reordered.insert(k.clone(), val.clone()); }
+        for (k, val) in o.iter().rev() {
+            reordered.insert(k.clone(), val.clone());
+        }
     }
-    put(f, "bundles/action-reordered-matches.json".into(), json!({
-        "description": "the approved action with its members in another order still matches (RFC 8785)",
-        "log_key": vkey, "bundle": serde_json::to_value(&b).unwrap_or_default(),
-        "action": {"authorization_details": [Value::Object(reordered)]},
-        "expected": "valid", "flags": [],
-    }));
+    put(
+        f,
+        "bundles/action-reordered-matches.json".into(),
+        json!({
+            "description": "the approved action with its members in another order still matches (RFC 8785)",
+            "log_key": vkey, "bundle": serde_json::to_value(&b).unwrap_or_default(),
+            "action": {"authorization_details": [Value::Object(reordered)]},
+            "expected": "valid", "flags": [],
+        }),
+    );
 }

@@ -306,7 +306,11 @@ impl SoftPasskey {
 impl SoftPasskey {
     /// A `packed` self-attestation object: the credential key signs
     /// `authData || SHA-256(clientDataJSON)` (WebAuthn section 8.2).
-    pub fn attestation_object_packed_self(&self, flags_byte: u8, client_data_json: &[u8]) -> Vec<u8> {
+    pub fn attestation_object_packed_self(
+        &self,
+        flags_byte: u8,
+        client_data_json: &[u8],
+    ) -> Vec<u8> {
         let auth = self.registration_authenticator_data(flags_byte, [7u8; 16]);
         let mut signed = auth.clone();
         signed.extend_from_slice(&Sha256::digest(client_data_json));
@@ -320,7 +324,14 @@ impl SoftPasskey {
         let _ = e
             .map(3)
             .and_then(|e| e.str("fmt")?.str("packed"))
-            .and_then(|e| e.str("attStmt")?.map(2)?.str("alg")?.i16(alg)?.str("sig")?.bytes(&sig))
+            .and_then(|e| {
+                e.str("attStmt")?
+                    .map(2)?
+                    .str("alg")?
+                    .i16(alg)?
+                    .str("sig")?
+                    .bytes(&sig)
+            })
             .and_then(|e| e.str("authData")?.bytes(&auth));
         e.into_writer()
     }
@@ -339,7 +350,13 @@ mod tests {
         for alg in Alg::ALL {
             let pk = SoftPasskey::new(alg, 9, "example.com");
             let challenge = [3u8; 32];
-            let cdj = SoftPasskey::client_data_json("webauthn.create", &challenge, "https://example.com", false, None);
+            let cdj = SoftPasskey::client_data_json(
+                "webauthn.create",
+                &challenge,
+                "https://example.com",
+                false,
+                None,
+            );
             let policy = RegistrationPolicy {
                 rp_id: "example.com",
                 allowed_origins: &["https://example.com"],
@@ -359,7 +376,9 @@ mod tests {
             let bad = pk.attestation_object_packed_self(flags::UP | flags::UV, b"{}");
             assert_eq!(
                 verify_registration(&bad, &cdj, &challenge, &policy),
-                Err(RegistrationError::BadAttestation("self attestation signature does not verify"))
+                Err(RegistrationError::BadAttestation(
+                    "self attestation signature does not verify"
+                ))
             );
             let no_uv = pk.attestation_object_none(flags::UP);
             assert!(verify_registration(&no_uv, &cdj, &challenge, &policy).is_err());

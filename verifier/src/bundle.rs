@@ -1,9 +1,9 @@
 //! Evidence bundles (`spec/evidence-bundle.md`): everything needed to prove offline who approved
 //! what, checked link by link down to the log's checkpoint signature; and the execution check.
 
+use core::fmt;
 use std::string::{String, ToString};
 use std::vec::Vec;
-use core::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -269,10 +269,11 @@ impl EvidenceBundle {
         // 2. Both entries are in that tree.
         let (dec_bytes, dec_leaf) = check_logged(&self.decision, "decision", size, &root)?;
         let (enr_bytes, _) = check_logged(&self.enrolment, "enrolment", size, &root)?;
-        let Entry::Decision(dec) = Entry::decode(&dec_bytes).map_err(|error| BundleError::Entry {
-            which: "decision",
-            error,
-        })?
+        let Entry::Decision(dec) =
+            Entry::decode(&dec_bytes).map_err(|error| BundleError::Entry {
+                which: "decision",
+                error,
+            })?
         else {
             return Err(BundleError::WrongKind("decision"));
         };
@@ -301,7 +302,10 @@ impl EvidenceBundle {
             return Err(BundleError::CredentialMismatch("public key"));
         }
         // 4. The statement is the one in the entry.
-        let canonical = self.statement.canonical_json().map_err(BundleError::Statement)?;
+        let canonical = self
+            .statement
+            .canonical_json()
+            .map_err(BundleError::Statement)?;
         if canonical.len() > crate::statement::MAX_STATEMENT_BYTES {
             return Err(BundleError::Statement(StatementError::TooLarge));
         }
@@ -375,7 +379,8 @@ impl EvidenceBundle {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn parse_proof(hexes: &[String], which: &'static str) -> Result<Vec<Hash>, BundleError> {
@@ -388,9 +393,11 @@ fn parse_proof(hexes: &[String], which: &'static str) -> Result<Vec<Hash>, Bundl
     hexes
         .iter()
         .map(|h| {
-            Hash::from_hex(h).filter(|_| is_lower_hex(h)).ok_or(BundleError::Malformed(std::format!(
-                "{which} inclusion proof has a hash that is not 64 hex digits"
-            )))
+            Hash::from_hex(h)
+                .filter(|_| is_lower_hex(h))
+                .ok_or(BundleError::Malformed(std::format!(
+                    "{which} inclusion proof has a hash that is not 64 hex digits"
+                )))
         })
         .collect()
 }
@@ -408,7 +415,9 @@ fn check_logged(
         });
     }
     if !is_lower_hex(&e.entry) {
-        return Err(BundleError::Malformed(std::format!("{which} entry is not lowercase hex")));
+        return Err(BundleError::Malformed(std::format!(
+            "{which} entry is not lowercase hex"
+        )));
     }
     let bytes = hex::decode(&e.entry)
         .map_err(|_| BundleError::Malformed(std::format!("{which} entry is not hex")))?;

@@ -81,8 +81,9 @@ impl Checkpoint {
         let size_line = lines
             .next()
             .ok_or(CheckpointError::Malformed("missing tree size line"))?;
-        let size = parse_decimal(size_line)
-            .ok_or(CheckpointError::Malformed("tree size is not a canonical decimal"))?;
+        let size = parse_decimal(size_line).ok_or(CheckpointError::Malformed(
+            "tree size is not a canonical decimal",
+        ))?;
         let root_line = lines
             .next()
             .ok_or(CheckpointError::Malformed("missing root hash line"))?;
@@ -110,7 +111,12 @@ impl Checkpoint {
 
     /// The checkpoint body, ready to be signed as a note's text.
     pub fn to_text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root.0));
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root.0)
+        );
         for e in &self.extensions {
             s.push_str(e);
             s.push('\n');
@@ -175,7 +181,8 @@ mod tests {
 
     #[test]
     fn parses_c2sp_example() {
-        let body = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+        let body =
+            "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
         let c = Checkpoint::parse(body).unwrap();
         assert_eq!(c.origin, "example.com/behind-the-sofa");
         assert_eq!(c.size, 20852163);

@@ -37,7 +37,9 @@ impl fmt::Display for CoseKeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoseKeyError::Malformed(why) => write!(f, "malformed COSE key: {why}"),
-            CoseKeyError::TooLarge => write!(f, "COSE key is larger than {MAX_COSE_KEY_BYTES} bytes"),
+            CoseKeyError::TooLarge => {
+                write!(f, "COSE key is larger than {MAX_COSE_KEY_BYTES} bytes")
+            }
             CoseKeyError::Unsupported => {
                 f.write_str("unsupported COSE key (only ES256/P-256, EdDSA/Ed25519 and RS256)")
             }
@@ -66,9 +68,10 @@ pub fn parse_cose_key(bytes: &[u8]) -> Result<PublicKey, CoseKeyError> {
 pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKeyError> {
     let mut d = Decoder::new(bytes);
     let m = |_| CoseKeyError::Malformed("not a CBOR map of integer labels");
-    let n = d.map().map_err(m)?.ok_or(CoseKeyError::Malformed(
-        "indefinite-length map",
-    ))?;
+    let n = d
+        .map()
+        .map_err(m)?
+        .ok_or(CoseKeyError::Malformed("indefinite-length map"))?;
     if n > 16 {
         return Err(CoseKeyError::Malformed("too many entries"));
     }
@@ -83,9 +86,17 @@ pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKey
         seen.push(label);
         let ty = d.datatype().map_err(m)?;
         match ty {
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 | Type::I8 | Type::I16 | Type::I32
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::I8
+            | Type::I16
+            | Type::I32
             | Type::I64 => {
-                let v = d.i64().map_err(|_| CoseKeyError::Malformed("integer out of range"))?;
+                let v = d
+                    .i64()
+                    .map_err(|_| CoseKeyError::Malformed("integer out of range"))?;
                 match label {
                     1 => kty = Some(v),
                     3 => alg = Some(v),
@@ -102,7 +113,11 @@ pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKey
                     _ => {}
                 }
             }
-            _ => return Err(CoseKeyError::Malformed("value is neither integer nor byte string")),
+            _ => {
+                return Err(CoseKeyError::Malformed(
+                    "value is neither integer nor byte string",
+                ))
+            }
         }
     }
     let used = d.position();
@@ -150,8 +165,10 @@ pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKey
             let (nn, e) = (strip(nn), strip(e));
             // Both backends must agree: ring takes odd exponents from 3 to 2^33 - 1.
             let e_val = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-            if nn.is_empty() || e.len() > 5 || e_val < 3 || e_val >= 1 << 33 || e_val % 2 == 0 {
-                return Err(CoseKeyError::Malformed("RSA modulus or exponent out of range"));
+            if nn.is_empty() || e.len() > 5 || !(3..1 << 33).contains(&e_val) || e_val % 2 == 0 {
+                return Err(CoseKeyError::Malformed(
+                    "RSA modulus or exponent out of range",
+                ));
             }
             PublicKey::Rs256 { n: nn, e }
         }

@@ -149,9 +149,11 @@ mod fast {
 
     pub(super) fn verify(key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
         match key {
-            PublicKey::Es256(point) => rs::UnparsedPublicKey::new(&rs::ECDSA_P256_SHA256_ASN1, point)
-                .verify(message, signature)
-                .is_ok(),
+            PublicKey::Es256(point) => {
+                rs::UnparsedPublicKey::new(&rs::ECDSA_P256_SHA256_ASN1, point)
+                    .verify(message, signature)
+                    .is_ok()
+            }
             PublicKey::Ed25519(pk) => rs::UnparsedPublicKey::new(&rs::ED25519, pk)
                 .verify(message, signature)
                 .is_ok(),

@@ -315,16 +315,14 @@ pub fn challenge(nonce: &[u8; 32], statement_hash: &[u8; 32]) -> [u8; 64] {
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_ID_BYTES
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'~'))
 }
 
 fn is_valid_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 

@@ -9,12 +9,18 @@ use subtle::ConstantTimeEq;
 ///
 /// Equality is constant-time, because roots and leaf hashes are compared against values an
 /// attacker may choose and a timing side channel must not tell how much of a guess matched.
-#[derive(Clone, Copy, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord)]
 pub struct Hash(pub [u8; 32]);
 
 impl PartialEq for Hash {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl core::hash::Hash for Hash {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 

@@ -220,7 +220,11 @@ impl LeafRange {
         while start < self.end {
             let remaining = self.end - start;
             let fit = 63 - remaining.leading_zeros();
-            let align = if start == 0 { 63 } else { start.trailing_zeros() };
+            let align = if start == 0 {
+                63
+            } else {
+                start.trailing_zeros()
+            };
             let level = fit.min(align);
             out.push(Subtree {
                 level: level as u8,
@@ -236,7 +240,11 @@ impl LeafRange {
 /// Returns `None` for an empty list.
 pub fn fold_subtrees(hashes: &[Hash]) -> Option<Hash> {
     let (last, rest) = hashes.split_last()?;
-    Some(rest.iter().rev().fold(*last, |acc, left| node_hash(left, &acc)))
+    Some(
+        rest.iter()
+            .rev()
+            .fold(*last, |acc, left| node_hash(left, &acc)),
+    )
 }
 
 fn largest_power_of_two_below(n: u64) -> u64 {
@@ -258,10 +266,16 @@ pub fn inclusion_proof_ranges(index: u64, tree_size: u64) -> Result<Vec<LeafRang
     while hi - lo > 1 {
         let k = largest_power_of_two_below(hi - lo);
         if index < lo + k {
-            out.push(LeafRange { start: lo + k, end: hi });
+            out.push(LeafRange {
+                start: lo + k,
+                end: hi,
+            });
             hi = lo + k;
         } else {
-            out.push(LeafRange { start: lo, end: lo + k });
+            out.push(LeafRange {
+                start: lo,
+                end: lo + k,
+            });
             lo += k;
         }
     }
@@ -295,10 +309,16 @@ pub fn consistency_proof_ranges(
         }
         let k = largest_power_of_two_below(n);
         if m <= k {
-            out.push(LeafRange { start: lo + k, end: hi });
+            out.push(LeafRange {
+                start: lo + k,
+                end: hi,
+            });
             hi = lo + k;
         } else {
-            out.push(LeafRange { start: lo, end: lo + k });
+            out.push(LeafRange {
+                start: lo,
+                end: lo + k,
+            });
             lo += k;
             m -= k;
             complete = false;

@@ -121,7 +121,10 @@ pub struct RegisteredCredential {
 fn parse_attestation_object(bytes: &[u8]) -> Result<(String, &[u8], &[u8]), RegistrationError> {
     use RegistrationError::AttestationObjectMalformed as M;
     let mut d = Decoder::new(bytes);
-    let n = d.map().map_err(|_| M("not a CBOR map"))?.ok_or(M("indefinite-length map"))?;
+    let n = d
+        .map()
+        .map_err(|_| M("not a CBOR map"))?
+        .ok_or(M("indefinite-length map"))?;
     if n > 8 {
         return Err(M("too many members"));
     }
@@ -134,7 +137,11 @@ fn parse_attestation_object(bytes: &[u8]) -> Result<(String, &[u8], &[u8]), Regi
                 if fmt_.is_some() {
                     return Err(M("fmt given twice"));
                 }
-                fmt_ = Some(d.str().map_err(|_| M("fmt is not a text string"))?.to_string());
+                fmt_ = Some(
+                    d.str()
+                        .map_err(|_| M("fmt is not a text string"))?
+                        .to_string(),
+                );
             }
             "authData" => {
                 if auth.is_some() {
@@ -168,7 +175,10 @@ fn parse_attestation_object(bytes: &[u8]) -> Result<(String, &[u8], &[u8]), Regi
 fn parse_packed(stmt: &[u8]) -> Result<(i64, &[u8], bool), RegistrationError> {
     use RegistrationError::AttestationObjectMalformed as M;
     let mut d = Decoder::new(stmt);
-    let n = d.map().map_err(|_| M("attStmt"))?.ok_or(M("indefinite-length attStmt"))?;
+    let n = d
+        .map()
+        .map_err(|_| M("attStmt"))?
+        .ok_or(M("indefinite-length attStmt"))?;
     let (mut alg, mut sig, mut x5c) = (None, None, false);
     for _ in 0..n {
         match d.str().map_err(|_| M("attStmt member name"))? {
@@ -183,7 +193,9 @@ fn parse_packed(stmt: &[u8]) -> Result<(i64, &[u8], bool), RegistrationError> {
     }
     match (alg, sig) {
         (Some(a), Some(s)) => Ok((a, s, x5c)),
-        _ => Err(RegistrationError::BadAttestation("packed statement without alg or sig")),
+        _ => Err(RegistrationError::BadAttestation(
+            "packed statement without alg or sig",
+        )),
     }
 }
 
@@ -214,7 +226,9 @@ pub fn verify_registration(
     if auth.flags & flags::BS != 0 && auth.flags & flags::BE == 0 {
         return Err(AssertionError::InvalidBackupFlags.into());
     }
-    let cred = auth.attested_credential.ok_or(RegistrationError::NoCredential)?;
+    let cred = auth
+        .attested_credential
+        .ok_or(RegistrationError::NoCredential)?;
     if cred.credential_id.is_empty() {
         return Err(RegistrationError::NoCredential);
     }
@@ -222,7 +236,9 @@ pub fn verify_registration(
         "none" => {
             // An empty map is the only valid `none` statement (section 8.7).
             if stmt != [0xa0] {
-                return Err(RegistrationError::BadAttestation("none with a non-empty statement"));
+                return Err(RegistrationError::BadAttestation(
+                    "none with a non-empty statement",
+                ));
             }
             AttestationTrust::None
         }
@@ -249,10 +265,18 @@ pub fn verify_registration(
                 AttestationTrust::SelfAttested
             }
         }
-        f if !f.is_empty() && f.len() <= 32 && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') => {
+        f if !f.is_empty()
+            && f.len() <= 32
+            && f.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
             AttestationTrust::Unverified
         }
-        _ => return Err(RegistrationError::AttestationObjectMalformed("fmt is not a known format name")),
+        _ => {
+            return Err(RegistrationError::AttestationObjectMalformed(
+                "fmt is not a known format name",
+            ))
+        }
     };
     if let Some(list) = policy.aaguid_allowlist {
         if !list.contains(&cred.aaguid) {

@@ -2,9 +2,9 @@
 //! (JCS) canonical JSON, hashed with SHA-256. The approver's passkey signs
 //! `nonce || SHA-256(statement)`.
 
+use core::fmt;
 use std::string::{String, ToString};
 use std::vec::Vec;
-use core::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -139,8 +139,7 @@ impl Statement {
     /// The RFC 8785 canonical JSON bytes.
     pub fn canonical_json(&self) -> Result<Vec<u8>, StatementError> {
         self.validate()?;
-        serde_json_canonicalizer::to_vec(self)
-            .map_err(|e| StatementError::Malformed(e.to_string()))
+        serde_json_canonicalizer::to_vec(self).map_err(|e| StatementError::Malformed(e.to_string()))
     }
 
     /// SHA-256 of the canonical JSON.
@@ -165,10 +164,17 @@ pub fn is_unsafe_display_char(c: char) -> bool {
 /// A binding message is short plain text: 1 to `max_chars` characters, none of them
 /// [unsafe to display](is_unsafe_display_char) (CIBA section 7.1: it is shown on both devices,
 /// so it must read the same on both).
-pub fn validate_binding_message(s: &str, max_chars: usize) -> Result<(), ()> {
+/// Returns the reason when it is not.
+pub fn validate_binding_message(s: &str, max_chars: usize) -> Result<(), &'static str> {
     let n = s.chars().count();
-    if n == 0 || n > max_chars || s.chars().any(is_unsafe_display_char) {
-        return Err(());
+    if n == 0 {
+        return Err("binding_message is empty");
+    }
+    if n > max_chars {
+        return Err("binding_message is too long");
+    }
+    if s.chars().any(is_unsafe_display_char) {
+        return Err("binding_message contains a control or bidirectional formatting character");
     }
     Ok(())
 }
@@ -325,23 +331,41 @@ mod tests {
         let c = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
         assert_eq!(c, "{\"\u{1f600}\":2,\"\u{fb33}\":1}");
         let n = serde_json::json!([1e21, 0.1, -0.0, 1e-7]);
-        assert_eq!(String::from_utf8(canonical_json(&n).unwrap()).unwrap(), "[1e+21,0.1,0,1e-7]");
+        assert_eq!(
+            String::from_utf8(canonical_json(&n).unwrap()).unwrap(),
+            "[1e+21,0.1,0,1e-7]"
+        );
     }
 
     #[test]
     fn rejects_duplicates_bidi_and_unsafe_integers() {
         let json = serde_json::to_string(&sample()).unwrap();
-        let dup = json.replacen(r#""creditorName":"ACME""#, r#""creditorName":"ACME","creditorName":"EVIL""#, 1);
+        let dup = json.replacen(
+            r#""creditorName":"ACME""#,
+            r#""creditorName":"ACME","creditorName":"EVIL""#,
+            1,
+        );
         assert_ne!(dup, json);
-        assert!(matches!(Statement::from_json(dup.as_bytes()), Err(StatementError::Malformed(m)) if m.contains("duplicate")));
+        assert!(
+            matches!(Statement::from_json(dup.as_bytes()), Err(StatementError::Malformed(m)) if m.contains("duplicate"))
+        );
         let mut s = sample();
         s.binding_message = "Pay \u{202E}00.24 EUR".into();
-        assert_eq!(s.validate(), Err(StatementError::InvalidField("binding_message")));
+        assert_eq!(
+            s.validate(),
+            Err(StatementError::InvalidField("binding_message"))
+        );
         let mut s = sample();
         s.expires_at = MAX_SAFE_INTEGER + 2;
-        assert_eq!(s.validate(), Err(StatementError::InvalidField("expires_at")));
+        assert_eq!(
+            s.validate(),
+            Err(StatementError::InvalidField("expires_at"))
+        );
         assert!(parse_json_strict(b"{} x").is_err());
-        assert_eq!(parse_json_strict(b" [1, {\"a\": null}] ").unwrap(), serde_json::json!([1, {"a": null}]));
+        assert_eq!(
+            parse_json_strict(b" [1, {\"a\": null}] ").unwrap(),
+            serde_json::json!([1, {"a": null}])
+        );
     }
 
     #[test]

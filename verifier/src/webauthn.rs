@@ -215,7 +215,8 @@ impl AuthenticatorData {
                 Ok(minicbor::data::Type::Map) | Ok(minicbor::data::Type::MapIndef) => {}
                 _ => return Err(M("extension data is not a CBOR map")),
             }
-            d.skip().map_err(|_| M("extension data is not well-formed CBOR"))?;
+            d.skip()
+                .map_err(|_| M("extension data is not well-formed CBOR"))?;
             rest = &rest[d.position()..];
         }
         if !rest.is_empty() {
@@ -431,7 +432,9 @@ mod tests {
 
     #[test]
     fn client_data_rejects_duplicates_and_junk() {
-        assert!(ClientData::parse(br#"{"type":"webauthn.get","challenge":"AA","origin":"x"}"#).is_ok());
+        assert!(
+            ClientData::parse(br#"{"type":"webauthn.get","challenge":"AA","origin":"x"}"#).is_ok()
+        );
         assert!(ClientData::parse(
             br#"{"type":"webauthn.get","type":"webauthn.get","challenge":"AA","origin":"x"}"#
         )

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use countersign_verifier::{
-    challenge, check_execution, leaf_hash, sha256, Entry, Statement, parse_cose_key, verify_assertion, verify_consistency,
-    verify_inclusion, Assertion, AssertionPolicy, BundlePolicy, Checkpoint, EvidenceBundle, Hash,
-    Note, VerifierKey,
+    challenge, check_execution, leaf_hash, parse_cose_key, sha256, verify_assertion,
+    verify_consistency, verify_inclusion, Assertion, AssertionPolicy, BundlePolicy, Checkpoint,
+    Entry, EvidenceBundle, Hash, Note, Statement, VerifierKey,
 };
 use serde_json::{json, Value};
 
@@ -68,7 +68,12 @@ struct StatementArgs {
 #[derive(Args)]
 struct InclusionArgs {
     /// The raw entry bytes (hashed as SHA-256(0x00 || entry)).
-    #[arg(long, value_name = "HEX", required_unless_present = "leaf_hash", conflicts_with = "leaf_hash")]
+    #[arg(
+        long,
+        value_name = "HEX",
+        required_unless_present = "leaf_hash",
+        conflicts_with = "leaf_hash"
+    )]
     leaf: Option<String>,
     /// The RFC 6962 leaf hash.
     #[arg(long, value_name = "HEX")]
@@ -179,8 +184,14 @@ struct UsageError(String);
 
 /// The outcome of a check.
 enum Outcome {
-    Valid { summary: String, details: Value },
-    Invalid { check: &'static str, message: String },
+    Valid {
+        summary: String,
+        details: Value,
+    },
+    Invalid {
+        check: &'static str,
+        message: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -216,7 +227,10 @@ fn main() -> ExitCode {
         }
         Ok(Outcome::Invalid { check, message }) => {
             if cli.json {
-                println!("{}", json!({"valid": false, "check": check, "error": message}));
+                println!(
+                    "{}",
+                    json!({"valid": false, "check": check, "error": message})
+                );
             } else {
                 println!("INVALID ({check}): {message}");
             }
@@ -234,7 +248,8 @@ fn hex_arg(name: &str, s: &str) -> Result<Vec<u8>, UsageError> {
 
 fn hash_arg(name: &str, s: &str) -> Result<Hash, UsageError> {
     let b = hex_arg(name, s)?;
-    Hash::from_slice(&b).ok_or_else(|| UsageError(format!("{name}: a hash is 32 bytes (64 hex digits)")))
+    Hash::from_slice(&b)
+        .ok_or_else(|| UsageError(format!("{name}: a hash is 32 bytes (64 hex digits)")))
 }
 
 fn proof_args(v: &[String]) -> Result<Vec<Hash>, UsageError> {
@@ -269,32 +284,42 @@ fn inclusion(a: &InclusionArgs) -> Result<Outcome, UsageError> {
     };
     let root = hash_arg("--root", &a.root)?;
     let proof = proof_args(&a.proof)?;
-    Ok(match verify_inclusion(&leaf, a.index, a.tree_size, &proof, &root) {
-        Ok(()) => Outcome::Valid {
-            summary: format!(
-                "OK: leaf {leaf} is at index {} of the tree of size {} with root {root}",
-                a.index, a.tree_size
-            ),
-            details: json!({"leaf_hash": leaf.to_hex(), "index": a.index, "tree_size": a.tree_size, "root": root.to_hex()}),
+    Ok(
+        match verify_inclusion(&leaf, a.index, a.tree_size, &proof, &root) {
+            Ok(()) => Outcome::Valid {
+                summary: format!(
+                    "OK: leaf {leaf} is at index {} of the tree of size {} with root {root}",
+                    a.index, a.tree_size
+                ),
+                details: json!({"leaf_hash": leaf.to_hex(), "index": a.index, "tree_size": a.tree_size, "root": root.to_hex()}),
+            },
+            Err(e) => Outcome::Invalid {
+                check: "inclusion",
+                message: e.to_string(),
+            },
         },
-        Err(e) => Outcome::Invalid { check: "inclusion", message: e.to_string() },
-    })
+    )
 }
 
 fn consistency(a: &ConsistencyArgs) -> Result<Outcome, UsageError> {
     let old_root = hash_arg("--old-root", &a.old_root)?;
     let new_root = hash_arg("--new-root", &a.new_root)?;
     let proof = proof_args(&a.proof)?;
-    Ok(match verify_consistency(a.old_size, a.new_size, &old_root, &new_root, &proof) {
-        Ok(()) => Outcome::Valid {
-            summary: format!(
-                "OK: the tree of size {} is a prefix of the tree of size {}",
-                a.old_size, a.new_size
-            ),
-            details: json!({"old_size": a.old_size, "new_size": a.new_size}),
+    Ok(
+        match verify_consistency(a.old_size, a.new_size, &old_root, &new_root, &proof) {
+            Ok(()) => Outcome::Valid {
+                summary: format!(
+                    "OK: the tree of size {} is a prefix of the tree of size {}",
+                    a.old_size, a.new_size
+                ),
+                details: json!({"old_size": a.old_size, "new_size": a.new_size}),
+            },
+            Err(e) => Outcome::Invalid {
+                check: "consistency",
+                message: e.to_string(),
+            },
         },
-        Err(e) => Outcome::Invalid { check: "consistency", message: e.to_string() },
-    })
+    )
 }
 
 fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
@@ -306,11 +331,21 @@ fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
     let bytes = read_input(&a.file)?;
     let parsed = match Note::parse(&bytes) {
         Ok(n) => n,
-        Err(e) => return Ok(Outcome::Invalid { check: "note", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "note",
+                message: e.to_string(),
+            })
+        }
     };
     let verified = match parsed.verify(&keys) {
         Ok(v) => v,
-        Err(e) => return Ok(Outcome::Invalid { check: "note-signature", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "note-signature",
+                message: e.to_string(),
+            })
+        }
     };
     let signers: Vec<String> = verified.iter().map(|v| v.key.to_vkey()).collect();
     let mut summary = format!("OK: note signed by {}", signers.join(", "));
@@ -320,7 +355,8 @@ fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
             "\ncheckpoint: origin {:?}, tree size {}, root {}",
             cp.origin, cp.size, cp.root
         ));
-        details["checkpoint"] = json!({"origin": cp.origin, "tree_size": cp.size, "root": cp.root.to_hex()});
+        details["checkpoint"] =
+            json!({"origin": cp.origin, "tree_size": cp.size, "root": cp.root.to_hex()});
     }
     Ok(Outcome::Valid { summary, details })
 }
@@ -333,7 +369,12 @@ fn assertion(a: &AssertionArgs) -> Result<Outcome, UsageError> {
     let challenge = hex_arg("--challenge", &a.challenge)?;
     let key = match parse_cose_key(&key_bytes) {
         Ok(k) => k,
-        Err(e) => return Ok(Outcome::Invalid { check: "public-key", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "public-key",
+                message: e.to_string(),
+            })
+        }
     };
     let origins: Vec<&str> = a.origins.iter().map(String::as_str).collect();
     let policy = AssertionPolicy {
@@ -342,7 +383,11 @@ fn assertion(a: &AssertionArgs) -> Result<Outcome, UsageError> {
         require_user_verification: a.require_uv,
         stored_sign_count: None,
     };
-    let parts = Assertion { authenticator_data: &authn, client_data_json: &cdj, signature: &sig };
+    let parts = Assertion {
+        authenticator_data: &authn,
+        client_data_json: &cdj,
+        signature: &sig,
+    };
     Ok(match verify_assertion(&key, &parts, &challenge, &policy) {
         Ok(v) => Outcome::Valid {
             summary: format!(
@@ -354,7 +399,10 @@ fn assertion(a: &AssertionArgs) -> Result<Outcome, UsageError> {
             ),
             details: json!({"algorithm": key.algorithm(), "origin": v.origin, "user_verified": v.user_verified(), "sign_count": v.sign_count}),
         },
-        Err(e) => Outcome::Invalid { check: "assertion", message: e.to_string() },
+        Err(e) => Outcome::Invalid {
+            check: "assertion",
+            message: e.to_string(),
+        },
     })
 }
 
@@ -376,7 +424,12 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     let bytes = read_input(&a.file)?;
     let b = match EvidenceBundle::from_json(&bytes) {
         Ok(b) => b,
-        Err(e) => return Ok(Outcome::Invalid { check: "bundle", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "bundle",
+                message: e.to_string(),
+            })
+        }
     };
     let policy = BundlePolicy {
         witnesses: &witnesses,
@@ -386,7 +439,12 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     };
     let v = match b.verify(&log_key, &policy) {
         Ok(v) => v,
-        Err(e) => return Ok(Outcome::Invalid { check: "bundle", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "bundle",
+                message: e.to_string(),
+            })
+        }
     };
     let s = &v.statement;
     let mut summary = format!(
@@ -424,7 +482,11 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         } else {
             format!(
                 "\nwitnesses:     {}",
-                v.cosignatures.iter().map(|c| c.key.name().to_owned()).collect::<Vec<_>>().join(", ")
+                v.cosignatures
+                    .iter()
+                    .map(|c| c.key.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );
@@ -445,7 +507,10 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     });
     if let Some(action) = action {
         if let Err(e) = check_execution(&v.statement, &action, a.now) {
-            return Ok(Outcome::Invalid { check: "action", message: e.to_string() });
+            return Ok(Outcome::Invalid {
+                check: "action",
+                message: e.to_string(),
+            });
         }
         summary.push_str("\naction check:  the given action is exactly the approved one");
         details["action_matches"] = json!(true);
@@ -457,7 +522,12 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
                 summary.push_str(&t);
                 details["tlog_proof"] = json!(t);
             }
-            Err(e) => return Ok(Outcome::Invalid { check: "bundle", message: e.to_string() }),
+            Err(e) => {
+                return Ok(Outcome::Invalid {
+                    check: "bundle",
+                    message: e.to_string(),
+                })
+            }
         }
     }
     Ok(Outcome::Valid { summary, details })
@@ -467,7 +537,12 @@ fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {
     let bytes = hex_arg("--hex", &a.entry)?;
     let e = match Entry::decode(&bytes) {
         Ok(e) => e,
-        Err(e) => return Ok(Outcome::Invalid { check: "entry", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "entry",
+                message: e.to_string(),
+            })
+        }
     };
     let leaf = leaf_hash(&bytes);
     let fields = match &e {
@@ -503,7 +578,10 @@ fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {
     let details = json!({"kind": e.kind_name(), "leaf_hash": leaf.to_hex(), "fields": fields});
     let pretty = serde_json::to_string_pretty(&details["fields"]).unwrap_or_default();
     Ok(Outcome::Valid {
-        summary: format!("OK: canonical {} entry, leaf hash {leaf}\n{pretty}", e.kind_name()),
+        summary: format!(
+            "OK: canonical {} entry, leaf hash {leaf}\n{pretty}",
+            e.kind_name()
+        ),
         details,
     })
 }
@@ -520,15 +598,28 @@ fn statement(a: &StatementArgs) -> Result<Outcome, UsageError> {
     let bytes = read_input(&a.file)?;
     let s = match Statement::from_json(&bytes) {
         Ok(s) => s,
-        Err(e) => return Ok(Outcome::Invalid { check: "statement", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "statement",
+                message: e.to_string(),
+            })
+        }
     };
     let canonical = match s.canonical_json() {
         Ok(c) => c,
-        Err(e) => return Ok(Outcome::Invalid { check: "statement", message: e.to_string() }),
+        Err(e) => {
+            return Ok(Outcome::Invalid {
+                check: "statement",
+                message: e.to_string(),
+            })
+        }
     };
     let hash = sha256(&canonical);
     let text = String::from_utf8_lossy(&canonical).into_owned();
-    let mut summary = format!("OK: statement is valid\ncanonical: {text}\nsha256:    {}", hex::encode(hash));
+    let mut summary = format!(
+        "OK: statement is valid\ncanonical: {text}\nsha256:    {}",
+        hex::encode(hash)
+    );
     let mut details = json!({"canonical_json": text, "sha256": hex::encode(hash)});
     if let Some(n) = nonce {
         let c = challenge(&n, &hash);

@@ -21,7 +21,11 @@ fn h(v: &Value) -> Option<Hash> {
 }
 
 fn proof(v: &Value) -> Vec<Hash> {
-    v.as_array().unwrap().iter().map(|x| h(x).unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| h(x).unwrap())
+        .collect()
 }
 
 #[test]
@@ -36,7 +40,11 @@ fn rfc6962_roots_and_nodes() {
         .collect();
     for (size, root) in m["roots_hex"].as_object().unwrap() {
         let n: usize = size.parse().unwrap();
-        assert_eq!(Some(root_from_leaf_hashes(&leaves[..n])), h(root), "size {n}");
+        assert_eq!(
+            Some(root_from_leaf_hashes(&leaves[..n])),
+            h(root),
+            "size {n}"
+        );
     }
     // Level 0 node hashes are the leaf hashes; each level above pairs the one below.
     let levels = m["node_hashes_by_level_hex"].as_object().unwrap();
@@ -75,7 +83,11 @@ fn rfc6962_inclusion_proofs() {
                 _ => false,
             };
             assert_eq!(got, valid, "{}", v["source"]);
-            if valid { seen.0 += 1 } else { seen.1 += 1 }
+            if valid {
+                seen.0 += 1
+            } else {
+                seen.1 += 1
+            }
         }
     }
     assert!(seen.0 >= 5 && seen.1 >= 4, "{seen:?}");
@@ -117,7 +129,10 @@ fn go_note_verifier_keys() {
     let g = go();
     for name in ["PeterNeumann", "EnochRoot"] {
         let k = key(name);
-        assert_eq!(format!("{:08x}", k.id()), g["key_ids_hex"][name].as_str().unwrap());
+        assert_eq!(
+            format!("{:08x}", k.id()),
+            g["key_ids_hex"][name].as_str().unwrap()
+        );
         assert_eq!(k.to_vkey(), g["verifier_keys"][name].as_str().unwrap());
     }
     for bad in g["bad_verifier_keys"].as_array().unwrap() {
@@ -125,7 +140,10 @@ fn go_note_verifier_keys() {
     }
     let p = &rfc()["signed_note"]["production_vkey_example"];
     let k = VerifierKey::parse(p["vkey"].as_str().unwrap()).unwrap();
-    assert_eq!(format!("{:08x}", k.id()), p["key_id_recomputed"].as_str().unwrap());
+    assert_eq!(
+        format!("{:08x}", k.id()),
+        p["key_id_recomputed"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -141,24 +159,37 @@ fn go_note_open() {
     assert_eq!(v.len(), 1);
 
     let n = Note::parse(both.as_bytes()).unwrap();
-    assert_eq!(n.verify(std::slice::from_ref(&p)).unwrap().len(), 1, "unknown EnochRoot ignored");
+    assert_eq!(
+        n.verify(std::slice::from_ref(&p)).unwrap().len(),
+        1,
+        "unknown EnochRoot ignored"
+    );
     assert_eq!(n.verify(&[p.clone(), e]).unwrap().len(), 2);
     assert_eq!(n.verify(&[]), Err(NoteError::NoVerifiedSignature));
 
     // 101 signature lines: Go caps at 100.
     let line = g["signature_lines"]["PeterNeumann"].as_str().unwrap();
     let many = format!("{}\n{}", g["note_text"].as_str().unwrap(), line.repeat(101));
-    assert_eq!(Note::parse(many.as_bytes()), Err(NoteError::TooManySignatures));
+    assert_eq!(
+        Note::parse(many.as_bytes()),
+        Err(NoteError::TooManySignatures)
+    );
 
     // "ABCD" inserted at character 60 of Peter's line: a known key's bad signature.
     let idx = peter_only.find(line).unwrap();
     let mut chars: Vec<char> = line.chars().collect();
     chars.splice(60..60, "ABCD".chars());
-    let tampered = format!("{}{}", &peter_only[..idx], chars.into_iter().collect::<String>());
+    let tampered = format!(
+        "{}{}",
+        &peter_only[..idx],
+        chars.into_iter().collect::<String>()
+    );
     let err = Note::parse(tampered.as_bytes()).and_then(|n| n.verify(std::slice::from_ref(&p)));
     assert_eq!(
         err,
-        Err(NoteError::BadSignature { key: "PeterNeumann+c74f20a3".into() })
+        Err(NoteError::BadSignature {
+            key: "PeterNeumann+c74f20a3".into()
+        })
     );
 }
 
@@ -168,7 +199,9 @@ fn go_note_sign_is_byte_identical() {
     // PRIVATE+KEY+<name>+<hex id>+base64(0x01 || seed): split on '+' at most 4 times.
     let sk = g["signer_key_PeterNeumann"].as_str().unwrap();
     let parts: Vec<&str> = sk.splitn(5, '+').collect();
-    let raw = base64::engine::general_purpose::STANDARD.decode(parts[4]).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(parts[4])
+        .unwrap();
     assert_eq!(raw[0], 1);
     let seed: [u8; 32] = raw[1..].try_into().unwrap();
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
@@ -214,7 +247,10 @@ fn c2sp_examples() {
     let note = format!("{body}\n{}", cs["cosignature_line"].as_str().unwrap());
     let n = Note::parse(note.as_bytes()).unwrap();
     let s = &n.signatures()[0];
-    assert_eq!(format!("{:08x}", s.key_id), cs["decoded"]["key_id_hex"].as_str().unwrap());
+    assert_eq!(
+        format!("{:08x}", s.key_id),
+        cs["decoded"]["key_id_hex"].as_str().unwrap()
+    );
     assert_eq!(
         u64::from_be_bytes(s.signature[..8].try_into().unwrap()),
         cs["decoded"]["timestamp"].as_u64().unwrap()
@@ -243,7 +279,11 @@ fn webauthn_l3_assertions() {
             Err(e) => {
                 assert!(![-7, -8, -257].contains(&alg), "{id}: {e}");
                 assert_eq!(e, CoseKeyError::Unsupported, "{id}");
-                assert_eq!(reg, Err(AssertionError::PublicKey(CoseKeyError::Unsupported)), "{id}");
+                assert_eq!(
+                    reg,
+                    Err(AssertionError::PublicKey(CoseKeyError::Unsupported)),
+                    "{id}"
+                );
                 continue;
             }
         };
@@ -252,7 +292,11 @@ fn webauthn_l3_assertions() {
         let att = reg.attested_credential.as_ref().unwrap();
         assert_eq!(att.public_key_cose, cose, "{id}");
         assert_eq!(att.public_key, key, "{id}");
-        assert_eq!(att.credential_id, hexs(&v["registration"]["credential_id"]["hex"]), "{id}");
+        assert_eq!(
+            att.credential_id,
+            hexs(&v["registration"]["credential_id"]["hex"]),
+            "{id}"
+        );
 
         let a = &v["authentication"];
         let authn = hexs(&a["authenticatorData"]["hex"]);
@@ -270,7 +314,11 @@ fn webauthn_l3_assertions() {
             let r = verify_assertion_with(
                 backend,
                 &key,
-                &Assertion { authenticator_data: &authn, client_data_json: &cdj, signature: &sig },
+                &Assertion {
+                    authenticator_data: &authn,
+                    client_data_json: &cdj,
+                    signature: &sig,
+                },
                 &challenge,
                 &policy,
             );
@@ -278,27 +326,44 @@ fn webauthn_l3_assertions() {
                 assert_eq!(r, Err(AssertionError::CrossOrigin), "{id}");
             } else {
                 let ok = r.unwrap_or_else(|e| panic!("{id} {backend:?}: {e}"));
-                assert_eq!(ok.user_verified(), dv["authentication_flags"].as_u64().unwrap() & 4 != 0);
+                assert_eq!(
+                    ok.user_verified(),
+                    dv["authentication_flags"].as_u64().unwrap() & 4 != 0
+                );
                 let uv = verify_assertion_with(
                     backend,
                     &key,
-                    &Assertion { authenticator_data: &authn, client_data_json: &cdj, signature: &sig },
+                    &Assertion {
+                        authenticator_data: &authn,
+                        client_data_json: &cdj,
+                        signature: &sig,
+                    },
                     &challenge,
-                    &AssertionPolicy { require_user_verification: true, ..policy.clone() },
+                    &AssertionPolicy {
+                        require_user_verification: true,
+                        ..policy.clone()
+                    },
                 );
                 assert_eq!(uv.is_err(), !ok.user_verified(), "{id}");
             }
             // Signature over the same data, last byte flipped.
             let last = sig.len() - 1;
             sig[last] ^= 1;
-            let r = verify_signature_with(backend, &key, &[&authn[..], &sha256(&cdj)].concat(), &sig);
+            let r =
+                verify_signature_with(backend, &key, &[&authn[..], &sha256(&cdj)].concat(), &sig);
             assert!(!r, "{id}");
             sig[last] ^= 1;
-            assert!(verify_signature_with(backend, &key, &[&authn[..], &sha256(&cdj)].concat(), &sig), "{id}");
+            assert!(
+                verify_signature_with(backend, &key, &[&authn[..], &sha256(&cdj)].concat(), &sig),
+                "{id}"
+            );
         }
         checked += 1;
     }
-    assert_eq!(checked, 12, "the ES256, RS256 and EdDSA vectors (ES384, ES512, Ed448 are unsupported)");
+    assert_eq!(
+        checked, 12,
+        "the ES256, RS256 and EdDSA vectors (ES384, ES512, Ed448 are unsupported)"
+    );
 }
 
 pub fn backends() -> Vec<Backend> {
@@ -327,18 +392,35 @@ fn webauthn_project_vector_binds_the_payload() {
         require_user_verification: true,
         stored_sign_count: Some(6),
     };
-    let a = Assertion { authenticator_data: &authn, client_data_json: &cdj, signature: &sig };
+    let a = Assertion {
+        authenticator_data: &authn,
+        client_data_json: &cdj,
+        signature: &sig,
+    };
     for backend in backends() {
         let ok = verify_assertion_with(backend, &key, &a, &c, &policy).unwrap();
         assert_eq!(ok.sign_count, 7);
-        let other = sha256(b"{\"action\":\"wire_transfer\",\"amount_usd\":500001,\"to\":\"Vendor X\"}");
+        let other =
+            sha256(b"{\"action\":\"wire_transfer\",\"amount_usd\":500001,\"to\":\"Vendor X\"}");
         assert_eq!(
             verify_assertion_with(backend, &key, &a, &challenge(&nonce, &other), &policy),
             Err(AssertionError::ChallengeMismatch)
         );
         assert!(matches!(
-            verify_assertion_with(backend, &key, &a, &c, &AssertionPolicy { stored_sign_count: Some(7), ..policy.clone() }),
-            Err(AssertionError::SignCountNotIncreased { stored: 7, received: 7 })
+            verify_assertion_with(
+                backend,
+                &key,
+                &a,
+                &c,
+                &AssertionPolicy {
+                    stored_sign_count: Some(7),
+                    ..policy.clone()
+                }
+            ),
+            Err(AssertionError::SignCountNotIncreased {
+                stored: 7,
+                received: 7
+            })
         ));
     }
 }
@@ -365,27 +447,64 @@ fn webauthn_l3_registrations() {
         let alg = v["derived"]["cose_alg"].as_i64().unwrap();
         let framed = id.contains("crossOrigin") || id.contains("topOrigin");
         if ![-7, -8, -257].contains(&alg) {
-            assert_eq!(got, Err(RegistrationError::Ceremony(AssertionError::PublicKey(CoseKeyError::Unsupported))), "{id}");
+            assert_eq!(
+                got,
+                Err(RegistrationError::Ceremony(AssertionError::PublicKey(
+                    CoseKeyError::Unsupported
+                ))),
+                "{id}"
+            );
             continue;
         }
         if framed {
-            assert_eq!(got, Err(RegistrationError::Ceremony(AssertionError::CrossOrigin)), "{id}");
+            assert_eq!(
+                got,
+                Err(RegistrationError::Ceremony(AssertionError::CrossOrigin)),
+                "{id}"
+            );
             continue;
         }
         let c = got.unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(c.public_key_cose, hexs(&v["derived"]["credential_public_key_cose_hex"]), "{id}");
+        assert_eq!(
+            c.public_key_cose,
+            hexs(&v["derived"]["credential_public_key_cose_hex"]),
+            "{id}"
+        );
         assert_eq!(c.aaguid.to_vec(), hexs(&r["aaguid"]["hex"]), "{id}");
-        assert_eq!(c.attestation_format, v["derived"]["attestation_fmt"].as_str().unwrap(), "{id}");
+        assert_eq!(
+            c.attestation_format,
+            v["derived"]["attestation_fmt"].as_str().unwrap(),
+            "{id}"
+        );
         *seen.entry(format!("{:?}", c.trust)).or_insert(0) += 1;
         // Wrong challenge, origin and RP ID are refused.
         assert_eq!(
             verify_registration(&ao, &cdj, &[0u8; 32], &policy),
-            Err(RegistrationError::Ceremony(AssertionError::ChallengeMismatch))
+            Err(RegistrationError::Ceremony(
+                AssertionError::ChallengeMismatch
+            ))
         );
-        assert!(verify_registration(&ao, &cdj, &challenge, &RegistrationPolicy { rp_id: "example.com", ..policy.clone() }).is_err());
+        assert!(verify_registration(
+            &ao,
+            &cdj,
+            &challenge,
+            &RegistrationPolicy {
+                rp_id: "example.com",
+                ..policy.clone()
+            }
+        )
+        .is_err());
         let allow = [[0u8; 16]];
         assert_eq!(
-            verify_registration(&ao, &cdj, &challenge, &RegistrationPolicy { aaguid_allowlist: Some(&allow), ..policy.clone() }),
+            verify_registration(
+                &ao,
+                &cdj,
+                &challenge,
+                &RegistrationPolicy {
+                    aaguid_allowlist: Some(&allow),
+                    ..policy.clone()
+                }
+            ),
             Err(RegistrationError::AaguidNotAllowed),
             "{id}"
         );
@@ -395,6 +514,12 @@ fn webauthn_l3_registrations() {
         }
     }
     assert!(seen.get("None").copied().unwrap_or(0) >= 2, "{seen:?}");
-    assert!(seen.get("SelfAttested").copied().unwrap_or(0) >= 1, "{seen:?}");
-    assert!(seen.get("Unverified").copied().unwrap_or(0) >= 1, "{seen:?}");
+    assert!(
+        seen.get("SelfAttested").copied().unwrap_or(0) >= 1,
+        "{seen:?}"
+    );
+    assert!(
+        seen.get("Unverified").copied().unwrap_or(0) >= 1,
+        "{seen:?}"
+    );
 }

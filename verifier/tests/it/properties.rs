@@ -261,8 +261,14 @@ fn oversized_inputs_are_rejected_with_clear_errors() {
     let big = vec![b'a'; 1 << 20];
     assert_eq!(Entry::decode(&big), Err(EntryError::TooLarge));
     assert_eq!(Note::parse(&big), Err(NoteError::TooLarge));
-    assert!(matches!(AuthenticatorData::parse(&big), Err(AssertionError::AuthenticatorDataMalformed(_))));
-    assert_eq!(ClientData::parse(&big), Err(AssertionError::ClientDataTooLarge));
+    assert!(matches!(
+        AuthenticatorData::parse(&big),
+        Err(AssertionError::AuthenticatorDataMalformed(_))
+    ));
+    assert_eq!(
+        ClientData::parse(&big),
+        Err(AssertionError::ClientDataTooLarge)
+    );
     assert!(parse_cose_key(&big).is_err());
     assert_eq!(EvidenceBundle::from_json(&big), Err(BundleError::TooLarge));
     assert_eq!(Statement::from_json(&big), Err(StatementError::TooLarge));
@@ -270,7 +276,10 @@ fn oversized_inputs_are_rejected_with_clear_errors() {
     // A COSE map that claims a 4 GiB byte string must not allocate it.
     let lie = [0xa1, 0x21, 0x5a, 0xff, 0xff, 0xff, 0xff];
     assert!(parse_cose_key(&lie).is_err());
-    for e in [EntryError::TooLarge.to_string(), NoteError::TooLarge.to_string()] {
+    for e in [
+        EntryError::TooLarge.to_string(),
+        NoteError::TooLarge.to_string(),
+    ] {
         assert!(e.contains("larger than"), "{e}");
     }
 }

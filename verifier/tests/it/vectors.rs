@@ -69,7 +69,11 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 hexs(&v["client_data_json"]),
                 hexs(&v["signature"]),
             );
-            let a = Assertion { authenticator_data: &ad, client_data_json: &cd, signature: &sig };
+            let a = Assertion {
+                authenticator_data: &ad,
+                client_data_json: &cd,
+                signature: &sig,
+            };
             let challenge = hexs(&v["challenge"]);
             let mut results = crate::known_answer::backends()
                 .into_iter()
@@ -90,16 +94,24 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 String::from_utf8(s.canonical_json().unwrap()).unwrap(),
                 v["canonical_json"].as_str().unwrap()
             );
-            assert_eq!(hex::encode(s.hash().unwrap()), v["sha256"].as_str().unwrap());
+            assert_eq!(
+                hex::encode(s.hash().unwrap()),
+                v["sha256"].as_str().unwrap()
+            );
             let nonce: [u8; 32] = hexs(&v["nonce"]).try_into().unwrap();
-            assert_eq!(hex::encode(challenge(&nonce, &s.hash().unwrap())), v["challenge"].as_str().unwrap());
+            assert_eq!(
+                hex::encode(challenge(&nonce, &s.hash().unwrap())),
+                v["challenge"].as_str().unwrap()
+            );
             Ok(())
         }
         "bundles" => {
             let key = VerifierKey::parse(v["log_key"].as_str().unwrap()).unwrap();
             let b = EvidenceBundle::from_json(&serde_json::to_vec(&v["bundle"]).unwrap())
                 .map_err(|x| e(&x))?;
-            let ok = b.verify(&key, &BundlePolicy::default()).map_err(|x| e(&x))?;
+            let ok = b
+                .verify(&key, &BundlePolicy::default())
+                .map_err(|x| e(&x))?;
             if let Some(action) = v.get("action") {
                 check_execution(&ok.statement, action, None).map_err(|x| e(&x))?;
             }
@@ -115,7 +127,15 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
 #[test]
 fn generated_vectors() {
     let mut counts = std::collections::BTreeMap::new();
-    for kind in ["inclusion", "consistency", "checkpoints", "entries", "assertions", "statements", "bundles"] {
+    for kind in [
+        "inclusion",
+        "consistency",
+        "checkpoints",
+        "entries",
+        "assertions",
+        "statements",
+        "bundles",
+    ] {
         let mut paths: Vec<_> = fs::read_dir(vectors_dir().join(kind))
             .unwrap()
             .map(|d| d.unwrap().path())
@@ -129,17 +149,41 @@ fn generated_vectors() {
                 "invalid" => {
                     let err = result.expect_err(&p.display().to_string());
                     let want = v["error"].as_str().unwrap();
-                    assert!(err.contains(want), "{}: error {err:?} does not name {want:?}", p.display());
-                    assert!(!v["flags"].as_array().unwrap().is_empty(), "{}", p.display());
+                    assert!(
+                        err.contains(want),
+                        "{}: error {err:?} does not name {want:?}",
+                        p.display()
+                    );
+                    assert!(
+                        !v["flags"].as_array().unwrap().is_empty(),
+                        "{}",
+                        p.display()
+                    );
                 }
                 x => panic!("{}: expected {x}", p.display()),
             }
-            *counts.entry((kind, v["expected"].as_str().unwrap().to_owned())).or_insert(0) += 1;
+            *counts
+                .entry((kind, v["expected"].as_str().unwrap().to_owned()))
+                .or_insert(0) += 1;
         }
     }
     // Every kind has both positive and negative vectors.
-    for kind in ["inclusion", "consistency", "checkpoints", "entries", "assertions", "statements", "bundles"] {
-        assert!(counts.get(&(kind, "valid".into())).copied().unwrap_or(0) > 0, "{kind}");
-        assert!(counts.get(&(kind, "invalid".into())).copied().unwrap_or(0) > 0, "{kind}");
+    for kind in [
+        "inclusion",
+        "consistency",
+        "checkpoints",
+        "entries",
+        "assertions",
+        "statements",
+        "bundles",
+    ] {
+        assert!(
+            counts.get(&(kind, "valid".into())).copied().unwrap_or(0) > 0,
+            "{kind}"
+        );
+        assert!(
+            counts.get(&(kind, "invalid".into())).copied().unwrap_or(0) > 0,
+            "{kind}"
+        );
     }
 }

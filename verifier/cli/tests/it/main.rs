@@ -18,7 +18,10 @@ fn bin() -> Command {
 
 fn run(args: &[String], stdin: Option<&str>) -> Output {
     let mut c = bin();
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
@@ -60,7 +63,12 @@ fn args_for(kind: &str, v: &Value, tmp: &Path) -> (Vec<String>, Option<String>) 
             a.insert(0, "inclusion".into());
         }
         "consistency" => {
-            for (flag, key) in [("--old-size", "old_size"), ("--old-root", "old_root"), ("--new-size", "new_size"), ("--new-root", "new_root")] {
+            for (flag, key) in [
+                ("--old-size", "old_size"),
+                ("--old-root", "old_root"),
+                ("--new-size", "new_size"),
+                ("--new-root", "new_root"),
+            ] {
                 push(&mut a, flag, s(&v[key]));
             }
             for p in v["proof"].as_array().unwrap() {
@@ -126,8 +134,19 @@ fn every_vector_through_the_cli() {
     let tmp = std::env::temp_dir().join(format!("countersign-verify-it-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let mut n = 0;
-    for kind in ["inclusion", "consistency", "checkpoints", "entries", "assertions", "statements", "bundles"] {
-        let mut paths: Vec<_> = std::fs::read_dir(vectors().join(kind)).unwrap().map(|d| d.unwrap().path()).collect();
+    for kind in [
+        "inclusion",
+        "consistency",
+        "checkpoints",
+        "entries",
+        "assertions",
+        "statements",
+        "bundles",
+    ] {
+        let mut paths: Vec<_> = std::fs::read_dir(vectors().join(kind))
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .collect();
         paths.sort();
         for p in paths {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
@@ -136,12 +155,26 @@ fn every_vector_through_the_cli() {
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             match v["expected"].as_str().unwrap() {
-                "valid" => assert_eq!(out.status.code(), Some(0), "{}: {stdout}{stderr}", p.display()),
+                "valid" => assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{}: {stdout}{stderr}",
+                    p.display()
+                ),
                 _ => {
-                    assert_eq!(out.status.code(), Some(1), "{}: {stdout}{stderr}", p.display());
+                    assert_eq!(
+                        out.status.code(),
+                        Some(1),
+                        "{}: {stdout}{stderr}",
+                        p.display()
+                    );
                     let want = v["error"].as_str().unwrap();
                     assert!(stdout.starts_with("INVALID ("), "{}: {stdout}", p.display());
-                    assert!(stdout.contains(want), "{}: {stdout:?} does not name {want:?}", p.display());
+                    assert!(
+                        stdout.contains(want),
+                        "{}: {stdout:?} does not name {want:?}",
+                        p.display()
+                    );
                 }
             }
             n += 1;
@@ -154,7 +187,9 @@ fn every_vector_through_the_cli() {
 #[test]
 fn json_output_and_usage_errors() {
     let dir = vectors().join("bundles");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("valid-es256.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("valid-es256.json")).unwrap())
+            .unwrap();
     let tmp = std::env::temp_dir().join(format!("countersign-verify-json-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let (mut args, _) = args_for("bundles", &v, &tmp);
@@ -165,26 +200,67 @@ fn json_output_and_usage_errors() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["valid"], true);
     assert_eq!(j["decision"], "approve");
-    assert!(j["tlog_proof"].as_str().unwrap().starts_with("c2sp.org/tlog-proof@v1\nindex 2\n"));
+    assert!(j["tlog_proof"]
+        .as_str()
+        .unwrap()
+        .starts_with("c2sp.org/tlog-proof@v1\nindex 2\n"));
 
     // The human summary says who approved what.
     let (args, _) = args_for("bundles", &v, &tmp);
     let out = run(&args, None);
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["APPROVE by approver apv_7f3a9c", "client agent-payments", "index 2", "tree size 5"] {
+    for needle in [
+        "APPROVE by approver apv_7f3a9c",
+        "client agent-payments",
+        "index 2",
+        "tree size 5",
+    ] {
         assert!(text.contains(needle), "{text}");
     }
 
     // Usage and I/O errors exit 2.
     for bad in [
-        vec!["inclusion", "--leaf", "zz", "--index", "0", "--tree-size", "1", "--root", "00"],
-        vec!["inclusion", "--leaf-hash", &"AB".repeat(32), "--index", "0", "--tree-size", "1", "--root", &"00".repeat(32)],
-        vec!["bundle", "/nonexistent/bundle.json", "--log-key", "x+00000000+AQ=="],
+        vec![
+            "inclusion",
+            "--leaf",
+            "zz",
+            "--index",
+            "0",
+            "--tree-size",
+            "1",
+            "--root",
+            "00",
+        ],
+        vec![
+            "inclusion",
+            "--leaf-hash",
+            &"AB".repeat(32),
+            "--index",
+            "0",
+            "--tree-size",
+            "1",
+            "--root",
+            &"00".repeat(32),
+        ],
+        vec![
+            "bundle",
+            "/nonexistent/bundle.json",
+            "--log-key",
+            "x+00000000+AQ==",
+        ],
         vec!["note", "--key", "not-a-key", "-"],
         vec!["frobnicate"],
     ] {
-        let out = run(&bad.iter().map(|x| x.to_string()).collect::<Vec<_>>(), Some(""));
-        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run(
+            &bad.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            Some(""),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
