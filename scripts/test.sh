@@ -23,6 +23,18 @@ step "build" cargo build --workspace --all-targets --locked
 step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "verifier without std (no_std + alloc)" \
     cargo build -p countersign-verifier --no-default-features --locked
+no_std_deps() {
+    # No no_std target can be installed here, so check the graph: with default features off,
+    # no runtime dependency of the verifier may turn on a `std` feature.
+    local found
+    found=$(cargo tree -p countersign-verifier --no-default-features -e normal,features \
+        --prefix none --locked | grep -E 'feature "std"' | sort -u || true)
+    if [ -n "$found" ]; then
+        echo "the no_std verifier pulls in std through: $found" >&2
+        return 1
+    fi
+}
+step "verifier runtime dependencies stay no_std" no_std_deps
 step "verifier tests with the pure-Rust backend only" \
     cargo test -p countersign-verifier --locked
 step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Starts the Countersign server on its embedded store (./countersign-data by default),
+# installing the build prerequisites first. Arguments go to `countersign serve`, e.g.
+#   ./scripts/serve.sh --listen 127.0.0.1:8080 --data-dir ./countersign-data
+# The first build compiles the bundled RocksDB (about 20 minutes on two cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+exec cargo run --release --locked -p countersign-log --bin countersign -- serve "$@"
