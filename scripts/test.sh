@@ -45,4 +45,6 @@ step "spec examples match the code" \
 step "benchmarks compile and run once" \
     cargo bench --profile dev -p countersign-benches --bench verifier --locked -- --test
 step "workspace tests" cargo test --workspace --locked
+step "interop: openid-client and headless Chromium" \
+    bash -c 'bash scripts/setup-interop.sh && cd interop && node --test'
 echo "all checks passed in $((SECONDS - started)) s" >&2

@@ -1,1 +1,3 @@
-//! Benchmarks and the load generator.
+//! Benchmarks and the load generator (`countersign-bench`, whose workloads live in [`load`]).
+
+pub mod load;

@@ -1,0 +1,176 @@
+//! `countersign-bench`: load generator for the Countersign log.
+//!
+//! - `append`: enrols its own software passkeys (admin token from `--data-dir`), creates a
+//!   submitter, and submits signed decisions; prints throughput and latency percentiles.
+//! - `read`: loads the inclusion-proof or tile endpoints.
+//! - `core`: in-process log core vs raw RocksDB vs in-memory Merkle trees, on one disk.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use countersign_benches::load::{core, http};
+
+#[derive(Parser)]
+#[command(
+    name = "countersign-bench",
+    version,
+    about = "Load generator for the Countersign log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Submit signed decisions over HTTP.
+    Append {
+        /// Server URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The server's data directory (the admin token is read from it).
+        #[arg(long, default_value = "./countersign-data")]
+        data_dir: PathBuf,
+        /// Decisions to submit.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Write `<index> <leaf_hash_hex>` per acknowledged entry, as soon as acknowledged.
+        #[arg(long)]
+        ack_file: Option<PathBuf>,
+        /// Open-loop target rate in requests/s (default: closed loop, as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Origin to put in clientDataJSON (default: the URL's scheme://host:port).
+        #[arg(long)]
+        origin: Option<String>,
+        /// RP ID the passkeys sign for.
+        #[arg(long, default_value = "localhost")]
+        rp_id: String,
+        /// Distinct passkeys (and approvers) to spread decisions over.
+        #[arg(long, default_value_t = 8)]
+        passkeys: usize,
+    },
+    /// Load read endpoints.
+    Read {
+        /// Server URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// What to read.
+        #[arg(long, value_enum, default_value = "inclusion")]
+        kind: http::ReadKind,
+        /// Requests.
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// In-process: log core vs raw RocksDB vs rs_merkle and ct-merkle.
+    Core {
+        /// Fresh directory to work in (the log is left in DIR/log).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Entries to append.
+        #[arg(long, default_value_t = 500_000)]
+        count: usize,
+        /// Approximate entry size.
+        #[arg(long, default_value_t = 1024)]
+        entry_bytes: usize,
+        /// Concurrent in-process appenders.
+        #[arg(long, default_value_t = 8192)]
+        concurrency: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Append {
+                url,
+                data_dir,
+                count,
+                concurrency,
+                ack_file,
+                rate,
+                origin,
+                rp_id,
+                passkeys,
+            } => {
+                let r = http::append(http::AppendOptions {
+                    url,
+                    data_dir,
+                    count,
+                    concurrency,
+                    ack_file,
+                    rate,
+                    origin,
+                    rp_id,
+                    passkeys,
+                })
+                .await?;
+                let rate = r.ok as f64 / r.elapsed.as_secs_f64();
+                println!(
+                    "append: {} ok, {} failed in {:.2} s: {:.0} decisions/s",
+                    r.ok,
+                    r.failed,
+                    r.elapsed.as_secs_f64(),
+                    rate
+                );
+                println!("append latency (submit to checkpointed answer): {}", r.latency);
+                println!(
+                    "ES256 assertion checks on all cores (ring): {:.0}/s; HTTP decisions reach {:.0}% of it",
+                    r.es256_per_sec,
+                    100.0 * rate / r.es256_per_sec.max(1.0)
+                );
+            }
+            Command::Read {
+                url,
+                kind,
+                count,
+                concurrency,
+            } => {
+                let (rate, lat, failed, size) = http::read(&url, kind, count, concurrency).await?;
+                println!(
+                    "read {kind:?} at tree size {size}: {rate:.0} requests/s, {failed} failed; {lat}"
+                );
+            }
+            Command::Core {
+                dir,
+                count,
+                entry_bytes,
+                concurrency,
+            } => {
+                std::fs::create_dir_all(&dir)?;
+                let r = core::run(&dir, count, entry_bytes, concurrency).await?;
+                println!(
+                    "raw RocksDB WriteBatch 256 x 1 KiB sync=true: {:.0} entries/s",
+                    r.rocksdb_per_sec
+                );
+                println!(
+                    "log core, pre-verified entries, durable + signed checkpoint: {:.0} entries/s ({:.0}% of RocksDB); latency {}",
+                    r.log_per_sec,
+                    100.0 * r.log_per_sec / r.rocksdb_per_sec.max(1.0),
+                    r.log_latency
+                );
+                println!("tree size {}", r.tree_size);
+                println!("in memory, same leaves: RootStack {:.0} leaves/s", r.rootstack_per_sec);
+                println!(
+                    "rs_merkle from_leaves {:.0} leaves/s; rs_merkle insert+commit per leaf {:.0} leaves/s (first {} leaves)",
+                    r.rs_merkle_bulk_per_sec, r.rs_merkle_incremental_per_sec.0, r.rs_merkle_incremental_per_sec.1
+                );
+                println!(
+                    "ct-merkle MemoryBackedTree push (hashes the entry) + root: {:.0} leaves/s",
+                    r.ct_merkle_per_sec
+                );
+            }
+        }
+        Ok(())
+    })
+}

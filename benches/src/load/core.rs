@@ -1,0 +1,299 @@
+//! In-process measurements on one disk, in one run: raw RocksDB synced `WriteBatch`es (the
+//! ceiling), the log core appending pre-verified ~1 KiB entries, and building the same tree in
+//! memory with our `RootStack`, `rs_merkle` and `ct-merkle`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use countersign_log::{Config, RpPolicy, SequencerConfig};
+use countersign_verifier::{
+    leaf_hash, node_hash, Decision, Enrolment, Entry, Hash, RootStack, SignedDecision,
+};
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+
+use super::stats::{summarise, Summary};
+
+/// Results of `core`.
+#[derive(Debug)]
+pub struct CoreReport {
+    /// Entries/s of raw RocksDB batches of 256 x 1 KiB, `sync=true`.
+    pub rocksdb_per_sec: f64,
+    /// Entries/s of durable log-core appends.
+    pub log_per_sec: f64,
+    /// Latency of log-core appends (enqueue to durable checkpoint).
+    pub log_latency: Summary,
+    /// Leaves/s: our compact range (`RootStack::push`) over the same leaf hashes.
+    pub rootstack_per_sec: f64,
+    /// Leaves/s: `rs_merkle::MerkleTree::from_leaves` over the same leaf hashes.
+    pub rs_merkle_bulk_per_sec: f64,
+    /// Leaves/s: `rs_merkle` one leaf at a time (`insert` + `commit`), on a smaller tree.
+    pub rs_merkle_incremental_per_sec: (f64, usize),
+    /// Leaves/s: `ct_merkle::mem_backed_tree::MemoryBackedTree::push` of the entries + root.
+    pub ct_merkle_per_sec: f64,
+    /// Tree size of the log after the run.
+    pub tree_size: u64,
+}
+
+#[derive(Clone)]
+struct Rfc6962;
+
+impl rs_merkle::Hasher for Rfc6962 {
+    type Hash = [u8; 32];
+    fn hash(data: &[u8]) -> [u8; 32] {
+        countersign_verifier::sha256(data)
+    }
+    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
+        match right {
+            Some(r) => node_hash(&Hash(*left), &Hash(*r)).0,
+            None => *left,
+        }
+    }
+}
+
+/// Pre-encoded decision entries of about `entry_bytes` bytes, all for one credential.
+fn entries(
+    count: usize,
+    entry_bytes: usize,
+    enrolment: &Enrolment,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count as u64 {
+        let mut nonce = [0u8; 32];
+        nonce[..8].copy_from_slice(&i.to_be_bytes());
+        let pad = entry_bytes.saturating_sub(300).min(4000);
+        let client_data_json = format!(
+            "{{\"type\":\"webauthn.get\",\"challenge\":\"{i:016x}{}\",\"origin\":\"https://a.example\"}}",
+            "A".repeat(pad)
+        )
+        .into_bytes();
+        let mut authenticator_data = vec![0u8; 37];
+        authenticator_data[32] = 0x05;
+        let e = Entry::Decision(SignedDecision {
+            decision: Decision::Approve,
+            statement_hash: countersign_verifier::sha256(&i.to_le_bytes()),
+            nonce,
+            approver_id: enrolment.approver_id.clone(),
+            credential_id: enrolment.credential_id.clone(),
+            public_key: enrolment.public_key.clone(),
+            authenticator_data,
+            client_data_json,
+            signature: vec![0x30; 70],
+            time_ms: 1_700_000_000_000 + i,
+            enrolment_index: 0,
+        })
+        .encode()
+        .map_err(|e| anyhow::anyhow!("encoding a bench entry: {e}"))?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Raw RocksDB: `batches` WriteBatches of 256 x 1 KiB values, each written with `sync=true`.
+pub fn rocksdb_ceiling(dir: &Path, total_entries: usize) -> anyhow::Result<f64> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    let db = DB::open(&opts, dir.join("raw-rocksdb"))?;
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    let value = vec![0xabu8; 1024];
+    let batches = total_entries.div_ceil(256);
+    let start = Instant::now();
+    for b in 0..batches as u64 {
+        let mut wb = WriteBatch::default();
+        for i in 0..256u64 {
+            wb.put((b * 256 + i).to_be_bytes(), &value);
+        }
+        db.write_opt(wb, &wo)?;
+    }
+    Ok((batches * 256) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Runs every measurement. The log is left in `dir/log` (usable with `serve --data-dir`).
+pub async fn run(
+    dir: &Path,
+    count: usize,
+    entry_bytes: usize,
+    concurrency: usize,
+) -> anyhow::Result<CoreReport> {
+    let rocksdb_per_sec = rocksdb_ceiling(dir, count.min(256 * 2000))?;
+
+    let pk = countersign_testvectors::SoftPasskey::new(
+        countersign_testvectors::Alg::Es256,
+        1,
+        "localhost",
+    );
+    let enrolment = Enrolment {
+        approver_id: "bench-approver".into(),
+        credential_id: pk.credential_id().to_vec(),
+        public_key: pk.cose_public_key(),
+        aaguid: [0; 16],
+        attestation_format: "none".into(),
+        time_ms: 1_700_000_000_000,
+    };
+    let all = entries(count, entry_bytes, &enrolment)?;
+    let mean = all.iter().map(Vec::len).sum::<usize>() / all.len().max(1);
+    eprintln!("{count} entries of {mean} bytes on average");
+
+    let data = dir.join("log");
+    let cfg = Config {
+        data_dir: data.clone(),
+        origin: None,
+        policy: RpPolicy {
+            rp_id: "localhost".into(),
+            allowed_origins: vec!["http://localhost:8080".into()],
+            require_user_verification: false,
+        },
+        sequencer: SequencerConfig {
+            queue_capacity: 1 << 17,
+            batch_max_entries: 4096,
+            batch_max_age: Duration::ZERO,
+            checkpoint_interval: Duration::from_secs(5),
+        },
+        max_body_bytes: countersign_log::DEFAULT_MAX_BODY_BYTES,
+    };
+    let started = tokio::task::spawn_blocking(move || countersign_log::start(cfg)).await??;
+    let log = started.state.log.clone();
+    let enrol_entry = Entry::Enrolment(enrolment)
+        .encode()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let e = log.append_verified_entry(enrol_entry).await?;
+    if e.index != 0 {
+        bail!(
+            "run core on a fresh --dir (the enrolment landed at {})",
+            e.index
+        );
+    }
+    let shared = Arc::new(all);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let per_task = count.div_ceil(concurrency.max(1));
+    for t in 0..concurrency.max(1) {
+        let (log, shared) = (log.clone(), shared.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            let mut order = Vec::with_capacity(per_task);
+            let end = ((t + 1) * per_task).min(shared.len());
+            for i in (t * per_task)..end {
+                let t0 = Instant::now();
+                let a = log.append_verified_entry(shared[i].clone()).await?;
+                lat.push(t0.elapsed());
+                order.push((a.index, i));
+            }
+            Ok::<_, countersign_log::AppendError>((lat, order))
+        }));
+    }
+    let mut lat = Vec::with_capacity(count);
+    // Leaf order is the order the sequencer saw the entries, not the order they were made.
+    let mut by_index = vec![usize::MAX; count + 1];
+    for t in tasks {
+        let (l, order) = t.await?.context("log-core append failed")?;
+        lat.extend(l);
+        for (index, i) in order {
+            if let Some(slot) = by_index.get_mut(index as usize) {
+                *slot = i;
+            }
+        }
+    }
+    let log_per_sec = count as f64 / start.elapsed().as_secs_f64();
+    let tree_size = log.sequencer().shared().published().size;
+    let root = log.sequencer().shared().published().root;
+    for line in log.metrics().render().lines() {
+        if line.ends_with("_sum") || line.contains("_sum ") || line.contains("_count ") {
+            eprintln!("metric {line}");
+        }
+    }
+    log.sequencer().shutdown().await;
+
+    // In-memory trees over the same leaves (including the enrolment at index 0).
+    let leaves: Vec<Hash> = std::iter::once(leaf_hash(
+        &Entry::Enrolment(Enrolment {
+            approver_id: "bench-approver".into(),
+            credential_id: pk.credential_id().to_vec(),
+            public_key: pk.cose_public_key(),
+            aaguid: [0; 16],
+            attestation_format: "none".into(),
+            time_ms: 1_700_000_000_000,
+        })
+        .encode()
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
+    .chain(
+        by_index[1..]
+            .iter()
+            .filter_map(|&i| shared.get(i))
+            .map(|e| leaf_hash(e)),
+    )
+    .collect();
+    if leaves.len() != count + 1 {
+        bail!("the log did not append every entry exactly once");
+    }
+
+    let t = Instant::now();
+    let mut stack = RootStack::default();
+    for l in &leaves {
+        stack.push(*l);
+    }
+    let ours = stack.root();
+    let rootstack_per_sec = leaves.len() as f64 / t.elapsed().as_secs_f64();
+    if ours != root {
+        bail!("the log's root differs from the in-memory root");
+    }
+
+    let raw: Vec<[u8; 32]> = leaves.iter().map(|h| h.0).collect();
+    let t = Instant::now();
+    let tree = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&raw);
+    let rs_root = tree.root();
+    let rs_merkle_bulk_per_sec = raw.len() as f64 / t.elapsed().as_secs_f64();
+    if rs_root != Some(ours.0) {
+        bail!("rs_merkle computed another root");
+    }
+
+    let n_inc = raw.len().min(20_000);
+    let t = Instant::now();
+    let mut inc = rs_merkle::MerkleTree::<Rfc6962>::new();
+    for l in &raw[..n_inc] {
+        inc.insert(*l).commit();
+    }
+    let inc_root = inc.root();
+    let rs_inc = n_inc as f64 / t.elapsed().as_secs_f64();
+    if inc_root.is_none() {
+        bail!("rs_merkle incremental tree has no root");
+    }
+
+    let t = Instant::now();
+    let mut ct =
+        ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2_digest011::Sha256, Vec<u8>>::new();
+    ct.push(
+        Entry::Enrolment(Enrolment {
+            approver_id: "bench-approver".into(),
+            credential_id: pk.credential_id().to_vec(),
+            public_key: pk.cose_public_key(),
+            aaguid: [0; 16],
+            attestation_format: "none".into(),
+            time_ms: 1_700_000_000_000,
+        })
+        .encode()
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    for e in by_index[1..].iter().filter_map(|&i| shared.get(i)) {
+        ct.push(e.clone());
+    }
+    let ct_root = ct.root();
+    let ct_merkle_per_sec = leaves.len() as f64 / t.elapsed().as_secs_f64();
+    if ct_root.as_bytes().as_slice() != ours.0.as_slice() {
+        bail!("ct-merkle computed another root");
+    }
+
+    Ok(CoreReport {
+        rocksdb_per_sec,
+        log_per_sec,
+        log_latency: summarise(&mut lat),
+        rootstack_per_sec,
+        rs_merkle_bulk_per_sec,
+        rs_merkle_incremental_per_sec: (rs_inc, n_inc),
+        ct_merkle_per_sec,
+        tree_size,
+    })
+}

@@ -1,0 +1,374 @@
+//! Load against a running server over HTTP: signed decisions, then proofs and tiles.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use countersign_testvectors::{Alg, SoftPasskey};
+use countersign_verifier::{
+    challenge, parse_cose_key, sha256, verify_assertion, Assertion, AssertionPolicy, Checkpoint,
+    Note,
+};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use super::stats::{summarise, Summary};
+
+/// Options of `append`.
+#[derive(Clone, Debug)]
+pub struct AppendOptions {
+    /// Server URL.
+    pub url: String,
+    /// Server data directory (for the admin token).
+    pub data_dir: PathBuf,
+    /// Decisions to submit.
+    pub count: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Where to write `<index> <leaf_hash>` per acknowledgement.
+    pub ack_file: Option<PathBuf>,
+    /// Open-loop target rate (requests/s); `None` is closed-loop, as fast as possible.
+    pub rate: Option<f64>,
+    /// Page origin to sign for (default: the URL's origin).
+    pub origin: Option<String>,
+    /// RP ID to sign for.
+    pub rp_id: String,
+    /// Distinct passkeys.
+    pub passkeys: usize,
+}
+
+/// What an append run measured.
+#[derive(Debug)]
+pub struct AppendReport {
+    /// Acknowledged appends.
+    pub ok: usize,
+    /// Failed requests.
+    pub failed: usize,
+    /// Wall time of the timed phase.
+    pub elapsed: Duration,
+    /// Latency of acknowledged appends.
+    pub latency: Summary,
+    /// ES256 assertion checks per second on all cores, measured before the run.
+    pub es256_per_sec: f64,
+}
+
+fn url_origin(url: &str) -> String {
+    // scheme://host[:port] of the URL, which is what a browser would put in clientDataJSON.
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after..].find('/').map_or(url.len(), |i| after + i);
+    url[..end].to_owned()
+}
+
+/// ES256 assertion checks per second using every core (the `fast` ring backend), the
+/// ceiling validated decisions are measured against.
+pub fn es256_rate(duration: Duration) -> f64 {
+    let mut pk = SoftPasskey::new(Alg::Es256, 7, "localhost");
+    let key = match parse_cose_key(&pk.cose_public_key()) {
+        Ok(k) => k,
+        Err(_) => return 0.0,
+    };
+    let ch = challenge(&[1; 32], &[2; 32]);
+    let a = pk.assert(&ch, "http://localhost");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (key, a) = (key.clone(), a.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while start.elapsed() < duration {
+                    let ok = verify_assertion(
+                        &key,
+                        &Assertion {
+                            authenticator_data: &a.authenticator_data,
+                            client_data_json: &a.client_data_json,
+                            signature: &a.signature,
+                        },
+                        &ch,
+                        &AssertionPolicy {
+                            rp_id: "localhost",
+                            allowed_origins: &["http://localhost"],
+                            require_user_verification: false,
+                            stored_sign_count: None,
+                        },
+                    )
+                    .is_ok();
+                    assert!(ok, "the reference assertion must verify");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url}: {status} {v}");
+    }
+    Ok(v)
+}
+
+/// Enrols passkeys, creates a submitter, pre-signs `count` decisions, then submits them.
+pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
+    let base = o.url.trim_end_matches('/').to_owned();
+    let admin = std::fs::read_to_string(o.data_dir.join("admin.token"))
+        .with_context(|| format!("reading the admin token from {}", o.data_dir.display()))?
+        .trim()
+        .to_owned();
+    let origin = o.origin.clone().unwrap_or_else(|| url_origin(&base));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(o.concurrency.max(1))
+        .build()?;
+    let run: u64 = rand::thread_rng().gen();
+    let submitter = post(
+        &client,
+        &format!("{base}/v1/admin/submitters"),
+        &admin,
+        &json!({"name": format!("bench-{run:016x}")}),
+    )
+    .await?["token"]
+        .as_str()
+        .context("no submitter token")?
+        .to_owned();
+    let mut keys = Vec::new();
+    for k in 0..o.passkeys.max(1) {
+        let pk = SoftPasskey::new(Alg::Es256, run.wrapping_add(k as u64), &o.rp_id);
+        let approver = format!("bench-{:016x}", run.wrapping_add(k as u64));
+        let v = post(
+            &client,
+            &format!("{base}/v1/log/enrolments"),
+            &admin,
+            &json!({
+                "approver_id": approver,
+                "credential_id": hex::encode(pk.credential_id()),
+                "public_key": hex::encode(pk.cose_public_key()),
+                "aaguid": "00".repeat(16),
+                "attestation_format": "none",
+            }),
+        )
+        .await?;
+        let index = v["index"].as_u64().context("no enrolment index")?;
+        keys.push((pk, approver, index));
+    }
+
+    // Sign everything up front, on all cores, so the timed phase measures the server.
+    let count = o.count;
+    let per_key = count.div_ceil(keys.len());
+    let handles: Vec<_> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(k, (mut pk, approver, enrolment_index))| {
+            let origin = origin.clone();
+            std::thread::spawn(move || {
+                (0..per_key)
+                    .map(|i| {
+                        let n = (k * per_key + i) as u64;
+                        let nonce = sha256(&[&run.to_be_bytes()[..], &n.to_be_bytes()].concat());
+                        let statement_hash = sha256(format!("bench statement {n}").as_bytes());
+                        let a = pk.assert(&challenge(&nonce, &statement_hash), &origin);
+                        let body = json!({
+                            "decision": "approve",
+                            "statement_hash": hex::encode(statement_hash),
+                            "nonce": hex::encode(nonce),
+                            "approver_id": approver,
+                            "credential_id": hex::encode(pk.credential_id()),
+                            "authenticator_data": hex::encode(&a.authenticator_data),
+                            "client_data_json": hex::encode(&a.client_data_json),
+                            "signature": hex::encode(&a.signature),
+                            "enrolment_index": enrolment_index,
+                        });
+                        serde_json::to_vec(&body).unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut bodies = Vec::with_capacity(count);
+    for h in handles {
+        bodies.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("signing thread failed"))?,
+        );
+    }
+    bodies.truncate(count);
+
+    let es256_per_sec = es256_rate(Duration::from_secs(1));
+
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let ack = match &o.ack_file {
+        Some(p) => Some(Arc::new(Mutex::new(std::fs::File::create(p)?))),
+        None => None,
+    };
+    let url = format!("{base}/v1/log/decisions");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..o.concurrency.max(1) {
+        let (client, bodies, next, ack, url, token) = (
+            client.clone(),
+            bodies.clone(),
+            next.clone(),
+            ack.clone(),
+            url.clone(),
+            submitter.clone(),
+        );
+        let rate = o.rate;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failed = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                if let Some(r) = rate {
+                    let at = start + Duration::from_secs_f64(i as f64 / r);
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                let t = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let v = match resp {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                match v {
+                    Some(v) => {
+                        lat.push(t.elapsed());
+                        if let Some(f) = &ack {
+                            let line = format!(
+                                "{} {}\n",
+                                v["index"].as_u64().unwrap_or(u64::MAX),
+                                v["leaf_hash"].as_str().unwrap_or_default()
+                            );
+                            if let Ok(mut f) = f.lock() {
+                                let _ = f.write_all(line.as_bytes());
+                            }
+                        }
+                    }
+                    None => failed += 1,
+                }
+            }
+            (lat, failed)
+        }));
+    }
+    let mut lat = Vec::with_capacity(count);
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        lat.extend(l);
+        failed += f;
+    }
+    let elapsed = start.elapsed();
+    Ok(AppendReport {
+        ok: lat.len(),
+        failed,
+        elapsed,
+        latency: summarise(&mut lat),
+        es256_per_sec,
+    })
+}
+
+/// What to read in `read` mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadKind {
+    /// `GET /v1/log/proof/inclusion?index=I&tree_size=S` at random I.
+    Inclusion,
+    /// Random full level-0 hash tiles and entry bundles.
+    Tiles,
+}
+
+/// Issues `count` reads with `concurrency` in flight; returns (requests/s, latency, failures).
+pub async fn read(
+    url: &str,
+    kind: ReadKind,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, Summary, usize, u64)> {
+    let base = url.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency.max(1))
+        .build()?;
+    let text = client
+        .get(format!("{base}/checkpoint"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let note = Note::parse(text.as_bytes()).map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?;
+    let size = Checkpoint::parse(note.text())
+        .map_err(|e| anyhow::anyhow!("checkpoint: {e}"))?
+        .size;
+    if size == 0 || (kind == ReadKind::Tiles && size < 256) {
+        bail!("the log is too small to read from (size {size})");
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, base, next) = (client.clone(), base.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut failed = 0usize;
+            let mut rng = rand::rngs::StdRng::from_entropy();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let path = match kind {
+                    ReadKind::Inclusion => {
+                        let i = rng.gen_range(0..size);
+                        format!("{base}/v1/log/proof/inclusion?index={i}&tree_size={size}")
+                    }
+                    ReadKind::Tiles => {
+                        let n = rng.gen_range(0..size / 256);
+                        let which = if rng.gen_bool(0.5) { "0" } else { "entries" };
+                        format!(
+                            "{base}/tile/{which}/{}",
+                            countersign_log::tiles::format_index(n)
+                        )
+                    }
+                };
+                let t = Instant::now();
+                let ok = match client.get(&path).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            (lat, failed)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        lat.extend(l);
+        failed += f;
+    }
+    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, summarise(&mut lat), failed, size))
+}

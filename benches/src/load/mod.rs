@@ -1,0 +1,6 @@
+//! Workloads of `countersign-bench`: HTTP appends and reads against a running server, and the
+//! in-process comparison of the log core with raw RocksDB and in-memory Merkle trees.
+
+pub mod core;
+pub mod http;
+pub mod stats;

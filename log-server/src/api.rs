@@ -1,0 +1,618 @@
+//! The HTTP API: C2SP tlog-tiles reads, JSON conveniences, the write API and operations.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use countersign_verifier::{leaf_hash, parse_decimal, Decision, Entry, Hash};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::admin::{self, SecretToken};
+use crate::append::{DecisionRequest, EnrolmentRequest, LogHandle};
+use crate::proofs::{consistency_proof, inclusion_proof, ProofRequestError};
+use crate::sequencer::{now_ms, AppendError, Appended};
+use crate::storage::{StorageError, CF_META, META_ADMIN_HASH};
+use crate::tiles::{parse_tile_path, read_tile, TileRead};
+
+/// Largest request body any endpoint accepts. An entry is at most 65,535 bytes and its hex
+/// form in JSON twice that, so 160 KiB leaves room for the JSON around it and no more.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 160 * 1024;
+
+/// Everything a handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The log.
+    pub log: LogHandle,
+    /// SHA-256 of the admin token.
+    pub(crate) admin_hash: [u8; 32],
+    /// The data directory (for backups of the key files).
+    pub(crate) data_dir: PathBuf,
+    /// Largest accepted request body.
+    pub(crate) max_body_bytes: usize,
+    /// Idle re-signing interval, for /healthz freshness.
+    pub(crate) checkpoint_interval_ms: u64,
+    /// The approval front end (CIBA, passkeys, pages), when attached with [`crate::ciba::attach`].
+    pub ciba: Option<std::sync::Arc<crate::ciba::Ciba>>,
+}
+
+/// An error answered as `{"error": code, "error_description": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, description)
+    }
+
+    fn not_found(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", description)
+    }
+
+    fn unauthorized(description: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "storage error while serving a request");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "storage failed",
+        )
+    }
+}
+
+impl From<ProofRequestError> for ApiError {
+    fn from(e: ProofRequestError) -> Self {
+        match e {
+            ProofRequestError::OutOfRange(what) => ApiError::bad_request("out_of_range", what),
+            ProofRequestError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Rejected {
+                status,
+                code,
+                description,
+            } => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                code,
+                description,
+            ),
+            AppendError::QueueFull => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_full",
+                    "the append queue is full; retry later",
+                )
+            },
+            AppendError::ShuttingDown => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the log is shutting down; nothing was appended",
+                )
+            },
+            // Not part of the #[non_exhaustive] contract's known set: treat as storage failure.
+            _ => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_failed",
+                "the log could not store the entry; nothing was appended",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.code, "error_description": self.description}));
+        let mut resp = (self.status, body).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router for a log. `main` and the tests both use it.
+pub fn app(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/checkpoint", get(get_checkpoint))
+        .route("/tile/{*path}", get(get_tile))
+        .route("/v1/log/enrolments", post(post_enrolment))
+        .route("/v1/log/decisions", post(post_decision))
+        .route("/v1/log/proof/inclusion", get(get_inclusion))
+        .route("/v1/log/proof/consistency", get(get_consistency))
+        .route("/v1/log/entries/{index}", get(get_entry))
+        .route("/v1/log/vkey", get(get_vkey))
+        .route("/v1/log/checkpoint", get(get_checkpoint))
+        .route("/v1/admin/submitters", post(post_submitter))
+        .route("/v1/admin/backup", post(post_backup))
+        .route("/healthz", get(get_healthz))
+        .route("/metrics", get(get_metrics))
+        .merge(crate::ciba::routes())
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<SecretToken> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let t = v.strip_prefix("Bearer ")?.trim();
+    (!t.is_empty()).then(|| SecretToken::new(t))
+}
+
+fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let t = bearer(headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
+    if admin::matches(&t, &state.admin_hash) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "the bearer token is not the admin token",
+        ))
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "payload_too_large", "the request body is too large")
+        } else {
+            ApiError::new(
+                status,
+                "invalid_request",
+                "the request body could not be read",
+            )
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid JSON body: {e}")))
+}
+
+fn hex_field(name: &'static str, s: &str) -> ApiResult<Vec<u8>> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("{name} must be lowercase hex"),
+        ));
+    }
+    hex::decode(s)
+        .map_err(|_| ApiError::bad_request("invalid_request", format!("{name} is not hex")))
+}
+
+fn hex_array<const N: usize>(name: &'static str, s: &str) -> ApiResult<[u8; N]> {
+    hex_field(name, s)?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("invalid_request", format!("{name} must be {N} bytes")))
+}
+
+fn hexes(v: &[Hash]) -> Vec<String> {
+    v.iter().map(Hash::to_hex).collect()
+}
+
+async fn get_checkpoint(State(s): State<AppState>) -> Response {
+    let p = s.log.sequencer().shared().published();
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            // tlog-tiles: clients must see new checkpoints promptly.
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        p.note.to_string(),
+    )
+        .into_response()
+}
+
+async fn get_tile(State(s): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+    let t = parse_tile_path(&path).map_err(|e| ApiError::bad_request("invalid_tile_path", e.0))?;
+    let size = s.log.sequencer().shared().published().size;
+    let store = s.log.store().clone();
+    let read = tokio::task::spawn_blocking(move || read_tile(&store, &t, size))
+        .await
+        .map_err(|_| StorageError("tile read task failed".into()))??;
+    match read {
+        TileRead::Found(bytes) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                // A tile URL (full, or partial of a given width) always names the same bytes.
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            bytes,
+        )
+            .into_response()),
+        TileRead::NotFound => Err(ApiError::not_found("the tree has no such tile")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolmentBody {
+    approver_id: String,
+    credential_id: String,
+    public_key: String,
+    aaguid: String,
+    attestation_format: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: String,
+    statement_hash: String,
+    nonce: String,
+    approver_id: String,
+    credential_id: String,
+    authenticator_data: String,
+    client_data_json: String,
+    signature: String,
+    enrolment_index: u64,
+}
+
+fn appended_response(s: &AppState, a: Appended, started: Instant) -> ApiResult<Response> {
+    let proof = inclusion_proof(s.log.store(), a.index, a.tree_size)?;
+    s.log
+        .metrics()
+        .append_latency
+        .observe(started.elapsed().as_secs_f64());
+    let status = if a.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "index": a.index,
+            "leaf_hash": a.leaf_hash.to_hex(),
+            "tree_size": a.tree_size,
+            "checkpoint": &*a.checkpoint,
+            "inclusion_proof": hexes(&proof),
+            "existing": a.existing,
+        })),
+    )
+        .into_response())
+}
+
+async fn post_enrolment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    require_admin(&s, &headers)?;
+    let b: EnrolmentBody = parse_json(body)?;
+    let req = EnrolmentRequest {
+        approver_id: b.approver_id,
+        credential_id: hex_field("credential_id", &b.credential_id)?,
+        public_key: hex_field("public_key", &b.public_key)?,
+        aaguid: hex_array("aaguid", &b.aaguid)?,
+        attestation_format: b.attestation_format,
+    };
+    let a = s.log.append_enrolment(req).await?;
+    appended_response(&s, a, started)
+}
+
+async fn post_decision(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let t = bearer(&headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
+    let store = s.log.store().clone();
+    if admin::submitter_for(&store, &t)?.is_none() {
+        return Err(ApiError::unauthorized(
+            "the bearer token is not a submitter token",
+        ));
+    }
+    let b: DecisionBody = parse_json(body)?;
+    let decision = Decision::parse(&b.decision).ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "decision must be approve or deny")
+    })?;
+    let req = DecisionRequest {
+        decision,
+        statement_hash: hex_array("statement_hash", &b.statement_hash)?,
+        nonce: hex_array("nonce", &b.nonce)?,
+        approver_id: b.approver_id,
+        credential_id: hex_field("credential_id", &b.credential_id)?,
+        authenticator_data: hex_field("authenticator_data", &b.authenticator_data)?,
+        client_data_json: hex_field("client_data_json", &b.client_data_json)?,
+        signature: hex_field("signature", &b.signature)?,
+        enrolment_index: b.enrolment_index,
+    };
+    let a = s.log.append_decision(req).await?;
+    appended_response(&s, a, started)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitterBody {
+    name: String,
+}
+
+async fn post_submitter(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    require_admin(&s, &headers)?;
+    let b: SubmitterBody = parse_json(body)?;
+    if b.name.is_empty() || b.name.len() > 128 || b.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    let token = admin::create_submitter(s.log.store(), &b.name)?;
+    tracing::info!(submitter = %b.name, "submitter created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": b.name, "token": token.expose()})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    to: String,
+}
+
+async fn post_backup(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    require_admin(&s, &headers)?;
+    let b: BackupBody = parse_json(body)?;
+    let to = PathBuf::from(&b.to);
+    let store = s.log.store().clone();
+    let data_dir = s.data_dir.clone();
+    let result =
+        tokio::task::spawn_blocking(move || crate::backup_store(&store, &data_dir, &to)).await;
+    match result {
+        Ok(Ok(size)) => Ok(Json(json!({"to": b.to, "tree_size": size})).into_response()),
+        Ok(Err(e)) => Err(ApiError::bad_request("backup_failed", e.to_string())),
+        Err(_) => Err(StorageError("backup task failed".into()).into()),
+    }
+}
+
+fn query_u64(q: &HashMap<String, String>, name: &'static str) -> ApiResult<Option<u64>> {
+    q.get(name)
+        .map(|v| {
+            parse_decimal(v).ok_or_else(|| {
+                ApiError::bad_request("invalid_request", format!("{name} is not a decimal number"))
+            })
+        })
+        .transpose()
+}
+
+async fn get_inclusion(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let published = s.log.sequencer().shared().published();
+    let tree_size = query_u64(&q, "tree_size")?.unwrap_or(published.size);
+    if tree_size > published.size {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "tree_size is beyond the latest checkpoint",
+        ));
+    }
+    let store = s.log.store().clone();
+    let index = match (query_u64(&q, "index")?, q.get("leaf_hash")) {
+        (Some(i), None) => i,
+        (None, Some(h)) => {
+            let h = Hash::from_hex(h).ok_or_else(|| {
+                ApiError::bad_request("invalid_request", "leaf_hash is not 32 bytes of hex")
+            })?;
+            store
+                .leaf_index(&h)?
+                .filter(|i| *i < published.size)
+                .ok_or_else(|| ApiError::not_found("no leaf with this hash"))?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give exactly one of index and leaf_hash",
+            ))
+        }
+    };
+    if index >= tree_size {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "index must be below tree_size",
+        ));
+    }
+    // The stored level-0 node is the leaf hash: no need to read and hash the entry.
+    let leaf = store.node(0, index)?;
+    let proof = inclusion_proof(&store, index, tree_size)?;
+    let mut body = json!({
+        "index": index,
+        "tree_size": tree_size,
+        "leaf_hash": leaf.to_hex(),
+        "inclusion_proof": hexes(&proof),
+    });
+    if tree_size == published.size {
+        body["checkpoint"] = Value::String(published.note.to_string());
+    } else if let Some(note) = store.checkpoint(tree_size)? {
+        body["checkpoint"] = Value::String(note);
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn get_consistency(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let published = s.log.sequencer().shared().published();
+    let first = query_u64(&q, "first")?
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "first is required"))?;
+    let second = query_u64(&q, "second")?.unwrap_or(published.size);
+    if second > published.size {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "second is beyond the latest checkpoint",
+        ));
+    }
+    if first > second {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            "first must not exceed second",
+        ));
+    }
+    let proof = consistency_proof(s.log.store(), first, second)?;
+    Ok(Json(json!({
+        "first": first,
+        "second": second,
+        "consistency_proof": hexes(&proof),
+    }))
+    .into_response())
+}
+
+fn decoded(entry: &Entry) -> Value {
+    match entry {
+        Entry::Enrolment(e) => json!({
+            "kind": "enrolment",
+            "approver_id": e.approver_id,
+            "credential_id": hex::encode(&e.credential_id),
+            "public_key": hex::encode(&e.public_key),
+            "aaguid": hex::encode(e.aaguid),
+            "attestation_format": e.attestation_format,
+            "time_ms": e.time_ms,
+        }),
+        Entry::Decision(d) => json!({
+            "kind": "decision",
+            "decision": d.decision.as_str(),
+            "statement_hash": hex::encode(d.statement_hash),
+            "nonce": hex::encode(d.nonce),
+            "approver_id": d.approver_id,
+            "credential_id": hex::encode(&d.credential_id),
+            "public_key": hex::encode(&d.public_key),
+            "authenticator_data": hex::encode(&d.authenticator_data),
+            "client_data_json": hex::encode(&d.client_data_json),
+            "signature": hex::encode(&d.signature),
+            "time_ms": d.time_ms,
+            "enrolment_index": d.enrolment_index,
+        }),
+        Entry::Revocation(r) => json!({
+            "kind": "revocation",
+            "approver_id": r.approver_id,
+            "credential_id": hex::encode(&r.credential_id),
+            "enrolment_index": r.enrolment_index,
+            "reason": r.reason,
+            "time_ms": r.time_ms,
+        }),
+    }
+}
+
+async fn get_entry(State(s): State<AppState>, Path(index): Path<String>) -> ApiResult<Response> {
+    let index = parse_decimal(&index)
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "index is not a decimal number"))?;
+    let published = s.log.sequencer().shared().published();
+    if index >= published.size {
+        return Err(ApiError::not_found("index is beyond the latest checkpoint"));
+    }
+    let entry = s
+        .log
+        .store()
+        .entry(index)?
+        .ok_or_else(|| StorageError("entry missing below tree size".into()))?;
+    let decoded = match Entry::decode(&entry) {
+        Ok(e) => decoded(&e),
+        Err(_) => Value::Null,
+    };
+    Ok(Json(json!({
+        "index": index,
+        "leaf_hash": leaf_hash(&entry).to_hex(),
+        "entry": hex::encode(&entry),
+        "decoded": decoded,
+    }))
+    .into_response())
+}
+
+async fn get_vkey(State(s): State<AppState>) -> Response {
+    let k = s.log.signer().verifier_key();
+    Json(json!({"vkey": k.to_vkey(), "origin": k.name()})).into_response()
+}
+
+async fn get_healthz(State(s): State<AppState>) -> Response {
+    let shared = s.log.sequencer().shared();
+    let age = now_ms().saturating_sub(shared.last_signed_ms());
+    let fresh = age
+        <= s.checkpoint_interval_ms
+            .saturating_mul(3)
+            .saturating_add(2000);
+    let ok = shared.alive() && !shared.closing() && fresh;
+    let body = Json(json!({
+        "status": if ok { "ok" } else { "unhealthy" },
+        "sequencer_alive": shared.alive(),
+        "checkpoint_age_ms": age,
+        "tree_size": shared.published().size,
+    }));
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+async fn get_metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.log.metrics().render(),
+    )
+        .into_response()
+}
+
+/// Reads the admin token hash from the store.
+pub(crate) fn admin_hash(store: &crate::storage::Store) -> Result<Option<[u8; 32]>, StorageError> {
+    store
+        .get(CF_META, META_ADMIN_HASH)?
+        .map(|v| {
+            v.try_into()
+                .map_err(|_| StorageError("admin token hash is not 32 bytes".into()))
+        })
+        .transpose()
+}

@@ -1,0 +1,304 @@
+//! The in-process write API: checks an enrolment or a signed decision with the verifier crate,
+//! builds the entry (the log sets `time_ms` and copies the enrolled public key), and hands it to
+//! the sequencer. The HTTP layer and the CIBA front end both call [`LogHandle`].
+
+use std::sync::Arc;
+
+use countersign_verifier::{
+    challenge, leaf_hash, parse_cose_key, sha256, verify_assertion, Assertion, AssertionPolicy,
+    Decision, Enrolment, Entry, SignedDecision,
+};
+
+use crate::checkpoint::LogSigner;
+use crate::metrics::Metrics;
+use crate::sequencer::{now_ms, AppendError, AppendKind, Appended, SequencerHandle};
+use crate::storage::Store;
+
+/// The relying-party policy decisions are checked under.
+#[derive(Clone, Debug)]
+pub struct RpPolicy {
+    /// WebAuthn RP ID.
+    pub rp_id: String,
+    /// Origins the approval page may run on.
+    pub allowed_origins: Vec<String>,
+    /// Whether the UV flag is required.
+    pub require_user_verification: bool,
+}
+
+/// An enrolment to log (the log adds the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolmentRequest {
+    /// Opaque approver id.
+    pub approver_id: String,
+    /// WebAuthn credential id.
+    pub credential_id: Vec<u8>,
+    /// COSE_Key public key.
+    pub public_key: Vec<u8>,
+    /// Authenticator AAGUID.
+    pub aaguid: [u8; 16],
+    /// Attestation statement format (`none`, `packed`, ...).
+    pub attestation_format: String,
+}
+
+/// A signed decision to check and log (the log adds the key and the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionRequest {
+    /// Approve or deny.
+    pub decision: Decision,
+    /// SHA-256 of the canonical statement.
+    pub statement_hash: [u8; 32],
+    /// The 32-byte nonce.
+    pub nonce: [u8; 32],
+    /// Opaque approver id.
+    pub approver_id: String,
+    /// Credential id.
+    pub credential_id: Vec<u8>,
+    /// WebAuthn authenticatorData.
+    pub authenticator_data: Vec<u8>,
+    /// WebAuthn clientDataJSON.
+    pub client_data_json: Vec<u8>,
+    /// Assertion signature.
+    pub signature: Vec<u8>,
+    /// Leaf index of the credential's enrolment.
+    pub enrolment_index: u64,
+}
+
+/// Handle on a running log: cheap to clone, usable from any task.
+#[derive(Clone, Debug)]
+pub struct LogHandle {
+    pub(crate) store: Store,
+    pub(crate) seq: SequencerHandle,
+    pub(crate) signer: Arc<LogSigner>,
+    pub(crate) policy: Arc<RpPolicy>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+fn storage_failed(e: impl std::fmt::Display) -> AppendError {
+    tracing::error!(error = %e, "storage read failed");
+    AppendError::Storage
+}
+
+/// The replay key of an assertion: the credential and the exact client data it signed (which
+/// holds the challenge). Signature bytes are left out on purpose: ECDSA signatures are
+/// malleable, and a re-encoded signature must not make a replay look new.
+pub fn assertion_key(credential_id: &[u8], client_data_json: &[u8]) -> [u8; 32] {
+    let mut m = Vec::with_capacity(40 + credential_id.len() + client_data_json.len());
+    m.extend_from_slice(b"countersign/assertion/v1\0");
+    m.extend_from_slice(&(credential_id.len() as u32).to_be_bytes());
+    m.extend_from_slice(credential_id);
+    m.extend_from_slice(client_data_json);
+    sha256(&m)
+}
+
+impl LogHandle {
+    /// The store (read-only use).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The sequencer handle.
+    pub fn sequencer(&self) -> &SequencerHandle {
+        &self.seq
+    }
+
+    /// The signer's public identity.
+    pub fn signer(&self) -> &LogSigner {
+        &self.signer
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The RP policy.
+    pub fn policy(&self) -> &RpPolicy {
+        &self.policy
+    }
+
+    /// Logs an enrolment. The same credential enrolled identically again returns the original
+    /// leaf; the same credential id with another approver, key, AAGUID or format is a 409.
+    pub async fn append_enrolment(&self, req: EnrolmentRequest) -> Result<Appended, AppendError> {
+        parse_cose_key(&req.public_key)
+            .map_err(|e| AppendError::invalid("invalid_public_key", format!("public_key: {e}")))?;
+        let entry = Entry::Enrolment(Enrolment {
+            approver_id: req.approver_id,
+            credential_id: req.credential_id.clone(),
+            public_key: req.public_key,
+            aaguid: req.aaguid,
+            attestation_format: req.attestation_format,
+            time_ms: now_ms(),
+        })
+        .encode()
+        .map_err(|e| AppendError::invalid("invalid_entry", e.to_string()))?;
+        let leaf = leaf_hash(&entry);
+        self.seq
+            .append(
+                entry,
+                leaf,
+                AppendKind::Enrolment {
+                    credential_id: req.credential_id,
+                },
+            )
+            .await
+    }
+
+    /// Checks and logs a signed decision: the enrolment must be in this log for the same approver
+    /// and credential, and the assertion must verify over `nonce || statement_hash` under the
+    /// log's RP policy and the sign-count rule. A replay of a logged assertion returns the
+    /// original leaf.
+    pub async fn append_decision(&self, req: DecisionRequest) -> Result<Appended, AppendError> {
+        let published = self.seq.shared().published();
+        if req.enrolment_index >= published.size {
+            return Err(AppendError::Rejected {
+                status: 404,
+                code: "unknown_enrolment",
+                description: "enrolment_index is not in the log".into(),
+            });
+        }
+        let enrolment = match self
+            .store
+            .entry(req.enrolment_index)
+            .map_err(storage_failed)?
+        {
+            Some(bytes) => match Entry::decode(&bytes) {
+                Ok(Entry::Enrolment(e)) => e,
+                _ => {
+                    return Err(AppendError::invalid(
+                        "not_an_enrolment",
+                        "the entry at enrolment_index is not an enrolment",
+                    ))
+                }
+            },
+            None => return Err(AppendError::Storage),
+        };
+        if enrolment.approver_id != req.approver_id || enrolment.credential_id != req.credential_id
+        {
+            return Err(AppendError::invalid(
+                "enrolment_mismatch",
+                "the enrolment at enrolment_index is for another approver or credential",
+            ));
+        }
+        let Some((_, stored_count)) = self
+            .store
+            .credential(&req.credential_id)
+            .map_err(storage_failed)?
+        else {
+            return Err(AppendError::Rejected {
+                status: 404,
+                code: "unknown_credential",
+                description: "the credential is not enrolled in this log".into(),
+            });
+        };
+        let key = enrolment
+            .key()
+            .map_err(|e| AppendError::invalid("invalid_public_key", e.to_string()))?;
+        let origins: Vec<&str> = self
+            .policy
+            .allowed_origins
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let ch = challenge(&req.nonce, &req.statement_hash);
+        let assertion = Assertion {
+            authenticator_data: &req.authenticator_data,
+            client_data_json: &req.client_data_json,
+            signature: &req.signature,
+        };
+        // The sign count is checked below, after the replay lookup: a replay legitimately
+        // carries an old counter and must get the original entry back, not an error.
+        let verified = verify_assertion(
+            &key,
+            &assertion,
+            &ch,
+            &AssertionPolicy {
+                rp_id: &self.policy.rp_id,
+                allowed_origins: &origins,
+                require_user_verification: self.policy.require_user_verification,
+                stored_sign_count: None,
+            },
+        )
+        .map_err(|e| AppendError::invalid("invalid_assertion", e.to_string()))?;
+        let akey = assertion_key(&req.credential_id, &req.client_data_json);
+        if let Some(index) = self.store.assertion_index(&akey).map_err(storage_failed)? {
+            // Covered by the published checkpoint: assertion index entries are only visible
+            // after their batch committed.
+            let published = self.seq.shared().published();
+            let original = self
+                .store
+                .entry(index)
+                .map_err(storage_failed)?
+                .ok_or(AppendError::Storage)?;
+            self.metrics.deduplicated.inc();
+            return Ok(Appended {
+                index,
+                leaf_hash: leaf_hash(&original),
+                tree_size: published.size,
+                checkpoint: published.note,
+                existing: true,
+            });
+        }
+        let count = verified.sign_count;
+        if (stored_count != 0 || count != 0) && count <= stored_count {
+            return Err(AppendError::invalid(
+                "sign_count",
+                format!(
+                    "signature counter {count} did not increase past {stored_count}: possible \
+                     cloned authenticator"
+                ),
+            ));
+        }
+        let entry = Entry::Decision(SignedDecision {
+            decision: req.decision,
+            statement_hash: req.statement_hash,
+            nonce: req.nonce,
+            approver_id: req.approver_id,
+            credential_id: req.credential_id.clone(),
+            public_key: enrolment.public_key,
+            authenticator_data: req.authenticator_data,
+            client_data_json: req.client_data_json,
+            signature: req.signature,
+            time_ms: now_ms(),
+            enrolment_index: req.enrolment_index,
+        })
+        .encode()
+        .map_err(|e| AppendError::invalid("invalid_entry", e.to_string()))?;
+        let leaf = leaf_hash(&entry);
+        self.seq
+            .append(
+                entry,
+                leaf,
+                AppendKind::Decision {
+                    assertion_key: akey,
+                    credential_id: req.credential_id,
+                    enrolment_index: req.enrolment_index,
+                    sign_count: count,
+                },
+            )
+            .await
+    }
+
+    /// Appends an entry the caller has already checked (benchmarks, imports). Enrolments and
+    /// decisions still get the sequencer's conflict, replay and sign-count checks.
+    pub async fn append_verified_entry(&self, entry: Vec<u8>) -> Result<Appended, AppendError> {
+        let kind = match Entry::decode(&entry) {
+            Ok(Entry::Enrolment(e)) => AppendKind::Enrolment {
+                credential_id: e.credential_id,
+            },
+            Ok(Entry::Decision(d)) => {
+                let mut c = [0u8; 4];
+                c.copy_from_slice(&d.authenticator_data[33..37]);
+                AppendKind::Decision {
+                    assertion_key: assertion_key(&d.credential_id, &d.client_data_json),
+                    credential_id: d.credential_id,
+                    enrolment_index: d.enrolment_index,
+                    sign_count: u32::from_be_bytes(c),
+                }
+            }
+            Ok(Entry::Revocation(_)) => AppendKind::Other,
+            Err(e) => return Err(AppendError::invalid("invalid_entry", e.to_string())),
+        };
+        let leaf = leaf_hash(&entry);
+        self.seq.append(entry, leaf, kind).await
+    }
+}

@@ -1,0 +1,578 @@
+//! OpenID CIBA Core 1.0 endpoints: discovery (section 4), JWKS, the backchannel authentication
+//! endpoint (section 7) and the token endpoint (sections 10 and 11).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use countersign_verifier::{
+    is_valid_id, parse_json_strict, validate_authorization_details, validate_binding_message,
+    Statement,
+};
+use serde_json::{json, Map, Value};
+
+use super::records::{CibaStore, ClientRecord, DeliveryMode, RequestRecord, RequestStatus};
+use super::{ciba_of, clients, now_secs, Ciba, OAuthError, PollState, Secret, B64URL};
+use crate::api::AppState;
+
+/// The CIBA grant type.
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+/// Most parameters in one form.
+const MAX_PARAMS: usize = 32;
+/// Longest `authorization_details` parameter, in bytes.
+pub const MAX_AUTHORIZATION_DETAILS_BYTES: usize = 16 * 1024;
+/// Longest short parameter (scope, hints, tokens), in bytes.
+const MAX_SHORT_PARAM: usize = 1024;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks.json", get(jwks))
+        .route("/bc-authorize", post(bc_authorize))
+        .route("/token", post(token))
+}
+
+async fn discovery(State(s): State<AppState>) -> Result<Response, OAuthError> {
+    let c = ciba_of(&s)?;
+    let base = &c.config.public_url;
+    Ok(Json(json!({
+        "issuer": base,
+        "backchannel_authentication_endpoint": format!("{base}/bc-authorize"),
+        "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
+        "backchannel_user_code_parameter_supported": false,
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/jwks.json"),
+        "grant_types_supported": [CIBA_GRANT],
+        "token_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "backchannel_authentication_request_signing_alg_values_supported": [],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": [],
+        "scopes_supported": ["openid"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time",
+            "urn:openid:params:jwt:claim:auth_req_id", "at_hash"],
+        "authorization_details_types_supported": c.config.authorization_details_types,
+        "service_documentation": format!("{base}/approve"),
+    }))
+    .into_response())
+}
+
+async fn jwks(State(s): State<AppState>) -> Result<Response, OAuthError> {
+    let c = ciba_of(&s)?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(c.keys.jwks()),
+    )
+        .into_response())
+}
+
+/// Parses an `application/x-www-form-urlencoded` body; a parameter given twice is an error
+/// (RFC 6749 section 3.1: parameters MUST NOT be included more than once).
+pub(crate) fn parse_form(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<HashMap<String, String>, OAuthError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.split(';').next().is_some_and(|m| {
+        m.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    }) {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body = body.map_err(|r| {
+        OAuthError::with_status(
+            r.status(),
+            "invalid_request",
+            "the request body could not be read",
+        )
+    })?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| OAuthError::invalid_request("the form body is malformed"))?;
+    if pairs.len() > MAX_PARAMS {
+        return Err(OAuthError::invalid_request("too many parameters"));
+    }
+    let mut map = HashMap::new();
+    for (k, v) in pairs {
+        if map.contains_key(&k) {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {k} is given more than once"
+            )));
+        }
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
+fn short_param<'a>(
+    form: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<Option<&'a str>, OAuthError> {
+    match form.get(name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.len() > MAX_SHORT_PARAM => Err(OAuthError::invalid_request(format!(
+            "{name} is longer than {MAX_SHORT_PARAM} bytes"
+        ))),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// Resolves the hint to an approver id (CIBA section 7.1: exactly one hint).
+fn resolve_hint(c: &Ciba, form: &HashMap<String, String>) -> Result<String, OAuthError> {
+    let login_hint = short_param(form, "login_hint")?;
+    let login_hint_token = short_param(form, "login_hint_token")?;
+    let id_token_hint = form.get("id_token_hint").filter(|v| !v.is_empty());
+    let n = [
+        login_hint.is_some(),
+        login_hint_token.is_some(),
+        id_token_hint.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if n != 1 {
+        return Err(OAuthError::invalid_request(
+            "give exactly one of login_hint, login_hint_token and id_token_hint",
+        ));
+    }
+    let unknown = || OAuthError::bad("unknown_user_id", "no approver matches the hint");
+    if login_hint_token.is_some() {
+        // We issue no login hint tokens, so none can be valid here.
+        return Err(OAuthError::bad(
+            "expired_login_hint_token",
+            "login_hint_token is not supported by this server; use login_hint",
+        ));
+    }
+    let approver_id = if let Some(t) = id_token_hint {
+        let claims = c
+            .keys
+            .verify_own(t)
+            .filter(|cl| cl.get("iss").and_then(Value::as_str) == Some(&c.config.public_url))
+            .ok_or_else(|| {
+                OAuthError::invalid_request("id_token_hint is not an ID token of this server")
+            })?;
+        claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(unknown)?
+    } else {
+        let hint = login_hint.unwrap_or_default();
+        if hint.contains('@') {
+            let id = c
+                .store
+                .get_raw(&format!("m/{}", hint.to_lowercase()))?
+                .ok_or_else(unknown)?;
+            String::from_utf8(id).map_err(|_| unknown())?
+        } else {
+            hint.to_owned()
+        }
+    };
+    let approver = c.store.approver(&approver_id)?.ok_or_else(unknown)?;
+    if approver.disabled {
+        return Err(unknown());
+    }
+    if approver.credentials.is_empty() {
+        return Err(OAuthError::bad(
+            "unknown_user_id",
+            "the approver has not enrolled a passkey yet",
+        ));
+    }
+    Ok(approver_id)
+}
+
+async fn bc_authorize(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthError> {
+    let started = Instant::now();
+    let c = ciba_of(&s)?.clone();
+    let form = parse_form(&headers, body)?;
+    let client = clients::authenticate(&c, &headers, &form)?;
+
+    if form.contains_key("request") {
+        return Err(OAuthError::invalid_request(
+            "signed authentication requests are not supported",
+        ));
+    }
+    let scope = short_param(&form, "scope")?
+        .ok_or_else(|| OAuthError::invalid_request("scope is required"))?;
+    if !scope.split(' ').any(|s| s == "openid") {
+        return Err(OAuthError::bad(
+            "invalid_scope",
+            "scope must contain openid",
+        ));
+    }
+    if scope
+        .chars()
+        .any(countersign_verifier::is_unsafe_display_char)
+    {
+        return Err(OAuthError::bad(
+            "invalid_scope",
+            "scope holds control characters",
+        ));
+    }
+    let notification_token = short_param(&form, "client_notification_token")?;
+    if client.mode != DeliveryMode::Poll && notification_token.is_none() {
+        return Err(OAuthError::invalid_request(
+            "client_notification_token is required for ping and push clients",
+        ));
+    }
+    let approver_id = resolve_hint(&c, &form)?;
+
+    let binding_message = form
+        .get("binding_message")
+        .ok_or_else(|| OAuthError::invalid_request("binding_message is required"))?;
+    if binding_message.len() > 4 * countersign_verifier::MAX_BINDING_MESSAGE_CHARS
+        || validate_binding_message(binding_message, c.config.binding_message_max_chars).is_err()
+    {
+        return Err(OAuthError::bad(
+            "invalid_binding_message",
+            format!(
+                "binding_message must be 1 to {} characters of plain text, without control or \
+                 bidirectional formatting characters",
+                c.config.binding_message_max_chars
+            ),
+        ));
+    }
+    let details_text = form
+        .get("authorization_details")
+        .ok_or_else(|| OAuthError::invalid_request("authorization_details is required"))?;
+    if details_text.len() > MAX_AUTHORIZATION_DETAILS_BYTES {
+        return Err(OAuthError::invalid_request(format!(
+            "authorization_details is longer than {MAX_AUTHORIZATION_DETAILS_BYTES} bytes"
+        )));
+    }
+    let details = parse_json_strict(details_text.as_bytes()).map_err(|e| {
+        OAuthError::bad(
+            "invalid_authorization_details",
+            format!("authorization_details is not JSON: {e}"),
+        )
+    })?;
+    validate_authorization_details(&details)
+        .map_err(|e| OAuthError::bad("invalid_authorization_details", e))?;
+    if !c.config.authorization_details_types.is_empty() {
+        let ok = details.as_array().is_some_and(|items| {
+            items.iter().all(|i| {
+                i["type"]
+                    .as_str()
+                    .is_some_and(|t| c.config.authorization_details_types.iter().any(|a| a == t))
+            })
+        });
+        if !ok {
+            return Err(OAuthError::bad(
+                "invalid_authorization_details",
+                "an authorization_details type is not supported by this server",
+            ));
+        }
+    }
+    let expiry = match short_param(&form, "requested_expiry")? {
+        None => c.config.default_expiry_secs,
+        Some(v) => {
+            let n: u64 = countersign_verifier::parse_decimal(v).ok_or_else(|| {
+                OAuthError::invalid_request("requested_expiry must be a positive integer")
+            })?;
+            if !(c.config.min_expiry_secs..=c.config.max_expiry_secs).contains(&n) {
+                return Err(OAuthError::invalid_request(format!(
+                    "requested_expiry must be between {} and {} seconds",
+                    c.config.min_expiry_secs, c.config.max_expiry_secs
+                )));
+            }
+            n
+        }
+    };
+
+    let requested_at = now_secs();
+    let request_id = format!("req_{}", B64URL.encode(super::random_bytes::<16>()));
+    let auth_req_id = Secret::generate();
+    let statement = Statement {
+        version: 1,
+        log_origin: s.log.signer().verifier_key().name().to_owned(),
+        request_id: request_id.clone(),
+        client_id: client.client_id.clone(),
+        approver_id: approver_id.clone(),
+        scope: scope.to_owned(),
+        binding_message: binding_message.clone(),
+        authorization_details: details,
+        requested_at,
+        expires_at: requested_at + expiry,
+        decision: "approve".into(),
+    };
+    // The statement the approver will sign must be valid now, not fail at approval time.
+    let canonical = statement
+        .canonical_json()
+        .map_err(|e| OAuthError::invalid_request(format!("the request cannot be shown: {e}")))?;
+    if canonical.len() > countersign_verifier::MAX_STATEMENT_BYTES {
+        return Err(OAuthError::invalid_request(
+            "the request is too large to show",
+        ));
+    }
+    if !is_valid_id(&client.client_id) || !is_valid_id(&approver_id) {
+        return Err(OAuthError::internal(
+            "bc-authorize",
+            "stored id is not a valid id",
+        ));
+    }
+    let record = RequestRecord {
+        request_id: request_id.clone(),
+        statement,
+        nonce: hex::encode(super::random_bytes::<32>()),
+        mode: client.mode,
+        client_notification_token: notification_token.map(Secret::new),
+        status: RequestStatus::Pending,
+        decision: None,
+        token_issued: false,
+    };
+    let hash = auth_req_id.sha256();
+    let key = CibaStore::request_key(&hash);
+    if record.mode != DeliveryMode::Poll {
+        // Before the request is visible: a decision made at once must find it.
+        crate::notify::remember_auth_req_id(&c, &key, &auth_req_id);
+    }
+    c.store.write(
+        &[
+            (key.clone(), CibaStore::encode(&record)?),
+            (format!("q/{request_id}"), hex::encode(hash).into_bytes()),
+            (format!("p/{approver_id}/{request_id}"), Vec::new()),
+        ],
+        &[],
+    )?;
+    tracing::info!(
+        request_id = %request_id,
+        client_id = %client.client_id,
+        approver_id = %approver_id,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "approval requested"
+    );
+    c.inbox_changed(&approver_id, &request_id);
+    crate::notify::new_request(&c, &record);
+    if record.mode != DeliveryMode::Poll {
+        crate::notify::schedule_expiry(c.clone(), hash, record.statement.expires_at);
+    }
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "auth_req_id": auth_req_id.expose(),
+            "expires_in": expiry,
+            "interval": c.config.interval_secs,
+        })),
+    )
+        .into_response())
+}
+
+/// The token response for an approved request (CIBA section 10.1.1): access token and ID token.
+/// Marks the request's tokens as issued; fails if they already were.
+pub(crate) fn issue_tokens(
+    c: &Ciba,
+    key: &str,
+    auth_req_id: &Secret,
+    client: &ClientRecord,
+    with_at_hash: bool,
+) -> Result<Value, OAuthError> {
+    let _g = c.store.lock();
+    let mut r: RequestRecord = c
+        .store
+        .get(key)?
+        .ok_or_else(|| OAuthError::bad("invalid_grant", "unknown auth_req_id"))?;
+    let d = match (&r.status, &r.decision) {
+        (RequestStatus::Approved, Some(d)) => d.clone(),
+        _ => {
+            return Err(OAuthError::internal(
+                "issue_tokens",
+                "request is not approved",
+            ))
+        }
+    };
+    if r.token_issued {
+        return Err(OAuthError::bad(
+            "invalid_grant",
+            "tokens for this auth_req_id were already issued",
+        ));
+    }
+    let st = &r.statement;
+    let now = now_secs();
+    let exp = now + c.config.token_ttl_secs;
+    let iss = &c.config.public_url;
+    let mut at = Map::new();
+    at.insert("iss".into(), json!(iss));
+    at.insert("sub".into(), json!(st.approver_id));
+    at.insert("aud".into(), json!(client.client_id));
+    at.insert("client_id".into(), json!(client.client_id));
+    at.insert("exp".into(), json!(exp));
+    at.insert("iat".into(), json!(now));
+    at.insert(
+        "jti".into(),
+        json!(B64URL.encode(super::random_bytes::<16>())),
+    );
+    at.insert("scope".into(), json!(st.scope));
+    at.insert(
+        "authorization_details".into(),
+        st.authorization_details.clone(),
+    );
+    at.insert("request_id".into(), json!(st.request_id));
+    at.insert("statement_hash".into(), json!(d.statement_hash));
+    at.insert("log_origin".into(), json!(st.log_origin));
+    at.insert("log_index".into(), json!(d.index));
+    at.insert("leaf_hash".into(), json!(d.leaf_hash));
+    let access_token = c.keys.sign("at+jwt", &at)?;
+    let mut id = Map::new();
+    id.insert("iss".into(), json!(iss));
+    id.insert("sub".into(), json!(st.approver_id));
+    id.insert("aud".into(), json!(client.client_id));
+    id.insert("exp".into(), json!(exp));
+    id.insert("iat".into(), json!(now));
+    id.insert("auth_time".into(), json!(d.decided_at));
+    id.insert(
+        "urn:openid:params:jwt:claim:auth_req_id".into(),
+        json!(auth_req_id.expose()),
+    );
+    if with_at_hash {
+        id.insert(
+            "at_hash".into(),
+            json!(super::tokens::at_hash(&access_token)),
+        );
+    }
+    let id_token = c.keys.sign("JWT", &id)?;
+    r.token_issued = true;
+    c.store.put(key, &r)?;
+    tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": c.config.token_ttl_secs,
+        "id_token": id_token,
+        "scope": st.scope,
+        "authorization_details": st.authorization_details,
+    }))
+}
+
+async fn token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthError> {
+    let c = ciba_of(&s)?.clone();
+    let form = parse_form(&headers, body)?;
+    let client = clients::authenticate(&c, &headers, &form)?;
+    let grant = form
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if grant != CIBA_GRANT {
+        return Err(OAuthError::bad(
+            "unsupported_grant_type",
+            format!("only {CIBA_GRANT} is supported"),
+        ));
+    }
+    if client.mode == DeliveryMode::Push {
+        return Err(OAuthError::bad(
+            "unauthorized_client",
+            "push clients receive their tokens at their notification endpoint",
+        ));
+    }
+    let auth_req_id = short_param(&form, "auth_req_id")?
+        .map(Secret::new)
+        .ok_or_else(|| OAuthError::invalid_request("auth_req_id is required"))?;
+    let key = CibaStore::request_key(&auth_req_id.sha256());
+    let invalid = || OAuthError::bad("invalid_grant", "auth_req_id is unknown or not yours");
+    let r: RequestRecord = c.store.get(&key)?.ok_or_else(invalid)?;
+    if r.statement.client_id != client.client_id {
+        return Err(invalid());
+    }
+    if r.token_issued {
+        return Err(OAuthError::bad(
+            "invalid_grant",
+            "tokens for this auth_req_id were already issued",
+        ));
+    }
+    let now = now_secs();
+    match r.status {
+        RequestStatus::Approved => {
+            let body = issue_tokens(&c, &key, &auth_req_id, &client, false)?;
+            forget_poll(&c, &r.request_id);
+            Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+        }
+        RequestStatus::Denied => Err(OAuthError::bad(
+            "access_denied",
+            "the approver denied the request",
+        )),
+        RequestStatus::Expired => Err(expired()),
+        RequestStatus::Pending | RequestStatus::Deciding => {
+            // A claim left by a crash mid-decision never turns into a token: once past expiry
+            // (plus the longest a decision can take) it reads as expired. Fails closed.
+            let deadline = match r.status {
+                RequestStatus::Pending => r.statement.expires_at,
+                _ => r.statement.expires_at + 60,
+            };
+            if now >= deadline {
+                return Err(expired());
+            }
+            if client.mode == DeliveryMode::Poll {
+                check_poll_rate(&c, &r.request_id)?;
+            }
+            Err(OAuthError::bad(
+                "authorization_pending",
+                "the approver has not decided yet",
+            ))
+        }
+    }
+}
+
+fn expired() -> OAuthError {
+    OAuthError::bad(
+        "expired_token",
+        "the request expired before the approver decided",
+    )
+}
+
+fn polls(c: &Ciba) -> std::sync::MutexGuard<'_, HashMap<String, PollState>> {
+    match c.polls.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn forget_poll(c: &Ciba, request_id: &str) {
+    polls(c).remove(request_id);
+}
+
+/// CIBA section 11: a client polling faster than `interval` gets `slow_down`, and its interval
+/// grows by 5 seconds for the rest of the request.
+fn check_poll_rate(c: &Ciba, request_id: &str) -> Result<(), OAuthError> {
+    let now = Instant::now();
+    let mut map = polls(c);
+    if map.len() > 1_000_000 {
+        map.clear();
+    }
+    let entry = map.entry(request_id.to_owned()).or_insert(PollState {
+        last: now - std::time::Duration::from_secs(3600),
+        interval: c.config.interval_secs,
+    });
+    let elapsed = now.duration_since(entry.last);
+    entry.last = now;
+    // A little slack for network jitter: a client that sleeps exactly `interval` is compliant.
+    if elapsed + std::time::Duration::from_millis(250)
+        < std::time::Duration::from_secs(entry.interval)
+    {
+        entry.interval += 5;
+        return Err(OAuthError::bad(
+            "slow_down",
+            format!("poll at most every {} seconds", entry.interval),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! Evidence bundles (`spec/evidence-bundle.md`) for decided requests: the statement, the
+//! decision and enrolment entries with inclusion proofs against one signed checkpoint, the
+//! relying party, and who the opaque ids stand for. `?format=tlog-proof` answers the C2SP
+//! tlog-proof text of the decision instead.
+//!
+//! Who may fetch: the requesting client (`GET /v1/evidence/<auth_req_id>` with its
+//! credentials in HTTP Basic), an auditor with the admin token (by public request id), and the
+//! approver on the approval pages (their own requests).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty};
+use serde_json::json;
+
+use crate::admin::{self, SecretToken};
+use crate::api::AppState;
+use crate::ciba::records::{RequestRecord, RequestStatus};
+use crate::ciba::{ciba_of, clients, Ciba, CibaStore, OAuthError, Secret};
+use crate::proofs::inclusion_proof;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/evidence/{auth_req_id}", get(by_auth_req_id))
+        .route("/v1/admin/evidence/{request_id}", get(by_request_id_admin))
+        .route(
+            "/approve/requests/{request_id}/evidence",
+            get(by_request_id_approver),
+        )
+}
+
+fn not_found() -> OAuthError {
+    OAuthError::with_status(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no decided request with this id",
+    )
+}
+
+/// Builds the bundle of a decided request against the latest checkpoint.
+pub fn build_bundle(
+    s: &AppState,
+    c: &Ciba,
+    r: &RequestRecord,
+) -> Result<EvidenceBundle, OAuthError> {
+    if !matches!(r.status, RequestStatus::Approved | RequestStatus::Denied) {
+        return Err(OAuthError::with_status(
+            StatusCode::CONFLICT,
+            "not_decided",
+            "the request has no logged decision",
+        ));
+    }
+    let d = r.decision.as_ref().ok_or_else(not_found)?;
+    // One snapshot: size and note belong together, and both proofs are made against it.
+    let published = s.log.sequencer().shared().published();
+    if d.index >= published.size {
+        return Err(OAuthError::internal(
+            "evidence",
+            "decision beyond the published tree",
+        ));
+    }
+    let store = s.log.store();
+    let logged = |index: u64| -> Result<LoggedEntry, OAuthError> {
+        let entry = store
+            .entry(index)?
+            .ok_or_else(|| OAuthError::internal("evidence", "entry missing"))?;
+        let proof = inclusion_proof(store, index, published.size)
+            .map_err(|e| OAuthError::internal("evidence proof", format!("{e:?}")))?;
+        Ok(LoggedEntry {
+            index,
+            entry: hex::encode(entry),
+            inclusion_proof: proof.iter().map(|h| h.to_hex()).collect(),
+        })
+    };
+    let approver = c.store.approver(&r.statement.approver_id)?;
+    let policy = s.log.policy();
+    Ok(EvidenceBundle {
+        version: 1,
+        statement: r.statement.clone(),
+        decision: logged(d.index)?,
+        enrolment: logged(d.enrolment_index)?,
+        checkpoint: published.note.to_string(),
+        relying_party: RelyingParty {
+            rp_id: policy.rp_id.clone(),
+            origins: policy.allowed_origins.clone(),
+        },
+        parties: Some(json!({
+            "client": {"client_id": r.statement.client_id},
+            "approver": {
+                "approver_id": r.statement.approver_id,
+                "email": approver.as_ref().map(|a| a.email.clone()),
+                "name": approver.as_ref().and_then(|a| a.name.clone()),
+            },
+        })),
+    })
+}
+
+fn answer(bundle: EvidenceBundle, q: &HashMap<String, String>) -> Result<Response, OAuthError> {
+    match q.get("format").map(String::as_str) {
+        None | Some("json") => {
+            Ok(([(header::CACHE_CONTROL, "no-store")], Json(bundle)).into_response())
+        }
+        Some("tlog-proof") => {
+            let text = bundle
+                .decision_tlog_proof()
+                .map_err(|e| OAuthError::internal("tlog-proof", e))?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                text,
+            )
+                .into_response())
+        }
+        Some(_) => Err(OAuthError::invalid_request(
+            "format must be json or tlog-proof",
+        )),
+    }
+}
+
+async fn by_auth_req_id(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(auth_req_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, OAuthError> {
+    let c = ciba_of(&s)?;
+    // No body on a GET: secret clients use HTTP Basic; key-based clients may put a one-time
+    // client assertion in the query. A secret is never accepted in a URL.
+    let mut creds: HashMap<String, String> = q
+        .iter()
+        .filter(|(k, _)| k.starts_with("client_assertion") || *k == "client_id")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !creds.contains_key("client_assertion") {
+        creds.clear();
+    }
+    let client = clients::authenticate_with(c, &headers, &creds, false)?;
+    if auth_req_id.len() > 256 {
+        return Err(not_found());
+    }
+    let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
+    let r: RequestRecord = c.store.get(&key)?.ok_or_else(not_found)?;
+    if r.statement.client_id != client.client_id {
+        return Err(not_found());
+    }
+    answer(build_bundle(&s, c, &r)?, &q)
+}
+
+async fn by_request_id_admin(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(request_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, OAuthError> {
+    let c = ciba_of(&s)?;
+    let t = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| SecretToken::new(t.trim()));
+    if !t.is_some_and(|t| admin::matches(&t, &s.admin_hash)) {
+        return Err(OAuthError::with_status(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the admin token is required",
+        ));
+    }
+    let (_, r) = c
+        .store
+        .request_by_public_id(&request_id)?
+        .ok_or_else(not_found)?;
+    answer(build_bundle(&s, c, &r)?, &q)
+}
+
+async fn by_request_id_approver(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(request_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, OAuthError> {
+    let c = ciba_of(&s)?;
+    let session = crate::webauthn_ceremony::session_of(c, &headers).ok_or_else(|| {
+        OAuthError::with_status(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
+    })?;
+    let (_, r) = crate::webauthn_ceremony::own_request(c, &session.approver_id, &request_id)?;
+    answer(build_bundle(&s, c, &r)?, &q)
+}

@@ -1,0 +1,829 @@
+//! The sequencer: the one thread that owns the Merkle tree.
+//!
+//! It drains a bounded queue into batches (bounded by count and age), decides every entry of a
+//! batch against the committed state plus the batch itself (exact dedup, assertion replays,
+//! credential conflicts, the sign-count rule), then writes entries, node hashes, indexes, the
+//! tree state and the new signed checkpoint in ONE `WriteBatch` with `sync=true`. Only after that
+//! write returns are callers answered and the new checkpoint published to readers. Because the
+//! tree and the signer live only here, two checkpoints are always signed from one growing tree,
+//! so they are always consistent; and because the tree state and checkpoint are in the same
+//! atomic write as the leaves, a crash at any moment recovers a state that was signed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use countersign_verifier::{Entry, Hash, RootStack};
+use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
+
+use crate::checkpoint::LogSigner;
+use crate::metrics::Metrics;
+use crate::storage::{
+    decode_tree, encode_credential, encode_tree, hash_key, StorageError, Store, CF_ASSERTIONS,
+    CF_CHECKPOINTS, CF_CREDENTIALS, CF_ENTRIES, CF_HASHES, CF_LEAF_INDEX, CF_META, META_SIGNED_AT,
+    META_TREE,
+};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Tunables of the sequencer.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// Appends that may wait in the queue; beyond that callers get [`AppendError::QueueFull`].
+    pub queue_capacity: usize,
+    /// Most entries per batch.
+    pub batch_max_entries: usize,
+    /// Longest the first entry of a batch waits for more; zero commits whatever is queued as
+    /// soon as the previous commit ends (group commit).
+    pub batch_max_age: Duration,
+    /// How often an idle sequencer re-signs the checkpoint (a liveness heartbeat).
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig {
+            queue_capacity: 65_536,
+            batch_max_entries: 4096,
+            batch_max_age: Duration::ZERO,
+            checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The latest signed checkpoint, as readers see it.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed note.
+    pub note: Arc<str>,
+}
+
+/// State shared between the sequencer and readers.
+#[derive(Debug)]
+pub struct Shared {
+    published: RwLock<Published>,
+    last_signed_ms: AtomicU64,
+    alive: AtomicBool,
+    closing: AtomicBool,
+}
+
+impl Shared {
+    /// The latest published checkpoint (never blocks on the sequencer's work).
+    pub fn published(&self) -> Published {
+        match self.published.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn publish(&self, p: Published) {
+        match self.published.write() {
+            Ok(mut g) => *g = p,
+            Err(poisoned) => *poisoned.into_inner() = p,
+        }
+    }
+
+    /// When the latest checkpoint was signed (ms since the epoch).
+    pub fn last_signed_ms(&self) -> u64 {
+        self.last_signed_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether the sequencer thread is running.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+}
+
+/// What the sequencer needs to check for an entry besides exact dedup.
+#[derive(Clone, Debug)]
+pub enum AppendKind {
+    /// An enrolment: the credential must not be enrolled differently.
+    Enrolment {
+        /// Credential id.
+        credential_id: Vec<u8>,
+    },
+    /// A signed decision whose signature was already verified.
+    Decision {
+        /// Replay key of the assertion.
+        assertion_key: [u8; 32],
+        /// Credential id.
+        credential_id: Vec<u8>,
+        /// Enrolment the decision refers to.
+        enrolment_index: u64,
+        /// Signature counter of the assertion.
+        sign_count: u32,
+    },
+    /// Any other entry: only exact dedup applies.
+    Other,
+}
+
+/// A successful append.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// Leaf index.
+    pub index: u64,
+    /// Leaf hash.
+    pub leaf_hash: Hash,
+    /// Size of the checkpoint that covers the entry.
+    pub tree_size: u64,
+    /// The signed checkpoint note covering it.
+    pub checkpoint: Arc<str>,
+    /// True if the entry (or the assertion) was already logged and this is the original leaf.
+    pub existing: bool,
+}
+
+/// Why an append failed. Nothing was written for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The entry failed a check; `status` is the HTTP status to answer with.
+    Rejected {
+        /// HTTP status (4xx).
+        status: u16,
+        /// Machine-readable code.
+        code: &'static str,
+        /// Which check failed.
+        description: String,
+    },
+    /// The queue is full; retry later.
+    QueueFull,
+    /// The log is shutting down.
+    ShuttingDown,
+    /// Storage failed; the entry was not appended.
+    Storage,
+}
+
+impl AppendError {
+    /// A 400 rejection.
+    pub fn invalid(code: &'static str, description: impl Into<String>) -> Self {
+        AppendError::Rejected {
+            status: 400,
+            code,
+            description: description.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::Rejected {
+                code, description, ..
+            } => write!(f, "{code}: {description}"),
+            AppendError::QueueFull => f.write_str("the append queue is full"),
+            AppendError::ShuttingDown => f.write_str("the log is shutting down"),
+            AppendError::Storage => f.write_str("storage failed; nothing was appended"),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+pub(crate) struct AppendRequest {
+    pub entry: Vec<u8>,
+    pub leaf: Hash,
+    pub kind: AppendKind,
+    pub enqueued: Instant,
+    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+pub(crate) enum Msg {
+    Append(AppendRequest),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The sending side, held by the HTTP layer and in-process callers.
+#[derive(Clone, Debug)]
+pub struct SequencerHandle {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+impl SequencerHandle {
+    /// Shared state (published checkpoint, liveness).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Enqueues an entry and waits until a durable signed checkpoint covers it.
+    pub async fn append(
+        &self,
+        entry: Vec<u8>,
+        leaf: Hash,
+        kind: AppendKind,
+    ) -> Result<Appended, AppendError> {
+        if self.shared.closing() {
+            return Err(AppendError::ShuttingDown);
+        }
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Append(AppendRequest {
+            entry,
+            leaf,
+            kind,
+            enqueued: Instant::now(),
+            reply,
+        });
+        match self.tx.try_send(msg) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.rejected_full.inc();
+                return Err(AppendError::QueueFull);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(AppendError::ShuttingDown),
+        };
+        rx.await.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// Stops accepting appends, lets the sequencer commit everything already queued, and waits
+    /// for it to stop.
+    pub async fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        // A blocking send: the queue may be full, and the sequencer is draining it.
+        let sender = self.tx.clone();
+        let sent = tokio::task::spawn_blocking(move || sender.send(Msg::Shutdown(tx)).is_ok())
+            .await
+            .unwrap_or(false);
+        if sent {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Loads the tree state, checks it against the latest checkpoint, signs the first checkpoint
+/// of an empty log, and starts the sequencer thread.
+pub fn start(
+    store: Store,
+    signer: Arc<LogSigner>,
+    config: SequencerConfig,
+    metrics: Arc<Metrics>,
+) -> Result<SequencerHandle, StorageError> {
+    let (stack, note) = recover(&store, &signer)?;
+    let published = Published {
+        size: stack.size(),
+        root: stack.root(),
+        note: note.into(),
+    };
+    metrics.tree_size.set(published.size as i64);
+    let shared = Arc::new(Shared {
+        published: RwLock::new(published),
+        last_signed_ms: AtomicU64::new(now_ms()),
+        alive: AtomicBool::new(true),
+        closing: AtomicBool::new(false),
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity.max(1));
+    let mut seq = Sequencer {
+        store,
+        signer,
+        config,
+        metrics: metrics.clone(),
+        shared: shared.clone(),
+        stack,
+    };
+    std::thread::Builder::new()
+        .name("sequencer".into())
+        .spawn(move || {
+            let done = seq.run(rx);
+            let shared = seq.shared.clone();
+            // Release the store before reporting the stop, so a caller that waited for
+            // shutdown can reopen the database.
+            drop(seq);
+            shared.alive.store(false, Ordering::SeqCst);
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        })
+        .map_err(|e| StorageError(format!("cannot start the sequencer thread: {e}")))?;
+    Ok(SequencerHandle {
+        tx,
+        shared,
+        metrics,
+    })
+}
+
+/// Rebuilds the tree from RocksDB. The tree state and the checkpoint for it are written in the
+/// same batch, so they always agree; a mismatch means corruption and the log refuses to start
+/// rather than sign anything.
+fn recover(store: &Store, signer: &LogSigner) -> Result<(RootStack, String), StorageError> {
+    match store.get(CF_META, META_TREE)? {
+        Some(v) => {
+            let (size, peaks) = decode_tree(&v)?;
+            let stack = RootStack::from_parts(size, peaks)
+                .ok_or_else(|| StorageError("tree state has the wrong number of peaks".into()))?;
+            let note = store
+                .checkpoint(size)?
+                .ok_or_else(|| StorageError(format!("no checkpoint stored for size {size}")))?;
+            let vc = countersign_verifier::verify_checkpoint(
+                note.as_bytes(),
+                signer.verifier_key(),
+                &[],
+            )
+            .map_err(|e| StorageError(format!("stored checkpoint does not verify: {e}")))?;
+            if vc.checkpoint.size != size || vc.checkpoint.root != stack.root() {
+                return Err(StorageError(
+                    "stored checkpoint does not match the stored tree state".into(),
+                ));
+            }
+            Ok((stack, note))
+        }
+        None => {
+            let stack = RootStack::default();
+            let note = signer
+                .sign(0, stack.root())
+                .map_err(|e| StorageError(e.to_string()))?;
+            let mut wb = WriteBatch::default();
+            wb.put_cf(
+                store.cf(CF_CHECKPOINTS)?,
+                0u64.to_be_bytes(),
+                note.as_bytes(),
+            );
+            wb.put_cf(store.cf(CF_META)?, META_TREE, encode_tree(0, &[]));
+            store.write_sync(wb)?;
+            Ok((stack, note))
+        }
+    }
+}
+
+struct Sequencer {
+    store: Store,
+    signer: Arc<LogSigner>,
+    config: SequencerConfig,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    stack: RootStack,
+}
+
+/// The decision for one request of a batch.
+enum Outcome {
+    New(u64),
+    Existing(u64),
+    Failed(AppendError),
+}
+
+impl Sequencer {
+    /// Runs until shutdown (returning whom to tell) or until every sender is gone.
+    fn run(&mut self, rx: Receiver<Msg>) -> Option<oneshot::Sender<()>> {
+        let mut batch: Vec<AppendRequest> = Vec::with_capacity(self.config.batch_max_entries);
+        loop {
+            let first = match rx.recv_timeout(self.config.checkpoint_interval) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.heartbeat();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            };
+            let mut shutdown = None;
+            match first {
+                Msg::Append(r) => batch.push(r),
+                Msg::Shutdown(done) => shutdown = Some(done),
+            }
+            let deadline = batch
+                .first()
+                .map(|r| r.enqueued + self.config.batch_max_age);
+            while shutdown.is_none() && batch.len() < self.config.batch_max_entries {
+                let next = match deadline {
+                    Some(d) if !self.config.batch_max_age.is_zero() => {
+                        let now = Instant::now();
+                        if now >= d {
+                            rx.try_recv().ok()
+                        } else {
+                            rx.recv_timeout(d - now).ok()
+                        }
+                    }
+                    _ => rx.try_recv().ok(),
+                };
+                match next {
+                    Some(Msg::Append(r)) => batch.push(r),
+                    Some(Msg::Shutdown(done)) => shutdown = Some(done),
+                    None => break,
+                }
+            }
+            self.metrics.queue_depth.dec_by(batch.len() as i64);
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            if let Some(done) = shutdown {
+                // Anything that raced past the closing flag is failed, not dropped silently.
+                loop {
+                    match rx.try_recv() {
+                        Ok(Msg::Append(r)) => {
+                            self.metrics.queue_depth.dec();
+                            let _ = r.reply.send(Err(AppendError::ShuttingDown));
+                        }
+                        Ok(Msg::Shutdown(d)) => {
+                            let _ = d.send(());
+                        }
+                        Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+                tracing::info!(tree_size = self.stack.size(), "sequencer stopped");
+                return Some(done);
+            }
+        }
+    }
+
+    /// Re-signs the current checkpoint so monitors and /healthz can see the log is alive.
+    fn heartbeat(&mut self) {
+        let size = self.stack.size();
+        let note = match self.signer.sign(size, self.stack.root()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign checkpoint");
+                return;
+            }
+        };
+        let now = now_ms();
+        let result = (|| {
+            let mut wb = WriteBatch::default();
+            wb.put_cf(
+                self.store.cf(CF_CHECKPOINTS)?,
+                size.to_be_bytes(),
+                note.as_bytes(),
+            );
+            wb.put_cf(self.store.cf(CF_META)?, META_SIGNED_AT, now.to_be_bytes());
+            self.store.write_sync(wb)
+        })();
+        match result {
+            Ok(()) => self.shared.last_signed_ms.store(now, Ordering::Relaxed),
+            Err(e) => tracing::error!(error = %e, "heartbeat checkpoint write failed"),
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<AppendRequest>) {
+        let mut wb = WriteBatch::default();
+        let result = self.build(batch, &mut wb);
+        let (stack, outcomes) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "batch failed before writing");
+                for r in batch.drain(..) {
+                    let _ = r.reply.send(Err(AppendError::Storage));
+                }
+                return;
+            }
+        };
+        let grew = stack.size() > self.stack.size();
+        let note: Arc<str> = if grew {
+            let signed = self
+                .signer
+                .sign(stack.size(), stack.root())
+                .map_err(|e| StorageError(e.to_string()))
+                .and_then(|note| {
+                    let now = now_ms();
+                    wb.put_cf(
+                        self.store.cf(CF_CHECKPOINTS)?,
+                        stack.size().to_be_bytes(),
+                        note.as_bytes(),
+                    );
+                    let meta = self.store.cf(CF_META)?;
+                    wb.put_cf(meta, META_TREE, encode_tree(stack.size(), stack.peaks()));
+                    wb.put_cf(meta, META_SIGNED_AT, now.to_be_bytes());
+                    let t = Instant::now();
+                    self.store.write_sync(std::mem::take(&mut wb))?;
+                    self.metrics
+                        .fsync_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                    self.shared.last_signed_ms.store(now, Ordering::Relaxed);
+                    Ok(note)
+                });
+            match signed {
+                Ok(note) => note.into(),
+                Err(e) => {
+                    tracing::error!(error = %e, "batch write failed; nothing appended");
+                    for r in batch.drain(..) {
+                        let _ = r.reply.send(Err(AppendError::Storage));
+                    }
+                    return;
+                }
+            }
+        } else {
+            self.shared.published().note
+        };
+        let appended = stack.size() - self.stack.size();
+        self.stack = stack;
+        if grew {
+            self.shared.publish(Published {
+                size: self.stack.size(),
+                root: self.stack.root(),
+                note: note.clone(),
+            });
+            self.metrics.tree_size.set(self.stack.size() as i64);
+            self.metrics.appended.inc_by(appended);
+        }
+        self.metrics.batch_size.observe(batch.len() as f64);
+        let size = self.stack.size();
+        for (r, outcome) in batch.drain(..).zip(outcomes) {
+            let reply = match outcome {
+                Outcome::New(index) | Outcome::Existing(index) => {
+                    let existing = matches!(outcome, Outcome::Existing(_));
+                    if existing {
+                        self.metrics.deduplicated.inc();
+                    }
+                    Ok(Appended {
+                        index,
+                        leaf_hash: if existing {
+                            // The original leaf's hash differs from this request's when it is an
+                            // assertion replay or an identical re-enrolment.
+                            self.store
+                                .entry(index)
+                                .ok()
+                                .flatten()
+                                .map(|e| countersign_verifier::leaf_hash(&e))
+                                .unwrap_or(r.leaf)
+                        } else {
+                            r.leaf
+                        },
+                        tree_size: size,
+                        checkpoint: note.clone(),
+                        existing,
+                    })
+                }
+                Outcome::Failed(e) => Err(e),
+            };
+            self.metrics
+                .integration_latency
+                .observe(r.enqueued.elapsed().as_secs_f64());
+            let _ = r.reply.send(reply);
+        }
+    }
+
+    /// Decides every request and fills the write batch; returns the grown tree.
+    fn build(
+        &self,
+        batch: &[AppendRequest],
+        wb: &mut WriteBatch,
+    ) -> Result<(RootStack, Vec<Outcome>), StorageError> {
+        let mut stack = self.stack.clone();
+        let cf_entries = self.store.cf(CF_ENTRIES)?;
+        let cf_hashes = self.store.cf(CF_HASHES)?;
+        let cf_leaf = self.store.cf(CF_LEAF_INDEX)?;
+        let cf_assert = self.store.cf(CF_ASSERTIONS)?;
+        let cf_cred = self.store.cf(CF_CREDENTIALS)?;
+        let mut leaves: HashMap<Hash, u64> = HashMap::new();
+        let mut assertions: HashMap<[u8; 32], u64> = HashMap::new();
+        let mut creds: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
+        let mut pending_entries: HashMap<u64, &[u8]> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // One batched lookup per index instead of one `get` per entry.
+        let leaf_keys: Vec<&[u8]> = batch.iter().map(|r| r.leaf.as_bytes().as_slice()).collect();
+        let logged_leaves = self.store.indexes(CF_LEAF_INDEX, &leaf_keys)?;
+        let assertion_keys: Vec<&[u8]> = batch
+            .iter()
+            .filter_map(|r| match &r.kind {
+                AppendKind::Decision { assertion_key, .. } => Some(assertion_key.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let logged_assertions: HashMap<&[u8], u64> = assertion_keys
+            .iter()
+            .zip(self.store.indexes(CF_ASSERTIONS, &assertion_keys)?)
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
+        for (r, logged) in batch.iter().zip(logged_leaves) {
+            if let Some(&i) = leaves.get(&r.leaf) {
+                outcomes.push(Outcome::Existing(i));
+                continue;
+            }
+            if let Some(i) = logged {
+                outcomes.push(Outcome::Existing(i));
+                continue;
+            }
+            let index = stack.size();
+            match &r.kind {
+                AppendKind::Other => {}
+                AppendKind::Enrolment { credential_id } => {
+                    let known = match creds.get(credential_id) {
+                        Some(c) => Some(*c),
+                        None => self.store.credential(credential_id)?,
+                    };
+                    if let Some((enrol_index, _)) = known {
+                        let original = match pending_entries.get(&enrol_index) {
+                            Some(e) => Some(e.to_vec()),
+                            None => self.store.entry(enrol_index)?,
+                        };
+                        outcomes.push(match original {
+                            Some(o) if same_enrolment(&o, &r.entry) => {
+                                Outcome::Existing(enrol_index)
+                            }
+                            _ => Outcome::Failed(AppendError::Rejected {
+                                status: 409,
+                                code: "credential_conflict",
+                                description: "this credential id is already enrolled with a \
+                                              different approver or key"
+                                    .into(),
+                            }),
+                        });
+                        continue;
+                    }
+                    creds.insert(credential_id.clone(), (index, 0));
+                    wb.put_cf(cf_cred, credential_id, encode_credential(index, 0));
+                }
+                AppendKind::Decision {
+                    assertion_key,
+                    credential_id,
+                    enrolment_index,
+                    sign_count,
+                } => {
+                    let seen = match assertions.get(assertion_key) {
+                        Some(i) => Some(*i),
+                        None => logged_assertions.get(assertion_key.as_slice()).copied(),
+                    };
+                    if let Some(i) = seen {
+                        outcomes.push(Outcome::Existing(i));
+                        continue;
+                    }
+                    let stored = match creds.get(credential_id) {
+                        Some(c) => Some(*c),
+                        None => self.store.credential(credential_id)?,
+                    };
+                    let Some((enrol, stored_count)) = stored else {
+                        outcomes.push(Outcome::Failed(AppendError::Rejected {
+                            status: 404,
+                            code: "unknown_credential",
+                            description: "the credential is not enrolled in this log".into(),
+                        }));
+                        continue;
+                    };
+                    if enrol != *enrolment_index {
+                        outcomes.push(Outcome::Failed(AppendError::Rejected {
+                            status: 400,
+                            code: "wrong_enrolment",
+                            description: "enrolment_index is not this credential's enrolment"
+                                .into(),
+                        }));
+                        continue;
+                    }
+                    // WebAuthn L3 step 22, re-checked here because two decisions from one
+                    // credential may have been verified concurrently against the same count.
+                    if (stored_count != 0 || *sign_count != 0) && *sign_count <= stored_count {
+                        outcomes.push(Outcome::Failed(AppendError::Rejected {
+                            status: 400,
+                            code: "sign_count",
+                            description: format!(
+                                "signature counter {sign_count} did not increase past \
+                                 {stored_count}: possible cloned authenticator"
+                            ),
+                        }));
+                        continue;
+                    }
+                    if *sign_count != stored_count {
+                        creds.insert(credential_id.clone(), (enrol, *sign_count));
+                        wb.put_cf(
+                            cf_cred,
+                            credential_id,
+                            encode_credential(enrol, *sign_count),
+                        );
+                    } else {
+                        // Both zero (a passkey that does not count): nothing to store.
+                        creds.insert(credential_id.clone(), (enrol, stored_count));
+                    }
+                    assertions.insert(*assertion_key, index);
+                    wb.put_cf(cf_assert, assertion_key, index.to_be_bytes());
+                }
+            }
+            stack.push_with(r.leaf, |level, i, h| {
+                wb.put_cf(cf_hashes, hash_key(level, i), h.as_bytes());
+            });
+            wb.put_cf(cf_entries, index.to_be_bytes(), &r.entry);
+            wb.put_cf(cf_leaf, r.leaf.as_bytes(), index.to_be_bytes());
+            leaves.insert(r.leaf, index);
+            pending_entries.insert(index, &r.entry);
+            outcomes.push(Outcome::New(index));
+        }
+        Ok((stack, outcomes))
+    }
+}
+
+/// Whether two encoded enrolments are the same apart from the time the log set.
+fn same_enrolment(a: &[u8], b: &[u8]) -> bool {
+    match (Entry::decode(a), Entry::decode(b)) {
+        (Ok(Entry::Enrolment(mut x)), Ok(Entry::Enrolment(y))) => {
+            x.time_ms = y.time_ms;
+            x == y
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use countersign_verifier::{leaf_hash, root_from_leaf_hashes, Revocation};
+
+    fn entry(n: u64) -> Vec<u8> {
+        Entry::Revocation(Revocation {
+            approver_id: "a".into(),
+            credential_id: vec![1; 16],
+            enrolment_index: 0,
+            reason: "r".into(),
+            time_ms: n,
+        })
+        .encode()
+        .unwrap()
+    }
+
+    fn signer() -> Arc<LogSigner> {
+        Arc::new(LogSigner::new("unit.test/log", &[3; 32]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn appends_dedups_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let h = start(
+            store.clone(),
+            signer(),
+            SequencerConfig::default(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let mut leaves = Vec::new();
+        for n in 0..5 {
+            let e = entry(n);
+            leaves.push(leaf_hash(&e));
+            let a = h
+                .append(e, leaf_hash(&entry(n)), AppendKind::Other)
+                .await
+                .unwrap();
+            assert_eq!((a.index, a.existing), (n, false));
+        }
+        let again = h
+            .append(entry(2), leaf_hash(&entry(2)), AppendKind::Other)
+            .await
+            .unwrap();
+        assert_eq!((again.index, again.existing), (2, true));
+        let p = h.shared().published();
+        assert_eq!(p.size, 5);
+        assert_eq!(p.root, root_from_leaf_hashes(&leaves));
+        h.shutdown().await;
+        assert_eq!(
+            h.append(entry(9), leaf_hash(&entry(9)), AppendKind::Other)
+                .await
+                .unwrap_err(),
+            AppendError::ShuttingDown
+        );
+        drop(h);
+        let h2 = start(store, signer(), SequencerConfig::default(), metrics).unwrap();
+        let p2 = h2.shared().published();
+        assert_eq!((p2.size, p2.root), (p.size, p.root));
+        assert_eq!(p2.note, p.note);
+        h2.shutdown().await;
+        drop(h2);
+        // A different key cannot take over the log: the stored checkpoint does not verify.
+        let store = Store::open(dir.path()).unwrap();
+        let other = Arc::new(LogSigner::new("unit.test/log", &[4; 32]).unwrap());
+        assert!(start(
+            store,
+            other,
+            SequencerConfig::default(),
+            Arc::new(Metrics::new())
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn enrolments_compare_without_time() {
+        let e = |t, a: &str| {
+            Entry::Enrolment(countersign_verifier::Enrolment {
+                approver_id: a.into(),
+                credential_id: vec![1; 16],
+                public_key: countersign_testvectors::SoftPasskey::new(
+                    countersign_testvectors::Alg::EdDsa,
+                    1,
+                    "x",
+                )
+                .cose_public_key(),
+                aaguid: [0; 16],
+                attestation_format: "none".into(),
+                time_ms: t,
+            })
+            .encode()
+            .unwrap()
+        };
+        assert!(same_enrolment(&e(1, "a"), &e(2, "a")));
+        assert!(!same_enrolment(&e(1, "a"), &e(1, "b")));
+        assert!(!same_enrolment(&entry(1), &entry(1)));
+    }
+}

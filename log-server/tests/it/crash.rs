@@ -1,0 +1,234 @@
+//! Crash test: the real binary under concurrent appends, SIGKILLed at random moments and
+//! restarted. Every acknowledged entry must be at its index with its leaf hash, every
+//! checkpoint seen before a crash must be consistent with every one after, and the tree size
+//! never decreases. `COUNTERSIGN_SOAK=1` runs many more rounds.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use countersign_verifier::{verify_checkpoint, verify_consistency, Checkpoint, Hash, VerifierKey};
+use rand::Rng;
+use serde_json::json;
+
+use crate::common::hashes;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(dir: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--origin",
+            "crash.test/log",
+            "--checkpoint-interval-ms",
+            "300",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    acks: Vec<(u64, String)>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+async fn checkpoint(client: &reqwest::Client, url: &str, vkey: &VerifierKey) -> Checkpoint {
+    crate::common::fetch_checkpoint(client, url, vkey).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_nothing_acknowledged() {
+    let rounds = if std::env::var_os("COUNTERSIGN_SOAK").is_some() {
+        30
+    } else {
+        4
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = spawn(&dir, port);
+    wait_ready(&client, &url).await;
+    let admin = std::fs::read_to_string(dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let vkey = VerifierKey::parse(
+        std::fs::read_to_string(dir.join("log.vkey"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let public_key = hex::encode(crate::common::passkey(1).cose_public_key());
+    let mut max_size = 0u64;
+    let mut all = Seen::default();
+    let mut rng = rand::thread_rng();
+
+    for round in 0..rounds {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for t in 0..8u32 {
+            let (client, url, admin, vkey, pk) = (
+                client.clone(),
+                url.clone(),
+                admin.clone(),
+                vkey.clone(),
+                public_key.clone(),
+            );
+            let (seen, stop) = (seen.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let cred = format!("{round:08x}{t:08x}{n:08x}");
+                    let body = json!({
+                        "approver_id": format!("approver-{t}"),
+                        "credential_id": cred,
+                        "public_key": pk,
+                        "aaguid": "00".repeat(16),
+                        "attestation_format": "none",
+                    });
+                    let r = client
+                        .post(format!("{url}/v1/log/enrolments"))
+                        .bearer_auth(&admin)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let Ok(r) = r else { continue };
+                    if r.status() != 201 {
+                        continue;
+                    }
+                    let Ok(v) = r.json::<serde_json::Value>().await else {
+                        continue;
+                    };
+                    let cp =
+                        verify_checkpoint(v["checkpoint"].as_str().unwrap().as_bytes(), &vkey, &[])
+                            .unwrap()
+                            .checkpoint;
+                    let mut s = seen.lock().unwrap();
+                    s.acks.push((
+                        v["index"].as_u64().unwrap(),
+                        v["leaf_hash"].as_str().unwrap().to_owned(),
+                    ));
+                    s.checkpoints.push(cp);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1200))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut s = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+        assert!(
+            !s.acks.is_empty(),
+            "round {round}: no appends were acknowledged"
+        );
+
+        child = spawn(&dir, port);
+        wait_ready(&client, &url).await;
+        let now = checkpoint(&client, &url, &vkey).await;
+        let seen_max = s.checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
+        assert!(
+            now.size >= seen_max && now.size >= max_size,
+            "tree size went back"
+        );
+        max_size = now.size;
+        all.acks.append(&mut s.acks);
+        all.checkpoints.append(&mut s.checkpoints);
+        all.checkpoints.sort_by_key(|c| c.size);
+        all.checkpoints.dedup_by(|a, b| {
+            if a.size == b.size {
+                assert_eq!(
+                    a.root, b.root,
+                    "two checkpoints of one size with different roots"
+                );
+                true
+            } else {
+                false
+            }
+        });
+        for (index, leaf) in &all.acks {
+            let v: serde_json::Value = client
+                .get(format!("{url}/v1/log/entries/{index}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                v["leaf_hash"].as_str(),
+                Some(leaf.as_str()),
+                "entry {index} lost or changed"
+            );
+        }
+        for old in &all.checkpoints {
+            let v: serde_json::Value = client
+                .get(format!(
+                    "{url}/v1/log/proof/consistency?first={}&second={}",
+                    old.size, now.size
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let proof: Vec<Hash> = hashes(&v["consistency_proof"]);
+            verify_consistency(old.size, now.size, &old.root, &now.root, &proof)
+                .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, now.size));
+        }
+        eprintln!(
+            "round {round}: tree size {}, {} acks, {} checkpoints checked",
+            now.size,
+            all.acks.len(),
+            all.checkpoints.len()
+        );
+    }
+    // Graceful stop: SIGTERM lets queued appends finish and the process exit cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "server exited with {exit}");
+    let mut again = spawn(&dir, port);
+    wait_ready(&client, &url).await;
+    assert_eq!(checkpoint(&client, &url, &vkey).await.size, max_size);
+    again.kill().unwrap();
+    again.wait().unwrap();
+}

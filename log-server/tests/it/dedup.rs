@@ -1,0 +1,95 @@
+//! Exact dedup, identical re-enrolment, credential conflicts and assertion replays.
+
+use countersign_verifier::{leaf_hash, verify_checkpoint, verify_inclusion, Entry, Revocation};
+
+use crate::common::{enrolment_body, hashes, passkey, signed_decision, TestLog};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_get_the_original_leaf() {
+    let log = TestLog::start().await;
+    let mut pk = passkey(20);
+    let (s, first) = log
+        .post(
+            "/v1/log/enrolments",
+            &log.admin,
+            &enrolment_body(&pk, "approver-a"),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, again) = log
+        .post(
+            "/v1/log/enrolments",
+            &log.admin,
+            &enrolment_body(&pk, "approver-a"),
+        )
+        .await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["index"], first["index"]);
+    assert_eq!(again["leaf_hash"], first["leaf_hash"]);
+    assert_eq!(again["existing"], true);
+    // Same credential id, another approver: a conflict, not a second enrolment.
+    let (s, v) = log
+        .post(
+            "/v1/log/enrolments",
+            &log.admin,
+            &enrolment_body(&pk, "approver-b"),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"], "credential_conflict");
+
+    let token = log.submitter().await;
+    let enrol = first["index"].as_u64().unwrap();
+    let d = signed_decision(&mut pk, "approver-a", enrol, 1, |_| {});
+    let (s, a) = log.post("/v1/log/decisions", &token, &d).await;
+    assert_eq!(s, 201, "{a}");
+    // The answer is self-contained: the proof verifies against the returned checkpoint.
+    let cp = verify_checkpoint(a["checkpoint"].as_str().unwrap().as_bytes(), &log.vkey, &[])
+        .unwrap()
+        .checkpoint;
+    let leaf = countersign_verifier::Hash::from_hex(a["leaf_hash"].as_str().unwrap()).unwrap();
+    verify_inclusion(
+        &leaf,
+        a["index"].as_u64().unwrap(),
+        cp.size,
+        &hashes(&a["inclusion_proof"]),
+        &cp.root,
+    )
+    .unwrap();
+    // Replaying the same assertion returns the original entry, whatever the time now is.
+    let (s, r) = log.post("/v1/log/decisions", &token, &d).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["index"], a["index"]);
+    assert_eq!(r["leaf_hash"], a["leaf_hash"]);
+    let size = log.checkpoint().await.size;
+    assert_eq!(size, 2);
+
+    // Exact dedup of entry bytes, also within one batch.
+    let e = Entry::Revocation(Revocation {
+        approver_id: "approver-a".into(),
+        credential_id: pk.credential_id().to_vec(),
+        enrolment_index: enrol,
+        reason: "lost".into(),
+        time_ms: 1,
+    })
+    .encode()
+    .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let h = log.state.log.clone();
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            h.append_verified_entry(e).await.unwrap()
+        }));
+    }
+    let mut indexes = Vec::new();
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!(a.leaf_hash, leaf_hash(&e));
+        indexes.push(a.index);
+    }
+    indexes.dedup();
+    assert_eq!(indexes, vec![2]);
+    assert_eq!(log.checkpoint().await.size, 3);
+    log.stop().await;
+}

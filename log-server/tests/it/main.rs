@@ -1,0 +1,9 @@
+//! Integration tests of the log server: one test binary, servers on ephemeral loopback ports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod bad_input;
+mod common;
+mod crash;
+mod dedup;
+mod ops;
+mod tiles;
