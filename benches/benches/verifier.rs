@@ -231,6 +231,9 @@ fn bundle(c: &mut Criterion) {
             assert!(parsed.verify(&key, &BundlePolicy::default()).is_ok())
         })
     });
+    g.bench_function("ES256/statement_hash", |bn| {
+        bn.iter(|| assert_ne!(black_box(&b.statement).hash().unwrap(), [0u8; 32]))
+    });
     // The primitives a bundle costs at least: 80 SHA-256 compressions of node-sized input, one
     // Ed25519 and one ES256 verification (raw ring).
     let block = [5u8; 65];

@@ -139,7 +139,44 @@ impl Statement {
     /// The RFC 8785 canonical JSON bytes.
     pub fn canonical_json(&self) -> Result<Vec<u8>, StatementError> {
         self.validate()?;
-        serde_json_canonicalizer::to_vec(self).map_err(|e| StatementError::Malformed(e.to_string()))
+        // The top-level members are fixed, so they are written in their RFC 8785 order directly
+        // (member names are ASCII, so UTF-16 order is byte order; integers are at most 2^53 - 1
+        // and print as JCS prints them; serde_json escapes strings exactly as RFC 8785 section
+        // 3.2.2.2 does). Only the free-form authorization_details go through the canonicaliser.
+        // This halves the cost of hashing a statement; `canonical_form_matches_the_canonicaliser`
+        // holds it to the library's output.
+        let m = |e: serde_json::Error| StatementError::Malformed(e.to_string());
+        let mut out = Vec::with_capacity(512);
+        let key = |out: &mut Vec<u8>, k: &str, first: bool| {
+            out.extend_from_slice(if first { b"{\"" } else { b",\"" });
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+        };
+        let text = |out: &mut Vec<u8>, v: &str| serde_json::to_writer(out, v).map_err(m);
+        key(&mut out, "approver_id", true);
+        text(&mut out, &self.approver_id)?;
+        key(&mut out, "authorization_details", false);
+        out.extend_from_slice(&canonical_json(&self.authorization_details)?);
+        key(&mut out, "binding_message", false);
+        text(&mut out, &self.binding_message)?;
+        key(&mut out, "client_id", false);
+        text(&mut out, &self.client_id)?;
+        key(&mut out, "decision", false);
+        text(&mut out, &self.decision)?;
+        key(&mut out, "expires_at", false);
+        out.extend_from_slice(self.expires_at.to_string().as_bytes());
+        key(&mut out, "log_origin", false);
+        text(&mut out, &self.log_origin)?;
+        key(&mut out, "request_id", false);
+        text(&mut out, &self.request_id)?;
+        key(&mut out, "requested_at", false);
+        out.extend_from_slice(self.requested_at.to_string().as_bytes());
+        key(&mut out, "scope", false);
+        text(&mut out, &self.scope)?;
+        key(&mut out, "version", false);
+        out.extend_from_slice(self.version.to_string().as_bytes());
+        out.push(b'}');
+        Ok(out)
     }
 
     /// SHA-256 of the canonical JSON.
@@ -322,6 +359,26 @@ mod tests {
         assert!(c.starts_with(r#"{"approver_id":"apv_alice","authorization_details":[{"creditorName":"ACME","instructedAmount":{"amount":"42.00","currency":"EUR"},"type":"payment_initiation"}],"binding_message""#), "{c}");
         let back = Statement::from_json(c.as_bytes()).unwrap();
         assert_eq!(back.hash().unwrap(), s.hash().unwrap());
+    }
+
+    #[test]
+    fn canonical_form_matches_the_canonicaliser() {
+        let mut odd = sample();
+        odd.binding_message = "Pay \"ACME\" \\ 12 \u{20ac} \u{1f600} </script>".into();
+        odd.scope = "openid payments".into();
+        odd.log_origin = "example.com/log\u{e9}".into();
+        odd.authorization_details = serde_json::json!([
+            {"type": "x", "\u{fb33}": 1, "\u{1f600}": [1.5, -0.0, 1e21, "\u{0}\u{1f}\n"], "a": {"z": null, "b": true}}
+        ]);
+        odd.requested_at = MAX_SAFE_INTEGER - 1;
+        odd.expires_at = MAX_SAFE_INTEGER;
+        for s in [sample(), odd] {
+            let library = serde_json_canonicalizer::to_vec(&s).unwrap();
+            assert_eq!(
+                String::from_utf8(s.canonical_json().unwrap()).unwrap(),
+                String::from_utf8(library).unwrap()
+            );
+        }
     }
 
     #[test]
