@@ -124,7 +124,7 @@ fn largest_pow2_below(n: usize) -> usize {
     k
 }
 
-/// RFC 6962 section 2.1.1 PATH(m, D[n]).
+/// RFC 6962 section 2.1.1 `PATH(m, D[n])`.
 fn path(m: usize, leaves: &[Hash]) -> Vec<Hash> {
     let n = leaves.len();
     if n <= 1 {
