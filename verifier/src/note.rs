@@ -89,6 +89,9 @@ pub struct VerifierKey {
     id: u32,
     alg: u8,
     key: [u8; 32],
+    /// The key decompressed once, when the verifier key is made, rather than on every
+    /// signature; `None` if the bytes are not a curve point (every signature then fails).
+    prepared: Option<ed25519_dalek::VerifyingKey>,
 }
 
 impl fmt::Debug for VerifierKey {
@@ -119,6 +122,7 @@ impl VerifierKey {
             id: key_id(name, alg, &key),
             alg,
             key,
+            prepared: ed25519_dalek::VerifyingKey::from_bytes(&key).ok(),
         })
     }
 
@@ -199,9 +203,11 @@ impl VerifierKey {
                 return None;
             }
             let msg = cosignature_message(ts, text);
-            crypto::verify_ed25519(&self.key, msg.as_bytes(), s).then_some(Some(ts))
+            let vk = self.prepared.as_ref()?;
+            crypto::verify_ed25519_prepared(vk, msg.as_bytes(), s).then_some(Some(ts))
         } else {
-            crypto::verify_ed25519(&self.key, text.as_bytes(), sig).then_some(None)
+            let vk = self.prepared.as_ref()?;
+            crypto::verify_ed25519_prepared(vk, text.as_bytes(), sig).then_some(None)
         }
     }
 }

@@ -2,5 +2,6 @@
 //! in-process comparison of the log core with raw RocksDB and in-memory Merkle trees.
 
 pub mod core;
+pub mod flow;
 pub mod http;
 pub mod stats;

@@ -1,0 +1,583 @@
+//! Complete OpenID CIBA approval flows against a running server, through its public endpoints
+//! only: `POST /bc-authorize`, the approver's passkey sign-in and decide ceremonies, `POST /token`
+//! polling, and `GET /v1/evidence/<auth_req_id>`.
+//!
+//! Set-up (not timed): one poll-mode client with `client_secret_basic`, and one approver per
+//! worker, each enrolled with a software ES256 passkey through the real enrolment ceremony
+//! (`/v1/enrol/start|finish`) and signed in (`/v1/session/start|finish`). Worker `w` asks only
+//! approver `w`, so each inbox holds at most one open request.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use countersign_testvectors::{Alg, AssertOptions, SoftPasskey};
+use countersign_verifier::{challenge, flags, sha256};
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::stats::{summarise, Summary};
+
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Options of `flow`.
+#[derive(Clone, Debug)]
+pub struct FlowOptions {
+    /// Server URL.
+    pub url: String,
+    /// Server data directory (for the admin token).
+    pub data_dir: PathBuf,
+    /// Complete flows to run.
+    pub count: usize,
+    /// Flows in flight (and approvers).
+    pub concurrency: usize,
+    /// Where to write `<auth_req_id>.json` for each approved flow.
+    pub evidence_dir: Option<PathBuf>,
+    /// Deny every K-th flow (0: approve all).
+    pub deny_every: usize,
+    /// Page origin to sign for (default: the URL's origin).
+    pub origin: Option<String>,
+    /// RP ID the passkeys are bound to.
+    pub rp_id: String,
+}
+
+/// What a flow run measured.
+#[derive(Debug)]
+pub struct FlowReport {
+    /// Flows that ended with tokens.
+    pub approved: usize,
+    /// Flows that ended with `access_denied`.
+    pub denied: usize,
+    /// Flows that failed somewhere.
+    pub errors: usize,
+    /// Evidence bundles written.
+    pub evidence_written: usize,
+    /// Wall time of the timed phase (all flows, evidence fetches included).
+    pub elapsed: Duration,
+    /// `/bc-authorize` to the token (or `access_denied`).
+    pub flow_latency: Summary,
+    /// `POST /bc-authorize` alone.
+    pub bc_authorize_latency: Summary,
+    /// `GET /v1/evidence/<auth_req_id>` alone.
+    pub evidence_latency: Summary,
+    /// The first few error messages.
+    pub first_errors: Vec<String>,
+    /// Bare ES256 assertion checks per second on all cores (ring), measured before the run.
+    pub es256_per_sec: f64,
+}
+
+impl FlowReport {
+    /// Completed flows (approved or denied) per second of wall time.
+    pub fn flows_per_sec(&self) -> f64 {
+        (self.approved + self.denied) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn url_origin(url: &str) -> String {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after..].find('/').map_or(url.len(), |i| after + i);
+    url[..end].to_owned()
+}
+
+/// Whether flow `i` (0-based) is denied.
+pub fn is_denied(i: usize, deny_every: usize) -> bool {
+    deny_every > 0 && (i + 1) % deny_every == 0
+}
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<(&str, &str)>,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = http.post(url).json(body);
+    if let Some((cookie, csrf)) = session {
+        req = req.header("cookie", cookie).header("x-csrf-token", csrf);
+    }
+    Ok(json_of(req.send().await?).await)
+}
+
+fn credential_json(pk: &SoftPasskey, authenticator_data: &[u8], cdj: &[u8], sig: &[u8]) -> Value {
+    json!({
+        "id": B64URL.encode(pk.credential_id()),
+        "rawId": B64URL.encode(pk.credential_id()),
+        "type": "public-key",
+        "response": {
+            "authenticatorData": B64URL.encode(authenticator_data),
+            "clientDataJSON": B64URL.encode(cdj),
+            "signature": B64URL.encode(sig),
+        },
+    })
+}
+
+fn b64_field(v: &Value, what: &str) -> anyhow::Result<Vec<u8>> {
+    let s = v["publicKey"]["challenge"]
+        .as_str()
+        .with_context(|| format!("{what}: no challenge in {v}"))?;
+    B64URL
+        .decode(s)
+        .with_context(|| format!("{what}: bad challenge"))
+}
+
+/// An approver with an enrolled software passkey and a signed-in session.
+struct Approver {
+    id: String,
+    passkey: SoftPasskey,
+    cookie: String,
+    csrf: String,
+}
+
+struct Ctx {
+    base: String,
+    origin: String,
+    http: reqwest::Client,
+    client_id: String,
+    secret: String,
+}
+
+async fn enrol_and_sign_in(
+    ctx: &Ctx,
+    admin: &str,
+    id: String,
+    seed: u64,
+    rp_id: &str,
+) -> anyhow::Result<Approver> {
+    let base = &ctx.base;
+    let r = ctx
+        .http
+        .post(format!("{base}/v1/admin/approvers"))
+        .bearer_auth(admin)
+        .json(&json!({"approver_id": id, "email": format!("{id}@bench.invalid"), "name": id}))
+        .send()
+        .await?;
+    let (st, v) = json_of(r).await;
+    if st != 201 {
+        bail!("adding approver {id}: {st} {v}");
+    }
+    let link = v["enrolment_url"]
+        .as_str()
+        .context("no enrolment_url")?
+        .to_owned();
+    let token = link.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut passkey = SoftPasskey::new(Alg::Es256, seed, rp_id);
+
+    // Enrolment ceremony.
+    let (st, start) = post_json(
+        &ctx.http,
+        &format!("{base}/v1/enrol/start"),
+        None,
+        &json!({"token": token}),
+    )
+    .await?;
+    if st != 200 {
+        bail!("enrol/start: {st} {start}");
+    }
+    let ch = b64_field(&start, "enrol/start")?;
+    let cdj = SoftPasskey::client_data_json("webauthn.create", &ch, &ctx.origin, false, None);
+    let att = passkey.attestation_object_none(flags::UP | flags::UV);
+    let (st, v) = post_json(
+        &ctx.http,
+        &format!("{base}/v1/enrol/finish"),
+        None,
+        &json!({
+            "ceremony_id": start["ceremony_id"],
+            "token": token,
+            "credential": {
+                "id": B64URL.encode(passkey.credential_id()),
+                "rawId": B64URL.encode(passkey.credential_id()),
+                "type": "public-key",
+                "response": {
+                    "attestationObject": B64URL.encode(att),
+                    "clientDataJSON": B64URL.encode(cdj),
+                },
+            },
+        }),
+    )
+    .await?;
+    if st != 201 {
+        bail!("enrol/finish: {st} {v}");
+    }
+
+    // Sign-in ceremony.
+    let (st, start) = post_json(
+        &ctx.http,
+        &format!("{base}/v1/session/start"),
+        None,
+        &json!({}),
+    )
+    .await?;
+    if st != 200 {
+        bail!("session/start: {st} {start}");
+    }
+    let ch = b64_field(&start, "session/start")?;
+    let a = passkey.assert_with(&AssertOptions::new(&ch, &ctx.origin));
+    let cred = credential_json(
+        &passkey,
+        &a.authenticator_data,
+        &a.client_data_json,
+        &a.signature,
+    );
+    let r = ctx
+        .http
+        .post(format!("{base}/v1/session/finish"))
+        .json(&json!({"ceremony_id": start["ceremony_id"], "credential": cred}))
+        .send()
+        .await?;
+    if r.status().as_u16() != 200 {
+        let (st, v) = json_of(r).await;
+        bail!("session/finish: {st} {v}");
+    }
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| s.split(';').next())
+        .context("no session cookie")?
+        .to_owned();
+    let v: Value = r.json().await?;
+    let csrf = v["csrf_token"]
+        .as_str()
+        .context("no csrf_token")?
+        .to_owned();
+    Ok(Approver {
+        id,
+        passkey,
+        cookie,
+        csrf,
+    })
+}
+
+enum Outcome {
+    Approved {
+        evidence: Option<Duration>,
+        written: bool,
+    },
+    Denied,
+}
+
+/// One complete flow; returns the outcome, the flow latency and the `/bc-authorize` latency.
+async fn one_flow(
+    ctx: &Ctx,
+    ap: &mut Approver,
+    i: usize,
+    deny: bool,
+    evidence_dir: Option<&PathBuf>,
+) -> anyhow::Result<(Outcome, Duration, Duration)> {
+    let base = &ctx.base;
+    let binding = format!("Bench flow {i}");
+    let t0 = Instant::now();
+    let r = ctx
+        .http
+        .post(format!("{base}/bc-authorize"))
+        .basic_auth(&ctx.client_id, Some(&ctx.secret))
+        .form(&[
+            ("scope", "openid payments"),
+            ("login_hint", ap.id.as_str()),
+            ("binding_message", binding.as_str()),
+            (
+                "authorization_details",
+                r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
+            ),
+        ])
+        .send()
+        .await?;
+    let (st, v) = json_of(r).await;
+    let bc_lat = t0.elapsed();
+    if st != 200 {
+        bail!("/bc-authorize: {st} {v}");
+    }
+    let auth_req_id = v["auth_req_id"]
+        .as_str()
+        .context("no auth_req_id")?
+        .to_owned();
+    let mut interval = v["interval"].as_u64().unwrap_or(5).max(1);
+
+    // The approver finds the request in their inbox.
+    let session = Some((ap.cookie.as_str(), ap.csrf.as_str()));
+    let r = ctx
+        .http
+        .get(format!("{base}/v1/inbox"))
+        .header("cookie", &ap.cookie)
+        .send()
+        .await?;
+    let (st, inbox) = json_of(r).await;
+    if st != 200 {
+        bail!("/v1/inbox: {st} {inbox}");
+    }
+    let request_id = inbox["requests"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|r| r["binding_message"].as_str() == Some(binding.as_str()))
+        })
+        .and_then(|r| r["request_id"].as_str())
+        .with_context(|| format!("request {binding:?} not in the inbox"))?
+        .to_owned();
+
+    // Decide: the passkey signs nonce || SHA-256(statement), checked here before signing.
+    let decision = if deny { "deny" } else { "approve" };
+    let (st, start) = post_json(
+        &ctx.http,
+        &format!("{base}/v1/requests/{request_id}/decide/start"),
+        session,
+        &json!({"decision": decision}),
+    )
+    .await?;
+    if st != 200 {
+        bail!("decide/start: {st} {start}");
+    }
+    let ch = b64_field(&start, "decide/start")?;
+    let canonical = start["statement_canonical"]
+        .as_str()
+        .context("no statement_canonical")?;
+    let nonce: [u8; 32] = hex::decode(start["nonce"].as_str().unwrap_or_default())
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .context("bad nonce")?;
+    let expected = challenge(&nonce, &sha256(canonical.as_bytes()));
+    if ch != expected {
+        bail!("decide/start: the challenge is not nonce || SHA-256(statement)");
+    }
+    let a = ap
+        .passkey
+        .assert_with(&AssertOptions::new(&ch, &ctx.origin));
+    let cred = credential_json(
+        &ap.passkey,
+        &a.authenticator_data,
+        &a.client_data_json,
+        &a.signature,
+    );
+    let (st, v) = post_json(
+        &ctx.http,
+        &format!("{base}/v1/requests/{request_id}/decide/finish"),
+        session,
+        &json!({"decision": decision, "credential": cred}),
+    )
+    .await?;
+    if st != 201 {
+        bail!("decide/finish: {st} {v}");
+    }
+
+    // The agent polls for the token.
+    let mut polls = 0;
+    let approved = loop {
+        polls += 1;
+        let r = ctx
+            .http
+            .post(format!("{base}/token"))
+            .basic_auth(&ctx.client_id, Some(&ctx.secret))
+            .form(&[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", auth_req_id.as_str()),
+            ])
+            .send()
+            .await?;
+        let (st, v) = json_of(r).await;
+        match (st, v["error"].as_str()) {
+            (200, _) if v["access_token"].is_string() => break true,
+            (_, Some("access_denied")) => break false,
+            (_, Some("authorization_pending")) if polls < 20 => {}
+            (_, Some("slow_down")) if polls < 20 => interval += 5,
+            _ => bail!("/token: {st} {v}"),
+        }
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+    };
+    let flow_lat = t0.elapsed();
+    if approved == deny {
+        bail!("asked to {decision}, the token endpoint answered approved={approved}");
+    }
+    if !approved {
+        return Ok((Outcome::Denied, flow_lat, bc_lat));
+    }
+    let (evidence, written) = match evidence_dir {
+        None => (None, false),
+        Some(dir) => {
+            let t = Instant::now();
+            let r = ctx
+                .http
+                .get(format!("{base}/v1/evidence/{auth_req_id}"))
+                .basic_auth(&ctx.client_id, Some(&ctx.secret))
+                .send()
+                .await?;
+            let st = r.status().as_u16();
+            let body = r.bytes().await?;
+            let lat = t.elapsed();
+            if st != 200 {
+                bail!("/v1/evidence: {st} {}", String::from_utf8_lossy(&body));
+            }
+            // auth_req_id is a server-made URL-safe token; refuse anything that is not.
+            if auth_req_id.is_empty()
+                || !auth_req_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bail!("auth_req_id {auth_req_id:?} is not a safe file name");
+            }
+            let path = dir.join(format!("{auth_req_id}.json"));
+            tokio::task::spawn_blocking(move || std::fs::write(path, &body)).await??;
+            (Some(lat), true)
+        }
+    };
+    Ok((Outcome::Approved { evidence, written }, flow_lat, bc_lat))
+}
+
+/// Registers a client and approvers, then runs `count` complete flows with `concurrency` in
+/// flight.
+pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
+    let base = o.url.trim_end_matches('/').to_owned();
+    let admin = std::fs::read_to_string(o.data_dir.join("admin.token"))
+        .with_context(|| format!("reading the admin token from {}", o.data_dir.display()))?
+        .trim()
+        .to_owned();
+    if let Some(d) = &o.evidence_dir {
+        std::fs::create_dir_all(d)?;
+    }
+    let workers = o.concurrency.max(1);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers * 2)
+        .build()?;
+    let run: u64 = rand::thread_rng().gen();
+    let client_id = format!("bench-flow-{run:016x}");
+    let secret = format!("{:032x}", rand::thread_rng().gen::<u128>());
+    let r = http
+        .post(format!("{base}/v1/admin/clients"))
+        .bearer_auth(&admin)
+        .json(&json!({"client_id": client_id, "secret": secret,
+                      "auth_method": "client_secret_basic", "mode": "poll"}))
+        .send()
+        .await?;
+    let (st, v) = json_of(r).await;
+    if st != 201 {
+        bail!("adding client {client_id}: {st} {v}");
+    }
+    let ctx = Arc::new(Ctx {
+        origin: o.origin.clone().unwrap_or_else(|| url_origin(&base)),
+        base,
+        http,
+        client_id,
+        secret,
+    });
+
+    // One approver per worker, enrolled and signed in concurrently.
+    let mut setups = Vec::new();
+    for w in 0..workers {
+        let (ctx, admin, rp_id) = (ctx.clone(), admin.clone(), o.rp_id.clone());
+        setups.push(tokio::spawn(async move {
+            let id = format!("bench-flow-{run:016x}-{w}");
+            enrol_and_sign_in(&ctx, &admin, id, run.wrapping_add(w as u64), &rp_id).await
+        }));
+    }
+    let mut approvers = Vec::new();
+    for s in setups {
+        approvers.push(s.await??);
+    }
+    eprintln!(
+        "flow: client {} and {} enrolled, signed-in approvers ready",
+        ctx.client_id,
+        approvers.len()
+    );
+
+    // The ceiling, on an otherwise idle machine, just before the timed phase.
+    let es256_per_sec =
+        tokio::task::spawn_blocking(|| super::http::es256_rate(Duration::from_secs(2))).await?;
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let (count, deny_every) = (o.count, o.deny_every);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut ap in approvers {
+        let (ctx, next, dir) = (ctx.clone(), next.clone(), o.evidence_dir.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                match one_flow(&ctx, &mut ap, i, is_denied(i, deny_every), dir.as_ref()).await {
+                    Ok((outcome, flow, bc)) => {
+                        t.flow.push(flow);
+                        t.bc.push(bc);
+                        match outcome {
+                            Outcome::Approved { evidence, written } => {
+                                t.approved += 1;
+                                t.written += usize::from(written);
+                                t.evidence.extend(evidence);
+                            }
+                            Outcome::Denied => t.denied += 1,
+                        }
+                    }
+                    Err(e) => {
+                        t.errors += 1;
+                        if t.first_errors.len() < 3 {
+                            t.first_errors.push(format!("flow {i}: {e:#}"));
+                        }
+                    }
+                }
+            }
+            t
+        }));
+    }
+    let mut all = Tally::default();
+    for task in tasks {
+        let t = task.await?;
+        all.approved += t.approved;
+        all.denied += t.denied;
+        all.errors += t.errors;
+        all.written += t.written;
+        all.flow.extend(t.flow);
+        all.bc.extend(t.bc);
+        all.evidence.extend(t.evidence);
+        all.first_errors.extend(t.first_errors);
+    }
+    let elapsed = start.elapsed();
+    all.first_errors.truncate(5);
+    Ok(FlowReport {
+        approved: all.approved,
+        denied: all.denied,
+        errors: all.errors,
+        evidence_written: all.written,
+        elapsed,
+        flow_latency: summarise(&mut all.flow),
+        bc_authorize_latency: summarise(&mut all.bc),
+        evidence_latency: summarise(&mut all.evidence),
+        first_errors: all.first_errors,
+        es256_per_sec,
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    approved: usize,
+    denied: usize,
+    errors: usize,
+    written: usize,
+    flow: Vec<Duration>,
+    bc: Vec<Duration>,
+    evidence: Vec<Duration>,
+    first_errors: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kth_is_denied() {
+        let denied: Vec<usize> = (0..30).filter(|&i| is_denied(i, 10)).collect();
+        assert_eq!(denied, vec![9, 19, 29]);
+        assert!(!(0..30).any(|i| is_denied(i, 0)));
+        assert_eq!(
+            url_origin("http://127.0.0.1:18095/x"),
+            "http://127.0.0.1:18095"
+        );
+    }
+}
