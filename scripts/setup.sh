@@ -5,10 +5,11 @@
 #   ccache               caches the RocksDB C++ objects between builds and profiles
 set -euo pipefail
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 need=()
-command -v clang >/dev/null 2>&1 || need+=(clang)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
-command -v ccache >/dev/null 2>&1 || need+=(ccache)
+for pkg in clang libclang-dev ccache; do
+    installed "$pkg" || need+=("$pkg")
+done
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2
