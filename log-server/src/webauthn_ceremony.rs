@@ -726,17 +726,26 @@ pub(crate) fn effective_status(r: &RequestRecord) -> RequestStatus {
 /// The approver's open requests, newest first.
 pub(crate) fn open_requests(c: &Ciba, approver_id: &str) -> Result<Vec<RequestRecord>, OAuthError> {
     let mut out = Vec::new();
+    let mut stale = Vec::new();
     for (k, _) in c.store.scan(&format!("p/{approver_id}/"), 500)? {
         let Some(rid) = k.rsplit('/').next() else {
             continue;
         };
-        if let Some((_, r)) = c.store.request_by_public_id(rid)? {
-            if r.statement.approver_id == approver_id
-                && effective_status(&r) == RequestStatus::Pending
+        match c.store.request_by_public_id(rid)? {
+            Some((_, r))
+                if r.statement.approver_id == approver_id
+                    && effective_status(&r) == RequestStatus::Pending =>
             {
-                out.push(r);
+                out.push(r)
             }
+            // Expired (or vanished) requests leave the pending index here, so the inbox never
+            // fills its 500-entry window with requests nobody can decide any more.
+            _ => stale.push(k),
         }
+    }
+    if !stale.is_empty() {
+        let _g = c.store.lock();
+        c.store.write(&[], &stale)?;
     }
     out.sort_by_key(|r| std::cmp::Reverse(r.statement.requested_at));
     Ok(out)
