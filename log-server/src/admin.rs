@@ -46,6 +46,21 @@ pub fn matches(presented: &SecretToken, stored: &[u8; 32]) -> bool {
     bool::from(presented.hash().ct_eq(stored))
 }
 
+/// The bearer token of a request (`Authorization: Bearer <token>`), if it carries one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let t = v.strip_prefix("Bearer ")?.trim();
+    (!t.is_empty()).then(|| SecretToken::new(t))
+}
+
+/// Whether the request carries the admin token (compared in constant time).
+pub fn is_admin(headers: &axum::http::HeaderMap, stored: &[u8; 32]) -> bool {
+    bearer(headers).is_some_and(|t| matches(&t, stored))
+}
+
 /// Creates a submitter and returns its token (shown once).
 pub fn create_submitter(store: &Store, name: &str) -> Result<SecretToken, StorageError> {
     let token = SecretToken::generate();

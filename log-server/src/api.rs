@@ -15,7 +15,7 @@ use countersign_verifier::{leaf_hash, parse_decimal, Decision, Entry, Hash};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::admin::{self, SecretToken};
+use crate::admin;
 use crate::append::{DecisionRequest, EnrolmentRequest, LogHandle};
 use crate::proofs::{consistency_proof, inclusion_proof, ProofRequestError};
 use crate::sequencer::{now_ms, AppendError, Appended};
@@ -172,14 +172,8 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<SecretToken> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let t = v.strip_prefix("Bearer ")?.trim();
-    (!t.is_empty()).then(|| SecretToken::new(t))
-}
-
 fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let t = bearer(headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
+    let t = admin::bearer(headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
     if admin::matches(&t, &state.admin_hash) {
         Ok(())
     } else {
@@ -335,7 +329,7 @@ async fn post_decision(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    let t = bearer(&headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
+    let t = admin::bearer(&headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
     let store = s.log.store().clone();
     if admin::submitter_for(&store, &t)?.is_none() {
         return Err(ApiError::unauthorized(
@@ -507,42 +501,6 @@ async fn get_consistency(
     .into_response())
 }
 
-fn decoded(entry: &Entry) -> Value {
-    match entry {
-        Entry::Enrolment(e) => json!({
-            "kind": "enrolment",
-            "approver_id": e.approver_id,
-            "credential_id": hex::encode(&e.credential_id),
-            "public_key": hex::encode(&e.public_key),
-            "aaguid": hex::encode(e.aaguid),
-            "attestation_format": e.attestation_format,
-            "time_ms": e.time_ms,
-        }),
-        Entry::Decision(d) => json!({
-            "kind": "decision",
-            "decision": d.decision.as_str(),
-            "statement_hash": hex::encode(d.statement_hash),
-            "nonce": hex::encode(d.nonce),
-            "approver_id": d.approver_id,
-            "credential_id": hex::encode(&d.credential_id),
-            "public_key": hex::encode(&d.public_key),
-            "authenticator_data": hex::encode(&d.authenticator_data),
-            "client_data_json": hex::encode(&d.client_data_json),
-            "signature": hex::encode(&d.signature),
-            "time_ms": d.time_ms,
-            "enrolment_index": d.enrolment_index,
-        }),
-        Entry::Revocation(r) => json!({
-            "kind": "revocation",
-            "approver_id": r.approver_id,
-            "credential_id": hex::encode(&r.credential_id),
-            "enrolment_index": r.enrolment_index,
-            "reason": r.reason,
-            "time_ms": r.time_ms,
-        }),
-    }
-}
-
 async fn get_entry(State(s): State<AppState>, Path(index): Path<String>) -> ApiResult<Response> {
     let index = parse_decimal(&index)
         .ok_or_else(|| ApiError::bad_request("invalid_request", "index is not a decimal number"))?;
@@ -556,7 +514,7 @@ async fn get_entry(State(s): State<AppState>, Path(index): Path<String>) -> ApiR
         .entry(index)?
         .ok_or_else(|| StorageError("entry missing below tree size".into()))?;
     let decoded = match Entry::decode(&entry) {
-        Ok(e) => decoded(&e),
+        Ok(e) => Entry::to_json(&e),
         Err(_) => Value::Null,
     };
     Ok(Json(json!({

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use countersign_verifier::{
-    challenge, leaf_hash, parse_cose_key, sha256, verify_assertion, Assertion, AssertionPolicy,
-    Decision, Enrolment, Entry, SignedDecision,
+    challenge, check_sign_count, leaf_hash, parse_cose_key, sha256, verify_assertion, Assertion,
+    AssertionPolicy, Decision, Enrolment, Entry, SignedDecision,
 };
 
 use crate::checkpoint::LogSigner;
@@ -239,15 +239,8 @@ impl LogHandle {
             });
         }
         let count = verified.sign_count;
-        if (stored_count != 0 || count != 0) && count <= stored_count {
-            return Err(AppendError::invalid(
-                "sign_count",
-                format!(
-                    "signature counter {count} did not increase past {stored_count}: possible \
-                     cloned authenticator"
-                ),
-            ));
-        }
+        check_sign_count(stored_count, count)
+            .map_err(|e| AppendError::invalid("sign_count", e.to_string()))?;
         let entry = Entry::Decision(SignedDecision {
             decision: req.decision,
             statement_hash: req.statement_hash,

@@ -17,7 +17,6 @@ use axum::{Json, Router};
 use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty};
 use serde_json::json;
 
-use crate::admin::{self, SecretToken};
 use crate::api::AppState;
 use crate::ciba::records::{RequestRecord, RequestStatus};
 use crate::ciba::{ciba_of, clients, Ciba, CibaStore, OAuthError, Secret};
@@ -159,18 +158,7 @@ async fn by_request_id_admin(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;
-    let t = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| SecretToken::new(t.trim()));
-    if !t.is_some_and(|t| admin::matches(&t, &s.admin_hash)) {
-        return Err(OAuthError::with_status(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the admin token is required",
-        ));
-    }
+    crate::ciba::admin_api::require_admin(&s, &headers)?;
     let (_, r) = c
         .store
         .request_by_public_id(&request_id)?

@@ -675,15 +675,13 @@ impl Sequencer {
                     }
                     // WebAuthn L3 step 22, re-checked here because two decisions from one
                     // credential may have been verified concurrently against the same count.
-                    if (stored_count != 0 || *sign_count != 0) && *sign_count <= stored_count {
-                        outcomes.push(Outcome::Failed(AppendError::Rejected {
-                            status: 400,
-                            code: "sign_count",
-                            description: format!(
-                                "signature counter {sign_count} did not increase past \
-                                 {stored_count}: possible cloned authenticator"
-                            ),
-                        }));
+                    if let Err(e) =
+                        countersign_verifier::check_sign_count(stored_count, *sign_count)
+                    {
+                        outcomes.push(Outcome::Failed(AppendError::invalid(
+                            "sign_count",
+                            e.to_string(),
+                        )));
                         continue;
                     }
                     if *sign_count != stored_count {

@@ -113,7 +113,19 @@ impl Store {
             o.set_block_based_table_factory(&t);
             ColumnFamilyDescriptor::new(*name, o)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+            // RocksDB's own words ("While lock file ... Resource temporarily unavailable") do not
+            // say what to do; the usual cause is a second server on the same data directory.
+            if e.as_ref().contains("LOCK") {
+                StorageError(format!(
+                    "{} is in use by another countersign process (stop it, or use another \
+                     --data-dir): {e}",
+                    path.display()
+                ))
+            } else {
+                StorageError::from(e)
+            }
+        })?;
         Ok(Store { db: Arc::new(db) })
     }
 

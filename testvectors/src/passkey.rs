@@ -337,6 +337,39 @@ impl SoftPasskey {
     }
 }
 
+impl SoftPasskey {
+    /// The `PublicKeyCredential` JSON a page posts after `navigator.credentials.get`
+    /// (WebAuthn Level 3 `toJSON()` form, base64url without padding).
+    pub fn assertion_json(&self, a: &AssertionParts) -> serde_json::Value {
+        serde_json::json!({
+            "id": B64URL.encode(&self.credential_id),
+            "rawId": B64URL.encode(&self.credential_id),
+            "type": "public-key",
+            "response": {
+                "authenticatorData": B64URL.encode(&a.authenticator_data),
+                "clientDataJSON": B64URL.encode(&a.client_data_json),
+                "signature": B64URL.encode(&a.signature),
+            },
+        })
+    }
+
+    /// The `PublicKeyCredential` JSON a page posts after `navigator.credentials.create`: a
+    /// `none` attestation with UP and UV set, for `challenge` on `origin`.
+    pub fn registration_json(&self, challenge: &[u8], origin: &str) -> serde_json::Value {
+        let cdj = Self::client_data_json("webauthn.create", challenge, origin, false, None);
+        let att = self.attestation_object_none(flags::UP | flags::UV);
+        serde_json::json!({
+            "id": B64URL.encode(&self.credential_id),
+            "rawId": B64URL.encode(&self.credential_id),
+            "type": "public-key",
+            "response": {
+                "attestationObject": B64URL.encode(att),
+                "clientDataJSON": B64URL.encode(cdj),
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,6 +268,45 @@ impl Entry {
         Ok(entry)
     }
 
+    /// The decoded entry as JSON, every field named as in `spec/entry.md`, byte strings in
+    /// lowercase hex, with its `kind`. One rendering for the server's API and the CLI.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Entry::Enrolment(e) => json!({
+                "kind": "enrolment",
+                "approver_id": e.approver_id,
+                "credential_id": hex::encode(&e.credential_id),
+                "public_key": hex::encode(&e.public_key),
+                "aaguid": hex::encode(e.aaguid),
+                "attestation_format": e.attestation_format,
+                "time_ms": e.time_ms,
+            }),
+            Entry::Decision(d) => json!({
+                "kind": "decision",
+                "decision": d.decision.as_str(),
+                "statement_hash": hex::encode(d.statement_hash),
+                "nonce": hex::encode(d.nonce),
+                "approver_id": d.approver_id,
+                "credential_id": hex::encode(&d.credential_id),
+                "public_key": hex::encode(&d.public_key),
+                "authenticator_data": hex::encode(&d.authenticator_data),
+                "client_data_json": hex::encode(&d.client_data_json),
+                "signature": hex::encode(&d.signature),
+                "time_ms": d.time_ms,
+                "enrolment_index": d.enrolment_index,
+            }),
+            Entry::Revocation(r) => json!({
+                "kind": "revocation",
+                "approver_id": r.approver_id,
+                "credential_id": hex::encode(&r.credential_id),
+                "enrolment_index": r.enrolment_index,
+                "reason": r.reason,
+                "time_ms": r.time_ms,
+            }),
+        }
+    }
+
     /// `enrolment`, `decision` or `revocation`.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -462,6 +501,8 @@ mod tests {
     fn round_trip_and_every_truncation_fails() {
         let e = enrolment();
         let bytes = e.encode().unwrap();
+        assert_eq!(e.to_json()["kind"], "enrolment");
+        assert_eq!(e.to_json()["credential_id"], "010203");
         assert_eq!(Entry::decode(&bytes), Ok(e));
         for n in 0..bytes.len() {
             assert!(Entry::decode(&bytes[..n]).is_err(), "prefix {n}");

@@ -62,8 +62,8 @@ pub use statement::{
 };
 pub use tlog_proof::{TlogProof, TlogProofError};
 pub use webauthn::{
-    flags, verify_assertion, verify_assertion_with, Assertion, AssertionError, AssertionPolicy,
-    AttestedCredential, AuthenticatorData, ClientData, VerifiedAssertion,
+    check_sign_count, flags, verify_assertion, verify_assertion_with, Assertion, AssertionError,
+    AssertionPolicy, AttestedCredential, AuthenticatorData, ClientData, VerifiedAssertion,
     MAX_AUTHENTICATOR_DATA_BYTES, MAX_CLIENT_DATA_BYTES, MAX_CREDENTIAL_ID_BYTES,
     MAX_SIGNATURE_BYTES,
 };

@@ -340,6 +340,17 @@ impl VerifiedAssertion {
     }
 }
 
+/// The signature-counter rule (WebAuthn Level 3 section 7.2 step 22): when the stored or the
+/// received counter is non-zero, the received one must be greater, else the credential may have
+/// been cloned. Exposed so a relying party that checks the counter later (after a replay lookup,
+/// or again inside a commit) applies the same rule.
+pub fn check_sign_count(stored: u32, received: u32) -> Result<(), AssertionError> {
+    if (stored != 0 || received != 0) && received <= stored {
+        return Err(AssertionError::SignCountNotIncreased { stored, received });
+    }
+    Ok(())
+}
+
 /// Verifies a WebAuthn assertion for `challenge` made with `public_key`, in the order of
 /// `spec/webauthn.md`; the first failed check is returned.
 pub fn verify_assertion(
@@ -395,12 +406,7 @@ pub fn verify_assertion_with(
         return Err(AssertionError::BadSignature);
     }
     if let Some(stored) = policy.stored_sign_count {
-        if (stored != 0 || auth.sign_count != 0) && auth.sign_count <= stored {
-            return Err(AssertionError::SignCountNotIncreased {
-                stored,
-                received: auth.sign_count,
-            });
-        }
+        check_sign_count(stored, auth.sign_count)?;
     }
     Ok(VerifiedAssertion {
         flags: auth.flags,
@@ -428,6 +434,22 @@ mod tests {
         let mut at = alloc::vec![0u8; 37];
         at[32] = flags::AT;
         assert!(AuthenticatorData::parse(&at).is_err());
+    }
+
+    #[test]
+    fn sign_count_rule() {
+        assert!(
+            check_sign_count(0, 0).is_ok(),
+            "a passkey that does not count"
+        );
+        assert!(check_sign_count(0, 1).is_ok());
+        assert!(check_sign_count(5, 6).is_ok());
+        for (stored, received) in [(5, 5), (5, 4), (5, 0)] {
+            assert_eq!(
+                check_sign_count(stored, received),
+                Err(AssertionError::SignCountNotIncreased { stored, received })
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use base64::Engine;
 use countersign_testvectors::{Alg, AssertOptions, SoftPasskey};
-use countersign_verifier::{challenge, flags, sha256};
+use countersign_verifier::{challenge, sha256};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -105,19 +105,6 @@ async fn post_json(
     Ok(json_of(req.send().await?).await)
 }
 
-fn credential_json(pk: &SoftPasskey, authenticator_data: &[u8], cdj: &[u8], sig: &[u8]) -> Value {
-    json!({
-        "id": B64URL.encode(pk.credential_id()),
-        "rawId": B64URL.encode(pk.credential_id()),
-        "type": "public-key",
-        "response": {
-            "authenticatorData": B64URL.encode(authenticator_data),
-            "clientDataJSON": B64URL.encode(cdj),
-            "signature": B64URL.encode(sig),
-        },
-    })
-}
-
 fn b64_field(v: &Value, what: &str) -> anyhow::Result<Vec<u8>> {
     let s = v["publicKey"]["challenge"]
         .as_str()
@@ -181,8 +168,6 @@ async fn enrol_and_sign_in(
         bail!("enrol/start: {st} {start}");
     }
     let ch = b64_field(&start, "enrol/start")?;
-    let cdj = SoftPasskey::client_data_json("webauthn.create", &ch, &ctx.origin, false, None);
-    let att = passkey.attestation_object_none(flags::UP | flags::UV);
     let (st, v) = post_json(
         &ctx.http,
         &format!("{base}/v1/enrol/finish"),
@@ -190,15 +175,7 @@ async fn enrol_and_sign_in(
         &json!({
             "ceremony_id": start["ceremony_id"],
             "token": token,
-            "credential": {
-                "id": B64URL.encode(passkey.credential_id()),
-                "rawId": B64URL.encode(passkey.credential_id()),
-                "type": "public-key",
-                "response": {
-                    "attestationObject": B64URL.encode(att),
-                    "clientDataJSON": B64URL.encode(cdj),
-                },
-            },
+            "credential": passkey.registration_json(&ch, &ctx.origin),
         }),
     )
     .await?;
@@ -219,12 +196,7 @@ async fn enrol_and_sign_in(
     }
     let ch = b64_field(&start, "session/start")?;
     let a = passkey.assert_with(&AssertOptions::new(&ch, &ctx.origin));
-    let cred = credential_json(
-        &passkey,
-        &a.authenticator_data,
-        &a.client_data_json,
-        &a.signature,
-    );
+    let cred = passkey.assertion_json(&a);
     let r = ctx
         .http
         .post(format!("{base}/v1/session/finish"))
@@ -349,12 +321,7 @@ async fn one_flow(
     let a = ap
         .passkey
         .assert_with(&AssertOptions::new(&ch, &ctx.origin));
-    let cred = credential_json(
-        &ap.passkey,
-        &a.authenticator_data,
-        &a.client_data_json,
-        &a.signature,
-    );
+    let cred = ap.passkey.assertion_json(&a);
     let (st, v) = post_json(
         &ctx.http,
         &format!("{base}/v1/requests/{request_id}/decide/finish"),

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::clients::{hash_secret, MAX_CREDENTIAL_CHARS};
 use super::records::{ApproverRecord, AuthMethod, ClientRecord, DeliveryMode, EnrolmentLink};
 use super::{ciba_of, now_secs, Ciba, OAuthError, Secret};
-use crate::admin::{self, SecretToken};
+use crate::admin;
 use crate::api::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -32,19 +32,15 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/admin/token-keys", get(list_keys))
 }
 
-fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
-    let t = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| SecretToken::new(t.trim()));
-    match t {
-        Some(t) if admin::matches(&t, &s.admin_hash) => Ok(()),
-        _ => Err(OAuthError::with_status(
+pub(crate) fn require_admin(s: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
+    if admin::is_admin(headers, &s.admin_hash) {
+        Ok(())
+    } else {
+        Err(OAuthError::with_status(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "the admin token is required",
-        )),
+        ))
     }
 }
 
@@ -238,18 +234,31 @@ fn client_json(r: &ClientRecord) -> Value {
     })
 }
 
+/// Every record under `prefix` (at most 10,000), rendered for the admin API.
+fn list_records<T: for<'de> Deserialize<'de>>(
+    c: &Ciba,
+    prefix: &str,
+    what: &'static str,
+    view: fn(&T) -> Value,
+) -> Result<Vec<Value>, OAuthError> {
+    c.store
+        .scan(prefix, 10_000)?
+        .iter()
+        .map(|(_, v)| {
+            serde_json::from_slice::<T>(v)
+                .map(|r| view(&r))
+                .map_err(|e| OAuthError::internal(what, e))
+        })
+        .collect()
+}
+
 async fn list_clients(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
-    let mut out = Vec::new();
-    for (_, v) in c.store.scan("c/", 10_000)? {
-        let r: ClientRecord =
-            serde_json::from_slice(&v).map_err(|e| OAuthError::internal("client record", e))?;
-        out.push(client_json(&r));
-    }
+    let out = list_records::<ClientRecord>(c, "c/", "client record", client_json)?;
     Ok(Json(json!({ "clients": out })).into_response())
 }
 
@@ -400,12 +409,7 @@ async fn list_approvers(
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
-    let mut out = Vec::new();
-    for (_, v) in c.store.scan("a/", 10_000)? {
-        let r: ApproverRecord =
-            serde_json::from_slice(&v).map_err(|e| OAuthError::internal("approver record", e))?;
-        out.push(approver_json(&r));
-    }
+    let out = list_records::<ApproverRecord>(c, "a/", "approver record", approver_json)?;
     Ok(Json(json!({ "approvers": out })).into_response())
 }
 

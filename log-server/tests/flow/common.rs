@@ -7,8 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use countersign_log::ciba::CibaConfig;
 use countersign_log::{Config, RpPolicy, SequencerConfig};
-use countersign_testvectors::{Alg, AssertOptions, AssertionParts, SoftPasskey};
-use countersign_verifier::{flags, VerifierKey};
+use countersign_testvectors::{Alg, AssertOptions, SoftPasskey};
+use countersign_verifier::VerifierKey;
 use serde_json::{json, Value};
 
 pub const ORIGIN: &str = "https://approve.test";
@@ -179,8 +179,6 @@ impl Server {
         let ch = B64URL
             .decode(start["publicKey"]["challenge"].as_str().unwrap())
             .unwrap();
-        let cdj = SoftPasskey::client_data_json("webauthn.create", &ch, origin, false, None);
-        let att = passkey.attestation_object_none(flags::UP | flags::UV);
         post_json(
             &self.http,
             &format!("{}/v1/enrol/finish", self.url),
@@ -189,15 +187,7 @@ impl Server {
             &json!({
                 "ceremony_id": start["ceremony_id"],
                 "token": token,
-                "credential": {
-                    "id": B64URL.encode(passkey.credential_id()),
-                    "rawId": B64URL.encode(passkey.credential_id()),
-                    "type": "public-key",
-                    "response": {
-                        "attestationObject": B64URL.encode(att),
-                        "clientDataJSON": B64URL.encode(cdj),
-                    },
-                },
+                "credential": passkey.registration_json(&ch, origin),
             }),
         )
         .await
@@ -229,19 +219,6 @@ pub async fn post_json(
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub fn credential_json(passkey: &SoftPasskey, a: &AssertionParts) -> Value {
-    json!({
-        "id": B64URL.encode(passkey.credential_id()),
-        "rawId": B64URL.encode(passkey.credential_id()),
-        "type": "public-key",
-        "response": {
-            "authenticatorData": B64URL.encode(&a.authenticator_data),
-            "clientDataJSON": B64URL.encode(&a.client_data_json),
-            "signature": B64URL.encode(&a.signature),
-        },
-    })
 }
 
 /// A CIBA client (agent).
@@ -346,7 +323,7 @@ impl Approver {
         let cred = {
             let mut pk = self.passkey.lock().unwrap();
             let a = pk.assert(&ch, ORIGIN);
-            credential_json(&pk, &a)
+            pk.assertion_json(&a)
         };
         let r = self
             .http
@@ -412,7 +389,7 @@ impl Approver {
     pub fn sign(&self, challenge: &[u8], origin: &str) -> Value {
         let mut pk = self.passkey.lock().unwrap();
         let a = pk.assert_with(&AssertOptions::new(challenge, origin));
-        credential_json(&pk, &a)
+        pk.assertion_json(&a)
     }
 
     pub async fn finish(

@@ -278,7 +278,7 @@ async fn failed_approvals_log_nothing() {
         let mut o = AssertOptions::new(&ch_a, ORIGIN);
         o.flip_signature_bit = Some(9);
         let a = pk.assert_with(&o);
-        credential_json(&pk, &a)
+        pk.assertion_json(&a)
     };
     assert_eq!(alice.finish(&ra, "approve", &bad).await.0, 400);
     let no_uv = {
@@ -286,7 +286,7 @@ async fn failed_approvals_log_nothing() {
         let mut o = AssertOptions::new(&ch_a, ORIGIN);
         o.flags = countersign_verifier::flags::UP;
         let a = pk.assert_with(&o);
-        credential_json(&pk, &a)
+        pk.assertion_json(&a)
     };
     assert_eq!(alice.finish(&ra, "approve", &no_uv).await.0, 400);
     // Another approver: cannot see, start or finish Alice's request, even with a valid

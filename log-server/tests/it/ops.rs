@@ -210,3 +210,21 @@ async fn restart_recovers_and_backups_work() {
     }
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused_with_a_clear_error() {
+    let log = TestLog::start().await;
+    let data = log._dir.path().join("data");
+    let err = tokio::task::spawn_blocking(move || countersign_log::start(config(data)))
+        .await
+        .unwrap();
+    let msg = err.unwrap_err().to_string();
+    assert!(
+        msg.contains("in use by another countersign process"),
+        "{msg}"
+    );
+    // The running server is unaffected.
+    let (status, _) = log.get("/healthz").await;
+    assert_eq!(status, 200);
+    log.stop().await;
+}

@@ -545,36 +545,7 @@ fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {
         }
     };
     let leaf = leaf_hash(&bytes);
-    let fields = match &e {
-        Entry::Enrolment(x) => json!({
-            "approver_id": x.approver_id,
-            "credential_id": hex::encode(&x.credential_id),
-            "public_key": hex::encode(&x.public_key),
-            "aaguid": hex::encode(x.aaguid),
-            "attestation_format": x.attestation_format,
-            "time_ms": x.time_ms,
-        }),
-        Entry::Decision(x) => json!({
-            "decision": x.decision.as_str(),
-            "statement_hash": hex::encode(x.statement_hash),
-            "nonce": hex::encode(x.nonce),
-            "approver_id": x.approver_id,
-            "credential_id": hex::encode(&x.credential_id),
-            "public_key": hex::encode(&x.public_key),
-            "authenticator_data": hex::encode(&x.authenticator_data),
-            "client_data_json": String::from_utf8_lossy(&x.client_data_json),
-            "signature": hex::encode(&x.signature),
-            "time_ms": x.time_ms,
-            "enrolment_index": x.enrolment_index,
-        }),
-        Entry::Revocation(x) => json!({
-            "approver_id": x.approver_id,
-            "credential_id": hex::encode(&x.credential_id),
-            "enrolment_index": x.enrolment_index,
-            "reason": x.reason,
-            "time_ms": x.time_ms,
-        }),
-    };
+    let fields = e.to_json();
     let details = json!({"kind": e.kind_name(), "leaf_hash": leaf.to_hex(), "fields": fields});
     let pretty = serde_json::to_string_pretty(&details["fields"]).unwrap_or_default();
     Ok(Outcome::Valid {
