@@ -1,15 +1,22 @@
-//! The sequencer: the one thread that owns the Merkle tree.
+//! The sequencer: the one thread that owns the Merkle tree, and the writer thread that makes
+//! its batches durable.
 //!
-//! It drains a bounded queue into batches (bounded by count and age), decides every entry of a
-//! batch against the committed state plus the batch itself (exact dedup, assertion replays,
-//! credential conflicts, the sign-count rule), then writes entries, node hashes, indexes, the
-//! tree state and the new signed checkpoint in ONE `WriteBatch` with `sync=true`. Only after that
-//! write returns are callers answered and the new checkpoint published to readers. Because the
-//! tree and the signer live only here, two checkpoints are always signed from one growing tree,
-//! so they are always consistent; and because the tree state and checkpoint are in the same
-//! atomic write as the leaves, a crash at any moment recovers a state that was signed.
+//! The sequencer drains a bounded queue into batches (bounded by count and age), decides every
+//! entry of a batch against the committed state, the batches still being written and the batch
+//! itself (exact dedup, assertion replays, credential conflicts, the sign-count rule), grows the
+//! tree, signs the new checkpoint, and hands the batch (entries, node hashes, indexes, the tree
+//! state and the signed checkpoint in ONE `WriteBatch`) to the writer. The writer writes it with
+//! `sync=true`; only after that write returns are callers answered and the new checkpoint
+//! published to readers. The two threads form a pipeline: batch k+1 is decided and signed while
+//! batch k is being fsynced, and batches are written in the order they were built.
+//!
+//! Because the tree and the signer live only in the sequencer, two checkpoints are always signed
+//! from one growing tree, so they are always consistent; and because the tree state and
+//! checkpoint are in the same atomic write as the leaves, a crash at any moment recovers a state
+//! that was signed. If a write fails, every later batch (built on top of it) is failed too and
+//! the log stops accepting appends until it is restarted: it fails closed rather than guess.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, RwLock};
@@ -78,6 +85,10 @@ pub struct Shared {
     last_signed_ms: AtomicU64,
     alive: AtomicBool,
     closing: AtomicBool,
+    /// Number of the latest batch the writer made durable.
+    committed_batch: AtomicU64,
+    /// Set when a batch write failed: the log stops accepting appends (fail closed).
+    write_failed: AtomicBool,
 }
 
 impl Shared {
@@ -289,8 +300,34 @@ pub fn start(
         last_signed_ms: AtomicU64::new(now_ms()),
         alive: AtomicBool::new(true),
         closing: AtomicBool::new(false),
+        committed_batch: AtomicU64::new(0),
+        write_failed: AtomicBool::new(false),
     });
     let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity.max(1));
+    // One built batch may wait while the previous one is being written: the builder works on
+    // batch k+1 during batch k's fsync, and blocks (letting the queue grow into a bigger batch)
+    // when it is a whole batch ahead.
+    let (to_writer, writer_rx) = std::sync::mpsc::sync_channel::<ToWriter>(1);
+    let mut writer = Writer {
+        store: store.clone(),
+        signer: signer.clone(),
+        checkpoint_interval: config.checkpoint_interval,
+        metrics: metrics.clone(),
+        shared: shared.clone(),
+        committed: (stack.size(), stack.root()),
+    };
+    let writer_thread = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || {
+            let done = writer.run(writer_rx);
+            // Release the store before reporting the stop, so a caller that waited for
+            // shutdown can reopen the database.
+            drop(writer);
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        })
+        .map_err(|e| StorageError(format!("cannot start the log writer thread: {e}")))?;
     let mut seq = Sequencer {
         store,
         signer,
@@ -298,15 +335,19 @@ pub fn start(
         metrics: metrics.clone(),
         shared: shared.clone(),
         stack,
+        in_flight: VecDeque::new(),
+        next_batch: 1,
+        to_writer: Some(to_writer),
     };
     std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
             let done = seq.run(rx);
             let shared = seq.shared.clone();
-            // Release the store before reporting the stop, so a caller that waited for
-            // shutdown can reopen the database.
+            // The writer finishes every batch already handed to it before it stops.
+            seq.to_writer = None;
             drop(seq);
+            let _ = writer_thread.join();
             shared.alive.store(false, Ordering::SeqCst);
             if let Some(done) = done {
                 let _ = done.send(());
@@ -363,13 +404,49 @@ fn recover(store: &Store, signer: &LogSigner) -> Result<(RootStack, String), Sto
     }
 }
 
+/// What a batch decided and wrote, kept by the builder until the batch is durable so the next
+/// batches see it (dedup, replays, credential counters) before RocksDB does.
+#[derive(Default)]
+struct Overlay {
+    batch: u64,
+    leaves: HashMap<Hash, u64>,
+    assertions: HashMap<[u8; 32], u64>,
+    creds: HashMap<Vec<u8>, (u64, u32)>,
+    entries: HashMap<u64, Vec<u8>>,
+}
+
+/// A batch ready to be written: the requests, what was decided for each, and the write batch
+/// that holds the entries, hashes, indexes, tree state and signed checkpoint.
+struct Built {
+    batch: u64,
+    requests: Vec<AppendRequest>,
+    outcomes: Vec<Outcome>,
+    wb: WriteBatch,
+    /// Size and root after the batch, and the note signed for them (if the tree grew).
+    size: u64,
+    root: Hash,
+    note: Option<(Arc<str>, u64)>,
+}
+
+enum ToWriter {
+    Batch(Box<Built>),
+    /// Requests that failed before anything was built (answered in order with the batches).
+    Failed(Vec<AppendRequest>),
+}
+
+/// The builder: owns the tree and decides every request.
 struct Sequencer {
     store: Store,
     signer: Arc<LogSigner>,
     config: SequencerConfig,
     metrics: Arc<Metrics>,
     shared: Arc<Shared>,
+    /// The tree including every batch handed to the writer.
     stack: RootStack,
+    /// Batches handed to the writer and not yet known to be durable, oldest first.
+    in_flight: VecDeque<Overlay>,
+    next_batch: u64,
+    to_writer: Option<SyncSender<ToWriter>>,
 }
 
 /// The decision for one request of a batch.
@@ -384,13 +461,9 @@ impl Sequencer {
     fn run(&mut self, rx: Receiver<Msg>) -> Option<oneshot::Sender<()>> {
         let mut batch: Vec<AppendRequest> = Vec::with_capacity(self.config.batch_max_entries);
         loop {
-            let first = match rx.recv_timeout(self.config.checkpoint_interval) {
+            let first = match rx.recv() {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.heartbeat();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(_) => return None,
             };
             let mut shutdown = None;
             match first {
@@ -420,7 +493,8 @@ impl Sequencer {
             }
             self.metrics.queue_depth.dec_by(batch.len() as i64);
             if !batch.is_empty() {
-                self.commit(&mut batch);
+                self.submit(std::mem::take(&mut batch));
+                batch.reserve(self.config.batch_max_entries);
             }
             if let Some(done) = shutdown {
                 // Anything that raced past the closing flag is failed, not dropped silently.
@@ -442,129 +516,123 @@ impl Sequencer {
         }
     }
 
-    /// Re-signs the current checkpoint so monitors and /healthz can see the log is alive.
-    fn heartbeat(&mut self) {
-        let size = self.stack.size();
-        let note = match self.signer.sign(size, self.stack.root()) {
-            Ok(n) => n,
+    /// Builds a batch and hands it to the writer.
+    fn submit(&mut self, requests: Vec<AppendRequest>) {
+        let Some(to_writer) = self.to_writer.clone() else {
+            fail_all(requests, AppendError::ShuttingDown);
+            return;
+        };
+        if self.shared.write_failed.load(Ordering::Acquire) {
+            fail_all(requests, AppendError::Storage);
+            return;
+        }
+        // Batches the writer has made durable are in RocksDB now; their overlays can go.
+        let committed = self.shared.committed_batch.load(Ordering::Acquire);
+        while self.in_flight.front().is_some_and(|o| o.batch <= committed) {
+            self.in_flight.pop_front();
+        }
+        let batch = self.next_batch;
+        let mut wb = WriteBatch::default();
+        let mut overlay = Overlay {
+            batch,
+            ..Overlay::default()
+        };
+        let msg = match self.build(&requests, &mut wb, &mut overlay) {
+            Ok((stack, outcomes)) => {
+                let grew = stack.size() > self.stack.size();
+                let note = if grew {
+                    match self.sign_into(&stack, &mut wb) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot sign the checkpoint; nothing appended");
+                            let _ = to_writer.send(ToWriter::Failed(requests));
+                            return;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let built = Built {
+                    batch,
+                    requests,
+                    outcomes,
+                    wb,
+                    size: stack.size(),
+                    root: stack.root(),
+                    note,
+                };
+                if grew {
+                    self.stack = stack;
+                    self.in_flight.push_back(overlay);
+                }
+                self.next_batch += 1;
+                ToWriter::Batch(Box::new(built))
+            }
             Err(e) => {
-                tracing::error!(error = %e, "cannot sign checkpoint");
-                return;
+                tracing::error!(error = %e, "batch failed before writing");
+                ToWriter::Failed(requests)
             }
         };
-        let now = now_ms();
-        let result = (|| {
-            let mut wb = WriteBatch::default();
-            wb.put_cf(
-                self.store.cf(CF_CHECKPOINTS)?,
-                size.to_be_bytes(),
-                note.as_bytes(),
-            );
-            wb.put_cf(self.store.cf(CF_META)?, META_SIGNED_AT, now.to_be_bytes());
-            self.store.write_sync(wb)
-        })();
-        match result {
-            Ok(()) => self.shared.last_signed_ms.store(now, Ordering::Relaxed),
-            Err(e) => tracing::error!(error = %e, "heartbeat checkpoint write failed"),
+        if let Err(std::sync::mpsc::SendError(msg)) = to_writer.send(msg) {
+            // The writer is gone: fail the batch rather than drop it silently.
+            match msg {
+                ToWriter::Batch(b) => fail_all(b.requests, AppendError::Storage),
+                ToWriter::Failed(r) => fail_all(r, AppendError::Storage),
+            }
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<AppendRequest>) {
-        let mut wb = WriteBatch::default();
-        let result = self.build(batch, &mut wb);
-        let (stack, outcomes) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(error = %e, "batch failed before writing");
-                for r in batch.drain(..) {
-                    let _ = r.reply.send(Err(AppendError::Storage));
-                }
-                return;
-            }
-        };
-        let grew = stack.size() > self.stack.size();
-        let note: Arc<str> = if grew {
-            let signed = self
-                .signer
-                .sign(stack.size(), stack.root())
-                .map_err(|e| StorageError(e.to_string()))
-                .and_then(|note| {
-                    let now = now_ms();
-                    wb.put_cf(
-                        self.store.cf(CF_CHECKPOINTS)?,
-                        stack.size().to_be_bytes(),
-                        note.as_bytes(),
-                    );
-                    let meta = self.store.cf(CF_META)?;
-                    wb.put_cf(meta, META_TREE, encode_tree(stack.size(), stack.peaks()));
-                    wb.put_cf(meta, META_SIGNED_AT, now.to_be_bytes());
-                    let t = Instant::now();
-                    self.store.write_sync(std::mem::take(&mut wb))?;
-                    self.metrics
-                        .fsync_seconds
-                        .observe(t.elapsed().as_secs_f64());
-                    self.shared.last_signed_ms.store(now, Ordering::Relaxed);
-                    Ok(note)
-                });
-            match signed {
-                Ok(note) => note.into(),
-                Err(e) => {
-                    tracing::error!(error = %e, "batch write failed; nothing appended");
-                    for r in batch.drain(..) {
-                        let _ = r.reply.send(Err(AppendError::Storage));
-                    }
-                    return;
-                }
-            }
-        } else {
-            self.shared.published().note
-        };
-        let appended = stack.size() - self.stack.size();
-        self.stack = stack;
-        if grew {
-            self.shared.publish(Published {
-                size: self.stack.size(),
-                root: self.stack.root(),
-                note: note.clone(),
-            });
-            self.metrics.tree_size.set(self.stack.size() as i64);
-            self.metrics.appended.inc_by(appended);
+    /// Signs the checkpoint for `stack` and adds it, the tree state and the signing time to
+    /// the batch.
+    fn sign_into(
+        &self,
+        stack: &RootStack,
+        wb: &mut WriteBatch,
+    ) -> Result<(Arc<str>, u64), StorageError> {
+        let note = self
+            .signer
+            .sign(stack.size(), stack.root())
+            .map_err(|e| StorageError(e.to_string()))?;
+        let now = now_ms();
+        wb.put_cf(
+            self.store.cf(CF_CHECKPOINTS)?,
+            stack.size().to_be_bytes(),
+            note.as_bytes(),
+        );
+        let meta = self.store.cf(CF_META)?;
+        wb.put_cf(meta, META_TREE, encode_tree(stack.size(), stack.peaks()));
+        wb.put_cf(meta, META_SIGNED_AT, now.to_be_bytes());
+        Ok((note.into(), now))
+    }
+
+    /// The newest known state of a credential: this batch, batches in flight, then RocksDB.
+    fn credential(
+        &self,
+        current: &HashMap<Vec<u8>, (u64, u32)>,
+        id: &[u8],
+    ) -> Result<Option<(u64, u32)>, StorageError> {
+        if let Some(c) = current.get(id) {
+            return Ok(Some(*c));
         }
-        self.metrics.batch_size.observe(batch.len() as f64);
-        let size = self.stack.size();
-        for (r, outcome) in batch.drain(..).zip(outcomes) {
-            let reply = match outcome {
-                Outcome::New(index) | Outcome::Existing(index) => {
-                    let existing = matches!(outcome, Outcome::Existing(_));
-                    if existing {
-                        self.metrics.deduplicated.inc();
-                    }
-                    Ok(Appended {
-                        index,
-                        leaf_hash: if existing {
-                            // The original leaf's hash differs from this request's when it is an
-                            // assertion replay or an identical re-enrolment.
-                            self.store
-                                .entry(index)
-                                .ok()
-                                .flatten()
-                                .map(|e| countersign_verifier::leaf_hash(&e))
-                                .unwrap_or(r.leaf)
-                        } else {
-                            r.leaf
-                        },
-                        tree_size: size,
-                        checkpoint: note.clone(),
-                        existing,
-                    })
-                }
-                Outcome::Failed(e) => Err(e),
-            };
-            self.metrics
-                .integration_latency
-                .observe(r.enqueued.elapsed().as_secs_f64());
-            let _ = r.reply.send(reply);
+        for o in self.in_flight.iter().rev() {
+            if let Some(c) = o.creds.get(id) {
+                return Ok(Some(*c));
+            }
         }
+        self.store.credential(id)
+    }
+
+    /// The bytes of entry `index`, wherever they are.
+    fn entry_bytes(&self, current: &Overlay, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(e) = current.entries.get(&index) {
+            return Ok(Some(e.clone()));
+        }
+        for o in &self.in_flight {
+            if let Some(e) = o.entries.get(&index) {
+                return Ok(Some(e.clone()));
+            }
+        }
+        self.store.entry(index)
     }
 
     /// Decides every request and fills the write batch; returns the grown tree.
@@ -572,6 +640,7 @@ impl Sequencer {
         &self,
         batch: &[AppendRequest],
         wb: &mut WriteBatch,
+        cur: &mut Overlay,
     ) -> Result<(RootStack, Vec<Outcome>), StorageError> {
         let mut stack = self.stack.clone();
         let cf_entries = self.store.cf(CF_ENTRIES)?;
@@ -579,14 +648,20 @@ impl Sequencer {
         let cf_leaf = self.store.cf(CF_LEAF_INDEX)?;
         let cf_assert = self.store.cf(CF_ASSERTIONS)?;
         let cf_cred = self.store.cf(CF_CREDENTIALS)?;
-        let mut leaves: HashMap<Hash, u64> = HashMap::new();
-        let mut assertions: HashMap<[u8; 32], u64> = HashMap::new();
-        let mut creds: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
-        let mut pending_entries: HashMap<u64, &[u8]> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        // One batched lookup per index instead of one `get` per entry.
-        let leaf_keys: Vec<&[u8]> = batch.iter().map(|r| r.leaf.as_bytes().as_slice()).collect();
-        let logged_leaves = self.store.indexes(CF_LEAF_INDEX, &leaf_keys)?;
+        // One batched lookup per index instead of one `get` per entry. Exact dedup of a
+        // decision is its assertion lookup (the same bytes carry the same assertion), and of an
+        // enrolment its credential lookup, so only other entries need the leaf-hash index.
+        let leaf_keys: Vec<&[u8]> = batch
+            .iter()
+            .filter(|r| matches!(r.kind, AppendKind::Other))
+            .map(|r| r.leaf.as_bytes().as_slice())
+            .collect();
+        let logged_leaves: HashMap<&[u8], u64> = leaf_keys
+            .iter()
+            .zip(self.store.indexes(CF_LEAF_INDEX, &leaf_keys)?)
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
         let assertion_keys: Vec<&[u8]> = batch
             .iter()
             .filter_map(|r| match &r.kind {
@@ -599,12 +674,18 @@ impl Sequencer {
             .zip(self.store.indexes(CF_ASSERTIONS, &assertion_keys)?)
             .filter_map(|(k, v)| v.map(|v| (*k, v)))
             .collect();
-        for (r, logged) in batch.iter().zip(logged_leaves) {
-            if let Some(&i) = leaves.get(&r.leaf) {
+        // Node hashes are written level by level, so each level's keys reach the memtable in
+        // ascending order (RocksDB's skip list then inserts each next to the previous one).
+        let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(batch.len() * 2);
+        let in_flight_leaf = |leaf: &Hash| self.in_flight.iter().find_map(|o| o.leaves.get(leaf));
+        let in_flight_assertion =
+            |k: &[u8; 32]| self.in_flight.iter().find_map(|o| o.assertions.get(k));
+        for r in batch {
+            if let Some(&i) = cur.leaves.get(&r.leaf).or_else(|| in_flight_leaf(&r.leaf)) {
                 outcomes.push(Outcome::Existing(i));
                 continue;
             }
-            if let Some(i) = logged {
+            if let Some(&i) = logged_leaves.get(r.leaf.as_bytes().as_slice()) {
                 outcomes.push(Outcome::Existing(i));
                 continue;
             }
@@ -612,15 +693,8 @@ impl Sequencer {
             match &r.kind {
                 AppendKind::Other => {}
                 AppendKind::Enrolment { credential_id } => {
-                    let known = match creds.get(credential_id) {
-                        Some(c) => Some(*c),
-                        None => self.store.credential(credential_id)?,
-                    };
-                    if let Some((enrol_index, _)) = known {
-                        let original = match pending_entries.get(&enrol_index) {
-                            Some(e) => Some(e.to_vec()),
-                            None => self.store.entry(enrol_index)?,
-                        };
+                    if let Some((enrol_index, _)) = self.credential(&cur.creds, credential_id)? {
+                        let original = self.entry_bytes(cur, enrol_index)?;
                         outcomes.push(match original {
                             Some(o) if same_enrolment(&o, &r.entry) => {
                                 Outcome::Existing(enrol_index)
@@ -635,7 +709,7 @@ impl Sequencer {
                         });
                         continue;
                     }
-                    creds.insert(credential_id.clone(), (index, 0));
+                    cur.creds.insert(credential_id.clone(), (index, 0));
                     wb.put_cf(cf_cred, credential_id, encode_credential(index, 0));
                 }
                 AppendKind::Decision {
@@ -644,19 +718,18 @@ impl Sequencer {
                     enrolment_index,
                     sign_count,
                 } => {
-                    let seen = match assertions.get(assertion_key) {
-                        Some(i) => Some(*i),
-                        None => logged_assertions.get(assertion_key.as_slice()).copied(),
-                    };
+                    let seen = cur
+                        .assertions
+                        .get(assertion_key)
+                        .or_else(|| in_flight_assertion(assertion_key))
+                        .copied()
+                        .or_else(|| logged_assertions.get(assertion_key.as_slice()).copied());
                     if let Some(i) = seen {
                         outcomes.push(Outcome::Existing(i));
                         continue;
                     }
-                    let stored = match creds.get(credential_id) {
-                        Some(c) => Some(*c),
-                        None => self.store.credential(credential_id)?,
-                    };
-                    let Some((enrol, stored_count)) = stored else {
+                    let Some((enrol, stored_count)) = self.credential(&cur.creds, credential_id)?
+                    else {
                         outcomes.push(Outcome::Failed(AppendError::Rejected {
                             status: 404,
                             code: "unknown_credential",
@@ -685,7 +758,8 @@ impl Sequencer {
                         continue;
                     }
                     if *sign_count != stored_count {
-                        creds.insert(credential_id.clone(), (enrol, *sign_count));
+                        cur.creds
+                            .insert(credential_id.clone(), (enrol, *sign_count));
                         wb.put_cf(
                             cf_cred,
                             credential_id,
@@ -693,22 +767,176 @@ impl Sequencer {
                         );
                     } else {
                         // Both zero (a passkey that does not count): nothing to store.
-                        creds.insert(credential_id.clone(), (enrol, stored_count));
+                        cur.creds
+                            .insert(credential_id.clone(), (enrol, stored_count));
                     }
-                    assertions.insert(*assertion_key, index);
+                    cur.assertions.insert(*assertion_key, index);
                     wb.put_cf(cf_assert, assertion_key, index.to_be_bytes());
                 }
             }
-            stack.push_with(r.leaf, |level, i, h| {
-                wb.put_cf(cf_hashes, hash_key(level, i), h.as_bytes());
-            });
+            stack.push_with(r.leaf, |level, i, h| nodes.push((level, i, *h)));
             wb.put_cf(cf_entries, index.to_be_bytes(), &r.entry);
             wb.put_cf(cf_leaf, r.leaf.as_bytes(), index.to_be_bytes());
-            leaves.insert(r.leaf, index);
-            pending_entries.insert(index, &r.entry);
+            cur.leaves.insert(r.leaf, index);
+            if matches!(r.kind, AppendKind::Enrolment { .. }) {
+                // Only enrolments are ever read back by a later decision of the same batch.
+                cur.entries.insert(index, r.entry.clone());
+            }
             outcomes.push(Outcome::New(index));
         }
+        nodes.sort_by_key(|(level, i, _)| (*level, *i));
+        for (level, i, h) in &nodes {
+            wb.put_cf(cf_hashes, hash_key(*level, *i), h.as_bytes());
+        }
         Ok((stack, outcomes))
+    }
+}
+
+fn fail_all(requests: Vec<AppendRequest>, e: AppendError) {
+    for r in requests {
+        let _ = r.reply.send(Err(e.clone()));
+    }
+}
+
+/// The writer: makes batches durable in order, publishes their checkpoints, answers callers,
+/// and re-signs the checkpoint when idle.
+struct Writer {
+    store: Store,
+    signer: Arc<LogSigner>,
+    checkpoint_interval: Duration,
+    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    /// Size and root of the latest durable checkpoint.
+    committed: (u64, Hash),
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<ToWriter>) -> Option<oneshot::Sender<()>> {
+        loop {
+            match rx.recv_timeout(self.checkpoint_interval) {
+                Ok(ToWriter::Batch(b)) => self.commit(*b),
+                Ok(ToWriter::Failed(requests)) => fail_all(requests, AppendError::Storage),
+                Err(RecvTimeoutError::Timeout) => self.heartbeat(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn commit(&mut self, b: Built) {
+        let Built {
+            batch,
+            requests,
+            outcomes,
+            wb,
+            size,
+            root,
+            note,
+        } = b;
+        if self.shared.write_failed.load(Ordering::Acquire) {
+            // Built on a batch that never became durable: nothing of it may be written.
+            fail_all(requests, AppendError::Storage);
+            return;
+        }
+        let note: Arc<str> = match note {
+            Some((note, signed_at)) => {
+                let t = Instant::now();
+                if let Err(e) = self.store.write_sync(wb) {
+                    // Later batches were built on this one, so the log cannot go on appending
+                    // without rebuilding its state: stop accepting appends (fail closed), and
+                    // let /healthz tell the operator to restart.
+                    tracing::error!(error = %e, "batch write failed; nothing appended; the log \
+                                    stops accepting appends until it is restarted");
+                    self.shared.write_failed.store(true, Ordering::Release);
+                    self.shared.alive.store(false, Ordering::SeqCst);
+                    fail_all(requests, AppendError::Storage);
+                    return;
+                }
+                self.metrics
+                    .fsync_seconds
+                    .observe(t.elapsed().as_secs_f64());
+                self.shared
+                    .last_signed_ms
+                    .store(signed_at, Ordering::Relaxed);
+                let appended = size - self.committed.0;
+                self.committed = (size, root);
+                self.shared.publish(Published {
+                    size,
+                    root,
+                    note: note.clone(),
+                });
+                self.shared.committed_batch.store(batch, Ordering::Release);
+                self.metrics.tree_size.set(size as i64);
+                self.metrics.appended.inc_by(appended);
+                note
+            }
+            None => self.shared.published().note,
+        };
+        self.metrics.batch_size.observe(requests.len() as f64);
+        let size = self.committed.0;
+        for (r, outcome) in requests.into_iter().zip(outcomes) {
+            let reply = match outcome {
+                Outcome::New(index) | Outcome::Existing(index) => {
+                    let existing = matches!(outcome, Outcome::Existing(_));
+                    if existing {
+                        self.metrics.deduplicated.inc();
+                    }
+                    Ok(Appended {
+                        index,
+                        leaf_hash: if existing {
+                            // The original leaf's hash differs from this request's when it is an
+                            // assertion replay or an identical re-enrolment; every earlier batch
+                            // is durable by now, so the original is in RocksDB.
+                            self.store
+                                .entry(index)
+                                .ok()
+                                .flatten()
+                                .map(|e| countersign_verifier::leaf_hash(&e))
+                                .unwrap_or(r.leaf)
+                        } else {
+                            r.leaf
+                        },
+                        tree_size: size,
+                        checkpoint: note.clone(),
+                        existing,
+                    })
+                }
+                Outcome::Failed(e) => Err(e),
+            };
+            self.metrics
+                .integration_latency
+                .observe(r.enqueued.elapsed().as_secs_f64());
+            let _ = r.reply.send(reply);
+        }
+    }
+
+    /// Re-signs the current checkpoint so monitors and /healthz can see the log is alive.
+    fn heartbeat(&mut self) {
+        if self.shared.write_failed.load(Ordering::Acquire) {
+            return;
+        }
+        let (size, root) = self.committed;
+        let note = match self.signer.sign(size, root) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign checkpoint");
+                return;
+            }
+        };
+        let now = now_ms();
+        let result = (|| {
+            let mut wb = WriteBatch::default();
+            wb.put_cf(
+                self.store.cf(CF_CHECKPOINTS)?,
+                size.to_be_bytes(),
+                note.as_bytes(),
+            );
+            wb.put_cf(self.store.cf(CF_META)?, META_SIGNED_AT, now.to_be_bytes());
+            self.store.write_sync(wb)
+        })();
+        match result {
+            Ok(()) => self.shared.last_signed_ms.store(now, Ordering::Relaxed),
+            Err(e) => tracing::error!(error = %e, "heartbeat checkpoint write failed"),
+        }
     }
 }
 
@@ -799,6 +1027,56 @@ mod tests {
             Arc::new(Metrics::new())
         )
         .is_err());
+    }
+
+    /// Many small batches in flight at once: an entry submitted concurrently by many callers
+    /// still gets exactly one leaf, whether its twin is in the same batch, a batch still being
+    /// written, or RocksDB; and the published tree is exactly the leaves by index.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn dedups_across_batches_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = SequencerConfig {
+            batch_max_entries: 7,
+            ..SequencerConfig::default()
+        };
+        let h = start(store.clone(), signer(), config, Arc::new(Metrics::new())).unwrap();
+        let n = 300u64;
+        let mut tasks = Vec::new();
+        for t in 0..16u64 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for k in 0..n {
+                    // Each task walks the entries in its own order.
+                    let i = (k * (2 * t + 1) + t) % n;
+                    let a = h
+                        .append(entry(i), leaf_hash(&entry(i)), AppendKind::Other)
+                        .await
+                        .unwrap();
+                    assert_eq!(a.leaf_hash, leaf_hash(&entry(i)));
+                    got.push((i, a.index));
+                }
+                got
+            }));
+        }
+        let mut index_of = std::collections::HashMap::new();
+        for t in tasks {
+            for (i, index) in t.await.unwrap() {
+                assert_eq!(*index_of.entry(i).or_insert(index), index, "entry {i}");
+            }
+        }
+        let p = h.shared().published();
+        assert_eq!(p.size, n);
+        let mut by_index = vec![Hash([0; 32]); n as usize];
+        for (i, index) in &index_of {
+            by_index[*index as usize] = leaf_hash(&entry(*i));
+        }
+        assert_eq!(p.root, root_from_leaf_hashes(&by_index));
+        for (i, index) in index_of {
+            assert_eq!(store.entry(index).unwrap().unwrap(), entry(i));
+        }
+        h.shutdown().await;
     }
 
     #[test]
