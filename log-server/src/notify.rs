@@ -14,7 +14,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::ciba::records::{DeliveryMode, RequestRecord, RequestStatus};
+use crate::ciba::records::{Batch, DeliveryMode, Durability, RequestRecord, RequestStatus};
 use crate::ciba::{now_secs, Ciba, CibaStore, Secret};
 use crate::InitError;
 
@@ -221,7 +221,9 @@ pub fn decided(c: Arc<Ciba>, key: String, r: RequestRecord) {
                     Ok(Some(cl)) => cl,
                     _ => return,
                 };
-                match crate::ciba::endpoints::issue_tokens(&c, &key, &auth_req_id, &client, true) {
+                match crate::ciba::endpoints::issue_tokens(&c, &key, &auth_req_id, &client, true)
+                    .await
+                {
                     Ok(mut v) => {
                         v["auth_req_id"] = json!(auth_req_id.expose());
                         v
@@ -257,7 +259,7 @@ pub fn schedule_expiry(c: Arc<Ciba>, auth_req_hash: [u8; 32], expires_at: u64) {
         tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
         let key = CibaStore::request_key(&auth_req_hash);
         let r = {
-            let _g = c.store.lock();
+            let _g = c.store.lock(&key).await;
             let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key) else {
                 return;
             };
@@ -265,14 +267,20 @@ pub fn schedule_expiry(c: Arc<Ciba>, auth_req_hash: [u8; 32], expires_at: u64) {
                 return;
             }
             r.status = RequestStatus::Expired;
-            let del = format!("p/{}/{}", r.statement.approver_id, r.request_id);
-            match CibaStore::encode(&r).and_then(|v| c.store.write(&[(key.clone(), v)], &[del])) {
-                Ok(()) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not mark a request expired");
-                    return;
-                }
+            let mut b = Batch::new();
+            b.delete(CibaStore::pending_key(
+                &r.statement.approver_id,
+                &r.request_id,
+            ));
+            let written = match b.put_json(key.clone(), &r) {
+                Ok(b) => c.store.commit(std::mem::take(b), Durability::Sync).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::error!(error = %e, "could not mark a request expired");
+                return;
             }
+            r
         };
         c.inbox_changed(&r.statement.approver_id, &r.request_id);
         let Some(auth_req_id) = ids_lock(&c).remove(&key) else {

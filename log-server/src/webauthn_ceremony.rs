@@ -31,7 +31,8 @@ use subtle::ConstantTimeEq;
 use crate::api::AppState;
 use crate::append::{DecisionRequest, EnrolmentRequest};
 use crate::ciba::records::{
-    ApproverRecord, CredentialRef, DecisionRecord, EnrolmentLink, RequestRecord, RequestStatus,
+    ApproverRecord, Batch, CredentialRef, DecisionRecord, Durability, EnrolmentLink, RequestRecord,
+    RequestStatus,
 };
 use crate::ciba::{ciba_of, now_secs, Ciba, CibaStore, OAuthError, Secret, B64URL};
 
@@ -163,10 +164,15 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The session of a page request (GET: no CSRF check needed, nothing changes).
 pub(crate) fn session_of(c: &Ciba, headers: &HeaderMap) -> Option<Session> {
+    session_and_approver(c, headers).map(|(s, _)| s)
+}
+
+/// The session of a page request and its (enabled) approver's record.
+fn session_and_approver(c: &Ciba, headers: &HeaderMap) -> Option<(Session, ApproverRecord)> {
     let s = c.sessions.get(cookie_value(headers, SESSION_COOKIE)?)?;
     // A disabled approver's sessions are dropped when disabled; this also covers a restart race.
     match c.store.approver(&s.approver_id) {
-        Ok(Some(a)) if !a.disabled => Some(s),
+        Ok(Some(a)) if !a.disabled => Some((s, a)),
         _ => None,
     }
 }
@@ -183,7 +189,15 @@ fn unauthorized() -> OAuthError {
 /// `SameSite=Strict`, the body must be JSON (a cross-site form cannot send it without a
 /// preflight), and the per-session CSRF token must come back in `X-CSRF-Token`.
 pub(crate) fn session_for_change(c: &Ciba, headers: &HeaderMap) -> Result<Session, OAuthError> {
-    let s = session_of(c, headers).ok_or_else(unauthorized)?;
+    change_session_and_approver(c, headers).map(|(s, _)| s)
+}
+
+/// [`session_for_change`] with the approver's record.
+fn change_session_and_approver(
+    c: &Ciba,
+    headers: &HeaderMap,
+) -> Result<(Session, ApproverRecord), OAuthError> {
+    let (s, approver) = session_and_approver(c, headers).ok_or_else(unauthorized)?;
     let sent = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
@@ -195,7 +209,7 @@ pub(crate) fn session_for_change(c: &Ciba, headers: &HeaderMap) -> Result<Sessio
             "the page is out of date; reload it and try again",
         ));
     }
-    Ok(s)
+    Ok((s, approver))
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(
@@ -429,7 +443,7 @@ async fn enrol_finish(
     let link_key = format!("l/{}", hex::encode(link_hash));
     // Claim the link before logging, so one link enrols one passkey even under a race.
     {
-        let _g = c.store.lock();
+        let _g = c.store.lock(&link_key).await;
         let mut l: EnrolmentLink = c.store.get(&link_key)?.ok_or_else(|| {
             OAuthError::with_status(StatusCode::GONE, "invalid_link", "the link is gone")
         })?;
@@ -441,7 +455,7 @@ async fn enrol_finish(
             ));
         }
         l.used = true;
-        c.store.put(&link_key, &l)?;
+        c.store.put(&link_key, &l).await?;
     }
     let appended = s
         .log
@@ -457,10 +471,10 @@ async fn enrol_finish(
         Ok(a) if !a.existing => a,
         other => {
             // Give the link back: nothing new was enrolled.
-            let _g = c.store.lock();
+            let _g = c.store.lock(&link_key).await;
             if let Some(mut l) = c.store.get::<EnrolmentLink>(&link_key)? {
                 l.used = false;
-                c.store.put(&link_key, &l)?;
+                c.store.put(&link_key, &l).await?;
             }
             return Err(match other {
                 Ok(_) => OAuthError::with_status(
@@ -473,7 +487,8 @@ async fn enrol_finish(
         }
     };
     {
-        let _g = c.store.lock();
+        let approver_key = format!("a/{}", link.approver_id);
+        let _g = c.store.lock(&approver_key).await;
         let mut ap = c
             .store
             .approver(&link.approver_id)?
@@ -483,7 +498,7 @@ async fn enrol_finish(
             enrolment_index: a.index,
             alg,
         });
-        c.store.put(&format!("a/{}", link.approver_id), &ap)?;
+        c.store.put(&approver_key, &ap).await?;
     }
     tracing::info!(approver_id = %link.approver_id, index = a.index, "passkey enrolled");
     Ok((
@@ -726,27 +741,27 @@ pub(crate) fn effective_status(r: &RequestRecord) -> RequestStatus {
 /// The approver's open requests, newest first.
 pub(crate) fn open_requests(c: &Ciba, approver_id: &str) -> Result<Vec<RequestRecord>, OAuthError> {
     let mut out = Vec::new();
-    let mut stale = Vec::new();
-    for (k, _) in c.store.scan(&format!("p/{approver_id}/"), 500)? {
-        let Some(rid) = k.rsplit('/').next() else {
-            continue;
-        };
-        match c.store.request_by_public_id(rid)? {
-            Some((_, r))
-                if r.statement.approver_id == approver_id
-                    && effective_status(&r) == RequestStatus::Pending =>
-            {
-                out.push(r)
+    let mut stale = Batch::new();
+    for (k, rid) in c.store.pending_of(approver_id, 500) {
+        let r = c
+            .store
+            .request_by_public_id(&rid)?
+            .map(|(_, r)| r)
+            .filter(|r| r.statement.approver_id == approver_id);
+        match r.as_ref().map(effective_status) {
+            Some(RequestStatus::Pending) => out.extend(r),
+            // Being decided: not shown, but kept (a failed decision puts it back).
+            Some(RequestStatus::Deciding) => {}
+            // Decided, expired or vanished: the key leaves the pending index here, so the inbox
+            // never fills its 500-entry window with requests nobody can decide any more. Such a
+            // request never becomes decidable again, so this needs no lock, nor durability (a
+            // lost deletion is made again next time).
+            _ => {
+                stale.delete(k);
             }
-            // Expired (or vanished) requests leave the pending index here, so the inbox never
-            // fills its 500-entry window with requests nobody can decide any more.
-            _ => stale.push(k),
         }
     }
-    if !stale.is_empty() {
-        let _g = c.store.lock();
-        c.store.write(&[], &stale)?;
-    }
+    c.store.commit_in_background(stale);
     out.sort_by_key(|r| std::cmp::Reverse(r.statement.requested_at));
     Ok(out)
 }
@@ -765,17 +780,37 @@ async fn inbox(State(s): State<AppState>, headers: HeaderMap) -> Result<Response
         .into_response())
 }
 
+fn request_not_found() -> OAuthError {
+    OAuthError::with_status(StatusCode::NOT_FOUND, "not_found", "no such request")
+}
+
+/// The record key of a request by public id.
+fn request_key_of(c: &Ciba, request_id: &str) -> Result<String, OAuthError> {
+    if request_id.len() > 64 {
+        return Err(request_not_found());
+    }
+    let h = c
+        .store
+        .get_raw(&CibaStore::public_id_key(request_id))?
+        .ok_or_else(request_not_found)?;
+    Ok(format!("r/{}", String::from_utf8_lossy(&h)))
+}
+
 /// The approver's own request by public id; another approver's is "not found".
 pub(crate) fn own_request(
     c: &Ciba,
     approver_id: &str,
     request_id: &str,
 ) -> Result<(String, RequestRecord), OAuthError> {
-    let nf = || OAuthError::with_status(StatusCode::NOT_FOUND, "not_found", "no such request");
-    if request_id.len() > 64 {
-        return Err(nf());
-    }
-    let (key, r) = c.store.request_by_public_id(request_id)?.ok_or_else(nf)?;
+    let key = request_key_of(c, request_id)?;
+    let r = own_request_at(c, approver_id, &key)?;
+    Ok((key, r))
+}
+
+/// The approver's own request under record key `key`.
+fn own_request_at(c: &Ciba, approver_id: &str, key: &str) -> Result<RequestRecord, OAuthError> {
+    let nf = request_not_found;
+    let r: RequestRecord = c.store.get(key)?.ok_or_else(nf)?;
     if !bool::from(
         r.statement
             .approver_id
@@ -784,7 +819,7 @@ pub(crate) fn own_request(
     ) {
         return Err(nf());
     }
-    Ok((key, r))
+    Ok(r)
 }
 
 async fn request_detail(
@@ -833,7 +868,7 @@ async fn decide_start(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;
-    let session = session_for_change(c, &headers)?;
+    let (session, approver) = change_session_and_approver(c, &headers)?;
     let b: DecideStart = json_body(&headers, body)?;
     let decision = parse_decision(&b.decision)?;
     let (_, r) = own_request(c, &session.approver_id, &request_id)?;
@@ -844,10 +879,6 @@ async fn decide_start(
         .map_err(|e| OAuthError::internal("statement", e))?;
     let hash = countersign_verifier::sha256(&canonical);
     let ch = challenge(&nonce_of(&r)?, &hash);
-    let approver = c
-        .store
-        .approver(&session.approver_id)?
-        .ok_or_else(unauthorized)?;
     let policy = s.log.policy();
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -898,12 +929,12 @@ struct DecideFinish {
 }
 
 /// Puts a claimed request back to pending after a failed decision: nothing was logged.
-fn release(c: &Ciba, key: &str) -> Result<(), OAuthError> {
-    let _g = c.store.lock();
+async fn release(c: &Ciba, key: &str) -> Result<(), OAuthError> {
+    let _g = c.store.lock(key).await;
     if let Some(mut r) = c.store.get::<RequestRecord>(key)? {
         if r.status == RequestStatus::Deciding {
             r.status = RequestStatus::Pending;
-            c.store.put(key, &r)?;
+            c.store.put(key, &r).await?;
         }
     }
     Ok(())
@@ -916,15 +947,11 @@ async fn decide_finish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?.clone();
-    let session = session_for_change(&c, &headers)?;
+    // The session's approver record, read once and enabled.
+    let (session, approver) = change_session_and_approver(&c, &headers)?;
     let b: DecideFinish = json_body(&headers, body)?;
     let decision = parse_decision(&b.decision)?;
     let a = b.credential.bytes()?;
-    let approver = c
-        .store
-        .approver(&session.approver_id)?
-        .filter(|ap| !ap.disabled)
-        .ok_or_else(unauthorized)?;
     let cred_b64 = B64URL.encode(&a.credential_id);
     let cred = approver
         .credentials
@@ -938,41 +965,47 @@ async fn decide_finish(
             )
         })?
         .clone();
-    // Claim the request: one decision, by its own approver, before expiry.
-    let (key, r) = {
-        let _g = c.store.lock();
-        let (key, mut r) = own_request(&c, &session.approver_id, &request_id)?;
+    // Claim the request: one decision, by its own approver, before expiry. The claim is
+    // exclusive (the record's lock is held from the read to the applied write, and a claimed
+    // request is not decidable), and it need not be synced on its own: the decision's synced
+    // log append comes after it in the same write-ahead log, so if the decision survives a
+    // crash, so does the claim (and the request then never gets a second decision).
+    let key = request_key_of(&c, &request_id)?;
+    let mut r = {
+        let _g = c.store.lock(&key).await;
+        let mut r = own_request_at(&c, &session.approver_id, &key)?;
         check_decidable(&r)?;
         r.status = RequestStatus::Deciding;
-        c.store.put(&key, &r)?;
-        (key, r)
+        let mut b = Batch::new();
+        b.put_json(key.clone(), &r)?;
+        c.store.commit(b, Durability::Deferred).await?;
+        r
     };
     let result = log_decision(&s, &r, decision, &cred, a).await;
     let (rec, appended) = match result {
         Ok(x) => x,
         Err(e) => {
-            release(&c, &key)?;
+            release(&c, &key).await?;
             return Err(e);
         }
     };
-    let r = {
-        let _g = c.store.lock();
-        let mut r: RequestRecord = c
-            .store
-            .get(&key)?
-            .ok_or_else(|| OAuthError::internal("decide", "request vanished"))?;
+    {
+        // Only the claimant changes a claimed record (and clean-up leaves it alone until well
+        // past its expiry), so `r` is still what is stored.
+        let _g = c.store.lock(&key).await;
         r.status = match decision {
             Decision::Approve => RequestStatus::Approved,
             Decision::Deny => RequestStatus::Denied,
         };
         r.statement.decision = decision.as_str().to_owned();
         r.decision = Some(rec.clone());
-        c.store.write(
-            &[(key.clone(), CibaStore::encode(&r)?)],
-            &[format!("p/{}/{}", r.statement.approver_id, r.request_id)],
-        )?;
-        r
-    };
+        let mut b = Batch::new();
+        b.put_json(key.clone(), &r)?.delete(CibaStore::pending_key(
+            &r.statement.approver_id,
+            &r.request_id,
+        ));
+        c.store.commit(b, Durability::Sync).await?;
+    }
     tracing::info!(
         request_id = %r.request_id,
         approver_id = %r.statement.approver_id,

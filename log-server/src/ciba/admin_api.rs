@@ -204,7 +204,8 @@ async fn add_client(
         created_at: now_secs(),
     };
     {
-        let _g = c.store.lock();
+        let client_key = format!("c/{}", b.client_id);
+        let _g = c.store.lock(&client_key).await;
         if c.store.client(&b.client_id)?.is_some() {
             return Err(OAuthError::with_status(
                 StatusCode::CONFLICT,
@@ -212,7 +213,7 @@ async fn add_client(
                 "a client with this id exists; remove it first",
             ));
         }
-        c.store.put(&format!("c/{}", b.client_id), &record)?;
+        c.store.put(&client_key, &record).await?;
     }
     c.secret_cache.forget(&b.client_id);
     tracing::info!(client_id = %b.client_id, mode = ?record.mode, "client added");
@@ -269,7 +270,8 @@ async fn remove_client(
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
-    let _g = c.store.lock();
+    let client_key = format!("c/{id}");
+    let _g = c.store.lock(&client_key).await;
     if c.store.client(&id)?.is_none() {
         return Err(OAuthError::with_status(
             StatusCode::NOT_FOUND,
@@ -277,7 +279,9 @@ async fn remove_client(
             "no such client",
         ));
     }
-    c.store.write(&[], &[format!("c/{id}")])?;
+    c.store
+        .write(&[], std::slice::from_ref(&client_key))
+        .await?;
     c.secret_cache.forget(&id);
     tracing::info!(client_id = %id, "client removed");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -292,17 +296,19 @@ struct AddApprover {
 }
 
 /// Creates a one-time enrolment link for an approver; returns its URL and expiry.
-fn create_link(c: &Ciba, approver_id: &str) -> Result<(String, u64), OAuthError> {
+async fn create_link(c: &Ciba, approver_id: &str) -> Result<(String, u64), OAuthError> {
     let token = Secret::generate();
     let expires_at = now_secs() + c.config.enrolment_link_ttl_secs;
-    c.store.put(
-        &format!("l/{}", hex::encode(token.sha256())),
-        &EnrolmentLink {
-            approver_id: approver_id.to_owned(),
-            expires_at,
-            used: false,
-        },
-    )?;
+    c.store
+        .put(
+            &format!("l/{}", hex::encode(token.sha256())),
+            &EnrolmentLink {
+                approver_id: approver_id.to_owned(),
+                expires_at,
+                used: false,
+            },
+        )
+        .await?;
     Ok((
         format!("{}/enrol/{}", c.config.public_url, token.expose()),
         expires_at,
@@ -342,7 +348,9 @@ async fn add_approver(
         }
     }
     let (url, expires_at) = {
-        let _g = c.store.lock();
+        let approver_key = format!("a/{}", b.approver_id);
+        let email_key = format!("m/{email}");
+        let _g = c.store.lock_all(&[&approver_key, &email_key]).await;
         if c.store.approver(&b.approver_id)?.is_some() {
             return Err(OAuthError::with_status(
                 StatusCode::CONFLICT,
@@ -350,7 +358,7 @@ async fn add_approver(
                 "an approver with this id exists",
             ));
         }
-        if c.store.get_raw(&format!("m/{email}"))?.is_some() {
+        if c.store.get_raw(&email_key)?.is_some() {
             return Err(OAuthError::with_status(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -365,17 +373,16 @@ async fn add_approver(
             credentials: Vec::new(),
             created_at: now_secs(),
         };
-        c.store.write(
-            &[
-                (
-                    format!("a/{}", b.approver_id),
-                    super::CibaStore::encode(&rec)?,
-                ),
-                (format!("m/{email}"), b.approver_id.clone().into_bytes()),
-            ],
-            &[],
-        )?;
-        create_link(c, &b.approver_id)?
+        c.store
+            .write(
+                &[
+                    (approver_key.clone(), super::CibaStore::encode(&rec)?),
+                    (email_key.clone(), b.approver_id.clone().into_bytes()),
+                ],
+                &[],
+            )
+            .await?;
+        create_link(c, &b.approver_id).await?
     };
     tracing::info!(approver_id = %b.approver_id, "approver added");
     Ok((
@@ -421,12 +428,13 @@ async fn disable_approver(
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
     let rec = {
-        let _g = c.store.lock();
+        let approver_key = format!("a/{id}");
+        let _g = c.store.lock(&approver_key).await;
         let mut rec = c.store.approver(&id)?.ok_or_else(|| {
             OAuthError::with_status(StatusCode::NOT_FOUND, "not_found", "no such approver")
         })?;
         rec.disabled = true;
-        c.store.put(&format!("a/{id}"), &rec)?;
+        c.store.put(&approver_key, &rec).await?;
         rec
     };
     c.sessions.drop_approver(&id);
@@ -451,7 +459,7 @@ async fn new_link(
             ))
         }
     }
-    let (url, expires_at) = create_link(c, &id)?;
+    let (url, expires_at) = create_link(c, &id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"approver_id": id, "enrolment_url": url, "expires_at": expires_at})),
@@ -465,7 +473,13 @@ async fn rotate_keys(
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
-    let kid = c.keys.rotate(&c.store)?;
+    // Rare, and it writes through the calling thread: keep it off the async workers.
+    let kid = tokio::task::spawn_blocking({
+        let c = c.clone();
+        move || c.keys.rotate(&c.store)
+    })
+    .await
+    .map_err(|e| OAuthError::internal("rotating keys", e))??;
     tracing::info!(kid = %kid, "token signing key rotated");
     Ok(Json(json!({"kid": kid, "jwks": c.keys.jwks()})).into_response())
 }

@@ -18,7 +18,9 @@ use countersign_verifier::{
 };
 use serde_json::{json, Map, Value};
 
-use super::records::{CibaStore, ClientRecord, DeliveryMode, RequestRecord, RequestStatus};
+use super::records::{
+    Batch, CibaStore, ClientRecord, DeliveryMode, Durability, RequestRecord, RequestStatus,
+};
 use super::{ciba_of, clients, now_secs, Ciba, OAuthError, PollState, Secret, B64URL};
 use crate::api::AppState;
 
@@ -344,14 +346,23 @@ async fn bc_authorize(
         // Before the request is visible: a decision made at once must find it.
         crate::notify::remember_auth_req_id(&c, &key, &auth_req_id);
     }
-    c.store.write(
-        &[
-            (key.clone(), CibaStore::encode(&record)?),
-            (format!("q/{request_id}"), hex::encode(hash).into_bytes()),
-            (format!("p/{approver_id}/{request_id}"), Vec::new()),
-        ],
-        &[],
-    )?;
+    // A new record under fresh random keys: no other change can race with it, so no lock.
+    let mut batch = Batch::new();
+    batch
+        .put_json(key.clone(), &record)?
+        .put(
+            CibaStore::public_id_key(&request_id),
+            hex::encode(hash).into_bytes(),
+        )
+        .put(
+            CibaStore::pending_key(&approver_id, &request_id),
+            Vec::new(),
+        )
+        .put(
+            CibaStore::expiry_key(record.statement.expires_at, &request_id),
+            hex::encode(hash).into_bytes(),
+        );
+    c.store.commit(batch, Durability::Sync).await?;
     tracing::info!(
         request_id = %request_id,
         client_id = %client.client_id,
@@ -376,19 +387,32 @@ async fn bc_authorize(
 }
 
 /// The token response for an approved request (CIBA section 10.1.1): access token and ID token.
-/// Marks the request's tokens as issued; fails if they already were.
-pub(crate) fn issue_tokens(
+/// Marks the request's tokens as issued (durably, before they are returned); fails if they
+/// already were.
+pub(crate) async fn issue_tokens(
     c: &Ciba,
     key: &str,
     auth_req_id: &Secret,
     client: &ClientRecord,
     with_at_hash: bool,
 ) -> Result<Value, OAuthError> {
-    let _g = c.store.lock();
-    let mut r: RequestRecord = c
+    let _g = c.store.lock(key).await;
+    let r: RequestRecord = c
         .store
         .get(key)?
         .ok_or_else(|| OAuthError::bad("invalid_grant", "unknown auth_req_id"))?;
+    issue_tokens_locked(c, key, r, auth_req_id, client, with_at_hash).await
+}
+
+/// [`issue_tokens`] for a caller that holds the record's lock and read `r` under it.
+async fn issue_tokens_locked(
+    c: &Ciba,
+    key: &str,
+    mut r: RequestRecord,
+    auth_req_id: &Secret,
+    client: &ClientRecord,
+    with_at_hash: bool,
+) -> Result<Value, OAuthError> {
     let d = match (&r.status, &r.decision) {
         (RequestStatus::Approved, Some(d)) => d.clone(),
         _ => {
@@ -449,7 +473,7 @@ pub(crate) fn issue_tokens(
     }
     let id_token = c.keys.sign("JWT", &id)?;
     r.token_issued = true;
-    c.store.put(key, &r)?;
+    c.store.put(key, &r).await?;
     tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
     Ok(json!({
         "access_token": access_token,
@@ -489,6 +513,8 @@ async fn token(
         .ok_or_else(|| OAuthError::invalid_request("auth_req_id is required"))?;
     let key = CibaStore::request_key(&auth_req_id.sha256());
     let invalid = || OAuthError::bad("invalid_grant", "auth_req_id is unknown or not yours");
+    // Read under the record's lock: an approved request's tokens are issued from this read.
+    let _g = c.store.lock(&key).await;
     let r: RequestRecord = c.store.get(&key)?.ok_or_else(invalid)?;
     if r.statement.client_id != client.client_id {
         return Err(invalid());
@@ -502,8 +528,9 @@ async fn token(
     let now = now_secs();
     match r.status {
         RequestStatus::Approved => {
-            let body = issue_tokens(&c, &key, &auth_req_id, &client, false)?;
-            forget_poll(&c, &r.request_id);
+            let request_id = r.request_id.clone();
+            let body = issue_tokens_locked(&c, &key, r, &auth_req_id, &client, false).await?;
+            forget_poll(&c, &request_id);
             Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
         }
         RequestStatus::Denied => Err(OAuthError::bad(
@@ -516,7 +543,7 @@ async fn token(
             // (plus the longest a decision can take) it reads as expired. Fails closed.
             let deadline = match r.status {
                 RequestStatus::Pending => r.statement.expires_at,
-                _ => r.statement.expires_at + 60,
+                _ => r.statement.expires_at + super::cleanup::DECIDING_GRACE_SECS,
             };
             if now >= deadline {
                 return Err(expired());

@@ -12,6 +12,7 @@
 //! read/write primitives; the verifier crate does every statement, WebAuthn and proof check.
 
 pub mod admin_api;
+pub mod cleanup;
 pub mod cli;
 pub mod clients;
 pub mod endpoints;
@@ -127,6 +128,11 @@ pub struct CibaConfig {
     pub delivery_attempts: u32,
     /// Delay before the first retry; doubled for each further one.
     pub delivery_backoff: Duration,
+    /// How long a request's records (and so its token and evidence) are kept after it expired,
+    /// in seconds ([`cleanup`]).
+    pub request_retention_secs: u64,
+    /// How often old requests are cleaned up.
+    pub cleanup_interval: Duration,
 }
 
 impl CibaConfig {
@@ -150,6 +156,8 @@ impl CibaConfig {
             smtp_from: "countersign@localhost".into(),
             delivery_attempts: 5,
             delivery_backoff: Duration::from_millis(500),
+            request_retention_secs: 24 * 3600,
+            cleanup_interval: Duration::from_secs(60),
         }
     }
 
@@ -209,6 +217,14 @@ pub struct CibaArgs {
         default_value = "countersign@localhost"
     )]
     pub smtp_from: String,
+    /// Seconds a request's records are kept after it expired: until then its token can be
+    /// fetched and its evidence bundle downloaded (GET /v1/evidence/AUTH_REQ_ID); then they
+    /// are deleted (the log's entries stay).
+    #[arg(long, env = "COUNTERSIGN_REQUEST_RETENTION", default_value_t = 86400)]
+    pub request_retention: u64,
+    /// Seconds between two clean-ups of old requests.
+    #[arg(long, env = "COUNTERSIGN_CLEANUP_INTERVAL", default_value_t = 60)]
+    pub cleanup_interval: u64,
 }
 
 impl CibaArgs {
@@ -257,6 +273,8 @@ impl CibaArgs {
         c.webhook_secret = self.webhook_secret.clone().map(Secret::new);
         c.smtp_url = self.smtp_url.clone().map(Secret::new);
         c.smtp_from = self.smtp_from.clone();
+        c.request_retention_secs = self.request_retention;
+        c.cleanup_interval = Duration::from_secs(self.cleanup_interval.max(1));
         if c.webhook_url.is_some() != c.webhook_secret.is_some() {
             return Err(InitError(
                 "--webhook-url and --webhook-secret go together".into(),
@@ -313,7 +331,8 @@ impl std::fmt::Debug for Ciba {
 impl Ciba {
     /// Opens the front end on a started log (token keys are created on first start).
     pub fn new(state: &AppState, config: CibaConfig) -> Result<Arc<Ciba>, InitError> {
-        let store = CibaStore::new(state.log.store().clone());
+        let store =
+            CibaStore::new(state.log.store().clone()).map_err(|e| InitError(e.to_string()))?;
         let keys = tokens::KeySet::load_or_create(&store).map_err(|e| InitError(e.to_string()))?;
         let (events, _) = broadcast::channel(256);
         let http = reqwest::Client::builder()
@@ -322,7 +341,7 @@ impl Ciba {
             .build()
             .map_err(|e| InitError(format!("http client: {e}")))?;
         let mailer = crate::notify::Mailer::new(&config)?;
-        Ok(Arc::new(Ciba {
+        let ciba = Arc::new(Ciba {
             config,
             store,
             keys,
@@ -334,7 +353,9 @@ impl Ciba {
             pending_ids: Mutex::new(HashMap::new()),
             http,
             mailer,
-        }))
+        });
+        cleanup::start(&ciba);
+        Ok(ciba)
     }
 
     /// Tells the live inbox that a request changed.

@@ -10,12 +10,22 @@
 //! | `q/<request_id>` | hex SHA-256 of its auth_req_id |
 //! | `p/<approver_id>/<request_id>` | empty: the approver's open requests |
 //! | `k/<kid>` | token signing key seed (hex) |
+//! | `x/<expires_at, 16 hex digits>/<request_id>` | hex SHA-256 of its auth_req_id (clean-up index) |
+//! | `v/x-index` | marker: every request has its `x/` key |
 //!
 //! Only hashes of `auth_req_id`s and link tokens are keys, so the store alone does not let
-//! anyone redeem a request or a link. Read-modify-write goes through one mutex: records are
-//! small and writes are synced, so the lock is held for one fsync at most.
+//! anyone redeem a request or a link.
+//!
+//! Concurrency: a read-modify-write of a record holds that record's lock ([`CibaStore::lock`],
+//! one of [`LOCK_STRIPES`] async mutexes chosen by hashing the key) from its read until its
+//! write is applied, so two changes of one record are serialised while changes of different
+//! records run side by side. Writes never block the caller's thread: they go to one writer
+//! thread, which merges whatever was submitted meanwhile into one RocksDB write batch with one
+//! fsync (group commit), and answers each submitter once its changes are durable.
 
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use countersign_verifier::Statement;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -25,6 +35,12 @@ use crate::storage::{StorageError, Store};
 
 /// Column family of the approval front end.
 pub const CF_CIBA: &str = "ciba";
+/// Prefix of the approvers' pending indexes (`p/<approver_id>/<request_id>`).
+pub const PENDING_PREFIX: &str = "p/";
+/// Prefix of the clean-up index (`x/<expires_at, 16 hex digits>/<request_id>`).
+pub const EXPIRY_PREFIX: &str = "x/";
+/// Marker written once every request has its clean-up index key.
+pub const EXPIRY_INDEX_MARKER: &str = "v/x-index";
 
 /// Token delivery mode (CIBA section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -174,38 +190,404 @@ pub struct RequestRecord {
     pub token_issued: bool,
 }
 
+/// Number of record locks. Keys are spread over them by hash, so unrelated records rarely share
+/// one, and a lock is only ever held for one record's read-modify-write.
+pub const LOCK_STRIPES: usize = 1024;
+/// Most submitted writes merged into one RocksDB write.
+const MAX_GROUP: usize = 512;
+
+/// When a write must be on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced (fsync) before the write is answered.
+    Sync,
+    /// Applied (visible to every reader) before the write is answered, and on disk with the next
+    /// synced write to the same database: the database has one write-ahead log, written in
+    /// order, and a synced write syncs everything written before it. For changes that need not
+    /// survive a crash on their own (stale index keys, clean-up), or that a synced write made
+    /// right after them covers (the claim of a request before its decision is logged).
+    Deferred,
+}
+
+/// Changes applied together, in order: puts and deletions.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Stores a raw value.
+    pub fn put(&mut self, key: impl Into<String>, value: Vec<u8>) -> &mut Self {
+        self.ops.push((key.into(), Some(value)));
+        self
+    }
+
+    /// Stores a JSON record.
+    pub fn put_json<T: Serialize>(
+        &mut self,
+        key: impl Into<String>,
+        v: &T,
+    ) -> Result<&mut Self, StorageError> {
+        let value = enc(v)?;
+        Ok(self.put(key, value))
+    }
+
+    /// Deletes a key.
+    pub fn delete(&mut self, key: impl Into<String>) -> &mut Self {
+        self.ops.push((key.into(), None));
+        self
+    }
+
+    /// Whether the batch holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), StorageError>>;
+
+/// A submitted write.
+struct Job {
+    ops: Vec<(String, Option<Vec<u8>>)>,
+    sync: bool,
+    reply: Option<Reply>,
+}
+
+/// Counters of the group-commit writer.
+#[derive(Debug, Default)]
+struct WriteStats {
+    jobs: AtomicU64,
+    writes: AtomicU64,
+    synced_writes: AtomicU64,
+}
+
+/// What the writer did so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Writes submitted (and answered).
+    pub submitted: u64,
+    /// RocksDB write batches made from them.
+    pub batches: u64,
+    /// Of which synced (one fsync each).
+    pub synced_batches: u64,
+}
+
+/// The `p/` keys (each approver's open requests) in memory, so that reading an inbox is a map
+/// lookup rather than a scan over the deletion markers every decided request leaves behind.
+/// Loaded at start; kept in step by [`CibaStore::commit`], which applies the `p/` puts and
+/// deletions of every batch once the batch is written.
+#[derive(Debug, Default)]
+struct PendingIndex(std::sync::Mutex<HashMap<String, BTreeSet<String>>>);
+
+impl PendingIndex {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Applies the `p/` changes among `ops`.
+    fn apply(&self, ops: &[(String, Option<Vec<u8>>)]) {
+        let mut changes = ops.iter().filter_map(|(k, v)| {
+            let (approver, request) = k.strip_prefix(PENDING_PREFIX)?.rsplit_once('/')?;
+            Some((approver, request, v.is_some()))
+        });
+        let Some(first) = changes.next() else {
+            return;
+        };
+        let mut map = self.map();
+        for (approver, request, put) in std::iter::once(first).chain(changes) {
+            if put {
+                map.entry(approver.to_owned())
+                    .or_default()
+                    .insert(request.to_owned());
+            } else if let Some(set) = map.get_mut(approver) {
+                set.remove(request);
+                if set.is_empty() {
+                    map.remove(approver);
+                }
+            }
+        }
+    }
+}
+
 /// Typed access to the `ciba` column family.
-#[derive(Debug)]
 pub struct CibaStore {
     store: Store,
-    lock: Mutex<()>,
+    pending: PendingIndex,
+    locks: Box<[tokio::sync::Mutex<()>]>,
+    tx: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<WriteStats>,
+}
+
+impl std::fmt::Debug for CibaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CibaStore")
+            .field("writer", &self.writer_stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CibaStore {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer once it has answered everything submitted;
+        // joining it releases its handle on the database before our owner reopens it.
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        let s = self.writer_stats();
+        tracing::info!(
+            submitted = s.submitted,
+            batches = s.batches,
+            synced_batches = s.synced_batches,
+            "approval store closed"
+        );
+    }
+}
+
+/// The writer thread: takes every write submitted meanwhile, applies them as one batch (synced
+/// if any of them must be), and answers each.
+fn writer_loop(store: Store, rx: mpsc::Receiver<Job>, stats: Arc<WriteStats>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let sync = jobs.iter().any(|j| j.sync);
+        let result = store.cf(CF_CIBA).and_then(|cf| {
+            let mut wb = rocksdb::WriteBatch::default();
+            for (k, v) in jobs.iter().flat_map(|j| &j.ops) {
+                match v {
+                    Some(v) => wb.put_cf(cf, k.as_bytes(), v),
+                    None => wb.delete_cf(cf, k.as_bytes()),
+                }
+            }
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(sync);
+            store.db().write_opt(wb, &wo).map_err(StorageError::from)
+        });
+        stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        stats.writes.fetch_add(1, Ordering::Relaxed);
+        if sync {
+            stats.synced_writes.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, writes = jobs.len(), "approval store write failed");
+        }
+        for j in jobs {
+            if let Some(reply) = j.reply {
+                // A submitter that stopped waiting is not an error.
+                let _ = reply.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StorageError(e.0.clone())),
+                });
+            }
+        }
+    }
+}
+
+/// FNV-1a of a key: its lock stripe.
+fn stripe_of(key: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % LOCK_STRIPES as u64) as usize
+}
+
+/// The smallest key above every key that starts with `prefix` (None: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(v).map_err(|e| StorageError(format!("encoding a record: {e}")))
 }
 
+/// A held record lock.
+pub type RecordGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
 impl CibaStore {
-    /// Wraps the log's store.
-    pub fn new(store: Store) -> Self {
-        CibaStore {
+    /// Wraps the log's store and starts the writer thread.
+    pub fn new(store: Store) -> Result<Self, StorageError> {
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(WriteStats::default());
+        let writer = std::thread::Builder::new()
+            .name("ciba-writer".into())
+            .spawn({
+                let (store, stats) = (store.clone(), stats.clone());
+                move || writer_loop(store, rx, stats)
+            })
+            .map_err(|e| StorageError(format!("starting the approval store writer: {e}")))?;
+        let pending = PendingIndex::default();
+        let cf = store.cf(CF_CIBA)?;
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(prefix_end(PENDING_PREFIX.as_bytes()).unwrap_or_default());
+        let mut loaded = Vec::new();
+        for item in store.db().iterator_cf_opt(
+            cf,
+            ro,
+            rocksdb::IteratorMode::From(PENDING_PREFIX.as_bytes(), rocksdb::Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            loaded.push((String::from_utf8_lossy(&k).into_owned(), Some(Vec::new())));
+        }
+        pending.apply(&loaded);
+        Ok(CibaStore {
             store,
-            lock: Mutex::new(()),
+            pending,
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            tx: Some(tx),
+            writer: Some(writer),
+            stats,
+        })
+    }
+
+    /// Holds the lock of record `key` for a read-modify-write: read after taking it, and keep
+    /// it until the write is applied (awaited). Take no second lock while holding one; use
+    /// [`CibaStore::lock_all`] for several records.
+    pub async fn lock(&self, key: &str) -> RecordGuard<'_> {
+        self.locks[stripe_of(key)].lock().await
+    }
+
+    /// Holds the locks of several records, taken in one global order so that two callers
+    /// cannot deadlock.
+    pub async fn lock_all(&self, keys: &[&str]) -> Vec<RecordGuard<'_>> {
+        let mut stripes: Vec<usize> = keys.iter().map(|k| stripe_of(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut out = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            out.push(self.locks[s].lock().await);
+        }
+        out
+    }
+
+    /// Applies `batch` atomically through the writer; returns once it is applied and, for
+    /// [`Durability::Sync`], on disk.
+    pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let pending: Vec<(String, Option<Vec<u8>>)> = batch
+            .ops
+            .iter()
+            .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|_| Vec::new())))
+            .collect();
+        self.submit(Job {
+            ops: batch.ops,
+            sync: durability == Durability::Sync,
+            reply: Some(reply),
+        })?;
+        rx.await
+            .map_err(|_| StorageError("the approval store writer stopped".into()))??;
+        self.pending.apply(&pending);
+        Ok(())
+    }
+
+    /// Submits `batch` ([`Durability::Deferred`]) without waiting for it: for changes nobody
+    /// waits on, such as dropping stale index keys.
+    pub fn commit_in_background(&self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.pending.apply(&batch.ops);
+        let job = Job {
+            ops: batch.ops,
+            sync: false,
+            reply: None,
+        };
+        if let Err(e) = self.submit(job) {
+            tracing::warn!(error = %e, "background write dropped");
         }
     }
 
-    /// Holds the read-modify-write lock.
-    pub fn lock(&self) -> MutexGuard<'_, ()> {
-        match self.lock.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+    fn submit(&self, job: Job) -> Result<(), StorageError> {
+        self.tx
+            .as_ref()
+            .ok_or_else(|| StorageError("the approval store is closed".into()))?
+            .send(job)
+            .map_err(|_| StorageError("the approval store writer stopped".into()))
+    }
+
+    /// Writes records and deletions in one synced batch.
+    pub async fn write(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+    ) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        for (k, v) in puts {
+            b.put(k.clone(), v.clone());
+        }
+        for k in deletes {
+            b.delete(k.clone());
+        }
+        self.commit(b, Durability::Sync).await
+    }
+
+    /// Writes one JSON record, synced.
+    pub async fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        b.put_json(key, v)?;
+        self.commit(b, Durability::Sync).await
+    }
+
+    /// Writes one JSON record, synced, on the calling thread (start-up, or a thread that may
+    /// block).
+    pub fn put_blocking<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+        let cf = self.store.cf(CF_CIBA)?;
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.put_cf(cf, key.as_bytes(), enc(v)?);
+        self.store.write_sync(wb)
+    }
+
+    /// What the writer did so far; `submitted / synced_batches` is how many writes one fsync
+    /// carried.
+    pub fn writer_stats(&self) -> WriterStats {
+        let s = &self.stats;
+        WriterStats {
+            submitted: s.jobs.load(Ordering::Relaxed),
+            batches: s.writes.load(Ordering::Relaxed),
+            synced_batches: s.synced_writes.load(Ordering::Relaxed),
         }
     }
 
     /// Reads a JSON record.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        let cf = self.store.cf(CF_CIBA)?;
+        // Parsed straight from RocksDB's pinned block or memtable copy: no intermediate Vec.
         self.store
-            .get(CF_CIBA, key.as_bytes())?
+            .db()
+            .get_pinned_cf(cf, key.as_bytes())?
             .map(|v| {
                 serde_json::from_slice(&v)
                     .map_err(|e| StorageError(format!("record {key:?} is corrupt: {e}")))
@@ -218,28 +600,6 @@ impl CibaStore {
         self.store.get(CF_CIBA, key.as_bytes())
     }
 
-    /// Writes records and deletions in one synced batch.
-    pub fn write(
-        &self,
-        puts: &[(String, Vec<u8>)],
-        deletes: &[String],
-    ) -> Result<(), StorageError> {
-        let cf = self.store.cf(CF_CIBA)?;
-        let mut wb = rocksdb::WriteBatch::default();
-        for (k, v) in puts {
-            wb.put_cf(cf, k.as_bytes(), v);
-        }
-        for k in deletes {
-            wb.delete_cf(cf, k.as_bytes());
-        }
-        self.store.write_sync(wb)
-    }
-
-    /// Writes one JSON record.
-    pub fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
-        self.write(&[(key.to_owned(), enc(v)?)], &[])
-    }
-
     /// Encodes a record for [`CibaStore::write`].
     pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
         enc(v)
@@ -247,18 +607,40 @@ impl CibaStore {
 
     /// Keys and values under `prefix`, at most `limit`.
     pub fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let end = prefix_end(prefix.as_bytes());
+        self.scan_range(prefix.as_bytes(), end.as_deref(), limit)
+    }
+
+    /// Keys and values in `[start, end)` (to the end of the column family without `end`), at
+    /// most `limit`, in key order.
+    pub fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let cf = self.store.cf(CF_CIBA)?;
+        let mut ro = rocksdb::ReadOptions::default();
+        // The bound keeps the iterator from stepping over the deletion markers of keys beyond
+        // the range (finished requests leave many) looking for the next live key.
+        if let Some(end) = end {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
         let mut out = Vec::new();
-        let iter = self.store.db().iterator_cf(
+        if limit == 0 {
+            return Ok(out);
+        }
+        let iter = self.store.db().iterator_cf_opt(
             cf,
-            rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward),
+            ro,
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
         );
         for item in iter {
             let (k, v) = item?;
-            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.into_vec()));
+            if out.len() >= limit {
                 break;
             }
-            out.push((String::from_utf8_lossy(&k).into_owned(), v.into_vec()));
         }
         Ok(out)
     }
@@ -266,6 +648,36 @@ impl CibaStore {
     /// Key of a request record.
     pub fn request_key(auth_req_hash: &[u8; 32]) -> String {
         format!("r/{}", hex::encode(auth_req_hash))
+    }
+
+    /// Key of a request's public id.
+    pub fn public_id_key(request_id: &str) -> String {
+        format!("q/{request_id}")
+    }
+
+    /// Key of an open request in its approver's pending index.
+    pub fn pending_key(approver_id: &str, request_id: &str) -> String {
+        format!("{PENDING_PREFIX}{approver_id}/{request_id}")
+    }
+
+    /// The ids of an approver's open requests (at most `limit`, in id order) with their `p/`
+    /// keys, from memory.
+    pub fn pending_of(&self, approver_id: &str, limit: usize) -> Vec<(String, String)> {
+        self.pending
+            .map()
+            .get(approver_id)
+            .map(|set| {
+                set.iter()
+                    .take(limit)
+                    .map(|rid| (Self::pending_key(approver_id, rid), rid.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Key of a request in the clean-up index: ordered by expiry.
+    pub fn expiry_key(expires_at: u64, request_id: &str) -> String {
+        format!("{EXPIRY_PREFIX}{expires_at:016x}/{request_id}")
     }
 
     /// The request with this public id, and its record key.

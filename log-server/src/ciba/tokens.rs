@@ -87,7 +87,7 @@ impl KeySet {
         // Strictly increasing creation times keep the order even within one millisecond.
         let last = self.read().last().map(|k| k.created_at).unwrap_or(0);
         let created_at = crate::sequencer::now_ms().max(last + 1);
-        store.put(
+        store.put_blocking(
             &format!("k/{kid}"),
             &json!({"seed": hex::encode(seed), "created_at": created_at}),
         )?;
@@ -187,7 +187,7 @@ mod tests {
     fn sign_verify_rotate() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::Store::open(dir.path()).unwrap();
-        let cs = CibaStore::new(store);
+        let cs = CibaStore::new(store).unwrap();
         let ks = KeySet::load_or_create(&cs).unwrap();
         let mut claims = Map::new();
         claims.insert("sub".into(), json!("apv"));
