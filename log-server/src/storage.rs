@@ -97,9 +97,8 @@ impl Store {
         // Every write is already fsynced by the WAL (sync=true); the default WAL recovery mode
         // (point in time) keeps everything that was acknowledged.
         opts.set_max_background_jobs(2);
-        // Larger memtables mean fewer flushes under append bursts; entries are ~1 KiB each.
-        opts.set_write_buffer_size(128 << 20);
-        opts.set_max_write_buffer_number(4);
+        // All memtables together stay under 512 MiB (the per-family sizes are set below).
+        opts.set_db_write_buffer_size(512 << 20);
         // The two index column families get a hash-bucketed memtable (below), which RocksDB
         // only supports without concurrent memtable writes. Writes are serialised by the
         // sequencer anyway, and RocksDB still groups concurrent synced writers into one fsync.
@@ -107,6 +106,11 @@ impl Store {
         let cache = rocksdb::Cache::new_lru_cache(64 << 20);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut o = Options::default();
+            // Up to four full memtables may wait for their flush before writes stall: with
+            // RocksDB's default of two, a burst of 1 KiB entries stopped all writes for seconds
+            // ("Stopping writes because we have 2 immutable memtables") while one flushed.
+            o.set_write_buffer_size(64 << 20);
+            o.set_max_write_buffer_number(5);
             if *name == CF_LEAF_INDEX || *name == CF_ASSERTIONS {
                 // Keys are SHA-256 outputs, inserted in random order and only ever read by
                 // exact key: a skip list per hash bucket (bucketed by the first 8 bytes) inserts
