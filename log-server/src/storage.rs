@@ -89,8 +89,11 @@ const NODE_CACHE_SLOTS: usize = 1 << 20;
 /// higher level, so the few upper nodes every proof needs are not pushed out by the many
 /// lower ones. Each slot has its own lock (uncontended: two readers rarely want one slot).
 struct NodeCache {
-    slots: Box<[std::sync::Mutex<Option<(u8, u64, Hash)>>]>,
+    slots: Box<[CacheSlot]>,
 }
+
+/// One slot: the node's level, index and hash, if it holds one.
+type CacheSlot = std::sync::Mutex<Option<(u8, u64, Hash)>>;
 
 impl NodeCache {
     fn new(slots: usize) -> Self {
@@ -101,7 +104,7 @@ impl NodeCache {
         }
     }
 
-    fn slot(&self, level: u8, index: u64) -> &std::sync::Mutex<Option<(u8, u64, Hash)>> {
+    fn slot(&self, level: u8, index: u64) -> &CacheSlot {
         // A multiplicative mix of the address; node addresses are not attacker-chosen beyond
         // "which proof", and a collision only costs a RocksDB read.
         let x = (index ^ (u64::from(level) << 58)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
