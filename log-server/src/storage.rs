@@ -300,6 +300,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Puts durable node hashes into the read cache (the upper levels only, as on reads).
+    pub fn cache_nodes(&self, nodes: &[(u8, u64, Hash)]) {
+        for &(level, index, h) in nodes {
+            if level >= CACHED_FROM_LEVEL {
+                self.nodes.insert(level, index, h);
+            }
+        }
+    }
+
     /// Raw concatenated node hashes `[start, end)` at `level` (a tile's contents).
     pub fn node_run(&self, level: u8, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
         let cf = self.cf(CF_HASHES)?;
