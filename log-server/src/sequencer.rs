@@ -404,6 +404,9 @@ fn recover(store: &Store, signer: &LogSigner) -> Result<(RootStack, String), Sto
     }
 }
 
+/// A node hash and its address (level, index).
+type Node = (u8, u64, Hash);
+
 /// What a batch decided and wrote, kept by the builder until the batch is durable so the next
 /// batches see it (dedup, replays, credential counters) before RocksDB does.
 #[derive(Default)]
@@ -427,7 +430,7 @@ struct Built {
     root: Hash,
     note: Option<(Arc<str>, u64)>,
     /// The batch's new node hashes, for the read cache once they are durable.
-    nodes: Vec<(u8, u64, Hash)>,
+    nodes: Vec<Node>,
 }
 
 enum ToWriter {
@@ -644,7 +647,7 @@ impl Sequencer {
         batch: &[AppendRequest],
         wb: &mut WriteBatch,
         cur: &mut Overlay,
-    ) -> Result<(RootStack, Vec<Outcome>, Vec<(u8, u64, Hash)>), StorageError> {
+    ) -> Result<(RootStack, Vec<Outcome>, Vec<Node>), StorageError> {
         let mut stack = self.stack.clone();
         let cf_entries = self.store.cf(CF_ENTRIES)?;
         let cf_hashes = self.store.cf(CF_HASHES)?;
@@ -679,7 +682,7 @@ impl Sequencer {
             .collect();
         // Node hashes are written level by level, so each level's keys reach the memtable in
         // ascending order (RocksDB's skip list then inserts each next to the previous one).
-        let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(batch.len() * 2);
+        let mut nodes: Vec<Node> = Vec::with_capacity(batch.len() * 2);
         let in_flight_leaf = |leaf: &Hash| self.in_flight.iter().find_map(|o| o.leaves.get(leaf));
         let in_flight_assertion =
             |k: &[u8; 32]| self.in_flight.iter().find_map(|o| o.assertions.get(k));
