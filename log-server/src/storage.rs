@@ -246,13 +246,41 @@ impl Store {
 
     /// The entries `[start, end)`, in order; fails if one is missing.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
-        let cf = self.cf(CF_ENTRIES)?;
-        let keys: Vec<_> = (start..end).map(|i| (cf, i.to_be_bytes())).collect();
-        self.db
-            .multi_get_cf(keys)
-            .into_iter()
-            .map(|r| r?.ok_or_else(|| StorageError("entry missing".into())))
-            .collect()
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        self.scan_run(
+            CF_ENTRIES,
+            &start.to_be_bytes(),
+            &end.to_be_bytes(),
+            |_, v| out.push(v.to_vec()),
+        )?;
+        if out.len() as u64 != end - start {
+            return Err(StorageError("entry missing".into()));
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` for every key in `[from, to)` of `cf`, in key order: a run of consecutive keys
+    /// (a tile's hashes, an entry bundle) is one seek and sequential reads, instead of one
+    /// lookup per key.
+    fn scan_run(
+        &self,
+        cf: &str,
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StorageError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(to.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek(from);
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                f(k, v);
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
     }
 
     /// The hash of the complete subtree at (`level`, `index`).
@@ -311,15 +339,22 @@ impl Store {
 
     /// Raw concatenated node hashes `[start, end)` at `level` (a tile's contents).
     pub fn node_run(&self, level: u8, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
-        let cf = self.cf(CF_HASHES)?;
-        let keys: Vec<_> = (start..end).map(|i| (cf, hash_key(level, i))).collect();
-        let mut out = Vec::with_capacity(keys.len() * 32);
-        for r in self.db.multi_get_cf(keys) {
-            let v = r?.ok_or_else(|| StorageError("node hash missing".into()))?;
-            if v.len() != 32 {
-                return Err(StorageError("node hash is not 32 bytes".into()));
-            }
-            out.extend_from_slice(&v);
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize * 32);
+        let mut bad = false;
+        self.scan_run(
+            CF_HASHES,
+            &hash_key(level, start),
+            &hash_key(level, end),
+            |_, v| {
+                bad |= v.len() != 32;
+                out.extend_from_slice(v);
+            },
+        )?;
+        if bad {
+            return Err(StorageError("node hash is not 32 bytes".into()));
+        }
+        if out.len() as u64 != (end - start) * 32 {
+            return Err(StorageError("node hash missing".into()));
         }
         Ok(out)
     }
