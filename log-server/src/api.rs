@@ -12,12 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use countersign_verifier::{leaf_hash, parse_decimal, Decision, Entry, Hash};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::admin;
 use crate::append::{DecisionRequest, EnrolmentRequest, LogHandle};
-use crate::proofs::{consistency_proof, inclusion_proof, ProofRequestError};
+use crate::proofs::{
+    consistency_proof, inclusion_proof, leaf_and_inclusion_proof, ProofRequestError,
+};
 use crate::sequencer::{now_ms, AppendError, Appended};
 use crate::storage::{StorageError, CF_META, META_ADMIN_HASH};
 use crate::tiles::{parse_tile_path, read_tile, TileRead};
@@ -217,8 +219,37 @@ fn hex_array<const N: usize>(name: &'static str, s: &str) -> ApiResult<[u8; N]> 
         .map_err(|_| ApiError::bad_request("invalid_request", format!("{name} must be {N} bytes")))
 }
 
-fn hexes(v: &[Hash]) -> Vec<String> {
-    v.iter().map(Hash::to_hex).collect()
+/// A hash serialised as lowercase hex without an intermediate `String`.
+struct HexHash<'a>(&'a Hash);
+
+impl Serialize for HexHash<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0.as_bytes(), &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+/// A list of hashes serialised as a JSON array of lowercase hex strings.
+struct HexList<'a>(&'a [Hash]);
+
+impl Serialize for HexList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(HexHash))
+    }
+}
+
+/// `GET /v1/log/proof/inclusion` and the answer to an append.
+#[derive(Serialize)]
+struct InclusionBody<'a> {
+    index: u64,
+    tree_size: u64,
+    leaf_hash: HexHash<'a>,
+    inclusion_proof: HexList<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    existing: Option<bool>,
 }
 
 async fn get_checkpoint(State(s): State<AppState>) -> Response {
@@ -292,14 +323,14 @@ fn appended_response(s: &AppState, a: Appended, started: Instant) -> ApiResult<R
     };
     Ok((
         status,
-        Json(json!({
-            "index": a.index,
-            "leaf_hash": a.leaf_hash.to_hex(),
-            "tree_size": a.tree_size,
-            "checkpoint": &*a.checkpoint,
-            "inclusion_proof": hexes(&proof),
-            "existing": a.existing,
-        })),
+        Json(InclusionBody {
+            index: a.index,
+            tree_size: a.tree_size,
+            leaf_hash: HexHash(&a.leaf_hash),
+            inclusion_proof: HexList(&proof),
+            checkpoint: Some(&a.checkpoint),
+            existing: Some(a.existing),
+        }),
     )
         .into_response())
 }
@@ -456,20 +487,23 @@ async fn get_inclusion(
         ));
     }
     // The stored level-0 node is the leaf hash: no need to read and hash the entry.
-    let leaf = store.node(0, index)?;
-    let proof = inclusion_proof(&store, index, tree_size)?;
-    let mut body = json!({
-        "index": index,
-        "tree_size": tree_size,
-        "leaf_hash": leaf.to_hex(),
-        "inclusion_proof": hexes(&proof),
-    });
-    if tree_size == published.size {
-        body["checkpoint"] = Value::String(published.note.to_string());
-    } else if let Some(note) = store.checkpoint(tree_size)? {
-        body["checkpoint"] = Value::String(note);
-    }
-    Ok(Json(body).into_response())
+    let (leaf, proof) = leaf_and_inclusion_proof(&store, index, tree_size)?;
+    let older;
+    let checkpoint = if tree_size == published.size {
+        Some(&*published.note)
+    } else {
+        older = store.checkpoint(tree_size)?;
+        older.as_deref()
+    };
+    Ok(Json(InclusionBody {
+        index,
+        tree_size,
+        leaf_hash: HexHash(&leaf),
+        inclusion_proof: HexList(&proof),
+        checkpoint,
+        existing: None,
+    })
+    .into_response())
 }
 
 async fn get_consistency(
@@ -496,7 +530,7 @@ async fn get_consistency(
     Ok(Json(json!({
         "first": first,
         "second": second,
-        "consistency_proof": hexes(&proof),
+        "consistency_proof": HexList(&proof),
     }))
     .into_response())
 }

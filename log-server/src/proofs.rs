@@ -22,16 +22,22 @@ impl From<StorageError> for ProofRequestError {
     }
 }
 
-fn hashes_of(store: &Store, ranges: &[LeafRange]) -> Result<Vec<Hash>, StorageError> {
+/// The hash of each range, reading all their subtrees in one lookup; `extra` node addresses
+/// are read in the same lookup and returned first.
+fn hashes_of(
+    store: &Store,
+    ranges: &[LeafRange],
+    extra: &[(u8, u64)],
+) -> Result<(Vec<Hash>, Vec<Hash>), StorageError> {
     let per_range: Vec<_> = ranges.iter().map(|r| r.subtrees()).collect();
-    let addrs: Vec<(u8, u64)> = per_range
+    let addrs: Vec<(u8, u64)> = extra
         .iter()
-        .flatten()
-        .map(|s| (s.level, s.index))
+        .copied()
+        .chain(per_range.iter().flatten().map(|s| (s.level, s.index)))
         .collect();
     let nodes = store.nodes(&addrs)?;
     let mut out = Vec::with_capacity(ranges.len());
-    let mut at = 0;
+    let mut at = extra.len();
     for subtrees in per_range {
         let end = at + subtrees.len();
         let h = fold_subtrees(&nodes[at..end])
@@ -39,7 +45,7 @@ fn hashes_of(store: &Store, ranges: &[LeafRange]) -> Result<Vec<Hash>, StorageEr
         out.push(h);
         at = end;
     }
-    Ok(out)
+    Ok((nodes[..extra.len()].to_vec(), out))
 }
 
 /// The inclusion proof of leaf `index` in the tree of `tree_size` leaves.
@@ -49,9 +55,24 @@ pub fn inclusion_proof(
     index: u64,
     tree_size: u64,
 ) -> Result<Vec<Hash>, ProofRequestError> {
+    Ok(leaf_and_inclusion_proof(store, index, tree_size)?.1)
+}
+
+/// The leaf hash of `index` (its stored level-0 node) and its inclusion proof in the tree of
+/// `tree_size` leaves, read together.
+pub fn leaf_and_inclusion_proof(
+    store: &Store,
+    index: u64,
+    tree_size: u64,
+) -> Result<(Hash, Vec<Hash>), ProofRequestError> {
     let ranges = inclusion_proof_ranges(index, tree_size)
         .map_err(|_| ProofRequestError::OutOfRange("index must be below tree_size"))?;
-    Ok(hashes_of(store, &ranges)?)
+    let (leaf, proof) = hashes_of(store, &ranges, &[(0, index)])?;
+    let leaf = leaf
+        .first()
+        .copied()
+        .ok_or_else(|| StorageError("leaf hash missing".into()))?;
+    Ok((leaf, proof))
 }
 
 /// The consistency proof from `first` to `second` leaves.
@@ -63,5 +84,5 @@ pub fn consistency_proof(
 ) -> Result<Vec<Hash>, ProofRequestError> {
     let ranges = consistency_proof_ranges(first, second)
         .map_err(|_| ProofRequestError::OutOfRange("first must not exceed second"))?;
-    Ok(hashes_of(store, &ranges)?)
+    Ok(hashes_of(store, &ranges, &[])?.1)
 }

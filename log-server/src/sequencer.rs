@@ -404,6 +404,9 @@ fn recover(store: &Store, signer: &LogSigner) -> Result<(RootStack, String), Sto
     }
 }
 
+/// A node hash and its address (level, index).
+type Node = (u8, u64, Hash);
+
 /// What a batch decided and wrote, kept by the builder until the batch is durable so the next
 /// batches see it (dedup, replays, credential counters) before RocksDB does.
 #[derive(Default)]
@@ -426,6 +429,8 @@ struct Built {
     size: u64,
     root: Hash,
     note: Option<(Arc<str>, u64)>,
+    /// The batch's new node hashes, for the read cache once they are durable.
+    nodes: Vec<Node>,
 }
 
 enum ToWriter {
@@ -538,7 +543,7 @@ impl Sequencer {
             ..Overlay::default()
         };
         let msg = match self.build(&requests, &mut wb, &mut overlay) {
-            Ok((stack, outcomes)) => {
+            Ok((stack, outcomes, nodes)) => {
                 let grew = stack.size() > self.stack.size();
                 let note = if grew {
                     match self.sign_into(&stack, &mut wb) {
@@ -560,6 +565,7 @@ impl Sequencer {
                     size: stack.size(),
                     root: stack.root(),
                     note,
+                    nodes,
                 };
                 if grew {
                     self.stack = stack;
@@ -641,7 +647,7 @@ impl Sequencer {
         batch: &[AppendRequest],
         wb: &mut WriteBatch,
         cur: &mut Overlay,
-    ) -> Result<(RootStack, Vec<Outcome>), StorageError> {
+    ) -> Result<(RootStack, Vec<Outcome>, Vec<Node>), StorageError> {
         let mut stack = self.stack.clone();
         let cf_entries = self.store.cf(CF_ENTRIES)?;
         let cf_hashes = self.store.cf(CF_HASHES)?;
@@ -676,7 +682,7 @@ impl Sequencer {
             .collect();
         // Node hashes are written level by level, so each level's keys reach the memtable in
         // ascending order (RocksDB's skip list then inserts each next to the previous one).
-        let mut nodes: Vec<(u8, u64, Hash)> = Vec::with_capacity(batch.len() * 2);
+        let mut nodes: Vec<Node> = Vec::with_capacity(batch.len() * 2);
         let in_flight_leaf = |leaf: &Hash| self.in_flight.iter().find_map(|o| o.leaves.get(leaf));
         let in_flight_assertion =
             |k: &[u8; 32]| self.in_flight.iter().find_map(|o| o.assertions.get(k));
@@ -788,7 +794,7 @@ impl Sequencer {
         for (level, i, h) in &nodes {
             wb.put_cf(cf_hashes, hash_key(*level, *i), h.as_bytes());
         }
-        Ok((stack, outcomes))
+        Ok((stack, outcomes, nodes))
     }
 }
 
@@ -831,6 +837,7 @@ impl Writer {
             size,
             root,
             note,
+            nodes,
         } = b;
         if self.shared.write_failed.load(Ordering::Acquire) {
             // Built on a batch that never became durable: nothing of it may be written.
@@ -865,6 +872,9 @@ impl Writer {
                     note: note.clone(),
                 });
                 self.shared.committed_batch.store(batch, Ordering::Release);
+                // Proofs for the new entries (in the answers below, and in the readers that
+                // follow the checkpoint) need these nodes first.
+                self.store.cache_nodes(&nodes);
                 self.metrics.tree_size.set(size as i64);
                 self.metrics.appended.inc_by(appended);
                 note

@@ -219,22 +219,30 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
         Some(p) => Some(Arc::new(Mutex::new(std::fs::File::create(p)?))),
         None => None,
     };
-    let url = format!("{base}/v1/log/decisions");
+    let authority = base
+        .strip_prefix("http://")
+        .context("append mode talks plain HTTP to a local server: give an http:// URL")?
+        .to_owned();
+    let auth = format!("Bearer {submitter}");
+    let mut conns = Vec::new();
+    for _ in 0..o.concurrency.max(1) {
+        conns.push(connect(&authority).await?);
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..o.concurrency.max(1) {
-        let (client, bodies, next, ack, url, token) = (
-            client.clone(),
+    for conn in conns {
+        let (bodies, next, ack, authority, auth) = (
             bodies.clone(),
             next.clone(),
             ack.clone(),
-            url.clone(),
-            submitter.clone(),
+            authority.clone(),
+            auth.clone(),
         );
         let rate = o.rate;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failed = 0usize;
+            let mut conn = Some(conn);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
@@ -243,16 +251,28 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
                     tokio::time::sleep_until(at.into()).await;
                 }
                 let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
+                if conn.is_none() {
+                    conn = connect(&authority).await.ok();
+                }
+                let resp = match conn.as_mut() {
+                    Some(c) => {
+                        request(
+                            c,
+                            &authority,
+                            "/v1/log/decisions",
+                            Some((&auth, body.clone())),
+                        )
+                        .await
+                    }
+                    None => Err(anyhow::anyhow!("cannot connect")),
+                };
                 let v = match resp {
-                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-                    _ => None,
+                    Ok(bytes) => serde_json::from_slice::<Value>(&bytes).ok(),
+                    Err(_) => {
+                        // The connection may be gone (server restarted): reconnect next time.
+                        conn = None;
+                        None
+                    }
                 };
                 match v {
                     Some(v) => {
@@ -324,11 +344,20 @@ pub async fn read(
     if size == 0 || (kind == ReadKind::Tiles && size < 256) {
         bail!("the log is too small to read from (size {size})");
     }
+    let authority = base
+        .strip_prefix("http://")
+        .context("read mode talks plain HTTP to a local server: give an http:// URL")?
+        .to_owned();
     let next = Arc::new(AtomicUsize::new(0));
+    // Connect every task first, so connection set-up is not timed.
+    let mut conns = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        conns.push(connect(&authority).await?);
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (client, base, next) = (client.clone(), base.clone(), next.clone());
+    for mut conn in conns {
+        let (authority, next) = (authority.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failed = 0usize;
@@ -337,38 +366,81 @@ pub async fn read(
                 let path = match kind {
                     ReadKind::Inclusion => {
                         let i = rng.gen_range(0..size);
-                        format!("{base}/v1/log/proof/inclusion?index={i}&tree_size={size}")
+                        format!("/v1/log/proof/inclusion?index={i}&tree_size={size}")
                     }
                     ReadKind::Tiles => {
                         let n = rng.gen_range(0..size / 256);
                         let which = if rng.gen_bool(0.5) { "0" } else { "entries" };
-                        format!(
-                            "{base}/tile/{which}/{}",
-                            countersign_log::tiles::format_index(n)
-                        )
+                        format!("/tile/{which}/{}", countersign_log::tiles::format_index(n))
                     }
                 };
                 let t = Instant::now();
-                let ok = match client.get(&path).send().await {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                if ok {
-                    lat.push(t.elapsed());
-                } else {
-                    failed += 1;
+                match request(&mut conn, &authority, &path, None).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(_) => {
+                        failed += 1;
+                        // The server may have closed the connection: open a new one.
+                        match connect(&authority).await {
+                            Ok(c) => conn = c,
+                            Err(e) => return Err(e),
+                        }
+                    }
                 }
             }
-            (lat, failed)
+            Ok((lat, failed))
         }));
     }
     let mut lat = Vec::new();
     let mut failed = 0;
     for t in tasks {
-        let (l, f) = t.await?;
+        let (l, f) = t.await??;
         lat.extend(l);
         failed += f;
     }
     let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
     Ok((rate, summarise(&mut lat), failed, size))
+}
+
+type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
+
+/// One HTTP/1.1 keep-alive connection to `authority` (`host:port`), driven by its own task.
+async fn connect(authority: &str) -> anyhow::Result<Conn> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .with_context(|| format!("connecting to {authority}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// `GET path` on `conn`, or a JSON `POST` with a bearer token when `post` is given; the body of
+/// a 2xx answer, else an error.
+async fn request(
+    conn: &mut Conn,
+    authority: &str,
+    path: &str,
+    post: Option<(&str, Vec<u8>)>,
+) -> anyhow::Result<hyper::body::Bytes> {
+    use http_body_util::BodyExt;
+    conn.ready().await?;
+    let req = hyper::Request::builder()
+        .uri(path)
+        .header(hyper::header::HOST, authority);
+    let req = match post {
+        Some((auth, body)) => req
+            .method(hyper::Method::POST)
+            .header(hyper::header::AUTHORIZATION, auth)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?,
+        None => req.body(http_body_util::Full::default())?,
+    };
+    let resp = conn.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("{path}: HTTP {status}");
+    }
+    Ok(body)
 }
