@@ -139,7 +139,7 @@ async fn by_auth_req_id(
     if !creds.contains_key("client_assertion") {
         creds.clear();
     }
-    let client = clients::authenticate_with(c, &headers, &creds, false)?;
+    let client = clients::authenticate_with(c, &headers, &creds, false).await?;
     if auth_req_id.len() > 256 {
         return Err(not_found());
     }

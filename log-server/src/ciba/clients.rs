@@ -36,12 +36,27 @@ pub fn hash_secret(secret: &Secret, generated: bool) -> Result<String, StorageEr
 /// Remembers, per client, the SHA-256 of the last secret that passed argon2: a client polling
 /// every few seconds must not cost 20 MiB and tens of milliseconds of argon2 each time. The
 /// cache holds only a hash, compared in constant time, and is dropped when a client changes.
-#[derive(Default)]
 pub struct SecretCache(
     Mutex<HashMap<String, ([u8; 32], String)>>,
     /// `client_id \0 jti` of client assertions seen, with their expiry (replay protection).
     Mutex<HashMap<String, u64>>,
+    /// Argon2 verifications allowed at once (each takes about 20 MiB and tens of milliseconds
+    /// of a core); more wait, and then usually find the secret cached by the one before them.
+    tokio::sync::Semaphore,
 );
+
+/// Argon2 verifications run at once (one per core of the machine this was tuned on).
+const ARGON2_AT_ONCE: usize = 2;
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        SecretCache(
+            Mutex::default(),
+            Mutex::default(),
+            tokio::sync::Semaphore::new(ARGON2_AT_ONCE),
+        )
+    }
+}
 
 impl SecretCache {
     fn check(&self, client_id: &str, stored: &str, presented: &[u8; 32]) -> bool {
@@ -70,6 +85,40 @@ impl SecretCache {
             m.remove(client_id);
         }
     }
+}
+
+/// [`verify_secret`] for the async handlers: a cache miss runs argon2 on the blocking pool
+/// (never on an async worker, where tens of milliseconds would stall every request queued
+/// behind it), at most [`ARGON2_AT_ONCE`] at a time.
+pub async fn verify_secret_async(
+    ciba: &std::sync::Arc<super::Ciba>,
+    client: &ClientRecord,
+    presented: &Secret,
+) -> bool {
+    let quick = |c: &super::Ciba| {
+        let stored = &client.secret_hash;
+        let digest = presented.sha256();
+        if let Some(h) = stored.strip_prefix("sha256:") {
+            return Some(hex::decode(h).is_ok_and(|h| bool::from(h.as_slice().ct_eq(&digest))));
+        }
+        c.secret_cache
+            .check(&client.client_id, stored, &digest)
+            .then_some(true)
+    };
+    if let Some(ok) = quick(ciba) {
+        return ok;
+    }
+    let Ok(_permit) = ciba.secret_cache.2.acquire().await else {
+        return false;
+    };
+    // Whoever held the permit before may just have verified this very secret.
+    if let Some(ok) = quick(ciba) {
+        return ok;
+    }
+    let (c, client, presented) = (ciba.clone(), client.clone(), presented.clone());
+    tokio::task::spawn_blocking(move || verify_secret(&c.secret_cache, &client, &presented))
+        .await
+        .unwrap_or(false)
 }
 
 /// Whether `presented` is the client's secret; constant time in the secret.
@@ -188,18 +237,18 @@ pub fn presented(
 
 /// Authenticates the client of a request; every failure is the same `invalid_client` so the
 /// answer does not tell which ids exist.
-pub fn authenticate(
-    ciba: &super::Ciba,
+pub async fn authenticate(
+    ciba: &std::sync::Arc<super::Ciba>,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<ClientRecord, OAuthError> {
-    authenticate_with(ciba, headers, form, true)
+    authenticate_with(ciba, headers, form, true).await
 }
 
 /// Like [`authenticate`]; `strict_method` false lets a `client_secret_post` client use HTTP
 /// Basic where no form body exists (GET of its evidence).
-pub fn authenticate_with(
-    ciba: &super::Ciba,
+pub async fn authenticate_with(
+    ciba: &std::sync::Arc<super::Ciba>,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
     strict_method: bool,
@@ -232,7 +281,7 @@ pub fn authenticate_with(
         && if is_jwt(p.method) {
             verify_client_assertion(ciba, &client, p.secret.expose())
         } else {
-            verify_secret(&ciba.secret_cache, &client, &p.secret)
+            verify_secret_async(ciba, &client, &p.secret).await
         };
     if !ok {
         tracing::info!(client_id = %p.client_id, "client authentication failed");

@@ -205,7 +205,7 @@ async fn bc_authorize(
     let started = Instant::now();
     let c = ciba_of(&s)?.clone();
     let form = parse_form(&headers, body)?;
-    let client = clients::authenticate(&c, &headers, &form)?;
+    let client = clients::authenticate(&c, &headers, &form).await?;
 
     if form.contains_key("request") {
         return Err(OAuthError::invalid_request(
@@ -492,7 +492,7 @@ async fn token(
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?.clone();
     let form = parse_form(&headers, body)?;
-    let client = clients::authenticate(&c, &headers, &form)?;
+    let client = clients::authenticate(&c, &headers, &form).await?;
     let grant = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
