@@ -127,8 +127,8 @@ struct Ctx {
     base: String,
     origin: String,
     http: reqwest::Client,
-    client_id: String,
-    secret: String,
+    /// `Basic base64(client_id:secret)`.
+    basic: String,
 }
 
 async fn enrol_and_sign_in(
@@ -236,33 +236,137 @@ enum Outcome {
     Denied,
 }
 
+/// One HTTP/1.1 keep-alive connection (plain hyper, no pool): what a worker's requests go
+/// through in the timed phase, so that the generator spends as little of the shared CPU per
+/// request as it can (reqwest's pool costs about as much per request as the server's handling).
+struct Conn {
+    authority: String,
+    prefix: String,
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+}
+
+impl Conn {
+    async fn connect(base: &str) -> anyhow::Result<Conn> {
+        let rest = base
+            .strip_prefix("http://")
+            .context("the flow generator speaks plain http:// only")?;
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("connecting to {authority}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Conn {
+            authority: authority.to_owned(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            sender,
+        })
+    }
+
+    /// Sends a request; the status and the whole body.
+    async fn send(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<(u16, hyper::body::Bytes)> {
+        use http_body_util::BodyExt;
+        self.sender.ready().await?;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.prefix))
+            .header(hyper::header::HOST, &self.authority);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = match body {
+            Some((content_type, b)) => req
+                .header(hyper::header::CONTENT_TYPE, content_type)
+                .body(http_body_util::Full::new(hyper::body::Bytes::from(b)))?,
+            None => req.body(http_body_util::Full::default())?,
+        };
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.into_body().collect().await?.to_bytes()))
+    }
+
+    /// A request answered with JSON (`null` when the body is not JSON).
+    async fn json(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let (st, b) = self.send(method, path, headers, body).await?;
+        Ok((st, serde_json::from_slice(&b).unwrap_or(Value::Null)))
+    }
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        for (j, s) in [k, v].into_iter().enumerate() {
+            if j > 0 {
+                out.push(b'=');
+            }
+            for b in s.bytes() {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                        out.push(b)
+                    }
+                    b' ' => out.push(b'+'),
+                    _ => out.extend_from_slice(format!("%{b:02X}").as_bytes()),
+                }
+            }
+        }
+    }
+    out
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
 /// One complete flow; returns the outcome, the flow latency and the `/bc-authorize` latency.
 async fn one_flow(
     ctx: &Ctx,
+    conn: &mut Conn,
     ap: &mut Approver,
     i: usize,
     deny: bool,
     evidence_dir: Option<&PathBuf>,
 ) -> anyhow::Result<(Outcome, Duration, Duration)> {
-    let base = &ctx.base;
+    use hyper::Method;
     let binding = format!("Bench flow {i}");
+    let client_auth = [("authorization", ctx.basic.as_str())];
     let t0 = Instant::now();
-    let r = ctx
-        .http
-        .post(format!("{base}/bc-authorize"))
-        .basic_auth(&ctx.client_id, Some(&ctx.secret))
-        .form(&[
-            ("scope", "openid payments"),
-            ("login_hint", ap.id.as_str()),
-            ("binding_message", binding.as_str()),
-            (
-                "authorization_details",
-                r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
-            ),
-        ])
-        .send()
+    let body = form(&[
+        ("scope", "openid payments"),
+        ("login_hint", ap.id.as_str()),
+        ("binding_message", binding.as_str()),
+        (
+            "authorization_details",
+            r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
+        ),
+    ]);
+    let (st, v) = conn
+        .json(
+            Method::POST,
+            "/bc-authorize",
+            &client_auth,
+            Some((FORM, body)),
+        )
         .await?;
-    let (st, v) = json_of(r).await;
     let bc_lat = t0.elapsed();
     if st != 200 {
         bail!("/bc-authorize: {st} {v}");
@@ -274,14 +378,13 @@ async fn one_flow(
     let mut interval = v["interval"].as_u64().unwrap_or(5).max(1);
 
     // The approver finds the request in their inbox.
-    let session = Some((ap.cookie.as_str(), ap.csrf.as_str()));
-    let r = ctx
-        .http
-        .get(format!("{base}/v1/inbox"))
-        .header("cookie", &ap.cookie)
-        .send()
+    let session = [
+        ("cookie", ap.cookie.as_str()),
+        ("x-csrf-token", ap.csrf.as_str()),
+    ];
+    let (st, inbox) = conn
+        .json(Method::GET, "/v1/inbox", &session[..1], None)
         .await?;
-    let (st, inbox) = json_of(r).await;
     if st != 200 {
         bail!("/v1/inbox: {st} {inbox}");
     }
@@ -297,13 +400,14 @@ async fn one_flow(
 
     // Decide: the passkey signs nonce || SHA-256(statement), checked here before signing.
     let decision = if deny { "deny" } else { "approve" };
-    let (st, start) = post_json(
-        &ctx.http,
-        &format!("{base}/v1/requests/{request_id}/decide/start"),
-        session,
-        &json!({"decision": decision}),
-    )
-    .await?;
+    let (st, start) = conn
+        .json(
+            Method::POST,
+            &format!("/v1/requests/{request_id}/decide/start"),
+            &session,
+            Some((JSON, serde_json::to_vec(&json!({"decision": decision}))?)),
+        )
+        .await?;
     if st != 200 {
         bail!("decide/start: {st} {start}");
     }
@@ -323,32 +427,37 @@ async fn one_flow(
         .passkey
         .assert_with(&AssertOptions::new(&ch, &ctx.origin));
     let cred = ap.passkey.assertion_json(&a);
-    let (st, v) = post_json(
-        &ctx.http,
-        &format!("{base}/v1/requests/{request_id}/decide/finish"),
-        session,
-        &json!({"decision": decision, "credential": cred}),
-    )
-    .await?;
+    let (st, v) = conn
+        .json(
+            Method::POST,
+            &format!("/v1/requests/{request_id}/decide/finish"),
+            &session,
+            Some((
+                JSON,
+                serde_json::to_vec(&json!({"decision": decision, "credential": cred}))?,
+            )),
+        )
+        .await?;
     if st != 201 {
         bail!("decide/finish: {st} {v}");
     }
 
     // The agent polls for the token.
     let mut polls = 0;
+    let token_form = form(&[
+        ("grant_type", "urn:openid:params:grant-type:ciba"),
+        ("auth_req_id", auth_req_id.as_str()),
+    ]);
     let approved = loop {
         polls += 1;
-        let r = ctx
-            .http
-            .post(format!("{base}/token"))
-            .basic_auth(&ctx.client_id, Some(&ctx.secret))
-            .form(&[
-                ("grant_type", "urn:openid:params:grant-type:ciba"),
-                ("auth_req_id", auth_req_id.as_str()),
-            ])
-            .send()
+        let (st, v) = conn
+            .json(
+                Method::POST,
+                "/token",
+                &client_auth,
+                Some((FORM, token_form.clone())),
+            )
             .await?;
-        let (st, v) = json_of(r).await;
         match (st, v["error"].as_str()) {
             (200, _) if v["access_token"].is_string() => break true,
             (_, Some("access_denied")) => break false,
@@ -369,14 +478,14 @@ async fn one_flow(
         None => (None, false),
         Some(dir) => {
             let t = Instant::now();
-            let r = ctx
-                .http
-                .get(format!("{base}/v1/evidence/{auth_req_id}"))
-                .basic_auth(&ctx.client_id, Some(&ctx.secret))
-                .send()
+            let (st, body) = conn
+                .send(
+                    Method::GET,
+                    &format!("/v1/evidence/{auth_req_id}"),
+                    &client_auth,
+                    None,
+                )
                 .await?;
-            let st = r.status().as_u16();
-            let body = r.bytes().await?;
             let lat = t.elapsed();
             if st != 200 {
                 bail!("/v1/evidence: {st} {}", String::from_utf8_lossy(&body));
@@ -446,8 +555,10 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         origin: o.origin.clone().unwrap_or_else(|| url_origin(&base)),
         base,
         http,
-        client_id,
-        secret,
+        basic: format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"))
+        ),
     });
 
     // One approver per worker, enrolled and signed in concurrently.
@@ -464,10 +575,14 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         approvers.push(s.await??);
     }
     eprintln!(
-        "flow: client {} and {} enrolled, signed-in approvers ready",
-        ctx.client_id,
+        "flow: client {client_id} and {} enrolled, signed-in approvers ready",
         approvers.len()
     );
+    // One connection per worker, made before the timed phase.
+    let mut conns = Vec::with_capacity(approvers.len());
+    for _ in 0..approvers.len() {
+        conns.push(Conn::connect(&ctx.base).await?);
+    }
 
     // The ceiling, on an otherwise idle machine, just before the timed phase.
     let es256_per_sec =
@@ -477,7 +592,7 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
     let (count, deny_every) = (o.count, o.deny_every);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for mut ap in approvers {
+    for (mut ap, mut conn) in approvers.into_iter().zip(conns) {
         let (ctx, next, dir) = (ctx.clone(), next.clone(), o.evidence_dir.clone());
         tasks.push(tokio::spawn(async move {
             let mut t = Tally::default();
@@ -486,7 +601,8 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
                 if i >= count {
                     break;
                 }
-                match one_flow(&ctx, &mut ap, i, is_denied(i, deny_every), dir.as_ref()).await {
+                let deny = is_denied(i, deny_every);
+                match one_flow(&ctx, &mut conn, &mut ap, i, deny, dir.as_ref()).await {
                     Ok((outcome, flow, bc)) => {
                         t.flow.push(flow);
                         t.bc.push(bc);
@@ -562,6 +678,14 @@ mod tests {
         assert_eq!(
             url_origin("http://127.0.0.1:18095/x"),
             "http://127.0.0.1:18095"
+        );
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(
+            form(&[("a b", "[{\"x\":1}]"), ("k", "v-._*~")]),
+            b"a+b=%5B%7B%22x%22%3A1%7D%5D&k=v-._*%7E".to_vec()
         );
     }
 }
