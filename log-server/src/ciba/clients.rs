@@ -46,7 +46,7 @@ pub struct SecretCache(
 );
 
 /// Argon2 verifications run at once (one per core of the machine this was tuned on).
-const ARGON2_AT_ONCE: usize = 2;
+pub const ARGON2_AT_ONCE: usize = 2;
 
 impl Default for SecretCache {
     fn default() -> Self {
