@@ -242,7 +242,7 @@ enum Outcome {
 struct Conn {
     authority: String,
     prefix: String,
-    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    sender: super::http::Http1,
 }
 
 impl Conn {
@@ -254,13 +254,7 @@ impl Conn {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let stream = tokio::net::TcpStream::connect(authority)
-            .await
-            .with_context(|| format!("connecting to {authority}"))?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        let sender = super::http::connect(authority).await?;
         Ok(Conn {
             authority: authority.to_owned(),
             prefix: prefix.trim_end_matches('/').to_owned(),

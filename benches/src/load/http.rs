@@ -401,10 +401,14 @@ pub async fn read(
     Ok((rate, summarise(&mut lat), failed, size))
 }
 
-type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
+/// A plain HTTP/1.1 keep-alive connection (hyper, no pool): the load generator's timed phases
+/// send each worker's requests over one, because reqwest's pool cost about as much CPU per
+/// request as the server's handling, on the cores both share.
+pub(super) type Http1 =
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
 
 /// One HTTP/1.1 keep-alive connection to `authority` (`host:port`), driven by its own task.
-async fn connect(authority: &str) -> anyhow::Result<Conn> {
+pub(super) async fn connect(authority: &str) -> anyhow::Result<Http1> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .with_context(|| format!("connecting to {authority}"))?;
@@ -418,7 +422,7 @@ async fn connect(authority: &str) -> anyhow::Result<Conn> {
 /// `GET path` on `conn`, or a JSON `POST` with a bearer token when `post` is given; the body of
 /// a 2xx answer, else an error.
 async fn request(
-    conn: &mut Conn,
+    conn: &mut Http1,
     authority: &str,
     path: &str,
     post: Option<(&str, Vec<u8>)>,
