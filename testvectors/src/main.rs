@@ -11,7 +11,12 @@ fn main() -> ExitCode {
         .iter()
         .find(|a| !a.starts_with("--"))
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+                || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+                std::path::PathBuf::from,
+            )
+        });
     let files = countersign_testvectors::generate::generate();
     let mut stale = 0;
     for (rel, text) in &files {

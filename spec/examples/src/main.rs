@@ -1413,7 +1413,12 @@ fn main() {
 /// with `--check`, compares instead and exits 1 if a spec is out of date.
 fn render(fragments: &BTreeMap<String, String>) {
     let check = std::env::args().any(|a| a == "--check");
-    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let spec = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("..");
     let mut templates: Vec<_> = std::fs::read_dir(spec.join("templates"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -9,8 +9,15 @@ mod vectors;
 use std::path::PathBuf;
 
 /// `testvectors/` at the workspace root.
+// The directory cargo gives at run time, not the one compiled in: a test binary built from
+// another checkout sharing the target directory would otherwise read that checkout's files.
 pub fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testvectors")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../testvectors")
 }
 
 pub fn load_json(rel: &str) -> serde_json::Value {

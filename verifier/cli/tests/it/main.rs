@@ -8,8 +8,15 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+// The directory cargo gives at run time, not the one compiled in: a test binary built from
+// another checkout sharing the target directory would otherwise read that checkout's files.
 fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testvectors")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../../testvectors")
 }
 
 fn bin() -> Command {
