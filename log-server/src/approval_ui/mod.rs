@@ -339,28 +339,24 @@ async fn events(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     let session = session_of(c, &headers).ok_or_else(|| {
         OAuthError::with_status(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
     })?;
-    let rx = c.events.subscribe();
-    let me = session.approver_id;
+    let rx = c.inbox.subscribe(&session.approver_id);
     // Each stream ends after a while and the browser's EventSource reconnects (and the page
     // refreshes the inbox on reconnect): an open inbox must not hold a graceful shutdown, which
     // waits for in-flight responses, for longer than that.
     let deadline = tokio::time::Instant::now() + SSE_LIFETIME;
-    let stream = futures_util::stream::unfold((rx, me), move |(mut rx, me)| async move {
-        loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return None,
-                Ok(Ok(ev)) if ev.approver_id == me => {
-                    let e = Event::default().event("changed").data(ev.request_id);
-                    return Some((Ok::<_, Infallible>(e), (rx, me)));
-                }
-                Ok(Ok(_)) => continue,
-                // Missed events: tell the page to refresh everything.
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                    let e = Event::default().event("changed").data("*");
-                    return Some((Ok(e), (rx, me)));
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => None,
+            Ok(Ok(request_id)) => {
+                let e = Event::default().event("changed").data(request_id);
+                Some((Ok::<_, Infallible>(e), rx))
             }
+            // Missed events: tell the page to refresh everything.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                let e = Event::default().event("changed").data("*");
+                Some((Ok(e), rx))
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => None,
         }
     });
     let first = futures_util::stream::once(async {
