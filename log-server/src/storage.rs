@@ -82,7 +82,8 @@ pub fn hash_key(level: u8, index: u64) -> [u8; 9] {
 /// RocksDB block) is left to RocksDB. At 1,000,000 leaves the levels from 1 up hold 1,000,000
 /// nodes.
 const CACHED_FROM_LEVEL: u8 = 1;
-/// Slots of the node cache (48 bytes each), so memory stays bounded whatever the tree size.
+/// Slots of the node cache (about 56 bytes each), so memory stays bounded whatever the tree
+/// size.
 const NODE_CACHE_SLOTS: usize = 1 << 20;
 
 /// A direct-mapped cache of complete-subtree hashes. A slot is taken by a node of the same or a
@@ -112,7 +113,11 @@ impl NodeCache {
         &self.slots[at]
     }
 
+    /// The cached hash of node (`level`, `index`); always `None` below [`CACHED_FROM_LEVEL`].
     fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        if level < CACHED_FROM_LEVEL {
+            return None;
+        }
         let slot = match self.slot(level, index).lock() {
             Ok(g) => *g,
             Err(p) => *p.into_inner(),
@@ -120,7 +125,11 @@ impl NodeCache {
         slot.and_then(|(l, i, h)| (l == level && i == index).then_some(h))
     }
 
+    /// Caches a durable node hash (nodes below [`CACHED_FROM_LEVEL`] are left to RocksDB).
     fn insert(&self, level: u8, index: u64, hash: Hash) {
+        if level < CACHED_FROM_LEVEL {
+            return;
+        }
         let mut g = match self.slot(level, index).lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -246,14 +255,15 @@ impl Store {
 
     /// The entries `[start, end)`, in order; fails if one is missing.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        let want = end.saturating_sub(start);
+        let mut out = Vec::with_capacity(want as usize);
         self.scan_run(
             CF_ENTRIES,
             &start.to_be_bytes(),
             &end.to_be_bytes(),
             |_, v| out.push(v.to_vec()),
         )?;
-        if out.len() as u64 != end - start {
+        if out.len() as u64 != want {
             return Err(StorageError("entry missing".into()));
         }
         Ok(out)
@@ -283,26 +293,13 @@ impl Store {
         Ok(())
     }
 
-    /// The hash of the complete subtree at (`level`, `index`).
-    pub fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
-        let v = self
-            .get(CF_HASHES, &hash_key(level, index))?
-            .ok_or_else(|| StorageError(format!("node {level}/{index} missing")))?;
-        Hash::from_slice(&v).ok_or_else(|| StorageError("node hash is not 32 bytes".into()))
-    }
-
     /// Several node hashes at once, in order: upper levels from the cache, the rest (and cache
     /// misses) in one batched RocksDB lookup.
     pub fn nodes(&self, addrs: &[(u8, u64)]) -> Result<Vec<Hash>, StorageError> {
         let mut out = vec![Hash([0; 32]); addrs.len()];
         let mut missing: Vec<(usize, [u8; 9])> = Vec::new();
         for (at, &(level, index)) in addrs.iter().enumerate() {
-            let cached = if level >= CACHED_FROM_LEVEL {
-                self.nodes.get(level, index)
-            } else {
-                None
-            };
-            match cached {
+            match self.nodes.get(level, index) {
                 Some(h) => out[at] = h,
                 None => missing.push((at, hash_key(level, index))),
             }
@@ -320,9 +317,7 @@ impl Store {
             let h = Hash::from_slice(&v)
                 .ok_or_else(|| StorageError("node hash is not 32 bytes".into()))?;
             let (level, index) = addrs[*at];
-            if level >= CACHED_FROM_LEVEL {
-                self.nodes.insert(level, index, h);
-            }
+            self.nodes.insert(level, index, h);
             out[*at] = h;
         }
         Ok(out)
@@ -331,15 +326,14 @@ impl Store {
     /// Puts durable node hashes into the read cache (the upper levels only, as on reads).
     pub fn cache_nodes(&self, nodes: &[(u8, u64, Hash)]) {
         for &(level, index, h) in nodes {
-            if level >= CACHED_FROM_LEVEL {
-                self.nodes.insert(level, index, h);
-            }
+            self.nodes.insert(level, index, h);
         }
     }
 
     /// Raw concatenated node hashes `[start, end)` at `level` (a tile's contents).
     pub fn node_run(&self, level: u8, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
-        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize * 32);
+        let want = end.saturating_sub(start);
+        let mut out = Vec::with_capacity(want as usize * 32);
         let mut bad = false;
         self.scan_run(
             CF_HASHES,
@@ -353,7 +347,7 @@ impl Store {
         if bad {
             return Err(StorageError("node hash is not 32 bytes".into()));
         }
-        if out.len() as u64 != (end - start) * 32 {
+        if out.len() as u64 != want * 32 {
             return Err(StorageError("node hash missing".into()));
         }
         Ok(out)
@@ -481,6 +475,10 @@ mod tests {
         assert_eq!(c.get(5, 1), Some(h(3)));
         assert_eq!(c.get(3, 7), None);
         assert_eq!(c.get(5, 2), None);
+        // Leaf hashes (level 0) are never cached.
+        let c = NodeCache::new(4);
+        c.insert(0, 1, h(4));
+        assert_eq!(c.get(0, 1), None);
     }
 
     #[test]
