@@ -543,15 +543,14 @@ impl Sequencer {
             ..Overlay::default()
         };
         let msg = match self.build(&requests, &mut wb, &mut overlay) {
-            Ok((stack, outcomes, nodes)) => {
+            Ok((stack, outcomes, nodes)) => 'built: {
                 let grew = stack.size() > self.stack.size();
                 let note = if grew {
                     match self.sign_into(&stack, &mut wb) {
                         Ok(n) => Some(n),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot sign the checkpoint; nothing appended");
-                            let _ = to_writer.send(ToWriter::Failed(requests));
-                            return;
+                            break 'built ToWriter::Failed(requests);
                         }
                     }
                 } else {
