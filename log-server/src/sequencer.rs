@@ -224,9 +224,29 @@ pub(crate) enum Msg {
 /// The sending side, held by the HTTP layer and in-process callers.
 #[derive(Clone, Debug)]
 pub struct SequencerHandle {
+    // Dropped before `_thread`: the last handle closes the queue, then waits for the threads.
     tx: SyncSender<Msg>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+    _thread: Arc<JoinOnDrop>,
+}
+
+/// Joins the sequencer thread (which joins the writer) when the last handle goes, so the
+/// threads have released the database before whoever dropped the log goes on (a process that
+/// exits while they still close RocksDB can abort in RocksDB's own teardown).
+#[derive(Debug)]
+struct JoinOnDrop(std::sync::Mutex<Option<std::thread::JoinHandle<()>>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        let handle = match self.0.get_mut() {
+            Ok(h) => h.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
 }
 
 impl SequencerHandle {
@@ -339,7 +359,7 @@ pub fn start(
         next_batch: 1,
         to_writer: Some(to_writer),
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
             let done = seq.run(rx);
@@ -358,6 +378,7 @@ pub fn start(
         tx,
         shared,
         metrics,
+        _thread: Arc::new(JoinOnDrop(std::sync::Mutex::new(Some(thread)))),
     })
 }
 
