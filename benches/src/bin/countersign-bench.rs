@@ -8,6 +8,11 @@
 
 use std::path::PathBuf;
 
+/// The server's allocator: `core` runs the log in this process, and should measure it as
+/// `countersign serve` runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use countersign_benches::load::{core, flow, http};
 
