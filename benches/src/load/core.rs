@@ -13,7 +13,7 @@ use countersign_verifier::{
 };
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 
-use super::stats::{summarise, Summary};
+use super::stats::{summarise, CpuTimes, MachineLoad, Summary};
 
 /// Results of `core`.
 #[derive(Debug)]
@@ -34,6 +34,10 @@ pub struct CoreReport {
     pub ct_merkle_per_sec: f64,
     /// Tree size of the log after the run.
     pub tree_size: u64,
+    /// The machine while raw RocksDB was measured.
+    pub rocksdb_machine: Option<MachineLoad>,
+    /// The machine while the log core was measured.
+    pub log_machine: Option<MachineLoad>,
 }
 
 #[derive(Clone)]
@@ -117,7 +121,9 @@ pub async fn run(
     entry_bytes: usize,
     concurrency: usize,
 ) -> anyhow::Result<CoreReport> {
+    let cpu = CpuTimes::now();
     let rocksdb_per_sec = rocksdb_ceiling(dir, count.min(256 * 2000))?;
+    let rocksdb_machine = cpu.and_then(CpuTimes::until_now);
 
     let pk = countersign_testvectors::SoftPasskey::new(
         countersign_testvectors::Alg::Es256,
@@ -166,6 +172,7 @@ pub async fn run(
         );
     }
     let shared = Arc::new(all);
+    let cpu = CpuTimes::now();
     let start = Instant::now();
     let mut tasks = Vec::new();
     let per_task = count.div_ceil(concurrency.max(1));
@@ -197,6 +204,7 @@ pub async fn run(
         }
     }
     let log_per_sec = count as f64 / start.elapsed().as_secs_f64();
+    let log_machine = cpu.and_then(CpuTimes::until_now);
     let tree_size = log.sequencer().shared().published().size;
     let root = log.sequencer().shared().published().root;
     for line in log.metrics().render().lines() {
@@ -295,5 +303,7 @@ pub async fn run(
         rs_merkle_incremental_per_sec: (rs_inc, n_inc),
         ct_merkle_per_sec,
         tree_size,
+        rocksdb_machine,
+        log_machine,
     })
 }

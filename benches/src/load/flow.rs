@@ -20,7 +20,8 @@ use countersign_verifier::{challenge, sha256};
 use rand::Rng;
 use serde_json::{json, Value};
 
-use super::stats::{summarise, Summary};
+use super::http::Es256Ceiling;
+use super::stats::{summarise, CpuTimes, MachineLoad, Summary};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -66,8 +67,10 @@ pub struct FlowReport {
     pub evidence_latency: Summary,
     /// The first few error messages.
     pub first_errors: Vec<String>,
-    /// Bare ES256 assertion checks per second on all cores (ring), measured before the run.
-    pub es256_per_sec: f64,
+    /// Bare ES256 assertion checks per second on all cores (ring), before and after the run.
+    pub es256: Es256Ceiling,
+    /// The machine during the timed phase.
+    pub machine: Option<MachineLoad>,
 }
 
 impl FlowReport {
@@ -579,11 +582,13 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
     }
 
     // The ceiling, on an otherwise idle machine, just before the timed phase.
-    let es256_per_sec =
-        tokio::task::spawn_blocking(|| super::http::es256_rate(Duration::from_secs(2))).await?;
+    let mut es256 =
+        tokio::task::spawn_blocking(|| Es256Ceiling::measure_before(Duration::from_secs(2)))
+            .await?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let (count, deny_every) = (o.count, o.deny_every);
+    let cpu = CpuTimes::now();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (mut ap, mut conn) in approvers.into_iter().zip(conns) {
@@ -633,6 +638,12 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         all.first_errors.extend(t.first_errors);
     }
     let elapsed = start.elapsed();
+    let machine = cpu.and_then(CpuTimes::until_now);
+    let es256 = tokio::task::spawn_blocking(move || {
+        es256.measure_after(Duration::from_secs(2));
+        es256
+    })
+    .await?;
     all.first_errors.truncate(5);
     Ok(FlowReport {
         approved: all.approved,
@@ -644,7 +655,8 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         bc_authorize_latency: summarise(&mut all.bc),
         evidence_latency: summarise(&mut all.evidence),
         first_errors: all.first_errors,
-        es256_per_sec,
+        es256,
+        machine,
     })
 }
 

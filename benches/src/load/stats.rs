@@ -1,4 +1,4 @@
-//! Latency percentiles.
+//! Latency percentiles, and how busy the machine was during a timed phase.
 
 use std::time::Duration;
 
@@ -50,9 +50,98 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Machine-wide CPU time from the first line of `/proc/stat` (Linux), in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTimes {
+    busy: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    /// The counters now; `None` where `/proc/stat` is not available.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        Self::parse(stat.lines().next()?)
+    }
+
+    /// Parses the aggregate `cpu  user nice system idle iowait irq softirq steal ...` line.
+    fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        let v: Vec<u64> = fields.map(|f| f.parse().ok()).collect::<Option<_>>()?;
+        let at = |i: usize| v.get(i).copied();
+        Some(Self {
+            busy: at(0)? + at(1)? + at(2)? + at(5)? + at(6)?,
+            idle: at(3)? + at(4)?,
+            steal: at(7)?,
+        })
+    }
+
+    /// What the machine did between `self` and `later`.
+    pub fn until(self, later: Self) -> Option<MachineLoad> {
+        let busy = later.busy.checked_sub(self.busy)?;
+        let idle = later.idle.checked_sub(self.idle)?;
+        let steal = later.steal.checked_sub(self.steal)?;
+        let total = (busy + idle + steal) as f64;
+        (total > 0.0).then(|| MachineLoad {
+            busy: busy as f64 / total,
+            steal: steal as f64 / total,
+        })
+    }
+
+    /// What the machine did from `self` until now.
+    pub fn until_now(self) -> Option<MachineLoad> {
+        self.until(Self::now()?)
+    }
+}
+
+/// Shares of all CPU time over a phase: on this shared virtual machine, the hypervisor gives
+/// part of it to other guests ("steal"), and rates measured while it does are lower than on a
+/// quiet host. Every mode prints it, so runs can be compared honestly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MachineLoad {
+    /// Fraction of CPU time the machine's cores ran anything (user, system, interrupts).
+    pub busy: f64,
+    /// Fraction of CPU time taken by the hypervisor for other guests.
+    pub steal: f64,
+}
+
+impl std::fmt::Display for MachineLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cores {:.0}% busy, {:.1}% stolen by the hypervisor",
+            100.0 * self.busy,
+            100.0 * self.steal
+        )
+    }
+}
+
+/// Formats an optional [`MachineLoad`] (`unknown` off Linux).
+pub fn machine(m: Option<MachineLoad>) -> String {
+    m.map_or_else(|| "unknown (no /proc/stat)".to_owned(), |m| m.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_load_from_proc_stat() {
+        let a = CpuTimes::parse("cpu  100 0 50 800 50 0 0 0 0 0").unwrap();
+        let b = CpuTimes::parse("cpu  250 0 100 850 50 0 0 50 0 0").unwrap();
+        let m = a.until(b).unwrap();
+        // 200 busy, 50 idle, 50 steal out of 300 ticks.
+        assert!((m.busy - 2.0 / 3.0).abs() < 1e-9);
+        assert!((m.steal - 1.0 / 6.0).abs() < 1e-9);
+        assert_eq!(CpuTimes::parse("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(CpuTimes::parse("cpu  1 2 3"), None);
+        // Counters that went backwards (another boot) give nothing rather than nonsense.
+        assert_eq!(b.until(a), None);
+    }
 
     #[test]
     fn percentiles() {
