@@ -15,13 +15,24 @@ cd "$(dirname "$0")/.."
 say() { echo "setup-interop: $*" >&2; }
 
 # --- Node.js ---
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    say "node and npm are required (Node.js 20 or later); none found on PATH"
+    say "installing Debian's nodejs and npm (none found on PATH)"
+    apt_install nodejs npm || true
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "node and npm are required (Node.js 20 or later) and could not be installed with apt"
     exit 1
 fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
-    say "Node.js $(node --version) is too old: the interop tests need 20 or later"
+    say "Node.js $(node --version) is too old: the interop tests need 20 or later (Debian 13's"
+    say "nodejs package is 20; on older releases install Node.js 20 from your usual source)"
     exit 1
 fi
 
@@ -29,10 +40,7 @@ fi
 chromium_bin="${CHROMIUM_BIN:-/usr/bin/chromium}"
 if [ ! -x "$chromium_bin" ]; then
     say "installing Debian's chromium"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    apt_install chromium
     [ -x "$chromium_bin" ] || { say "chromium did not install to $chromium_bin"; exit 1; }
 fi
 

@@ -194,6 +194,19 @@ enum Outcome {
     },
 }
 
+/// Prints one line of the answer. The exit code is the verdict: a reader that stops early
+/// (`countersign-verify ... | head -1`) or a full disk must not turn a verdict into a panic (exit
+/// 101, outside the documented 0/1/2), so a failed write is reported on stderr and ignored.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("countersign-verify: cannot write the answer: {e}");
+        }
+        _ => {}
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -208,7 +221,7 @@ fn main() -> ExitCode {
     match result {
         Err(UsageError(msg)) => {
             if cli.json {
-                println!("{}", json!({"valid": null, "error": msg}));
+                say(json!({"valid": null, "error": msg}));
             }
             eprintln!("countersign-verify: {msg}");
             ExitCode::from(2)
@@ -219,20 +232,17 @@ fn main() -> ExitCode {
                 if let (Some(o), Value::Object(d)) = (v.as_object_mut(), details) {
                     o.extend(d);
                 }
-                println!("{v}");
+                say(v);
             } else {
-                println!("{summary}");
+                say(summary);
             }
             ExitCode::SUCCESS
         }
         Ok(Outcome::Invalid { check, message }) => {
             if cli.json {
-                println!(
-                    "{}",
-                    json!({"valid": false, "check": check, "error": message})
-                );
+                say(json!({"valid": false, "check": check, "error": message}));
             } else {
-                println!("INVALID ({check}): {message}");
+                say(format_args!("INVALID ({check}): {message}"));
             }
             ExitCode::from(1)
         }

@@ -191,6 +191,43 @@ fn every_vector_through_the_cli() {
     std::fs::remove_dir_all(&tmp).ok();
 }
 
+/// A reader that closes its end early (`| head -1`, `| grep -q`) gets the verdict as the exit
+/// code, not a panic on the broken pipe (exit 101).
+#[test]
+fn closed_stdout_keeps_the_verdict() {
+    let dir = vectors().join("bundles");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("valid-es256.json")).unwrap())
+            .unwrap();
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (args, _) = args_for("bundles", &v, &tmp);
+    for _ in 0..3 {
+        let mut child = bin()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the child has started writing (it takes milliseconds to start).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
 #[test]
 fn json_output_and_usage_errors() {
     let dir = vectors().join("bundles");
