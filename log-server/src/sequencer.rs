@@ -284,6 +284,53 @@ impl SequencerHandle {
         rx.await.unwrap_or(Err(AppendError::ShuttingDown))
     }
 
+    /// Enqueues many entries at once and waits until durable signed checkpoints cover them;
+    /// one result per entry, in order. Each entry is decided on its own (dedup, replays,
+    /// sign counts) exactly as by [`SequencerHandle::append`]; the caller just waits once per
+    /// group instead of once per entry. Entries the full queue does not take get
+    /// [`AppendError::QueueFull`].
+    pub async fn append_many(
+        &self,
+        items: Vec<(Vec<u8>, Hash, AppendKind)>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        if self.shared.closing() {
+            return items
+                .iter()
+                .map(|_| Err(AppendError::ShuttingDown))
+                .collect();
+        }
+        let mut waiting = Vec::with_capacity(items.len());
+        for (entry, leaf, kind) in items {
+            let (reply, rx) = oneshot::channel();
+            let msg = Msg::Append(AppendRequest {
+                entry,
+                leaf,
+                kind,
+                enqueued: Instant::now(),
+                reply,
+            });
+            waiting.push(match self.tx.try_send(msg) {
+                Ok(()) => {
+                    self.metrics.queue_depth.inc();
+                    Ok(rx)
+                }
+                Err(TrySendError::Full(_)) => {
+                    self.metrics.rejected_full.inc();
+                    Err(AppendError::QueueFull)
+                }
+                Err(TrySendError::Disconnected(_)) => Err(AppendError::ShuttingDown),
+            });
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for w in waiting {
+            out.push(match w {
+                Ok(rx) => rx.await.unwrap_or(Err(AppendError::ShuttingDown)),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
     /// Stops accepting appends, lets the sequencer commit everything already queued, and waits
     /// for it to stop.
     pub async fn shutdown(&self) {

@@ -120,6 +120,7 @@ pub async fn run(
     count: usize,
     entry_bytes: usize,
     concurrency: usize,
+    group: usize,
 ) -> anyhow::Result<CoreReport> {
     let cpu = CpuTimes::now();
     let rocksdb_per_sec = rocksdb_ceiling(dir, count.min(256 * 2000))?;
@@ -175,18 +176,36 @@ pub async fn run(
     let cpu = CpuTimes::now();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    let per_task = count.div_ceil(concurrency.max(1));
-    for t in 0..concurrency.max(1) {
+    // `concurrency` entries in flight: that many one-entry tasks, or concurrency / group tasks
+    // each waiting for a group of `group` entries.
+    let group = group.max(1);
+    let appenders = (concurrency.max(1) / group).max(1);
+    let per_task = count.div_ceil(appenders);
+    for t in 0..appenders {
         let (log, shared) = (log.clone(), shared.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_task);
             let mut order = Vec::with_capacity(per_task);
             let end = ((t + 1) * per_task).min(shared.len());
-            for i in (t * per_task)..end {
+            let mut i = t * per_task;
+            while i < end {
+                let n = group.min(end - i);
                 let t0 = Instant::now();
-                let a = log.append_verified_entry(shared[i].clone()).await?;
-                lat.push(t0.elapsed());
-                order.push((a.index, i));
+                if group == 1 {
+                    let a = log.append_verified_entry(shared[i].clone()).await?;
+                    lat.push(t0.elapsed());
+                    order.push((a.index, i));
+                } else {
+                    let batch = shared[i..i + n].to_vec();
+                    let results = log.append_verified_entries(batch).await;
+                    let took = t0.elapsed();
+                    for (k, r) in results.into_iter().enumerate() {
+                        let a = r?;
+                        lat.push(took);
+                        order.push((a.index, i + k));
+                    }
+                }
+                i += n;
             }
             Ok::<_, countersign_log::AppendError>((lat, order))
         }));

@@ -93,3 +93,60 @@ async fn duplicates_get_the_original_leaf() {
     assert_eq!(log.checkpoint().await.size, 3);
     log.stop().await;
 }
+
+/// `append_verified_entries` (imports, the in-process benchmark): one result per entry, in
+/// order; a bad entry fails alone; duplicates in the group, and of entries already logged, get
+/// the original leaf; every new entry lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_appends_answer_each_entry() {
+    let log = TestLog::start().await;
+    let revocation = |n: u64| {
+        Entry::Revocation(Revocation {
+            approver_id: "approver-g".into(),
+            credential_id: vec![7; 16],
+            enrolment_index: 0,
+            reason: format!("r{n}"),
+            time_ms: n,
+        })
+        .encode()
+        .unwrap()
+    };
+    let h = log.state.log.clone();
+    let first = h.append_verified_entry(revocation(0)).await.unwrap();
+    assert_eq!(first.index, 0);
+
+    let group = vec![
+        revocation(1),
+        b"not an entry".to_vec(),
+        revocation(2),
+        revocation(1),
+        revocation(0),
+        revocation(3),
+    ];
+    let results = h.append_verified_entries(group).await;
+    assert_eq!(results.len(), 6);
+    let ok = |i: usize| results[i].as_ref().unwrap();
+    assert!(matches!(
+        &results[1],
+        Err(countersign_log::AppendError::Rejected {
+            code: "invalid_entry",
+            ..
+        })
+    ));
+    // New entries in order, each once; the in-group duplicate and the logged one point back.
+    assert_eq!((ok(0).index, ok(0).existing), (1, false));
+    assert_eq!((ok(2).index, ok(2).existing), (2, false));
+    assert_eq!((ok(3).index, ok(3).existing), (1, true));
+    assert_eq!((ok(4).index, ok(4).existing), (0, true));
+    assert_eq!((ok(5).index, ok(5).existing), (3, false));
+    for (i, n) in [(0, 1), (2, 2), (3, 1), (4, 0), (5, 3)] {
+        assert_eq!(ok(i).leaf_hash, leaf_hash(&revocation(n)));
+        // Each answer carries a checkpoint that covers its entry.
+        let cp = verify_checkpoint(ok(i).checkpoint.as_bytes(), &log.vkey, &[])
+            .unwrap()
+            .checkpoint;
+        assert!(cp.size > ok(i).index);
+    }
+    assert_eq!(log.checkpoint().await.size, 4);
+    log.stop().await;
+}
