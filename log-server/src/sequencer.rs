@@ -371,10 +371,11 @@ pub fn start(
         write_failed: AtomicBool::new(false),
     });
     let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity.max(1));
-    // One built batch may wait while the previous one is being written: the builder works on
-    // batch k+1 during batch k's fsync, and blocks (letting the queue grow into a bigger batch)
-    // when it is a whole batch ahead.
-    let (to_writer, writer_rx) = std::sync::mpsc::sync_channel::<ToWriter>(1);
+    // A rendezvous: the builder works on batch k+1 during batch k's write, then blocks until
+    // the writer takes it, letting the queue grow meanwhile into the next batch. (With a slot
+    // of buffer the builder ran two batches ahead and cut the queue into twice as many small
+    // batches, each with its own signature and fsync.)
+    let (to_writer, writer_rx) = std::sync::mpsc::sync_channel::<ToWriter>(0);
     let mut writer = Writer {
         store: store.clone(),
         signer: signer.clone(),
