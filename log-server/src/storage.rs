@@ -250,6 +250,36 @@ impl Store {
         Ok(self.db.write_opt(batch, &wo)?)
     }
 
+    /// Writes every column family's memtables to table files, so that the next start need not
+    /// replay the write-ahead log (after a burst, up to the 512 MiB of memtables: a restart on
+    /// a freshly written 1,000,000-entry log took 7 s). Durability does not depend on it: every
+    /// acknowledged write is already in the synced log.
+    pub fn flush_memtables(&self) -> Result<(), StorageError> {
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| self.cf(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self
+            .db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?)
+    }
+
+    /// Entries waiting in memtables (not yet in table files), over every column family.
+    pub fn memtable_entries(&self) -> Result<u64, StorageError> {
+        let mut n = 0;
+        for name in ALL_CFS {
+            n += self
+                .db
+                .property_int_value_cf(self.cf(name)?, "rocksdb.num-entries-active-mem-table")?
+                .unwrap_or(0);
+            n += self
+                .db
+                .property_int_value_cf(self.cf(name)?, "rocksdb.num-entries-imm-mem-tables")?
+                .unwrap_or(0);
+        }
+        Ok(n)
+    }
+
     /// The entry at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(CF_ENTRIES, &index.to_be_bytes())
@@ -481,6 +511,27 @@ mod tests {
         let c = NodeCache::new(4);
         c.insert(0, 1, h(4));
         assert_eq!(c.get(0, 1), None);
+    }
+
+    #[test]
+    fn flushing_empties_the_memtables_and_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut wb = WriteBatch::default();
+        for i in 0u64..100 {
+            wb.put_cf(store.cf(CF_ENTRIES).unwrap(), i.to_be_bytes(), [7u8; 64]);
+            wb.put_cf(
+                store.cf(CF_LEAF_INDEX).unwrap(),
+                [i as u8; 32],
+                i.to_be_bytes(),
+            );
+        }
+        store.write_sync(wb).unwrap();
+        assert_eq!(store.memtable_entries().unwrap(), 200);
+        store.flush_memtables().unwrap();
+        assert_eq!(store.memtable_entries().unwrap(), 0);
+        assert_eq!(store.entry(99).unwrap(), Some(vec![7u8; 64]));
+        assert_eq!(store.leaf_index(&Hash([5; 32])).unwrap(), Some(5));
     }
 
     #[test]
