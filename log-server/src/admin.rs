@@ -70,6 +70,53 @@ pub fn create_submitter(store: &Store, name: &str) -> Result<SecretToken, Storag
     Ok(token)
 }
 
+/// A submitter token as an operator may see it: the name and a fingerprint (the first 8 hex
+/// digits of the token's SHA-256, which is what the store keeps), never the token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SubmitterInfo {
+    /// The submitter's name.
+    pub name: String,
+    /// First 8 hex digits of SHA-256(token).
+    pub fingerprint: String,
+}
+
+fn fingerprint(token_hash: &[u8; 32]) -> String {
+    hex::encode(&token_hash[..4])
+}
+
+/// Every submitter token, by name then fingerprint.
+pub fn list_submitters(store: &Store) -> Result<Vec<SubmitterInfo>, StorageError> {
+    let mut out: Vec<SubmitterInfo> = store
+        .submitters()?
+        .into_iter()
+        .map(|(h, name)| SubmitterInfo {
+            name,
+            fingerprint: fingerprint(&h),
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.fingerprint).cmp(&(&b.name, &b.fingerprint)));
+    Ok(out)
+}
+
+/// Revokes every token of the submitter `name` with one synced write; returns the
+/// fingerprints revoked (none: no such submitter, nothing written). A revoked token is refused
+/// from the next request on: tokens are looked up in the store on every request.
+pub fn revoke_submitter(store: &Store, name: &str) -> Result<Vec<String>, StorageError> {
+    let cf = store.cf(CF_SUBMITTERS)?;
+    let mut wb = rocksdb::WriteBatch::default();
+    let mut revoked = Vec::new();
+    for (h, n) in store.submitters()? {
+        if n == name {
+            wb.delete_cf(cf, h);
+            revoked.push(fingerprint(&h));
+        }
+    }
+    if !revoked.is_empty() {
+        store.write_sync(wb)?;
+    }
+    Ok(revoked)
+}
+
 /// The submitter a token belongs to. The lookup is keyed by the token's SHA-256, so timing
 /// reveals nothing usable about the token itself; the stored key is then compared in constant
 /// time as well.

@@ -164,7 +164,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/log/entries/{index}", get(get_entry))
         .route("/v1/log/vkey", get(get_vkey))
         .route("/v1/log/checkpoint", get(get_checkpoint))
-        .route("/v1/admin/submitters", post(post_submitter))
+        .route(
+            "/v1/admin/submitters",
+            post(post_submitter).get(get_submitters),
+        )
+        .route(
+            "/v1/admin/submitters/{name}",
+            axum::routing::delete(delete_submitter),
+        )
         .route("/v1/admin/backup", post(post_backup))
         .route("/healthz", get(get_healthz))
         .route("/metrics", get(get_metrics))
@@ -412,6 +419,30 @@ async fn post_submitter(
         Json(json!({"name": b.name, "token": token.expose()})),
     )
         .into_response())
+}
+
+async fn get_submitters(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    require_admin(&s, &headers)?;
+    let list = admin::list_submitters(s.log.store())?;
+    Ok(Json(json!({ "submitters": list })).into_response())
+}
+
+async fn delete_submitter(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    require_admin(&s, &headers)?;
+    let revoked = admin::revoke_submitter(s.log.store(), &name)?;
+    if revoked.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_submitter",
+            "no submitter has this name",
+        ));
+    }
+    tracing::info!(submitter = %name, tokens = revoked.len(), "submitter revoked");
+    Ok(Json(json!({"name": name, "revoked": revoked})).into_response())
 }
 
 #[derive(Deserialize)]

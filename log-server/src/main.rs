@@ -39,6 +39,9 @@ enum Command {
     /// Manage approvers of a running server.
     #[command(subcommand)]
     Approver(countersign_log::ciba::cli::ApproverCmd),
+    /// Manage submitters (who may POST signed decisions to the log) of a running server.
+    #[command(subcommand)]
+    Submitter(countersign_log::ciba::cli::SubmitterCmd),
 }
 
 #[derive(clap::Args)]
@@ -125,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         Command::Backup(a) => rt.block_on(backup(a)),
         Command::Client(c) => Ok(rt.block_on(countersign_log::ciba::cli::run_client(c))?),
         Command::Approver(c) => Ok(rt.block_on(countersign_log::ciba::cli::run_approver(c))?),
+        Command::Submitter(c) => Ok(rt.block_on(countersign_log::ciba::cli::run_submitter(c))?),
     }
 }
 

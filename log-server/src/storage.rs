@@ -426,6 +426,23 @@ impl Store {
             .transpose()
     }
 
+    /// Every submitter token: its hash and the submitter's name, in hash order.
+    pub fn submitters(&self) -> Result<Vec<([u8; 32], String)>, StorageError> {
+        let mut out = Vec::new();
+        let mut bad = false;
+        // Token hashes are 32 bytes, so [0; 32] ..= [0xff; 32] plus one covers the family.
+        self.scan_run(CF_SUBMITTERS, &[0u8; 32], &[0xffu8; 33], |k, v| {
+            match (<[u8; 32]>::try_from(k), String::from_utf8(v.to_vec())) {
+                (Ok(h), Ok(name)) => out.push((h, name)),
+                _ => bad = true,
+            }
+        })?;
+        if bad {
+            return Err(StorageError("a submitter record is malformed".into()));
+        }
+        Ok(out)
+    }
+
     /// The submitter name registered for a token hash.
     pub fn submitter(&self, token_hash: &[u8; 32]) -> Result<Option<String>, StorageError> {
         self.get(CF_SUBMITTERS, token_hash)?

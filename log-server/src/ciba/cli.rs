@@ -1,5 +1,6 @@
-//! `countersign client ...` and `countersign approver ...`: admin commands that work while the
-//! server runs, over the admin API with the token from `<data-dir>/admin.token`.
+//! `countersign client ...`, `countersign approver ...` and `countersign submitter ...`: admin
+//! commands that work while the server runs, over the admin API with the token from
+//! `<data-dir>/admin.token`.
 
 use std::path::PathBuf;
 
@@ -100,6 +101,33 @@ pub enum ApproverCmd {
     Link {
         /// Approver id.
         id: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `countersign submitter`: who may submit signed decisions to `POST /v1/log/decisions`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum SubmitterCmd {
+    /// Create a submitter token and print it once (only its hash is stored).
+    Add {
+        /// A name for the submitter (1 to 128 characters), used to list and revoke it.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List submitter tokens: names and fingerprints (first 8 hex digits of SHA-256(token)).
+    List {
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke every token of a submitter; they are refused from the next request on.
+    Revoke {
+        /// The submitter's name.
+        name: String,
         /// The server.
         #[command(flatten)]
         target: Target,
@@ -263,4 +291,66 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Runs `countersign submitter ...`.
+pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
+    match cmd {
+        SubmitterCmd::Add { name, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                "/v1/admin/submitters",
+                Some(json!({"name": name})),
+            )
+            .await?;
+            eprintln!("submitter {name} added; its token (shown once, keep it secret):");
+            println!("{}", v["token"].as_str().unwrap_or_default());
+        }
+        SubmitterCmd::List { target } => {
+            print(&call(&target, reqwest::Method::GET, "/v1/admin/submitters", None).await?)
+        }
+        SubmitterCmd::Revoke { name, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::DELETE,
+                &path_of(&["v1", "admin", "submitters", &name])?,
+                None,
+            )
+            .await?;
+            let n = v["revoked"].as_array().map_or(0, Vec::len);
+            println!("submitter {name} revoked ({n} token(s))");
+        }
+    }
+    Ok(())
+}
+
+/// The URL path made of `segments`, each percent-encoded as one path segment (a name with a
+/// `/` or a space stays one segment).
+fn path_of(segments: &[&str]) -> Result<String, CliError> {
+    let mut u = reqwest::Url::parse("http://localhost/")
+        .map_err(|e| CliError(format!("building a URL: {e}")))?;
+    u.path_segments_mut()
+        .map_err(|()| CliError("building a URL".into()))?
+        .clear()
+        .extend(segments);
+    Ok(u.path().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(
+            path_of(&["v1", "admin", "submitters", "agent-1.x_y~"]).ok(),
+            Some("/v1/admin/submitters/agent-1.x_y~".to_owned())
+        );
+        assert_eq!(
+            path_of(&["s", "a b/c?"]).ok(),
+            Some("/s/a%20b%2Fc%3F".to_owned())
+        );
+        assert_eq!(path_of(&["é"]).ok(), Some("/%C3%A9".to_owned()));
+    }
 }

@@ -206,3 +206,84 @@ async fn bad_writes_append_nothing() {
     assert_eq!(after.size, before.size + 2);
     log.stop().await;
 }
+
+/// Submitter tokens are listed without their secret, and a revoked token is refused at once:
+/// its next decision gets 401 and nothing is appended, while another submitter's still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_submitters_append_nothing() {
+    let log = TestLog::start().await;
+    let mut pk = passkey(21);
+    let enrol = log.enrol(&pk, "approver-r").await;
+    let create = |name: &'static str| {
+        let log = &log;
+        async move {
+            let (s, v) = log
+                .post("/v1/admin/submitters", &log.admin, &json!({ "name": name }))
+                .await;
+            assert_eq!(s, 201, "{v}");
+            v["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let agent = create("agent").await;
+    let other = create("other").await;
+
+    let send = |method: reqwest::Method, path: String, token: String| {
+        let log = &log;
+        async move {
+            let r = log
+                .client
+                .request(method, format!("{}{path}", log.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let list = |token: String| send(reqwest::Method::GET, "/v1/admin/submitters".into(), token);
+    let (s, v) = list(log.admin.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    let names: Vec<&str> = v["submitters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["agent", "other"]);
+    let text = v.to_string();
+    assert!(!text.contains(&agent) && !text.contains(&other), "{text}");
+    assert_eq!(v["submitters"][0]["fingerprint"].as_str().unwrap().len(), 8);
+    let (s, v) = list(agent.clone()).await;
+    assert_error(s, &v, 401, "invalid_token");
+
+    let delete = |name: &str, token: String| {
+        let path = format!("/v1/admin/submitters/{name}");
+        send(reqwest::Method::DELETE, path, token)
+    };
+    // Only the admin revokes, and only a name that exists.
+    let (s, v) = delete("agent", agent.clone()).await;
+    assert_error(s, &v, 401, "invalid_token");
+    let (s, v) = delete("nobody", log.admin.clone()).await;
+    assert_error(s, &v, 404, "unknown_submitter");
+
+    let first = signed_decision(&mut pk, "approver-r", enrol, 1, |_| {});
+    let (s, v) = log.post("/v1/log/decisions", &agent, &first).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = delete("agent", log.admin.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["revoked"].as_array().unwrap().len(), 1);
+    let before = log.checkpoint().await;
+    let second = signed_decision(&mut pk, "approver-r", enrol, 2, |_| {});
+    let (s, v) = log.post("/v1/log/decisions", &agent, &second).await;
+    assert_error(s, &v, 401, "invalid_token");
+    assert_eq!(log.checkpoint().await.size, before.size);
+    let (s, v) = delete("agent", log.admin.clone()).await;
+    assert_error(s, &v, 404, "unknown_submitter");
+    // The other submitter is untouched.
+    let (s, v) = log.post("/v1/log/decisions", &other, &second).await;
+    assert_eq!(s, 201, "{v}");
+    let (_, v) = list(log.admin.clone()).await;
+    assert_eq!(v["submitters"].as_array().unwrap().len(), 1);
+    log.stop().await;
+}
