@@ -234,7 +234,7 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
             call(
                 &target,
                 reqwest::Method::DELETE,
-                &format!("/v1/admin/clients/{id}"),
+                &path_of(&["v1", "admin", "clients", &id])?,
                 None,
             )
             .await?;
@@ -273,7 +273,7 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
             call(
                 &target,
                 reqwest::Method::POST,
-                &format!("/v1/admin/approvers/{id}/disable"),
+                &path_of(&["v1", "admin", "approvers", &id, "disable"])?,
                 None,
             )
             .await?;
@@ -283,7 +283,7 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
             let v = call(
                 &target,
                 reqwest::Method::POST,
-                &format!("/v1/admin/approvers/{id}/enrolment-link"),
+                &path_of(&["v1", "admin", "approvers", &id, "enrolment-link"])?,
                 None,
             )
             .await?;
@@ -325,8 +325,8 @@ pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The URL path made of `segments`, each percent-encoded as one path segment (a name with a
-/// `/` or a space stays one segment).
+/// The URL path made of `segments`, each percent-encoded as one path segment, so an id or name
+/// with a `/`, `?` or space names that one record (the server decodes path parameters).
 fn path_of(segments: &[&str]) -> Result<String, CliError> {
     let mut u = reqwest::Url::parse("http://localhost/")
         .map_err(|e| CliError(format!("building a URL: {e}")))?;
