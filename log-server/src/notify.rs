@@ -14,7 +14,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::ciba::records::{Batch, DeliveryMode, Durability, RequestRecord, RequestStatus};
+use crate::ciba::records::{
+    Batch, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus, OUTBOX_PREFIX,
+};
 use crate::ciba::{now_secs, Ciba, CibaStore, Secret};
 use crate::InitError;
 
@@ -65,7 +67,9 @@ async fn deliver(c: &Ciba, url: &str, auth: &Auth, body: &Value, what: &'static 
         }
         if attempt < c.config.delivery_attempts {
             tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2);
+            delay = delay
+                .saturating_mul(2)
+                .min(crate::ciba::MAX_DELIVERY_BACKOFF);
         }
     }
     tracing::error!(what, "delivery gave up");
@@ -122,8 +126,12 @@ async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
             Ok(_) => return true,
             Err(e) => tracing::warn!(attempt, error = %e, "e-mail delivery failed"),
         }
-        tokio::time::sleep(delay).await;
-        delay = delay.saturating_mul(2);
+        if attempt < c.config.delivery_attempts {
+            tokio::time::sleep(delay).await;
+        }
+        delay = delay
+            .saturating_mul(2)
+            .min(crate::ciba::MAX_DELIVERY_BACKOFF);
     }
     false
 }
@@ -183,88 +191,165 @@ fn client_endpoint(c: &Ciba, client_id: &str) -> Option<String> {
         .and_then(|cl| cl.notification_endpoint)
 }
 
-fn ids_lock(c: &Ciba) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Secret>> {
-    match c.pending_ids.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-/// Keeps a ping/push request's `auth_req_id` for its delivery (keyed by record key): only its
-/// hash is stored, so a restart loses it and the client falls back to the token endpoint (ping)
-/// or to expiry (push).
-pub fn remember_auth_req_id(c: &Ciba, key: &str, auth_req_id: &Secret) {
-    ids_lock(c).insert(key.to_owned(), auth_req_id.clone());
-}
-
-/// After a decision was logged: ping the client, or push the outcome.
+/// After a decision was logged: ping the client, or push the outcome, in the background.
 pub fn decided(c: Arc<Ciba>, key: String, r: RequestRecord) {
     if r.mode == DeliveryMode::Poll {
         return;
     }
-    let Some(auth_req_id) = ids_lock(&c).remove(&key) else {
-        tracing::error!(request_id = %r.request_id, "no auth_req_id to deliver (server restarted?)");
-        return;
-    };
     tokio::spawn(async move {
-        let Some(url) = client_endpoint(&c, &r.statement.client_id) else {
-            tracing::error!(client_id = %r.statement.client_id, "client has no notification endpoint");
-            return;
-        };
-        let Some(token) = r.client_notification_token.clone() else {
-            return;
-        };
-        let body = match (r.mode, r.status) {
-            (DeliveryMode::Ping, _) => json!({"auth_req_id": auth_req_id.expose()}),
-            (DeliveryMode::Push, RequestStatus::Approved) => {
-                let client = match c.store.client(&r.statement.client_id) {
-                    Ok(Some(cl)) => cl,
-                    _ => return,
-                };
-                match crate::ciba::endpoints::issue_tokens(&c, &key, &auth_req_id, &client, true)
-                    .await
-                {
-                    Ok(mut v) => {
-                        v["auth_req_id"] = json!(auth_req_id.expose());
-                        v
-                    }
-                    Err(_) => json!({
-                        "auth_req_id": auth_req_id.expose(),
-                        "error": "transaction_failed",
-                        "error_description": "the server could not issue the tokens",
-                    }),
-                }
-            }
-            (DeliveryMode::Push, _) => json!({
-                "auth_req_id": auth_req_id.expose(),
-                "error": "access_denied",
-                "error_description": "the approver denied the request",
-            }),
-            (DeliveryMode::Poll, _) => return,
-        };
-        let what = if r.mode == DeliveryMode::Ping {
-            "ping"
-        } else {
-            "push"
-        };
-        deliver(&c, &url, &Auth::Bearer(token), &body, what).await;
+        deliver_outcome(&c, &key).await;
     });
 }
 
-/// For ping/push requests: at expiry, mark an undecided request expired and, for push, deliver
-/// `expired_token`.
-pub fn schedule_expiry(c: Arc<Ciba>, auth_req_hash: [u8; 32], expires_at: u64) {
+/// Delivers what a decided or expired ping/push request owes its client (CIBA sections 10.2,
+/// 10.3 and 12), from its outbox record, and deletes that record once the client acknowledged
+/// it. Returns at once if there is nothing to deliver: already delivered, or still undecided.
+async fn deliver_outcome(c: &Arc<Ciba>, key: &str) {
+    let okey = CibaStore::outbox_key(key);
+    let outbox = match c.store.get::<OutboxRecord>(&okey) {
+        Ok(Some(o)) => o,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read a pending delivery");
+            return;
+        }
+    };
+    let r = match c.store.get::<RequestRecord>(key) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            // Cleaned up meanwhile: nothing is owed any more.
+            drop_outbox(c, okey);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the request of a pending delivery");
+            return;
+        }
+    };
+    let expired = match r.status {
+        RequestStatus::Approved | RequestStatus::Denied => false,
+        RequestStatus::Expired => true,
+        // A claim left by a crash mid-decision reads as expired once its grace is over, as at
+        // the token endpoint.
+        RequestStatus::Deciding => {
+            now_secs() >= r.statement.expires_at + crate::ciba::cleanup::DECIDING_GRACE_SECS
+        }
+        RequestStatus::Pending => false,
+    };
+    if matches!(r.status, RequestStatus::Pending)
+        || (r.status == RequestStatus::Deciding && !expired)
+    {
+        return;
+    }
+    let auth_req_id = outbox.auth_req_id.expose();
+    let body = match r.mode {
+        DeliveryMode::Poll => return,
+        // Ping tells of a decision; an expired ping request is learnt at the token endpoint.
+        DeliveryMode::Ping if expired => {
+            drop_outbox(c, okey);
+            return;
+        }
+        DeliveryMode::Ping => json!({"auth_req_id": auth_req_id}),
+        DeliveryMode::Push if expired => json!({
+            "auth_req_id": auth_req_id,
+            "error": "expired_token",
+            "error_description": "the request expired before the approver decided",
+        }),
+        DeliveryMode::Push if r.status == RequestStatus::Denied => json!({
+            "auth_req_id": auth_req_id,
+            "error": "access_denied",
+            "error_description": "the approver denied the request",
+        }),
+        DeliveryMode::Push => push_tokens(c, key, &outbox, &r).await,
+    };
+    let Some(url) = client_endpoint(c, &r.statement.client_id) else {
+        tracing::error!(client_id = %r.statement.client_id, "client has no notification endpoint");
+        return;
+    };
+    let Some(token) = r.client_notification_token.clone() else {
+        tracing::error!(request_id = %r.request_id, "ping/push request without a client_notification_token");
+        return;
+    };
+    let what = if r.mode == DeliveryMode::Ping {
+        "ping"
+    } else {
+        "push"
+    };
+    if deliver(c, &url, &Auth::Bearer(token), &body, what).await {
+        drop_outbox(c, okey);
+    } else {
+        tracing::error!(
+            request_id = %r.request_id,
+            what,
+            "delivery not acknowledged; it is tried again at the next start"
+        );
+    }
+}
+
+/// The push body of an approved request: the tokens issued for it (once; stored with the
+/// delivery, so a repeated delivery carries the same ones) and its `auth_req_id`.
+async fn push_tokens(c: &Ciba, key: &str, outbox: &OutboxRecord, r: &RequestRecord) -> Value {
+    let auth_req_id = outbox.auth_req_id.expose();
+    let stored = outbox
+        .push_response
+        .as_ref()
+        .and_then(|s| serde_json::from_str::<Value>(s.expose()).ok());
+    let issued = match stored {
+        Some(v) => Ok(v),
+        None => match c.store.client(&r.statement.client_id) {
+            Ok(Some(client)) => {
+                crate::ciba::endpoints::issue_tokens(c, key, &outbox.auth_req_id, &client, true)
+                    .await
+            }
+            _ => Err(crate::ciba::OAuthError::internal(
+                "push",
+                "the client of this request is gone",
+            )),
+        },
+    };
+    match issued {
+        Ok(mut v) => {
+            v["auth_req_id"] = json!(auth_req_id);
+            v
+        }
+        Err(_) => json!({
+            "auth_req_id": auth_req_id,
+            "error": "transaction_failed",
+            "error_description": "the server could not issue the tokens",
+        }),
+    }
+}
+
+/// Deletes a delivery's outbox record. Not synced: if a crash loses the deletion, the delivery
+/// is made again (at least once).
+fn drop_outbox(c: &Ciba, okey: String) {
+    let mut b = Batch::new();
+    b.delete(okey);
+    c.store.commit_in_background(b);
+}
+
+/// For a ping/push request: at `at` (its expiry, or the end of a crashed claim's grace), mark it
+/// expired if still undecided and deliver that outcome (push: `expired_token`).
+pub fn schedule_expiry(c: Arc<Ciba>, key: String, at: u64) {
     tokio::spawn(async move {
-        let wait = expires_at.saturating_sub(now_secs());
+        let wait = at.saturating_sub(now_secs());
         tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
-        let key = CibaStore::request_key(&auth_req_hash);
         let r = {
             let _g = c.store.lock(&key).await;
             let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key) else {
                 return;
             };
-            if r.status != RequestStatus::Pending {
-                return;
+            match r.status {
+                RequestStatus::Pending => {}
+                // Left by a crash mid-decision: delivered as expired, the record left as it
+                // is (see `deliver_outcome`).
+                RequestStatus::Deciding => {
+                    drop(_g);
+                    deliver_outcome(&c, &key).await;
+                    return;
+                }
+                // Decided: that delivery is under way or done.
+                _ => return,
             }
             r.status = RequestStatus::Expired;
             let mut b = Batch::new();
@@ -283,24 +368,69 @@ pub fn schedule_expiry(c: Arc<Ciba>, auth_req_hash: [u8; 32], expires_at: u64) {
             r
         };
         c.inbox_changed(&r.statement.approver_id, &r.request_id);
-        let Some(auth_req_id) = ids_lock(&c).remove(&key) else {
-            return;
-        };
-        if r.mode != DeliveryMode::Push {
-            return;
+        deliver_outcome(&c, &key).await;
+    });
+}
+
+/// At start: takes up every delivery a previous run left unfinished. Decided and expired
+/// requests are delivered now; undecided ones get their expiry scheduled again.
+pub fn resume_deliveries(c: &Arc<Ciba>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no async runtime: unfinished ping/push deliveries are not resumed");
+        return;
+    };
+    let c = c.clone();
+    rt.spawn(async move {
+        const CHUNK: usize = 1024;
+        let end = crate::ciba::records::prefix_end(OUTBOX_PREFIX.as_bytes());
+        let mut from = OUTBOX_PREFIX.as_bytes().to_vec();
+        let (mut resumed, mut scheduled) = (0usize, 0usize);
+        loop {
+            let found = match c.store.scan_range(&from, end.as_deref(), CHUNK) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the pending deliveries");
+                    return;
+                }
+            };
+            for (okey, _) in &found {
+                let key = format!("r/{}", okey.trim_start_matches(OUTBOX_PREFIX));
+                match c.store.get::<RequestRecord>(&key) {
+                    Ok(Some(r)) if r.status == RequestStatus::Pending => {
+                        schedule_expiry(c.clone(), key, r.statement.expires_at);
+                        scheduled += 1;
+                    }
+                    Ok(Some(r)) if r.status == RequestStatus::Deciding => {
+                        let at = r.statement.expires_at + crate::ciba::cleanup::DECIDING_GRACE_SECS;
+                        schedule_expiry(c.clone(), key, at);
+                        scheduled += 1;
+                    }
+                    Ok(Some(_)) => {
+                        let c = c.clone();
+                        tokio::spawn(async move { deliver_outcome(&c, &key).await });
+                        resumed += 1;
+                    }
+                    Ok(None) => drop_outbox(&c, okey.clone()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable request of a pending delivery")
+                    }
+                }
+            }
+            match found.last() {
+                Some((k, _)) if found.len() == CHUNK => {
+                    from = k.as_bytes().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
         }
-        let (Some(url), Some(token)) = (
-            client_endpoint(&c, &r.statement.client_id),
-            r.client_notification_token.clone(),
-        ) else {
-            return;
-        };
-        let body = json!({
-            "auth_req_id": auth_req_id.expose(),
-            "error": "expired_token",
-            "error_description": "the request expired before the approver decided",
-        });
-        deliver(&c, &url, &Auth::Bearer(token), &body, "push").await;
+        if resumed + scheduled > 0 {
+            tracing::info!(
+                resumed,
+                scheduled,
+                "ping/push deliveries taken up from the last run"
+            );
+        }
     });
 }
 

@@ -113,6 +113,7 @@ pub async fn sweep(c: &Ciba, now: u64) -> Result<usize, StorageError> {
                     b.delete(rkey.clone());
                 }
                 b.delete(CibaStore::public_id_key(request_id));
+                b.delete(CibaStore::outbox_key(rkey));
                 b.delete(xkey.clone());
                 deleted += 1;
             }

@@ -19,7 +19,8 @@ use countersign_verifier::{
 use serde_json::{json, Map, Value};
 
 use super::records::{
-    Batch, CibaStore, ClientRecord, DeliveryMode, Durability, RequestRecord, RequestStatus,
+    Batch, CibaStore, ClientRecord, DeliveryMode, Durability, OutboxRecord, RequestRecord,
+    RequestStatus,
 };
 use super::{ciba_of, clients, now_secs, Ciba, OAuthError, PollState, Secret, B64URL};
 use crate::api::AppState;
@@ -342,12 +343,19 @@ async fn bc_authorize(
     };
     let hash = auth_req_id.sha256();
     let key = CibaStore::request_key(&hash);
-    if record.mode != DeliveryMode::Poll {
-        // Before the request is visible: a decision made at once must find it.
-        crate::notify::remember_auth_req_id(&c, &key, &auth_req_id);
-    }
     // A new record under fresh random keys: no other change can race with it, so no lock.
     let mut batch = Batch::new();
+    if record.mode != DeliveryMode::Poll {
+        // What the ping or push will carry, stored with the request: a decision made at once
+        // finds it, and so does a restart.
+        batch.put_json(
+            CibaStore::outbox_key(&key),
+            &OutboxRecord {
+                auth_req_id: auth_req_id.clone(),
+                push_response: None,
+            },
+        )?;
+    }
     batch
         .put_json(key.clone(), &record)?
         .put(
@@ -373,7 +381,7 @@ async fn bc_authorize(
     c.inbox_changed(&approver_id, &request_id);
     crate::notify::new_request(&c, &record);
     if record.mode != DeliveryMode::Poll {
-        crate::notify::schedule_expiry(c.clone(), hash, record.statement.expires_at);
+        crate::notify::schedule_expiry(c.clone(), key.clone(), record.statement.expires_at);
     }
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -472,17 +480,30 @@ async fn issue_tokens_locked(
         );
     }
     let id_token = c.keys.sign("JWT", &id)?;
-    r.token_issued = true;
-    c.store.put(key, &r).await?;
-    tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
-    Ok(json!({
+    let response = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": c.config.token_ttl_secs,
         "id_token": id_token,
         "scope": st.scope,
         "authorization_details": st.authorization_details,
-    }))
+    });
+    r.token_issued = true;
+    let mut b = Batch::new();
+    b.put_json(key, &r)?;
+    if r.mode == DeliveryMode::Push {
+        // Issued once, delivered at least once: a push repeated after a crash sends these.
+        b.put_json(
+            CibaStore::outbox_key(key),
+            &OutboxRecord {
+                auth_req_id: auth_req_id.clone(),
+                push_response: Some(Secret::new(response.to_string())),
+            },
+        )?;
+    }
+    c.store.commit(b, Durability::Sync).await?;
+    tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
+    Ok(response)
 }
 
 async fn token(

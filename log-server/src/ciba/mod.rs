@@ -90,6 +90,9 @@ impl Secret {
     }
 }
 
+/// Longest wait between two attempts of a delivery.
+pub const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(300);
+
 /// How the front end behaves (what `countersign serve` flags become).
 #[derive(Clone, Debug)]
 pub struct CibaConfig {
@@ -126,7 +129,8 @@ pub struct CibaConfig {
     pub smtp_from: String,
     /// Attempts for each ping, push or webhook delivery.
     pub delivery_attempts: u32,
-    /// Delay before the first retry; doubled for each further one.
+    /// Delay before the first retry; doubled for each further one, up to
+    /// [`MAX_DELIVERY_BACKOFF`].
     pub delivery_backoff: Duration,
     /// How long a request's records (and so its token and evidence) are kept after it expired,
     /// in seconds ([`cleanup`]).
@@ -154,7 +158,7 @@ impl CibaConfig {
             webhook_secret: None,
             smtp_url: None,
             smtp_from: "countersign@localhost".into(),
-            delivery_attempts: 5,
+            delivery_attempts: 10,
             delivery_backoff: Duration::from_millis(500),
             request_retention_secs: 24 * 3600,
             cleanup_interval: Duration::from_secs(60),
@@ -225,6 +229,14 @@ pub struct CibaArgs {
     /// Seconds between two clean-ups of old requests.
     #[arg(long, env = "COUNTERSIGN_CLEANUP_INTERVAL", default_value_t = 60)]
     pub cleanup_interval: u64,
+    /// Attempts for each ping, push or webhook delivery before giving up until the next start
+    /// (an unacknowledged ping or push is tried again at every start while its request is kept).
+    #[arg(long, env = "COUNTERSIGN_DELIVERY_ATTEMPTS", default_value_t = 10)]
+    pub delivery_attempts: u32,
+    /// Milliseconds before the first retry of a delivery; doubled for each further one, up to
+    /// 5 minutes (the defaults retry for about 4 minutes in all).
+    #[arg(long, env = "COUNTERSIGN_DELIVERY_BACKOFF_MS", default_value_t = 500)]
+    pub delivery_backoff_ms: u64,
 }
 
 impl CibaArgs {
@@ -275,6 +287,11 @@ impl CibaArgs {
         c.smtp_from = self.smtp_from.clone();
         c.request_retention_secs = self.request_retention;
         c.cleanup_interval = Duration::from_secs(self.cleanup_interval.max(1));
+        if self.delivery_attempts == 0 {
+            return Err(InitError("--delivery-attempts must be at least 1".into()));
+        }
+        c.delivery_attempts = self.delivery_attempts;
+        c.delivery_backoff = Duration::from_millis(self.delivery_backoff_ms.max(1));
         if c.webhook_url.is_some() != c.webhook_secret.is_some() {
             return Err(InitError(
                 "--webhook-url and --webhook-secret go together".into(),
@@ -347,7 +364,6 @@ pub struct Ciba {
     pub(crate) ceremonies: crate::webauthn_ceremony::Ceremonies,
     pub(crate) sessions: crate::webauthn_ceremony::Sessions,
     pub(crate) secret_cache: clients::SecretCache,
-    pub(crate) pending_ids: Mutex<HashMap<String, Secret>>,
     pub(crate) http: reqwest::Client,
     pub(crate) mailer: Option<crate::notify::Mailer>,
 }
@@ -381,11 +397,11 @@ impl Ciba {
             ceremonies: Default::default(),
             sessions: Default::default(),
             secret_cache: Default::default(),
-            pending_ids: Mutex::new(HashMap::new()),
             http,
             mailer,
         });
         cleanup::start(&ciba);
+        crate::notify::resume_deliveries(&ciba);
         Ok(ciba)
     }
 

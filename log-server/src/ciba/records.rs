@@ -41,6 +41,25 @@ pub const PENDING_PREFIX: &str = "p/";
 pub const EXPIRY_PREFIX: &str = "x/";
 /// Marker written once every request has its clean-up index key.
 pub const EXPIRY_INDEX_MARKER: &str = "v/x-index";
+/// Prefix of the delivery outbox (`d/<SHA-256 of the auth_req_id, hex>`): what a ping or push
+/// request still has to deliver to its client.
+pub const OUTBOX_PREFIX: &str = "d/";
+
+/// A ping or push request's delivery that has not reached the client yet. Written with the
+/// request (so the `auth_req_id` a ping or push must carry survives a restart, while the
+/// request record itself keeps only its hash), completed with the token response when push
+/// tokens are issued (in the same write that marks them issued, so a delivery repeated after a
+/// crash carries the same tokens), and deleted once the client acknowledged the delivery, or
+/// with the request at clean-up. Keeping the `auth_req_id` here weakens nothing: this store
+/// already holds the token signing keys and the clients' notification tokens.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The request's `auth_req_id`.
+    pub auth_req_id: Secret,
+    /// For push: the token response (JSON text) once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_response: Option<Secret>,
+}
 
 /// Token delivery mode (CIBA section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -413,7 +432,7 @@ fn stripe_of(key: &str) -> usize {
 }
 
 /// The smallest key above every key that starts with `prefix` (None: there is none).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -648,6 +667,12 @@ impl CibaStore {
     /// Key of a request record.
     pub fn request_key(auth_req_hash: &[u8; 32]) -> String {
         format!("r/{}", hex::encode(auth_req_hash))
+    }
+
+    /// Key of a request's pending delivery ([`OutboxRecord`]), from its record key.
+    pub fn outbox_key(record_key: &str) -> String {
+        let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
+        format!("{OUTBOX_PREFIX}{hash}")
     }
 
     /// Key of a request's public id.

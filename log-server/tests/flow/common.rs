@@ -15,12 +15,18 @@ pub const ORIGIN: &str = "https://approve.test";
 pub const RP_ID: &str = "approve.test";
 pub const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub struct Server {
+/// A server's public and admin HTTP API, wherever it runs (in this process or as a child).
+pub struct Api {
     pub url: String,
     pub admin: String,
+    pub http: reqwest::Client,
+}
+
+/// A server in this process; derefs to its [`Api`].
+pub struct Server {
+    pub api: Api,
     pub vkey: VerifierKey,
     pub state: countersign_log::AppState,
-    pub http: reqwest::Client,
     pub data_dir: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -92,11 +98,13 @@ impl Server {
             .unwrap();
         });
         Server {
-            url,
-            admin,
+            api: Api {
+                url,
+                admin,
+                http: reqwest::Client::new(),
+            },
             vkey: VerifierKey::parse(&started.vkey).unwrap(),
             state,
-            http: reqwest::Client::new(),
             data_dir,
             stop: Some(stop),
             _dir: dir,
@@ -106,7 +114,16 @@ impl Server {
     pub fn tree_size(&self) -> u64 {
         self.state.log.sequencer().shared().published().size
     }
+}
 
+impl std::ops::Deref for Server {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
@@ -425,21 +442,26 @@ impl Approver {
 /// What a receiver got: the Authorization (or webhook signature) and the JSON body.
 pub type Deliveries = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 
-/// A local notification endpoint recording what it receives.
+/// A local notification endpoint recording what it receives. While `refuse` is set it answers
+/// 503 and records the attempt in `refused` instead.
 pub struct Receiver {
     pub url: String,
     pub got: Deliveries,
+    pub refused: Deliveries,
+    pub refuse: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
         let got: Deliveries = Arc::default();
-        let g = got.clone();
+        let refused: Deliveries = Arc::default();
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, no, r) = (got.clone(), refused.clone(), refuse.clone());
         let app = axum::Router::new().route(
             "/cb",
             axum::routing::post(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let g = g.clone();
+                    let (g, no, r) = (g.clone(), no.clone(), r.clone());
                     async move {
                         // Bearer token for ping/push; "<timestamp> <signature>" for the webhook.
                         let auth = headers
@@ -450,9 +472,12 @@ impl Receiver {
                                 let sig = headers.get("x-countersign-signature")?.to_str().ok()?;
                                 Some(format!("{ts} {sig} {}", String::from_utf8_lossy(&body)))
                             });
-                        g.lock()
-                            .unwrap()
-                            .push((auth, serde_json::from_slice(&body).unwrap()));
+                        let got = (auth, serde_json::from_slice(&body).unwrap());
+                        if r.load(std::sync::atomic::Ordering::SeqCst) {
+                            no.lock().unwrap().push(got);
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        g.lock().unwrap().push(got);
                         axum::http::StatusCode::NO_CONTENT
                     }
                 },
@@ -463,23 +488,37 @@ impl Receiver {
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Receiver { url, got }
+        Receiver {
+            url,
+            got,
+            refused,
+            refuse,
+        }
     }
 
     /// Waits for the `n`-th delivery (1-based).
     pub async fn wait(&self, n: usize) -> (Option<String>, Value) {
-        for _ in 0..200 {
-            if let Some(x) = self.got.lock().unwrap().get(n - 1).cloned() {
+        Self::wait_in(&self.got, n, "delivery").await
+    }
+
+    /// Waits for the `n`-th refused attempt (1-based).
+    pub async fn wait_refused(&self, n: usize) -> (Option<String>, Value) {
+        Self::wait_in(&self.refused, n, "refused attempt").await
+    }
+
+    async fn wait_in(list: &Deliveries, n: usize, what: &str) -> (Option<String>, Value) {
+        for _ in 0..400 {
+            if let Some(x) = list.lock().unwrap().get(n - 1).cloned() {
                 return x;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("no delivery {n} arrived");
+        panic!("no {what} {n} arrived");
     }
 }
 
 /// Decodes a JWT's claims after checking its EdDSA signature against the server's JWKS.
-pub async fn verify_jwt(server: &Server, jwt: &str) -> (Value, Value) {
+pub async fn verify_jwt(server: &Api, jwt: &str) -> (Value, Value) {
     let jwks: Value = server
         .http
         .get(format!("{}/jwks.json", server.url))

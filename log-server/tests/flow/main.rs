@@ -5,4 +5,7 @@
 mod common;
 mod errors;
 mod flows;
+#[path = "../support/process.rs"]
+mod process;
+mod restart;
 mod store;

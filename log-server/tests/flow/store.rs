@@ -150,9 +150,10 @@ fn records_left(s: &Server, auth_req_id: &str, request_id: &str, approver: &str)
     let c = s.state.ciba.as_ref().unwrap();
     let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
     let mut left: Vec<String> = [
-        key,
+        key.clone(),
         CibaStore::public_id_key(request_id),
         CibaStore::pending_key(approver, request_id),
+        CibaStore::outbox_key(&key),
     ]
     .into_iter()
     .filter(|k| c.store.get_raw(k).unwrap().is_some())
@@ -213,6 +214,25 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
         .await
         .unwrap();
 
+    // A push request whose client never acknowledges its delivery (here: of its expiry).
+    let rx = Receiver::start().await;
+    rx.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pusher = s.add_client("agent-old-push", "push", Some(&rx.url)).await;
+    let unheard = pusher
+        .ask(
+            "apv_old",
+            &[
+                ("client_notification_token", "push-tok"),
+                ("requested_expiry", "1"),
+            ],
+        )
+        .await;
+    let unheard_rid = request_id_of(&s, &unheard).await;
+    let outbox = CibaStore::outbox_key(&CibaStore::request_key(&Secret::new(&unheard).sha256()));
+    let (_, body) = rx.wait_refused(1).await;
+    assert_eq!(body["error"], "expired_token");
+    assert!(c.store.get_raw(&outbox).unwrap().is_some(), "still owed");
+
     // Within the retention window nothing goes, and the evidence is served.
     let t0 = now();
     assert_eq!(sweep(&c, t0 + 3000).await.unwrap(), 0);
@@ -222,11 +242,12 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
 
     // Past it, the old requests go (the legacy one through the rebuilt index), the recent stays.
     let later = t0 + 2 + 3600 + 5;
-    assert_eq!(sweep(&c, later).await.unwrap(), 3);
+    assert_eq!(sweep(&c, later).await.unwrap(), 4);
     for (id, rid) in [
         (&old, &old_rid),
         (&undecided, &undecided_rid),
         (&legacy, &legacy_rid),
+        (&unheard, &unheard_rid),
     ] {
         assert_eq!(
             records_left(&s, id, rid, "apv_old"),

@@ -3,56 +3,23 @@
 //! checkpoint seen before a crash must be consistent with every one after, and the tree size
 //! never decreases. `COUNTERSIGN_SOAK=1` runs many more rounds.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use countersign_verifier::{verify_checkpoint, verify_consistency, Checkpoint, Hash, VerifierKey};
 use rand::Rng;
 use serde_json::json;
 
 use crate::common::hashes;
+use crate::process::{free_port, Process};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["serve", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--origin",
-            "crash.test/log",
-            "--checkpoint-interval-ms",
-            "300",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{url}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const ARGS: [&str; 4] = [
+    "--origin",
+    "crash.test/log",
+    "--checkpoint-interval-ms",
+    "300",
+];
 
 #[derive(Default)]
 struct Seen {
@@ -74,20 +41,12 @@ async fn sigkill_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut child = spawn(&dir, port);
-    wait_ready(&client, &url).await;
-    let admin = std::fs::read_to_string(dir.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let vkey = VerifierKey::parse(
-        std::fs::read_to_string(dir.join("log.vkey"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
+    let mut server = Process::spawn(&dir, port, &ARGS);
+    let url = server.url.clone();
+    server.wait_ready(&client).await;
+    let admin = server.read("admin.token");
+    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
     let public_key = hex::encode(crate::common::passkey(1).cose_public_key());
     let mut max_size = 0u64;
     let mut all = Seen::default();
@@ -145,8 +104,7 @@ async fn sigkill_loses_nothing_acknowledged() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1200))).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        server.kill(); // SIGKILL
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
             t.await.unwrap();
@@ -157,8 +115,8 @@ async fn sigkill_loses_nothing_acknowledged() {
             "round {round}: no appends were acknowledged"
         );
 
-        child = spawn(&dir, port);
-        wait_ready(&client, &url).await;
+        server.restart();
+        server.wait_ready(&client).await;
         let now = checkpoint(&client, &url, &vkey).await;
         let seen_max = s.checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
         assert!(
@@ -219,16 +177,10 @@ async fn sigkill_loses_nothing_acknowledged() {
         );
     }
     // Graceful stop: SIGTERM lets queued appends finish and the process exit cleanly.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = server.terminate();
     assert!(exit.success(), "server exited with {exit}");
-    let mut again = spawn(&dir, port);
-    wait_ready(&client, &url).await;
+    server.restart();
+    server.wait_ready(&client).await;
     assert_eq!(checkpoint(&client, &url, &vkey).await.size, max_size);
-    again.kill().unwrap();
-    again.wait().unwrap();
+    server.kill();
 }

@@ -6,4 +6,6 @@ mod common;
 mod crash;
 mod dedup;
 mod ops;
+#[path = "../support/process.rs"]
+mod process;
 mod tiles;

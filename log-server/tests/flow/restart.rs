@@ -1,0 +1,146 @@
+//! Ping and push deliveries survive a crash: what a SIGKILLed server had not delivered, the next
+//! start delivers (push tokens exactly as first issued, so they are still issued once); a request
+//! left undecided still gets its `expired_token`; and nothing is delivered twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{verify_jwt, Api, Receiver, ORIGIN, RP_ID};
+use crate::process::{free_port, Process};
+
+/// The bodies a receiver list holds, by `auth_req_id`, with the bearer token each came with.
+fn by_id(list: &[(Option<String>, Value)]) -> HashMap<String, (Option<String>, Value)> {
+    list.iter()
+        .map(|(auth, body)| {
+            (
+                body["auth_req_id"].as_str().unwrap().to_owned(),
+                (auth.clone(), body.clone()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = [
+        "--origin",
+        "restart.test/log",
+        "--rp-id",
+        RP_ID,
+        "--allowed-origin",
+        ORIGIN,
+        "--min-expiry",
+        "1",
+        "--poll-interval",
+        "1",
+        "--delivery-attempts",
+        "2",
+        "--delivery-backoff-ms",
+        "50",
+    ];
+    let rx = Receiver::start().await;
+    rx.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut server = Process::spawn(&dir, free_port(), &args);
+    let http = reqwest::Client::new();
+    server.wait_ready(&http).await;
+    let api = Api {
+        url: server.url.clone(),
+        admin: server.read("admin.token"),
+        http,
+    };
+    let push = api.add_client("agent-push", "push", Some(&rx.url)).await;
+    let ping = api.add_client("agent-ping", "ping", Some(&rx.url)).await;
+    let alice = api.add_approver("apv_alice", 11).await;
+
+    // Three decisions whose deliveries the client's endpoint refuses (two attempts each), and
+    // one request still open when the server is killed.
+    let push_tok = [("client_notification_token", "push-tok")];
+    let approved = push.ask("apv_alice", &push_tok).await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    let denied = push.ask("apv_alice", &push_tok).await;
+    alice.decide(&alice.only_request().await, "deny").await;
+    let pinged = ping
+        .ask("apv_alice", &[("client_notification_token", "ping-tok")])
+        .await;
+    let receipt = alice.decide(&alice.only_request().await, "approve").await;
+    rx.wait_refused(6).await;
+    let expiring = push
+        .ask(
+            "apv_alice",
+            &[
+                ("client_notification_token", "push-tok"),
+                ("requested_expiry", "3"),
+            ],
+        )
+        .await;
+    let refused = by_id(&rx.refused.lock().unwrap());
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    let first_push = refused[&approved].1.clone();
+    assert!(first_push["access_token"].is_string(), "{first_push}");
+    let size_before = receipt["tree_size"].as_u64().unwrap();
+
+    server.kill();
+    rx.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    server.restart();
+    server.wait_ready(&api.http).await;
+
+    // After the restart: the three owed deliveries, then the expiry.
+    rx.wait(4).await;
+    let got = by_id(&rx.got.lock().unwrap());
+    assert_eq!(got.len(), 4, "{got:?}");
+    let (auth, body) = &got[&approved];
+    assert_eq!(auth.as_deref(), Some("Bearer push-tok"));
+    assert_eq!(
+        body, &first_push,
+        "a repeated push carries the tokens first issued"
+    );
+    let (_, claims) = verify_jwt(&api, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], "apv_alice");
+    let (_, id) = verify_jwt(&api, body["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["urn:openid:params:jwt:claim:auth_req_id"], approved);
+    assert_eq!(got[&denied].1["error"], "access_denied");
+    assert_eq!(
+        got[&pinged],
+        (
+            Some("Bearer ping-tok".into()),
+            json!({"auth_req_id": pinged})
+        )
+    );
+    assert_eq!(got[&expiring].1["error"], "expired_token");
+    // The ping client fetches its token once; push tokens are never fetched.
+    let (st, tokens) = ping.token(&pinged).await;
+    assert_eq!(st, 200, "{tokens}");
+    let (st, v) = ping.token(&pinged).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
+    let (st, v) = push.token(&approved).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    // Nothing new was logged for the redeliveries.
+    let cp = api
+        .http
+        .get(format!("{}/checkpoint", api.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let size: u64 = cp.lines().nth(1).unwrap().parse().unwrap();
+    assert_eq!(size, size_before);
+
+    // Delivered means done: a graceful restart delivers nothing again.
+    let exit = server.terminate();
+    assert!(exit.success(), "server exited with {exit}");
+    server.restart();
+    server.wait_ready(&api.http).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx.got.lock().unwrap().len(), 4);
+    assert_eq!(rx.refused.lock().unwrap().len(), 6);
+    server.kill();
+}

@@ -1,0 +1,110 @@
+//! The real `countersign` binary as a child process on a loopback port, for the tests that kill
+//! and restart it. A [`Process`] dropped while running (a failing test) is killed, not leaked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port free on 127.0.0.1 when asked.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `countersign serve --data-dir DIR --listen 127.0.0.1:PORT ARGS...`, quiet (RUST_LOG=warn,
+/// output discarded).
+pub struct Process {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    args: Vec<String>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Process {
+    pub fn spawn(dir: &Path, port: u16, args: &[&str]) -> Process {
+        let mut p = Process {
+            child: None,
+            dir: dir.to_owned(),
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        p.start();
+        p
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["serve", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits (up to 30 s) until `/healthz` answers 200.
+    pub async fn wait_ready(&self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, and reap the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM (graceful stop); the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("the server is not running");
+        let status = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        c.wait().unwrap()
+    }
+
+    /// Starts the server again on the same directory, port and flags.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.start();
+    }
+
+    /// Reads a file of the data directory (admin token, vkey), trimmed.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
