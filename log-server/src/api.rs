@@ -624,7 +624,9 @@ async fn get_metrics(State(s): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.log.metrics().render(),
+        s.log
+            .metrics()
+            .render_with(s.ciba.as_ref().map(|c| c.metrics.registry())),
     )
         .into_response()
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics (text exposition via `prometheus-client`).
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -106,9 +106,18 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        self.render_with(None)
+    }
+
+    /// The Prometheus text exposition, with another registry's metrics after ours.
+    pub fn render_with(&self, extra: Option<&Registry>) -> String {
         let mut s = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut s, &self.registry);
+        let _ = encode_registry(&mut s, &self.registry);
+        if let Some(r) = extra {
+            let _ = encode_registry(&mut s, r);
+        }
+        let _ = encode_eof(&mut s);
         s
     }
 }

@@ -61,7 +61,10 @@ async fn deliver(c: &Ciba, url: &str, auth: &Auth, body: &Value, what: &'static 
             }
         };
         match req.send().await {
-            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status().is_success() => {
+                c.metrics.delivered(what, true);
+                return true;
+            }
             Ok(r) => tracing::warn!(what, attempt, status = %r.status(), "delivery refused"),
             Err(e) => tracing::warn!(what, attempt, error = %e, "delivery failed"),
         }
@@ -73,6 +76,7 @@ async fn deliver(c: &Ciba, url: &str, auth: &Auth, body: &Value, what: &'static 
         }
     }
     tracing::error!(what, "delivery gave up");
+    c.metrics.delivered(what, false);
     false
 }
 
@@ -123,7 +127,10 @@ async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
     let mut delay = c.config.delivery_backoff;
     for attempt in 1..=c.config.delivery_attempts.max(1) {
         match m.transport.send(msg.clone()).await {
-            Ok(_) => return true,
+            Ok(_) => {
+                c.metrics.delivered("email", true);
+                return true;
+            }
             Err(e) => tracing::warn!(attempt, error = %e, "e-mail delivery failed"),
         }
         if attempt < c.config.delivery_attempts {
@@ -133,6 +140,7 @@ async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
             .saturating_mul(2)
             .min(crate::ciba::MAX_DELIVERY_BACKOFF);
     }
+    c.metrics.delivered("email", false);
     false
 }
 

@@ -1013,6 +1013,10 @@ async fn decide_finish(
         index = rec.index,
         "decision logged"
     );
+    c.metrics
+        .decisions
+        .get_or_create(&[("decision", decision.as_str())])
+        .inc();
     c.inbox_changed(&r.statement.approver_id, &r.request_id);
     crate::notify::decided(c.clone(), key, r.clone());
     Ok((

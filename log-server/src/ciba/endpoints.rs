@@ -378,6 +378,7 @@ async fn bc_authorize(
         elapsed_us = started.elapsed().as_micros() as u64,
         "approval requested"
     );
+    c.metrics.requests.inc();
     c.inbox_changed(&approver_id, &request_id);
     crate::notify::new_request(&c, &record);
     if record.mode != DeliveryMode::Poll {
@@ -503,6 +504,7 @@ async fn issue_tokens_locked(
     }
     c.store.commit(b, Durability::Sync).await?;
     tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
+    c.metrics.tokens.inc();
     Ok(response)
 }
 

@@ -16,6 +16,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod clients;
 pub mod endpoints;
+pub mod metrics;
 pub mod records;
 pub mod tokens;
 
@@ -358,6 +359,8 @@ pub struct Ciba {
     pub store: CibaStore,
     /// Token signing keys.
     pub keys: tokens::KeySet,
+    /// Counters served on `/metrics`.
+    pub metrics: metrics::CibaMetrics,
     /// Live inbox streams.
     pub(crate) inbox: InboxChannels,
     pub(crate) polls: Mutex<HashMap<String, PollState>>,
@@ -388,10 +391,12 @@ impl Ciba {
             .build()
             .map_err(|e| InitError(format!("http client: {e}")))?;
         let mailer = crate::notify::Mailer::new(&config)?;
+        let metrics = metrics::CibaMetrics::new(store.write_stats());
         let ciba = Arc::new(Ciba {
             config,
             store,
             keys,
+            metrics,
             inbox: InboxChannels::default(),
             polls: Mutex::new(HashMap::new()),
             ceremonies: Default::default(),

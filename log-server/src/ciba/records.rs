@@ -24,7 +24,6 @@
 //! fsync (group commit), and answers each submitter once its changes are durable.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use countersign_verifier::Statement;
@@ -282,12 +281,12 @@ struct Job {
     reply: Option<Reply>,
 }
 
-/// Counters of the group-commit writer.
+/// Counters of the group-commit writer (also exported as metrics).
 #[derive(Debug, Default)]
-struct WriteStats {
-    jobs: AtomicU64,
-    writes: AtomicU64,
-    synced_writes: AtomicU64,
+pub(crate) struct WriteStats {
+    pub(crate) jobs: prometheus_client::metrics::counter::Counter,
+    pub(crate) writes: prometheus_client::metrics::counter::Counter,
+    pub(crate) synced_writes: prometheus_client::metrics::counter::Counter,
 }
 
 /// What the writer did so far.
@@ -401,10 +400,10 @@ fn writer_loop(store: Store, rx: mpsc::Receiver<Job>, stats: Arc<WriteStats>) {
             wo.set_sync(sync);
             store.db().write_opt(wb, &wo).map_err(StorageError::from)
         });
-        stats.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        stats.writes.fetch_add(1, Ordering::Relaxed);
+        stats.jobs.inc_by(jobs.len() as u64);
+        stats.writes.inc();
         if sync {
-            stats.synced_writes.fetch_add(1, Ordering::Relaxed);
+            stats.synced_writes.inc();
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, writes = jobs.len(), "approval store write failed");
@@ -589,14 +588,19 @@ impl CibaStore {
         self.store.write_sync(wb)
     }
 
+    /// The writer's counters, for the metrics.
+    pub(crate) fn write_stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
     /// What the writer did so far; `submitted / synced_batches` is how many writes one fsync
     /// carried.
     pub fn writer_stats(&self) -> WriterStats {
         let s = &self.stats;
         WriterStats {
-            submitted: s.jobs.load(Ordering::Relaxed),
-            batches: s.writes.load(Ordering::Relaxed),
-            synced_batches: s.synced_writes.load(Ordering::Relaxed),
+            submitted: s.jobs.get(),
+            batches: s.writes.get(),
+            synced_batches: s.synced_writes.get(),
         }
     }
 

@@ -22,6 +22,17 @@ fn by_id(list: &[(Option<String>, Value)]) -> HashMap<String, (Option<String>, V
         .collect()
 }
 
+async fn metrics(api: &Api) -> String {
+    let r = api
+        .http
+        .get(format!("{}/metrics", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
@@ -82,6 +93,17 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     let first_push = refused[&approved].1.clone();
     assert!(first_push["access_token"].is_string(), "{first_push}");
     let size_before = receipt["tree_size"].as_u64().unwrap();
+    let m = metrics(&api).await;
+    for line in [
+        "countersign_ciba_requests_total 4",
+        "countersign_ciba_decisions_total{decision=\"approve\"} 2",
+        "countersign_ciba_decisions_total{decision=\"deny\"} 1",
+        "countersign_ciba_tokens_issued_total 1",
+        "countersign_ciba_deliveries_total{kind=\"push\",outcome=\"failed\"} 2",
+        "countersign_ciba_deliveries_total{kind=\"ping\",outcome=\"failed\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
 
     server.kill();
     rx.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -133,6 +155,15 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
         .unwrap();
     let size: u64 = cp.lines().nth(1).unwrap().parse().unwrap();
     assert_eq!(size, size_before);
+    let m = metrics(&api).await;
+    for line in [
+        "countersign_ciba_deliveries_total{kind=\"push\",outcome=\"delivered\"} 3",
+        "countersign_ciba_deliveries_total{kind=\"ping\",outcome=\"delivered\"} 1",
+        "countersign_ciba_tokens_issued_total 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
+    assert!(m.ends_with("# EOF\n"), "{m}");
 
     // Delivered means done: a graceful restart delivers nothing again.
     let exit = server.terminate();
