@@ -24,7 +24,7 @@ use countersign_verifier::{
     challenge, cose_alg, parse_cose_key, verify_assertion, verify_registration, Assertion,
     AssertionPolicy, Decision, Entry, RegistrationPolicy,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -97,7 +97,7 @@ impl Ceremonies {
 }
 
 /// A signed-in approver.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     /// Who.
     pub approver_id: String,
@@ -106,9 +106,19 @@ pub struct Session {
     expires_at: u64,
 }
 
-/// Sessions by SHA-256 of the cookie value. Kept in memory: a restart signs everyone out.
+/// Sessions by SHA-256 of the cookie value: stored (`s/<hash hex>`, so a restart signs nobody
+/// out) and cached in memory. The cookie itself is never stored; the session's CSRF token is,
+/// which weakens nothing: it is useless without the cookie. Expired sessions are deleted by the
+/// clean-up sweep.
 #[derive(Default)]
 pub struct Sessions(Mutex<HashMap<[u8; 32], Session>>);
+
+/// Prefix of stored sessions.
+pub const SESSION_PREFIX: &str = "s/";
+
+fn session_key(hash: &[u8; 32]) -> String {
+    format!("{SESSION_PREFIX}{}", hex::encode(hash))
+}
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
@@ -118,37 +128,90 @@ impl Sessions {
         }
     }
 
-    fn create(&self, approver_id: &str, ttl: u64) -> (Secret, Session) {
+    /// A new session, stored before its cookie is handed out.
+    async fn create(
+        &self,
+        store: &CibaStore,
+        approver_id: &str,
+        ttl: u64,
+    ) -> Result<(Secret, Session), OAuthError> {
         let token = Secret::generate();
         let s = Session {
             approver_id: approver_id.to_owned(),
             csrf: Secret::generate(),
             expires_at: now_secs() + ttl,
         };
+        let hash = token.sha256();
+        let mut b = Batch::new();
+        b.put_json(session_key(&hash), &s)?;
+        // Not synced: a session lost with the machine only means signing in again.
+        store.commit(b, Durability::Deferred).await?;
         let mut m = self.lock();
         let now = now_secs();
         m.retain(|_, s| s.expires_at > now);
-        m.insert(token.sha256(), s.clone());
-        (token, s)
+        m.insert(hash, s.clone());
+        Ok((token, s))
     }
 
     /// Signs an approver out everywhere.
-    pub fn drop_approver(&self, approver_id: &str) {
+    pub fn drop_approver(&self, store: &CibaStore, approver_id: &str) {
         self.lock().retain(|_, s| s.approver_id != approver_id);
+        let mut b = Batch::new();
+        match store.scan(SESSION_PREFIX, usize::MAX) {
+            Ok(found) => {
+                for (k, v) in found {
+                    if serde_json::from_slice::<Session>(&v)
+                        .map_or(true, |s| s.approver_id == approver_id)
+                    {
+                        b.delete(k);
+                    }
+                }
+            }
+            // The approver record is disabled first, and every session check reads it.
+            Err(e) => tracing::warn!(error = %e, "could not read the stored sessions"),
+        }
+        store.commit_in_background(b);
     }
 
-    fn get(&self, token: &str) -> Option<Session> {
+    fn get(&self, store: &CibaStore, token: &str) -> Option<Session> {
         let h = countersign_verifier::sha256(token.as_bytes());
-        self.lock()
-            .get(&h)
-            .filter(|s| s.expires_at > now_secs())
-            .cloned()
+        let now = now_secs();
+        if let Some(s) = self.lock().get(&h).filter(|s| s.expires_at > now) {
+            return Some(s.clone());
+        }
+        // Not in memory: made before a restart, or not a session at all.
+        let s = store
+            .get::<Session>(&session_key(&h))
+            .ok()
+            .flatten()
+            .filter(|s| s.expires_at > now)?;
+        self.lock().insert(h, s.clone());
+        Some(s)
     }
 
-    fn remove(&self, token: &str) {
+    fn remove(&self, store: &CibaStore, token: &str) {
         let h = countersign_verifier::sha256(token.as_bytes());
         self.lock().remove(&h);
+        let mut b = Batch::new();
+        b.delete(session_key(&h));
+        store.commit_in_background(b);
     }
+}
+
+/// Deletes the stored sessions that expired before `now`; how many.
+pub async fn sweep_sessions(
+    store: &CibaStore,
+    now: u64,
+) -> Result<usize, crate::storage::StorageError> {
+    let mut b = Batch::new();
+    for (k, v) in store.scan(SESSION_PREFIX, usize::MAX)? {
+        if serde_json::from_slice::<Session>(&v).map_or(true, |s| s.expires_at <= now) {
+            b.delete(k);
+        }
+    }
+    let n = b.len();
+    store.commit(b, Durability::Deferred).await?;
+    Ok(n)
 }
 
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -169,7 +232,9 @@ pub(crate) fn session_of(c: &Ciba, headers: &HeaderMap) -> Option<Session> {
 
 /// The session of a page request and its (enabled) approver's record.
 fn session_and_approver(c: &Ciba, headers: &HeaderMap) -> Option<(Session, ApproverRecord)> {
-    let s = c.sessions.get(cookie_value(headers, SESSION_COOKIE)?)?;
+    let s = c
+        .sessions
+        .get(&c.store, cookie_value(headers, SESSION_COOKIE)?)?;
     // A disabled approver's sessions are dropped when disabled; this also covers a restart race.
     match c.store.approver(&s.approver_id) {
         Ok(Some(a)) if !a.disabled => Some((s, a)),
@@ -681,7 +746,8 @@ async fn signin_finish(
     })?;
     let (token, session) = c
         .sessions
-        .create(&approver.approver_id, c.config.session_ttl_secs);
+        .create(&c.store, &approver.approver_id, c.config.session_ttl_secs)
+        .await?;
     tracing::info!(approver_id = %approver.approver_id, "approver signed in");
     let mut resp = Json(json!({
         "approver_id": approver.approver_id,
@@ -699,7 +765,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     let c = ciba_of(&s)?;
     session_for_change(c, &headers)?;
     if let Some(v) = cookie_value(&headers, SESSION_COOKIE) {
-        c.sessions.remove(v);
+        c.sessions.remove(&c.store, v);
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()

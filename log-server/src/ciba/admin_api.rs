@@ -437,7 +437,7 @@ async fn disable_approver(
         c.store.put(&approver_key, &rec).await?;
         rec
     };
-    c.sessions.drop_approver(&id);
+    c.sessions.drop_approver(&c.store, &id);
     tracing::info!(approver_id = %id, "approver disabled");
     Ok(Json(approver_json(&rec)).into_response())
 }

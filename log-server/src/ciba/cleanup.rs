@@ -53,6 +53,9 @@ pub fn start(c: &Arc<Ciba>) {
                 Ok(n) => tracing::info!(deleted = n, "old approval requests cleaned up"),
                 Err(e) => tracing::warn!(error = %e, "cleaning up old approval requests failed"),
             }
+            if let Err(e) = crate::webauthn_ceremony::sweep_sessions(&c.store, now_secs()).await {
+                tracing::warn!(error = %e, "cleaning up expired sessions failed");
+            }
         }
     });
 }

@@ -110,6 +110,11 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     server.restart();
     server.wait_ready(&api.http).await;
 
+    // The approver is still signed in (sessions are stored) and sees the open request, unless
+    // it expired meanwhile.
+    let open = alice.inbox().await;
+    assert!(open.len() <= 1, "{open:?}");
+
     // After the restart: the three owed deliveries, then the expiry.
     rx.wait(4).await;
     let got = by_id(&rx.got.lock().unwrap());
@@ -165,7 +170,11 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     }
     assert!(m.ends_with("# EOF\n"), "{m}");
 
-    // Delivered means done: a graceful restart delivers nothing again.
+    // Signing out is stored too. Delivered means done: a graceful restart delivers nothing
+    // again.
+    let bob = api.add_approver("apv_bob", 12).await;
+    let (st, _) = alice.post("/v1/session/logout", &json!({})).await;
+    assert_eq!(st, 204);
     let exit = server.terminate();
     assert!(exit.success(), "server exited with {exit}");
     server.restart();
@@ -173,5 +182,19 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.got.lock().unwrap().len(), 4);
     assert_eq!(rx.refused.lock().unwrap().len(), 6);
+    let (st, _) = alice.get("/v1/inbox").await;
+    assert_eq!(st, 401, "a signed-out session stays signed out");
+    assert!(bob.inbox().await.is_empty());
+    // Disabling an approver ends their stored sessions too.
+    let (st, v) = api
+        .admin_post("/v1/admin/approvers/apv_bob/disable", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let exit = server.terminate();
+    assert!(exit.success(), "server exited with {exit}");
+    server.restart();
+    server.wait_ready(&api.http).await;
+    let (st, _) = bob.get("/v1/inbox").await;
+    assert_eq!(st, 401);
     server.kill();
 }

@@ -303,3 +303,40 @@ async fn cleanup_runs_in_the_background() {
     let (st, body) = client.evidence(&long, None).await;
     assert_eq!(st, 200, "a denial has evidence too: {body}");
 }
+
+#[tokio::test]
+async fn sessions_are_stored_and_expired_ones_swept() {
+    let s = Server::start_with(|mut c| {
+        c.session_ttl_secs = 2;
+        c.cleanup_interval = Duration::from_secs(3600);
+        c
+    })
+    .await;
+    let c = s.state.ciba.clone().unwrap();
+    let alice = s.add_approver("apv_ttl", 31).await;
+    assert!(alice.inbox().await.is_empty());
+    let stored = c.store.scan("s/", 100).unwrap();
+    assert_eq!(stored.len(), 1, "one stored session");
+    assert!(
+        !String::from_utf8_lossy(&stored[0].1).contains(alice.cookie.split('=').nth(1).unwrap()),
+        "the cookie itself is never stored"
+    );
+    let t = now();
+    assert_eq!(
+        countersign_log::webauthn_ceremony::sweep_sessions(&c.store, t)
+            .await
+            .unwrap(),
+        0,
+        "a live session stays"
+    );
+    assert_eq!(
+        countersign_log::webauthn_ceremony::sweep_sessions(&c.store, t + 3)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(c.store.scan("s/", 100).unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (st, _) = alice.get("/v1/inbox").await;
+    assert_eq!(st, 401, "an expired session is refused");
+}
