@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -181,6 +181,28 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A path parameter. Its rejection (a segment that does not percent-decode to UTF-8) is a JSON
+/// error like every other answer of the API, not axum's plain-text one.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(p)) => Ok(PathParam(p)),
+            Err(e) => Err(ApiError::bad_request(
+                "invalid_request",
+                format!("the URL path is not usable: {}", e.body_text()),
+            )
+            .into_response()),
+        }
+    }
+}
+
 fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let t = admin::bearer(headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
     if admin::matches(&t, &state.admin_hash) {
@@ -272,7 +294,7 @@ async fn get_checkpoint(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn get_tile(State(s): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+async fn get_tile(State(s): State<AppState>, PathParam(path): PathParam) -> ApiResult<Response> {
     let t = parse_tile_path(&path).map_err(|e| ApiError::bad_request("invalid_tile_path", e.0))?;
     let size = s.log.sequencer().shared().published().size;
     let store = s.log.store().clone();
@@ -430,7 +452,7 @@ async fn get_submitters(State(s): State<AppState>, headers: HeaderMap) -> ApiRes
 async fn delete_submitter(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> ApiResult<Response> {
     require_admin(&s, &headers)?;
     let revoked = admin::revoke_submitter(s.log.store(), &name)?;
@@ -566,7 +588,7 @@ async fn get_consistency(
     .into_response())
 }
 
-async fn get_entry(State(s): State<AppState>, Path(index): Path<String>) -> ApiResult<Response> {
+async fn get_entry(State(s): State<AppState>, PathParam(index): PathParam) -> ApiResult<Response> {
     let index = parse_decimal(&index)
         .ok_or_else(|| ApiError::bad_request("invalid_request", "index is not a decimal number"))?;
     let published = s.log.sequencer().shared().published();

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty};
 use serde_json::json;
 
-use crate::api::AppState;
+use crate::api::{AppState, PathParam};
 use crate::ciba::records::{RequestRecord, RequestStatus};
 use crate::ciba::{ciba_of, clients, Ciba, CibaStore, OAuthError, Secret};
 use crate::proofs::inclusion_proof;
@@ -125,7 +125,7 @@ fn answer(bundle: EvidenceBundle, q: &HashMap<String, String>) -> Result<Respons
 async fn by_auth_req_id(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(auth_req_id): Path<String>,
+    PathParam(auth_req_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;
@@ -154,7 +154,7 @@ async fn by_auth_req_id(
 async fn by_request_id_admin(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(request_id): Path<String>,
+    PathParam(request_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;
@@ -169,7 +169,7 @@ async fn by_request_id_admin(
 async fn by_request_id_approver(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(request_id): Path<String>,
+    PathParam(request_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use crate::api::AppState;
+use crate::api::{AppState, PathParam};
 use crate::append::{DecisionRequest, EnrolmentRequest};
 use crate::ciba::records::{
     ApproverRecord, Batch, CredentialRef, DecisionRecord, Durability, EnrolmentLink, RequestRecord,
@@ -891,7 +891,7 @@ fn own_request_at(c: &Ciba, approver_id: &str, key: &str) -> Result<RequestRecor
 async fn request_detail(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(request_id): Path<String>,
+    PathParam(request_id): PathParam,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;
     let session = session_of(c, &headers).ok_or_else(unauthorized)?;
@@ -930,7 +930,7 @@ fn nonce_of(r: &RequestRecord) -> Result<[u8; 32], OAuthError> {
 async fn decide_start(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(request_id): Path<String>,
+    PathParam(request_id): PathParam,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?;
@@ -1009,7 +1009,7 @@ async fn release(c: &Ciba, key: &str) -> Result<(), OAuthError> {
 async fn decide_finish(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(request_id): Path<String>,
+    PathParam(request_id): PathParam,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let c = ciba_of(&s)?.clone();

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use crate::api::AppState;
+use crate::api::{AppState, PathParam};
 use crate::ciba::records::RequestStatus;
 use crate::ciba::{ciba_of, now_secs, OAuthError};
 use crate::webauthn_ceremony::{effective_status, open_requests, own_request, session_of};
@@ -217,7 +217,7 @@ async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
 async fn request_page(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(request_id): Path<String>,
+    PathParam(request_id): PathParam,
 ) -> Response {
     let Ok(c) = ciba_of(&s) else {
         return error_page(
@@ -304,7 +304,7 @@ async fn request_page(
     )
 }
 
-async fn enrol_page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+async fn enrol_page(State(s): State<AppState>, PathParam(token): PathParam) -> Response {
     let Ok(c) = ciba_of(&s) else {
         return error_page(
             StatusCode::NOT_FOUND,

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -16,7 +16,7 @@ use super::clients::{hash_secret, MAX_CREDENTIAL_CHARS};
 use super::records::{ApproverRecord, AuthMethod, ClientRecord, DeliveryMode, EnrolmentLink};
 use super::{ciba_of, now_secs, Ciba, OAuthError, Secret};
 use crate::admin;
-use crate::api::AppState;
+use crate::api::{AppState, PathParam};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -266,7 +266,7 @@ async fn list_clients(
 async fn remove_client(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
@@ -423,7 +423,7 @@ async fn list_approvers(
 async fn disable_approver(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;
@@ -445,7 +445,7 @@ async fn disable_approver(
 async fn new_link(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Response, OAuthError> {
     require_admin(&s, &headers)?;
     let c = ciba_of(&s)?;

@@ -5,6 +5,7 @@
 mod common;
 mod errors;
 mod flows;
+mod fuzz;
 #[path = "../support/process.rs"]
 mod process;
 mod restart;
