@@ -9,7 +9,7 @@
 //! assertion that does not hold.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -31,8 +31,8 @@ use subtle::ConstantTimeEq;
 use crate::api::{AppState, PathParam};
 use crate::append::{DecisionRequest, EnrolmentRequest};
 use crate::ciba::records::{
-    ApproverRecord, Batch, CredentialRef, DecisionRecord, Durability, EnrolmentLink, RequestRecord,
-    RequestStatus,
+    ApproverRecord, Batch, CredentialRef, DecisionRecord, DeliveryMode, Durability, EnrolmentLink,
+    RequestRecord, RequestStatus,
 };
 use crate::ciba::{ciba_of, now_secs, Ciba, CibaStore, OAuthError, Secret, B64URL};
 
@@ -995,12 +995,17 @@ struct DecideFinish {
 }
 
 /// Puts a claimed request back to pending after a failed decision: nothing was logged.
-async fn release(c: &Ciba, key: &str) -> Result<(), OAuthError> {
+async fn release(c: &Arc<Ciba>, key: &str) -> Result<(), OAuthError> {
     let _g = c.store.lock(key).await;
     if let Some(mut r) = c.store.get::<RequestRecord>(key)? {
         if r.status == RequestStatus::Deciding {
             r.status = RequestStatus::Pending;
             c.store.put(key, &r).await?;
+            // Its expiry timer may have fired while it was claimed: a ping/push request that
+            // is now past expiry gets its expiry (and push, its `expired_token`) at once.
+            if r.mode != DeliveryMode::Poll && now_secs() >= r.statement.expires_at {
+                crate::notify::schedule_expiry(c.clone(), key.to_owned(), r.statement.expires_at);
+            }
         }
     }
     Ok(())
