@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::ciba::records::{
-    Batch, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus, OUTBOX_PREFIX,
+    Batch, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus, NOTIFY_PREFIX,
+    OUTBOX_PREFIX,
 };
 use crate::ciba::{now_secs, Ciba, CibaStore, Secret};
 use crate::InitError;
@@ -105,11 +106,14 @@ impl Mailer {
     }
 }
 
+/// Sends an e-mail, retrying; true once settled: sent, or impossible (no mailer, an unusable
+/// address or message), which retrying would not change.
 async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
-    let Some(m) = &c.mailer else { return false };
+    let Some(m) = &c.mailer else { return true };
     let Ok(to) = to.parse::<Mailbox>() else {
         tracing::warn!("approver e-mail address is not usable");
-        return false;
+        c.metrics.delivered("email", false);
+        return true;
     };
     let msg = match Message::builder()
         .from(m.from.clone())
@@ -121,7 +125,8 @@ async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
         Ok(msg) => msg,
         Err(e) => {
             tracing::warn!(error = %e, "could not build the e-mail");
-            return false;
+            c.metrics.delivered("email", false);
+            return true;
         }
     };
     let mut delay = c.config.delivery_backoff;
@@ -144,37 +149,79 @@ async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
     false
 }
 
-/// Tells the approver's channels of a new request (the live inbox is told by the caller).
-pub fn new_request(c: &Arc<Ciba>, r: &RequestRecord) {
-    let link = format!("{}/approve/requests/{}", c.config.public_url, r.request_id);
-    if c.mailer.is_some() {
-        let email = c
-            .store
-            .approver(&r.statement.approver_id)
-            .ok()
-            .flatten()
-            .map(|a| a.email);
-        if let Some(email) = email {
-            let subject = format!("Approval requested: {}", r.statement.binding_message);
-            let body = format!(
-                "{client} asks for your approval:\n\n  {msg}\n\nReview the exact action and \
-                 approve or deny it with your passkey:\n{link}\n\nThe request expires at {exp} \
-                 (Unix time). If you did not expect this, deny it.\n",
-                client = r.statement.client_id,
-                msg = r.statement.binding_message,
-                exp = r.statement.expires_at,
-            );
-            let c = c.clone();
-            tokio::spawn(async move {
-                send_email(&c, &email, &subject, body).await;
-            });
-        }
+/// The approver notification channels there are.
+pub const CHANNELS: [&str; 2] = ["webhook", "email"];
+
+/// The channels this server is configured to notify approvers on.
+pub fn channels(c: &Ciba) -> impl Iterator<Item = &'static str> {
+    let on = [
+        c.config.webhook_url.is_some() && c.config.webhook_secret.is_some(),
+        c.mailer.is_some(),
+    ];
+    CHANNELS
+        .into_iter()
+        .zip(on)
+        .filter_map(|(k, on)| on.then_some(k))
+}
+
+/// Tells the approver's channels of a new request (the live inbox is told by the caller), in
+/// the background. Each notification is owed (a `w/` key, written with the request) until it is
+/// delivered; one still owed at a restart is sent again while the request is open.
+pub fn new_request(c: &Arc<Ciba>, key: &str, r: &RequestRecord) {
+    for kind in channels(c) {
+        notify_approver(c, key, kind, r);
     }
-    let (Some(url), Some(key)) = (
-        c.config.webhook_url.clone(),
-        c.config.webhook_secret.clone(),
-    ) else {
-        return;
+}
+
+/// Sends one owed notification in the background; once settled, it is no longer owed.
+fn notify_approver(c: &Arc<Ciba>, key: &str, kind: &'static str, r: &RequestRecord) {
+    let (c, key, r) = (c.clone(), key.to_owned(), r.clone());
+    tokio::spawn(async move {
+        let settled = match kind {
+            "webhook" => send_webhook(&c, &r).await,
+            _ => send_approver_email(&c, &r).await,
+        };
+        if settled {
+            let mut b = Batch::new();
+            b.delete(CibaStore::notify_key(&key, kind));
+            c.store.commit_in_background(b);
+        }
+    });
+}
+
+fn request_link(c: &Ciba, r: &RequestRecord) -> String {
+    format!("{}/approve/requests/{}", c.config.public_url, r.request_id)
+}
+
+/// The e-mail to the approver of `r`; true once settled: the SMTP server took it, or it can
+/// never be sent (no approver, no usable address).
+async fn send_approver_email(c: &Ciba, r: &RequestRecord) -> bool {
+    let email = match c.store.approver(&r.statement.approver_id) {
+        Ok(Some(a)) => a.email,
+        // Gone: nothing to send, nothing owed.
+        Ok(None) => return true,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the approver to e-mail");
+            return false;
+        }
+    };
+    let subject = format!("Approval requested: {}", r.statement.binding_message);
+    let body = format!(
+        "{client} asks for your approval:\n\n  {msg}\n\nReview the exact action and \
+         approve or deny it with your passkey:\n{link}\n\nThe request expires at {exp} \
+         (Unix time). If you did not expect this, deny it.\n",
+        client = r.statement.client_id,
+        msg = r.statement.binding_message,
+        link = request_link(c, r),
+        exp = r.statement.expires_at,
+    );
+    send_email(c, &email, &subject, body).await
+}
+
+/// The signed webhook POST for `r`; true once acknowledged.
+async fn send_webhook(c: &Ciba, r: &RequestRecord) -> bool {
+    let (Some(url), Some(key)) = (&c.config.webhook_url, &c.config.webhook_secret) else {
+        return true;
     };
     let body = json!({
         "type": "approval_requested",
@@ -183,12 +230,9 @@ pub fn new_request(c: &Arc<Ciba>, r: &RequestRecord) {
         "client_id": r.statement.client_id,
         "binding_message": r.statement.binding_message,
         "expires_at": r.statement.expires_at,
-        "url": link,
+        "url": request_link(c, r),
     });
-    let c = c.clone();
-    tokio::spawn(async move {
-        deliver(&c, &url, &Auth::Hmac(key), &body, "webhook").await;
-    });
+    deliver(c, url, &Auth::Hmac(key.clone()), &body, "webhook").await
 }
 
 fn client_endpoint(c: &Ciba, client_id: &str) -> Option<String> {
@@ -439,7 +483,54 @@ pub fn resume_deliveries(c: &Arc<Ciba>) {
                 "ping/push deliveries taken up from the last run"
             );
         }
+        resume_notifications(&c);
     });
+}
+
+/// At start: sends again the approver notifications still owed for requests still open, and
+/// forgets those of requests decided, expired or gone.
+fn resume_notifications(c: &Arc<Ciba>) {
+    let found = match c.store.scan(NOTIFY_PREFIX, usize::MAX) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the owed notifications");
+            return;
+        }
+    };
+    let mut resent = 0usize;
+    let now = now_secs();
+    for (nkey, _) in found {
+        let rest = nkey.trim_start_matches(NOTIFY_PREFIX);
+        let Some((hash, kind)) = rest.split_once('/') else {
+            continue;
+        };
+        let key = format!("r/{hash}");
+        let open = match c.store.get::<RequestRecord>(&key) {
+            Ok(Some(r)) if r.status == RequestStatus::Pending && now < r.statement.expires_at => {
+                Some(r)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable request of an owed notification");
+                continue;
+            }
+        };
+        match (open, CHANNELS.into_iter().find(|k| *k == kind)) {
+            (Some(r), Some(kind)) if channels(c).any(|k| k == kind) => {
+                notify_approver(c, &key, kind, &r);
+                resent += 1;
+            }
+            // Decided, expired, gone, or a channel no longer configured: nothing is owed.
+            _ => {
+                let mut b = Batch::new();
+                b.delete(nkey);
+                c.store.commit_in_background(b);
+            }
+        }
+    }
+    if resent > 0 {
+        tracing::info!(resent, "approver notifications taken up from the last run");
+    }
 }
 
 #[cfg(test)]

@@ -345,6 +345,10 @@ async fn bc_authorize(
     let key = CibaStore::request_key(&hash);
     // A new record under fresh random keys: no other change can race with it, so no lock.
     let mut batch = Batch::new();
+    for kind in crate::notify::channels(&c) {
+        // The approver's notifications, owed until delivered (even across a restart).
+        batch.put(CibaStore::notify_key(&key, kind), Vec::new());
+    }
     if record.mode != DeliveryMode::Poll {
         // What the ping or push will carry, stored with the request: a decision made at once
         // finds it, and so does a restart.
@@ -380,7 +384,7 @@ async fn bc_authorize(
     );
     c.metrics.requests.inc();
     c.inbox_changed(&approver_id, &request_id);
-    crate::notify::new_request(&c, &record);
+    crate::notify::new_request(&c, &key, &record);
     if record.mode != DeliveryMode::Poll {
         crate::notify::schedule_expiry(c.clone(), key.clone(), record.statement.expires_at);
     }

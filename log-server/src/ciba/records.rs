@@ -44,6 +44,11 @@ pub const EXPIRY_INDEX_MARKER: &str = "v/x-index";
 /// request still has to deliver to its client.
 pub const OUTBOX_PREFIX: &str = "d/";
 
+/// Prefix of the approver notifications still owed (`w/<SHA-256 of the auth_req_id, hex>/<kind>`,
+/// kind `webhook` or `email`): written with the request, deleted once delivered, taken up at
+/// start while the request is still open.
+pub const NOTIFY_PREFIX: &str = "w/";
+
 /// A ping or push request's delivery that has not reached the client yet. Written with the
 /// request (so the `auth_req_id` a ping or push must carry survives a restart, while the
 /// request record itself keeps only its hash), completed with the token response when push
@@ -677,6 +682,13 @@ impl CibaStore {
     pub fn outbox_key(record_key: &str) -> String {
         let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
         format!("{OUTBOX_PREFIX}{hash}")
+    }
+
+    /// Key of an approver notification (`kind`: `webhook` or `email`) still owed for a request,
+    /// from its record key.
+    pub fn notify_key(record_key: &str, kind: &str) -> String {
+        let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
+        format!("{NOTIFY_PREFIX}{hash}/{kind}")
     }
 
     /// Key of a request's public id.

@@ -37,7 +37,15 @@ async fn metrics(api: &Api) -> String {
 async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
+    let hooks = Receiver::start().await;
+    hooks
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let args = [
+        "--webhook-url",
+        hooks.url.as_str(),
+        "--webhook-secret",
+        "hook-key",
         "--origin",
         "restart.test/log",
         "--rp-id",
@@ -70,15 +78,23 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     // Three decisions whose deliveries the client's endpoint refuses (two attempts each), and
     // one request still open when the server is killed.
     let push_tok = [("client_notification_token", "push-tok")];
+    let mut decided = Vec::new();
     let approved = push.ask("apv_alice", &push_tok).await;
-    alice.decide(&alice.only_request().await, "approve").await;
+    decided.push(alice.only_request().await);
+    alice.decide(&decided[0], "approve").await;
     let denied = push.ask("apv_alice", &push_tok).await;
-    alice.decide(&alice.only_request().await, "deny").await;
+    decided.push(alice.only_request().await);
+    alice.decide(&decided[1], "deny").await;
     let pinged = ping
         .ask("apv_alice", &[("client_notification_token", "ping-tok")])
         .await;
-    let receipt = alice.decide(&alice.only_request().await, "approve").await;
+    decided.push(alice.only_request().await);
+    let receipt = alice.decide(&decided[2], "approve").await;
     rx.wait_refused(6).await;
+    // A poll request that stays open: its approver's webhook, refused too, is still owed.
+    let poll = api.add_client("agent-poll", "poll", None).await;
+    let lasting = poll.ask("apv_alice", &[("requested_expiry", "600")]).await;
+    hooks.wait_refused(8).await;
     let expiring = push
         .ask(
             "apv_alice",
@@ -95,7 +111,7 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     let size_before = receipt["tree_size"].as_u64().unwrap();
     let m = metrics(&api).await;
     for line in [
-        "countersign_ciba_requests_total 4",
+        "countersign_ciba_requests_total 5",
         "countersign_ciba_decisions_total{decision=\"approve\"} 2",
         "countersign_ciba_decisions_total{decision=\"deny\"} 1",
         "countersign_ciba_tokens_issued_total 1",
@@ -107,13 +123,21 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
 
     server.kill();
     rx.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    hooks
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     server.restart();
     server.wait_ready(&api.http).await;
 
     // The approver is still signed in (sessions are stored) and sees the open request, unless
     // it expired meanwhile.
     let open = alice.inbox().await;
-    assert!(open.len() <= 1, "{open:?}");
+    assert!((1..=2).contains(&open.len()), "{open:?}");
+    let lasting_rid = open
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .find(|rid| !decided.contains(rid))
+        .unwrap();
 
     // After the restart: the three owed deliveries, then the expiry.
     rx.wait(4).await;
@@ -148,6 +172,30 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
         (st, v["error"].as_str()),
         (400, Some("unauthorized_client"))
     );
+    // The owed webhook of the open request came again; none came for the decided ones.
+    let hooked = || -> Vec<String> {
+        hooks
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b["request_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for _ in 0..200 {
+        if hooked().contains(&lasting_rid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let after_crash = hooked();
+    assert!(after_crash.contains(&lasting_rid), "{after_crash:?}");
+    assert!(
+        after_crash.iter().all(|rid| !decided.contains(rid)),
+        "{after_crash:?}"
+    );
+    let (st, _) = poll.token(&lasting).await;
+    assert_eq!(st, 400);
     // Nothing new was logged for the redeliveries.
     let cp = api
         .http
@@ -182,6 +230,11 @@ async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.got.lock().unwrap().len(), 4);
     assert_eq!(rx.refused.lock().unwrap().len(), 6);
+    assert_eq!(
+        hooked(),
+        after_crash,
+        "a delivered webhook is not sent again"
+    );
     let (st, _) = alice.get("/v1/inbox").await;
     assert_eq!(st, 401, "a signed-out session stays signed out");
     assert!(bob.inbox().await.is_empty());

@@ -154,6 +154,8 @@ fn records_left(s: &Server, auth_req_id: &str, request_id: &str, approver: &str)
         CibaStore::public_id_key(request_id),
         CibaStore::pending_key(approver, request_id),
         CibaStore::outbox_key(&key),
+        CibaStore::notify_key(&key, "webhook"),
+        CibaStore::notify_key(&key, "email"),
     ]
     .into_iter()
     .filter(|k| c.store.get_raw(k).unwrap().is_some())
@@ -175,7 +177,16 @@ async fn request_id_of(s: &Server, auth_req_id: &str) -> String {
 
 #[tokio::test]
 async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
-    let s = Server::start_with(|mut c| {
+    // A webhook that never acknowledges: every request's notification stays owed until the
+    // clean-up deletes it with the request.
+    let hooks = Receiver::start().await;
+    hooks
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let hook_url = hooks.url.clone();
+    let s = Server::start_with(move |mut c| {
+        c.webhook_url = Some(hook_url);
+        c.webhook_secret = Some(Secret::new("hook-key"));
         c.request_retention_secs = 3600;
         // The sweeps below are called directly, with a chosen clock.
         c.cleanup_interval = Duration::from_secs(3600);
@@ -232,6 +243,15 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
     let (_, body) = rx.wait_refused(1).await;
     assert_eq!(body["error"], "expired_token");
     assert!(c.store.get_raw(&outbox).unwrap().is_some(), "still owed");
+
+    let owed = CibaStore::notify_key(
+        &CibaStore::request_key(&Secret::new(&old).sha256()),
+        "webhook",
+    );
+    assert!(
+        c.store.get_raw(&owed).unwrap().is_some(),
+        "webhook still owed"
+    );
 
     // Within the retention window nothing goes, and the evidence is served.
     let t0 = now();
