@@ -1,6 +1,8 @@
-//! Ping and push deliveries survive a crash: what a SIGKILLed server had not delivered, the next
-//! start delivers (push tokens exactly as first issued, so they are still issued once); a request
-//! left undecided still gets its `expired_token`; and nothing is delivered twice.
+//! What a SIGKILLed server owed is delivered by the next start: ping and push outcomes (push
+//! tokens exactly as first issued, so they are still issued once), the `expired_token` of a
+//! request left open, and the approver's webhook of a request still open (not of decided ones).
+//! Approvers stay signed in. Nothing is delivered twice, and a signed-out or disabled approver's
+//! session stays refused.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,7 +36,7 @@ async fn metrics(api: &Api) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undelivered_pings_and_pushes_are_delivered_after_a_crash() {
+async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let hooks = Receiver::start().await;
