@@ -128,7 +128,7 @@ pub struct CibaConfig {
     pub smtp_url: Option<Secret>,
     /// Sender address of approver e-mails.
     pub smtp_from: String,
-    /// Attempts for each ping, push or webhook delivery.
+    /// Attempts for each ping, push, webhook or e-mail delivery.
     pub delivery_attempts: u32,
     /// Delay before the first retry; doubled for each further one, up to
     /// [`MAX_DELIVERY_BACKOFF`].
@@ -230,8 +230,9 @@ pub struct CibaArgs {
     /// Seconds between two clean-ups of old requests.
     #[arg(long, env = "COUNTERSIGN_CLEANUP_INTERVAL", default_value_t = 60)]
     pub cleanup_interval: u64,
-    /// Attempts for each ping, push or webhook delivery before giving up until the next start
-    /// (an unacknowledged ping or push is tried again at every start while its request is kept).
+    /// Attempts for each ping, push, webhook or e-mail delivery before giving up until the next
+    /// start (one still owed is tried again at every start: ping and push while the request is
+    /// kept, webhook and e-mail while it is open).
     #[arg(long, env = "COUNTERSIGN_DELIVERY_ATTEMPTS", default_value_t = 10)]
     pub delivery_attempts: u32,
     /// Milliseconds before the first retry of a delivery; doubled for each further one, up to
