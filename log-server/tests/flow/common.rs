@@ -124,6 +124,25 @@ impl std::ops::Deref for Server {
 }
 
 impl Api {
+    /// The served checkpoint, its signature checked.
+    pub async fn checkpoint(&self, vkey: &VerifierKey) -> countersign_verifier::Checkpoint {
+        crate::web::fetch_checkpoint(&self.http, &self.url, vkey).await
+    }
+
+    /// `GET path`: the JSON body of a 2xx answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        crate::web::get_json(&self.http, &format!("{}{path}", self.url)).await
+    }
+
+    /// The server's `Api` (admin token from its data directory).
+    pub fn of(server: &crate::process::Process) -> Api {
+        Api {
+            url: server.url.clone(),
+            admin: server.read("admin.token"),
+            http: reqwest::Client::new(),
+        }
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
@@ -314,6 +333,7 @@ impl Client {
 }
 
 /// An approver with a software passkey and a signed-in session.
+#[derive(Clone)]
 pub struct Approver {
     pub passkey: Arc<Mutex<SoftPasskey>>,
     pub cookie: String,

@@ -10,3 +10,5 @@ mod fuzz;
 mod process;
 mod restart;
 mod store;
+#[path = "../support/web.rs"]
+mod web;

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::common::{verify_jwt, Api, Receiver, ORIGIN, RP_ID};
+use crate::common::{verify_jwt, Api, Receiver, B64URL, ORIGIN, RP_ID};
 use crate::process::{free_port, Process};
 
 /// The bodies a receiver list holds, by `auth_req_id`, with the bearer token each came with.
@@ -25,14 +26,7 @@ fn by_id(list: &[(Option<String>, Value)]) -> HashMap<String, (Option<String>, V
 }
 
 async fn metrics(api: &Api) -> String {
-    let r = api
-        .http
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
+    crate::web::get_text(&api.http, &format!("{}/metrics", api.url)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,13 +60,8 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     let rx = Receiver::start().await;
     rx.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut server = Process::spawn(&dir, free_port(), &args);
-    let http = reqwest::Client::new();
-    server.wait_ready(&http).await;
-    let api = Api {
-        url: server.url.clone(),
-        admin: server.read("admin.token"),
-        http,
-    };
+    server.wait_ready(&reqwest::Client::new()).await;
+    let api = Api::of(&server);
     let push = api.add_client("agent-push", "push", Some(&rx.url)).await;
     let ping = api.add_client("agent-ping", "ping", Some(&rx.url)).await;
     let alice = api.add_approver("apv_alice", 11).await;
@@ -199,16 +188,8 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     let (st, _) = poll.token(&lasting).await;
     assert_eq!(st, 400);
     // Nothing new was logged for the redeliveries.
-    let cp = api
-        .http
-        .get(format!("{}/checkpoint", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let size: u64 = cp.lines().nth(1).unwrap().parse().unwrap();
+    let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
+    let size = api.checkpoint(&vkey).await.size;
     assert_eq!(size, size_before);
     let m = metrics(&api).await;
     for line in [
@@ -251,5 +232,252 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     server.wait_ready(&api.http).await;
     let (st, _) = bob.get("/v1/inbox").await;
     assert_eq!(st, 401);
+    server.kill();
+}
+
+/// One acknowledged decision: the approver got its receipt.
+#[derive(Clone, Debug)]
+struct Acked {
+    auth_req_id: String,
+    decision: &'static str,
+    log_index: u64,
+    leaf_hash: String,
+}
+
+/// A JSON answer, or `None` when the server could not be reached (it is being killed).
+async fn answer(r: reqwest::Result<reqwest::Response>) -> Option<(u16, Value)> {
+    let r = r.ok()?;
+    let st = r.status().as_u16();
+    Some((st, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// One approver's loop until `stop`: ask, find the request in the inbox, decide it (every third
+/// one denied); every request asked and every receipt received is recorded.
+async fn approve_until_stopped(
+    client: crate::common::Client,
+    approver: crate::common::Approver,
+    tag: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<Acked>>>,
+) {
+    let http = &client.http;
+    let mut n = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        n += 1;
+        let msg = format!("{tag} #{n}");
+        let decision = if n % 3 == 0 { "deny" } else { "approve" };
+        let asked_now = answer(
+            http.post(format!("{}/bc-authorize", client.url))
+                .basic_auth(&client.id, Some(&client.secret))
+                .form(&[
+                    ("scope", "openid"),
+                    ("login_hint", tag.as_str()),
+                    ("binding_message", msg.as_str()),
+                    (
+                        "authorization_details",
+                        r#"[{"type":"payment_initiation"}]"#,
+                    ),
+                ])
+                .send()
+                .await,
+        )
+        .await;
+        let Some((200, v)) = asked_now else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
+        asked.lock().unwrap().push(auth_req_id.clone());
+        let inbox = answer(
+            http.get(format!("{}/v1/inbox", approver.url))
+                .header("cookie", &approver.cookie)
+                .send()
+                .await,
+        )
+        .await;
+        let Some((200, inbox)) = inbox else { continue };
+        let Some(rid) = inbox["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["binding_message"] == msg.as_str())
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        else {
+            continue;
+        };
+        let post = |path: String, body: Value| {
+            http.post(format!("{}{path}", approver.url))
+                .header("cookie", &approver.cookie)
+                .header("x-csrf-token", &approver.csrf)
+                .json(&body)
+                .send()
+        };
+        let started = answer(
+            post(
+                format!("/v1/requests/{rid}/decide/start"),
+                json!({"decision": decision}),
+            )
+            .await,
+        )
+        .await;
+        let Some((200, start)) = started else {
+            continue;
+        };
+        let ch = B64URL
+            .decode(start["publicKey"]["challenge"].as_str().unwrap())
+            .unwrap();
+        let cred = approver.sign(&ch, ORIGIN);
+        let finished = answer(
+            post(
+                format!("/v1/requests/{rid}/decide/finish"),
+                json!({"decision": decision, "credential": cred}),
+            )
+            .await,
+        )
+        .await;
+        if let Some((201, receipt)) = finished {
+            acked.lock().unwrap().push(Acked {
+                auth_req_id,
+                decision,
+                log_index: receipt["log_index"].as_u64().unwrap(),
+                leaf_hash: receipt["leaf_hash"].as_str().unwrap().to_owned(),
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_approvals_survive_sigkill_under_load() {
+    use rand::Rng;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let rounds = crate::process::rounds(3, 20);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = [
+        "--origin",
+        "crash-flow.test/log",
+        "--rp-id",
+        RP_ID,
+        "--allowed-origin",
+        ORIGIN,
+        "--poll-interval",
+        "1",
+    ];
+    let mut server = Process::spawn(&dir, free_port(), &args);
+    server.wait_ready(&reqwest::Client::new()).await;
+    let api = Api::of(&server);
+    let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
+    let client = api.add_client("agent-crash", "poll", None).await;
+    let mut approvers = Vec::new();
+    for t in 0..4u64 {
+        approvers.push(api.add_approver(&format!("apv_crash{t}"), 60 + t).await);
+    }
+    let mut rng = rand::thread_rng();
+    let mut fetched = std::collections::HashSet::new();
+    let mut checked = 0usize;
+    let mut max_size = 0u64;
+    let mut all_acked: Vec<Acked> = Vec::new();
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+        let tasks: Vec<_> = approvers
+            .iter()
+            .enumerate()
+            .map(|(t, a)| {
+                tokio::spawn(approve_until_stopped(
+                    client.clone(),
+                    a.clone(),
+                    format!("apv_crash{t}"),
+                    stop.clone(),
+                    asked.clone(),
+                    acked.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(400..1200))).await;
+        server.kill();
+        stop.store(true, Ordering::SeqCst);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        server.restart();
+        server.wait_ready(&api.http).await;
+
+        let acked = acked.lock().unwrap().clone();
+        assert!(
+            !acked.is_empty(),
+            "round {round}: no decision was acknowledged"
+        );
+        all_acked.extend(acked);
+        let size = api.checkpoint(&vkey).await.size;
+        assert!(size >= max_size, "tree size went back");
+        max_size = size;
+        // Every acknowledged decision is in the log at its index, and its token (approved) or
+        // access_denied (denied) comes from the token endpoint: the approved token once.
+        for a in &all_acked {
+            let v = api
+                .get_json(&format!("/v1/log/entries/{}", a.log_index))
+                .await;
+            assert_eq!(v["leaf_hash"].as_str(), Some(a.leaf_hash.as_str()), "{a:?}");
+            let (st, t) = client.token(&a.auth_req_id).await;
+            match (a.decision, fetched.contains(&a.auth_req_id)) {
+                ("approve", false) => {
+                    assert_eq!(st, 200, "{a:?}: {t}");
+                    let (_, claims) = verify_jwt(&api, t["access_token"].as_str().unwrap()).await;
+                    assert_eq!(claims["log_index"], a.log_index);
+                    fetched.insert(a.auth_req_id.clone());
+                }
+                ("approve", true) => {
+                    assert_eq!((st, t["error"].as_str()), (400, Some("invalid_grant")));
+                }
+                _ => assert_eq!((st, t["error"].as_str()), (400, Some("access_denied"))),
+            }
+            checked += 1;
+        }
+        // A request whose decision was cut off by the kill is either still open (and decidable
+        // later), or decided: then its decision is in the log too. Never a server error.
+        let acked_ids: std::collections::HashSet<String> =
+            all_acked.iter().map(|a| a.auth_req_id.clone()).collect();
+        let cut_off: Vec<String> = asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| !acked_ids.contains(*i))
+            .cloned()
+            .collect();
+        for id in &cut_off {
+            let (st, t) = client.token(id).await;
+            let err = t["error"].as_str().unwrap_or("");
+            assert!(
+                st == 200
+                    || (st == 400
+                        && ["authorization_pending", "slow_down", "access_denied"].contains(&err)),
+                "{id}: {st} {t}"
+            );
+            if st == 200 {
+                let (_, claims) = verify_jwt(&api, t["access_token"].as_str().unwrap()).await;
+                let index = claims["log_index"].as_u64().unwrap();
+                assert!(index < size, "a token for a decision not in the log");
+            }
+        }
+        // One approved decision's evidence bundle verifies offline.
+        if let Some(a) = all_acked.iter().find(|a| a.decision == "approve") {
+            let (st, text) = client.evidence(&a.auth_req_id, None).await;
+            assert_eq!(st, 200, "{text}");
+            countersign_verifier::EvidenceBundle::from_json(text.as_bytes())
+                .unwrap()
+                .verify(&vkey, &countersign_verifier::BundlePolicy::default())
+                .unwrap();
+        }
+        eprintln!(
+            "round {round}: tree size {size}, {} decisions acknowledged so far",
+            all_acked.len()
+        );
+    }
+    assert!(checked > 0);
     server.kill();
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use countersign_log::{Config, RpPolicy, SequencerConfig};
 use countersign_testvectors::{Alg, AssertOptions, AssertionParts, SoftPasskey};
-use countersign_verifier::{challenge, sha256, verify_checkpoint, Checkpoint, Hash, VerifierKey};
+use countersign_verifier::{challenge, sha256, Checkpoint, Hash, VerifierKey};
 use serde_json::{json, Value};
 
 pub const ORIGIN: &str = "https://approve.test";
@@ -153,23 +153,7 @@ impl TestLog {
     }
 }
 
-pub async fn fetch_checkpoint(
-    client: &reqwest::Client,
-    url: &str,
-    vkey: &VerifierKey,
-) -> Checkpoint {
-    let text = client
-        .get(format!("{url}/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    verify_checkpoint(text.as_bytes(), vkey, &[])
-        .expect("served checkpoint verifies")
-        .checkpoint
-}
+pub use crate::web::fetch_checkpoint;
 
 pub fn passkey(seed: u64) -> SoftPasskey {
     SoftPasskey::new(Alg::Es256, seed, RP_ID)

@@ -33,11 +33,7 @@ async fn checkpoint(client: &reqwest::Client, url: &str, vkey: &VerifierKey) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_nothing_acknowledged() {
-    let rounds = if std::env::var_os("COUNTERSIGN_SOAK").is_some() {
-        30
-    } else {
-        4
-    };
+    let rounds = crate::process::rounds(4, 30);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let port = free_port();
@@ -139,14 +135,7 @@ async fn sigkill_loses_nothing_acknowledged() {
             }
         });
         for (index, leaf) in &all.acks {
-            let v: serde_json::Value = client
-                .get(format!("{url}/v1/log/entries/{index}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = crate::web::get_json(&client, &format!("{url}/v1/log/entries/{index}")).await;
             assert_eq!(
                 v["leaf_hash"].as_str(),
                 Some(leaf.as_str()),

@@ -9,3 +9,5 @@ mod ops;
 #[path = "../support/process.rs"]
 mod process;
 mod tiles;
+#[path = "../support/web.rs"]
+mod web;

@@ -35,15 +35,7 @@ async fn health_metrics_and_first_start_files() {
     let (s, v) = log.get("/healthz").await;
     assert_eq!(s, 200, "{v}");
     assert!(v["checkpoint_age_ms"].as_u64().unwrap() < 1000, "{v}");
-    let text = log
-        .client
-        .get(format!("{}/metrics", log.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::web::get_text(&log.client, &format!("{}/metrics", log.url)).await;
     for m in [
         "countersign_tree_size 1",
         "countersign_queue_depth",

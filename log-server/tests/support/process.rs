@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Rounds of a crash test: `quick` in the default test run, `soak` with `COUNTERSIGN_SOAK` set.
+pub fn rounds(quick: usize, soak: usize) -> usize {
+    if std::env::var_os("COUNTERSIGN_SOAK").is_some() {
+        soak
+    } else {
+        quick
+    }
+}
+
 /// A port free on 127.0.0.1 when asked.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
