@@ -256,7 +256,7 @@ async fn answer(r: reqwest::Result<reqwest::Response>) -> Option<(u16, Value)> {
 async fn approve_until_stopped(
     client: crate::common::Client,
     approver: crate::common::Approver,
-    tag: String,
+    (approver_id, round): (String, usize),
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     acked: std::sync::Arc<std::sync::Mutex<Vec<Acked>>>,
@@ -265,14 +265,15 @@ async fn approve_until_stopped(
     let mut n = 0u32;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         n += 1;
-        let msg = format!("{tag} #{n}");
+        // Unique across rounds: a request a kill cut off stays open with its message.
+        let msg = format!("{approver_id} round {round} #{n}");
         let decision = if n % 3 == 0 { "deny" } else { "approve" };
         let asked_now = answer(
             http.post(format!("{}/bc-authorize", client.url))
                 .basic_auth(&client.id, Some(&client.secret))
                 .form(&[
                     ("scope", "openid"),
-                    ("login_hint", tag.as_str()),
+                    ("login_hint", approver_id.as_str()),
                     ("binding_message", msg.as_str()),
                     (
                         "authorization_details",
@@ -391,7 +392,7 @@ async fn acknowledged_approvals_survive_sigkill_under_load() {
                 tokio::spawn(approve_until_stopped(
                     client.clone(),
                     a.clone(),
-                    format!("apv_crash{t}"),
+                    (format!("apv_crash{t}"), round),
                     stop.clone(),
                     asked.clone(),
                     acked.clone(),
