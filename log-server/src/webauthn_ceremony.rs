@@ -31,8 +31,8 @@ use subtle::ConstantTimeEq;
 use crate::api::{AppState, PathParam};
 use crate::append::{DecisionRequest, EnrolmentRequest};
 use crate::ciba::records::{
-    ApproverRecord, Batch, CredentialRef, DecisionRecord, DeliveryMode, Durability, EnrolmentLink,
-    RequestRecord, RequestStatus,
+    ApproverRecord, Batch, ClaimRecord, CredentialRef, DecisionRecord, DeliveryMode, Durability,
+    EnrolmentLink, RequestRecord, RequestStatus,
 };
 use crate::ciba::{ciba_of, now_secs, Ciba, CibaStore, OAuthError, Secret, B64URL};
 
@@ -1000,7 +1000,10 @@ async fn release(c: &Arc<Ciba>, key: &str) -> Result<(), OAuthError> {
     if let Some(mut r) = c.store.get::<RequestRecord>(key)? {
         if r.status == RequestStatus::Deciding {
             r.status = RequestStatus::Pending;
-            c.store.put(key, &r).await?;
+            r.claim = None;
+            let mut b = Batch::new();
+            b.put_json(key, &r)?.delete(CibaStore::claim_key(key));
+            c.store.commit(b, Durability::Sync).await?;
             // Its expiry timer may have fired while it was claimed: a ping/push request that
             // is now past expiry gets its expiry (and push, its `expired_token`) at once.
             if r.mode != DeliveryMode::Poll && now_secs() >= r.statement.expires_at {
@@ -1047,8 +1050,21 @@ async fn decide_finish(
         let mut r = own_request_at(&c, &session.approver_id, &key)?;
         check_decidable(&r)?;
         r.status = RequestStatus::Deciding;
+        let statement_hash = statement_for(&r, decision)
+            .hash()
+            .map_err(|e| OAuthError::internal("statement", e))?;
+        r.claim = Some(ClaimRecord {
+            assertion_key: hex::encode(crate::append::assertion_key(
+                &a.credential_id,
+                &a.client_data_json,
+            )),
+            decision: decision.as_str().to_owned(),
+            enrolment_index: cred.enrolment_index,
+            statement_hash: hex::encode(statement_hash),
+        });
         let mut b = Batch::new();
-        b.put_json(key.clone(), &r)?;
+        b.put_json(key.clone(), &r)?
+            .put(CibaStore::claim_key(&key), Vec::new());
         c.store.commit(b, Durability::Deferred).await?;
         r
     };
@@ -1070,11 +1086,14 @@ async fn decide_finish(
         };
         r.statement.decision = decision.as_str().to_owned();
         r.decision = Some(rec.clone());
+        r.claim = None;
         let mut b = Batch::new();
-        b.put_json(key.clone(), &r)?.delete(CibaStore::pending_key(
-            &r.statement.approver_id,
-            &r.request_id,
-        ));
+        b.put_json(key.clone(), &r)?
+            .delete(CibaStore::pending_key(
+                &r.statement.approver_id,
+                &r.request_id,
+            ))
+            .delete(CibaStore::claim_key(&key));
         c.store.commit(b, Durability::Sync).await?;
     }
     tracing::info!(
@@ -1104,6 +1123,68 @@ async fn decide_finish(
         })),
     )
         .into_response())
+}
+
+/// At start: finishes or releases every claim a crash left. A claimed request whose assertion
+/// is in the log was decided (the claim is written before the decision is appended): it gets
+/// that decision, as if the crash had come after the record was updated. One whose assertion is
+/// not in the log was never decided: it is open again. Returns (finished, released).
+pub fn recover_claims(c: &Ciba) -> Result<(usize, usize), crate::storage::StorageError> {
+    use crate::ciba::records::CLAIM_PREFIX;
+    let (mut finished, mut released) = (0, 0);
+    let log = c.store.log_store();
+    for (ckey, _) in c.store.scan(CLAIM_PREFIX, usize::MAX)? {
+        let key = format!("r/{}", ckey.trim_start_matches(CLAIM_PREFIX));
+        let mut b = Batch::new();
+        b.delete(ckey.clone());
+        let record = c.store.get::<RequestRecord>(&key)?;
+        let (Some(mut r), Some(claim)) = (record.clone(), record.and_then(|r| r.claim)) else {
+            c.store.commit_blocking(b)?;
+            continue;
+        };
+        if r.status != RequestStatus::Deciding {
+            c.store.commit_blocking(b)?;
+            continue;
+        }
+        let logged = hex::decode(&claim.assertion_key)
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .map(|k| log.assertion_index(&k))
+            .transpose()?
+            .flatten();
+        r.claim = None;
+        match (logged, claim.decision.as_str()) {
+            (Some(index), d @ ("approve" | "deny")) => {
+                let leaf = log.nodes(&[(0, index)])?[0];
+                r.status = if d == "approve" {
+                    RequestStatus::Approved
+                } else {
+                    RequestStatus::Denied
+                };
+                r.statement.decision = d.to_owned();
+                r.decision = Some(DecisionRecord {
+                    index,
+                    leaf_hash: leaf.to_hex(),
+                    enrolment_index: claim.enrolment_index,
+                    statement_hash: claim.statement_hash,
+                    decided_at: now_secs(),
+                });
+                b.delete(CibaStore::pending_key(
+                    &r.statement.approver_id,
+                    &r.request_id,
+                ));
+                finished += 1;
+                tracing::info!(request_id = %r.request_id, index, decision = d, "decision recovered from the log");
+            }
+            _ => {
+                r.status = RequestStatus::Pending;
+                released += 1;
+            }
+        }
+        b.put_json(key, &r)?;
+        c.store.commit_blocking(b)?;
+    }
+    Ok((finished, released))
 }
 
 async fn log_decision(

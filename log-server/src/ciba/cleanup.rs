@@ -117,6 +117,7 @@ pub async fn sweep(c: &Ciba, now: u64) -> Result<usize, StorageError> {
                 }
                 b.delete(CibaStore::public_id_key(request_id));
                 b.delete(CibaStore::outbox_key(rkey));
+                b.delete(CibaStore::claim_key(rkey));
                 for kind in crate::notify::CHANNELS {
                     b.delete(CibaStore::notify_key(rkey, kind));
                 }

@@ -340,6 +340,7 @@ async fn bc_authorize(
         status: RequestStatus::Pending,
         decision: None,
         token_issued: false,
+        claim: None,
     };
     let hash = auth_req_id.sha256();
     let key = CibaStore::request_key(&hash);

@@ -406,6 +406,15 @@ impl Ciba {
             http,
             mailer,
         });
+        match crate::webauthn_ceremony::recover_claims(&ciba) {
+            Ok((0, 0)) => {}
+            Ok((finished, released)) => tracing::info!(
+                finished,
+                released,
+                "decisions a crash interrupted: finished from the log or released"
+            ),
+            Err(e) => return Err(InitError(format!("recovering interrupted decisions: {e}"))),
+        }
         cleanup::start(&ciba);
         crate::notify::resume_deliveries(&ciba);
         Ok(ciba)

@@ -12,9 +12,14 @@
 //! | `k/<kid>` | token signing key seed (hex) |
 //! | `x/<expires_at, 16 hex digits>/<request_id>` | hex SHA-256 of its auth_req_id (clean-up index) |
 //! | `v/x-index` | marker: every request has its `x/` key |
+//! | `d/<hex SHA-256 of auth_req_id>` | [`OutboxRecord`]: a ping/push delivery still owed |
+//! | `w/<hex SHA-256 of auth_req_id>/<webhook or email>` | empty: an approver notification still owed |
+//! | `i/<hex SHA-256 of auth_req_id>` | empty: the request is claimed, its decision being logged |
+//! | `s/<hex SHA-256 of session cookie>` | an approver session |
 //!
-//! Only hashes of `auth_req_id`s and link tokens are keys, so the store alone does not let
-//! anyone redeem a request or a link.
+//! Only hashes of `auth_req_id`s, link tokens and session cookies are keys, so the keys alone
+//! do not let anyone redeem a request or a link. (The `d/` records of open ping/push requests
+//! hold their `auth_req_id` until it is delivered; the store also holds the token signing keys.)
 //!
 //! Concurrency: a read-modify-write of a record holds that record's lock ([`CibaStore::lock`],
 //! one of [`LOCK_STRIPES`] async mutexes chosen by hashing the key) from its read until its
@@ -43,6 +48,10 @@ pub const EXPIRY_INDEX_MARKER: &str = "v/x-index";
 /// Prefix of the delivery outbox (`d/<SHA-256 of the auth_req_id, hex>`): what a ping or push
 /// request still has to deliver to its client.
 pub const OUTBOX_PREFIX: &str = "d/";
+
+/// Prefix of the claimed requests (`i/<SHA-256 of the auth_req_id, hex>`): those whose decision
+/// is being logged, for the recovery at start.
+pub const CLAIM_PREFIX: &str = "i/";
 
 /// Prefix of the approver notifications still owed (`w/<SHA-256 of the auth_req_id, hex>/<kind>`,
 /// kind `webhook` or `email`): written with the request, deleted once delivered, taken up at
@@ -211,6 +220,24 @@ pub struct RequestRecord {
     pub decision: Option<DecisionRecord>,
     /// Set when tokens were handed out (they are issued once).
     pub token_issued: bool,
+    /// While [`RequestStatus::Deciding`]: what the decision is being logged with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimRecord>,
+}
+
+/// What a claimed request is being decided with, written with the claim (before the decision is
+/// appended to the log), so that a start after a crash can finish the decision from the log, or
+/// release the claim if the decision never reached it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// The assertion's replay key in the log ([`crate::append::assertion_key`], hex).
+    pub assertion_key: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Leaf index of the enrolment of the credential that signed.
+    pub enrolment_index: u64,
+    /// SHA-256 of the decided statement (hex).
+    pub statement_hash: String,
 }
 
 /// Number of record locks. Keys are spread over them by hash, so unrelated records rarely share
@@ -584,6 +611,26 @@ impl CibaStore {
         self.commit(b, Durability::Sync).await
     }
 
+    /// The log's store this approval store lives in.
+    pub fn log_store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies `batch`, synced, on the calling thread (start-up, or a thread that may block).
+    pub fn commit_blocking(&self, batch: Batch) -> Result<(), StorageError> {
+        let cf = self.store.cf(CF_CIBA)?;
+        let mut wb = rocksdb::WriteBatch::default();
+        for (k, v) in &batch.ops {
+            match v {
+                Some(v) => wb.put_cf(cf, k.as_bytes(), v),
+                None => wb.delete_cf(cf, k.as_bytes()),
+            }
+        }
+        self.store.write_sync(wb)?;
+        self.pending.apply(&batch.ops);
+        Ok(())
+    }
+
     /// Writes one JSON record, synced, on the calling thread (start-up, or a thread that may
     /// block).
     pub fn put_blocking<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
@@ -682,6 +729,12 @@ impl CibaStore {
     pub fn outbox_key(record_key: &str) -> String {
         let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
         format!("{OUTBOX_PREFIX}{hash}")
+    }
+
+    /// Key of a claimed request's marker, from its record key.
+    pub fn claim_key(record_key: &str) -> String {
+        let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
+        format!("{CLAIM_PREFIX}{hash}")
     }
 
     /// Key of an approver notification (`kind`: `webhook` or `email`) still owed for a request,
