@@ -140,10 +140,10 @@ async fn send_email(c: &Ciba, to: &str, subject: &str, body: String) -> bool {
         }
         if attempt < c.config.delivery_attempts {
             tokio::time::sleep(delay).await;
+            delay = delay
+                .saturating_mul(2)
+                .min(crate::ciba::MAX_DELIVERY_BACKOFF);
         }
-        delay = delay
-            .saturating_mul(2)
-            .min(crate::ciba::MAX_DELIVERY_BACKOFF);
     }
     c.metrics.delivered("email", false);
     false
@@ -182,9 +182,7 @@ fn notify_approver(c: &Arc<Ciba>, key: &str, kind: &'static str, r: &RequestReco
             _ => send_approver_email(&c, &r).await,
         };
         if settled {
-            let mut b = Batch::new();
-            b.delete(CibaStore::notify_key(&key, kind));
-            c.store.commit_in_background(b);
+            forget(&c, CibaStore::notify_key(&key, kind));
         }
     });
 }
@@ -270,7 +268,7 @@ async fn deliver_outcome(c: &Arc<Ciba>, key: &str) {
         Ok(Some(r)) => r,
         Ok(None) => {
             // Cleaned up meanwhile: nothing is owed any more.
-            drop_outbox(c, okey);
+            forget(c, okey);
             return;
         }
         Err(e) => {
@@ -278,27 +276,23 @@ async fn deliver_outcome(c: &Arc<Ciba>, key: &str) {
             return;
         }
     };
+    let grace_over =
+        now_secs() >= r.statement.expires_at + crate::ciba::cleanup::DECIDING_GRACE_SECS;
     let expired = match r.status {
         RequestStatus::Approved | RequestStatus::Denied => false,
         RequestStatus::Expired => true,
-        // A claim left by a crash mid-decision reads as expired once its grace is over, as at
-        // the token endpoint.
-        RequestStatus::Deciding => {
-            now_secs() >= r.statement.expires_at + crate::ciba::cleanup::DECIDING_GRACE_SECS
-        }
-        RequestStatus::Pending => false,
+        // A claim left by a crash mid-decision (and not recovered at start) reads as expired
+        // once its grace is over, as at the token endpoint.
+        RequestStatus::Deciding if grace_over => true,
+        // Undecided: nothing to deliver yet.
+        RequestStatus::Pending | RequestStatus::Deciding => return,
     };
-    if matches!(r.status, RequestStatus::Pending)
-        || (r.status == RequestStatus::Deciding && !expired)
-    {
-        return;
-    }
     let auth_req_id = outbox.auth_req_id.expose();
     let body = match r.mode {
         DeliveryMode::Poll => return,
         // Ping tells of a decision; an expired ping request is learnt at the token endpoint.
         DeliveryMode::Ping if expired => {
-            drop_outbox(c, okey);
+            forget(c, okey);
             return;
         }
         DeliveryMode::Ping => json!({"auth_req_id": auth_req_id}),
@@ -328,7 +322,7 @@ async fn deliver_outcome(c: &Arc<Ciba>, key: &str) {
         "push"
     };
     if deliver(c, &url, &Auth::Bearer(token), &body, what).await {
-        drop_outbox(c, okey);
+        forget(c, okey);
     } else {
         tracing::error!(
             request_id = %r.request_id,
@@ -372,11 +366,11 @@ async fn push_tokens(c: &Ciba, key: &str, outbox: &OutboxRecord, r: &RequestReco
     }
 }
 
-/// Deletes a delivery's outbox record. Not synced: if a crash loses the deletion, the delivery
-/// is made again (at least once).
-fn drop_outbox(c: &Ciba, okey: String) {
+/// Deletes what a delivery or notification still owed (its outbox record or `w/` key). Not
+/// synced: if a crash loses the deletion, it is delivered again (at least once).
+fn forget(c: &Ciba, owed_key: String) {
     let mut b = Batch::new();
-    b.delete(okey);
+    b.delete(owed_key);
     c.store.commit_in_background(b);
 }
 
@@ -446,7 +440,7 @@ pub fn resume_deliveries(c: &Arc<Ciba>) {
                 }
             };
             for (okey, _) in &found {
-                let key = format!("r/{}", okey.trim_start_matches(OUTBOX_PREFIX));
+                let key = CibaStore::record_key_of(okey.trim_start_matches(OUTBOX_PREFIX));
                 match c.store.get::<RequestRecord>(&key) {
                     Ok(Some(r)) if r.status == RequestStatus::Pending => {
                         schedule_expiry(c.clone(), key, r.statement.expires_at);
@@ -462,7 +456,7 @@ pub fn resume_deliveries(c: &Arc<Ciba>) {
                         tokio::spawn(async move { deliver_outcome(&c, &key).await });
                         resumed += 1;
                     }
-                    Ok(None) => drop_outbox(&c, okey.clone()),
+                    Ok(None) => forget(&c, okey.clone()),
                     Err(e) => {
                         tracing::error!(error = %e, "unreadable request of a pending delivery")
                     }
@@ -504,7 +498,7 @@ fn resume_notifications(c: &Arc<Ciba>) {
         let Some((hash, kind)) = rest.split_once('/') else {
             continue;
         };
-        let key = format!("r/{hash}");
+        let key = CibaStore::record_key_of(hash);
         let open = match c.store.get::<RequestRecord>(&key) {
             Ok(Some(r)) if r.status == RequestStatus::Pending && now < r.statement.expires_at => {
                 Some(r)
@@ -521,11 +515,7 @@ fn resume_notifications(c: &Arc<Ciba>) {
                 resent += 1;
             }
             // Decided, expired, gone, or a channel no longer configured: nothing is owed.
-            _ => {
-                let mut b = Batch::new();
-                b.delete(nkey);
-                c.store.commit_in_background(b);
-            }
+            _ => forget(c, nkey),
         }
     }
     if resent > 0 {

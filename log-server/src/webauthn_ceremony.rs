@@ -156,21 +156,11 @@ impl Sessions {
     /// Signs an approver out everywhere.
     pub fn drop_approver(&self, store: &CibaStore, approver_id: &str) {
         self.lock().retain(|_, s| s.approver_id != approver_id);
-        let mut b = Batch::new();
-        match store.scan(SESSION_PREFIX, usize::MAX) {
-            Ok(found) => {
-                for (k, v) in found {
-                    if serde_json::from_slice::<Session>(&v)
-                        .map_or(true, |s| s.approver_id == approver_id)
-                    {
-                        b.delete(k);
-                    }
-                }
-            }
+        match stored_sessions_where(store, |s| s.approver_id == approver_id) {
+            Ok(b) => store.commit_in_background(b),
             // The approver record is disabled first, and every session check reads it.
             Err(e) => tracing::warn!(error = %e, "could not read the stored sessions"),
         }
-        store.commit_in_background(b);
     }
 
     fn get(&self, store: &CibaStore, token: &str) -> Option<Session> {
@@ -198,17 +188,26 @@ impl Sessions {
     }
 }
 
+/// The deletion of every stored session `pred` holds for (and of unreadable ones).
+fn stored_sessions_where(
+    store: &CibaStore,
+    pred: impl Fn(&Session) -> bool,
+) -> Result<Batch, crate::storage::StorageError> {
+    let mut b = Batch::new();
+    for (k, v) in store.scan(SESSION_PREFIX, usize::MAX)? {
+        if serde_json::from_slice::<Session>(&v).map_or(true, |s| pred(&s)) {
+            b.delete(k);
+        }
+    }
+    Ok(b)
+}
+
 /// Deletes the stored sessions that expired before `now`; how many.
 pub async fn sweep_sessions(
     store: &CibaStore,
     now: u64,
 ) -> Result<usize, crate::storage::StorageError> {
-    let mut b = Batch::new();
-    for (k, v) in store.scan(SESSION_PREFIX, usize::MAX)? {
-        if serde_json::from_slice::<Session>(&v).map_or(true, |s| s.expires_at <= now) {
-            b.delete(k);
-        }
-    }
+    let b = stored_sessions_where(store, |s| s.expires_at <= now)?;
     let n = b.len();
     store.commit(b, Durability::Deferred).await?;
     Ok(n)
@@ -859,7 +858,7 @@ fn request_key_of(c: &Ciba, request_id: &str) -> Result<String, OAuthError> {
         .store
         .get_raw(&CibaStore::public_id_key(request_id))?
         .ok_or_else(request_not_found)?;
-    Ok(format!("r/{}", String::from_utf8_lossy(&h)))
+    Ok(CibaStore::record_key_of(&String::from_utf8_lossy(&h)))
 }
 
 /// The approver's own request by public id; another approver's is "not found".
@@ -1045,7 +1044,7 @@ async fn decide_finish(
     // log append comes after it in the same write-ahead log, so if the decision survives a
     // crash, so does the claim (and the request then never gets a second decision).
     let key = request_key_of(&c, &request_id)?;
-    let mut r = {
+    let (mut r, statement_hash) = {
         let _g = c.store.lock(&key).await;
         let mut r = own_request_at(&c, &session.approver_id, &key)?;
         check_decidable(&r)?;
@@ -1066,9 +1065,9 @@ async fn decide_finish(
         b.put_json(key.clone(), &r)?
             .put(CibaStore::claim_key(&key), Vec::new());
         c.store.commit(b, Durability::Deferred).await?;
-        r
+        (r, statement_hash)
     };
-    let result = log_decision(&s, &r, decision, &cred, a).await;
+    let result = log_decision(&s, &r, decision, statement_hash, &cred, a).await;
     let (rec, appended) = match result {
         Ok(x) => x,
         Err(e) => {
@@ -1134,25 +1133,25 @@ pub fn recover_claims(c: &Ciba) -> Result<(usize, usize), crate::storage::Storag
     let (mut finished, mut released) = (0, 0);
     let log = c.store.log_store();
     for (ckey, _) in c.store.scan(CLAIM_PREFIX, usize::MAX)? {
-        let key = format!("r/{}", ckey.trim_start_matches(CLAIM_PREFIX));
+        let key = CibaStore::record_key_of(ckey.trim_start_matches(CLAIM_PREFIX));
         let mut b = Batch::new();
         b.delete(ckey.clone());
-        let record = c.store.get::<RequestRecord>(&key)?;
-        let (Some(mut r), Some(claim)) = (record.clone(), record.and_then(|r| r.claim)) else {
+        let claimed = c
+            .store
+            .get::<RequestRecord>(&key)?
+            .filter(|r| r.status == RequestStatus::Deciding);
+        let Some((mut r, claim)) = claimed.and_then(|mut r| r.claim.take().map(|claim| (r, claim)))
+        else {
+            // Gone, or no longer claimed: only the marker is left.
             c.store.commit_blocking(b)?;
             continue;
         };
-        if r.status != RequestStatus::Deciding {
-            c.store.commit_blocking(b)?;
-            continue;
-        }
         let logged = hex::decode(&claim.assertion_key)
             .ok()
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
             .map(|k| log.assertion_index(&k))
             .transpose()?
             .flatten();
-        r.claim = None;
         match (logged, claim.decision.as_str()) {
             (Some(index), d @ ("approve" | "deny")) => {
                 let leaf = log.nodes(&[(0, index)])?[0];
@@ -1187,17 +1186,15 @@ pub fn recover_claims(c: &Ciba) -> Result<(usize, usize), crate::storage::Storag
     Ok((finished, released))
 }
 
+/// Appends the decision (`hash`: its statement's hash, computed for the claim) to the log.
 async fn log_decision(
     s: &AppState,
     r: &RequestRecord,
     decision: Decision,
+    hash: [u8; 32],
     cred: &CredentialRef,
     a: AssertionBytes,
 ) -> Result<(DecisionRecord, crate::Appended), OAuthError> {
-    let st = statement_for(r, decision);
-    let hash = st
-        .hash()
-        .map_err(|e| OAuthError::internal("statement", e))?;
     let req = DecisionRequest {
         decision,
         statement_hash: hash,

@@ -86,7 +86,7 @@ pub async fn sweep(c: &Ciba, now: u64) -> Result<usize, StorageError> {
             .into_iter()
             .filter_map(|(xkey, hash)| {
                 let request_id = xkey.rsplit('/').next()?.to_owned();
-                let rkey = format!("r/{}", String::from_utf8_lossy(&hash));
+                let rkey = CibaStore::record_key_of(&String::from_utf8_lossy(&hash));
                 Some((xkey, rkey, request_id))
             })
             .collect();

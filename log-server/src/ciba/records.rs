@@ -421,13 +421,7 @@ fn writer_loop(store: Store, rx: mpsc::Receiver<Job>, stats: Arc<WriteStats>) {
         }
         let sync = jobs.iter().any(|j| j.sync);
         let result = store.cf(CF_CIBA).and_then(|cf| {
-            let mut wb = rocksdb::WriteBatch::default();
-            for (k, v) in jobs.iter().flat_map(|j| &j.ops) {
-                match v {
-                    Some(v) => wb.put_cf(cf, k.as_bytes(), v),
-                    None => wb.delete_cf(cf, k.as_bytes()),
-                }
-            }
+            let wb = write_batch(cf, jobs.iter().flat_map(|j| &j.ops));
             let mut wo = rocksdb::WriteOptions::default();
             wo.set_sync(sync);
             store.db().write_opt(wb, &wo).map_err(StorageError::from)
@@ -450,6 +444,21 @@ fn writer_loop(store: Store, rx: mpsc::Receiver<Job>, stats: Arc<WriteStats>) {
             }
         }
     }
+}
+
+/// The RocksDB batch of puts (`Some`) and deletions (`None`) in the `ciba` family.
+fn write_batch<'a>(
+    cf: &rocksdb::ColumnFamily,
+    ops: impl IntoIterator<Item = &'a (String, Option<Vec<u8>>)>,
+) -> rocksdb::WriteBatch {
+    let mut wb = rocksdb::WriteBatch::default();
+    for (k, v) in ops {
+        match v {
+            Some(v) => wb.put_cf(cf, k.as_bytes(), v),
+            None => wb.delete_cf(cf, k.as_bytes()),
+        }
+    }
+    wb
 }
 
 /// FNV-1a of a key: its lock stripe.
@@ -619,14 +628,7 @@ impl CibaStore {
     /// Applies `batch`, synced, on the calling thread (start-up, or a thread that may block).
     pub fn commit_blocking(&self, batch: Batch) -> Result<(), StorageError> {
         let cf = self.store.cf(CF_CIBA)?;
-        let mut wb = rocksdb::WriteBatch::default();
-        for (k, v) in &batch.ops {
-            match v {
-                Some(v) => wb.put_cf(cf, k.as_bytes(), v),
-                None => wb.delete_cf(cf, k.as_bytes()),
-            }
-        }
-        self.store.write_sync(wb)?;
+        self.store.write_sync(write_batch(cf, &batch.ops))?;
         self.pending.apply(&batch.ops);
         Ok(())
     }
@@ -634,10 +636,9 @@ impl CibaStore {
     /// Writes one JSON record, synced, on the calling thread (start-up, or a thread that may
     /// block).
     pub fn put_blocking<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
-        let cf = self.store.cf(CF_CIBA)?;
-        let mut wb = rocksdb::WriteBatch::default();
-        wb.put_cf(cf, key.as_bytes(), enc(v)?);
-        self.store.write_sync(wb)
+        let mut b = Batch::new();
+        b.put_json(key, v)?;
+        self.commit_blocking(b)
     }
 
     /// The writer's counters, for the metrics.
@@ -722,26 +723,34 @@ impl CibaStore {
 
     /// Key of a request record.
     pub fn request_key(auth_req_hash: &[u8; 32]) -> String {
-        format!("r/{}", hex::encode(auth_req_hash))
+        Self::record_key_of(&hex::encode(auth_req_hash))
+    }
+
+    /// Key of the request record whose `auth_req_id` hash (hex) is `hash_hex`: the inverse of
+    /// the per-request keys below, whose suffix is that hash.
+    pub fn record_key_of(hash_hex: &str) -> String {
+        format!("r/{hash_hex}")
+    }
+
+    /// The `auth_req_id` hash (hex) in a request's record key.
+    fn hash_in(record_key: &str) -> &str {
+        record_key.strip_prefix("r/").unwrap_or(record_key)
     }
 
     /// Key of a request's pending delivery ([`OutboxRecord`]), from its record key.
     pub fn outbox_key(record_key: &str) -> String {
-        let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
-        format!("{OUTBOX_PREFIX}{hash}")
+        format!("{OUTBOX_PREFIX}{}", Self::hash_in(record_key))
     }
 
     /// Key of a claimed request's marker, from its record key.
     pub fn claim_key(record_key: &str) -> String {
-        let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
-        format!("{CLAIM_PREFIX}{hash}")
+        format!("{CLAIM_PREFIX}{}", Self::hash_in(record_key))
     }
 
     /// Key of an approver notification (`kind`: `webhook` or `email`) still owed for a request,
     /// from its record key.
     pub fn notify_key(record_key: &str, kind: &str) -> String {
-        let hash = record_key.strip_prefix("r/").unwrap_or(record_key);
-        format!("{NOTIFY_PREFIX}{hash}/{kind}")
+        format!("{NOTIFY_PREFIX}{}/{kind}", Self::hash_in(record_key))
     }
 
     /// Key of a request's public id.
@@ -782,7 +791,7 @@ impl CibaStore {
         let Some(h) = self.get_raw(&format!("q/{request_id}"))? else {
             return Ok(None);
         };
-        let key = format!("r/{}", String::from_utf8_lossy(&h));
+        let key = Self::record_key_of(&String::from_utf8_lossy(&h));
         Ok(self.get::<RequestRecord>(&key)?.map(|r| (key, r)))
     }
 
