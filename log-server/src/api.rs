@@ -159,6 +159,12 @@ pub fn app(state: AppState) -> Router {
         .route("/tile/{*path}", get(get_tile))
         .route("/v1/log/enrolments", post(post_enrolment))
         .route("/v1/log/decisions", post(post_decision))
+        .route(
+            "/v1/log/decisions/batch",
+            post(post_decision_batch).layer(DefaultBodyLimit::max(
+                limit.saturating_mul(BATCH_BODY_FACTOR),
+            )),
+        )
         .route("/v1/log/proof/inclusion", get(get_inclusion))
         .route("/v1/log/proof/consistency", get(get_consistency))
         .route("/v1/log/entries/{index}", get(get_entry))
@@ -214,8 +220,8 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
-    let body = body.map_err(|r| {
+fn read_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|r| {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(status, "payload_too_large", "the request body is too large")
@@ -226,7 +232,11 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>)
                 "the request body could not be read",
             )
         }
-    })?;
+    })
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let body = read_body(body)?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid JSON body: {e}")))
 }
@@ -383,24 +393,22 @@ async fn post_enrolment(
     appended_response(&s, a, started)
 }
 
-async fn post_decision(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let started = Instant::now();
-    let t = admin::bearer(&headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
-    let store = s.log.store().clone();
-    if admin::submitter_for(&store, &t)?.is_none() {
+/// The submitter token must name a live submitter.
+fn require_submitter(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let t = admin::bearer(headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
+    if admin::submitter_for(s.log.store(), &t)?.is_none() {
         return Err(ApiError::unauthorized(
             "the bearer token is not a submitter token",
         ));
     }
-    let b: DecisionBody = parse_json(body)?;
+    Ok(())
+}
+
+fn decision_request(b: DecisionBody) -> ApiResult<DecisionRequest> {
     let decision = Decision::parse(&b.decision).ok_or_else(|| {
         ApiError::bad_request("invalid_request", "decision must be approve or deny")
     })?;
-    let req = DecisionRequest {
+    Ok(DecisionRequest {
         decision,
         statement_hash: hex_array("statement_hash", &b.statement_hash)?,
         nonce: hex_array("nonce", &b.nonce)?,
@@ -410,9 +418,177 @@ async fn post_decision(
         client_data_json: hex_field("client_data_json", &b.client_data_json)?,
         signature: hex_field("signature", &b.signature)?,
         enrolment_index: b.enrolment_index,
-    };
+    })
+}
+
+async fn post_decision(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    require_submitter(&s, &headers)?;
+    let req = decision_request(parse_json(body)?)?;
     let a = s.log.append_decision(req).await?;
     appended_response(&s, a, started)
+}
+
+/// Most decisions one `POST /v1/log/decisions/batch` may carry.
+pub const MAX_BATCH_DECISIONS: usize = 256;
+
+/// How many times the per-request body limit a batch body may be.
+pub const BATCH_BODY_FACTOR: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody<T> {
+    decisions: Vec<T>,
+}
+
+/// A batch's decisions, each parsed on its own: one that is not a decision is refused alone.
+/// Batches whose decisions all parse (the usual case) are read once, without a JSON tree.
+fn batch_decisions(body: Result<Bytes, BytesRejection>) -> ApiResult<Vec<ApiResult<DecisionBody>>> {
+    let body = read_body(body)?;
+    if let Ok(b) = serde_json::from_slice::<BatchBody<DecisionBody>>(&body) {
+        return check_batch_len(b.decisions.into_iter().map(Ok).collect());
+    }
+    let b: BatchBody<Value> = parse_json(Ok(body))?;
+    check_batch_len(
+        b.decisions
+            .into_iter()
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| {
+                    ApiError::bad_request("invalid_request", format!("invalid decision: {e}"))
+                })
+            })
+            .collect(),
+    )
+}
+
+fn check_batch_len<T>(decisions: Vec<T>) -> ApiResult<Vec<T>> {
+    if decisions.is_empty() || decisions.len() > MAX_BATCH_DECISIONS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("decisions must hold 1 to {MAX_BATCH_DECISIONS} decisions"),
+        ));
+    }
+    Ok(decisions)
+}
+
+/// One decision's outcome in a batch answer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchResult<'a> {
+    Logged {
+        index: u64,
+        leaf_hash: HexHash<'a>,
+        inclusion_proof: HexList<'a>,
+        existing: bool,
+    },
+    Refused {
+        status: u16,
+        error: &'static str,
+        error_description: String,
+    },
+}
+
+#[derive(Serialize)]
+struct BatchAnswer<'a> {
+    tree_size: u64,
+    checkpoint: &'a str,
+    logged: usize,
+    refused: usize,
+    results: Vec<BatchResult<'a>>,
+}
+
+/// `POST /v1/log/decisions/batch`: up to [`MAX_BATCH_DECISIONS`] decisions, each checked and
+/// logged on its own exactly as by `POST /v1/log/decisions`. The answer comes once every logged
+/// one is covered by a signed checkpoint, and carries that checkpoint and one result per
+/// decision, in order: its index, leaf hash and inclusion proof against the checkpoint, or its
+/// error (nothing was written for it).
+async fn post_decision_batch(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    require_submitter(&s, &headers)?;
+    // A decision that does not parse is refused on its own, like one that fails a check.
+    let parsed: Vec<ApiResult<DecisionRequest>> = batch_decisions(body)?
+        .into_iter()
+        .map(|b| b.and_then(decision_request))
+        .collect();
+    let mut slots = Vec::with_capacity(parsed.len());
+    let mut reqs = Vec::new();
+    for p in parsed {
+        slots.push(match p {
+            Ok(r) => {
+                reqs.push(r);
+                None
+            }
+            Err(e) => Some(e),
+        });
+    }
+    let mut appended = s.log.append_decisions(reqs).await.into_iter();
+    let outcomes: Vec<Result<Appended, ApiError>> = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Some(e) => Err(e),
+            None => appended
+                .next()
+                .unwrap_or(Err(AppendError::ShuttingDown))
+                .map_err(ApiError::from),
+        })
+        .collect();
+    // Every logged decision's checkpoint is at most the published one, so one checkpoint
+    // covers them all and every proof is against it.
+    let published = s.log.sequencer().shared().published();
+    let mut proofs = Vec::with_capacity(outcomes.len());
+    for o in &outcomes {
+        proofs.push(match o {
+            Ok(a) => inclusion_proof(s.log.store(), a.index, published.size)?,
+            Err(_) => Vec::new(),
+        });
+    }
+    let mut retry_after = None;
+    let results: Vec<BatchResult> = outcomes
+        .iter()
+        .zip(&proofs)
+        .map(|(o, proof)| match o {
+            Ok(a) => BatchResult::Logged {
+                index: a.index,
+                leaf_hash: HexHash(&a.leaf_hash),
+                inclusion_proof: HexList(proof),
+                existing: a.existing,
+            },
+            Err(e) => {
+                retry_after = retry_after.max(e.retry_after);
+                BatchResult::Refused {
+                    status: e.status.as_u16(),
+                    error: e.code,
+                    error_description: e.description.clone(),
+                }
+            }
+        })
+        .collect();
+    let logged = outcomes.iter().filter(|o| o.is_ok()).count();
+    let elapsed = started.elapsed().as_secs_f64();
+    for _ in 0..logged {
+        s.log.metrics().append_latency.observe(elapsed);
+    }
+    let mut resp = Json(BatchAnswer {
+        tree_size: published.size,
+        checkpoint: &published.note,
+        logged,
+        refused: results.len() - logged,
+        results,
+    })
+    .into_response();
+    if let Some(r) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(r));
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

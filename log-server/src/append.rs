@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use countersign_verifier::{
     challenge, check_sign_count, leaf_hash, parse_cose_key, sha256, verify_assertion, Assertion,
-    AssertionPolicy, Decision, Enrolment, Entry, Hash, SignedDecision,
+    AssertionPolicy, Decision, Enrolment, Entry, Hash, PublicKey, SignedDecision,
 };
 
 use crate::checkpoint::LogSigner;
@@ -148,6 +148,64 @@ impl LogHandle {
     /// log's RP policy and the sign-count rule. A replay of a logged assertion returns the
     /// original leaf.
     pub async fn append_decision(&self, req: DecisionRequest) -> Result<Appended, AppendError> {
+        match self.check_decision(req, &mut Enrolments::default())? {
+            Checked::Logged(a) => Ok(a),
+            Checked::New(entry, leaf, kind) => self.seq.append(entry, leaf, kind).await,
+        }
+    }
+
+    /// [`LogHandle::append_decision`] for many decisions at once (`POST
+    /// /v1/log/decisions/batch`): each is checked and decided on its own, one result per
+    /// decision, in order; the checked ones go to the sequencer together and the caller waits
+    /// once. A decision that fails a check gets its error and nothing is written for it; the
+    /// others are not affected.
+    pub async fn append_decisions(
+        &self,
+        reqs: Vec<DecisionRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        // Decisions of one batch often share an enrolment: it is read and its key parsed once.
+        let mut enrolments = Enrolments::default();
+        let checked = reqs
+            .into_iter()
+            .map(|r| self.check_decision(r, &mut enrolments))
+            .collect();
+        self.append_checked(checked).await
+    }
+
+    /// Hands the new entries among `checked` to the sequencer together and answers one result
+    /// per item, in order.
+    async fn append_checked(
+        &self,
+        checked: Vec<Result<Checked, AppendError>>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let mut out = Vec::with_capacity(checked.len());
+        let mut items = Vec::new();
+        for c in checked {
+            out.push(match c {
+                Ok(Checked::New(entry, leaf, kind)) => {
+                    items.push((entry, leaf, kind));
+                    None
+                }
+                Ok(Checked::Logged(a)) => Some(Ok(a)),
+                Err(e) => Some(Err(e)),
+            });
+        }
+        let mut appended = self.seq.append_many(items).await.into_iter();
+        out.into_iter()
+            .map(|r| {
+                r.or_else(|| appended.next())
+                    .unwrap_or(Err(AppendError::ShuttingDown))
+            })
+            .collect()
+    }
+
+    /// Everything [`LogHandle::append_decision`] checks before the sequencer: the enrolment,
+    /// the assertion, the replay index and the sign count. Reads only.
+    fn check_decision(
+        &self,
+        req: DecisionRequest,
+        enrolments: &mut Enrolments,
+    ) -> Result<Checked, AppendError> {
         let published = self.seq.shared().published();
         if req.enrolment_index >= published.size {
             return Err(AppendError::Rejected {
@@ -156,22 +214,7 @@ impl LogHandle {
                 description: "enrolment_index is not in the log".into(),
             });
         }
-        let enrolment = match self
-            .store
-            .entry(req.enrolment_index)
-            .map_err(storage_failed)?
-        {
-            Some(bytes) => match Entry::decode(&bytes) {
-                Ok(Entry::Enrolment(e)) => e,
-                _ => {
-                    return Err(AppendError::invalid(
-                        "not_an_enrolment",
-                        "the entry at enrolment_index is not an enrolment",
-                    ))
-                }
-            },
-            None => return Err(AppendError::Storage),
-        };
+        let (enrolment, key) = enrolments.get(&self.store, req.enrolment_index)?;
         if enrolment.approver_id != req.approver_id || enrolment.credential_id != req.credential_id
         {
             return Err(AppendError::invalid(
@@ -190,9 +233,6 @@ impl LogHandle {
                 description: "the credential is not enrolled in this log".into(),
             });
         };
-        let key = enrolment
-            .key()
-            .map_err(|e| AppendError::invalid("invalid_public_key", e.to_string()))?;
         let origins: Vec<&str> = self
             .policy
             .allowed_origins
@@ -208,7 +248,7 @@ impl LogHandle {
         // The sign count is checked below, after the replay lookup: a replay legitimately
         // carries an old counter and must get the original entry back, not an error.
         let verified = verify_assertion(
-            &key,
+            key,
             &assertion,
             &ch,
             &AssertionPolicy {
@@ -230,13 +270,13 @@ impl LogHandle {
                 .map_err(storage_failed)?
                 .ok_or(AppendError::Storage)?;
             self.metrics.deduplicated.inc();
-            return Ok(Appended {
+            return Ok(Checked::Logged(Appended {
                 index,
                 leaf_hash: leaf_hash(&original),
                 tree_size: published.size,
                 checkpoint: published.note,
                 existing: true,
-            });
+            }));
         }
         let count = verified.sign_count;
         check_sign_count(stored_count, count)
@@ -247,7 +287,7 @@ impl LogHandle {
             nonce: req.nonce,
             approver_id: req.approver_id,
             credential_id: req.credential_id.clone(),
-            public_key: enrolment.public_key,
+            public_key: enrolment.public_key.clone(),
             authenticator_data: req.authenticator_data,
             client_data_json: req.client_data_json,
             signature: req.signature,
@@ -257,18 +297,16 @@ impl LogHandle {
         .encode()
         .map_err(|e| AppendError::invalid("invalid_entry", e.to_string()))?;
         let leaf = leaf_hash(&entry);
-        self.seq
-            .append(
-                entry,
-                leaf,
-                AppendKind::Decision {
-                    assertion_key: akey,
-                    credential_id: req.credential_id,
-                    enrolment_index: req.enrolment_index,
-                    sign_count: count,
-                },
-            )
-            .await
+        Ok(Checked::New(
+            entry,
+            leaf,
+            AppendKind::Decision {
+                assertion_key: akey,
+                credential_id: req.credential_id,
+                enrolment_index: req.enrolment_index,
+                sign_count: count,
+            },
+        ))
     }
 
     /// Appends an entry the caller has already checked (benchmarks, imports). Enrolments and
@@ -285,25 +323,53 @@ impl LogHandle {
         &self,
         entries: Vec<Vec<u8>>,
     ) -> Vec<Result<Appended, AppendError>> {
-        let mut out: Vec<Option<Result<Appended, AppendError>>> = Vec::new();
-        let mut items = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match verified_item(entry) {
-                Ok(item) => {
-                    items.push(item);
-                    out.push(None);
-                }
-                Err(e) => out.push(Some(Err(e))),
-            }
-        }
-        let mut appended = self.seq.append_many(items).await.into_iter();
-        out.into_iter()
-            .map(|r| {
-                r.or_else(|| appended.next())
-                    .unwrap_or(Err(AppendError::ShuttingDown))
-            })
-            .collect()
+        let checked = entries
+            .into_iter()
+            .map(|e| verified_item(e).map(|(entry, leaf, kind)| Checked::New(entry, leaf, kind)))
+            .collect();
+        self.append_checked(checked).await
     }
+}
+
+/// Enrolments read while checking decisions, with their parsed keys. Logged entries never
+/// change, so what is read once holds for the whole batch.
+#[derive(Default)]
+struct Enrolments(Vec<(u64, Enrolment, PublicKey)>);
+
+impl Enrolments {
+    fn get(&mut self, store: &Store, index: u64) -> Result<(&Enrolment, &PublicKey), AppendError> {
+        let at = match self.0.iter().position(|(i, _, _)| *i == index) {
+            Some(at) => at,
+            None => {
+                let enrolment = match store.entry(index).map_err(storage_failed)? {
+                    Some(bytes) => match Entry::decode(&bytes) {
+                        Ok(Entry::Enrolment(e)) => e,
+                        _ => {
+                            return Err(AppendError::invalid(
+                                "not_an_enrolment",
+                                "the entry at enrolment_index is not an enrolment",
+                            ))
+                        }
+                    },
+                    None => return Err(AppendError::Storage),
+                };
+                let key = enrolment
+                    .key()
+                    .map_err(|e| AppendError::invalid("invalid_public_key", e.to_string()))?;
+                self.0.push((index, enrolment, key));
+                self.0.len() - 1
+            }
+        };
+        let (_, e, k) = &self.0[at];
+        Ok((e, k))
+    }
+}
+
+/// A decision that passed its checks: already in the log (a replay), or a new entry for the
+/// sequencer.
+enum Checked {
+    Logged(Appended),
+    New(Vec<u8>, Hash, AppendKind),
 }
 
 /// What the sequencer needs of an already-checked entry: its kind (for dedup, replays and sign

@@ -27,7 +27,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use api::{app, AppState, DEFAULT_MAX_BODY_BYTES};
+pub use api::{app, AppState, DEFAULT_MAX_BODY_BYTES, MAX_BATCH_DECISIONS};
 pub use append::{DecisionRequest, EnrolmentRequest, LogHandle, RpPolicy};
 pub use sequencer::{AppendError, Appended, SequencerConfig};
 

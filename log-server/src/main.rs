@@ -87,7 +87,7 @@ struct ServeArgs {
         default_value_t = 5000
     )]
     checkpoint_interval_ms: u64,
-    /// Largest request body in bytes.
+    /// Largest request body in bytes (a batch of decisions may be 16 times this).
     #[arg(long, env = "COUNTERSIGN_MAX_BODY_BYTES", default_value_t = countersign_log::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     #[command(flatten)]

@@ -58,6 +58,10 @@ enum Command {
         /// Distinct passkeys (and approvers) to spread decisions over.
         #[arg(long, default_value_t = 8)]
         passkeys: usize,
+        /// Decisions per request: 1 posts each to /v1/log/decisions, more (up to 256) post
+        /// groups to /v1/log/decisions/batch.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
     /// Load read endpoints.
     Read {
@@ -139,6 +143,7 @@ fn main() -> anyhow::Result<()> {
                 origin,
                 rp_id,
                 passkeys,
+                batch,
             } => {
                 let r = http::append(http::AppendOptions {
                     url,
@@ -150,6 +155,7 @@ fn main() -> anyhow::Result<()> {
                     origin,
                     rp_id,
                     passkeys,
+                    batch,
                 })
                 .await?;
                 let rate = r.ok as f64 / r.elapsed.as_secs_f64();

@@ -38,6 +38,9 @@ pub struct AppendOptions {
     pub rp_id: String,
     /// Distinct passkeys.
     pub passkeys: usize,
+    /// Decisions per request: 1 posts each to `/v1/log/decisions`, more post groups to
+    /// `/v1/log/decisions/batch`.
+    pub batch: usize,
 }
 
 /// What an append run measured.
@@ -241,7 +244,7 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
                         let nonce = sha256(&[&run.to_be_bytes()[..], &n.to_be_bytes()].concat());
                         let statement_hash = sha256(format!("bench statement {n}").as_bytes());
                         let a = pk.assert(&challenge(&nonce, &statement_hash), &origin);
-                        let body = json!({
+                        json!({
                             "decision": "approve",
                             "statement_hash": hex::encode(statement_hash),
                             "nonce": hex::encode(nonce),
@@ -251,21 +254,38 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
                             "client_data_json": hex::encode(&a.client_data_json),
                             "signature": hex::encode(&a.signature),
                             "enrolment_index": enrolment_index,
-                        });
-                        hyper::body::Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+                        })
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut bodies = Vec::with_capacity(count);
+    let mut decisions = Vec::with_capacity(count);
     for h in handles {
-        bodies.extend(
+        decisions.extend(
             h.join()
                 .map_err(|_| anyhow::anyhow!("signing thread failed"))?,
         );
     }
-    bodies.truncate(count);
+    decisions.truncate(count);
+    let batch = o.batch.clamp(1, countersign_log::MAX_BATCH_DECISIONS);
+    let path = if batch == 1 {
+        "/v1/log/decisions"
+    } else {
+        "/v1/log/decisions/batch"
+    };
+    let bodies: Vec<(usize, hyper::body::Bytes)> = decisions
+        .chunks(batch)
+        .map(|c| {
+            let v = if batch == 1 {
+                &c[0]
+            } else {
+                &json!({ "decisions": c })
+            };
+            (c.len(), serde_json::to_vec(v).unwrap_or_default().into())
+        })
+        .collect();
+    drop(decisions);
 
     let mut es256 = Es256Ceiling::measure_before(Duration::from_secs(1));
 
@@ -302,9 +322,11 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
             let mut conn = Some(conn);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { break };
+                let Some((n, body)) = bodies.get(i) else {
+                    break;
+                };
                 if let Some(r) = rate {
-                    let at = start + Duration::from_secs_f64(i as f64 / r);
+                    let at = start + Duration::from_secs_f64((i * batch) as f64 / r);
                     tokio::time::sleep_until(at.into()).await;
                 }
                 let t = Instant::now();
@@ -312,48 +334,23 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
                     conn = connect(&authority).await.ok();
                 }
                 let resp = match conn.as_mut() {
-                    Some(c) => {
-                        request(
-                            c,
-                            &authority,
-                            "/v1/log/decisions",
-                            Some((&auth, body.clone())),
-                        )
-                        .await
-                    }
+                    Some(c) => request(c, &authority, path, Some((&auth, body.clone()))).await,
                     None => Err(anyhow::anyhow!("cannot connect")),
                 };
-                // A 2xx answer is an acknowledgement; its body is only read for the ack file,
-                // so the generator spends its share of the two cores on sending.
+                // A 2xx answer to one decision is its acknowledgement, and its body is only
+                // read for the ack file, so the generator spends its share of the two cores on
+                // sending; a batch answer says how many of its decisions were logged.
                 let acked = match resp {
-                    Ok(bytes) => match &ack {
-                        None => true,
-                        Some(f) => match serde_json::from_slice::<Value>(&bytes) {
-                            Ok(v) => {
-                                let line = format!(
-                                    "{} {}\n",
-                                    v["index"].as_u64().unwrap_or(u64::MAX),
-                                    v["leaf_hash"].as_str().unwrap_or_default()
-                                );
-                                if let Ok(mut f) = f.lock() {
-                                    let _ = f.write_all(line.as_bytes());
-                                }
-                                true
-                            }
-                            Err(_) => false,
-                        },
-                    },
+                    Ok(bytes) => acknowledged(&bytes, *n, ack.as_deref()),
                     Err(_) => {
                         // The connection may be gone (server restarted): reconnect next time.
                         conn = None;
-                        false
+                        0
                     }
                 };
-                if acked {
-                    lat.push(t.elapsed());
-                } else {
-                    failed += 1;
-                }
+                let elapsed = t.elapsed();
+                lat.extend(std::iter::repeat_n(elapsed, acked));
+                failed += n - acked;
             }
             (lat, failed)
         }));
@@ -376,6 +373,50 @@ pub async fn append(o: AppendOptions) -> anyhow::Result<AppendReport> {
         es256,
         machine,
     })
+}
+
+/// How many of the `n` decisions an answer acknowledges, writing their ack lines if asked.
+fn acknowledged(body: &[u8], n: usize, ack: Option<&Mutex<std::fs::File>>) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Logged {
+        index: u64,
+        leaf_hash: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        logged: usize,
+        results: Vec<Value>,
+    }
+    let lines: Vec<Logged> = match (n, ack) {
+        (1, None) => return 1,
+        (1, Some(_)) => match serde_json::from_slice::<Logged>(body) {
+            Ok(l) => vec![l],
+            Err(_) => return 0,
+        },
+        (_, None) => {
+            return serde_json::from_slice::<Batch>(body)
+                .map(|b| b.logged)
+                .unwrap_or(0)
+        }
+        (_, Some(_)) => match serde_json::from_slice::<Batch>(body) {
+            Ok(b) => b
+                .results
+                .into_iter()
+                .filter_map(|r| serde_json::from_value(r).ok())
+                .collect(),
+            Err(_) => return 0,
+        },
+    };
+    if let Some(f) = ack {
+        let text: String = lines
+            .iter()
+            .map(|l| format!("{} {}\n", l.index, l.leaf_hash))
+            .collect();
+        if let Ok(mut f) = f.lock() {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+    lines.len()
 }
 
 /// What to read in `read` mode.
