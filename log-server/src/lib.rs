@@ -26,6 +26,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use api::{app, AppState, DEFAULT_MAX_BODY_BYTES, MAX_BATCH_DECISIONS};
 pub use append::{DecisionRequest, EnrolmentRequest, LogHandle, RpPolicy};
@@ -208,6 +209,14 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         config.sequencer.clone(),
         metrics.clone(),
     )?;
+    let warm_from = Instant::now();
+    let size = seq.shared().published().size;
+    let warmed = store.warm_node_cache(size)?;
+    tracing::info!(
+        nodes = warmed,
+        ms = warm_from.elapsed().as_millis() as u64,
+        "node cache loaded"
+    );
     let log = LogHandle {
         store,
         seq,

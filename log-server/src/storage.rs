@@ -5,6 +5,7 @@
 //! committed state straight from RocksDB, bounded by the latest published tree size.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use countersign_verifier::Hash;
@@ -89,8 +90,12 @@ const NODE_CACHE_SLOTS: usize = 1 << 20;
 /// A direct-mapped cache of complete-subtree hashes. A slot is taken by a node of the same or a
 /// higher level, so the few upper nodes every proof needs are not pushed out by the many
 /// lower ones. Each slot has its own lock (uncontended: two readers rarely want one slot).
+/// Slots are assigned by position in the tree, not by a hash: with a hash, a tree of as many
+/// leaves as slots kept only about two thirds of its level-1 nodes.
 struct NodeCache {
     slots: Box<[CacheSlot]>,
+    /// Leaves covered by the nodes cached so far: a lower bound on the tree size.
+    covered: AtomicU64,
 }
 
 /// One slot: the node's level, index and hash, if it holds one.
@@ -102,15 +107,30 @@ impl NodeCache {
             slots: (0..slots.next_power_of_two())
                 .map(|_| std::sync::Mutex::new(None))
                 .collect(),
+            covered: AtomicU64::new(0),
         }
     }
 
+    /// The slot of node (`level`, `index`), `level >= 1`. A node's in-order position among the
+    /// inner nodes of the tree, `(2 index + 1) 2^(level - 1) - 1`, is below the tree size and
+    /// different for every node. Shifted right by `s`, the positions of the nodes above level `s`
+    /// are their positions in a tree `2^s` times smaller: still all different. So `s` is chosen
+    /// as the least that makes the tree seen so far fit the slots: up to as many leaves as
+    /// slots, every inner node has a slot of its own; beyond that the upper levels do, and the
+    /// lower ones share the rest (a slot is kept by the higher node). When the tree outgrows
+    /// the slots again, `s` grows and the cache refills (entries are tagged, so an entry left in
+    /// another slot is a miss, never a wrong answer).
     fn slot(&self, level: u8, index: u64) -> &CacheSlot {
-        // A multiplicative mix of the address; node addresses are not attacker-chosen beyond
-        // "which proof", and a collision only costs a RocksDB read.
-        let x = (index ^ (u64::from(level) << 58)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let at = (x >> 20) as usize & (self.slots.len() - 1);
-        &self.slots[at]
+        let leaves = self.covered.load(Ordering::Relaxed);
+        let ratio = leaves.div_ceil(self.slots.len() as u64);
+        let s = if ratio <= 1 {
+            0
+        } else {
+            64 - (ratio - 1).leading_zeros()
+        };
+        let level = u32::from(level.saturating_sub(1)).min(63);
+        let pos = (index.wrapping_mul(2).wrapping_add(1) << level).wrapping_sub(1) >> s;
+        &self.slots[pos as usize & (self.slots.len() - 1)]
     }
 
     /// The cached hash of node (`level`, `index`); always `None` below [`CACHED_FROM_LEVEL`].
@@ -130,6 +150,12 @@ impl NodeCache {
         if level < CACHED_FROM_LEVEL {
             return;
         }
+        let covers = index
+            .saturating_add(1)
+            .checked_shl(u32::from(level))
+            .filter(|c| c >> level == index.saturating_add(1))
+            .unwrap_or(u64::MAX);
+        self.covered.fetch_max(covers, Ordering::Relaxed);
         let mut g = match self.slot(level, index).lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -355,6 +381,47 @@ impl Store {
         Ok(out)
     }
 
+    /// Loads the node cache from the top of the tree of `tree_size` committed leaves down, whole
+    /// levels at a time, while they fit; returns the nodes loaded. Run at start, so proofs
+    /// after a restart do not each go to RocksDB for their upper levels until the cache has
+    /// filled by chance (at 1,000,000 leaves a random proof reads one of 500,000 level-1 nodes).
+    pub fn warm_node_cache(&self, tree_size: u64) -> Result<u64, StorageError> {
+        let Some(top) = tree_size.checked_ilog2() else {
+            return Ok(0);
+        };
+        let budget = self.nodes.slots.len() as u64;
+        let mut loaded = 0u64;
+        for level in (u32::from(CACHED_FROM_LEVEL)..=top).rev() {
+            let level = level as u8;
+            let count = tree_size >> level;
+            if loaded.saturating_add(count) > budget {
+                break;
+            }
+            let mut bad = false;
+            self.scan_run(
+                CF_HASHES,
+                &hash_key(level, 0),
+                &hash_key(level, count),
+                |k, v| match (
+                    k.get(1..9).and_then(|i| i.try_into().ok()),
+                    Hash::from_slice(v),
+                ) {
+                    (Some(i), Some(h)) => {
+                        self.nodes.insert(level, u64::from_be_bytes(i), h);
+                        loaded += 1;
+                    }
+                    _ => bad = true,
+                },
+            )?;
+            if bad {
+                return Err(StorageError(format!(
+                    "a stored node hash at level {level} is malformed"
+                )));
+            }
+        }
+        Ok(loaded)
+    }
+
     /// Puts durable node hashes into the read cache (the upper levels only, as on reads).
     pub fn cache_nodes(&self, nodes: &[(u8, u64, Hash)]) {
         for &(level, index, h) in nodes {
@@ -531,6 +598,35 @@ mod tests {
     }
 
     #[test]
+    fn node_cache_holds_every_inner_node_of_a_tree_as_large_as_its_slots() {
+        let h = |l: u8, i: u64| {
+            Hash(countersign_verifier::sha256(
+                &[&[l][..], &i.to_be_bytes()].concat(),
+            ))
+        };
+        let inner = |leaves: u64| {
+            (1..=leaves.ilog2() as u8).flat_map(move |l| (0..leaves >> l).map(move |i| (l, i)))
+        };
+        let c = NodeCache::new(64);
+        for (l, i) in inner(64) {
+            c.insert(l, i, h(l, i));
+        }
+        for (l, i) in inner(64) {
+            assert_eq!(c.get(l, i), Some(h(l, i)), "node {l}/{i}");
+        }
+        // Twice as many leaves as slots: the upper half of the levels still all hit.
+        let c = NodeCache::new(64);
+        for (l, i) in inner(128) {
+            c.insert(l, i, h(l, i));
+        }
+        let misses = inner(128).filter(|&(l, i)| c.get(l, i).is_none()).count();
+        assert_eq!(misses, 127 - 64);
+        assert!(inner(128)
+            .filter(|&(l, _)| l >= 2)
+            .all(|(l, i)| c.get(l, i) == Some(h(l, i))));
+    }
+
+    #[test]
     fn flushing_empties_the_memtables_and_keeps_the_data() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -571,6 +667,21 @@ mod tests {
             assert_eq!(*h, Hash(countersign_verifier::sha256(&[*l, *i as u8])));
         }
         assert!(store.nodes(&[(1, 999)]).is_err());
+        // Warming loads whole levels from the top: of a 50-leaf tree's levels 1 to 5, the 25,
+        // 12 and 6 nodes of levels 1 to 3 are stored here.
+        let fresh = Store::open(&dir.path().join("x")).unwrap();
+        assert_eq!(fresh.warm_node_cache(0).unwrap(), 0);
+        drop(fresh);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.warm_node_cache(50).unwrap(), 25 + 12 + 6);
+        for (l, i) in addrs.iter().filter(|(l, i)| *l >= 1 && *i < 50 >> l) {
+            assert_eq!(
+                store.nodes.get(*l, *i),
+                Some(Hash(countersign_verifier::sha256(&[*l, *i as u8]))),
+                "node {l}/{i}"
+            );
+        }
     }
 
     #[test]
