@@ -292,6 +292,7 @@ fn the_http_surface_refuses_garbage_cleanly() {
             |body| {
                 for (uri, token) in [
                     ("/v1/log/decisions", f.submitter.as_str()),
+                    ("/v1/log/decisions/batch", f.submitter.as_str()),
                     ("/v1/log/enrolments", f.server.admin.as_str()),
                 ] {
                     let req = post(uri, "application/json")
@@ -300,6 +301,27 @@ fn the_http_surface_refuses_garbage_cleanly() {
                         .unwrap();
                     let (st, resp) = f.send(req);
                     assert_refusal(st, &resp, uri)?;
+                }
+                // The same body as every decision of a batch: refused whole, or each refused
+                // on its own with the single endpoint's error.
+                if let Ok(item) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    let batch = serde_json::json!({ "decisions": [item.clone(), item] });
+                    let req = post("/v1/log/decisions/batch", "application/json")
+                        .header(header::AUTHORIZATION, format!("Bearer {}", f.submitter))
+                        .body(Body::from(batch.to_string()))
+                        .unwrap();
+                    let (st, resp) = f.send(req);
+                    if st == 200 {
+                        let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+                        prop_assert_eq!(&v["logged"], &serde_json::json!(0), "{}", v);
+                        for r in v["results"].as_array().unwrap() {
+                            let status = r["status"].as_u64().unwrap_or(0);
+                            prop_assert!((400..500).contains(&status), "{}", r);
+                            prop_assert!(r["error"].is_string(), "{}", r);
+                        }
+                    } else {
+                        assert_refusal(st, &resp, "/v1/log/decisions/batch")?;
+                    }
                 }
                 prop_assert_eq!(f.tree_size(), size, "a refused write appended");
                 Ok(())
