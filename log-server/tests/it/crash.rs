@@ -14,16 +14,23 @@ use serde_json::json;
 use crate::common::hashes;
 use crate::process::{free_port, Process};
 
-const ARGS: [&str; 4] = [
+const ARGS: [&str; 8] = [
     "--origin",
     "crash.test/log",
     "--checkpoint-interval-ms",
     "300",
+    // The policy the test passkeys sign for (`common::signed_decision`).
+    "--rp-id",
+    crate::common::RP_ID,
+    "--allowed-origin",
+    crate::common::ORIGIN,
 ];
 
 #[derive(Default)]
 struct Seen {
     acks: Vec<(u64, String)>,
+    /// How many of the acks are decisions logged in batches.
+    decisions: usize,
     checkpoints: Vec<Checkpoint>,
 }
 
@@ -44,6 +51,28 @@ async fn sigkill_loses_nothing_acknowledged() {
     let admin = server.read("admin.token");
     let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
     let public_key = hex::encode(crate::common::passkey(1).cose_public_key());
+    let post = |path: &str, body: serde_json::Value| {
+        let req = client
+            .post(format!("{url}{path}"))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let submitter = post("/v1/admin/submitters", json!({"name": "crash"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut deciders = Vec::new();
+    for t in 0..2u64 {
+        let approver = format!("decider-{t}");
+        let body = crate::common::enrolment_body(&crate::common::passkey(100 + t), &approver);
+        let v = post("/v1/log/enrolments", body).await;
+        deciders.push((approver, v["index"].as_u64().unwrap()));
+    }
     let mut max_size = 0u64;
     let mut all = Seen::default();
     let mut rng = rand::thread_rng();
@@ -61,6 +90,62 @@ async fn sigkill_loses_nothing_acknowledged() {
                 public_key.clone(),
             );
             let (seen, stop) = (seen.clone(), stop.clone());
+            if let Some((approver, enrol)) = deciders.get(t as usize) {
+                let (mut pk, approver, enrol) = (
+                    crate::common::passkey(100 + u64::from(t)),
+                    approver.clone(),
+                    *enrol,
+                );
+                let token = submitter.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let decisions: Vec<_> = (0..8)
+                            .map(|_| {
+                                n += 1;
+                                let id = ((round as u64) << 40) | (u64::from(t) << 32) | n;
+                                crate::common::signed_decision(
+                                    &mut pk,
+                                    &approver,
+                                    enrol,
+                                    id,
+                                    |_| {},
+                                )
+                            })
+                            .collect();
+                        let r = client
+                            .post(format!("{url}/v1/log/decisions/batch"))
+                            .bearer_auth(&token)
+                            .json(&json!({ "decisions": decisions }))
+                            .send()
+                            .await;
+                        let Ok(r) = r else { continue };
+                        if r.status() != 200 {
+                            continue;
+                        }
+                        let Ok(v) = r.json::<serde_json::Value>().await else {
+                            continue;
+                        };
+                        let cp = verify_checkpoint(
+                            v["checkpoint"].as_str().unwrap().as_bytes(),
+                            &vkey,
+                            &[],
+                        )
+                        .unwrap()
+                        .checkpoint;
+                        let mut s = seen.lock().unwrap();
+                        for r in v["results"].as_array().unwrap() {
+                            if let Some(index) = r["index"].as_u64() {
+                                s.decisions += 1;
+                                s.acks
+                                    .push((index, r["leaf_hash"].as_str().unwrap().to_owned()));
+                            }
+                        }
+                        s.checkpoints.push(cp);
+                    }
+                }));
+                continue;
+            }
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) {
@@ -120,6 +205,11 @@ async fn sigkill_loses_nothing_acknowledged() {
             "tree size went back"
         );
         max_size = now.size;
+        assert!(
+            s.decisions > 0,
+            "round {round}: no batched decision was acknowledged"
+        );
+        all.decisions += s.decisions;
         all.acks.append(&mut s.acks);
         all.checkpoints.append(&mut s.checkpoints);
         all.checkpoints.sort_by_key(|c| c.size);
@@ -159,9 +249,10 @@ async fn sigkill_loses_nothing_acknowledged() {
                 .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, now.size));
         }
         eprintln!(
-            "round {round}: tree size {}, {} acks, {} checkpoints checked",
+            "round {round}: tree size {}, {} acks ({} batched decisions), {} checkpoints checked",
             now.size,
             all.acks.len(),
+            all.decisions,
             all.checkpoints.len()
         );
     }
