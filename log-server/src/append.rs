@@ -163,12 +163,37 @@ impl LogHandle {
         &self,
         reqs: Vec<DecisionRequest>,
     ) -> Vec<Result<Appended, AppendError>> {
-        // Decisions of one batch often share an enrolment: it is read and its key parsed once.
-        let mut enrolments = Enrolments::default();
-        let checked = reqs
-            .into_iter()
-            .map(|r| self.check_decision(r, &mut enrolments))
-            .collect();
+        // The checks are CPU work (a signature each): they run on the blocking pool, so a large
+        // batch does not hold up the other requests of its runtime worker, split into one part
+        // per core. Decisions of one part often share an enrolment: it is read and its key
+        // parsed once per part.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let part = reqs.len().div_ceil(cores).max(MIN_CHECK_PART);
+        let mut parts = Vec::new();
+        let mut reqs = reqs.into_iter().peekable();
+        while reqs.peek().is_some() {
+            let chunk: Vec<DecisionRequest> = reqs.by_ref().take(part).collect();
+            let log = self.clone();
+            let n = chunk.len();
+            let task = tokio::task::spawn_blocking(move || {
+                let mut enrolments = Enrolments::default();
+                chunk
+                    .into_iter()
+                    .map(|r| log.check_decision(r, &mut enrolments))
+                    .collect::<Vec<_>>()
+            });
+            parts.push((n, task));
+        }
+        let mut checked = Vec::new();
+        for (n, task) in parts {
+            match task.await {
+                Ok(c) => checked.extend(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "a decision check task failed");
+                    checked.extend((0..n).map(|_| Err(AppendError::Storage)));
+                }
+            }
+        }
         self.append_checked(checked).await
     }
 
@@ -330,6 +355,10 @@ impl LogHandle {
         self.append_checked(checked).await
     }
 }
+
+/// Fewer decisions than this are checked in one task: below it, handing work to another thread
+/// costs more than it saves.
+const MIN_CHECK_PART: usize = 16;
 
 /// Enrolments read while checking decisions, with their parsed keys. Logged entries never
 /// change, so what is read once holds for the whole batch.
