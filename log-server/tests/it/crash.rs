@@ -38,6 +38,36 @@ async fn checkpoint(client: &reqwest::Client, url: &str, vkey: &VerifierKey) -> 
     crate::common::fetch_checkpoint(client, url, vkey).await
 }
 
+/// POSTs `body` and returns the answer and its verified checkpoint if the server answered
+/// `status`; `None` if the request failed (the server may have just been killed) or was refused.
+async fn acknowledged(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+    status: u16,
+    vkey: &VerifierKey,
+) -> Option<(serde_json::Value, Checkpoint)> {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != status {
+        return None;
+    }
+    let v = r.json::<serde_json::Value>().await.ok()?;
+    let note = v["checkpoint"]
+        .as_str()
+        .expect("an acknowledgement carries its checkpoint");
+    let cp = verify_checkpoint(note.as_bytes(), vkey, &[])
+        .unwrap()
+        .checkpoint;
+    Some((v, cp))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_nothing_acknowledged() {
     let rounds = crate::process::rounds(4, 30);
@@ -113,26 +143,13 @@ async fn sigkill_loses_nothing_acknowledged() {
                                 )
                             })
                             .collect();
-                        let r = client
-                            .post(format!("{url}/v1/log/decisions/batch"))
-                            .bearer_auth(&token)
-                            .json(&json!({ "decisions": decisions }))
-                            .send()
-                            .await;
-                        let Ok(r) = r else { continue };
-                        if r.status() != 200 {
-                            continue;
-                        }
-                        let Ok(v) = r.json::<serde_json::Value>().await else {
+                        let body = json!({ "decisions": decisions });
+                        let path = format!("{url}/v1/log/decisions/batch");
+                        let Some((v, cp)) =
+                            acknowledged(&client, &path, &token, &body, 200, &vkey).await
+                        else {
                             continue;
                         };
-                        let cp = verify_checkpoint(
-                            v["checkpoint"].as_str().unwrap().as_bytes(),
-                            &vkey,
-                            &[],
-                        )
-                        .unwrap()
-                        .checkpoint;
                         let mut s = seen.lock().unwrap();
                         for r in v["results"].as_array().unwrap() {
                             if let Some(index) = r["index"].as_u64() {
@@ -158,23 +175,12 @@ async fn sigkill_loses_nothing_acknowledged() {
                         "aaguid": "00".repeat(16),
                         "attestation_format": "none",
                     });
-                    let r = client
-                        .post(format!("{url}/v1/log/enrolments"))
-                        .bearer_auth(&admin)
-                        .json(&body)
-                        .send()
-                        .await;
-                    let Ok(r) = r else { continue };
-                    if r.status() != 201 {
-                        continue;
-                    }
-                    let Ok(v) = r.json::<serde_json::Value>().await else {
+                    let path = format!("{url}/v1/log/enrolments");
+                    let Some((v, cp)) =
+                        acknowledged(&client, &path, &admin, &body, 201, &vkey).await
+                    else {
                         continue;
                     };
-                    let cp =
-                        verify_checkpoint(v["checkpoint"].as_str().unwrap().as_bytes(), &vkey, &[])
-                            .unwrap()
-                            .checkpoint;
                     let mut s = seen.lock().unwrap();
                     s.acks.push((
                         v["index"].as_u64().unwrap(),
