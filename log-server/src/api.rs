@@ -75,6 +75,16 @@ impl ApiError {
     fn unauthorized(description: &'static str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
     }
+
+    /// A request refused before it reached the log, as the log's own refusal (answered back
+    /// as this same error).
+    fn into_rejection(self) -> AppendError {
+        AppendError::Rejected {
+            status: self.status.as_u16(),
+            code: self.code,
+            description: self.description,
+        }
+    }
 }
 
 impl From<StorageError> for ApiError {
@@ -514,31 +524,19 @@ async fn post_decision_batch(
     let started = Instant::now();
     require_submitter(&s, &headers)?;
     // A decision that does not parse is refused on its own, like one that fails a check.
-    let parsed: Vec<ApiResult<DecisionRequest>> = batch_decisions(body)?
+    let reqs = batch_decisions(body)?
         .into_iter()
-        .map(|b| b.and_then(decision_request))
-        .collect();
-    let mut slots = Vec::with_capacity(parsed.len());
-    let mut reqs = Vec::new();
-    for p in parsed {
-        slots.push(match p {
-            Ok(r) => {
-                reqs.push(r);
-                None
-            }
-            Err(e) => Some(e),
-        });
-    }
-    let mut appended = s.log.append_decisions(reqs).await.into_iter();
-    let outcomes: Vec<Result<Appended, ApiError>> = slots
-        .into_iter()
-        .map(|slot| match slot {
-            Some(e) => Err(e),
-            None => appended
-                .next()
-                .unwrap_or(Err(AppendError::ShuttingDown))
-                .map_err(ApiError::from),
+        .map(|b| {
+            b.and_then(decision_request)
+                .map_err(ApiError::into_rejection)
         })
+        .collect();
+    let outcomes: Vec<Result<Appended, ApiError>> = s
+        .log
+        .append_decisions(reqs)
+        .await
+        .into_iter()
+        .map(|r| r.map_err(ApiError::from))
         .collect();
     // Every logged decision's checkpoint is at most the published one, so one checkpoint
     // covers them all and every proof is against it.

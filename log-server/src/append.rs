@@ -158,10 +158,11 @@ impl LogHandle {
     /// /v1/log/decisions/batch`): each is checked and decided on its own, one result per
     /// decision, in order; the checked ones go to the sequencer together and the caller waits
     /// once. A decision that fails a check gets its error and nothing is written for it; the
-    /// others are not affected.
+    /// others are not affected. One the caller already refused (`Err`, say it did not parse)
+    /// keeps its place and its error.
     pub async fn append_decisions(
         &self,
-        reqs: Vec<DecisionRequest>,
+        reqs: Vec<Result<DecisionRequest, AppendError>>,
     ) -> Vec<Result<Appended, AppendError>> {
         // The checks are CPU work (a signature each): they run on the blocking pool, so a large
         // batch does not hold up the other requests of its runtime worker, split into one part
@@ -172,14 +173,14 @@ impl LogHandle {
         let mut parts = Vec::new();
         let mut reqs = reqs.into_iter().peekable();
         while reqs.peek().is_some() {
-            let chunk: Vec<DecisionRequest> = reqs.by_ref().take(part).collect();
+            let chunk: Vec<_> = reqs.by_ref().take(part).collect();
             let log = self.clone();
             let n = chunk.len();
             let task = tokio::task::spawn_blocking(move || {
                 let mut enrolments = Enrolments::default();
                 chunk
                     .into_iter()
-                    .map(|r| log.check_decision(r, &mut enrolments))
+                    .map(|r| r.and_then(|r| log.check_decision(r, &mut enrolments)))
                     .collect::<Vec<_>>()
             });
             parts.push((n, task));

@@ -627,16 +627,28 @@ mod tests {
         for (l, i) in inner(64) {
             assert_eq!(c.get(l, i), Some(h(l, i)), "node {l}/{i}");
         }
-        // Twice as many leaves as slots: the upper half of the levels still all hit.
+        // Twice as many leaves as slots: every level from 2 up still hits, and the slots are
+        // all used (127 inner nodes, 64 slots).
         let c = NodeCache::new(64);
         for (l, i) in inner(128) {
             c.insert(l, i, h(l, i));
         }
         let misses = inner(128).filter(|&(l, i)| c.get(l, i).is_none()).count();
         assert_eq!(misses, 127 - 64);
-        assert!(inner(128)
-            .filter(|&(l, _)| l >= 2)
-            .all(|(l, i)| c.get(l, i) == Some(h(l, i))));
+        for (l, i) in inner(128).filter(|&(l, _)| l >= 2) {
+            assert_eq!(c.get(l, i), Some(h(l, i)), "node {l}/{i}");
+        }
+        // Sixteen times as many: the top 6 levels (63 nodes) still all hit, and no node is ever
+        // answered with another's hash.
+        let c = NodeCache::new(64);
+        for (l, i) in inner(1024) {
+            c.insert(l, i, h(l, i));
+        }
+        for (l, i) in inner(1024) {
+            let got = c.get(l, i);
+            assert!(got.is_none() || got == Some(h(l, i)), "node {l}/{i}");
+            assert!(l < 5 || got.is_some(), "node {l}/{i}");
+        }
     }
 
     #[test]

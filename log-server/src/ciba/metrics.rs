@@ -27,46 +27,52 @@ pub struct CibaMetrics {
 impl CibaMetrics {
     /// Registers the counters, with the approval store writer's own (`store`).
     pub(crate) fn new(store: &super::records::WriteStats) -> Self {
+        let (requests, tokens) = (Counter::default(), Counter::default());
+        let (decisions, deliveries) = (Family::default(), Family::default());
         let mut registry = Registry::with_prefix("countersign_ciba");
-        let m = CibaMetrics {
-            requests: Counter::default(),
-            decisions: Family::default(),
-            tokens: Counter::default(),
-            deliveries: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "requests",
-            "Approval requests accepted at /bc-authorize",
-            m.requests.clone(),
-        );
+        let counters: [(&str, &str, Counter); 5] = [
+            (
+                "requests",
+                "Approval requests accepted at /bc-authorize",
+                requests.clone(),
+            ),
+            ("tokens_issued", "Token responses issued", tokens.clone()),
+            (
+                "store_writes",
+                "Writes submitted to the approval store",
+                store.jobs.clone(),
+            ),
+            (
+                "store_batches",
+                "RocksDB write batches the approval store made of them",
+                store.writes.clone(),
+            ),
+            (
+                "store_synced_batches",
+                "Of those, synced ones (one fsync each)",
+                store.synced_writes.clone(),
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c);
+        }
         registry.register(
             "decisions",
             "Decisions logged, by decision",
-            m.decisions.clone(),
+            decisions.clone(),
         );
-        registry.register("tokens_issued", "Token responses issued", m.tokens.clone());
         registry.register(
             "deliveries",
             "Ping, push, webhook and e-mail deliveries, by kind and outcome",
-            m.deliveries.clone(),
+            deliveries.clone(),
         );
-        registry.register(
-            "store_writes",
-            "Writes submitted to the approval store",
-            store.jobs.clone(),
-        );
-        registry.register(
-            "store_batches",
-            "RocksDB write batches the approval store made of them",
-            store.writes.clone(),
-        );
-        registry.register(
-            "store_synced_batches",
-            "Of those, synced ones (one fsync each)",
-            store.synced_writes.clone(),
-        );
-        CibaMetrics { registry, ..m }
+        CibaMetrics {
+            registry,
+            requests,
+            decisions,
+            tokens,
+            deliveries,
+        }
     }
 
     /// The registry, for the text exposition.
