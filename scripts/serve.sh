@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-exec cargo run --release --locked -p countersign-log --bin countersign -- serve "$@"
+exec cargo run --release --locked -p countersign --bin countersign -- serve "$@"

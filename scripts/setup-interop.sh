@@ -62,5 +62,5 @@ build() { # build <env var that overrides it> <package> <binary>
     fi
 }
 source scripts/env.sh
-build COUNTERSIGN_BIN countersign-log countersign
+build COUNTERSIGN_BIN countersign countersign
 build COUNTERSIGN_VERIFY_BIN countersign-verify countersign-verify

@@ -104,7 +104,7 @@ export class Server {
     if (!existsSync(bin)) {
       throw new Error(
         `server binary not found at ${bin}; build it with ` +
-          "`cargo build -p countersign-log --bin countersign` (CARGO_TARGET_DIR=$HOME/.cache/countersign/target) " +
+          "`cargo build -p countersign --bin countersign` (CARGO_TARGET_DIR=$HOME/.cache/countersign/target) " +
           "or set COUNTERSIGN_BIN",
       );
     }

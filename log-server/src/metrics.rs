@@ -106,15 +106,15 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        self.render_with(None)
+        self.render_with(std::iter::empty())
     }
 
-    /// The Prometheus text exposition, with another registry's metrics after ours.
-    pub fn render_with(&self, extra: Option<&Registry>) -> String {
+    /// The Prometheus text exposition, with other registries' metrics after ours.
+    pub fn render_with<'a>(&self, extra: impl IntoIterator<Item = &'a Registry>) -> String {
         let mut s = String::new();
         // Writing into a String cannot fail.
         let _ = encode_registry(&mut s, &self.registry);
-        if let Some(r) = extra {
+        for r in extra {
             let _ = encode_registry(&mut s, r);
         }
         let _ = encode_eof(&mut s);

@@ -159,9 +159,10 @@ pub async fn run(
             checkpoint_interval: Duration::from_secs(5),
         },
         max_body_bytes: countersign_log::DEFAULT_MAX_BODY_BYTES,
+        column_families: Vec::new(),
     };
     let started = tokio::task::spawn_blocking(move || countersign_log::start(cfg)).await??;
-    let log = started.state.log.clone();
+    let log = started.api.log.clone();
     let enrol_entry = Entry::Enrolment(enrolment)
         .encode()
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -15,7 +15,7 @@ pub struct TestLog {
     pub url: String,
     pub admin: String,
     pub vkey: VerifierKey,
-    pub state: countersign_log::AppState,
+    pub state: countersign_log::LogApi,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -38,6 +38,7 @@ pub fn config(dir: PathBuf) -> Config {
             checkpoint_interval: Duration::from_millis(500),
         },
         max_body_bytes: countersign_log::DEFAULT_MAX_BODY_BYTES,
+        column_families: Vec::new(),
     }
 }
 
@@ -60,9 +61,10 @@ impl TestLog {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = started.state.clone();
+        let state = started.api.clone();
         let task = tokio::spawn(async move {
-            countersign_log::serve(listener, started.state, async {
+            let app = countersign_log::router(started.api.clone());
+            countersign_log::serve(listener, app, started.api.log, async {
                 let _ = rx.await;
             })
             .await

@@ -128,8 +128,8 @@ async fn grouped_appends_answer_each_entry() {
     let ok = |i: usize| results[i].as_ref().unwrap();
     assert!(matches!(
         &results[1],
-        Err(countersign_log::AppendError::Rejected {
-            code: "invalid_entry",
+        Err(countersign_log::AppendError::Refused {
+            reason: countersign_log::RefusalReason::InvalidEntry,
             ..
         })
     ));

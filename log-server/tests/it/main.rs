@@ -4,11 +4,10 @@
 mod bad_input;
 mod batch;
 mod common;
-mod crash;
 mod dedup;
 mod ops;
-#[path = "../support/process.rs"]
-mod process;
 mod tiles;
+/// Shared with the binary's tests, which use all of it.
+#[allow(dead_code)]
 #[path = "../support/web.rs"]
 mod web;

@@ -196,9 +196,9 @@ async fn restart_recovers_and_backups_work() {
             .unwrap()
             .unwrap();
         assert_eq!(started.vkey, vkey.to_vkey());
-        let p = started.state.log.sequencer().shared().published();
+        let p = started.api.log.sequencer().shared().published();
         assert_eq!((p.size, p.root), (before.size, before.root));
-        started.state.log.sequencer().shutdown().await;
+        started.api.log.sequencer().shutdown().await;
     }
     drop(dir);
 }

@@ -1,0 +1,454 @@
+//! Admin API of the front end (admin bearer token): clients, approvers, enrolment links, token
+//! key rotation. The `countersign client|approver` commands call it.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use countersign_verifier::is_valid_id;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use crate::ciba::clients::{hash_secret, MAX_CREDENTIAL_CHARS};
+use crate::store::{ApproverRecord, AuthMethod, ClientRecord, DeliveryMode, EnrolmentLink};
+use crate::{now_secs, ApiError, Approvals, Secret};
+
+use countersign_log::http::{Body, PathParam};
+
+pub(crate) fn routes() -> Router<Arc<Approvals>> {
+    Router::new()
+        .route("/v1/admin/clients", post(add_client).get(list_clients))
+        .route("/v1/admin/clients/{id}", delete(remove_client))
+        .route(
+            "/v1/admin/approvers",
+            post(add_approver).get(list_approvers),
+        )
+        .route("/v1/admin/approvers/{id}/disable", post(disable_approver))
+        .route("/v1/admin/approvers/{id}/enrolment-link", post(new_link))
+        .route("/v1/admin/token-keys/rotate", post(rotate_keys))
+        .route("/v1/admin/token-keys", get(list_keys))
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    if !is_valid_id(id) || id.contains('@') || id.contains('/') {
+        return Err(ApiError::invalid_request(format!(
+            "{what} must be 1-255 ASCII letters, digits and -._:~ (an opaque id, not an e-mail)"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddClient {
+    client_id: String,
+    secret: Option<String>,
+    #[serde(default = "default_method")]
+    auth_method: AuthMethod,
+    #[serde(default = "default_mode")]
+    mode: DeliveryMode,
+    notification_endpoint: Option<String>,
+    /// Public keys (JWKS) of a `private_key_jwt` client.
+    jwks: Option<Value>,
+}
+
+/// A JWKS with 1 to 20 keys we can verify (Ed25519 OKP or P-256 EC), without private parts.
+fn check_jwks(jwks: &Value) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::invalid_request(format!("jwks: {why}"));
+    let keys = jwks["keys"]
+        .as_array()
+        .ok_or_else(|| bad("no keys array"))?;
+    if keys.is_empty() || keys.len() > 20 {
+        return Err(bad("give 1 to 20 keys"));
+    }
+    for k in keys {
+        if k.get("d").is_some() {
+            return Err(bad("a key holds a private part; register public keys only"));
+        }
+        let ok = match (k["kty"].as_str(), k["crv"].as_str()) {
+            (Some("OKP"), Some("Ed25519")) => k["x"].is_string(),
+            (Some("EC"), Some("P-256")) => k["x"].is_string() && k["y"].is_string(),
+            _ => false,
+        };
+        if !ok {
+            return Err(bad("only Ed25519 (OKP) and P-256 (EC) keys are supported"));
+        }
+    }
+    if serde_json::to_vec(jwks)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+        > 16 * 1024
+    {
+        return Err(bad("too large"));
+    }
+    Ok(())
+}
+
+fn default_method() -> AuthMethod {
+    AuthMethod::ClientSecretBasic
+}
+
+fn default_mode() -> DeliveryMode {
+    DeliveryMode::Poll
+}
+
+async fn add_client(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    let b: AddClient = body.json()?;
+    check_id("client_id", &b.client_id)?;
+    match (&b.mode, &b.notification_endpoint) {
+        (DeliveryMode::Poll, Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "poll clients have no notification endpoint",
+            ))
+        }
+        (DeliveryMode::Ping | DeliveryMode::Push, None) => {
+            return Err(ApiError::invalid_request(
+                "ping and push clients need a notification endpoint",
+            ))
+        }
+        (_, Some(url)) => {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() <= 2048
+                && reqwest::Url::parse(url).is_ok_and(|u| u.fragment().is_none());
+            if !ok {
+                return Err(ApiError::invalid_request(
+                    "notification_endpoint must be an http(s) URL without a fragment",
+                ));
+            }
+        }
+        _ => {}
+    }
+    let key_based = b.auth_method == AuthMethod::PrivateKeyJwt;
+    match (&b.jwks, key_based) {
+        (Some(j), true) => check_jwks(j)?,
+        (None, true) => {
+            return Err(ApiError::invalid_request(
+                "private_key_jwt clients need their public keys (jwks)",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(ApiError::invalid_request(
+                "jwks is only for private_key_jwt clients",
+            ))
+        }
+        (None, false) => {}
+    }
+    if key_based && b.secret.is_some() {
+        return Err(ApiError::invalid_request(
+            "private_key_jwt clients have no secret",
+        ));
+    }
+    let (secret, generated) = match b.secret {
+        Some(s) if !s.is_empty() && s.len() <= MAX_CREDENTIAL_CHARS => (Secret::new(s), false),
+        Some(_) => {
+            return Err(ApiError::invalid_request(format!(
+                "secret must be 1 to {MAX_CREDENTIAL_CHARS} bytes"
+            )))
+        }
+        None => (Secret::generate(), true),
+    };
+    let record = ClientRecord {
+        client_id: b.client_id.clone(),
+        auth_method: b.auth_method,
+        secret_hash: if key_based {
+            String::new()
+        } else {
+            tokio::task::spawn_blocking({
+                let secret = secret.clone();
+                move || hash_secret(&secret, generated)
+            })
+            .await
+            .map_err(|e| ApiError::internal("hashing a secret", e))??
+        },
+        jwks: b.jwks,
+        mode: b.mode,
+        notification_endpoint: b.notification_endpoint,
+        created_at: now_secs(),
+    };
+    {
+        let client_key = format!("c/{}", b.client_id);
+        let _g = c.store.lock(&client_key).await;
+        if c.store.client(&b.client_id)?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "a client with this id exists; remove it first",
+            ));
+        }
+        c.store.put(&client_key, &record).await?;
+    }
+    c.secret_cache.forget(&b.client_id);
+    tracing::info!(client_id = %b.client_id, mode = ?record.mode, "client added");
+    let mut out = client_json(&record);
+    if generated && !key_based {
+        out["client_secret"] = json!(secret.expose());
+    }
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+fn client_json(r: &ClientRecord) -> Value {
+    json!({
+        "client_id": r.client_id,
+        "auth_method": r.auth_method.as_str(),
+        "mode": r.mode,
+        "notification_endpoint": r.notification_endpoint,
+        "jwks": r.jwks,
+        "created_at": r.created_at,
+    })
+}
+
+/// Every record under `prefix` (at most 10,000), rendered for the admin API.
+fn list_records<T: for<'de> Deserialize<'de>>(
+    c: &Approvals,
+    prefix: &str,
+    what: &'static str,
+    view: fn(&T) -> Value,
+) -> Result<Vec<Value>, ApiError> {
+    c.store
+        .scan(prefix, 10_000)?
+        .iter()
+        .map(|(_, v)| {
+            serde_json::from_slice::<T>(v)
+                .map(|r| view(&r))
+                .map_err(|e| ApiError::internal(what, e))
+        })
+        .collect()
+}
+
+async fn list_clients(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    let out = list_records::<ClientRecord>(c, "c/", "client record", client_json)?;
+    Ok(Json(json!({ "clients": out })).into_response())
+}
+
+async fn remove_client(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    let client_key = format!("c/{id}");
+    let _g = c.store.lock(&client_key).await;
+    if c.store.client(&id)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such client",
+        ));
+    }
+    c.store
+        .write(&[], std::slice::from_ref(&client_key))
+        .await?;
+    c.secret_cache.forget(&id);
+    tracing::info!(client_id = %id, "client removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddApprover {
+    approver_id: String,
+    email: String,
+    name: Option<String>,
+}
+
+/// Creates a one-time enrolment link for an approver; returns its URL and expiry.
+async fn create_link(c: &Approvals, approver_id: &str) -> Result<(String, u64), ApiError> {
+    let token = Secret::generate();
+    let expires_at = now_secs() + c.config.enrolment_link_ttl_secs;
+    c.store
+        .put(
+            &format!("l/{}", hex::encode(token.sha256())),
+            &EnrolmentLink {
+                approver_id: approver_id.to_owned(),
+                expires_at,
+                used: false,
+            },
+        )
+        .await?;
+    Ok((
+        format!("{}/enrol/{}", c.config.public_url, token.expose()),
+        expires_at,
+    ))
+}
+
+async fn add_approver(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    let b: AddApprover = body.json()?;
+    check_id("approver_id", &b.approver_id)?;
+    let email = b.email.trim().to_lowercase();
+    let valid_email = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        && !email
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '/');
+    if !valid_email {
+        return Err(ApiError::invalid_request("email is not an e-mail address"));
+    }
+    if let Some(n) = &b.name {
+        if n.is_empty()
+            || n.chars().count() > 128
+            || n.chars().any(countersign_verifier::is_unsafe_display_char)
+        {
+            return Err(ApiError::invalid_request(
+                "name must be 1 to 128 characters of plain text",
+            ));
+        }
+    }
+    let (url, expires_at) = {
+        let approver_key = format!("a/{}", b.approver_id);
+        let email_key = format!("m/{email}");
+        let _g = c.store.lock_all(&[&approver_key, &email_key]).await;
+        if c.store.approver(&b.approver_id)?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an approver with this id exists",
+            ));
+        }
+        if c.store.get_raw(&email_key)?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an approver with this e-mail exists",
+            ));
+        }
+        let rec = ApproverRecord {
+            approver_id: b.approver_id.clone(),
+            email: email.clone(),
+            name: b.name.clone(),
+            disabled: false,
+            credentials: Vec::new(),
+            created_at: now_secs(),
+        };
+        c.store
+            .write(
+                &[
+                    (approver_key.clone(), crate::store::CibaStore::encode(&rec)?),
+                    (email_key.clone(), b.approver_id.clone().into_bytes()),
+                ],
+                &[],
+            )
+            .await?;
+        create_link(c, &b.approver_id).await?
+    };
+    tracing::info!(approver_id = %b.approver_id, "approver added");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "approver_id": b.approver_id,
+            "enrolment_url": url,
+            "expires_at": expires_at,
+        })),
+    )
+        .into_response())
+}
+
+fn approver_json(r: &ApproverRecord) -> Value {
+    json!({
+        "approver_id": r.approver_id,
+        "email": r.email,
+        "name": r.name,
+        "disabled": r.disabled,
+        "credentials": r.credentials.iter().map(|c| json!({
+            "credential_id": c.credential_id,
+            "enrolment_index": c.enrolment_index,
+            "alg": c.alg,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn list_approvers(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    let out = list_records::<ApproverRecord>(c, "a/", "approver record", approver_json)?;
+    Ok(Json(json!({ "approvers": out })).into_response())
+}
+
+async fn disable_approver(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    let rec = {
+        let approver_key = format!("a/{id}");
+        let _g = c.store.lock(&approver_key).await;
+        let mut rec = c
+            .store
+            .approver(&id)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approver"))?;
+        rec.disabled = true;
+        c.store.put(&approver_key, &rec).await?;
+        rec
+    };
+    c.sessions.drop_approver(&c.store, &id);
+    tracing::info!(approver_id = %id, "approver disabled");
+    Ok(Json(approver_json(&rec)).into_response())
+}
+
+async fn new_link(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    match c.store.approver(&id)? {
+        Some(r) if !r.disabled => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such active approver",
+            ))
+        }
+    }
+    let (url, expires_at) = create_link(c, &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"approver_id": id, "enrolment_url": url, "expires_at": expires_at})),
+    )
+        .into_response())
+}
+
+async fn rotate_keys(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    // Rare, and it writes through the calling thread: keep it off the async workers.
+    let kid = tokio::task::spawn_blocking({
+        let c = c.clone();
+        move || c.keys.rotate(&c.store)
+    })
+    .await
+    .map_err(|e| ApiError::internal("rotating keys", e))??;
+    tracing::info!(kid = %kid, "token signing key rotated");
+    Ok(Json(json!({"kid": kid, "jwks": c.keys.jwks()})).into_response())
+}
+
+async fn list_keys(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    c.admin.check(&headers)?;
+    Ok(Json(c.keys.jwks()).into_response())
+}

@@ -1,0 +1,501 @@
+//! Client secrets and client authentication (RFC 6749 section 2.3.1, OpenID Connect Core
+//! section 9: `client_secret_basic`, `client_secret_post`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{header, HeaderMap};
+use base64::Engine;
+use subtle::ConstantTimeEq;
+
+use crate::store::{AuthMethod, ClientRecord};
+use crate::{ApiError, Secret};
+use countersign_log::storage::StorageError;
+
+/// Longest client id or secret accepted anywhere (a bound on work before any lookup).
+pub const MAX_CREDENTIAL_CHARS: usize = 256;
+
+/// Stored form of a secret. A secret the server generated has 256 random bits: SHA-256 is
+/// enough, since nobody can guess it to run a dictionary against the hash. A secret an operator
+/// chose may be guessable, so it is stored as argon2id (the maintained RustCrypto crate, with
+/// the OWASP-recommended default parameters), which makes an offline guess costly.
+pub fn hash_secret(secret: &Secret, generated: bool) -> Result<String, StorageError> {
+    if generated {
+        return Ok(format!("sha256:{}", hex::encode(secret.sha256())));
+    }
+    let salt = SaltString::encode_b64(&crate::random_bytes::<16>())
+        .map_err(|e| StorageError(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(secret.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StorageError(format!("argon2: {e}")))
+}
+
+/// Remembers, per client, the SHA-256 of the last secret that passed argon2: a client polling
+/// every few seconds must not cost 20 MiB and tens of milliseconds of argon2 each time. The
+/// cache holds only a hash, compared in constant time, and is dropped when a client changes.
+pub struct SecretCache(
+    Mutex<HashMap<String, ([u8; 32], String)>>,
+    /// `client_id \0 jti` of client assertions seen, with their expiry (replay protection).
+    Mutex<HashMap<String, u64>>,
+    /// Argon2 verifications allowed at once (each takes about 20 MiB and tens of milliseconds
+    /// of a core); more wait, and then usually find the secret cached by the one before them.
+    tokio::sync::Semaphore,
+);
+
+/// Argon2 verifications run at once (one per core of the machine this was tuned on).
+pub const ARGON2_AT_ONCE: usize = 2;
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        SecretCache(
+            Mutex::default(),
+            Mutex::default(),
+            tokio::sync::Semaphore::new(ARGON2_AT_ONCE),
+        )
+    }
+}
+
+impl SecretCache {
+    fn check(&self, client_id: &str, stored: &str, presented: &[u8; 32]) -> bool {
+        let map = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.get(client_id)
+            .is_some_and(|(h, s)| s == stored && bool::from(h.ct_eq(presented)))
+    }
+
+    fn remember(&self, client_id: &str, stored: &str, presented: [u8; 32]) {
+        let mut map = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(client_id.to_owned(), (presented, stored.to_owned()));
+    }
+
+    /// Forgets a client (removed or re-registered).
+    pub fn forget(&self, client_id: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(client_id);
+        }
+    }
+}
+
+/// [`verify_secret`] for the async handlers: a cache miss runs argon2 on the blocking pool
+/// (never on an async worker, where tens of milliseconds would stall every request queued
+/// behind it), at most [`ARGON2_AT_ONCE`] at a time.
+pub async fn verify_secret_async(
+    ciba: &std::sync::Arc<crate::Approvals>,
+    client: &ClientRecord,
+    presented: &Secret,
+) -> bool {
+    let quick = |c: &crate::Approvals| {
+        let stored = &client.secret_hash;
+        let digest = presented.sha256();
+        if let Some(h) = stored.strip_prefix("sha256:") {
+            return Some(hex::decode(h).is_ok_and(|h| bool::from(h.as_slice().ct_eq(&digest))));
+        }
+        c.secret_cache
+            .check(&client.client_id, stored, &digest)
+            .then_some(true)
+    };
+    if let Some(ok) = quick(ciba) {
+        return ok;
+    }
+    let Ok(_permit) = ciba.secret_cache.2.acquire().await else {
+        return false;
+    };
+    // Whoever held the permit before may just have verified this very secret.
+    if let Some(ok) = quick(ciba) {
+        return ok;
+    }
+    let (c, client, presented) = (ciba.clone(), client.clone(), presented.clone());
+    tokio::task::spawn_blocking(move || verify_secret(&c.secret_cache, &client, &presented))
+        .await
+        .unwrap_or(false)
+}
+
+/// Whether `presented` is the client's secret; constant time in the secret.
+pub fn verify_secret(cache: &SecretCache, client: &ClientRecord, presented: &Secret) -> bool {
+    let stored = &client.secret_hash;
+    let digest = presented.sha256();
+    if let Some(h) = stored.strip_prefix("sha256:") {
+        return hex::decode(h).is_ok_and(|h| bool::from(h.as_slice().ct_eq(&digest)));
+    }
+    if cache.check(&client.client_id, stored, &digest) {
+        return true;
+    }
+    let ok = PasswordHash::new(stored).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(presented.expose().as_bytes(), &parsed)
+            .is_ok()
+    });
+    if ok {
+        cache.remember(&client.client_id, stored, digest);
+    }
+    ok
+}
+
+/// Percent-decoding of `application/x-www-form-urlencoded` (`+` is a space), as RFC 6749
+/// section 2.3.1 requires for the id and secret inside HTTP Basic.
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let h = b.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Credentials a request presented.
+pub struct Presented {
+    /// Claimed client id.
+    pub client_id: String,
+    /// Presented secret.
+    pub secret: Secret,
+    /// How they were presented.
+    pub method: AuthMethod,
+}
+
+/// Extracts client credentials from `Authorization: Basic` or the form; exactly one method may
+/// be used (RFC 6749 section 2.3: a client MUST NOT use more than one).
+pub fn presented(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Presented, ApiError> {
+    if form.contains_key("client_assertion") || form.contains_key("client_assertion_type") {
+        return presented_assertion(headers, form);
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
+        });
+    let post_secret = form.get("client_secret");
+    match (basic, post_secret) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_request(
+            "use one client authentication method, not Basic and client_secret together",
+        )),
+        (Some(b), None) => {
+            let bad = || ApiError::invalid_client("malformed HTTP Basic credentials");
+            if b.len() > 4 * MAX_CREDENTIAL_CHARS {
+                return Err(bad());
+            }
+            let raw = crate::B64STD.decode(b).map_err(|_| bad())?;
+            let raw = String::from_utf8(raw).map_err(|_| bad())?;
+            let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+            let (id, secret) = (
+                form_decode(id).ok_or_else(bad)?,
+                form_decode(secret).ok_or_else(bad)?,
+            );
+            if let Some(form_id) = form.get("client_id") {
+                if *form_id != id {
+                    return Err(ApiError::invalid_request(
+                        "client_id in the body differs from the authenticated client",
+                    ));
+                }
+            }
+            Ok(Presented {
+                client_id: id,
+                secret: Secret::new(secret),
+                method: AuthMethod::ClientSecretBasic,
+            })
+        }
+        (None, Some(secret)) => {
+            let id = form
+                .get("client_id")
+                .ok_or_else(|| ApiError::invalid_client("client_secret without client_id"))?;
+            Ok(Presented {
+                client_id: id.clone(),
+                secret: Secret::new(secret.clone()),
+                method: AuthMethod::ClientSecretPost,
+            })
+        }
+        (None, None) => Err(ApiError::invalid_client(
+            "client authentication is required (client_secret_basic or client_secret_post)",
+        )),
+    }
+}
+
+/// Authenticates the client of a request; every failure is the same `invalid_client` so the
+/// answer does not tell which ids exist.
+pub async fn authenticate(
+    ciba: &std::sync::Arc<crate::Approvals>,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<ClientRecord, ApiError> {
+    authenticate_with(ciba, headers, form, true).await
+}
+
+/// Like [`authenticate`]; `strict_method` false lets a `client_secret_post` client use HTTP
+/// Basic where no form body exists (GET of its evidence).
+pub async fn authenticate_with(
+    ciba: &std::sync::Arc<crate::Approvals>,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    strict_method: bool,
+) -> Result<ClientRecord, ApiError> {
+    let p = presented(headers, form)?;
+    let fail = || ApiError::invalid_client("client authentication failed");
+    let max_secret = if p.method == AuthMethod::PrivateKeyJwt {
+        MAX_ASSERTION_BYTES
+    } else {
+        MAX_CREDENTIAL_CHARS
+    };
+    if p.client_id.is_empty()
+        || p.client_id.len() > MAX_CREDENTIAL_CHARS
+        || p.secret.expose().len() > max_secret
+    {
+        return Err(fail());
+    }
+    let Some(client) = ciba.store.client(&p.client_id)? else {
+        tracing::info!(client_id = %p.client_id, "unknown client");
+        return Err(fail());
+    };
+    // A key-based client never authenticates with a secret, nor a secret client with a JWT.
+    let is_jwt = |m: AuthMethod| m == AuthMethod::PrivateKeyJwt;
+    let method_ok = if strict_method {
+        client.auth_method == p.method
+    } else {
+        is_jwt(client.auth_method) == is_jwt(p.method)
+    };
+    let ok = method_ok
+        && if is_jwt(p.method) {
+            verify_client_assertion(ciba, &client, p.secret.expose())
+        } else {
+            verify_secret_async(ciba, &client, &p.secret).await
+        };
+    if !ok {
+        tracing::info!(client_id = %p.client_id, "client authentication failed");
+        return Err(fail());
+    }
+    Ok(client)
+}
+
+/// The `client_assertion_type` of RFC 7523 section 2.2.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Longest client assertion accepted.
+pub const MAX_ASSERTION_BYTES: usize = 8 * 1024;
+/// Longest lifetime a client assertion may claim (its `exp` from now).
+const MAX_ASSERTION_LIFETIME_SECS: u64 = 3600;
+
+fn presented_assertion(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Presented, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) || form.contains_key("client_secret") {
+        return Err(ApiError::invalid_request(
+            "use one client authentication method, not a client assertion and a secret",
+        ));
+    }
+    if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
+        return Err(ApiError::invalid_client(format!(
+            "client_assertion_type must be {JWT_BEARER}"
+        )));
+    }
+    let jwt = form
+        .get("client_assertion")
+        .ok_or_else(|| ApiError::invalid_client("client_assertion is missing"))?;
+    // The client is named by client_id or, failing that, by the (still unverified) `sub`.
+    let client_id = match form.get("client_id") {
+        Some(id) => id.clone(),
+        None => jwt
+            .split('.')
+            .nth(1)
+            .and_then(|p| crate::B64URL.decode(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["sub"].as_str().map(str::to_owned))
+            .ok_or_else(|| ApiError::invalid_client("client assertion without sub"))?,
+    };
+    Ok(Presented {
+        client_id,
+        secret: Secret::new(jwt.clone()),
+        method: AuthMethod::PrivateKeyJwt,
+    })
+}
+
+/// DER `SEQUENCE { INTEGER r, INTEGER s }` of a JWS ES256 signature (`r || s`, RFC 7518
+/// section 3.4), the form the verifier crate's ECDSA check takes.
+fn es256_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() != 64 {
+        return None;
+    }
+    let int = |x: &[u8]| {
+        let mut v: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+        if v.first().is_none_or(|b| b & 0x80 != 0) {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend(v);
+        out
+    };
+    let (r, s) = (int(&raw[..32]), int(&raw[32..]));
+    let mut der = vec![0x30, (r.len() + s.len()) as u8];
+    der.extend(r);
+    der.extend(s);
+    Some(der)
+}
+
+fn jwk_verifies(jwk: &serde_json::Value, alg: &str, message: &[u8], sig: &[u8]) -> bool {
+    let coord = |name: &str| -> Option<[u8; 32]> {
+        let b = crate::B64URL.decode(jwk[name].as_str()?).ok()?;
+        <[u8; 32]>::try_from(b).ok()
+    };
+    match (alg, jwk["kty"].as_str(), jwk["crv"].as_str()) {
+        ("EdDSA", Some("OKP"), Some("Ed25519")) => {
+            let (Some(x), Ok(sig)) = (coord("x"), ed25519_dalek::Signature::from_slice(sig)) else {
+                return false;
+            };
+            ed25519_dalek::VerifyingKey::from_bytes(&x)
+                .is_ok_and(|k| k.verify_strict(message, &sig).is_ok())
+        }
+        ("ES256", Some("EC"), Some("P-256")) => {
+            let (Some(x), Some(y), Some(der)) = (coord("x"), coord("y"), es256_raw_to_der(sig))
+            else {
+                return false;
+            };
+            let mut point = [0u8; 65];
+            point[0] = 4;
+            point[1..33].copy_from_slice(&x);
+            point[33..].copy_from_slice(&y);
+            countersign_verifier::verify_signature(
+                &countersign_verifier::PublicKey::Es256(point),
+                message,
+                &der,
+            )
+        }
+        _ => false,
+    }
+}
+
+/// Checks a `private_key_jwt` client assertion (RFC 7523 section 3; OIDC Core section 9):
+/// signed (EdDSA or ES256) by one of the client's registered keys, `iss` = `sub` = client id,
+/// `aud` naming this server (issuer, token or backchannel endpoint), unexpired with a bounded
+/// lifetime, and a `jti` never seen before.
+pub fn verify_client_assertion(ciba: &crate::Approvals, client: &ClientRecord, jwt: &str) -> bool {
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let json = |p: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&crate::B64URL.decode(p).ok()?).ok()
+    };
+    let (Some(header), Some(claims), Ok(sig)) = (json(h), json(c), crate::B64URL.decode(s)) else {
+        return false;
+    };
+    let Some(alg) = header["alg"].as_str() else {
+        return false;
+    };
+    let Some(keys) = client.jwks.as_ref().and_then(|j| j["keys"].as_array()) else {
+        return false;
+    };
+    let kid = header["kid"].as_str();
+    let message = &jwt.as_bytes()[..h.len() + 1 + c.len()];
+    let signed = keys
+        .iter()
+        .filter(|k| kid.is_none() || k["kid"].as_str() == kid)
+        .any(|k| jwk_verifies(k, alg, message, &sig));
+    if !signed {
+        return false;
+    }
+    let id = client.client_id.as_str();
+    if claims["iss"].as_str() != Some(id) || claims["sub"].as_str() != Some(id) {
+        return false;
+    }
+    let base = &ciba.config.public_url;
+    let ours = [
+        base.clone(),
+        format!("{base}/token"),
+        format!("{base}/bc-authorize"),
+    ];
+    let aud_ok = match &claims["aud"] {
+        serde_json::Value::String(a) => ours.contains(a),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| ours.iter().any(|o| o == x))),
+        _ => false,
+    };
+    let now = crate::now_secs();
+    let Some(exp) = claims["exp"].as_u64() else {
+        return false;
+    };
+    let Some(jti) = claims["jti"]
+        .as_str()
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+    else {
+        return false;
+    };
+    if !aud_ok || exp <= now || exp > now + MAX_ASSERTION_LIFETIME_SECS {
+        return false;
+    }
+    let mut seen = match ciba.secret_cache.1.lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    seen.retain(|_, e| *e > now);
+    if seen.len() > 1_000_000 {
+        // Refuse rather than forget: forgetting would allow replays.
+        return false;
+    }
+    seen.insert(format!("{id}\0{jti}"), exp).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn secrets_hash_and_verify() {
+        let cache = SecretCache::default();
+        assert!(es256_raw_to_der(&[0u8; 63]).is_none());
+        assert_eq!(
+            es256_raw_to_der(&[[0x80u8; 32], [1u8; 32]].concat()).unwrap()[..5],
+            [0x30, 0x45, 0x02, 0x21, 0x00]
+        );
+        for generated in [true, false] {
+            let s = Secret::new("correct horse");
+            let client = ClientRecord {
+                client_id: "c1".into(),
+                auth_method: AuthMethod::ClientSecretBasic,
+                secret_hash: hash_secret(&s, generated).unwrap(),
+                jwks: None,
+                mode: crate::store::DeliveryMode::Poll,
+                notification_endpoint: None,
+                created_at: 0,
+            };
+            assert!(!client.secret_hash.contains("correct"));
+            assert!(verify_secret(&cache, &client, &s));
+            assert!(verify_secret(&cache, &client, &s));
+            assert!(!verify_secret(&cache, &client, &Secret::new("wrong")));
+            cache.forget("c1");
+        }
+        assert!(!format!("{:?}", Secret::new("xyz")).contains("xyz"));
+    }
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(form_decode("a%3Ab+c").unwrap(), "a:b c");
+        assert!(form_decode("%4").is_none());
+    }
+}

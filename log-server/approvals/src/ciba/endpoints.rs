@@ -1,0 +1,571 @@
+//! OpenID CIBA Core 1.0 endpoints: discovery (section 4), JWKS, the backchannel authentication
+//! endpoint (section 7) and the token endpoint (sections 10 and 11).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use countersign_verifier::{
+    is_valid_id, parse_json_strict, validate_authorization_details, validate_binding_message,
+    Statement,
+};
+use serde_json::{json, Map, Value};
+
+use crate::ciba::clients;
+use crate::store::{
+    Batch, CibaStore, ClientRecord, DeliveryMode, Durability, OutboxRecord, RequestRecord,
+    RequestStatus,
+};
+use crate::{now_secs, ApiError, Approvals, PollState, Secret, B64URL};
+use countersign_log::http::Body;
+
+/// The CIBA grant type.
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+/// Longest `authorization_details` parameter, in bytes.
+pub const MAX_AUTHORIZATION_DETAILS_BYTES: usize = 16 * 1024;
+/// Longest short parameter (scope, hints, tokens), in bytes.
+const MAX_SHORT_PARAM: usize = 1024;
+
+pub(crate) fn routes() -> Router<Arc<Approvals>> {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks.json", get(jwks))
+        .route("/bc-authorize", post(bc_authorize))
+        .route("/token", post(token))
+}
+
+async fn discovery(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiError> {
+    let base = &c.config.public_url;
+    Ok(Json(json!({
+        "issuer": base,
+        "backchannel_authentication_endpoint": format!("{base}/bc-authorize"),
+        "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
+        "backchannel_user_code_parameter_supported": false,
+        "token_endpoint": format!("{base}/token"),
+        "jwks_uri": format!("{base}/jwks.json"),
+        "grant_types_supported": [CIBA_GRANT],
+        "token_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "backchannel_authentication_request_signing_alg_values_supported": [],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": [],
+        "scopes_supported": ["openid"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time",
+            "urn:openid:params:jwt:claim:auth_req_id", "at_hash"],
+        "authorization_details_types_supported": c.config.authorization_details_types,
+        "service_documentation": format!("{base}/approve"),
+    }))
+    .into_response())
+}
+
+async fn jwks(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiError> {
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(c.keys.jwks()),
+    )
+        .into_response())
+}
+
+fn short_param<'a>(
+    form: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match form.get(name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.len() > MAX_SHORT_PARAM => Err(ApiError::invalid_request(format!(
+            "{name} is longer than {MAX_SHORT_PARAM} bytes"
+        ))),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// Resolves the hint to an approver id (CIBA section 7.1: exactly one hint).
+fn resolve_hint(c: &Approvals, form: &HashMap<String, String>) -> Result<String, ApiError> {
+    let login_hint = short_param(form, "login_hint")?;
+    let login_hint_token = short_param(form, "login_hint_token")?;
+    let id_token_hint = form.get("id_token_hint").filter(|v| !v.is_empty());
+    let n = [
+        login_hint.is_some(),
+        login_hint_token.is_some(),
+        id_token_hint.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if n != 1 {
+        return Err(ApiError::invalid_request(
+            "give exactly one of login_hint, login_hint_token and id_token_hint",
+        ));
+    }
+    let unknown = || ApiError::bad_request("unknown_user_id", "no approver matches the hint");
+    if login_hint_token.is_some() {
+        // We issue no login hint tokens, so none can be valid here.
+        return Err(ApiError::bad_request(
+            "expired_login_hint_token",
+            "login_hint_token is not supported by this server; use login_hint",
+        ));
+    }
+    let approver_id = if let Some(t) = id_token_hint {
+        let claims = c
+            .keys
+            .verify_own(t)
+            .filter(|cl| cl.get("iss").and_then(Value::as_str) == Some(&c.config.public_url))
+            .ok_or_else(|| {
+                ApiError::invalid_request("id_token_hint is not an ID token of this server")
+            })?;
+        claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(unknown)?
+    } else {
+        let hint = login_hint.unwrap_or_default();
+        if hint.contains('@') {
+            let id = c
+                .store
+                .get_raw(&format!("m/{}", hint.to_lowercase()))?
+                .ok_or_else(unknown)?;
+            String::from_utf8(id).map_err(|_| unknown())?
+        } else {
+            hint.to_owned()
+        }
+    };
+    let approver = c.store.approver(&approver_id)?.ok_or_else(unknown)?;
+    if approver.disabled {
+        return Err(unknown());
+    }
+    if approver.credentials.is_empty() {
+        return Err(ApiError::bad_request(
+            "unknown_user_id",
+            "the approver has not enrolled a passkey yet",
+        ));
+    }
+    Ok(approver_id)
+}
+
+async fn bc_authorize(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let form = body.form(&headers)?;
+    let client = clients::authenticate(c, &headers, &form).await?;
+
+    if form.contains_key("request") {
+        return Err(ApiError::invalid_request(
+            "signed authentication requests are not supported",
+        ));
+    }
+    let scope = short_param(&form, "scope")?
+        .ok_or_else(|| ApiError::invalid_request("scope is required"))?;
+    if !scope.split(' ').any(|s| s == "openid") {
+        return Err(ApiError::bad_request(
+            "invalid_scope",
+            "scope must contain openid",
+        ));
+    }
+    if scope
+        .chars()
+        .any(countersign_verifier::is_unsafe_display_char)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_scope",
+            "scope holds control characters",
+        ));
+    }
+    let notification_token = short_param(&form, "client_notification_token")?;
+    if client.mode != DeliveryMode::Poll && notification_token.is_none() {
+        return Err(ApiError::invalid_request(
+            "client_notification_token is required for ping and push clients",
+        ));
+    }
+    let approver_id = resolve_hint(c, &form)?;
+
+    let binding_message = form
+        .get("binding_message")
+        .ok_or_else(|| ApiError::invalid_request("binding_message is required"))?;
+    if binding_message.len() > 4 * countersign_verifier::MAX_BINDING_MESSAGE_CHARS
+        || validate_binding_message(binding_message, c.config.binding_message_max_chars).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_binding_message",
+            format!(
+                "binding_message must be 1 to {} characters of plain text, without control or \
+                 bidirectional formatting characters",
+                c.config.binding_message_max_chars
+            ),
+        ));
+    }
+    let details_text = form
+        .get("authorization_details")
+        .ok_or_else(|| ApiError::invalid_request("authorization_details is required"))?;
+    if details_text.len() > MAX_AUTHORIZATION_DETAILS_BYTES {
+        return Err(ApiError::invalid_request(format!(
+            "authorization_details is longer than {MAX_AUTHORIZATION_DETAILS_BYTES} bytes"
+        )));
+    }
+    let details = parse_json_strict(details_text.as_bytes()).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_authorization_details",
+            format!("authorization_details is not JSON: {e}"),
+        )
+    })?;
+    validate_authorization_details(&details)
+        .map_err(|e| ApiError::bad_request("invalid_authorization_details", e))?;
+    if !c.config.authorization_details_types.is_empty() {
+        let ok = details.as_array().is_some_and(|items| {
+            items.iter().all(|i| {
+                i["type"]
+                    .as_str()
+                    .is_some_and(|t| c.config.authorization_details_types.iter().any(|a| a == t))
+            })
+        });
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_authorization_details",
+                "an authorization_details type is not supported by this server",
+            ));
+        }
+    }
+    let expiry = match short_param(&form, "requested_expiry")? {
+        None => c.config.default_expiry_secs,
+        Some(v) => {
+            let n: u64 = countersign_verifier::parse_decimal(v).ok_or_else(|| {
+                ApiError::invalid_request("requested_expiry must be a positive integer")
+            })?;
+            if !(c.config.min_expiry_secs..=c.config.max_expiry_secs).contains(&n) {
+                return Err(ApiError::invalid_request(format!(
+                    "requested_expiry must be between {} and {} seconds",
+                    c.config.min_expiry_secs, c.config.max_expiry_secs
+                )));
+            }
+            n
+        }
+    };
+
+    let requested_at = now_secs();
+    let request_id = format!("req_{}", B64URL.encode(crate::random_bytes::<16>()));
+    let auth_req_id = Secret::generate();
+    let statement = Statement {
+        version: 1,
+        log_origin: c.log.signer().verifier_key().name().to_owned(),
+        request_id: request_id.clone(),
+        client_id: client.client_id.clone(),
+        approver_id: approver_id.clone(),
+        scope: scope.to_owned(),
+        binding_message: binding_message.clone(),
+        authorization_details: details,
+        requested_at,
+        expires_at: requested_at + expiry,
+        decision: "approve".into(),
+    };
+    // The statement the approver will sign must be valid now, not fail at approval time.
+    let canonical = statement
+        .canonical_json()
+        .map_err(|e| ApiError::invalid_request(format!("the request cannot be shown: {e}")))?;
+    if canonical.len() > countersign_verifier::MAX_STATEMENT_BYTES {
+        return Err(ApiError::invalid_request(
+            "the request is too large to show",
+        ));
+    }
+    if !is_valid_id(&client.client_id) || !is_valid_id(&approver_id) {
+        return Err(ApiError::internal(
+            "bc-authorize",
+            "stored id is not a valid id",
+        ));
+    }
+    let record = RequestRecord {
+        request_id: request_id.clone(),
+        statement,
+        nonce: hex::encode(crate::random_bytes::<32>()),
+        mode: client.mode,
+        client_notification_token: notification_token.map(Secret::new),
+        status: RequestStatus::Pending,
+        decision: None,
+        token_issued: false,
+        claim: None,
+    };
+    let hash = auth_req_id.sha256();
+    let key = CibaStore::request_key(&hash);
+    // A new record under fresh random keys: no other change can race with it, so no lock.
+    let mut batch = crate::request::create(&record, &key)?;
+    for kind in crate::notify::channels(c) {
+        // The approver's notifications, owed until delivered (even across a restart).
+        batch.put(CibaStore::notify_key(&key, kind), Vec::new());
+    }
+    if record.mode != DeliveryMode::Poll {
+        // What the ping or push will carry, stored with the request: a decision made at once
+        // finds it, and so does a restart.
+        batch.put_json(
+            CibaStore::outbox_key(&key),
+            &OutboxRecord {
+                auth_req_id: auth_req_id.clone(),
+                push_response: None,
+            },
+        )?;
+    }
+    c.store.commit(batch, Durability::Sync).await?;
+    tracing::info!(
+        request_id = %request_id,
+        client_id = %client.client_id,
+        approver_id = %approver_id,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "approval requested"
+    );
+    c.metrics.requests.inc();
+    c.inbox_changed(&approver_id, &request_id);
+    crate::notify::new_request(c, &key, &record);
+    if record.mode != DeliveryMode::Poll {
+        crate::notify::schedule_expiry(c.clone(), key.clone(), record.statement.expires_at);
+    }
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "auth_req_id": auth_req_id.expose(),
+            "expires_in": expiry,
+            "interval": c.config.interval_secs,
+        })),
+    )
+        .into_response())
+}
+
+/// The token response for an approved request (CIBA section 10.1.1): access token and ID token.
+/// Marks the request's tokens as issued (durably, before they are returned); fails if they
+/// already were.
+pub(crate) async fn issue_tokens(
+    c: &Approvals,
+    key: &str,
+    auth_req_id: &Secret,
+    client: &ClientRecord,
+    with_at_hash: bool,
+) -> Result<Value, ApiError> {
+    let _g = c.store.lock(key).await;
+    let r: RequestRecord = c
+        .store
+        .get(key)?
+        .ok_or_else(|| ApiError::bad_request("invalid_grant", "unknown auth_req_id"))?;
+    issue_tokens_locked(c, key, r, auth_req_id, client, with_at_hash).await
+}
+
+/// [`issue_tokens`] for a caller that holds the record's lock and read `r` under it.
+async fn issue_tokens_locked(
+    c: &Approvals,
+    key: &str,
+    mut r: RequestRecord,
+    auth_req_id: &Secret,
+    client: &ClientRecord,
+    with_at_hash: bool,
+) -> Result<Value, ApiError> {
+    let d = match (&r.status, &r.decision) {
+        (RequestStatus::Approved, Some(d)) => d.clone(),
+        _ => {
+            return Err(ApiError::internal(
+                "issue_tokens",
+                "request is not approved",
+            ))
+        }
+    };
+    if r.token_issued {
+        return Err(ApiError::bad_request(
+            "invalid_grant",
+            "tokens for this auth_req_id were already issued",
+        ));
+    }
+    let st = &r.statement;
+    let now = now_secs();
+    let exp = now + c.config.token_ttl_secs;
+    let iss = &c.config.public_url;
+    let mut at = Map::new();
+    at.insert("iss".into(), json!(iss));
+    at.insert("sub".into(), json!(st.approver_id));
+    at.insert("aud".into(), json!(client.client_id));
+    at.insert("client_id".into(), json!(client.client_id));
+    at.insert("exp".into(), json!(exp));
+    at.insert("iat".into(), json!(now));
+    at.insert(
+        "jti".into(),
+        json!(B64URL.encode(crate::random_bytes::<16>())),
+    );
+    at.insert("scope".into(), json!(st.scope));
+    at.insert(
+        "authorization_details".into(),
+        st.authorization_details.clone(),
+    );
+    at.insert("request_id".into(), json!(st.request_id));
+    at.insert("statement_hash".into(), json!(d.statement_hash));
+    at.insert("log_origin".into(), json!(st.log_origin));
+    at.insert("log_index".into(), json!(d.index));
+    at.insert("leaf_hash".into(), json!(d.leaf_hash));
+    let access_token = c.keys.sign("at+jwt", &at)?;
+    let mut id = Map::new();
+    id.insert("iss".into(), json!(iss));
+    id.insert("sub".into(), json!(st.approver_id));
+    id.insert("aud".into(), json!(client.client_id));
+    id.insert("exp".into(), json!(exp));
+    id.insert("iat".into(), json!(now));
+    id.insert("auth_time".into(), json!(d.decided_at));
+    id.insert(
+        "urn:openid:params:jwt:claim:auth_req_id".into(),
+        json!(auth_req_id.expose()),
+    );
+    if with_at_hash {
+        id.insert(
+            "at_hash".into(),
+            json!(crate::ciba::tokens::at_hash(&access_token)),
+        );
+    }
+    let id_token = c.keys.sign("JWT", &id)?;
+    let response = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": c.config.token_ttl_secs,
+        "id_token": id_token,
+        "scope": st.scope,
+        "authorization_details": st.authorization_details,
+    });
+    r.token_issued = true;
+    let mut b = Batch::new();
+    b.put_json(key, &r)?;
+    if r.mode == DeliveryMode::Push {
+        // Issued once, delivered at least once: a push repeated after a crash sends these.
+        b.put_json(
+            CibaStore::outbox_key(key),
+            &OutboxRecord {
+                auth_req_id: auth_req_id.clone(),
+                push_response: Some(Secret::new(response.to_string())),
+            },
+        )?;
+    }
+    c.store.commit(b, Durability::Sync).await?;
+    tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
+    c.metrics.tokens.inc();
+    Ok(response)
+}
+
+async fn token(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let form = body.form(&headers)?;
+    let client = clients::authenticate(c, &headers, &form).await?;
+    let grant = form
+        .get("grant_type")
+        .ok_or_else(|| ApiError::invalid_request("grant_type is required"))?;
+    if grant != CIBA_GRANT {
+        return Err(ApiError::bad_request(
+            "unsupported_grant_type",
+            format!("only {CIBA_GRANT} is supported"),
+        ));
+    }
+    if client.mode == DeliveryMode::Push {
+        return Err(ApiError::bad_request(
+            "unauthorized_client",
+            "push clients receive their tokens at their notification endpoint",
+        ));
+    }
+    let auth_req_id = short_param(&form, "auth_req_id")?
+        .map(Secret::new)
+        .ok_or_else(|| ApiError::invalid_request("auth_req_id is required"))?;
+    let key = CibaStore::request_key(&auth_req_id.sha256());
+    let invalid = || ApiError::bad_request("invalid_grant", "auth_req_id is unknown or not yours");
+    // Read under the record's lock: an approved request's tokens are issued from this read.
+    let _g = c.store.lock(&key).await;
+    let r: RequestRecord = c.store.get(&key)?.ok_or_else(invalid)?;
+    if r.statement.client_id != client.client_id {
+        return Err(invalid());
+    }
+    if r.token_issued {
+        return Err(ApiError::bad_request(
+            "invalid_grant",
+            "tokens for this auth_req_id were already issued",
+        ));
+    }
+    let now = now_secs();
+    match r.status {
+        RequestStatus::Approved => {
+            let request_id = r.request_id.clone();
+            let body = issue_tokens_locked(c, &key, r, &auth_req_id, &client, false).await?;
+            forget_poll(c, &request_id);
+            Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+        }
+        RequestStatus::Denied => Err(ApiError::bad_request(
+            "access_denied",
+            "the approver denied the request",
+        )),
+        RequestStatus::Expired => Err(expired()),
+        RequestStatus::Pending | RequestStatus::Deciding => {
+            // A claim left by a crash mid-decision never turns into a token: once past expiry
+            // (plus the longest a decision can take) it reads as expired. Fails closed.
+            let deadline = match r.status {
+                RequestStatus::Pending => r.statement.expires_at,
+                _ => r.statement.expires_at + crate::cleanup::DECIDING_GRACE_SECS,
+            };
+            if now >= deadline {
+                return Err(expired());
+            }
+            if client.mode == DeliveryMode::Poll {
+                check_poll_rate(c, &r.request_id)?;
+            }
+            Err(ApiError::bad_request(
+                "authorization_pending",
+                "the approver has not decided yet",
+            ))
+        }
+    }
+}
+
+fn expired() -> ApiError {
+    ApiError::bad_request(
+        "expired_token",
+        "the request expired before the approver decided",
+    )
+}
+
+fn polls(c: &Approvals) -> std::sync::MutexGuard<'_, HashMap<String, PollState>> {
+    match c.polls.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn forget_poll(c: &Approvals, request_id: &str) {
+    polls(c).remove(request_id);
+}
+
+/// CIBA section 11: a client polling faster than `interval` gets `slow_down`, and its interval
+/// grows by 5 seconds for the rest of the request.
+fn check_poll_rate(c: &Approvals, request_id: &str) -> Result<(), ApiError> {
+    let now = Instant::now();
+    let mut map = polls(c);
+    if map.len() > 1_000_000 {
+        map.clear();
+    }
+    let entry = map.entry(request_id.to_owned()).or_insert(PollState {
+        last: now - std::time::Duration::from_secs(3600),
+        interval: c.config.interval_secs,
+    });
+    let elapsed = now.duration_since(entry.last);
+    entry.last = now;
+    // A little slack for network jitter: a client that sleeps exactly `interval` is compliant.
+    if elapsed + std::time::Duration::from_millis(250)
+        < std::time::Duration::from_secs(entry.interval)
+    {
+        entry.interval += 5;
+        return Err(ApiError::bad_request(
+            "slow_down",
+            format!("poll at most every {} seconds", entry.interval),
+        ));
+    }
+    Ok(())
+}

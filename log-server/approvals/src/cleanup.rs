@@ -1,0 +1,186 @@
+//! Clean-up of old requests. A request's records (`r/`, `q/`, `p/` and its `x/` index key) are
+//! deleted once it expired more than the retention window ago
+//! ([`CibaConfig::request_retention_secs`](crate::CibaConfig::request_retention_secs), default
+//! 24 hours; a request whose decision is still being recorded gets [`DECIDING_GRACE_SECS`]
+//! more); until then its token can be fetched (once) and its evidence bundle fetched from
+//! `GET /v1/evidence/<auth_req_id>`. A decision is made before
+//! expiry, so a decided request's evidence stays available for at least the retention window
+//! after the decision. The log itself is never touched: the decision and enrolment entries stay
+//! in it for good, and anyone holding an evidence bundle can still verify it.
+//!
+//! A background task ([`start`]) sweeps every
+//! [`CibaConfig::cleanup_interval`](crate::CibaConfig::cleanup_interval): it walks the `x/` index
+//! (ordered by expiry) up to the cut-off and deletes in small batches, each under the records'
+//! locks, so a sweep never competes with the requests still in use. Stores written before the
+//! index existed are indexed once, by the first sweep.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::store::{
+    Batch, CibaStore, Durability, RequestRecord, RequestStatus, EXPIRY_INDEX_MARKER, EXPIRY_PREFIX,
+};
+use crate::{now_secs, Approvals};
+use countersign_log::storage::StorageError;
+
+/// How long after its expiry a claimed request may still be getting its decision recorded
+/// (the token endpoint reads a claim older than this as expired).
+pub const DECIDING_GRACE_SECS: u64 = 60;
+/// Requests deleted per write batch.
+const BATCH: usize = 128;
+/// Pause between two batches of one sweep, so a backlog does not crowd out requests.
+const PAUSE: Duration = Duration::from_millis(5);
+
+/// Starts the periodic sweep on the current Tokio runtime; it stops when the front end is
+/// dropped.
+pub fn start(c: &Arc<Approvals>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no async runtime: old approval requests will not be cleaned up");
+        return;
+    };
+    let weak: Weak<Approvals> = Arc::downgrade(c);
+    let every = c.config.cleanup_interval.max(Duration::from_millis(10));
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(c) = weak.upgrade() else {
+                return;
+            };
+            match sweep(&c, now_secs()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "old approval requests cleaned up"),
+                Err(e) => tracing::warn!(error = %e, "cleaning up old approval requests failed"),
+            }
+            if let Err(e) = crate::passkeys::sweep_sessions(&c.store, now_secs()).await {
+                tracing::warn!(error = %e, "cleaning up expired sessions failed");
+            }
+        }
+    });
+}
+
+/// Deletes every request that expired more than the retention window before `now`; returns
+/// how many. Safe to run at any time, and concurrently with the endpoints.
+pub async fn sweep(c: &Approvals, now: u64) -> Result<usize, StorageError> {
+    forget_old_polls(c);
+    if c.store.get_raw(EXPIRY_INDEX_MARKER)?.is_none() {
+        index_existing(c).await?;
+    }
+    let retention = c.config.request_retention_secs;
+    let Some(cutoff) = now.checked_sub(retention) else {
+        return Ok(0);
+    };
+    // Every index key of a request that expired before `cutoff` sorts below this.
+    let end = CibaStore::expiry_key(cutoff, "");
+    let mut from = EXPIRY_PREFIX.as_bytes().to_vec();
+    let mut deleted = 0;
+    loop {
+        let found = c.store.scan_range(&from, Some(end.as_bytes()), BATCH)?;
+        let n = found.len();
+        if let Some((last, _)) = found.last() {
+            from = last.as_bytes().to_vec();
+            from.push(0);
+        }
+        let targets: Vec<(String, String, String)> = found
+            .into_iter()
+            .filter_map(|(xkey, hash)| {
+                let request_id = xkey.rsplit('/').next()?.to_owned();
+                let rkey = CibaStore::record_key_of(&String::from_utf8_lossy(&hash));
+                Some((xkey, rkey, request_id))
+            })
+            .collect();
+        let rkeys: Vec<&str> = targets.iter().map(|(_, r, _)| r.as_str()).collect();
+        {
+            // Under the records' locks: a token being issued for one of them right now either
+            // finishes first or finds the request gone, and never writes it back.
+            let _g = c.store.lock_all(&rkeys).await;
+            let mut b = Batch::new();
+            for (xkey, rkey, request_id) in &targets {
+                if let Some(r) = c.store.get::<RequestRecord>(rkey)? {
+                    // A claim is either being completed (give it time) or was left by a crash
+                    // (the token endpoint reads it as expired once the grace is over).
+                    if r.status == RequestStatus::Deciding
+                        && now
+                            < r.statement
+                                .expires_at
+                                .saturating_add(DECIDING_GRACE_SECS)
+                                .saturating_add(retention)
+                    {
+                        continue;
+                    }
+                    b.delete(CibaStore::pending_key(
+                        &r.statement.approver_id,
+                        &r.request_id,
+                    ));
+                    b.delete(rkey.clone());
+                }
+                b.delete(CibaStore::public_id_key(request_id));
+                b.delete(CibaStore::outbox_key(rkey));
+                b.delete(CibaStore::claim_key(rkey));
+                for kind in crate::notify::CHANNELS {
+                    b.delete(CibaStore::notify_key(rkey, kind));
+                }
+                b.delete(xkey.clone());
+                deleted += 1;
+            }
+            // Not synced: a deletion lost in a crash is made again by the next sweep.
+            c.store.commit(b, Durability::Deferred).await?;
+        }
+        if n < BATCH {
+            return Ok(deleted);
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
+/// Writes the `x/` index key of every request stored before the index existed, then the
+/// marker saying the index is complete.
+async fn index_existing(c: &Approvals) -> Result<(), StorageError> {
+    const CHUNK: usize = 512;
+    let end = b"r0"; // just above every "r/..." key
+    let mut from = b"r/".to_vec();
+    let mut indexed = 0usize;
+    loop {
+        let found = c.store.scan_range(&from, Some(end), CHUNK)?;
+        let mut b = Batch::new();
+        for (key, value) in &found {
+            let Ok(r) = serde_json::from_slice::<RequestRecord>(value) else {
+                tracing::warn!(key = %key, "unreadable request record left out of the clean-up index");
+                continue;
+            };
+            let hash = key.trim_start_matches("r/").as_bytes().to_vec();
+            b.put(
+                CibaStore::expiry_key(r.statement.expires_at, &r.request_id),
+                hash,
+            );
+        }
+        indexed += b.len();
+        c.store.commit(b, Durability::Deferred).await?;
+        match found.last() {
+            Some((k, _)) if found.len() == CHUNK => {
+                from = k.as_bytes().to_vec();
+                from.push(0);
+            }
+            _ => break,
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let mut b = Batch::new();
+    b.put(EXPIRY_INDEX_MARKER, b"1".to_vec());
+    c.store.commit(b, Durability::Sync).await?;
+    if indexed > 0 {
+        tracing::info!(indexed, "indexed stored approval requests for clean-up");
+    }
+    Ok(())
+}
+
+/// Drops the poll bookkeeping (`slow_down`) of requests that have expired by now.
+fn forget_old_polls(c: &Approvals) {
+    let horizon = Duration::from_secs(c.config.max_expiry_secs + DECIDING_GRACE_SECS);
+    let mut polls = match c.polls.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    polls.retain(|_, p| p.last.elapsed() < horizon);
+}

@@ -1,0 +1,86 @@
+//! How the front end behaves: what `countersign serve` flags become.
+
+use std::time::Duration;
+
+use crate::Secret;
+
+/// Longest wait between two attempts of a delivery.
+pub const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How the front end behaves (what `countersign serve` flags become).
+#[derive(Clone, Debug)]
+pub struct CibaConfig {
+    /// The issuer and base URL of every endpoint and page (no trailing slash).
+    pub public_url: String,
+    /// Longest binding message, in characters (at most the statement's 256).
+    pub binding_message_max_chars: usize,
+    /// Shortest `requested_expiry` accepted, in seconds.
+    pub min_expiry_secs: u64,
+    /// Longest `requested_expiry` accepted, in seconds.
+    pub max_expiry_secs: u64,
+    /// Expiry when the client asks for none, in seconds.
+    pub default_expiry_secs: u64,
+    /// Minimum polling interval told to poll clients, in seconds.
+    pub interval_secs: u64,
+    /// Lifetime of access and ID tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of a one-time enrolment link, in seconds.
+    pub enrolment_link_ttl_secs: u64,
+    /// Lifetime of an approver session, in seconds.
+    pub session_ttl_secs: u64,
+    /// If set, only passkeys whose AAGUID is listed may enrol.
+    pub aaguid_allowlist: Option<Vec<[u8; 16]>>,
+    /// `authorization_details` types accepted; empty accepts any type.
+    pub authorization_details_types: Vec<String>,
+    /// Webhook told of each new request (JSON POST signed with HMAC-SHA256).
+    pub webhook_url: Option<String>,
+    /// Key of the webhook signature.
+    pub webhook_secret: Option<Secret>,
+    /// SMTP server for approver e-mails (`smtp://user:pass@host:port`, add `?tls=required` for
+    /// STARTTLS; `smtps://` for implicit TLS). Off when `None`.
+    pub smtp_url: Option<Secret>,
+    /// Sender address of approver e-mails.
+    pub smtp_from: String,
+    /// Attempts for each ping, push, webhook or e-mail delivery.
+    pub delivery_attempts: u32,
+    /// Delay before the first retry; doubled for each further one, up to
+    /// [`MAX_DELIVERY_BACKOFF`].
+    pub delivery_backoff: Duration,
+    /// How long a request's records (and so its token and evidence) are kept after it expired,
+    /// in seconds ([`crate::cleanup`]).
+    pub request_retention_secs: u64,
+    /// How often old requests are cleaned up.
+    pub cleanup_interval: Duration,
+}
+
+impl CibaConfig {
+    /// Defaults for a server whose public URL is `public_url`.
+    pub fn new(public_url: impl Into<String>) -> Self {
+        CibaConfig {
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+            binding_message_max_chars: 128,
+            min_expiry_secs: 30,
+            max_expiry_secs: 3600,
+            default_expiry_secs: 300,
+            interval_secs: 5,
+            token_ttl_secs: 600,
+            enrolment_link_ttl_secs: 24 * 3600,
+            session_ttl_secs: 8 * 3600,
+            aaguid_allowlist: None,
+            authorization_details_types: Vec::new(),
+            webhook_url: None,
+            webhook_secret: None,
+            smtp_url: None,
+            smtp_from: "countersign@localhost".into(),
+            delivery_attempts: 10,
+            delivery_backoff: Duration::from_millis(500),
+            request_retention_secs: 24 * 3600,
+            cleanup_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Whether cookies must carry `Secure` (the pages are served over HTTPS).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}

@@ -1,0 +1,517 @@
+//! Every transition of the request state machine, on its own (pure: record in, record and store
+//! changes out) and through [`decide`] and [`recover_claims`] on a real log and store: a
+//! decision whose caller goes away half-way, and a restart after a crash in each state a
+//! decision passes through.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use countersign_log::http::AdminAuth;
+use countersign_log::{Config, EnrolmentRequest, LogHandle, RpPolicy, SequencerConfig};
+use countersign_testvectors::{Alg, SoftPasskey};
+use countersign_verifier::{challenge, Hash, Statement};
+use serde_json::json;
+
+use super::*;
+use crate::store::PENDING_PREFIX;
+use crate::{CibaConfig, Secret, COLUMN_FAMILIES};
+use countersign_log::storage::kv::Op;
+
+const RP_ID: &str = "approve.test";
+const ORIGIN: &str = "https://approve.test";
+const NOW: u64 = 1_750_000_000;
+const KEY: &str = "r/00ff";
+
+fn record(expires_at: u64) -> RequestRecord {
+    RequestRecord {
+        request_id: "req_test".into(),
+        statement: Statement {
+            version: 1,
+            log_origin: "test.example/log".into(),
+            request_id: "req_test".into(),
+            client_id: "agent".into(),
+            approver_id: "apv_alice".into(),
+            scope: "openid".into(),
+            binding_message: "Pay 42.00 EUR to ACME".into(),
+            authorization_details: json!([{"type": "payment_initiation", "amount": "42.00"}]),
+            requested_at: expires_at.saturating_sub(300),
+            expires_at,
+            decision: "approve".into(),
+        },
+        nonce: "11".repeat(32),
+        mode: DeliveryMode::Poll,
+        client_notification_token: None,
+        status: RequestStatus::Pending,
+        decision: None,
+        token_issued: false,
+        claim: None,
+    }
+}
+
+fn a_claim(decision: Decision) -> ClaimRecord {
+    ClaimRecord {
+        assertion_key: "22".repeat(32),
+        decision,
+        enrolment_index: 0,
+        statement_hash: "33".repeat(32),
+    }
+}
+
+fn logged_at(index: u64) -> DecisionRecord {
+    DecisionRecord {
+        index,
+        leaf_hash: "44".repeat(32),
+        enrolment_index: 0,
+        statement_hash: "33".repeat(32),
+        decided_at: NOW,
+    }
+}
+
+/// The keys a batch puts and deletes, in order.
+fn keys(b: &Batch) -> (Vec<&str>, Vec<&str>) {
+    let (mut puts, mut dels) = (Vec::new(), Vec::new());
+    for (k, v) in b.ops() {
+        if v.is_some() {
+            puts.push(k.as_str());
+        } else {
+            dels.push(k.as_str());
+        }
+    }
+    (puts, dels)
+}
+
+/// The record a batch stores under [`KEY`].
+fn stored(b: &Batch) -> RequestRecord {
+    let (_, v): &Op = b.ops().iter().find(|(k, _)| k == KEY).unwrap();
+    serde_json::from_slice(v.as_ref().unwrap()).unwrap()
+}
+
+#[test]
+fn create_writes_the_record_and_its_three_indexes() {
+    let r = record(NOW + 300);
+    let b = create(&r, KEY).unwrap();
+    let (puts, dels) = keys(&b);
+    assert_eq!(
+        puts,
+        [
+            KEY,
+            "q/req_test",
+            &format!("{PENDING_PREFIX}apv_alice/req_test"),
+            &format!("x/{:016x}/req_test", NOW + 300),
+        ]
+    );
+    assert!(dels.is_empty());
+    assert_eq!(stored(&b).status, RequestStatus::Pending);
+}
+
+#[test]
+fn claim_takes_a_pending_request_and_nothing_else() {
+    let mut r = record(NOW + 300);
+    let b = claim(&mut r, KEY, NOW, a_claim(Decision::Approve)).unwrap();
+    assert_eq!(r.status, RequestStatus::Deciding);
+    assert_eq!(keys(&b), (vec![KEY, "i/00ff"], vec![]));
+    assert_eq!(stored(&b).claim.unwrap().decision, Decision::Approve);
+    // Claimed already: a second decision cannot start.
+    let mut again = r.clone();
+    assert_eq!(
+        claim(&mut again, KEY, NOW, a_claim(Decision::Deny)).unwrap_err(),
+        TransitionError::InProgress
+    );
+    assert_eq!(again.claim.unwrap().decision, Decision::Approve);
+    // At or past expiry.
+    let mut late = record(NOW);
+    assert_eq!(
+        claim(&mut late, KEY, NOW, a_claim(Decision::Approve)).unwrap_err(),
+        TransitionError::Expired
+    );
+    assert_eq!(late.status, RequestStatus::Pending);
+    // Decided, or expired for good.
+    for (status, err) in [
+        (RequestStatus::Approved, TransitionError::AlreadyDecided),
+        (RequestStatus::Denied, TransitionError::AlreadyDecided),
+        (RequestStatus::Expired, TransitionError::Expired),
+    ] {
+        let mut r = record(NOW + 300);
+        r.status = status;
+        assert_eq!(
+            claim(&mut r, KEY, NOW, a_claim(Decision::Approve)).unwrap_err(),
+            err
+        );
+        assert_eq!(r.status, status, "a refused claim changes nothing");
+    }
+}
+
+#[test]
+fn finish_records_the_decision_and_clears_the_indexes() {
+    for (decision, status) in [
+        (Decision::Approve, RequestStatus::Approved),
+        (Decision::Deny, RequestStatus::Denied),
+    ] {
+        let mut r = record(NOW + 300);
+        claim(&mut r, KEY, NOW, a_claim(decision)).unwrap();
+        let b = finish(&mut r, KEY, decision, logged_at(7)).unwrap();
+        assert_eq!(r.status, status);
+        assert_eq!(r.statement.decision, decision.as_str());
+        assert!(r.claim.is_none());
+        assert_eq!(r.decision.as_ref().unwrap().index, 7);
+        let pending = format!("{PENDING_PREFIX}apv_alice/req_test");
+        assert_eq!(keys(&b), (vec![KEY], vec![pending.as_str(), "i/00ff"]));
+        assert_eq!(stored(&b).status, status);
+    }
+    // Only a claimed request is finished.
+    let mut r = record(NOW + 300);
+    assert_eq!(
+        finish(&mut r, KEY, Decision::Approve, logged_at(7)).unwrap_err(),
+        TransitionError::NotClaimed
+    );
+    assert_eq!(r.status, RequestStatus::Pending);
+}
+
+#[test]
+fn release_reopens_a_claimed_request_only() {
+    let mut r = record(NOW + 300);
+    claim(&mut r, KEY, NOW, a_claim(Decision::Approve)).unwrap();
+    let b = release(&mut r, KEY).unwrap();
+    assert_eq!(
+        (r.status, r.claim.is_none()),
+        (RequestStatus::Pending, true)
+    );
+    assert_eq!(keys(&b), (vec![KEY], vec!["i/00ff"]));
+    // Released: decidable again.
+    claim(&mut r, KEY, NOW, a_claim(Decision::Deny)).unwrap();
+    let mut approved = record(NOW + 300);
+    approved.status = RequestStatus::Approved;
+    assert_eq!(
+        release(&mut approved, KEY).unwrap_err(),
+        TransitionError::NotClaimed
+    );
+}
+
+#[test]
+fn expire_applies_only_past_expiry_and_only_to_open_requests() {
+    let mut r = record(NOW + 300);
+    assert_eq!(
+        expire(&mut r, KEY, NOW + 299).unwrap_err(),
+        TransitionError::NotExpired
+    );
+    let b = expire(&mut r, KEY, NOW + 300).unwrap();
+    assert_eq!(r.status, RequestStatus::Expired);
+    let pending = format!("{PENDING_PREFIX}apv_alice/req_test");
+    assert_eq!(keys(&b), (vec![KEY], vec![pending.as_str()]));
+    assert_eq!(
+        expire(&mut r, KEY, NOW + 400).unwrap_err(),
+        TransitionError::AlreadyDecided
+    );
+    // A claimed request is left to its decision (or to recovery).
+    let mut claimed = record(NOW + 300);
+    claim(&mut claimed, KEY, NOW, a_claim(Decision::Approve)).unwrap();
+    assert_eq!(
+        expire(&mut claimed, KEY, NOW + 400).unwrap_err(),
+        TransitionError::InProgress
+    );
+    assert_eq!(effective_status(&record(NOW), NOW), RequestStatus::Expired);
+    assert_eq!(
+        effective_status(&record(NOW + 1), NOW),
+        RequestStatus::Pending
+    );
+}
+
+#[test]
+fn recover_finishes_from_the_log_or_releases() {
+    let leaf = Hash([5; 32]);
+    // Claimed, and the log holds the assertion: decided as claimed.
+    let mut r = record(NOW + 300);
+    claim(&mut r, KEY, NOW, a_claim(Decision::Deny)).unwrap();
+    let (b, out) = recover(Some(r.clone()), KEY, Some((9, leaf)), NOW);
+    assert_eq!(
+        out,
+        Recovered::Finished {
+            index: 9,
+            decision: Decision::Deny
+        }
+    );
+    let got = stored(&b);
+    assert_eq!(got.status, RequestStatus::Denied);
+    assert_eq!(got.decision.unwrap().leaf_hash, leaf.to_hex());
+    assert!(keys(&b).1.contains(&"i/00ff"));
+    // Claimed, not in the log: open again.
+    let (b, out) = recover(Some(r), KEY, None, NOW);
+    assert_eq!(out, Recovered::Released);
+    assert_eq!(stored(&b).status, RequestStatus::Pending);
+    // The record is gone, or no longer claimed: only the marker goes.
+    for gone in [None, Some(record(NOW + 300))] {
+        let (b, out) = recover(gone, KEY, Some((9, leaf)), NOW);
+        assert_eq!(out, Recovered::Stale);
+        assert_eq!(keys(&b), (vec![], vec!["i/00ff"]));
+    }
+}
+
+/// A log and a front end on it, in a temporary directory, with one enrolled passkey.
+struct Fixture {
+    approvals: Arc<Approvals>,
+    log: LogHandle,
+    passkey: SoftPasskey,
+    credential: CredentialRef,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            data_dir: dir.path().join("data"),
+            origin: Some("test.example/log".into()),
+            policy: RpPolicy {
+                rp_id: RP_ID.into(),
+                allowed_origins: vec![ORIGIN.into()],
+                require_user_verification: true,
+            },
+            sequencer: SequencerConfig {
+                checkpoint_interval: Duration::from_millis(500),
+                ..SequencerConfig::default()
+            },
+            max_body_bytes: countersign_log::DEFAULT_MAX_BODY_BYTES,
+            column_families: COLUMN_FAMILIES.to_vec(),
+        };
+        let started = tokio::task::spawn_blocking(move || countersign_log::start(cfg))
+            .await
+            .unwrap()
+            .unwrap();
+        let log = started.api.log.clone();
+        let approvals = Approvals::open(
+            log.clone(),
+            AdminAuth::new([0; 32]),
+            CibaConfig::new(ORIGIN),
+        )
+        .unwrap();
+        let passkey = SoftPasskey::new(Alg::Es256, 7, RP_ID);
+        let e = log
+            .append_enrolment(EnrolmentRequest {
+                approver_id: "apv_alice".into(),
+                credential_id: passkey.credential_id().to_vec(),
+                public_key: passkey.cose_public_key(),
+                aaguid: [0; 16],
+                attestation_format: "none".into(),
+            })
+            .await
+            .unwrap();
+        let credential = CredentialRef {
+            credential_id: crate::B64URL.encode(passkey.credential_id()),
+            enrolment_index: e.index,
+            alg: -7,
+        };
+        Fixture {
+            approvals,
+            log,
+            passkey,
+            credential,
+            _dir: dir,
+        }
+    }
+
+    /// Stores a new open request; its record key.
+    async fn ask(&self, n: u8) -> String {
+        let mut r = record(crate::now_secs() + 300);
+        r.request_id = format!("req_{n}");
+        r.statement.request_id = r.request_id.clone();
+        r.statement.log_origin = self.log.signer().verifier_key().name().to_owned();
+        r.nonce = hex::encode([n; 32]);
+        let key = CibaStore::request_key(&Secret::new(format!("auth-{n}")).sha256());
+        let b = create(&r, &key).unwrap();
+        self.approvals
+            .store
+            .commit(b, Durability::Sync)
+            .await
+            .unwrap();
+        key
+    }
+
+    fn get(&self, key: &str) -> RequestRecord {
+        self.approvals.store.get(key).unwrap().unwrap()
+    }
+
+    /// A decision on the request at `key`, signed by the passkey (`flip`: break its signature).
+    fn decision(&mut self, key: &str, decision: Decision, flip: bool) -> DecideRequest {
+        let r = self.get(key);
+        let mut st = r.statement.clone();
+        st.decision = decision.as_str().to_owned();
+        let nonce: [u8; 32] = hex::decode(&r.nonce).unwrap().try_into().unwrap();
+        let ch = challenge(&nonce, &st.hash().unwrap());
+        let mut opts = countersign_testvectors::AssertOptions::new(&ch, ORIGIN);
+        if flip {
+            opts.flip_signature_bit = Some(3);
+        }
+        let a = self.passkey.assert_with(&opts);
+        DecideRequest {
+            key: key.to_owned(),
+            approver_id: "apv_alice".into(),
+            decision,
+            credential: self.credential.clone(),
+            assertion: AssertionBytes {
+                credential_id: self.passkey.credential_id().to_vec(),
+                authenticator_data: a.authenticator_data,
+                client_data_json: a.client_data_json,
+                signature: a.signature,
+            },
+        }
+    }
+
+    fn claim_markers(&self) -> usize {
+        self.approvals.store.scan(CLAIM_PREFIX, 100).unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn decide_logs_once_and_a_failed_decision_leaves_the_request_open() {
+    let mut f = Fixture::new().await;
+    let key = f.ask(1).await;
+    let size = f.log.published().size;
+
+    // A forged signature: refused by the log, nothing logged, the request open again.
+    let bad = f.decision(&key, Decision::Approve, true);
+    match decide(f.approvals.clone(), bad).await {
+        Err(DecideError::Refused(e)) => assert_eq!(
+            e.reason(),
+            Some(countersign_log::RefusalReason::InvalidAssertion)
+        ),
+        other => panic!("a forged assertion was not refused: {other:?}"),
+    }
+    assert_eq!(f.get(&key).status, RequestStatus::Pending);
+    assert_eq!((f.log.published().size, f.claim_markers()), (size, 0));
+
+    // Another approver's request is "not found".
+    let mut stranger = f.decision(&key, Decision::Approve, false);
+    stranger.approver_id = "apv_mallory".into();
+    assert!(matches!(
+        decide(f.approvals.clone(), stranger).await,
+        Err(DecideError::NotFound)
+    ));
+
+    let good = f.decision(&key, Decision::Approve, false);
+    let d = decide(f.approvals.clone(), good.clone()).await.unwrap();
+    assert_eq!(d.request.status, RequestStatus::Approved);
+    assert_eq!(d.record.index, size);
+    let stored = f.get(&key);
+    assert_eq!(stored.status, RequestStatus::Approved);
+    assert_eq!(stored.decision.unwrap().index, size);
+    assert_eq!((f.log.published().size, f.claim_markers()), (size + 1, 0));
+    let (index, leaf) = f
+        .log
+        .find_assertion(&countersign_log::log::assertion_key(
+            &good.assertion.credential_id,
+            &good.assertion.client_data_json,
+        ))
+        .unwrap()
+        .unwrap();
+    assert_eq!((index, leaf.to_hex()), (size, d.record.leaf_hash));
+
+    // The same assertion again: the request is decided, nothing more is logged.
+    assert!(matches!(
+        decide(f.approvals.clone(), good).await,
+        Err(DecideError::Transition(TransitionError::AlreadyDecided))
+    ));
+    assert_eq!(f.log.published().size, size + 1);
+}
+
+#[tokio::test]
+async fn a_decision_whose_caller_goes_away_is_still_finished() {
+    let mut f = Fixture::new().await;
+    let key = f.ask(2).await;
+    let size = f.log.published().size;
+    let d = f.decision(&key, Decision::Deny, false);
+    // Hold the record's lock, so the decision cannot get past its claim while its caller (the
+    // approver's HTTP connection) is still there, then drop the caller.
+    let guard = f.approvals.store.lock(&key).await;
+    let caller =
+        tokio::time::timeout(Duration::from_millis(100), decide(f.approvals.clone(), d)).await;
+    assert!(
+        caller.is_err(),
+        "the caller must have gone before the decision finished"
+    );
+    assert_eq!(f.get(&key).status, RequestStatus::Pending);
+    drop(guard);
+    // Nobody waits for it any more, yet the decision is logged and recorded.
+    let mut waited = Duration::ZERO;
+    while f.get(&key).status != RequestStatus::Denied {
+        assert!(
+            waited < Duration::from_secs(10),
+            "the decision was abandoned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    assert_eq!(f.get(&key).decision.unwrap().index, size);
+    assert_eq!((f.log.published().size, f.claim_markers()), (size + 1, 0));
+}
+
+#[tokio::test]
+async fn recovery_from_each_state_a_crash_can_leave() {
+    let mut f = Fixture::new().await;
+    let size = f.log.published().size;
+
+    // 1. Claimed, the decision never reached the log: released.
+    let k1 = f.ask(3).await;
+    let d1 = f.decision(&k1, Decision::Approve, false);
+    claim_as(&f, &k1, &d1).await;
+
+    // 2. Claimed and logged, the record not yet updated: finished from the log.
+    let k2 = f.ask(4).await;
+    let d2 = f.decision(&k2, Decision::Deny, false);
+    let hash2 = claim_as(&f, &k2, &d2).await;
+    let r2 = f.get(&k2);
+    let (rec2, _) = append(&f.approvals, &r2, &d2, hash2).await.unwrap();
+    assert_eq!(rec2.index, size);
+
+    // 3. Decided and recorded (the crash came after): nothing to do.
+    let k3 = f.ask(5).await;
+    let d3 = f.decision(&k3, Decision::Approve, false);
+    decide(f.approvals.clone(), d3).await.unwrap();
+
+    // 4. A marker whose request is gone (cleaned up): dropped.
+    let mut b = Batch::new();
+    b.put(CibaStore::claim_key("r/gone"), Vec::new());
+    f.approvals.store.commit(b, Durability::Sync).await.unwrap();
+
+    assert_eq!(f.claim_markers(), 3);
+    let (finished, released) = recover_claims(&f.approvals).unwrap();
+    assert_eq!((finished, released), (1, 1));
+    assert_eq!(f.claim_markers(), 0);
+
+    let r1 = f.get(&k1);
+    assert_eq!(
+        (r1.status, r1.claim.is_none()),
+        (RequestStatus::Pending, true)
+    );
+    let r2 = f.get(&k2);
+    assert_eq!(r2.status, RequestStatus::Denied);
+    assert_eq!(r2.decision.unwrap().index, rec2.index);
+    assert_eq!(f.get(&k3).status, RequestStatus::Approved);
+    // Released means decidable: the same signed decision now goes through, once.
+    let d = decide(f.approvals.clone(), d1).await.unwrap();
+    assert_eq!(d.request.status, RequestStatus::Approved);
+    assert_eq!(f.log.published().size, size + 3);
+    // A second recovery finds nothing.
+    assert_eq!(recover_claims(&f.approvals).unwrap(), (0, 0));
+}
+
+/// Claims the request as [`decide`] does, and stops there (the crash); its statement hash.
+async fn claim_as(f: &Fixture, key: &str, d: &DecideRequest) -> [u8; 32] {
+    let mut r = f.get(key);
+    let mut st = r.statement.clone();
+    st.decision = d.decision.as_str().to_owned();
+    let hash = st.hash().unwrap();
+    let cl = ClaimRecord {
+        assertion_key: hex::encode(countersign_log::log::assertion_key(
+            &d.assertion.credential_id,
+            &d.assertion.client_data_json,
+        )),
+        decision: d.decision,
+        enrolment_index: d.credential.enrolment_index,
+        statement_hash: hex::encode(hash),
+    };
+    let b = claim(&mut r, key, crate::now_secs(), cl).unwrap();
+    f.approvals.store.commit(b, Durability::Sync).await.unwrap();
+    hash
+}

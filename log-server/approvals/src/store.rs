@@ -1,0 +1,536 @@
+//! The front end's records in the `ciba` column family, as JSON values under prefixed keys:
+//!
+//! | key | value |
+//! |---|---|
+//! | `c/<client_id>` | [`ClientRecord`] |
+//! | `a/<approver_id>` | [`ApproverRecord`] |
+//! | `m/<email, lowercased>` | approver id |
+//! | `l/<hex SHA-256 of link token>` | [`EnrolmentLink`] |
+//! | `r/<hex SHA-256 of auth_req_id>` | [`RequestRecord`] |
+//! | `q/<request_id>` | hex SHA-256 of its auth_req_id |
+//! | `p/<approver_id>/<request_id>` | empty: the approver's open requests |
+//! | `k/<kid>` | token signing key seed (hex) |
+//! | `x/<expires_at, 16 hex digits>/<request_id>` | hex SHA-256 of its auth_req_id (clean-up index) |
+//! | `v/x-index` | marker: every request has its `x/` key |
+//! | `d/<hex SHA-256 of auth_req_id>` | [`OutboxRecord`]: a ping/push delivery still owed |
+//! | `w/<hex SHA-256 of auth_req_id>/<webhook or email>` | empty: an approver notification still owed |
+//! | `i/<hex SHA-256 of auth_req_id>` | empty: the request is claimed, its decision being logged |
+//! | `s/<hex SHA-256 of session cookie>` | an approver session |
+//!
+//! Only hashes of `auth_req_id`s, link tokens and session cookies are keys, so the keys alone
+//! do not let anyone redeem a request or a link. (The `d/` records of open ping/push requests
+//! hold their `auth_req_id` until it is delivered; the store also holds the token signing keys.)
+//!
+//! Concurrency: a read-modify-write of a record holds that record's lock ([`CibaStore::lock`])
+//! from its read until its write is applied; writes are group-committed. Both are the log's
+//! key-value area's ([`countersign_log::storage::kv`]); this module adds the records, the key
+//! layout, and the in-memory index of each approver's open requests.
+
+use std::collections::{BTreeSet, HashMap};
+
+use countersign_log::storage::kv::{
+    encode, prefix_end, KvArea, Op, RecordGuard, WriteCounters, WriterStats,
+};
+pub use countersign_log::storage::kv::{Batch, Durability};
+use countersign_log::storage::{StorageError, Store};
+use countersign_verifier::{Decision, Statement};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::Secret;
+
+/// Column family of the approval front end.
+pub const CF_CIBA: &str = "ciba";
+/// Prefix of the approvers' pending indexes (`p/<approver_id>/<request_id>`).
+pub const PENDING_PREFIX: &str = "p/";
+/// Prefix of the clean-up index (`x/<expires_at, 16 hex digits>/<request_id>`).
+pub const EXPIRY_PREFIX: &str = "x/";
+/// Marker written once every request has its clean-up index key.
+pub const EXPIRY_INDEX_MARKER: &str = "v/x-index";
+/// Prefix of the delivery outbox (`d/<SHA-256 of the auth_req_id, hex>`): what a ping or push
+/// request still has to deliver to its client.
+pub const OUTBOX_PREFIX: &str = "d/";
+
+/// Prefix of the claimed requests (`i/<SHA-256 of the auth_req_id, hex>`): those whose decision
+/// is being logged, for the recovery at start.
+pub const CLAIM_PREFIX: &str = "i/";
+
+/// Prefix of the approver notifications still owed (`w/<SHA-256 of the auth_req_id, hex>/<kind>`,
+/// kind `webhook` or `email`): written with the request, deleted once delivered, taken up at
+/// start while the request is still open.
+pub const NOTIFY_PREFIX: &str = "w/";
+
+/// A ping or push request's delivery that has not reached the client yet. Written with the
+/// request (so the `auth_req_id` a ping or push must carry survives a restart, while the
+/// request record itself keeps only its hash), completed with the token response when push
+/// tokens are issued (in the same write that marks them issued, so a delivery repeated after a
+/// crash carries the same tokens), and deleted once the client acknowledged the delivery, or
+/// with the request at clean-up. Keeping the `auth_req_id` here weakens nothing: this store
+/// already holds the token signing keys and the clients' notification tokens.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The request's `auth_req_id`.
+    pub auth_req_id: Secret,
+    /// For push: the token response (JSON text) once issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_response: Option<Secret>,
+}
+
+/// Token delivery mode (CIBA section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryMode {
+    /// The client polls the token endpoint.
+    Poll,
+    /// The client is pinged, then fetches the token.
+    Ping,
+    /// The token is pushed to the client.
+    Push,
+}
+
+/// Client authentication method at the CIBA endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with the form-urlencoded id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// A JWT signed with one of the client's registered keys (RFC 7523, OIDC Core section 9).
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// A registered client (agent).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// Opaque client id.
+    pub client_id: String,
+    /// How it authenticates.
+    pub auth_method: AuthMethod,
+    /// `sha256:<hex>` for server-generated secrets, an argon2id PHC string otherwise; empty
+    /// for `private_key_jwt` clients.
+    pub secret_hash: String,
+    /// Public keys (a JWKS) of a `private_key_jwt` client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Delivery mode.
+    pub mode: DeliveryMode,
+    /// Notification endpoint (ping, push).
+    pub notification_endpoint: Option<String>,
+    /// When registered (seconds).
+    pub created_at: u64,
+}
+
+/// An approver (a person, known to the log only by the opaque id).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApproverRecord {
+    /// Opaque approver id.
+    pub approver_id: String,
+    /// E-mail address (never in the log).
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Disabled approvers cannot sign in, be asked, or decide.
+    pub disabled: bool,
+    /// Enrolled credentials.
+    pub credentials: Vec<CredentialRef>,
+    /// When registered (seconds).
+    pub created_at: u64,
+}
+
+/// An enrolled credential of an approver.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CredentialRef {
+    /// Credential id (base64url).
+    pub credential_id: String,
+    /// Leaf index of its enrolment entry.
+    pub enrolment_index: u64,
+    /// COSE algorithm.
+    pub alg: i64,
+}
+
+/// A one-time enrolment link.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrolmentLink {
+    /// The approver it enrols.
+    pub approver_id: String,
+    /// Expiry (seconds).
+    pub expires_at: u64,
+    /// Set once a passkey was enrolled through it.
+    pub used: bool,
+}
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Waiting for the approver.
+    Pending,
+    /// A decision is being logged (claimed, so two decisions cannot race).
+    Deciding,
+    /// Approved and logged.
+    Approved,
+    /// Denied and logged.
+    Denied,
+    /// Expired undecided.
+    Expired,
+}
+
+/// The logged decision of a request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Leaf index of the decision entry.
+    pub index: u64,
+    /// Its leaf hash (hex).
+    pub leaf_hash: String,
+    /// Leaf index of the enrolment of the credential that signed.
+    pub enrolment_index: u64,
+    /// SHA-256 of the statement with the decision (hex).
+    pub statement_hash: String,
+    /// When decided (seconds).
+    pub decided_at: u64,
+}
+
+/// A backchannel authentication request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Public request id (also in the statement).
+    pub request_id: String,
+    /// The statement shown; its `decision` member is set when decided.
+    pub statement: Statement,
+    /// The 32-byte nonce (hex).
+    pub nonce: String,
+    /// The client's delivery mode when it asked.
+    pub mode: DeliveryMode,
+    /// Bearer token for ping/push deliveries.
+    pub client_notification_token: Option<Secret>,
+    /// Status.
+    pub status: RequestStatus,
+    /// The logged decision.
+    pub decision: Option<DecisionRecord>,
+    /// Set when tokens were handed out (they are issued once).
+    pub token_issued: bool,
+    /// While [`RequestStatus::Deciding`]: what the decision is being logged with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimRecord>,
+}
+
+/// What a claimed request is being decided with, written with the claim (before the decision is
+/// appended to the log), so that a start after a crash can finish the decision from the log, or
+/// release the claim if the decision never reached it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// The assertion's replay key in the log ([`countersign_log::log::assertion_key`], hex).
+    pub assertion_key: String,
+    /// The decision being logged (stored as `approve` or `deny`).
+    #[serde(with = "decision_text")]
+    pub decision: Decision,
+    /// Leaf index of the enrolment of the credential that signed.
+    pub enrolment_index: u64,
+    /// SHA-256 of the decided statement (hex).
+    pub statement_hash: String,
+}
+
+/// The `p/` keys (each approver's open requests) in memory, so that reading an inbox is a map
+/// lookup rather than a scan over the deletion markers every decided request leaves behind.
+/// Loaded at start; kept in step by [`CibaStore::commit`], which applies the `p/` puts and
+/// deletions of every batch once the batch is written.
+#[derive(Debug, Default)]
+struct PendingIndex(std::sync::Mutex<HashMap<String, BTreeSet<String>>>);
+
+impl PendingIndex {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Applies the `p/` changes among `ops`.
+    fn apply(&self, ops: &[Op]) {
+        let mut changes = ops.iter().filter_map(|(k, v)| {
+            let (approver, request) = k.strip_prefix(PENDING_PREFIX)?.rsplit_once('/')?;
+            Some((approver, request, v.is_some()))
+        });
+        let Some(first) = changes.next() else {
+            return;
+        };
+        let mut map = self.map();
+        for (approver, request, put) in std::iter::once(first).chain(changes) {
+            if put {
+                map.entry(approver.to_owned())
+                    .or_default()
+                    .insert(request.to_owned());
+            } else if let Some(set) = map.get_mut(approver) {
+                set.remove(request);
+                if set.is_empty() {
+                    map.remove(approver);
+                }
+            }
+        }
+    }
+}
+
+/// Typed access to the `ciba` column family: the log's group-commit key-value area
+/// ([`KvArea`]) plus the in-memory index of open requests.
+pub struct CibaStore {
+    kv: KvArea,
+    pending: PendingIndex,
+}
+
+impl std::fmt::Debug for CibaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CibaStore")
+            .field("writer", &self.kv.writer_stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CibaStore {
+    /// Opens the `ciba` area of the log's store (opened with [`CF_CIBA`]) and loads the
+    /// pending index.
+    pub fn new(store: Store) -> Result<Self, StorageError> {
+        let kv = KvArea::open(store, CF_CIBA)?;
+        let pending = PendingIndex::default();
+        let mut loaded = Vec::new();
+        let mut from = PENDING_PREFIX.as_bytes().to_vec();
+        let end = prefix_end(PENDING_PREFIX.as_bytes());
+        loop {
+            let page = kv.scan_range(&from, end.as_deref(), 4096)?;
+            let Some((last, _)) = page.last() else { break };
+            from = last.as_bytes().to_vec();
+            from.push(0);
+            let full = page.len() == 4096;
+            loaded.extend(page.into_iter().map(|(k, _)| (k, Some(Vec::new()))));
+            if !full {
+                break;
+            }
+        }
+        pending.apply(&loaded);
+        Ok(CibaStore { kv, pending })
+    }
+
+    /// Holds the lock of record `key` for a read-modify-write ([`KvArea::lock`]).
+    pub async fn lock(&self, key: &str) -> RecordGuard<'_> {
+        self.kv.lock(key).await
+    }
+
+    /// Holds the locks of several records ([`KvArea::lock_all`]).
+    pub async fn lock_all(&self, keys: &[&str]) -> Vec<RecordGuard<'_>> {
+        self.kv.lock_all(keys).await
+    }
+
+    /// Applies `batch` atomically ([`KvArea::commit`]) and then its `p/` changes to the pending
+    /// index.
+    pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
+        let pending: Vec<Op> = batch
+            .ops()
+            .iter()
+            .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|_| Vec::new())))
+            .collect();
+        self.kv.commit(batch, durability).await?;
+        self.pending.apply(&pending);
+        Ok(())
+    }
+
+    /// Submits `batch` ([`Durability::Deferred`]) without waiting for it: for changes nobody
+    /// waits on, such as dropping stale index keys.
+    pub fn commit_in_background(&self, batch: Batch) {
+        self.pending.apply(batch.ops());
+        self.kv.commit_in_background(batch);
+    }
+
+    /// Writes records and deletions in one synced batch.
+    pub async fn write(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+    ) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        for (k, v) in puts {
+            b.put(k.clone(), v.clone());
+        }
+        for k in deletes {
+            b.delete(k.clone());
+        }
+        self.commit(b, Durability::Sync).await
+    }
+
+    /// Writes one JSON record, synced.
+    pub async fn put<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        b.put_json(key, v)?;
+        self.commit(b, Durability::Sync).await
+    }
+
+    /// Applies `batch`, synced, on the calling thread (start-up, or a thread that may block).
+    pub fn commit_blocking(&self, batch: Batch) -> Result<(), StorageError> {
+        self.kv.commit_blocking(&batch)?;
+        self.pending.apply(batch.ops());
+        Ok(())
+    }
+
+    /// Writes one JSON record, synced, on the calling thread (start-up, or a thread that may
+    /// block).
+    pub fn put_blocking<T: Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        b.put_json(key, v)?;
+        self.commit_blocking(b)
+    }
+
+    /// The writer's counters, for the metrics.
+    pub(crate) fn write_stats(&self) -> &WriteCounters {
+        self.kv.counters()
+    }
+
+    /// What the writer did so far; `submitted / synced_batches` is how many writes one fsync
+    /// carried.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.kv.writer_stats()
+    }
+
+    /// Reads a JSON record.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        self.kv.get(key)
+    }
+
+    /// Reads a raw value.
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.kv.get_raw(key)
+    }
+
+    /// Encodes a record for [`CibaStore::write`].
+    pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+        encode(v)
+    }
+
+    /// Keys and values under `prefix`, at most `limit`.
+    pub fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.kv.scan(prefix, limit)
+    }
+
+    /// Keys and values in `[start, end)` (to the end of the family without `end`), at most
+    /// `limit`, in key order.
+    pub fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.kv.scan_range(start, end, limit)
+    }
+
+    /// Key of a request record.
+    pub fn request_key(auth_req_hash: &[u8; 32]) -> String {
+        Self::record_key_of(&hex::encode(auth_req_hash))
+    }
+
+    /// Key of the request record whose `auth_req_id` hash (hex) is `hash_hex`: the inverse of
+    /// the per-request keys below, whose suffix is that hash.
+    pub fn record_key_of(hash_hex: &str) -> String {
+        format!("r/{hash_hex}")
+    }
+
+    /// The `auth_req_id` hash (hex) in a request's record key.
+    pub fn hash_of_key(record_key: &str) -> &str {
+        Self::hash_in(record_key)
+    }
+
+    fn hash_in(record_key: &str) -> &str {
+        record_key.strip_prefix("r/").unwrap_or(record_key)
+    }
+
+    /// Key of a request's pending delivery ([`OutboxRecord`]), from its record key.
+    pub fn outbox_key(record_key: &str) -> String {
+        format!("{OUTBOX_PREFIX}{}", Self::hash_in(record_key))
+    }
+
+    /// Key of a claimed request's marker, from its record key.
+    pub fn claim_key(record_key: &str) -> String {
+        format!("{CLAIM_PREFIX}{}", Self::hash_in(record_key))
+    }
+
+    /// Key of an approver notification (`kind`: `webhook` or `email`) still owed for a request,
+    /// from its record key.
+    pub fn notify_key(record_key: &str, kind: &str) -> String {
+        format!("{NOTIFY_PREFIX}{}/{kind}", Self::hash_in(record_key))
+    }
+
+    /// Key of a request's public id.
+    pub fn public_id_key(request_id: &str) -> String {
+        format!("q/{request_id}")
+    }
+
+    /// Key of an open request in its approver's pending index.
+    pub fn pending_key(approver_id: &str, request_id: &str) -> String {
+        format!("{PENDING_PREFIX}{approver_id}/{request_id}")
+    }
+
+    /// The ids of an approver's open requests (at most `limit`, in id order) with their `p/`
+    /// keys, from memory.
+    pub fn pending_of(&self, approver_id: &str, limit: usize) -> Vec<(String, String)> {
+        self.pending
+            .map()
+            .get(approver_id)
+            .map(|set| {
+                set.iter()
+                    .take(limit)
+                    .map(|rid| (Self::pending_key(approver_id, rid), rid.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Key of a request in the clean-up index: ordered by expiry.
+    pub fn expiry_key(expires_at: u64, request_id: &str) -> String {
+        format!("{EXPIRY_PREFIX}{expires_at:016x}/{request_id}")
+    }
+
+    /// The request with this public id, and its record key.
+    pub fn request_by_public_id(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(String, RequestRecord)>, StorageError> {
+        let Some(h) = self.get_raw(&format!("q/{request_id}"))? else {
+            return Ok(None);
+        };
+        let key = Self::record_key_of(&String::from_utf8_lossy(&h));
+        Ok(self.get::<RequestRecord>(&key)?.map(|r| (key, r)))
+    }
+
+    /// An approver by id.
+    pub fn approver(&self, approver_id: &str) -> Result<Option<ApproverRecord>, StorageError> {
+        self.get(&format!("a/{approver_id}"))
+    }
+
+    /// A client by id.
+    pub fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StorageError> {
+        self.get(&format!("c/{client_id}"))
+    }
+}
+
+/// A [`Decision`] stored as its statement text, `approve` or `deny`.
+mod decision_text {
+    use countersign_verifier::Decision;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Decision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(d.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decision, D::Error> {
+        let s = String::deserialize(d)?;
+        Decision::parse(&s).ok_or_else(|| serde::de::Error::custom("not approve or deny"))
+    }
+}

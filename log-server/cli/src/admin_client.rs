@@ -1,0 +1,358 @@
+//! `countersign client ...`, `countersign approver ...` and `countersign submitter ...`: admin
+//! commands that work while the server runs, over the admin API with the token from
+//! `<data-dir>/admin.token`.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+/// Where the server is and where its admin token lives.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Target {
+    /// URL of the running server.
+    #[arg(long, env = "COUNTERSIGN_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Data directory holding admin.token.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_DATA_DIR",
+        default_value = "./countersign-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// `countersign client`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum ClientCmd {
+    /// Register a CIBA client (agent).
+    Add {
+        /// Opaque client id.
+        id: String,
+        /// Client secret; when omitted a random one is generated and printed once.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Authentication method at the CIBA endpoints.
+        #[arg(
+            long,
+            default_value = "client_secret_basic",
+            value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+        )]
+        auth_method: String,
+        /// Token delivery mode.
+        #[arg(long, default_value = "poll", value_parser = ["poll", "ping", "push"])]
+        mode: String,
+        /// Client notification endpoint (ping and push).
+        #[arg(long)]
+        notification_endpoint: Option<String>,
+        /// Public keys of a private_key_jwt client: a JWKS as JSON, or the path of a file
+        /// holding one.
+        #[arg(long)]
+        jwks: Option<String>,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List clients.
+    List {
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a client.
+    Remove {
+        /// Client id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `countersign approver`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum ApproverCmd {
+    /// Register an approver and print a one-time enrolment link.
+    Add {
+        /// Opaque approver id (what the log records; never an e-mail).
+        id: String,
+        /// E-mail address (a login_hint may use it).
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List approvers.
+    List {
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Disable an approver (no sign-in, no new requests, no decisions).
+    Disable {
+        /// Approver id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a new one-time enrolment link for an approver.
+    Link {
+        /// Approver id.
+        id: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `countersign submitter`: who may submit signed decisions to `POST /v1/log/decisions`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum SubmitterCmd {
+    /// Create a submitter token and print it once (only its hash is stored).
+    Add {
+        /// A name for the submitter (1 to 128 characters), used to list and revoke it.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List submitter tokens: names and fingerprints (first 8 hex digits of SHA-256(token)).
+    List {
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke every token of a submitter; they are refused from the next request on.
+    Revoke {
+        /// The submitter's name.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// A failed admin command; the message says what to fix.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+async fn call(
+    t: &Target,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, CliError> {
+    let token_path = t.data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_path).map_err(|e| {
+        CliError(format!(
+            "cannot read the admin token {}: {e}",
+            token_path.display()
+        ))
+    })?;
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", t.url.trim_end_matches('/')))
+        .bearer_auth(token.trim());
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| CliError(format!("cannot reach {}: {e}", t.url)))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(CliError(format!("the server refused ({status}): {text}")));
+    }
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| CliError(format!("unexpected answer: {e}")))
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs `countersign client ...`.
+pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
+    match cmd {
+        ClientCmd::Add {
+            id,
+            secret,
+            auth_method,
+            mode,
+            notification_endpoint,
+            jwks,
+            target,
+        } => {
+            let jwks = match jwks {
+                None => None,
+                Some(j) => {
+                    let text = if j.trim_start().starts_with('{') {
+                        j
+                    } else {
+                        std::fs::read_to_string(&j)
+                            .map_err(|e| CliError(format!("cannot read --jwks {j}: {e}")))?
+                    };
+                    Some(
+                        serde_json::from_str::<Value>(&text)
+                            .map_err(|e| CliError(format!("--jwks is not JSON: {e}")))?,
+                    )
+                }
+            };
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                "/v1/admin/clients",
+                Some(json!({
+                    "client_id": id,
+                    "secret": secret,
+                    "auth_method": auth_method,
+                    "mode": mode,
+                    "notification_endpoint": notification_endpoint,
+                    "jwks": jwks,
+                })),
+            )
+            .await?;
+            print(&v);
+        }
+        ClientCmd::List { target } => {
+            print(&call(&target, reqwest::Method::GET, "/v1/admin/clients", None).await?)
+        }
+        ClientCmd::Remove { id, target } => {
+            call(
+                &target,
+                reqwest::Method::DELETE,
+                &path_of(&["v1", "admin", "clients", &id])?,
+                None,
+            )
+            .await?;
+            println!("client {id} removed");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `countersign approver ...`.
+pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
+    match cmd {
+        ApproverCmd::Add {
+            id,
+            email,
+            name,
+            target,
+        } => {
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                "/v1/admin/approvers",
+                Some(json!({"approver_id": id, "email": email, "name": name})),
+            )
+            .await?;
+            println!(
+                "approver {id} added; one-time enrolment link (expires at {}):\n{}",
+                v["expires_at"],
+                v["enrolment_url"].as_str().unwrap_or_default()
+            );
+        }
+        ApproverCmd::List { target } => {
+            print(&call(&target, reqwest::Method::GET, "/v1/admin/approvers", None).await?)
+        }
+        ApproverCmd::Disable { id, target } => {
+            call(
+                &target,
+                reqwest::Method::POST,
+                &path_of(&["v1", "admin", "approvers", &id, "disable"])?,
+                None,
+            )
+            .await?;
+            println!("approver {id} disabled");
+        }
+        ApproverCmd::Link { id, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                &path_of(&["v1", "admin", "approvers", &id, "enrolment-link"])?,
+                None,
+            )
+            .await?;
+            println!("{}", v["enrolment_url"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `countersign submitter ...`.
+pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
+    match cmd {
+        SubmitterCmd::Add { name, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                "/v1/admin/submitters",
+                Some(json!({"name": name})),
+            )
+            .await?;
+            eprintln!("submitter {name} added; its token (shown once, keep it secret):");
+            println!("{}", v["token"].as_str().unwrap_or_default());
+        }
+        SubmitterCmd::List { target } => {
+            print(&call(&target, reqwest::Method::GET, "/v1/admin/submitters", None).await?)
+        }
+        SubmitterCmd::Revoke { name, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::DELETE,
+                &path_of(&["v1", "admin", "submitters", &name])?,
+                None,
+            )
+            .await?;
+            let n = v["revoked"].as_array().map_or(0, Vec::len);
+            println!("submitter {name} revoked ({n} token(s))");
+        }
+    }
+    Ok(())
+}
+
+/// The URL path made of `segments`, each percent-encoded as one path segment, so an id or name
+/// with a `/`, `?` or space names that one record (the server decodes path parameters).
+fn path_of(segments: &[&str]) -> Result<String, CliError> {
+    let mut u = reqwest::Url::parse("http://localhost/")
+        .map_err(|e| CliError(format!("building a URL: {e}")))?;
+    u.path_segments_mut()
+        .map_err(|()| CliError("building a URL".into()))?
+        .clear()
+        .extend(segments);
+    Ok(u.path().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(
+            path_of(&["v1", "admin", "submitters", "agent-1.x_y~"]).ok(),
+            Some("/v1/admin/submitters/agent-1.x_y~".to_owned())
+        );
+        assert_eq!(
+            path_of(&["s", "a b/c?"]).ok(),
+            Some("/s/a%20b%2Fc%3F".to_owned())
+        );
+        assert_eq!(path_of(&["é"]).ok(), Some("/%C3%A9".to_owned()));
+    }
+}

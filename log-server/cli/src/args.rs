@@ -1,0 +1,143 @@
+//! `countersign serve` flags of the approval front end, and what they become.
+
+use std::time::Duration;
+
+use countersign_approvals::{CibaConfig, Secret};
+use countersign_log::InitError;
+
+/// `countersign serve` flags of the approval front end.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ApprovalsArgs {
+    /// Public base URL: the OpenID issuer and the origin of the approval pages
+    /// (default http://LISTEN_ADDRESS, with a loopback address written as localhost, since a
+    /// passkey's RP ID cannot be an IP address).
+    #[arg(long, env = "COUNTERSIGN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Longest binding message, in characters (1 to 256).
+    #[arg(long, env = "COUNTERSIGN_BINDING_MESSAGE_MAX", default_value_t = 128)]
+    pub binding_message_max: usize,
+    /// Shortest requested_expiry accepted, in seconds.
+    #[arg(long, env = "COUNTERSIGN_MIN_EXPIRY", default_value_t = 30)]
+    pub min_expiry: u64,
+    /// Longest requested_expiry accepted, in seconds.
+    #[arg(long, env = "COUNTERSIGN_MAX_EXPIRY", default_value_t = 3600)]
+    pub max_expiry: u64,
+    /// Expiry of a request that names none, in seconds.
+    #[arg(long, env = "COUNTERSIGN_DEFAULT_EXPIRY", default_value_t = 300)]
+    pub default_expiry: u64,
+    /// Polling interval told to poll clients, in seconds.
+    #[arg(long, env = "COUNTERSIGN_POLL_INTERVAL", default_value_t = 5)]
+    pub poll_interval: u64,
+    /// AAGUID (32 hex digits, dashes allowed) allowed to enrol; repeatable. Default: any.
+    #[arg(
+        long = "aaguid-allow",
+        env = "COUNTERSIGN_AAGUID_ALLOW",
+        value_delimiter = ','
+    )]
+    pub aaguid_allow: Vec<String>,
+    /// authorization_details type accepted; repeatable. Default: any.
+    #[arg(long = "authorization-details-type", value_delimiter = ',')]
+    pub authorization_details_type: Vec<String>,
+    /// Webhook URL told of every new approval request.
+    #[arg(long, env = "COUNTERSIGN_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the webhook's X-Countersign-Signature header.
+    #[arg(long, env = "COUNTERSIGN_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// SMTP server URL for approver e-mails (smtp://user:pass@host:587?tls=required, or
+    /// smtps://...). E-mail is off unless set.
+    #[arg(long, env = "COUNTERSIGN_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of approver e-mails.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_SMTP_FROM",
+        default_value = "countersign@localhost"
+    )]
+    pub smtp_from: String,
+    /// Seconds a request's records are kept after it expired: until then its token can be
+    /// fetched and its evidence bundle downloaded (GET /v1/evidence/AUTH_REQ_ID); then they
+    /// are deleted (the log's entries stay).
+    #[arg(long, env = "COUNTERSIGN_REQUEST_RETENTION", default_value_t = 86400)]
+    pub request_retention: u64,
+    /// Seconds between two clean-ups of old requests.
+    #[arg(long, env = "COUNTERSIGN_CLEANUP_INTERVAL", default_value_t = 60)]
+    pub cleanup_interval: u64,
+    /// Attempts for each ping, push, webhook or e-mail delivery before giving up until the next
+    /// start (one still owed is tried again at every start: ping and push while the request is
+    /// kept, webhook and e-mail while it is open).
+    #[arg(long, env = "COUNTERSIGN_DELIVERY_ATTEMPTS", default_value_t = 10)]
+    pub delivery_attempts: u32,
+    /// Milliseconds before the first retry of a delivery; doubled for each further one, up to
+    /// 5 minutes (the defaults retry for about 4 minutes in all).
+    #[arg(long, env = "COUNTERSIGN_DELIVERY_BACKOFF_MS", default_value_t = 500)]
+    pub delivery_backoff_ms: u64,
+}
+
+impl ApprovalsArgs {
+    /// The configuration, given the address the server listens on.
+    pub fn config(&self, listen: std::net::SocketAddr) -> Result<CibaConfig, InitError> {
+        let mut c = CibaConfig::new(self.public_url.clone().unwrap_or_else(|| {
+            // A WebAuthn RP ID cannot be an IP address, so a loopback listener is published as
+            // localhost: the enrolment link printed on first start then works in a browser.
+            if listen.ip().is_loopback() {
+                format!("http://localhost:{}", listen.port())
+            } else {
+                format!("http://{listen}")
+            }
+        }));
+        if !(1..=countersign_verifier::MAX_BINDING_MESSAGE_CHARS)
+            .contains(&self.binding_message_max)
+        {
+            return Err(InitError::Config(
+                "--binding-message-max must be 1 to 256".into(),
+            ));
+        }
+        if self.min_expiry == 0
+            || self.min_expiry > self.max_expiry
+            || !(self.min_expiry..=self.max_expiry).contains(&self.default_expiry)
+        {
+            return Err(InitError::Config(
+                "expiry bounds must satisfy 0 < min <= default <= max".into(),
+            ));
+        }
+        c.binding_message_max_chars = self.binding_message_max;
+        c.min_expiry_secs = self.min_expiry;
+        c.max_expiry_secs = self.max_expiry;
+        c.default_expiry_secs = self.default_expiry;
+        c.interval_secs = self.poll_interval.max(1);
+        if !self.aaguid_allow.is_empty() {
+            let mut list = Vec::new();
+            for a in &self.aaguid_allow {
+                let b = hex::decode(a.replace('-', ""))
+                    .ok()
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        InitError::Config(format!("--aaguid-allow {a:?} is not an AAGUID"))
+                    })?;
+                list.push(b);
+            }
+            c.aaguid_allowlist = Some(list);
+        }
+        c.authorization_details_types = self.authorization_details_type.clone();
+        c.webhook_url = self.webhook_url.clone();
+        c.webhook_secret = self.webhook_secret.clone().map(Secret::new);
+        c.smtp_url = self.smtp_url.clone().map(Secret::new);
+        c.smtp_from = self.smtp_from.clone();
+        c.request_retention_secs = self.request_retention;
+        c.cleanup_interval = Duration::from_secs(self.cleanup_interval.max(1));
+        if self.delivery_attempts == 0 {
+            return Err(InitError::Config(
+                "--delivery-attempts must be at least 1".into(),
+            ));
+        }
+        c.delivery_attempts = self.delivery_attempts;
+        c.delivery_backoff = Duration::from_millis(self.delivery_backoff_ms.max(1));
+        if c.webhook_url.is_some() != c.webhook_secret.is_some() {
+            return Err(InitError::Config(
+                "--webhook-url and --webhook-secret go together".into(),
+            ));
+        }
+        Ok(c)
+    }
+}

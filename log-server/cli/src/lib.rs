@@ -1,0 +1,90 @@
+//! The `countersign` binary's library: starts the log and the approval front end on one data
+//! directory and composes their routers into one app, used by `main` and by the tests alike.
+//!
+//! Layer: the binary, the top of verifier <- log <- approvals <- binary. It may use every crate
+//! below it; none of them uses it. Flags and signals live in `main`, the admin HTTP client of
+//! every admin subcommand in [`admin_client`].
+
+pub mod admin_client;
+pub mod args;
+
+use std::sync::Arc;
+
+use axum::Router;
+use countersign_approvals::{Approvals, CibaConfig};
+use countersign_log::{InitError, LogApi};
+
+/// The whole server's router: the log's routes, and the front end's when it is on. With the
+/// front end off its paths are not routed at all (the log's JSON 404).
+pub fn app(log: LogApi, approvals: Option<Arc<Approvals>>) -> Router {
+    let router = countersign_log::router(log);
+    match approvals {
+        Some(a) => router.merge(countersign_approvals::router(a)),
+        None => router,
+    }
+}
+
+/// A started server: the log, its front end if any, and what `serve` prints.
+#[derive(Debug)]
+pub struct Server {
+    /// The log's HTTP state (its `log` is the [`countersign_log::LogHandle`]).
+    pub api: LogApi,
+    /// The approval front end, when started with one.
+    pub approvals: Option<Arc<Approvals>>,
+    /// The log's C2SP verifier key.
+    pub vkey: String,
+    /// True when this start created the admin token.
+    pub created_admin_token: bool,
+}
+
+impl Server {
+    /// Opens the log in `config.data_dir` (with the front end's column families, so a log
+    /// started without the front end can take it on later) and, given `approvals`, the front end
+    /// on it. Blocking: call from a blocking context.
+    pub fn start(
+        mut config: countersign_log::Config,
+        approvals: Option<CibaConfig>,
+    ) -> Result<Server, InitError> {
+        for cf in countersign_approvals::COLUMN_FAMILIES {
+            if !config.column_families.contains(cf) {
+                config.column_families.push(cf);
+            }
+        }
+        let started = countersign_log::start(config)?;
+        let mut api = started.api;
+        let approvals = match approvals {
+            Some(c) => {
+                let a = Approvals::open(api.log.clone(), api.admin.clone(), c)?;
+                api.add_metrics(a.clone());
+                Some(a)
+            }
+            None => None,
+        };
+        Ok(Server {
+            api,
+            approvals,
+            vkey: started.vkey,
+            created_admin_token: started.created_admin_token,
+        })
+    }
+
+    /// The composed router ([`app`]).
+    pub fn app(&self) -> Router {
+        app(self.api.clone(), self.approvals.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish and the sequencer
+    /// commit what is queued ([`countersign_log::serve`]).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.app();
+        let log = self.api.log.clone();
+        // The front end's tasks hold the log: drop ours once the server is done.
+        let result = countersign_log::serve(listener, app, log, shutdown).await;
+        drop(self);
+        result
+    }
+}

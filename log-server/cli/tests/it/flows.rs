@@ -1,0 +1,699 @@
+//! Complete flows: poll, ping and push, with tokens, evidence and the admin CLI.
+
+use std::time::Duration;
+
+use countersign_verifier::{check_execution, BundlePolicy, EvidenceBundle, TlogProof};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn discovery_and_jwks() {
+    let s = Server::start().await;
+    let v: Value = s
+        .http
+        .get(format!("{}/.well-known/openid-configuration", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["issuer"], s.url);
+    assert_eq!(
+        v["backchannel_authentication_endpoint"],
+        format!("{}/bc-authorize", s.url)
+    );
+    assert_eq!(v["token_endpoint"], format!("{}/token", s.url));
+    assert_eq!(v["jwks_uri"], format!("{}/jwks.json", s.url));
+    assert_eq!(
+        v["backchannel_token_delivery_modes_supported"],
+        json!(["poll", "ping", "push"])
+    );
+    assert_eq!(
+        v["grant_types_supported"],
+        json!(["urn:openid:params:grant-type:ciba"])
+    );
+    assert_eq!(v["id_token_signing_alg_values_supported"], json!(["EdDSA"]));
+    assert!(v["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("client_secret_basic")));
+    assert!(v["authorization_details_types_supported"].is_array());
+    let (st, jwks) = s.admin_post("/v1/admin/token-keys/rotate", json!({})).await;
+    assert_eq!(st, 200, "{jwks}");
+    assert_eq!(
+        jwks["jwks"]["keys"].as_array().unwrap().len(),
+        2,
+        "old key stays published"
+    );
+}
+
+#[tokio::test]
+async fn poll_flow_end_to_end() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-pay", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 1).await;
+    assert_eq!(s.tree_size(), 1, "the enrolment is logged");
+
+    let auth_req_id = client
+        .ask("apv_alice", &[("requested_expiry", "120")])
+        .await;
+    assert!(auth_req_id.len() >= 22, "at least 128 bits");
+    let (st, v) = client.token(&auth_req_id).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    let (st, v) = client.token(&auth_req_id).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("slow_down")), "{v}");
+
+    let request_id = alice.only_request().await;
+    let (st, page) = alice.get(&format!("/approve/requests/{request_id}")).await;
+    assert_eq!(st, 200);
+    assert!(page.contains("Pay 42.00 EUR to ACME") && page.contains("payment_initiation"));
+    let receipt = alice.decide(&request_id, "approve").await;
+    let index = receipt["log_index"].as_u64().unwrap();
+    assert_eq!(index, 1);
+    assert!(s.tree_size() >= 2);
+    assert!(alice.inbox().await.is_empty());
+
+    let (st, tokens) = client.token(&auth_req_id).await;
+    assert_eq!(st, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    let (_, at) = verify_jwt(&s, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(at["iss"], s.url);
+    assert_eq!(at["sub"], "apv_alice");
+    assert_eq!(at["aud"], "agent-pay");
+    assert_eq!(at["client_id"], "agent-pay");
+    assert_eq!(at["log_index"], index);
+    assert_eq!(at["leaf_hash"], receipt["leaf_hash"]);
+    assert_eq!(at["statement_hash"], receipt["statement_hash"]);
+    assert_eq!(at["authorization_details"][0]["creditorName"], "ACME");
+    assert!(at["jti"].is_string() && at["exp"].as_u64() > at["iat"].as_u64());
+    let (_, id) = verify_jwt(&s, tokens["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["sub"], "apv_alice");
+    assert_eq!(id["aud"], "agent-pay");
+    assert_eq!(id["urn:openid:params:jwt:claim:auth_req_id"], auth_req_id);
+    assert!(id.get("at_hash").is_none(), "at_hash only in push");
+
+    // Tokens are issued once.
+    let (st, v) = client.token(&auth_req_id).await;
+    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
+
+    // The evidence verifies offline, binds the statement, and the executor check works.
+    let (st, text) = client.evidence(&auth_req_id, None).await;
+    assert_eq!(st, 200, "{text}");
+    let bundle = EvidenceBundle::from_json(text.as_bytes()).unwrap();
+    let verified = bundle.verify(&s.vkey, &BundlePolicy::default()).unwrap();
+    assert_eq!(verified.decision_index, index);
+    assert_eq!(verified.enrolment_index, alice.enrolment_index);
+    assert_eq!(
+        hex::encode(verified.statement_hash),
+        at["statement_hash"].as_str().unwrap()
+    );
+    assert_eq!(
+        bundle.parties.as_ref().unwrap()["approver"]["email"],
+        "apv_alice@example.com"
+    );
+    check_execution(&bundle.statement, &at["authorization_details"], None).unwrap();
+    assert!(check_execution(
+        &bundle.statement,
+        &json!([{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"4200.00"},"creditorName":"ACME"}]),
+        None
+    )
+    .is_err());
+    for field in [
+        "log_origin",
+        "request_id",
+        "client_id",
+        "approver_id",
+        "scope",
+        "binding_message",
+        "authorization_details",
+        "requested_at",
+        "expires_at",
+        "decision",
+    ] {
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        let st = &mut v["statement"][field];
+        *st = match st {
+            Value::String(x) if field == "decision" => {
+                json!(if x == "approve" { "deny" } else { "approve" })
+            }
+            Value::String(x) => json!(format!("{x}x")),
+            Value::Number(n) => json!(n.as_u64().unwrap() + 1),
+            _ => {
+                json!([{"type": "payment_initiation", "instructedAmount": {"currency": "EUR", "amount": "42.01"}}])
+            }
+        };
+        let changed = EvidenceBundle::from_json(v.to_string().as_bytes()).unwrap();
+        assert!(
+            changed.verify(&s.vkey, &BundlePolicy::default()).is_err(),
+            "changing statement.{field} must break the bundle"
+        );
+    }
+    let (st, proof) = client.evidence(&auth_req_id, Some("tlog-proof")).await;
+    assert_eq!(st, 200);
+    let p = TlogProof::parse(&proof).unwrap();
+    assert_eq!(p.index, index);
+    assert_eq!(p.checkpoint, bundle.checkpoint);
+
+    // The approver's receipt page links to the same evidence.
+    let (st, body) = alice
+        .get(&format!("/approve/requests/{request_id}/evidence"))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    EvidenceBundle::from_json(body.as_bytes())
+        .unwrap()
+        .verify(&s.vkey, &BundlePolicy::default())
+        .unwrap();
+    // Another client may not fetch it.
+    let other = s.add_client("agent-other", "poll", None).await;
+    assert_eq!(other.evidence(&auth_req_id, None).await.0, 404);
+}
+
+#[tokio::test]
+async fn deny_gives_access_denied_and_login_hint_by_email() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-del", "poll", None).await;
+    let bob = s.add_approver("apv_bob", 2).await;
+    let auth_req_id = client.ask("APV_BOB@example.com", &[]).await;
+    let rid = bob.only_request().await;
+    let receipt = bob.decide(&rid, "deny").await;
+    assert_eq!(receipt["decision"], "deny");
+    let (st, v) = client.token(&auth_req_id).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
+    // A denial has evidence too.
+    let (st, text) = client.evidence(&auth_req_id, None).await;
+    assert_eq!(st, 200);
+    let b = EvidenceBundle::from_json(text.as_bytes()).unwrap();
+    assert_eq!(b.statement.decision, "deny");
+    b.verify(&s.vkey, &BundlePolicy::default()).unwrap();
+}
+
+#[tokio::test]
+async fn ping_flow() {
+    let s = Server::start().await;
+    let rx = Receiver::start().await;
+    let client = s.add_client("agent-ping", "ping", Some(&rx.url)).await;
+    let alice = s.add_approver("apv_alice", 3).await;
+    let (st, v) = client.bc_authorize("apv_alice", &[]).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let auth_req_id = client
+        .ask(
+            "apv_alice",
+            &[("client_notification_token", "ping-bearer-123")],
+        )
+        .await;
+    let (st, v) = client.token(&auth_req_id).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let (auth, body) = rx.wait(1).await;
+    assert_eq!(auth.as_deref(), Some("Bearer ping-bearer-123"));
+    assert_eq!(body, json!({"auth_req_id": auth_req_id}));
+    let (st, tokens) = client.token(&auth_req_id).await;
+    assert_eq!(st, 200, "{tokens}");
+    verify_jwt(&s, tokens["id_token"].as_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn push_flow() {
+    let s = Server::start().await;
+    let rx = Receiver::start().await;
+    let client = s.add_client("agent-push", "push", Some(&rx.url)).await;
+    let alice = s.add_approver("apv_alice", 4).await;
+
+    let approved = client
+        .ask("apv_alice", &[("client_notification_token", "push-tok")])
+        .await;
+    let (st, v) = client.token(&approved).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    let rid = alice.only_request().await;
+    let receipt = alice.decide(&rid, "approve").await;
+    let (auth, body) = rx.wait(1).await;
+    assert_eq!(auth.as_deref(), Some("Bearer push-tok"));
+    assert_eq!(body["auth_req_id"], approved);
+    let at = body["access_token"].as_str().unwrap();
+    let (_, claims) = verify_jwt(&s, at).await;
+    assert_eq!(claims["log_index"], receipt["log_index"]);
+    let (_, id) = verify_jwt(&s, body["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["urn:openid:params:jwt:claim:auth_req_id"], approved);
+    use base64::Engine;
+    use sha2::Digest;
+    let h = sha2::Sha512::digest(at.as_bytes());
+    assert_eq!(id["at_hash"], B64URL.encode(&h[..32]));
+
+    let denied = client
+        .ask("apv_alice", &[("client_notification_token", "push-tok")])
+        .await;
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "deny").await;
+    let (_, body) = rx.wait(2).await;
+    assert_eq!(body["auth_req_id"], denied);
+    assert_eq!(body["error"], "access_denied");
+
+    let expiring = client
+        .ask(
+            "apv_alice",
+            &[
+                ("client_notification_token", "push-tok"),
+                ("requested_expiry", "1"),
+            ],
+        )
+        .await;
+    let (_, body) = rx.wait(3).await;
+    assert_eq!(body["auth_req_id"], expiring);
+    assert_eq!(body["error"], "expired_token");
+    assert!(alice.inbox().await.is_empty());
+}
+
+#[tokio::test]
+async fn webhook_is_signed() {
+    let rx = Receiver::start().await;
+    let url = rx.url.clone();
+    let s = Server::start_with(move |mut c| {
+        c.webhook_url = Some(url);
+        c.webhook_secret = Some(countersign_approvals::Secret::new("hook-key"));
+        c
+    })
+    .await;
+    let client = s.add_client("agent-hook", "poll", None).await;
+    let _alice = s.add_approver("apv_alice", 5).await;
+    client.ask("apv_alice", &[]).await;
+    let (auth, body) = rx.wait(1).await;
+    let auth = auth.unwrap();
+    let mut parts = auth.splitn(3, ' ');
+    let (ts, sig, raw) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-key").unwrap();
+    mac.update(format!("{ts}.{raw}").as_bytes());
+    assert_eq!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"other-key").unwrap();
+    mac.update(format!("{ts}.{raw}").as_bytes());
+    assert_ne!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+    assert_eq!(body["type"], "approval_requested");
+    assert_eq!(body["approver_id"], "apv_alice");
+    assert_eq!(body["binding_message"], "Pay 42.00 EUR to ACME");
+}
+
+#[tokio::test]
+async fn live_inbox_gets_server_sent_events() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-sse", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 6).await;
+    let mut resp = s
+        .http
+        .get(format!("{}/approve/events", s.url))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    client.ask("apv_alice", &[]).await;
+    let rid = alice.only_request().await;
+    let mut seen = String::new();
+    while !seen.contains(&rid) {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: changed"));
+    // Without a session there is no stream.
+    let r = s
+        .http
+        .get(format!("{}/approve/events", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn pages_render_and_escape() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-ui", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 7).await;
+    client
+        .ask(
+            "apv_alice",
+            &[(
+                "authorization_details",
+                r#"[{"type":"cmd","run":"<script>alert(1)</script>"}]"#,
+            )],
+        )
+        .await;
+    let rid = alice.only_request().await;
+    let (st, inbox) = alice.get("/approve").await;
+    assert_eq!(st, 200);
+    assert!(inbox.contains(&rid) && inbox.contains("csrf-token"));
+    let (st, page) = alice.get(&format!("/approve/requests/{rid}")).await;
+    assert_eq!(st, 200);
+    assert!(!page.contains("<script>alert"), "user data is escaped");
+    assert!(page.contains("&lt;script&gt;"));
+    let r = s
+        .http
+        .get(format!("{}/approve", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(r.text().await.unwrap().contains("Sign in with a passkey"));
+    let js = s
+        .http
+        .get(format!("{}/approve/assets/app.js", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), 200);
+    let r = s
+        .http
+        .get(format!("{}/enrol/not-a-link", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+}
+
+#[tokio::test]
+async fn admin_cli_over_http() {
+    let s = Server::start().await;
+    let url = s.url.clone();
+    let dir = s.data_dir.clone();
+    let run = move |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(&args)
+            .arg("--url")
+            .arg(&url)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r([
+            "client",
+            "add",
+            "cli-agent",
+            "--secret",
+            "s3cret",
+            "--auth-method",
+            "client_secret_post",
+            "--mode",
+            "poll",
+        ]
+        .map(String::from)
+        .to_vec())
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(!out.contains("s3cret"), "a chosen secret is not echoed");
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || r(vec!["client".into(), "list".into()]))
+        .await
+        .unwrap();
+    assert!(
+        ok && out.contains("cli-agent") && out.contains("client_secret_post"),
+        "{out}"
+    );
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r([
+            "approver",
+            "add",
+            "apv_carol",
+            "--email",
+            "carol@example.com",
+        ]
+        .map(String::from)
+        .to_vec())
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains(&format!("{}/enrol/", s.url)), "{out}");
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r(vec![
+            "approver".into(),
+            "disable".into(),
+            "apv_carol".into(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r(vec!["client".into(), "remove".into(), "cli-agent".into()])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    let r = run;
+    let (ok, _) = tokio::task::spawn_blocking(move || {
+        r(vec!["client".into(), "remove".into(), "cli-agent".into()])
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "removing twice fails");
+    // The posted secret authenticates a client_secret_post client.
+    let (st, _) = s
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "post-agent", "secret": "pw", "auth_method": "client_secret_post"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let _alice = s.add_approver("apv_alice", 8).await;
+    let r = s
+        .http
+        .post(format!("{}/bc-authorize", s.url))
+        .form(&[
+            ("client_id", "post-agent"),
+            ("client_secret", "pw"),
+            ("scope", "openid"),
+            ("login_hint", "apv_alice"),
+            ("binding_message", "Deploy v2"),
+            (
+                "authorization_details",
+                r#"[{"type":"deploy","service":"api"}]"#,
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn email_notification_over_smtp() {
+    let (smtp_url, mails) = fake_smtp().await;
+    let s = Server::start_with(move |mut c| {
+        c.smtp_url = Some(countersign_approvals::Secret::new(smtp_url));
+        c.smtp_from = "approvals@countersign.test".into();
+        c
+    })
+    .await;
+    let client = s.add_client("agent-mail", "poll", None).await;
+    let _alice = s.add_approver("apv_alice", 9).await;
+    client.ask("apv_alice", &[]).await;
+    for _ in 0..200 {
+        if !mails.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mail = mails
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("an e-mail was sent");
+    assert!(mail.contains("To: apv_alice@example.com"), "{mail}");
+    assert!(mail.contains("From: approvals@countersign.test"), "{mail}");
+    assert!(
+        mail.contains("Approval requested: Pay 42.00 EUR to ACME"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains(&format!("{}/approve/requests/req_", s.url)),
+        "{mail}"
+    );
+}
+
+fn client_assertion(
+    key: &ed25519_dalek::SigningKey,
+    client_id: &str,
+    aud: &str,
+    exp_in: i64,
+    jti: &str,
+) -> String {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let h = B64URL.encode(json!({"alg": "EdDSA", "kid": "k1"}).to_string());
+    let c = B64URL.encode(
+        json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": now + exp_in, "iat": now, "jti": jti})
+            .to_string(),
+    );
+    let sig = key.sign(format!("{h}.{c}").as_bytes());
+    format!("{h}.{c}.{}", B64URL.encode(sig.to_bytes()))
+}
+
+#[tokio::test]
+async fn private_key_jwt_client() {
+    use base64::Engine;
+    let s = Server::start().await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": B64URL.encode(key.verifying_key().as_bytes())}]});
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "agent-jwt", "auth_method": "private_key_jwt", "jwks": jwks}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v.get("client_secret").is_none());
+    let (st, _) = s
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "agent-jwt2", "auth_method": "private_key_jwt"}),
+        )
+        .await;
+    assert_eq!(st, 400, "keys are required");
+    let alice = s.add_approver("apv_alice", 10).await;
+    let ask = |assertion: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/bc-authorize", s.url))
+                .form(&[
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                    ("scope", "openid"),
+                    ("login_hint", "apv_alice"),
+                    ("binding_message", "Rotate keys"),
+                    ("authorization_details", r#"[{"type":"kms","op":"rotate"}]"#),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let good = client_assertion(&key, "agent-jwt", &s.url, 60, "jti-1");
+    let (st, v) = ask(good.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
+    let (st, _) = ask(good).await;
+    assert_eq!(st, 401, "a client assertion is single-use");
+    let (st, _) = ask(client_assertion(
+        &key,
+        "agent-jwt",
+        "https://elsewhere.test",
+        60,
+        "jti-2",
+    ))
+    .await;
+    assert_eq!(st, 401, "wrong audience");
+    let (st, _) = ask(client_assertion(&key, "agent-jwt", &s.url, -5, "jti-3")).await;
+    assert_eq!(st, 401, "expired");
+    let (st, _) = ask(client_assertion(&key, "agent-jwt", &s.url, 86_400, "jti-4")).await;
+    assert_eq!(st, 401, "lifetime too long");
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let (st, _) = ask(client_assertion(&other, "agent-jwt", &s.url, 60, "jti-5")).await;
+    assert_eq!(st, 401, "signed by an unregistered key");
+    // The token endpoint takes the same authentication; Basic is refused for a key client.
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let token = client_assertion(&key, "agent-jwt", &format!("{}/token", s.url), 60, "jti-6");
+    let r = s
+        .http
+        .post(format!("{}/token", s.url))
+        .form(&[
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", token.as_str()),
+            ("grant_type", "urn:openid:params:grant-type:ciba"),
+            ("auth_req_id", auth_req_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let basic = Client {
+        id: "agent-jwt".into(),
+        secret: String::new(),
+        url: s.url.clone(),
+        http: s.http.clone(),
+    };
+    assert_eq!(basic.token(&auth_req_id).await.0, 401);
+    // Evidence with a one-time assertion in the query.
+    let ev = client_assertion(&key, "agent-jwt", &s.url, 60, "jti-7");
+    let r = s
+        .http
+        .get(format!("{}/v1/evidence/{auth_req_id}", s.url))
+        .query(&[
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", ev.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -1,0 +1,273 @@
+//! Crash test: the real binary under concurrent appends, SIGKILLed at random moments and
+//! restarted. Every acknowledged entry must be at its index with its leaf hash, every
+//! checkpoint seen before a crash must be consistent with every one after, and the tree size
+//! never decreases. `COUNTERSIGN_SOAK=1` runs many more rounds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use countersign_verifier::{verify_checkpoint, verify_consistency, Checkpoint, Hash, VerifierKey};
+use rand::Rng;
+use serde_json::json;
+
+use crate::log_common::hashes;
+use crate::process::{free_port, Process};
+
+const ARGS: [&str; 8] = [
+    "--origin",
+    "crash.test/log",
+    "--checkpoint-interval-ms",
+    "300",
+    // The policy the test passkeys sign for (`common::signed_decision`).
+    "--rp-id",
+    crate::log_common::RP_ID,
+    "--allowed-origin",
+    crate::log_common::ORIGIN,
+];
+
+#[derive(Default)]
+struct Seen {
+    acks: Vec<(u64, String)>,
+    /// How many of the acks are decisions logged in batches.
+    decisions: usize,
+    checkpoints: Vec<Checkpoint>,
+}
+
+async fn checkpoint(client: &reqwest::Client, url: &str, vkey: &VerifierKey) -> Checkpoint {
+    crate::log_common::fetch_checkpoint(client, url, vkey).await
+}
+
+/// POSTs `body` and returns the answer and its verified checkpoint if the server answered
+/// `status`; `None` if the request failed (the server may have just been killed) or was refused.
+async fn acknowledged(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+    status: u16,
+    vkey: &VerifierKey,
+) -> Option<(serde_json::Value, Checkpoint)> {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != status {
+        return None;
+    }
+    let v = r.json::<serde_json::Value>().await.ok()?;
+    let note = v["checkpoint"]
+        .as_str()
+        .expect("an acknowledgement carries its checkpoint");
+    let cp = verify_checkpoint(note.as_bytes(), vkey, &[])
+        .unwrap()
+        .checkpoint;
+    Some((v, cp))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_nothing_acknowledged() {
+    let rounds = crate::process::rounds(4, 30);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut server = Process::spawn(&dir, port, &ARGS);
+    let url = server.url.clone();
+    server.wait_ready(&client).await;
+    let admin = server.read("admin.token");
+    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
+    let public_key = hex::encode(crate::log_common::passkey(1).cose_public_key());
+    let post = |path: &str, body: serde_json::Value| {
+        let req = client
+            .post(format!("{url}{path}"))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let submitter = post("/v1/admin/submitters", json!({"name": "crash"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut deciders = Vec::new();
+    for t in 0..2u64 {
+        let approver = format!("decider-{t}");
+        let body =
+            crate::log_common::enrolment_body(&crate::log_common::passkey(100 + t), &approver);
+        let v = post("/v1/log/enrolments", body).await;
+        deciders.push((approver, v["index"].as_u64().unwrap()));
+    }
+    let mut max_size = 0u64;
+    let mut all = Seen::default();
+    let mut rng = rand::thread_rng();
+
+    for round in 0..rounds {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for t in 0..8u32 {
+            let (client, url, admin, vkey, pk) = (
+                client.clone(),
+                url.clone(),
+                admin.clone(),
+                vkey.clone(),
+                public_key.clone(),
+            );
+            let (seen, stop) = (seen.clone(), stop.clone());
+            if let Some((approver, enrol)) = deciders.get(t as usize) {
+                let (mut pk, approver, enrol) = (
+                    crate::log_common::passkey(100 + u64::from(t)),
+                    approver.clone(),
+                    *enrol,
+                );
+                let token = submitter.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let decisions: Vec<_> = (0..8)
+                            .map(|_| {
+                                n += 1;
+                                let id = ((round as u64) << 40) | (u64::from(t) << 32) | n;
+                                crate::log_common::signed_decision(
+                                    &mut pk,
+                                    &approver,
+                                    enrol,
+                                    id,
+                                    |_| {},
+                                )
+                            })
+                            .collect();
+                        let body = json!({ "decisions": decisions });
+                        let path = format!("{url}/v1/log/decisions/batch");
+                        let Some((v, cp)) =
+                            acknowledged(&client, &path, &token, &body, 200, &vkey).await
+                        else {
+                            continue;
+                        };
+                        let mut s = seen.lock().unwrap();
+                        for r in v["results"].as_array().unwrap() {
+                            if let Some(index) = r["index"].as_u64() {
+                                s.decisions += 1;
+                                s.acks
+                                    .push((index, r["leaf_hash"].as_str().unwrap().to_owned()));
+                            }
+                        }
+                        s.checkpoints.push(cp);
+                    }
+                }));
+                continue;
+            }
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let cred = format!("{round:08x}{t:08x}{n:08x}");
+                    let body = json!({
+                        "approver_id": format!("approver-{t}"),
+                        "credential_id": cred,
+                        "public_key": pk,
+                        "aaguid": "00".repeat(16),
+                        "attestation_format": "none",
+                    });
+                    let path = format!("{url}/v1/log/enrolments");
+                    let Some((v, cp)) =
+                        acknowledged(&client, &path, &admin, &body, 201, &vkey).await
+                    else {
+                        continue;
+                    };
+                    let mut s = seen.lock().unwrap();
+                    s.acks.push((
+                        v["index"].as_u64().unwrap(),
+                        v["leaf_hash"].as_str().unwrap().to_owned(),
+                    ));
+                    s.checkpoints.push(cp);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1200))).await;
+        server.kill(); // SIGKILL
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut s = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+        assert!(
+            !s.acks.is_empty(),
+            "round {round}: no appends were acknowledged"
+        );
+
+        server.restart();
+        server.wait_ready(&client).await;
+        let now = checkpoint(&client, &url, &vkey).await;
+        let seen_max = s.checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
+        assert!(
+            now.size >= seen_max && now.size >= max_size,
+            "tree size went back"
+        );
+        max_size = now.size;
+        assert!(
+            s.decisions > 0,
+            "round {round}: no batched decision was acknowledged"
+        );
+        all.decisions += s.decisions;
+        all.acks.append(&mut s.acks);
+        all.checkpoints.append(&mut s.checkpoints);
+        all.checkpoints.sort_by_key(|c| c.size);
+        all.checkpoints.dedup_by(|a, b| {
+            if a.size == b.size {
+                assert_eq!(
+                    a.root, b.root,
+                    "two checkpoints of one size with different roots"
+                );
+                true
+            } else {
+                false
+            }
+        });
+        for (index, leaf) in &all.acks {
+            let v = crate::web::get_json(&client, &format!("{url}/v1/log/entries/{index}")).await;
+            assert_eq!(
+                v["leaf_hash"].as_str(),
+                Some(leaf.as_str()),
+                "entry {index} lost or changed"
+            );
+        }
+        for old in &all.checkpoints {
+            let v: serde_json::Value = client
+                .get(format!(
+                    "{url}/v1/log/proof/consistency?first={}&second={}",
+                    old.size, now.size
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let proof: Vec<Hash> = hashes(&v["consistency_proof"]);
+            verify_consistency(old.size, now.size, &old.root, &now.root, &proof)
+                .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, now.size));
+        }
+        eprintln!(
+            "round {round}: tree size {}, {} acks ({} batched decisions), {} checkpoints checked",
+            now.size,
+            all.acks.len(),
+            all.decisions,
+            all.checkpoints.len()
+        );
+    }
+    // Graceful stop: SIGTERM lets queued appends finish and the process exit cleanly.
+    let exit = server.terminate();
+    assert!(exit.success(), "server exited with {exit}");
+    server.restart();
+    server.wait_ready(&client).await;
+    assert_eq!(checkpoint(&client, &url, &vkey).await.size, max_size);
+    server.kill();
+}

@@ -1,0 +1,21 @@
+//! Integration tests of the `countersign` binary and its composed app: whole CIBA flows (poll,
+//! ping, push) over HTTP on loopback with software passkeys, every refusal path, and the crash
+//! and restart tests that SIGKILL the real binary (the log's and the front end's).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+mod errors;
+mod flows;
+mod fuzz;
+mod layering;
+/// The log crate's test helpers (passkeys, signed decisions), for the log's crash test.
+#[allow(dead_code)]
+#[path = "../../../tests/it/common.rs"]
+mod log_common;
+mod log_crash;
+#[path = "../support/process.rs"]
+mod process;
+mod restart;
+mod store;
+#[path = "../../../tests/support/web.rs"]
+mod web;

@@ -1,0 +1,262 @@
+//! Opening a log in its data directory (keys, origin, admin token, sequencer start) and
+//! backing it up.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{InitError, StorageError};
+use crate::http::{AdminAuth, LogApi};
+use crate::log::{LogHandle, RpPolicy};
+use crate::metrics::Metrics;
+use crate::sequencer::{self, SequencerConfig};
+use crate::signer::LogSigner;
+use crate::storage::{self, Store, CF_META, META_ADMIN_HASH, META_ORIGIN, META_TREE};
+use crate::submitters::SecretToken;
+
+/// The origin a log gets when none is configured on first start.
+pub const DEFAULT_ORIGIN: &str = "localhost/countersign";
+/// File holding the log's Ed25519 seed (hex), mode 0600.
+pub const KEY_FILE: &str = "log.key";
+/// File the admin token is written to once, mode 0600.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// File holding the C2SP verifier key.
+pub const VKEY_FILE: &str = "log.vkey";
+/// Directory of the RocksDB database inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Server configuration (what `countersign serve` flags become).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Log origin; `None` keeps the stored one (or [`DEFAULT_ORIGIN`] on first start).
+    pub origin: Option<String>,
+    /// WebAuthn policy for decisions.
+    pub policy: RpPolicy,
+    /// Sequencer tunables.
+    pub sequencer: SequencerConfig,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Column families other crates keep their records in ([`crate::storage::kv`]), opened
+    /// (and created if missing) with the log's own.
+    pub column_families: Vec<&'static str>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> InitError {
+    InitError::io(what, path, e)
+}
+
+/// Writes a new file readable only by its owner; fails if it exists.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err("cannot create", path, e))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err("cannot write", path, e))
+}
+
+fn load_or_create_seed(data_dir: &Path) -> Result<[u8; 32], InitError> {
+    let path = data_dir.join(KEY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let b = hex::decode(s.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    InitError::Unusable(format!(
+                        "{} does not hold a 32-byte hex seed",
+                        path.display()
+                    ))
+                })?;
+            Ok(b)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+            write_private(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
+            Ok(seed)
+        }
+        Err(e) => Err(io_err("cannot read", &path, e)),
+    }
+}
+
+/// A started log: its HTTP state plus what `serve` prints.
+#[derive(Debug)]
+pub struct Started {
+    /// The state of [`crate::http::router`]; `api.log` is the log itself.
+    pub api: LogApi,
+    /// The C2SP verifier key.
+    pub vkey: String,
+    /// True when this start created the admin token (written to `admin.token`).
+    pub created_admin_token: bool,
+}
+
+/// Opens (first start: creates) the log in `config.data_dir` and starts its sequencer.
+pub fn start(config: Config) -> Result<Started, InitError> {
+    let dir = &config.data_dir;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err("cannot create data directory", dir, e))?;
+    let seed = load_or_create_seed(dir)?;
+    let store = Store::open_with(&dir.join(DB_DIR), &config.column_families)?;
+
+    let origin = match store.get(CF_META, META_ORIGIN)? {
+        Some(stored) => {
+            let stored = String::from_utf8(stored)
+                .map_err(|_| InitError::Unusable("stored origin is not UTF-8".into()))?;
+            if let Some(wanted) = &config.origin {
+                if *wanted != stored {
+                    return Err(InitError::Unusable(format!(
+                        "this log's origin is {stored:?}; refusing to start as {wanted:?} (an \
+                         origin never changes: start a new log in another data directory)"
+                    )));
+                }
+            }
+            stored
+        }
+        None => {
+            if store.get(CF_META, META_TREE)?.is_some() {
+                return Err(InitError::Unusable(
+                    "the store has a tree but no origin".into(),
+                ));
+            }
+            let origin = config
+                .origin
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ORIGIN.to_owned());
+            // Validate before persisting: the origin is also the key name.
+            LogSigner::new(&origin, &seed).map_err(|e| InitError::Config(e.to_string()))?;
+            let mut wb = rocksdb::WriteBatch::default();
+            wb.put_cf(store.cf(CF_META)?, META_ORIGIN, origin.as_bytes());
+            store.write_sync(wb)?;
+            origin
+        }
+    };
+    let signer =
+        Arc::new(LogSigner::new(&origin, &seed).map_err(|e| InitError::Config(e.to_string()))?);
+
+    let mut created_admin_token = false;
+    let admin_hash = match admin_hash(&store)? {
+        Some(h) => h,
+        None => {
+            let token = SecretToken::generate();
+            let path = dir.join(ADMIN_TOKEN_FILE);
+            // A crash between writing the file and storing the hash leaves a stale file.
+            if path.exists() {
+                fs::remove_file(&path).map_err(|e| io_err("cannot replace", &path, e))?;
+            }
+            write_private(&path, format!("{}\n", token.expose()).as_bytes())?;
+            let mut wb = rocksdb::WriteBatch::default();
+            wb.put_cf(store.cf(CF_META)?, META_ADMIN_HASH, token.hash());
+            store.write_sync(wb)?;
+            created_admin_token = true;
+            token.hash()
+        }
+    };
+
+    let vkey = signer.verifier_key().to_vkey();
+    let vkey_path = dir.join(VKEY_FILE);
+    fs::write(&vkey_path, format!("{vkey}\n"))
+        .map_err(|e| io_err("cannot write", &vkey_path, e))?;
+
+    let metrics = Arc::new(Metrics::new());
+    let checkpoint_interval_ms = config.sequencer.checkpoint_interval.as_millis() as u64;
+    let seq = sequencer::start(
+        store.clone(),
+        signer.clone(),
+        config.sequencer.clone(),
+        metrics.clone(),
+    )?;
+    let warm_from = Instant::now();
+    let size = seq.shared().published().size;
+    let warmed = store.warm_node_cache(size)?;
+    tracing::info!(
+        nodes = warmed,
+        ms = warm_from.elapsed().as_millis() as u64,
+        "node cache loaded"
+    );
+    let log = LogHandle {
+        store,
+        seq,
+        signer,
+        policy: Arc::new(config.policy.clone()),
+        metrics,
+    };
+    Ok(Started {
+        api: LogApi {
+            log,
+            admin: AdminAuth::new(admin_hash),
+            data_dir: config.data_dir.clone(),
+            max_body_bytes: config.max_body_bytes,
+            checkpoint_interval_ms,
+            metrics_sources: Vec::new(),
+        },
+        vkey,
+        created_admin_token,
+    })
+}
+
+/// Makes a consistent copy of a log into `to` (which must not exist): a RocksDB checkpoint of
+/// the database (hard links where possible, taken while serving) and the key files. Returns the
+/// tree size of the copy. The admin token's plain text is not copied.
+pub fn backup_store(store: &Store, data_dir: &Path, to: &Path) -> Result<u64, InitError> {
+    if to.exists() {
+        return Err(InitError::Config(format!(
+            "{} already exists",
+            to.display()
+        )));
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .map_err(|e| io_err("cannot create", to, e))?;
+    let cp = rocksdb::checkpoint::Checkpoint::new(store.db())
+        .map_err(|e| InitError::Storage(StorageError(format!("checkpoint: {e}"))))?;
+    cp.create_checkpoint(to.join(DB_DIR))
+        .map_err(|e| InitError::Storage(StorageError(format!("checkpoint: {e}"))))?;
+    for name in [KEY_FILE, VKEY_FILE] {
+        let src = data_dir.join(name);
+        let bytes = fs::read(&src).map_err(|e| io_err("cannot read", &src, e))?;
+        let dst = to.join(name);
+        if name == KEY_FILE {
+            write_private(&dst, &bytes)?;
+        } else {
+            fs::write(&dst, bytes).map_err(|e| io_err("cannot write", &dst, e))?;
+        }
+    }
+    let backup = Store::open(&to.join(DB_DIR))?;
+    let size = backup
+        .get(CF_META, META_TREE)?
+        .map(|v| storage::decode_tree(&v).map(|(s, _)| s))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(size)
+}
+
+/// Backs up a stopped log's data directory (fails if a server holds the database lock).
+pub fn backup_offline(data_dir: &Path, to: &Path) -> Result<u64, InitError> {
+    let store = Store::open(&data_dir.join(DB_DIR))?;
+    backup_store(&store, data_dir, to)
+}
+
+/// Reads the admin token hash from the store.
+fn admin_hash(store: &Store) -> Result<Option<[u8; 32]>, StorageError> {
+    store
+        .get(CF_META, META_ADMIN_HASH)?
+        .map(|v| {
+            v.try_into()
+                .map_err(|_| StorageError("admin token hash is not 32 bytes".into()))
+        })
+        .transpose()
+}

@@ -1,0 +1,525 @@
+//! The in-process write API: checks an enrolment or a signed decision with the verifier crate,
+//! builds the entry (the log sets `time_ms` and copies the enrolled public key), and hands it to
+//! the sequencer. The HTTP layer and the approval front end both call [`LogHandle`].
+
+use std::sync::Arc;
+
+use countersign_verifier::{
+    challenge, check_sign_count, leaf_hash, parse_cose_key, sha256, verify_assertion, Assertion,
+    AssertionPolicy, Decision, Enrolment, Entry, Hash, PublicKey, SignedDecision,
+};
+
+use crate::error::{AppendError, RefusalReason};
+use crate::metrics::Metrics;
+use crate::proofs::{inclusion_proof, ProofRequestError};
+use crate::sequencer::{now_ms, AppendKind, Appended, Published, SequencerHandle};
+use crate::signer::LogSigner;
+use crate::storage::{StorageError, Store};
+
+/// The relying-party policy decisions are checked under.
+#[derive(Clone, Debug)]
+pub struct RpPolicy {
+    /// WebAuthn RP ID.
+    pub rp_id: String,
+    /// Origins the approval page may run on.
+    pub allowed_origins: Vec<String>,
+    /// Whether the UV flag is required.
+    pub require_user_verification: bool,
+}
+
+/// An enrolment to log (the log adds the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolmentRequest {
+    /// Opaque approver id.
+    pub approver_id: String,
+    /// WebAuthn credential id.
+    pub credential_id: Vec<u8>,
+    /// COSE_Key public key.
+    pub public_key: Vec<u8>,
+    /// Authenticator AAGUID.
+    pub aaguid: [u8; 16],
+    /// Attestation statement format (`none`, `packed`, ...).
+    pub attestation_format: String,
+}
+
+/// A signed decision to check and log (the log adds the key and the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionRequest {
+    /// Approve or deny.
+    pub decision: Decision,
+    /// SHA-256 of the canonical statement.
+    pub statement_hash: [u8; 32],
+    /// The 32-byte nonce.
+    pub nonce: [u8; 32],
+    /// Opaque approver id.
+    pub approver_id: String,
+    /// Credential id.
+    pub credential_id: Vec<u8>,
+    /// WebAuthn authenticatorData.
+    pub authenticator_data: Vec<u8>,
+    /// WebAuthn clientDataJSON.
+    pub client_data_json: Vec<u8>,
+    /// Assertion signature.
+    pub signature: Vec<u8>,
+    /// Leaf index of the credential's enrolment.
+    pub enrolment_index: u64,
+}
+
+/// An entry with its inclusion proof.
+#[derive(Clone, Debug)]
+pub struct ProvedEntry {
+    /// Leaf index.
+    pub index: u64,
+    /// The entry bytes.
+    pub entry: Vec<u8>,
+    /// The inclusion proof against [`ProvedEntries::checkpoint`].
+    pub proof: Vec<Hash>,
+}
+
+/// Entries proved against one checkpoint ([`LogHandle::prove_entries`]).
+#[derive(Clone, Debug)]
+pub struct ProvedEntries {
+    /// The checkpoint every proof is against.
+    pub checkpoint: Published,
+    /// The entries, in the order asked.
+    pub entries: Vec<ProvedEntry>,
+}
+
+/// Handle on a running log: cheap to clone, usable from any task. The only way other crates
+/// append to the log or read it: every read here stays within the published tree.
+#[derive(Clone, Debug)]
+pub struct LogHandle {
+    pub(crate) store: Store,
+    pub(crate) seq: SequencerHandle,
+    pub(crate) signer: Arc<LogSigner>,
+    pub(crate) policy: Arc<RpPolicy>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+fn storage_failed(e: impl std::fmt::Display) -> AppendError {
+    tracing::error!(error = %e, "storage read failed");
+    AppendError::Storage
+}
+
+/// The replay key of an assertion: the credential and the exact client data it signed (which
+/// holds the challenge). Signature bytes are left out on purpose: ECDSA signatures are
+/// malleable, and a re-encoded signature must not make a replay look new.
+pub fn assertion_key(credential_id: &[u8], client_data_json: &[u8]) -> [u8; 32] {
+    let mut m = Vec::with_capacity(40 + credential_id.len() + client_data_json.len());
+    m.extend_from_slice(b"countersign/assertion/v1\0");
+    m.extend_from_slice(&(credential_id.len() as u32).to_be_bytes());
+    m.extend_from_slice(credential_id);
+    m.extend_from_slice(client_data_json);
+    sha256(&m)
+}
+
+impl LogHandle {
+    /// The store (read-only use).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The sequencer handle.
+    pub fn sequencer(&self) -> &SequencerHandle {
+        &self.seq
+    }
+
+    /// The signer's public identity.
+    pub fn signer(&self) -> &LogSigner {
+        &self.signer
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The RP policy.
+    pub fn policy(&self) -> &RpPolicy {
+        &self.policy
+    }
+
+    /// The latest published checkpoint: its size, root and signed note, one snapshot.
+    pub fn published(&self) -> Published {
+        self.seq.shared().published()
+    }
+
+    /// Where the decision made with assertion `key` ([`assertion_key`]) is in the published
+    /// tree: its leaf index and leaf hash. `None` when no published leaf holds it.
+    pub fn find_assertion(&self, key: &[u8; 32]) -> Result<Option<(u64, Hash)>, StorageError> {
+        let size = self.published().size;
+        match self.store.assertion_index(key)? {
+            Some(index) if index < size => {
+                let leaf = self.store.nodes(&[(0, index)])?;
+                Ok(leaf.first().map(|h| (index, *h)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The enrolment of a credential in the published tree: its leaf index and the decoded
+    /// entry. `None` when the credential is not enrolled (or not yet published).
+    pub fn enrolment_of(
+        &self,
+        credential_id: &[u8],
+    ) -> Result<Option<(u64, Enrolment)>, StorageError> {
+        let size = self.published().size;
+        let Some((index, _)) = self.store.credential(credential_id)? else {
+            return Ok(None);
+        };
+        if index >= size {
+            return Ok(None);
+        }
+        let entry = self
+            .store
+            .entry(index)?
+            .ok_or_else(|| StorageError("enrolment entry missing below the tree size".into()))?;
+        match Entry::decode(&entry) {
+            Ok(Entry::Enrolment(e)) => Ok(Some((index, e))),
+            _ => Err(StorageError(format!(
+                "the credential's entry {index} is not an enrolment"
+            ))),
+        }
+    }
+
+    /// The entries at `indexes` with inclusion proofs against one published checkpoint (the
+    /// latest), so that every proof checks against the same signed root.
+    pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
+        let checkpoint = self.published();
+        let mut entries = Vec::with_capacity(indexes.len());
+        for &index in indexes {
+            if index >= checkpoint.size {
+                return Err(ProofRequestError::OutOfRange(
+                    "the entry is beyond the published tree",
+                ));
+            }
+            let entry = self
+                .store
+                .entry(index)?
+                .ok_or_else(|| StorageError("entry missing below the tree size".into()))?;
+            let proof = inclusion_proof(&self.store, index, checkpoint.size)?;
+            entries.push(ProvedEntry {
+                index,
+                entry,
+                proof,
+            });
+        }
+        Ok(ProvedEntries {
+            checkpoint,
+            entries,
+        })
+    }
+
+    /// Logs an enrolment. The same credential enrolled identically again returns the original
+    /// leaf; the same credential id with another approver, key, AAGUID or format is a 409.
+    pub async fn append_enrolment(&self, req: EnrolmentRequest) -> Result<Appended, AppendError> {
+        parse_cose_key(&req.public_key).map_err(|e| {
+            AppendError::refused(RefusalReason::InvalidPublicKey, format!("public_key: {e}"))
+        })?;
+        let entry = Entry::Enrolment(Enrolment {
+            approver_id: req.approver_id,
+            credential_id: req.credential_id.clone(),
+            public_key: req.public_key,
+            aaguid: req.aaguid,
+            attestation_format: req.attestation_format,
+            time_ms: now_ms(),
+        })
+        .encode()
+        .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
+        let leaf = leaf_hash(&entry);
+        self.seq
+            .append(
+                entry,
+                leaf,
+                AppendKind::Enrolment {
+                    credential_id: req.credential_id,
+                },
+            )
+            .await
+    }
+
+    /// Checks and logs a signed decision: the enrolment must be in this log for the same approver
+    /// and credential, and the assertion must verify over `nonce || statement_hash` under the
+    /// log's RP policy and the sign-count rule. A replay of a logged assertion returns the
+    /// original leaf.
+    pub async fn append_decision(&self, req: DecisionRequest) -> Result<Appended, AppendError> {
+        match self.check_decision(req, &mut Enrolments::default())? {
+            Checked::Logged(a) => Ok(a),
+            Checked::New(entry, leaf, kind) => self.seq.append(entry, leaf, kind).await,
+        }
+    }
+
+    /// [`LogHandle::append_decision`] for many decisions at once (`POST
+    /// /v1/log/decisions/batch`): each is checked and decided on its own, one result per
+    /// decision, in order; the checked ones go to the sequencer together and the caller waits
+    /// once. A decision that fails a check gets its error and nothing is written for it; the
+    /// others are not affected. One the caller already refused (`Err`, say it did not parse)
+    /// keeps its place and its error.
+    pub async fn append_decisions(
+        &self,
+        reqs: Vec<Result<DecisionRequest, AppendError>>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        // The checks are CPU work (a signature each): they run on the blocking pool, so a large
+        // batch does not hold up the other requests of its runtime worker, split into one part
+        // per core. Decisions of one part often share an enrolment: it is read and its key
+        // parsed once per part.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let part = reqs.len().div_ceil(cores).max(MIN_CHECK_PART);
+        let mut parts = Vec::new();
+        let mut reqs = reqs.into_iter().peekable();
+        while reqs.peek().is_some() {
+            let chunk: Vec<_> = reqs.by_ref().take(part).collect();
+            let log = self.clone();
+            let n = chunk.len();
+            let task = tokio::task::spawn_blocking(move || {
+                let mut enrolments = Enrolments::default();
+                chunk
+                    .into_iter()
+                    .map(|r| r.and_then(|r| log.check_decision(r, &mut enrolments)))
+                    .collect::<Vec<_>>()
+            });
+            parts.push((n, task));
+        }
+        let mut checked = Vec::new();
+        for (n, task) in parts {
+            match task.await {
+                Ok(c) => checked.extend(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "a decision check task failed");
+                    checked.extend((0..n).map(|_| Err(AppendError::Storage)));
+                }
+            }
+        }
+        self.append_checked(checked).await
+    }
+
+    /// Hands the new entries among `checked` to the sequencer together and answers one result
+    /// per item, in order.
+    async fn append_checked(
+        &self,
+        checked: Vec<Result<Checked, AppendError>>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let mut out = Vec::with_capacity(checked.len());
+        let mut items = Vec::new();
+        for c in checked {
+            out.push(match c {
+                Ok(Checked::New(entry, leaf, kind)) => {
+                    items.push((entry, leaf, kind));
+                    None
+                }
+                Ok(Checked::Logged(a)) => Some(Ok(a)),
+                Err(e) => Some(Err(e)),
+            });
+        }
+        let mut appended = self.seq.append_many(items).await.into_iter();
+        out.into_iter()
+            .map(|r| {
+                r.or_else(|| appended.next())
+                    .unwrap_or(Err(AppendError::ShuttingDown))
+            })
+            .collect()
+    }
+
+    /// Everything [`LogHandle::append_decision`] checks before the sequencer: the enrolment,
+    /// the assertion, the replay index and the sign count. Reads only.
+    fn check_decision(
+        &self,
+        req: DecisionRequest,
+        enrolments: &mut Enrolments,
+    ) -> Result<Checked, AppendError> {
+        let published = self.seq.shared().published();
+        if req.enrolment_index >= published.size {
+            return Err(AppendError::refused(
+                RefusalReason::UnknownEnrolment,
+                "enrolment_index is not in the log",
+            ));
+        }
+        let (enrolment, key) = enrolments.get(&self.store, req.enrolment_index)?;
+        if enrolment.approver_id != req.approver_id || enrolment.credential_id != req.credential_id
+        {
+            return Err(AppendError::refused(
+                RefusalReason::EnrolmentMismatch,
+                "the enrolment at enrolment_index is for another approver or credential",
+            ));
+        }
+        let Some((_, stored_count)) = self
+            .store
+            .credential(&req.credential_id)
+            .map_err(storage_failed)?
+        else {
+            return Err(AppendError::refused(
+                RefusalReason::UnknownCredential,
+                "the credential is not enrolled in this log",
+            ));
+        };
+        let origins: Vec<&str> = self
+            .policy
+            .allowed_origins
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let ch = challenge(&req.nonce, &req.statement_hash);
+        let assertion = Assertion {
+            authenticator_data: &req.authenticator_data,
+            client_data_json: &req.client_data_json,
+            signature: &req.signature,
+        };
+        // The sign count is checked below, after the replay lookup: a replay legitimately
+        // carries an old counter and must get the original entry back, not an error.
+        let verified = verify_assertion(
+            key,
+            &assertion,
+            &ch,
+            &AssertionPolicy {
+                rp_id: &self.policy.rp_id,
+                allowed_origins: &origins,
+                require_user_verification: self.policy.require_user_verification,
+                stored_sign_count: None,
+            },
+        )
+        .map_err(|e| AppendError::refused(RefusalReason::InvalidAssertion, e.to_string()))?;
+        let akey = assertion_key(&req.credential_id, &req.client_data_json);
+        if let Some(index) = self.store.assertion_index(&akey).map_err(storage_failed)? {
+            // Covered by the published checkpoint: assertion index entries are only visible
+            // after their batch committed.
+            let published = self.seq.shared().published();
+            let original = self
+                .store
+                .entry(index)
+                .map_err(storage_failed)?
+                .ok_or(AppendError::Storage)?;
+            self.metrics.deduplicated.inc();
+            return Ok(Checked::Logged(Appended {
+                index,
+                leaf_hash: leaf_hash(&original),
+                tree_size: published.size,
+                checkpoint: published.note,
+                existing: true,
+            }));
+        }
+        let count = verified.sign_count;
+        check_sign_count(stored_count, count)
+            .map_err(|e| AppendError::refused(RefusalReason::SignCount, e.to_string()))?;
+        let entry = Entry::Decision(SignedDecision {
+            decision: req.decision,
+            statement_hash: req.statement_hash,
+            nonce: req.nonce,
+            approver_id: req.approver_id,
+            credential_id: req.credential_id.clone(),
+            public_key: enrolment.public_key.clone(),
+            authenticator_data: req.authenticator_data,
+            client_data_json: req.client_data_json,
+            signature: req.signature,
+            time_ms: now_ms(),
+            enrolment_index: req.enrolment_index,
+        })
+        .encode()
+        .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
+        let leaf = leaf_hash(&entry);
+        Ok(Checked::New(
+            entry,
+            leaf,
+            AppendKind::Decision {
+                assertion_key: akey,
+                credential_id: req.credential_id,
+                enrolment_index: req.enrolment_index,
+                sign_count: count,
+            },
+        ))
+    }
+
+    /// Appends an entry the caller has already checked (benchmarks, imports). Enrolments and
+    /// decisions still get the sequencer's conflict, replay and sign-count checks.
+    pub async fn append_verified_entry(&self, entry: Vec<u8>) -> Result<Appended, AppendError> {
+        let (entry, leaf, kind) = verified_item(entry)?;
+        self.seq.append(entry, leaf, kind).await
+    }
+
+    /// [`LogHandle::append_verified_entry`] for many entries at once (imports, and the
+    /// in-process benchmark, which hands the log the same 256-entry groups the raw RocksDB
+    /// ceiling writes): one result per entry, in order, each decided on its own.
+    pub async fn append_verified_entries(
+        &self,
+        entries: Vec<Vec<u8>>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let checked = entries
+            .into_iter()
+            .map(|e| verified_item(e).map(|(entry, leaf, kind)| Checked::New(entry, leaf, kind)))
+            .collect();
+        self.append_checked(checked).await
+    }
+}
+
+/// Fewer decisions than this are checked in one task: below it, handing work to another thread
+/// costs more than it saves.
+const MIN_CHECK_PART: usize = 16;
+
+/// Enrolments read while checking decisions, with their parsed keys. Logged entries never
+/// change, so what is read once holds for the whole batch.
+#[derive(Default)]
+struct Enrolments(Vec<(u64, Enrolment, PublicKey)>);
+
+impl Enrolments {
+    fn get(&mut self, store: &Store, index: u64) -> Result<(&Enrolment, &PublicKey), AppendError> {
+        let at = match self.0.iter().position(|(i, _, _)| *i == index) {
+            Some(at) => at,
+            None => {
+                let enrolment = match store.entry(index).map_err(storage_failed)? {
+                    Some(bytes) => match Entry::decode(&bytes) {
+                        Ok(Entry::Enrolment(e)) => e,
+                        _ => {
+                            return Err(AppendError::refused(
+                                RefusalReason::NotAnEnrolment,
+                                "the entry at enrolment_index is not an enrolment",
+                            ))
+                        }
+                    },
+                    None => return Err(AppendError::Storage),
+                };
+                let key = enrolment.key().map_err(|e| {
+                    AppendError::refused(RefusalReason::InvalidPublicKey, e.to_string())
+                })?;
+                self.0.push((index, enrolment, key));
+                self.0.len() - 1
+            }
+        };
+        let (_, e, k) = &self.0[at];
+        Ok((e, k))
+    }
+}
+
+/// A decision that passed its checks: already in the log (a replay), or a new entry for the
+/// sequencer.
+enum Checked {
+    Logged(Appended),
+    New(Vec<u8>, Hash, AppendKind),
+}
+
+/// What the sequencer needs of an already-checked entry: its kind (for dedup, replays and sign
+/// counts) and its leaf hash.
+fn verified_item(entry: Vec<u8>) -> Result<(Vec<u8>, Hash, AppendKind), AppendError> {
+    let kind = match Entry::decode(&entry) {
+        Ok(Entry::Enrolment(e)) => AppendKind::Enrolment {
+            credential_id: e.credential_id,
+        },
+        Ok(Entry::Decision(d)) => {
+            let mut c = [0u8; 4];
+            c.copy_from_slice(&d.authenticator_data[33..37]);
+            AppendKind::Decision {
+                assertion_key: assertion_key(&d.credential_id, &d.client_data_json),
+                credential_id: d.credential_id,
+                enrolment_index: d.enrolment_index,
+                sign_count: u32::from_be_bytes(c),
+            }
+        }
+        Ok(Entry::Revocation(_)) => AppendKind::Other,
+        Err(e) => {
+            return Err(AppendError::refused(
+                RefusalReason::InvalidEntry,
+                e.to_string(),
+            ))
+        }
+    };
+    let leaf = leaf_hash(&entry);
+    Ok((entry, leaf, kind))
+}
