@@ -2,31 +2,22 @@
 //! backing it up.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::datadir::{
+    write_private, ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN, KEY_FILE, VKEY_FILE,
+};
 use crate::error::{InitError, StorageError};
 use crate::http::{AdminAuth, LogApi};
 use crate::log::{LogHandle, RpPolicy};
 use crate::metrics::Metrics;
 use crate::sequencer::{self, SequencerConfig};
 use crate::signer::LogSigner;
-use crate::storage::{self, Store, CF_META, META_ADMIN_HASH, META_ORIGIN, META_TREE};
+use crate::storage::{Store, CF_META, META_ADMIN_HASH, META_ORIGIN, META_TREE};
 use crate::submitters::SecretToken;
-
-/// The origin a log gets when none is configured on first start.
-pub const DEFAULT_ORIGIN: &str = "localhost/countersign";
-/// File holding the log's Ed25519 seed (hex), mode 0600.
-pub const KEY_FILE: &str = "log.key";
-/// File the admin token is written to once, mode 0600.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-/// File holding the C2SP verifier key.
-pub const VKEY_FILE: &str = "log.vkey";
-/// Directory of the RocksDB database inside the data directory.
-pub const DB_DIR: &str = "db";
 
 /// Server configuration (what `countersign serve` flags become).
 #[derive(Clone, Debug)]
@@ -44,23 +35,6 @@ pub struct Config {
     /// Column families other crates keep their records in ([`crate::storage::kv`]), opened
     /// (and created if missing) with the log's own.
     pub column_families: Vec<&'static str>,
-}
-
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> InitError {
-    InitError::io(what, path, e)
-}
-
-/// Writes a new file readable only by its owner; fails if it exists.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io_err("cannot create", path, e))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err("cannot write", path, e))
 }
 
 fn load_or_create_seed(data_dir: &Path) -> Result<[u8; 32], InitError> {
@@ -84,7 +58,7 @@ fn load_or_create_seed(data_dir: &Path) -> Result<[u8; 32], InitError> {
             write_private(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
             Ok(seed)
         }
-        Err(e) => Err(io_err("cannot read", &path, e)),
+        Err(e) => Err(InitError::io("cannot read", &path, e)),
     }
 }
 
@@ -106,7 +80,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| io_err("cannot create data directory", dir, e))?;
+        .map_err(|e| InitError::io("cannot create data directory", dir, e))?;
     let seed = load_or_create_seed(dir)?;
     let store = Store::open_with(&dir.join(DB_DIR), &config.column_families)?;
 
@@ -153,7 +127,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
             let path = dir.join(ADMIN_TOKEN_FILE);
             // A crash between writing the file and storing the hash leaves a stale file.
             if path.exists() {
-                fs::remove_file(&path).map_err(|e| io_err("cannot replace", &path, e))?;
+                fs::remove_file(&path).map_err(|e| InitError::io("cannot replace", &path, e))?;
             }
             write_private(&path, format!("{}\n", token.expose()).as_bytes())?;
             let mut wb = rocksdb::WriteBatch::default();
@@ -167,7 +141,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
     let vkey = signer.verifier_key().to_vkey();
     let vkey_path = dir.join(VKEY_FILE);
     fs::write(&vkey_path, format!("{vkey}\n"))
-        .map_err(|e| io_err("cannot write", &vkey_path, e))?;
+        .map_err(|e| InitError::io("cannot write", &vkey_path, e))?;
 
     let metrics = Arc::new(Metrics::new());
     let checkpoint_interval_ms = config.sequencer.checkpoint_interval.as_millis() as u64;
@@ -204,50 +178,6 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         vkey,
         created_admin_token,
     })
-}
-
-/// Makes a consistent copy of a log into `to` (which must not exist): a RocksDB checkpoint of
-/// the database (hard links where possible, taken while serving) and the key files. Returns the
-/// tree size of the copy. The admin token's plain text is not copied.
-pub fn backup_store(store: &Store, data_dir: &Path, to: &Path) -> Result<u64, InitError> {
-    if to.exists() {
-        return Err(InitError::Config(format!(
-            "{} already exists",
-            to.display()
-        )));
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(to)
-        .map_err(|e| io_err("cannot create", to, e))?;
-    let cp = rocksdb::checkpoint::Checkpoint::new(store.db())
-        .map_err(|e| InitError::Storage(StorageError(format!("checkpoint: {e}"))))?;
-    cp.create_checkpoint(to.join(DB_DIR))
-        .map_err(|e| InitError::Storage(StorageError(format!("checkpoint: {e}"))))?;
-    for name in [KEY_FILE, VKEY_FILE] {
-        let src = data_dir.join(name);
-        let bytes = fs::read(&src).map_err(|e| io_err("cannot read", &src, e))?;
-        let dst = to.join(name);
-        if name == KEY_FILE {
-            write_private(&dst, &bytes)?;
-        } else {
-            fs::write(&dst, bytes).map_err(|e| io_err("cannot write", &dst, e))?;
-        }
-    }
-    let backup = Store::open(&to.join(DB_DIR))?;
-    let size = backup
-        .get(CF_META, META_TREE)?
-        .map(|v| storage::decode_tree(&v).map(|(s, _)| s))
-        .transpose()?
-        .unwrap_or(0);
-    Ok(size)
-}
-
-/// Backs up a stopped log's data directory (fails if a server holds the database lock).
-pub fn backup_offline(data_dir: &Path, to: &Path) -> Result<u64, InitError> {
-    let store = Store::open(&data_dir.join(DB_DIR))?;
-    backup_store(&store, data_dir, to)
 }
 
 /// Reads the admin token hash from the store.

@@ -12,6 +12,8 @@
 //! [`signer`], [`proofs`], [`tiles`], [`submitters`], [`metrics`], [`error`] (typed errors),
 //! and [`http`] (the log's router, the one `ApiError` and the shared extractors).
 
+pub mod backup;
+pub mod datadir;
 pub mod error;
 pub mod http;
 pub mod init;
@@ -24,13 +26,12 @@ pub mod storage;
 pub mod submitters;
 pub mod tiles;
 
+pub use backup::{backup_offline, backup_store};
+pub use datadir::{ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN, KEY_FILE, VKEY_FILE};
 pub use error::{AppendError, InitError, RefusalReason, StorageError};
 pub use http::{
     router, serve, ApiError, LogApi, MetricsSource, DEFAULT_MAX_BODY_BYTES, MAX_BATCH_DECISIONS,
 };
-pub use init::{
-    backup_offline, backup_store, start, Config, Started, ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN,
-    KEY_FILE, VKEY_FILE,
-};
+pub use init::{start, Config, Started};
 pub use log::{DecisionRequest, EnrolmentRequest, LogHandle, RpPolicy};
 pub use sequencer::{now_ms, Appended, Published, SequencerConfig};

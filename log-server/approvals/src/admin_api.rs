@@ -12,8 +12,11 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::ciba::clients::{hash_secret, MAX_CREDENTIAL_CHARS};
+use crate::state::Approvals;
 use crate::store::{ApproverRecord, AuthMethod, ClientRecord, DeliveryMode, EnrolmentLink};
-use crate::{now_secs, ApiError, Approvals, Secret};
+use crate::util::now_secs;
+use crate::util::Secret;
+use countersign_log::ApiError;
 
 use countersign_log::http::{Body, PathParam};
 

@@ -1,6 +1,6 @@
 //! Clean-up of old requests. A request's records (`r/`, `q/`, `p/` and its `x/` index key) are
 //! deleted once it expired more than the retention window ago
-//! ([`CibaConfig::request_retention_secs`](crate::CibaConfig::request_retention_secs), default
+//! ([`CibaConfig::request_retention_secs`](crate::config::CibaConfig::request_retention_secs), default
 //! 24 hours; a request whose decision is still being recorded gets [`DECIDING_GRACE_SECS`]
 //! more); until then its token can be fetched (once) and its evidence bundle fetched from
 //! `GET /v1/evidence/<auth_req_id>`. A decision is made before
@@ -9,7 +9,7 @@
 //! in it for good, and anyone holding an evidence bundle can still verify it.
 //!
 //! A background task ([`start`]) sweeps every
-//! [`CibaConfig::cleanup_interval`](crate::CibaConfig::cleanup_interval): it walks the `x/` index
+//! [`CibaConfig::cleanup_interval`](crate::config::CibaConfig::cleanup_interval): it walks the `x/` index
 //! (ordered by expiry) up to the cut-off and deletes in small batches, each under the records'
 //! locks, so a sweep never competes with the requests still in use. Stores written before the
 //! index existed are indexed once, by the first sweep.
@@ -17,15 +17,15 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::state::Approvals;
 use crate::store::{
     Batch, CibaStore, Durability, RequestRecord, RequestStatus, EXPIRY_INDEX_MARKER, EXPIRY_PREFIX,
 };
-use crate::{now_secs, Approvals};
+use crate::util::now_secs;
 use countersign_log::storage::StorageError;
 
-/// How long after its expiry a claimed request may still be getting its decision recorded
-/// (the token endpoint reads a claim older than this as expired).
-pub const DECIDING_GRACE_SECS: u64 = 60;
+use crate::config::DECIDING_GRACE_SECS;
+
 /// Requests deleted per write batch.
 const BATCH: usize = 128;
 /// Pause between two batches of one sweep, so a backlog does not crowd out requests.

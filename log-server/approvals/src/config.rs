@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use crate::Secret;
+use crate::util::Secret;
+
+/// How long after its expiry a claimed request may still be getting its decision recorded
+/// (the token endpoint reads a claim older than this as expired; clean-up leaves it alone).
+pub const DECIDING_GRACE_SECS: u64 = 60;
 
 /// Longest wait between two attempts of a delivery.
 pub const MAX_DELIVERY_BACKOFF: Duration = Duration::from_secs(300);

@@ -19,9 +19,12 @@ use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty};
 use serde_json::json;
 
 use crate::ciba::clients;
+use crate::state::Approvals;
+use crate::store::CibaStore;
 use crate::store::{RequestRecord, RequestStatus};
-use crate::{ApiError, Approvals, CibaStore, Secret};
+use crate::util::Secret;
 use countersign_log::http::PathParam;
+use countersign_log::ApiError;
 
 pub(crate) fn routes() -> Router<Arc<Approvals>> {
     Router::new()
@@ -162,6 +165,6 @@ async fn by_request_id_approver(
     let session = crate::passkeys::session_of(c, &headers).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
     })?;
-    let (_, r) = crate::passkeys::own_request(c, &session.approver_id, &request_id)?;
+    let (_, r) = crate::inbox::own_request(c, &session.approver_id, &request_id)?;
     answer(build_bundle(c, &r)?, &q)
 }

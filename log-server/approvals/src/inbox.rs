@@ -1,78 +1,312 @@
-//! The live inbox: which approver's open pages to wake when one of their requests changes.
+//! The approver's inbox: open requests, a request's detail, and the decision (start: the
+//! challenge over the statement; finish: the assertion, handed to [`crate::request::decide`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use countersign_log::http::{Body, PathParam};
+use countersign_verifier::{challenge, Decision};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
-/// Live inbox streams, one broadcast channel per approver with an inbox open: a change wakes
-/// only that approver's streams (the request id is the message), not every open inbox.
-#[derive(Debug, Default)]
-pub(crate) struct InboxChannels(Mutex<HashMap<String, broadcast::Sender<String>>>);
+use crate::passkeys::{
+    append_error, change_session_and_approver, session_of, unauthorized, AssertionCredential,
+    CEREMONY_TTL,
+};
+use crate::request::{self, DecideError, DecideRequest, TransitionError};
+use crate::state::Approvals;
+use crate::store::{Batch, CibaStore, RequestRecord, RequestStatus};
+use crate::util::{now_secs, same_id, B64URL};
+use countersign_log::ApiError;
 
-impl InboxChannels {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<String>>> {
-        match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
+/// The inbox's routes.
+pub(crate) fn routes() -> Router<Arc<Approvals>> {
+    Router::new()
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/requests/{request_id}", get(request_detail))
+        .route("/v1/requests/{request_id}/decide/start", post(decide_start))
+        .route(
+            "/v1/requests/{request_id}/decide/finish",
+            post(decide_finish),
+        )
+}
 
-    /// A receiver of this approver's changes.
-    pub(crate) fn subscribe(&self, approver_id: &str) -> broadcast::Receiver<String> {
-        let mut map = self.map();
-        // Channels whose streams have all ended go here (a stream lives a few minutes).
-        map.retain(|_, tx| tx.receiver_count() > 0);
-        map.entry(approver_id.to_owned())
-            .or_insert_with(|| broadcast::channel(64).0)
-            .subscribe()
-    }
+/// What the approver sees of a request.
+pub(crate) fn request_view(r: &RequestRecord) -> Value {
+    json!({
+        "request_id": r.request_id,
+        "client_id": r.statement.client_id,
+        "binding_message": r.statement.binding_message,
+        "scope": r.statement.scope,
+        "authorization_details": r.statement.authorization_details,
+        "requested_at": r.statement.requested_at,
+        "expires_at": r.statement.expires_at,
+        "status": effective_status(r),
+        "decision": r.decision.as_ref().map(|d| json!({
+            "log_index": d.index,
+            "leaf_hash": d.leaf_hash,
+            "statement_hash": d.statement_hash,
+            "decided_at": d.decided_at,
+        })),
+    })
+}
 
-    /// Tells this approver's open streams, if any, that a request changed.
-    pub(crate) fn send(&self, approver_id: &str, request_id: &str) {
-        let mut map = self.map();
-        if let Some(tx) = map.get(approver_id) {
-            if tx.send(request_id.to_owned()).is_err() {
-                // Nobody listens any more.
-                map.remove(approver_id);
+/// Status with expiry applied (a pending request past its expiry is expired).
+pub(crate) fn effective_status(r: &RequestRecord) -> RequestStatus {
+    request::effective_status(r, now_secs())
+}
+
+/// The approver's open requests, newest first.
+pub(crate) fn open_requests(
+    c: &Approvals,
+    approver_id: &str,
+) -> Result<Vec<RequestRecord>, ApiError> {
+    let mut out = Vec::new();
+    let mut stale = Batch::new();
+    for (k, rid) in c.store.pending_of(approver_id, 500) {
+        let r = c
+            .store
+            .request_by_public_id(&rid)?
+            .map(|(_, r)| r)
+            .filter(|r| r.statement.approver_id == approver_id);
+        match r.as_ref().map(effective_status) {
+            Some(RequestStatus::Pending) => out.extend(r),
+            // Being decided: not shown, but kept (a failed decision puts it back).
+            Some(RequestStatus::Deciding) => {}
+            // Decided, expired or vanished: the key leaves the pending index here, so the inbox
+            // never fills its 500-entry window with requests nobody can decide any more. Such a
+            // request never becomes decidable again, so this needs no lock, nor durability (a
+            // lost deletion is made again next time).
+            _ => {
+                stale.delete(k);
             }
         }
     }
+    c.store.commit_in_background(stale);
+    out.sort_by_key(|r| std::cmp::Reverse(r.statement.requested_at));
+    Ok(out)
+}
 
-    /// Approvers with a channel (for tests).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.map().len()
+async fn inbox(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = session_of(c, &headers).ok_or_else(unauthorized)?;
+    let list: Vec<Value> = open_requests(c, &session.approver_id)?
+        .iter()
+        .map(request_view)
+        .collect();
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"approver_id": session.approver_id, "requests": list, "now": now_secs()})),
+    )
+        .into_response())
+}
+
+fn request_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such request")
+}
+
+/// The record key of a request by public id.
+fn request_key_of(c: &Approvals, request_id: &str) -> Result<String, ApiError> {
+    if request_id.len() > 64 {
+        return Err(request_not_found());
+    }
+    let h = c
+        .store
+        .get_raw(&CibaStore::public_id_key(request_id))?
+        .ok_or_else(request_not_found)?;
+    Ok(CibaStore::record_key_of(&String::from_utf8_lossy(&h)))
+}
+
+/// The approver's own request by public id; another approver's is "not found".
+pub(crate) fn own_request(
+    c: &Approvals,
+    approver_id: &str,
+    request_id: &str,
+) -> Result<(String, RequestRecord), ApiError> {
+    let key = request_key_of(c, request_id)?;
+    let r = own_request_at(c, approver_id, &key)?;
+    Ok((key, r))
+}
+
+/// The approver's own request under record key `key`.
+fn own_request_at(c: &Approvals, approver_id: &str, key: &str) -> Result<RequestRecord, ApiError> {
+    let nf = request_not_found;
+    let r: RequestRecord = c.store.get(key)?.ok_or_else(nf)?;
+    if !same_id(&r.statement.approver_id, approver_id) {
+        return Err(nf());
+    }
+    Ok(r)
+}
+
+async fn request_detail(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(request_id): PathParam,
+) -> Result<Response, ApiError> {
+    let session = session_of(c, &headers).ok_or_else(unauthorized)?;
+    let (_, r) = own_request(c, &session.approver_id, &request_id)?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(request_view(&r)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideStart {
+    decision: String,
+}
+
+fn parse_decision(s: &str) -> Result<Decision, ApiError> {
+    Decision::parse(s).ok_or_else(|| ApiError::invalid_request("decision must be approve or deny"))
+}
+
+fn statement_for(r: &RequestRecord, d: Decision) -> countersign_verifier::Statement {
+    let mut st = r.statement.clone();
+    st.decision = d.as_str().to_owned();
+    st
+}
+
+fn nonce_of(r: &RequestRecord) -> Result<[u8; 32], ApiError> {
+    hex::decode(&r.nonce)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| ApiError::internal("request record", "nonce is not 32 bytes"))
+}
+
+async fn decide_start(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(request_id): PathParam,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (session, approver) = change_session_and_approver(c, &headers)?;
+    let b: DecideStart = body.declared_json(&headers)?;
+    let decision = parse_decision(&b.decision)?;
+    let (_, r) = own_request(c, &session.approver_id, &request_id)?;
+    check_decidable(&r)?;
+    let st = statement_for(&r, decision);
+    let canonical = st
+        .canonical_json()
+        .map_err(|e| ApiError::internal("statement", e))?;
+    let hash = countersign_verifier::sha256(&canonical);
+    let ch = challenge(&nonce_of(&r)?, &hash);
+    let policy = c.log.policy();
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "statement": st,
+            "statement_canonical": String::from_utf8_lossy(&canonical),
+            "statement_hash": hex::encode(hash),
+            "nonce": r.nonce,
+            "publicKey": {
+                "challenge": B64URL.encode(ch),
+                "timeout": CEREMONY_TTL.as_millis() as u64,
+                "rpId": policy.rp_id,
+                "allowCredentials": approver.credentials.iter().map(|cr| json!({
+                    "type": "public-key", "id": cr.credential_id,
+                })).collect::<Vec<_>>(),
+                "userVerification": if policy.require_user_verification { "required" } else { "preferred" },
+            },
+        })),
+    )
+        .into_response())
+}
+
+fn check_decidable(r: &RequestRecord) -> Result<(), ApiError> {
+    request::check_decidable(r, now_secs()).map_err(transition_error)
+}
+
+/// The answer to a request that cannot be decided where it stands.
+fn transition_error(e: TransitionError) -> ApiError {
+    let (status, code) = match e {
+        TransitionError::Expired => (StatusCode::GONE, "expired"),
+        TransitionError::InProgress => (StatusCode::CONFLICT, "in_progress"),
+        _ => (StatusCode::CONFLICT, "already_decided"),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+/// The answer to a decision that decided nothing.
+fn decide_error(e: DecideError) -> ApiError {
+    match e {
+        DecideError::NotFound => request_not_found(),
+        DecideError::Transition(t) => transition_error(t),
+        DecideError::Refused(e) => append_error("decision", e),
+        DecideError::Replayed => ApiError::new(
+            StatusCode::CONFLICT,
+            "replayed_assertion",
+            "this signature was already used",
+        ),
+        DecideError::Storage(e) => ApiError::from(e),
+        other => ApiError::internal("decision", other),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
+#[derive(Deserialize)]
+struct DecideFinish {
+    decision: String,
+    credential: AssertionCredential,
+}
 
-    #[test]
-    fn inbox_changes_reach_only_their_approver_and_channels_go_with_their_streams() {
-        let inbox = InboxChannels::default();
-        let mut a1 = inbox.subscribe("alice");
-        let mut a2 = inbox.subscribe("alice");
-        let mut b = inbox.subscribe("bob");
-        inbox.send("alice", "r1");
-        inbox.send("carol", "r2"); // nobody listens: nothing happens
-        assert_eq!(a1.try_recv().unwrap(), "r1");
-        assert_eq!(a2.try_recv().unwrap(), "r1");
-        assert!(
-            b.try_recv().is_err(),
-            "bob must not be woken by alice's requests"
-        );
-        assert_eq!(inbox.len(), 2);
-        drop((a1, a2));
-        // The next change for alice finds no receiver and drops her channel.
-        inbox.send("alice", "r3");
-        assert_eq!(inbox.len(), 1);
-        drop(b);
-        // A new stream prunes channels whose streams have all ended.
-        let _c = inbox.subscribe("carol");
-        assert_eq!(inbox.len(), 1);
-    }
+async fn decide_finish(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(request_id): PathParam,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The session's approver record, read once and enabled.
+    let (session, approver) = change_session_and_approver(c, &headers)?;
+    let b: DecideFinish = body.declared_json(&headers)?;
+    let decision = parse_decision(&b.decision)?;
+    let a = b.credential.bytes()?;
+    let cred_b64 = B64URL.encode(&a.credential_id);
+    let cred = approver
+        .credentials
+        .iter()
+        .find(|cr| cr.credential_id == cred_b64)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this passkey is not one of yours",
+            )
+        })?
+        .clone();
+    let key = request_key_of(c, &request_id)?;
+    let decided = request::decide(
+        c.clone(),
+        DecideRequest {
+            key,
+            approver_id: session.approver_id.clone(),
+            decision,
+            credential: cred,
+            assertion: a,
+        },
+    )
+    .await
+    .map_err(decide_error)?;
+    let (r, rec, appended) = (decided.request, decided.record, decided.appended);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "request_id": r.request_id,
+            "decision": decision.as_str(),
+            "log_index": rec.index,
+            "leaf_hash": rec.leaf_hash,
+            "statement_hash": rec.statement_hash,
+            "tree_size": appended.tree_size,
+            "checkpoint": &*appended.checkpoint,
+            "evidence_url": format!("{}/approve/requests/{}/evidence", c.config.public_url, r.request_id),
+        })),
+    )
+        .into_response())
 }

@@ -24,11 +24,14 @@ use std::sync::Arc;
 use countersign_log::{AppendError, Appended, DecisionRequest, StorageError};
 use countersign_verifier::{Decision, Hash};
 
+use crate::state::Approvals;
 use crate::store::{
     Batch, CibaStore, ClaimRecord, CredentialRef, DecisionRecord, DeliveryMode, Durability,
     RequestRecord, RequestStatus, CLAIM_PREFIX,
 };
-use crate::{now_secs, Approvals};
+use crate::util::now_secs;
+
+pub use crate::config::DECIDING_GRACE_SECS;
 
 /// Why a transition does not apply to a request where it stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,7 +346,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     let (mut r, statement_hash) = {
         let _g = c.store.lock(key).await;
         let mut r: RequestRecord = c.store.get(key)?.ok_or(DecideError::NotFound)?;
-        if !crate::passkeys::same_id(&r.statement.approver_id, &d.approver_id) {
+        if !crate::util::same_id(&r.statement.approver_id, &d.approver_id) {
             return Err(DecideError::NotFound);
         }
         let mut st = r.statement.clone();
@@ -387,7 +390,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
                 .get_or_create(&[("decision", d.decision.as_str())])
                 .inc();
             c.inbox_changed(&r.statement.approver_id, &r.request_id);
-            crate::notify::decided(c.clone(), key.to_owned(), r.clone());
+            crate::delivery::decided(c.clone(), key.to_owned(), r.clone());
             Ok(Decided {
                 request: r,
                 record: rec,
@@ -403,7 +406,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
                     // now past expiry gets its expiry (push: `expired_token`) at once.
                     let expires_at = stored.statement.expires_at;
                     if stored.mode != DeliveryMode::Poll && now_secs() >= expires_at {
-                        crate::notify::schedule_expiry(c.clone(), key.to_owned(), expires_at);
+                        crate::delivery::schedule_expiry(c.clone(), key.to_owned(), expires_at);
                     }
                 }
             }

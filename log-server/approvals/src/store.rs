@@ -36,7 +36,7 @@ use countersign_log::storage::{StorageError, Store};
 use countersign_verifier::{Decision, Statement};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::Secret;
+use crate::util::Secret;
 
 /// Column family of the approval front end.
 pub const CF_CIBA: &str = "ciba";
@@ -387,6 +387,14 @@ impl CibaStore {
         let mut b = Batch::new();
         b.put_json(key, v)?;
         self.commit_blocking(b)
+    }
+
+    /// Deletes what a delivery or notification still owed (its outbox record or `w/` key). Not
+    /// synced: if a crash loses the deletion, it is delivered again (at least once).
+    pub fn forget(&self, owed_key: String) {
+        let mut b = Batch::new();
+        b.delete(owed_key);
+        self.commit_in_background(b);
     }
 
     /// The writer's counters, for the metrics.

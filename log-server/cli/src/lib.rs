@@ -54,7 +54,7 @@ impl Server {
         let mut api = started.api;
         let approvals = match approvals {
             Some(c) => {
-                let a = Approvals::open(api.log.clone(), api.admin.clone(), c)?;
+                let a = countersign_approvals::open(api.log.clone(), api.admin.clone(), c)?;
                 api.add_metrics(a.clone());
                 Some(a)
             }

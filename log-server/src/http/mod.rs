@@ -492,7 +492,7 @@ async fn post_backup(State(s): State<LogApi>, _: Admin, body: Body) -> ApiResult
     let store = s.log.store().clone();
     let data_dir = s.data_dir.clone();
     let result =
-        tokio::task::spawn_blocking(move || crate::init::backup_store(&store, &data_dir, &to))
+        tokio::task::spawn_blocking(move || crate::backup::backup_store(&store, &data_dir, &to))
             .await;
     match result {
         Ok(Ok(size)) => Ok(Json(json!({"to": b.to, "tree_size": size})).into_response()),

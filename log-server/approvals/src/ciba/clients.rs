@@ -2,100 +2,28 @@
 //! section 9: `client_secret_basic`, `client_secret_post`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::http::{header, HeaderMap};
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
+pub use super::secrets::{hash_secret, verify_secret, SecretCache, ARGON2_AT_ONCE};
 use crate::store::{AuthMethod, ClientRecord};
-use crate::{ApiError, Secret};
-use countersign_log::storage::StorageError;
+use crate::util::Secret;
+use countersign_log::ApiError;
 
 /// Longest client id or secret accepted anywhere (a bound on work before any lookup).
 pub const MAX_CREDENTIAL_CHARS: usize = 256;
-
-/// Stored form of a secret. A secret the server generated has 256 random bits: SHA-256 is
-/// enough, since nobody can guess it to run a dictionary against the hash. A secret an operator
-/// chose may be guessable, so it is stored as argon2id (the maintained RustCrypto crate, with
-/// the OWASP-recommended default parameters), which makes an offline guess costly.
-pub fn hash_secret(secret: &Secret, generated: bool) -> Result<String, StorageError> {
-    if generated {
-        return Ok(format!("sha256:{}", hex::encode(secret.sha256())));
-    }
-    let salt = SaltString::encode_b64(&crate::random_bytes::<16>())
-        .map_err(|e| StorageError(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(secret.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StorageError(format!("argon2: {e}")))
-}
-
-/// Remembers, per client, the SHA-256 of the last secret that passed argon2: a client polling
-/// every few seconds must not cost 20 MiB and tens of milliseconds of argon2 each time. The
-/// cache holds only a hash, compared in constant time, and is dropped when a client changes.
-pub struct SecretCache(
-    Mutex<HashMap<String, ([u8; 32], String)>>,
-    /// `client_id \0 jti` of client assertions seen, with their expiry (replay protection).
-    Mutex<HashMap<String, u64>>,
-    /// Argon2 verifications allowed at once (each takes about 20 MiB and tens of milliseconds
-    /// of a core); more wait, and then usually find the secret cached by the one before them.
-    tokio::sync::Semaphore,
-);
-
-/// Argon2 verifications run at once (one per core of the machine this was tuned on).
-pub const ARGON2_AT_ONCE: usize = 2;
-
-impl Default for SecretCache {
-    fn default() -> Self {
-        SecretCache(
-            Mutex::default(),
-            Mutex::default(),
-            tokio::sync::Semaphore::new(ARGON2_AT_ONCE),
-        )
-    }
-}
-
-impl SecretCache {
-    fn check(&self, client_id: &str, stored: &str, presented: &[u8; 32]) -> bool {
-        let map = match self.0.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        map.get(client_id)
-            .is_some_and(|(h, s)| s == stored && bool::from(h.ct_eq(presented)))
-    }
-
-    fn remember(&self, client_id: &str, stored: &str, presented: [u8; 32]) {
-        let mut map = match self.0.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        if map.len() > 100_000 {
-            map.clear();
-        }
-        map.insert(client_id.to_owned(), (presented, stored.to_owned()));
-    }
-
-    /// Forgets a client (removed or re-registered).
-    pub fn forget(&self, client_id: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(client_id);
-        }
-    }
-}
 
 /// [`verify_secret`] for the async handlers: a cache miss runs argon2 on the blocking pool
 /// (never on an async worker, where tens of milliseconds would stall every request queued
 /// behind it), at most [`ARGON2_AT_ONCE`] at a time.
 pub async fn verify_secret_async(
-    ciba: &std::sync::Arc<crate::Approvals>,
+    ciba: &std::sync::Arc<crate::state::Approvals>,
     client: &ClientRecord,
     presented: &Secret,
 ) -> bool {
-    let quick = |c: &crate::Approvals| {
+    let quick = |c: &crate::state::Approvals| {
         let stored = &client.secret_hash;
         let digest = presented.sha256();
         if let Some(h) = stored.strip_prefix("sha256:") {
@@ -119,27 +47,6 @@ pub async fn verify_secret_async(
     tokio::task::spawn_blocking(move || verify_secret(&c.secret_cache, &client, &presented))
         .await
         .unwrap_or(false)
-}
-
-/// Whether `presented` is the client's secret; constant time in the secret.
-pub fn verify_secret(cache: &SecretCache, client: &ClientRecord, presented: &Secret) -> bool {
-    let stored = &client.secret_hash;
-    let digest = presented.sha256();
-    if let Some(h) = stored.strip_prefix("sha256:") {
-        return hex::decode(h).is_ok_and(|h| bool::from(h.as_slice().ct_eq(&digest)));
-    }
-    if cache.check(&client.client_id, stored, &digest) {
-        return true;
-    }
-    let ok = PasswordHash::new(stored).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(presented.expose().as_bytes(), &parsed)
-            .is_ok()
-    });
-    if ok {
-        cache.remember(&client.client_id, stored, digest);
-    }
-    ok
 }
 
 /// Percent-decoding of `application/x-www-form-urlencoded` (`+` is a space), as RFC 6749
@@ -199,7 +106,7 @@ pub fn presented(
             if b.len() > 4 * MAX_CREDENTIAL_CHARS {
                 return Err(bad());
             }
-            let raw = crate::B64STD.decode(b).map_err(|_| bad())?;
+            let raw = crate::util::B64STD.decode(b).map_err(|_| bad())?;
             let raw = String::from_utf8(raw).map_err(|_| bad())?;
             let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
             let (id, secret) = (
@@ -238,7 +145,7 @@ pub fn presented(
 /// Authenticates the client of a request; every failure is the same `invalid_client` so the
 /// answer does not tell which ids exist.
 pub async fn authenticate(
-    ciba: &std::sync::Arc<crate::Approvals>,
+    ciba: &std::sync::Arc<crate::state::Approvals>,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<ClientRecord, ApiError> {
@@ -248,7 +155,7 @@ pub async fn authenticate(
 /// Like [`authenticate`]; `strict_method` false lets a `client_secret_post` client use HTTP
 /// Basic where no form body exists (GET of its evidence).
 pub async fn authenticate_with(
-    ciba: &std::sync::Arc<crate::Approvals>,
+    ciba: &std::sync::Arc<crate::state::Approvals>,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
     strict_method: bool,
@@ -320,7 +227,7 @@ fn presented_assertion(
         None => jwt
             .split('.')
             .nth(1)
-            .and_then(|p| crate::B64URL.decode(p).ok())
+            .and_then(|p| crate::util::B64URL.decode(p).ok())
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v["sub"].as_str().map(str::to_owned))
             .ok_or_else(|| ApiError::invalid_client("client assertion without sub"))?,
@@ -356,7 +263,7 @@ fn es256_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
 
 fn jwk_verifies(jwk: &serde_json::Value, alg: &str, message: &[u8], sig: &[u8]) -> bool {
     let coord = |name: &str| -> Option<[u8; 32]> {
-        let b = crate::B64URL.decode(jwk[name].as_str()?).ok()?;
+        let b = crate::util::B64URL.decode(jwk[name].as_str()?).ok()?;
         <[u8; 32]>::try_from(b).ok()
     };
     match (alg, jwk["kty"].as_str(), jwk["crv"].as_str()) {
@@ -390,7 +297,11 @@ fn jwk_verifies(jwk: &serde_json::Value, alg: &str, message: &[u8], sig: &[u8]) 
 /// signed (EdDSA or ES256) by one of the client's registered keys, `iss` = `sub` = client id,
 /// `aud` naming this server (issuer, token or backchannel endpoint), unexpired with a bounded
 /// lifetime, and a `jti` never seen before.
-pub fn verify_client_assertion(ciba: &crate::Approvals, client: &ClientRecord, jwt: &str) -> bool {
+pub fn verify_client_assertion(
+    ciba: &crate::state::Approvals,
+    client: &ClientRecord,
+    jwt: &str,
+) -> bool {
     let mut parts = jwt.split('.');
     let (Some(h), Some(c), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -398,9 +309,10 @@ pub fn verify_client_assertion(ciba: &crate::Approvals, client: &ClientRecord, j
         return false;
     };
     let json = |p: &str| -> Option<serde_json::Value> {
-        serde_json::from_slice(&crate::B64URL.decode(p).ok()?).ok()
+        serde_json::from_slice(&crate::util::B64URL.decode(p).ok()?).ok()
     };
-    let (Some(header), Some(claims), Ok(sig)) = (json(h), json(c), crate::B64URL.decode(s)) else {
+    let (Some(header), Some(claims), Ok(sig)) = (json(h), json(c), crate::util::B64URL.decode(s))
+    else {
         return false;
     };
     let Some(alg) = header["alg"].as_str() else {
@@ -435,7 +347,7 @@ pub fn verify_client_assertion(ciba: &crate::Approvals, client: &ClientRecord, j
             .any(|x| x.as_str().is_some_and(|x| ours.iter().any(|o| o == x))),
         _ => false,
     };
-    let now = crate::now_secs();
+    let now = crate::util::now_secs();
     let Some(exp) = claims["exp"].as_u64() else {
         return false;
     };

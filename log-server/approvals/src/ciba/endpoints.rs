@@ -15,15 +15,19 @@ use countersign_verifier::{
     is_valid_id, parse_json_strict, validate_authorization_details, validate_binding_message,
     Statement,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::ciba::clients;
+use crate::state::Approvals;
+use crate::state::PollState;
 use crate::store::{
-    Batch, CibaStore, ClientRecord, DeliveryMode, Durability, OutboxRecord, RequestRecord,
-    RequestStatus,
+    CibaStore, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus,
 };
-use crate::{now_secs, ApiError, Approvals, PollState, Secret, B64URL};
+use crate::util::now_secs;
+use crate::util::Secret;
+use crate::util::B64URL;
 use countersign_log::http::Body;
+use countersign_log::ApiError;
 
 /// The CIBA grant type.
 pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
@@ -254,7 +258,7 @@ async fn bc_authorize(
     };
 
     let requested_at = now_secs();
-    let request_id = format!("req_{}", B64URL.encode(crate::random_bytes::<16>()));
+    let request_id = format!("req_{}", B64URL.encode(crate::util::random_bytes::<16>()));
     let auth_req_id = Secret::generate();
     let statement = Statement {
         version: 1,
@@ -287,7 +291,7 @@ async fn bc_authorize(
     let record = RequestRecord {
         request_id: request_id.clone(),
         statement,
-        nonce: hex::encode(crate::random_bytes::<32>()),
+        nonce: hex::encode(crate::util::random_bytes::<32>()),
         mode: client.mode,
         client_notification_token: notification_token.map(Secret::new),
         status: RequestStatus::Pending,
@@ -326,7 +330,7 @@ async fn bc_authorize(
     c.inbox_changed(&approver_id, &request_id);
     crate::notify::new_request(c, &key, &record);
     if record.mode != DeliveryMode::Poll {
-        crate::notify::schedule_expiry(c.clone(), key.clone(), record.statement.expires_at);
+        crate::delivery::schedule_expiry(c.clone(), key.clone(), record.statement.expires_at);
     }
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -337,119 +341,6 @@ async fn bc_authorize(
         })),
     )
         .into_response())
-}
-
-/// The token response for an approved request (CIBA section 10.1.1): access token and ID token.
-/// Marks the request's tokens as issued (durably, before they are returned); fails if they
-/// already were.
-pub(crate) async fn issue_tokens(
-    c: &Approvals,
-    key: &str,
-    auth_req_id: &Secret,
-    client: &ClientRecord,
-    with_at_hash: bool,
-) -> Result<Value, ApiError> {
-    let _g = c.store.lock(key).await;
-    let r: RequestRecord = c
-        .store
-        .get(key)?
-        .ok_or_else(|| ApiError::bad_request("invalid_grant", "unknown auth_req_id"))?;
-    issue_tokens_locked(c, key, r, auth_req_id, client, with_at_hash).await
-}
-
-/// [`issue_tokens`] for a caller that holds the record's lock and read `r` under it.
-async fn issue_tokens_locked(
-    c: &Approvals,
-    key: &str,
-    mut r: RequestRecord,
-    auth_req_id: &Secret,
-    client: &ClientRecord,
-    with_at_hash: bool,
-) -> Result<Value, ApiError> {
-    let d = match (&r.status, &r.decision) {
-        (RequestStatus::Approved, Some(d)) => d.clone(),
-        _ => {
-            return Err(ApiError::internal(
-                "issue_tokens",
-                "request is not approved",
-            ))
-        }
-    };
-    if r.token_issued {
-        return Err(ApiError::bad_request(
-            "invalid_grant",
-            "tokens for this auth_req_id were already issued",
-        ));
-    }
-    let st = &r.statement;
-    let now = now_secs();
-    let exp = now + c.config.token_ttl_secs;
-    let iss = &c.config.public_url;
-    let mut at = Map::new();
-    at.insert("iss".into(), json!(iss));
-    at.insert("sub".into(), json!(st.approver_id));
-    at.insert("aud".into(), json!(client.client_id));
-    at.insert("client_id".into(), json!(client.client_id));
-    at.insert("exp".into(), json!(exp));
-    at.insert("iat".into(), json!(now));
-    at.insert(
-        "jti".into(),
-        json!(B64URL.encode(crate::random_bytes::<16>())),
-    );
-    at.insert("scope".into(), json!(st.scope));
-    at.insert(
-        "authorization_details".into(),
-        st.authorization_details.clone(),
-    );
-    at.insert("request_id".into(), json!(st.request_id));
-    at.insert("statement_hash".into(), json!(d.statement_hash));
-    at.insert("log_origin".into(), json!(st.log_origin));
-    at.insert("log_index".into(), json!(d.index));
-    at.insert("leaf_hash".into(), json!(d.leaf_hash));
-    let access_token = c.keys.sign("at+jwt", &at)?;
-    let mut id = Map::new();
-    id.insert("iss".into(), json!(iss));
-    id.insert("sub".into(), json!(st.approver_id));
-    id.insert("aud".into(), json!(client.client_id));
-    id.insert("exp".into(), json!(exp));
-    id.insert("iat".into(), json!(now));
-    id.insert("auth_time".into(), json!(d.decided_at));
-    id.insert(
-        "urn:openid:params:jwt:claim:auth_req_id".into(),
-        json!(auth_req_id.expose()),
-    );
-    if with_at_hash {
-        id.insert(
-            "at_hash".into(),
-            json!(crate::ciba::tokens::at_hash(&access_token)),
-        );
-    }
-    let id_token = c.keys.sign("JWT", &id)?;
-    let response = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": c.config.token_ttl_secs,
-        "id_token": id_token,
-        "scope": st.scope,
-        "authorization_details": st.authorization_details,
-    });
-    r.token_issued = true;
-    let mut b = Batch::new();
-    b.put_json(key, &r)?;
-    if r.mode == DeliveryMode::Push {
-        // Issued once, delivered at least once: a push repeated after a crash sends these.
-        b.put_json(
-            CibaStore::outbox_key(key),
-            &OutboxRecord {
-                auth_req_id: auth_req_id.clone(),
-                push_response: Some(Secret::new(response.to_string())),
-            },
-        )?;
-    }
-    c.store.commit(b, Durability::Sync).await?;
-    tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
-    c.metrics.tokens.inc();
-    Ok(response)
 }
 
 async fn token(
@@ -495,7 +386,9 @@ async fn token(
     match r.status {
         RequestStatus::Approved => {
             let request_id = r.request_id.clone();
-            let body = issue_tokens_locked(c, &key, r, &auth_req_id, &client, false).await?;
+            let body =
+                crate::ciba::issue::issue_tokens_locked(c, &key, r, &auth_req_id, &client, false)
+                    .await?;
             forget_poll(c, &request_id);
             Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
         }
@@ -509,7 +402,7 @@ async fn token(
             // (plus the longest a decision can take) it reads as expired. Fails closed.
             let deadline = match r.status {
                 RequestStatus::Pending => r.statement.expires_at,
-                _ => r.statement.expires_at + crate::cleanup::DECIDING_GRACE_SECS,
+                _ => r.statement.expires_at + crate::config::DECIDING_GRACE_SECS,
             };
             if now >= deadline {
                 return Err(expired());

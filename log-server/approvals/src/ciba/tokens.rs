@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use sha2::Digest;
 
 use crate::store::CibaStore;
-use crate::B64URL;
+use crate::util::B64URL;
 use countersign_log::storage::StorageError;
 
 /// One signing key.
@@ -81,7 +81,7 @@ impl KeySet {
 
     /// Creates a new signing key; older keys stay published. Returns the new `kid`.
     pub fn rotate(&self, store: &CibaStore) -> Result<String, StorageError> {
-        let seed = crate::random_bytes::<32>();
+        let seed = crate::util::random_bytes::<32>();
         let signing = SigningKey::from_bytes(&seed);
         let kid = kid_of(&signing.verifying_key());
         // Strictly increasing creation times keep the order even within one millisecond.

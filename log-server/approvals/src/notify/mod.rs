@@ -1,28 +1,27 @@
-//! Notifications: CIBA ping and push deliveries to clients (CIBA sections 10.2 and 10.3), the
-//! approver webhook (JSON POST signed with HMAC-SHA256), approver e-mail over SMTP, and request
-//! expiry for ping/push.
-//! Deliveries run in background tasks and retry with exponential backoff; a delivery that fails
-//! for good changes nothing about the decision (ping clients can still fetch the token).
+//! Approver notifications (the webhook, a JSON POST signed with HMAC-SHA256, and e-mail), and
+//! the one retry-with-backoff helper every outgoing delivery uses (these and the CIBA ping and
+//! push of [`crate::delivery`]). A notification is owed until delivered, across restarts.
 
+pub mod email;
+
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::store::{
-    Batch, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus, NOTIFY_PREFIX,
-    OUTBOX_PREFIX,
-};
-use crate::{now_secs, Approvals, CibaStore, Secret};
-use countersign_log::InitError;
+use crate::config::MAX_DELIVERY_BACKOFF;
+use crate::state::Approvals;
+use crate::store::{CibaStore, RequestRecord, RequestStatus, NOTIFY_PREFIX};
+use crate::util::{now_secs, Secret};
 
 /// Header carrying `sha256=<hex HMAC-SHA256(secret, timestamp "." body)>`.
 pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
+
 /// Header carrying the signing time (seconds), covered by the signature against replays.
 pub const TIMESTAMP_HEADER: &str = "x-countersign-timestamp";
 
@@ -38,16 +37,48 @@ pub fn webhook_signature(secret: &Secret, timestamp: u64, body: &[u8]) -> String
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-enum Auth {
+pub(crate) enum Auth {
+    /// `Authorization: Bearer` (the client's notification token).
     Bearer(Secret),
+    /// The webhook signature headers with this key.
     Hmac(Secret),
 }
 
-/// POSTs `body` to `url`, retrying with backoff; true if a 2xx came back.
-async fn deliver(c: &Approvals, url: &str, auth: &Auth, body: &Value, what: &'static str) -> bool {
-    let bytes = body.to_string().into_bytes();
+/// Runs `attempt` up to the configured number of times, waiting the configured backoff (doubled
+/// each time, up to [`MAX_DELIVERY_BACKOFF`]) between two; true once one succeeded. Counted in
+/// the delivery metrics under `what`.
+pub(crate) async fn retry<F, Fut>(c: &Approvals, what: &'static str, mut attempt: F) -> bool
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = bool>,
+{
     let mut delay = c.config.delivery_backoff;
-    for attempt in 1..=c.config.delivery_attempts.max(1) {
+    let attempts = c.config.delivery_attempts.max(1);
+    for n in 1..=attempts {
+        if attempt(n).await {
+            c.metrics.delivered(what, true);
+            return true;
+        }
+        if n < attempts {
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2).min(MAX_DELIVERY_BACKOFF);
+        }
+    }
+    tracing::error!(what, "delivery gave up");
+    c.metrics.delivered(what, false);
+    false
+}
+
+/// POSTs `body` to `url`, retrying with backoff; true if a 2xx came back.
+pub(crate) async fn post_json(
+    c: &Approvals,
+    url: &str,
+    auth: &Auth,
+    body: &Value,
+    what: &'static str,
+) -> bool {
+    let bytes = body.to_string().into_bytes();
+    retry(c, what, |attempt| {
         let mut req = c
             .http
             .post(url)
@@ -61,47 +92,21 @@ async fn deliver(c: &Approvals, url: &str, auth: &Auth, body: &Value, what: &'st
                     .header(SIGNATURE_HEADER, webhook_signature(k, ts, &bytes))
             }
         };
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {
-                c.metrics.delivered(what, true);
-                return true;
+        async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() => true,
+                Ok(r) => {
+                    tracing::warn!(what, attempt, status = %r.status(), "delivery refused");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(what, attempt, error = %e, "delivery failed");
+                    false
+                }
             }
-            Ok(r) => tracing::warn!(what, attempt, status = %r.status(), "delivery refused"),
-            Err(e) => tracing::warn!(what, attempt, error = %e, "delivery failed"),
         }
-        if attempt < c.config.delivery_attempts {
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2).min(crate::MAX_DELIVERY_BACKOFF);
-        }
-    }
-    tracing::error!(what, "delivery gave up");
-    c.metrics.delivered(what, false);
-    false
-}
-
-/// Approver e-mail over SMTP (lettre), configured by [`crate::CibaConfig::smtp_url`].
-pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: Mailbox,
-}
-
-impl Mailer {
-    /// The mailer of a configuration, `None` when e-mail is off.
-    pub fn new(config: &crate::CibaConfig) -> Result<Option<Mailer>, InitError> {
-        let Some(url) = &config.smtp_url else {
-            return Ok(None);
-        };
-        // The URL may hold the SMTP password: errors name the problem, never the URL.
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-            .map_err(|e| InitError::Config(format!("--smtp-url is not usable: {e}")))?
-            .timeout(Some(Duration::from_secs(20)))
-            .build();
-        let from = config
-            .smtp_from
-            .parse()
-            .map_err(|e| InitError::Config(format!("--smtp-from is not an address: {e}")))?;
-        Ok(Some(Mailer { transport, from }))
-    }
+    })
+    .await
 }
 
 /// Sends an e-mail, retrying; true once settled: sent, or impossible (no mailer, an unusable
@@ -114,7 +119,7 @@ async fn send_email(c: &Approvals, to: &str, subject: &str, body: String) -> boo
         return true;
     };
     let msg = match Message::builder()
-        .from(m.from.clone())
+        .from(m.from().clone())
         .to(to)
         .subject(subject)
         .header(ContentType::TEXT_PLAIN)
@@ -127,22 +132,19 @@ async fn send_email(c: &Approvals, to: &str, subject: &str, body: String) -> boo
             return true;
         }
     };
-    let mut delay = c.config.delivery_backoff;
-    for attempt in 1..=c.config.delivery_attempts.max(1) {
-        match m.transport.send(msg.clone()).await {
-            Ok(_) => {
-                c.metrics.delivered("email", true);
-                return true;
+    retry(c, "email", |attempt| {
+        let msg = msg.clone();
+        async move {
+            match m.send(msg).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "e-mail delivery failed");
+                    false
+                }
             }
-            Err(e) => tracing::warn!(attempt, error = %e, "e-mail delivery failed"),
         }
-        if attempt < c.config.delivery_attempts {
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2).min(crate::MAX_DELIVERY_BACKOFF);
-        }
-    }
-    c.metrics.delivered("email", false);
-    false
+    })
+    .await
 }
 
 /// The approver notification channels there are.
@@ -178,7 +180,7 @@ fn notify_approver(c: &Arc<Approvals>, key: &str, kind: &'static str, r: &Reques
             _ => send_approver_email(&c, &r).await,
         };
         if settled {
-            forget(&c, CibaStore::notify_key(&key, kind));
+            c.store.forget(CibaStore::notify_key(&key, kind));
         }
     });
 }
@@ -226,259 +228,12 @@ async fn send_webhook(c: &Approvals, r: &RequestRecord) -> bool {
         "expires_at": r.statement.expires_at,
         "url": request_link(c, r),
     });
-    deliver(c, url, &Auth::Hmac(key.clone()), &body, "webhook").await
-}
-
-fn client_endpoint(c: &Approvals, client_id: &str) -> Option<String> {
-    c.store
-        .client(client_id)
-        .ok()
-        .flatten()
-        .and_then(|cl| cl.notification_endpoint)
-}
-
-/// After a decision was logged: ping the client, or push the outcome, in the background.
-pub fn decided(c: Arc<Approvals>, key: String, r: RequestRecord) {
-    if r.mode == DeliveryMode::Poll {
-        return;
-    }
-    tokio::spawn(async move {
-        deliver_outcome(&c, &key).await;
-    });
-}
-
-/// Delivers what a decided or expired ping/push request owes its client (CIBA sections 10.2,
-/// 10.3 and 12), from its outbox record, and deletes that record once the client acknowledged
-/// it. Returns at once if there is nothing to deliver: already delivered, or still undecided.
-async fn deliver_outcome(c: &Arc<Approvals>, key: &str) {
-    let okey = CibaStore::outbox_key(key);
-    let outbox = match c.store.get::<OutboxRecord>(&okey) {
-        Ok(Some(o)) => o,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(error = %e, "could not read a pending delivery");
-            return;
-        }
-    };
-    let r = match c.store.get::<RequestRecord>(key) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            // Cleaned up meanwhile: nothing is owed any more.
-            forget(c, okey);
-            return;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not read the request of a pending delivery");
-            return;
-        }
-    };
-    let grace_over = now_secs() >= r.statement.expires_at + crate::cleanup::DECIDING_GRACE_SECS;
-    let expired = match r.status {
-        RequestStatus::Approved | RequestStatus::Denied => false,
-        RequestStatus::Expired => true,
-        // A claim left by a crash mid-decision (and not recovered at start) reads as expired
-        // once its grace is over, as at the token endpoint.
-        RequestStatus::Deciding if grace_over => true,
-        // Undecided: nothing to deliver yet.
-        RequestStatus::Pending | RequestStatus::Deciding => return,
-    };
-    let auth_req_id = outbox.auth_req_id.expose();
-    let body = match r.mode {
-        DeliveryMode::Poll => return,
-        // Ping tells of a decision; an expired ping request is learnt at the token endpoint.
-        DeliveryMode::Ping if expired => {
-            forget(c, okey);
-            return;
-        }
-        DeliveryMode::Ping => json!({"auth_req_id": auth_req_id}),
-        DeliveryMode::Push if expired => json!({
-            "auth_req_id": auth_req_id,
-            "error": "expired_token",
-            "error_description": "the request expired before the approver decided",
-        }),
-        DeliveryMode::Push if r.status == RequestStatus::Denied => json!({
-            "auth_req_id": auth_req_id,
-            "error": "access_denied",
-            "error_description": "the approver denied the request",
-        }),
-        DeliveryMode::Push => push_tokens(c, key, &outbox, &r).await,
-    };
-    let Some(url) = client_endpoint(c, &r.statement.client_id) else {
-        tracing::error!(client_id = %r.statement.client_id, "client has no notification endpoint");
-        return;
-    };
-    let Some(token) = r.client_notification_token.clone() else {
-        tracing::error!(request_id = %r.request_id, "ping/push request without a client_notification_token");
-        return;
-    };
-    let what = if r.mode == DeliveryMode::Ping {
-        "ping"
-    } else {
-        "push"
-    };
-    if deliver(c, &url, &Auth::Bearer(token), &body, what).await {
-        forget(c, okey);
-    } else {
-        tracing::error!(
-            request_id = %r.request_id,
-            what,
-            "delivery not acknowledged; it is tried again at the next start"
-        );
-    }
-}
-
-/// The push body of an approved request: the tokens issued for it (once; stored with the
-/// delivery, so a repeated delivery carries the same ones) and its `auth_req_id`.
-async fn push_tokens(c: &Approvals, key: &str, outbox: &OutboxRecord, r: &RequestRecord) -> Value {
-    let auth_req_id = outbox.auth_req_id.expose();
-    let stored = outbox
-        .push_response
-        .as_ref()
-        .and_then(|s| serde_json::from_str::<Value>(s.expose()).ok());
-    let issued = match stored {
-        Some(v) => Ok(v),
-        None => match c.store.client(&r.statement.client_id) {
-            Ok(Some(client)) => {
-                crate::ciba::endpoints::issue_tokens(c, key, &outbox.auth_req_id, &client, true)
-                    .await
-            }
-            _ => Err(crate::ApiError::internal(
-                "push",
-                "the client of this request is gone",
-            )),
-        },
-    };
-    match issued {
-        Ok(mut v) => {
-            v["auth_req_id"] = json!(auth_req_id);
-            v
-        }
-        Err(_) => json!({
-            "auth_req_id": auth_req_id,
-            "error": "transaction_failed",
-            "error_description": "the server could not issue the tokens",
-        }),
-    }
-}
-
-/// Deletes what a delivery or notification still owed (its outbox record or `w/` key). Not
-/// synced: if a crash loses the deletion, it is delivered again (at least once).
-fn forget(c: &Approvals, owed_key: String) {
-    let mut b = Batch::new();
-    b.delete(owed_key);
-    c.store.commit_in_background(b);
-}
-
-/// For a ping/push request: at `at` (its expiry, or the end of a crashed claim's grace), mark it
-/// expired if still undecided and deliver that outcome (push: `expired_token`).
-pub fn schedule_expiry(c: Arc<Approvals>, key: String, at: u64) {
-    tokio::spawn(async move {
-        let wait = at.saturating_sub(now_secs());
-        tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
-        let r = {
-            let _g = c.store.lock(&key).await;
-            let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key) else {
-                return;
-            };
-            match r.status {
-                RequestStatus::Pending => {}
-                // Left by a crash mid-decision: delivered as expired, the record left as it
-                // is (see `deliver_outcome`).
-                RequestStatus::Deciding => {
-                    drop(_g);
-                    deliver_outcome(&c, &key).await;
-                    return;
-                }
-                // Decided: that delivery is under way or done.
-                _ => return,
-            }
-            r.status = RequestStatus::Expired;
-            let mut b = Batch::new();
-            b.delete(CibaStore::pending_key(
-                &r.statement.approver_id,
-                &r.request_id,
-            ));
-            let written = match b.put_json(key.clone(), &r) {
-                Ok(b) => c.store.commit(std::mem::take(b), Durability::Sync).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                tracing::error!(error = %e, "could not mark a request expired");
-                return;
-            }
-            r
-        };
-        c.inbox_changed(&r.statement.approver_id, &r.request_id);
-        deliver_outcome(&c, &key).await;
-    });
-}
-
-/// At start: takes up every delivery a previous run left unfinished. Decided and expired
-/// requests are delivered now; undecided ones get their expiry scheduled again.
-pub fn resume_deliveries(c: &Arc<Approvals>) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!("no async runtime: unfinished ping/push deliveries are not resumed");
-        return;
-    };
-    let c = c.clone();
-    rt.spawn(async move {
-        const CHUNK: usize = 1024;
-        let end = countersign_log::storage::kv::prefix_end(OUTBOX_PREFIX.as_bytes());
-        let mut from = OUTBOX_PREFIX.as_bytes().to_vec();
-        let (mut resumed, mut scheduled) = (0usize, 0usize);
-        loop {
-            let found = match c.store.scan_range(&from, end.as_deref(), CHUNK) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not read the pending deliveries");
-                    return;
-                }
-            };
-            for (okey, _) in &found {
-                let key = CibaStore::record_key_of(okey.trim_start_matches(OUTBOX_PREFIX));
-                match c.store.get::<RequestRecord>(&key) {
-                    Ok(Some(r)) if r.status == RequestStatus::Pending => {
-                        schedule_expiry(c.clone(), key, r.statement.expires_at);
-                        scheduled += 1;
-                    }
-                    Ok(Some(r)) if r.status == RequestStatus::Deciding => {
-                        let at = r.statement.expires_at + crate::cleanup::DECIDING_GRACE_SECS;
-                        schedule_expiry(c.clone(), key, at);
-                        scheduled += 1;
-                    }
-                    Ok(Some(_)) => {
-                        let c = c.clone();
-                        tokio::spawn(async move { deliver_outcome(&c, &key).await });
-                        resumed += 1;
-                    }
-                    Ok(None) => forget(&c, okey.clone()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "unreadable request of a pending delivery")
-                    }
-                }
-            }
-            match found.last() {
-                Some((k, _)) if found.len() == CHUNK => {
-                    from = k.as_bytes().to_vec();
-                    from.push(0);
-                }
-                _ => break,
-            }
-        }
-        if resumed + scheduled > 0 {
-            tracing::info!(
-                resumed,
-                scheduled,
-                "ping/push deliveries taken up from the last run"
-            );
-        }
-        resume_notifications(&c);
-    });
+    post_json(c, url, &Auth::Hmac(key.clone()), &body, "webhook").await
 }
 
 /// At start: sends again the approver notifications still owed for requests still open, and
 /// forgets those of requests decided, expired or gone.
-fn resume_notifications(c: &Arc<Approvals>) {
+pub(crate) fn resume_notifications(c: &Arc<Approvals>) {
     let found = match c.store.scan(NOTIFY_PREFIX, usize::MAX) {
         Ok(f) => f,
         Err(e) => {
@@ -510,7 +265,7 @@ fn resume_notifications(c: &Arc<Approvals>) {
                 resent += 1;
             }
             // Decided, expired, gone, or a channel no longer configured: nothing is owed.
-            _ => forget(c, nkey),
+            _ => c.store.forget(nkey),
         }
     }
     if resent > 0 {

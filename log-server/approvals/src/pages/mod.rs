@@ -18,10 +18,13 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use crate::passkeys::{effective_status, open_requests, own_request, session_of};
+use crate::inbox::{effective_status, open_requests, own_request};
+use crate::passkeys::session_of;
+use crate::state::Approvals;
 use crate::store::RequestStatus;
-use crate::{now_secs, ApiError, Approvals};
+use crate::util::now_secs;
 use countersign_log::http::PathParam;
+use countersign_log::ApiError;
 
 const APP_JS: &str = include_str!("app.js");
 /// Longest life of one server-sent-events response.
@@ -292,7 +295,7 @@ async fn request_page(
 }
 
 async fn enrol_page(State(ref c): State<Arc<Approvals>>, PathParam(token): PathParam) -> Response {
-    let Some(a) = crate::passkeys::link_approver(c, &token) else {
+    let Some(a) = crate::passkeys::enrolment::link_approver(c, &token) else {
         return error_page(
             StatusCode::GONE,
             "Link not valid",

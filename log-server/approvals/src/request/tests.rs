@@ -15,8 +15,10 @@ use countersign_verifier::{challenge, Hash, Statement};
 use serde_json::json;
 
 use super::*;
+use crate::config::CibaConfig;
 use crate::store::PENDING_PREFIX;
-use crate::{CibaConfig, Secret, COLUMN_FAMILIES};
+use crate::util::Secret;
+use crate::COLUMN_FAMILIES;
 use countersign_log::storage::kv::Op;
 
 const RP_ID: &str = "approve.test";
@@ -280,7 +282,7 @@ impl Fixture {
             .unwrap()
             .unwrap();
         let log = started.api.log.clone();
-        let approvals = Approvals::open(
+        let approvals = crate::open(
             log.clone(),
             AdminAuth::new([0; 32]),
             CibaConfig::new(ORIGIN),
@@ -298,7 +300,7 @@ impl Fixture {
             .await
             .unwrap();
         let credential = CredentialRef {
-            credential_id: crate::B64URL.encode(passkey.credential_id()),
+            credential_id: crate::util::B64URL.encode(passkey.credential_id()),
             enrolment_index: e.index,
             alg: -7,
         };
@@ -313,7 +315,7 @@ impl Fixture {
 
     /// Stores a new open request; its record key.
     async fn ask(&self, n: u8) -> String {
-        let mut r = record(crate::now_secs() + 300);
+        let mut r = record(crate::util::now_secs() + 300);
         r.request_id = format!("req_{n}");
         r.statement.request_id = r.request_id.clone();
         r.statement.log_origin = self.log.signer().verifier_key().name().to_owned();
@@ -511,7 +513,7 @@ async fn claim_as(f: &Fixture, key: &str, d: &DecideRequest) -> [u8; 32] {
         enrolment_index: d.credential.enrolment_index,
         statement_hash: hex::encode(hash),
     };
-    let b = claim(&mut r, key, crate::now_secs(), cl).unwrap();
+    let b = claim(&mut r, key, crate::util::now_secs(), cl).unwrap();
     f.approvals.store.commit(b, Durability::Sync).await.unwrap();
     hash
 }

@@ -1,0 +1,267 @@
+//! Passkey enrolment behind a one-time link: the registration ceremony, checked by the
+//! verifier crate, and the enrolment entry in the log.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use countersign_log::http::Body;
+use countersign_log::log::EnrolmentRequest;
+use countersign_verifier::{cose_alg, parse_cose_key, verify_registration, RegistrationPolicy};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ceremony::Kind;
+use super::{append_error, b64, busy, CEREMONY_TTL};
+use crate::state::Approvals;
+use crate::store::{ApproverRecord, CredentialRef, EnrolmentLink};
+use crate::util::{now_secs, Secret, B64URL};
+use countersign_log::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolStart {
+    token: String,
+}
+
+fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), ApiError> {
+    let h = Secret::new(token).sha256();
+    let gone = || {
+        ApiError::new(
+            StatusCode::GONE,
+            "invalid_link",
+            "this enrolment link is unknown, used or expired; ask your administrator for a new one",
+        )
+    };
+    if token.len() > 128 {
+        return Err(gone());
+    }
+    let link: EnrolmentLink = c
+        .store
+        .get(&format!("l/{}", hex::encode(h)))?
+        .ok_or_else(gone)?;
+    if link.used || link.expires_at <= now_secs() {
+        return Err(gone());
+    }
+    Ok((h, link))
+}
+
+/// The enrolment link's approver, for the enrolment page (None if the link is not usable).
+pub(crate) fn link_approver(c: &Approvals, token: &str) -> Option<ApproverRecord> {
+    let (_, link) = valid_link(c, token).ok()?;
+    c.store
+        .approver(&link.approver_id)
+        .ok()
+        .flatten()
+        .filter(|a| !a.disabled)
+}
+
+pub(crate) async fn enrol_start(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let b: EnrolStart = body.declared_json(&headers)?;
+    let (link_hash, link) = valid_link(c, &b.token)?;
+    let approver = c
+        .store
+        .approver(&link.approver_id)?
+        .filter(|a| !a.disabled)
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::GONE, "invalid_link", "the approver is disabled")
+        })?;
+    let (id, ch) = c
+        .ceremonies
+        .start(Kind::Enrol { link_hash })
+        .map_err(busy)?;
+    let policy = c.log.policy();
+    let exclude: Vec<Value> = approver
+        .credentials
+        .iter()
+        .map(|cr| json!({"type": "public-key", "id": cr.credential_id}))
+        .collect();
+    Ok(Json(json!({
+        "ceremony_id": id,
+        "publicKey": {
+            "rp": {"id": policy.rp_id, "name": "Countersign"},
+            "user": {
+                "id": B64URL.encode(approver.approver_id.as_bytes()),
+                "name": approver.email,
+                "displayName": approver.name.clone().unwrap_or_else(|| approver.email.clone()),
+            },
+            "challenge": B64URL.encode(ch),
+            "pubKeyCredParams": [
+                {"type": "public-key", "alg": -7},
+                {"type": "public-key", "alg": -8},
+                {"type": "public-key", "alg": -257},
+            ],
+            "timeout": CEREMONY_TTL.as_millis() as u64,
+            "excludeCredentials": exclude,
+            "authenticatorSelection": {
+                "residentKey": "preferred",
+                "requireResidentKey": false,
+                "userVerification": if policy.require_user_verification { "required" } else { "preferred" },
+            },
+            "attestation": "none",
+        },
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct RegisterResponse {
+    #[serde(rename = "attestationObject")]
+    attestation_object: String,
+    #[serde(rename = "clientDataJSON")]
+    client_data_json: String,
+}
+
+#[derive(Deserialize)]
+struct RegisterCredential {
+    #[serde(rename = "rawId")]
+    raw_id: String,
+    #[serde(rename = "type")]
+    type_: String,
+    response: RegisterResponse,
+}
+
+#[derive(Deserialize)]
+struct EnrolFinish {
+    ceremony_id: String,
+    token: String,
+    credential: RegisterCredential,
+}
+
+pub(crate) async fn enrol_finish(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let b: EnrolFinish = body.declared_json(&headers)?;
+    let cer = c.ceremonies.take(&b.ceremony_id).ok_or_else(|| {
+        ApiError::invalid_request("the enrolment ceremony is unknown or timed out; start again")
+    })?;
+    let (link_hash, link) = valid_link(c, &b.token)?;
+    match cer.kind {
+        Kind::Enrol { link_hash: h } if h == link_hash => {}
+        _ => {
+            return Err(ApiError::invalid_request(
+                "the ceremony belongs to another link",
+            ))
+        }
+    }
+    if b.credential.type_ != "public-key" {
+        return Err(ApiError::invalid_request(
+            "credential type must be public-key",
+        ));
+    }
+    let att = b64(
+        "attestationObject",
+        &b.credential.response.attestation_object,
+    )?;
+    let cdj = b64("clientDataJSON", &b.credential.response.client_data_json)?;
+    let policy = c.log.policy().clone();
+    let origins: Vec<&str> = policy.allowed_origins.iter().map(String::as_str).collect();
+    let reg = verify_registration(
+        &att,
+        &cdj,
+        &cer.challenge,
+        &RegistrationPolicy {
+            rp_id: &policy.rp_id,
+            allowed_origins: &origins,
+            require_user_verification: policy.require_user_verification,
+            aaguid_allowlist: c.config.aaguid_allowlist.as_deref(),
+        },
+    )
+    .map_err(|e| {
+        tracing::info!(approver_id = %link.approver_id, error = %e, "enrolment refused");
+        ApiError::bad_request(
+            "invalid_registration",
+            format!("the passkey could not be enrolled: {e}"),
+        )
+    })?;
+    if B64URL.encode(&reg.credential_id) != b.credential.raw_id.trim_end_matches('=') {
+        return Err(ApiError::invalid_request(
+            "rawId is not the attested credential id",
+        ));
+    }
+    let alg = parse_cose_key(&reg.public_key_cose)
+        .map(|k| cose_alg(&k))
+        .map_err(|e| ApiError::bad_request("invalid_registration", format!("public key: {e}")))?;
+    let link_key = format!("l/{}", hex::encode(link_hash));
+    // Claim the link before logging, so one link enrols one passkey even under a race.
+    {
+        let _g = c.store.lock(&link_key).await;
+        let mut l: EnrolmentLink = c
+            .store
+            .get(&link_key)?
+            .ok_or_else(|| ApiError::new(StatusCode::GONE, "invalid_link", "the link is gone"))?;
+        if l.used {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "invalid_link",
+                "the link was used",
+            ));
+        }
+        l.used = true;
+        c.store.put(&link_key, &l).await?;
+    }
+    let appended = c
+        .log
+        .append_enrolment(EnrolmentRequest {
+            approver_id: link.approver_id.clone(),
+            credential_id: reg.credential_id.clone(),
+            public_key: reg.public_key_cose.clone(),
+            aaguid: reg.aaguid,
+            attestation_format: reg.attestation_format.clone(),
+        })
+        .await;
+    let a = match appended {
+        Ok(a) if !a.existing => a,
+        other => {
+            // Give the link back: nothing new was enrolled.
+            let _g = c.store.lock(&link_key).await;
+            if let Some(mut l) = c.store.get::<EnrolmentLink>(&link_key)? {
+                l.used = false;
+                c.store.put(&link_key, &l).await?;
+            }
+            return Err(match other {
+                Ok(_) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_enrolled",
+                    "this passkey is already enrolled",
+                ),
+                Err(e) => append_error("enrolment", e),
+            });
+        }
+    };
+    {
+        let approver_key = format!("a/{}", link.approver_id);
+        let _g = c.store.lock(&approver_key).await;
+        let mut ap = c
+            .store
+            .approver(&link.approver_id)?
+            .ok_or_else(|| ApiError::internal("enrol_finish", "approver vanished"))?;
+        ap.credentials.push(CredentialRef {
+            credential_id: B64URL.encode(&reg.credential_id),
+            enrolment_index: a.index,
+            alg,
+        });
+        c.store.put(&approver_key, &ap).await?;
+    }
+    tracing::info!(approver_id = %link.approver_id, index = a.index, "passkey enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "approver_id": link.approver_id,
+            "credential_id": B64URL.encode(&reg.credential_id),
+            "log_index": a.index,
+            "leaf_hash": a.leaf_hash.to_hex(),
+            "tree_size": a.tree_size,
+        })),
+    )
+        .into_response())
+}

@@ -1,0 +1,140 @@
+//! Approver sign-in with a passkey (an assertion over a server-held challenge) and sign-out.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use countersign_log::http::Body;
+use countersign_verifier::{verify_assertion, Assertion, AssertionPolicy};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ceremony::Kind;
+use super::session::SESSION_COOKIE;
+use super::{busy, cookie_value, session_for_change, AssertionCredential, CEREMONY_TTL};
+use crate::state::Approvals;
+use crate::util::B64URL;
+use countersign_log::ApiError;
+
+pub(crate) async fn signin_start(
+    State(ref c): State<Arc<Approvals>>,
+) -> Result<Response, ApiError> {
+    let (id, ch) = c.ceremonies.start(Kind::SignIn).map_err(busy)?;
+    let policy = c.log.policy();
+    Ok(Json(json!({
+        "ceremony_id": id,
+        "publicKey": {
+            "challenge": B64URL.encode(ch),
+            "timeout": CEREMONY_TTL.as_millis() as u64,
+            "rpId": policy.rp_id,
+            "allowCredentials": [],
+            "userVerification": if policy.require_user_verification { "required" } else { "preferred" },
+        },
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct SignInFinish {
+    ceremony_id: String,
+    credential: AssertionCredential,
+}
+
+fn session_cookie(c: &Approvals, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if c.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("countersign_session=; Max-Age=0"))
+}
+
+pub(crate) async fn signin_finish(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let b: SignInFinish = body.declared_json(&headers)?;
+    let cer = c
+        .ceremonies
+        .take(&b.ceremony_id)
+        .filter(|cer| matches!(cer.kind, Kind::SignIn))
+        .ok_or_else(|| {
+            ApiError::invalid_request("the sign-in is unknown or timed out; start again")
+        })?;
+    let a = b.credential.bytes()?;
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "access_denied",
+            "this passkey is not enrolled for an active approver here",
+        )
+    };
+    let (_, enr) = c.log.enrolment_of(&a.credential_id)?.ok_or_else(refused)?;
+    let approver = c
+        .store
+        .approver(&enr.approver_id)?
+        .filter(|a| !a.disabled)
+        .ok_or_else(refused)?;
+    let key = enr.key().map_err(|e| ApiError::internal("sign-in", e))?;
+    let policy = c.log.policy();
+    let origins: Vec<&str> = policy.allowed_origins.iter().map(String::as_str).collect();
+    verify_assertion(
+        &key,
+        &Assertion {
+            authenticator_data: &a.authenticator_data,
+            client_data_json: &a.client_data_json,
+            signature: &a.signature,
+        },
+        &cer.challenge,
+        &AssertionPolicy {
+            rp_id: &policy.rp_id,
+            allowed_origins: &origins,
+            require_user_verification: policy.require_user_verification,
+            stored_sign_count: None,
+        },
+    )
+    .map_err(|e| {
+        tracing::info!(approver_id = %approver.approver_id, error = %e, "sign-in refused");
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "access_denied",
+            format!("sign-in failed: {e}"),
+        )
+    })?;
+    let (token, session) = c
+        .sessions
+        .create(&c.store, &approver.approver_id, c.config.session_ttl_secs)
+        .await?;
+    tracing::info!(approver_id = %approver.approver_id, "approver signed in");
+    let mut resp = Json(json!({
+        "approver_id": approver.approver_id,
+        "csrf_token": session.csrf.expose(),
+    }))
+    .into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(c, token.expose(), c.config.session_ttl_secs),
+    );
+    Ok(resp)
+}
+
+pub(crate) async fn logout(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    session_for_change(c, &headers)?;
+    if let Some(v) = cookie_value(&headers, SESSION_COOKIE) {
+        c.sessions.remove(&c.store, v);
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(c, "", 0));
+    Ok(resp)
+}

@@ -1,0 +1,63 @@
+//! Small things every part of the front end uses: secrets, encodings, random ids, the clock.
+
+use base64::Engine;
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+
+/// base64url without padding, the encoding of every random id and WebAuthn field here.
+pub const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Standard base64 with padding (HTTP Basic).
+pub const B64STD: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Draws `N` random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    countersign_log::now_ms() / 1000
+}
+
+/// A secret string (client secret, `auth_req_id`, notification token, session, link token).
+/// `Debug` is redacted so a secret never reaches a log line by accident.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// 256 random bits, base64url.
+    pub fn generate() -> Self {
+        Secret(B64URL.encode(random_bytes::<32>()))
+    }
+
+    /// The secret text, for handing it to its owner once or sending it to its endpoint.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// SHA-256 of the secret: the lookup key and stored form of high-entropy secrets.
+    pub fn sha256(&self) -> [u8; 32] {
+        countersign_verifier::sha256(self.0.as_bytes())
+    }
+}
+
+/// Whether two opaque ids are the same, in constant time (an id is not a secret, but whether a
+/// request is someone's must not be learnt byte by byte).
+pub fn same_id(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
