@@ -25,9 +25,9 @@ pub fn backup_store(store: &Store, data_dir: &Path, to: &Path) -> Result<u64, In
         .create(to)
         .map_err(|e| InitError::io("cannot create", to, e))?;
     let cp = rocksdb::checkpoint::Checkpoint::new(store.db())
-        .map_err(|e| InitError::Storage(StorageError(format!("checkpoint: {e}"))))?;
+        .map_err(|e| InitError::Storage(StorageError::Db(format!("checkpoint: {e}"))))?;
     cp.create_checkpoint(to.join(DB_DIR))
-        .map_err(|e| InitError::Storage(StorageError(format!("checkpoint: {e}"))))?;
+        .map_err(|e| InitError::Storage(StorageError::Db(format!("checkpoint: {e}"))))?;
     for name in [KEY_FILE, VKEY_FILE] {
         let src = data_dir.join(name);
         let bytes = fs::read(&src).map_err(|e| InitError::io("cannot read", &src, e))?;

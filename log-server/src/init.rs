@@ -186,7 +186,7 @@ fn admin_hash(store: &Store) -> Result<Option<[u8; 32]>, StorageError> {
         .get(CF_META, META_ADMIN_HASH)?
         .map(|v| {
             v.try_into()
-                .map_err(|_| StorageError("admin token hash is not 32 bytes".into()))
+                .map_err(|_| StorageError::Corrupt("admin token hash is not 32 bytes".into()))
         })
         .transpose()
 }

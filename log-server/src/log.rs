@@ -170,13 +170,12 @@ impl LogHandle {
         if index >= size {
             return Ok(None);
         }
-        let entry = self
-            .store
-            .entry(index)?
-            .ok_or_else(|| StorageError("enrolment entry missing below the tree size".into()))?;
+        let entry = self.store.entry(index)?.ok_or_else(|| {
+            StorageError::Missing("enrolment entry missing below the tree size".into())
+        })?;
         match Entry::decode(&entry) {
             Ok(Entry::Enrolment(e)) => Ok(Some((index, e))),
-            _ => Err(StorageError(format!(
+            _ => Err(StorageError::Corrupt(format!(
                 "the credential's entry {index} is not an enrolment"
             ))),
         }
@@ -196,7 +195,7 @@ impl LogHandle {
             let entry = self
                 .store
                 .entry(index)?
-                .ok_or_else(|| StorageError("entry missing below the tree size".into()))?;
+                .ok_or_else(|| StorageError::Missing("entry missing below the tree size".into()))?;
             let proof = inclusion_proof(&self.store, index, checkpoint.size)?;
             entries.push(ProvedEntry {
                 index,

@@ -41,7 +41,7 @@ fn hashes_of(
     for subtrees in per_range {
         let end = at + subtrees.len();
         let h = fold_subtrees(&nodes[at..end])
-            .ok_or_else(|| StorageError("empty proof range".into()))?;
+            .ok_or_else(|| StorageError::Missing("empty proof range".into()))?;
         out.push(h);
         at = end;
     }
@@ -71,7 +71,7 @@ pub fn leaf_and_inclusion_proof(
     let leaf = leaf
         .first()
         .copied()
-        .ok_or_else(|| StorageError("leaf hash missing".into()))?;
+        .ok_or_else(|| StorageError::Missing("leaf hash missing".into()))?;
     Ok((leaf, proof))
 }
 

@@ -20,13 +20,29 @@ impl std::fmt::Debug for LogSigner {
     }
 }
 
-/// Why a signer could not be built.
+/// Why a signer could not be built, or a checkpoint signed.
 #[derive(Debug)]
-pub struct SignerError(pub String);
+#[non_exhaustive]
+pub enum SignerError {
+    /// The origin cannot be a C2SP signed-note key name (the verifier says why).
+    BadOrigin {
+        /// The origin.
+        origin: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The checkpoint does not make a valid signed note (the verifier says why).
+    Note(String),
+}
 
 impl std::fmt::Display for SignerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            SignerError::BadOrigin { origin, reason } => {
+                write!(f, "invalid log origin {origin:?} as key name: {reason}")
+            }
+            SignerError::Note(reason) => write!(f, "note: {reason}"),
+        }
     }
 }
 
@@ -36,8 +52,13 @@ impl LogSigner {
     /// A signer for `origin` (also the key name, as C2SP logs do) from a 32-byte Ed25519 seed.
     pub fn new(origin: &str, seed: &[u8; 32]) -> Result<Self, SignerError> {
         let key = SigningKey::from_bytes(seed);
-        let verifier = VerifierKey::ed25519(origin, key.verifying_key().to_bytes())
-            .map_err(|e| SignerError(format!("invalid log origin {origin:?} as key name: {e}")))?;
+        let verifier =
+            VerifierKey::ed25519(origin, key.verifying_key().to_bytes()).map_err(|e| {
+                SignerError::BadOrigin {
+                    origin: origin.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(LogSigner { key, verifier })
     }
 
@@ -60,14 +81,14 @@ impl LogSigner {
             extensions: Vec::new(),
         }
         .to_text();
-        let mut note = Note::new(&body).map_err(|e| SignerError(format!("note: {e}")))?;
+        let mut note = Note::new(&body).map_err(|e| SignerError::Note(e.to_string()))?;
         let sig = self.key.sign(body.as_bytes());
         note.push_signature(NoteSignature {
             name: self.origin().to_owned(),
             key_id: self.verifier.id(),
             signature: sig.to_bytes().to_vec(),
         })
-        .map_err(|e| SignerError(format!("note: {e}")))?;
+        .map_err(|e| SignerError::Note(e.to_string()))?;
         Ok(note.to_text())
     }
 }

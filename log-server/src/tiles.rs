@@ -159,7 +159,7 @@ pub fn read_tile(store: &Store, t: &TileRef, tree_size: u64) -> Result<TileRead,
             let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
             for e in entries {
                 let len = u16::try_from(e.len())
-                    .map_err(|_| StorageError("entry longer than 65535 bytes".into()))?;
+                    .map_err(|_| StorageError::Corrupt("entry longer than 65535 bytes".into()))?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(&e);
             }

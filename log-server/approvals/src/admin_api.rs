@@ -168,7 +168,8 @@ async fn add_client(
                 move || hash_secret(&secret, generated)
             })
             .await
-            .map_err(|e| ApiError::internal("hashing a secret", e))??
+            .map_err(|e| ApiError::internal("hashing a secret", e))?
+            .map_err(|e| ApiError::internal("hashing a secret", e))?
         },
         jwks: b.jwks,
         mode: b.mode,

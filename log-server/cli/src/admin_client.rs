@@ -138,28 +138,73 @@ pub enum SubmitterCmd {
 
 /// A failed admin command; the message says what to fix.
 #[derive(Debug)]
-pub struct CliError(pub String);
+#[non_exhaustive]
+pub enum CliError {
+    /// The admin token could not be read (not on this machine, or another --data-dir).
+    NoToken {
+        /// Where it was looked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// Nothing answered at the URL (no server running there).
+    Unreachable {
+        /// The server's URL.
+        url: String,
+        /// The connection error.
+        source: reqwest::Error,
+    },
+    /// The request failed on its way (after connecting).
+    Http(reqwest::Error),
+    /// The server answered with an error.
+    Refused {
+        /// Its status.
+        status: reqwest::StatusCode,
+        /// Its body (the API's JSON error).
+        body: String,
+    },
+    /// The server's answer is not the JSON expected.
+    BadAnswer(serde_json::Error),
+    /// An argument is not usable; the text says which and why.
+    Input(String),
+}
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CliError::NoToken { path, source } => write!(
+                f,
+                "cannot read the admin token {}: {source} (run this on the server's machine, with \
+                 its --data-dir)",
+                path.display()
+            ),
+            CliError::Unreachable { url, source } => {
+                write!(f, "no server answers at {url} (is it running?): {source}")
+            }
+            CliError::Http(e) => write!(f, "the request failed: {e}"),
+            CliError::Refused { status, body } => {
+                write!(f, "the server refused ({status}): {body}")
+            }
+            CliError::BadAnswer(e) => write!(f, "unexpected answer: {e}"),
+            CliError::Input(s) => f.write_str(s),
+        }
     }
 }
 
 impl std::error::Error for CliError {}
 
-async fn call(
+/// Sends one admin request (the admin token from `<data-dir>/admin.token` as its bearer token)
+/// and returns the JSON answer (`null` for an empty one).
+pub async fn call(
     t: &Target,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, CliError> {
     let token_path = t.data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
-    let token = std::fs::read_to_string(&token_path).map_err(|e| {
-        CliError(format!(
-            "cannot read the admin token {}: {e}",
-            token_path.display()
-        ))
+    let token = std::fs::read_to_string(&token_path).map_err(|source| CliError::NoToken {
+        path: token_path.clone(),
+        source,
     })?;
     let mut req = reqwest::Client::new()
         .request(method, format!("{}{path}", t.url.trim_end_matches('/')))
@@ -167,19 +212,25 @@ async fn call(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| CliError(format!("cannot reach {}: {e}", t.url)))?;
+    let resp = req.send().await.map_err(|source| {
+        if source.is_connect() {
+            CliError::Unreachable {
+                url: t.url.clone(),
+                source,
+            }
+        } else {
+            CliError::Http(source)
+        }
+    })?;
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let text = resp.text().await.map_err(CliError::Http)?;
     if !status.is_success() {
-        return Err(CliError(format!("the server refused ({status}): {text}")));
+        return Err(CliError::Refused { status, body: text });
     }
     if text.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(&text).map_err(|e| CliError(format!("unexpected answer: {e}")))
+    serde_json::from_str(&text).map_err(CliError::BadAnswer)
 }
 
 fn print(v: &Value) {
@@ -205,11 +256,11 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
                         j
                     } else {
                         std::fs::read_to_string(&j)
-                            .map_err(|e| CliError(format!("cannot read --jwks {j}: {e}")))?
+                            .map_err(|e| CliError::Input(format!("cannot read --jwks {j}: {e}")))?
                     };
                     Some(
                         serde_json::from_str::<Value>(&text)
-                            .map_err(|e| CliError(format!("--jwks is not JSON: {e}")))?,
+                            .map_err(|e| CliError::Input(format!("--jwks is not JSON: {e}")))?,
                     )
                 }
             };
@@ -331,9 +382,9 @@ pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
 /// with a `/`, `?` or space names that one record (the server decodes path parameters).
 fn path_of(segments: &[&str]) -> Result<String, CliError> {
     let mut u = reqwest::Url::parse("http://localhost/")
-        .map_err(|e| CliError(format!("building a URL: {e}")))?;
+        .map_err(|e| CliError::Input(format!("building a URL: {e}")))?;
     u.path_segments_mut()
-        .map_err(|()| CliError("building a URL".into()))?
+        .map_err(|()| CliError::Input("building a URL".into()))?
         .clear()
         .extend(segments);
     Ok(u.path().to_owned())

@@ -11,9 +11,9 @@ use countersign::admin_client::{self, ApproverCmd, ClientCmd, SubmitterCmd};
 use countersign::Server;
 use countersign_log::{RpPolicy, SequencerConfig};
 
-/// mimalloc for Rust allocations: the request paths allocate many small buffers, and glibc
-/// malloc took 7 to 9% of the server's CPU under load (RocksDB's own C++ allocations still use
-/// the C library's malloc).
+/// mimalloc for Rust allocations: the request paths allocate many small buffers, which glibc
+/// malloc served at a measurable share of the server's CPU (`benches/README.md`; RocksDB's own
+/// C++ allocations still use the C library's malloc).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -199,40 +199,40 @@ async fn shutdown_signal() {
 }
 
 async fn backup(a: BackupArgs) -> anyhow::Result<()> {
-    let token_path = a.data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
     let to = std::path::absolute(&a.to)?;
-    let client = reqwest::Client::new();
-    let token = std::fs::read_to_string(&token_path).ok();
-    if let Some(token) = token {
-        let resp = client
-            .post(format!("{}/v1/admin/backup", a.url.trim_end_matches('/')))
-            .bearer_auth(token.trim())
-            .json(&serde_json::json!({"to": to}))
-            .send()
-            .await;
-        match resp {
-            Ok(r) if r.status().is_success() => {
-                let v: serde_json::Value = r.json().await?;
-                println!(
-                    "backup of tree size {} written to {}",
-                    v["tree_size"],
-                    to.display()
-                );
-                return Ok(());
-            }
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                bail!("server refused the backup ({status}): {body}");
-            }
-            Err(e) if e.is_connect() => {
-                eprintln!(
-                    "no server at {}; backing up the stopped data directory",
-                    a.url
-                );
-            }
-            Err(e) => return Err(e.into()),
+    let target = admin_client::Target {
+        url: a.url.clone(),
+        data_dir: a.data_dir.clone(),
+    };
+    let asked = admin_client::call(
+        &target,
+        reqwest::Method::POST,
+        "/v1/admin/backup",
+        Some(serde_json::json!({ "to": to })),
+    )
+    .await;
+    match asked {
+        Ok(v) => {
+            println!(
+                "backup of tree size {} written to {}",
+                v["tree_size"],
+                to.display()
+            );
+            return Ok(());
         }
+        // No token here, or no server: the data directory is not being served from here.
+        Err(admin_client::CliError::NoToken { .. }) => {
+            eprintln!(
+                "no admin token in the data directory; backing up the stopped data directory"
+            );
+        }
+        Err(admin_client::CliError::Unreachable { .. }) => {
+            eprintln!(
+                "no server at {}; backing up the stopped data directory",
+                a.url
+            );
+        }
+        Err(e) => bail!(e),
     }
     let size =
         tokio::task::spawn_blocking(move || countersign_log::backup_offline(&a.data_dir, &to))

@@ -175,7 +175,7 @@ async fn get_tile(State(s): State<LogApi>, PathParam(path): PathParam) -> ApiRes
     let store = s.log.store().clone();
     let read = tokio::task::spawn_blocking(move || read_tile(&store, &t, size))
         .await
-        .map_err(|_| StorageError("tile read task failed".into()))??;
+        .map_err(|_| StorageError::Stopped("tile read task failed".into()))??;
     match read {
         TileRead::Found(bytes) => Ok((
             [
@@ -497,7 +497,7 @@ async fn post_backup(State(s): State<LogApi>, _: Admin, body: Body) -> ApiResult
     match result {
         Ok(Ok(size)) => Ok(Json(json!({"to": b.to, "tree_size": size})).into_response()),
         Ok(Err(e)) => Err(ApiError::bad_request("backup_failed", e.to_string())),
-        Err(_) => Err(StorageError("backup task failed".into()).into()),
+        Err(_) => Err(StorageError::Stopped("backup task failed".into()).into()),
     }
 }
 
@@ -608,7 +608,7 @@ async fn get_entry(State(s): State<LogApi>, PathParam(index): PathParam) -> ApiR
         .log
         .store()
         .entry(index)?
-        .ok_or_else(|| StorageError("entry missing below tree size".into()))?;
+        .ok_or_else(|| StorageError::Missing("entry missing below tree size".into()))?;
     let decoded = match Entry::decode(&entry) {
         Ok(e) => Entry::to_json(&e),
         Err(_) => Value::Null,

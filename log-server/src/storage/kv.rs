@@ -186,7 +186,7 @@ fn writer_loop(store: Store, cf: &'static str, rx: mpsc::Receiver<Job>, c: Arc<W
                 // A submitter that stopped waiting is not an error.
                 let _ = reply.send(match &result {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(StorageError(e.0.clone())),
+                    Err(e) => Err(e.clone()),
                 });
             }
         }
@@ -232,7 +232,7 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// Encodes a JSON record.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(v).map_err(|e| StorageError(format!("encoding a record: {e}")))
+    serde_json::to_vec(v).map_err(|e| StorageError::Corrupt(format!("encoding a record: {e}")))
 }
 
 /// A held record lock.
@@ -251,7 +251,7 @@ impl KvArea {
                 let (store, counters) = (store.clone(), counters.clone());
                 move || writer_loop(store, cf, rx, counters)
             })
-            .map_err(|e| StorageError(format!("starting the {cf} writer: {e}")))?;
+            .map_err(|e| StorageError::Stopped(format!("starting the {cf} writer: {e}")))?;
         Ok(KvArea {
             store,
             cf,
@@ -297,7 +297,7 @@ impl KvArea {
             reply: Some(reply),
         })?;
         rx.await
-            .map_err(|_| StorageError(format!("the {} writer stopped", self.cf)))?
+            .map_err(|_| StorageError::Stopped(format!("the {} writer stopped", self.cf)))?
     }
 
     /// Submits `batch` ([`Durability::Deferred`]) without waiting for it: for changes nobody
@@ -319,9 +319,9 @@ impl KvArea {
     fn submit(&self, job: Job) -> Result<(), StorageError> {
         self.tx
             .as_ref()
-            .ok_or_else(|| StorageError(format!("the {} area is closed", self.cf)))?
+            .ok_or_else(|| StorageError::Stopped(format!("the {} area is closed", self.cf)))?
             .send(job)
-            .map_err(|_| StorageError(format!("the {} writer stopped", self.cf)))
+            .map_err(|_| StorageError::Stopped(format!("the {} writer stopped", self.cf)))
     }
 
     /// Applies `batch`, synced, on the calling thread (start-up, or a thread that may block).
@@ -355,7 +355,7 @@ impl KvArea {
             .get_pinned_cf(cf, key.as_bytes())?
             .map(|v| {
                 serde_json::from_slice(&v)
-                    .map_err(|e| StorageError(format!("record {key:?} is corrupt: {e}")))
+                    .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
             })
             .transpose()
     }

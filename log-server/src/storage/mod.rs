@@ -57,13 +57,29 @@ pub const META_ADMIN_HASH: &[u8] = b"admin_token_sha256";
 /// Metadata key: milliseconds since the epoch at which the latest checkpoint was signed.
 pub const META_SIGNED_AT: &[u8] = b"checkpoint_signed_at_ms";
 
-/// A storage failure. The message is for logs, never for HTTP clients.
-#[derive(Debug)]
-pub struct StorageError(pub String);
+/// A storage failure. The text is for logs and operators, never for HTTP clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// RocksDB failed: I/O, damage it detected, or a database another process holds.
+    Db(String),
+    /// A stored value is not what this version writes (wrong length, not UTF-8, a record that
+    /// does not parse, a checkpoint that does not verify): the store is damaged.
+    Corrupt(String),
+    /// A value that must be there is not (an entry or node below the published size).
+    Missing(String),
+    /// A thread or task of the store could not start, or has stopped.
+    Stopped(String),
+}
 
 impl std::fmt::Display for StorageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "storage: {}", self.0)
+        match self {
+            StorageError::Db(s) => write!(f, "storage: {s}"),
+            StorageError::Corrupt(s) => write!(f, "storage is damaged: {s}"),
+            StorageError::Missing(s) => write!(f, "storage: {s}"),
+            StorageError::Stopped(s) => write!(f, "storage: {s}"),
+        }
     }
 }
 
@@ -71,7 +87,7 @@ impl std::error::Error for StorageError {}
 
 impl From<rocksdb::Error> for StorageError {
     fn from(e: rocksdb::Error) -> Self {
-        StorageError(e.into_string())
+        StorageError::Db(e.into_string())
     }
 }
 
@@ -88,8 +104,7 @@ pub fn hash_key(level: u8, index: u64) -> [u8; 9] {
 /// loaded with the tree's upper levels and latest leaves. Two regions of this many slots each
 /// (about 56 bytes a slot, 117 MB in all), so memory stays bounded whatever the tree size:
 /// inner nodes (levels >= 1; a tree of 1,000,000 leaves has 999,999) and leaf hashes (level 0,
-/// the latest 1,048,576 leaves). At 1,000,000 leaves, random inclusion proofs went from 57 to
-/// 72 us of server CPU each with inner nodes alone to 32 to 42 us with the leaves too.
+/// the latest 1,048,576 leaves). Figures: `benches/README.md`, "Node cache".
 const NODE_CACHE_SLOTS: usize = 1 << 20;
 
 /// A direct-mapped cache of complete-subtree hashes. A slot is taken by a node of the same or a
@@ -222,27 +237,21 @@ impl Store {
         // only supports without concurrent memtable writes. Writes are serialised by the
         // sequencer anyway, and RocksDB still groups concurrent synced writers into one fsync.
         opts.set_allow_concurrent_memtable_write(false);
-        // Proofs and tiles read node hashes all over the tree: with 64 MiB, random inclusion
-        // proofs at 1,000,000 leaves missed the cache and went to the file system for most
-        // levels (113 instead of 79 us of server CPU per proof). 256 MiB holds every node hash
-        // of a tree of 2,000,000 leaves.
+        // Proofs and tiles read node hashes all over the tree: 256 MiB holds every node hash of
+        // a tree of 2,000,000 leaves (64 MiB sent most proof reads to the file system).
         let cache = rocksdb::Cache::new_lru_cache(256 << 20);
         let cfs = names.iter().map(|name| {
             let mut o = Options::default();
-            // Up to four full memtables may wait for their flush before writes stall: with
-            // RocksDB's default of two, a burst of 1 KiB entries stopped all writes for seconds
-            // ("Stopping writes because we have 2 immutable memtables") while one flushed.
+            // Up to four full memtables may wait for their flush before writes stall (with
+            // RocksDB's default of two, a burst of writes stalled for seconds during a flush).
             o.set_write_buffer_size(64 << 20);
             o.set_max_write_buffer_number(5);
             if name == CF_LEAF_INDEX || name == CF_ASSERTIONS {
                 // Keys are SHA-256 outputs, inserted in random order and only ever read by
-                // exact key (point lookups only: nothing iterates these families). A hash table
-                // of short sorted lists, bucketed by the first 8 bytes, inserts them far faster
-                // than one big skip list (7 vs 12 us per decision entry in a synced batch). With
-                // 2^18 buckets (2 MiB per memtable) a full 64 MiB memtable (about 900,000 keys)
-                // keeps a few keys per bucket; against 2^16 buckets of skip lists this cut the
-                // writer thread's CPU by a quarter (`countersign-bench core`, 300,000 entries:
-                // 2.66 -> 1.97 s, together with the sequencer's foldhash maps).
+                // exact key (nothing iterates these families): a hash table of short lists,
+                // bucketed by the first 8 bytes, inserts them faster than one big skip list, and
+                // 2^18 buckets keep a few keys each in a full 64 MiB memtable. Figures:
+                // `benches/README.md`, "Why the store is tuned as it is".
                 o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(8));
                 o.set_memtable_factory(rocksdb::MemtableFactory::HashLinkList {
                     bucket_count: 1 << 18,
@@ -262,7 +271,7 @@ impl Store {
             // RocksDB's own words ("While lock file ... Resource temporarily unavailable") do not
             // say what to do; the usual cause is a second server on the same data directory.
             if e.as_ref().contains("LOCK") {
-                StorageError(format!(
+                StorageError::Db(format!(
                     "{} is in use by another countersign process (stop it, or use another \
                      --data-dir): {e}",
                     path.display()
@@ -287,7 +296,7 @@ impl Store {
     pub fn cf(&self, name: &str) -> Result<&ColumnFamily, StorageError> {
         self.db
             .cf_handle(name)
-            .ok_or_else(|| StorageError(format!("missing column family {name}")))
+            .ok_or_else(|| StorageError::Missing(format!("missing column family {name}")))
     }
 
     /// Reads one value.
@@ -303,8 +312,7 @@ impl Store {
     }
 
     /// Writes every column family's memtables to table files, so that the next start need not
-    /// replay the write-ahead log (after a burst, up to the 512 MiB of memtables: a restart on
-    /// a freshly written 1,000,000-entry log took 7 s). Durability does not depend on it: every
+    /// replay up to 512 MiB of write-ahead log. Durability does not depend on it: every
     /// acknowledged write is already in the synced log.
     pub fn flush_memtables(&self) -> Result<(), StorageError> {
         let cfs = self
@@ -349,7 +357,7 @@ impl Store {
             |_, v| out.push(v.to_vec()),
         )?;
         if out.len() as u64 != want {
-            return Err(StorageError("entry missing".into()));
+            return Err(StorageError::Missing("entry missing".into()));
         }
         Ok(out)
     }
@@ -398,9 +406,9 @@ impl Store {
             .iter()
             .zip(self.db.batched_multi_get_cf(cf, &keys, false))
         {
-            let v = r?.ok_or_else(|| StorageError("node hash missing".into()))?;
+            let v = r?.ok_or_else(|| StorageError::Missing("node hash missing".into()))?;
             let h = Hash::from_slice(&v)
-                .ok_or_else(|| StorageError("node hash is not 32 bytes".into()))?;
+                .ok_or_else(|| StorageError::Corrupt("node hash is not 32 bytes".into()))?;
             let (level, index) = addrs[*at];
             self.nodes.insert(level, index, h);
             out[*at] = h;
@@ -437,7 +445,7 @@ impl Store {
                 },
             )?;
             if bad {
-                return Err(StorageError(format!(
+                return Err(StorageError::Corrupt(format!(
                     "a stored node hash at level {level} is malformed"
                 )));
             }
@@ -479,10 +487,10 @@ impl Store {
             },
         )?;
         if bad {
-            return Err(StorageError("node hash is not 32 bytes".into()));
+            return Err(StorageError::Corrupt("node hash is not 32 bytes".into()));
         }
         if out.len() as u64 != want * 32 {
-            return Err(StorageError("node hash missing".into()));
+            return Err(StorageError::Missing("node hash missing".into()));
         }
         Ok(out)
     }
@@ -523,7 +531,8 @@ impl Store {
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StorageError> {
         self.get(CF_CHECKPOINTS, &size.to_be_bytes())?
             .map(|v| {
-                String::from_utf8(v).map_err(|_| StorageError("checkpoint is not UTF-8".into()))
+                String::from_utf8(v)
+                    .map_err(|_| StorageError::Corrupt("checkpoint is not UTF-8".into()))
             })
             .transpose()
     }
@@ -540,7 +549,9 @@ impl Store {
             }
         })?;
         if bad {
-            return Err(StorageError("a submitter record is malformed".into()));
+            return Err(StorageError::Corrupt(
+                "a submitter record is malformed".into(),
+            ));
         }
         Ok(out)
     }
@@ -549,7 +560,8 @@ impl Store {
     pub fn submitter(&self, token_hash: &[u8; 32]) -> Result<Option<String>, StorageError> {
         self.get(CF_SUBMITTERS, token_hash)?
             .map(|v| {
-                String::from_utf8(v).map_err(|_| StorageError("submitter name is not UTF-8".into()))
+                String::from_utf8(v)
+                    .map_err(|_| StorageError::Corrupt("submitter name is not UTF-8".into()))
             })
             .transpose()
     }
@@ -559,7 +571,7 @@ impl Store {
 pub fn decode_u64(v: &[u8]) -> Result<u64, StorageError> {
     let b: [u8; 8] = v
         .try_into()
-        .map_err(|_| StorageError("index value is not 8 bytes".into()))?;
+        .map_err(|_| StorageError::Corrupt("index value is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(b))
 }
 
@@ -574,7 +586,9 @@ pub fn encode_credential(enrolment_index: u64, sign_count: u32) -> [u8; 12] {
 /// Decodes a credential record.
 pub fn decode_credential(v: &[u8]) -> Result<(u64, u32), StorageError> {
     if v.len() != 12 {
-        return Err(StorageError("credential record is not 12 bytes".into()));
+        return Err(StorageError::Corrupt(
+            "credential record is not 12 bytes".into(),
+        ));
     }
     let idx = decode_u64(&v[..8])?;
     let mut c = [0u8; 4];
@@ -595,7 +609,7 @@ pub fn encode_tree(size: u64, peaks: &[Hash]) -> Vec<u8> {
 /// Decodes the tree state.
 pub fn decode_tree(v: &[u8]) -> Result<(u64, Vec<Hash>), StorageError> {
     if v.len() < 8 || (v.len() - 8) % 32 != 0 {
-        return Err(StorageError("tree state has a bad length".into()));
+        return Err(StorageError::Corrupt("tree state has a bad length".into()));
     }
     let size = decode_u64(&v[..8])?;
     let peaks = v[8..]

@@ -79,7 +79,10 @@ pub(crate) async fn issue_tokens_locked(
     at.insert("log_origin".into(), json!(st.log_origin));
     at.insert("log_index".into(), json!(d.index));
     at.insert("leaf_hash".into(), json!(d.leaf_hash));
-    let access_token = c.keys.sign("at+jwt", &at)?;
+    let access_token = c
+        .keys
+        .sign("at+jwt", &at)
+        .map_err(|e| ApiError::internal("token", e))?;
     let mut id = Map::new();
     id.insert("iss".into(), json!(iss));
     id.insert("sub".into(), json!(st.approver_id));
@@ -97,7 +100,10 @@ pub(crate) async fn issue_tokens_locked(
             json!(crate::ciba::tokens::at_hash(&access_token)),
         );
     }
-    let id_token = c.keys.sign("JWT", &id)?;
+    let id_token = c
+        .keys
+        .sign("JWT", &id)
+        .map_err(|e| ApiError::internal("token", e))?;
     let response = json!({
         "access_token": access_token,
         "token_type": "Bearer",

@@ -6,7 +6,6 @@ use std::sync::Mutex;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use countersign_log::storage::StorageError;
 use subtle::ConstantTimeEq;
 
 use crate::store::ClientRecord;
@@ -16,16 +15,17 @@ use crate::util::Secret;
 /// enough, since nobody can guess it to run a dictionary against the hash. A secret an operator
 /// chose may be guessable, so it is stored as argon2id (the maintained RustCrypto crate, with
 /// the OWASP-recommended default parameters), which makes an offline guess costly.
-pub fn hash_secret(secret: &Secret, generated: bool) -> Result<String, StorageError> {
+pub fn hash_secret(
+    secret: &Secret,
+    generated: bool,
+) -> Result<String, argon2::password_hash::Error> {
     if generated {
         return Ok(format!("sha256:{}", hex::encode(secret.sha256())));
     }
-    let salt = SaltString::encode_b64(&crate::util::random_bytes::<16>())
-        .map_err(|e| StorageError(format!("salt: {e}")))?;
+    let salt = SaltString::encode_b64(&crate::util::random_bytes::<16>())?;
     Argon2::default()
         .hash_password(secret.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| StorageError(format!("argon2: {e}")))
 }
 
 /// Remembers, per client, the SHA-256 of the last secret that passed argon2: a client polling

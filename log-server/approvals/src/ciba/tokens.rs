@@ -49,12 +49,12 @@ impl KeySet {
         let mut keys = Vec::new();
         for (_, v) in store.scan("k/", 1000)? {
             let rec: Value = serde_json::from_slice(&v)
-                .map_err(|e| StorageError(format!("token key record: {e}")))?;
+                .map_err(|e| StorageError::Corrupt(format!("token key record: {e}")))?;
             let seed = rec["seed"]
                 .as_str()
                 .and_then(|s| hex::decode(s).ok())
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| StorageError("token key record without a seed".into()))?;
+                .ok_or_else(|| StorageError::Corrupt("token key record without a seed".into()))?;
             let signing = SigningKey::from_bytes(&seed);
             keys.push(Key {
                 kid: kid_of(&signing.verifying_key()),
@@ -124,11 +124,9 @@ impl KeySet {
     }
 
     /// Signs `claims` as a compact JWS with the newest key.
-    pub fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, StorageError> {
+    pub fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, NoSigningKey> {
         let keys = self.read();
-        let key = keys
-            .last()
-            .ok_or_else(|| StorageError("no token signing key".into()))?;
+        let key = keys.last().ok_or(NoSigningKey)?;
         let header = json!({"alg": "EdDSA", "typ": typ, "kid": key.kid});
         let mut out = B64URL.encode(header.to_string());
         out.push('.');
@@ -206,3 +204,15 @@ mod tests {
         assert_eq!(reloaded.jwks(), ks.jwks());
     }
 }
+
+/// [`KeySet::sign`] found no key (none was ever created: the store is damaged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoSigningKey;
+
+impl std::fmt::Display for NoSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no token signing key")
+    }
+}
+
+impl std::error::Error for NoSigningKey {}

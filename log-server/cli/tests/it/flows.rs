@@ -491,13 +491,27 @@ async fn admin_cli_over_http() {
     .await
     .unwrap();
     assert!(ok, "{out}");
-    let r = run;
+    let r = run.clone();
     let (ok, _) = tokio::task::spawn_blocking(move || {
         r(vec!["client".into(), "remove".into(), "cli-agent".into()])
     })
     .await
     .unwrap();
     assert!(!ok, "removing twice fails");
+    // `backup` asks the running server, through the same admin client.
+    let to = tempfile::tempdir().unwrap();
+    let dest = to.path().join("copy");
+    for (want_ok, want) in [(true, "backup of tree size"), (false, "refused")] {
+        let (r, d) = (run.clone(), dest.to_string_lossy().into_owned());
+        let (ok, out) =
+            tokio::task::spawn_blocking(move || r(vec!["backup".into(), "--to".into(), d]))
+                .await
+                .unwrap();
+        // The second time the copy exists: the server refuses, and nothing is overwritten.
+        assert_eq!(ok, want_ok, "{out}");
+        assert!(out.contains(want), "{out}");
+    }
+    assert!(dest.join("db").is_dir() && dest.join("log.key").is_file());
     // The posted secret authenticates a client_secret_post client.
     let (st, _) = s
         .admin_post(

@@ -1,0 +1,381 @@
+//! The builder: the one thread that owns the tree. It drains the queue into batches, decides
+//! every request against the committed state, the batches in flight and the batch itself,
+//! grows the tree, signs the checkpoint, and hands the batch to the writer.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use countersign_verifier::{Entry, Hash, RootStack};
+use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
+
+use crate::error::{AppendError, RefusalReason};
+use crate::metrics::Metrics;
+use crate::signer::LogSigner;
+use crate::storage::{
+    encode_credential, encode_tree, hash_key, StorageError, Store, CF_ASSERTIONS, CF_CHECKPOINTS,
+    CF_CREDENTIALS, CF_ENTRIES, CF_HASHES, CF_LEAF_INDEX, CF_META, META_SIGNED_AT, META_TREE,
+};
+
+use super::batch::*;
+use super::handle::*;
+
+/// The builder: owns the tree and decides every request.
+pub(super) struct Sequencer {
+    pub(super) store: Store,
+    pub(super) signer: Arc<LogSigner>,
+    pub(super) config: SequencerConfig,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) shared: Arc<Shared>,
+    /// The tree including every batch handed to the writer.
+    pub(super) stack: RootStack,
+    /// Batches handed to the writer and not yet known to be durable, oldest first.
+    pub(super) in_flight: VecDeque<Overlay>,
+    pub(super) next_batch: u64,
+    pub(super) to_writer: Option<SyncSender<ToWriter>>,
+}
+
+impl Sequencer {
+    /// Runs until shutdown (returning whom to tell) or until every sender is gone.
+    pub(super) fn run(&mut self, rx: Receiver<Msg>) -> Option<oneshot::Sender<()>> {
+        let mut batch: Vec<AppendRequest> = Vec::with_capacity(self.config.batch_max_entries);
+        loop {
+            let first = match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return None,
+            };
+            let mut shutdown = None;
+            match first {
+                Msg::Append(r) => batch.push(r),
+                Msg::Shutdown(done) => shutdown = Some(done),
+            }
+            let deadline = batch
+                .first()
+                .map(|r| r.enqueued + self.config.batch_max_age);
+            while shutdown.is_none() && batch.len() < self.config.batch_max_entries {
+                let next = match deadline {
+                    Some(d) if !self.config.batch_max_age.is_zero() => {
+                        let now = Instant::now();
+                        if now >= d {
+                            rx.try_recv().ok()
+                        } else {
+                            rx.recv_timeout(d - now).ok()
+                        }
+                    }
+                    _ => rx.try_recv().ok(),
+                };
+                match next {
+                    Some(Msg::Append(r)) => batch.push(r),
+                    Some(Msg::Shutdown(done)) => shutdown = Some(done),
+                    None => break,
+                }
+            }
+            self.metrics.queue_depth.dec_by(batch.len() as i64);
+            if !batch.is_empty() {
+                self.submit(std::mem::take(&mut batch));
+                batch.reserve(self.config.batch_max_entries);
+            }
+            if let Some(done) = shutdown {
+                // Anything that raced past the closing flag is failed, not dropped silently.
+                loop {
+                    match rx.try_recv() {
+                        Ok(Msg::Append(r)) => {
+                            self.metrics.queue_depth.dec();
+                            let _ = r.reply.send(Err(AppendError::ShuttingDown));
+                        }
+                        Ok(Msg::Shutdown(d)) => {
+                            let _ = d.send(());
+                        }
+                        Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+                tracing::info!(tree_size = self.stack.size(), "sequencer stopped");
+                return Some(done);
+            }
+        }
+    }
+
+    /// Builds a batch and hands it to the writer.
+    fn submit(&mut self, requests: Vec<AppendRequest>) {
+        let Some(to_writer) = self.to_writer.clone() else {
+            fail_all(requests, AppendError::ShuttingDown);
+            return;
+        };
+        if self.shared.write_failed.load(Ordering::Acquire) {
+            fail_all(requests, AppendError::Storage);
+            return;
+        }
+        // Batches the writer has made durable are in RocksDB now; their overlays can go.
+        let committed = self.shared.committed_batch.load(Ordering::Acquire);
+        while self.in_flight.front().is_some_and(|o| o.batch <= committed) {
+            self.in_flight.pop_front();
+        }
+        let batch = self.next_batch;
+        let mut wb = WriteBatch::default();
+        let mut overlay = Overlay {
+            batch,
+            ..Overlay::default()
+        };
+        let msg = match self.build(&requests, &mut wb, &mut overlay) {
+            Ok((stack, outcomes, nodes)) => 'built: {
+                let grew = stack.size() > self.stack.size();
+                let note = if grew {
+                    match self.sign_into(&stack, &mut wb) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot sign the checkpoint; nothing appended");
+                            break 'built ToWriter::Failed(requests);
+                        }
+                    }
+                } else {
+                    None
+                };
+                let built = Built {
+                    batch,
+                    requests,
+                    outcomes,
+                    wb,
+                    size: stack.size(),
+                    root: stack.root(),
+                    note,
+                    nodes,
+                };
+                if grew {
+                    self.stack = stack;
+                    self.in_flight.push_back(overlay);
+                }
+                self.next_batch += 1;
+                ToWriter::Batch(Box::new(built))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "batch failed before writing");
+                ToWriter::Failed(requests)
+            }
+        };
+        if let Err(std::sync::mpsc::SendError(msg)) = to_writer.send(msg) {
+            // The writer is gone: fail the batch rather than drop it silently.
+            match msg {
+                ToWriter::Batch(b) => fail_all(b.requests, AppendError::Storage),
+                ToWriter::Failed(r) => fail_all(r, AppendError::Storage),
+            }
+        }
+    }
+
+    /// Signs the checkpoint for `stack` and adds it, the tree state and the signing time to
+    /// the batch.
+    fn sign_into(
+        &self,
+        stack: &RootStack,
+        wb: &mut WriteBatch,
+    ) -> Result<(Arc<str>, u64), StorageError> {
+        let note = self
+            .signer
+            .sign(stack.size(), stack.root())
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let now = now_ms();
+        wb.put_cf(
+            self.store.cf(CF_CHECKPOINTS)?,
+            stack.size().to_be_bytes(),
+            note.as_bytes(),
+        );
+        let meta = self.store.cf(CF_META)?;
+        wb.put_cf(meta, META_TREE, encode_tree(stack.size(), stack.peaks()));
+        wb.put_cf(meta, META_SIGNED_AT, now.to_be_bytes());
+        Ok((note.into(), now))
+    }
+
+    /// The newest known state of a credential: this batch, batches in flight, then RocksDB.
+    fn credential(
+        &self,
+        current: &FastMap<Vec<u8>, (u64, u32)>,
+        id: &[u8],
+    ) -> Result<Option<(u64, u32)>, StorageError> {
+        if let Some(c) = current.get(id) {
+            return Ok(Some(*c));
+        }
+        for o in self.in_flight.iter().rev() {
+            if let Some(c) = o.creds.get(id) {
+                return Ok(Some(*c));
+            }
+        }
+        self.store.credential(id)
+    }
+
+    /// The bytes of entry `index`, wherever they are.
+    fn entry_bytes(&self, current: &Overlay, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(e) = current.entries.get(&index) {
+            return Ok(Some(e.clone()));
+        }
+        for o in &self.in_flight {
+            if let Some(e) = o.entries.get(&index) {
+                return Ok(Some(e.clone()));
+            }
+        }
+        self.store.entry(index)
+    }
+
+    /// Decides every request and fills the write batch; returns the grown tree.
+    fn build(
+        &self,
+        batch: &[AppendRequest],
+        wb: &mut WriteBatch,
+        cur: &mut Overlay,
+    ) -> Result<(RootStack, Vec<Outcome>, Vec<Node>), StorageError> {
+        let mut stack = self.stack.clone();
+        let cf_entries = self.store.cf(CF_ENTRIES)?;
+        let cf_hashes = self.store.cf(CF_HASHES)?;
+        let cf_leaf = self.store.cf(CF_LEAF_INDEX)?;
+        let cf_assert = self.store.cf(CF_ASSERTIONS)?;
+        let cf_cred = self.store.cf(CF_CREDENTIALS)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // One batched lookup per index instead of one `get` per entry. Exact dedup of a
+        // decision is its assertion lookup (the same bytes carry the same assertion), and of an
+        // enrolment its credential lookup, so only other entries need the leaf-hash index.
+        let leaf_keys: Vec<&[u8]> = batch
+            .iter()
+            .filter(|r| matches!(r.kind, AppendKind::Other))
+            .map(|r| r.leaf.as_bytes().as_slice())
+            .collect();
+        let logged_leaves: FastMap<&[u8], u64> = leaf_keys
+            .iter()
+            .zip(self.store.indexes(CF_LEAF_INDEX, &leaf_keys)?)
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
+        let assertion_keys: Vec<&[u8]> = batch
+            .iter()
+            .filter_map(|r| match &r.kind {
+                AppendKind::Decision { assertion_key, .. } => Some(assertion_key.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let logged_assertions: FastMap<&[u8], u64> = assertion_keys
+            .iter()
+            .zip(self.store.indexes(CF_ASSERTIONS, &assertion_keys)?)
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
+        // Node hashes are written level by level, so each level's keys reach the memtable in
+        // ascending order (RocksDB's skip list then inserts each next to the previous one).
+        let mut nodes: Vec<Node> = Vec::with_capacity(batch.len() * 2);
+        let in_flight_leaf = |leaf: &Hash| self.in_flight.iter().find_map(|o| o.leaves.get(leaf));
+        let in_flight_assertion =
+            |k: &[u8; 32]| self.in_flight.iter().find_map(|o| o.assertions.get(k));
+        for r in batch {
+            if let Some(&i) = cur.leaves.get(&r.leaf).or_else(|| in_flight_leaf(&r.leaf)) {
+                outcomes.push(Outcome::Existing(i));
+                continue;
+            }
+            if let Some(&i) = logged_leaves.get(r.leaf.as_bytes().as_slice()) {
+                outcomes.push(Outcome::Existing(i));
+                continue;
+            }
+            let index = stack.size();
+            match &r.kind {
+                AppendKind::Other => {}
+                AppendKind::Enrolment { credential_id } => {
+                    if let Some((enrol_index, _)) = self.credential(&cur.creds, credential_id)? {
+                        let original = self.entry_bytes(cur, enrol_index)?;
+                        outcomes.push(match original {
+                            Some(o) if same_enrolment(&o, &r.entry) => {
+                                Outcome::Existing(enrol_index)
+                            }
+                            _ => Outcome::Failed(AppendError::refused(
+                                RefusalReason::CredentialConflict,
+                                "this credential id is already enrolled with a different \
+                                 approver or key",
+                            )),
+                        });
+                        continue;
+                    }
+                    cur.creds.insert(credential_id.clone(), (index, 0));
+                    wb.put_cf(cf_cred, credential_id, encode_credential(index, 0));
+                }
+                AppendKind::Decision {
+                    assertion_key,
+                    credential_id,
+                    enrolment_index,
+                    sign_count,
+                } => {
+                    let seen = cur
+                        .assertions
+                        .get(assertion_key)
+                        .or_else(|| in_flight_assertion(assertion_key))
+                        .copied()
+                        .or_else(|| logged_assertions.get(assertion_key.as_slice()).copied());
+                    if let Some(i) = seen {
+                        outcomes.push(Outcome::Existing(i));
+                        continue;
+                    }
+                    let Some((enrol, stored_count)) = self.credential(&cur.creds, credential_id)?
+                    else {
+                        outcomes.push(Outcome::Failed(AppendError::refused(
+                            RefusalReason::UnknownCredential,
+                            "the credential is not enrolled in this log",
+                        )));
+                        continue;
+                    };
+                    if enrol != *enrolment_index {
+                        outcomes.push(Outcome::Failed(AppendError::refused(
+                            RefusalReason::WrongEnrolment,
+                            "enrolment_index is not this credential's enrolment",
+                        )));
+                        continue;
+                    }
+                    // WebAuthn L3 step 22, re-checked here because two decisions from one
+                    // credential may have been verified concurrently against the same count.
+                    if let Err(e) =
+                        countersign_verifier::check_sign_count(stored_count, *sign_count)
+                    {
+                        outcomes.push(Outcome::Failed(AppendError::refused(
+                            RefusalReason::SignCount,
+                            e.to_string(),
+                        )));
+                        continue;
+                    }
+                    if *sign_count != stored_count {
+                        cur.creds
+                            .insert(credential_id.clone(), (enrol, *sign_count));
+                        wb.put_cf(
+                            cf_cred,
+                            credential_id,
+                            encode_credential(enrol, *sign_count),
+                        );
+                    } else {
+                        // Both zero (a passkey that does not count): nothing to store.
+                        cur.creds
+                            .insert(credential_id.clone(), (enrol, stored_count));
+                    }
+                    cur.assertions.insert(*assertion_key, index);
+                    wb.put_cf(cf_assert, assertion_key, index.to_be_bytes());
+                }
+            }
+            stack.push_with(r.leaf, |level, i, h| nodes.push((level, i, *h)));
+            wb.put_cf(cf_entries, index.to_be_bytes(), &r.entry);
+            wb.put_cf(cf_leaf, r.leaf.as_bytes(), index.to_be_bytes());
+            cur.leaves.insert(r.leaf, index);
+            if matches!(r.kind, AppendKind::Enrolment { .. }) {
+                // Only enrolments are ever read back by a later decision of the same batch.
+                cur.entries.insert(index, r.entry.clone());
+            }
+            outcomes.push(Outcome::New(index));
+        }
+        nodes.sort_by_key(|(level, i, _)| (*level, *i));
+        for (level, i, h) in &nodes {
+            wb.put_cf(cf_hashes, hash_key(*level, *i), h.as_bytes());
+        }
+        Ok((stack, outcomes, nodes))
+    }
+}
+
+/// Whether two encoded enrolments are the same apart from the time the log set.
+pub(super) fn same_enrolment(a: &[u8], b: &[u8]) -> bool {
+    match (Entry::decode(a), Entry::decode(b)) {
+        (Ok(Entry::Enrolment(mut x)), Ok(Entry::Enrolment(y))) => {
+            x.time_ms = y.time_ms;
+            x == y
+        }
+        _ => false,
+    }
+}
