@@ -35,6 +35,20 @@ no_std_deps() {
     fi
 }
 step "verifier runtime dependencies stay no_std" no_std_deps
+log_knows_no_front_end() {
+    # The layering verifier <- log <- approvals <- binary, one way: the log's dependency graph
+    # holds neither the front end nor the binary.
+    local found
+    found=$(cargo tree -p countersign-log -e normal,build --prefix none --locked |
+        grep -E '^countersign(-approvals)? ' | sort -u || true)
+    if [ -n "$found" ]; then
+        echo "countersign-log depends on: $found" >&2
+        return 1
+    fi
+}
+step "the log depends on no front end" log_knows_no_front_end
+step "no import circle within a crate; no axum below the front end's handlers" \
+    python3 scripts/check-layers.py
 step "verifier tests with the pure-Rust backend only" \
     cargo test -p countersign-verifier --locked
 step "rustdoc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -21,7 +21,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::http::Es256Ceiling;
-use super::stats::{summarise, CpuTimes, MachineLoad, Summary};
+use super::stats::{summarise, CpuTimes, MachineLoad, ProcessCpu, Summary};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -44,6 +44,8 @@ pub struct FlowOptions {
     pub origin: Option<String>,
     /// RP ID the passkeys are bound to.
     pub rp_id: String,
+    /// The server's process id, to measure its CPU over the timed phase.
+    pub server_pid: Option<u32>,
 }
 
 /// What a flow run measured.
@@ -71,12 +73,24 @@ pub struct FlowReport {
     pub es256: Es256Ceiling,
     /// The machine during the timed phase.
     pub machine: Option<MachineLoad>,
+    /// The server's CPU seconds over the timed phase (with `server_pid`).
+    pub server_cpu_secs: Option<f64>,
 }
 
 impl FlowReport {
     /// Completed flows (approved or denied) per second of wall time.
     pub fn flows_per_sec(&self) -> f64 {
         (self.approved + self.denied) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The server's CPU per completed flow, in seconds, and in ES256 checks: one check costs
+    /// `cores / rate` seconds of CPU, with the rate measured on all cores in the same run.
+    pub fn server_cpu_per_flow(&self) -> Option<(f64, f64)> {
+        let flows = (self.approved + self.denied).max(1) as f64;
+        let per_flow = self.server_cpu_secs? / flows;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+        let per_check = cores / self.es256.per_sec().max(1.0);
+        Some((per_flow, per_flow / per_check))
     }
 }
 
@@ -589,6 +603,7 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
     let next = Arc::new(AtomicUsize::new(0));
     let (count, deny_every) = (o.count, o.deny_every);
     let cpu = CpuTimes::now();
+    let server_cpu = o.server_pid.and_then(ProcessCpu::now);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (mut ap, mut conn) in approvers.into_iter().zip(conns) {
@@ -639,6 +654,7 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
     }
     let elapsed = start.elapsed();
     let machine = cpu.and_then(CpuTimes::until_now);
+    let server_cpu_secs = server_cpu.and_then(ProcessCpu::seconds_until_now);
     let es256 = tokio::task::spawn_blocking(move || {
         es256.measure_after(Duration::from_secs(2));
         es256
@@ -657,6 +673,7 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         first_errors: all.first_errors,
         es256,
         machine,
+        server_cpu_secs,
     })
 }
 

@@ -98,6 +98,34 @@ impl CpuTimes {
     }
 }
 
+/// The CPU time (user + system) one process has used, from `/proc/<pid>/stat` (Linux), in
+/// clock ticks: the server's CPU over a phase, when the generator is given its process id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessCpu {
+    pid: u32,
+    ticks: u64,
+}
+
+impl ProcessCpu {
+    /// The process's counters now; `None` where they cannot be read.
+    pub fn now(pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+        let rest = stat.get(stat.rfind(')')? + 1..)?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of the line (utime, stime) are the 12th and 13th after the name.
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ProcessCpu { pid, ticks })
+    }
+
+    /// Seconds of CPU the process used from `self` until now. Clock ticks are USER_HZ, 100 per
+    /// second on Linux (fixed by its ABI, whatever the kernel's own tick rate).
+    pub fn seconds_until_now(self) -> Option<f64> {
+        let later = Self::now(self.pid)?;
+        Some(later.ticks.checked_sub(self.ticks)? as f64 / 100.0)
+    }
+}
+
 /// Shares of all CPU time over a phase: on this shared virtual machine, the hypervisor gives
 /// part of it to other guests ("steal"), and rates measured while it does are lower than on a
 /// quiet host. Every mode prints it, so runs can be compared honestly.
@@ -128,6 +156,19 @@ pub fn machine(m: Option<MachineLoad>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_cpu_time_grows_with_its_work() {
+        let me = ProcessCpu::now(std::process::id()).expect("/proc/self/stat");
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let used = me.seconds_until_now().expect("/proc/self/stat");
+        assert!((0.1..5.0).contains(&used), "{used} s for 0.3 s of work");
+        assert!(ProcessCpu::now(u32::MAX).is_none());
+    }
 
     #[test]
     fn machine_load_from_proc_stat() {

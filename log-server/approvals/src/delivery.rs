@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 use crate::ciba::issue::issue_tokens;
 use crate::config::DECIDING_GRACE_SECS;
 use crate::notify::{post_json, Auth};
+use crate::request::{self, TransitionError};
 use crate::state::Approvals;
 use crate::store::{
-    Batch, CibaStore, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus,
-    OUTBOX_PREFIX,
+    CibaStore, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus, OUTBOX_PREFIX,
 };
 use crate::util::now_secs;
 use countersign_log::ApiError;
@@ -160,29 +160,22 @@ pub fn schedule_expiry(c: Arc<Approvals>, key: String, at: u64) {
             let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key) else {
                 return;
             };
-            match r.status {
-                RequestStatus::Pending => {}
-                // Left by a crash mid-decision: delivered as expired, the record left as it
-                // is (see `deliver_outcome`).
-                RequestStatus::Deciding => {
+            // The timer fires at the expiry: the request is expired from then on, even if this
+            // clock read is a little early.
+            let now = now_secs().max(r.statement.expires_at);
+            let b = match request::expire(&mut r, &key, now) {
+                Ok(b) => b,
+                // Left by a crash mid-decision: delivered as expired, the record left as it is
+                // (see `deliver_outcome`).
+                Err(TransitionError::InProgress) => {
                     drop(_g);
                     deliver_outcome(&c, &key).await;
                     return;
                 }
                 // Decided: that delivery is under way or done.
-                _ => return,
-            }
-            r.status = RequestStatus::Expired;
-            let mut b = Batch::new();
-            b.delete(CibaStore::pending_key(
-                &r.statement.approver_id,
-                &r.request_id,
-            ));
-            let written = match b.put_json(key.clone(), &r) {
-                Ok(b) => c.store.commit(std::mem::take(b), Durability::Sync).await,
-                Err(e) => Err(e),
+                Err(_) => return,
             };
-            if let Err(e) = written {
+            if let Err(e) = c.store.commit(b, Durability::Sync).await {
                 tracing::error!(error = %e, "could not mark a request expired");
                 return;
             }

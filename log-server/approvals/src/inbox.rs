@@ -1,5 +1,5 @@
 //! The approver's inbox: open requests, a request's detail, and the decision (start: the
-//! challenge over the statement; finish: the assertion, handed to [`crate::request::decide`]).
+//! challenge over the statement; finish: the assertion, handed to [`crate::decision::decide`]).
 
 use std::sync::Arc;
 
@@ -14,11 +14,12 @@ use countersign_verifier::{challenge, Decision};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::decision::{self, DecideError, DecideRequest};
 use crate::passkeys::{
     append_error, change_session_and_approver, session_of, unauthorized, AssertionCredential,
     CEREMONY_TTL,
 };
-use crate::request::{self, DecideError, DecideRequest, TransitionError};
+use crate::request::{self, TransitionError};
 use crate::state::Approvals;
 use crate::store::{Batch, CibaStore, RequestRecord, RequestStatus};
 use crate::util::{now_secs, same_id, B64URL};
@@ -282,7 +283,7 @@ async fn decide_finish(
         })?
         .clone();
     let key = request_key_of(c, &request_id)?;
-    let decided = request::decide(
+    let decided = decision::decide(
         c.clone(),
         DecideRequest {
             key,

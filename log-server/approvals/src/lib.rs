@@ -14,12 +14,14 @@
 //! [`countersign_log::storage::kv`], and the shared HTTP pieces of [`countersign_log::http`]) and
 //! on `countersign-verifier`, which does every statement, WebAuthn and proof check. The log
 //! never depends on it; the `countersign` binary composes the two. Below the handlers
-//! ([`request`], [`store`], [`config`], [`inbox`]) nothing imports axum.
+//! ([`request`], [`store`], [`config`], [`state`], [`live`], [`util`], the ceremony registry and
+//! the sessions) nothing imports axum (`scripts/check-layers.py` checks it).
 
 pub mod admin_api;
 pub mod ciba;
 pub mod cleanup;
 pub mod config;
+pub mod decision;
 pub mod delivery;
 pub mod evidence;
 pub mod inbox;
@@ -54,7 +56,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Opens the front end on a started log (whose store was opened with [`COLUMN_FAMILIES`]):
 /// its state ([`Approvals::new`]), then finishes the decisions a crash interrupted
-/// ([`request::recover_claims`]), takes up owed deliveries and notifications, and starts the
+/// ([`decision::recover_claims`]), takes up owed deliveries and notifications, and starts the
 /// clean-up task.
 pub fn open(
     log: countersign_log::LogHandle,
@@ -62,7 +64,7 @@ pub fn open(
     config: CibaConfig,
 ) -> Result<Arc<Approvals>, countersign_log::InitError> {
     let a = Arc::new(Approvals::new(log, admin, config)?);
-    match request::recover_claims(&a) {
+    match decision::recover_claims(&a) {
         Ok((0, 0)) => {}
         Ok((finished, released)) => tracing::info!(
             finished,

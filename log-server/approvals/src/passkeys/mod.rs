@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 pub use ceremony::{Ceremonies, CEREMONY_TTL};
 pub use session::{sweep_sessions, Session, Sessions, SESSION_COOKIE};
 
-use crate::request::AssertionBytes;
+use crate::decision::AssertionBytes;
 use crate::state::Approvals;
 use crate::store::ApproverRecord;
 use crate::util::B64URL;

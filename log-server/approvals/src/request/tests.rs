@@ -16,7 +16,10 @@ use serde_json::json;
 
 use super::*;
 use crate::config::CibaConfig;
+use crate::decision::*;
+use crate::state::Approvals;
 use crate::store::PENDING_PREFIX;
+use crate::store::{CredentialRef, DeliveryMode, Durability, CLAIM_PREFIX};
 use crate::util::Secret;
 use crate::COLUMN_FAMILIES;
 use countersign_log::storage::kv::Op;

@@ -1,0 +1,260 @@
+//! Making a decision: [`decide`] claims the request, appends the signed decision to the log and
+//! records the outcome, with the transitions of [`crate::request`]. It runs as a task of its
+//! own: an approver whose connection drops half-way does not leave a claim behind, nor a logged
+//! decision whose request says otherwise. A crash between those steps is finished at the next
+//! start by [`recover_claims`] from what the log holds.
+
+use std::sync::Arc;
+
+use countersign_log::{AppendError, Appended, DecisionRequest, StorageError};
+use countersign_verifier::Decision;
+
+use crate::request::{claim, finish, recover, release, Recovered, TransitionError};
+use crate::state::Approvals;
+use crate::store::{
+    CibaStore, ClaimRecord, CredentialRef, DecisionRecord, DeliveryMode, Durability, RequestRecord,
+    CLAIM_PREFIX,
+};
+use crate::util::now_secs;
+
+/// The assertion a decision is made with, decoded from the page's answer.
+#[derive(Clone, Debug)]
+pub struct AssertionBytes {
+    /// The credential id.
+    pub credential_id: Vec<u8>,
+    /// authenticatorData.
+    pub authenticator_data: Vec<u8>,
+    /// clientDataJSON.
+    pub client_data_json: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
+}
+
+/// A decision made and recorded.
+#[derive(Clone, Debug)]
+pub struct Decided {
+    /// The request, as now stored.
+    pub request: RequestRecord,
+    /// Where its decision is in the log.
+    pub record: DecisionRecord,
+    /// The log's answer (checkpoint covering the decision).
+    pub appended: Appended,
+}
+
+/// Why [`decide`] decided nothing. Nothing was logged, and the request is as it was.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecideError {
+    /// No such request, or not this approver's.
+    NotFound,
+    /// The request cannot be decided where it stands.
+    Transition(TransitionError),
+    /// The log refused the decision (the assertion does not verify, a cloned authenticator...).
+    Refused(AppendError),
+    /// This assertion was already logged: a replay, not a new decision.
+    Replayed,
+    /// The store failed.
+    Storage(StorageError),
+    /// The decision task failed.
+    Internal(String),
+}
+
+impl std::fmt::Display for DecideError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecideError::NotFound => f.write_str("no such request"),
+            DecideError::Transition(t) => write!(f, "{t}"),
+            DecideError::Refused(e) => write!(f, "the log refused the decision: {e}"),
+            DecideError::Replayed => f.write_str("this signature was already used"),
+            DecideError::Storage(e) => write!(f, "{e}"),
+            DecideError::Internal(e) => write!(f, "the decision failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecideError {}
+
+impl From<StorageError> for DecideError {
+    fn from(e: StorageError) -> Self {
+        DecideError::Storage(e)
+    }
+}
+
+impl From<TransitionError> for DecideError {
+    fn from(e: TransitionError) -> Self {
+        DecideError::Transition(e)
+    }
+}
+
+/// What a decision is: by whom, on what, with which passkey and assertion.
+#[derive(Clone, Debug)]
+pub struct DecideRequest {
+    /// The request's record key.
+    pub key: String,
+    /// The signed-in approver (must be the request's).
+    pub approver_id: String,
+    /// Approve or deny.
+    pub decision: Decision,
+    /// The approver's passkey that signed.
+    pub credential: CredentialRef,
+    /// The assertion.
+    pub assertion: AssertionBytes,
+}
+
+/// Claims the request, appends the decision to the log and records it, in a task of its own:
+/// dropping the returned future (the approver's connection closed) does not stop it half-way.
+/// On any failure the claim is released, so the request is open again.
+pub async fn decide(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, DecideError> {
+    match tokio::spawn(decide_now(c, d)).await {
+        Ok(r) => r,
+        Err(e) => Err(DecideError::Internal(e.to_string())),
+    }
+}
+
+async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, DecideError> {
+    let key = d.key.as_str();
+    let (mut r, statement_hash) = {
+        let _g = c.store.lock(key).await;
+        let mut r: RequestRecord = c.store.get(key)?.ok_or(DecideError::NotFound)?;
+        if !crate::util::same_id(&r.statement.approver_id, &d.approver_id) {
+            return Err(DecideError::NotFound);
+        }
+        let mut st = r.statement.clone();
+        st.decision = d.decision.as_str().to_owned();
+        let statement_hash = st
+            .hash()
+            .map_err(|e| DecideError::Internal(format!("statement: {e}")))?;
+        let cl = ClaimRecord {
+            assertion_key: hex::encode(countersign_log::log::assertion_key(
+                &d.assertion.credential_id,
+                &d.assertion.client_data_json,
+            )),
+            decision: d.decision,
+            enrolment_index: d.credential.enrolment_index,
+            statement_hash: hex::encode(statement_hash),
+        };
+        let b = claim(&mut r, key, now_secs(), cl)?;
+        // Not synced on its own: the decision's synced log append comes after it in the same
+        // write-ahead log, so if the decision survives a crash, so does the claim.
+        c.store.commit(b, Durability::Deferred).await?;
+        (r, statement_hash)
+    };
+    match append(&c, &r, &d, statement_hash).await {
+        Ok((rec, appended)) => {
+            // Only the claimant changes a claimed record (and clean-up leaves it alone until
+            // well past its expiry), so `r` is still what is stored.
+            {
+                let _g = c.store.lock(key).await;
+                let b = finish(&mut r, key, d.decision, rec.clone())?;
+                c.store.commit(b, Durability::Sync).await?;
+            }
+            tracing::info!(
+                request_id = %r.request_id,
+                approver_id = %r.statement.approver_id,
+                decision = d.decision.as_str(),
+                index = rec.index,
+                "decision logged"
+            );
+            c.metrics
+                .decisions
+                .get_or_create(&[("decision", d.decision.as_str())])
+                .inc();
+            c.inbox_changed(&r.statement.approver_id, &r.request_id);
+            crate::delivery::decided(c.clone(), key.to_owned(), r.clone());
+            Ok(Decided {
+                request: r,
+                record: rec,
+                appended,
+            })
+        }
+        Err(e) => {
+            let _g = c.store.lock(key).await;
+            if let Some(mut stored) = c.store.get::<RequestRecord>(key)? {
+                if let Ok(b) = release(&mut stored, key) {
+                    c.store.commit(b, Durability::Sync).await?;
+                    // Its expiry timer may have fired while it was claimed: a ping/push request
+                    // now past expiry gets its expiry (push: `expired_token`) at once.
+                    let expires_at = stored.statement.expires_at;
+                    if stored.mode != DeliveryMode::Poll && now_secs() >= expires_at {
+                        crate::delivery::schedule_expiry(c.clone(), key.to_owned(), expires_at);
+                    }
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Appends the decision (`hash`: its statement's hash, computed for the claim) to the log.
+pub(crate) async fn append(
+    c: &Approvals,
+    r: &RequestRecord,
+    d: &DecideRequest,
+    hash: [u8; 32],
+) -> Result<(DecisionRecord, Appended), DecideError> {
+    let nonce = hex::decode(&r.nonce)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| DecideError::Internal("the request's nonce is not 32 bytes".into()))?;
+    let a = d.assertion.clone();
+    let req = DecisionRequest {
+        decision: d.decision,
+        statement_hash: hash,
+        nonce,
+        approver_id: r.statement.approver_id.clone(),
+        credential_id: a.credential_id,
+        authenticator_data: a.authenticator_data,
+        client_data_json: a.client_data_json,
+        signature: a.signature,
+        enrolment_index: d.credential.enrolment_index,
+    };
+    let appended = c
+        .log
+        .append_decision(req)
+        .await
+        .map_err(DecideError::Refused)?;
+    if appended.existing {
+        // The assertion was logged before, for this very challenge: a replay.
+        return Err(DecideError::Replayed);
+    }
+    Ok((
+        DecisionRecord {
+            index: appended.index,
+            leaf_hash: appended.leaf_hash.to_hex(),
+            enrolment_index: d.credential.enrolment_index,
+            statement_hash: hex::encode(hash),
+            decided_at: now_secs(),
+        },
+        appended,
+    ))
+}
+
+/// At start: finishes or releases every claim a crash left ([`recover`]). Returns (finished,
+/// released).
+pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {
+    let (mut finished, mut released) = (0, 0);
+    for (ckey, _) in c.store.scan(CLAIM_PREFIX, usize::MAX)? {
+        let key = CibaStore::record_key_of(ckey.trim_start_matches(CLAIM_PREFIX));
+        let r = c.store.get::<RequestRecord>(&key)?;
+        let logged = r
+            .as_ref()
+            .and_then(|r| r.claim.as_ref())
+            .and_then(|cl| hex::decode(&cl.assertion_key).ok())
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .map(|k| c.log.find_assertion(&k))
+            .transpose()?
+            .flatten();
+        let request_id = r.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();
+        let (b, outcome) = recover(r, &key, logged, now_secs());
+        c.store.commit_blocking(b)?;
+        match outcome {
+            Recovered::Finished { index, decision } => {
+                finished += 1;
+                tracing::info!(%request_id, index, decision = decision.as_str(), "decision recovered from the log");
+            }
+            Recovered::Released => released += 1,
+            Recovered::Stale => {}
+        }
+    }
+    Ok((finished, released))
+}
