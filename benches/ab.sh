@@ -18,7 +18,7 @@
 #             by the AFTER build's `core` (both builds read the same files);
 #   flows     complete CIBA flows, 32 in flight, 10% denied (fresh data directory); the
 #             generator prints server CPU per flow in ES256 checks (`--server-pid`).
-# Everything binds to 127.0.0.1 and every server is stopped before the next run. Nothing else
+# AB_ONLY="core flows" runs only those. Everything binds to 127.0.0.1 and every server is stopped before the next run. Nothing else
 # should run on the machine meanwhile: the figures are only comparable within one session.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,22p' "$0"; exit 2; }
@@ -106,7 +106,7 @@ run_flows() {
     stop
 }
 
-if [ ! -d "$W/tree1m/log" ]; then
+if [[ " ${AB_ONLY:-proofs} " == *" proofs "* ]] && [ ! -d "$W/tree1m/log" ]; then
     echo "building the 1,000,001-leaf tree with the AFTER build" >&2
     "$B/countersign-bench" core --dir "$W/tree1m" --count 1000000 2>>"$LOG" | tee -a "$LOG" |
         grep -E '^(raw RocksDB|log core)' | sed "s/^/[after core 1M] /"
@@ -114,7 +114,7 @@ fi
 
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="A B"; else order="B A"; fi
-    for what in core batch proofs flows; do
+    for what in ${AB_ONLY:-core batch proofs flows}; do
         for x in $order; do
             if [ "$x" = A ]; then dir=$A name=before; else dir=$B name=after; fi
             echo "== round $r: $what, $name ($(uptime | sed 's/.*load average: //'))" | tee -a "$LOG"

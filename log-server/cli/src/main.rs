@@ -95,6 +95,10 @@ struct ServeArgs {
     max_body_bytes: usize,
     #[command(flatten)]
     ciba: Box<countersign::args::ApprovalsArgs>,
+    /// Serve the transparency log alone, without the approval front end (no CIBA endpoints,
+    /// pages or admin API for clients and approvers; their records are kept untouched).
+    #[arg(long, env = "COUNTERSIGN_LOG_ONLY")]
+    log_only: bool,
 }
 
 #[derive(clap::Args)]
@@ -162,8 +166,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: a.max_body_bytes,
         column_families: Vec::new(),
     };
-    let approvals = a.ciba.config(a.listen)?;
-    let started = tokio::task::spawn_blocking(move || Server::start(config, Some(approvals)))
+    let approvals = if a.log_only {
+        None
+    } else {
+        Some(a.ciba.config(a.listen)?)
+    };
+    let started = tokio::task::spawn_blocking(move || Server::start(config, approvals))
         .await?
         .context("starting the server")?;
     if started.created_admin_token {

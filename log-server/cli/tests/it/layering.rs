@@ -121,3 +121,29 @@ async fn without_the_front_end_its_routes_do_not_exist() {
     assert!(log_at < fe_at && metrics.trim_end().ends_with("# EOF"));
     on.api.log.sequencer().shutdown().await;
 }
+
+#[tokio::test]
+async fn the_binary_serves_the_log_alone_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::process::free_port();
+    let mut p = crate::process::Process::spawn(dir.path(), port, &["--log-only"]);
+    let client = reqwest::Client::new();
+    p.wait_ready(&client).await;
+    for (method, path) in FRONT_END {
+        let r = client
+            .request(method.parse().unwrap(), format!("{}{path}", p.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error_description"], "no such endpoint", "{path}");
+    }
+    let r = client
+        .get(format!("{}/checkpoint", p.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(p.terminate().success());
+}
