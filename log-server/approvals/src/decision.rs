@@ -119,20 +119,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
         if !crate::util::same_id(&r.statement.approver_id, &d.approver_id) {
             return Err(DecideError::NotFound);
         }
-        let mut st = r.statement.clone();
-        st.decision = d.decision.as_str().to_owned();
-        let statement_hash = st
-            .hash()
-            .map_err(|e| DecideError::Internal(format!("statement: {e}")))?;
-        let cl = ClaimRecord {
-            assertion_key: hex::encode(countersign_log::log::assertion_key(
-                &d.assertion.credential_id,
-                &d.assertion.client_data_json,
-            )),
-            decision: d.decision,
-            enrolment_index: d.credential.enrolment_index,
-            statement_hash: hex::encode(statement_hash),
-        };
+        let (cl, statement_hash) = claim_of(&r, &d)?;
         let b = claim(&mut r, key, now_secs(), cl)?;
         // Not synced on its own: the decision's synced log append comes after it in the same
         // write-ahead log, so if the decision survives a crash, so does the claim.
@@ -183,6 +170,28 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
             Err(e)
         }
     }
+}
+
+/// The claim of decision `d` on request `r`, and the hash of the statement it decides.
+pub(crate) fn claim_of(
+    r: &RequestRecord,
+    d: &DecideRequest,
+) -> Result<(ClaimRecord, [u8; 32]), DecideError> {
+    let mut st = r.statement.clone();
+    st.decision = d.decision.as_str().to_owned();
+    let statement_hash = st
+        .hash()
+        .map_err(|e| DecideError::Internal(format!("statement: {e}")))?;
+    let claim = ClaimRecord {
+        assertion_key: hex::encode(countersign_log::log::assertion_key(
+            &d.assertion.credential_id,
+            &d.assertion.client_data_json,
+        )),
+        decision: d.decision,
+        enrolment_index: d.credential.enrolment_index,
+        statement_hash: hex::encode(statement_hash),
+    };
+    Ok((claim, statement_hash))
 }
 
 /// Appends the decision (`hash`: its statement's hash, computed for the claim) to the log.

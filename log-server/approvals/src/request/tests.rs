@@ -504,18 +504,7 @@ async fn recovery_from_each_state_a_crash_can_leave() {
 /// Claims the request as [`decide`] does, and stops there (the crash); its statement hash.
 async fn claim_as(f: &Fixture, key: &str, d: &DecideRequest) -> [u8; 32] {
     let mut r = f.get(key);
-    let mut st = r.statement.clone();
-    st.decision = d.decision.as_str().to_owned();
-    let hash = st.hash().unwrap();
-    let cl = ClaimRecord {
-        assertion_key: hex::encode(countersign_log::log::assertion_key(
-            &d.assertion.credential_id,
-            &d.assertion.client_data_json,
-        )),
-        decision: d.decision,
-        enrolment_index: d.credential.enrolment_index,
-        statement_hash: hex::encode(hash),
-    };
+    let (cl, hash) = claim_of(&r, d).unwrap();
     let b = claim(&mut r, key, crate::util::now_secs(), cl).unwrap();
     f.approvals.store.commit(b, Durability::Sync).await.unwrap();
     hash
