@@ -182,7 +182,10 @@ mod tests {
         ))
         .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert!(!v["tiles"]["index_path_examples"].as_object().unwrap().is_empty());
+        assert!(!v["tiles"]["index_path_examples"]
+            .as_object()
+            .unwrap()
+            .is_empty());
         for (n, p) in v["tiles"]["index_path_examples"].as_object().unwrap() {
             let n: u64 = n.parse().unwrap();
             assert_eq!(format_index(n), p.as_str().unwrap());

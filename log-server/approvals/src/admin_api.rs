@@ -2,7 +2,7 @@
 //! key rotation. The `countersign client|approver` commands call it.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -16,11 +16,13 @@ use crate::state::Approvals;
 use crate::store::{ApproverRecord, AuthMethod, ClientRecord, DeliveryMode, EnrolmentLink};
 use crate::util::now_secs;
 use crate::util::Secret;
+use crate::web::RouterState;
 use countersign_log::ApiError;
 
+use countersign_log::http::Admin;
 use countersign_log::http::{Body, PathParam};
 
-pub(crate) fn routes() -> Router<Arc<Approvals>> {
+pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
         .route("/v1/admin/clients", post(add_client).get(list_clients))
         .route("/v1/admin/clients/{id}", delete(remove_client))
@@ -99,10 +101,9 @@ fn default_mode() -> DeliveryMode {
 
 async fn add_client(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
     body: Body,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     let b: AddClient = body.json()?;
     check_id("client_id", &b.client_id)?;
     match (&b.mode, &b.notification_endpoint) {
@@ -226,21 +227,16 @@ fn list_records<T: for<'de> Deserialize<'de>>(
         .collect()
 }
 
-async fn list_clients(
-    State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
+async fn list_clients(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Response, ApiError> {
     let out = list_records::<ClientRecord>(c, "c/", "client record", client_json)?;
     Ok(Json(json!({ "clients": out })).into_response())
 }
 
 async fn remove_client(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     let client_key = format!("c/{id}");
     let _g = c.store.lock(&client_key).await;
     if c.store.client(&id)?.is_none() {
@@ -288,10 +284,9 @@ async fn create_link(c: &Approvals, approver_id: &str) -> Result<(String, u64), 
 
 async fn add_approver(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
     body: Body,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     let b: AddApprover = body.json()?;
     check_id("approver_id", &b.approver_id)?;
     let email = b.email.trim().to_lowercase();
@@ -380,19 +375,17 @@ fn approver_json(r: &ApproverRecord) -> Value {
 
 async fn list_approvers(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     let out = list_records::<ApproverRecord>(c, "a/", "approver record", approver_json)?;
     Ok(Json(json!({ "approvers": out })).into_response())
 }
 
 async fn disable_approver(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     let rec = {
         let approver_key = format!("a/{id}");
         let _g = c.store.lock(&approver_key).await;
@@ -411,10 +404,9 @@ async fn disable_approver(
 
 async fn new_link(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     match c.store.approver(&id)? {
         Some(r) if !r.disabled => {}
         _ => {
@@ -433,11 +425,7 @@ async fn new_link(
         .into_response())
 }
 
-async fn rotate_keys(
-    State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
+async fn rotate_keys(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Response, ApiError> {
     // Rare, and it writes through the calling thread: keep it off the async workers.
     let kid = tokio::task::spawn_blocking({
         let c = c.clone();
@@ -449,10 +437,6 @@ async fn rotate_keys(
     Ok(Json(json!({"kid": kid, "jwks": c.keys.jwks()})).into_response())
 }
 
-async fn list_keys(
-    State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
+async fn list_keys(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Response, ApiError> {
     Ok(Json(c.keys.jwks()).into_response())
 }

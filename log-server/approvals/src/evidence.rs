@@ -23,10 +23,12 @@ use crate::state::Approvals;
 use crate::store::CibaStore;
 use crate::store::{RequestRecord, RequestStatus};
 use crate::util::Secret;
+use crate::web::RouterState;
+use countersign_log::http::Admin;
 use countersign_log::http::PathParam;
 use countersign_log::ApiError;
 
-pub(crate) fn routes() -> Router<Arc<Approvals>> {
+pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
         .route("/v1/evidence/{auth_req_id}", get(by_auth_req_id))
         .route("/v1/admin/evidence/{request_id}", get(by_request_id_admin))
@@ -144,11 +146,10 @@ async fn by_auth_req_id(
 
 async fn by_request_id_admin(
     State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
+    _: Admin,
     PathParam(request_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    c.admin.check(&headers)?;
     let (_, r) = c
         .store
         .request_by_public_id(&request_id)?

@@ -23,10 +23,11 @@ use crate::request::{self, TransitionError};
 use crate::state::Approvals;
 use crate::store::{Batch, CibaStore, RequestRecord, RequestStatus};
 use crate::util::{now_secs, same_id, B64URL};
+use crate::web::RouterState;
 use countersign_log::ApiError;
 
 /// The inbox's routes.
-pub(crate) fn routes() -> Router<Arc<Approvals>> {
+pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
         .route("/v1/inbox", get(inbox))
         .route("/v1/requests/{request_id}", get(request_detail))

@@ -34,6 +34,7 @@ pub mod request;
 pub mod state;
 pub mod store;
 pub mod util;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -89,5 +90,5 @@ pub fn router(approvals: Arc<Approvals>) -> Router {
         .merge(pages::routes())
         .merge(evidence::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(approvals)
+        .with_state(web::RouterState(approvals))
 }

@@ -26,6 +26,7 @@ use crate::store::{
 use crate::util::now_secs;
 use crate::util::Secret;
 use crate::util::B64URL;
+use crate::web::RouterState;
 use countersign_log::http::Body;
 use countersign_log::ApiError;
 
@@ -36,7 +37,7 @@ pub const MAX_AUTHORIZATION_DETAILS_BYTES: usize = 16 * 1024;
 /// Longest short parameter (scope, hints, tokens), in bytes.
 const MAX_SHORT_PARAM: usize = 1024;
 
-pub(crate) fn routes() -> Router<Arc<Approvals>> {
+pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks.json", get(jwks))

@@ -23,6 +23,7 @@ use crate::passkeys::session_of;
 use crate::state::Approvals;
 use crate::store::RequestStatus;
 use crate::util::now_secs;
+use crate::web::RouterState;
 use countersign_log::http::PathParam;
 use countersign_log::ApiError;
 
@@ -31,7 +32,7 @@ const APP_JS: &str = include_str!("app.js");
 const SSE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(20);
 const APP_CSS: &str = include_str!("app.css");
 
-pub(crate) fn routes() -> Router<Arc<Approvals>> {
+pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
         .route("/approve", get(home))
         .route("/approve/requests/{request_id}", get(request_page))

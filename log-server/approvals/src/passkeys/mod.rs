@@ -14,8 +14,6 @@ pub mod enrolment;
 pub mod session;
 pub mod signin;
 
-use std::sync::Arc;
-
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
@@ -30,10 +28,11 @@ use crate::decision::AssertionBytes;
 use crate::state::Approvals;
 use crate::store::ApproverRecord;
 use crate::util::B64URL;
+use crate::web::RouterState;
 use countersign_log::ApiError;
 
 /// The ceremonies' routes (enrolment, sign-in, sign-out).
-pub(crate) fn routes() -> Router<Arc<Approvals>> {
+pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
         .route("/v1/enrol/start", post(enrolment::enrol_start))
         .route("/v1/enrol/finish", post(enrolment::enrol_finish))
