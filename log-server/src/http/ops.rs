@@ -1,0 +1,128 @@
+//! Operations: submitters and backups (admin), health and metrics.
+
+use std::path::PathBuf;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::StorageError;
+use crate::sequencer::now_ms;
+use crate::submitters;
+
+use super::error::ApiError;
+use super::extract::{Admin, Body, PathParam};
+use super::json::*;
+use super::state::LogApi;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitterBody {
+    name: String,
+}
+
+pub(super) async fn post_submitter(
+    State(s): State<LogApi>,
+    _: Admin,
+    body: Body,
+) -> ApiResult<Response> {
+    let b: SubmitterBody = body.json()?;
+    if b.name.is_empty() || b.name.len() > 128 || b.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    let token = submitters::create_submitter(s.log.store(), &b.name)?;
+    tracing::info!(submitter = %b.name, "submitter created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": b.name, "token": token.expose()})),
+    )
+        .into_response())
+}
+
+pub(super) async fn get_submitters(State(s): State<LogApi>, _: Admin) -> ApiResult<Response> {
+    let list = submitters::list_submitters(s.log.store())?;
+    Ok(Json(json!({ "submitters": list })).into_response())
+}
+
+pub(super) async fn delete_submitter(
+    State(s): State<LogApi>,
+    _: Admin,
+    PathParam(name): PathParam,
+) -> ApiResult<Response> {
+    let revoked = submitters::revoke_submitter(s.log.store(), &name)?;
+    if revoked.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_submitter",
+            "no submitter has this name",
+        ));
+    }
+    tracing::info!(submitter = %name, tokens = revoked.len(), "submitter revoked");
+    Ok(Json(json!({"name": name, "revoked": revoked})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    to: String,
+}
+
+pub(super) async fn post_backup(
+    State(s): State<LogApi>,
+    _: Admin,
+    body: Body,
+) -> ApiResult<Response> {
+    let b: BackupBody = body.json()?;
+    let to = PathBuf::from(&b.to);
+    let store = s.log.store().clone();
+    let data_dir = s.data_dir.clone();
+    let result =
+        tokio::task::spawn_blocking(move || crate::backup::backup_store(&store, &data_dir, &to))
+            .await;
+    match result {
+        Ok(Ok(size)) => Ok(Json(json!({"to": b.to, "tree_size": size})).into_response()),
+        Ok(Err(e)) => Err(ApiError::bad_request("backup_failed", e.to_string())),
+        Err(_) => Err(StorageError::Stopped("backup task failed".into()).into()),
+    }
+}
+
+pub(super) async fn get_healthz(State(s): State<LogApi>) -> Response {
+    let shared = s.log.sequencer().shared();
+    let age = now_ms().saturating_sub(shared.last_signed_ms());
+    let fresh = age
+        <= s.checkpoint_interval_ms
+            .saturating_mul(3)
+            .saturating_add(2000);
+    let ok = shared.alive() && !shared.closing() && fresh;
+    let body = Json(json!({
+        "status": if ok { "ok" } else { "unhealthy" },
+        "sequencer_alive": shared.alive(),
+        "checkpoint_age_ms": age,
+        "tree_size": shared.published().size,
+    }));
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+pub(super) async fn get_metrics(State(s): State<LogApi>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.log
+            .metrics()
+            .render_with(s.metrics_sources.iter().map(|m| m.registry())),
+    )
+        .into_response()
+}
