@@ -3,7 +3,7 @@
 //! checkpoint seen before a crash must be consistent with every one after, and the tree size
 //! never decreases. `COUNTERSIGN_SOAK=1` runs many more rounds.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -269,5 +269,114 @@ async fn sigkill_loses_nothing_acknowledged() {
     server.restart();
     server.wait_ready(&client).await;
     assert_eq!(checkpoint(&client, &url, &vkey).await.size, max_size);
+    server.kill();
+}
+
+/// SIGTERM in the middle of a burst of appends: every answer the server gives is either an
+/// acknowledgement (and the entry is at its index after the restart, with an inclusion proof
+/// against the new checkpoint) or `503 shutting_down`; a request that gets no answer at all
+/// (its connection refused once the listener closed) is not an acknowledgement. The process
+/// exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_only_success_or_shutting_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let client = reqwest::Client::new();
+    let mut server = Process::spawn(&dir, free_port(), &ARGS);
+    let url = server.url.clone();
+    server.wait_ready(&client).await;
+    let admin = server.read("admin.token");
+    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (index, leaf hash) of each acknowledgement; counts of refusals and unanswered requests.
+    let acks = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let (refused, unanswered) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let (client, url, admin) = (client.clone(), url.clone(), admin.clone());
+        let (stop, acks, refused, unanswered) = (
+            stop.clone(),
+            acks.clone(),
+            refused.clone(),
+            unanswered.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let pk = crate::log_common::passkey(1_000_000 * (t + 1) + n);
+                let body = crate::log_common::enrolment_body(&pk, &format!("term-{t}"));
+                let r = client
+                    .post(format!("{url}/v1/log/enrolments"))
+                    .bearer_auth(&admin)
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(r) = r else {
+                    unanswered.fetch_add(1, Ordering::Relaxed);
+                    // Refused connections come back at once: do not spin on them.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let status = r.status().as_u16();
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    unanswered.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                match status {
+                    201 => acks.lock().unwrap().push((
+                        v["index"].as_u64().unwrap(),
+                        v["leaf_hash"].as_str().unwrap().to_owned(),
+                    )),
+                    503 => {
+                        assert_eq!(v["error"], "shutting_down", "{v}");
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => panic!("during shutdown: {status} {v}"),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_term = acks.lock().unwrap().len();
+    assert!(before_term > 0, "no append was acknowledged before SIGTERM");
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = server.terminate();
+        (server, exit)
+    });
+    let (mut server, exit) = exit.await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(exit.success(), "server exited with {exit}");
+    let acks = Arc::try_unwrap(acks).unwrap().into_inner().unwrap();
+    eprintln!(
+        "sigterm under load: {} acknowledged ({before_term} before the signal), {} refused \
+         with shutting_down, {} unanswered",
+        acks.len(),
+        refused.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed)
+    );
+
+    server.restart();
+    server.wait_ready(&client).await;
+    let now = checkpoint(&client, &url, &vkey).await;
+    for (index, leaf) in &acks {
+        let v = crate::web::get_json(
+            &client,
+            &format!("{url}/v1/log/proof/inclusion?index={index}"),
+        )
+        .await;
+        assert_eq!(
+            v["leaf_hash"].as_str(),
+            Some(leaf.as_str()),
+            "acknowledged entry {index} lost or changed"
+        );
+        let leaf = Hash::from_hex(leaf).unwrap();
+        let proof = hashes(&v["inclusion_proof"]);
+        countersign_verifier::verify_inclusion(&leaf, *index, now.size, &proof, &now.root)
+            .unwrap_or_else(|e| panic!("entry {index} against the restarted root: {e}"));
+    }
     server.kill();
 }
