@@ -220,3 +220,73 @@ async fn a_second_server_on_the_same_data_dir_is_refused_with_a_clear_error() {
     assert_eq!(status, 200);
     log.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_load_is_a_consistent_prefix_of_the_log() {
+    let log = TestLog::start().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let (h, stop) = (log.state.log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                h.append_verified_entry(revocation((t << 32) | n))
+                    .await
+                    .unwrap();
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let backup = log._dir.path().join("backup-under-load");
+    let (status, v) = log
+        .post(
+            "/v1/admin/backup",
+            &log.admin,
+            &serde_json::json!({ "to": backup }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut appended = 0;
+    for t in tasks {
+        appended += t.await.unwrap();
+    }
+    let after = log.checkpoint().await;
+    let backed_up = v["tree_size"].as_u64().unwrap();
+    assert!(
+        0 < backed_up && backed_up < after.size,
+        "the backup ({backed_up}) was taken while {appended} entries were appended (final size {})",
+        after.size
+    );
+    // The copy opens as a log of its own whose tree is one the live log had: its root is proved
+    // consistent with the live log's latest by the live log's own consistency proof.
+    let b = backup.clone();
+    let started = tokio::task::spawn_blocking(move || countersign_log::start(config(b)))
+        .await
+        .unwrap()
+        .unwrap();
+    let copy = started.api.log.published();
+    assert_eq!(copy.size, backed_up);
+    let (status, v) = log
+        .get(&format!(
+            "/v1/log/proof/consistency?first={}&second={}",
+            copy.size, after.size
+        ))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let proof = crate::common::hashes(&v["consistency_proof"]);
+    countersign_verifier::verify_consistency(
+        copy.size,
+        after.size,
+        &copy.root,
+        &after.root,
+        &proof,
+    )
+    .unwrap();
+    started.api.log.sequencer().shutdown().await;
+    log.stop().await;
+}
