@@ -45,6 +45,29 @@ async fn health_metrics_and_first_start_files() {
     ] {
         assert!(text.contains(m), "missing {m} in metrics");
     }
+    // The values follow what happened: one new leaf, then the same entry again (a dedup).
+    let again = log
+        .state
+        .log
+        .append_verified_entry(revocation(1))
+        .await
+        .unwrap();
+    assert!(again.existing);
+    let text = crate::web::get_text(&log.client, &format!("{}/metrics", log.url)).await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no value for {name} in\n{text}"))
+    };
+    assert_eq!(value("countersign_tree_size"), 1.0);
+    assert_eq!(value("countersign_appended_entries_total"), 1.0);
+    assert_eq!(value("countersign_deduplicated_appends_total"), 1.0);
+    assert_eq!(value("countersign_queue_full_rejections_total"), 0.0);
+    assert_eq!(value("countersign_queue_depth"), 0.0);
+    // Two batches were built (the new leaf, the dedup); only the first wrote a leaf.
+    assert_eq!(value("countersign_batch_size_count"), 2.0);
+    assert!(value("countersign_fsync_seconds_count") >= 1.0);
+    assert_eq!(value("countersign_integration_latency_seconds_count"), 2.0);
     let (s, v) = log.get("/v1/log/vkey").await;
     assert_eq!(s, 200);
     assert_eq!(v["vkey"].as_str().unwrap(), log.vkey.to_vkey());

@@ -390,6 +390,69 @@ async fn expired_request_cannot_be_decided() {
 }
 
 #[tokio::test]
+async fn an_expired_enrolment_link_enrols_nothing() {
+    let s = Server::start_with(|mut c| {
+        // Two seconds: whole seconds are compared, so a link made just before a second ends
+        // still has one whole second of validity.
+        c.enrolment_link_ttl_secs = 2;
+        c
+    })
+    .await;
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/approvers",
+            json!({"approver_id": "apv_late", "email": "late@example.com"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["enrolment_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The link's page works while it is valid, and not after.
+    let page = |t: String| {
+        let (http, url) = (s.http.clone(), s.url.clone());
+        async move {
+            http.get(format!("{url}/enrol/{t}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(page(token.clone()).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(page(token.clone()).await, 410);
+    let pk =
+        countersign_testvectors::SoftPasskey::new(countersign_testvectors::Alg::Es256, 23, RP_ID);
+    let (st, v) = s.enrol(&token, &pk, ORIGIN).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (410, Some("invalid_link")),
+        "{v}"
+    );
+    assert_eq!(s.tree_size(), 0, "nothing was logged");
+    // A new link for the same approver works.
+    let (st, v) = s
+        .admin_post("/v1/admin/approvers/apv_late/enrolment-link", json!({}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["enrolment_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (st, v) = s.enrol(&token, &pk, ORIGIN).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(s.tree_size(), 1);
+}
+
+#[tokio::test]
 async fn enrolment_link_is_one_time_and_checked() {
     let s = Server::start().await;
     let (st, v) = s
