@@ -249,6 +249,22 @@ fn json_output_and_usage_errors() {
         .unwrap()
         .starts_with("c2sp.org/tlog-proof@v1\nindex 2\n"));
 
+    // An invalid bundle with --json: exit 1, and the JSON names the failed check.
+    let bad: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("statement-changed-amount.json")).unwrap(),
+    )
+    .unwrap();
+    let (mut args, _) = args_for("bundles", &bad, &tmp);
+    args.push("--json".into());
+    let out = run(&args, None);
+    assert_eq!(out.status.code(), Some(1));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["valid"], false, "{j}");
+    assert!(
+        j["check"].as_str().is_some_and(|c| !c.is_empty()),
+        "the failed check is named: {j}"
+    );
+
     // The human summary says who approved what.
     let (args, _) = args_for("bundles", &v, &tmp);
     let out = run(&args, None);
@@ -294,6 +310,50 @@ fn json_output_and_usage_errors() {
         ],
         vec!["note", "--key", "not-a-key", "-"],
         vec!["frobnicate"],
+        // Hex that is not hex, or hashes of the wrong length, in every other command.
+        vec![
+            "consistency",
+            "--old-size",
+            "1",
+            "--old-root",
+            "xyz",
+            "--new-size",
+            "2",
+            "--new-root",
+            &"00".repeat(32),
+        ],
+        vec![
+            "consistency",
+            "--old-size",
+            "1",
+            "--old-root",
+            &"00".repeat(31),
+            "--new-size",
+            "2",
+            "--new-root",
+            &"00".repeat(32),
+        ],
+        vec![
+            "assertion",
+            "--public-key",
+            "not-hex",
+            "--authenticator-data",
+            "00",
+            "--client-data-json",
+            "00",
+            "--signature",
+            "00",
+            "--rp-id",
+            "example.org",
+            "--origin",
+            "https://example.org",
+            "--challenge",
+            "00",
+        ],
+        vec!["entry", "--hex", "0g"],
+        vec!["statement", "/nonexistent/statement.json"],
+        vec!["statement", "-", "--nonce", "short"],
+        vec!["bundle", "-", "--log-key", "x+00000000+AQ==", "--now", "1"],
     ] {
         let out = run(
             &bad.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
