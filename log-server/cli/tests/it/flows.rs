@@ -500,6 +500,65 @@ async fn admin_cli_over_http() {
     .await
     .unwrap();
     assert!(!ok, "removing twice fails");
+    // Approvers: list, and a new enrolment link.
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || r(vec!["approver".into(), "list".into()]))
+        .await
+        .unwrap();
+    assert!(ok && out.contains("apv_carol"), "{out}");
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r(
+            ["approver", "add", "apv_dora", "--email", "dora@example.com"]
+                .map(String::from)
+                .to_vec(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    let first_link = out.clone();
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r(vec!["approver".into(), "link".into(), "apv_dora".into()])
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains(&format!("{}/enrol/", s.url)), "{out}");
+    let link = out
+        .split_whitespace()
+        .find(|w| w.contains("/enrol/"))
+        .unwrap()
+        .trim_matches(|c: char| c == '"' || c == ',');
+    assert!(!first_link.contains(link), "a new link is a new token");
+    // Submitters: the token is printed once, never listed, and revoked by name.
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r(vec!["submitter".into(), "add".into(), "ci-sub".into()])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    // The token alone on standard output (the first line here), the notice on standard error.
+    let token = out.lines().next().unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "{out}");
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || r(vec!["submitter".into(), "list".into()]))
+        .await
+        .unwrap();
+    assert!(
+        ok && out.contains("ci-sub") && !out.contains(&token),
+        "{out}"
+    );
+    for (want, what) in [(true, "revoked"), (false, "an unknown name")] {
+        let r = run.clone();
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            r(vec!["submitter".into(), "revoke".into(), "ci-sub".into()])
+        })
+        .await
+        .unwrap();
+        assert_eq!(ok, want, "{what}: {out}");
+    }
     // `backup` asks the running server, through the same admin client.
     let to = tempfile::tempdir().unwrap();
     let dest = to.path().join("copy");
