@@ -204,6 +204,7 @@ impl Api {
             url: self.url.clone(),
             http: self.http.clone(),
             enrolment_index: v["log_index"].as_u64().unwrap(),
+            secure_cookie: false,
         };
         a.sign_in().await;
         a
@@ -350,6 +351,8 @@ pub struct Approver {
     pub url: String,
     pub http: reqwest::Client,
     pub enrolment_index: u64,
+    /// Whether the session cookie carried `Secure`.
+    pub secure_cookie: bool,
 }
 
 impl Approver {
@@ -385,6 +388,7 @@ impl Approver {
             "{set_cookie}"
         );
         self.cookie = set_cookie.split(';').next().unwrap().to_owned();
+        self.secure_cookie = set_cookie.split(';').any(|a| a.trim() == "Secure");
         let v: Value = r.json().await.unwrap();
         self.csrf = v["csrf_token"].as_str().unwrap().to_owned();
     }

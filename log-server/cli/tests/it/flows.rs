@@ -772,3 +772,15 @@ async fn private_key_jwt_client() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn session_cookies_are_secure_behind_an_https_public_url() {
+    let plain = Server::start().await;
+    assert!(!plain.add_approver("apv_alice", 31).await.secure_cookie);
+    let https = Server::start_with(|mut c| {
+        c.public_url = "https://approve.test".into();
+        c
+    })
+    .await;
+    assert!(https.add_approver("apv_alice", 32).await.secure_cookie);
+}

@@ -17,6 +17,7 @@ fn same_approver(a: &Approver) -> Approver {
         url: a.url.clone(),
         http: a.http.clone(),
         enrolment_index: a.enrolment_index,
+        secure_cookie: a.secure_cookie,
     }
 }
 
