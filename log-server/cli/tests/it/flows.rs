@@ -660,6 +660,28 @@ fn client_assertion(
     format!("{h}.{c}.{}", B64URL.encode(sig.to_bytes()))
 }
 
+/// A client assertion with any header and claims, signed with `key` (EdDSA) or, for an `alg` of
+/// `none`, not at all; `HS256` gets an HMAC keyed with the public key (the classic confusion).
+fn assertion_with(key: &ed25519_dalek::SigningKey, header: Value, claims: Value) -> String {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    use hmac::Mac;
+    let h = B64URL.encode(header.to_string());
+    let c = B64URL.encode(claims.to_string());
+    let input = format!("{h}.{c}");
+    let sig = match header["alg"].as_str() {
+        Some("none") => Vec::new(),
+        Some("HS256") => {
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(key.verifying_key().as_bytes()).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        _ => key.sign(input.as_bytes()).to_bytes().to_vec(),
+    };
+    format!("{input}.{}", B64URL.encode(sig))
+}
+
 #[tokio::test]
 async fn private_key_jwt_client() {
     use base64::Engine;
@@ -771,6 +793,58 @@ async fn private_key_jwt_client() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Forged and malformed assertions, after the flow (an accepted one opens a request).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |jti: &str| {
+        json!({"iss": "agent-jwt", "sub": "agent-jwt", "aud": s.url, "exp": now + 60,
+               "iat": now, "jti": jti})
+    };
+    let mut no_jti = claims("");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let mut other_iss = claims("jti-10");
+    other_iss["iss"] = json!("someone-else");
+    for (header, body, what) in [
+        (
+            json!({"alg": "none", "kid": "k1"}),
+            claims("jti-11"),
+            "alg none",
+        ),
+        (
+            json!({"alg": "HS256", "kid": "k1"}),
+            claims("jti-12"),
+            "alg HS256 keyed with the public key",
+        ),
+        (
+            json!({"alg": "EdDSA", "kid": "k1"}),
+            other_iss,
+            "iss is not sub",
+        ),
+        (json!({"alg": "EdDSA", "kid": "k1"}), no_jti, "no jti"),
+        (
+            json!({"alg": "EdDSA", "kid": "nope"}),
+            claims("jti-13"),
+            "an unknown kid",
+        ),
+    ] {
+        let (st, v) = ask(assertion_with(&key, header, body)).await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}: {v}"
+        );
+    }
+    // The same builder makes an assertion that is accepted, so the refusals above are the
+    // checks', not the builder's.
+    let (st, v) = ask(assertion_with(
+        &key,
+        json!({"alg": "EdDSA", "kid": "k1"}),
+        claims("jti-14"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{v}");
 }
 
 #[tokio::test]
