@@ -858,3 +858,37 @@ async fn session_cookies_are_secure_behind_an_https_public_url() {
     .await;
     assert!(https.add_approver("apv_alice", 32).await.secure_cookie);
 }
+
+#[tokio::test]
+async fn tokens_after_a_key_rotation_use_the_new_key_and_old_tokens_still_verify() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-rot", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 41).await;
+    let mut kids = Vec::new();
+    let mut tokens = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            let (st, v) = s.admin_post("/v1/admin/token-keys/rotate", json!({})).await;
+            assert_eq!(st, 200, "{v}");
+        }
+        let auth_req_id = client.ask("apv_alice", &[]).await;
+        let rid = alice.only_request().await;
+        alice.decide(&rid, "approve").await;
+        let (st, v) = client.token(&auth_req_id).await;
+        assert_eq!(st, 200, "{v}");
+        let at = v["access_token"].as_str().unwrap().to_owned();
+        let (header, _) = verify_jwt(&s, &at).await;
+        kids.push(header["kid"].as_str().unwrap().to_owned());
+        tokens.push(at);
+    }
+    assert_ne!(
+        kids[0], kids[1],
+        "tokens after the rotation use the new key"
+    );
+    // The token signed before the rotation still verifies against the published JWKS.
+    let (header, claims) = verify_jwt(&s, &tokens[0]).await;
+    assert_eq!(
+        (header["kid"].as_str(), claims["sub"].as_str()),
+        (Some(kids[0].as_str()), Some("apv_alice"))
+    );
+}

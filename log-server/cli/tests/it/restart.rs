@@ -579,3 +579,33 @@ async fn a_decision_logged_before_a_crash_is_finished_at_start() {
     assert_eq!((st, t["error"].as_str()), (400, Some("access_denied")));
     server.kill();
 }
+
+/// The token signing keys live in the store: a restart publishes the same JWKS, so tokens issued
+/// before it still verify after it.
+#[tokio::test]
+async fn the_jwks_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Process::spawn(&tmp.path().join("data"), free_port(), &[]);
+    server.wait_ready(&client).await;
+    let jwks = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{url}/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let before = jwks(server.url.clone()).await;
+    assert_eq!(before["keys"].as_array().map(Vec::len), Some(1), "{before}");
+    assert!(server.terminate().success());
+    server.restart();
+    server.wait_ready(&client).await;
+    assert_eq!(jwks(server.url.clone()).await, before);
+    server.kill();
+}
