@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use countersign_testvectors::AssertOptions;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::*;
 
@@ -389,6 +389,12 @@ async fn expired_request_cannot_be_decided() {
     assert_eq!(client.evidence(&id, None).await.0, 409);
 }
 
+/// The one-time token of the enrolment link in an admin answer.
+fn link_token(v: &Value) -> String {
+    let url = v["enrolment_url"].as_str().unwrap();
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn an_expired_enrolment_link_enrols_nothing() {
     let s = Server::start_with(|mut c| {
@@ -405,13 +411,7 @@ async fn an_expired_enrolment_link_enrols_nothing() {
         )
         .await;
     assert_eq!(st, 201, "{v}");
-    let token = v["enrolment_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = link_token(&v);
     // The link's page works while it is valid, and not after.
     let page = |t: String| {
         let (http, url) = (s.http.clone(), s.url.clone());
@@ -440,13 +440,7 @@ async fn an_expired_enrolment_link_enrols_nothing() {
         .admin_post("/v1/admin/approvers/apv_late/enrolment-link", json!({}))
         .await;
     assert_eq!(st, 201, "{v}");
-    let token = v["enrolment_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = link_token(&v);
     let (st, v) = s.enrol(&token, &pk, ORIGIN).await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(s.tree_size(), 1);
@@ -462,13 +456,7 @@ async fn enrolment_link_is_one_time_and_checked() {
         )
         .await;
     assert_eq!(st, 201);
-    let token = v["enrolment_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = link_token(&v);
     let pk =
         countersign_testvectors::SoftPasskey::new(countersign_testvectors::Alg::EdDsa, 21, RP_ID);
     // Wrong origin: refused, nothing logged, link still usable.
@@ -513,13 +501,7 @@ async fn enrolment_link_is_one_time_and_checked() {
             json!({"approver_id": "apv_e", "email": "e@example.com"}),
         )
         .await;
-    let token = v["enrolment_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = link_token(&v);
     let (st, _) = s2.enrol(&token, &pk, ORIGIN).await;
     assert_eq!(st, 400);
     assert_eq!(s2.tree_size(), 0);
