@@ -177,9 +177,8 @@ pub(crate) fn claim_of(
     r: &RequestRecord,
     d: &DecideRequest,
 ) -> Result<(ClaimRecord, [u8; 32]), DecideError> {
-    let mut st = r.statement.clone();
-    st.decision = d.decision.as_str().to_owned();
-    let statement_hash = st
+    let statement_hash = r
+        .statement_for(d.decision)
         .hash()
         .map_err(|e| DecideError::Internal(format!("statement: {e}")))?;
     let claim = ClaimRecord {
@@ -201,9 +200,8 @@ pub(crate) async fn append(
     d: &DecideRequest,
     hash: [u8; 32],
 ) -> Result<(DecisionRecord, Appended), DecideError> {
-    let nonce = hex::decode(&r.nonce)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    let nonce = r
+        .nonce_bytes()
         .ok_or_else(|| DecideError::Internal("the request's nonce is not 32 bytes".into()))?;
     let a = d.assertion.clone();
     let req = DecisionRequest {
@@ -254,7 +252,8 @@ pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {
             .transpose()?
             .flatten();
         let request_id = r.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();
-        let (b, outcome) = recover(r, &key, logged, now_secs());
+        let (b, outcome) = recover(r, &key, logged, now_secs())
+            .map_err(|e| StorageError::Corrupt(format!("claimed request {key}: {e}")))?;
         c.store.commit_blocking(b)?;
         match outcome {
             Recovered::Finished { index, decision } => {

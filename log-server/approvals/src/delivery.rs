@@ -172,7 +172,8 @@ pub fn schedule_expiry(c: Arc<Approvals>, key: String, at: u64) {
                     deliver_outcome(&c, &key).await;
                     return;
                 }
-                // Decided: that delivery is under way or done.
+                // Decided: that delivery is under way or done. (A record that does not encode was
+                // logged by the transition; the request stays as it is.)
                 Err(_) => return,
             };
             if let Err(e) = c.store.commit(b, Durability::Sync).await {

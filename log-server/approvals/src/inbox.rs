@@ -171,16 +171,8 @@ fn parse_decision(s: &str) -> Result<Decision, ApiError> {
     Decision::parse(s).ok_or_else(|| ApiError::invalid_request("decision must be approve or deny"))
 }
 
-fn statement_for(r: &RequestRecord, d: Decision) -> countersign_verifier::Statement {
-    let mut st = r.statement.clone();
-    st.decision = d.as_str().to_owned();
-    st
-}
-
 fn nonce_of(r: &RequestRecord) -> Result<[u8; 32], ApiError> {
-    hex::decode(&r.nonce)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    r.nonce_bytes()
         .ok_or_else(|| ApiError::internal("request record", "nonce is not 32 bytes"))
 }
 
@@ -195,7 +187,7 @@ async fn decide_start(
     let decision = parse_decision(&b.decision)?;
     let (_, r) = own_request(c, &session.approver_id, &request_id)?;
     check_decidable(&r)?;
-    let st = statement_for(&r, decision);
+    let st = r.statement_for(decision);
     let canonical = st
         .canonical_json()
         .map_err(|e| ApiError::internal("statement", e))?;
@@ -232,7 +224,9 @@ fn transition_error(e: TransitionError) -> ApiError {
     let (status, code) = match e {
         TransitionError::Expired => (StatusCode::GONE, "expired"),
         TransitionError::InProgress => (StatusCode::CONFLICT, "in_progress"),
-        _ => (StatusCode::CONFLICT, "already_decided"),
+        TransitionError::AlreadyDecided => (StatusCode::CONFLICT, "already_decided"),
+        // Not reachable from a decision's claim; and a record that does not encode is ours.
+        _ => return ApiError::internal("decision", e),
     };
     ApiError::new(status, code, e.to_string())
 }

@@ -37,6 +37,8 @@ pub enum TransitionError {
     NotClaimed,
     /// It is not past its expiry yet.
     NotExpired,
+    /// Its changed record does not encode, so nothing may be written for it (logged).
+    Unencodable,
 }
 
 impl std::fmt::Display for TransitionError {
@@ -47,6 +49,7 @@ impl std::fmt::Display for TransitionError {
             TransitionError::AlreadyDecided => "this request was already decided",
             TransitionError::NotClaimed => "this request is not being decided",
             TransitionError::NotExpired => "this request has not expired",
+            TransitionError::Unencodable => "the request record does not encode",
         })
     }
 }
@@ -105,7 +108,7 @@ pub fn claim(
     r.status = RequestStatus::Deciding;
     r.claim = Some(claim);
     let mut b = Batch::new();
-    put_record(&mut b, key, r);
+    put_record(&mut b, key, r)?;
     b.put(CibaStore::claim_key(key), Vec::new());
     Ok(b)
 }
@@ -128,7 +131,7 @@ pub fn finish(
     r.decision = Some(rec);
     r.claim = None;
     let mut b = Batch::new();
-    put_record(&mut b, key, r);
+    put_record(&mut b, key, r)?;
     b.delete(CibaStore::pending_key(
         &r.statement.approver_id,
         &r.request_id,
@@ -145,7 +148,7 @@ pub fn release(r: &mut RequestRecord, key: &str) -> Result<Batch, TransitionErro
     r.status = RequestStatus::Pending;
     r.claim = None;
     let mut b = Batch::new();
-    put_record(&mut b, key, r);
+    put_record(&mut b, key, r)?;
     b.delete(CibaStore::claim_key(key));
     Ok(b)
 }
@@ -160,7 +163,7 @@ pub fn expire(r: &mut RequestRecord, key: &str, now: u64) -> Result<Batch, Trans
     }
     r.status = RequestStatus::Expired;
     let mut b = Batch::new();
-    put_record(&mut b, key, r);
+    put_record(&mut b, key, r)?;
     b.delete(CibaStore::pending_key(
         &r.statement.approver_id,
         &r.request_id,
@@ -191,16 +194,16 @@ pub fn recover(
     key: &str,
     logged: Option<(u64, Hash)>,
     now: u64,
-) -> (Batch, Recovered) {
-    let mut b = Batch::new();
-    let claimed = r
-        .filter(|r| r.status == RequestStatus::Deciding)
-        .and_then(|mut r| r.claim.take().map(|c| (r, c)));
-    let Some((mut r, c)) = claimed else {
-        b.delete(CibaStore::claim_key(key));
-        return (b, Recovered::Stale);
+) -> Result<(Batch, Recovered), TransitionError> {
+    let claim = match &r {
+        Some(rec) if rec.status == RequestStatus::Deciding => rec.claim.clone(),
+        _ => None,
     };
-    r.claim = Some(c.clone());
+    let (Some(mut r), Some(c)) = (r, claim) else {
+        let mut b = Batch::new();
+        b.delete(CibaStore::claim_key(key));
+        return Ok((b, Recovered::Stale));
+    };
     match logged {
         Some((index, leaf)) => {
             let rec = DecisionRecord {
@@ -210,30 +213,22 @@ pub fn recover(
                 statement_hash: c.statement_hash,
                 decided_at: now,
             };
-            match finish(&mut r, key, c.decision, rec) {
-                Ok(b) => (
-                    b,
-                    Recovered::Finished {
-                        index,
-                        decision: c.decision,
-                    },
-                ),
-                // Unreachable: `r` is claimed.
-                Err(_) => (b, Recovered::Stale),
-            }
+            let b = finish(&mut r, key, c.decision, rec)?;
+            let decision = c.decision;
+            Ok((b, Recovered::Finished { index, decision }))
         }
-        None => match release(&mut r, key) {
-            Ok(b) => (b, Recovered::Released),
-            Err(_) => (b, Recovered::Stale),
-        },
+        None => Ok((release(&mut r, key)?, Recovered::Released)),
     }
 }
 
-fn put_record(b: &mut Batch, key: &str, r: &RequestRecord) {
-    // A record always encodes (plain strings and numbers); should it not, the batch lacks it
-    // and the transition's caller commits index changes only, which every reader tolerates.
-    if let Err(e) = b.put_json(key, r) {
-        tracing::error!(error = %e, "request record does not encode");
+/// Puts the changed record: a transition whose record cannot be written writes nothing.
+fn put_record(b: &mut Batch, key: &str, r: &RequestRecord) -> Result<(), TransitionError> {
+    match b.put_json(key, r) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, request_id = %r.request_id, "request record does not encode");
+            Err(TransitionError::Unencodable)
+        }
     }
 }
 

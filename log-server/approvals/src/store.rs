@@ -225,6 +225,20 @@ pub struct RequestRecord {
     pub claim: Option<ClaimRecord>,
 }
 
+impl RequestRecord {
+    /// The statement with `decision` in it: what the approver signs for that decision.
+    pub fn statement_for(&self, decision: Decision) -> Statement {
+        let mut st = self.statement.clone();
+        st.decision = decision.as_str().to_owned();
+        st
+    }
+
+    /// The request's 32-byte nonce; `None` if the stored hex is damaged.
+    pub fn nonce_bytes(&self) -> Option<[u8; 32]> {
+        hex::decode(&self.nonce).ok()?.try_into().ok()
+    }
+}
+
 /// What a claimed request is being decided with, written with the claim (before the decision is
 /// appended to the log), so that a start after a crash can finish the decision from the log, or
 /// release the claim if the decision never reached it.

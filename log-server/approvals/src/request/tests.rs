@@ -229,7 +229,7 @@ fn recover_finishes_from_the_log_or_releases() {
     // Claimed, and the log holds the assertion: decided as claimed.
     let mut r = record(NOW + 300);
     claim(&mut r, KEY, NOW, a_claim(Decision::Deny)).unwrap();
-    let (b, out) = recover(Some(r.clone()), KEY, Some((9, leaf)), NOW);
+    let (b, out) = recover(Some(r.clone()), KEY, Some((9, leaf)), NOW).unwrap();
     assert_eq!(
         out,
         Recovered::Finished {
@@ -242,12 +242,12 @@ fn recover_finishes_from_the_log_or_releases() {
     assert_eq!(got.decision.unwrap().leaf_hash, leaf.to_hex());
     assert!(keys(&b).1.contains(&"i/00ff"));
     // Claimed, not in the log: open again.
-    let (b, out) = recover(Some(r), KEY, None, NOW);
+    let (b, out) = recover(Some(r), KEY, None, NOW).unwrap();
     assert_eq!(out, Recovered::Released);
     assert_eq!(stored(&b).status, RequestStatus::Pending);
     // The record is gone, or no longer claimed: only the marker goes.
     for gone in [None, Some(record(NOW + 300))] {
-        let (b, out) = recover(gone, KEY, Some((9, leaf)), NOW);
+        let (b, out) = recover(gone, KEY, Some((9, leaf)), NOW).unwrap();
         assert_eq!(out, Recovered::Stale);
         assert_eq!(keys(&b), (vec![], vec!["i/00ff"]));
     }
@@ -340,10 +340,8 @@ impl Fixture {
     /// A decision on the request at `key`, signed by the passkey (`flip`: break its signature).
     fn decision(&mut self, key: &str, decision: Decision, flip: bool) -> DecideRequest {
         let r = self.get(key);
-        let mut st = r.statement.clone();
-        st.decision = decision.as_str().to_owned();
-        let nonce: [u8; 32] = hex::decode(&r.nonce).unwrap().try_into().unwrap();
-        let ch = challenge(&nonce, &st.hash().unwrap());
+        let hash = r.statement_for(decision).hash().unwrap();
+        let ch = challenge(&r.nonce_bytes().unwrap(), &hash);
         let mut opts = countersign_testvectors::AssertOptions::new(&ch, ORIGIN);
         if flip {
             opts.flip_signature_bit = Some(3);
