@@ -1,5 +1,5 @@
-//! Opening a log in its data directory (keys, origin, admin token, sequencer start) and
-//! backing it up.
+//! Opening a log in its data directory: keys, origin, admin token, the sequencer and the node
+//! cache (backups are [`crate::backup`]).
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;

@@ -10,7 +10,8 @@
 //! other crates open by column-family name), [`sequencer`] (the single writer), [`log`] (the
 //! [`LogHandle`], the only front door for appends and reads against one published tree size),
 //! [`signer`], [`proofs`], [`tiles`], [`submitters`], [`metrics`], [`error`] (typed errors),
-//! and [`http`] (the log's router, the one `ApiError` and the shared extractors).
+//! [`init`] (start), [`backup`], [`datadir`] (its files), and [`http`] (the log's router, the one
+//! `ApiError` and the shared extractors).
 
 pub mod backup;
 pub mod datadir;
