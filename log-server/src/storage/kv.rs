@@ -170,7 +170,8 @@ fn writer_loop(store: Store, cf: &'static str, rx: mpsc::Receiver<Job>, c: Arc<W
         let result = store.cf(cf).and_then(|handle| {
             let wb = write_batch(handle, jobs.iter().flat_map(|j| &j.ops));
             let mut wo = rocksdb::WriteOptions::default();
-            wo.set_sync(sync);
+            // The test-only switch (`super::UNSAFE_NO_SYNC_ENV`) turns group commits unsynced too.
+            wo.set_sync(sync && !super::unsafe_no_sync());
             store.db().write_opt(wb, &wo).map_err(StorageError::from)
         });
         c.jobs.inc_by(jobs.len() as u64);

@@ -93,6 +93,18 @@ impl From<rocksdb::Error> for StorageError {
     }
 }
 
+/// Environment variable that turns every synced write into an unsynced one. **Test-only**: a
+/// log started with `COUNTERSIGN_UNSAFE_NO_SYNC=1` acknowledges entries that a power cut loses.
+/// It exists so that the power-cut test can show it detects exactly that loss; never set it
+/// on a log anyone relies on. The server warns at start when it is set.
+pub const UNSAFE_NO_SYNC_ENV: &str = "COUNTERSIGN_UNSAFE_NO_SYNC";
+
+/// True when [`UNSAFE_NO_SYNC_ENV`] is `1`: writes are not fsynced (read once per process).
+pub fn unsafe_no_sync() -> bool {
+    static NO_SYNC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NO_SYNC.get_or_init(|| std::env::var_os(UNSAFE_NO_SYNC_ENV).is_some_and(|v| v == "1"))
+}
+
 /// Key of a node hash.
 pub fn hash_key(level: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -217,10 +229,11 @@ impl Store {
         Ok(self.db.get_cf(self.cf(cf)?, key)?)
     }
 
-    /// Writes a batch durably (fsync of the WAL before returning).
+    /// Writes a batch durably (fsync of the WAL before returning), unless the test-only
+    /// [`UNSAFE_NO_SYNC_ENV`] is set.
     pub fn write_sync(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(!unsafe_no_sync());
         Ok(self.db.write_opt(batch, &wo)?)
     }
 
