@@ -19,7 +19,16 @@ pub const VKEY_FILE: &str = "log.vkey";
 /// Directory of the RocksDB database inside the data directory.
 pub const DB_DIR: &str = "db";
 
-/// Writes a new file readable only by its owner; fails if it exists.
+/// Makes the entries of directory `dir` durable (fsync of the directory). A new file's name
+/// survives a power cut only once its directory is synced, whatever was done to the file.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), InitError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| InitError::io("cannot sync directory", dir, e))
+}
+
+/// Writes a new file readable only by its owner, durably (the file and its directory are
+/// synced); fails if it exists.
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), InitError> {
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -29,5 +38,9 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), InitErro
         .map_err(|e| InitError::io("cannot create", path, e))?;
     f.write_all(contents)
         .and_then(|()| f.sync_all())
-        .map_err(|e| InitError::io("cannot write", path, e))
+        .map_err(|e| InitError::io("cannot write", path, e))?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::datadir::{
-    write_private, ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN, KEY_FILE, VKEY_FILE,
+    sync_dir, write_private, ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN, KEY_FILE, VKEY_FILE,
 };
 use crate::error::{InitError, StorageError};
 use crate::http::{AdminAuth, LogApi};
@@ -76,13 +76,27 @@ pub struct Started {
 /// Opens (first start: creates) the log in `config.data_dir` and starts its sequencer.
 pub fn start(config: Config) -> Result<Started, InitError> {
     let dir = &config.data_dir;
+    if crate::storage::unsafe_no_sync() {
+        tracing::warn!(
+            "{}=1: writes are NOT fsynced; acknowledged entries are lost at a power cut. This \
+             switch is for tests only: never run a log anyone relies on with it",
+            crate::storage::UNSAFE_NO_SYNC_ENV
+        );
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| InitError::io("cannot create data directory", dir, e))?;
+    // A data directory just created, and the database directory RocksDB creates in it, are
+    // names that a power cut loses until their parent directories are synced (RocksDB syncs
+    // only the database directory's own entries). Cheap, so done at every start.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
     let seed = load_or_create_seed(dir)?;
     let store = Store::open_with(&dir.join(DB_DIR), &config.column_families)?;
+    sync_dir(dir)?;
 
     let origin = match store.get(CF_META, META_ORIGIN)? {
         Some(stored) => {
