@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::log_common::hashes;
 use crate::process::{free_port, Process};
 
-const ARGS: [&str; 8] = [
+pub(crate) const ARGS: [&str; 8] = [
     "--origin",
     "crash.test/log",
     "--checkpoint-interval-ms",
@@ -28,12 +28,14 @@ const ARGS: [&str; 8] = [
     crate::log_common::ORIGIN,
 ];
 
+/// What the clients saw acknowledged.
 #[derive(Default)]
-struct Seen {
-    acks: Vec<(u64, String)>,
+pub(crate) struct Seen {
+    /// (index, leaf hash) of each acknowledged entry.
+    pub(crate) acks: Vec<(u64, String)>,
     /// How many of the acks are decisions logged in batches.
-    decisions: usize,
-    checkpoints: Vec<Checkpoint>,
+    pub(crate) decisions: usize,
+    pub(crate) checkpoints: Vec<Checkpoint>,
 }
 
 async fn checkpoint(client: &reqwest::Client, url: &str, vkey: &VerifierKey) -> Checkpoint {
@@ -43,7 +45,7 @@ async fn checkpoint(client: &reqwest::Client, url: &str, vkey: &VerifierKey) -> 
 /// POSTs `body` and returns the answer and its verified checkpoint if the server answered
 /// `status`; `None` if the request failed (the server may have just been killed) or was refused
 /// with a 4xx. A 5xx is a failure of the test: a kill cuts connections, it makes no answers.
-async fn acknowledged(
+pub(crate) async fn acknowledged(
     client: &reqwest::Client,
     url: &str,
     token: &str,
@@ -75,73 +77,113 @@ async fn acknowledged(
     Some((v, cp))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_nothing_acknowledged() {
-    let rounds = crate::process::rounds(4, 30);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let port = free_port();
-    let client = reqwest::Client::new();
-    let mut server = Process::spawn(&dir, port, &ARGS);
-    let url = server.url.clone();
-    server.wait_ready(&client).await;
-    let admin = server.read("admin.token");
-    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
-    let public_key = hex::encode(crate::log_common::passkey(1).cose_public_key());
-    let post = |path: &str, body: serde_json::Value| {
-        let req = client
-            .post(format!("{url}{path}"))
-            .bearer_auth(&admin)
-            .json(&body);
-        async move {
-            let r = req.send().await.unwrap();
-            assert!(r.status().is_success(), "{}", r.status());
-            r.json::<serde_json::Value>().await.unwrap()
-        }
-    };
-    let submitter = post("/v1/admin/submitters", json!({"name": "crash"})).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut deciders = Vec::new();
-    for t in 0..2u64 {
-        let approver = format!("decider-{t}");
-        let body =
-            crate::log_common::enrolment_body(&crate::log_common::passkey(100 + t), &approver);
-        let v = post("/v1/log/enrolments", body).await;
-        deciders.push((approver, v["index"].as_u64().unwrap()));
+/// `GET url` as JSON, or what went wrong (the harness reports a loss instead of panicking, so
+/// that a test can assert that a loss is detected).
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = r.status();
+    let text = r.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("GET {url}: {status} {text}"));
     }
-    let mut max_size = 0u64;
-    let mut all = Seen::default();
-    // The kill moments come from a seed, printed so that a failing run can be replayed with
-    // COUNTERSIGN_SEED=<seed>.
-    let seed: u64 = std::env::var("COUNTERSIGN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("sigkill_loses_nothing_acknowledged: seed {seed}");
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}"))
+}
 
-    for round in 0..rounds {
+/// The crash harness: a started server, its admin and submitter tokens, two enrolled deciders,
+/// what was acknowledged so far and the largest tree seen. The random moments come from a
+/// seed, printed so that a failing run can be replayed with COUNTERSIGN_SEED=<seed>.
+pub(crate) struct Harness {
+    pub(crate) server: Process,
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) vkey: VerifierKey,
+    admin: String,
+    submitter: String,
+    deciders: Vec<(String, u64)>,
+    all: Seen,
+    max_size: u64,
+    pub(crate) seed: u64,
+    pub(crate) rng: rand::rngs::StdRng,
+}
+
+impl Harness {
+    /// Waits for `server`, creates a submitter and enrols the deciders (`name` labels the seed).
+    pub(crate) async fn start(server: Process, name: &str) -> Harness {
+        let client = reqwest::Client::new();
+        server.wait_ready(&client).await;
+        let url = server.url.clone();
+        let admin = server.read("admin.token");
+        let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
+        let post = |path: &str, body: serde_json::Value| {
+            let req = client
+                .post(format!("{url}{path}"))
+                .bearer_auth(&admin)
+                .json(&body);
+            async move {
+                let r = req.send().await.unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+                r.json::<serde_json::Value>().await.unwrap()
+            }
+        };
+        let submitter = post("/v1/admin/submitters", json!({"name": "crash"})).await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut deciders = Vec::new();
+        for t in 0..2u64 {
+            let approver = format!("decider-{t}");
+            let body =
+                crate::log_common::enrolment_body(&crate::log_common::passkey(100 + t), &approver);
+            let v = post("/v1/log/enrolments", body).await;
+            deciders.push((approver, v["index"].as_u64().unwrap()));
+        }
+        let seed: u64 = std::env::var("COUNTERSIGN_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        eprintln!("{name}: seed {seed}");
+        Harness {
+            server,
+            client,
+            url,
+            vkey,
+            admin,
+            submitter,
+            deciders,
+            all: Seen::default(),
+            max_size: 0,
+            seed,
+            rng: <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed),
+        }
+    }
+
+    /// Eight clients append (six enrolments one at a time, two batches of eight signed
+    /// decisions) for a random while, then the server is SIGKILLed: what they saw acknowledged.
+    pub(crate) async fn load_then_kill(&mut self, round: usize) -> Seen {
+        let public_key = hex::encode(crate::log_common::passkey(1).cose_public_key());
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for t in 0..8u32 {
             let (client, url, admin, vkey, pk) = (
-                client.clone(),
-                url.clone(),
-                admin.clone(),
-                vkey.clone(),
+                self.client.clone(),
+                self.url.clone(),
+                self.admin.clone(),
+                self.vkey.clone(),
                 public_key.clone(),
             );
             let (seen, stop) = (seen.clone(), stop.clone());
-            if let Some((approver, enrol)) = deciders.get(t as usize) {
+            if let Some((approver, enrol)) = self.deciders.get(t as usize) {
                 let (mut pk, approver, enrol) = (
                     crate::log_common::passkey(100 + u64::from(t)),
                     approver.clone(),
                     *enrol,
                 );
-                let token = submitter.clone();
+                let token = self.submitter.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -205,103 +247,137 @@ async fn sigkill_loses_nothing_acknowledged() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1200))).await;
-        server.kill(); // SIGKILL
+        tokio::time::sleep(Duration::from_millis(self.rng.gen_range(200..1200))).await;
+        self.server.kill(); // SIGKILL
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
             t.await.unwrap();
         }
-        let mut s = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
+        let s = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
         assert!(
             !s.acks.is_empty(),
             "round {round}: no appends were acknowledged"
         );
-
-        server.restart();
-        if rng.gen_bool(0.5) {
-            // Killed again while it starts: in its recovery or its cache warm-up.
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..150))).await;
-            server.kill();
-            server.restart();
-        }
-        server.wait_ready(&client).await;
-        let now = checkpoint(&client, &url, &vkey).await;
-        let seen_max = s.checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
-        assert!(
-            now.size >= seen_max && now.size >= max_size,
-            "tree size went back"
-        );
-        max_size = now.size;
         assert!(
             s.decisions > 0,
             "round {round}: no batched decision was acknowledged"
         );
-        all.decisions += s.decisions;
-        all.acks.append(&mut s.acks);
-        all.checkpoints.append(&mut s.checkpoints);
-        all.checkpoints.sort_by_key(|c| c.size);
-        all.checkpoints.dedup_by(|a, b| {
-            if a.size == b.size {
-                assert_eq!(
-                    a.root, b.root,
-                    "two checkpoints of one size with different roots"
-                );
-                true
-            } else {
-                false
+        s
+    }
+
+    /// After a restart: every entry acknowledged so far is at its index with its leaf hash and
+    /// an inclusion proof against the served root, every checkpoint seen is consistent with it,
+    /// and the tree did not shrink. `Err` says what was lost; the restarted tree's size if not.
+    pub(crate) async fn verify(&mut self, round: usize, mut s: Seen) -> Result<u64, String> {
+        let (client, url, seed) = (&self.client, &self.url, self.seed);
+        let text = client
+            .get(format!("{url}/checkpoint"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = verify_checkpoint(text.as_bytes(), &self.vkey, &[])
+            .map_err(|e| format!("served checkpoint: {e}"))?
+            .checkpoint;
+        let seen_max = s.checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
+        if now.size < seen_max || now.size < self.max_size {
+            return Err(format!(
+                "tree size went back to {} from {} (seed {seed})",
+                now.size,
+                seen_max.max(self.max_size)
+            ));
+        }
+        self.max_size = now.size;
+        self.all.decisions += s.decisions;
+        self.all.acks.append(&mut s.acks);
+        self.all.checkpoints.append(&mut s.checkpoints);
+        self.all.checkpoints.sort_by_key(|c| c.size);
+        let mut forked = None;
+        self.all.checkpoints.dedup_by(|a, b| {
+            if a.size == b.size && a.root != b.root {
+                forked = Some(a.size);
             }
+            a.size == b.size
         });
-        for (index, leaf) in &all.acks {
+        if let Some(size) = forked {
+            return Err(format!(
+                "two checkpoints of size {size} with different roots (seed {seed})"
+            ));
+        }
+        for (index, leaf) in &self.all.acks {
             // At its index, with its leaf hash, and proved against the restarted tree's root.
-            let v = crate::web::get_json(
-                &client,
+            let v = get_json(
+                client,
                 &format!(
                     "{url}/v1/log/proof/inclusion?index={index}&tree_size={}",
                     now.size
                 ),
             )
-            .await;
-            assert_eq!(
-                v["leaf_hash"].as_str(),
-                Some(leaf.as_str()),
-                "entry {index} lost or changed (seed {seed})"
-            );
+            .await
+            .map_err(|e| format!("entry {index} lost: {e} (seed {seed})"))?;
+            if v["leaf_hash"].as_str() != Some(leaf.as_str()) {
+                return Err(format!("entry {index} changed: {v} (seed {seed})"));
+            }
             let proof = hashes(&v["inclusion_proof"]);
             let leaf = Hash::from_hex(leaf).unwrap();
             countersign_verifier::verify_inclusion(&leaf, *index, now.size, &proof, &now.root)
-                .unwrap_or_else(|e| panic!("entry {index}: {e} (seed {seed})"));
+                .map_err(|e| format!("entry {index}: {e} (seed {seed})"))?;
         }
-        for old in &all.checkpoints {
-            let v: serde_json::Value = client
-                .get(format!(
+        for old in &self.all.checkpoints {
+            let v = get_json(
+                client,
+                &format!(
                     "{url}/v1/log/proof/consistency?first={}&second={}",
                     old.size, now.size
-                ))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                ),
+            )
+            .await?;
             let proof: Vec<Hash> = hashes(&v["consistency_proof"]);
             verify_consistency(old.size, now.size, &old.root, &now.root, &proof)
-                .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, now.size));
+                .map_err(|e| format!("{} -> {}: {e} (seed {seed})", old.size, now.size))?;
         }
         eprintln!(
             "round {round}: tree size {}, {} acks ({} batched decisions), {} checkpoints checked",
             now.size,
-            all.acks.len(),
-            all.decisions,
-            all.checkpoints.len()
+            self.all.acks.len(),
+            self.all.decisions,
+            self.all.checkpoints.len()
         );
+        Ok(now.size)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_nothing_acknowledged() {
+    let rounds = crate::process::rounds(4, 30);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Process::spawn(&tmp.path().join("data"), free_port(), &ARGS);
+    let mut h = Harness::start(server, "sigkill_loses_nothing_acknowledged").await;
+    let mut max_size = 0;
+    for round in 0..rounds {
+        let seen = h.load_then_kill(round).await;
+        h.server.restart();
+        if h.rng.gen_bool(0.5) {
+            // Killed again while it starts: in its recovery or its cache warm-up.
+            tokio::time::sleep(Duration::from_millis(h.rng.gen_range(0..150))).await;
+            h.server.kill();
+            h.server.restart();
+        }
+        h.server.wait_ready(&h.client).await;
+        max_size = h
+            .verify(round, seen)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     // Graceful stop: SIGTERM lets queued appends finish and the process exit cleanly.
-    let exit = server.terminate();
+    let exit = h.server.terminate();
     assert!(exit.success(), "server exited with {exit}");
-    server.restart();
-    server.wait_ready(&client).await;
-    assert_eq!(checkpoint(&client, &url, &vkey).await.size, max_size);
-    server.kill();
+    h.server.restart();
+    h.server.wait_ready(&h.client).await;
+    assert_eq!(checkpoint(&h.client, &h.url, &h.vkey).await.size, max_size);
+    h.server.kill();
 }
 
 /// SIGTERM in the middle of a burst of appends: every answer the server gives is either an

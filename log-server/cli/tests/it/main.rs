@@ -13,6 +13,7 @@ mod layering;
 #[path = "../../../tests/it/common.rs"]
 mod log_common;
 mod log_crash;
+mod powercut;
 #[path = "../support/process.rs"]
 mod process;
 mod restart;

@@ -30,17 +30,27 @@ pub struct Process {
     dir: PathBuf,
     port: u16,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
 
 impl Process {
     pub fn spawn(dir: &Path, port: u16, args: &[&str]) -> Process {
+        Process::spawn_with_env(dir, port, args, &[])
+    }
+
+    /// As [`Process::spawn`], with these environment variables set (also on every restart).
+    pub fn spawn_with_env(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut p = Process {
             child: None,
             dir: dir.to_owned(),
             port,
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             url: format!("http://127.0.0.1:{port}"),
         };
         p.start();
@@ -54,6 +64,7 @@ impl Process {
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
