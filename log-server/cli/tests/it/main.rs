@@ -17,6 +17,7 @@ mod powercut;
 #[path = "../support/process.rs"]
 mod process;
 mod restart;
+mod storage_faults;
 mod store;
 #[path = "../../../tests/support/web.rs"]
 mod web;

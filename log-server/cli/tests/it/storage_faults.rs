@@ -1,0 +1,184 @@
+//! Storage faults: the real binary with its data directory on the power-cut file system, which
+//! fails writes or fsyncs on demand (EIO, ENOSPC). As spec/api.md §4.1 promises, a failed batch
+//! write fails that batch and every batch built on it with `500 storage_failed`, every later
+//! append too, `/healthz` answers 503 with `sequencer_alive: false`, and the checkpoint does not
+//! move; no answer acknowledges an entry. After the fault is cleared, a SIGKILL, a power cut and
+//! a restart serve the last durable tree with every acknowledged entry, and appends work again.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use countersign_powercut::{Failure, Op, PowerCutMount, Times};
+use countersign_verifier::{Checkpoint, Hash, VerifierKey};
+use serde_json::{json, Value};
+
+use crate::log_common::hashes;
+use crate::log_crash::ARGS;
+use crate::process::{free_port, Process};
+
+struct Log {
+    client: reqwest::Client,
+    url: String,
+    admin: String,
+    vkey: VerifierKey,
+}
+
+impl Log {
+    /// `POST /v1/log/enrolments` of a fresh credential: the status and the JSON body.
+    async fn enrol(&self, n: u64) -> (u16, Value) {
+        let pk = crate::log_common::passkey(10_000 + n);
+        let body = crate::log_common::enrolment_body(&pk, &format!("fault-{n}"));
+        let r = self
+            .client
+            .post(format!("{}/v1/log/enrolments", self.url))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn checkpoint(&self) -> Checkpoint {
+        crate::log_common::fetch_checkpoint(&self.client, &self.url, &self.vkey).await
+    }
+
+    async fn health(&self) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}/healthz", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+}
+
+fn assert_storage_failed(status: u16, v: &Value) {
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["error"], "storage_failed", "{v}");
+    assert_eq!(
+        v["error_description"], "the log could not store the entry; nothing was appended",
+        "{v}"
+    );
+}
+
+async fn fails_closed_and_recovers(op: Op, failure: Failure) {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs: PowerCutMount = crate::powercut::mount(&tmp.path().join("mnt"));
+    let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let log = Arc::new(Log {
+        client,
+        url: server.url.clone(),
+        admin: server.read("admin.token"),
+        vkey: VerifierKey::parse(&server.read("log.vkey")).unwrap(),
+    });
+
+    let mut acks = Vec::new();
+    for n in 0..5 {
+        let (status, v) = log.enrol(n).await;
+        assert_eq!(status, 201, "{v}");
+        acks.push((
+            v["index"].as_u64().unwrap(),
+            v["leaf_hash"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let before = log.checkpoint().await;
+    assert_eq!(before.size, 5);
+
+    fs.fail(op, failure, Times::UntilCleared);
+    // Many appends at once, so that batches are built on the one that fails.
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let (log, answers) = (log.clone(), answers.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..4 {
+                let answer = log.enrol(100 + t * 10 + i).await;
+                answers.lock().unwrap().push(answer);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let answers = Arc::try_unwrap(answers).unwrap().into_inner().unwrap();
+    assert_eq!(answers.len(), 32);
+    for (status, v) in &answers {
+        assert_storage_failed(*status, v);
+    }
+    let injected = fs.stats().injected;
+    assert!(injected > 0, "the fault was never hit");
+
+    let (status, v) = log.health().await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["status"], "unhealthy", "{v}");
+    assert_eq!(v["sequencer_alive"], false, "{v}");
+    // Longer than the re-signing interval: no checkpoint is signed past the failure.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = log.checkpoint().await;
+    assert_eq!((during.size, during.root), (before.size, before.root));
+
+    // Clearing the fault does not revive the sequencer: its state may not match the store's.
+    fs.clear_faults();
+    let (status, v) = log.enrol(999).await;
+    assert_storage_failed(status, &v);
+    assert_eq!(log.health().await.1["sequencer_alive"], false);
+
+    server.kill();
+    fs.power_cut();
+    server.restart();
+    server.wait_ready(&log.client).await;
+    let after = log.checkpoint().await;
+    assert_eq!(
+        (after.size, after.root),
+        (before.size, before.root),
+        "the restarted log serves another tree than the last durable one"
+    );
+    for (index, leaf) in &acks {
+        let v = crate::web::get_json(
+            &log.client,
+            &format!("{}/v1/log/proof/inclusion?index={index}", log.url),
+        )
+        .await;
+        assert_eq!(
+            v["leaf_hash"].as_str(),
+            Some(leaf.as_str()),
+            "entry {index}"
+        );
+        let proof = hashes(&v["inclusion_proof"]);
+        let leaf = Hash::from_hex(leaf).unwrap();
+        countersign_verifier::verify_inclusion(&leaf, *index, after.size, &proof, &after.root)
+            .unwrap_or_else(|e| panic!("entry {index}: {e}"));
+    }
+    let (status, v) = log.health().await;
+    assert_eq!((status, &v["sequencer_alive"]), (200, &json!(true)), "{v}");
+    // Appends work again, right after the last durable entry.
+    let (status, v) = log.enrol(1000).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["index"], before.size, "{v}");
+    eprintln!(
+        "{op:?} {failure:?}: {injected} injected errors; {:?}",
+        fs.stats()
+    );
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_eio_fails_closed_and_a_restart_serves_the_durable_tree() {
+    fails_closed_and_recovers(Op::Write, Failure::Eio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_eio_fails_closed_and_a_restart_serves_the_durable_tree() {
+    fails_closed_and_recovers(Op::Fsync, Failure::Eio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_enospc_fails_closed_and_a_restart_serves_the_durable_tree() {
+    fails_closed_and_recovers(Op::Write, Failure::Enospc).await;
+}
