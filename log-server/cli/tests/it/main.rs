@@ -14,6 +14,7 @@ mod layering;
 mod log_common;
 mod log_crash;
 mod powercut;
+mod powercut_flows;
 #[path = "../support/process.rs"]
 mod process;
 mod restart;

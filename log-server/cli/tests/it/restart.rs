@@ -237,11 +237,11 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
 
 /// One acknowledged decision: the approver got its receipt.
 #[derive(Clone, Debug)]
-struct Acked {
-    auth_req_id: String,
-    decision: &'static str,
-    log_index: u64,
-    leaf_hash: String,
+pub(crate) struct Acked {
+    pub(crate) auth_req_id: String,
+    pub(crate) decision: &'static str,
+    pub(crate) log_index: u64,
+    pub(crate) leaf_hash: String,
 }
 
 /// A JSON answer, or `None` when the server could not be reached (it is being killed).
@@ -253,7 +253,7 @@ async fn answer(r: reqwest::Result<reqwest::Response>) -> Option<(u16, Value)> {
 
 /// One approver's loop until `stop`: ask, find the request in the inbox, decide it (every third
 /// one denied); every request asked and every receipt received is recorded.
-async fn approve_until_stopped(
+pub(crate) async fn approve_until_stopped(
     client: crate::common::Client,
     approver: crate::common::Approver,
     (approver_id, round): (String, usize),
