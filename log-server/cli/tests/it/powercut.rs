@@ -50,7 +50,7 @@ async fn round(fs: &PowerCutMount, h: &mut Harness, round: usize) -> Result<u64,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cut_loses_nothing_acknowledged() {
-    let rounds = crate::process::rounds(3, 25);
+    let rounds = crate::process::rounds(5, 25);
     let tmp = tempfile::tempdir().unwrap();
     // Declared before the server, so dropped after it: the mount unmounts once nothing uses it.
     let fs = mount(&tmp.path().join("mnt"));

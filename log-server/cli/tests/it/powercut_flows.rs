@@ -56,7 +56,7 @@ async fn token_index(api: &Api, token: &Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cut_keeps_every_token_and_issues_none_twice() {
-    let rounds = crate::process::rounds(2, 20);
+    let rounds = crate::process::rounds(3, 20);
     let tmp = tempfile::tempdir().unwrap();
     let fs = crate::powercut::mount(&tmp.path().join("mnt"));
     let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
