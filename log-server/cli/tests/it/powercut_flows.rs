@@ -79,6 +79,7 @@ async fn power_cut_keeps_every_token_and_issues_none_twice() {
     let mut all_acked: Vec<Acked> = Vec::new();
     let mut all_asked: Vec<String> = Vec::new();
     let mut max_size = 0u64;
+    let mut before_cuts = 0usize;
 
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
@@ -148,10 +149,7 @@ async fn power_cut_keeps_every_token_and_issues_none_twice() {
         all_acked.extend(acked);
         all_asked.extend(asked.lock().unwrap().iter().cloned());
         let got = got.lock().unwrap().clone();
-        assert!(
-            round > 0 || !got.is_empty(),
-            "round {round}: no token fetched before the cut"
-        );
+        before_cuts += got.len();
         for (id, t) in got {
             let index = token_index(&api, &t).await;
             assert!(
@@ -220,11 +218,13 @@ async fn power_cut_keeps_every_token_and_issues_none_twice() {
             }
         }
         eprintln!(
-            "round {round}: tree size {size}, {} decisions acknowledged, {} tokens issued",
+            "round {round}: tree size {size}, {} decisions acknowledged, {} tokens issued \
+             ({before_cuts} before a cut)",
             all_acked.len(),
             issued.len()
         );
     }
+    assert!(before_cuts > 0, "no token was fetched before a cut");
     server.kill();
 }
 
