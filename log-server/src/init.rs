@@ -83,6 +83,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
             crate::storage::UNSAFE_NO_SYNC_ENV
         );
     }
+    let created = !dir.is_dir();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -90,8 +91,12 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         .map_err(|e| InitError::io("cannot create data directory", dir, e))?;
     // A data directory just created, and the database directory RocksDB creates in it, are
     // names that a power cut loses until their parent directories are synced (RocksDB syncs
-    // only the database directory's own entries). Cheap, so done at every start.
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+    // only the database directory's own entries). The data directory is synced at every start
+    // (cheap); its parent, which may not be ours to read, only when the directory is new.
+    if let Some(parent) = dir
+        .parent()
+        .filter(|p| created && !p.as_os_str().is_empty())
+    {
         sync_dir(parent)?;
     }
     let seed = load_or_create_seed(dir)?;
