@@ -267,6 +267,47 @@ pub async fn post_json(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The parameters of a well-formed `/bc-authorize` for `approver`.
+pub fn ask_params(approver: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("scope", "openid payments"),
+        ("login_hint", approver),
+        ("binding_message", "Pay 42.00 EUR to ACME"),
+        (
+            "authorization_details",
+            r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
+        ),
+    ]
+}
+
+/// Asserts a refusal: its status, its `error` code, and an `error_description` that names the
+/// problem (holds each of `words`, case-insensitively).
+#[track_caller]
+pub fn assert_refused(what: &str, got: &(u16, Value), status: u16, code: &str, words: &[&str]) {
+    let (st, v) = got;
+    assert_eq!(
+        (*st, v["error"].as_str()),
+        (status, Some(code)),
+        "{what}: {v}"
+    );
+    let d = v["error_description"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no error_description in {v}"))
+        .to_lowercase();
+    for w in words {
+        assert!(
+            d.contains(&w.to_lowercase()),
+            "{what}: the description {d:?} does not name {w:?}"
+        );
+    }
+}
+
+/// A response's status and JSON body (`Null` if the body is not JSON).
+pub async fn answer_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// A CIBA client (agent).
 #[derive(Clone)]
 pub struct Client {
@@ -290,21 +331,14 @@ impl Client {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/bc-authorize` for `approver` with [`ask_params`], each of `extra` replacing the default
+    /// of its name or added (an empty value is sent as an empty value).
     pub async fn bc_authorize(&self, approver: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-        let mut p: Vec<(&str, &str)> = vec![
-            ("scope", "openid payments"),
-            ("login_hint", approver),
-            ("binding_message", "Pay 42.00 EUR to ACME"),
-            (
-                "authorization_details",
-                r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
-            ),
-        ];
+        let mut p = ask_params(approver);
         for (k, v) in extra {
             p.retain(|(pk, _)| pk != k);
             p.push((k, v));
         }
-        p.retain(|(_, v)| !v.is_empty());
         self.form("/bc-authorize", &p).await
     }
 
