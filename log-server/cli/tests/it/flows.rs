@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+
 use countersign_verifier::{check_execution, BundlePolicy, EvidenceBundle, TlogProof};
 use serde_json::{json, Value};
 
@@ -158,6 +160,12 @@ async fn poll_flow_end_to_end() {
     let p = TlogProof::parse(&proof).unwrap();
     assert_eq!(p.index, index);
     assert_eq!(p.checkpoint, bundle.checkpoint);
+    assert_eq!(
+        p.to_text(),
+        proof,
+        "the server's text is the canonical form"
+    );
+    check_tlog_proof(&proof, &receipt, &s.vkey);
 
     // The approver's receipt page links to the same evidence.
     let (st, body) = alice
@@ -171,6 +179,124 @@ async fn poll_flow_end_to_end() {
     // Another client may not fetch it.
     let other = s.add_client("agent-other", "poll", None).await;
     assert_eq!(other.evidence(&auth_req_id, None).await.0, 404);
+}
+
+/// The server's tlog-proof of a decision verifies with the verifier's own code, and every
+/// mutation of it (its lines, index, hashes, checkpoint) is refused with the right error.
+fn check_tlog_proof(proof: &str, receipt: &Value, vkey: &countersign_verifier::VerifierKey) {
+    use countersign_verifier::{Hash, TlogProofError};
+    let leaf = Hash::from_hex(receipt["leaf_hash"].as_str().unwrap()).unwrap();
+    let cp = TlogProof::parse(proof)
+        .unwrap()
+        .verify(&leaf, vkey, &[])
+        .unwrap();
+    assert_eq!(cp.checkpoint.size, receipt["tree_size"].as_u64().unwrap());
+    let other_leaf = Hash::from_hex(&"ab".repeat(32)).unwrap();
+    assert!(matches!(
+        TlogProof::parse(proof)
+            .unwrap()
+            .verify(&other_leaf, vkey, &[]),
+        Err(TlogProofError::Inclusion(_))
+    ));
+    let (head, checkpoint) = proof.split_once("\n\n").unwrap();
+    let lines: Vec<&str> = head.lines().collect();
+    assert!(
+        lines.len() >= 3,
+        "header, index and at least one hash: {proof}"
+    );
+    let with_head = |h: Vec<String>| format!("{}\n\n{checkpoint}", h.join("\n"));
+    let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    // Text that does not parse.
+    let mut bad_b64 = owned();
+    bad_b64[2] = "not base64!".into();
+    let mut short_hash = owned();
+    short_hash[2] = base64::engine::general_purpose::STANDARD.encode([1u8; 31]);
+    let mut trailing_space = owned();
+    trailing_space[2].push(' ');
+    let mut bad_header = owned();
+    bad_header[0] = "c2sp.org/tlog-proof@v2".into();
+    let mut bad_index = owned();
+    bad_index[1] = "index -1".into();
+    let mut bad_extra = owned();
+    bad_extra.insert(1, "extra %%%".into());
+    for (what, text) in [
+        ("no checkpoint", head.to_owned()),
+        ("bad base64 hash", with_head(bad_b64)),
+        ("31-byte hash", with_head(short_hash)),
+        (
+            "a hash line with a trailing space",
+            with_head(trailing_space),
+        ),
+        ("another version", with_head(bad_header)),
+        ("negative index", with_head(bad_index)),
+        ("bad extra", with_head(bad_extra)),
+    ] {
+        assert!(
+            matches!(TlogProof::parse(&text), Err(TlogProofError::Malformed(_))),
+            "{what}: {text}"
+        );
+    }
+    // Cut anywhere, it never verifies.
+    for n in (0..proof.len()).filter(|n| proof.is_char_boundary(*n)) {
+        let cut = &proof[..n];
+        assert!(
+            TlogProof::parse(cut)
+                .and_then(|p| p.verify(&leaf, vkey, &[]))
+                .is_err(),
+            "the first {n} bytes verified"
+        );
+    }
+    // Text that parses but proves nothing.
+    let mut wrong_index = owned();
+    let index: u64 = lines[1].strip_prefix("index ").unwrap().parse().unwrap();
+    wrong_index[1] = format!("index {}", index ^ 1);
+    let mut past_end = owned();
+    past_end[1] = format!("index {}", cp.checkpoint.size);
+    let mut wrong_hash = owned();
+    wrong_hash[2] = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mut dropped = owned();
+    dropped.pop();
+    let mut added = owned();
+    added.push(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    for (what, text) in [
+        ("wrong index", with_head(wrong_index)),
+        ("index past the tree", with_head(past_end)),
+        ("wrong hash", with_head(wrong_hash)),
+        ("a hash dropped", with_head(dropped)),
+        ("a hash added", with_head(added)),
+    ] {
+        let p = TlogProof::parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            matches!(
+                p.verify(&leaf, vkey, &[]),
+                Err(TlogProofError::Inclusion(_))
+            ),
+            "{what}: {text}"
+        );
+    }
+    // A checkpoint whose size or root was changed, or signed by another key.
+    let size = cp.checkpoint.size;
+    for (what, cp_text) in [
+        (
+            "size changed",
+            checkpoint.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1),
+        ),
+        ("a blank line before it", format!("\n{checkpoint}")),
+        (
+            "signature line cut",
+            checkpoint.lines().take(4).collect::<Vec<_>>().join("\n") + "\n",
+        ),
+    ] {
+        assert_ne!(cp_text, checkpoint, "{what}");
+        let p = TlogProof::parse(&format!("{head}\n\n{cp_text}")).unwrap();
+        assert!(
+            matches!(
+                p.verify(&leaf, vkey, &[]),
+                Err(TlogProofError::Checkpoint(_))
+            ),
+            "{what}"
+        );
+    }
 }
 
 #[tokio::test]
