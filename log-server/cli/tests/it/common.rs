@@ -621,15 +621,29 @@ pub async fn verify_jwt(server: &Api, jwt: &str) -> (Value, Value) {
 
 /// A minimal SMTP server (RFC 5321 happy path, no TLS) that records each message's DATA.
 pub async fn fake_smtp() -> (String, Arc<Mutex<Vec<String>>>) {
+    let (url, got, _) = fake_smtp_refusing(0).await;
+    (url, got)
+}
+
+/// [`fake_smtp`] that answers the first `refuse` MAIL commands with a transient failure (451);
+/// the time each MAIL command arrived (refused or not) is in the third list.
+pub async fn fake_smtp_refusing(
+    refuse: usize,
+) -> (
+    String,
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<std::time::Instant>>>,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mails: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let g = got.clone();
+    let (g, m) = (got.clone(), mails.clone());
     tokio::spawn(async move {
         loop {
             let (sock, _) = listener.accept().await.unwrap();
-            let g = g.clone();
+            let (g, m) = (g.clone(), m.clone());
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
                 let mut lines = BufReader::new(r).lines();
@@ -649,6 +663,14 @@ pub async fn fake_smtp() -> (String, Arc<Mutex<Vec<String>>>) {
                     let cmd = line.to_ascii_uppercase();
                     let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
                         b"250 fake\r\n"
+                    } else if cmd.starts_with("MAIL") {
+                        let mut m = m.lock().unwrap();
+                        m.push(std::time::Instant::now());
+                        if m.len() <= refuse {
+                            b"451 4.3.0 try again later\r\n"
+                        } else {
+                            b"250 ok\r\n"
+                        }
                     } else if cmd.starts_with("DATA") {
                         data = Some(String::new());
                         b"354 go on\r\n"
@@ -663,5 +685,5 @@ pub async fn fake_smtp() -> (String, Arc<Mutex<Vec<String>>>) {
             });
         }
     });
-    (format!("smtp://{addr}"), got)
+    (format!("smtp://{addr}"), got, mails)
 }

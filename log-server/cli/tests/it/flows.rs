@@ -764,6 +764,54 @@ async fn email_notification_over_smtp() {
     );
 }
 
+/// A refused e-mail is sent again after the configured backoff, doubled after each failure, and
+/// delivered once the server accepts it (and counted as delivered).
+#[tokio::test]
+async fn a_refused_email_is_retried_with_doubling_backoff() {
+    let (smtp_url, mails, attempts) = fake_smtp_refusing(3).await;
+    let backoff = Duration::from_millis(150);
+    let s = Server::start_with(move |mut c| {
+        c.smtp_url = Some(countersign_approvals::Secret::new(smtp_url));
+        c.smtp_from = "approvals@countersign.test".into();
+        c.delivery_backoff = backoff;
+        c.delivery_attempts = 5;
+        c
+    })
+    .await;
+    let client = s.add_client("agent-mail", "poll", None).await;
+    let _alice = s.add_approver("apv_alice", 9).await;
+    client.ask("apv_alice", &[]).await;
+    for _ in 0..200 {
+        if !mails.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mail = mails.lock().unwrap().clone();
+    assert_eq!(mail.len(), 1, "delivered once, after three refusals");
+    assert!(mail[0].contains("To: apv_alice@example.com"), "{mail:?}");
+    let at = attempts.lock().unwrap().clone();
+    assert_eq!(at.len(), 4, "three refused attempts and the accepted one");
+    for (n, w) in at.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        let want = backoff * 2u32.pow(n as u32);
+        // At least the backoff; well below the next one (a retry without waiting, or a
+        // backoff that did not double, fails either bound).
+        assert!(
+            gap >= want && gap < want + backoff / 2 + Duration::from_millis(250),
+            "attempt {} came {gap:?} after the one before, not about {want:?}",
+            n + 2
+        );
+    }
+    let m = crate::web::get_text(&s.http, &format!("{}/metrics", s.url)).await;
+    assert!(
+        m.lines().any(|l| l.contains("kind=\"email\"")
+            && l.contains("outcome=\"delivered\"")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+}
+
 fn client_assertion(
     key: &ed25519_dalek::SigningKey,
     client_id: &str,
