@@ -1021,6 +1021,165 @@ async fn private_key_jwt_client() {
     assert_eq!(st, 200, "{v}");
 }
 
+/// A JWS ES256 client assertion (RFC 7518 section 3.4: `r || s`, not DER) over `header` and
+/// `claims`, signed by `key`'s P-256 key; `der` keeps the DER form instead (which must fail).
+fn es256_assertion(
+    key: &countersign_testvectors::SoftPasskey,
+    header: Value,
+    claims: Value,
+    der: bool,
+) -> String {
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(header.to_string()),
+        B64URL.encode(claims.to_string())
+    );
+    let sig = key.sign_raw(input.as_bytes());
+    let sig = if der { sig } else { der_to_raw(&sig) };
+    format!("{input}.{}", B64URL.encode(sig))
+}
+
+/// `r || s`, each 32 bytes, from a DER `SEQUENCE { INTEGER r, INTEGER s }`.
+fn der_to_raw(der: &[u8]) -> Vec<u8> {
+    assert_eq!(der[0], 0x30);
+    let mut out = Vec::new();
+    let mut at = 2;
+    for _ in 0..2 {
+        assert_eq!(der[at], 0x02);
+        let len = der[at + 1] as usize;
+        let int = &der[at + 2..at + 2 + len];
+        let int: Vec<u8> = int.iter().copied().skip_while(|b| *b == 0).collect();
+        out.extend(std::iter::repeat_n(0u8, 32 - int.len()));
+        out.extend(int);
+        at += 2 + len;
+    }
+    out
+}
+
+/// The P-256 public key of an ES256 passkey as a JWK (from its COSE_Key's x and y).
+fn es256_jwk(key: &countersign_testvectors::SoftPasskey, kid: &str) -> Value {
+    let cose = key.cose_public_key();
+    let coord = |label: u8| {
+        let at = cose
+            .windows(3)
+            .position(|w| w == [label, 0x58, 0x20])
+            .unwrap();
+        B64URL.encode(&cose[at + 3..at + 35])
+    };
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": coord(0x21), "y": coord(0x22)})
+}
+
+/// `private_key_jwt` with an ES256 key: a well-formed assertion authenticates at both
+/// endpoints; a flipped bit, a DER signature, another P-256 key, or an EdDSA header over the
+/// same key are refused with 401 invalid_client.
+#[tokio::test]
+async fn private_key_jwt_with_an_es256_key() {
+    use countersign_testvectors::{Alg, SoftPasskey};
+    let s = Server::start().await;
+    let key = SoftPasskey::new(Alg::Es256, 31, RP_ID);
+    let other = SoftPasskey::new(Alg::Es256, 32, RP_ID);
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "agent-ec", "auth_method": "private_key_jwt",
+                   "jwks": {"keys": [es256_jwk(&key, "ec1")]}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let alice = s.add_approver("apv_alice", 33).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |aud: &str, jti: &str| {
+        json!({"iss": "agent-ec", "sub": "agent-ec", "aud": aud, "exp": now + 60,
+               "iat": now, "jti": jti})
+    };
+    let es256 = json!({"alg": "ES256", "kid": "ec1"});
+    let post = |path: &'static str, assertion: String, extra: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let mut form = vec![
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ),
+                ("client_assertion", assertion),
+            ];
+            form.extend(extra);
+            answer_of(
+                s.http
+                    .post(format!("{}{path}", s.url))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let ask = || {
+        ask_params("apv_alice")
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let flipped = {
+        let a = es256_assertion(&key, es256.clone(), claims(&s.url, "j2"), false);
+        let (head, sig) = a.rsplit_once('.').unwrap();
+        let mut sig = B64URL.decode(sig).unwrap();
+        sig[40] ^= 1;
+        format!("{head}.{}", B64URL.encode(sig))
+    };
+    let refused = [
+        ("a flipped signature bit", flipped),
+        (
+            "a DER signature",
+            es256_assertion(&key, es256.clone(), claims(&s.url, "j3"), true),
+        ),
+        (
+            "another P-256 key",
+            es256_assertion(&other, es256.clone(), claims(&s.url, "j4"), false),
+        ),
+        (
+            "an EdDSA header over the ES256 signature",
+            es256_assertion(
+                &key,
+                json!({"alg": "EdDSA", "kid": "ec1"}),
+                claims(&s.url, "j5"),
+                false,
+            ),
+        ),
+    ];
+    for (what, assertion) in refused {
+        let got = post("/bc-authorize", assertion, ask()).await;
+        assert_refused(what, &got, 401, "invalid_client", &[]);
+    }
+    assert!(
+        alice.inbox().await.is_empty(),
+        "no refused assertion asked anything"
+    );
+    // The well-formed one works at both endpoints.
+    let good = es256_assertion(&key, es256.clone(), claims(&s.url, "j1"), false);
+    let (st, v) = post("/bc-authorize", good, ask()).await;
+    assert_eq!(st, 200, "{v}");
+    let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
+    alice.decide(&alice.only_request().await, "approve").await;
+    let token_aud = format!("{}/token", s.url);
+    let (st, t) = post(
+        "/token",
+        es256_assertion(&key, es256.clone(), claims(&token_aud, "j6"), false),
+        vec![
+            ("grant_type", "urn:openid:params:grant-type:ciba".into()),
+            ("auth_req_id", auth_req_id),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let (_, at) = verify_jwt(&s, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(at["client_id"], "agent-ec", "{at}");
+}
+
 #[tokio::test]
 async fn session_cookies_are_secure_behind_an_https_public_url() {
     let plain = Server::start().await;
