@@ -16,6 +16,7 @@ mod log_crash;
 #[path = "../support/process.rs"]
 mod process;
 mod restart;
+mod restore;
 mod shutdown;
 mod store;
 #[path = "../../../tests/support/web.rs"]
