@@ -516,6 +516,8 @@ pub struct Receiver {
     pub got: Deliveries,
     pub refused: Deliveries,
     pub refuse: Arc<std::sync::atomic::AtomicBool>,
+    /// When each attempt (delivered or refused) arrived, with its `auth_req_id`.
+    pub times: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
 }
 
 impl Receiver {
@@ -523,13 +525,15 @@ impl Receiver {
         let got: Deliveries = Arc::default();
         let refused: Deliveries = Arc::default();
         let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (g, no, r) = (got.clone(), refused.clone(), refuse.clone());
+        let times: Arc<Mutex<Vec<(std::time::Instant, String)>>> = Arc::default();
+        let (g, no, r, t) = (got.clone(), refused.clone(), refuse.clone(), times.clone());
         let app = axum::Router::new().route(
             "/cb",
             axum::routing::post(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let (g, no, r) = (g.clone(), no.clone(), r.clone());
+                    let (g, no, r, t) = (g.clone(), no.clone(), r.clone(), t.clone());
                     async move {
+                        let at = std::time::Instant::now();
                         // Bearer token for ping/push; "<timestamp> <signature>" for the webhook.
                         let auth = headers
                             .get("authorization")
@@ -539,7 +543,10 @@ impl Receiver {
                                 let sig = headers.get("x-countersign-signature")?.to_str().ok()?;
                                 Some(format!("{ts} {sig} {}", String::from_utf8_lossy(&body)))
                             });
-                        let got = (auth, serde_json::from_slice(&body).unwrap());
+                        let got: (Option<String>, Value) =
+                            (auth, serde_json::from_slice(&body).unwrap());
+                        let id = got.1["auth_req_id"].as_str().unwrap_or_default().to_owned();
+                        t.lock().unwrap().push((at, id));
                         if r.load(std::sync::atomic::Ordering::SeqCst) {
                             no.lock().unwrap().push(got);
                             return axum::http::StatusCode::SERVICE_UNAVAILABLE;
@@ -560,6 +567,7 @@ impl Receiver {
             got,
             refused,
             refuse,
+            times,
         }
     }
 

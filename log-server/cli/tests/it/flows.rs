@@ -764,6 +764,63 @@ async fn email_notification_over_smtp() {
     );
 }
 
+/// Asserts that consecutive attempts came after `backoff`, doubled each time (with slack for
+/// the attempt itself, well under the next doubling).
+#[track_caller]
+fn assert_doubling(at: &[std::time::Instant], backoff: Duration, what: &str) {
+    for (n, w) in at.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        let want = backoff * 2u32.pow(n as u32);
+        assert!(
+            gap >= want && gap < want + backoff / 2 + Duration::from_millis(250),
+            "{what}: attempt {} came {gap:?} after the one before, not about {want:?}",
+            n + 2
+        );
+    }
+}
+
+/// Ping and push deliveries the client's endpoint refuses are tried again after the backoff,
+/// doubled each time, and counted as failed after the last attempt.
+#[tokio::test]
+async fn refused_ping_and_push_are_retried_with_doubling_backoff() {
+    let rx = Receiver::start().await;
+    rx.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let backoff = Duration::from_millis(150);
+    let s = Server::start_with(move |mut c| {
+        c.delivery_backoff = backoff;
+        c.delivery_attempts = 4;
+        c
+    })
+    .await;
+    let ping = s.add_client("agent-ping", "ping", Some(&rx.url)).await;
+    let push = s.add_client("agent-push", "push", Some(&rx.url)).await;
+    let alice = s.add_approver("apv_alice", 8).await;
+    let tok = [("client_notification_token", "tok")];
+    let pinged = ping.ask("apv_alice", &tok).await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    let pushed = push.ask("apv_alice", &tok).await;
+    alice.decide(&alice.only_request().await, "deny").await;
+    rx.wait_refused(8).await;
+    tokio::time::sleep(backoff * 2).await;
+    let times = rx.times.lock().unwrap().clone();
+    for (id, what) in [(&pinged, "ping"), (&pushed, "push")] {
+        let at: Vec<_> = times
+            .iter()
+            .filter(|(_, i)| i == id)
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(at.len(), 4, "{what}: four attempts, no more");
+        assert_doubling(&at, backoff, what);
+    }
+    let m = crate::web::get_text(&s.http, &format!("{}/metrics", s.url)).await;
+    for line in [
+        "countersign_ciba_deliveries_total{kind=\"ping\",outcome=\"failed\"} 1",
+        "countersign_ciba_deliveries_total{kind=\"push\",outcome=\"failed\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
+}
+
 /// A refused e-mail is sent again after the configured backoff, doubled after each failure, and
 /// delivered once the server accepts it (and counted as delivered).
 #[tokio::test]
@@ -792,17 +849,7 @@ async fn a_refused_email_is_retried_with_doubling_backoff() {
     assert!(mail[0].contains("To: apv_alice@example.com"), "{mail:?}");
     let at = attempts.lock().unwrap().clone();
     assert_eq!(at.len(), 4, "three refused attempts and the accepted one");
-    for (n, w) in at.windows(2).enumerate() {
-        let gap = w[1] - w[0];
-        let want = backoff * 2u32.pow(n as u32);
-        // At least the backoff; well below the next one (a retry without waiting, or a
-        // backoff that did not double, fails either bound).
-        assert!(
-            gap >= want && gap < want + backoff / 2 + Duration::from_millis(250),
-            "attempt {} came {gap:?} after the one before, not about {want:?}",
-            n + 2
-        );
-    }
+    assert_doubling(&at, backoff, "e-mail");
     let m = crate::web::get_text(&s.http, &format!("{}/metrics", s.url)).await;
     assert!(
         m.lines().any(|l| l.contains("kind=\"email\"")
