@@ -302,6 +302,11 @@ pub fn assert_refused(what: &str, got: &(u16, Value), status: u16, code: &str, w
     }
 }
 
+/// A `(status, text)` answer with its text read as JSON (`Null` if it is not JSON).
+pub fn json_of((status, text): (u16, String)) -> (u16, Value) {
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// A response's status and JSON body (`Null` if the body is not JSON).
 pub async fn answer_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();

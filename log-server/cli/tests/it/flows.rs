@@ -178,7 +178,14 @@ async fn poll_flow_end_to_end() {
         .unwrap();
     // Another client may not fetch it.
     let other = s.add_client("agent-other", "poll", None).await;
-    assert_eq!(other.evidence(&auth_req_id, None).await.0, 404);
+    let got = json_of(other.evidence(&auth_req_id, None).await);
+    assert_refused(
+        "another client's evidence",
+        &got,
+        404,
+        "not_found",
+        &["no decided request"],
+    );
 }
 
 /// The server's tlog-proof of a decision verifies with the verifier's own code, and every
@@ -486,7 +493,13 @@ async fn live_inbox_gets_server_sent_events() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_refused(
+        "events without a session",
+        &answer_of(r).await,
+        401,
+        "login_required",
+        &["sign in"],
+    );
 }
 
 #[tokio::test]
@@ -918,13 +931,13 @@ async fn private_key_jwt_client() {
         .await;
     assert_eq!(st, 201, "{v}");
     assert!(v.get("client_secret").is_none());
-    let (st, _) = s
+    let got = s
         .admin_post(
             "/v1/admin/clients",
             json!({"client_id": "agent-jwt2", "auth_method": "private_key_jwt"}),
         )
         .await;
-    assert_eq!(st, 400, "keys are required");
+    assert_refused("keys are required", &got, 400, "invalid_request", &["jwks"]);
     let alice = s.add_approver("apv_alice", 10).await;
     let ask = |assertion: String| {
         let s = &s;
@@ -953,9 +966,15 @@ async fn private_key_jwt_client() {
     let (st, v) = ask(good.clone()).await;
     assert_eq!(st, 200, "{v}");
     let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
-    let (st, _) = ask(good).await;
-    assert_eq!(st, 401, "a client assertion is single-use");
-    let (st, _) = ask(client_assertion(
+    let got = ask(good).await;
+    assert_refused(
+        "a client assertion is single-use",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
+    let got = ask(client_assertion(
         &key,
         "agent-jwt",
         "https://elsewhere.test",
@@ -963,14 +982,38 @@ async fn private_key_jwt_client() {
         "jti-2",
     ))
     .await;
-    assert_eq!(st, 401, "wrong audience");
-    let (st, _) = ask(client_assertion(&key, "agent-jwt", &s.url, -5, "jti-3")).await;
-    assert_eq!(st, 401, "expired");
-    let (st, _) = ask(client_assertion(&key, "agent-jwt", &s.url, 86_400, "jti-4")).await;
-    assert_eq!(st, 401, "lifetime too long");
+    assert_refused(
+        "wrong audience",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
+    let got = ask(client_assertion(&key, "agent-jwt", &s.url, -5, "jti-3")).await;
+    assert_refused(
+        "expired",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
+    let got = ask(client_assertion(&key, "agent-jwt", &s.url, 86_400, "jti-4")).await;
+    assert_refused(
+        "lifetime too long",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
-    let (st, _) = ask(client_assertion(&other, "agent-jwt", &s.url, 60, "jti-5")).await;
-    assert_eq!(st, 401, "signed by an unregistered key");
+    let got = ask(client_assertion(&other, "agent-jwt", &s.url, 60, "jti-5")).await;
+    assert_refused(
+        "signed by an unregistered key",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     // The token endpoint takes the same authentication; Basic is refused for a key client.
     let rid = alice.only_request().await;
     alice.decide(&rid, "approve").await;
@@ -997,7 +1040,14 @@ async fn private_key_jwt_client() {
         url: s.url.clone(),
         http: s.http.clone(),
     };
-    assert_eq!(basic.token(&auth_req_id).await.0, 401);
+    let got = basic.token(&auth_req_id).await;
+    assert_refused(
+        "Basic for a key client",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     // Evidence with a one-time assertion in the query.
     let ev = client_assertion(&key, "agent-jwt", &s.url, 60, "jti-7");
     let r = s

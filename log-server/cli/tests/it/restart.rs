@@ -185,8 +185,14 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
         after_crash.iter().all(|rid| !decided.contains(rid)),
         "{after_crash:?}"
     );
-    let (st, _) = poll.token(&lasting).await;
-    assert_eq!(st, 400);
+    let got = poll.token(&lasting).await;
+    crate::common::assert_refused(
+        "still open",
+        &got,
+        400,
+        "authorization_pending",
+        &["not decided"],
+    );
     // Nothing new was logged for the redeliveries.
     let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
     let size = api.checkpoint(&vkey).await.size;
@@ -218,8 +224,14 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
         after_crash,
         "a delivered webhook is not sent again"
     );
-    let (st, _) = alice.get("/v1/inbox").await;
-    assert_eq!(st, 401, "a signed-out session stays signed out");
+    let got = crate::common::json_of(alice.get("/v1/inbox").await);
+    crate::common::assert_refused(
+        "a signed-out session stays signed out",
+        &got,
+        401,
+        "login_required",
+        &["sign in"],
+    );
     assert!(bob.inbox().await.is_empty());
     // Disabling an approver ends their stored sessions too.
     let (st, v) = api
@@ -230,8 +242,14 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     assert!(exit.success(), "server exited with {exit}");
     server.restart();
     server.wait_ready(&api.http).await;
-    let (st, _) = bob.get("/v1/inbox").await;
-    assert_eq!(st, 401);
+    let got = crate::common::json_of(bob.get("/v1/inbox").await);
+    crate::common::assert_refused(
+        "a disabled approver's session",
+        &got,
+        401,
+        "login_required",
+        &["sign in"],
+    );
     server.kill();
 }
 
