@@ -143,6 +143,17 @@ async fn malformed_bc_authorize() {
     let (st, t) = client.token(&id).await;
     assert_eq!(st, 200, "{t}");
     let id_token = t["id_token"].as_str().unwrap().to_owned();
+    // An ID token for an approver of the same name, issued by another server.
+    let foreign = {
+        let s2 = Server::start().await;
+        let c2 = s2.add_client("agent-m", "poll", None).await;
+        let a2 = s2.add_approver("apv_alice", 12).await;
+        let id = c2.ask("apv_alice", &[]).await;
+        a2.decide(&a2.only_request().await, "approve").await;
+        let (st, t) = c2.token(&id).await;
+        assert_eq!(st, 200, "{t}");
+        t["id_token"].as_str().unwrap().to_owned()
+    };
     let forged = {
         let (head, sig) = id_token.rsplit_once('.').unwrap();
         let mut sig = B64URL.decode(sig).unwrap();
@@ -218,6 +229,11 @@ async fn malformed_bc_authorize() {
         ),
         (
             params(a, &hints, &[("id_token_hint", &forged)]),
+            "invalid_request",
+            &["id_token_hint", "not an id token of this server"],
+        ),
+        (
+            params(a, &hints, &[("id_token_hint", &foreign)]),
             "invalid_request",
             &["id_token_hint", "not an id token of this server"],
         ),
