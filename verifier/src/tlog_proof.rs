@@ -137,3 +137,108 @@ impl TlogProof {
         Ok(cp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+
+    const CP: &str = "example.com/log\n2\nAAAA\n\n— example.com/log sig\n";
+
+    fn proof() -> TlogProof {
+        TlogProof {
+            extra: Some(b"opaque".to_vec()),
+            index: 1,
+            proof: alloc::vec![Hash([1; 32]), Hash([2; 32])],
+            checkpoint: CP.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_text_form_round_trips() {
+        let p = proof();
+        assert_eq!(TlogProof::parse(&p.to_text()), Ok(p.clone()));
+        let bare = TlogProof {
+            extra: None,
+            proof: Vec::new(),
+            ..p
+        };
+        assert_eq!(TlogProof::parse(&bare.to_text()), Ok(bare));
+    }
+
+    #[test]
+    fn malformed_text_is_refused_with_the_rule_it_breaks() {
+        let good = proof().to_text();
+        let (head, cp) = good.split_once("\n\n").unwrap();
+        let h = B64.encode([3u8; 32]);
+        let many = (0..=MAX_PROOF_HASHES)
+            .map(|_| h.clone())
+            .collect::<Vec<_>>();
+        let cases: [(String, &str); 13] = [
+            (String::new(), "no blank line before the checkpoint"),
+            (head.to_string(), "no blank line before the checkpoint"),
+            (
+                good.replacen("tlog-proof@v1", "tlog-proof@v2", 1),
+                "first line is not c2sp.org/tlog-proof@v1",
+            ),
+            (format!("{HEADER}\n\n{cp}"), "missing index line"),
+            (
+                format!("{HEADER}\nextra b3BhcXVl\n\n{cp}"),
+                "missing index line",
+            ),
+            (
+                good.replacen("extra b3BhcXVl", "extra b3BhcXVl!", 1),
+                "extra is not base64",
+            ),
+            (
+                good.replacen("index 1", "index 01", 1),
+                "index line is not 'index <decimal>'",
+            ),
+            (
+                good.replacen("index 1", "index -1", 1),
+                "index line is not 'index <decimal>'",
+            ),
+            (
+                good.replacen("index 1", "index  1", 1),
+                "index line is not 'index <decimal>'",
+            ),
+            (
+                good.replacen("index 1", "index 18446744073709551616", 1),
+                "index line is not 'index <decimal>'",
+            ),
+            (
+                format!("{HEADER}\nindex 1\n{}\n\n{cp}", &h[..40]),
+                "proof line is not a base64 SHA-256 hash",
+            ),
+            (
+                format!("{HEADER}\nindex 1\n{}\n\n{cp}", many.join("\n")),
+                "too many proof hashes",
+            ),
+            (
+                format!(
+                    "{good}{}",
+                    "x".repeat(crate::note::MAX_NOTE_BYTES + 8 * 1024)
+                ),
+                "too large",
+            ),
+        ];
+        for (text, why) in cases {
+            assert_eq!(
+                TlogProof::parse(&text),
+                Err(TlogProofError::Malformed(why)),
+                "{text:.200}"
+            );
+        }
+        // A base64 hash of the wrong length, and a stray empty line among the hashes.
+        let short = format!("{HEADER}\nindex 1\n{}\n\n{cp}", B64.encode([3u8; 31]));
+        assert!(matches!(
+            TlogProof::parse(&short),
+            Err(TlogProofError::Malformed(_))
+        ));
+        let stray = good.replacen("index 1\n", "index 1\n\n", 1);
+        let p = TlogProof::parse(&stray).unwrap();
+        assert!(p.proof.is_empty() && p.checkpoint != CP, "{p:?}");
+    }
+}

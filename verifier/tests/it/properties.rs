@@ -283,3 +283,153 @@ fn oversized_inputs_are_rejected_with_clear_errors() {
         assert!(e.contains("larger than"), "{e}");
     }
 }
+
+fn vector(path: &str) -> serde_json::Value {
+    let p = crate::vectors_dir().join(path);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// One structure-aware change to a signed checkpoint: its lines swapped, dropped or repeated,
+/// its size moved, a bit of its root or signature flipped, its origin changed, or a line added.
+fn mutate_checkpoint(note: &str, kind: usize, a: usize, b: usize, bit: u8) -> String {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    let mut lines: Vec<String> = note.split('\n').map(str::to_owned).collect();
+    // The last element is the empty string after the final newline.
+    let n = lines.len() - 1;
+    let (a, b) = (a % n, b % n);
+    let flip_b64 = |text: &str, skip: usize| {
+        let mut bytes = B64.decode(text).unwrap();
+        let at = skip + (a % (bytes.len() - skip));
+        bytes[at] ^= 1 << bit;
+        B64.encode(bytes)
+    };
+    match kind {
+        0 => lines.swap(a, b),
+        1 => {
+            lines.remove(a);
+        }
+        2 => {
+            let l = lines[a].clone();
+            lines.insert(a, l);
+        }
+        3 => {
+            let size: u64 = lines[1].parse().unwrap();
+            lines[1] = (size + 1 + b as u64).to_string();
+        }
+        4 => lines[2] = flip_b64(&lines[2], 0),
+        5 => {
+            // "— <name> <base64(key id || signature)>": flip a bit past the key id.
+            let (head, sig) = lines[4].rsplit_once(' ').unwrap();
+            lines[4] = format!("{head} {}", flip_b64(sig, 4));
+        }
+        6 => lines[0].push('x'),
+        _ => lines.insert(3, format!("extension {a}")),
+    }
+    lines.join("\n")
+}
+
+/// A compact JSON text of `v` with one structure-aware change: a string member extended, a number
+/// moved, a member dropped, renamed or repeated (a duplicate member), or the members reordered.
+fn mutate_statement(v: &serde_json::Value, kind: usize, pick: usize) -> (String, bool) {
+    let obj = v.as_object().unwrap();
+    let keys: Vec<&String> = obj.keys().collect();
+    let key = keys[pick % keys.len()].clone();
+    let mut m = obj.clone();
+    // Whether the change leaves the statement's value as it was.
+    let mut same = false;
+    let text = match kind {
+        0 => {
+            match &m[&key] {
+                serde_json::Value::String(s) => m[&key] = serde_json::json!(format!("{s}x")),
+                serde_json::Value::Number(n) => {
+                    m[&key] = serde_json::json!(n.as_u64().unwrap_or(0) + 1)
+                }
+                other => m[&key] = serde_json::json!([other.clone(), 1]),
+            }
+            serde_json::to_string(&m).unwrap()
+        }
+        1 => {
+            m.remove(&key);
+            serde_json::to_string(&m).unwrap()
+        }
+        2 => {
+            let val = m.remove(&key).unwrap();
+            m.insert(format!("{key}_"), val);
+            serde_json::to_string(&m).unwrap()
+        }
+        3 => {
+            let text = serde_json::to_string(&m).unwrap();
+            let member = format!("{}:{},", serde_json::json!(key), m[&key]);
+            format!("{{{member}{}", &text[1..])
+        }
+        _ => {
+            // Same members, another order: the canonical form must not change.
+            same = true;
+            let mut members: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::json!(k)))
+                .collect();
+            let by = 1 + pick % (members.len() - 1);
+            members.rotate_left(by);
+            format!("{{{}}}", members.join(","))
+        }
+    };
+    (text, same)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// A valid checkpoint changed in its structure never verifies as another checkpoint (and
+    /// never panics).
+    #[test]
+    fn mutated_checkpoints_never_verify(kind in 0usize..8, a in any::<usize>(), b in any::<usize>(), bit in 0u8..8) {
+        let v = vector("checkpoints/valid.json");
+        let note = v["note"].as_str().unwrap();
+        let key = VerifierKey::parse(v["keys"][0].as_str().unwrap()).unwrap();
+        let original = verify_checkpoint(note.as_bytes(), &key, &[]).unwrap().checkpoint;
+        let changed = mutate_checkpoint(note, kind, a, b, bit);
+        let _ = Note::parse(changed.as_bytes());
+        let _ = Checkpoint::parse(&changed);
+        // A repeated signature line is ignored (as Go's note package does); any change that
+        // verifies must leave the signed origin, size and root exactly as they were.
+        let verified = verify_checkpoint(changed.as_bytes(), &key, &[]);
+        if let (Ok(v), true) = (verified, changed != note) {
+            prop_assert_eq!(&v.checkpoint, &original, "change {}: {:?}", kind, changed);
+            let signature_line = note.split('\n').count() - 2;
+            prop_assert!(
+                kind == 2 && a % (signature_line + 1) == signature_line,
+                "only a repeated signature line verifies: {:?}", changed
+            );
+        }
+    }
+
+    /// A valid statement changed in its structure is refused, or is a different statement with
+    /// a different hash; only reordering its members keeps the hash.
+    #[test]
+    fn mutated_statements_are_refused_or_hash_differently(kind in 0usize..5, pick in any::<usize>()) {
+        let v = vector("statements/valid-approve.json");
+        let original = Statement::from_json(v["statement"].to_string().as_bytes()).unwrap();
+        let hash = original.hash().unwrap();
+        let (text, same) = mutate_statement(&v["statement"], kind, pick);
+        let _ = parse_json_strict(text.as_bytes());
+        match Statement::from_json(text.as_bytes()) {
+            Ok(s) if same => {
+                prop_assert_eq!(&s, &original);
+                prop_assert_eq!(s.hash().unwrap(), hash);
+            }
+            Ok(s) => {
+                prop_assert_ne!(&s, &original);
+                prop_assert_ne!(s.hash().ok(), Some(hash), "{}", text);
+            }
+            Err(e) => {
+                prop_assert!(!same, "a reordered statement was refused: {} ({})", text, e);
+                // A repeated member is always refused (it is what a JSON-smuggling attack uses).
+            }
+        }
+        if kind == 3 {
+            prop_assert!(Statement::from_json(text.as_bytes()).is_err(), "duplicate accepted: {}", text);
+        }
+    }
+}

@@ -196,8 +196,10 @@ async fn bc_authorize(
     }
     let approver_id = resolve_hint(c, &form)?;
 
+    // An empty value is an omitted parameter (RFC 6749 section 3.1), as for short_param.
     let binding_message = form
         .get("binding_message")
+        .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::invalid_request("binding_message is required"))?;
     if binding_message.len() > 4 * countersign_verifier::MAX_BINDING_MESSAGE_CHARS
         || validate_binding_message(binding_message, c.config.binding_message_max_chars).is_err()
@@ -213,6 +215,7 @@ async fn bc_authorize(
     }
     let details_text = form
         .get("authorization_details")
+        .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::invalid_request("authorization_details is required"))?;
     if details_text.len() > MAX_AUTHORIZATION_DETAILS_BYTES {
         return Err(ApiError::invalid_request(format!(

@@ -52,7 +52,8 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = bool>,
 {
-    let mut delay = c.config.delivery_backoff;
+    // The cap holds for the first wait too: a configured backoff above it is cut to it.
+    let mut delay = c.config.delivery_backoff.min(MAX_DELIVERY_BACKOFF);
     let attempts = c.config.delivery_attempts.max(1);
     for n in 1..=attempts {
         if attempt(n).await {

@@ -267,6 +267,52 @@ pub async fn post_json(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The parameters of a well-formed `/bc-authorize` for `approver`.
+pub fn ask_params(approver: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("scope", "openid payments"),
+        ("login_hint", approver),
+        ("binding_message", "Pay 42.00 EUR to ACME"),
+        (
+            "authorization_details",
+            r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
+        ),
+    ]
+}
+
+/// Asserts a refusal: its status, its `error` code, and an `error_description` that names the
+/// problem (holds each of `words`, case-insensitively).
+#[track_caller]
+pub fn assert_refused(what: &str, got: &(u16, Value), status: u16, code: &str, words: &[&str]) {
+    let (st, v) = got;
+    assert_eq!(
+        (*st, v["error"].as_str()),
+        (status, Some(code)),
+        "{what}: {v}"
+    );
+    let d = v["error_description"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no error_description in {v}"))
+        .to_lowercase();
+    for w in words {
+        assert!(
+            d.contains(&w.to_lowercase()),
+            "{what}: the description {d:?} does not name {w:?}"
+        );
+    }
+}
+
+/// A `(status, text)` answer with its text read as JSON (`Null` if it is not JSON).
+pub fn json_of((status, text): (u16, String)) -> (u16, Value) {
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A response's status and JSON body (`Null` if the body is not JSON).
+pub async fn answer_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// A CIBA client (agent).
 #[derive(Clone)]
 pub struct Client {
@@ -290,21 +336,14 @@ impl Client {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/bc-authorize` for `approver` with [`ask_params`], each of `extra` replacing the default
+    /// of its name or added (an empty value is sent as an empty value).
     pub async fn bc_authorize(&self, approver: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-        let mut p: Vec<(&str, &str)> = vec![
-            ("scope", "openid payments"),
-            ("login_hint", approver),
-            ("binding_message", "Pay 42.00 EUR to ACME"),
-            (
-                "authorization_details",
-                r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
-            ),
-        ];
+        let mut p = ask_params(approver);
         for (k, v) in extra {
             p.retain(|(pk, _)| pk != k);
             p.push((k, v));
         }
-        p.retain(|(_, v)| !v.is_empty());
         self.form("/bc-authorize", &p).await
     }
 
@@ -482,6 +521,8 @@ pub struct Receiver {
     pub got: Deliveries,
     pub refused: Deliveries,
     pub refuse: Arc<std::sync::atomic::AtomicBool>,
+    /// When each attempt (delivered or refused) arrived, with its `auth_req_id`.
+    pub times: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
 }
 
 impl Receiver {
@@ -489,13 +530,15 @@ impl Receiver {
         let got: Deliveries = Arc::default();
         let refused: Deliveries = Arc::default();
         let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (g, no, r) = (got.clone(), refused.clone(), refuse.clone());
+        let times: Arc<Mutex<Vec<(std::time::Instant, String)>>> = Arc::default();
+        let (g, no, r, t) = (got.clone(), refused.clone(), refuse.clone(), times.clone());
         let app = axum::Router::new().route(
             "/cb",
             axum::routing::post(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let (g, no, r) = (g.clone(), no.clone(), r.clone());
+                    let (g, no, r, t) = (g.clone(), no.clone(), r.clone(), t.clone());
                     async move {
+                        let at = std::time::Instant::now();
                         // Bearer token for ping/push; "<timestamp> <signature>" for the webhook.
                         let auth = headers
                             .get("authorization")
@@ -505,7 +548,10 @@ impl Receiver {
                                 let sig = headers.get("x-countersign-signature")?.to_str().ok()?;
                                 Some(format!("{ts} {sig} {}", String::from_utf8_lossy(&body)))
                             });
-                        let got = (auth, serde_json::from_slice(&body).unwrap());
+                        let got: (Option<String>, Value) =
+                            (auth, serde_json::from_slice(&body).unwrap());
+                        let id = got.1["auth_req_id"].as_str().unwrap_or_default().to_owned();
+                        t.lock().unwrap().push((at, id));
                         if r.load(std::sync::atomic::Ordering::SeqCst) {
                             no.lock().unwrap().push(got);
                             return axum::http::StatusCode::SERVICE_UNAVAILABLE;
@@ -526,6 +572,7 @@ impl Receiver {
             got,
             refused,
             refuse,
+            times,
         }
     }
 
@@ -587,15 +634,29 @@ pub async fn verify_jwt(server: &Api, jwt: &str) -> (Value, Value) {
 
 /// A minimal SMTP server (RFC 5321 happy path, no TLS) that records each message's DATA.
 pub async fn fake_smtp() -> (String, Arc<Mutex<Vec<String>>>) {
+    let (url, got, _) = fake_smtp_refusing(0).await;
+    (url, got)
+}
+
+/// [`fake_smtp`] that answers the first `refuse` MAIL commands with a transient failure (451);
+/// the time each MAIL command arrived (refused or not) is in the third list.
+pub async fn fake_smtp_refusing(
+    refuse: usize,
+) -> (
+    String,
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<std::time::Instant>>>,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mails: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let g = got.clone();
+    let (g, m) = (got.clone(), mails.clone());
     tokio::spawn(async move {
         loop {
             let (sock, _) = listener.accept().await.unwrap();
-            let g = g.clone();
+            let (g, m) = (g.clone(), m.clone());
             tokio::spawn(async move {
                 let (r, mut w) = sock.into_split();
                 let mut lines = BufReader::new(r).lines();
@@ -615,6 +676,14 @@ pub async fn fake_smtp() -> (String, Arc<Mutex<Vec<String>>>) {
                     let cmd = line.to_ascii_uppercase();
                     let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
                         b"250 fake\r\n"
+                    } else if cmd.starts_with("MAIL") {
+                        let mut m = m.lock().unwrap();
+                        m.push(std::time::Instant::now());
+                        if m.len() <= refuse {
+                            b"451 4.3.0 try again later\r\n"
+                        } else {
+                            b"250 ok\r\n"
+                        }
                     } else if cmd.starts_with("DATA") {
                         data = Some(String::new());
                         b"354 go on\r\n"
@@ -629,5 +698,5 @@ pub async fn fake_smtp() -> (String, Arc<Mutex<Vec<String>>>) {
             });
         }
     });
-    (format!("smtp://{addr}"), got)
+    (format!("smtp://{addr}"), got, mails)
 }

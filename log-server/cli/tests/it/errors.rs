@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use base64::Engine;
 use countersign_testvectors::AssertOptions;
 use serde_json::{json, Value};
 
@@ -25,19 +26,35 @@ async fn bad_client_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "invalid_client"
+    assert_refused(
+        "wrong secret",
+        &answer_of(r).await,
+        401,
+        "invalid_client",
+        &["authentication failed"],
     );
-    let (st, v) = wrong.token("whatever").await;
-    assert_eq!((st, v["error"].as_str()), (401, Some("invalid_client")));
+    let got = wrong.token("whatever").await;
+    assert_refused(
+        "wrong secret at /token",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     let unknown = Client {
         id: "ghost".into(),
         ..client.clone()
     };
-    assert_eq!(unknown.bc_authorize("apv_alice", &[]).await.0, 401);
+    let got = unknown.bc_authorize("apv_alice", &[]).await;
+    // The same answer as a wrong secret: no telling which client ids exist.
+    assert_refused(
+        "unknown client",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     // A Basic client may not switch to client_secret_post.
     let r = s
         .http
@@ -51,7 +68,13 @@ async fn bad_client_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_refused(
+        "client_secret_post for a Basic client",
+        &answer_of(r).await,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     // No credentials at all.
     let r = s
         .http
@@ -60,7 +83,13 @@ async fn bad_client_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_refused(
+        "no credentials",
+        &answer_of(r).await,
+        401,
+        "invalid_client",
+        &["client"],
+    );
     // The admin API needs the admin token.
     let r = s
         .http
@@ -70,14 +99,36 @@ async fn bad_client_credentials() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_refused(
+        "a wrong admin token",
+        &answer_of(r).await,
+        401,
+        "invalid_token",
+        &["admin"],
+    );
 }
+
+/// `/bc-authorize` parameters: the well-formed ones for `approver` without `omit`, with `set`
+/// replacing or adding (an empty value is sent empty, not left out).
+fn params<'a>(
+    approver: &'a str,
+    omit: &[&str],
+    set: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut p = ask_params(approver);
+    p.retain(|(k, _)| !omit.contains(k) && !set.iter().any(|(sk, _)| sk == k));
+    p.extend_from_slice(set);
+    p
+}
+
+/// A refused request: its parameters, error code, and words its description must hold.
+type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a [&'a str]);
 
 #[tokio::test]
 async fn malformed_bc_authorize() {
     let s = Server::start().await;
     let client = s.add_client("agent-m", "poll", None).await;
-    let _alice = s.add_approver("apv_alice", 12).await;
+    let alice = s.add_approver("apv_alice", 12).await;
     let (st, v) = s
         .admin_post(
             "/v1/admin/approvers",
@@ -85,84 +136,263 @@ async fn malformed_bc_authorize() {
         )
         .await;
     assert_eq!(st, 201, "{v}");
+    // An ID token this server issued for Alice (id_token_hint), and the same token with its
+    // signature changed.
+    let id = client.ask("apv_alice", &[]).await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    let (st, t) = client.token(&id).await;
+    assert_eq!(st, 200, "{t}");
+    let id_token = t["id_token"].as_str().unwrap().to_owned();
+    // An ID token for an approver of the same name, issued by another server.
+    let foreign = {
+        let s2 = Server::start().await;
+        let c2 = s2.add_client("agent-m", "poll", None).await;
+        let a2 = s2.add_approver("apv_alice", 12).await;
+        let id = c2.ask("apv_alice", &[]).await;
+        a2.decide(&a2.only_request().await, "approve").await;
+        let (st, t) = c2.token(&id).await;
+        assert_eq!(st, 200, "{t}");
+        t["id_token"].as_str().unwrap().to_owned()
+    };
+    let forged = {
+        let (head, sig) = id_token.rsplit_once('.').unwrap();
+        let mut sig = B64URL.decode(sig).unwrap();
+        sig[0] ^= 1;
+        format!("{head}.{}", B64URL.encode(sig))
+    };
     let long = "x".repeat(200);
-    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (vec![("scope", "")], "invalid_request"),
-        (vec![("scope", "payments")], "invalid_scope"),
-        (vec![("login_hint", "")], "invalid_request"),
-        (vec![("id_token_hint", "a.b.c")], "invalid_request"),
-        (vec![("login_hint_token", "tok")], "invalid_request"),
-        (vec![("login_hint", "apv_nobody")], "unknown_user_id"),
+    let long_scope = format!("openid {}", "s".repeat(1100));
+    let a = "apv_alice";
+    let hints = ["login_hint"];
+    // (parameters, error code, words the description must hold)
+    let cases: Vec<Case> = vec![
         (
-            vec![("login_hint", "nobody@example.com")],
+            params(a, &["scope"], &[]),
+            "invalid_request",
+            &["scope", "required"],
+        ),
+        (
+            params(a, &[], &[("scope", "")]),
+            "invalid_request",
+            &["scope", "required"],
+        ),
+        (
+            params(a, &[], &[("scope", "payments")]),
+            "invalid_scope",
+            &["openid"],
+        ),
+        (
+            params(a, &[], &[("scope", "openid \u{7}x")]),
+            "invalid_scope",
+            &["control"],
+        ),
+        (
+            params(a, &[], &[("scope", &long_scope)]),
+            "invalid_request",
+            &["scope", "longer"],
+        ),
+        // Hints: exactly one, and an empty value counts as none (RFC 6749 section 3.1).
+        (
+            params(a, &hints, &[]),
+            "invalid_request",
+            &["exactly one", "login_hint"],
+        ),
+        (
+            params(a, &[], &[("login_hint", "")]),
+            "invalid_request",
+            &["exactly one"],
+        ),
+        (
+            params(a, &hints, &[("id_token_hint", "")]),
+            "invalid_request",
+            &["exactly one"],
+        ),
+        (
+            params(a, &hints, &[("login_hint_token", "")]),
+            "invalid_request",
+            &["exactly one"],
+        ),
+        (
+            params(a, &[], &[("id_token_hint", &id_token)]),
+            "invalid_request",
+            &["exactly one"],
+        ),
+        (
+            params(a, &[], &[("login_hint_token", "tok")]),
+            "invalid_request",
+            &["exactly one"],
+        ),
+        (
+            params(a, &hints, &[("id_token_hint", "a.b.c")]),
+            "invalid_request",
+            &["id_token_hint", "not an id token of this server"],
+        ),
+        (
+            params(a, &hints, &[("id_token_hint", &forged)]),
+            "invalid_request",
+            &["id_token_hint", "not an id token of this server"],
+        ),
+        (
+            params(a, &hints, &[("id_token_hint", &foreign)]),
+            "invalid_request",
+            &["id_token_hint", "not an id token of this server"],
+        ),
+        (
+            params(a, &hints, &[("login_hint_token", "tok")]),
+            "expired_login_hint_token",
+            &["login_hint_token", "not supported"],
+        ),
+        (
+            params(a, &[], &[("login_hint", "apv_nobody")]),
             "unknown_user_id",
+            &["no approver"],
         ),
-        (vec![("login_hint", "apv_noenrol")], "unknown_user_id"),
-        (vec![("binding_message", "")], "invalid_request"),
         (
-            vec![("binding_message", "line\nbreak")],
+            params(a, &[], &[("login_hint", "nobody@example.com")]),
+            "unknown_user_id",
+            &["no approver"],
+        ),
+        (
+            params(a, &[], &[("login_hint", "apv_noenrol")]),
+            "unknown_user_id",
+            &["passkey"],
+        ),
+        (
+            params(a, &["binding_message"], &[]),
+            "invalid_request",
+            &["binding_message", "required"],
+        ),
+        (
+            params(a, &[], &[("binding_message", "")]),
+            "invalid_request",
+            &["binding_message", "required"],
+        ),
+        (
+            params(a, &[], &[("binding_message", "line\nbreak")]),
             "invalid_binding_message",
+            &["binding_message", "control"],
         ),
         (
-            vec![("binding_message", "Pay \u{202E}00.24 EUR")],
+            params(a, &[], &[("binding_message", "Pay \u{202E}00.24 EUR")]),
             "invalid_binding_message",
+            &["bidirectional"],
         ),
         (
-            vec![("binding_message", long.as_str())],
+            params(a, &[], &[("binding_message", &long)]),
             "invalid_binding_message",
-        ),
-        (vec![("authorization_details", "")], "invalid_request"),
-        (
-            vec![("authorization_details", "not json")],
-            "invalid_authorization_details",
+            &["1 to "],
         ),
         (
-            vec![("authorization_details", r#"{"type":"x"}"#)],
-            "invalid_authorization_details",
+            params(a, &["authorization_details"], &[]),
+            "invalid_request",
+            &["authorization_details", "required"],
         ),
         (
-            vec![("authorization_details", "[]")],
-            "invalid_authorization_details",
+            params(a, &[], &[("authorization_details", "")]),
+            "invalid_request",
+            &["authorization_details", "required"],
         ),
         (
-            vec![("authorization_details", r#"[{"amount":1}]"#)],
+            params(a, &[], &[("authorization_details", "not json")]),
             "invalid_authorization_details",
+            &["not json"],
         ),
         (
-            vec![("authorization_details", r#"[{"type":"x","a":1,"a":2}]"#)],
+            params(a, &[], &[("authorization_details", r#"{"type":"x"}"#)]),
             "invalid_authorization_details",
+            &["not an array"],
         ),
         (
-            vec![(
-                "authorization_details",
-                r#"[{"type":"x","n":9007199254740993}]"#,
-            )],
+            params(a, &[], &[("authorization_details", "[]")]),
             "invalid_authorization_details",
+            &["empty"],
         ),
-        (vec![("requested_expiry", "0")], "invalid_request"),
-        (vec![("requested_expiry", "999999")], "invalid_request"),
-        (vec![("requested_expiry", "-5")], "invalid_request"),
-        (vec![("requested_expiry", "1e3")], "invalid_request"),
-        (vec![("request", "eyJ.x.y")], "invalid_request"),
+        (
+            params(a, &[], &[("authorization_details", r#"[{"amount":1}]"#)]),
+            "invalid_authorization_details",
+            &["no string type"],
+        ),
+        (
+            params(
+                a,
+                &[],
+                &[("authorization_details", r#"[{"type":"x","a":1,"a":2}]"#)],
+            ),
+            "invalid_authorization_details",
+            &["not json"],
+        ),
+        (
+            params(
+                a,
+                &[],
+                &[(
+                    "authorization_details",
+                    r#"[{"type":"x","n":9007199254740993}]"#,
+                )],
+            ),
+            "invalid_authorization_details",
+            &["2^53"],
+        ),
+        (
+            params(a, &[], &[("requested_expiry", "0")]),
+            "invalid_request",
+            &["requested_expiry", "between"],
+        ),
+        (
+            params(a, &[], &[("requested_expiry", "999999")]),
+            "invalid_request",
+            &["requested_expiry", "between"],
+        ),
+        (
+            params(a, &[], &[("requested_expiry", "-5")]),
+            "invalid_request",
+            &["requested_expiry", "positive integer"],
+        ),
+        (
+            params(a, &[], &[("requested_expiry", "1e3")]),
+            "invalid_request",
+            &["requested_expiry", "positive integer"],
+        ),
+        (
+            params(a, &[], &[("request", "eyJ.x.y")]),
+            "invalid_request",
+            &["signed"],
+        ),
     ];
-    for (extra, want) in cases {
-        let (st, v) = client.bc_authorize("apv_alice", &extra).await;
-        assert_eq!(
-            (st, v["error"].as_str()),
-            (400, Some(want)),
-            "{extra:?}: {v}"
-        );
-        assert!(v["error_description"].is_string());
+    let size = s.tree_size();
+    for (p, code, words) in &cases {
+        let got = client.form("/bc-authorize", p).await;
+        assert_refused(&format!("{p:?}"), &got, 400, code, words);
     }
-    // Two hints at once.
+    assert!(
+        alice.inbox().await.is_empty(),
+        "no refused request reached the inbox"
+    );
+    assert_eq!(s.tree_size(), size);
+    // An ID token of this server names its approver (CIBA section 7.1), and an empty
+    // requested_expiry is the default expiry.
     let (st, v) = client
-        .bc_authorize("apv_alice", &[("id_token_hint", "x.y.z")])
+        .form(
+            "/bc-authorize",
+            &params(a, &hints, &[("id_token_hint", &id_token)]),
+        )
         .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = client
+        .form(
+            "/bc-authorize",
+            &params(a, &[], &[("requested_expiry", "")]),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let cfg = countersign_approvals::CibaConfig::new(String::new());
     assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("invalid_request")),
+        v["expires_in"].as_u64(),
+        Some(cfg.default_expiry_secs),
         "{v}"
     );
+    let inbox = alice.inbox().await;
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
     // A parameter given twice; a JSON body instead of a form.
     let r = s
         .http
@@ -173,7 +403,13 @@ async fn malformed_bc_authorize() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_refused(
+        "scope twice",
+        &answer_of(r).await,
+        400,
+        "invalid_request",
+        &["scope", "more than once"],
+    );
     let r = s
         .http
         .post(format!("{}/bc-authorize", s.url))
@@ -182,7 +418,13 @@ async fn malformed_bc_authorize() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_refused(
+        "a JSON body",
+        &answer_of(r).await,
+        400,
+        "invalid_request",
+        &["form"],
+    );
     // Oversized body.
     let huge = "a".repeat(200 * 1024);
     let r = s
@@ -193,31 +435,74 @@ async fn malformed_bc_authorize() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 413);
+    assert_refused(
+        "a huge body",
+        &answer_of(r).await,
+        413,
+        "payload_too_large",
+        &["too large"],
+    );
     // A disabled approver cannot be asked.
     let (st, _) = s
         .admin_post("/v1/admin/approvers/apv_alice/disable", json!({}))
         .await;
     assert_eq!(st, 200);
-    let (st, v) = client.bc_authorize("apv_alice", &[]).await;
-    assert_eq!((st, v["error"].as_str()), (400, Some("unknown_user_id")));
-    // Token endpoint: wrong grant type, missing auth_req_id.
-    let (st, v) = client
+    let got = client.bc_authorize("apv_alice", &[]).await;
+    assert_refused(
+        "a disabled approver",
+        &got,
+        400,
+        "unknown_user_id",
+        &["no approver"],
+    );
+    // Token endpoint: wrong grant type, missing or empty auth_req_id, unknown auth_req_id.
+    let got = client
         .form("/token", &[("grant_type", "authorization_code")])
         .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (400, Some("unsupported_grant_type"))
+    assert_refused(
+        "grant_type",
+        &got,
+        400,
+        "unsupported_grant_type",
+        &["urn:openid:params:grant-type:ciba"],
     );
-    let (st, v) = client
+    let got = client.form("/token", &[("auth_req_id", "x")]).await;
+    assert_refused(
+        "no grant_type",
+        &got,
+        400,
+        "invalid_request",
+        &["grant_type", "required"],
+    );
+    let got = client
         .form(
             "/token",
             &[("grant_type", "urn:openid:params:grant-type:ciba")],
         )
         .await;
-    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_request")));
-    let (st, v) = client.token("unknown-id").await;
-    assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
+    assert_refused(
+        "no auth_req_id",
+        &got,
+        400,
+        "invalid_request",
+        &["auth_req_id", "required"],
+    );
+    let got = client.token("").await;
+    assert_refused(
+        "empty auth_req_id",
+        &got,
+        400,
+        "invalid_request",
+        &["auth_req_id", "required"],
+    );
+    let got = client.token("unknown-id").await;
+    assert_refused(
+        "unknown auth_req_id",
+        &got,
+        400,
+        "invalid_grant",
+        &["unknown"],
+    );
 }
 
 #[tokio::test]
@@ -262,8 +547,14 @@ async fn failed_approvals_log_nothing() {
     // Assertion over approve submitted as deny.
     let ch_a = alice.challenge(&ra, "approve").await;
     let cred = alice.sign(&ch_a, ORIGIN);
-    let (st, _) = alice.finish(&ra, "deny", &cred).await;
-    assert_eq!(st, 400);
+    let got = alice.finish(&ra, "deny", &cred).await;
+    assert_refused(
+        "approve signed, deny sent",
+        &got,
+        400,
+        "invalid_assertion",
+        &[],
+    );
     // Wrong origin.
     let cred = alice.sign(&ch_a, "https://evil.test");
     let (st, v) = alice.finish(&ra, "approve", &cred).await;
@@ -280,7 +571,14 @@ async fn failed_approvals_log_nothing() {
         let a = pk.assert_with(&o);
         pk.assertion_json(&a)
     };
-    assert_eq!(alice.finish(&ra, "approve", &bad).await.0, 400);
+    let got = alice.finish(&ra, "approve", &bad).await;
+    assert_refused(
+        "a flipped signature bit",
+        &got,
+        400,
+        "invalid_assertion",
+        &["signature"],
+    );
     let no_uv = {
         let mut pk = alice.passkey.lock().unwrap();
         let mut o = AssertOptions::new(&ch_a, ORIGIN);
@@ -288,25 +586,36 @@ async fn failed_approvals_log_nothing() {
         let a = pk.assert_with(&o);
         pk.assertion_json(&a)
     };
-    assert_eq!(alice.finish(&ra, "approve", &no_uv).await.0, 400);
+    let got = alice.finish(&ra, "approve", &no_uv).await;
+    assert_refused(
+        "no user verification",
+        &got,
+        400,
+        "invalid_assertion",
+        &["user verification"],
+    );
     // Another approver: cannot see, start or finish Alice's request, even with a valid
     // signature of their own; and Alice cannot use Bob's passkey.
     assert!(bob.inbox().await.is_empty());
-    let (st, _) = bob
+    let got = bob
         .post(
             &format!("/v1/requests/{ra}/decide/start"),
             &json!({"decision": "approve"}),
         )
         .await;
-    assert_eq!(st, 404);
+    assert_refused("Bob starts Alice's", &got, 404, "not_found", &["request"]);
     let bob_cred = bob.sign(&ch_a, ORIGIN);
-    let (st, _) = bob.finish(&ra, "approve", &bob_cred).await;
-    assert_eq!(
-        st, 404,
-        "not Bob's request, even with his own valid passkey"
+    // Not Bob's request, even with his own valid passkey.
+    let got = bob.finish(&ra, "approve", &bob_cred).await;
+    assert_refused("Bob finishes Alice's", &got, 404, "not_found", &["request"]);
+    let got = alice.finish(&ra, "approve", &bob_cred).await;
+    assert_refused(
+        "Alice with Bob's passkey",
+        &got,
+        403,
+        "access_denied",
+        &["not one of yours"],
     );
-    let (st, _) = alice.finish(&ra, "approve", &bob_cred).await;
-    assert_eq!(st, 403);
     let (st, _) = bob.get(&format!("/approve/requests/{ra}")).await;
     assert_eq!(st, 404);
     // CSRF: no token, wrong token, no session.
@@ -318,7 +627,7 @@ async fn failed_approvals_log_nothing() {
         &json!({"decision": "approve"}),
     )
     .await;
-    assert_eq!(no_csrf.0, 403);
+    assert_refused("no CSRF token", &no_csrf, 403, "csrf", &["reload"]);
     let bad_csrf = post_json(
         &s.http,
         &format!("{}/v1/requests/{ra}/decide/start", s.url),
@@ -327,7 +636,7 @@ async fn failed_approvals_log_nothing() {
         &json!({"decision": "approve"}),
     )
     .await;
-    assert_eq!(bad_csrf.0, 403);
+    assert_refused("a forged CSRF token", &bad_csrf, 403, "csrf", &["reload"]);
     let no_session = post_json(
         &s.http,
         &format!("{}/v1/requests/{ra}/decide/finish", s.url),
@@ -336,7 +645,13 @@ async fn failed_approvals_log_nothing() {
         &json!({"decision": "approve", "credential": cred}),
     )
     .await;
-    assert_eq!(no_session.0, 401);
+    assert_refused(
+        "no session",
+        &no_session,
+        401,
+        "login_required",
+        &["sign in"],
+    );
 
     assert_eq!(
         s.tree_size(),
@@ -351,13 +666,25 @@ async fn failed_approvals_log_nothing() {
     let (st, v) = alice.finish(&ra, "approve", &good).await;
     assert_eq!(st, 201, "{v}");
     let size = s.tree_size();
-    let (st, v) = alice.finish(&ra, "approve", &good).await;
-    assert_eq!((st, v["error"].as_str()), (409, Some("already_decided")));
-    let (st, _) = alice.finish(&ra, "deny", &good).await;
-    assert_eq!(st, 409);
+    let got = alice.finish(&ra, "approve", &good).await;
+    assert_refused("a replay", &got, 409, "already_decided", &["already"]);
+    let got = alice.finish(&ra, "deny", &good).await;
+    assert_refused(
+        "a replay as deny",
+        &got,
+        409,
+        "already_decided",
+        &["already"],
+    );
     // The same assertion replayed against the other request does not verify there.
-    let (st, _) = alice.finish(&rb, "approve", &good).await;
-    assert_eq!(st, 400);
+    let got = alice.finish(&rb, "approve", &good).await;
+    assert_refused(
+        "a replay on another request",
+        &got,
+        400,
+        "invalid_assertion",
+        &[],
+    );
     assert_eq!(s.tree_size(), size, "replays add nothing");
     let _ = b_id;
 }
@@ -375,13 +702,13 @@ async fn expired_request_cannot_be_decided() {
     let size = s.tree_size();
     let (st, v) = alice.finish(&rid, "approve", &cred).await;
     assert_eq!((st, v["error"].as_str()), (410, Some("expired")), "{v}");
-    let (st, _) = alice
+    let got = alice
         .post(
             &format!("/v1/requests/{rid}/decide/start"),
             &json!({"decision": "deny"}),
         )
         .await;
-    assert_eq!(st, 410);
+    assert_refused("start after expiry", &got, 410, "expired", &["expired"]);
     assert_eq!(s.tree_size(), size, "nothing logged after expiry");
     let (st, v) = client.token(&id).await;
     assert_eq!((st, v["error"].as_str()), (400, Some("expired_token")));
@@ -472,23 +799,29 @@ async fn enrolment_link_is_one_time_and_checked() {
     assert_eq!(s.tree_size(), 1);
     let pk2 =
         countersign_testvectors::SoftPasskey::new(countersign_testvectors::Alg::Rs256, 22, RP_ID);
-    let (st, _) = s.enrol(&token, &pk2, ORIGIN).await;
-    assert_eq!(st, 410, "a link enrols once");
+    let got = s.enrol(&token, &pk2, ORIGIN).await;
+    assert_refused("a link enrols once", &got, 410, "invalid_link", &["link"]);
     // Ids that look like e-mails are refused; duplicates conflict.
-    let (st, _) = s
+    let got = s
         .admin_post(
             "/v1/admin/approvers",
             json!({"approver_id": "dan@example.com", "email": "d2@example.com"}),
         )
         .await;
-    assert_eq!(st, 400);
-    let (st, _) = s
+    assert_refused(
+        "an e-mail as id",
+        &got,
+        400,
+        "invalid_request",
+        &["approver_id"],
+    );
+    let got = s
         .admin_post(
             "/v1/admin/approvers",
             json!({"approver_id": "apv_dan", "email": "d3@example.com"}),
         )
         .await;
-    assert_eq!(st, 409);
+    assert_refused("a duplicate approver", &got, 409, "conflict", &["exists"]);
     // An AAGUID allowlist refuses other authenticators.
     let s2 = Server::start_with(|mut c| {
         c.aaguid_allowlist = Some(vec![[9u8; 16]]);
@@ -502,7 +835,13 @@ async fn enrolment_link_is_one_time_and_checked() {
         )
         .await;
     let token = link_token(&v);
-    let (st, _) = s2.enrol(&token, &pk, ORIGIN).await;
-    assert_eq!(st, 400);
+    let got = s2.enrol(&token, &pk, ORIGIN).await;
+    assert_refused(
+        "an AAGUID not allowed",
+        &got,
+        400,
+        "invalid_registration",
+        &["aaguid"],
+    );
     assert_eq!(s2.tree_size(), 0);
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+
 use countersign_verifier::{check_execution, BundlePolicy, EvidenceBundle, TlogProof};
 use serde_json::{json, Value};
 
@@ -158,6 +160,12 @@ async fn poll_flow_end_to_end() {
     let p = TlogProof::parse(&proof).unwrap();
     assert_eq!(p.index, index);
     assert_eq!(p.checkpoint, bundle.checkpoint);
+    assert_eq!(
+        p.to_text(),
+        proof,
+        "the server's text is the canonical form"
+    );
+    check_tlog_proof(&proof, &receipt, &s.vkey);
 
     // The approver's receipt page links to the same evidence.
     let (st, body) = alice
@@ -170,7 +178,132 @@ async fn poll_flow_end_to_end() {
         .unwrap();
     // Another client may not fetch it.
     let other = s.add_client("agent-other", "poll", None).await;
-    assert_eq!(other.evidence(&auth_req_id, None).await.0, 404);
+    let got = json_of(other.evidence(&auth_req_id, None).await);
+    assert_refused(
+        "another client's evidence",
+        &got,
+        404,
+        "not_found",
+        &["no decided request"],
+    );
+}
+
+/// The server's tlog-proof of a decision verifies with the verifier's own code, and every
+/// mutation of it (its lines, index, hashes, checkpoint) is refused with the right error.
+fn check_tlog_proof(proof: &str, receipt: &Value, vkey: &countersign_verifier::VerifierKey) {
+    use countersign_verifier::{Hash, TlogProofError};
+    let leaf = Hash::from_hex(receipt["leaf_hash"].as_str().unwrap()).unwrap();
+    let cp = TlogProof::parse(proof)
+        .unwrap()
+        .verify(&leaf, vkey, &[])
+        .unwrap();
+    assert_eq!(cp.checkpoint.size, receipt["tree_size"].as_u64().unwrap());
+    let other_leaf = Hash::from_hex(&"ab".repeat(32)).unwrap();
+    assert!(matches!(
+        TlogProof::parse(proof)
+            .unwrap()
+            .verify(&other_leaf, vkey, &[]),
+        Err(TlogProofError::Inclusion(_))
+    ));
+    let (head, checkpoint) = proof.split_once("\n\n").unwrap();
+    let lines: Vec<&str> = head.lines().collect();
+    assert!(
+        lines.len() >= 3,
+        "header, index and at least one hash: {proof}"
+    );
+    let with_head = |h: Vec<String>| format!("{}\n\n{checkpoint}", h.join("\n"));
+    let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    // Text that does not parse.
+    let mut bad_b64 = owned();
+    bad_b64[2] = "not base64!".into();
+    let mut short_hash = owned();
+    short_hash[2] = base64::engine::general_purpose::STANDARD.encode([1u8; 31]);
+    let mut trailing_space = owned();
+    trailing_space[2].push(' ');
+    let mut bad_header = owned();
+    bad_header[0] = "c2sp.org/tlog-proof@v2".into();
+    let mut bad_index = owned();
+    bad_index[1] = "index -1".into();
+    let mut bad_extra = owned();
+    bad_extra.insert(1, "extra %%%".into());
+    for (what, text) in [
+        ("no checkpoint", head.to_owned()),
+        ("bad base64 hash", with_head(bad_b64)),
+        ("31-byte hash", with_head(short_hash)),
+        (
+            "a hash line with a trailing space",
+            with_head(trailing_space),
+        ),
+        ("another version", with_head(bad_header)),
+        ("negative index", with_head(bad_index)),
+        ("bad extra", with_head(bad_extra)),
+    ] {
+        assert!(
+            matches!(TlogProof::parse(&text), Err(TlogProofError::Malformed(_))),
+            "{what}: {text}"
+        );
+    }
+    // Cut anywhere, it never verifies.
+    for n in (0..proof.len()).filter(|n| proof.is_char_boundary(*n)) {
+        let cut = &proof[..n];
+        assert!(
+            TlogProof::parse(cut)
+                .and_then(|p| p.verify(&leaf, vkey, &[]))
+                .is_err(),
+            "the first {n} bytes verified"
+        );
+    }
+    // Text that parses but proves nothing.
+    let mut wrong_index = owned();
+    let index: u64 = lines[1].strip_prefix("index ").unwrap().parse().unwrap();
+    wrong_index[1] = format!("index {}", index ^ 1);
+    let mut past_end = owned();
+    past_end[1] = format!("index {}", cp.checkpoint.size);
+    let mut wrong_hash = owned();
+    wrong_hash[2] = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mut dropped = owned();
+    dropped.pop();
+    let mut added = owned();
+    added.push(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    for (what, text) in [
+        ("wrong index", with_head(wrong_index)),
+        ("index past the tree", with_head(past_end)),
+        ("wrong hash", with_head(wrong_hash)),
+        ("a hash dropped", with_head(dropped)),
+        ("a hash added", with_head(added)),
+    ] {
+        let p = TlogProof::parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            matches!(
+                p.verify(&leaf, vkey, &[]),
+                Err(TlogProofError::Inclusion(_))
+            ),
+            "{what}: {text}"
+        );
+    }
+    // A checkpoint whose size or root was changed, or signed by another key.
+    let size = cp.checkpoint.size;
+    for (what, cp_text) in [
+        (
+            "size changed",
+            checkpoint.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1),
+        ),
+        ("a blank line before it", format!("\n{checkpoint}")),
+        (
+            "signature line cut",
+            checkpoint.lines().take(4).collect::<Vec<_>>().join("\n") + "\n",
+        ),
+    ] {
+        assert_ne!(cp_text, checkpoint, "{what}");
+        let p = TlogProof::parse(&format!("{head}\n\n{cp_text}")).unwrap();
+        assert!(
+            matches!(
+                p.verify(&leaf, vkey, &[]),
+                Err(TlogProofError::Checkpoint(_))
+            ),
+            "{what}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -360,7 +493,13 @@ async fn live_inbox_gets_server_sent_events() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_refused(
+        "events without a session",
+        &answer_of(r).await,
+        401,
+        "login_required",
+        &["sign in"],
+    );
 }
 
 #[tokio::test]
@@ -638,6 +777,101 @@ async fn email_notification_over_smtp() {
     );
 }
 
+/// Asserts that consecutive attempts came after `backoff`, doubled each time (with slack for
+/// the attempt itself, well under the next doubling).
+#[track_caller]
+fn assert_doubling(at: &[std::time::Instant], backoff: Duration, what: &str) {
+    for (n, w) in at.windows(2).enumerate() {
+        let gap = w[1] - w[0];
+        let want = backoff * 2u32.pow(n as u32);
+        assert!(
+            gap >= want && gap < want + backoff / 2 + Duration::from_millis(250),
+            "{what}: attempt {} came {gap:?} after the one before, not about {want:?}",
+            n + 2
+        );
+    }
+}
+
+/// Ping and push deliveries the client's endpoint refuses are tried again after the backoff,
+/// doubled each time, and counted as failed after the last attempt.
+#[tokio::test]
+async fn refused_ping_and_push_are_retried_with_doubling_backoff() {
+    let rx = Receiver::start().await;
+    rx.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let backoff = Duration::from_millis(150);
+    let s = Server::start_with(move |mut c| {
+        c.delivery_backoff = backoff;
+        c.delivery_attempts = 4;
+        c
+    })
+    .await;
+    let ping = s.add_client("agent-ping", "ping", Some(&rx.url)).await;
+    let push = s.add_client("agent-push", "push", Some(&rx.url)).await;
+    let alice = s.add_approver("apv_alice", 8).await;
+    let tok = [("client_notification_token", "tok")];
+    let pinged = ping.ask("apv_alice", &tok).await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    let pushed = push.ask("apv_alice", &tok).await;
+    alice.decide(&alice.only_request().await, "deny").await;
+    rx.wait_refused(8).await;
+    tokio::time::sleep(backoff * 2).await;
+    let times = rx.times.lock().unwrap().clone();
+    for (id, what) in [(&pinged, "ping"), (&pushed, "push")] {
+        let at: Vec<_> = times
+            .iter()
+            .filter(|(_, i)| i == id)
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(at.len(), 4, "{what}: four attempts, no more");
+        assert_doubling(&at, backoff, what);
+    }
+    let m = crate::web::get_text(&s.http, &format!("{}/metrics", s.url)).await;
+    for line in [
+        "countersign_ciba_deliveries_total{kind=\"ping\",outcome=\"failed\"} 1",
+        "countersign_ciba_deliveries_total{kind=\"push\",outcome=\"failed\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
+}
+
+/// A refused e-mail is sent again after the configured backoff, doubled after each failure, and
+/// delivered once the server accepts it (and counted as delivered).
+#[tokio::test]
+async fn a_refused_email_is_retried_with_doubling_backoff() {
+    let (smtp_url, mails, attempts) = fake_smtp_refusing(3).await;
+    let backoff = Duration::from_millis(150);
+    let s = Server::start_with(move |mut c| {
+        c.smtp_url = Some(countersign_approvals::Secret::new(smtp_url));
+        c.smtp_from = "approvals@countersign.test".into();
+        c.delivery_backoff = backoff;
+        c.delivery_attempts = 5;
+        c
+    })
+    .await;
+    let client = s.add_client("agent-mail", "poll", None).await;
+    let _alice = s.add_approver("apv_alice", 9).await;
+    client.ask("apv_alice", &[]).await;
+    for _ in 0..200 {
+        if !mails.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mail = mails.lock().unwrap().clone();
+    assert_eq!(mail.len(), 1, "delivered once, after three refusals");
+    assert!(mail[0].contains("To: apv_alice@example.com"), "{mail:?}");
+    let at = attempts.lock().unwrap().clone();
+    assert_eq!(at.len(), 4, "three refused attempts and the accepted one");
+    assert_doubling(&at, backoff, "e-mail");
+    let m = crate::web::get_text(&s.http, &format!("{}/metrics", s.url)).await;
+    assert!(
+        m.lines().any(|l| l.contains("kind=\"email\"")
+            && l.contains("outcome=\"delivered\"")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+}
+
 fn client_assertion(
     key: &ed25519_dalek::SigningKey,
     client_id: &str,
@@ -697,13 +931,13 @@ async fn private_key_jwt_client() {
         .await;
     assert_eq!(st, 201, "{v}");
     assert!(v.get("client_secret").is_none());
-    let (st, _) = s
+    let got = s
         .admin_post(
             "/v1/admin/clients",
             json!({"client_id": "agent-jwt2", "auth_method": "private_key_jwt"}),
         )
         .await;
-    assert_eq!(st, 400, "keys are required");
+    assert_refused("keys are required", &got, 400, "invalid_request", &["jwks"]);
     let alice = s.add_approver("apv_alice", 10).await;
     let ask = |assertion: String| {
         let s = &s;
@@ -732,9 +966,15 @@ async fn private_key_jwt_client() {
     let (st, v) = ask(good.clone()).await;
     assert_eq!(st, 200, "{v}");
     let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
-    let (st, _) = ask(good).await;
-    assert_eq!(st, 401, "a client assertion is single-use");
-    let (st, _) = ask(client_assertion(
+    let got = ask(good).await;
+    assert_refused(
+        "a client assertion is single-use",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
+    let got = ask(client_assertion(
         &key,
         "agent-jwt",
         "https://elsewhere.test",
@@ -742,14 +982,38 @@ async fn private_key_jwt_client() {
         "jti-2",
     ))
     .await;
-    assert_eq!(st, 401, "wrong audience");
-    let (st, _) = ask(client_assertion(&key, "agent-jwt", &s.url, -5, "jti-3")).await;
-    assert_eq!(st, 401, "expired");
-    let (st, _) = ask(client_assertion(&key, "agent-jwt", &s.url, 86_400, "jti-4")).await;
-    assert_eq!(st, 401, "lifetime too long");
+    assert_refused(
+        "wrong audience",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
+    let got = ask(client_assertion(&key, "agent-jwt", &s.url, -5, "jti-3")).await;
+    assert_refused(
+        "expired",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
+    let got = ask(client_assertion(&key, "agent-jwt", &s.url, 86_400, "jti-4")).await;
+    assert_refused(
+        "lifetime too long",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
-    let (st, _) = ask(client_assertion(&other, "agent-jwt", &s.url, 60, "jti-5")).await;
-    assert_eq!(st, 401, "signed by an unregistered key");
+    let got = ask(client_assertion(&other, "agent-jwt", &s.url, 60, "jti-5")).await;
+    assert_refused(
+        "signed by an unregistered key",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     // The token endpoint takes the same authentication; Basic is refused for a key client.
     let rid = alice.only_request().await;
     alice.decide(&rid, "approve").await;
@@ -776,7 +1040,14 @@ async fn private_key_jwt_client() {
         url: s.url.clone(),
         http: s.http.clone(),
     };
-    assert_eq!(basic.token(&auth_req_id).await.0, 401);
+    let got = basic.token(&auth_req_id).await;
+    assert_refused(
+        "Basic for a key client",
+        &got,
+        401,
+        "invalid_client",
+        &["authentication failed"],
+    );
     // Evidence with a one-time assertion in the query.
     let ev = client_assertion(&key, "agent-jwt", &s.url, 60, "jti-7");
     let r = s
@@ -845,6 +1116,165 @@ async fn private_key_jwt_client() {
     ))
     .await;
     assert_eq!(st, 200, "{v}");
+}
+
+/// A JWS ES256 client assertion (RFC 7518 section 3.4: `r || s`, not DER) over `header` and
+/// `claims`, signed by `key`'s P-256 key; `der` keeps the DER form instead (which must fail).
+fn es256_assertion(
+    key: &countersign_testvectors::SoftPasskey,
+    header: Value,
+    claims: Value,
+    der: bool,
+) -> String {
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(header.to_string()),
+        B64URL.encode(claims.to_string())
+    );
+    let sig = key.sign_raw(input.as_bytes());
+    let sig = if der { sig } else { der_to_raw(&sig) };
+    format!("{input}.{}", B64URL.encode(sig))
+}
+
+/// `r || s`, each 32 bytes, from a DER `SEQUENCE { INTEGER r, INTEGER s }`.
+fn der_to_raw(der: &[u8]) -> Vec<u8> {
+    assert_eq!(der[0], 0x30);
+    let mut out = Vec::new();
+    let mut at = 2;
+    for _ in 0..2 {
+        assert_eq!(der[at], 0x02);
+        let len = der[at + 1] as usize;
+        let int = &der[at + 2..at + 2 + len];
+        let int: Vec<u8> = int.iter().copied().skip_while(|b| *b == 0).collect();
+        out.extend(std::iter::repeat_n(0u8, 32 - int.len()));
+        out.extend(int);
+        at += 2 + len;
+    }
+    out
+}
+
+/// The P-256 public key of an ES256 passkey as a JWK (from its COSE_Key's x and y).
+fn es256_jwk(key: &countersign_testvectors::SoftPasskey, kid: &str) -> Value {
+    let cose = key.cose_public_key();
+    let coord = |label: u8| {
+        let at = cose
+            .windows(3)
+            .position(|w| w == [label, 0x58, 0x20])
+            .unwrap();
+        B64URL.encode(&cose[at + 3..at + 35])
+    };
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": coord(0x21), "y": coord(0x22)})
+}
+
+/// `private_key_jwt` with an ES256 key: a well-formed assertion authenticates at both
+/// endpoints; a flipped bit, a DER signature, another P-256 key, or an EdDSA header over the
+/// same key are refused with 401 invalid_client.
+#[tokio::test]
+async fn private_key_jwt_with_an_es256_key() {
+    use countersign_testvectors::{Alg, SoftPasskey};
+    let s = Server::start().await;
+    let key = SoftPasskey::new(Alg::Es256, 31, RP_ID);
+    let other = SoftPasskey::new(Alg::Es256, 32, RP_ID);
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "agent-ec", "auth_method": "private_key_jwt",
+                   "jwks": {"keys": [es256_jwk(&key, "ec1")]}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let alice = s.add_approver("apv_alice", 33).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |aud: &str, jti: &str| {
+        json!({"iss": "agent-ec", "sub": "agent-ec", "aud": aud, "exp": now + 60,
+               "iat": now, "jti": jti})
+    };
+    let es256 = json!({"alg": "ES256", "kid": "ec1"});
+    let post = |path: &'static str, assertion: String, extra: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let mut form = vec![
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ),
+                ("client_assertion", assertion),
+            ];
+            form.extend(extra);
+            answer_of(
+                s.http
+                    .post(format!("{}{path}", s.url))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let ask = || {
+        ask_params("apv_alice")
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let flipped = {
+        let a = es256_assertion(&key, es256.clone(), claims(&s.url, "j2"), false);
+        let (head, sig) = a.rsplit_once('.').unwrap();
+        let mut sig = B64URL.decode(sig).unwrap();
+        sig[40] ^= 1;
+        format!("{head}.{}", B64URL.encode(sig))
+    };
+    let refused = [
+        ("a flipped signature bit", flipped),
+        (
+            "a DER signature",
+            es256_assertion(&key, es256.clone(), claims(&s.url, "j3"), true),
+        ),
+        (
+            "another P-256 key",
+            es256_assertion(&other, es256.clone(), claims(&s.url, "j4"), false),
+        ),
+        (
+            "an EdDSA header over the ES256 signature",
+            es256_assertion(
+                &key,
+                json!({"alg": "EdDSA", "kid": "ec1"}),
+                claims(&s.url, "j5"),
+                false,
+            ),
+        ),
+    ];
+    for (what, assertion) in refused {
+        let got = post("/bc-authorize", assertion, ask()).await;
+        assert_refused(what, &got, 401, "invalid_client", &[]);
+    }
+    assert!(
+        alice.inbox().await.is_empty(),
+        "no refused assertion asked anything"
+    );
+    // The well-formed one works at both endpoints.
+    let good = es256_assertion(&key, es256.clone(), claims(&s.url, "j1"), false);
+    let (st, v) = post("/bc-authorize", good, ask()).await;
+    assert_eq!(st, 200, "{v}");
+    let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
+    alice.decide(&alice.only_request().await, "approve").await;
+    let token_aud = format!("{}/token", s.url);
+    let (st, t) = post(
+        "/token",
+        es256_assertion(&key, es256.clone(), claims(&token_aud, "j6"), false),
+        vec![
+            ("grant_type", "urn:openid:params:grant-type:ciba".into()),
+            ("auth_req_id", auth_req_id),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let (_, at) = verify_jwt(&s, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(at["client_id"], "agent-ec", "{at}");
 }
 
 #[tokio::test]

@@ -329,6 +329,86 @@ fn the_http_surface_refuses_garbage_cleanly() {
         )
         .unwrap();
 
+    // The write API past parsing: a valid signed decision of the enrolled approver with one
+    // field changed but still well-formed (a bit of a hex field flipped, a number moved, another
+    // approver), so the checks after deserialisation run and must refuse it with their own
+    // error, not a parse error. The unchanged decision is accepted (the control). (The
+    // `decision` label is not among them: the log sees only the statement's hash, and the
+    // verifier checks the label against the statement.)
+    let enrolment = f.approver.enrolment_index;
+    let fields = [
+        "statement_hash",
+        "nonce",
+        "credential_id",
+        "authenticator_data",
+        "client_data_json",
+        "signature",
+    ];
+    let n = std::cell::Cell::new(0u64);
+    let decision = || {
+        n.set(n.get() + 1);
+        let mut pk = f.approver.passkey.lock().unwrap();
+        crate::log_common::signed_decision(&mut pk, "apv_fuzz", enrolment, n.get(), |_| {})
+    };
+    let post_decision = |body: &Value| {
+        let req = post("/v1/log/decisions", "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {}", f.submitter))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        f.send(req)
+    };
+    let codes = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let mut runner = proptest::test_runner::TestRunner::new(config.clone());
+    runner
+        .run(
+            &(0usize..fields.len() + 2, any::<usize>(), 0u8..8, 1u64..5),
+            |(field, at, bit, delta)| {
+                let mut body = decision();
+                let what = if field < fields.len() {
+                    let name = fields[field];
+                    let mut b = hex::decode(body[name].as_str().unwrap()).unwrap();
+                    let at = at % b.len();
+                    b[at] ^= 1 << bit;
+                    body[name] = json!(hex::encode(&b));
+                    format!("{name} byte {at} bit {bit}")
+                } else if field == fields.len() {
+                    body["enrolment_index"] = json!(enrolment + delta);
+                    format!("enrolment_index + {delta}")
+                } else {
+                    body["approver_id"] = json!(format!("apv_other{delta}"));
+                    "approver_id".to_owned()
+                };
+                let (st, resp) = post_decision(&body);
+                assert_refusal(st, &resp, &what)?;
+                let v: Value = serde_json::from_slice(&resp).unwrap();
+                let d = v["error_description"].as_str().unwrap_or("");
+                prop_assert!(
+                    !d.starts_with("invalid JSON body"),
+                    "{}: refused while parsing, before the checks: {}",
+                    what,
+                    v
+                );
+                codes
+                    .borrow_mut()
+                    .insert(v["error"].as_str().unwrap().to_owned());
+                prop_assert_eq!(
+                    f.tree_size(),
+                    size,
+                    "a changed decision was logged: {}",
+                    what
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+    // The mutations reached several different checks.
+    let codes = codes.into_inner();
+    assert!(codes.len() >= 3, "{codes:?}");
+    let (st, resp) = post_decision(&decision());
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&resp));
+    let size = size + 1;
+    assert_eq!(f.tree_size(), size);
+
     // decide/finish on a real open request, from the signed-in approver: the passkey's real
     // assertion over the challenge with one signed byte changed or cut off, or random JSON.
     let finish = format!("/v1/requests/{}/decide/finish", f.request_id);

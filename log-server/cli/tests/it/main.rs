@@ -18,6 +18,8 @@ mod powercut_flows;
 #[path = "../support/process.rs"]
 mod process;
 mod restart;
+mod restore;
+mod shutdown;
 mod storage_faults;
 mod store;
 #[path = "../../../tests/support/web.rs"]

@@ -185,8 +185,14 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
         after_crash.iter().all(|rid| !decided.contains(rid)),
         "{after_crash:?}"
     );
-    let (st, _) = poll.token(&lasting).await;
-    assert_eq!(st, 400);
+    let got = poll.token(&lasting).await;
+    crate::common::assert_refused(
+        "still open",
+        &got,
+        400,
+        "authorization_pending",
+        &["not decided"],
+    );
     // Nothing new was logged for the redeliveries.
     let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
     let size = api.checkpoint(&vkey).await.size;
@@ -218,8 +224,14 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
         after_crash,
         "a delivered webhook is not sent again"
     );
-    let (st, _) = alice.get("/v1/inbox").await;
-    assert_eq!(st, 401, "a signed-out session stays signed out");
+    let got = crate::common::json_of(alice.get("/v1/inbox").await);
+    crate::common::assert_refused(
+        "a signed-out session stays signed out",
+        &got,
+        401,
+        "login_required",
+        &["sign in"],
+    );
     assert!(bob.inbox().await.is_empty());
     // Disabling an approver ends their stored sessions too.
     let (st, v) = api
@@ -230,8 +242,14 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     assert!(exit.success(), "server exited with {exit}");
     server.restart();
     server.wait_ready(&api.http).await;
-    let (st, _) = bob.get("/v1/inbox").await;
-    assert_eq!(st, 401);
+    let got = crate::common::json_of(bob.get("/v1/inbox").await);
+    crate::common::assert_refused(
+        "a disabled approver's session",
+        &got,
+        401,
+        "login_required",
+        &["sign in"],
+    );
     server.kill();
 }
 
@@ -607,5 +625,68 @@ async fn the_jwks_survives_a_restart() {
     server.restart();
     server.wait_ready(&client).await;
     assert_eq!(jwks(server.url.clone()).await, before);
+    server.kill();
+}
+
+/// A push whose tokens cannot be issued any more (the record says they were, but the stored
+/// push lost them) is delivered as CIBA's `transaction_failed` (section 12), never as a second
+/// set of tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_whose_tokens_cannot_be_issued_is_transaction_failed() {
+    use countersign_approvals::store::OutboxRecord;
+    use countersign_approvals::{CibaStore, Secret};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rx = Receiver::start().await;
+    rx.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let args = [
+        "--rp-id",
+        RP_ID,
+        "--allowed-origin",
+        ORIGIN,
+        "--delivery-attempts",
+        "1",
+    ];
+    let mut server = Process::spawn(&dir, free_port(), &args);
+    server.wait_ready(&reqwest::Client::new()).await;
+    let api = Api::of(&server);
+    let push = api.add_client("agent-push", "push", Some(&rx.url)).await;
+    let alice = api.add_approver("apv_alice", 72).await;
+    let id = push
+        .ask("apv_alice", &[("client_notification_token", "push-tok")])
+        .await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    let (_, first) = rx.wait_refused(1).await;
+    assert!(first["access_token"].is_string(), "{first}");
+    assert!(server.terminate().success());
+    {
+        let store =
+            countersign_log::storage::Store::open(&dir.join(countersign_log::DB_DIR)).unwrap();
+        let ciba = CibaStore::new(store).unwrap();
+        let okey = CibaStore::outbox_key(&CibaStore::request_key(&Secret::new(&id).sha256()));
+        let mut o: OutboxRecord = ciba.get(&okey).unwrap().unwrap();
+        assert!(
+            o.push_response.is_some(),
+            "the issued tokens are kept for the retry"
+        );
+        o.push_response = None;
+        let mut b = countersign_approvals::store::Batch::new();
+        b.put_json(okey, &o).unwrap();
+        ciba.commit_blocking(b).unwrap();
+    }
+    rx.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    server.restart();
+    server.wait_ready(&api.http).await;
+    let (auth, body) = rx.wait(1).await;
+    assert_eq!(auth.as_deref(), Some("Bearer push-tok"));
+    assert_eq!(body["auth_req_id"], id.as_str(), "{body}");
+    assert_eq!(body["error"], "transaction_failed", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("could not issue the tokens")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
     server.kill();
 }

@@ -276,8 +276,14 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
             "{rid}"
         );
     }
-    let (st, _) = client.evidence(&old, None).await;
-    assert_eq!(st, 404);
+    let got = json_of(client.evidence(&old, None).await);
+    assert_refused(
+        "evidence of a deleted request",
+        &got,
+        404,
+        "not_found",
+        &["no decided request"],
+    );
     let (st, v) = client.token(&old).await;
     assert_eq!((st, v["error"].as_str()), (400, Some("invalid_grant")));
     let (st, body) = client.evidence(&recent, None).await;
@@ -317,8 +323,14 @@ async fn cleanup_runs_in_the_background() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(gone, "the expired request was cleaned up");
-    let (st, _) = client.evidence(&short, None).await;
-    assert_eq!(st, 404);
+    let got = json_of(client.evidence(&short, None).await);
+    assert_refused(
+        "evidence of a cleaned-up request",
+        &got,
+        404,
+        "not_found",
+        &["no decided request"],
+    );
     let (st, v) = client.token(&long).await;
     assert_eq!(v["error"], "access_denied", "{st} {v}");
     let (st, body) = client.evidence(&long, None).await;
@@ -358,6 +370,12 @@ async fn sessions_are_stored_and_expired_ones_swept() {
     );
     assert!(c.store.scan("s/", 100).unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (st, _) = alice.get("/v1/inbox").await;
-    assert_eq!(st, 401, "an expired session is refused");
+    let got = json_of(alice.get("/v1/inbox").await);
+    assert_refused(
+        "an expired session is refused",
+        &got,
+        401,
+        "login_required",
+        &["sign in"],
+    );
 }

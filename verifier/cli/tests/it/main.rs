@@ -368,3 +368,89 @@ fn json_output_and_usage_errors() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// The bundle's policy flags and `inclusion --leaf-hash` on valid input: what passes, what fails
+/// with the check named (exit 1), and what is a usage error (exit 2).
+#[test]
+fn bundle_flags_and_leaf_hash() {
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(vectors().join("bundles/valid-es256.json")).unwrap(),
+    )
+    .unwrap();
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (base, _) = args_for("bundles", &v, &tmp);
+    let rp = &v["bundle"]["relying_party"];
+    let rp_id = s(&rp["rp_id"]);
+    let origin = s(&rp["origins"][0]);
+    let expires = v["bundle"]["statement"]["expires_at"].as_u64().unwrap();
+    // A well-formed key that signed nothing here.
+    let stranger = "witness.test+0c31e31e+AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g";
+    let with = |extra: &[String]| {
+        let mut a = base.clone();
+        a.extend_from_slice(extra);
+        a.push("--json".into());
+        run(&a, None)
+    };
+    let strs = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let passes: Vec<Vec<String>> = vec![
+        strs(&["--rp-id", &rp_id]),
+        strs(&["--origin", &origin]),
+        strs(&["--require-uv"]),
+        strs(&["--now", &(expires - 1).to_string()]),
+        strs(&["--witness", stranger]),
+    ];
+    for extra in &passes {
+        let out = with(extra);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let fails: Vec<(Vec<String>, &str)> = vec![
+        (strs(&["--rp-id", "evil.test"]), "relying party id"),
+        (strs(&["--origin", "https://evil.test"]), "origin"),
+        (strs(&["--now", &(expires + 1).to_string()]), "expire"),
+    ];
+    for (extra, word) in &fails {
+        let out = with(extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["valid"], false, "{j}");
+        let said = j["error"].as_str().unwrap_or_default().to_lowercase();
+        assert!(said.contains(word), "{extra:?}: {j}");
+    }
+    for extra in [
+        strs(&["--witness", "not-a-key"]),
+        strs(&["--origin"]),
+        strs(&["--now", "soon"]),
+    ] {
+        let out = with(&extra);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // inclusion --leaf-hash on a valid proof, and the same proof for another leaf hash.
+    for name in ["valid-0-of-1", "valid-5-of-8"] {
+        let p = vectors().join(format!("inclusion/{name}.json"));
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            panic!("no vector {}", p.display())
+        };
+        let iv: Value = serde_json::from_str(&text).unwrap();
+        let (mut a, _) = args_for("inclusion", &iv, &tmp);
+        let at = a.iter().position(|x| x == "--leaf").unwrap();
+        a[at] = "--leaf-hash".into();
+        a[at + 1] = s(&iv["leaf_hash"]);
+        assert_eq!(run(&a, None).status.code(), Some(0), "{name}: {a:?}");
+        a[at + 1] = "ab".repeat(32);
+        assert_eq!(run(&a, None).status.code(), Some(1), "{name}: {a:?}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
