@@ -22,6 +22,8 @@ export GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS=
 export GOCACHE="${GOCACHE:-$CARGO_TARGET_DIR/go-build}"
 govec="$CARGO_TARGET_DIR/go/govec"
 mkdir -p "$(dirname "$govec")"
+unformatted=$(gofmt -l testvectors/go)
+[ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
 (cd testvectors/go && go vet . && go build -o "$govec" .)
 
 if [ "${1:-}" = "--regenerate" ]; then
