@@ -3,11 +3,14 @@
 # toolchain. Idempotent: a second run finds everything present and does nothing.
 #   clang, libclang-dev  bindgen for the bundled RocksDB (librocksdb-sys)
 #   ccache               caches the RocksDB C++ objects between builds and profiles
+#   golang-go, golang-golang-x-mod-dev
+#                        Go's sumdb/tlog and sumdb/note, the independent check of our vectors
+#                        and log (scripts/go-check.sh, testvectors/go/)
 set -euo pipefail
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 need=()
-for pkg in clang libclang-dev ccache; do
+for pkg in clang libclang-dev ccache golang-go golang-golang-x-mod-dev; do
     installed "$pkg" || need+=("$pkg")
 done
 

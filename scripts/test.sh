@@ -59,6 +59,7 @@ step "spec examples match the code" \
 step "benchmarks compile and run once" \
     cargo bench --profile dev -p countersign-benches --bench verifier --locked -- --test
 step "workspace tests" cargo test --workspace --locked
+step "Go's sumdb/tlog and note check our vectors and a live log" bash scripts/go-check.sh
 step "interop: openid-client and headless Chromium" \
     bash -c 'bash scripts/setup-interop.sh && cd interop && node --test'
 echo "all checks passed in $((SECONDS - started)) s" >&2

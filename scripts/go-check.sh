@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Checks our Merkle log, proofs, checkpoints and vectors with an implementation we did not write:
+# Go's golang.org/x/mod/sumdb/tlog and sumdb/note (Debian golang-golang-x-mod-dev, installed by
+# setup.sh), driven by testvectors/go (govec). Part of scripts/test.sh; about 30 s warm.
+#   ./scripts/go-check.sh               build govec, then:
+#     1. testvectors/known-answer/go-tlog.json is exactly what tlog computes (check-gen);
+#     2. tlog and note accept our valid inclusion, consistency, checkpoint and bundle vectors
+#        and refuse the invalid ones they can judge (check-vectors);
+#     3. a real `countersign serve` on 127.0.0.1 with a temporary data dir gets 300 decisions
+#        and 3 complete approval flows (countersign-bench); govec then verifies its checkpoint
+#        signature, recomputes the tree hash from its tiles, checks every entry, a spread of
+#        inclusion and consistency proofs, the flows' evidence bundles and their tlog-proof text
+#        (check-log).
+#   ./scripts/go-check.sh --regenerate  rewrite go-tlog.json with tlog (review the diff).
+# Any failure in Go exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+# GOPATH mode against Debian's sources: no module proxy is needed or asked.
+export GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS=
+export GOCACHE="${GOCACHE:-$CARGO_TARGET_DIR/go-build}"
+govec="$CARGO_TARGET_DIR/go/govec"
+mkdir -p "$(dirname "$govec")"
+unformatted=$(gofmt -l testvectors/go)
+[ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
+(cd testvectors/go && go vet . && go build -o "$govec" .)
+
+if [ "${1:-}" = "--regenerate" ]; then
+    "$govec" gen testvectors/known-answer/go-tlog.json
+    exit 0
+fi
+"$govec" check-gen testvectors/known-answer/go-tlog.json
+"$govec" check-vectors testvectors
+
+cargo build -q --locked -p countersign -p countersign-benches -p countersign-verify --bins
+bin="$CARGO_TARGET_DIR/debug"
+work=$(mktemp -d /tmp/countersign-go-check.XXXXXX)
+server=""
+cleanup() {
+    if [ -n "$server" ]; then
+        kill -TERM "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url="http://127.0.0.1:$port"
+RUST_LOG=warn "$bin/countersign" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
+    --public-url "http://localhost:$port" >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 300); do
+    curl -sf "$url/healthz" >/dev/null 2>&1 && break
+    kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+curl -sf "$url/healthz" >/dev/null || { echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+
+"$bin/countersign-bench" append --url "$url" --data-dir "$work/data" --count 300 \
+    --concurrency 8 >"$work/append.log" 2>&1 || { cat "$work/append.log" >&2; exit 1; }
+"$bin/countersign-bench" flow --url "$url" --origin "http://localhost:$port" \
+    --data-dir "$work/data" --count 3 --concurrency 1 --evidence-dir "$work/evidence" \
+    >"$work/flow.log" 2>&1 || { cat "$work/flow.log" >&2; exit 1; }
+
+# The front end answers `?format=tlog-proof` with EvidenceBundle::decision_tlog_proof of the
+# bundle it serves; countersign-verify --tlog-proof prints the same function's output.
+vkey=$(cat "$work/data/log.vkey")
+for b in "$work"/evidence/*.json; do
+    "$bin/countersign-verify" --json bundle "$b" --log-key "$vkey" --tlog-proof |
+        python3 -c 'import json, sys; v = json.load(sys.stdin); assert v["valid"], v; sys.stdout.write(v["tlog_proof"])' \
+            >"${b%.json}.tlog-proof"
+done
+
+"$govec" check-log -url "$url" -vkey "$work/data/log.vkey" -evidence "$work/evidence"
