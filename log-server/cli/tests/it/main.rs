@@ -3,6 +3,7 @@
 //! and restart tests that SIGKILL the real binary (the log's and the front end's).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod admin_api;
 mod common;
 mod errors;
 mod flows;
