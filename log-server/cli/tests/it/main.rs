@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod admin_api;
+mod admin_cli;
 mod common;
 mod errors;
 mod flows;
