@@ -6,6 +6,7 @@
 mod admin_api;
 mod admin_cli;
 mod common;
+mod delivery_owed;
 mod errors;
 mod flows;
 mod fuzz;
