@@ -329,4 +329,9 @@ async fn token_keys_rotate_and_list() {
     assert!(keys.iter().any(|k| k["kid"] == kid), "{after}");
     // The public JWKS is the same set.
     assert_eq!(s.get_json("/jwks.json").await, after);
+    // The front end's Debug shows its URL and nothing of its keys or secrets.
+    assert_eq!(
+        format!("{:?}", s.approvals),
+        format!("Approvals {{ public_url: {:?}, .. }}", s.url)
+    );
 }

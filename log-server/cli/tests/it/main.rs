@@ -8,6 +8,7 @@ mod admin_cli;
 mod common;
 mod delivery_owed;
 mod errors;
+mod evidence_access;
 mod flows;
 mod fuzz;
 mod layering;
