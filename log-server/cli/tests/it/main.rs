@@ -5,6 +5,7 @@
 
 mod admin_api;
 mod admin_cli;
+mod cleanup_edges;
 mod common;
 mod delivery_owed;
 mod errors;
