@@ -8,6 +8,7 @@ mod admin_cli;
 mod cleanup_edges;
 mod common;
 mod delivery_owed;
+mod enrolment_refusals;
 mod errors;
 mod evidence_access;
 mod flows;
