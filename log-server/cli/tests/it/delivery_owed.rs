@@ -163,3 +163,141 @@ async fn owed_records_of_a_vanished_request_are_forgotten_at_resume() {
     }
     assert!(hooks.got.lock().unwrap().is_empty());
 }
+
+fn record_key(auth_req_id: &str) -> String {
+    CibaStore::request_key(&Secret::new(auth_req_id).sha256())
+}
+
+/// The stored record of `auth_req_id`, changed by `f` and written back.
+async fn change_record(s: &Server, auth_req_id: &str, f: impl FnOnce(&mut serde_json::Value)) {
+    let key = record_key(auth_req_id);
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&s.approvals.store.get_raw(&key).unwrap().unwrap()).unwrap();
+    f(&mut v);
+    s.approvals
+        .store
+        .write(&[(key, serde_json::to_vec(&v).unwrap())], &[])
+        .await
+        .unwrap();
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn resume_takes_up_each_kind_of_owed_delivery() {
+    let s = Server::start().await;
+    let pings = Receiver::start().await;
+    let pushes = Receiver::start().await;
+    let ping = s.add_client("agent-r-ping", "ping", Some(&pings.url)).await;
+    let push = s
+        .add_client("agent-r-push", "push", Some(&pushes.url))
+        .await;
+    let poll = s.add_client("agent-r-poll", "poll", None).await;
+    let _alice = s.add_approver("apv_resume", 54).await;
+    let tok = [("client_notification_token", "tok")];
+
+    // A push request claimed by a decision that crashed, its grace long over: delivered as
+    // expired, the claim left as it is.
+    let crashed = push.ask("apv_resume", &tok).await;
+    change_record(&s, &crashed, |v| {
+        v["status"] = serde_json::json!("deciding");
+        v["statement"]["expires_at"] = serde_json::json!(now() - 100);
+    })
+    .await;
+    // A decided ping request that lost its client_notification_token: nothing to send with.
+    let tokenless = ping.ask("apv_resume", &tok).await;
+    change_record(&s, &tokenless, |v| {
+        v["status"] = serde_json::json!("approved");
+        v["client_notification_token"] = serde_json::Value::Null;
+    })
+    .await;
+    // A decided poll request with an outbox record (poll clients are owed no delivery).
+    let polled = poll.ask("apv_resume", &[]).await;
+    change_record(&s, &polled, |v| v["status"] = serde_json::json!("approved")).await;
+    // An outbox record whose request record does not parse.
+    let junk = CibaStore::record_key_of(&"cd".repeat(32));
+    s.approvals
+        .store
+        .write(
+            &[
+                (
+                    outbox_of(&polled),
+                    serde_json::to_vec(&serde_json::json!({"auth_req_id": polled})).unwrap(),
+                ),
+                (junk.clone(), b"not a record".to_vec()),
+                (CibaStore::outbox_key(&junk), b"{}".to_vec()),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+
+    countersign_approvals::delivery::resume_deliveries(&s.approvals);
+
+    let (auth, body) = pushes.wait(1).await;
+    assert_eq!(auth.as_deref(), Some("Bearer tok"));
+    assert_eq!(body["auth_req_id"], crashed.as_str());
+    assert_eq!(body["error"], "expired_token", "{body}");
+    assert!(gone(&s, &outbox_of(&crashed)).await);
+    let v: serde_json::Value = serde_json::from_slice(
+        &s.approvals
+            .store
+            .get_raw(&record_key(&crashed))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        v["status"], "deciding",
+        "the crashed claim is left for recovery"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(pings.got.lock().unwrap().is_empty());
+    assert_eq!(pushes.got.lock().unwrap().len(), 1);
+    for owed in [
+        outbox_of(&tokenless),
+        outbox_of(&polled),
+        CibaStore::outbox_key(&junk),
+    ] {
+        assert!(
+            s.approvals.store.get_raw(&owed).unwrap().is_some(),
+            "{owed} was dropped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ping_decided_before_its_expiry_is_not_expired_by_the_timer() {
+    let s = Server::start().await;
+    let rx = Receiver::start().await;
+    let client = s.add_client("agent-early", "ping", Some(&rx.url)).await;
+    let alice = s.add_approver("apv_early", 55).await;
+    let id = client
+        .ask(
+            "apv_early",
+            &[
+                ("client_notification_token", "tok"),
+                ("requested_expiry", "2"),
+            ],
+        )
+        .await;
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "deny").await;
+    let (_, body) = rx.wait(1).await;
+    assert_eq!(body["auth_req_id"], id.as_str());
+    // Past the expiry the timer finds the request decided and leaves it so.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (st, v) = client.token(&id).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
+    assert_eq!(rx.got.lock().unwrap().len(), 1);
+}
