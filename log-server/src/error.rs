@@ -155,3 +155,6 @@ impl From<StorageError> for InitError {
         InitError::Storage(e)
     }
 }
+
+#[cfg(test)]
+mod tests;

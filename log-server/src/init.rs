@@ -209,3 +209,6 @@ fn admin_hash(store: &Store) -> Result<Option<[u8; 32]>, StorageError> {
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod tests;

@@ -110,3 +110,6 @@ mod tests {
         assert!(verify_checkpoint(note.as_bytes(), other.verifier_key(), &[]).is_err());
     }
 }
+
+#[cfg(test)]
+mod origin_tests;

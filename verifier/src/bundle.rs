@@ -491,3 +491,6 @@ pub fn check_execution(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

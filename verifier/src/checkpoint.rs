@@ -208,3 +208,6 @@ mod tests {
         assert_eq!(parse_decimal("+1"), None);
     }
 }
+
+#[cfg(test)]
+mod rule_tests;

@@ -175,10 +175,8 @@ fn parse_attestation_object(bytes: &[u8]) -> Result<(String, &[u8], &[u8]), Regi
 fn parse_packed(stmt: &[u8]) -> Result<(i64, &[u8], bool), RegistrationError> {
     use RegistrationError::AttestationObjectMalformed as M;
     let mut d = Decoder::new(stmt);
-    let n = d
-        .map()
-        .map_err(|_| M("attStmt"))?
-        .ok_or(M("indefinite-length attStmt"))?;
+    // parse_attestation_object only hands over a definite-length map.
+    let n = d.map().ok().flatten().ok_or(M("attStmt"))?;
     let (mut alg, mut sig, mut x5c) = (None, None, false);
     for _ in 0..n {
         match d.str().map_err(|_| M("attStmt member name"))? {
@@ -293,3 +291,6 @@ pub fn verify_registration(
         sign_count: auth.sign_count,
     })
 }
+
+#[cfg(test)]
+mod tests;

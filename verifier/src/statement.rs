@@ -446,3 +446,6 @@ mod tests {
         assert!(Statement::from_json(dup.as_bytes()).is_err());
     }
 }
+
+#[cfg(test)]
+mod field_tests;

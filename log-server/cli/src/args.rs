@@ -141,3 +141,6 @@ impl ApprovalsArgs {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -194,3 +194,6 @@ mod tests {
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     }
 }
+
+#[cfg(test)]
+mod status_tests;

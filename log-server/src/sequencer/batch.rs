@@ -63,3 +63,6 @@ pub(super) fn fail_all(requests: Vec<AppendRequest>, e: AppendError) {
         let _ = r.reply.send(Err(e.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -56,3 +56,6 @@ pub(super) fn recover(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -83,3 +83,6 @@ impl std::fmt::Display for TooManyCeremonies {
 }
 
 impl std::error::Error for TooManyCeremonies {}
+
+#[cfg(test)]
+mod tests;

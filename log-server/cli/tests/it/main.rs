@@ -3,8 +3,15 @@
 //! and restart tests that SIGKILL the real binary (the log's and the front end's).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod admin_api;
+mod admin_cli;
+mod backup_offline;
+mod cleanup_edges;
 mod common;
+mod delivery_owed;
+mod enrolment_refusals;
 mod errors;
+mod evidence_access;
 mod flows;
 mod fuzz;
 mod layering;

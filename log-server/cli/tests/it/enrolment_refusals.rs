@@ -1,0 +1,172 @@
+//! Each refusal of the enrolment ceremony, and a link given back when its enrolment added
+//! nothing.
+
+use base64::Engine;
+use countersign_testvectors::{Alg, SoftPasskey};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+async fn new_approver(s: &Server, id: &str) -> String {
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/approvers",
+            json!({"approver_id": id, "email": format!("{id}@example.com")}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let url = v["enrolment_url"].as_str().unwrap();
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+async fn start(s: &Server, token: &str) -> (u16, Value) {
+    post_json(
+        &s.http,
+        &format!("{}/v1/enrol/start", s.url),
+        "",
+        "",
+        &json!({"token": token}),
+    )
+    .await
+}
+
+/// Starts a ceremony on `token` and finishes it with the passkey's registration, changed by `f`.
+async fn finish_with(
+    s: &Server,
+    token: &str,
+    finish_token: &str,
+    pk: &SoftPasskey,
+    f: impl FnOnce(&mut Value),
+) -> (u16, Value) {
+    let (st, started) = start(s, token).await;
+    assert_eq!(st, 200, "{started}");
+    let ch = B64URL
+        .decode(started["publicKey"]["challenge"].as_str().unwrap())
+        .unwrap();
+    let mut credential = pk.registration_json(&ch, ORIGIN);
+    f(&mut credential);
+    post_json(
+        &s.http,
+        &format!("{}/v1/enrol/finish", s.url),
+        "",
+        "",
+        &json!({"ceremony_id": started["ceremony_id"], "token": finish_token,
+                "credential": credential}),
+    )
+    .await
+}
+
+#[track_caller]
+fn refused(got: (u16, Value), status: u16, code: &str, text: &str) {
+    let (st, v) = got;
+    assert_eq!((st, v["error"].as_str()), (status, Some(code)), "{v}");
+    let d = v["error_description"].as_str().unwrap();
+    assert!(d.contains(text), "{d:?} does not say {text:?}");
+}
+
+#[tokio::test]
+async fn each_enrolment_refusal_names_its_cause() {
+    let s = Server::start().await;
+    let t1 = new_approver(&s, "apv_en1").await;
+    let t2 = new_approver(&s, "apv_en2").await;
+    let pk = SoftPasskey::new(Alg::Es256, 81, RP_ID);
+
+    refused(
+        start(&s, &"t".repeat(129)).await,
+        410,
+        "invalid_link",
+        "unknown, used or expired",
+    );
+    refused(
+        post_json(
+            &s.http,
+            &format!("{}/v1/enrol/finish", s.url),
+            "",
+            "",
+            &json!({"ceremony_id": "nope", "token": t1,
+                    "credential": pk.registration_json(&[0; 32], ORIGIN)}),
+        )
+        .await,
+        400,
+        "invalid_request",
+        "the enrolment ceremony is unknown or timed out",
+    );
+    // A ceremony started on one link cannot finish on another.
+    refused(
+        finish_with(&s, &t2, &t1, &pk, |_| {}).await,
+        400,
+        "invalid_request",
+        "the ceremony belongs to another link",
+    );
+    refused(
+        finish_with(&s, &t1, &t1, &pk, |c| c["type"] = json!("password")).await,
+        400,
+        "invalid_request",
+        "credential type must be public-key",
+    );
+    refused(
+        finish_with(&s, &t1, &t1, &pk, |c| {
+            c["response"]["attestationObject"] = json!("not base64!")
+        })
+        .await,
+        400,
+        "invalid_request",
+        "attestationObject is not base64url",
+    );
+    refused(
+        finish_with(&s, &t1, &t1, &pk, |c| c["rawId"] = json!("AAAA")).await,
+        400,
+        "invalid_request",
+        "rawId is not the attested credential id",
+    );
+    // None of them logged anything or used the link.
+    assert_eq!(s.tree_size(), 0);
+    let (st, v) = finish_with(&s, &t1, &t1, &pk, |_| {}).await;
+    assert_eq!(st, 201, "{v}");
+
+    // A disabled approver's link no longer starts a ceremony.
+    let (st, _) = s
+        .admin_post("/v1/admin/approvers/apv_en2/disable", json!({}))
+        .await;
+    assert_eq!(st, 200);
+    refused(
+        start(&s, &t2).await,
+        410,
+        "invalid_link",
+        "the approver is disabled",
+    );
+}
+
+#[tokio::test]
+async fn enrolling_the_same_passkey_again_gives_the_link_back() {
+    let s = Server::start().await;
+    let t1 = new_approver(&s, "apv_again").await;
+    let pk = SoftPasskey::new(Alg::EdDsa, 82, RP_ID);
+    let (st, v) = s.enrol(&t1, &pk, ORIGIN).await;
+    assert_eq!(st, 201, "{v}");
+    let size = s.tree_size();
+
+    let (st, v) = s
+        .admin_post("/v1/admin/approvers/apv_again/enrolment-link", json!({}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let t2 = v["enrolment_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    refused(
+        s.enrol(&t2, &pk, ORIGIN).await,
+        409,
+        "already_enrolled",
+        "this passkey is already enrolled",
+    );
+    assert_eq!(s.tree_size(), size);
+    // The link was given back: another passkey enrols with it.
+    let other = SoftPasskey::new(Alg::Es256, 83, RP_ID);
+    let (st, v) = s.enrol(&t2, &other, ORIGIN).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(s.tree_size(), size + 1);
+}
