@@ -3,7 +3,7 @@
 //! attributes or names that could outlive a power cut.
 
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -19,11 +19,22 @@ const BLOCK: u32 = 4096;
 
 pub(crate) struct PowerCutFs {
     pub(crate) model: Arc<Mutex<Model>>,
+    /// While true, fsyncs wait (a hung disk); see [`crate::PowerCutMount::hold_syncs`].
+    pub(crate) held: Arc<(Mutex<bool>, Condvar)>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
 }
 
 impl PowerCutFs {
+    /// Waits while the test holds fsyncs back.
+    fn wait_if_held(&self) {
+        let (lock, cv) = &*self.held;
+        let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *held {
+            held = cv.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     fn model(&self) -> MutexGuard<'_, Model> {
         // A panic while the lock was held left the model as it was before the operation that
         // panicked (every operation checks before it changes anything).
@@ -303,6 +314,7 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.wait_if_held();
         empty(self.model().sync(ino.0), reply);
     }
 
@@ -353,6 +365,7 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.wait_if_held();
         empty(self.model().sync(ino.0), reply);
     }
 

@@ -10,7 +10,7 @@ mod fs;
 mod model;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, SessionACL};
 
@@ -97,6 +97,7 @@ impl std::error::Error for MountError {}
 /// stays until the test process exits.
 pub struct PowerCutMount {
     model: Arc<Mutex<Model>>,
+    held: Arc<(Mutex<bool>, Condvar)>,
     session: Option<BackgroundSession>,
     path: PathBuf,
 }
@@ -115,9 +116,11 @@ impl PowerCutMount {
     pub fn mount(path: &Path) -> Result<PowerCutMount, MountError> {
         std::fs::create_dir_all(path).map_err(|e| MountError::MountPoint(path.to_owned(), e))?;
         let model = Arc::new(Mutex::new(Model::new()));
+        let held = Arc::new((Mutex::new(false), Condvar::new()));
         let (uid, gid) = owner();
         let fs = fs::PowerCutFs {
             model: model.clone(),
+            held: held.clone(),
             uid,
             gid,
         };
@@ -132,6 +135,7 @@ impl PowerCutMount {
             .map_err(|e| MountError::Mount(path.to_owned(), e))?;
         Ok(PowerCutMount {
             model,
+            held,
             session: Some(session),
             path: path.to_owned(),
         })
@@ -174,6 +178,24 @@ impl PowerCutMount {
         self.model().clear_faults();
     }
 
+    /// Holds every fsync back until [`PowerCutMount::release_syncs`], as a hung disk would:
+    /// the calling process blocks in `fsync`. (The file system may serve its requests on one
+    /// thread, so other operations can wait behind a held fsync too.)
+    pub fn hold_syncs(&self) {
+        self.set_held(true);
+    }
+
+    /// Lets held fsyncs go on (they then succeed or fail as the injected faults say).
+    pub fn release_syncs(&self) {
+        self.set_held(false);
+    }
+
+    fn set_held(&self, held: bool) {
+        let (lock, cv) = &*self.held;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = held;
+        cv.notify_all();
+    }
+
     /// What the file system has seen so far.
     pub fn stats(&self) -> Stats {
         self.model().stats
@@ -182,6 +204,8 @@ impl PowerCutMount {
 
 impl Drop for PowerCutMount {
     fn drop(&mut self) {
+        // A held fsync would keep the unmount waiting for ever.
+        self.release_syncs();
         if let Some(s) = self.session.take() {
             // Fails (and leaves the mount to the end of the process) only if a process still
             // uses it; there is no one to report that to in a drop.

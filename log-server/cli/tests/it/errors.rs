@@ -694,11 +694,13 @@ async fn expired_request_cannot_be_decided() {
     let s = Server::start().await;
     let client = s.add_client("agent-e", "poll", None).await;
     let alice = s.add_approver("apv_alice", 15).await;
-    let id = client.ask("apv_alice", &[("requested_expiry", "1")]).await;
+    // Three seconds, so that a loaded machine still gets the challenge before the expiry;
+    // whole seconds are compared, so the wait is one more.
+    let id = client.ask("apv_alice", &[("requested_expiry", "3")]).await;
     let rid = alice.only_request().await;
     let ch = alice.challenge(&rid, "approve").await;
     let cred = alice.sign(&ch, ORIGIN);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let size = s.tree_size();
     let (st, v) = alice.finish(&rid, "approve", &cred).await;
     assert_eq!((st, v["error"].as_str()), (410, Some("expired")), "{v}");

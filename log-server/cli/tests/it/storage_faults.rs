@@ -182,3 +182,73 @@ async fn fsync_eio_fails_closed_and_a_restart_serves_the_durable_tree() {
 async fn write_enospc_fails_closed_and_a_restart_serves_the_durable_tree() {
     fails_closed_and_recovers(Op::Write, Failure::Enospc).await;
 }
+
+/// A disk that hangs instead of failing: with every fsync held back, the sequencer is alive but
+/// signs no checkpoint, so `/healthz` answers 503 once the checkpoint is older than three
+/// re-signing intervals (spec/api.md §4.1), while `sequencer_alive` stays true. An append sent
+/// meanwhile is not answered before its entry is durable; once the disk answers again, the append
+/// is acknowledged and `/healthz` is 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_a_stale_checkpoint_while_the_disk_hangs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs: PowerCutMount = crate::powercut::mount(&tmp.path().join("mnt"));
+    let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let log = Arc::new(Log {
+        client,
+        url: server.url.clone(),
+        admin: server.read("admin.token"),
+        vkey: VerifierKey::parse(&server.read("log.vkey")).unwrap(),
+    });
+    let (status, v) = log.health().await;
+    assert_eq!(status, 200, "{v}");
+    let before = log.checkpoint().await;
+
+    fs.hold_syncs();
+    let append = tokio::spawn({
+        let log = log.clone();
+        async move { log.enrol(1).await }
+    });
+    // --checkpoint-interval-ms 300: stale after 3 x 300 ms + the 2 s allowance.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let stale = loop {
+        let (status, v) = log.health().await;
+        if status != 200 {
+            break (status, v);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/healthz still 200 with fsyncs held: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, v) = stale;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["status"], "unhealthy", "{v}");
+    assert_eq!(v["sequencer_alive"], true, "{v}");
+    assert!(v["checkpoint_age_ms"].as_u64().unwrap() > 2900, "{v}");
+    assert!(!append.is_finished(), "an append was answered before it was durable");
+    let during = log.checkpoint().await;
+    assert_eq!((during.size, during.root), (before.size, before.root));
+
+    fs.release_syncs();
+    let (status, v) = tokio::time::timeout(Duration::from_secs(10), append)
+        .await
+        .expect("the append is answered once the disk answers")
+        .unwrap();
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["index"], before.size, "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, v) = log.health().await;
+        if status == 200 {
+            assert_eq!(v["sequencer_alive"], true, "{v}");
+            assert!(v["checkpoint_age_ms"].as_u64().unwrap() < 2900, "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/healthz not 200 again: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill();
+}
