@@ -228,7 +228,10 @@ async fn healthz_reports_a_stale_checkpoint_while_the_disk_hangs() {
     assert_eq!(v["status"], "unhealthy", "{v}");
     assert_eq!(v["sequencer_alive"], true, "{v}");
     assert!(v["checkpoint_age_ms"].as_u64().unwrap() > 2900, "{v}");
-    assert!(!append.is_finished(), "an append was answered before it was durable");
+    assert!(
+        !append.is_finished(),
+        "an append was answered before it was durable"
+    );
     let during = log.checkpoint().await;
     assert_eq!((during.size, during.root), (before.size, before.root));
 
@@ -247,7 +250,10 @@ async fn healthz_reports_a_stale_checkpoint_while_the_disk_hangs() {
             assert!(v["checkpoint_age_ms"].as_u64().unwrap() < 2900, "{v}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "/healthz not 200 again: {v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/healthz not 200 again: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.kill();
