@@ -44,3 +44,6 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), InitErro
         _ => sync_dir(Path::new(".")),
     }
 }
+
+#[cfg(test)]
+mod tests;
