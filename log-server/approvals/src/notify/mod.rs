@@ -6,6 +6,7 @@ pub mod email;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use lettre::message::header::ContentType;
@@ -52,22 +53,29 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = bool>,
 {
-    // The cap holds for the first wait too: a configured backoff above it is cut to it.
-    let mut delay = c.config.delivery_backoff.min(MAX_DELIVERY_BACKOFF);
     let attempts = c.config.delivery_attempts.max(1);
+    let mut waits = backoff(c.config.delivery_backoff);
     for n in 1..=attempts {
         if attempt(n).await {
             c.metrics.delivered(what, true);
             return true;
         }
         if n < attempts {
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2).min(MAX_DELIVERY_BACKOFF);
+            tokio::time::sleep(waits.next().unwrap_or(MAX_DELIVERY_BACKOFF)).await;
         }
     }
     tracing::error!(what, "delivery gave up");
     c.metrics.delivered(what, false);
     false
+}
+
+/// The waits between delivery attempts: `first`, then doubled each time, none longer than
+/// [`MAX_DELIVERY_BACKOFF`] (the cap holds for the first wait too: a configured backoff above it
+/// is cut to it).
+fn backoff(first: Duration) -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(first.min(MAX_DELIVERY_BACKOFF)), |d| {
+        Some(d.saturating_mul(2).min(MAX_DELIVERY_BACKOFF))
+    })
 }
 
 /// POSTs `body` to `url`, retrying with backoff; true if a 2xx came back.
@@ -292,6 +300,25 @@ mod tests {
             .chain_update(inner)
             .finalize()
             .into()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let secs = |first: u64, n: usize| -> Vec<u64> {
+            backoff(Duration::from_secs(first))
+                .take(n)
+                .map(|d| d.as_secs())
+                .collect()
+        };
+        assert_eq!(MAX_DELIVERY_BACKOFF, Duration::from_secs(300));
+        assert_eq!(secs(2, 5), [2, 4, 8, 16, 32]);
+        assert_eq!(secs(100, 4), [100, 200, 300, 300]);
+        // A configured first wait above the cap waits no longer than the cap.
+        assert_eq!(secs(1000, 2), [300, 300]);
+        assert_eq!(
+            backoff(Duration::from_millis(150)).nth(1),
+            Some(Duration::from_millis(300))
+        );
     }
 
     #[test]
