@@ -793,6 +793,11 @@ fn statements(f: &mut Files) {
 
 /// A small log with one enrolment and two decisions, and the bundle of the first decision.
 pub fn sample_bundle(alg: Alg, seed: u64) -> (EvidenceBundle, Vec<Vec<u8>>) {
+    sample_bundle_with_flags(alg, seed, flags::UP | flags::UV)
+}
+
+/// [`sample_bundle`] with the assertion's authenticator flags byte given (e.g. without UV).
+fn sample_bundle_with_flags(alg: Alg, seed: u64, flags_byte: u8) -> (EvidenceBundle, Vec<Vec<u8>>) {
     let mut pk = SoftPasskey::new(alg, seed, RP_ID);
     let key = log_signing_key();
     let vkey = log_vkey();
@@ -811,7 +816,11 @@ pub fn sample_bundle(alg: Alg, seed: u64) -> (EvidenceBundle, Vec<Vec<u8>>) {
     let statement = sample_statement("0001", Decision::Approve);
     let sh = statement.hash().unwrap_or_default();
     let nonce: [u8; 32] = Sha256::digest(seed.to_be_bytes()).into();
-    let a = pk.assert(&countersign_verifier::challenge(&nonce, &sh), ORIGIN);
+    let challenge = countersign_verifier::challenge(&nonce, &sh);
+    let a = pk.assert_with(&AssertOptions {
+        flags: flags_byte,
+        ..AssertOptions::new(&challenge, ORIGIN)
+    });
     let dec = Entry::Decision(SignedDecision {
         decision: Decision::Approve,
         statement_hash: sh,
@@ -992,6 +1001,21 @@ fn bundles(f: &mut Files) {
             }),
         );
     }
+    // A decision whose passkey did not verify the user (UP without UV): the log took it (its
+    // policy may not require UV), and a verifier that requires UV (`--require-uv`) refuses it;
+    // without that flag the same bundle verifies.
+    let (no_uv, _) = sample_bundle_with_flags(Alg::Es256, 200, flags::UP);
+    put(
+        f,
+        "bundles/uv-missing.json".into(),
+        json!({
+            "description": "an ES256 evidence bundle whose assertion has UP but not UV: valid \
+                            unless user verification is required (require_uv)",
+            "log_key": vkey, "bundle": serde_json::to_value(&no_uv).unwrap_or_default(),
+            "expected": "invalid", "flags": ["uv-missing"], "require_uv": true,
+            "error": "user verification",
+        }),
+    );
     // Execution check: the approved action passes, a different one does not.
     let approved = b.statement.authorization_details.clone();
     let mut other = approved.clone();

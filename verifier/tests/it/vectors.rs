@@ -109,9 +109,16 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
             let key = VerifierKey::parse(v["log_key"].as_str().unwrap()).unwrap();
             let b = EvidenceBundle::from_json(&serde_json::to_vec(&v["bundle"]).unwrap())
                 .map_err(|x| e(&x))?;
-            let ok = b
-                .verify(&key, &BundlePolicy::default())
-                .map_err(|x| e(&x))?;
+            let require_uv = v.get("require_uv").and_then(Value::as_bool) == Some(true);
+            if require_uv {
+                // Such a vector is valid for a verifier that does not require UV.
+                b.verify(&key, &BundlePolicy::default()).unwrap();
+            }
+            let policy = BundlePolicy {
+                require_user_verification: require_uv,
+                ..BundlePolicy::default()
+            };
+            let ok = b.verify(&key, &policy).map_err(|x| e(&x))?;
             if let Some(action) = v.get("action") {
                 check_execution(&ok.statement, action, None).map_err(|x| e(&x))?;
             }

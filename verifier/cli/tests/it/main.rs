@@ -127,6 +127,9 @@ fn args_for(kind: &str, v: &Value, tmp: &Path) -> (Vec<String>, Option<String>) 
             a.push("bundle".into());
             a.push(write_tmp(tmp, "bundle.json", &v["bundle"]));
             push(&mut a, "--log-key", s(&v["log_key"]));
+            if v.get("require_uv").and_then(Value::as_bool) == Some(true) {
+                a.push("--require-uv".into());
+            }
             if let Some(action) = v.get("action") {
                 push(&mut a, "--action", write_tmp(tmp, "action.json", action));
             }
@@ -436,6 +439,25 @@ fn bundle_flags_and_leaf_hash() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // A decision made without user verification: verified without --require-uv, refused with it
+    // (exit 1, the check named).
+    let nouv: Value = serde_json::from_str(
+        &std::fs::read_to_string(vectors().join("bundles/uv-missing.json")).unwrap(),
+    )
+    .unwrap();
+    let (mut a, _) = args_for("bundles", &nouv, &tmp);
+    let at = a.iter().position(|x| x == "--require-uv").unwrap();
+    a.remove(at);
+    a.push("--json".into());
+    let out = run(&a, None);
+    assert_eq!(out.status.code(), Some(0), "{a:?}");
+    a.push("--require-uv".into());
+    let out = run(&a, None);
+    assert_eq!(out.status.code(), Some(1), "{a:?}");
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let said = j["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(said.contains("user verification"), "{j}");
 
     // inclusion --leaf-hash on a valid proof, and the same proof for another leaf hash.
     for name in ["valid-0-of-1", "valid-5-of-8"] {
