@@ -26,13 +26,16 @@ pub(crate) struct PowerCutFs {
 }
 
 impl PowerCutFs {
-    /// Waits while the test holds fsyncs back.
-    fn wait_if_held(&self) {
+    /// `fsync` and `fsyncdir` alike: waits while the test holds fsyncs back, then makes the node
+    /// durable.
+    fn sync(&self, ino: INodeNo, reply: ReplyEmpty) {
         let (lock, cv) = &*self.held;
         let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
         while *held {
             held = cv.wait(held).unwrap_or_else(|p| p.into_inner());
         }
+        drop(held);
+        empty(self.model().sync(ino.0), reply);
     }
 
     fn model(&self) -> MutexGuard<'_, Model> {
@@ -314,8 +317,7 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.wait_if_held();
-        empty(self.model().sync(ino.0), reply);
+        self.sync(ino, reply);
     }
 
     fn readdir(
@@ -365,8 +367,7 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.wait_if_held();
-        empty(self.model().sync(ino.0), reply);
+        self.sync(ino, reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -28,6 +28,18 @@ fn add_jwt_client(id: &str, jwks: &str, t: &Target) -> ClientCmd {
     }
 }
 
+/// `GET path` of the admin API, which must succeed.
+async fn admin_get(t: &Target, path: &str) -> serde_json::Value {
+    call(t, reqwest::Method::GET, path, None).await.unwrap()
+}
+
+fn assert_not_found(e: &CliError) {
+    assert!(
+        matches!(e, CliError::Refused { status, .. } if status.as_u16() == 404),
+        "{e:?}"
+    );
+}
+
 const JWKS: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
 
 #[tokio::test]
@@ -116,10 +128,7 @@ async fn each_failure_names_its_cause() {
     })
     .await
     .unwrap_err();
-    assert!(
-        matches!(&e, CliError::Refused { status, .. } if status.as_u16() == 404),
-        "{e:?}"
-    );
+    assert_not_found(&e);
 }
 
 #[tokio::test]
@@ -136,9 +145,7 @@ async fn jwks_inline_or_from_a_file() {
     run_client(add_jwt_client("jwt-file", file.to_str().unwrap(), &t))
         .await
         .unwrap();
-    let listed = call(&t, reqwest::Method::GET, "/v1/admin/clients", None)
-        .await
-        .unwrap();
+    let listed = admin_get(&t, "/v1/admin/clients").await;
     let clients = listed["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 2, "{listed}");
     for c in clients {
@@ -174,9 +181,7 @@ async fn jwks_inline_or_from_a_file() {
         .unwrap_err();
     assert!(matches!(&e, CliError::Input(m) if m.starts_with("--jwks is not JSON")));
     // Nothing was added by the failed commands.
-    let listed = call(&t, reqwest::Method::GET, "/v1/admin/clients", None)
-        .await
-        .unwrap();
+    let listed = admin_get(&t, "/v1/admin/clients").await;
     assert_eq!(listed["clients"].as_array().unwrap().len(), 2);
 }
 
@@ -204,9 +209,7 @@ async fn the_commands_change_what_the_api_lists() {
     })
     .await
     .unwrap();
-    let listed = call(&t, reqwest::Method::GET, "/v1/admin/clients", None)
-        .await
-        .unwrap();
+    let listed = admin_get(&t, "/v1/admin/clients").await;
     assert_eq!(listed["clients"], json!([]));
 
     run_approver(ApproverCmd::Add {
@@ -232,9 +235,7 @@ async fn the_commands_change_what_the_api_lists() {
     run_approver(ApproverCmd::List { target: t.clone() })
         .await
         .unwrap();
-    let listed = call(&t, reqwest::Method::GET, "/v1/admin/approvers", None)
-        .await
-        .unwrap();
+    let listed = admin_get(&t, "/v1/admin/approvers").await;
     assert_eq!(listed["approvers"][0]["disabled"], true, "{listed}");
     assert_eq!(listed["approvers"][0]["name"], "Cli");
     // A disabled approver gets no new link.
@@ -244,10 +245,7 @@ async fn the_commands_change_what_the_api_lists() {
     })
     .await
     .unwrap_err();
-    assert!(
-        matches!(&e, CliError::Refused { status, .. } if status.as_u16() == 404),
-        "{e:?}"
-    );
+    assert_not_found(&e);
 
     run_submitter(SubmitterCmd::Add {
         name: "ci".into(),
@@ -264,8 +262,6 @@ async fn the_commands_change_what_the_api_lists() {
     })
     .await
     .unwrap();
-    let listed = call(&t, reqwest::Method::GET, "/v1/admin/submitters", None)
-        .await
-        .unwrap();
+    let listed = admin_get(&t, "/v1/admin/submitters").await;
     assert_eq!(listed["submitters"], json!([]), "{listed}");
 }

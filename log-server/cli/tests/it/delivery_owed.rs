@@ -12,10 +12,37 @@ fn outbox_of(auth_req_id: &str) -> String {
     CibaStore::outbox_key(&CibaStore::request_key(&Secret::new(auth_req_id).sha256()))
 }
 
+fn stored(s: &Server, key: &str) -> bool {
+    s.approvals.store.get_raw(key).unwrap().is_some()
+}
+
+/// A ping client `client_id` notifying `rx`, the approver `approver_id` (passkey `seed`), and a
+/// request asked of it with this `client_notification_token` and `requested_expiry`.
+async fn ask_expiring_ping(
+    s: &Server,
+    rx: &Receiver,
+    (client_id, approver_id, seed): (&str, &str, u64),
+    token: &str,
+    expiry: &str,
+) -> (Client, Approver, String) {
+    let client = s.add_client(client_id, "ping", Some(&rx.url)).await;
+    let approver = s.add_approver(approver_id, seed).await;
+    let id = client
+        .ask(
+            approver_id,
+            &[
+                ("client_notification_token", token),
+                ("requested_expiry", expiry),
+            ],
+        )
+        .await;
+    (client, approver, id)
+}
+
 /// Waits (up to 5 s) until `key` is no longer stored.
 async fn gone(s: &Server, key: &str) -> bool {
     for _ in 0..100 {
-        if s.approvals.store.get_raw(key).unwrap().is_none() {
+        if !stored(s, key) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -27,19 +54,10 @@ async fn gone(s: &Server, key: &str) -> bool {
 async fn an_expired_ping_request_owes_no_ping() {
     let s = Server::start().await;
     let rx = Receiver::start().await;
-    let client = s.add_client("agent-ping-x", "ping", Some(&rx.url)).await;
-    let _alice = s.add_approver("apv_px", 51).await;
-    let id = client
-        .ask(
-            "apv_px",
-            &[
-                ("client_notification_token", "ping-tok"),
-                ("requested_expiry", "1"),
-            ],
-        )
-        .await;
+    let (client, _alice, id) =
+        ask_expiring_ping(&s, &rx, ("agent-ping-x", "apv_px", 51), "ping-tok", "1").await;
     let outbox = outbox_of(&id);
-    assert!(s.approvals.store.get_raw(&outbox).unwrap().is_some());
+    assert!(stored(&s, &outbox));
     // The expiry timer marks it expired and drops the delivery: a ping tells of decisions.
     assert!(gone(&s, &outbox).await, "the expired ping is not owed");
     assert!(rx.got.lock().unwrap().is_empty());
@@ -77,12 +95,7 @@ async fn a_push_client_removed_before_the_decision_is_still_owed_it() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(rx.got.lock().unwrap().is_empty());
     assert!(rx.refused.lock().unwrap().is_empty());
-    assert!(s
-        .approvals
-        .store
-        .get_raw(&outbox_of(&id))
-        .unwrap()
-        .is_some());
+    assert!(stored(&s, &outbox_of(&id)));
 }
 
 #[tokio::test]
@@ -123,12 +136,7 @@ async fn an_endpoint_that_never_answers_leaves_the_ping_owed() {
         .collect();
     assert_eq!(failed.len(), 1, "{metrics}");
     assert!(failed[0].ends_with(" 1"), "{failed:?}");
-    assert!(s
-        .approvals
-        .store
-        .get_raw(&outbox_of(&id))
-        .unwrap()
-        .is_some());
+    assert!(stored(&s, &outbox_of(&id)));
     // The client can still fetch its token: a failed delivery changes nothing about the outcome.
     let (st, v) = client.token(&id).await;
     assert_eq!(st, 200, "{v}");
@@ -168,15 +176,22 @@ fn record_key(auth_req_id: &str) -> String {
     CibaStore::request_key(&Secret::new(auth_req_id).sha256())
 }
 
+/// The stored record of `auth_req_id`.
+fn record(s: &Server, auth_req_id: &str) -> serde_json::Value {
+    let raw = s.approvals.store.get_raw(&record_key(auth_req_id)).unwrap();
+    serde_json::from_slice(&raw.unwrap()).unwrap()
+}
+
 /// The stored record of `auth_req_id`, changed by `f` and written back.
 async fn change_record(s: &Server, auth_req_id: &str, f: impl FnOnce(&mut serde_json::Value)) {
-    let key = record_key(auth_req_id);
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&s.approvals.store.get_raw(&key).unwrap().unwrap()).unwrap();
+    let mut v = record(s, auth_req_id);
     f(&mut v);
     s.approvals
         .store
-        .write(&[(key, serde_json::to_vec(&v).unwrap())], &[])
+        .write(
+            &[(record_key(auth_req_id), serde_json::to_vec(&v).unwrap())],
+            &[],
+        )
         .await
         .unwrap();
 }
@@ -244,16 +259,9 @@ async fn resume_takes_up_each_kind_of_owed_delivery() {
     assert_eq!(body["auth_req_id"], crashed.as_str());
     assert_eq!(body["error"], "expired_token", "{body}");
     assert!(gone(&s, &outbox_of(&crashed)).await);
-    let v: serde_json::Value = serde_json::from_slice(
-        &s.approvals
-            .store
-            .get_raw(&record_key(&crashed))
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
     assert_eq!(
-        v["status"], "deciding",
+        record(&s, &crashed)["status"],
+        "deciding",
         "the crashed claim is left for recovery"
     );
 
@@ -265,10 +273,7 @@ async fn resume_takes_up_each_kind_of_owed_delivery() {
         outbox_of(&polled),
         CibaStore::outbox_key(&junk),
     ] {
-        assert!(
-            s.approvals.store.get_raw(&owed).unwrap().is_some(),
-            "{owed} was dropped"
-        );
+        assert!(stored(&s, &owed), "{owed} was dropped");
     }
 }
 
@@ -276,17 +281,8 @@ async fn resume_takes_up_each_kind_of_owed_delivery() {
 async fn a_ping_decided_before_its_expiry_is_not_expired_by_the_timer() {
     let s = Server::start().await;
     let rx = Receiver::start().await;
-    let client = s.add_client("agent-early", "ping", Some(&rx.url)).await;
-    let alice = s.add_approver("apv_early", 55).await;
-    let id = client
-        .ask(
-            "apv_early",
-            &[
-                ("client_notification_token", "tok"),
-                ("requested_expiry", "2"),
-            ],
-        )
-        .await;
+    let (client, alice, id) =
+        ask_expiring_ping(&s, &rx, ("agent-early", "apv_early", 55), "tok", "2").await;
     let rid = alice.only_request().await;
     alice.decide(&rid, "deny").await;
     let (_, body) = rx.wait(1).await;

@@ -741,13 +741,17 @@ async fn admin_cli_over_http() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
-#[tokio::test]
-async fn email_notification_over_smtp() {
-    let (smtp_url, mails) = fake_smtp().await;
+/// A server that e-mails approvers through `smtp_url` (its other settings from `f`), after
+/// `apv_alice` was asked once and an e-mail arrived in `mails` (or 5 s passed).
+async fn ask_by_email(
+    smtp_url: String,
+    mails: &std::sync::Mutex<Vec<String>>,
+    f: impl FnOnce(countersign_approvals::CibaConfig) -> countersign_approvals::CibaConfig,
+) -> Server {
     let s = Server::start_with(move |mut c| {
         c.smtp_url = Some(countersign_approvals::Secret::new(smtp_url));
         c.smtp_from = "approvals@countersign.test".into();
-        c
+        f(c)
     })
     .await;
     let client = s.add_client("agent-mail", "poll", None).await;
@@ -759,6 +763,13 @@ async fn email_notification_over_smtp() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    s
+}
+
+#[tokio::test]
+async fn email_notification_over_smtp() {
+    let (smtp_url, mails) = fake_smtp().await;
+    let s = ask_by_email(smtp_url, &mails, |c| c).await;
     let mail = mails
         .lock()
         .unwrap()
@@ -840,23 +851,12 @@ async fn refused_ping_and_push_are_retried_with_doubling_backoff() {
 async fn a_refused_email_is_retried_with_doubling_backoff() {
     let (smtp_url, mails, attempts) = fake_smtp_refusing(3).await;
     let backoff = Duration::from_millis(150);
-    let s = Server::start_with(move |mut c| {
-        c.smtp_url = Some(countersign_approvals::Secret::new(smtp_url));
-        c.smtp_from = "approvals@countersign.test".into();
+    let s = ask_by_email(smtp_url, &mails, |mut c| {
         c.delivery_backoff = backoff;
         c.delivery_attempts = 5;
         c
     })
     .await;
-    let client = s.add_client("agent-mail", "poll", None).await;
-    let _alice = s.add_approver("apv_alice", 9).await;
-    client.ask("apv_alice", &[]).await;
-    for _ in 0..200 {
-        if !mails.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     let mail = mails.lock().unwrap().clone();
     assert_eq!(mail.len(), 1, "delivered once, after three refusals");
     assert!(mail[0].contains("To: apv_alice@example.com"), "{mail:?}");

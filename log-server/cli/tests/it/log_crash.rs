@@ -141,11 +141,7 @@ impl Harness {
             let v = post("/v1/log/enrolments", body).await;
             deciders.push((approver, v["index"].as_u64().unwrap()));
         }
-        let seed: u64 = std::env::var("COUNTERSIGN_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        eprintln!("{name}: seed {seed}");
+        let seed = crate::process::seed(name);
         Harness {
             server,
             client,

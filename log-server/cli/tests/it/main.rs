@@ -12,6 +12,7 @@ mod delivery_owed;
 mod enrolment_refusals;
 mod errors;
 mod evidence_access;
+mod flow_load;
 mod flows;
 mod fuzz;
 mod layering;

@@ -12,38 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use countersign_powercut::{Failure, Op, Times};
-use countersign_verifier::VerifierKey;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::common::{verify_jwt, Api, Client, ORIGIN, RP_ID};
-use crate::process::{free_port, Process};
-use crate::restart::{approve_until_stopped, Acked};
+use crate::common::{verify_jwt, Api, Client, ORIGIN};
+use crate::flow_load::{approve_all_until_stopped, flow_server, token, Acked};
 
-const ARGS: [&str; 8] = [
-    "--origin",
-    "powercut-flow.test/log",
-    "--rp-id",
-    RP_ID,
-    "--allowed-origin",
-    ORIGIN,
-    "--poll-interval",
-    "1",
-];
+/// The log's origin line.
+const LOG_ORIGIN: &str = "powercut-flow.test/log";
 
 /// The token endpoint's answer, or `None` if the server could not be reached (being killed).
 async fn try_token(client: &Client, auth_req_id: &str) -> Option<(u16, Value)> {
-    let r = client
-        .http
-        .post(format!("{}/token", client.url))
-        .basic_auth(&client.id, Some(&client.secret))
-        .form(&[
-            ("grant_type", "urn:openid:params:grant-type:ciba"),
-            ("auth_req_id", auth_req_id),
-        ])
-        .send()
-        .await
-        .ok()?;
+    let r = token(client, auth_req_id).await.ok()?;
     let st = r.status().as_u16();
     Some((st, r.json().await.ok()?))
 }
@@ -59,20 +39,14 @@ async fn power_cut_keeps_every_token_and_issues_none_twice() {
     let rounds = crate::process::rounds(3, 20);
     let tmp = tempfile::tempdir().unwrap();
     let fs = crate::powercut::mount(&tmp.path().join("mnt"));
-    let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
-    server.wait_ready(&reqwest::Client::new()).await;
-    let api = Api::of(&server);
-    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
-    let client = api.add_client("agent-cut", "poll", None).await;
-    let mut approvers = Vec::new();
-    for t in 0..3u64 {
-        approvers.push(api.add_approver(&format!("apv_cut{t}"), 80 + t).await);
-    }
-    let seed: u64 = std::env::var("COUNTERSIGN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("power_cut_keeps_every_token_and_issues_none_twice: seed {seed}");
+    let (mut server, api, vkey, client, approvers) = flow_server(
+        &fs.path().join("data"),
+        Some(LOG_ORIGIN),
+        "agent-cut",
+        (0..3u64).map(|t| (format!("apv_cut{t}"), 80 + t)),
+    )
+    .await;
+    let seed = crate::process::seed("power_cut_keeps_every_token_and_issues_none_twice");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // auth_req_id -> the log index its token named, for every token the client received.
     let mut issued: HashMap<String, u64> = HashMap::new();
@@ -85,20 +59,8 @@ async fn power_cut_keeps_every_token_and_issues_none_twice() {
         let stop = Arc::new(AtomicBool::new(false));
         let asked: Arc<Mutex<Vec<String>>> = Arc::default();
         let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-        let mut tasks: Vec<_> = approvers
-            .iter()
-            .enumerate()
-            .map(|(t, a)| {
-                tokio::spawn(approve_until_stopped(
-                    client.clone(),
-                    a.clone(),
-                    (format!("apv_cut{t}"), round),
-                    stop.clone(),
-                    asked.clone(),
-                    acked.clone(),
-                ))
-            })
-            .collect();
+        let mut tasks =
+            approve_all_until_stopped(&client, &approvers, round, &stop, &asked, &acked);
         // The agent fetches the token of each acknowledged approval while the load runs, so
         // that tokens are issued right before the cut.
         let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
@@ -232,12 +194,14 @@ async fn power_cut_keeps_every_token_and_issues_none_twice() {
 async fn no_token_for_a_decision_the_store_could_not_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let fs = crate::powercut::mount(&tmp.path().join("mnt"));
-    let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
-    server.wait_ready(&reqwest::Client::new()).await;
-    let api = Api::of(&server);
-    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
-    let client = api.add_client("agent-fault", "poll", None).await;
-    let approver = api.add_approver("apv_fault", 90).await;
+    let (mut server, api, vkey, client, mut approvers) = flow_server(
+        &fs.path().join("data"),
+        Some(LOG_ORIGIN),
+        "agent-fault",
+        [("apv_fault".to_owned(), 90)],
+    )
+    .await;
+    let (approver, _) = approvers.remove(0);
     let id = client.ask("apv_fault", &[]).await;
     let request = approver.only_request().await;
     let ch = approver.challenge(&request, "approve").await;

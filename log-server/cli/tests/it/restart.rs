@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::common::{verify_jwt, Api, Receiver, B64URL, ORIGIN, RP_ID};
+use crate::flow_load::{approve_all_until_stopped, flow_server, Acked};
 use crate::process::{free_port, Process};
 
 /// The bodies a receiver list holds, by `auth_req_id`, with the bearer token each came with.
@@ -253,119 +254,6 @@ async fn what_a_crashed_server_owed_is_delivered_after_restart() {
     server.kill();
 }
 
-/// One acknowledged decision: the approver got its receipt.
-#[derive(Clone, Debug)]
-pub(crate) struct Acked {
-    pub(crate) auth_req_id: String,
-    pub(crate) decision: &'static str,
-    pub(crate) log_index: u64,
-    pub(crate) leaf_hash: String,
-}
-
-/// A JSON answer, or `None` when the server could not be reached (it is being killed).
-async fn answer(r: reqwest::Result<reqwest::Response>) -> Option<(u16, Value)> {
-    let r = r.ok()?;
-    let st = r.status().as_u16();
-    Some((st, r.json().await.unwrap_or(Value::Null)))
-}
-
-/// One approver's loop until `stop`: ask, find the request in the inbox, decide it (every third
-/// one denied); every request asked and every receipt received is recorded.
-pub(crate) async fn approve_until_stopped(
-    client: crate::common::Client,
-    approver: crate::common::Approver,
-    (approver_id, round): (String, usize),
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    acked: std::sync::Arc<std::sync::Mutex<Vec<Acked>>>,
-) {
-    let http = &client.http;
-    let mut n = 0u32;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        n += 1;
-        // Unique across rounds: a request a kill cut off stays open with its message.
-        let msg = format!("{approver_id} round {round} #{n}");
-        let decision = if n % 3 == 0 { "deny" } else { "approve" };
-        let asked_now = answer(
-            http.post(format!("{}/bc-authorize", client.url))
-                .basic_auth(&client.id, Some(&client.secret))
-                .form(&[
-                    ("scope", "openid"),
-                    ("login_hint", approver_id.as_str()),
-                    ("binding_message", msg.as_str()),
-                    (
-                        "authorization_details",
-                        r#"[{"type":"payment_initiation"}]"#,
-                    ),
-                ])
-                .send()
-                .await,
-        )
-        .await;
-        let Some((200, v)) = asked_now else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
-        asked.lock().unwrap().push(auth_req_id.clone());
-        let inbox = answer(
-            http.get(format!("{}/v1/inbox", approver.url))
-                .header("cookie", &approver.cookie)
-                .send()
-                .await,
-        )
-        .await;
-        let Some((200, inbox)) = inbox else { continue };
-        let Some(rid) = inbox["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["binding_message"] == msg.as_str())
-            .map(|r| r["request_id"].as_str().unwrap().to_owned())
-        else {
-            continue;
-        };
-        let post = |path: String, body: Value| {
-            http.post(format!("{}{path}", approver.url))
-                .header("cookie", &approver.cookie)
-                .header("x-csrf-token", &approver.csrf)
-                .json(&body)
-                .send()
-        };
-        let started = answer(
-            post(
-                format!("/v1/requests/{rid}/decide/start"),
-                json!({"decision": decision}),
-            )
-            .await,
-        )
-        .await;
-        let Some((200, start)) = started else {
-            continue;
-        };
-        let ch = B64URL
-            .decode(start["publicKey"]["challenge"].as_str().unwrap())
-            .unwrap();
-        let cred = approver.sign(&ch, ORIGIN);
-        let finished = answer(
-            post(
-                format!("/v1/requests/{rid}/decide/finish"),
-                json!({"decision": decision, "credential": cred}),
-            )
-            .await,
-        )
-        .await;
-        if let Some((201, receipt)) = finished {
-            acked.lock().unwrap().push(Acked {
-                auth_req_id,
-                decision,
-                log_index: receipt["log_index"].as_u64().unwrap(),
-                leaf_hash: receipt["leaf_hash"].as_str().unwrap().to_owned(),
-            });
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_approvals_survive_sigkill_under_load() {
     use rand::Rng;
@@ -374,26 +262,13 @@ async fn acknowledged_approvals_survive_sigkill_under_load() {
 
     let rounds = crate::process::rounds(3, 20);
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let args = [
-        "--origin",
-        "crash-flow.test/log",
-        "--rp-id",
-        RP_ID,
-        "--allowed-origin",
-        ORIGIN,
-        "--poll-interval",
-        "1",
-    ];
-    let mut server = Process::spawn(&dir, free_port(), &args);
-    server.wait_ready(&reqwest::Client::new()).await;
-    let api = Api::of(&server);
-    let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
-    let client = api.add_client("agent-crash", "poll", None).await;
-    let mut approvers = Vec::new();
-    for t in 0..4u64 {
-        approvers.push(api.add_approver(&format!("apv_crash{t}"), 60 + t).await);
-    }
+    let (mut server, api, vkey, client, approvers) = flow_server(
+        &tmp.path().join("data"),
+        Some("crash-flow.test/log"),
+        "agent-crash",
+        (0..4u64).map(|t| (format!("apv_crash{t}"), 60 + t)),
+    )
+    .await;
     let mut rng = rand::thread_rng();
     let mut fetched = std::collections::HashSet::new();
     let mut checked = 0usize;
@@ -404,20 +279,7 @@ async fn acknowledged_approvals_survive_sigkill_under_load() {
         let stop = Arc::new(AtomicBool::new(false));
         let asked: Arc<Mutex<Vec<String>>> = Arc::default();
         let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-        let tasks: Vec<_> = approvers
-            .iter()
-            .enumerate()
-            .map(|(t, a)| {
-                tokio::spawn(approve_until_stopped(
-                    client.clone(),
-                    a.clone(),
-                    (format!("apv_crash{t}"), round),
-                    stop.clone(),
-                    asked.clone(),
-                    acked.clone(),
-                ))
-            })
-            .collect();
+        let tasks = approve_all_until_stopped(&client, &approvers, round, &stop, &asked, &acked);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(400..1200))).await;
         server.kill();
         stop.store(true, Ordering::SeqCst);

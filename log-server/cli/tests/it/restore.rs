@@ -4,27 +4,22 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{verify_jwt, Api, ORIGIN, RP_ID};
+use crate::common::{verify_jwt, Api};
+use crate::flow_load::{flow_args, flow_server};
 use crate::log_common::hashes;
 use crate::process::{free_port, Process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_as_a_working_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let args = [
-        "--rp-id",
-        RP_ID,
-        "--allowed-origin",
-        ORIGIN,
-        "--poll-interval",
-        "1",
-    ];
-    let mut server = Process::spawn(&tmp.path().join("data"), free_port(), &args);
-    server.wait_ready(&reqwest::Client::new()).await;
-    let api = Api::of(&server);
-    let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
-    let client = api.add_client("agent-restore", "poll", None).await;
-    let alice = api.add_approver("apv_restore", 91).await;
+    let (mut server, api, vkey, client, mut approvers) = flow_server(
+        &tmp.path().join("data"),
+        None,
+        "agent-restore",
+        [("apv_restore".to_owned(), 91)],
+    )
+    .await;
+    let (alice, _) = approvers.remove(0);
     // An approval whose token was not fetched yet, and a request still open.
     let approved = client.ask("apv_restore", &[]).await;
     let receipt = alice.decide(&alice.only_request().await, "approve").await;
@@ -48,7 +43,7 @@ async fn a_backup_restores_as_a_working_server() {
         .await;
     server.kill();
 
-    let restored = Process::spawn(&backup, free_port(), &args);
+    let restored = Process::spawn(&backup, free_port(), &flow_args(None));
     restored.wait_ready(&api.http).await;
     // The admin token's plain text is not in the backup; the token still works (its hash is).
     assert!(!backup.join("admin.token").exists());

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::common::{verify_jwt, Api, Approver, Client, B64URL, ORIGIN, RP_ID};
-use crate::process::{free_port, Process};
+use crate::common::{verify_jwt, Api, Approver, Client};
+use crate::flow_load::{
+    bc_authorize, decide_finish, decide_start, flow_server, inbox, request_id, token,
+};
 
 /// What one flow got from the server.
 #[derive(Debug, Default, Clone)]
@@ -81,27 +82,13 @@ async fn flows_until_stopped(
     flows: Arc<Mutex<Vec<Flow>>>,
     seen: Arc<Seen>,
 ) {
-    let http = &client.http;
     let mut n = 0u32;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         // Unique across rounds, so the inbox finds this request and no other.
         let msg = format!("{approver_id} round {round} #{n}");
         let decision = if n % 3 == 0 { "deny" } else { "approve" };
-        let asked = http
-            .post(format!("{}/bc-authorize", client.url))
-            .basic_auth(&client.id, Some(&client.secret))
-            .form(&[
-                ("scope", "openid"),
-                ("login_hint", approver_id.as_str()),
-                ("binding_message", msg.as_str()),
-                (
-                    "authorization_details",
-                    r#"[{"type":"payment_initiation"}]"#,
-                ),
-            ])
-            .send()
-            .await;
+        let asked = bc_authorize(&client, &approver_id, &msg).await;
         let Some(v) = step("bc-authorize", asked, &[200], &seen).await else {
             continue;
         };
@@ -114,45 +101,16 @@ async fn flows_until_stopped(
             });
             f.len() - 1
         };
-        let inbox = http
-            .get(format!("{}/v1/inbox", approver.url))
-            .header("cookie", &approver.cookie)
-            .send()
-            .await;
-        let Some(inbox) = step("inbox", inbox, &[200], &seen).await else {
+        let Some(inbox) = step("inbox", inbox(&approver).await, &[200], &seen).await else {
             continue;
         };
-        let rid = inbox["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["binding_message"] == msg.as_str())
-            .map(|r| r["request_id"].as_str().unwrap().to_owned())
-            .unwrap_or_else(|| panic!("{msg} not in the inbox: {inbox}"));
-        let post = |path: String, body: Value| {
-            http.post(format!("{}{path}", approver.url))
-                .header("cookie", &approver.cookie)
-                .header("x-csrf-token", &approver.csrf)
-                .json(&body)
-                .send()
-        };
-        let started = post(
-            format!("/v1/requests/{rid}/decide/start"),
-            json!({"decision": decision}),
-        )
-        .await;
+        let rid =
+            request_id(&inbox, &msg).unwrap_or_else(|| panic!("{msg} not in the inbox: {inbox}"));
+        let started = decide_start(&approver, &rid, decision).await;
         let Some(start) = step("decide/start", started, &[200], &seen).await else {
             continue;
         };
-        let ch = B64URL
-            .decode(start["publicKey"]["challenge"].as_str().unwrap())
-            .unwrap();
-        let cred = approver.sign(&ch, ORIGIN);
-        let finished = post(
-            format!("/v1/requests/{rid}/decide/finish"),
-            json!({"decision": decision, "credential": cred}),
-        )
-        .await;
+        let finished = decide_finish(&approver, &rid, decision, &start).await;
         let Some(receipt) = step("decide/finish", finished, &[201], &seen).await else {
             continue;
         };
@@ -164,15 +122,7 @@ async fn flows_until_stopped(
             ));
             f[slot].auth_req_id.clone()
         };
-        let token = http
-            .post(format!("{}/token", client.url))
-            .basic_auth(&client.id, Some(&client.secret))
-            .form(&[
-                ("grant_type", "urn:openid:params:grant-type:ciba"),
-                ("auth_req_id", auth_req_id.as_str()),
-            ])
-            .send()
-            .await;
+        let token = token(&client, &auth_req_id).await;
         let ok: &[u16] = if decision == "approve" {
             &[200]
         } else {
@@ -194,27 +144,13 @@ async fn sigterm_during_approval_flows_loses_no_decision() {
     use rand::Rng;
     let rounds = crate::process::rounds(3, 30);
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let args = [
-        "--origin",
-        "term-flow.test/log",
-        "--rp-id",
-        RP_ID,
-        "--allowed-origin",
-        ORIGIN,
-        "--poll-interval",
-        "1",
-    ];
-    let mut server = Process::spawn(&dir, free_port(), &args);
-    server.wait_ready(&reqwest::Client::new()).await;
-    let api = Api::of(&server);
-    let vkey = countersign_verifier::VerifierKey::parse(&server.read("log.vkey")).unwrap();
-    let client = api.add_client("agent-term", "poll", None).await;
-    let mut approvers = Vec::new();
-    for t in 0..4u64 {
-        let id = format!("apv_term{t}");
-        approvers.push((api.add_approver(&id, 80 + t).await, id));
-    }
+    let (mut server, api, vkey, client, approvers) = flow_server(
+        &tmp.path().join("data"),
+        Some("term-flow.test/log"),
+        "agent-term",
+        (0..4u64).map(|t| (format!("apv_term{t}"), 80 + t)),
+    )
+    .await;
     // Every request asked in any round; the ids whose outcome the token endpoint has given.
     let mut all: Vec<Flow> = Vec::new();
     let mut settled: HashSet<String> = HashSet::new();

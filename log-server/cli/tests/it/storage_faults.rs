@@ -5,6 +5,7 @@
 //! move; no answer acknowledges an entry. After the fault is cleared, a SIGKILL, a power cut and
 //! a restart serve the last durable tree with every acknowledged entry, and appends work again.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,15 +13,25 @@ use countersign_powercut::{Failure, Op, PowerCutMount, Times};
 use countersign_verifier::{Checkpoint, Hash, VerifierKey};
 use serde_json::{json, Value};
 
+use crate::common::Api;
 use crate::log_common::hashes;
 use crate::log_crash::ARGS;
 use crate::process::{free_port, Process};
 
 struct Log {
-    client: reqwest::Client,
-    url: String,
-    admin: String,
+    api: Api,
     vkey: VerifierKey,
+}
+
+/// The binary with its data directory on a fresh power-cut mount below `tmp`, ready; the mount
+/// is returned first so that it outlives the server.
+async fn start(tmp: &Path) -> (PowerCutMount, Process, Arc<Log>) {
+    let fs: PowerCutMount = crate::powercut::mount(&tmp.join("mnt"));
+    let server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
+    server.wait_ready(&reqwest::Client::new()).await;
+    let api = Api::of(&server);
+    let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();
+    (fs, server, Arc::new(Log { api, vkey }))
 }
 
 impl Log {
@@ -28,26 +39,18 @@ impl Log {
     async fn enrol(&self, n: u64) -> (u16, Value) {
         let pk = crate::log_common::passkey(10_000 + n);
         let body = crate::log_common::enrolment_body(&pk, &format!("fault-{n}"));
-        let r = self
-            .client
-            .post(format!("{}/v1/log/enrolments", self.url))
-            .bearer_auth(&self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        self.api.admin_post("/v1/log/enrolments", body).await
     }
 
     async fn checkpoint(&self) -> Checkpoint {
-        crate::log_common::fetch_checkpoint(&self.client, &self.url, &self.vkey).await
+        self.api.checkpoint(&self.vkey).await
     }
 
     async fn health(&self) -> (u16, Value) {
         let r = self
-            .client
-            .get(format!("{}/healthz", self.url))
+            .api
+            .http
+            .get(format!("{}/healthz", self.api.url))
             .send()
             .await
             .unwrap();
@@ -67,16 +70,7 @@ fn assert_storage_failed(status: u16, v: &Value) {
 
 async fn fails_closed_and_recovers(op: Op, failure: Failure) {
     let tmp = tempfile::tempdir().unwrap();
-    let fs: PowerCutMount = crate::powercut::mount(&tmp.path().join("mnt"));
-    let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
-    let client = reqwest::Client::new();
-    server.wait_ready(&client).await;
-    let log = Arc::new(Log {
-        client,
-        url: server.url.clone(),
-        admin: server.read("admin.token"),
-        vkey: VerifierKey::parse(&server.read("log.vkey")).unwrap(),
-    });
+    let (fs, mut server, log) = start(tmp.path()).await;
 
     let mut acks = Vec::new();
     for n in 0..5 {
@@ -132,7 +126,7 @@ async fn fails_closed_and_recovers(op: Op, failure: Failure) {
     server.kill();
     fs.power_cut();
     server.restart();
-    server.wait_ready(&log.client).await;
+    server.wait_ready(&log.api.http).await;
     let after = log.checkpoint().await;
     assert_eq!(
         (after.size, after.root),
@@ -141,8 +135,8 @@ async fn fails_closed_and_recovers(op: Op, failure: Failure) {
     );
     for (index, leaf) in &acks {
         let v = crate::web::get_json(
-            &log.client,
-            &format!("{}/v1/log/proof/inclusion?index={index}", log.url),
+            &log.api.http,
+            &format!("{}/v1/log/proof/inclusion?index={index}", log.api.url),
         )
         .await;
         assert_eq!(
@@ -191,16 +185,7 @@ async fn write_enospc_fails_closed_and_a_restart_serves_the_durable_tree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_reports_a_stale_checkpoint_while_the_disk_hangs() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs: PowerCutMount = crate::powercut::mount(&tmp.path().join("mnt"));
-    let mut server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
-    let client = reqwest::Client::new();
-    server.wait_ready(&client).await;
-    let log = Arc::new(Log {
-        client,
-        url: server.url.clone(),
-        admin: server.read("admin.token"),
-        vkey: VerifierKey::parse(&server.read("log.vkey")).unwrap(),
-    });
+    let (fs, mut server, log) = start(tmp.path()).await;
     let (status, v) = log.health().await;
     assert_eq!(status, 200, "{v}");
     let before = log.checkpoint().await;

@@ -14,6 +14,17 @@ pub fn rounds(quick: usize, soak: usize) -> usize {
     }
 }
 
+/// The seed of a randomised test: `COUNTERSIGN_SEED` if set, else a random one. Printed with the
+/// test's name, so that a failing run can be replayed with `COUNTERSIGN_SEED=<seed>`.
+pub fn seed(name: &str) -> u64 {
+    let seed: u64 = std::env::var("COUNTERSIGN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("{name}: seed {seed}");
+    seed
+}
+
 /// A port free on 127.0.0.1 when asked.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
