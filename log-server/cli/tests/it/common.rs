@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use countersign_approvals::{Approvals, CibaConfig};
-use countersign_log::{Config, RpPolicy, SequencerConfig};
+use countersign_log::{Config, RpPolicy};
 use countersign_testvectors::{Alg, AssertOptions, SoftPasskey};
 use countersign_verifier::VerifierKey;
 use serde_json::{json, Value};
@@ -60,22 +60,15 @@ impl Server {
         };
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
+        // The log tests' configuration, with this server's origin and relying party.
         let cfg = Config {
-            data_dir: data_dir.clone(),
             origin: Some("flow.example/log".into()),
             policy: RpPolicy {
                 rp_id,
                 allowed_origins: vec![origin],
                 require_user_verification: true,
             },
-            sequencer: SequencerConfig {
-                queue_capacity: 1024,
-                batch_max_entries: 256,
-                batch_max_age: Duration::ZERO,
-                checkpoint_interval: Duration::from_millis(500),
-            },
-            max_body_bytes: countersign_log::DEFAULT_MAX_BODY_BYTES,
-            column_families: Vec::new(),
+            ..crate::log_common::config(data_dir.clone())
         };
         let admin_path = data_dir.join("admin.token");
         let mut cc = CibaConfig::new(url.clone());
@@ -599,15 +592,7 @@ impl Receiver {
 
 /// Decodes a JWT's claims after checking its EdDSA signature against the server's JWKS.
 pub async fn verify_jwt(server: &Api, jwt: &str) -> (Value, Value) {
-    let jwks: Value = server
-        .http
-        .get(format!("{}/jwks.json", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = server.get_json("/jwks.json").await;
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
     let header: Value = serde_json::from_slice(&B64URL.decode(parts[0]).unwrap()).unwrap();

@@ -113,15 +113,7 @@ async fn an_endpoint_that_never_answers_leaves_the_ping_owed() {
     // Three attempts 50 and 100 ms apart; the give-up is counted once in the delivery metrics.
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = s
-            .http
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = crate::web::get_text(&s.http, &format!("{}/metrics", s.url)).await;
         if metrics
             .lines()
             .any(|l| l.contains("kind=\"ping\"") && l.contains("outcome=\"failed\""))

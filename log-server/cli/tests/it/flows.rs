@@ -12,15 +12,7 @@ use crate::common::*;
 #[tokio::test]
 async fn discovery_and_jwks() {
     let s = Server::start().await;
-    let v: Value = s
-        .http
-        .get(format!("{}/.well-known/openid-configuration", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = s.get_json("/.well-known/openid-configuration").await;
     assert_eq!(v["issuer"], s.url);
     assert_eq!(
         v["backchannel_authentication_endpoint"],
