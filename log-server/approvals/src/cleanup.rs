@@ -113,6 +113,9 @@ pub async fn sweep(c: &Approvals, now: u64) -> Result<usize, StorageError> {
                         &r.statement.approver_id,
                         &r.request_id,
                     ));
+                    if let Some(h) = CibaStore::history_key_of(&r) {
+                        b.delete(h);
+                    }
                     b.delete(rkey.clone());
                 }
                 b.delete(CibaStore::public_id_key(request_id));

@@ -44,6 +44,13 @@ pub(crate) fn request_view(r: &RequestRecord) -> Value {
         "request_id": r.request_id,
         "client_id": r.statement.client_id,
         "binding_message": r.statement.binding_message,
+        // For people: the action in one line, and what the agent's note mentions that the
+        // action does not contain (amounts, currencies, IBANs, names).
+        "summary": crate::pages::action::summary(&r.statement.authorization_details),
+        "note_mismatches": crate::pages::action::note_mismatches(
+            &r.statement.binding_message,
+            &r.statement.authorization_details,
+        ),
         "scope": r.statement.scope,
         "authorization_details": r.statement.authorization_details,
         "requested_at": r.statement.requested_at,
@@ -231,16 +238,45 @@ fn transition_error(e: TransitionError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-/// The answer to a decision that decided nothing.
+/// A refused decision is logged at WARN with its request (a cloned authenticator, a forged or
+/// replayed signature are what an operator must hear about) and counted by reason.
+fn refused(c: &Approvals, request_id: &str, approver_id: &str, e: &DecideError) {
+    let reason = match e {
+        DecideError::Refused(a) => match a.reason() {
+            Some(r) => r.code(),
+            None => return,
+        },
+        DecideError::Replayed => "replayed",
+        _ => return,
+    };
+    tracing::warn!(%request_id, %approver_id, reason, error = %e, "decision refused; nothing was logged");
+    c.metrics
+        .decisions_refused
+        .get_or_create(&[("reason", reason)])
+        .inc();
+}
+
+/// The answer to a decision that decided nothing: what happened and what to do next.
 fn decide_error(e: DecideError) -> ApiError {
     match e {
         DecideError::NotFound => request_not_found(),
         DecideError::Transition(t) => transition_error(t),
+        DecideError::Refused(countersign_log::AppendError::Refused {
+            reason: countersign_log::RefusalReason::SignCount,
+            ..
+        }) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sign_count",
+            "your passkey's signature counter went backwards, which is what a copied (cloned) \
+             passkey does. For your safety nothing was recorded. Contact your Countersign \
+             operator before you approve anything else with this passkey.",
+        ),
         DecideError::Refused(e) => append_error("decision", e),
         DecideError::Replayed => ApiError::new(
             StatusCode::CONFLICT,
             "replayed_assertion",
-            "this signature was already used",
+            "this signature was already used, so nothing was recorded. Reload the page and \
+             decide again.",
         ),
         DecideError::Storage(e) => ApiError::from(e),
         other => ApiError::internal("decision", other),
@@ -289,7 +325,10 @@ async fn decide_finish(
         },
     )
     .await
-    .map_err(decide_error)?;
+    .map_err(|e| {
+        refused(c, &request_id, &session.approver_id, &e);
+        decide_error(e)
+    })?;
     let (r, rec, appended) = (decided.request, decided.record, decided.appended);
     Ok((
         StatusCode::CREATED,

@@ -17,6 +17,9 @@ pub struct CibaMetrics {
     pub requests: Counter,
     /// Decisions logged, by `decision` (approve, deny).
     pub decisions: Family<Label1, Counter>,
+    /// Decisions the log refused, by `reason` (the refusal's code: `sign_count` for a possible
+    /// cloned authenticator, `invalid_assertion`, ...) and `replayed` for a reused signature.
+    pub decisions_refused: Family<Label1, Counter>,
     /// Token responses issued (poll and ping at `/token`, push in the delivery).
     pub tokens: Counter,
     /// Deliveries, by `kind` (ping, push, webhook, email) and `outcome` (delivered, failed: every
@@ -29,6 +32,7 @@ impl CibaMetrics {
     pub(crate) fn new(store: &countersign_log::storage::kv::WriteCounters) -> Self {
         let (requests, tokens) = (Counter::default(), Counter::default());
         let (decisions, deliveries) = (Family::default(), Family::default());
+        let decisions_refused = Family::default();
         let mut registry = Registry::with_prefix("countersign_ciba");
         let counters: [(&str, &str, Counter); 5] = [
             (
@@ -62,6 +66,11 @@ impl CibaMetrics {
             decisions.clone(),
         );
         registry.register(
+            "decisions_refused",
+            "Decisions refused (nothing logged), by reason",
+            decisions_refused.clone(),
+        );
+        registry.register(
             "deliveries",
             "Ping, push, webhook and e-mail deliveries, by kind and outcome",
             deliveries.clone(),
@@ -70,6 +79,7 @@ impl CibaMetrics {
             registry,
             requests,
             decisions,
+            decisions_refused,
             tokens,
             deliveries,
         }

@@ -44,9 +44,15 @@ pub enum TransitionError {
 impl std::fmt::Display for TransitionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            TransitionError::Expired => "this request expired; nothing was signed or logged",
-            TransitionError::InProgress => "a decision on this request is being recorded",
-            TransitionError::AlreadyDecided => "this request was already decided",
+            TransitionError::Expired => {
+                "this request expired; nothing was signed or logged, and the agent has to ask again"
+            }
+            TransitionError::InProgress => {
+                "a decision on this request is being recorded; reload the page in a few seconds"
+            }
+            TransitionError::AlreadyDecided => {
+                "this request was already decided; reload the page to see the decision"
+            }
             TransitionError::NotClaimed => "this request is not being decided",
             TransitionError::NotExpired => "this request has not expired",
             TransitionError::Unencodable => "the request record does not encode",
@@ -128,10 +134,12 @@ pub fn finish(
         Decision::Deny => RequestStatus::Denied,
     };
     r.statement.decision = decision.as_str().to_owned();
+    let history = CibaStore::history_key(&r.statement.approver_id, rec.index, &r.request_id);
     r.decision = Some(rec);
     r.claim = None;
     let mut b = Batch::new();
     put_record(&mut b, key, r)?;
+    b.put(history, CibaStore::hash_of_key(key).as_bytes().to_vec());
     b.delete(CibaStore::pending_key(
         &r.statement.approver_id,
         &r.request_id,

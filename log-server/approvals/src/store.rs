@@ -16,6 +16,7 @@
 //! | `w/<hex SHA-256 of auth_req_id>/<webhook or email>` | empty: an approver notification still owed |
 //! | `i/<hex SHA-256 of auth_req_id>` | empty: the request is claimed, its decision being logged |
 //! | `s/<hex SHA-256 of session cookie>` | an approver session |
+//! | `h/<approver_id>/<u64::MAX - log index, 16 hex>/<request_id>` | hex SHA-256 of its auth_req_id: the approver's decisions, newest first |
 //!
 //! Only hashes of `auth_req_id`s, link tokens and session cookies are keys, so the keys alone
 //! do not let anyone redeem a request or a link. (The `d/` records of open ping/push requests
@@ -58,6 +59,8 @@ pub const CLAIM_PREFIX: &str = "i/";
 /// kind `webhook` or `email`): written with the request, deleted once delivered, taken up at
 /// start while the request is still open.
 pub const NOTIFY_PREFIX: &str = "w/";
+/// The approvers' decision histories (`h/<approver_id>/...`), newest first within each.
+pub const HISTORY_PREFIX: &str = "h/";
 
 /// A ping or push request's delivery that has not reached the client yet. Written with the
 /// request (so the `auth_req_id` a ping or push must carry survives a restart, while the
@@ -512,6 +515,42 @@ impl CibaStore {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Key of a decided request in its approver's history, ordered by its decision's log
+    /// index (the order decisions were made in), newest first under `h/<approver_id>/`, so a
+    /// forward scan reads the latest decisions.
+    pub fn history_key(approver_id: &str, log_index: u64, request_id: &str) -> String {
+        format!(
+            "{HISTORY_PREFIX}{approver_id}/{:016x}/{request_id}",
+            u64::MAX - log_index
+        )
+    }
+
+    /// The history key of a decided request (`None` while undecided).
+    pub fn history_key_of(r: &RequestRecord) -> Option<String> {
+        r.decision
+            .as_ref()
+            .map(|d| Self::history_key(&r.statement.approver_id, d.index, &r.request_id))
+    }
+
+    /// An approver's decided requests, newest first, at most `limit`.
+    pub fn history_of(
+        &self,
+        approver_id: &str,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, StorageError> {
+        let mut out = Vec::new();
+        for (_, hash) in self.scan(&format!("{HISTORY_PREFIX}{approver_id}/"), limit)? {
+            let key = Self::record_key_of(&String::from_utf8_lossy(&hash));
+            // A record cleaned up under a history key a crash left behind is skipped.
+            if let Some(r) = self.get::<RequestRecord>(&key)? {
+                if r.statement.approver_id == approver_id {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Key of a request in the clean-up index: ordered by expiry.

@@ -210,15 +210,29 @@ async fn send_approver_email(c: &Approvals, r: &RequestRecord) -> bool {
             return false;
         }
     };
-    let subject = format!("Approval requested: {}", r.statement.binding_message);
+    // The action leads, as on the pages; the agent's own words follow, labelled as such.
+    let details = &r.statement.authorization_details;
+    let action = crate::pages::action::summary(details);
+    let subject = format!("Approval requested: {action}");
+    let mismatches = crate::pages::action::note_mismatches(&r.statement.binding_message, details);
+    let warning = if mismatches.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nCheck this: the agent's note mentions {}, which the action does not contain. \
+             You sign the action, not the note.\n",
+            mismatches.join(", ")
+        )
+    };
     let body = format!(
-        "{client} asks for your approval:\n\n  {msg}\n\nReview the exact action and \
-         approve or deny it with your passkey:\n{link}\n\nThe request expires at {exp} \
-         (Unix time). If you did not expect this, deny it.\n",
+        "{client} asks you to approve:\n\n  {action}\n\nThe agent's note (written by the agent, \
+         not verified): \"{msg}\"\n{warning}\nReview the exact action and approve or deny it with \
+         your passkey:\n{link}\n\nThe request expires at {exp}. If you did not expect this, \
+         deny it.\n",
         client = r.statement.client_id,
         msg = r.statement.binding_message,
         link = request_link(c, r),
-        exp = r.statement.expires_at,
+        exp = crate::pages::rfc3339(r.statement.expires_at),
     );
     send_email(c, &email, &subject, body).await
 }
@@ -234,6 +248,7 @@ async fn send_webhook(c: &Approvals, r: &RequestRecord) -> bool {
         "approver_id": r.statement.approver_id,
         "client_id": r.statement.client_id,
         "binding_message": r.statement.binding_message,
+        "summary": crate::pages::action::summary(&r.statement.authorization_details),
         "expires_at": r.statement.expires_at,
         "url": request_link(c, r),
     });

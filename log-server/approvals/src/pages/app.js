@@ -83,7 +83,7 @@ async function signIn() {
     await api("/v1/session/finish", { ceremony_id: start.ceremony_id, credential: assertionJson(cred) });
     location.reload();
   } catch (e) {
-    say("Sign-in failed: " + e.message, true);
+    say("Sign-in failed: " + explain(e), true);
   }
 }
 
@@ -123,51 +123,78 @@ async function enrol() {
     document.getElementById("main").append(h, p, a);
     say("Enrolled.");
   } catch (e) {
-    say("Enrolment failed: " + e.message, true);
+    say("Enrolment failed: " + explain(e), true);
+  }
+}
+
+// Times are sent as RFC 3339 UTC; show them in the reader's time zone, UTC on hover.
+function localTimes(root) {
+  for (const t of (root || document).querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (isNaN(d)) continue;
+    t.title = t.getAttribute("datetime");
+    t.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  }
+}
+
+// A pending request that runs out of time cannot be decided any more: say so, and take the
+// buttons away.
+function expireNow() {
+  const actions = document.querySelector(".actions");
+  if (actions) {
+    const p = document.createElement("section");
+    p.className = "receipt expired";
+    const h = document.createElement("h2");
+    h.textContent = "Expired";
+    const t = document.createElement("p");
+    t.textContent = "This request expired without a decision. It can no longer be approved or denied; the agent has to ask again.";
+    p.append(h, t);
+    actions.replaceWith(p);
+  }
+  const st = document.getElementById("state");
+  if (st) {
+    st.textContent = "Expired";
+    st.className = "state expired";
   }
 }
 
 function tickLeft() {
   const skew = Number(document.body.dataset.now || 0) * 1000 - Date.now();
+  let timer = null;
   const update = () => {
     const now = (Date.now() + skew) / 1000;
+    let live = 0;
     for (const el of document.querySelectorAll("[data-expires]")) {
       if (el === document.body) continue;
       const left = Math.floor(Number(el.dataset.expires) - now);
-      el.textContent = left > 0 ? Math.floor(left / 60) + " min " + (left % 60) + " s left" : "expired";
+      if (left > 0) {
+        live++;
+        el.textContent = Math.floor(left / 60) + " min " + (left % 60) + " s left";
+      } else {
+        el.textContent = "expired";
+        delete el.dataset.expires;
+      }
     }
+    const exp = Number(document.body.dataset.expires || 0);
+    if (document.body.dataset.page === "request" && exp && now >= exp) expireNow();
+    if (!live && timer) clearInterval(timer);
   };
   update();
-  setInterval(update, 1000);
+  timer = setInterval(update, 1000);
 }
 
+// The inbox is rendered by the server; a change re-reads it, so the list and the page's first
+// load never differ.
 async function refreshInbox() {
-  const r = await fetch("/v1/inbox", { credentials: "same-origin" });
+  const r = await fetch("/approve", { credentials: "same-origin" });
   if (!r.ok) return;
-  const data = await r.json();
+  const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+  const fresh = doc.getElementById("inbox");
   const ul = document.getElementById("inbox");
-  ul.innerHTML = "";
-  for (const q of data.requests) {
-    const li = document.createElement("li");
-    const a = document.createElement("a");
-    a.href = "/approve/requests/" + encodeURIComponent(q.request_id);
-    const strong = document.createElement("strong");
-    strong.textContent = q.binding_message;
-    const from = document.createElement("span");
-    from.textContent = "from " + q.client_id;
-    const left = document.createElement("span");
-    left.className = "left";
-    left.dataset.expires = q.expires_at;
-    a.append(strong, from, left);
-    li.append(a);
-    ul.append(li);
-  }
-  if (!data.requests.length) {
-    const li = document.createElement("li");
-    li.className = "empty";
-    li.textContent = "Nothing waiting for you.";
-    ul.append(li);
-  }
+  if (!fresh || !ul) return;
+  ul.replaceChildren(...Array.from(fresh.childNodes, (n) => document.importNode(n, true)));
+  localTimes(ul);
+  tickLeft();
 }
 
 async function checkHash() {
@@ -178,10 +205,16 @@ async function checkHash() {
     const statement = JSON.parse(pre.textContent);
     const mine = await sha256hex(jcs(statement));
     const server = document.getElementById("server-hash").textContent;
-    el.textContent = mine === server ? "✓ Recomputed in your browser: matches." : "✗ Hash mismatch: do not approve.";
+    const short = mine.slice(0, 12) + "…";
+    el.textContent =
+      mine === server
+        ? "✓ Your browser recomputed the SHA-256 of the statement shown here (RFC 8785 canonical JSON, decision “" +
+          (el.dataset.decision || statement.decision) + "”) and it equals the server's hash " + short +
+          ": the action above is what the passkey signs."
+        : "✗ The statement shown here hashes to " + short + ", not to the server's hash: do not approve, and tell your operator.";
     el.className = mine === server ? "check ok" : "check error";
   } catch (e) {
-    el.textContent = "Could not recompute the hash: " + e.message;
+    el.textContent = "Could not recompute the hash (" + e.message + "): do not approve.";
     el.className = "check error";
   }
 }
@@ -211,21 +244,55 @@ async function decide(decision) {
     });
     const rc = document.getElementById("receipt");
     rc.innerHTML = "";
+    const approved = decision === "approve";
     const h = document.createElement("h2");
-    h.textContent = decision === "approve" ? "Approved" : "Denied";
+    h.textContent = approved ? "✓ Approved" : "✗ Denied";
     const p = document.createElement("p");
-    p.textContent = "Recorded in the log at index " + done.log_index + " (statement hash " + done.statement_hash + ").";
+    p.textContent =
+      (approved
+        ? "You approved this action. Your signed approval is in the public log at index "
+        : "You denied this action; the agent gets no token for it. Your signed refusal is in the public log at index ") +
+      done.log_index + " (statement hash " + done.statement_hash.slice(0, 12) + "…).";
     const a = document.createElement("a");
     a.href = "/approve/requests/" + encodeURIComponent(id) + "/evidence";
-    a.textContent = "Evidence bundle";
-    rc.className = "receipt";
-    rc.append(h, p, a);
+    a.download = "countersign-evidence-" + id + ".json";
+    a.textContent = "Download the evidence bundle";
+    const back = document.createElement("a");
+    back.href = "/approve";
+    back.textContent = "Back to your inbox";
+    const links = document.createElement("p");
+    links.append(a, " · ", back);
+    rc.className = "receipt " + (approved ? "approved" : "denied");
+    rc.setAttribute("tabindex", "-1");
+    rc.append(h, p, links);
     document.querySelector(".actions").remove();
-    say("Done.");
+    const st = document.getElementById("state");
+    if (st) {
+      st.textContent = approved ? "Approved" : "Denied";
+      st.className = "state " + (approved ? "approved" : "denied");
+    }
+    delete document.body.dataset.expires;
+    for (const el of document.querySelectorAll("[data-expires]")) delete el.dataset.expires;
+    rc.focus();
+    say(approved ? "Approved and recorded." : "Denied and recorded.");
   } catch (e) {
     for (const b of document.querySelectorAll(".actions button")) b.disabled = false;
-    say("Not recorded: " + e.message, true);
+    say("Nothing was recorded: " + explain(e), true);
   }
+}
+
+// What went wrong, and what to do next.
+function explain(e) {
+  if (e && e.name === "NotAllowedError") {
+    return "the passkey prompt was cancelled or timed out. You can try again.";
+  }
+  if (e && e.name === "InvalidStateError") {
+    return "this passkey cannot be used here. Try another passkey, or ask your operator for an enrolment link.";
+  }
+  if (e instanceof TypeError) {
+    return "the server could not be reached. Check your connection and try again.";
+  }
+  return (e && e.message) || String(e);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -234,7 +301,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const el = document.getElementById(id);
     if (el) el.addEventListener("click", f);
   };
-  if (!window.PublicKeyCredential && pageKind !== "error") {
+  const needsPasskeys = ["signin", "enrol", "request"].includes(pageKind);
+  if (!window.PublicKeyCredential && needsPasskeys) {
     say("This browser does not support passkeys.", true);
   }
   on("signin", signIn);
@@ -245,6 +313,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   on("approve", () => decide("approve"));
   on("deny", () => decide("deny"));
+  localTimes();
   tickLeft();
   if (pageKind === "inbox") {
     const es = new EventSource("/approve/events");

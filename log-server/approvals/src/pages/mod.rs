@@ -1,13 +1,17 @@
-//! Approval pages: server-rendered HTML with a little plain JavaScript (no build step).
+//! The web pages: server-rendered HTML with a little plain JavaScript (no build step).
 //!
-//! `/approve` (passkey sign-in, then the live inbox), `/approve/requests/<id>` (what the agent
-//! asks, the canonical statement and its hash recomputed in the browser, time left, Approve and
-//! Deny), `/enrol/<token>` (passkey enrolment), `/approve/events` (server-sent events for the
-//! inbox). Every value shown is HTML-escaped; pages carry a strict Content-Security-Policy (no
-//! inline script) and may not be framed.
+//! For approvers: `/approve` (passkey sign-in, then the live inbox), `/approve/requests/<id>`
+//! (the action as the headline, the agent's note beneath it, the statement and its hash
+//! recomputed in the browser, time left, Approve and Deny; or the receipt once decided),
+//! `/approve/history` (their own decisions), `/enrol/<token>` (passkey enrolment),
+//! `/approve/events` (server-sent events for the inbox). For everyone: `/` (what this server
+//! is), `/verify` (an evidence bundle verified in the browser by the verifier compiled to
+//! WebAssembly) and `/log` (the latest checkpoint and recent entries, each inclusion proof
+//! checked in the browser). Every value shown is HTML-escaped; pages carry a strict
+//! Content-Security-Policy (no inline script; WebAssembly only where the verifier runs) and may
+//! not be framed.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,28 +20,35 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde_json::Value;
 
-use crate::inbox::{effective_status, open_requests, own_request};
 use crate::passkeys::session_of;
 use crate::state::Approvals;
-use crate::store::RequestStatus;
-use crate::util::now_secs;
 use crate::web::RouterState;
-use countersign_log::http::PathParam;
 use countersign_log::ApiError;
 
+pub(crate) mod action;
+mod approver;
+mod public;
+
 const APP_JS: &str = include_str!("app.js");
+const APP_CSS: &str = include_str!("app.css");
+const FAVICON: &str = include_str!("favicon.svg");
 /// Longest life of one server-sent-events response.
 const SSE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(20);
-const APP_CSS: &str = include_str!("app.css");
 
 pub(crate) fn routes() -> Router<RouterState> {
     Router::new()
-        .route("/approve", get(home))
-        .route("/approve/requests/{request_id}", get(request_page))
+        .route("/", get(public::landing))
+        .route("/verify", get(public::verify_page))
+        .route("/log", get(public::log_page))
+        .route("/approve", get(approver::home))
+        .route("/approve/history", get(approver::history))
+        .route(
+            "/approve/requests/{request_id}",
+            get(approver::request_page),
+        )
         .route("/approve/events", get(events))
-        .route("/enrol/{token}", get(enrol_page))
+        .route("/enrol/{token}", get(approver::enrol_page))
         .route(
             "/approve/assets/app.js",
             get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
@@ -46,6 +57,18 @@ pub(crate) fn routes() -> Router<RouterState> {
             "/approve/assets/app.css",
             get(|| asset(APP_CSS, "text/css; charset=utf-8")),
         )
+        .route(
+            "/assets/pages.mjs",
+            get(|| asset(public::PAGES_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/countersign-verifier.mjs",
+            get(|| asset(public::LOADER_JS, "text/javascript; charset=utf-8")),
+        )
+        .route("/assets/countersign-verifier.wasm", get(public::wasm))
+        .route("/favicon.svg", get(|| asset(FAVICON, "image/svg+xml")))
+        // Browsers ask for /favicon.ico on their own: the same icon.
+        .route("/favicon.ico", get(|| asset(FAVICON, "image/svg+xml")))
 }
 
 async fn asset(body: &'static str, ct: &'static str) -> Response {
@@ -75,18 +98,56 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// A Unix time as RFC 3339 UTC (`2026-12-05T07:14:38Z`).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// A time element: RFC 3339 UTC, which the page's script shows in the reader's local time.
+pub(crate) fn time_html(secs: u64) -> String {
+    let t = rfc3339(secs);
+    format!("<time datetime=\"{t}\">{t}</time>")
+}
+
+/// What a page loads besides the common script and style.
+#[derive(Clone, Copy, Default)]
+struct Extras {
+    /// A module script (the verifier pages), which may instantiate WebAssembly.
+    module: Option<&'static str>,
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+/// The verifier pages may compile WebAssembly (and nothing else more than the others).
+const CSP_WASM: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+                        style-src 'self'; img-src 'self' data:; object-src 'none'; \
+                        base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
 fn page(title: &str, body_attrs: &str, csrf: Option<&str>, main: &str) -> Response {
+    page_with(title, body_attrs, csrf, main, Extras::default())
+}
+
+fn page_with(title: &str, body_attrs: &str, csrf: Option<&str>, main: &str, x: Extras) -> Response {
     let csrf = csrf
         .map(|t| format!("<meta name=\"csrf-token\" content=\"{}\">", esc(t)))
+        .unwrap_or_default();
+    let module = x
+        .module
+        .map(|m| format!("<script type=\"module\" src=\"{m}\"></script>"))
         .unwrap_or_default();
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · Countersign</title>{csrf}\
+         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
          <link rel=\"stylesheet\" href=\"/approve/assets/app.css\">\
-         <script src=\"/approve/assets/app.js\" defer></script></head>\
-         <body {body_attrs}><header><a href=\"/approve\" class=\"brand\">Countersign</a></header>\
-         <main id=\"main\">{main}</main>\
+         <script src=\"/approve/assets/app.js\" defer></script>{module}</head>\
+         <body {body_attrs}><a class=\"skip\" href=\"#main\">Skip to content</a>\
+         <header><a href=\"/\" class=\"brand\">Countersign</a>\
+         <nav aria-label=\"Main\"><a href=\"/approve\">Inbox</a><a href=\"/approve/history\">History</a>\
+         <a href=\"/verify\">Verify</a><a href=\"/log\">Log</a></nav></header>\
+         <main id=\"main\" tabindex=\"-1\">{main}</main>\
          <div id=\"status\" role=\"status\" aria-live=\"polite\"></div></body></html>",
         title = esc(title)
     );
@@ -99,10 +160,7 @@ fn page(title: &str, body_attrs: &str, csrf: Option<&str>, main: &str) -> Respon
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-        ),
+        HeaderValue::from_static(if x.module.is_some() { CSP_WASM } else { CSP }),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -116,204 +174,36 @@ fn page(title: &str, body_attrs: &str, csrf: Option<&str>, main: &str) -> Respon
     resp
 }
 
-fn error_page(status: StatusCode, title: &str, text: &str) -> Response {
+/// An error page: what happened, and what to do next.
+fn error_page(status: StatusCode, title: &str, text: &str, next: &str) -> Response {
     let mut r = page(
         title,
         "data-page=\"error\"",
         None,
         &format!(
-            "<h1>{}</h1><p class=\"error\">{}</p>",
+            "<h1>{}</h1><p class=\"error\">{}</p><p>{}</p>\
+             <p><a href=\"/approve\">Back to your inbox</a> · <a href=\"/\">Home</a></p>",
             esc(title),
-            esc(text)
+            esc(text),
+            esc(next)
         ),
     );
     *r.status_mut() = status;
     r
 }
 
-/// Renders `authorization_details` as nested definition lists.
-fn render_value(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            out.push_str("<dl>");
-            for (k, v) in m {
-                let _ = write!(out, "<dt>{}</dt><dd>", esc(k));
-                render_value(v, out);
-                out.push_str("</dd>");
-            }
-            out.push_str("</dl>");
-        }
-        Value::Array(a) => {
-            out.push_str("<ol>");
-            for v in a {
-                out.push_str("<li>");
-                render_value(v, out);
-                out.push_str("</li>");
-            }
-            out.push_str("</ol>");
-        }
-        Value::String(s) => {
-            let _ = write!(out, "<span class=\"str\">{}</span>", esc(s));
-        }
-        other => {
-            let _ = write!(
-                out,
-                "<span class=\"lit\">{}</span>",
-                esc(&other.to_string())
-            );
-        }
-    }
-}
-
-async fn home(State(ref c): State<Arc<Approvals>>, headers: HeaderMap) -> Response {
-    let Some(session) = session_of(c, &headers) else {
-        return page(
-            "Sign in",
-            "data-page=\"signin\"",
-            None,
-            "<h1>Sign in</h1><p>Use the passkey you enrolled to see the requests waiting for \
-             you.</p><button id=\"signin\" class=\"primary\">Sign in with a passkey</button>",
-        );
-    };
-    let list = match open_requests(c, &session.approver_id) {
-        Ok(l) => l,
-        Err(_) => {
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Error",
-                "The inbox could not be read.",
-            )
-        }
-    };
-    let mut items = String::new();
-    for r in &list {
-        let _ = write!(
-            items,
-            "<li><a href=\"/approve/requests/{id}\"><strong>{msg}</strong><span>from {client}</span>\
-             <span class=\"left\" data-expires=\"{exp}\"></span></a></li>",
-            id = esc(&r.request_id),
-            msg = esc(&r.statement.binding_message),
-            client = esc(&r.statement.client_id),
-            exp = r.statement.expires_at,
-        );
-    }
-    if items.is_empty() {
-        items.push_str("<li class=\"empty\">Nothing waiting for you.</li>");
-    }
+/// The sign-in page shown for approver pages without a session.
+fn sign_in(text: &str) -> Response {
     page(
-        "Inbox",
-        &format!("data-page=\"inbox\" data-now=\"{}\"", now_secs()),
-        Some(session.csrf.expose()),
-        &format!(
-            "<h1>Requests for {}</h1><ul id=\"inbox\" class=\"inbox\">{items}</ul>\
-             <p><button id=\"logout\">Sign out</button></p>",
-            esc(&session.approver_id)
-        ),
-    )
-}
-
-async fn request_page(
-    State(ref c): State<Arc<Approvals>>,
-    headers: HeaderMap,
-    PathParam(request_id): PathParam,
-) -> Response {
-    let Some(session) = session_of(c, &headers) else {
-        return page(
-            "Sign in",
-            "data-page=\"signin\"",
-            None,
-            "<h1>Sign in</h1><p>Sign in with your passkey to see this request.</p>\
-             <button id=\"signin\" class=\"primary\">Sign in with a passkey</button>",
-        );
-    };
-    let r = match own_request(c, &session.approver_id, &request_id) {
-        Ok((_, r)) => r,
-        Err(_) => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                "No such request",
-                "This request does not exist or is not addressed to you.",
-            )
-        }
-    };
-    let st = &r.statement;
-    let mut details = String::new();
-    render_value(&st.authorization_details, &mut details);
-    let status = effective_status(&r);
-    let canonical = st
-        .canonical_json()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let hash = st.hash().map(hex::encode).unwrap_or_default();
-    let outcome = match (status, &r.decision) {
-        (RequestStatus::Pending, _) => {
-            "<div class=\"actions\"><button id=\"approve\" class=\"primary\">Approve</button>\
-             <button id=\"deny\" class=\"danger\">Deny</button></div>"
-                .to_owned()
-        }
-        (RequestStatus::Approved | RequestStatus::Denied, Some(d)) => format!(
-            "<section class=\"receipt\"><h2>{}</h2><p>Recorded in the log at index \
-             <strong>{}</strong>.</p><p><a href=\"/approve/requests/{}/evidence\">Evidence \
-             bundle</a></p></section>",
-            if status == RequestStatus::Approved {
-                "Approved"
-            } else {
-                "Denied"
-            },
-            d.index,
-            esc(&r.request_id)
-        ),
-        (RequestStatus::Expired, _) => "<p class=\"error\">This request expired.</p>".to_owned(),
-        _ => "<p>A decision is being recorded…</p>".to_owned(),
-    };
-    page(
-        "Request",
-        &format!(
-            "data-page=\"request\" data-request=\"{}\" data-expires=\"{}\" data-now=\"{}\"",
-            esc(&r.request_id),
-            st.expires_at,
-            now_secs()
-        ),
-        Some(session.csrf.expose()),
-        &format!(
-            "<h1>{msg}</h1>\
-             <p class=\"meta\">Asked by <strong>{client}</strong> · scope <code>{scope}</code> · \
-             <span class=\"left\" data-expires=\"{exp}\"></span></p>\
-             <section><h2>What will be done</h2><div class=\"details\">{details}</div></section>\
-             <details><summary>Exact statement you sign (canonical JSON)</summary>\
-             <pre id=\"canonical\">{canon}</pre>\
-             <p>SHA-256 (with decision “approve”): <code id=\"server-hash\">{hash}</code></p>\
-             </details><p id=\"hash-check\" class=\"check\">Checking the statement hash in your browser…</p>\
-             {outcome}<div id=\"receipt\"></div>",
-            msg = esc(&st.binding_message),
-            client = esc(&st.client_id),
-            scope = esc(&st.scope),
-            exp = st.expires_at,
-            canon = esc(&canonical),
-            hash = esc(&hash),
-        ),
-    )
-}
-
-async fn enrol_page(State(ref c): State<Arc<Approvals>>, PathParam(token): PathParam) -> Response {
-    let Some(a) = crate::passkeys::enrolment::link_approver(c, &token) else {
-        return error_page(
-            StatusCode::GONE,
-            "Link not valid",
-            "This enrolment link is unknown, already used or expired. Ask your administrator for a new one.",
-        );
-    };
-    page(
-        "Enrol a passkey",
-        &format!("data-page=\"enrol\" data-token=\"{}\"", esc(&token)),
+        "Sign in",
+        "data-page=\"signin\"",
         None,
         &format!(
-            "<h1>Enrol a passkey</h1><p>Hello {}. Create a passkey to approve requests \
-             addressed to <strong>{}</strong>. The enrolment is recorded in the public log \
-             under your opaque id only.</p>\
-             <button id=\"enrol\" class=\"primary\">Create passkey</button>",
-            esc(a.name.as_deref().unwrap_or(&a.email)),
-            esc(&a.approver_id)
+            "<h1>Sign in</h1><p>{}</p>\
+             <button id=\"signin\" class=\"primary\">Sign in with a passkey</button>\
+             <p class=\"muted\">No passkey yet? Your operator sends you a one-time enrolment \
+             link.</p>",
+            esc(text)
         ),
     )
 }
@@ -363,14 +253,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_renders() {
+    fn escapes() {
         assert_eq!(
             esc("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
-        let mut out = String::new();
-        render_value(&serde_json::json!([{"type": "<script>", "n": 1}]), &mut out);
-        assert!(out.contains("&lt;script&gt;"));
-        assert!(!out.contains("<script>"));
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_454_878), "2026-12-05T07:14:38Z");
+        assert_eq!(
+            time_html(0),
+            "<time datetime=\"1970-01-01T00:00:00Z\">1970-01-01T00:00:00Z</time>"
+        );
     }
 }

@@ -162,7 +162,16 @@ fn finish_records_the_decision_and_clears_the_indexes() {
         assert!(r.claim.is_none());
         assert_eq!(r.decision.as_ref().unwrap().index, 7);
         let pending = format!("{PENDING_PREFIX}apv_alice/req_test");
-        assert_eq!(keys(&b), (vec![KEY], vec![pending.as_str(), "i/00ff"]));
+        // The decision joins the approver's history, newest first.
+        let history = CibaStore::history_key("apv_alice", 7, "req_test");
+        assert!(history.starts_with("h/apv_alice/"));
+        assert_eq!(
+            keys(&b),
+            (
+                vec![KEY, history.as_str()],
+                vec![pending.as_str(), "i/00ff"]
+            )
+        );
         assert_eq!(stored(&b).status, status);
     }
     // Only a claimed request is finished.

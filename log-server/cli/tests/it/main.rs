@@ -21,6 +21,7 @@ mod layering;
 #[path = "../../../tests/it/common.rs"]
 mod log_common;
 mod log_crash;
+mod pages;
 mod powercut;
 mod powercut_flows;
 #[path = "../support/process.rs"]

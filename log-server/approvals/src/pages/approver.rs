@@ -1,0 +1,334 @@
+//! The approver's pages: the inbox, a request (the action as the headline), the history of
+//! their decisions, and passkey enrolment.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::action::{note_mismatches, render, summary};
+use super::{error_page, esc, page, sign_in, time_html};
+use crate::inbox::{effective_status, open_requests, own_request};
+use crate::passkeys::session_of;
+use crate::state::Approvals;
+use crate::store::{RequestRecord, RequestStatus};
+use crate::util::now_secs;
+use countersign_log::http::PathParam;
+
+/// Decisions listed on the history page.
+const HISTORY_LIMIT: usize = 200;
+
+/// The warning beside an agent's note that mentions what the action does not contain.
+fn note_warning(r: &RequestRecord) -> String {
+    let m = note_mismatches(
+        &r.statement.binding_message,
+        &r.statement.authorization_details,
+    );
+    if m.is_empty() {
+        return String::new();
+    }
+    let list = m
+        .iter()
+        .map(|s| format!("“{}”", esc(s)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "<p class=\"warning\" role=\"alert\"><strong>Check this:</strong> the agent's note mentions \
+         {list}, which the action does not contain. You sign the action, not the note: if they \
+         disagree, deny.</p>"
+    )
+}
+
+/// One request in a list (the inbox, the history): the action, then the agent's note; `tail`
+/// inside the link, `after` below it.
+fn list_item(r: &RequestRecord, tail: &str, after: &str) -> String {
+    let warn = if note_mismatches(
+        &r.statement.binding_message,
+        &r.statement.authorization_details,
+    )
+    .is_empty()
+    {
+        ""
+    } else {
+        " <span class=\"badge warn\">note disagrees with the action</span>"
+    };
+    format!(
+        "<li><a href=\"/approve/requests/{id}\"><strong class=\"headline\">{summary}</strong>\
+         <span class=\"note-line\">Agent's note: “{note}”{warn}</span>\
+         <span class=\"muted\">from {client}</span>{tail}</a>{after}</li>",
+        id = esc(&r.request_id),
+        summary = esc(&summary(&r.statement.authorization_details)),
+        note = esc(&r.statement.binding_message),
+        client = esc(&r.statement.client_id),
+    )
+}
+
+pub(super) async fn home(State(ref c): State<Arc<Approvals>>, headers: HeaderMap) -> Response {
+    let Some(session) = session_of(c, &headers) else {
+        return sign_in("Use the passkey you enrolled to see the requests waiting for you.");
+    };
+    let Ok(list) = open_requests(c, &session.approver_id) else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The inbox could not be read",
+            "The server could not read your requests.",
+            "Reload the page in a minute; if it keeps failing, tell your operator.",
+        );
+    };
+    let mut items = String::new();
+    for r in &list {
+        items.push_str(&list_item(
+            r,
+            &format!(
+                "<span class=\"left\" data-expires=\"{}\"></span>",
+                r.statement.expires_at
+            ),
+            "",
+        ));
+    }
+    if items.is_empty() {
+        items.push_str("<li class=\"empty\">Nothing waiting for you.</li>");
+    }
+    page(
+        "Inbox",
+        &format!("data-page=\"inbox\" data-now=\"{}\"", now_secs()),
+        Some(session.csrf.expose()),
+        &format!(
+            "<h1>Requests for {}</h1><ul id=\"inbox\" class=\"inbox\">{items}</ul>\
+             <p><a href=\"/approve/history\">Your past decisions</a></p>\
+             <p><button id=\"logout\">Sign out</button></p>",
+            esc(&session.approver_id)
+        ),
+    )
+}
+
+/// The evidence links of a decided request: the bundle as a file, and the verify page.
+fn evidence_links(request_id: &str) -> String {
+    format!(
+        "<a href=\"/approve/requests/{id}/evidence\" download=\"countersign-evidence-{id}.json\">\
+         Download the evidence bundle</a> · <a href=\"/verify\">Verify a bundle in your browser</a>",
+        id = esc(request_id)
+    )
+}
+
+/// The receipt of a decided request, or its state when it cannot be decided.
+fn outcome(r: &RequestRecord, status: RequestStatus) -> String {
+    match (status, &r.decision) {
+        (RequestStatus::Pending, _) => {
+            "<div class=\"actions\"><button id=\"approve\" class=\"primary\">Approve</button>\
+             <button id=\"deny\" class=\"danger\">Deny</button></div>"
+                .to_owned()
+        }
+        (RequestStatus::Approved, Some(d)) => format!(
+            "<section class=\"receipt approved\" aria-labelledby=\"receipt-h\">\
+             <h2 id=\"receipt-h\"><span aria-hidden=\"true\">✓ </span>Approved</h2>\
+             <p>You approved this action on {at}. Your signed approval is in the public log at \
+             index <strong>{index}</strong>; the agent may now do exactly this.</p><p>{links}</p></section>",
+            at = time_html(d.decided_at),
+            index = d.index,
+            links = evidence_links(&r.request_id)
+        ),
+        (RequestStatus::Denied, Some(d)) => format!(
+            "<section class=\"receipt denied\" aria-labelledby=\"receipt-h\">\
+             <h2 id=\"receipt-h\"><span aria-hidden=\"true\">✗ </span>Denied</h2>\
+             <p>You denied this action on {at}. Your signed refusal is in the public log at index \
+             <strong>{index}</strong>; the agent gets no token for it.</p><p>{links}</p></section>",
+            at = time_html(d.decided_at),
+            index = d.index,
+            links = evidence_links(&r.request_id)
+        ),
+        (RequestStatus::Expired, _) => format!(
+            "<section class=\"receipt expired\" aria-labelledby=\"receipt-h\">\
+             <h2 id=\"receipt-h\">Expired</h2><p>This request expired on {} without a decision. \
+             It can no longer be approved or denied; the agent has to ask again.</p></section>",
+            time_html(r.statement.expires_at)
+        ),
+        _ => "<section class=\"receipt\"><h2>Being recorded</h2><p>A decision on this request is \
+              being recorded in the log. Reload the page in a few seconds.</p></section>"
+            .to_owned(),
+    }
+}
+
+fn state_line(r: &RequestRecord, status: RequestStatus) -> String {
+    match status {
+        RequestStatus::Pending => format!(
+            "<p class=\"state pending\" id=\"state\">Waiting for your decision · \
+             <span class=\"left\" data-expires=\"{}\"></span> (expires {})</p>",
+            r.statement.expires_at,
+            time_html(r.statement.expires_at)
+        ),
+        RequestStatus::Approved => "<p class=\"state approved\" id=\"state\">Approved</p>".into(),
+        RequestStatus::Denied => "<p class=\"state denied\" id=\"state\">Denied</p>".into(),
+        RequestStatus::Expired => "<p class=\"state expired\" id=\"state\">Expired</p>".into(),
+        RequestStatus::Deciding => {
+            "<p class=\"state\" id=\"state\">A decision is being recorded</p>".into()
+        }
+    }
+}
+
+pub(super) async fn request_page(
+    State(ref c): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    PathParam(request_id): PathParam,
+) -> Response {
+    let Some(session) = session_of(c, &headers) else {
+        return sign_in("Sign in with your passkey to see this request.");
+    };
+    let Ok((_, r)) = own_request(c, &session.approver_id, &request_id) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "No such request",
+            "This request does not exist, is no longer kept, or is not addressed to you.",
+            "Open your inbox to see the requests waiting for you.",
+        );
+    };
+    let st = &r.statement;
+    let status = effective_status(&r);
+    let canonical = st
+        .canonical_json()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let hash = st.hash().map(hex::encode).unwrap_or_default();
+    let short = format!(
+        "{}…{}",
+        hash.get(..12).unwrap_or_default(),
+        hash.get(hash.len().saturating_sub(6)..).unwrap_or_default()
+    );
+    let pending = status == RequestStatus::Pending;
+    let body_attrs = if pending {
+        format!(
+            "data-page=\"request\" data-request=\"{}\" data-expires=\"{}\" data-now=\"{}\"",
+            esc(&r.request_id),
+            st.expires_at,
+            now_secs()
+        )
+    } else {
+        format!(
+            "data-page=\"request\" data-request=\"{}\" data-now=\"{}\"",
+            esc(&r.request_id),
+            now_secs()
+        )
+    };
+    let heading = summary(&st.authorization_details);
+    let mut main = String::new();
+    let _ = write!(
+        main,
+        "<p class=\"back\"><a href=\"/approve\">← Back to your inbox</a></p>\
+         <p class=\"eyebrow\"><strong>{client}</strong> asks you to approve</p>\
+         <h1 id=\"headline\">{heading}</h1>{state}\
+         <section aria-labelledby=\"action-h\" class=\"card\"><h2 id=\"action-h\">The action</h2>\
+         <p class=\"muted\">This is what your passkey signs and what the agent may do.</p>\
+         {details}</section>\
+         <section aria-labelledby=\"note-h\" class=\"note\"><h2 id=\"note-h\">Agent's note \
+         <span class=\"muted\">(written by the agent, not verified)</span></h2>\
+         <blockquote>{note}</blockquote>{warning}</section>\
+         <dl class=\"meta\"><dt>Requested by</dt><dd><code>{client}</code></dd>\
+         <dt>Scope</dt><dd><code>{scope}</code></dd>\
+         <dt>Requested</dt><dd>{requested}</dd><dt>Expires</dt><dd>{expires}</dd>\
+         <dt>Request id</dt><dd><code>{rid}</code></dd></dl>\
+         <section aria-labelledby=\"hash-h\" class=\"hash\"><h2 id=\"hash-h\">What is signed</h2>\
+         <p>Your passkey signs the SHA-256 hash of this statement (the action, the request and \
+         the decision, in RFC 8785 canonical JSON): <code title=\"{hash}\">{short}</code></p>\
+         <p id=\"hash-check\" class=\"check\" data-decision=\"{decision}\">Your browser is \
+         recomputing the hash…</p>\
+         <details><summary>Show the full hash and the exact statement</summary>\
+         <p>SHA-256 (decision “{decision}”): <code id=\"server-hash\">{hash}</code></p>\
+         <pre id=\"canonical\">{canon}</pre></details></section>\
+         {outcome}<div id=\"receipt\"></div>",
+        client = esc(&st.client_id),
+        heading = esc(&heading),
+        state = state_line(&r, status),
+        details = render(&st.authorization_details),
+        note = esc(&st.binding_message),
+        warning = note_warning(&r),
+        scope = esc(&st.scope),
+        requested = time_html(st.requested_at),
+        expires = time_html(st.expires_at),
+        rid = esc(&r.request_id),
+        decision = esc(&st.decision),
+        canon = esc(&canonical),
+        hash = esc(&hash),
+        short = esc(&short),
+        outcome = outcome(&r, status),
+    );
+    page(&heading, &body_attrs, Some(session.csrf.expose()), &main)
+}
+
+pub(super) async fn history(State(ref c): State<Arc<Approvals>>, headers: HeaderMap) -> Response {
+    let Some(session) = session_of(c, &headers) else {
+        return sign_in("Sign in with your passkey to see your past decisions.");
+    };
+    let Ok(list) = c.store.history_of(&session.approver_id, HISTORY_LIMIT) else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "History could not be read",
+            "The server could not read your past decisions.",
+            "Reload the page in a minute; if it keeps failing, tell your operator.",
+        );
+    };
+    let mut items = String::new();
+    for r in &list {
+        let Some(d) = &r.decision else { continue };
+        let (class, word) = match r.status {
+            RequestStatus::Approved => ("approved", "Approved"),
+            _ => ("denied", "Denied"),
+        };
+        items.push_str(&list_item(
+            r,
+            &format!(
+                "<span><span class=\"badge {class}\">{word}</span> {at} · log index {index}</span>",
+                at = time_html(d.decided_at),
+                index = d.index
+            ),
+            &format!(
+                "<p class=\"download\"><a href=\"/approve/requests/{id}/evidence\" \
+                 download=\"countersign-evidence-{id}.json\">Download the evidence bundle</a></p>",
+                id = esc(&r.request_id),
+            ),
+        ));
+    }
+    if items.is_empty() {
+        items.push_str("<li class=\"empty\">You have not decided any request yet.</li>");
+    }
+    page(
+        "Your decisions",
+        "data-page=\"history\"",
+        Some(session.csrf.expose()),
+        &format!(
+            "<p class=\"back\"><a href=\"/approve\">← Back to your inbox</a></p>\
+             <h1>Your decisions</h1><p class=\"muted\">Newest first, as long as the server keeps \
+             the requests. Each evidence bundle verifies offline, with <a href=\"/verify\">the \
+             verify page</a> or <code>countersign-verify bundle</code>.</p>\
+             <ul class=\"inbox history\">{items}</ul>"
+        ),
+    )
+}
+
+pub(super) async fn enrol_page(
+    State(ref c): State<Arc<Approvals>>,
+    PathParam(token): PathParam,
+) -> Response {
+    let Some(a) = crate::passkeys::enrolment::link_approver(c, &token) else {
+        return error_page(
+            StatusCode::GONE,
+            "Link not valid",
+            "This enrolment link is unknown, already used or expired.",
+            "Ask your operator for a new link (countersign approver link <id>).",
+        );
+    };
+    page(
+        "Enrol a passkey",
+        &format!("data-page=\"enrol\" data-token=\"{}\"", esc(&token)),
+        None,
+        &format!(
+            "<h1>Enrol a passkey</h1><p>Hello {}. Create a passkey to approve requests \
+             addressed to <strong>{}</strong>. The enrolment is recorded in the public log \
+             under your opaque id only.</p>\
+             <button id=\"enrol\" class=\"primary\">Create passkey</button>",
+            esc(a.name.as_deref().unwrap_or(&a.email)),
+            esc(&a.approver_id)
+        ),
+    )
+}
