@@ -6,6 +6,8 @@
 #   golang-go, golang-golang-x-mod-dev
 #                        Go's sumdb/tlog and sumdb/note, the independent check of our vectors
 #                        and log (scripts/go-check.sh, testvectors/go/)
+#   rustup targets wasm32-unknown-unknown (the verifier in WebAssembly, verifier/wasm) and
+#                  thumbv7em-none-eabihf (a bare-metal target: the verifier builds without std)
 set -euo pipefail
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -20,4 +22,14 @@ if ((${#need[@]})); then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+targets=()
+installed_targets=$(rustup target list --installed)
+for t in wasm32-unknown-unknown thumbv7em-none-eabihf; do
+    grep -qx "$t" <<<"$installed_targets" || targets+=("$t")
+done
+if ((${#targets[@]})); then
+    echo "setup: adding rust targets ${targets[*]}" >&2
+    rustup target add "${targets[@]}"
 fi

@@ -793,11 +793,17 @@ fn statements(f: &mut Files) {
 
 /// A small log with one enrolment and two decisions, and the bundle of the first decision.
 pub fn sample_bundle(alg: Alg, seed: u64) -> (EvidenceBundle, Vec<Vec<u8>>) {
-    sample_bundle_with_flags(alg, seed, flags::UP | flags::UV)
+    sample_bundle_with_flags(alg, seed, flags::UP | flags::UV, Decision::Approve)
 }
 
-/// [`sample_bundle`] with the assertion's authenticator flags byte given (e.g. without UV).
-fn sample_bundle_with_flags(alg: Alg, seed: u64, flags_byte: u8) -> (EvidenceBundle, Vec<Vec<u8>>) {
+/// [`sample_bundle`] with the assertion's authenticator flags byte (e.g. without UV) and the
+/// decision given.
+fn sample_bundle_with_flags(
+    alg: Alg,
+    seed: u64,
+    flags_byte: u8,
+    decision: Decision,
+) -> (EvidenceBundle, Vec<Vec<u8>>) {
     let mut pk = SoftPasskey::new(alg, seed, RP_ID);
     let key = log_signing_key();
     let vkey = log_vkey();
@@ -813,7 +819,7 @@ fn sample_bundle_with_flags(alg: Alg, seed: u64, flags_byte: u8) -> (EvidenceBun
         b"unrelated entry 0".to_vec(),
         enrol.encode().unwrap_or_default(),
     ];
-    let statement = sample_statement("0001", Decision::Approve);
+    let statement = sample_statement("0001", decision);
     let sh = statement.hash().unwrap_or_default();
     let nonce: [u8; 32] = Sha256::digest(seed.to_be_bytes()).into();
     let challenge = countersign_verifier::challenge(&nonce, &sh);
@@ -822,7 +828,7 @@ fn sample_bundle_with_flags(alg: Alg, seed: u64, flags_byte: u8) -> (EvidenceBun
         ..AssertOptions::new(&challenge, ORIGIN)
     });
     let dec = Entry::Decision(SignedDecision {
-        decision: Decision::Approve,
+        decision,
         statement_hash: sh,
         nonce,
         approver_id: statement.approver_id.clone(),
@@ -892,6 +898,20 @@ fn bundles(f: &mut Files) {
             }),
         );
     }
+    // A verified denial: valid evidence, which an executor must still not act on
+    // (`countersign-verify bundle` exits 3 for it unless `--expect deny`).
+    let (denial, _) =
+        sample_bundle_with_flags(Alg::Es256, 203, flags::UP | flags::UV, Decision::Deny);
+    put(
+        f,
+        "bundles/valid-deny.json".into(),
+        json!({
+            "description": "a complete evidence bundle for an ES256 passkey denial: the evidence \
+                            is valid and records decision deny",
+            "log_key": vkey, "bundle": serde_json::to_value(&denial).unwrap_or_default(),
+            "decision": "deny", "expected": "valid", "flags": [],
+        }),
+    );
     let (b, _) = sample_bundle(Alg::Es256, 200);
     let base = serde_json::to_value(&b).unwrap_or_default();
     let mut cases: Vec<(&str, Value, &str)> = Vec::new();
@@ -1004,7 +1024,7 @@ fn bundles(f: &mut Files) {
     // A decision whose passkey did not verify the user (UP without UV): the log took it (its
     // policy may not require UV), and a verifier that requires UV (`--require-uv`) refuses it;
     // without that flag the same bundle verifies.
-    let (no_uv, _) = sample_bundle_with_flags(Alg::Es256, 200, flags::UP);
+    let (no_uv, _) = sample_bundle_with_flags(Alg::Es256, 200, flags::UP, Decision::Approve);
     put(
         f,
         "bundles/uv-missing.json".into(),

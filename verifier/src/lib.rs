@@ -17,6 +17,8 @@ mod note;
 mod proof;
 mod registration;
 #[cfg(feature = "std")]
+mod report;
+#[cfg(feature = "std")]
 mod statement;
 mod tlog_proof;
 mod webauthn;
@@ -54,6 +56,8 @@ pub use registration::{
     verify_registration, AttestationTrust, RegisteredCredential, RegistrationError,
     RegistrationPolicy, MAX_ATTESTATION_OBJECT_BYTES,
 };
+#[cfg(feature = "std")]
+pub use report::{bundle_report, Expectation, UnknownExpectation, UNSIGNED_BUNDLE_MEMBERS};
 #[cfg(feature = "std")]
 pub use statement::{
     canonical_json, is_unsafe_display_char, parse_json_strict, validate_authorization_details,

@@ -1,16 +1,19 @@
 //! `countersign-verify`: the auditor's offline verifier. Checks Merkle proofs, signed notes and
 //! checkpoints, WebAuthn assertions and whole evidence bundles with no network access.
 //!
-//! Exit status: 0 valid, 1 invalid (the message names the failed check), 2 usage or I/O error.
+//! Exit status: 0 valid (for `bundle`: a verified decision of the expected kind, by default an
+//! approval), 1 invalid (the message names the failed check), 2 usage or I/O error, 3 (`bundle`
+//! only) the evidence verified but records another decision than the expected one.
 
 use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use countersign_verifier::{
-    challenge, check_execution, leaf_hash, parse_cose_key, sha256, verify_assertion,
+    bundle_report, challenge, check_execution, leaf_hash, parse_cose_key, sha256, verify_assertion,
     verify_consistency, verify_inclusion, Assertion, AssertionPolicy, BundlePolicy, Checkpoint,
-    Entry, EvidenceBundle, Hash, Note, Statement, VerifierKey,
+    Decision, Entry, EvidenceBundle, Expectation, Hash, Note, Statement, VerifierKey,
+    UNSIGNED_BUNDLE_MEMBERS,
 };
 use serde_json::{json, Value};
 
@@ -20,8 +23,13 @@ use serde_json::{json, Value};
     version,
     about = "Verify Countersign proofs, checkpoints, passkey assertions and evidence bundles offline",
     long_about = "Verify Countersign proofs, checkpoints, passkey assertions and evidence bundles offline.\n\n\
-        Exit status: 0 = valid, 1 = invalid (the message names the check that failed), 2 = usage or I/O error.\n\
-        Hashes and byte strings are lowercase hex."
+        Hashes and byte strings are lowercase hex.\n\n\
+        Exit status:\n  \
+          0  valid; for `bundle`, the evidence verified and records the expected decision (by default an approval)\n  \
+          1  invalid: the message names the check that failed\n  \
+          2  usage or I/O error\n  \
+          3  `bundle` only: the evidence verified, but records another decision than --expect \
+        (by default: a verified DENIAL; the approver refused, so do not act)"
 )]
 struct Cli {
     /// Print one JSON object instead of text.
@@ -41,7 +49,8 @@ enum Command {
     Note(NoteArgs),
     /// Check a WebAuthn assertion (W3C WebAuthn Level 3, section 7.2).
     Assertion(AssertionArgs),
-    /// Check an evidence bundle down to the log's checkpoint signature.
+    /// Check an evidence bundle down to the log's checkpoint signature. Exits 0 only for a
+    /// verified approval (or the decision --expect names), 3 for a verified denial.
     Bundle(BundleArgs),
     /// Decode a log entry and check that it is canonical.
     Entry(EntryArgs),
@@ -149,6 +158,14 @@ struct AssertionArgs {
 }
 
 #[derive(Args)]
+#[command(after_long_help = "Exit status:\n  \
+    0  the evidence verified and records the expected decision (by default: an approval)\n  \
+    1  invalid: the message names the check that failed\n  \
+    2  usage or I/O error\n  \
+    3  the evidence verified, but records another decision: with the default --expect approve, \
+    a verified DENIAL (the output starts with DENIED); with --expect deny, an approval\n\n\
+    The output also names the bundle members that no signature covers (parties, \
+    relying_party.origins): they are shown for convenience and are not evidence.")]
 struct BundleArgs {
     /// The evidence bundle JSON file, or `-` for standard input.
     file: String,
@@ -177,6 +194,14 @@ struct BundleArgs {
     /// Also print the decision's C2SP tlog-proof text.
     #[arg(long)]
     tlog_proof: bool,
+    /// The decision to exit 0 for: `approve` (the default), `deny`, or `any` (either; the output
+    /// still names it). A verified bundle recording another decision exits 3.
+    #[arg(long, value_name = "DECISION", default_value = "approve", value_parser = parse_expectation)]
+    expect: Expectation,
+}
+
+fn parse_expectation(s: &str) -> Result<Expectation, String> {
+    Expectation::parse(s).map_err(|e| e.to_string())
 }
 
 /// A usage or I/O problem (exit 2).
@@ -185,6 +210,11 @@ struct UsageError(String);
 /// The outcome of a check.
 enum Outcome {
     Valid {
+        summary: String,
+        details: Value,
+    },
+    /// Verified, but not the decision the caller expects (exit 3).
+    Unexpected {
         summary: String,
         details: Value,
     },
@@ -227,16 +257,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Outcome::Valid { summary, details }) => {
-            if cli.json {
-                let mut v = json!({"valid": true});
-                if let (Some(o), Value::Object(d)) = (v.as_object_mut(), details) {
-                    o.extend(d);
-                }
-                say(v);
-            } else {
-                say(summary);
-            }
+            answer(cli.json, summary, details);
             ExitCode::SUCCESS
+        }
+        Ok(Outcome::Unexpected { summary, details }) => {
+            answer(cli.json, summary, details);
+            ExitCode::from(3)
         }
         Ok(Outcome::Invalid { check, message }) => {
             if cli.json {
@@ -246,6 +272,19 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// Prints a verified answer: the summary, or `{"valid": true, ...details}`.
+fn answer(json: bool, summary: String, details: Value) {
+    if json {
+        let mut v = json!({"valid": true});
+        if let (Some(o), Value::Object(d)) = (v.as_object_mut(), details) {
+            o.extend(d);
+        }
+        say(v);
+    } else {
+        say(summary);
     }
 }
 
@@ -423,6 +462,13 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         .iter()
         .map(|k| vkey_arg("--witness", k))
         .collect::<Result<Vec<_>, _>>()?;
+    if a.action.is_some() && a.expect != Expectation::Approve {
+        // The execution check only ever passes for an approval.
+        return Err(UsageError(format!(
+            "--action checks an approval; it cannot be combined with --expect {}",
+            a.expect.as_str()
+        )));
+    }
     let action: Option<Value> = match &a.action {
         None => None,
         Some(p) => Some(
@@ -456,9 +502,23 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             })
         }
     };
+    let as_expected = a.expect.admits(v.decision);
+    let headline = match (v.decision, as_expected) {
+        (Decision::Approve, true) => "OK: evidence verified; the approver APPROVED this action",
+        (Decision::Deny, true) => {
+            "OK: evidence verified; the approver DENIED this action (--expect allows a denial)"
+        }
+        (Decision::Deny, false) => {
+            "DENIED: evidence verified; the approver refused this action (exit status 3)"
+        }
+        (Decision::Approve, false) => {
+            "APPROVED, NOT DENIED: evidence verified; the approver approved this action, \
+             but --expect deny was given (exit status 3)"
+        }
+    };
     let s = &v.statement;
     let mut summary = format!(
-        "OK: evidence verified\n\
+        "{headline}\n\
          decision:      {} by approver {} ({} passkey, user verified: {}, origin {})\n\
          request:       {} from client {} (scope {:?})\n\
          binding:       {:?}\n\
@@ -500,22 +560,15 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             )
         }
     );
-    let mut details = json!({
-        "decision": v.decision.as_str(),
-        "approver_id": s.approver_id,
-        "client_id": s.client_id,
-        "request_id": s.request_id,
-        "statement_hash": hex::encode(v.statement_hash),
-        "authorization_details": s.authorization_details,
-        "decision_index": v.decision_index,
-        "enrolment_index": v.enrolment_index,
-        "decided_at_ms": v.decided_at_ms,
-        "tree_size": v.tree_size,
-        "root": v.root.to_hex(),
-        "algorithm": v.algorithm,
-        "user_verified": v.user_verified,
-    });
-    if let Some(action) = action {
+    if let Some(p) = &b.parties {
+        summary.push_str(&format!("\nparties:       {p} (unsigned)"));
+    }
+    summary.push_str(&format!(
+        "\nunsigned:      {} (covered by no signature: shown for convenience, not evidence)",
+        UNSIGNED_BUNDLE_MEMBERS.join(", ")
+    ));
+    let mut details = bundle_report(&b, &v, a.expect);
+    if let Some(action) = action.filter(|_| as_expected) {
         if let Err(e) = check_execution(&v.statement, &action, a.now) {
             return Ok(Outcome::Invalid {
                 check: "action",
@@ -540,7 +593,11 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             }
         }
     }
-    Ok(Outcome::Valid { summary, details })
+    Ok(if as_expected {
+        Outcome::Valid { summary, details }
+    } else {
+        Outcome::Unexpected { summary, details }
+    })
 }
 
 fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {

@@ -119,6 +119,11 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 ..BundlePolicy::default()
             };
             let ok = b.verify(&key, &policy).map_err(|x| e(&x))?;
+            let decision = v
+                .get("decision")
+                .and_then(Value::as_str)
+                .unwrap_or("approve");
+            assert_eq!(ok.decision.as_str(), decision);
             if let Some(action) = v.get("action") {
                 check_execution(&ok.statement, action, None).map_err(|x| e(&x))?;
             }

@@ -1,5 +1,5 @@
-//! Runs `countersign-verify` on every generated vector: exit 0 for the valid ones, exit 1 with
-//! the failed check named for the invalid ones, exit 2 for usage errors.
+//! Runs `countersign-verify` on every generated vector: exit 0 for the valid ones (3 for a valid
+//! denial), exit 1 with the failed check named for the invalid ones, exit 2 for usage errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
@@ -165,6 +165,11 @@ fn every_vector_through_the_cli() {
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             match v["expected"].as_str().unwrap() {
+                // A verified denial is valid evidence on which nothing may act.
+                "valid" if v.get("decision").is_some_and(|d| d == "deny") => {
+                    assert_eq!(out.status.code(), Some(3), "{}: {stdout}", p.display());
+                    assert!(stdout.starts_with("DENIED: "), "{}: {stdout}", p.display());
+                }
                 "valid" => assert_eq!(
                     out.status.code(),
                     Some(0),
@@ -473,6 +478,159 @@ fn bundle_flags_and_leaf_hash() {
         assert_eq!(run(&a, None).status.code(), Some(0), "{name}: {a:?}");
         a[at + 1] = "ab".repeat(32);
         assert_eq!(run(&a, None).status.code(), Some(1), "{name}: {a:?}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// `bundle` exits 0 only for the decision expected (an approval unless `--expect` says
+/// otherwise), 3 for a verified bundle recording the other one, and always names the decision,
+/// the expectation and the members no signature covers.
+#[test]
+fn bundle_exit_status_follows_the_expected_decision() {
+    let read = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(vectors().join(format!("bundles/{name}.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let (approval, denial) = (read("valid-es256"), read("valid-deny"));
+    assert_eq!(denial["bundle"]["statement"]["decision"], "deny");
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-exp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let run_with = |v: &Value, name: &str, extra: &[&str]| {
+        let mut a = vec![
+            "bundle".to_string(),
+            write_tmp(&tmp, name, &v["bundle"]),
+            "--log-key".into(),
+            s(&v["log_key"]),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        run(&a, None)
+    };
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    // Text: the headline says what was decided, and the unsigned members are named.
+    let cases: [(&Value, &[&str], i32, &str); 7] = [
+        (
+            &approval,
+            &[],
+            0,
+            "OK: evidence verified; the approver APPROVED",
+        ),
+        (
+            &approval,
+            &["--expect", "approve"],
+            0,
+            "OK: evidence verified; the approver APPROVED",
+        ),
+        (
+            &denial,
+            &[],
+            3,
+            "DENIED: evidence verified; the approver refused this action",
+        ),
+        (
+            &denial,
+            &["--expect", "deny"],
+            0,
+            "OK: evidence verified; the approver DENIED",
+        ),
+        (
+            &approval,
+            &["--expect", "deny"],
+            3,
+            "APPROVED, NOT DENIED: ",
+        ),
+        (
+            &approval,
+            &["--expect", "any"],
+            0,
+            "OK: evidence verified; the approver APPROVED",
+        ),
+        (
+            &denial,
+            &["--expect", "any"],
+            0,
+            "OK: evidence verified; the approver DENIED",
+        ),
+    ];
+    for (v, extra, code, headline) in cases {
+        let out = run_with(v, "b.json", extra);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {t}");
+        assert!(t.starts_with(headline), "{extra:?}: {t}");
+        assert!(
+            t.contains("\nunsigned:      parties, relying_party.origins (covered by no signature"),
+            "{t}"
+        );
+        assert!(t.contains("\nparties:       {"), "{t}");
+    }
+
+    // JSON: valid, the decision, the expectation and whether it was met, the unsigned members.
+    for (v, extra, code, decision, expected, met) in [
+        (&approval, &[][..], 0, "approve", "approve", true),
+        (&denial, &[][..], 3, "deny", "approve", false),
+        (&denial, &["--expect", "deny"][..], 0, "deny", "deny", true),
+        (
+            &approval,
+            &["--expect", "deny"][..],
+            3,
+            "approve",
+            "deny",
+            false,
+        ),
+        (&denial, &["--expect", "any"][..], 0, "deny", "any", true),
+    ] {
+        let mut e = extra.to_vec();
+        e.push("--json");
+        let out = run_with(v, "b.json", &e);
+        assert_eq!(out.status.code(), Some(code), "{e:?}");
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["valid"], true, "{j}");
+        assert_eq!(j["decision"], decision, "{j}");
+        assert_eq!(j["expected"], expected, "{j}");
+        assert_eq!(j["as_expected"], met, "{j}");
+        assert_eq!(
+            j["unsigned"],
+            serde_json::json!(["parties", "relying_party.origins"])
+        );
+        assert_eq!(j["parties"], v["bundle"]["parties"]);
+        assert_eq!(j["statement"], v["bundle"]["statement"]);
+    }
+
+    // A denial never passes the execution check: exit 3 before the action is compared; and
+    // --action asks for an approval, so it goes with no other expectation (usage, exit 2).
+    let action = write_tmp(&tmp, "action.json", &approval["action"]);
+    let out = run_with(&denial, "b.json", &["--action", &action]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    for other in ["deny", "any"] {
+        let out = run_with(
+            &approval,
+            "b.json",
+            &["--action", &action, "--expect", other],
+        );
+        assert_eq!(out.status.code(), Some(2), "{other}");
+    }
+    let out = run_with(&approval, "b.json", &["--expect", "maybe"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A forged denial (one statement field changed) is invalid, not a denial.
+    let mut forged = denial.clone();
+    forged["bundle"]["statement"]["binding_message"] = "Pay EUR 1.00 to ACME GmbH".into();
+    let out = run_with(&forged, "b.json", &["--expect", "deny"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // The help text documents every exit status.
+    let out = run(&["bundle".to_string(), "--help".to_string()], None);
+    let help = text(&out);
+    for needle in [
+        "Exit status:",
+        "  0  ",
+        "  1  ",
+        "  2  ",
+        "  3  ",
+        "--expect",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
