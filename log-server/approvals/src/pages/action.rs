@@ -224,7 +224,8 @@ pub(crate) fn summary(details: &Value) -> String {
 fn label(out: &mut String, name: &str) {
     let h = humanise(name);
     let _ = write!(out, "<dt>{}", esc(&h));
-    if h != name {
+    // The exact name, where the label is more than a change of case.
+    if h.to_lowercase() != name.to_lowercase() {
         let _ = write!(out, " <code class=\"raw\">{}</code>", esc(name));
     }
     out.push_str("</dt>");

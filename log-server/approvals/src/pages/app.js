@@ -166,17 +166,25 @@ function tickLeft() {
     let live = 0;
     for (const el of document.querySelectorAll("[data-expires]")) {
       if (el === document.body) continue;
-      const left = Math.floor(Number(el.dataset.expires) - now);
+      const left = Number(el.dataset.expires) - now;
       if (left > 0) {
         live++;
-        el.textContent = Math.floor(left / 60) + " min " + (left % 60) + " s left";
+        const s = Math.ceil(left);
+        el.textContent = Math.floor(s / 60) + " min " + (s % 60) + " s left";
       } else {
         el.textContent = "expired";
         delete el.dataset.expires;
       }
     }
     const exp = Number(document.body.dataset.expires || 0);
-    if (document.body.dataset.page === "request" && exp && now >= exp) expireNow();
+    if (document.body.dataset.page === "request" && exp) {
+      if (now >= exp) {
+        expireNow();
+        delete document.body.dataset.expires;
+      } else {
+        live++;
+      }
+    }
     if (!live && timer) clearInterval(timer);
   };
   update();

@@ -58,11 +58,12 @@ function showVerdict(v) {
   if (st.authorization_details !== undefined) row(dl, "The action", el("pre", {}, JSON.stringify(st.authorization_details, null, 2)));
   if (st.binding_message !== undefined) row(dl, "Agent's note (signed, written by the agent)", "“" + st.binding_message + "”");
   if (st.requested_at) row(dl, "Requested", localTime(st.requested_at));
-  if (v.log_index !== undefined) row(dl, "Log index", String(v.log_index));
-  if (v.checkpoint_size !== undefined) row(dl, "Checkpoint size", String(v.checkpoint_size));
+  if (v.decision_index !== undefined) row(dl, "Log index of the decision", String(v.decision_index));
+  if (v.tree_size !== undefined) row(dl, "Checkpoint tree size", String(v.tree_size));
+  if (v.log_origin) row(dl, "Log", el("code", {}, v.log_origin));
   if (v.statement_hash) row(dl, "Statement hash", el("code", {}, v.statement_hash));
   box.append(dl);
-  const unsigned = v.unsigned_fields || [];
+  const unsigned = v.unsigned || [];
   if (unsigned.length) {
     box.append(el("p", { class: "warning" },
       el("strong", {}, "Covered by no signature: "),
@@ -130,9 +131,15 @@ function checkLog() {
   }
   sig.textContent = "✓ verified in your browser (size " + cp.size + ")";
   sig.className = "ok";
-  const cos = cp.cosignatures || [];
+  const cos = (cp.signatures || []).filter((s) => s.role !== "log");
   if (cos.length) {
-    cosig.replaceChildren(...cos.map((c) => el("div", {}, (c.name || "?") + " (key id " + (c.key_id || "?") + ")" + (c.timestamp ? " at " + new Date(c.timestamp * 1000).toISOString() : ""))));
+    cosig.replaceChildren(
+      ...cos.map((c) =>
+        el("div", {},
+          c.name + " (key id " + c.key_id + ")" +
+          (c.timestamp ? ", " + new Date(c.timestamp * 1000).toISOString().replace(/\.\d{3}Z$/, "Z") : "") +
+          (c.verified ? ": ✓ verified" : ": not checked (key not known to this page)"))),
+    );
   }
   for (const e of data.entries) {
     const cell = cells.get(String(e.index));
