@@ -1,5 +1,6 @@
 //! `countersign`: run the transparency log and its approval front end (`serve`), back it up
-//! (`backup`), and manage clients, approvers and submitters of a running server.
+//! (`backup`), manage clients, approvers and submitters of a running server, and inspect its
+//! approval requests (`requests`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use countersign::admin_client::{self, ApproverCmd, ClientCmd, SubmitterCmd};
+use countersign::requests::{self, RequestsCmd};
 use countersign::Server;
 use countersign_log::{RpPolicy, SequencerConfig};
 
@@ -45,6 +47,9 @@ enum Command {
     /// Manage submitters (who may POST signed decisions to the log) of a running server.
     #[command(subcommand)]
     Submitter(SubmitterCmd),
+    /// List and inspect the approval requests of a running server.
+    #[command(subcommand)]
+    Requests(RequestsCmd),
 }
 
 #[derive(clap::Args)]
@@ -136,6 +141,7 @@ fn main() -> anyhow::Result<()> {
         Command::Client(c) => Ok(rt.block_on(admin_client::run_client(c))?),
         Command::Approver(c) => Ok(rt.block_on(admin_client::run_approver(c))?),
         Command::Submitter(c) => Ok(rt.block_on(admin_client::run_submitter(c))?),
+        Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
     }
 }
 

@@ -25,6 +25,7 @@ mod powercut;
 mod powercut_flows;
 #[path = "../support/process.rs"]
 mod process;
+mod requests_cli;
 mod restart;
 mod restore;
 mod shutdown;
