@@ -8,6 +8,7 @@
 
 pub mod admin_client;
 pub mod args;
+pub mod banner;
 pub mod requests;
 pub mod text;
 pub mod times;

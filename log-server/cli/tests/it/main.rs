@@ -29,6 +29,7 @@ mod requests_cli;
 mod restart;
 mod restore;
 mod shutdown;
+mod startup;
 mod storage_faults;
 mod store;
 #[path = "../../../tests/support/web.rs"]
