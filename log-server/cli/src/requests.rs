@@ -205,7 +205,7 @@ fn text(v: &Value) -> String {
 
 /// One line for `authorization_details`: each action's type and its first members
 /// (`payment_initiation: creditorName=ACME, instructedAmount=42.00 EUR`), cut to
-/// [`ACTION_CHARS`].
+/// 72 characters.
 pub fn action_summary(details: &Value) -> String {
     let Some(list) = details.as_array() else {
         return text(details);
