@@ -7,4 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+# The authorization_details types agents may ask for (discovery lists them); a server given
+# none accepts any type. Set the variable (empty: any type), or pass --authorization-details-type,
+# to change it.
+export COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES="${COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES-payment_initiation}"
 exec cargo run --release --locked -p countersign --bin countersign -- serve "$@"

@@ -365,6 +365,7 @@ fn approver_json(r: &ApproverRecord) -> Value {
         "email": r.email,
         "name": r.name,
         "disabled": r.disabled,
+        "created_at": r.created_at,
         "credentials": r.credentials.iter().map(|c| json!({
             "credential_id": c.credential_id,
             "enrolment_index": c.enrolment_index,

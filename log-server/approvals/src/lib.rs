@@ -18,6 +18,7 @@
 //! the sessions) nothing imports axum (`scripts/check-layers.py` checks it).
 
 pub mod admin_api;
+pub mod admin_requests;
 pub mod ciba;
 pub mod cleanup;
 pub mod config;
@@ -85,6 +86,7 @@ pub fn open(
 pub fn router(approvals: Arc<Approvals>) -> Router {
     ciba::endpoints::routes()
         .merge(admin_api::routes())
+        .merge(admin_requests::routes())
         .merge(passkeys::routes())
         .merge(inbox::routes())
         .merge(pages::routes())

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::text::table;
+use crate::times::rfc3339_of;
+
 /// Where the server is and where its admin token lives.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Target {
@@ -54,6 +57,9 @@ pub enum ClientCmd {
     },
     /// List clients.
     List {
+        /// Print the API's JSON (times in Unix seconds).
+        #[arg(long)]
+        json: bool,
         /// The server.
         #[command(flatten)]
         target: Target,
@@ -87,6 +93,9 @@ pub enum ApproverCmd {
     },
     /// List approvers.
     List {
+        /// Print the API's JSON (times in Unix seconds).
+        #[arg(long)]
+        json: bool,
         /// The server.
         #[command(flatten)]
         target: Target,
@@ -237,6 +246,87 @@ fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// A JSON value as a table cell: a string's text, `-` for null, the JSON of anything else.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /v1/admin/clients` as a table.
+pub fn clients_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["clients"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|c| {
+                    vec![
+                        cell(&c["client_id"]),
+                        cell(&c["auth_method"]),
+                        cell(&c["mode"]),
+                        cell(&c["notification_endpoint"]),
+                        rfc3339_of(&c["created_at"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "no clients\n".to_owned();
+    }
+    table(
+        &[
+            "CLIENT ID",
+            "AUTH METHOD",
+            "MODE",
+            "NOTIFICATION ENDPOINT",
+            "REGISTERED",
+        ],
+        &rows,
+    )
+}
+
+/// `GET /v1/admin/approvers` as a table.
+pub fn approvers_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["approvers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|a| {
+                    vec![
+                        cell(&a["approver_id"]),
+                        cell(&a["email"]),
+                        cell(&a["name"]),
+                        if a["disabled"] == true {
+                            "disabled".to_owned()
+                        } else {
+                            "active".to_owned()
+                        },
+                        a["credentials"].as_array().map_or(0, Vec::len).to_string(),
+                        rfc3339_of(&a["created_at"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "no approvers\n".to_owned();
+    }
+    table(
+        &[
+            "APPROVER ID",
+            "E-MAIL",
+            "NAME",
+            "STATE",
+            "PASSKEYS",
+            "REGISTERED",
+        ],
+        &rows,
+    )
+}
+
 /// Runs `countersign client ...`.
 pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
     match cmd {
@@ -280,8 +370,13 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
             .await?;
             print(&v);
         }
-        ClientCmd::List { target } => {
-            print(&call(&target, reqwest::Method::GET, "/v1/admin/clients", None).await?)
+        ClientCmd::List { json, target } => {
+            let v = call(&target, reqwest::Method::GET, "/v1/admin/clients", None).await?;
+            if json {
+                print(&v);
+            } else {
+                print!("{}", clients_table(&v));
+            }
         }
         ClientCmd::Remove { id, target } => {
             call(
@@ -315,12 +410,17 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
             .await?;
             println!(
                 "approver {id} added; one-time enrolment link (expires at {}):\n{}",
-                v["expires_at"],
+                rfc3339_of(&v["expires_at"]),
                 v["enrolment_url"].as_str().unwrap_or_default()
             );
         }
-        ApproverCmd::List { target } => {
-            print(&call(&target, reqwest::Method::GET, "/v1/admin/approvers", None).await?)
+        ApproverCmd::List { json, target } => {
+            let v = call(&target, reqwest::Method::GET, "/v1/admin/approvers", None).await?;
+            if json {
+                print(&v);
+            } else {
+                print!("{}", approvers_table(&v));
+            }
         }
         ApproverCmd::Disable { id, target } => {
             call(
@@ -380,7 +480,7 @@ pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
 
 /// The URL path made of `segments`, each percent-encoded as one path segment, so an id or name
 /// with a `/`, `?` or space names that one record (the server decodes path parameters).
-fn path_of(segments: &[&str]) -> Result<String, CliError> {
+pub(crate) fn path_of(segments: &[&str]) -> Result<String, CliError> {
     let mut u = reqwest::Url::parse("http://localhost/")
         .map_err(|e| CliError::Input(format!("building a URL: {e}")))?;
     u.path_segments_mut()

@@ -35,8 +35,13 @@ pub struct ApprovalsArgs {
         value_delimiter = ','
     )]
     pub aaguid_allow: Vec<String>,
-    /// authorization_details type accepted; repeatable. Default: any.
-    #[arg(long = "authorization-details-type", value_delimiter = ',')]
+    /// authorization_details type accepted (repeatable; comma-separated in the env var), and
+    /// listed in discovery. Default: any type, and discovery lists none.
+    #[arg(
+        long = "authorization-details-type",
+        env = "COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES",
+        value_delimiter = ','
+    )]
     pub authorization_details_type: Vec<String>,
     /// Webhook URL told of every new approval request.
     #[arg(long, env = "COUNTERSIGN_WEBHOOK_URL")]
@@ -119,7 +124,14 @@ impl ApprovalsArgs {
             }
             c.aaguid_allowlist = Some(list);
         }
-        c.authorization_details_types = self.authorization_details_type.clone();
+        // An empty value (`COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES=`) names no type: a list
+        // holding "" would accept none and have discovery list "".
+        for t in &self.authorization_details_type {
+            let t = t.trim();
+            if !t.is_empty() && !c.authorization_details_types.iter().any(|k| k == t) {
+                c.authorization_details_types.push(t.to_owned());
+            }
+        }
         c.webhook_url = self.webhook_url.clone();
         c.webhook_secret = self.webhook_secret.clone().map(Secret::new);
         c.smtp_url = self.smtp_url.clone().map(Secret::new);

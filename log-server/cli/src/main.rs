@@ -1,5 +1,6 @@
 //! `countersign`: run the transparency log and its approval front end (`serve`), back it up
-//! (`backup`), and manage clients, approvers and submitters of a running server.
+//! (`backup`), manage clients, approvers and submitters of a running server, and inspect its
+//! approval requests (`requests`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use countersign::admin_client::{self, ApproverCmd, ClientCmd, SubmitterCmd};
+use countersign::banner::Banner;
+use countersign::requests::{self, RequestsCmd};
 use countersign::Server;
 use countersign_log::{RpPolicy, SequencerConfig};
 
@@ -31,7 +34,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the log. First start creates the data directory, the log key, the admin token
-    /// (written once to DATA_DIR/admin.token) and DATA_DIR/log.vkey.
+    /// (written once to DATA_DIR/admin.token) and DATA_DIR/log.vkey. Once listening, it prints
+    /// the URLs to open, the log key and where the admin token is (standard error).
     Serve(ServeArgs),
     /// Copy a consistent snapshot of a log: asks the running server at --url, or, if none
     /// answers, opens the stopped data directory itself.
@@ -45,6 +49,9 @@ enum Command {
     /// Manage submitters (who may POST signed decisions to the log) of a running server.
     #[command(subcommand)]
     Submitter(SubmitterCmd),
+    /// List and inspect the approval requests of a running server.
+    #[command(subcommand)]
+    Requests(RequestsCmd),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +125,13 @@ struct BackupArgs {
     url: String,
 }
 
+/// Whether the log lines may carry colours: only on a terminal, and not when `NO_COLOR` is set
+/// to anything (<https://no-color.org>), so redirected logs hold no escape codes.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -125,6 +139,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -136,11 +151,37 @@ fn main() -> anyhow::Result<()> {
         Command::Client(c) => Ok(rt.block_on(admin_client::run_client(c))?),
         Command::Approver(c) => Ok(rt.block_on(admin_client::run_approver(c))?),
         Command::Submitter(c) => Ok(rt.block_on(admin_client::run_submitter(c))?),
+        Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
     }
 }
 
+/// Binds `addr`, saying in words what to do when it is taken.
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                format!("{addr} is in use; pick another with --listen")
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                format!("{addr} is not an address of this machine; pick another with --listen")
+            }
+            std::io::ErrorKind::PermissionDenied => format!(
+                "not allowed to listen on {addr} (ports below 1024 need privileges); pick \
+                 another with --listen"
+            ),
+            _ => format!("cannot listen on {addr}"),
+        };
+        anyhow::Error::new(e).context(why)
+    })
+}
+
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let port = a.listen.port();
+    // Bound before anything is created: a busy port must not leave a new data directory (keys
+    // and an admin token) behind. The bound address, not the flag, names the port, so that
+    // `--listen 127.0.0.1:0` gets origins and URLs with the port it was given.
+    let listener = bind(a.listen).await?;
+    let bound = listener.local_addr()?;
+    let port = bound.port();
     let allowed_origins = if a.allowed_origin.is_empty() {
         vec![
             format!("http://localhost:{port}"),
@@ -169,22 +210,36 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let approvals = if a.log_only {
         None
     } else {
-        Some(a.ciba.config(a.listen)?)
+        Some(a.ciba.config(bound)?)
     };
+    let public_url = approvals.as_ref().map(|c| c.public_url.clone());
+    if approvals
+        .as_ref()
+        .is_some_and(|c| c.authorization_details_types.is_empty())
+    {
+        tracing::warn!(
+            "any authorization_details type is accepted, and discovery lists none; name the \
+             types agents may ask for with --authorization-details-type TYPE (repeatable) or \
+             COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES=TYPE,TYPE"
+        );
+    }
     let started = tokio::task::spawn_blocking(move || Server::start(config, approvals))
         .await?
         .context("starting the server")?;
-    if started.created_admin_token {
-        eprintln!(
-            "created admin token in {}",
-            a.data_dir.join(countersign_log::ADMIN_TOKEN_FILE).display()
-        );
-    }
-    println!("{}", started.vkey);
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("binding {}", a.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, vkey = %started.vkey, "serving");
+    let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);
+    let admin_token = data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
+    eprint!(
+        "{}",
+        Banner {
+            bound,
+            public_url: public_url.as_deref(),
+            vkey: &started.vkey,
+            data_dir: &data_dir,
+            admin_token: &admin_token,
+            created_admin_token: started.created_admin_token,
+        }
+    );
+    tracing::info!(listen = %bound, "serving");
     started.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -47,7 +47,7 @@ pub(crate) fn routes() -> Router<RouterState> {
 
 async fn discovery(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiError> {
     let base = &c.config.public_url;
-    Ok(Json(json!({
+    let mut metadata = json!({
         "issuer": base,
         "backchannel_authentication_endpoint": format!("{base}/bc-authorize"),
         "backchannel_token_delivery_modes_supported": ["poll", "ping", "push"],
@@ -65,10 +65,15 @@ async fn discovery(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiE
         "scopes_supported": ["openid"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time",
             "urn:openid:params:jwt:claim:auth_req_id", "at_hash"],
-        "authorization_details_types_supported": c.config.authorization_details_types,
         "service_documentation": format!("{base}/approve"),
-    }))
-    .into_response())
+    });
+    // RFC 9396 section 10: the types the server accepts. With none configured it accepts any,
+    // which no list says (`[]` would claim that none is accepted), so the member is left out.
+    if !c.config.authorization_details_types.is_empty() {
+        metadata["authorization_details_types_supported"] =
+            json!(c.config.authorization_details_types);
+    }
+    Ok(Json(metadata).into_response())
 }
 
 async fn jwks(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiError> {

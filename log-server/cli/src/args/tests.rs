@@ -97,6 +97,26 @@ fn flags_become_the_configuration() {
 }
 
 #[test]
+fn authorization_details_types_skip_empty_and_repeated_names() {
+    let types = |flags: &[&str]| {
+        config(flags, "127.0.0.1:1")
+            .unwrap()
+            .authorization_details_types
+    };
+    assert!(types(&[]).is_empty());
+    assert!(types(&["--authorization-details-type", ""]).is_empty());
+    assert_eq!(
+        types(&[
+            "--authorization-details-type",
+            "payment_initiation,, deploy",
+            "--authorization-details-type",
+            "payment_initiation"
+        ]),
+        ["payment_initiation", "deploy"]
+    );
+}
+
+#[test]
 fn inconsistent_flags_are_refused_with_the_rule() {
     let cases: &[(&[&str], &str)] = &[
         (

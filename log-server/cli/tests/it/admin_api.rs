@@ -256,10 +256,15 @@ async fn add_approver_checks_email_name_and_uniqueness() {
     );
     let (st, v) = admin(&s, reqwest::Method::GET, "/v1/admin/approvers").await;
     assert_eq!(st, 200);
+    let created = v["approvers"][0]["created_at"].as_u64().unwrap();
+    assert!(
+        created.abs_diff(countersign_approvals::util::now_secs()) < 60,
+        "{v}"
+    );
     assert_eq!(
         v["approvers"],
         json!([{"approver_id": "apv_x", "email": "x@example.com", "name": null,
-                "disabled": false, "credentials": []}])
+                "disabled": false, "credentials": [], "created_at": created}])
     );
 }
 

@@ -111,12 +111,14 @@ async fn each_failure_names_its_cause() {
 
     // The same failures come out of the commands.
     let e = run_client(ClientCmd::List {
+        json: false,
         target: no_token.clone(),
     })
     .await
     .unwrap_err();
     assert!(matches!(e, CliError::NoToken { .. }), "{e:?}");
     let e = run_approver(ApproverCmd::List {
+        json: true,
         target: unreachable.clone(),
     })
     .await
@@ -200,9 +202,12 @@ async fn the_commands_change_what_the_api_lists() {
     })
     .await
     .unwrap();
-    run_client(ClientCmd::List { target: t.clone() })
-        .await
-        .unwrap();
+    run_client(ClientCmd::List {
+        json: false,
+        target: t.clone(),
+    })
+    .await
+    .unwrap();
     run_client(ClientCmd::Remove {
         id: "agent-ping".into(),
         target: t.clone(),
@@ -232,9 +237,12 @@ async fn the_commands_change_what_the_api_lists() {
     })
     .await
     .unwrap();
-    run_approver(ApproverCmd::List { target: t.clone() })
-        .await
-        .unwrap();
+    run_approver(ApproverCmd::List {
+        json: true,
+        target: t.clone(),
+    })
+    .await
+    .unwrap();
     let listed = admin_get(&t, "/v1/admin/approvers").await;
     assert_eq!(listed["approvers"][0]["disabled"], true, "{listed}");
     assert_eq!(listed["approvers"][0]["name"], "Cli");

@@ -26,9 +26,11 @@ mod powercut;
 mod powercut_flows;
 #[path = "../support/process.rs"]
 mod process;
+mod requests_cli;
 mod restart;
 mod restore;
 mod shutdown;
+mod startup;
 mod storage_faults;
 mod store;
 #[path = "../../../tests/support/web.rs"]

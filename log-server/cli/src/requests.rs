@@ -1,0 +1,362 @@
+//! `countersign requests list|show`: the operator's view of the approval requests a running
+//! server holds, over `GET /v1/admin/requests[/{id}]`. Times print as RFC 3339 UTC; `--json`
+//! prints the API's answer unchanged (times in Unix seconds).
+
+use serde_json::Value;
+
+use crate::admin_client::{call, path_of, CliError, Target};
+use crate::text::{clean, table, truncate};
+use crate::times::{parse_since, rfc3339_of};
+
+/// Longest action summary in a list row, in characters.
+const ACTION_CHARS: usize = 72;
+/// Members of one action shown in a list row, besides its type.
+const ACTION_MEMBERS: usize = 3;
+
+/// `countersign requests`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum RequestsCmd {
+    /// List the requests the server holds (each until it expired more than --request-retention
+    /// ago), in the order of their expiry, oldest first.
+    List(ListArgs),
+    /// Show one request in full: statement, status, times, decision and evidence.
+    Show {
+        /// Its request id (req_...), or the auth_req_id the client got.
+        id: String,
+        /// Print the API's JSON (times in Unix seconds).
+        #[arg(long)]
+        json: bool,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `countersign requests list` flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ListArgs {
+    /// Only requests in this state (a pending request past its expiry is expired).
+    #[arg(long, value_parser = ["pending", "deciding", "approved", "denied", "expired"])]
+    pub status: Option<String>,
+    /// Only this client's requests.
+    #[arg(long = "client", value_name = "CLIENT_ID")]
+    pub client: Option<String>,
+    /// Only requests to this approver.
+    #[arg(long = "approver", value_name = "APPROVER_ID")]
+    pub approver: Option<String>,
+    /// Only requests made at or after this time: RFC 3339 UTC (2026-12-05T07:00:00Z) or a
+    /// duration ago (2h, 30m, 1day).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Most requests listed (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub limit: u64,
+    /// Continue a listing where a previous one stopped (it prints the cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Print the API's JSON (times in Unix seconds).
+    #[arg(long)]
+    pub json: bool,
+    /// The server.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Runs `countersign requests ...`.
+pub async fn run_requests(cmd: RequestsCmd) -> Result<(), CliError> {
+    match cmd {
+        RequestsCmd::List(a) => {
+            let path = list_path(&a, std::time::SystemTime::now())?;
+            let v = call(&a.target, reqwest::Method::GET, &path, None).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render_list(&v));
+            }
+            if let Some(hint) = continue_hint(&v) {
+                eprintln!("{hint}");
+            }
+        }
+        RequestsCmd::Show { id, json, target } => {
+            let path = path_of(&["v1", "admin", "requests", &id])?;
+            let v = call(&target, reqwest::Method::GET, &path, None)
+                .await
+                .map_err(|e| match e {
+                    CliError::Refused { status, .. }
+                        if status == reqwest::StatusCode::NOT_FOUND =>
+                    {
+                        CliError::Input(format!(
+                            "no request has the id {:?}: neither a request id nor an auth_req_id \
+                             the server holds (a request is deleted once it expired more than \
+                             --request-retention ago); `countersign requests list` shows those \
+                             it holds",
+                            clean(&id)
+                        ))
+                    }
+                    e => e,
+                })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render_show(&v));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The list request's path and query.
+fn list_path(a: &ListArgs, now: std::time::SystemTime) -> Result<String, CliError> {
+    let mut u = reqwest::Url::parse("http://localhost/v1/admin/requests")
+        .map_err(|e| CliError::Input(format!("building a URL: {e}")))?;
+    {
+        let mut q = u.query_pairs_mut();
+        if let Some(s) = &a.status {
+            q.append_pair("status", s);
+        }
+        if let Some(c) = &a.client {
+            q.append_pair("client_id", c);
+        }
+        if let Some(ap) = &a.approver {
+            q.append_pair("approver_id", ap);
+        }
+        if let Some(s) = &a.since {
+            q.append_pair(
+                "since",
+                &parse_since(s, now).map_err(CliError::Input)?.to_string(),
+            );
+        }
+        q.append_pair("limit", &a.limit.to_string());
+        if let Some(c) = &a.cursor {
+            q.append_pair("cursor", c);
+        }
+    }
+    Ok(format!("{}?{}", u.path(), u.query().unwrap_or_default()))
+}
+
+/// What to do when the listing stopped early (`None` when it did not).
+pub fn continue_hint(v: &Value) -> Option<String> {
+    let cursor = clean(v["next_cursor"].as_str()?);
+    Some(match v["truncated"].as_str() {
+        Some("limit") => format!(
+            "more requests match; list the next ones with --cursor {cursor} (or raise --limit, up \
+             to 1000)"
+        ),
+        _ => format!(
+            "the server stopped after examining {} requests; list the next ones with --cursor \
+             {cursor}",
+            countersign_approvals::admin_requests::SCAN_BUDGET
+        ),
+    })
+}
+
+/// A list answer as a table.
+pub fn render_list(v: &Value) -> String {
+    let empty = Vec::new();
+    let list = v["requests"].as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return "no request matches\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            let decided = r["decided_at"].is_u64();
+            vec![
+                text(&r["request_id"]),
+                text(&r["status"]),
+                text(&r["client_id"]),
+                text(&r["approver_id"]),
+                rfc3339_of(&r["requested_at"]),
+                if decided {
+                    format!("decided {}", rfc3339_of(&r["decided_at"]))
+                } else {
+                    format!("expires {}", rfc3339_of(&r["expires_at"]))
+                },
+                r["log_index"]
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |i| i.to_string()),
+                action_summary(&r["authorization_details"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "REQUEST ID",
+            "STATUS",
+            "CLIENT",
+            "APPROVER",
+            "REQUESTED",
+            "EXPIRES / DECIDED",
+            "LOG INDEX",
+            "ACTION",
+        ],
+        &rows,
+    )
+}
+
+/// A JSON string's text, or the JSON itself for anything else (`-` for null).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// One line for `authorization_details`: each action's type and its first members
+/// (`payment_initiation: creditorName=ACME, instructedAmount=42.00 EUR`), cut to
+/// 72 characters.
+pub fn action_summary(details: &Value) -> String {
+    let Some(list) = details.as_array() else {
+        return text(details);
+    };
+    let parts: Vec<String> = list
+        .iter()
+        .map(|d| {
+            let ty = d["type"].as_str().unwrap_or("?");
+            let Some(obj) = d.as_object() else {
+                return ty.to_owned();
+            };
+            let members: Vec<(&String, &Value)> =
+                obj.iter().filter(|(k, _)| k.as_str() != "type").collect();
+            let mut shown: Vec<String> = members
+                .iter()
+                .take(ACTION_MEMBERS)
+                .map(|(k, v)| format!("{k}={}", member_value(v)))
+                .collect();
+            if members.len() > ACTION_MEMBERS {
+                shown.push("…".to_owned());
+            }
+            if shown.is_empty() {
+                ty.to_owned()
+            } else {
+                format!("{ty}: {}", shown.join(", "))
+            }
+        })
+        .collect();
+    truncate(&clean(&parts.join("; ")), ACTION_CHARS)
+}
+
+/// A member's value in a summary: scalars as they are, an object as its scalar values in a row
+/// (`{"amount":"42.00","currency":"EUR"}` is `42.00 EUR`), an array as its length.
+fn member_value(v: &Value) -> String {
+    match v {
+        Value::Object(o) => o
+            .values()
+            .map(|x| match x {
+                Value::Object(_) | Value::Array(_) => "…".to_owned(),
+                x => text(x),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Array(a) => format!("[{} items]", a.len()),
+        x => text(x),
+    }
+}
+
+/// A show answer as labelled lines.
+pub fn render_show(v: &Value) -> String {
+    let st = &v["statement"];
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| {
+        out.push_str(&format!("{label:<16}{}\n", clean(&value)));
+    };
+    let found = if v["found_by"] == "auth_req_id" {
+        " (found by the auth_req_id given)"
+    } else {
+        ""
+    };
+    line("request id", format!("{}{found}", text(&v["request_id"])));
+    line("status", text(&v["status"]));
+    line("client", text(&st["client_id"]));
+    line("approver", text(&st["approver_id"]));
+    line("scope", text(&st["scope"]));
+    line("agent's note", text(&st["binding_message"]));
+    line(
+        "",
+        "(the binding_message, written by the agent: the action below is what was signed)"
+            .to_owned(),
+    );
+    line("requested at", rfc3339_of(&st["requested_at"]));
+    line("expires at", rfc3339_of(&st["expires_at"]));
+    line(
+        "delivery",
+        format!(
+            "{} (tokens {})",
+            text(&v["delivery_mode"]),
+            if v["token_issued"] == true {
+                "issued"
+            } else {
+                "not issued"
+            }
+        ),
+    );
+    line("log origin", text(&st["log_origin"]));
+    let d = &v["decision"];
+    if d.is_object() {
+        line(
+            "decision",
+            format!(
+                "{} at {}",
+                text(&st["decision"]),
+                rfc3339_of(&d["decided_at"])
+            ),
+        );
+        line("log index", text(&d["log_index"]));
+        line("leaf hash", text(&d["leaf_hash"]));
+        line("statement hash", text(&d["statement_hash"]));
+        line("enrolment index", text(&d["enrolment_index"]));
+    } else {
+        line("decision", "none".to_owned());
+    }
+    if let Some(url) = v["evidence_url"].as_str() {
+        line("evidence", format!("{url} (with the admin token)"));
+    }
+    out.push_str("action (authorization_details):\n");
+    let pretty = serde_json::to_string_pretty(&st["authorization_details"]).unwrap_or_default();
+    for l in pretty.lines() {
+        out.push_str("  ");
+        out.push_str(&clean(l));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn actions_are_summarised_on_one_line() {
+        let d = json!([{"type": "payment_initiation",
+            "instructedAmount": {"currency": "EUR", "amount": "42.00"}, "creditorName": "ACME"}]);
+        assert_eq!(
+            action_summary(&d),
+            "payment_initiation: creditorName=ACME, instructedAmount=42.00 EUR"
+        );
+        let d = json!([{"type": "t", "a": 1, "b": [1, 2], "c": null, "d": true}, {"type": "u"}]);
+        assert_eq!(action_summary(&d), "t: a=1, b=[2 items], c=-, …; u");
+        let long = json!([{"type": "x", "note": "n".repeat(200)}]);
+        let s = action_summary(&long);
+        assert_eq!(s.chars().count(), ACTION_CHARS);
+        assert!(s.ends_with('…'));
+        assert_eq!(
+            action_summary(&json!([{"type": "e", "m": "\u{1b}[2J"}])),
+            "e: m=\\u{1b}[2J"
+        );
+    }
+
+    #[test]
+    fn hints_name_the_cursor() {
+        assert_eq!(
+            continue_hint(&json!({"truncated": null, "next_cursor": null})),
+            None
+        );
+        let h = continue_hint(&json!({"truncated": "limit", "next_cursor": "00ab/req_1"})).unwrap();
+        assert!(h.starts_with("more requests match") && h.contains("--cursor 00ab/req_1"));
+        let h = continue_hint(&json!({"truncated": "scan_budget", "next_cursor": "00ab/req_2"}))
+            .unwrap();
+        assert!(h.contains("examining 10000 requests") && h.contains("--cursor 00ab/req_2"));
+    }
+}
