@@ -11,4 +11,7 @@ source scripts/env.sh
 # none accepts any type. Set the variable (empty: any type), or pass --authorization-details-type,
 # to change it.
 export COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES="${COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES-payment_initiation}"
+# The verifier compiled to WebAssembly, which the /verify and /log pages run in the browser; the
+# server finds it beside its build (target/wasm32-unknown-unknown/release/).
+cargo build --release --locked -p countersign-verifier-wasm --target wasm32-unknown-unknown
 exec cargo run --release --locked -p countersign --bin countersign -- serve "$@"

@@ -195,7 +195,7 @@ export class Server {
     if (!keepDir) await rm(this.dir, { recursive: true, force: true });
   }
 
-  /** The log's verifier key (DATA_DIR/log.vkey, also the server's first line of stdout). */
+  /** The log's verifier key (DATA_DIR/log.vkey; the start-up banner prints it labelled). */
   async vkey() {
     return (await readFile(path.join(this.dataDir, "log.vkey"), "utf8")).trim();
   }

@@ -18,6 +18,7 @@ import path from "node:path";
 import { runTool, Server, verifierBinary } from "../lib/server.mjs";
 
 const CLIENT_ID = "interop-agent";
+const TYPES = ["payment_initiation", "shell_command", "deploy"];
 const CLIENT_SECRET = "interop-secret-0123456789";
 const APPROVER = "appr-alice";
 const DETAILS = [
@@ -50,7 +51,8 @@ describe("openid-client 6.x against countersign (CIBA poll)", { timeout: 120_000
   let evidence; // the approved flow's evidence bundle (JSON text)
 
   before(async () => {
-    server = await Server.start();
+    // The action types these tests ask for; discovery must list exactly these.
+    server = await Server.start({ extraArgs: ["--authorization-details-type", TYPES.join(",")] });
     await server.addClient(CLIENT_ID, CLIENT_SECRET);
     const link = await server.addApprover(APPROVER, "alice@example.com", "Alice Example");
     assert.ok(link.startsWith(`${server.publicUrl}/enrol/`), `enrolment link ${link} is on the public URL`);
@@ -81,7 +83,7 @@ describe("openid-client 6.x against countersign (CIBA poll)", { timeout: 120_000
     assert.ok(m.grant_types_supported.includes("urn:openid:params:grant-type:ciba"));
     assert.ok(m.token_endpoint_auth_methods_supported.includes("client_secret_basic"));
     assert.ok(m.id_token_signing_alg_values_supported.length > 0);
-    assert.ok(Array.isArray(m.authorization_details_types_supported));
+    assert.deepEqual([...m.authorization_details_types_supported].sort(), [...TYPES].sort());
   });
 
   test("approved: tokens arrive through pollBackchannelAuthenticationGrant and the ID token validates", async () => {

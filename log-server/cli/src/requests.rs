@@ -10,8 +10,6 @@ use crate::times::{parse_since, rfc3339_of};
 
 /// Longest action summary in a list row, in characters.
 const ACTION_CHARS: usize = 72;
-/// Members of one action shown in a list row, besides its type.
-const ACTION_MEMBERS: usize = 3;
 
 /// `countersign requests`.
 #[derive(clap::Subcommand, Clone, Debug)]
@@ -175,7 +173,7 @@ pub fn render_list(v: &Value) -> String {
                 r["log_index"]
                     .as_u64()
                     .map_or_else(|| "-".to_owned(), |i| i.to_string()),
-                action_summary(&r["authorization_details"]),
+                truncate(&clean(&text(&r["summary"])), ACTION_CHARS),
             ]
         })
         .collect();
@@ -200,57 +198,6 @@ fn text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
-    }
-}
-
-/// One line for `authorization_details`: each action's type and its first members
-/// (`payment_initiation: creditorName=ACME, instructedAmount=42.00 EUR`), cut to
-/// 72 characters.
-pub fn action_summary(details: &Value) -> String {
-    let Some(list) = details.as_array() else {
-        return text(details);
-    };
-    let parts: Vec<String> = list
-        .iter()
-        .map(|d| {
-            let ty = d["type"].as_str().unwrap_or("?");
-            let Some(obj) = d.as_object() else {
-                return ty.to_owned();
-            };
-            let members: Vec<(&String, &Value)> =
-                obj.iter().filter(|(k, _)| k.as_str() != "type").collect();
-            let mut shown: Vec<String> = members
-                .iter()
-                .take(ACTION_MEMBERS)
-                .map(|(k, v)| format!("{k}={}", member_value(v)))
-                .collect();
-            if members.len() > ACTION_MEMBERS {
-                shown.push("…".to_owned());
-            }
-            if shown.is_empty() {
-                ty.to_owned()
-            } else {
-                format!("{ty}: {}", shown.join(", "))
-            }
-        })
-        .collect();
-    truncate(&clean(&parts.join("; ")), ACTION_CHARS)
-}
-
-/// A member's value in a summary: scalars as they are, an object as its scalar values in a row
-/// (`{"amount":"42.00","currency":"EUR"}` is `42.00 EUR`), an array as its length.
-fn member_value(v: &Value) -> String {
-    match v {
-        Value::Object(o) => o
-            .values()
-            .map(|x| match x {
-                Value::Object(_) | Value::Array(_) => "…".to_owned(),
-                x => text(x),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        Value::Array(a) => format!("[{} items]", a.len()),
-        x => text(x),
     }
 }
 
@@ -328,22 +275,34 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn actions_are_summarised_on_one_line() {
-        let d = json!([{"type": "payment_initiation",
-            "instructedAmount": {"currency": "EUR", "amount": "42.00"}, "creditorName": "ACME"}]);
-        assert_eq!(
-            action_summary(&d),
-            "payment_initiation: creditorName=ACME, instructedAmount=42.00 EUR"
+    fn the_action_column_is_the_servers_summary_cleaned_and_cut() {
+        let item = |summary: &str| {
+            json!({"requests": [{"request_id": "req_1", "status": "pending", "client_id": "c",
+                "approver_id": "a", "requested_at": 0, "expires_at": 60, "summary": summary}]})
+        };
+        let out = render_list(&item("Pay 42.00 EUR to ACME"));
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("Pay 42.00 EUR to ACME"),
+            "{out}"
         );
-        let d = json!([{"type": "t", "a": 1, "b": [1, 2], "c": null, "d": true}, {"type": "u"}]);
-        assert_eq!(action_summary(&d), "t: a=1, b=[2 items], c=-, …; u");
-        let long = json!([{"type": "x", "note": "n".repeat(200)}]);
-        let s = action_summary(&long);
-        assert_eq!(s.chars().count(), ACTION_CHARS);
-        assert!(s.ends_with('…'));
-        assert_eq!(
-            action_summary(&json!([{"type": "e", "m": "\u{1b}[2J"}])),
-            "e: m=\\u{1b}[2J"
+        let out = render_list(&item(&"n".repeat(200)));
+        let last = out
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned();
+        assert_eq!(last.chars().count(), ACTION_CHARS);
+        assert!(last.ends_with('…'));
+        let out = render_list(&item("Deploy: m \u{1b}[2J"));
+        assert!(
+            !out.contains('\u{1b}'),
+            "control characters are shown escaped: {out}"
         );
     }
 

@@ -120,7 +120,7 @@ async fn requests_list_and_show() {
         " apv_alice ",
         " decided 20",
         &format!(" {decided} "),
-        "payment_initiation: creditorName=ACME, instructedAmount=42.00 EUR",
+        "Pay 42.00 EUR to ACME",
     ] {
         assert!(row.contains(want), "{want:?} in {row}");
     }
