@@ -243,7 +243,7 @@ fn list_item(r: &RequestRecord, now: u64) -> Value {
         "binding_message": r.statement.binding_message,
         "authorization_details": r.statement.authorization_details,
         // The action in one line, as the approver's pages headline it.
-        "summary": crate::pages::action::summary(&r.statement.authorization_details),
+        "summary": crate::action::summary(&r.statement.authorization_details),
         "requested_at": r.statement.requested_at,
         "expires_at": r.statement.expires_at,
         "decided_at": r.decision.as_ref().map(|d| d.decided_at),

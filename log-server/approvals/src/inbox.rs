@@ -46,8 +46,8 @@ pub(crate) fn request_view(r: &RequestRecord) -> Value {
         "binding_message": r.statement.binding_message,
         // For people: the action in one line, and what the agent's note mentions that the
         // action does not contain (amounts, currencies, IBANs, names).
-        "summary": crate::pages::action::summary(&r.statement.authorization_details),
-        "note_mismatches": crate::pages::action::note_mismatches(
+        "summary": crate::action::summary(&r.statement.authorization_details),
+        "note_mismatches": crate::action::note_mismatches(
             &r.statement.binding_message,
             &r.statement.authorization_details,
         ),

@@ -17,6 +17,7 @@
 //! ([`request`], [`store`], [`config`], [`state`], [`live`], [`util`], the ceremony registry and
 //! the sessions) nothing imports axum (`scripts/check-layers.py` checks it).
 
+pub mod action;
 pub mod admin_api;
 pub mod admin_requests;
 pub mod ciba;

@@ -61,3 +61,9 @@ impl Secret {
 pub fn same_id(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
+
+/// A Unix time as RFC 3339 UTC (`2026-12-05T07:14:38Z`).
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}

@@ -288,6 +288,18 @@ fn answer(json: bool, summary: String, details: Value) {
     }
 }
 
+/// A Unix time in seconds as RFC 3339 UTC.
+fn rfc3339(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A Unix time in milliseconds as RFC 3339 UTC.
+fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 fn hex_arg(name: &str, s: &str) -> Result<Vec<u8>, UsageError> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(UsageError(format!("{name}: hex must be lowercase")));
@@ -521,9 +533,9 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         "{headline}\n\
          decision:      {} by approver {} ({} passkey, user verified: {}, origin {})\n\
          request:       {} from client {} (scope {:?})\n\
-         binding:       {:?}\n\
+         agent's note:  {:?} (written by the agent; the action below is what was signed)\n\
          action:        {}\n\
-         requested:     {} (unix s), expires {} (unix s), decided {} (unix ms)\n\
+         requested:     {}, expires {}, decided {}\n\
          statement:     sha256 {}\n\
          log:           {} index {} (leaf {}), enrolment at index {}\n\
          checkpoint:    tree size {}, root {}{}",
@@ -537,9 +549,9 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         s.scope,
         s.binding_message,
         s.authorization_details,
-        s.requested_at,
-        s.expires_at,
-        v.decided_at_ms,
+        rfc3339(s.requested_at),
+        rfc3339(s.expires_at),
+        rfc3339_ms(v.decided_at_ms),
         hex::encode(v.statement_hash),
         s.log_origin,
         v.decision_index,

@@ -212,9 +212,9 @@ async fn send_approver_email(c: &Approvals, r: &RequestRecord) -> bool {
     };
     // The action leads, as on the pages; the agent's own words follow, labelled as such.
     let details = &r.statement.authorization_details;
-    let action = crate::pages::action::summary(details);
+    let action = crate::action::summary(details);
     let subject = format!("Approval requested: {action}");
-    let mismatches = crate::pages::action::note_mismatches(&r.statement.binding_message, details);
+    let mismatches = crate::action::note_mismatches(&r.statement.binding_message, details);
     let warning = if mismatches.is_empty() {
         String::new()
     } else {
@@ -232,7 +232,7 @@ async fn send_approver_email(c: &Approvals, r: &RequestRecord) -> bool {
         client = r.statement.client_id,
         msg = r.statement.binding_message,
         link = request_link(c, r),
-        exp = crate::pages::rfc3339(r.statement.expires_at),
+        exp = crate::util::rfc3339(r.statement.expires_at),
     );
     send_email(c, &email, &subject, body).await
 }
@@ -248,7 +248,7 @@ async fn send_webhook(c: &Approvals, r: &RequestRecord) -> bool {
         "approver_id": r.statement.approver_id,
         "client_id": r.statement.client_id,
         "binding_message": r.statement.binding_message,
-        "summary": crate::pages::action::summary(&r.statement.authorization_details),
+        "summary": crate::action::summary(&r.statement.authorization_details),
         "expires_at": r.statement.expires_at,
         "url": request_link(c, r),
     });

@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::action::{note_mismatches, render, summary};
 use super::{error_page, esc, page, sign_in, time_html};
+use crate::action::{note_mismatches, render, summary};
 use crate::inbox::{effective_status, open_requests, own_request};
 use crate::passkeys::session_of;
 use crate::state::Approvals;

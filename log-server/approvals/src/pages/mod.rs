@@ -21,12 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+pub use crate::action::esc;
 use crate::passkeys::session_of;
 use crate::state::Approvals;
+use crate::util::rfc3339;
 use crate::web::RouterState;
 use countersign_log::ApiError;
 
-pub(crate) mod action;
 mod approver;
 mod public;
 
@@ -80,28 +81,6 @@ async fn asset(body: &'static str, ct: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A Unix time as RFC 3339 UTC (`2026-12-05T07:14:38Z`).
-pub(crate) fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
 }
 
 /// A time element: RFC 3339 UTC, which the page's script shows in the reader's local time.

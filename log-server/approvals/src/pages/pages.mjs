@@ -67,7 +67,7 @@ function showVerdict(v) {
   if (unsigned.length) {
     box.append(el("p", { class: "warning" },
       el("strong", {}, "Covered by no signature: "),
-      unsigned.join(", ") + ". These are shown for convenience (names, e-mail addresses) and prove nothing."));
+      unsigned.join(", ") + ". The bundle carries them for convenience (names, e-mail addresses, origins); they prove nothing."));
   }
   out.append(box);
 }

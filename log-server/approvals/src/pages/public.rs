@@ -242,9 +242,11 @@ pub(super) async fn log_page(
         let leaf = leaf_hash(&e.entry).to_hex();
         let _ = write!(
             rows,
-            "<tr data-index=\"{i}\"><td>{i}</td><td>{kind}</td><td class=\"ids\">{ids}</td>\
-             <td>{time}</td><td>{decision}</td><td><code title=\"{leaf}\">{short}…</code></td>\
-             <td class=\"proof\">not checked yet</td></tr>",
+            "<tr data-index=\"{i}\"><td data-label=\"Index\">{i}</td><td data-label=\"Kind\">{kind}</td>\
+             <td class=\"ids\" data-label=\"Opaque ids\">{ids}</td><td data-label=\"Time\">{time}</td>\
+             <td data-label=\"Decision\">{decision}</td><td data-label=\"Leaf hash\">\
+             <code title=\"{leaf}\">{short}…</code></td>\
+             <td class=\"proof\" data-label=\"Inclusion proof\">not checked yet</td></tr>",
             i = e.index,
             kind = esc(&kind),
             ids = esc(&ids),

@@ -242,8 +242,11 @@ async fn landing_verify_and_log_pages() {
 
     let (st, _, log) = get("/log").await;
     assert_eq!(st, 200);
-    assert!(log.contains("<td>Enrolment</td>") && log.contains("<td>Decision</td>"));
-    assert!(log.contains("<td>approve</td>"));
+    assert!(
+        log.contains("data-label=\"Kind\">Enrolment</td>")
+            && log.contains("data-label=\"Kind\">Decision</td>")
+    );
+    assert!(log.contains("data-label=\"Decision\">approve</td>"));
     // The proofs the page hands to the browser verify against the page's checkpoint.
     let data = element(
         &log,

@@ -12,7 +12,21 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-use super::esc;
+/// HTML-escapes text for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Longest one-line summary, in characters.
 const SUMMARY_MAX: usize = 120;
@@ -623,7 +637,7 @@ mod tests {
         let d = json!({"type": "payment_initiation", "instructedAmount": {"currency": "EUR", "amount": "5", "fx": "x"},
             "creditorName": "A", "creditorAccount": {"iban": "DE89370400440532013000", "bic": "B1"}, "purpose": "rent"});
         let html = render(&d);
-        for member in ["fx", "bic", "purpose", "rent", "B1"] {
+        for member in ["Fx", "Bic", "Purpose", "rent", "B1"] {
             assert!(html.contains(member), "{member} missing in {html}");
         }
     }
@@ -637,7 +651,7 @@ mod tests {
             html.contains("<h3>Deploy <code class=\"raw\">type: deploy</code></h3>"),
             "{html}"
         );
-        assert!(html.contains("a&lt;b") && !html.contains("a<b"));
+        assert!(html.contains("A&lt;b") && !html.contains("A<b"));
         assert!(html.find("Zone").unwrap() < html.find("Nested").unwrap());
         assert!(html.contains("restart"));
         let two = json!([{"type": "a"}, {"type": "b"}, {"type": "c"}]);
