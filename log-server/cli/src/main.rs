@@ -239,26 +239,29 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             created_admin_token: started.created_admin_token,
         }
     );
+    // The handlers are installed before the first request is answered: a SIGTERM sent as soon
+    // as the server answers must stop it gracefully, not kill it.
+    let shutdown = shutdown_signal()?;
     tracing::info!(listen = %bound, "serving");
-    started.serve(listener, shutdown_signal()).await?;
+    started.serve(listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGTERM or Ctrl-C. Both handlers are registered here, at once, not when the
+/// returned future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested; finishing queued appends");
+        tracing::info!("shutdown requested; finishing queued appends");
+    })
 }
 
 async fn backup(a: BackupArgs) -> anyhow::Result<()> {

@@ -19,7 +19,9 @@ pub enum RequestsCmd {
     List(ListArgs),
     /// Show one request in full: statement, status, times, decision and evidence.
     Show {
-        /// Its request id (req_...), or the auth_req_id the client got.
+        /// Its request id (req_...), or the auth_req_id the client got (which may start
+        /// with `-`, so it is taken as the id, never as an option).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Print the API's JSON (times in Unix seconds).
         #[arg(long)]
@@ -273,6 +275,20 @@ pub fn render_show(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_auth_req_id_starting_with_a_hyphen_is_an_id() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: RequestsCmd,
+        }
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["countersign", "show", "-Zx4_id"]).unwrap();
+        assert!(matches!(cli.cmd, RequestsCmd::Show { ref id, .. } if id == "-Zx4_id"));
+        let cli = Cli::try_parse_from(["countersign", "show", "--json", "-Zx4_id"]).unwrap();
+        assert!(matches!(cli.cmd, RequestsCmd::Show { json: true, .. }));
+    }
 
     #[test]
     fn the_action_column_is_the_servers_summary_cleaned_and_cut() {
