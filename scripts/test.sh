@@ -32,6 +32,7 @@ step "verifier in WebAssembly (wasm32-unknown-unknown, release)" \
 step "verifier in WebAssembly through its JavaScript loader (Node)" \
     env COUNTERSIGN_VERIFIER_WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/countersign_verifier_wasm.wasm" \
     node --test verifier/wasm/test/
+step "the WebAssembly bundle benchmark runs (benches/wasm-bundle.mjs)" node benches/wasm-bundle.mjs
 log_knows_no_front_end() {
     # The layering verifier <- log <- approvals <- binary, one way: the log's dependency graph
     # holds neither the front end nor the binary.
