@@ -51,6 +51,9 @@ pub enum ClientCmd {
         /// holding one.
         #[arg(long)]
         jwks: Option<String>,
+        /// Print the API's JSON (times in Unix seconds).
+        #[arg(long)]
+        json: bool,
         /// The server.
         #[command(flatten)]
         target: Target,
@@ -255,6 +258,28 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// What `client add` prints: the client as registered, and a generated secret, which is shown
+/// this once.
+fn client_added(v: &Value) -> String {
+    let mut out = format!(
+        "client {} added at {}: {}, {} delivery",
+        v["client_id"].as_str().unwrap_or("?"),
+        rfc3339_of(&v["created_at"]),
+        v["auth_method"].as_str().unwrap_or("?"),
+        v["mode"].as_str().unwrap_or("?"),
+    );
+    if let Some(e) = v["notification_endpoint"].as_str() {
+        out.push_str(&format!(", notifications to {e}"));
+    }
+    out.push('\n');
+    if let Some(secret) = v["client_secret"].as_str() {
+        out.push_str(&format!(
+            "client secret (generated; shown this once, store it now): {secret}\n"
+        ));
+    }
+    out
+}
+
 /// `GET /v1/admin/clients` as a table.
 pub fn clients_table(v: &Value) -> String {
     let rows: Vec<Vec<String>> = v["clients"]
@@ -337,6 +362,7 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
             mode,
             notification_endpoint,
             jwks,
+            json: as_json,
             target,
         } => {
             let jwks = match jwks {
@@ -368,7 +394,11 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
                 })),
             )
             .await?;
-            print(&v);
+            if as_json {
+                print(&v);
+            } else {
+                print!("{}", client_added(&v));
+            }
         }
         ClientCmd::List { json, target } => {
             let v = call(&target, reqwest::Method::GET, "/v1/admin/clients", None).await?;

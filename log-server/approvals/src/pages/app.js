@@ -158,9 +158,15 @@ function expireNow() {
   }
 }
 
+// The server's clock, from the data-now (Unix seconds) of the page last rendered by it.
+let skew = 0;
+function setServerNow(secs) {
+  if (secs) skew = Number(secs) * 1000 - Date.now();
+}
+
+// Counts down every [data-expires] element; one timer, started again when new ones appear.
+let timer = null;
 function tickLeft() {
-  const skew = Number(document.body.dataset.now || 0) * 1000 - Date.now();
-  let timer = null;
   const update = () => {
     const now = (Date.now() + skew) / 1000;
     let live = 0;
@@ -185,10 +191,13 @@ function tickLeft() {
         live++;
       }
     }
-    if (!live && timer) clearInterval(timer);
+    if (!live && timer) {
+      clearInterval(timer);
+      timer = null;
+    }
   };
   update();
-  timer = setInterval(update, 1000);
+  if (!timer) timer = setInterval(update, 1000);
 }
 
 // The inbox is rendered by the server; a change re-reads it, so the list and the page's first
@@ -200,6 +209,7 @@ async function refreshInbox() {
   const fresh = doc.getElementById("inbox");
   const ul = document.getElementById("inbox");
   if (!fresh || !ul) return;
+  setServerNow(doc.body.dataset.now);
   ul.replaceChildren(...Array.from(fresh.childNodes, (n) => document.importNode(n, true)));
   localTimes(ul);
   tickLeft();
@@ -322,6 +332,7 @@ document.addEventListener("DOMContentLoaded", () => {
   on("approve", () => decide("approve"));
   on("deny", () => decide("deny"));
   localTimes();
+  setServerNow(document.body.dataset.now);
   tickLeft();
   if (pageKind === "inbox") {
     const es = new EventSource("/approve/events");

@@ -587,6 +587,23 @@ async fn admin_cli_over_http() {
     .unwrap();
     assert!(ok, "{out}");
     assert!(!out.contains("s3cret"), "a chosen secret is not echoed");
+    assert!(
+        out.starts_with("client cli-agent added at 20")
+            && out.contains("Z: client_secret_post, poll"),
+        "{out}"
+    );
+    // A generated secret is shown, once.
+    let r = run.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        r(["client", "add", "cli-agent-2"].map(String::from).to_vec())
+    })
+    .await
+    .unwrap();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret (generated; shown this once, store it now): "))
+        .unwrap_or_else(|| panic!("no generated secret in {out}"));
+    assert!(ok && secret.len() >= 22, "{out}");
     let r = run.clone();
     let (ok, out) = tokio::task::spawn_blocking(move || r(vec!["client".into(), "list".into()]))
         .await
