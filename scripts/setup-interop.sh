@@ -5,6 +5,7 @@
 #   chromium         Debian's Chromium for the browser test (npm cannot download browsers here;
 #                    playwright-core drives /usr/bin/chromium)
 #   interop/node_modules   `npm ci` from interop/package-lock.json (exact versions)
+#   the WebAssembly verifier  $CARGO_TARGET_DIR/wasm32-unknown-unknown/release/, built if missing
 #   the binaries           $CARGO_TARGET_DIR/debug/countersign and countersign-verify, built (dev
 #                          profile) only if missing, or always with COUNTERSIGN_INTEROP_BUILD=1;
 #                          skipped when COUNTERSIGN_BIN (and COUNTERSIGN_VERIFY_BIN) are set
@@ -64,3 +65,11 @@ build() { # build <env var that overrides it> <package> <binary>
 source scripts/env.sh
 build COUNTERSIGN_BIN countersign countersign
 build COUNTERSIGN_VERIFY_BIN countersign-verify countersign-verify
+# The verifier in WebAssembly, which the /verify and /log pages load (the server finds it in
+# $CARGO_TARGET_DIR/wasm32-unknown-unknown/release/ beside its own build).
+wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/countersign_verifier_wasm.wasm"
+if [ ! -f "$wasm" ] || [ "${COUNTERSIGN_INTEROP_BUILD:-0}" = 1 ]; then
+    say "building the WebAssembly verifier"
+    rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+    cargo build -p countersign-verifier-wasm --target wasm32-unknown-unknown --release --locked
+fi

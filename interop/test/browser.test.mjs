@@ -147,6 +147,12 @@ describe("headless Chromium with a virtual authenticator on the approval pages",
     }
     const msg = await statusText();
     assert.match(msg, /Nothing was recorded/, msg);
+    // The operator hears of it: a WARN line naming the request and the reason, and a counter.
+    const requestId = await page.evaluate(() => document.body.dataset.request);
+    const warn = server.stderr.split("\n").find((l) => l.includes("WARN") && l.includes("decision refused"));
+    assert.ok(warn && warn.includes(`request_id=${requestId}`) && warn.includes("reason=\"invalid_assertion\""), `server log: ${warn}`);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /^countersign_ciba_decisions_refused_total\{reason="invalid_assertion"\} 1$/m);
     await shot("request-bogus-signature");
     assert.equal(await page.locator("#receipt h2").count(), 0, "no receipt");
     // Give a wrongly accepted append time to show up, then compare tree sizes.
