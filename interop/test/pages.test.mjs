@@ -130,6 +130,17 @@ describe("every page, at desktop and phone size, with axe-core", { timeout: 240_
     assert.equal(await page.locator("#approve, #deny, [data-expires]:not(body)").count(), 0);
     await check("request-denied");
 
+    // Look-alike text ("АCME" with a Cyrillic А) is marked as an error, not shown as text.
+    await ask("Pay 3.00 EUR to ACME", [
+      { type: "payment_initiation", instructedAmount: { currency: "EUR", amount: "3.00" }, creditorName: "\u0410CME" },
+    ]);
+    await fromInbox("Pay 3.00 EUR");
+    assert.match(await page.locator("main").textContent(), /Look closely:/);
+    assert.match(await page.locator(".action dd", { hasText: "CME" }).first().textContent(), /mixes writing systems/);
+    await check("request-lookalike");
+    await page.locator("#deny").click();
+    await page.locator("#receipt.denied").waitFor({ timeout: STEP_MS });
+
     // The generic renderer: type first, names humanised, the exact name beside each.
     await fromInbox("Deploy");
     assert.equal((await page.locator("h1").textContent()).trim(), "Deploy: environment production, service billing, version 2026.12.1");
@@ -212,9 +223,9 @@ describe("every page, at desktop and phone size, with axe-core", { timeout: 240_
 
   test("history, and a request that is not there", async () => {
     await open("/approve/history", "history");
-    assert.equal(await page.locator(".history li").count(), 2, "one approval and one denial");
+    assert.equal(await page.locator(".history li").count(), 3, "one approval and two denials");
     assert.equal(await page.locator(".history .badge.approved").count(), 1);
-    assert.equal(await page.locator(".history .badge.denied").count(), 1);
+    assert.equal(await page.locator(".history .badge.denied").count(), 2);
     // The evidence is a file download.
     const [download] = await Promise.all([
       page.waitForEvent("download"),
@@ -277,7 +288,7 @@ describe("every page, at desktop and phone size, with axe-core", { timeout: 240_
     });
     const rows = page.locator("tr[data-index]");
     const n = await rows.count();
-    assert.ok(n >= 4, `entries shown: ${n}`); // the enrolment and three decisions
+    assert.ok(n >= 5, `entries shown: ${n}`); // the enrolment and four decisions
     await page.locator("td.proof.ok").nth(n - 1).waitFor();
     assert.equal(await page.locator("td.proof.ok").count(), n, "every inclusion proof checks");
     assert.equal(await page.locator("td.proof.error").count(), 0);

@@ -766,6 +766,48 @@ fn statements(f: &mut Files) {
     let mut v = base.clone();
     v["binding_message"] = json!("Pay EUR \u{202E}00.052,1 to ACME GmbH");
     cases.push(("bidi-override-in-binding-message", v, "binding_message"));
+    // What the approver reads must be what is signed (issue 13): one vector per class of
+    // character that displays as something else or as nothing, in authorization_details.
+    let mut v = base.clone();
+    v["authorization_details"][0]["creditorAccount"] =
+        json!({"iban": "DE89\u{202E}3704 0044 0532 0130 00"});
+    cases.push((
+        "bidi-override-in-authorization-details",
+        v,
+        "authorization_details",
+    ));
+    let mut v = base.clone();
+    v["authorization_details"][0]["instructedAmount"]["amount\u{200B}"] = json!("9999.00");
+    cases.push((
+        "zero-width-space-in-member-name",
+        v,
+        "authorization_details",
+    ));
+    let mut v = base.clone();
+    v["authorization_details"][0]["creditorName"] = json!("ACME\u{2060} GmbH");
+    cases.push((
+        "word-joiner-in-authorization-details",
+        v,
+        "authorization_details",
+    ));
+    let mut v = base.clone();
+    v["authorization_details"][0]["creditorName"] =
+        json!("ACME GmbH\u{E0001}\u{E0050}\u{E0041}\u{E0059}");
+    cases.push((
+        "tag-characters-in-authorization-details",
+        v,
+        "authorization_details",
+    ));
+    let mut v = base.clone();
+    v["authorization_details"][0]["creditorName"] = json!("ACME GmbH\r\nMallory Ltd");
+    cases.push((
+        "control-character-in-authorization-details",
+        v,
+        "authorization_details",
+    ));
+    let mut v = base.clone();
+    v["binding_message"] = json!("Pay 42.00 EUR to ACME\u{200B} GmbH");
+    cases.push(("zero-width-space-in-binding-message", v, "binding_message"));
     let text = serde_json::to_string(&base).unwrap_or_default().replacen(
         "\"creditorName\":\"ACME GmbH\"",
         "\"creditorName\":\"ACME GmbH\",\"creditorName\":\"Mallory Ltd\"",

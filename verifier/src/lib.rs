@@ -60,9 +60,10 @@ pub use registration::{
 pub use report::{bundle_report, Expectation, UnknownExpectation, UNSIGNED_BUNDLE_MEMBERS};
 #[cfg(feature = "std")]
 pub use statement::{
-    canonical_json, is_unsafe_display_char, parse_json_strict, validate_authorization_details,
-    validate_binding_message, Statement, StatementError, MAX_BINDING_MESSAGE_CHARS,
-    MAX_SAFE_INTEGER, MAX_STATEMENT_BYTES, STATEMENT_VERSION,
+    canonical_json, find_unsafe_text, is_unsafe_display_char, parse_json_strict,
+    unsafe_display_class, validate_authorization_details, validate_binding_message, Statement,
+    StatementError, UnsafeText, MAX_BINDING_MESSAGE_CHARS, MAX_SAFE_INTEGER, MAX_STATEMENT_BYTES,
+    STATEMENT_VERSION,
 };
 pub use tlog_proof::{TlogProof, TlogProofError};
 pub use webauthn::{

@@ -190,12 +190,134 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, StatementError> {
     serde_json_canonicalizer::to_vec(value).map_err(|e| StatementError::Malformed(e.to_string()))
 }
 
-/// Characters refused in text shown to the approver: control characters, and the bidirectional
-/// formatting characters that make text display in another order than it is stored
-/// ("Trojan Source", CVE-2021-42574).
+/// Why a character is refused in text shown to the approver, or `None` when it is not:
+/// control characters; the bidirectional formatting characters that make text display in another
+/// order than it is stored ("Trojan Source", CVE-2021-42574); characters that display as nothing
+/// (zero-width spaces and joiners, word joiner, byte-order mark, soft hyphen, invisible
+/// operators, fillers), with which two member names or values look the same and differ; and tag
+/// characters (U+E0000 to U+E007F), which carry hidden text.
+pub fn unsafe_display_class(c: char) -> Option<&'static str> {
+    if c.is_control() {
+        return Some("a control character");
+    }
+    match c {
+        '\u{061C}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => Some("a bidirectional formatting character"),
+        '\u{00AD}'
+        | '\u{034F}'
+        | '\u{115F}'
+        | '\u{1160}'
+        | '\u{17B4}'
+        | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200D}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{206A}'..='\u{206F}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}' => Some("an invisible (zero-width or formatting) character"),
+        '\u{E0000}'..='\u{E007F}' => Some("a tag character"),
+        _ => None,
+    }
+}
+
+/// Whether a character is refused in text shown to the approver ([`unsafe_display_class`]).
 pub fn is_unsafe_display_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    unsafe_display_class(c).is_some()
+}
+
+/// A member name or string of `authorization_details` holding a character
+/// [unsafe to display](unsafe_display_class).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsafeText {
+    /// Where: `authorization_details[0].creditorAccount.iban` (names as written, unsafe
+    /// characters shown as `\u{...}`).
+    pub path: String,
+    /// Whether the character is in the member's name (else in its value).
+    pub in_name: bool,
+    /// The character.
+    pub ch: char,
+    /// What kind of character it is.
+    pub class: &'static str,
+}
+
+impl fmt::Display for UnsafeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} U+{:04X}, {}",
+            self.path,
+            if self.in_name {
+                "has a name holding"
+            } else {
+                "holds"
+            },
+            self.ch as u32,
+            self.class
+        )
+    }
+}
+
+/// A path element as shown in [`UnsafeText::path`]: unsafe characters escaped.
+fn shown_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if is_unsafe_display_char(c) {
+            out.push_str(&std::format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first member name or string value in `v` (depth first, in member order) holding a
+/// character [unsafe to display](unsafe_display_class); `root` names `v` in the path.
+pub fn find_unsafe_text(v: &Value, root: &str) -> Option<UnsafeText> {
+    fn walk(v: &Value, path: &mut String) -> Option<UnsafeText> {
+        match v {
+            Value::String(s) => s.chars().find_map(|c| {
+                unsafe_display_class(c).map(|class| UnsafeText {
+                    path: path.clone(),
+                    in_name: false,
+                    ch: c,
+                    class,
+                })
+            }),
+            Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
+                let len = path.len();
+                path.push_str(&std::format!("[{i}]"));
+                let found = walk(v, path);
+                path.truncate(len);
+                found
+            }),
+            Value::Object(m) => m.iter().find_map(|(k, v)| {
+                let len = path.len();
+                path.push('.');
+                path.push_str(&shown_name(k));
+                let found = k
+                    .chars()
+                    .find_map(|c| {
+                        unsafe_display_class(c).map(|class| UnsafeText {
+                            path: path.clone(),
+                            in_name: true,
+                            ch: c,
+                            class,
+                        })
+                    })
+                    .or_else(|| walk(v, path));
+                path.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    walk(v, &mut String::from(root))
 }
 
 /// A binding message is short plain text: 1 to `max_chars` characters, none of them
@@ -307,6 +429,14 @@ pub fn validate_authorization_details(v: &Value) -> Result<(), &'static str> {
             _ => return Err("an authorization_details element has no string type"),
         }
     }
+    // What the approver reads must be what is signed: no member name or string may hold a
+    // character that displays as something else or as nothing (find_unsafe_text says where).
+    if find_unsafe_text(v, "authorization_details").is_some() {
+        return Err(
+            "authorization_details holds a control, bidirectional formatting, invisible or tag \
+             character",
+        );
+    }
     check_numbers(v)
 }
 
@@ -368,7 +498,7 @@ mod tests {
         odd.scope = "openid payments".into();
         odd.log_origin = "example.com/log\u{e9}".into();
         odd.authorization_details = serde_json::json!([
-            {"type": "x", "\u{fb33}": 1, "\u{1f600}": [1.5, -0.0, 1e21, "\u{0}\u{1f}\n"], "a": {"z": null, "b": true}}
+            {"type": "x", "\u{fb33}": 1, "\u{1f600}": [1.5, -0.0, 1e21, "\"\\/<>\u{7e}\u{e9}"], "a": {"z": null, "b": true}}
         ]);
         odd.requested_at = MAX_SAFE_INTEGER - 1;
         odd.expires_at = MAX_SAFE_INTEGER;
@@ -379,6 +509,68 @@ mod tests {
                 String::from_utf8(library).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn authorization_details_refuse_what_displays_otherwise_or_not_at_all() {
+        let cases: [(&str, Value, &str, bool); 6] = [
+            (
+                "bidi override in a value",
+                serde_json::json!([{"type": "p", "iban": "DE89\u{202E}3704"}]),
+                "authorization_details[0].iban",
+                false,
+            ),
+            (
+                "zero-width space in a name",
+                serde_json::json!([{"type": "p", "amount\u{200B}": "1"}]),
+                "authorization_details[0].amount\\u{200B}",
+                true,
+            ),
+            (
+                "word joiner",
+                serde_json::json!([{"type": "p", "to": {"name": "AC\u{2060}ME"}}]),
+                "authorization_details[0].to.name",
+                false,
+            ),
+            (
+                "byte-order mark",
+                serde_json::json!([{"type": "\u{FEFF}p"}]),
+                "authorization_details[0].type",
+                false,
+            ),
+            (
+                "tag character",
+                serde_json::json!([{"type": "p", "x": ["ok", "a\u{E0041}"]}]),
+                "authorization_details[0].x[1]",
+                false,
+            ),
+            (
+                "control character",
+                serde_json::json!([{"type": "p", "memo": "a\u{1b}[2Jb"}]),
+                "authorization_details[0].memo",
+                false,
+            ),
+        ];
+        for (what, details, path, in_name) in cases {
+            let u = find_unsafe_text(&details, "authorization_details").expect(what);
+            assert_eq!((u.path.as_str(), u.in_name), (path, in_name), "{what}");
+            let mut s = sample();
+            s.authorization_details = details;
+            assert_eq!(
+                s.validate(),
+                Err(StatementError::InvalidField("authorization_details")),
+                "{what}"
+            );
+        }
+        let u = find_unsafe_text(&serde_json::json!({"iban": "DE\u{202E}89"}), "d").unwrap();
+        assert_eq!(
+            u.to_string(),
+            "d.iban holds U+202E, a bidirectional formatting character"
+        );
+        // Letters of any script, emoji without joiners and ordinary punctuation stay allowed.
+        let fine = serde_json::json!([{"type": "p", "name": "Ærø Ünïcødé 東京 \u{1f600}", "note": "a-b/c"}]);
+        assert_eq!(find_unsafe_text(&fine, "authorization_details"), None);
+        assert!(validate_binding_message("Pay\u{200B} 1 EUR", 64).is_err());
     }
 
     #[test]

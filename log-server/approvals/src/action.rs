@@ -7,10 +7,11 @@
 //! member names (showing the exact name beside the label), puts `type` first and never hides a
 //! member. The action is what the approver signs; the note is only the agent's words.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
+use unicode_security::{skeleton, MixedScript};
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -234,15 +235,106 @@ pub(crate) fn summary(details: &Value) -> String {
     format!("{head}{more}")
 }
 
+/// The member names of one object that a person could take for another of its names: the same
+/// Unicode TS #39 skeleton once lower-cased (`amount` and `аmount` with a Cyrillic `а`, `Amount`
+/// and `amount`, `l` and `1`), so that two values could hide behind one label.
+pub(crate) fn confusable_names(m: &Map<String, Value>) -> BTreeSet<&str> {
+    let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for k in m.keys() {
+        groups
+            .entry(skeleton(&k.to_lowercase()).collect())
+            .or_default()
+            .push(k);
+    }
+    groups
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .flatten()
+        .collect()
+}
+
+/// The first object in `v` with [look-alike member names](confusable_names): its path and two
+/// of the names.
+pub(crate) fn find_confusable_names(v: &Value, path: &str) -> Option<(String, String, String)> {
+    match v {
+        Value::Object(m) => {
+            let c: Vec<&str> = confusable_names(m).into_iter().collect();
+            if let [a, b, ..] = c.as_slice() {
+                return Some((path.to_owned(), (*a).to_owned(), (*b).to_owned()));
+            }
+            m.iter()
+                .find_map(|(k, v)| find_confusable_names(v, &format!("{path}.{k}")))
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_confusable_names(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// Whether text mixes writing systems (not single-script in Unicode TS #39's sense), as
+/// look-alike text does ("ACME" with a Cyrillic "А").
+fn mixes_scripts(s: &str) -> bool {
+    !s.is_single_script()
+}
+
+/// The mark beside text that [mixes scripts](mixes_scripts); empty for any other.
+fn script_mark(s: &str) -> &'static str {
+    if mixes_scripts(s) {
+        " <strong class=\"error\">mixes writing systems, as look-alike text does: check it \
+         letter by letter</strong>"
+    } else {
+        ""
+    }
+}
+
+/// Whether anything in the action is marked as possibly imitating something else.
+pub(crate) fn has_lookalikes(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => !confusable_names(m).is_empty() || m.values().any(has_lookalikes),
+        Value::Array(a) => a.iter().any(has_lookalikes),
+        Value::String(s) => mixes_scripts(s),
+        _ => false,
+    }
+}
+
 /// A member's label: the humanised name, with the exact name beside it.
-fn label(out: &mut String, name: &str) {
+fn label(out: &mut String, name: &str, confusable: bool) {
     let h = humanise(name);
+    if confusable {
+        let _ = write!(out, "<dt class=\"confusable\">{}", esc(&h));
+        let _ = write!(
+            out,
+            " <code class=\"raw\">{}</code>",
+            esc(&escaped_name(name))
+        );
+        out.push_str(
+            " <strong class=\"error\">looks like another name here: two values may hide behind \
+             one label; deny</strong></dt>",
+        );
+        return;
+    }
     let _ = write!(out, "<dt>{}", esc(&h));
     // The exact name, where the label is more than a change of case.
     if h.to_lowercase() != name.to_lowercase() {
         let _ = write!(out, " <code class=\"raw\">{}</code>", esc(name));
     }
     out.push_str("</dt>");
+}
+
+/// A member name with every non-ASCII character also written as its code point, so that
+/// look-alike names read differently.
+fn escaped_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("{c}(U+{:04X})", c as u32)
+            }
+        })
+        .collect()
 }
 
 /// A value: scalars as text, objects as nested lists, arrays as ordered lists.
@@ -261,7 +353,12 @@ fn value(out: &mut String, v: &Value) {
         }
         Value::String(s) if s.is_empty() => out.push_str("<span class=\"lit\">(empty)</span>"),
         Value::String(s) => {
-            let _ = write!(out, "<span class=\"str\">{}</span>", esc(s));
+            let _ = write!(
+                out,
+                "<span class=\"str\">{}</span>{}",
+                esc(s),
+                script_mark(s)
+            );
         }
         other => {
             let _ = write!(
@@ -288,9 +385,10 @@ fn members(out: &mut String, m: &Map<String, Value>, skip: &BTreeSet<&str>) {
     if keys.is_empty() {
         return;
     }
+    let confusable = confusable_names(m);
     out.push_str("<dl class=\"fields\">");
     for k in keys {
-        label(out, k);
+        label(out, k, confusable.contains(k.as_str()));
         out.push_str("<dd>");
         value(out, &m[k.as_str()]);
         out.push_str("</dd>");
@@ -316,13 +414,19 @@ fn payment_html(out: &mut String, e: &Map<String, Value>, p: &Payment<'_>) {
     }
     out.push_str("</dd>");
     if let Some(c) = p.creditor {
-        let _ = write!(out, "<dt>To</dt><dd><strong>{}</strong></dd>", esc(c));
+        let _ = write!(
+            out,
+            "<dt>To</dt><dd><strong>{}</strong>{}</dd>",
+            esc(c),
+            script_mark(c)
+        );
     }
     if let Some(i) = p.iban {
         let _ = write!(
             out,
-            "<dt>Account (IBAN)</dt><dd><code class=\"iban\">{}</code></dd>",
-            esc(&group_iban(i))
+            "<dt>Account (IBAN)</dt><dd><code class=\"iban\">{}</code>{}</dd>",
+            esc(&group_iban(i)),
+            script_mark(i)
         );
     }
     out.push_str("</dl>");
@@ -696,6 +800,50 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(note_mismatches("Deploy to Staging", &deploy), ["Staging"]);
+    }
+
+    #[test]
+    fn look_alike_names_and_mixed_scripts_are_marked() {
+        // "аmount" with a Cyrillic а; "Amount" differs from "amount" only in case.
+        let d = json!([{"type": "p", "amount": "1", "\u{430}mount": "9999", "x": {"Fee": 1, "fee": 2}}]);
+        let m = d[0].as_object().unwrap();
+        assert_eq!(
+            confusable_names(m).into_iter().collect::<Vec<_>>(),
+            ["amount", "\u{430}mount"]
+        );
+        let (path, a, b) = find_confusable_names(&d, "authorization_details").unwrap();
+        assert_eq!(
+            (path.as_str(), a.as_str(), b.as_str()),
+            ("authorization_details[0]", "amount", "\u{430}mount")
+        );
+        let nested = json!([{"type": "p", "x": {"Fee": 1, "fee": 2}}]);
+        assert_eq!(find_confusable_names(&nested, "d").unwrap().0, "d[0].x");
+        let html = render(&d);
+        assert_eq!(
+            html.matches("looks like another name here").count(),
+            4,
+            "{html}"
+        );
+        assert!(
+            html.contains("\u{430}(U+0430)mount"),
+            "the odd letter is spelled out: {html}"
+        );
+        assert!(has_lookalikes(&d));
+
+        // "АCME" with a Cyrillic А: one label, a value mixing scripts.
+        let d = json!([{"type": "payment_initiation", "instructedAmount": {"currency": "EUR", "amount": "5"},
+            "creditorName": "\u{410}CME", "note": "ok"}]);
+        assert!(has_lookalikes(&d));
+        assert!(
+            render(&d).contains("mixes writing systems"),
+            "the payee is marked"
+        );
+        assert!(mixes_scripts("\u{410}CME") && !mixes_scripts("ACME") && !mixes_scripts("Ærø 42"));
+        assert!(
+            render(&json!([{"type": "t", "to": "\u{410}CME"}])).contains("mixes writing systems")
+        );
+        assert!(!has_lookalikes(&evil()));
+        assert_eq!(find_confusable_names(&evil(), "d"), None);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use countersign_verifier::{
-    is_valid_id, parse_json_strict, validate_authorization_details, validate_binding_message,
-    Statement,
+    find_unsafe_text, is_valid_id, parse_json_strict, validate_authorization_details,
+    validate_binding_message, Statement,
 };
 use serde_json::{json, Value};
 
@@ -212,8 +212,8 @@ async fn bc_authorize(
         return Err(ApiError::bad_request(
             "invalid_binding_message",
             format!(
-                "binding_message must be 1 to {} characters of plain text, without control or \
-                 bidirectional formatting characters",
+                "binding_message must be 1 to {} characters of plain text, without control, \
+                 bidirectional formatting, invisible or tag characters",
                 c.config.binding_message_max_chars
             ),
         ));
@@ -233,8 +233,31 @@ async fn bc_authorize(
             format!("authorization_details is not JSON: {e}"),
         )
     })?;
+    // Name the member first: a prompt-injected agent's hidden character is easier to find.
+    if let Some(u) = find_unsafe_text(&details, "authorization_details") {
+        return Err(ApiError::bad_request(
+            "invalid_authorization_details",
+            format!(
+                "{u}: what the approver reads must be what is signed, so such characters are \
+                 refused"
+            ),
+        ));
+    }
     validate_authorization_details(&details)
         .map_err(|e| ApiError::bad_request("invalid_authorization_details", e))?;
+    // Two member names a person could take for one another (amount and аmount): one label on
+    // the page, two values for the executor.
+    if let Some((path, a, b)) =
+        crate::action::find_confusable_names(&details, "authorization_details")
+    {
+        return Err(ApiError::bad_request(
+            "invalid_authorization_details",
+            format!(
+                "{path} has member names that look alike ({a:?} and {b:?}): an approver could not \
+                 tell their values apart"
+            ),
+        ));
+    }
     if !c.config.authorization_details_types.is_empty() {
         let ok = details.as_array().is_some_and(|items| {
             items.iter().all(|i| {

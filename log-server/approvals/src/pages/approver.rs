@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{error_page, esc, page, sign_in, time_html};
-use crate::action::{note_mismatches, render, summary};
+use crate::action::{has_lookalikes, note_mismatches, render, summary};
 use crate::inbox::{effective_status, open_requests, own_request};
 use crate::passkeys::session_of;
 use crate::state::Approvals;
@@ -217,7 +217,7 @@ pub(super) async fn request_page(
         main,
         "<p class=\"back\"><a href=\"/approve\">← Back to your inbox</a></p>\
          <p class=\"eyebrow\"><strong>{client}</strong> asks you to approve</p>\
-         <h1 id=\"headline\">{heading}</h1>{state}\
+         <h1 id=\"headline\">{heading}</h1>{lookalike}{state}\
          <section aria-labelledby=\"action-h\" class=\"card\"><h2 id=\"action-h\">The action</h2>\
          <p class=\"muted\">This is what your passkey signs and what the agent may do.</p>\
          {details}</section>\
@@ -239,6 +239,13 @@ pub(super) async fn request_page(
          {outcome}<div id=\"receipt\"></div>",
         client = esc(&st.client_id),
         heading = esc(&heading),
+        lookalike = if has_lookalikes(&st.authorization_details) {
+            "<p class=\"warning\" role=\"alert\"><strong>Look closely:</strong> part of this action \
+             mixes writing systems or has look-alike names (marked below), as text made to \
+             imitate other text does. If in doubt, deny.</p>"
+        } else {
+            ""
+        },
         state = state_line(&r, status),
         details = render(&st.authorization_details),
         note = esc(&st.binding_message),

@@ -333,6 +333,81 @@ async fn malformed_bc_authorize() {
             "invalid_authorization_details",
             &["2^53"],
         ),
+        // What the approver reads must be what is signed: each class of character that
+        // displays otherwise or as nothing, named with its member.
+        (
+            params(
+                a,
+                &[],
+                &[(
+                    "authorization_details",
+                    "[{\"type\":\"p\",\"creditorAccount\":{\"iban\":\"DE89\u{202E}3704\"}}]",
+                )],
+            ),
+            "invalid_authorization_details",
+            &[
+                "authorization_details[0].creditorAccount.iban",
+                "U+202E",
+                "bidirectional",
+            ],
+        ),
+        (
+            params(
+                a,
+                &[],
+                &[(
+                    "authorization_details",
+                    "[{\"type\":\"p\",\"amount\":\"1\",\"amount\u{200B}\":\"9999\"}]",
+                )],
+            ),
+            "invalid_authorization_details",
+            &[
+                "authorization_details[0].amount\\u{200B}",
+                "name",
+                "invisible",
+            ],
+        ),
+        (
+            params(
+                a,
+                &[],
+                &[(
+                    "authorization_details",
+                    "[{\"type\":\"p\",\"to\":[\"A\u{E0041}\"]}]",
+                )],
+            ),
+            "invalid_authorization_details",
+            &["authorization_details[0].to[0]", "U+E0041", "tag character"],
+        ),
+        (
+            params(
+                a,
+                &[],
+                &[(
+                    "authorization_details",
+                    "[{\"type\":\"p\",\"m\":\"a\\u001b[2J\"}]",
+                )],
+            ),
+            "invalid_authorization_details",
+            &["authorization_details[0].m", "U+001B", "control"],
+        ),
+        (
+            params(
+                a,
+                &[],
+                &[(
+                    "authorization_details",
+                    "[{\"type\":\"p\",\"amount\":\"1\",\"\u{430}mount\":\"9999\"}]",
+                )],
+            ),
+            "invalid_authorization_details",
+            &["authorization_details[0]", "look alike", "amount"],
+        ),
+        (
+            params(a, &[], &[("binding_message", "Pay 1 EUR to AC\u{200D}ME")]),
+            "invalid_binding_message",
+            &["invisible"],
+        ),
         (
             params(a, &[], &[("requested_expiry", "0")]),
             "invalid_request",

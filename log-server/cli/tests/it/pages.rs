@@ -72,6 +72,46 @@ async fn the_action_is_the_headline_and_a_misleading_note_is_flagged() {
 }
 
 #[tokio::test]
+async fn look_alike_text_in_the_action_is_marked_as_an_error() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-pay", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 1).await;
+    // "АCME Ltd" with a Cyrillic А: accepted (names may mix scripts), shown as an error.
+    client
+        .ask(
+            "apv_alice",
+            &[(
+                "authorization_details",
+                "[{\"type\":\"payment_initiation\",\"instructedAmount\":{\"currency\":\"EUR\",\"amount\":\"42.00\"},\"creditorName\":\"\u{410}CME Ltd\"}]",
+            )],
+        )
+        .await;
+    let rid = alice.only_request().await;
+    let (_, page) = alice.get(&format!("/approve/requests/{rid}")).await;
+    assert!(page.contains("<strong>Look closely:</strong>"), "{page}");
+    let payee = element(&page, "<dt>To</dt>", "</dd>");
+    assert!(
+        payee.contains("class=\"error\">mixes writing systems"),
+        "{payee}"
+    );
+    // The same action in plain Latin letters has no such mark.
+    client.ask("apv_alice", &[]).await;
+    let plain = alice
+        .inbox()
+        .await
+        .into_iter()
+        .find(|r| r["request_id"] != rid.as_str())
+        .unwrap();
+    let (_, page) = alice
+        .get(&format!(
+            "/approve/requests/{}",
+            plain["request_id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(!page.contains("Look closely") && !page.contains("mixes writing systems"));
+}
+
+#[tokio::test]
 async fn decided_and_expired_requests_cannot_be_acted_on() {
     let s = Server::start().await;
     let client = s.add_client("agent-pay", "poll", None).await;
