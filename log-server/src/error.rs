@@ -29,6 +29,9 @@ pub enum RefusalReason {
     InvalidAssertion,
     /// The signature counter did not increase (a possibly cloned authenticator).
     SignCount,
+    /// The entry would be stamped after the deadline its submitter set (a decision on a request
+    /// that expired while it was being logged).
+    TooLate,
 }
 
 impl RefusalReason {
@@ -46,6 +49,7 @@ impl RefusalReason {
             RefusalReason::CredentialConflict => "credential_conflict",
             RefusalReason::InvalidAssertion => "invalid_assertion",
             RefusalReason::SignCount => "sign_count",
+            RefusalReason::TooLate => "too_late",
         }
     }
 }

@@ -63,6 +63,10 @@ pub struct DecisionRequest {
     pub signature: Vec<u8>,
     /// Leaf index of the credential's enrolment.
     pub enrolment_index: u64,
+    /// The latest time (Unix milliseconds) the log may stamp on the entry; a later stamp is a
+    /// [`RefusalReason::TooLate`] refusal. The time checked is the very value written in the
+    /// entry, so an entry the log accepts is never dated after the deadline.
+    pub not_after_ms: Option<u64>,
 }
 
 /// An entry with its inclusion proof.
@@ -399,6 +403,13 @@ impl LogHandle {
         let count = verified.sign_count;
         check_sign_count(stored_count, count)
             .map_err(|e| AppendError::refused(RefusalReason::SignCount, e.to_string()))?;
+        let time_ms = now_ms();
+        if let Some(deadline) = req.not_after_ms.filter(|d| time_ms > *d) {
+            return Err(AppendError::refused(
+                RefusalReason::TooLate,
+                format!("the entry would be dated {time_ms} ms, after its deadline {deadline} ms"),
+            ));
+        }
         let entry = Entry::Decision(SignedDecision {
             decision: req.decision,
             statement_hash: req.statement_hash,
@@ -409,7 +420,7 @@ impl LogHandle {
             authenticator_data: req.authenticator_data,
             client_data_json: req.client_data_json,
             signature: req.signature,
-            time_ms: now_ms(),
+            time_ms,
             enrolment_index: req.enrolment_index,
         })
         .encode()

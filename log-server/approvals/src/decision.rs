@@ -214,6 +214,10 @@ pub(crate) async fn append(
         client_data_json: a.client_data_json,
         signature: a.signature,
         enrolment_index: d.credential.enrolment_index,
+        // The log dates the entry and checks this deadline with the same clock reading, so a
+        // decision claimed in the request's last moment is never logged as made after its
+        // expiry (which its evidence bundle would fail: DecidedAfterExpiry).
+        not_after_ms: Some(r.statement.expires_at.saturating_mul(1000)),
     };
     let appended = c
         .log

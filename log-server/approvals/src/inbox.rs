@@ -271,6 +271,10 @@ fn decide_error(e: DecideError) -> ApiError {
              passkey does. For your safety nothing was recorded. Contact your Countersign \
              operator before you approve anything else with this passkey.",
         ),
+        DecideError::Refused(countersign_log::AppendError::Refused {
+            reason: countersign_log::RefusalReason::TooLate,
+            ..
+        }) => transition_error(TransitionError::Expired),
         DecideError::Refused(e) => append_error("decision", e),
         DecideError::Replayed => ApiError::new(
             StatusCode::CONFLICT,

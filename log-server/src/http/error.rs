@@ -97,7 +97,7 @@ impl ApiError {
 fn refusal_status(reason: RefusalReason) -> StatusCode {
     match reason {
         RefusalReason::UnknownEnrolment | RefusalReason::UnknownCredential => StatusCode::NOT_FOUND,
-        RefusalReason::CredentialConflict => StatusCode::CONFLICT,
+        RefusalReason::CredentialConflict | RefusalReason::TooLate => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     }
 }

@@ -113,6 +113,7 @@ fn decision_request(b: DecisionBody) -> ApiResult<DecisionRequest> {
         client_data_json: hex_field("client_data_json", &b.client_data_json)?,
         signature: hex_field("signature", &b.signature)?,
         enrolment_index: b.enrolment_index,
+        not_after_ms: None,
     })
 }
 

@@ -417,6 +417,26 @@ async fn token(
     let now = now_secs();
     match r.status {
         RequestStatus::Approved => {
+            // CIBA Core section 11: once the auth_req_id expired, its answer is expired_token,
+            // approved or not. An approval made before the expiry stays collectable for one
+            // polling interval (the request's, slow_down included) after it was made, so a
+            // client polling at its interval always gets it.
+            let decided_at = r.decision.as_ref().map_or(0, |d| d.decided_at);
+            let interval = polls(c)
+                .get(&r.request_id)
+                .map_or(c.config.interval_secs, |p| p.interval)
+                .max(c.config.interval_secs);
+            if now
+                >= r.statement
+                    .expires_at
+                    .max(decided_at.saturating_add(interval))
+            {
+                forget_poll(c, &r.request_id);
+                return Err(ApiError::bad_request(
+                    "expired_token",
+                    "the request expired before its approval was collected; ask again",
+                ));
+            }
             let request_id = r.request_id.clone();
             let body =
                 crate::ciba::issue::issue_tokens_locked(c, &key, r, &auth_req_id, &client, false)

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use countersign_log::http::AdminAuth;
-use countersign_log::{Config, EnrolmentRequest, LogHandle, RpPolicy, SequencerConfig};
+use countersign_log::{
+    Config, DecisionRequest, EnrolmentRequest, LogHandle, RpPolicy, SequencerConfig,
+};
 use countersign_testvectors::{Alg, SoftPasskey};
 use countersign_verifier::{challenge, Hash, Statement};
 use serde_json::json;
@@ -425,6 +427,58 @@ async fn decide_logs_once_and_a_failed_decision_leaves_the_request_open() {
         Err(DecideError::Transition(TransitionError::AlreadyDecided))
     ));
     assert_eq!(f.log.published().size, size + 1);
+}
+
+#[tokio::test]
+async fn the_log_never_dates_a_decision_after_its_deadline() {
+    let mut f = Fixture::new().await;
+    let key = f.ask(3).await;
+    let size = f.log.published().size;
+    let d = f.decision(&key, Decision::Approve, false);
+    let r = f.get(&key);
+    let request = |not_after_ms| DecisionRequest {
+        decision: Decision::Approve,
+        statement_hash: r.statement_for(Decision::Approve).hash().unwrap(),
+        nonce: r.nonce_bytes().unwrap(),
+        approver_id: "apv_alice".into(),
+        credential_id: d.assertion.credential_id.clone(),
+        authenticator_data: d.assertion.authenticator_data.clone(),
+        client_data_json: d.assertion.client_data_json.clone(),
+        signature: d.assertion.signature.clone(),
+        enrolment_index: f.credential.enrolment_index,
+        not_after_ms,
+    };
+    // A deadline already past: refused, nothing logged.
+    let past = countersign_log::now_ms() - 1;
+    let e = f
+        .log
+        .append_decision(request(Some(past)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.reason(),
+        Some(countersign_log::RefusalReason::TooLate),
+        "{e}"
+    );
+    assert_eq!(f.log.published().size, size);
+    // The request's own deadline (its expiry) still lies ahead: logged, dated before it.
+    let deadline = r.statement.expires_at * 1000;
+    let a = f
+        .log
+        .append_decision(request(Some(deadline)))
+        .await
+        .unwrap();
+    let entry = f
+        .log
+        .prove_entries(&[a.index])
+        .unwrap()
+        .entries
+        .remove(0)
+        .entry;
+    match countersign_verifier::Entry::decode(&entry).unwrap() {
+        countersign_verifier::Entry::Decision(sd) => assert!(sd.time_ms <= deadline),
+        other => panic!("not a decision: {other:?}"),
+    }
 }
 
 #[tokio::test]

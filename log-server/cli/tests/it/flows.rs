@@ -1335,3 +1335,36 @@ async fn tokens_after_a_key_rotation_use_the_new_key_and_old_tokens_still_verify
         (Some(kids[0].as_str()), Some("apv_alice"))
     );
 }
+
+/// CIBA Core section 11: an expired auth_req_id answers expired_token even when it was approved,
+/// once the approval had a polling interval to be collected.
+#[tokio::test]
+async fn an_approval_not_collected_before_expiry_is_expired_token() {
+    let s = Server::start_with(|mut c| {
+        c.min_expiry_secs = 1;
+        c.interval_secs = 1;
+        c
+    })
+    .await;
+    let client = s.add_client("agent-pay", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 1).await;
+    let collected = client.ask("apv_alice", &[("requested_expiry", "2")]).await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    let late = client.ask("apv_alice", &[("requested_expiry", "2")]).await;
+    alice.decide(&alice.only_request().await, "approve").await;
+    // Collected in time: tokens.
+    let (st, v) = client.token(&collected).await;
+    assert_eq!(st, 200, "{v}");
+    // Not collected before the expiry (and a polling interval after the approval): expired.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (st, v) = client.token(&late).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("expired_token")),
+        "{v}"
+    );
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("ask again"));
+}
