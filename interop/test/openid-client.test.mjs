@@ -86,6 +86,19 @@ describe("openid-client 6.x against countersign (CIBA poll)", { timeout: 120_000
     assert.deepEqual([...m.authorization_details_types_supported].sort(), [...TYPES].sort());
   });
 
+  test("a client id with a line break cannot forge a line of the server's log", async () => {
+    // Basic credentials are form-urlencoded (RFC 6749 section 2.3.1): %0A is a line break.
+    const r = await server.clientPost("/token", "nobody\nINJECTED level=ERROR admin token leaked", "x", {
+      grant_type: "urn:openid:params:grant-type:ciba",
+      auth_req_id: "x",
+    });
+    assert.equal(r.status, 401, JSON.stringify(r.body));
+    await new Promise((res) => setTimeout(res, 200));
+    const lines = server.stderr.split("\n");
+    assert.ok(!lines.some((l) => l.startsWith("INJECTED")), "no forged log line");
+    assert.ok(server.stderr.includes('client_id="nobody\\nINJECTED'), "the id is logged escaped, on its own line");
+  });
+
   test("approved: tokens arrive through pollBackchannelAuthenticationGrant and the ID token validates", async () => {
     const checkpointBefore = await server.checkpoint();
     const bindingMessage = "Pay 42.00 EUR to ACME";

@@ -99,6 +99,19 @@ fn default_mode() -> DeliveryMode {
     DeliveryMode::Poll
 }
 
+/// Whether a URL's host is this machine: a loopback address or `localhost`.
+fn is_loopback(u: &reqwest::Url) -> bool {
+    match u.host_str() {
+        Some(h) if h.eq_ignore_ascii_case("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback()),
+        None => false,
+    }
+}
+
 async fn add_client(
     State(ref c): State<Arc<Approvals>>,
     _: Admin,
@@ -118,12 +131,23 @@ async fn add_client(
             ))
         }
         (_, Some(url)) => {
-            let ok = (url.starts_with("https://") || url.starts_with("http://"))
-                && url.len() <= 2048
-                && reqwest::Url::parse(url).is_ok_and(|u| u.fragment().is_none());
-            if !ok {
+            let parsed = reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| u.fragment().is_none() && url.len() <= 2048);
+            let Some(u) = parsed.filter(|u| matches!(u.scheme(), "https" | "http")) else {
                 return Err(ApiError::invalid_request(
                     "notification_endpoint must be an http(s) URL without a fragment",
+                ));
+            };
+            // Push delivers tokens to it: in clear only to this machine, unless allowed.
+            if u.scheme() == "http"
+                && !is_loopback(&u)
+                && !c.config.allow_http_notification_endpoints
+            {
+                return Err(ApiError::invalid_request(
+                    "notification_endpoint must be https (push delivers tokens to it); plain http \
+                     is accepted for loopback addresses only, unless the server runs with \
+                     --allow-http-notification-endpoints",
                 ));
             }
         }

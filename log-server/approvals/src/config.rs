@@ -55,6 +55,9 @@ pub struct CibaConfig {
     pub request_retention_secs: u64,
     /// How often old requests are cleaned up.
     pub cleanup_interval: Duration,
+    /// Whether a client's notification endpoint may be plain `http://` on a host other than a
+    /// loopback address (push delivers tokens to it; off by default).
+    pub allow_http_notification_endpoints: bool,
 }
 
 impl CibaConfig {
@@ -80,6 +83,7 @@ impl CibaConfig {
             delivery_backoff: Duration::from_millis(500),
             request_retention_secs: 24 * 3600,
             cleanup_interval: Duration::from_secs(60),
+            allow_http_notification_endpoints: false,
         }
     }
 

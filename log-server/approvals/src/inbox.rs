@@ -249,7 +249,8 @@ fn refused(c: &Approvals, request_id: &str, approver_id: &str, e: &DecideError) 
         DecideError::Replayed => "replayed",
         _ => return,
     };
-    tracing::warn!(%request_id, %approver_id, reason, error = %e, "decision refused; nothing was logged");
+    // The error may quote what the browser sent: escaped.
+    tracing::warn!(%request_id, %approver_id, reason, error = ?e.to_string(), "decision refused; nothing was logged");
     c.metrics
         .decisions_refused
         .get_or_create(&[("reason", reason)])

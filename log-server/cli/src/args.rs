@@ -77,6 +77,10 @@ pub struct ApprovalsArgs {
     /// 5 minutes (the defaults retry for about 4 minutes in all).
     #[arg(long, env = "COUNTERSIGN_DELIVERY_BACKOFF_MS", default_value_t = 500)]
     pub delivery_backoff_ms: u64,
+    /// Let clients register plain-http notification endpoints on hosts other than loopback
+    /// addresses. Push delivers tokens there, so by default they must be https.
+    #[arg(long, env = "COUNTERSIGN_ALLOW_HTTP_NOTIFICATION_ENDPOINTS")]
+    pub allow_http_notification_endpoints: bool,
 }
 
 impl ApprovalsArgs {
@@ -132,6 +136,7 @@ impl ApprovalsArgs {
                 c.authorization_details_types.push(t.to_owned());
             }
         }
+        c.allow_http_notification_endpoints = self.allow_http_notification_endpoints;
         c.webhook_url = self.webhook_url.clone();
         c.webhook_secret = self.webhook_secret.clone().map(Secret::new);
         c.smtp_url = self.smtp_url.clone().map(Secret::new);

@@ -174,7 +174,9 @@ pub async fn authenticate_with(
         return Err(fail());
     }
     let Some(client) = ciba.store.client(&p.client_id)? else {
-        tracing::info!(client_id = %p.client_id, "unknown client");
+        // Debug-formatted: an unknown client id is the caller's text, and a newline in it
+        // must not start a forged log line.
+        tracing::info!(client_id = ?p.client_id, "unknown client");
         return Err(fail());
     };
     // A key-based client never authenticates with a secret, nor a secret client with a JWT.
@@ -191,7 +193,7 @@ pub async fn authenticate_with(
             verify_secret_async(ciba, &client, &p.secret).await
         };
     if !ok {
-        tracing::info!(client_id = %p.client_id, "client authentication failed");
+        tracing::info!(client_id = ?p.client_id, "client authentication failed");
         return Err(fail());
     }
     Ok(client)

@@ -118,7 +118,8 @@ pub(crate) fn b64(name: &str, s: &str) -> Result<Vec<u8>, ApiError> {
 pub(crate) fn append_error(what: &str, e: countersign_log::AppendError) -> ApiError {
     match e {
         countersign_log::AppendError::Refused { reason, detail } => {
-            tracing::info!(code = reason.code(), %detail, "{what} refused by the log");
+            // The detail may quote what the browser sent (an origin, a type): escaped.
+            tracing::info!(code = reason.code(), ?detail, "{what} refused by the log");
             countersign_log::AppendError::Refused { reason, detail }.into()
         }
         other => ApiError::internal(what, format!("{other:?}")),

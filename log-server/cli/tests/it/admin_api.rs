@@ -50,6 +50,14 @@ async fn add_client_refuses_each_inconsistent_registration() {
             "notification_endpoint must be an http(s) URL without a fragment",
         ),
         (
+            json!({"client_id": "c1", "mode": "push", "notification_endpoint": "http://n.test/cb"}),
+            "notification_endpoint must be https (push delivers tokens to it)",
+        ),
+        (
+            json!({"client_id": "c1", "mode": "ping", "notification_endpoint": "http://10.0.0.1/cb"}),
+            "plain http is accepted for loopback addresses only",
+        ),
+        (
             json!({"client_id": "c1", "mode": "ping", "notification_endpoint": "https://n.test/#f"}),
             "notification_endpoint must be an http(s) URL without a fragment",
         ),
@@ -339,4 +347,37 @@ async fn token_keys_rotate_and_list() {
         format!("{:?}", s.approvals),
         format!("Approvals {{ public_url: {:?}, .. }}", s.url)
     );
+}
+
+/// Push delivers tokens to a client's notification endpoint: plain http only to this machine,
+/// or anywhere when the operator allows it.
+#[tokio::test]
+async fn plain_http_notification_endpoints_are_for_loopback_unless_allowed() {
+    let s = Server::start().await;
+    for (id, url) in [
+        ("c-v4", "http://127.0.0.1:9/cb"),
+        ("c-v6", "http://[::1]:9/cb"),
+        ("c-name", "http://localhost:9/cb"),
+        ("c-tls", "https://n.test/cb"),
+    ] {
+        let (st, v) = s
+            .admin_post(
+                "/v1/admin/clients",
+                json!({"client_id": id, "mode": "push", "notification_endpoint": url}),
+            )
+            .await;
+        assert_eq!(st, 201, "{url}: {v}");
+    }
+    let open = Server::start_with(|mut c| {
+        c.allow_http_notification_endpoints = true;
+        c
+    })
+    .await;
+    let (st, v) = open
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "c1", "mode": "ping", "notification_endpoint": "http://n.test/cb"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
 }
