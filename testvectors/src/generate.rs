@@ -683,6 +683,36 @@ fn assertions(f: &mut Files) {
             }
             put(f, format!("assertions/{name}-{flag}.json"), v);
         }
+        if *alg == Alg::EdDsa {
+            // A weak (small-order) key: the identity. With R = the identity and S = 0, the
+            // cofactorless equation holds for every message, so this "signature" matches any
+            // assertion; the key must be refused (issue 13).
+            let a = pk.assert_with(&AssertOptions::new(&challenge, ORIGIN));
+            let mut cose = vec![
+                0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20, 0x01,
+            ];
+            cose.extend_from_slice(&[0u8; 31]);
+            let mut forged = vec![0u8; 64];
+            forged[0] = 1;
+            put(
+                f,
+                format!("assertions/{name}-weak-key.json"),
+                json!({
+                    "description": "EdDSA assertion under the identity as public key, with a signature any message matches",
+                    "algorithm": alg.name(),
+                    "public_key": hex::encode(&cose),
+                    "authenticator_data": hex::encode(&a.authenticator_data),
+                    "client_data_json": hex::encode(&a.client_data_json),
+                    "signature": hex::encode(&forged),
+                    "rp_id": RP_ID, "origin": ORIGIN,
+                    "challenge": hex::encode(&challenge),
+                    "require_uv": true,
+                    "expected": "invalid",
+                    "flags": ["weak-key"],
+                    "error": "small order",
+                }),
+            );
+        }
     }
 }
 

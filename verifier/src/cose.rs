@@ -151,6 +151,16 @@ pub fn parse_cose_key_prefix(bytes: &[u8]) -> Result<(PublicKey, usize), CoseKey
             let x: [u8; 32] = x
                 .try_into()
                 .map_err(|_| CoseKeyError::Malformed("Ed25519 key is not 32 bytes"))?;
+            // A key of small order (the identity among them) lets one signature verify for
+            // every message under cofactorless verification: refused at enrolment, as an
+            // invalid point is.
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(&x)
+                .map_err(|_| CoseKeyError::Malformed("Ed25519 key is not a curve point"))?;
+            if vk.is_weak() {
+                return Err(CoseKeyError::Malformed(
+                    "Ed25519 key is of small order (a weak key any signature can match)",
+                ));
+            }
             PublicKey::Ed25519(x)
         }
         // RSA / RS256: n (-1) and e (-2) as big-endian byte strings.
@@ -189,19 +199,56 @@ pub fn cose_alg(key: &PublicKey) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    // {1: 1, 3: -8, -1: 6, -2: h'00..'} (OKP Ed25519)
-    fn okp() -> Vec<u8> {
+    /// The Ed25519 base point's encoding: a valid key of large order.
+    fn base_point() -> [u8; 32] {
+        let mut x = [0x66u8; 32];
+        x[0] = 0x58;
+        x
+    }
+
+    // {1: 1, 3: -8, -1: 6, -2: h'..'} (OKP Ed25519)
+    fn okp_with(x: &[u8; 32]) -> Vec<u8> {
         let mut v = alloc::vec![0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20];
-        v.extend_from_slice(&[7u8; 32]);
+        v.extend_from_slice(x);
         v
+    }
+
+    /// A valid Ed25519 COSE key (the other modules' tests use it too).
+    pub(crate) fn okp() -> Vec<u8> {
+        okp_with(&base_point())
     }
 
     #[test]
     fn parses_okp() {
-        assert_eq!(parse_cose_key(&okp()), Ok(PublicKey::Ed25519([7u8; 32])));
+        assert_eq!(parse_cose_key(&okp()), Ok(PublicKey::Ed25519(base_point())));
+    }
+
+    #[test]
+    fn refuses_weak_and_invalid_ed25519_keys() {
+        // The identity, and a point of order 2 (y = -1): small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order2 = [0xffu8; 32];
+        order2[0] = 0xec;
+        order2[31] = 0x7f;
+        for weak in [identity, order2] {
+            assert_eq!(
+                parse_cose_key(&okp_with(&weak)),
+                Err(CoseKeyError::Malformed(
+                    "Ed25519 key is of small order (a weak key any signature can match)"
+                ))
+            );
+        }
+        // y = 2 is not the y of any curve point.
+        let mut off = [0u8; 32];
+        off[0] = 2;
+        assert_eq!(
+            parse_cose_key(&okp_with(&off)),
+            Err(CoseKeyError::Malformed("Ed25519 key is not a curve point"))
+        );
     }
 
     #[test]

@@ -97,9 +97,15 @@ fn rsa_bits(n: &[u8]) -> usize {
     }
 }
 
-/// Ed25519 verification of a 64-byte signature (used for checkpoints and notes).
+/// Ed25519 verification of a 64-byte signature (used for checkpoints and notes): plain RFC 8032
+/// cofactorless verification, as Go's crypto/ed25519 does, so a Go sumdb/note verifier and this
+/// one accept exactly the same notes. (Passkey signatures, through [`verify`], are checked
+/// strictly.)
 pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
-    verify(&PublicKey::Ed25519(*public_key), message, signature)
+    match ed25519_dalek::VerifyingKey::from_bytes(public_key) {
+        Ok(key) => verify_ed25519_prepared(&key, message, signature),
+        Err(_) => false,
+    }
 }
 
 /// Ed25519 verification with a key decoded in advance (RFC 8032 section 5.1.7, cofactorless,
@@ -138,10 +144,9 @@ mod pure {
                 let Ok(sig) = ed25519_dalek::Signature::from_slice(signature) else {
                     return false;
                 };
-                // Plain RFC 8032 cofactorless verification, as Go's crypto/ed25519 and ring do,
-                // so a Go sumdb/note verifier and both backends accept exactly the same notes.
-                use ed25519_dalek::Verifier;
-                vk.verify(message, &sig).is_ok()
+                // A passkey's signature: strict verification (no weak key, no small-order R,
+                // canonical S), which every honest signer passes.
+                vk.verify_strict(message, &sig).is_ok()
             }
             PublicKey::Rs256 { n, e } => {
                 let n = rsa::BigUint::from_bytes_be(n);
@@ -182,6 +187,30 @@ mod fast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passkey_signature_is_checked_strictly() {
+        // The identity as public key, and the signature R = identity, S = 0: cofactorless
+        // verification accepts it for every message ([0]B = R + [k]A); strict does not.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        assert!(!verify_with(
+            Backend::Pure,
+            &PublicKey::Ed25519(identity),
+            b"any",
+            &forged
+        ));
+        let vk =
+            ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap_or_else(|_| unreachable!());
+        let sig = ed25519_dalek::Signature::from_bytes(&forged);
+        use ed25519_dalek::Verifier;
+        assert!(
+            vk.verify(b"any", &sig).is_ok(),
+            "the forgery works without strictness"
+        );
+    }
 
     #[test]
     fn rsa_bit_count() {

@@ -481,9 +481,7 @@ mod tests {
     use super::*;
 
     fn okp() -> Vec<u8> {
-        let mut v = alloc::vec![0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20];
-        v.extend_from_slice(&[7u8; 32]);
-        v
+        crate::cose::tests::okp()
     }
 
     fn enrolment() -> Entry {

@@ -133,6 +133,21 @@ async fn bad_writes_append_nothing() {
     bad_key["public_key"] = json!("a0");
     let (s, v) = log.post("/v1/log/enrolments", &log.admin, &bad_key).await;
     assert_error(s, &v, 400, "invalid_public_key");
+    // A weak Ed25519 key (the identity): any signature could match it.
+    let mut weak = crate::common::enrolment_body(&passkey(14), "c");
+    weak["public_key"] = json!(format!(
+        "a4010103272006215820{}",
+        "01".to_owned() + &"00".repeat(31)
+    ));
+    let (s, v) = log.post("/v1/log/enrolments", &log.admin, &weak).await;
+    assert_error(s, &v, 400, "invalid_public_key");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("small order"),
+        "{v}"
+    );
 
     // Unknown credentials and enrolments.
     let mut stranger = passkey(99);

@@ -217,9 +217,12 @@ proptest! {
     }
 }
 
+/// A valid Ed25519 COSE key: the base point (a key must be a curve point of large order).
 fn okp_key() -> Vec<u8> {
-    let mut v = vec![0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20];
-    v.extend_from_slice(&[7u8; 32]);
+    let mut v = vec![
+        0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20, 0x58,
+    ];
+    v.extend_from_slice(&[0x66u8; 31]);
     v
 }
 
