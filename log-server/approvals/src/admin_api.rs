@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use crate::ciba::clients::{hash_secret, MAX_CREDENTIAL_CHARS};
 use crate::state::Approvals;
-use crate::store::{ApproverRecord, AuthMethod, ClientRecord, DeliveryMode, EnrolmentLink};
+use crate::store::{
+    ApproverRecord, AuthMethod, CibaStore, ClientRecord, DeliveryMode, EnrolmentLink,
+};
 use crate::util::now_secs;
 use crate::util::Secret;
 use crate::web::RouterState;
@@ -286,20 +288,35 @@ struct AddApprover {
     name: Option<String>,
 }
 
-/// Creates a one-time enrolment link for an approver; returns its URL and expiry.
-async fn create_link(c: &Approvals, approver_id: &str) -> Result<(String, u64), ApiError> {
+/// Creates a one-time enrolment link for an approver, which voids the approver's older ones;
+/// returns its URL and expiry.
+async fn create_link(
+    c: &Approvals,
+    approver_id: &str,
+    recovery: bool,
+) -> Result<(String, u64), ApiError> {
     let token = Secret::generate();
+    let hash = hex::encode(token.sha256());
     let expires_at = now_secs() + c.config.enrolment_link_ttl_secs;
     c.store
         .put(
-            &format!("l/{}", hex::encode(token.sha256())),
+            &format!("l/{hash}"),
             &EnrolmentLink {
                 approver_id: approver_id.to_owned(),
                 expires_at,
                 used: false,
+                recovery,
             },
         )
         .await?;
+    // Written after the link itself: a crash between the two leaves the older link in force,
+    // never no link at all.
+    c.store
+        .put(&CibaStore::latest_link_key(approver_id), &hash)
+        .await?;
+    if recovery {
+        tracing::warn!(%approver_id, "recovery enrolment link created: it may add a passkey without the approver's session");
+    }
     Ok((
         format!("{}/enrol/{}", c.config.public_url, token.expose()),
         expires_at,
@@ -369,7 +386,7 @@ async fn add_approver(
                 &[],
             )
             .await?;
-        create_link(c, &b.approver_id).await?
+        create_link(c, &b.approver_id, false).await?
     };
     tracing::info!(approver_id = %b.approver_id, "approver added");
     Ok((
@@ -427,11 +444,26 @@ async fn disable_approver(
     Ok(Json(approver_json(&rec)).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewLink {
+    /// A recovery link may add a passkey without a session of the approver.
+    #[serde(default)]
+    recovery: bool,
+}
+
 async fn new_link(
     State(ref c): State<Arc<Approvals>>,
     _: Admin,
     PathParam(id): PathParam,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    // An empty body is a plain link (older clients send none).
+    let b: NewLink = if body.is_empty() {
+        NewLink::default()
+    } else {
+        body.json()?
+    };
     match c.store.approver(&id)? {
         Some(r) if !r.disabled => {}
         _ => {
@@ -442,10 +474,10 @@ async fn new_link(
             ))
         }
     }
-    let (url, expires_at) = create_link(c, &id).await?;
+    let (url, expires_at) = create_link(c, &id, b.recovery).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"approver_id": id, "enrolment_url": url, "expires_at": expires_at})),
+        Json(json!({"approver_id": id, "enrolment_url": url, "expires_at": expires_at, "recovery": b.recovery})),
     )
         .into_response())
 }

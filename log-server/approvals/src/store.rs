@@ -6,6 +6,7 @@
 //! | `a/<approver_id>` | [`ApproverRecord`] |
 //! | `m/<email, lowercased>` | approver id |
 //! | `l/<hex SHA-256 of link token>` | [`EnrolmentLink`] |
+//! | `n/<approver_id>` | hex SHA-256 of the approver's latest link token: older links are void |
 //! | `r/<hex SHA-256 of auth_req_id>` | [`RequestRecord`] |
 //! | `q/<request_id>` | hex SHA-256 of its auth_req_id |
 //! | `p/<approver_id>/<request_id>` | empty: the approver's open requests |
@@ -171,6 +172,10 @@ pub struct EnrolmentLink {
     pub expires_at: u64,
     /// Set once a passkey was enrolled through it.
     pub used: bool,
+    /// A recovery link: it may add a passkey to an approver who has one without a session of
+    /// theirs (the operator's choice, for a lost passkey).
+    #[serde(default)]
+    pub recovery: bool,
 }
 
 /// Where a request stands.
@@ -551,6 +556,11 @@ impl CibaStore {
             }
         }
         Ok(out)
+    }
+
+    /// Key of an approver's latest enrolment link (its token's hash).
+    pub fn latest_link_key(approver_id: &str) -> String {
+        format!("n/{approver_id}")
     }
 
     /// Key of a request in the clean-up index: ordered by expiry.

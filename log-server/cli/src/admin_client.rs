@@ -115,6 +115,11 @@ pub enum ApproverCmd {
     Link {
         /// Approver id.
         id: String,
+        /// A recovery link, for an approver who lost their passkey: it may add a passkey
+        /// without the approver being signed in (a plain link adds one only to an approver
+        /// with none, or in a browser signed in as them). Every new link voids older ones.
+        #[arg(long)]
+        recovery: bool,
         /// The server.
         #[command(flatten)]
         target: Target,
@@ -462,15 +467,24 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
             .await?;
             println!("approver {id} disabled");
         }
-        ApproverCmd::Link { id, target } => {
+        ApproverCmd::Link {
+            id,
+            recovery,
+            target,
+        } => {
             let v = call(
                 &target,
                 reqwest::Method::POST,
                 &path_of(&["v1", "admin", "approvers", &id, "enrolment-link"])?,
-                None,
+                Some(json!({"recovery": recovery})),
             )
             .await?;
-            println!("{}", v["enrolment_url"].as_str().unwrap_or_default());
+            println!(
+                "{} enrolment link for {id} (expires at {}; older links no longer work):\n{}",
+                if recovery { "recovery" } else { "one-time" },
+                rfc3339_of(&v["expires_at"]),
+                v["enrolment_url"].as_str().unwrap_or_default()
+            );
         }
     }
     Ok(())

@@ -51,6 +51,11 @@ fn media_type_is(headers: &HeaderMap, want: &str) -> bool {
 }
 
 impl Body {
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The body as JSON of type `T` (unknown members are refused where `T` says so).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.0)

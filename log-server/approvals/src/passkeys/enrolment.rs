@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::ceremony::Kind;
 use super::{append_error, b64, busy, CEREMONY_TTL};
 use crate::state::Approvals;
-use crate::store::{ApproverRecord, CredentialRef, EnrolmentLink};
+use crate::store::{ApproverRecord, CibaStore, CredentialRef, EnrolmentLink};
 use crate::util::{now_secs, Secret, B64URL};
 use countersign_log::ApiError;
 
@@ -46,7 +46,51 @@ fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), A
     if link.used || link.expires_at <= now_secs() {
         return Err(gone());
     }
+    // Only the approver's latest link is good: a new one voids those sent before.
+    let latest: Option<String> = c
+        .store
+        .get(&CibaStore::latest_link_key(&link.approver_id))?;
+    if latest.is_some_and(|l| l != hex::encode(h)) {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "invalid_link",
+            "a newer enrolment link was sent for this approver; use that one",
+        ));
+    }
     Ok((h, link))
+}
+
+/// The approver a link enrols, checked for this enrolment: enabled, and, when they already
+/// have a passkey, either signed in with it in this browser or enrolling through a recovery
+/// link (whoever holds a plain link must not add a passkey to someone else's account).
+fn enrolling_approver(
+    c: &Approvals,
+    headers: &HeaderMap,
+    link: &EnrolmentLink,
+) -> Result<ApproverRecord, ApiError> {
+    let approver = c
+        .store
+        .approver(&link.approver_id)?
+        .filter(|a| !a.disabled)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::GONE,
+                "invalid_link",
+                "the approver is disabled; ask your operator",
+            )
+        })?;
+    let signed_in = super::session_of(c, headers)
+        .is_some_and(|s| crate::util::same_id(&s.approver_id, &approver.approver_id));
+    if !approver.credentials.is_empty() && !signed_in && !link.recovery {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_required",
+            "this approver already has a passkey: sign in with it in this browser, then open \
+             the link again to add another; if it is lost, ask your operator for a recovery \
+             link (countersign approver link <id> --recovery)",
+        ));
+    }
+    Ok(approver)
 }
 
 /// The enrolment link's approver, for the enrolment page (None if the link is not usable).
@@ -66,13 +110,7 @@ pub(crate) async fn enrol_start(
 ) -> Result<Response, ApiError> {
     let b: EnrolStart = body.declared_json(&headers)?;
     let (link_hash, link) = valid_link(c, &b.token)?;
-    let approver = c
-        .store
-        .approver(&link.approver_id)?
-        .filter(|a| !a.disabled)
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::GONE, "invalid_link", "the approver is disabled")
-        })?;
+    let approver = enrolling_approver(c, &headers, &link)?;
     let (id, ch) = c
         .ceremonies
         .start(Kind::Enrol { link_hash })
@@ -145,6 +183,8 @@ pub(crate) async fn enrol_finish(
         ApiError::invalid_request("the enrolment ceremony is unknown or timed out; start again")
     })?;
     let (link_hash, link) = valid_link(c, &b.token)?;
+    // Checked again: the approver may have been disabled, or have enrolled a passkey, since.
+    enrolling_approver(c, &headers, &link)?;
     match cer.kind {
         Kind::Enrol { link_hash: h } if h == link_hash => {}
         _ => {

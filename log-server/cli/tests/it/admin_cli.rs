@@ -229,6 +229,7 @@ async fn the_commands_change_what_the_api_lists() {
     .unwrap();
     run_approver(ApproverCmd::Link {
         id: "apv_cli".into(),
+        recovery: false,
         target: t.clone(),
     })
     .await
@@ -251,6 +252,7 @@ async fn the_commands_change_what_the_api_lists() {
     // A disabled approver gets no new link.
     let e = run_approver(ApproverCmd::Link {
         id: "apv_cli".into(),
+        recovery: false,
         target: t.clone(),
     })
     .await

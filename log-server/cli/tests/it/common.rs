@@ -204,10 +204,21 @@ impl Api {
     }
 
     pub async fn enrol(&self, token: &str, passkey: &SoftPasskey, origin: &str) -> (u16, Value) {
+        self.enrol_with_cookie(token, passkey, origin, "").await
+    }
+
+    /// [`Server::enrol`] in a browser holding `cookie` (a session, or "" for none).
+    pub async fn enrol_with_cookie(
+        &self,
+        token: &str,
+        passkey: &SoftPasskey,
+        origin: &str,
+        cookie: &str,
+    ) -> (u16, Value) {
         let (st, start) = post_json(
             &self.http,
             &format!("{}/v1/enrol/start", self.url),
-            "",
+            cookie,
             "",
             &json!({"token": token}),
         )
@@ -221,7 +232,7 @@ impl Api {
         post_json(
             &self.http,
             &format!("{}/v1/enrol/finish", self.url),
-            "",
+            cookie,
             "",
             &json!({
                 "ceremony_id": start["ceremony_id"],

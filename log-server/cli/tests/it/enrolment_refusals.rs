@@ -146,17 +146,8 @@ async fn enrolling_the_same_passkey_again_gives_the_link_back() {
     assert_eq!(st, 201, "{v}");
     let size = s.tree_size();
 
-    let (st, v) = s
-        .admin_post("/v1/admin/approvers/apv_again/enrolment-link", json!({}))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let t2 = v["enrolment_url"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    // A recovery link: the approver has a passkey and no session here.
+    let t2 = link(&s, "apv_again", true).await;
     refused(
         s.enrol(&t2, &pk, ORIGIN).await,
         409,
@@ -169,4 +160,97 @@ async fn enrolling_the_same_passkey_again_gives_the_link_back() {
     let (st, v) = s.enrol(&t2, &other, ORIGIN).await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(s.tree_size(), size + 1);
+}
+
+/// A new enrolment link for `id` (`recovery`: a recovery link); its token.
+async fn link(s: &Server, id: &str, recovery: bool) -> String {
+    let (st, v) = s
+        .admin_post(
+            &format!("/v1/admin/approvers/{id}/enrolment-link"),
+            json!({"recovery": recovery}),
+        )
+        .await;
+    assert_eq!((st, v["recovery"].as_bool()), (201, Some(recovery)), "{v}");
+    v["enrolment_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_newer_link_voids_older_ones_and_a_second_passkey_needs_the_approver() {
+    let s = Server::start().await;
+    // Older links stop working once a new one is sent.
+    let first = new_approver(&s, "apv_links").await;
+    let second = link(&s, "apv_links", false).await;
+    refused(
+        start(&s, &first).await,
+        410,
+        "invalid_link",
+        "newer enrolment link",
+    );
+    let pk = SoftPasskey::new(Alg::Es256, 91, RP_ID);
+    let (st, v) = s.enrol(&second, &pk, ORIGIN).await;
+    assert_eq!(st, 201, "a first passkey needs no session: {v}");
+
+    // An approver who has a passkey: a plain link alone cannot add another.
+    let alice = s.add_approver("apv_alice", 92).await;
+    let size = s.tree_size();
+    let plain = link(&s, "apv_alice", false).await;
+    let intruder = SoftPasskey::new(Alg::Es256, 93, RP_ID);
+    refused(
+        s.enrol(&plain, &intruder, ORIGIN).await,
+        403,
+        "session_required",
+        "sign in with it",
+    );
+    // Nor with another approver's session.
+    let bob = s.add_approver("apv_bob", 94).await;
+    let size = size + 1;
+    refused(
+        s.enrol_with_cookie(&plain, &intruder, ORIGIN, &bob.cookie)
+            .await,
+        403,
+        "session_required",
+        "sign in with it",
+    );
+    assert_eq!(s.tree_size(), size, "nothing was enrolled");
+    // Signed in as herself, she adds one.
+    let second_key = SoftPasskey::new(Alg::EdDsa, 95, RP_ID);
+    let (st, v) = s
+        .enrol_with_cookie(&plain, &second_key, ORIGIN, &alice.cookie)
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // A recovery link (her passkeys lost) adds one without a session.
+    let recovery = link(&s, "apv_alice", true).await;
+    let (st, v) = s
+        .enrol(&recovery, &SoftPasskey::new(Alg::Es256, 96, RP_ID), ORIGIN)
+        .await;
+    assert_eq!(st, 201, "{v}");
+
+    // Disabled between the ceremony's start and its finish: refused at the finish.
+    let carol_link = new_approver(&s, "apv_carol").await;
+    let carol = SoftPasskey::new(Alg::Es256, 97, RP_ID);
+    let (st, started) = start(&s, &carol_link).await;
+    assert_eq!(st, 200, "{started}");
+    let (st, v) = s
+        .admin_post("/v1/admin/approvers/apv_carol/disable", json!({}))
+        .await;
+    assert!(st < 300, "{v}");
+    let ch = B64URL
+        .decode(started["publicKey"]["challenge"].as_str().unwrap())
+        .unwrap();
+    let got = post_json(
+        &s.http,
+        &format!("{}/v1/enrol/finish", s.url),
+        "",
+        "",
+        &json!({"ceremony_id": started["ceremony_id"], "token": carol_link,
+                "credential": carol.registration_json(&ch, ORIGIN)}),
+    )
+    .await;
+    refused(got, 410, "invalid_link", "disabled");
 }
