@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
 use countersign_verifier::{
     consistency_proof_ranges, flags, inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes,
     Checkpoint, Decision, Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry, Note, NoteSignature,
@@ -560,6 +562,19 @@ fn assertions(f: &mut Files) {
         let mut pk = SoftPasskey::new(*alg, seed, RP_ID);
         let cose = hex::encode(pk.cose_public_key());
         let wrong_challenge = [0xeeu8; 64];
+        // clientDataJSON a conforming browser never writes, each signed correctly: only the
+        // strict parse (spec/webauthn.md W4) refuses them.
+        let cb = B64URL.encode(&challenge);
+        let cd_array = format!(r#"["webauthn.get","{cb}","{ORIGIN}"]"#);
+        let cd_dup_unknown = format!(
+            r#"{{"type":"webauthn.get","challenge":"{cb}","origin":"{ORIGIN}","extra":"a","extra":"b"}}"#
+        );
+        let cd_dup_escaped = format!(
+            r#"{{"type":"webauthn.get","challenge":"{cb}","origin":"{ORIGIN}","\u0074ype":"webauthn.create"}}"#
+        );
+        let cd_dup_nested = format!(
+            r#"{{"type":"webauthn.get","challenge":"{cb}","origin":"{ORIGIN}","extra":{{"a":[{{"b":1,"b":2}}]}}}}"#
+        );
         let mut cases: Vec<(&str, AssertOptions, bool, &str)> = vec![
             ("valid", AssertOptions::new(&challenge, ORIGIN), false, ""),
             (
@@ -651,6 +666,34 @@ fn assertions(f: &mut Files) {
                 "backup state",
             ),
         ];
+        for (flag, raw, err) in [
+            ("client-data-array", &cd_array, "not a JSON object"),
+            (
+                "client-data-duplicate-unknown-member",
+                &cd_dup_unknown,
+                "duplicated member \"extra\"",
+            ),
+            (
+                "client-data-duplicate-escaped-member",
+                &cd_dup_escaped,
+                "duplicated member \"type\"",
+            ),
+            (
+                "client-data-duplicate-nested-member",
+                &cd_dup_nested,
+                "duplicated member \"b\"",
+            ),
+        ] {
+            cases.push((
+                flag,
+                AssertOptions {
+                    raw_client_data: Some(raw.as_bytes()),
+                    ..AssertOptions::new(&challenge, ORIGIN)
+                },
+                false,
+                err,
+            ));
+        }
         if *alg == Alg::EdDsa {
             cases.push((
                 "valid-uv-not-required",

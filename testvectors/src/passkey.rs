@@ -71,6 +71,9 @@ pub struct AssertOptions<'a> {
     pub top_origin: Option<&'a str>,
     /// Flip this bit of the signature after signing (negative tests).
     pub flip_signature_bit: Option<usize>,
+    /// Sign these clientDataJSON bytes instead of the ones the other options describe
+    /// (malformed client data, signed as an attacker's client would).
+    pub raw_client_data: Option<&'a [u8]>,
 }
 
 impl<'a> AssertOptions<'a> {
@@ -85,6 +88,7 @@ impl<'a> AssertOptions<'a> {
             cross_origin: false,
             top_origin: None,
             flip_signature_bit: None,
+            raw_client_data: None,
         }
     }
 }
@@ -250,13 +254,16 @@ impl SoftPasskey {
         authenticator_data.extend_from_slice(&Sha256::digest(rp_id.as_bytes()));
         authenticator_data.push(opts.flags);
         authenticator_data.extend_from_slice(&self.sign_count.to_be_bytes());
-        let client_data_json = Self::client_data_json(
-            opts.client_type,
-            opts.challenge,
-            opts.origin,
-            opts.cross_origin,
-            opts.top_origin,
-        );
+        let client_data_json = match opts.raw_client_data {
+            Some(raw) => raw.to_vec(),
+            None => Self::client_data_json(
+                opts.client_type,
+                opts.challenge,
+                opts.origin,
+                opts.cross_origin,
+                opts.top_origin,
+            ),
+        };
         let mut signed = authenticator_data.clone();
         signed.extend_from_slice(&Sha256::digest(&client_data_json));
         let mut signature = self.sign_raw(&signed);

@@ -44,8 +44,18 @@ pub mod flags {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AssertionError {
-    /// clientDataJSON is not a JSON object with string `type`, `challenge` and `origin`.
+    /// clientDataJSON is not JSON, or lacks string `type`, `challenge` and `origin`, or gives
+    /// `crossOrigin` or `topOrigin` a value of another type.
     ClientDataMalformed,
+    /// clientDataJSON is JSON but not an object at the top level (an array, a string...): the
+    /// members would otherwise be read by position.
+    ClientDataNotObject,
+    /// clientDataJSON names a member twice in one object, at any depth, whether the verifier
+    /// reads that member or not: two parsers could keep different copies of it.
+    ClientDataDuplicateMember {
+        /// The member name, as decoded from the JSON string.
+        name: String,
+    },
     /// clientDataJSON is longer than [`MAX_CLIENT_DATA_BYTES`].
     ClientDataTooLarge,
     /// `type` is not `webauthn.get` (step 11).
@@ -91,6 +101,12 @@ impl fmt::Display for AssertionError {
         match self {
             AssertionError::ClientDataMalformed => {
                 f.write_str("clientDataJSON is not valid client data")
+            }
+            AssertionError::ClientDataNotObject => {
+                f.write_str("clientDataJSON is not a JSON object")
+            }
+            AssertionError::ClientDataDuplicateMember { name } => {
+                write!(f, "clientDataJSON has a duplicated member {name:?}")
             }
             AssertionError::ClientDataTooLarge => write!(
                 f,
@@ -232,7 +248,7 @@ impl AuthenticatorData {
 }
 
 /// The members of clientDataJSON we check (section 5.8.1). Other members are ignored, as the
-/// spec requires; a member given twice is an error.
+/// spec requires; a member given twice, in any object of the document, is an error.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ClientData {
     /// `webauthn.get` or `webauthn.create`.
@@ -260,12 +276,103 @@ where
     T::deserialize(d).map(Some)
 }
 
+/// What a first pass over clientDataJSON found: whether the value is an object, and the first
+/// member name (in document order) that some object repeats. Member names are compared decoded,
+/// so `"type"` and `"\u0074ype"` are the same name.
+struct Shape {
+    object: bool,
+    duplicate: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ShapeVisitor)
+    }
+}
+
+struct ShapeVisitor;
+
+impl ShapeVisitor {
+    fn scalar<E>(self) -> Result<Shape, E> {
+        Ok(Shape {
+            object: false,
+            duplicate: None,
+        })
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let mut duplicate = None;
+        while let Some(inner) = seq.next_element::<Shape>()? {
+            duplicate = duplicate.or(inner.duplicate);
+        }
+        Ok(Shape {
+            object: false,
+            duplicate,
+        })
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut names = alloc::collections::BTreeSet::new();
+        let mut duplicate = None;
+        while let Some(name) = map.next_key::<String>()? {
+            let inner = map.next_value::<Shape>()?;
+            if duplicate.is_none() && names.contains(&name) {
+                duplicate = Some(name);
+            } else {
+                names.insert(name);
+            }
+            duplicate = duplicate.or(inner.duplicate);
+        }
+        Ok(Shape {
+            object: true,
+            duplicate,
+        })
+    }
+}
+
 impl ClientData {
-    /// Parses clientDataJSON.
+    /// Parses clientDataJSON (`spec/webauthn.md` W3 and W4): too large is
+    /// `ClientDataTooLarge`; not JSON is `ClientDataMalformed`; JSON but not an object is
+    /// `ClientDataNotObject`; a member named twice in any object is `ClientDataDuplicateMember`;
+    /// a missing or mistyped member the verifier reads is `ClientDataMalformed`.
     pub fn parse(bytes: &[u8]) -> Result<Self, AssertionError> {
         if bytes.len() > MAX_CLIENT_DATA_BYTES {
             return Err(AssertionError::ClientDataTooLarge);
         }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let shape = Shape::deserialize(&mut de).map_err(|_| AssertionError::ClientDataMalformed)?;
+        de.end().map_err(|_| AssertionError::ClientDataMalformed)?;
+        if !shape.object {
+            return Err(AssertionError::ClientDataNotObject);
+        }
+        if let Some(name) = shape.duplicate {
+            return Err(AssertionError::ClientDataDuplicateMember { name });
+        }
+        // Only an object reaches serde's derive, which would also read an array by position.
         serde_json::from_slice(bytes).map_err(|_| AssertionError::ClientDataMalformed)
     }
 
@@ -463,5 +570,57 @@ mod tests {
         .is_err());
         assert!(ClientData::parse(b"[]").is_err());
         assert!(ClientData::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn client_data_strict_shape() {
+        use AssertionError as E;
+        let dup = |n: &str| {
+            Err(E::ClientDataDuplicateMember {
+                name: String::from(n),
+            })
+        };
+        // An array carries the three members by position: serde's derive would accept it.
+        assert_eq!(
+            ClientData::parse(br#"["webauthn.get","AA","x"]"#),
+            Err(E::ClientDataNotObject)
+        );
+        assert_eq!(ClientData::parse(br#""x""#), Err(E::ClientDataNotObject));
+        assert_eq!(ClientData::parse(b"null"), Err(E::ClientDataNotObject));
+        assert_eq!(
+            ClientData::parse(
+                br#"{"type":"webauthn.get","type":"webauthn.get","challenge":"AA","origin":"x"}"#
+            ),
+            dup("type")
+        );
+        assert_eq!(
+            ClientData::parse(
+                br#"{"type":"webauthn.get","challenge":"AA","origin":"x","extra":1,"extra":2}"#
+            ),
+            dup("extra")
+        );
+        // Names are compared decoded.
+        assert_eq!(
+            ClientData::parse(br#"{"type":"webauthn.get","challenge":"AA","origin":"x","\u0074ype":"webauthn.create"}"#),
+            dup("type")
+        );
+        assert_eq!(
+            ClientData::parse(br#"{"type":"webauthn.get","challenge":"AA","origin":"x","ext":[{"a":1},{"b":{"c":1,"c":2}}]}"#),
+            dup("c")
+        );
+        // The same name in two objects is not a duplicate.
+        assert!(ClientData::parse(
+            br#"{"type":"webauthn.get","challenge":"AA","origin":"x","a":{"a":{"a":1}},"b":[{"a":1},{"a":2}]}"#
+        )
+        .is_ok());
+        // Syntax errors stay malformed, even after a duplicate.
+        assert_eq!(
+            ClientData::parse(br#"{"a":1,"a":2,"#),
+            Err(E::ClientDataMalformed)
+        );
+        assert_eq!(
+            ClientData::parse(br#"{"type":"webauthn.get","challenge":"AA","origin":"x"} {}"#),
+            Err(E::ClientDataMalformed)
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::common::{passkey, signed_decision, TestLog};
+use crate::common::{passkey, signed_decision, TestLog, ORIGIN};
 
 fn assert_error(status: u16, v: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{v}");
@@ -196,6 +196,48 @@ async fn bad_writes_append_nothing() {
         let (s, v) = log.post("/v1/log/decisions", &token, &d).await;
         assert_error(s, &v, 400, "invalid_assertion");
         eprintln!("{what}: {}", v["error_description"]);
+    }
+    // clientDataJSON a browser never writes, correctly signed: only the verifier's strict parse
+    // (spec/webauthn.md W4) stands between it and the log.
+    let odd_client_data: [(&str, fn(&str) -> String, &str); 3] = [
+        (
+            "an unknown member twice",
+            |c| {
+                format!(
+                    r#"{{"type":"webauthn.get","challenge":"{c}","origin":"{ORIGIN}","x":1,"x":2}}"#
+                )
+            },
+            "duplicated member \"x\"",
+        ),
+        (
+            "type twice, once escaped",
+            |c| {
+                format!(
+                    r#"{{"type":"webauthn.get","challenge":"{c}","origin":"{ORIGIN}","\u0074ype":"webauthn.create"}}"#
+                )
+            },
+            "duplicated member \"type\"",
+        ),
+        (
+            "an array",
+            |c| format!(r#"["webauthn.get","{c}","{ORIGIN}"]"#),
+            "not a JSON object",
+        ),
+    ];
+    for (i, (what, client_data, says)) in odd_client_data.into_iter().enumerate() {
+        let d = crate::common::signed_decision_with_client_data(
+            &mut pk,
+            "approver-a",
+            enrol,
+            30 + i as u64,
+            client_data,
+        );
+        let (s, v) = log.post("/v1/log/decisions", &token, &d).await;
+        assert_error(s, &v, 400, "invalid_assertion");
+        assert!(
+            v["error_description"].as_str().unwrap().contains(says),
+            "{what}: {v}"
+        );
     }
     // The signed challenge must be nonce || statement_hash: changing the statement breaks it.
     let mut swapped = signed_decision(&mut pk, "approver-a", enrol, 8, |_| {});

@@ -210,6 +210,29 @@ pub fn signed_decision(
     decision_body(approver, &cred, enrolment_index, nonce, statement_hash, &a)
 }
 
+/// A decision as [`signed_decision`] makes it, but whose passkey signed the clientDataJSON that
+/// `client_data` writes from the challenge (base64url): what a hostile client could send.
+pub fn signed_decision_with_client_data(
+    pk: &mut SoftPasskey,
+    approver: &str,
+    enrolment_index: u64,
+    n: u64,
+    client_data: impl FnOnce(&str) -> String,
+) -> Value {
+    use base64::Engine;
+    let nonce = sha256(&n.to_be_bytes());
+    let statement_hash = sha256(format!("statement {n}").as_bytes());
+    let ch = challenge(&nonce, &statement_hash);
+    let raw = client_data(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ch));
+    let opts = AssertOptions {
+        raw_client_data: Some(raw.as_bytes()),
+        ..AssertOptions::new(&ch, ORIGIN)
+    };
+    let a = pk.assert_with(&opts);
+    let cred = pk.credential_id().to_vec();
+    decision_body(approver, &cred, enrolment_index, nonce, statement_hash, &a)
+}
+
 pub fn hashes(v: &Value) -> Vec<Hash> {
     v.as_array()
         .unwrap()

@@ -457,14 +457,16 @@ fn main() {
     // clientDataJSON parsing and steps 11-14, from the code.
     let mut cde = String::new();
     let cb = B64URL.encode(challenge);
-    let mut d1 = |members: &str, pad: &str| {
-        let text = format!("{{\"type\":\"webauthn.get\",\"challenge\":\"{cb}{pad}\",\"origin\":\"{WEB_ORIGIN}\"{members}}}");
+    let mut d0 = |text: String| {
         let r = cv::ClientData::parse(text.as_bytes())
             .and_then(|c| c.check("webauthn.get", &challenge, &[WEB_ORIGIN]))
             .err()
             .map(|e| format!("`{e:?}`: {e}"))
             .unwrap_or("accepted".into());
         let _ = writeln!(cde, "| `{}` | {r} |", text.replace(&cb, "..."));
+    };
+    let mut d1 = |members: &str, pad: &str| {
+        d0(format!("{{\"type\":\"webauthn.get\",\"challenge\":\"{cb}{pad}\",\"origin\":\"{WEB_ORIGIN}\"{members}}}"))
     };
     d1("", "");
     d1(",\"crossOrigin\":false", "");
@@ -473,9 +475,13 @@ fn main() {
     d1(",\"topOrigin\":null", "");
     d1(",\"crossOrigin\":\"false\"", "");
     d1(",\"type\":\"webauthn.get\"", "");
+    d1(",\"\\u0074ype\":\"webauthn.create\"", "");
+    d1(",\"other\":\"x\",\"other\":\"y\"", "");
+    d1(",\"other\":{\"a\":[{\"b\":1,\"b\":2}]}", "");
     d1("", "==");
     d1(",\"crossOrigin\":true", "");
     d1(",\"topOrigin\":\"https://countersign.example\"", "");
+    d0(format!("[\"webauthn.get\",\"{cb}\",\"{WEB_ORIGIN}\"]"));
     o.put("client_data_neg", cde);
 
     // ---------------------------------------------------------------- entries
@@ -1329,6 +1335,10 @@ fn main() {
     let _ = writeln!(em, "## AssertionError");
     for e in [
         AssertionError::ClientDataMalformed,
+        AssertionError::ClientDataNotObject,
+        AssertionError::ClientDataDuplicateMember {
+            name: "type".into(),
+        },
         AssertionError::ClientDataTooLarge,
         AssertionError::WrongType,
         AssertionError::ChallengeMismatch,
