@@ -67,7 +67,7 @@ curl -sf "$url/healthz" >/dev/null || { echo "server did not start" >&2; cat "$w
 # bundle it serves; countersign-verify --tlog-proof prints the same function's output.
 vkey=$(cat "$work/data/log.vkey")
 for b in "$work"/evidence/*.json; do
-    "$bin/countersign-verify" --json bundle "$b" --log-key "$vkey" --tlog-proof |
+    "$bin/countersign-verify" --json bundle "$b" --log-key "$vkey" --rp-id localhost --tlog-proof |
         python3 -c 'import json, sys; v = json.load(sys.stdin); assert v["valid"], v; sys.stdout.write(v["tlog_proof"])' \
             >"${b%.json}.tlog-proof"
 done

@@ -183,18 +183,26 @@ describe("openid-client 6.x against countersign (CIBA poll)", { timeout: 120_000
     const logKey = await server.vkey();
     const file = path.join(server.dir, "evidence.json");
     await writeFile(file, evidence);
+    // The relying party is pinned (the server's --rp-id); without a pin the tool refuses to
+    // guess (exit 2), and --trust-bundle-rp says loudly that it took the bundle's word.
     const ok = await runTool(verify, ["bundle", file, "--log-key", logKey, "--rp-id", "localhost"]);
     assert.equal(ok.code, 0, `countersign-verify bundle: ${ok.stdout}${ok.stderr}`);
     assert.match(ok.stdout, /OK/);
+    const unpinned = await runTool(verify, ["bundle", file, "--log-key", logKey]);
+    assert.equal(unpinned.code, 2, `no --rp-id: ${unpinned.stdout}${unpinned.stderr}`);
+    assert.match(unpinned.stderr, /--trust-bundle-rp/);
+    const trusted = await runTool(verify, ["bundle", file, "--log-key", logKey, "--trust-bundle-rp"]);
+    assert.equal(trusted.code, 0, `--trust-bundle-rp: ${trusted.stdout}${trusted.stderr}`);
+    assert.match(trusted.stdout, /RELYING PARTY NOT PINNED/);
     // The execution check: the action about to run must be exactly the approved one.
     const action = path.join(server.dir, "action.json");
     await writeFile(action, JSON.stringify(DETAILS));
-    const exec = await runTool(verify, ["bundle", file, "--log-key", logKey, "--action", action]);
+    const exec = await runTool(verify, ["bundle", file, "--log-key", logKey, "--rp-id", "localhost", "--action", action]);
     assert.equal(exec.code, 0, `--action with the approved details: ${exec.stdout}${exec.stderr}`);
     const drifted = structuredClone(DETAILS);
     drifted[0].instructedAmount.amount = "4200.00";
     await writeFile(action, JSON.stringify(drifted));
-    const bad = await runTool(verify, ["bundle", file, "--log-key", logKey, "--action", action]);
+    const bad = await runTool(verify, ["bundle", file, "--log-key", logKey, "--rp-id", "localhost", "--action", action]);
     assert.equal(bad.code, 1, `an action that drifted from the approved one is refused: ${bad.stdout}${bad.stderr}`);
     assert.match(bad.stdout, /INVALID/);
     // Any changed statement field breaks the bundle.
@@ -210,7 +218,7 @@ describe("openid-client 6.x against countersign (CIBA poll)", { timeout: 120_000
       b.statement[field] = value;
       const f = path.join(server.dir, `evidence-${field}.json`);
       await writeFile(f, JSON.stringify(b));
-      const r = await runTool(verify, ["bundle", f, "--log-key", logKey]);
+      const r = await runTool(verify, ["bundle", f, "--log-key", logKey, "--rp-id", "localhost"]);
       assert.equal(r.code, 1, `a bundle with statement.${field} changed must fail as INVALID: ${r.stdout}${r.stderr}`);
       assert.match(r.stdout, /INVALID/);
     }
@@ -218,7 +226,7 @@ describe("openid-client 6.x against countersign (CIBA poll)", { timeout: 120_000
     b.statement.authorization_details[0].creditorName = "Mallory";
     const f = path.join(server.dir, "evidence-details.json");
     await writeFile(f, JSON.stringify(b));
-    const r = await runTool(verify, ["bundle", f, "--log-key", logKey]);
+    const r = await runTool(verify, ["bundle", f, "--log-key", logKey, "--rp-id", "localhost"]);
     assert.equal(r.code, 1, `a bundle with authorization_details changed must fail as INVALID: ${r.stdout}${r.stderr}`);
     assert.match(r.stdout, /INVALID/);
   });

@@ -253,6 +253,7 @@ describe("every page, at desktop and phone size, with axe-core", { timeout: 240_
       throw new Error(`the WebAssembly verifier did not load: ${await page.locator("#verifier-state").textContent()} (${e.message})`);
     });
     assert.equal(await page.locator("#log-key").inputValue(), await server.vkey(), "the server's key is pre-filled");
+    assert.equal(await page.locator("#rp-id").inputValue(), "localhost", "the server's RP ID is pre-filled (pinned)");
     await check("verify");
     await b.context.setOffline(true);
     try {
@@ -270,6 +271,19 @@ describe("every page, at desktop and phone size, with axe-core", { timeout: 240_
       await page.locator("#result .receipt.invalid").waitFor();
       assert.match(await page.locator("#result h2").textContent(), /Not verified/);
       await check("verify-refused");
+
+      // Pinned to another relying party: refused; the bundle's own accepted only when ticked,
+      // and then said.
+      await page.locator("#bundle").fill(bundle);
+      await page.locator("#rp-id").fill("evil.example");
+      await page.locator("#verify").click();
+      await page.locator("#result .receipt.invalid").waitFor();
+      await page.locator("#trust-bundle-rp").check();
+      await page.locator("#verify").click();
+      await page.locator("#result .receipt.approved").waitFor();
+      assert.match(await page.locator("#result").textContent(), /Relying party not pinned/);
+      await page.locator("#trust-bundle-rp").uncheck();
+      await page.locator("#rp-id").fill("localhost");
 
       // The right bundle against another log's key is refused too.
       await page.locator("#bundle").fill(bundle);

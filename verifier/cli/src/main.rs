@@ -152,9 +152,26 @@ struct AssertionArgs {
     /// The expected challenge bytes.
     #[arg(long, value_name = "HEX")]
     challenge: String,
-    /// Require the user-verified (UV) flag.
-    #[arg(long)]
+    #[command(flatten)]
+    uv: UvArgs,
+}
+
+/// User verification: required unless `--allow-no-uv` (decisions require it; a check that
+/// quietly accepted a mere touch would pass evidence the log would have refused).
+#[derive(Args)]
+struct UvArgs {
+    /// Accept an assertion without the user-verified (UV) flag (by default UV is required).
+    #[arg(long, conflicts_with = "require_uv")]
+    allow_no_uv: bool,
+    /// Require the user-verified (UV) flag: the default, accepted so that older scripts run.
+    #[arg(long, hide_short_help = true)]
     require_uv: bool,
+}
+
+impl UvArgs {
+    fn required(&self) -> bool {
+        !self.allow_no_uv
+    }
 }
 
 #[derive(Args)]
@@ -164,6 +181,11 @@ struct AssertionArgs {
     2  usage or I/O error\n  \
     3  the evidence verified, but records another decision: with the default --expect approve, \
     a verified DENIAL (the output starts with DENIED); with --expect deny, an approval\n\n\
+    The relying party must be pinned: --rp-id (the domain your approval pages' passkeys belong \
+    to) and/or --origin. Only --trust-bundle-rp accepts the relying party the bundle names, and \
+    the output then says so: a bundle can name any site, including one whose passkeys the \
+    approver never used for approvals.\n\n\
+    User verification (UV) is required unless --allow-no-uv is given.\n\n\
     The output also names the bundle members that no signature covers (parties, \
     relying_party.origins): they are shown for convenience and are not evidence.")]
 struct BundleArgs {
@@ -182,15 +204,18 @@ struct BundleArgs {
     /// With --action: the current time (Unix seconds); an expired approval is refused.
     #[arg(long, requires = "action")]
     now: Option<u64>,
-    /// Insist on this relying party ID.
+    /// The relying party ID the approval must have been made for (pins the RP; this or
+    /// --origin or --trust-bundle-rp is required).
     #[arg(long)]
     rp_id: Option<String>,
-    /// Insist on this origin.
+    /// The origin the approval must have been made on (pins the RP).
     #[arg(long)]
     origin: Option<String>,
-    /// Require the user-verified (UV) flag.
-    #[arg(long)]
-    require_uv: bool,
+    /// Accept the relying party the bundle names instead of pinning one (the output says so).
+    #[arg(long, conflicts_with_all = ["rp_id", "origin"])]
+    trust_bundle_rp: bool,
+    #[command(flatten)]
+    uv: UvArgs,
     /// Also print the decision's C2SP tlog-proof text.
     #[arg(long)]
     tlog_proof: bool,
@@ -441,7 +466,7 @@ fn assertion(a: &AssertionArgs) -> Result<Outcome, UsageError> {
     let policy = AssertionPolicy {
         rp_id: &a.rp_id,
         allowed_origins: &origins,
-        require_user_verification: a.require_uv,
+        require_user_verification: a.uv.required(),
         stored_sign_count: None,
     };
     let parts = Assertion {
@@ -467,7 +492,16 @@ fn assertion(a: &AssertionArgs) -> Result<Outcome, UsageError> {
     })
 }
 
+/// Why a bundle check needs a pinned relying party (exit 2 without one).
+const RP_NOT_PINNED: &str = "say which relying party the approval must be for: --rp-id <RP ID> \
+    (the domain of your approval pages, e.g. approve.example.com) and/or --origin <https://...>; \
+    or --trust-bundle-rp to accept the relying party the bundle itself names (a bundle can name \
+    any site, so this proves less)";
+
 fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
+    if a.rp_id.is_none() && a.origin.is_none() && !a.trust_bundle_rp {
+        return Err(UsageError(RP_NOT_PINNED.into()));
+    }
     let log_key = vkey_arg("--log-key", &a.log_key)?;
     let witnesses = a
         .witnesses
@@ -503,7 +537,7 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         witnesses: &witnesses,
         rp_id: a.rp_id.as_deref(),
         origin: a.origin.as_deref(),
-        require_user_verification: a.require_uv,
+        require_user_verification: a.uv.required(),
     };
     let v = match b.verify(&log_key, &policy) {
         Ok(v) => v,
@@ -529,8 +563,17 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         }
     };
     let s = &v.statement;
+    let unpinned = if a.trust_bundle_rp {
+        format!(
+            "\nWARNING:       RELYING PARTY NOT PINNED (--trust-bundle-rp): accepted the bundle's own \
+             rp_id {:?}; check that it is yours",
+            b.relying_party.rp_id
+        )
+    } else {
+        String::new()
+    };
     let mut summary = format!(
-        "{headline}\n\
+        "{headline}{unpinned}\n\
          decision:      {} by approver {} ({} passkey, user verified: {}, origin {})\n\
          request:       {} from client {} (scope {:?})\n\
          agent's note:  {:?} (written by the agent; the action below is what was signed)\n\
@@ -580,6 +623,7 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         UNSIGNED_BUNDLE_MEMBERS.join(", ")
     ));
     let mut details = bundle_report(&b, &v, a.expect);
+    details["rp_pinned"] = json!(!a.trust_bundle_rp);
     if let Some(action) = action.filter(|_| as_expected) {
         if let Err(e) = check_execution(&v.statement, &action, a.now) {
             return Ok(Outcome::Invalid {

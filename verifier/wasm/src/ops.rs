@@ -138,8 +138,9 @@ fn verify_bundle(req: &Map<String, Value>) -> Answer {
         None => Expectation::default(),
         Some(e) => Expectation::parse(e).map_err(|e| RequestError(format!("expect: {e}")))?,
     };
+    // Decisions require UV, so a check does too unless the caller says otherwise.
     let require_user_verification = match req.get("require_uv") {
-        None | Some(Value::Null) => false,
+        None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(RequestError(
@@ -158,10 +159,38 @@ fn verify_bundle(req: &Map<String, Value>) -> Answer {
             ))
         }
     };
+    let rp_id = opt_str(req, "rp_id")?;
+    let origin = opt_str(req, "origin")?;
+    let trust_bundle_rp = match req.get("trust_bundle_rp") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(RequestError(
+                "member \"trust_bundle_rp\" is not a boolean".into(),
+            ))
+        }
+    };
+    // As `countersign-verify bundle`: a bundle names its own relying party, so the caller pins
+    // one, or says in so many words that the bundle's is trusted.
+    match (rp_id.is_some() || origin.is_some(), trust_bundle_rp) {
+        (false, false) => {
+            return Err(RequestError(
+                "give rp_id and/or origin (the relying party the approval must be for), or \
+                 trust_bundle_rp: true to accept the one the bundle names"
+                    .into(),
+            ))
+        }
+        (true, true) => {
+            return Err(RequestError(
+                "trust_bundle_rp cannot be combined with rp_id or origin".into(),
+            ))
+        }
+        _ => {}
+    }
     let policy = BundlePolicy {
         witnesses: &witnesses,
-        rp_id: opt_str(req, "rp_id")?,
-        origin: opt_str(req, "origin")?,
+        rp_id,
+        origin,
         require_user_verification,
     };
     let bundle = match EvidenceBundle::from_json(text.as_bytes()) {
@@ -169,7 +198,11 @@ fn verify_bundle(req: &Map<String, Value>) -> Answer {
         Err(e) => return Ok(invalid("bundle", e)),
     };
     Ok(match bundle.verify(&log_key, &policy) {
-        Ok(v) => bundle_report(&bundle, &v, expect),
+        Ok(v) => {
+            let mut r = bundle_report(&bundle, &v, expect);
+            r["rp_pinned"] = Value::Bool(!trust_bundle_rp);
+            r
+        }
         Err(e) => invalid("bundle", e),
     })
 }

@@ -11,6 +11,9 @@ fn vector(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(format!("{dir}{path}.json")).unwrap()).unwrap()
 }
 
+/// The relying party of the generated vectors, pinned as a caller must.
+const RP: &str = "approve.countersign.test";
+
 fn ask(request: &Value) -> Value {
     serde_json::from_str(&handle(&request.to_string())).unwrap()
 }
@@ -25,7 +28,9 @@ fn verify_bundle_as_text_and_as_object() {
     let v = vector("bundles/valid-es256");
     let text = serde_json::to_string_pretty(&v["bundle"]).unwrap();
     for bundle in [json!(text), v["bundle"].clone()] {
-        let a = ask(&json!({"op": "verify_bundle", "bundle": bundle, "log_key": v["log_key"]}));
+        let a = ask(
+            &json!({"op": "verify_bundle", "bundle": bundle, "log_key": v["log_key"], "rp_id": RP}),
+        );
         assert_eq!(a["valid"], true, "{a}");
         assert_eq!(a["decision"], "approve");
         assert_eq!(
@@ -46,7 +51,8 @@ fn verify_bundle_as_text_and_as_object() {
 #[test]
 fn verify_bundle_reports_a_denial_and_the_expectation() {
     let v = vector("bundles/valid-deny");
-    let base = json!({"op": "verify_bundle", "bundle": v["bundle"], "log_key": v["log_key"]});
+    let base =
+        json!({"op": "verify_bundle", "bundle": v["bundle"], "log_key": v["log_key"], "rp_id": RP});
     let a = ask(&base);
     assert_eq!(
         (&a["valid"], &a["decision"]),
@@ -77,7 +83,8 @@ fn verify_bundle_refuses_a_forgery_and_a_wrong_key() {
     ] {
         let mut b = v["bundle"].clone();
         b["statement"][field] = value;
-        let a = ask(&json!({"op": "verify_bundle", "bundle": b, "log_key": v["log_key"]}));
+        let a =
+            ask(&json!({"op": "verify_bundle", "bundle": b, "log_key": v["log_key"], "rp_id": RP}));
         assert_eq!(a["valid"], false, "{field}: {a}");
         assert_eq!(a["check"], "bundle");
         assert!(
@@ -96,7 +103,8 @@ fn verify_bundle_refuses_a_forgery_and_a_wrong_key() {
         countersign_verifier::VerifierKey::ed25519("countersign.test/log", *witness.public_key())
             .unwrap()
             .to_vkey();
-    let a = ask(&json!({"op": "verify_bundle", "bundle": v["bundle"], "log_key": other}));
+    let a =
+        ask(&json!({"op": "verify_bundle", "bundle": v["bundle"], "log_key": other, "rp_id": RP}));
     assert_eq!(
         (&a["valid"], &a["check"]),
         (&json!(false), &json!("bundle")),
@@ -112,12 +120,47 @@ fn verify_bundle_refuses_a_forgery_and_a_wrong_key() {
     r["rp_id"] = json!(null);
     r["origin"] = json!("https://evil.test");
     assert_eq!(ask(&r)["valid"], false);
+    r["origin"] = json!("https://approve.countersign.test");
+    assert_eq!(ask(&r)["valid"], true, "the origin alone pins the RP");
+    // UV is required unless the caller says otherwise.
     let nouv = vector("bundles/uv-missing");
-    let mut r =
-        json!({"op": "verify_bundle", "bundle": nouv["bundle"], "log_key": nouv["log_key"]});
+    let mut r = json!({"op": "verify_bundle", "bundle": nouv["bundle"], "log_key": nouv["log_key"], "rp_id": RP});
+    assert_eq!(ask(&r)["valid"], false);
+    r["require_uv"] = json!(false);
     assert_eq!(ask(&r)["valid"], true);
     r["require_uv"] = json!(true);
     assert_eq!(ask(&r)["valid"], false);
+}
+
+#[test]
+fn verify_bundle_needs_a_pinned_or_explicitly_trusted_rp() {
+    let v = vector("bundles/valid-es256");
+    let mut r = json!({"op": "verify_bundle", "bundle": v["bundle"], "log_key": v["log_key"]});
+    let a = ask(&r);
+    assert_eq!(a["valid"], Value::Null, "{a}");
+    assert!(a["error"].as_str().unwrap().contains("rp_id"), "{a}");
+    r["trust_bundle_rp"] = json!(true);
+    let a = ask(&r);
+    assert_eq!(
+        (&a["valid"], &a["rp_pinned"]),
+        (&json!(true), &json!(false)),
+        "{a}"
+    );
+    r["rp_id"] = json!(RP);
+    assert_eq!(ask(&r)["valid"], Value::Null, "trust and a pin together");
+    r["trust_bundle_rp"] = json!(false);
+    let a = ask(&r);
+    assert_eq!(
+        (&a["valid"], &a["rp_pinned"]),
+        (&json!(true), &json!(true)),
+        "{a}"
+    );
+    // The bundle naming another RP is refused under a pin, accepted (and said) when trusted.
+    let w = vector("bundles/wrong-rp-id");
+    let a = ask(
+        &json!({"op": "verify_bundle", "bundle": w["bundle"], "log_key": w["log_key"], "rp_id": RP}),
+    );
+    assert_eq!(a["valid"], false, "{a}");
 }
 
 #[test]

@@ -39,10 +39,25 @@ test("load() takes bytes, an ArrayBuffer, a Response and a promise", async () =>
   await assert.rejects(load(42), TypeError);
 });
 
+// The generated vectors' relying party: a caller pins the RP it expects.
+const RP = "approve.countersign.test";
+
+test("the relying party must be pinned, or the bundle's trusted in so many words", async () => {
+  const vec = await vector("bundles/valid-es256");
+  const none = v.verifyBundle({ bundle: vec.bundle, log_key: vec.log_key });
+  assert.equal(none.valid, null);
+  assert.match(none.error, /rp_id/);
+  const trusted = v.verifyBundle({ bundle: vec.bundle, log_key: vec.log_key, trust_bundle_rp: true });
+  assert.equal(trusted.valid, true);
+  assert.equal(trusted.rp_pinned, false);
+  const wrong = await vector("bundles/wrong-rp-id");
+  assert.equal(v.verifyBundle({ bundle: wrong.bundle, log_key: wrong.log_key, rp_id: RP }).valid, false);
+});
+
 test("a real bundle verifies, as text and as an object, and names its unsigned members", async () => {
   const vec = await vector("bundles/valid-es256");
   for (const bundle of [JSON.stringify(vec.bundle, null, 2), vec.bundle]) {
-    const a = v.verifyBundle({ bundle, log_key: vec.log_key });
+    const a = v.verifyBundle({ bundle, log_key: vec.log_key, rp_id: RP });
     assert.equal(a.valid, true, JSON.stringify(a));
     assert.equal(a.decision, "approve");
     assert.equal(a.as_expected, true);
@@ -61,23 +76,23 @@ test("the same bundle with one statement field changed is refused", async () => 
   ]) {
     const b = structuredClone(vec.bundle);
     b.statement[field] = value;
-    const a = v.verifyBundle({ bundle: b, log_key: vec.log_key });
+    const a = v.verifyBundle({ bundle: b, log_key: vec.log_key, rp_id: RP });
     assert.equal(a.valid, false, `${field}: ${JSON.stringify(a)}`);
     assert.equal(a.check, "bundle");
     assert.match(a.error, /does not hash to the statement hash/);
   }
   const b = structuredClone(vec.bundle);
   b.statement.authorization_details[0].instructedAmount.amount = "12500.00";
-  assert.equal(v.verifyBundle({ bundle: b, log_key: vec.log_key }).valid, false);
+  assert.equal(v.verifyBundle({ bundle: b, log_key: vec.log_key, rp_id: RP }).valid, false);
 });
 
 test("a denial verifies as a denial, not as expected unless asked", async () => {
   const vec = await vector("bundles/valid-deny");
-  const a = v.verifyBundle({ bundle: vec.bundle, log_key: vec.log_key });
+  const a = v.verifyBundle({ bundle: vec.bundle, log_key: vec.log_key, rp_id: RP });
   assert.equal(a.valid, true);
   assert.equal(a.decision, "deny");
   assert.equal(a.as_expected, false);
-  assert.equal(v.verifyBundle({ bundle: vec.bundle, log_key: vec.log_key, expect: "deny" }).as_expected, true);
+  assert.equal(v.verifyBundle({ bundle: vec.bundle, log_key: vec.log_key, rp_id: RP, expect: "deny" }).as_expected, true);
 });
 
 test("checkpoint, inclusion and entry ops", async () => {

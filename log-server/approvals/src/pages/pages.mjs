@@ -30,7 +30,7 @@ try {
   state.className = "ok";
 } catch (e) {
   state.textContent =
-    "The in-browser verifier could not be loaded (" + e.message + "). Verify with the command-line tool instead: countersign-verify bundle FILE --log-key KEY.";
+    "The in-browser verifier could not be loaded (" + e.message + "). Verify with the command-line tool instead: countersign-verify bundle FILE --log-key KEY --rp-id RP_ID.";
   state.className = "error";
 }
 
@@ -51,6 +51,11 @@ function showVerdict(v) {
     el("p", {}, approved
       ? "The approver's passkey signed an approval of exactly this statement, and the decision is in the log under the key given."
       : "The approver's passkey signed a refusal of this statement: the action was NOT approved."));
+  if (v.rp_pinned === false) {
+    box.append(el("p", { class: "warning" },
+      el("strong", {}, "Relying party not pinned: "),
+      "accepted the one the bundle names (" + (v.rp_id || "?") + "). Check that it is yours."));
+  }
   const dl = el("dl", { class: "meta" });
   const st = v.statement || {};
   if (st.client_id) row(dl, "Client (agent)", el("code", {}, st.client_id));
@@ -107,7 +112,15 @@ function setupVerify() {
       showVerdict({ valid: false, error: "give the log key the bundle must be checked against" });
       return;
     }
-    showVerdict(verifier.verifyBundle({ bundle, log_key: logKey }));
+    // Pinned to the relying party in the form (this server's own by default), as
+    // `countersign-verify bundle --rp-id`; the bundle's own only when the box says so.
+    const rpId = document.getElementById("rp-id").value.trim();
+    const trust = document.getElementById("trust-bundle-rp").checked;
+    if (!rpId && !trust) {
+      showVerdict({ valid: false, error: "give the relying party ID the approval must be for, or tick the box to accept the bundle's own" });
+      return;
+    }
+    showVerdict(verifier.verifyBundle(trust ? { bundle, log_key: logKey, trust_bundle_rp: true } : { bundle, log_key: logKey, rp_id: rpId }));
     document.getElementById("result").focus();
   });
 }

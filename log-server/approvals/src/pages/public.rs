@@ -125,6 +125,9 @@ pub(super) async fn landing(State(ref c): State<Arc<Approvals>>) -> Response {
 
 pub(super) async fn verify_page(State(ref c): State<Arc<Approvals>>) -> Response {
     let vkey = c.log.signer().verifier_key().to_vkey();
+    // The relying party is pinned to this server's own, as `countersign-verify bundle --rp-id`:
+    // a bundle names its own, which proves nothing about where the approver signed.
+    let rp_id = c.log.policy().rp_id.clone();
     page_with(
         "Verify evidence",
         "data-page=\"verify\"",
@@ -146,9 +149,17 @@ pub(super) async fn verify_page(State(ref c): State<Arc<Approvals>>) -> Response
              value=\"{vkey}\" aria-describedby=\"log-key-help\">\
              <p id=\"log-key-help\" class=\"muted\">This server's own key is filled in. An \
              auditor should use the key they obtained from a source they trust.</p>\
+             <label for=\"rp-id\">Relying party ID (the approval pages' passkey domain)</label>\
+             <input id=\"rp-id\" type=\"text\" spellcheck=\"false\" autocomplete=\"off\" \
+             value=\"{rp_id}\" aria-describedby=\"rp-id-help\">\
+             <p id=\"rp-id-help\" class=\"muted\">The approval must have been signed for this \
+             relying party; this server's own is filled in.</p>\
+             <label class=\"inline\"><input type=\"checkbox\" id=\"trust-bundle-rp\"> Accept the \
+             relying party the bundle names instead (not pinned: proves less)</label>\
              <button type=\"submit\" class=\"primary\" id=\"verify\">Verify in this browser</button>\
              </form><section id=\"result\" aria-live=\"polite\" tabindex=\"-1\"></section>",
             vkey = esc(&vkey),
+            rp_id = esc(&rp_id),
         ),
         Extras {
             module: Some("/assets/pages.mjs"),

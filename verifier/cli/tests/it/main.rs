@@ -107,8 +107,9 @@ fn args_for(kind: &str, v: &Value, tmp: &Path) -> (Vec<String>, Option<String>) 
             ] {
                 push(&mut a, flag, s(&v[key]));
             }
-            if v["require_uv"].as_bool().unwrap() {
-                a.push("--require-uv".into());
+            // UV is required by default.
+            if !v["require_uv"].as_bool().unwrap() {
+                a.push("--allow-no-uv".into());
             }
             a.insert(0, "assertion".into());
         }
@@ -127,8 +128,11 @@ fn args_for(kind: &str, v: &Value, tmp: &Path) -> (Vec<String>, Option<String>) 
             a.push("bundle".into());
             a.push(write_tmp(tmp, "bundle.json", &v["bundle"]));
             push(&mut a, "--log-key", s(&v["log_key"]));
-            if v.get("require_uv").and_then(Value::as_bool) == Some(true) {
-                a.push("--require-uv".into());
+            // The vectors check a bundle against the relying party it names (the RP mutations
+            // break the bundle's own consistency); pinning is tested on its own below.
+            a.push("--trust-bundle-rp".into());
+            if v.get("require_uv").and_then(Value::as_bool) != Some(true) {
+                a.push("--allow-no-uv".into());
             }
             if let Some(action) = v.get("action") {
                 push(&mut a, "--action", write_tmp(tmp, "action.json", action));
@@ -387,7 +391,8 @@ fn bundle_flags_and_leaf_hash() {
     .unwrap();
     let tmp = std::env::temp_dir().join(format!("countersign-verify-flags-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let (base, _) = args_for("bundles", &v, &tmp);
+    let (mut base, _) = args_for("bundles", &v, &tmp);
+    base.retain(|a| a != "--trust-bundle-rp" && a != "--allow-no-uv");
     let rp = &v["bundle"]["relying_party"];
     let rp_id = s(&rp["rp_id"]);
     let origin = s(&rp["origins"][0]);
@@ -397,6 +402,10 @@ fn bundle_flags_and_leaf_hash() {
     let with = |extra: &[String]| {
         let mut a = base.clone();
         a.extend_from_slice(extra);
+        // Without a pin of its own, the case trusts the bundle's relying party.
+        if !extra.iter().any(|x| x == "--rp-id" || x == "--origin") {
+            a.push("--trust-bundle-rp".into());
+        }
         a.push("--json".into());
         run(&a, None)
     };
@@ -445,19 +454,19 @@ fn bundle_flags_and_leaf_hash() {
         );
     }
 
-    // A decision made without user verification: verified without --require-uv, refused with it
-    // (exit 1, the check named).
+    // A decision made without user verification: refused by default (exit 1, the check named),
+    // verified with --allow-no-uv.
     let nouv: Value = serde_json::from_str(
         &std::fs::read_to_string(vectors().join("bundles/uv-missing.json")).unwrap(),
     )
     .unwrap();
     let (mut a, _) = args_for("bundles", &nouv, &tmp);
-    let at = a.iter().position(|x| x == "--require-uv").unwrap();
-    a.remove(at);
+    assert!(!a.iter().any(|x| x == "--allow-no-uv"), "{a:?}");
     a.push("--json".into());
-    let out = run(&a, None);
-    assert_eq!(out.status.code(), Some(0), "{a:?}");
-    a.push("--require-uv".into());
+    let mut allowed = a.clone();
+    allowed.push("--allow-no-uv".into());
+    let out = run(&allowed, None);
+    assert_eq!(out.status.code(), Some(0), "{allowed:?}");
     let out = run(&a, None);
     assert_eq!(out.status.code(), Some(1), "{a:?}");
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -503,6 +512,8 @@ fn bundle_exit_status_follows_the_expected_decision() {
             write_tmp(&tmp, name, &v["bundle"]),
             "--log-key".into(),
             s(&v["log_key"]),
+            "--rp-id".into(),
+            "approve.countersign.test".into(),
         ];
         a.extend(extra.iter().map(|x| x.to_string()));
         run(&a, None)
@@ -631,6 +642,134 @@ fn bundle_exit_status_follows_the_expected_decision() {
         "--expect",
     ] {
         assert!(help.contains(needle), "{needle}: {help}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// `bundle` with the relying party given, or not, in each way.
+#[test]
+fn bundle_needs_a_pinned_or_explicitly_trusted_relying_party() {
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-rp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let load = |name: &str| -> Value {
+        let p = vectors().join(format!("bundles/{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let valid = load("valid-es256");
+    let file = write_tmp(&tmp, "valid.json", &valid["bundle"]);
+    let base = |extra: &[&str]| -> Output {
+        let mut a: Vec<String> = vec!["bundle".into(), file.clone()];
+        push(&mut a, "--log-key", s(&valid["log_key"]));
+        a.extend(extra.iter().map(|x| x.to_string()));
+        run(&a, None)
+    };
+    // Neither a pin nor --trust-bundle-rp: a usage error that says what to pass.
+    let out = base(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--rp-id") && stderr.contains("--trust-bundle-rp"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // Pinned by RP ID or by origin.
+    for pin in [
+        &["--rp-id", "approve.countersign.test"][..],
+        &["--origin", "https://approve.countersign.test"][..],
+    ] {
+        let out = base(pin);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{pin:?}: {stdout}");
+        assert!(!stdout.contains("NOT PINNED"), "{stdout}");
+    }
+    let out = base(&["--rp-id", "evil.example"]);
+    assert_eq!(out.status.code(), Some(1));
+    // Trusted: verified, and said loudly, in text and in JSON.
+    let out = base(&["--trust-bundle-rp"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("RELYING PARTY NOT PINNED"),
+        "{stdout}"
+    );
+    let out = base(&["--trust-bundle-rp", "--json"]);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["rp_pinned"], false, "{j}");
+    let out = base(&["--rp-id", "approve.countersign.test", "--json"]);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["rp_pinned"], true, "{j}");
+    // Both at once is a contradiction.
+    let out = base(&["--trust-bundle-rp", "--rp-id", "approve.countersign.test"]);
+    assert_eq!(out.status.code(), Some(2));
+    // relying_party.origins is unsigned: a pinned origin takes its place, so a bundle listing
+    // the wrong one still verifies when the passkey signed on the pinned origin.
+    let wrong = load("wrong-origin");
+    let wf = write_tmp(&tmp, "wrong.json", &wrong["bundle"]);
+    let mut a: Vec<String> = vec!["bundle".into(), wf];
+    push(&mut a, "--log-key", s(&wrong["log_key"]));
+    push(
+        &mut a,
+        "--origin",
+        "https://approve.countersign.test".into(),
+    );
+    let out = run(&a, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// User verification is required unless `--allow-no-uv`; `--require-uv` is still accepted.
+#[test]
+fn user_verification_is_required_by_default() {
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-uv-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let p = vectors().join("bundles/uv-missing.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let file = write_tmp(&tmp, "nouv.json", &v["bundle"]);
+    for (extra, code) in [
+        (&[][..], 1),
+        (&["--require-uv"][..], 1),
+        (&["--allow-no-uv"][..], 0),
+        (&["--allow-no-uv", "--require-uv"][..], 2),
+    ] {
+        let mut a: Vec<String> = vec!["bundle".into(), file.clone()];
+        push(&mut a, "--log-key", s(&v["log_key"]));
+        push(&mut a, "--rp-id", "approve.countersign.test".into());
+        a.extend(extra.iter().map(|x| x.to_string()));
+        let out = run(&a, None);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stdout}");
+        if code == 1 {
+            assert!(stdout.contains("user verification"), "{stdout}");
+        }
+    }
+    // The assertion subcommand: the EdDSA vector made without UV.
+    let p = vectors().join("assertions/eddsa-valid-uv-not-required.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    for (extra, code) in [(None, 1), (Some("--allow-no-uv"), 0)] {
+        let mut a: Vec<String> = vec!["assertion".into()];
+        for (flag, key) in [
+            ("--public-key", "public_key"),
+            ("--authenticator-data", "authenticator_data"),
+            ("--client-data-json", "client_data_json"),
+            ("--signature", "signature"),
+            ("--rp-id", "rp_id"),
+            ("--origin", "origin"),
+            ("--challenge", "challenge"),
+        ] {
+            push(&mut a, flag, s(&v[key]));
+        }
+        a.extend(extra.map(String::from));
+        let out = run(&a, None);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}");
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
