@@ -4,6 +4,9 @@ use serde_json::{json, Value};
 
 use crate::common::{passkey, signed_decision, TestLog, ORIGIN};
 
+/// Writes clientDataJSON around a base64url challenge.
+type ClientDataOf = fn(&str) -> String;
+
 fn assert_error(status: u16, v: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{v}");
     assert_eq!(v["error"].as_str(), Some(want_code), "{v}");
@@ -199,7 +202,7 @@ async fn bad_writes_append_nothing() {
     }
     // clientDataJSON a browser never writes, correctly signed: only the verifier's strict parse
     // (spec/webauthn.md W4) stands between it and the log.
-    let odd_client_data: [(&str, fn(&str) -> String, &str); 3] = [
+    let odd_client_data: [(&str, ClientDataOf, &str); 3] = [
         (
             "an unknown member twice",
             |c| {
