@@ -283,7 +283,8 @@ async fn remove_client(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddApprover {
-    approver_id: String,
+    /// Absent: the server draws an opaque id ([`new_approver_id`]).
+    approver_id: Option<String>,
     email: String,
     name: Option<String>,
 }
@@ -323,13 +324,48 @@ async fn create_link(
     ))
 }
 
+/// A new opaque approver id: `apv_` and 128 random bits in lowercase hex (36 characters, within
+/// the id alphabet of spec/entry.md E9). Hex, not base64url: an id never starts with `-`, so it
+/// is never read as a command-line flag.
+pub(crate) fn new_approver_id() -> String {
+    format!("apv_{}", hex::encode(crate::util::random_bytes::<16>()))
+}
+
+/// A warning when an operator-chosen approver id carries the person: their e-mail's local part
+/// or a word of their name (3 letters or more), compared without case. Ids are written to the
+/// public log forever, so `jane.doe` would publish Jane Doe's name with every decision she makes.
+pub(crate) fn personal_id_warning(id: &str, email: &str, name: Option<&str>) -> Option<String> {
+    let id_lower = id.to_ascii_lowercase();
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    let mut parts: Vec<String> = Vec::new();
+    if local.len() >= 3 {
+        parts.push(local.clone());
+    }
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 3)
+            .map(str::to_lowercase)
+            .collect()
+    };
+    parts.extend(words(&local));
+    parts.extend(name.map(words).unwrap_or_default());
+    let hit = parts.iter().find(|p| id_lower.contains(p.as_str()))?;
+    Some(format!(
+        "the approver id {id:?} contains {hit:?} from the approver's e-mail address or name; \
+         ids are written to the public log for good, so an opaque id (leave the id out and one \
+         is generated) keeps the person out of it"
+    ))
+}
+
 async fn add_approver(
     State(ref c): State<Arc<Approvals>>,
     _: Admin,
     body: Body,
 ) -> Result<Response, ApiError> {
     let b: AddApprover = body.json()?;
-    check_id("approver_id", &b.approver_id)?;
+    let chosen = b.approver_id.is_some();
+    let approver_id = b.approver_id.clone().unwrap_or_else(new_approver_id);
+    check_id("approver_id", &approver_id)?;
     let email = b.email.trim().to_lowercase();
     let valid_email = email.len() <= 254
         && email
@@ -352,10 +388,10 @@ async fn add_approver(
         }
     }
     let (url, expires_at) = {
-        let approver_key = format!("a/{}", b.approver_id);
+        let approver_key = format!("a/{approver_id}");
         let email_key = format!("m/{email}");
         let _g = c.store.lock_all(&[&approver_key, &email_key]).await;
-        if c.store.approver(&b.approver_id)?.is_some() {
+        if c.store.approver(&approver_id)?.is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -370,7 +406,7 @@ async fn add_approver(
             ));
         }
         let rec = ApproverRecord {
-            approver_id: b.approver_id.clone(),
+            approver_id: approver_id.clone(),
             email: email.clone(),
             name: b.name.clone(),
             disabled: false,
@@ -381,23 +417,26 @@ async fn add_approver(
             .write(
                 &[
                     (approver_key.clone(), crate::store::CibaStore::encode(&rec)?),
-                    (email_key.clone(), b.approver_id.clone().into_bytes()),
+                    (email_key.clone(), approver_id.clone().into_bytes()),
                 ],
                 &[],
             )
             .await?;
-        create_link(c, &b.approver_id, false).await?
+        create_link(c, &approver_id, false).await?
     };
-    tracing::info!(approver_id = %b.approver_id, "approver added");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "approver_id": b.approver_id,
-            "enrolment_url": url,
-            "expires_at": expires_at,
-        })),
-    )
-        .into_response())
+    tracing::info!(approver_id = %approver_id, "approver added");
+    let mut answer = json!({
+        "approver_id": approver_id,
+        "enrolment_url": url,
+        "expires_at": expires_at,
+    });
+    if let Some(w) = chosen
+        .then(|| personal_id_warning(&approver_id, &email, b.name.as_deref()))
+        .flatten()
+    {
+        answer["warning"] = json!(w);
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 fn approver_json(r: &ApproverRecord) -> Value {
@@ -496,4 +535,30 @@ async fn rotate_keys(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Re
 
 async fn list_keys(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Response, ApiError> {
     Ok(Json(c.keys.jwks()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_approver_ids_are_opaque_valid_ids() {
+        let a = new_approver_id();
+        assert!(is_valid_id(&a), "{a}");
+        assert!(check_id("approver_id", &a).is_ok());
+        let hex_part = a.strip_prefix("apv_").unwrap_or_default();
+        assert_eq!(hex_part.len(), 32, "128 bits");
+        assert!(hex_part.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_approver_id());
+    }
+
+    #[test]
+    fn ids_carrying_the_person_are_flagged() {
+        let w = |id, email, name| personal_id_warning(id, email, name);
+        assert!(w("jane.doe", "jane.doe@example.com", None).is_some());
+        assert!(w("JDoe-1", "j@example.com", Some("Jane Doe")).is_some());
+        assert!(w("ops-jane", "jd@example.com", Some("Jane")).is_some());
+        assert!(w("apv_7f3a9c", "jane.doe@example.com", Some("Jane Doe")).is_none());
+        assert!(w("approver-17", "al@example.com", Some("Al Bo")).is_none());
+    }
 }

@@ -58,6 +58,10 @@ pub struct CibaConfig {
     /// Whether a client's notification endpoint may be plain `http://` on a host other than a
     /// loopback address (push delivers tokens to it; off by default).
     pub allow_http_notification_endpoints: bool,
+    /// Whether bundles served to clients (`GET /v1/evidence/<auth_req_id>`) carry `parties`,
+    /// the approver's e-mail address and name (off by default: a client gets the opaque ids of
+    /// the statement only; the admin's and the approver's own bundles always carry them).
+    pub evidence_include_parties: bool,
 }
 
 impl CibaConfig {
@@ -84,6 +88,7 @@ impl CibaConfig {
             request_retention_secs: 24 * 3600,
             cleanup_interval: Duration::from_secs(60),
             allow_http_notification_endpoints: false,
+            evidence_include_parties: false,
         }
     }
 

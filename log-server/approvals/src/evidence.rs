@@ -6,6 +6,12 @@
 //! Who may fetch: the requesting client (`GET /v1/evidence/<auth_req_id>` with its
 //! credentials in HTTP Basic), an auditor with the admin token (by public request id), and the
 //! approver on the approval pages (their own requests).
+//!
+//! Who sees whom: `parties` (the approver's e-mail address and name) is in the admin's and the
+//! approver's own bundles; a client's bundle holds only the statement's opaque ids, unless the
+//! operator opts in (`serve --evidence-include-parties`). An agent needs proof of the decision,
+//! not the identity of the person behind `apv_...`, and its bundles travel further (logs,
+//! tickets, the agent's own tools).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,8 +52,21 @@ fn not_found() -> ApiError {
     )
 }
 
+/// Whether a bundle names the people behind the opaque ids (`parties`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parties {
+    /// With `parties`: the approver's e-mail address and name.
+    Named,
+    /// Without `parties`: the statement's opaque ids only.
+    Opaque,
+}
+
 /// Builds the bundle of a decided request against the latest checkpoint.
-pub fn build_bundle(c: &Approvals, r: &RequestRecord) -> Result<EvidenceBundle, ApiError> {
+pub fn build_bundle(
+    c: &Approvals,
+    r: &RequestRecord,
+    parties: Parties,
+) -> Result<EvidenceBundle, ApiError> {
     if !matches!(r.status, RequestStatus::Approved | RequestStatus::Denied) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -69,7 +88,10 @@ pub fn build_bundle(c: &Approvals, r: &RequestRecord) -> Result<EvidenceBundle, 
     let (Some(decision), Some(enrolment)) = (logged.next(), logged.next()) else {
         return Err(ApiError::internal("evidence", "entries missing"));
     };
-    let approver = c.store.approver(&r.statement.approver_id)?;
+    let approver = match parties {
+        Parties::Named => c.store.approver(&r.statement.approver_id)?,
+        Parties::Opaque => None,
+    };
     let policy = c.log.policy();
     Ok(EvidenceBundle {
         version: 1,
@@ -81,14 +103,16 @@ pub fn build_bundle(c: &Approvals, r: &RequestRecord) -> Result<EvidenceBundle, 
             rp_id: policy.rp_id.clone(),
             origins: policy.allowed_origins.clone(),
         },
-        parties: Some(json!({
-            "client": {"client_id": r.statement.client_id},
-            "approver": {
-                "approver_id": r.statement.approver_id,
-                "email": approver.as_ref().map(|a| a.email.clone()),
-                "name": approver.as_ref().and_then(|a| a.name.clone()),
-            },
-        })),
+        parties: (parties == Parties::Named).then(|| {
+            json!({
+                "client": {"client_id": r.statement.client_id},
+                "approver": {
+                    "approver_id": r.statement.approver_id,
+                    "email": approver.as_ref().map(|a| a.email.clone()),
+                    "name": approver.as_ref().and_then(|a| a.name.clone()),
+                },
+            })
+        }),
     })
 }
 
@@ -141,7 +165,12 @@ async fn by_auth_req_id(
     if r.statement.client_id != client.client_id {
         return Err(not_found());
     }
-    answer(build_bundle(c, &r)?, &q)
+    let parties = if c.config.evidence_include_parties {
+        Parties::Named
+    } else {
+        Parties::Opaque
+    };
+    answer(build_bundle(c, &r, parties)?, &q)
 }
 
 async fn by_request_id_admin(
@@ -154,7 +183,7 @@ async fn by_request_id_admin(
         .store
         .request_by_public_id(&request_id)?
         .ok_or_else(not_found)?;
-    answer(build_bundle(c, &r)?, &q)
+    answer(build_bundle(c, &r, Parties::Named)?, &q)
 }
 
 async fn by_request_id_approver(
@@ -167,5 +196,5 @@ async fn by_request_id_approver(
         ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
     })?;
     let (_, r) = crate::inbox::own_request(c, &session.approver_id, &request_id)?;
-    answer(build_bundle(c, &r)?, &q)
+    answer(build_bundle(c, &r, Parties::Named)?, &q)
 }

@@ -80,10 +80,12 @@ pub enum ClientCmd {
 /// `countersign approver`.
 #[derive(clap::Subcommand, Clone, Debug)]
 pub enum ApproverCmd {
-    /// Register an approver and print a one-time enrolment link.
+    /// Register an approver and print its id and a one-time enrolment link.
     Add {
-        /// Opaque approver id (what the log records; never an e-mail).
-        id: String,
+        /// Approver id (what the public log records). Leave it out: the server generates an
+        /// opaque one (`apv_` and 128 random bits). An id that contains the approver's e-mail
+        /// name or a word of their name is accepted with a warning.
+        id: Option<String>,
         /// E-mail address (a login_hint may use it).
         #[arg(long)]
         email: String,
@@ -436,15 +438,23 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
             name,
             target,
         } => {
+            let mut body = json!({"email": email, "name": name});
+            if let Some(id) = id {
+                body["approver_id"] = json!(id);
+            }
             let v = call(
                 &target,
                 reqwest::Method::POST,
                 "/v1/admin/approvers",
-                Some(json!({"approver_id": id, "email": email, "name": name})),
+                Some(body),
             )
             .await?;
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
             println!(
-                "approver {id} added; one-time enrolment link (expires at {}):\n{}",
+                "approver {} added; one-time enrolment link (expires at {}):\n{}",
+                v["approver_id"].as_str().unwrap_or_default(),
                 rfc3339_of(&v["expires_at"]),
                 v["enrolment_url"].as_str().unwrap_or_default()
             );

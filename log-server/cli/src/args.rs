@@ -81,6 +81,11 @@ pub struct ApprovalsArgs {
     /// addresses. Push delivers tokens there, so by default they must be https.
     #[arg(long, env = "COUNTERSIGN_ALLOW_HTTP_NOTIFICATION_ENDPOINTS")]
     pub allow_http_notification_endpoints: bool,
+    /// Put the approver's e-mail address and name (`parties`) in the evidence bundles clients
+    /// fetch. By default a client's bundle holds opaque ids only; the admin's and the
+    /// approver's own bundles always name the parties.
+    #[arg(long, env = "COUNTERSIGN_EVIDENCE_INCLUDE_PARTIES")]
+    pub evidence_include_parties: bool,
 }
 
 impl ApprovalsArgs {
@@ -137,6 +142,7 @@ impl ApprovalsArgs {
             }
         }
         c.allow_http_notification_endpoints = self.allow_http_notification_endpoints;
+        c.evidence_include_parties = self.evidence_include_parties;
         c.webhook_url = self.webhook_url.clone();
         c.webhook_secret = self.webhook_secret.clone().map(Secret::new);
         c.smtp_url = self.smtp_url.clone().map(Secret::new);

@@ -98,8 +98,17 @@ fn short_param<'a>(
     }
 }
 
-/// Resolves the hint to an approver id (CIBA section 7.1: exactly one hint).
-fn resolve_hint(c: &Approvals, form: &HashMap<String, String>) -> Result<String, ApiError> {
+/// Who a request names (CIBA section 7.1: exactly one hint), before anything is looked up.
+enum Hint<'a> {
+    /// `login_hint`: an approver id, or an e-mail address (it holds `@`).
+    Login(&'a str),
+    /// The `sub` of an ID token this server issued (`id_token_hint`).
+    Subject(String),
+}
+
+/// Checks which hint was given and its form (CIBA section 7.1): a hint that cannot name anyone
+/// on any server is refused here, before the store is read.
+fn parse_hint<'a>(c: &Approvals, form: &'a HashMap<String, String>) -> Result<Hint<'a>, ApiError> {
     let login_hint = short_param(form, "login_hint")?;
     let login_hint_token = short_param(form, "login_hint_token")?;
     let id_token_hint = form.get("id_token_hint").filter(|v| !v.is_empty());
@@ -116,7 +125,6 @@ fn resolve_hint(c: &Approvals, form: &HashMap<String, String>) -> Result<String,
             "give exactly one of login_hint, login_hint_token and id_token_hint",
         ));
     }
-    let unknown = || ApiError::bad_request("unknown_user_id", "no approver matches the hint");
     if login_hint_token.is_some() {
         // We issue no login hint tokens, so none can be valid here.
         return Err(ApiError::bad_request(
@@ -124,7 +132,7 @@ fn resolve_hint(c: &Approvals, form: &HashMap<String, String>) -> Result<String,
             "login_hint_token is not supported by this server; use login_hint",
         ));
     }
-    let approver_id = if let Some(t) = id_token_hint {
+    if let Some(t) = id_token_hint {
         let claims = c
             .keys
             .verify_own(t)
@@ -132,34 +140,56 @@ fn resolve_hint(c: &Approvals, form: &HashMap<String, String>) -> Result<String,
             .ok_or_else(|| {
                 ApiError::invalid_request("id_token_hint is not an ID token of this server")
             })?;
-        claims
+        let sub = claims
             .get("sub")
             .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(unknown)?
-    } else {
-        let hint = login_hint.unwrap_or_default();
-        if hint.contains('@') {
-            let id = c
-                .store
-                .get_raw(&format!("m/{}", hint.to_lowercase()))?
-                .ok_or_else(unknown)?;
-            String::from_utf8(id).map_err(|_| unknown())?
-        } else {
-            hint.to_owned()
+            .unwrap_or_default();
+        return Ok(Hint::Subject(sub.to_owned()));
+    }
+    Ok(Hint::Login(login_hint.unwrap_or_default()))
+}
+
+/// The one answer for every hint that reaches no one: no such approver id, no such e-mail
+/// address, a disabled approver, an approver with no passkey yet. One code, one text, so a
+/// client cannot tell which (spec/design/README.md, "No approver oracle").
+fn unreachable_approver() -> ApiError {
+    ApiError::bad_request(
+        "unknown_user_id",
+        "no approver who can be asked matches the hint",
+    )
+}
+
+/// Resolves the hint to an approver who can decide. Every hint costs the same two reads (the
+/// e-mail index, then the approver record, read even when the first found nothing), so the
+/// work, like the answer, does not say how far a hint got.
+fn resolve_hint(c: &Approvals, hint: &Hint<'_>) -> Result<String, ApiError> {
+    let candidate = match hint {
+        Hint::Login(h) => {
+            let by_email = c.store.get_raw(&format!("m/{}", h.to_lowercase()))?;
+            match by_email {
+                Some(id) if h.contains('@') => String::from_utf8(id).unwrap_or_default(),
+                _ => (*h).to_owned(),
+            }
+        }
+        Hint::Subject(sub) => {
+            let _ = c.store.get_raw(&format!("m/{}", sub.to_lowercase()))?;
+            sub.clone()
         }
     };
-    let approver = c.store.approver(&approver_id)?.ok_or_else(unknown)?;
-    if approver.disabled {
-        return Err(unknown());
+    // An e-mail hint that matched no one reads the record of the hint itself, which an id
+    // (no `@`, spec/entry.md E9) can never be.
+    let approver = c.store.approver(&candidate)?;
+    match approver {
+        Some(a)
+            if !candidate.is_empty()
+                && !candidate.contains('@')
+                && !a.disabled
+                && !a.credentials.is_empty() =>
+        {
+            Ok(candidate)
+        }
+        _ => Err(unreachable_approver()),
     }
-    if approver.credentials.is_empty() {
-        return Err(ApiError::bad_request(
-            "unknown_user_id",
-            "the approver has not enrolled a passkey yet",
-        ));
-    }
-    Ok(approver_id)
 }
 
 async fn bc_authorize(
@@ -199,7 +229,10 @@ async fn bc_authorize(
             "client_notification_token is required for ping and push clients",
         ));
     }
-    let approver_id = resolve_hint(c, &form)?;
+    // Only the hint's form is checked here: whether it reaches anyone is looked up after every
+    // other check, so that a request refused for its binding message or its details is refused
+    // alike for a known and an unknown approver (no existence oracle).
+    let hint = parse_hint(c, &form)?;
 
     // An empty value is an omitted parameter (RFC 6749 section 3.1), as for short_param.
     let binding_message = form
@@ -288,6 +321,8 @@ async fn bc_authorize(
             n
         }
     };
+
+    let approver_id = resolve_hint(c, &hint)?;
 
     let requested_at = now_secs();
     let request_id = format!("req_{}", B64URL.encode(crate::util::random_bytes::<16>()));

@@ -276,6 +276,32 @@ async fn add_approver_checks_email_name_and_uniqueness() {
     );
 }
 
+/// Without an id the server draws an opaque one; an operator's id is still taken, with a warning
+/// when it carries the person's name or e-mail.
+#[tokio::test]
+async fn approver_ids_are_opaque_unless_the_operator_chooses() {
+    let s = Server::start().await;
+    let add = |body: Value| s.admin_post("/v1/admin/approvers", body);
+    let (st, v) = add(json!({"email": "jane.doe@example.com", "name": "Jane Doe"})).await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["approver_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("apv_") && id.len() == 36, "{id}");
+    assert!(countersign_verifier::is_valid_id(&id));
+    assert!(v.get("warning").is_none(), "{v}");
+    let (st, v) = add(json!({"email": "john.roe@example.com"})).await;
+    assert_eq!(st, 201, "{v}");
+    assert_ne!(v["approver_id"].as_str().unwrap(), id, "ids are random");
+    let (st, v) =
+        add(json!({"approver_id": "jane.smith", "email": "jane.smith@example.com"})).await;
+    assert_eq!((st, &v["approver_id"]), (201, &json!("jane.smith")), "{v}");
+    assert!(v["warning"].as_str().unwrap().contains("public log"), "{v}");
+    let (st, v) = add(json!({"approver_id": "ops-17", "email": "max@example.com"})).await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v.get("warning").is_none(), "{v}");
+    let (_, v) = admin(&s, reqwest::Method::GET, "/v1/admin/approvers").await;
+    assert_eq!(v["approvers"].as_array().unwrap().len(), 4, "{v}");
+}
+
 #[tokio::test]
 async fn disabling_lists_the_approver_and_stops_new_links() {
     let s = Server::start().await;

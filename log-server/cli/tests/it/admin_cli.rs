@@ -220,7 +220,7 @@ async fn the_commands_change_what_the_api_lists() {
     assert_eq!(listed["clients"], json!([]));
 
     run_approver(ApproverCmd::Add {
-        id: "apv_cli".into(),
+        id: Some("apv_cli".into()),
         email: "cli@example.com".into(),
         name: Some("Cli".into()),
         target: t.clone(),

@@ -9,6 +9,102 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+/// `/bc-authorize` is no approver oracle (spec/design/README.md): every hint that reaches no
+/// one (no such id or e-mail address, an approver without a passkey yet, a disabled one) gets the
+/// very same answer, and a request refused for anything else is refused alike whoever it names.
+#[tokio::test]
+async fn login_hint_is_no_approver_oracle() {
+    let s = Server::start().await;
+    let client = s.add_client("agent-o", "poll", None).await;
+    let _alice = s.add_approver("apv_alice", 71).await;
+    let _bob = s.add_approver("apv_bob", 72).await;
+    let (st, _) = s
+        .admin_post("/v1/admin/approvers/apv_bob/disable", json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/approvers",
+            json!({"approver_id": "apv_new", "email": "new@example.com"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // The whole answer but its date: status, headers, body bytes.
+    let raw = |params: Vec<(&'static str, String)>| {
+        let c = client.clone();
+        async move {
+            let r = c
+                .http
+                .post(format!("{}/bc-authorize", c.url))
+                .basic_auth(&c.id, Some(&c.secret))
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let mut headers: Vec<(String, String)> = r
+                .headers()
+                .iter()
+                .filter(|(k, _)| *k != "date")
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                .collect();
+            headers.sort();
+            (status, headers, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let ask = |hint: &str, set: &[(&'static str, &'static str)]| {
+        let mut p: Vec<(&'static str, String)> = ask_params("")
+            .into_iter()
+            .filter(|(k, _)| *k != "login_hint" && !set.iter().any(|(sk, _)| sk == k))
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        p.push(("login_hint", hint.to_owned()));
+        p.extend(set.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        raw(p)
+    };
+    let unknown = ask("apv_nobody", &[]).await;
+    assert_eq!(unknown.0, 400);
+    let body: Value = serde_json::from_slice(&unknown.2).unwrap();
+    assert_eq!(body["error"], "unknown_user_id", "{body}");
+    for hint in [
+        "nobody@example.com",
+        "apv_new",
+        "new@example.com",
+        "NEW@Example.com",
+        "apv_bob",
+        "apv_bob@example.com",
+    ] {
+        let got = ask(hint, &[]).await;
+        assert_eq!(
+            got,
+            unknown,
+            "{hint}: {} vs {}",
+            String::from_utf8_lossy(&got.2),
+            String::from_utf8_lossy(&unknown.2)
+        );
+    }
+    // Checks of the request itself come before the approver is looked up.
+    for set in [
+        &[("binding_message", "line\nbreak")][..],
+        &[("authorization_details", "not json")][..],
+        &[("requested_expiry", "soon")][..],
+    ] {
+        let reachable = ask("apv_alice", set).await;
+        assert_eq!(reachable.0, 400, "{set:?}");
+        for hint in [
+            "apv_alice@example.com",
+            "apv_nobody",
+            "nobody@example.com",
+            "apv_new",
+            "apv_bob",
+        ] {
+            assert_eq!(ask(hint, set).await, reachable, "{hint}, {set:?}");
+        }
+    }
+    // The one who can be asked is.
+    assert_eq!(ask("apv_alice@example.com", &[]).await.0, 200);
+}
+
 #[tokio::test]
 async fn bad_client_credentials() {
     let s = Server::start().await;
@@ -255,7 +351,7 @@ async fn malformed_bc_authorize() {
         (
             params(a, &[], &[("login_hint", "apv_noenrol")]),
             "unknown_user_id",
-            &["passkey"],
+            &["no approver"],
         ),
         (
             params(a, &["binding_message"], &[]),

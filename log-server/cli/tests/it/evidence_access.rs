@@ -48,6 +48,13 @@ async fn evidence_through_each_door() {
     let c = EvidenceBundle::from_json(by_client.as_bytes()).unwrap();
     assert_eq!(a.decision, c.decision);
     assert_eq!(a.statement, c.statement);
+    // Who the ids stand for: the admin sees it, the client does not.
+    assert_eq!(
+        a.parties.as_ref().unwrap()["approver"]["email"],
+        "apv_ev@example.com"
+    );
+    assert!(c.parties.is_none(), "{by_client}");
+    assert!(!by_client.contains("@example.com"), "{by_client}");
     let v = a.verify(&s.vkey, &BundlePolicy::default()).unwrap();
     assert_eq!(v.statement.request_id, rid);
     let (st, body) = admin_get(format!("{}/v1/admin/evidence/req_nope", s.url)).await;
@@ -80,4 +87,27 @@ async fn evidence_through_each_door() {
     let bob = s.add_approver("apv_ev_bob", 62).await;
     let (st, _) = bob.get(&format!("/approve/requests/{rid}/evidence")).await;
     assert_eq!(st, 404, "another approver's request is not found");
+}
+
+/// `serve --evidence-include-parties`: the operator lets clients see who the ids stand for.
+#[tokio::test]
+async fn clients_see_the_parties_only_when_the_operator_opts_in() {
+    let s = Server::start_with(|mut c| {
+        c.evidence_include_parties = true;
+        c
+    })
+    .await;
+    let client = s.add_client("agent-pt", "poll", None).await;
+    let alice = s.add_approver("apv_pt", 62).await;
+    let id = client.ask("apv_pt", &[]).await;
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let (st, body) = client.evidence(&id, None).await;
+    assert_eq!(st, 200, "{body}");
+    let b = EvidenceBundle::from_json(body.as_bytes()).unwrap();
+    let p = b.parties.as_ref().unwrap();
+    assert_eq!(
+        (&p["approver"]["email"], &p["approver"]["name"]),
+        (&Value::from("apv_pt@example.com"), &Value::from("apv_pt"))
+    );
 }
