@@ -59,7 +59,11 @@ fn form_decode(s: &str) -> Option<String> {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' => {
+                // Two hex digits exactly: u8::from_str_radix alone would take "+3" as 3.
                 let h = b.get(i + 1..i + 3)?;
+                if !h.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?);
                 i += 2;
             }
@@ -411,5 +415,11 @@ mod tests {
     fn form_decoding() {
         assert_eq!(form_decode("a%3Ab+c").unwrap(), "a:b c");
         assert!(form_decode("%4").is_none());
+        // fuzz/regressions/ciba_form/basic-secret-percent-plus-sign: u8::from_str_radix takes a
+        // leading '+', so "%+3" decoded to 0x03 where strict form decoding refuses it.
+        assert!(form_decode("3ZrucA%+3q").is_none());
+        assert!(form_decode("%+f").is_none());
+        assert!(form_decode("%-1").is_none());
+        assert_eq!(form_decode("%2b%2B").unwrap(), "++");
     }
 }
