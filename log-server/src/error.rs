@@ -32,6 +32,11 @@ pub enum RefusalReason {
     /// The entry would be stamped after the deadline its submitter set (a decision on a request
     /// that expired while it was being logged).
     TooLate,
+    /// The credential's enrolment has been revoked: it may not decide anything after its
+    /// revocation entry (`spec/entry.md`, kind 3).
+    Revoked,
+    /// The enrolment already has a revocation entry; a second one is not logged.
+    AlreadyRevoked,
 }
 
 impl RefusalReason {
@@ -50,6 +55,8 @@ impl RefusalReason {
             RefusalReason::InvalidAssertion => "invalid_assertion",
             RefusalReason::SignCount => "sign_count",
             RefusalReason::TooLate => "too_late",
+            RefusalReason::Revoked => "revoked",
+            RefusalReason::AlreadyRevoked => "already_revoked",
         }
     }
 }

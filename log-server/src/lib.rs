@@ -34,5 +34,5 @@ pub use http::{
     router, serve, ApiError, LogApi, MetricsSource, DEFAULT_MAX_BODY_BYTES, MAX_BATCH_DECISIONS,
 };
 pub use init::{start, Config, Started};
-pub use log::{DecisionRequest, EnrolmentRequest, LogHandle, RpPolicy};
+pub use log::{DecisionRequest, EnrolmentRequest, LogHandle, RevocationRequest, RpPolicy};
 pub use sequencer::{now_ms, Appended, Published, SequencerConfig};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use countersign_verifier::{
     challenge, check_sign_count, leaf_hash, parse_cose_key, sha256, verify_assertion, Assertion,
-    AssertionPolicy, Decision, Enrolment, Entry, Hash, PublicKey, SignedDecision,
+    AssertionPolicy, Decision, Enrolment, Entry, Hash, PublicKey, Revocation, SignedDecision,
 };
 
 use crate::error::{AppendError, RefusalReason};
@@ -40,6 +40,21 @@ pub struct EnrolmentRequest {
     pub aaguid: [u8; 16],
     /// Attestation statement format (`none`, `packed`, ...).
     pub attestation_format: String,
+}
+
+/// A revocation to log (the log adds the time): the credential enrolled at `enrolment_index`
+/// may not decide anything after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRequest {
+    /// Opaque approver id (the enrolment's).
+    pub approver_id: String,
+    /// WebAuthn credential id (the enrolment's).
+    pub credential_id: Vec<u8>,
+    /// Leaf index of the enrolment revoked.
+    pub enrolment_index: u64,
+    /// Why, as a label (`spec/entry.md` rule E10): `disabled`, `lost`, `compromised`,
+    /// `removed`, ...
+    pub reason: String,
 }
 
 /// A signed decision to check and log (the log adds the key and the time).
@@ -185,6 +200,16 @@ impl LogHandle {
         }
     }
 
+    /// The leaf index of the revocation of the enrolment at `enrolment_index`, if the published
+    /// tree holds one (the first, when an import logged several). One key lookup.
+    pub fn revocation_of(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
+        let size = self.published().size;
+        Ok(self
+            .store
+            .revocation(enrolment_index)?
+            .filter(|index| *index < size))
+    }
+
     /// The entries at `indexes` with inclusion proofs against one published checkpoint (the
     /// latest), so that every proof checks against the same signed root.
     pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
@@ -236,6 +261,62 @@ impl LogHandle {
                 leaf,
                 AppendKind::Enrolment {
                     credential_id: req.credential_id,
+                },
+            )
+            .await
+    }
+
+    /// Logs a revocation of the enrolment at `req.enrolment_index`, after which the log refuses
+    /// every decision made with that enrolment ([`RefusalReason::Revoked`]). The index must be a
+    /// published enrolment ([`RefusalReason::UnknownEnrolment`], [`RefusalReason::NotAnEnrolment`])
+    /// of this approver and credential ([`RefusalReason::EnrolmentMismatch`]), not revoked yet
+    /// ([`RefusalReason::AlreadyRevoked`], decided by the sequencer, so two concurrent
+    /// revocations log one entry), and the reason a label ([`RefusalReason::InvalidEntry`]).
+    pub async fn append_revocation(&self, req: RevocationRequest) -> Result<Appended, AppendError> {
+        if req.enrolment_index >= self.published().size {
+            return Err(AppendError::refused(
+                RefusalReason::UnknownEnrolment,
+                "enrolment_index is not in the log",
+            ));
+        }
+        let mut read = Enrolments::default();
+        let (enrolment, _) = read.get(&self.store, req.enrolment_index)?;
+        if enrolment.approver_id != req.approver_id || enrolment.credential_id != req.credential_id
+        {
+            return Err(AppendError::refused(
+                RefusalReason::EnrolmentMismatch,
+                "the enrolment at enrolment_index is for another approver or credential",
+            ));
+        }
+        // Checked here too, not only by the sequencer: a second request in the same millisecond
+        // would otherwise make the very same bytes and get the first entry back as a duplicate.
+        if let Some(first) = self
+            .store
+            .revocation(req.enrolment_index)
+            .map_err(storage_failed)?
+        {
+            return Err(AppendError::refused(
+                RefusalReason::AlreadyRevoked,
+                format!("the enrolment was already revoked by entry {first}"),
+            ));
+        }
+        let entry = Entry::Revocation(Revocation {
+            approver_id: req.approver_id,
+            credential_id: req.credential_id,
+            enrolment_index: req.enrolment_index,
+            reason: req.reason,
+            time_ms: now_ms(),
+        })
+        .encode()
+        .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
+        let leaf = leaf_hash(&entry);
+        self.seq
+            .append(
+                entry,
+                leaf,
+                AppendKind::Revocation {
+                    enrolment_index: req.enrolment_index,
+                    refuse_repeat: true,
                 },
             )
             .await
@@ -400,6 +481,18 @@ impl LogHandle {
                 existing: true,
             }));
         }
+        // After the replay lookup: a decision logged before the revocation is still answered
+        // with its original entry.
+        if let Some(r) = self
+            .store
+            .revocation(req.enrolment_index)
+            .map_err(storage_failed)?
+        {
+            return Err(AppendError::refused(
+                RefusalReason::Revoked,
+                format!("the credential's enrolment was revoked by entry {r}"),
+            ));
+        }
         let count = verified.sign_count;
         check_sign_count(stored_count, count)
             .map_err(|e| AppendError::refused(RefusalReason::SignCount, e.to_string()))?;
@@ -522,7 +615,10 @@ fn verified_item(entry: Vec<u8>) -> Result<(Vec<u8>, Hash, AppendKind), AppendEr
                 sign_count: u32::from_be_bytes(c),
             }
         }
-        Ok(Entry::Revocation(_)) => AppendKind::Other,
+        Ok(Entry::Revocation(r)) => AppendKind::Revocation {
+            enrolment_index: r.enrolment_index,
+            refuse_repeat: false,
+        },
         Err(e) => {
             return Err(AppendError::refused(
                 RefusalReason::InvalidEntry,

@@ -55,6 +55,7 @@ pub fn generate() -> Files {
     assertions(&mut f);
     statements(&mut f);
     bundles(&mut f);
+    revocations(&mut f);
     f
 }
 
@@ -919,6 +920,26 @@ fn sample_bundle_with_flags(
     flags_byte: u8,
     decision: Decision,
 ) -> (EvidenceBundle, Vec<Vec<u8>>) {
+    sample_bundle_in_log(
+        alg,
+        seed,
+        flags_byte,
+        decision,
+        Vec::new(),
+        vec![b"unrelated entry 3".to_vec(), b"unrelated entry 4".to_vec()],
+    )
+}
+
+/// [`sample_bundle_with_flags`] in a log with `between` logged after the enrolment (index 1)
+/// and before the decision, and `after` logged after the decision.
+fn sample_bundle_in_log(
+    alg: Alg,
+    seed: u64,
+    flags_byte: u8,
+    decision: Decision,
+    between: Vec<Vec<u8>>,
+    after: Vec<Vec<u8>>,
+) -> (EvidenceBundle, Vec<Vec<u8>>) {
     let mut pk = SoftPasskey::new(alg, seed, RP_ID);
     let key = log_signing_key();
     let vkey = log_vkey();
@@ -934,6 +955,8 @@ fn sample_bundle_with_flags(
         b"unrelated entry 0".to_vec(),
         enrol.encode().unwrap_or_default(),
     ];
+    log.extend(between);
+    let decision_index = log.len() as u64;
     let statement = sample_statement("0001", decision);
     let sh = statement.hash().unwrap_or_default();
     let nonce: [u8; 32] = Sha256::digest(seed.to_be_bytes()).into();
@@ -956,8 +979,7 @@ fn sample_bundle_with_flags(
         enrolment_index: 1,
     });
     log.push(dec.encode().unwrap_or_default());
-    log.push(b"unrelated entry 3".to_vec());
-    log.push(b"unrelated entry 4".to_vec());
+    log.extend(after);
     let leaves: Vec<Hash> = log.iter().map(|e| leaf_hash(e)).collect();
     let size = leaves.len() as u64;
     let body = Checkpoint {
@@ -977,9 +999,9 @@ fn sample_bundle_with_flags(
         version: 1,
         statement,
         decision: LoggedEntry {
-            index: 2,
-            entry: hex::encode(&log[2]),
-            inclusion_proof: proof(2),
+            index: decision_index,
+            entry: hex::encode(&log[decision_index as usize]),
+            inclusion_proof: proof(decision_index),
         },
         enrolment: LoggedEntry {
             index: 1,
@@ -1180,4 +1202,128 @@ fn bundles(f: &mut Files) {
             "expected": "valid", "flags": [],
         }),
     );
+}
+
+/// A revocation of the sample log's enrolment (index 1) or of another one.
+fn sample_revocation(enrolment_index: u64, time_ms: u64) -> Vec<u8> {
+    Entry::Revocation(Revocation {
+        approver_id: "apv_7f3a9c".into(),
+        credential_id: vec![0x5a; 16],
+        enrolment_index,
+        reason: "lost".into(),
+        time_ms,
+    })
+    .encode()
+    .unwrap_or_default()
+}
+
+/// The revocation check (`spec/evidence-bundle.md`, R rules): a valid bundle and the log's
+/// entries up to its checkpoint, hex, in order.
+fn revocations(f: &mut Files) {
+    let vkey = log_vkey().to_vkey();
+    let hexes = |log: &[Vec<u8>]| log.iter().map(hex::encode).collect::<Vec<_>>();
+    let mut put_case = |name: &str,
+                        description: &str,
+                        b: &EvidenceBundle,
+                        entries: Vec<String>,
+                        error: Option<&str>,
+                        revoked_after: Option<u64>| {
+        let mut v = json!({
+            "description": description,
+            "log_key": vkey, "bundle": serde_json::to_value(b).unwrap_or_default(),
+            "entries": entries,
+        });
+        match error {
+            None => {
+                v["expected"] = json!("valid");
+                v["flags"] = json!([]);
+                v["revoked_after"] = json!(revoked_after);
+            }
+            Some(e) => {
+                v["expected"] = json!("invalid");
+                v["flags"] = json!([name]);
+                v["error"] = json!(e);
+            }
+        }
+        put(f, format!("revocation/{name}.json"), v);
+    };
+    let flags_byte = flags::UP | flags::UV;
+    let (b, log) = sample_bundle(Alg::Es256, 200);
+    put_case(
+        "valid-not-revoked",
+        "the sample log holds no revocation: the decision stands",
+        &b,
+        hexes(&log),
+        None,
+        None,
+    );
+    let (b, log) = sample_bundle_in_log(
+        Alg::Es256,
+        210,
+        flags_byte,
+        Decision::Approve,
+        vec![sample_revocation(0, 1_767_225_100_000)],
+        vec![sample_revocation(1, 1_767_225_700_000), unrelated_entry(5)],
+    );
+    put_case(
+        "valid-revoked-after",
+        "a revocation of another enrolment before the decision, and of the decision's own \
+         enrolment after it: the decision stands (the credential decides nothing after index 4)",
+        &b,
+        hexes(&log),
+        None,
+        Some(4),
+    );
+    let (b, log) = sample_bundle_in_log(
+        Alg::Es256,
+        211,
+        flags_byte,
+        Decision::Approve,
+        vec![sample_revocation(1, 1_767_225_100_000)],
+        vec![unrelated_entry(4)],
+    );
+    put_case(
+        "revoked-before",
+        "the decision's enrolment was revoked at index 2, before the decision at index 3",
+        &b,
+        hexes(&log),
+        Some("revoked at log index 2, before the decision"),
+        None,
+    );
+    let mut dropped = log.clone();
+    dropped.remove(2);
+    put_case(
+        "revocation-left-out",
+        "the revoked-before log with its revocation left out: one entry short of the checkpoint",
+        &b,
+        hexes(&dropped),
+        Some("the checkpoint covers 5 entries but 4 were given"),
+        None,
+    );
+    let mut swapped = log.clone();
+    swapped[2] = unrelated_entry(2);
+    put_case(
+        "revocation-swapped",
+        "the revoked-before log with its revocation replaced by another entry: the entries are \
+         not the log's",
+        &b,
+        hexes(&swapped),
+        Some("do not hash to the checkpoint's root"),
+        None,
+    );
+    let mut longer = log.clone();
+    longer.push(unrelated_entry(5));
+    put_case(
+        "entries-beyond-checkpoint",
+        "one entry more than the checkpoint covers",
+        &b,
+        hexes(&longer),
+        Some("the checkpoint covers 5 entries but 6 or more were given"),
+        None,
+    );
+}
+
+/// An entry of no kind the revocation check reads (it never decodes them).
+fn unrelated_entry(n: u8) -> Vec<u8> {
+    format!("unrelated entry {n}").into_bytes()
 }

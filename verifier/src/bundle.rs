@@ -216,6 +216,18 @@ pub struct BundlePolicy<'a> {
     pub require_user_verification: bool,
 }
 
+impl VerifiedBundle {
+    /// What the revocation check ([`crate::check_not_revoked`]) needs of this decision.
+    pub fn revocation_subject(&self) -> crate::RevocationSubject {
+        crate::RevocationSubject {
+            decision_index: self.decision_index,
+            enrolment_index: self.enrolment_index,
+            tree_size: self.tree_size,
+            root: self.root,
+        }
+    }
+}
+
 impl EvidenceBundle {
     /// Parses a bundle from JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {

@@ -18,6 +18,7 @@ mod proof;
 mod registration;
 #[cfg(feature = "std")]
 mod report;
+mod revocation;
 #[cfg(feature = "std")]
 mod statement;
 mod tlog_proof;
@@ -58,6 +59,7 @@ pub use registration::{
 };
 #[cfg(feature = "std")]
 pub use report::{bundle_report, Expectation, UnknownExpectation, UNSIGNED_BUNDLE_MEMBERS};
+pub use revocation::{check_not_revoked, RevocationCheck, RevocationError, RevocationSubject};
 #[cfg(feature = "std")]
 pub use statement::{
     canonical_json, find_unsafe_text, is_unsafe_display_char, parse_json_strict,

@@ -1,5 +1,5 @@
-//! Admin API of the front end (admin bearer token): clients, approvers, enrolment links, token
-//! key rotation. The `countersign client|approver` commands call it.
+//! Admin API of the front end (admin bearer token): clients, approvers, enrolment links, passkey
+//! revocation, token key rotation. The `countersign client|approver` commands call it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::ciba::clients::{hash_secret, MAX_CREDENTIAL_CHARS};
+use crate::passkeys::revocation;
 use crate::state::Approvals;
 use crate::store::{
     ApproverRecord, AuthMethod, CibaStore, ClientRecord, DeliveryMode, EnrolmentLink,
@@ -33,6 +34,10 @@ pub(crate) fn routes() -> Router<RouterState> {
             post(add_approver).get(list_approvers),
         )
         .route("/v1/admin/approvers/{id}/disable", post(disable_approver))
+        .route(
+            "/v1/admin/approvers/{id}/revoke-passkey",
+            post(revoke_passkey),
+        )
         .route("/v1/admin/approvers/{id}/enrolment-link", post(new_link))
         .route("/v1/admin/token-keys/rotate", post(rotate_keys))
         .route("/v1/admin/token-keys", get(list_keys))
@@ -480,7 +485,53 @@ async fn disable_approver(
     };
     c.sessions.drop_approver(&c.store, &id);
     tracing::info!(approver_id = %id, "approver disabled");
-    Ok(Json(approver_json(&rec)).into_response())
+    // After the record: a decision started before the disable is refused by the log once the
+    // revocation is in, and from then on whoever submits it. Running it again logs those a
+    // failure here left out.
+    let revoked = revocation::revoke_all(c, &rec).await?;
+    let mut out = approver_json(&rec);
+    out["revoked"] = revoked.iter().map(revoked_json).collect();
+    Ok(Json(out).into_response())
+}
+
+fn revoked_json(r: &revocation::Revoked) -> Value {
+    json!({
+        "credential_id": r.credential_id,
+        "enrolment_index": r.enrolment_index,
+        "log_index": r.log_index,
+        "new": r.new,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokePasskey {
+    credential_id: String,
+    #[serde(default = "default_revoke_reason")]
+    reason: String,
+}
+
+fn default_revoke_reason() -> String {
+    "removed".to_owned()
+}
+
+async fn revoke_passkey(
+    State(ref c): State<Arc<Approvals>>,
+    _: Admin,
+    PathParam(id): PathParam,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let b: RevokePasskey = body.json()?;
+    if !revocation::REVOKE_REASONS.contains(&b.reason.as_str()) {
+        return Err(ApiError::invalid_request(format!(
+            "reason must be one of {}",
+            revocation::REVOKE_REASONS.join(", ")
+        )));
+    }
+    let (rec, revoked) = revocation::revoke_passkey(c, &id, &b.credential_id, &b.reason).await?;
+    let mut out = approver_json(&rec);
+    out["revoked"] = json!([revoked_json(&revoked)]);
+    Ok(Json(out).into_response())
 }
 
 #[derive(Deserialize, Default)]

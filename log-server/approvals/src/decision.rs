@@ -53,6 +53,8 @@ pub enum DecideError {
     Refused(AppendError),
     /// This assertion was already logged: a replay, not a new decision.
     Replayed,
+    /// The passkey was revoked, or its approver disabled: it decides nothing any more.
+    Revoked,
     /// The store failed.
     Storage(StorageError),
     /// The decision task failed.
@@ -66,6 +68,7 @@ impl std::fmt::Display for DecideError {
             DecideError::Transition(t) => write!(f, "{t}"),
             DecideError::Refused(e) => write!(f, "the log refused the decision: {e}"),
             DecideError::Replayed => f.write_str("this signature was already used"),
+            DecideError::Revoked => f.write_str("the passkey was revoked"),
             DecideError::Storage(e) => write!(f, "{e}"),
             DecideError::Internal(e) => write!(f, "the decision failed: {e}"),
         }
@@ -118,6 +121,17 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
         let mut r: RequestRecord = c.store.get(key)?.ok_or(DecideError::NotFound)?;
         if !crate::util::same_id(&r.statement.approver_id, &d.approver_id) {
             return Err(DecideError::NotFound);
+        }
+        // Read again at the claim: the approver may have been disabled, or the passkey revoked,
+        // since the page was served. (The log refuses it too, once the revocation is in.)
+        let usable = c.store.approver(&d.approver_id)?.is_some_and(|a| {
+            !a.disabled
+                && a.credentials
+                    .iter()
+                    .any(|cr| cr.enrolment_index == d.credential.enrolment_index)
+        });
+        if !usable {
+            return Err(DecideError::Revoked);
         }
         let (cl, statement_hash) = claim_of(&r, &d)?;
         let b = claim(&mut r, key, now_secs(), cl)?;

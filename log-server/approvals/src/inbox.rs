@@ -247,6 +247,7 @@ fn refused(c: &Approvals, request_id: &str, approver_id: &str, e: &DecideError) 
             None => return,
         },
         DecideError::Replayed => "replayed",
+        DecideError::Revoked => "revoked",
         _ => return,
     };
     // The error may quote what the browser sent: escaped.
@@ -276,6 +277,11 @@ fn decide_error(e: DecideError) -> ApiError {
             reason: countersign_log::RefusalReason::TooLate,
             ..
         }) => transition_error(TransitionError::Expired),
+        DecideError::Revoked
+        | DecideError::Refused(countersign_log::AppendError::Refused {
+            reason: countersign_log::RefusalReason::Revoked,
+            ..
+        }) => passkey_revoked(),
         DecideError::Refused(e) => append_error("decision", e),
         DecideError::Replayed => ApiError::new(
             StatusCode::CONFLICT,
@@ -286,6 +292,17 @@ fn decide_error(e: DecideError) -> ApiError {
         DecideError::Storage(e) => ApiError::from(e),
         other => ApiError::internal("decision", other),
     }
+}
+
+/// The answer to a decision made with a revoked passkey: nothing was recorded, and why.
+fn passkey_revoked() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "passkey_revoked",
+        "this passkey was revoked (or your approver account disabled), so it can no longer \
+         approve or deny anything, and nothing was recorded. Use another of your passkeys, or \
+         ask your Countersign operator for a new enrolment link.",
+    )
 }
 
 #[derive(Deserialize)]
@@ -306,18 +323,29 @@ async fn decide_finish(
     let decision = parse_decision(&b.decision)?;
     let a = b.credential.bytes()?;
     let cred_b64 = B64URL.encode(&a.credential_id);
-    let cred = approver
+    let Some(cred) = approver
         .credentials
         .iter()
         .find(|cr| cr.credential_id == cred_b64)
-        .ok_or_else(|| {
+        .cloned()
+    else {
+        // One of this approver's, revoked: say so, rather than "not yours".
+        let revoked = match c.log.enrolment_of(&a.credential_id)? {
+            Some((index, e)) if e.approver_id == session.approver_id => {
+                c.log.revocation_of(index)?.is_some()
+            }
+            _ => false,
+        };
+        return Err(if revoked {
+            passkey_revoked()
+        } else {
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 "this passkey is not one of yours",
             )
-        })?
-        .clone();
+        });
+    };
     let key = request_key_of(c, &request_id)?;
     let decided = decision::decide(
         c.clone(),

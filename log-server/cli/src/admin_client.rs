@@ -105,10 +105,25 @@ pub enum ApproverCmd {
         #[command(flatten)]
         target: Target,
     },
-    /// Disable an approver (no sign-in, no new requests, no decisions).
+    /// Disable an approver (no sign-in, no new requests, no decisions) and log a revocation
+    /// (reason `disabled`) for each of their passkeys.
     Disable {
         /// Approver id.
         id: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke one passkey of an approver: log its revocation (after which the log refuses its
+    /// decisions) and remove it, so it can no longer sign in or approve.
+    RevokePasskey {
+        /// Approver id.
+        approver_id: String,
+        /// Credential id (base64url, as `approver list --json` shows it).
+        credential_id: String,
+        /// Why, as logged.
+        #[arg(long, default_value = "removed", value_parser = ["lost", "compromised", "removed"])]
+        reason: String,
         /// The server.
         #[command(flatten)]
         target: Target,
@@ -476,6 +491,24 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
             )
             .await?;
             println!("approver {id} disabled");
+        }
+        ApproverCmd::RevokePasskey {
+            approver_id,
+            credential_id,
+            reason,
+            target,
+        } => {
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                &path_of(&["v1", "admin", "approvers", &approver_id, "revoke-passkey"])?,
+                Some(json!({"credential_id": credential_id, "reason": reason})),
+            )
+            .await?;
+            println!(
+                "passkey {credential_id} of {approver_id} revoked ({reason}); log entry {}",
+                cell(&v["revoked"][0]["log_index"])
+            );
         }
         ApproverCmd::Link {
             id,

@@ -18,6 +18,8 @@ fn every_refusal_has_its_own_stable_code() {
         (CredentialConflict, "credential_conflict"),
         (InvalidAssertion, "invalid_assertion"),
         (SignCount, "sign_count"),
+        (Revoked, "revoked"),
+        (AlreadyRevoked, "already_revoked"),
     ];
     for (reason, code) in all {
         assert_eq!(reason.code(), code);

@@ -97,7 +97,10 @@ impl ApiError {
 fn refusal_status(reason: RefusalReason) -> StatusCode {
     match reason {
         RefusalReason::UnknownEnrolment | RefusalReason::UnknownCredential => StatusCode::NOT_FOUND,
-        RefusalReason::CredentialConflict | RefusalReason::TooLate => StatusCode::CONFLICT,
+        RefusalReason::CredentialConflict
+        | RefusalReason::TooLate
+        | RefusalReason::Revoked
+        | RefusalReason::AlreadyRevoked => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -181,6 +184,8 @@ mod tests {
             (RefusalReason::UnknownEnrolment, 404),
             (RefusalReason::UnknownCredential, 404),
             (RefusalReason::CredentialConflict, 409),
+            (RefusalReason::Revoked, 409),
+            (RefusalReason::AlreadyRevoked, 409),
             (RefusalReason::InvalidAssertion, 400),
             (RefusalReason::SignCount, 400),
         ] {

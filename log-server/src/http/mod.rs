@@ -32,6 +32,7 @@ pub fn router(state: LogApi) -> Router {
         .route("/checkpoint", get(reads::get_checkpoint))
         .route("/tile/{*path}", get(reads::get_tile))
         .route("/v1/log/enrolments", post(writes::post_enrolment))
+        .route("/v1/log/revocations", post(writes::post_revocation))
         .route("/v1/log/decisions", post(writes::post_decision))
         .route(
             "/v1/log/decisions/batch",

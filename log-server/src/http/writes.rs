@@ -1,5 +1,5 @@
-//! The write API: enrolments (admin) and signed decisions (submitters), one at a time or in
-//! batches, each answered once a signed checkpoint covers it.
+//! The write API: enrolments and revocations (admin) and signed decisions (submitters), one at
+//! a time or in batches, each answered once a signed checkpoint covers it.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use countersign_verifier::Decision;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::log::{DecisionRequest, EnrolmentRequest};
+use crate::log::{DecisionRequest, EnrolmentRequest, RevocationRequest};
 use crate::proofs::inclusion_proof;
 use crate::sequencer::Appended;
 use crate::submitters;
@@ -29,6 +29,15 @@ struct EnrolmentBody {
     public_key: String,
     aaguid: String,
     attestation_format: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationBody {
+    approver_id: String,
+    credential_id: String,
+    enrolment_index: u64,
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +94,25 @@ pub(super) async fn post_enrolment(
         attestation_format: b.attestation_format,
     };
     let a = s.log.append_enrolment(req).await?;
+    appended_response(&s, a, started)
+}
+
+/// `POST /v1/log/revocations` (admin): logs the revocation of an enrolment, as
+/// [`crate::LogHandle::append_revocation`].
+pub(super) async fn post_revocation(
+    State(s): State<LogApi>,
+    _: Admin,
+    body: Body,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let b: RevocationBody = body.json()?;
+    let req = RevocationRequest {
+        approver_id: b.approver_id,
+        credential_id: hex_field("credential_id", &b.credential_id)?,
+        enrolment_index: b.enrolment_index,
+        reason: b.reason,
+    };
+    let a = s.log.append_revocation(req).await?;
     appended_response(&s, a, started)
 }
 

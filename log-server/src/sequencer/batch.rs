@@ -26,6 +26,8 @@ pub(super) struct Overlay {
     pub(super) assertions: FastMap<[u8; 32], u64>,
     pub(super) creds: FastMap<Vec<u8>, (u64, u32)>,
     pub(super) entries: FastMap<u64, Vec<u8>>,
+    /// Enrolment index -> index of its revocation.
+    pub(super) revoked: FastMap<u64, u64>,
 }
 
 pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;

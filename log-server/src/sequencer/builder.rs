@@ -17,7 +17,8 @@ use crate::metrics::Metrics;
 use crate::signer::LogSigner;
 use crate::storage::{
     encode_credential, encode_tree, hash_key, StorageError, Store, CF_ASSERTIONS, CF_CHECKPOINTS,
-    CF_CREDENTIALS, CF_ENTRIES, CF_HASHES, CF_LEAF_INDEX, CF_META, META_SIGNED_AT, META_TREE,
+    CF_CREDENTIALS, CF_ENTRIES, CF_HASHES, CF_LEAF_INDEX, CF_META, CF_REVOCATIONS, META_SIGNED_AT,
+    META_TREE,
 };
 
 use super::batch::*;
@@ -204,6 +205,24 @@ impl Sequencer {
         self.store.credential(id)
     }
 
+    /// The revocation of the enrolment at `enrolment_index`, wherever it is: this batch,
+    /// batches in flight, then RocksDB.
+    fn revocation(
+        &self,
+        current: &Overlay,
+        enrolment_index: u64,
+    ) -> Result<Option<u64>, StorageError> {
+        if let Some(r) = current.revoked.get(&enrolment_index) {
+            return Ok(Some(*r));
+        }
+        for o in self.in_flight.iter().rev() {
+            if let Some(r) = o.revoked.get(&enrolment_index) {
+                return Ok(Some(*r));
+            }
+        }
+        self.store.revocation(enrolment_index)
+    }
+
     /// The bytes of entry `index`, wherever they are.
     fn entry_bytes(&self, current: &Overlay, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
         if let Some(e) = current.entries.get(&index) {
@@ -230,13 +249,15 @@ impl Sequencer {
         let cf_leaf = self.store.cf(CF_LEAF_INDEX)?;
         let cf_assert = self.store.cf(CF_ASSERTIONS)?;
         let cf_cred = self.store.cf(CF_CREDENTIALS)?;
+        let cf_revoked = self.store.cf(CF_REVOCATIONS)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // One batched lookup per index instead of one `get` per entry. Exact dedup of a
         // decision is its assertion lookup (the same bytes carry the same assertion), and of an
-        // enrolment its credential lookup, so only other entries need the leaf-hash index.
+        // enrolment its credential lookup, so only other entries (revocations included) need the
+        // leaf-hash index.
         let leaf_keys: Vec<&[u8]> = batch
             .iter()
-            .filter(|r| matches!(r.kind, AppendKind::Other))
+            .filter(|r| matches!(r.kind, AppendKind::Other | AppendKind::Revocation { .. }))
             .map(|r| r.leaf.as_bytes().as_slice())
             .collect();
         let logged_leaves: FastMap<&[u8], u64> = leaf_keys
@@ -274,6 +295,27 @@ impl Sequencer {
             let index = stack.size();
             match &r.kind {
                 AppendKind::Other => {}
+                AppendKind::Revocation {
+                    enrolment_index,
+                    refuse_repeat,
+                } => match self.revocation(cur, *enrolment_index)? {
+                    Some(first) if *refuse_repeat => {
+                        outcomes.push(Outcome::Failed(AppendError::refused(
+                            RefusalReason::AlreadyRevoked,
+                            format!("the enrolment was already revoked by entry {first}"),
+                        )));
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        cur.revoked.insert(*enrolment_index, index);
+                        wb.put_cf(
+                            cf_revoked,
+                            enrolment_index.to_be_bytes(),
+                            index.to_be_bytes(),
+                        );
+                    }
+                },
                 AppendKind::Enrolment { credential_id } => {
                     if let Some((enrol_index, _)) = self.credential(&cur.creds, credential_id)? {
                         let original = self.entry_bytes(cur, enrol_index)?;
@@ -320,6 +362,15 @@ impl Sequencer {
                         outcomes.push(Outcome::Failed(AppendError::refused(
                             RefusalReason::WrongEnrolment,
                             "enrolment_index is not this credential's enrolment",
+                        )));
+                        continue;
+                    }
+                    // Re-checked here: a revocation may have been decided after the decision's
+                    // own checks, in this batch or one still being written.
+                    if let Some(r) = self.revocation(cur, enrol)? {
+                        outcomes.push(Outcome::Failed(AppendError::refused(
+                            RefusalReason::Revoked,
+                            format!("the credential's enrolment was revoked by entry {r}"),
                         )));
                         continue;
                     }

@@ -120,6 +120,16 @@ pub enum AppendKind {
         /// Signature counter of the assertion.
         sign_count: u32,
     },
+    /// A revocation of the enrolment at `enrolment_index`. With `refuse_repeat`, a second
+    /// revocation of one enrolment is refused ([`crate::RefusalReason::AlreadyRevoked`]);
+    /// without (imports of already-checked entries), it is logged and the first one stays the
+    /// enrolment's revocation.
+    Revocation {
+        /// Leaf index of the enrolment revoked.
+        enrolment_index: u64,
+        /// Whether an enrolment already revoked makes this one a refusal.
+        refuse_repeat: bool,
+    },
     /// Any other entry: only exact dedup applies.
     Other,
 }

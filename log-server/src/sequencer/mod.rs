@@ -36,7 +36,7 @@ use handle::JoinOnDrop;
 pub use handle::{
     now_ms, AppendKind, Appended, Published, SequencerConfig, SequencerHandle, Shared,
 };
-use recovery::recover;
+use recovery::{index_revocations, recover};
 use writer::Writer;
 
 /// Loads the tree state, checks it against the latest checkpoint, signs the first checkpoint
@@ -48,6 +48,13 @@ pub fn start(
     metrics: Arc<Metrics>,
 ) -> Result<SequencerHandle, StorageError> {
     let (stack, note) = recover(&store, &signer)?;
+    let indexed = index_revocations(&store, stack.size())?;
+    if indexed > 0 {
+        tracing::info!(
+            revoked = indexed,
+            "revocation index built from the log's entries"
+        );
+    }
     let published = Published {
         size: stack.size(),
         root: stack.root(),

@@ -1,11 +1,12 @@
 //! Start-up: the tree rebuilt from what RocksDB holds, checked against the stored checkpoint.
 
-use countersign_verifier::RootStack;
+use countersign_verifier::{Entry, RootStack};
 use rocksdb::WriteBatch;
 
 use crate::signer::LogSigner;
 use crate::storage::{
-    decode_tree, encode_tree, StorageError, Store, CF_CHECKPOINTS, CF_META, META_TREE,
+    decode_tree, encode_tree, StorageError, Store, CF_CHECKPOINTS, CF_META, CF_REVOCATIONS,
+    META_REVOCATIONS_INDEXED, META_TREE,
 };
 
 /// Rebuilds the tree from RocksDB. The tree state and the checkpoint for it are written in the
@@ -55,6 +56,37 @@ pub(super) fn recover(
             Ok((stack, note))
         }
     }
+}
+
+/// Entries read at a time by [`index_revocations`].
+const INDEX_CHUNK: u64 = 4096;
+
+/// Builds the revocation index (enrolment index -> first revocation) of a log written before
+/// the index existed, once: the sequencer keeps it from then on, in each revocation's own batch.
+/// A log that has it already (or an empty one) costs one key lookup.
+pub(super) fn index_revocations(store: &Store, size: u64) -> Result<u64, StorageError> {
+    if store.get(CF_META, META_REVOCATIONS_INDEXED)?.is_some() {
+        return Ok(0);
+    }
+    let mut wb = WriteBatch::default();
+    let cf = store.cf(CF_REVOCATIONS)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut start = 0;
+    while start < size {
+        let end = size.min(start + INDEX_CHUNK);
+        for (index, bytes) in (start..end).zip(store.entries(start, end)?) {
+            if let Ok(Entry::Revocation(r)) = Entry::decode(&bytes) {
+                if seen.insert(r.enrolment_index) && store.revocation(r.enrolment_index)?.is_none()
+                {
+                    wb.put_cf(cf, r.enrolment_index.to_be_bytes(), index.to_be_bytes());
+                }
+            }
+        }
+        start = end;
+    }
+    wb.put_cf(store.cf(CF_META)?, META_REVOCATIONS_INDEXED, [1u8]);
+    store.write_sync(wb)?;
+    Ok(seen.len() as u64)
 }
 
 #[cfg(test)]

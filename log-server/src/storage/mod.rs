@@ -37,9 +37,12 @@ pub const CF_META: &str = "meta";
 pub const CF_SUBMITTERS: &str = "submitters";
 /// Column family: credential id -> enrolment index (8 bytes) || last sign count (4 bytes).
 pub const CF_CREDENTIALS: &str = "credentials";
+/// Column family: enrolment index (`u64` BE) -> leaf index of its first revocation (`u64` BE).
+/// Written in the batch of the revocation entry itself, so it never disagrees with the tree.
+pub const CF_REVOCATIONS: &str = "revocations";
 
 /// The log's own column families. Other crates add theirs by name ([`Store::open_with`]).
-const LOG_CFS: [&str; 8] = [
+const LOG_CFS: [&str; 9] = [
     CF_ENTRIES,
     CF_HASHES,
     CF_LEAF_INDEX,
@@ -48,6 +51,7 @@ const LOG_CFS: [&str; 8] = [
     CF_META,
     CF_SUBMITTERS,
     CF_CREDENTIALS,
+    CF_REVOCATIONS,
 ];
 
 /// Metadata key: the log origin (UTF-8).
@@ -56,6 +60,9 @@ pub const META_ORIGIN: &[u8] = b"origin";
 pub const META_TREE: &[u8] = b"tree";
 /// Metadata key: SHA-256 of the admin token.
 pub const META_ADMIN_HASH: &[u8] = b"admin_token_sha256";
+/// Metadata key: present once [`CF_REVOCATIONS`] indexes every revocation of the log (a log
+/// written before the index existed gets it built at its next start).
+pub const META_REVOCATIONS_INDEXED: &[u8] = b"revocations_indexed";
 /// Metadata key: milliseconds since the epoch at which the latest checkpoint was signed.
 pub const META_SIGNED_AT: &[u8] = b"checkpoint_signed_at_ms";
 
@@ -450,6 +457,14 @@ impl Store {
     pub fn credential(&self, credential_id: &[u8]) -> Result<Option<(u64, u32)>, StorageError> {
         self.get(CF_CREDENTIALS, credential_id)?
             .map(|v| decode_credential(&v))
+            .transpose()
+    }
+
+    /// The leaf index of the revocation of the enrolment at `enrolment_index`, if one is
+    /// stored (committed; callers bound it by the published size).
+    pub fn revocation(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
+        self.get(CF_REVOCATIONS, &enrolment_index.to_be_bytes())?
+            .map(|v| decode_u64(&v))
             .transpose()
     }
 

@@ -6,6 +6,7 @@ mod batch;
 mod common;
 mod dedup;
 mod ops;
+mod revocation;
 mod tiles;
 /// Shared with the binary's tests, which use all of it.
 #[allow(dead_code)]

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use countersign_verifier::{
-    bundle_report, challenge, check_execution, leaf_hash, parse_cose_key, sha256, verify_assertion,
-    verify_consistency, verify_inclusion, Assertion, AssertionPolicy, BundlePolicy, Checkpoint,
-    Decision, Entry, EvidenceBundle, Expectation, Hash, Note, Statement, VerifierKey,
-    UNSIGNED_BUNDLE_MEMBERS,
+    bundle_report, challenge, check_execution, check_not_revoked, leaf_hash, parse_cose_key,
+    sha256, verify_assertion, verify_consistency, verify_inclusion, Assertion, AssertionPolicy,
+    BundlePolicy, Checkpoint, Decision, Entry, EvidenceBundle, Expectation, Hash, Note,
+    RevocationCheck, RevocationError, Statement, VerifierKey, UNSIGNED_BUNDLE_MEMBERS,
 };
 use serde_json::{json, Value};
 
@@ -223,6 +223,13 @@ struct BundleArgs {
     /// still names it). A verified bundle recording another decision exits 3.
     #[arg(long, value_name = "DECISION", default_value = "approve", value_parser = parse_expectation)]
     expect: Expectation,
+    /// The log's entries from index 0 up to the bundle's checkpoint, to check that the passkey
+    /// was not revoked before the decision (spec/evidence-bundle.md, rules R1-R4): a directory
+    /// holding the log's entry bundles as a mirror keeps them (`tile/entries/...`, C2SP
+    /// tlog-tiles), or a file with one entry per line in lowercase hex. Without it, revocation
+    /// is not checked (a bundle alone cannot show it).
+    #[arg(long, value_name = "PATH")]
+    entries: Option<String>,
 }
 
 fn parse_expectation(s: &str) -> Result<Expectation, String> {
@@ -548,6 +555,18 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             })
         }
     };
+    let revocation = match &a.entries {
+        None => None,
+        Some(path) => match revocation_check(path, &v)? {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return Ok(Outcome::Invalid {
+                    check: "revocation",
+                    message: e.to_string(),
+                })
+            }
+        },
+    };
     let as_expected = a.expect.admits(v.decision);
     let headline = match (v.decision, as_expected) {
         (Decision::Approve, true) => "OK: evidence verified; the approver APPROVED this action",
@@ -622,8 +641,27 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         "\nunsigned:      {} (covered by no signature: shown for convenience, not evidence)",
         UNSIGNED_BUNDLE_MEMBERS.join(", ")
     ));
+    summary.push_str(&match &revocation {
+        None => format!(
+            "\nrevocation:    NOT CHECKED (a bundle cannot show it; give --entries with the \
+             log's {} entries)",
+            v.tree_size
+        ),
+        Some(c) => format!(
+            "\nrevocation:    checked against the log's {} entries: not revoked before the \
+             decision{}",
+            c.entries,
+            c.revoked_after
+                .map(|i| format!(" (revoked afterwards, at index {i})"))
+                .unwrap_or_default()
+        ),
+    });
     let mut details = bundle_report(&b, &v, a.expect);
     details["rp_pinned"] = json!(!a.trust_bundle_rp);
+    details["revocation"] = match &revocation {
+        None => json!({"checked": false}),
+        Some(c) => json!({"checked": true, "entries": c.entries, "revoked_after": c.revoked_after}),
+    };
     if let Some(action) = action.filter(|_| as_expected) {
         if let Err(e) = check_execution(&v.statement, &action, a.now) {
             return Ok(Outcome::Invalid {
@@ -654,6 +692,179 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     } else {
         Outcome::Unexpected { summary, details }
     })
+}
+
+/// Runs the revocation check of `v` over the entries at `path` (`--entries`). A file that cannot
+/// be read is a usage error; entries that fail the check are the inner `Err`.
+fn revocation_check(
+    path: &str,
+    v: &countersign_verifier::VerifiedBundle,
+) -> Result<Result<RevocationCheck, RevocationError>, UsageError> {
+    let p = std::path::Path::new(path);
+    let mut entries = if p.is_dir() {
+        Entries::Tiles {
+            dir: p.to_owned(),
+            size: v.tree_size,
+            next_tile: 0,
+            buf: Vec::new().into_iter(),
+            error: None,
+        }
+    } else {
+        let f = std::fs::File::open(p).map_err(|e| UsageError(format!("{path}: {e}")))?;
+        Entries::Lines {
+            lines: std::io::BufRead::lines(std::io::BufReader::new(f)),
+            line: 0,
+            error: None,
+        }
+    };
+    let result = check_not_revoked(&v.revocation_subject(), &mut entries);
+    match entries.error() {
+        Some(e) => Err(UsageError(format!("--entries {path}: {e}"))),
+        None => Ok(result),
+    }
+}
+
+/// Entries per full entry bundle (C2SP tlog-tiles).
+const TILE_WIDTH: u64 = 256;
+
+/// The log's entries, read lazily from `--entries`. A read or format error ends them and is
+/// kept, to be reported instead of the check's verdict.
+enum Entries {
+    /// A directory of entry bundles: `tile/entries/<N>` (full) and `tile/entries/<N>.p/<W>`
+    /// (partial; a full bundle serves as well, its first W entries).
+    Tiles {
+        dir: std::path::PathBuf,
+        size: u64,
+        next_tile: u64,
+        buf: std::vec::IntoIter<Vec<u8>>,
+        error: Option<String>,
+    },
+    /// One lowercase hex entry per line.
+    Lines {
+        lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+        line: u64,
+        error: Option<String>,
+    },
+}
+
+impl Entries {
+    fn error(&self) -> Option<&str> {
+        match self {
+            Entries::Tiles { error, .. } | Entries::Lines { error, .. } => error.as_deref(),
+        }
+    }
+}
+
+/// The C2SP tile index path form: `x001/x234/067`.
+fn tile_index_path(mut n: u64) -> String {
+    let mut parts = vec![format!("{:03}", n % 1000)];
+    n /= 1000;
+    while n > 0 {
+        parts.push(format!("x{:03}", n % 1000));
+        n /= 1000;
+    }
+    parts.reverse();
+    parts.join("/")
+}
+
+/// The first `width` entries of an entry bundle (each a 2-byte big-endian length, then the
+/// entry); a full bundle must hold exactly 256, a partial one exactly `width`.
+fn parse_entry_bundle(bytes: &[u8], width: u64, full: bool) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let [a, b, tail @ ..] = rest else {
+            return Err("an entry bundle ends inside a length".into());
+        };
+        let len = usize::from(u16::from_be_bytes([*a, *b]));
+        if tail.len() < len {
+            return Err("an entry bundle ends inside an entry".into());
+        }
+        out.push(tail[..len].to_vec());
+        rest = &tail[len..];
+    }
+    let want = if full { TILE_WIDTH } else { width };
+    if out.len() as u64 != want {
+        return Err(format!(
+            "an entry bundle holds {} entries, not {want}",
+            out.len()
+        ));
+    }
+    out.truncate(width as usize);
+    Ok(out)
+}
+
+impl Iterator for Entries {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Entries::Tiles {
+                dir,
+                size,
+                next_tile,
+                buf,
+                error,
+            } => loop {
+                if error.is_some() {
+                    return None;
+                }
+                if let Some(e) = buf.next() {
+                    return Some(e);
+                }
+                let start = next_tile.checked_mul(TILE_WIDTH)?;
+                if start >= *size {
+                    return None;
+                }
+                let width = (*size - start).min(TILE_WIDTH);
+                let base = dir.join("tile/entries").join(tile_index_path(*next_tile));
+                let partial = base.with_file_name(format!(
+                    "{}.p/{width}",
+                    base.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
+                let got = if width < TILE_WIDTH {
+                    match std::fs::read(&partial) {
+                        Ok(b) => Ok((b, false)),
+                        Err(_) => std::fs::read(&base).map(|b| (b, true)),
+                    }
+                } else {
+                    std::fs::read(&base).map(|b| (b, true))
+                };
+                match got
+                    .map_err(|e| format!("{}: {e}", base.display()))
+                    .and_then(|(b, full)| parse_entry_bundle(&b, width, full))
+                {
+                    Ok(entries) => {
+                        *buf = entries.into_iter();
+                        *next_tile += 1;
+                    }
+                    Err(e) => *error = Some(e),
+                }
+            },
+            Entries::Lines { lines, line, error } => {
+                if error.is_some() {
+                    return None;
+                }
+                *line += 1;
+                let text = match lines.next()? {
+                    Ok(t) => t,
+                    Err(e) => {
+                        *error = Some(e.to_string());
+                        return None;
+                    }
+                };
+                match hex_arg(&format!("line {line}"), text.trim_end_matches('\r')) {
+                    Ok(b) => Some(b),
+                    Err(UsageError(e)) => {
+                        *error = Some(e);
+                        None
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {

@@ -132,6 +132,19 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
             t.verify(&ok.decision_leaf_hash, &key, &[]).unwrap();
             Ok(())
         }
+        "revocation" => {
+            let key = VerifierKey::parse(v["log_key"].as_str().unwrap()).unwrap();
+            let b = EvidenceBundle::from_json(&serde_json::to_vec(&v["bundle"]).unwrap())
+                .map_err(|x| e(&x))?;
+            let ok = b
+                .verify(&key, &BundlePolicy::default())
+                .map_err(|x| e(&x))?;
+            let entries: Vec<Vec<u8>> = v["entries"].as_array().unwrap().iter().map(hexs).collect();
+            let c = check_not_revoked(&ok.revocation_subject(), &entries).map_err(|x| e(&x))?;
+            assert_eq!(c.entries, ok.tree_size);
+            assert_eq!(c.revoked_after, v["revoked_after"].as_u64());
+            Ok(())
+        }
         other => panic!("unknown vector kind {other}"),
     }
 }
@@ -147,6 +160,7 @@ fn generated_vectors() {
         "assertions",
         "statements",
         "bundles",
+        "revocation",
     ] {
         let mut paths: Vec<_> = fs::read_dir(vectors_dir().join(kind))
             .unwrap()
@@ -188,6 +202,7 @@ fn generated_vectors() {
         "assertions",
         "statements",
         "bundles",
+        "revocation",
     ] {
         assert!(
             counts.get(&(kind, "valid".into())).copied().unwrap_or(0) > 0,

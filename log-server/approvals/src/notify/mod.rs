@@ -237,6 +237,96 @@ async fn send_approver_email(c: &Approvals, r: &RequestRecord) -> bool {
     send_email(c, &email, &subject, body).await
 }
 
+/// A change to an approver's passkeys, told to the approver by e-mail ([`passkey_changed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasskeyChange {
+    /// A passkey was enrolled.
+    Enrolled {
+        /// The credential id (base64url).
+        credential_id: String,
+        /// The authenticator's AAGUID (all zero when the authenticator does not say).
+        aaguid: [u8; 16],
+        /// The enrolment's leaf index.
+        log_index: u64,
+    },
+    /// A passkey was revoked.
+    Revoked {
+        /// The credential id (base64url).
+        credential_id: String,
+        /// The revocation's leaf index.
+        log_index: u64,
+        /// The reason logged.
+        reason: String,
+    },
+}
+
+/// How much of a credential id a message shows: enough to tell one's passkeys apart.
+const CREDENTIAL_PREFIX_CHARS: usize = 12;
+
+/// The subject and body of the e-mail telling the approver of `change`, made at `now` (seconds).
+pub fn passkey_message(change: &PasskeyChange, now: u64) -> (String, String) {
+    let prefix = |id: &str| id.chars().take(CREDENTIAL_PREFIX_CHARS).collect::<String>();
+    let when = crate::util::rfc3339(now);
+    match change {
+        PasskeyChange::Enrolled {
+            credential_id,
+            aaguid,
+            log_index,
+        } => {
+            let authenticator = if *aaguid == [0; 16] {
+                "not stated by the authenticator".to_owned()
+            } else {
+                format!("AAGUID {}", hex::encode(aaguid))
+            };
+            // Lines stay under 76 characters, so the message goes as plain 7-bit text.
+            (
+                "A passkey was added to your Countersign account".to_owned(),
+                format!(
+                    "A passkey was enrolled under your approver id.\n\
+                     It can now approve actions in your name.\n\n  \
+                     Passkey: {id}...\n  Authenticator: {authenticator}\n  \
+                     Time: {when}\n  Log entry: {log_index}\n\n\
+                     If you did not add this passkey, contact your Countersign\n\
+                     operator at once and ask them to revoke it\n\
+                     (countersign approver revoke-passkey).\n",
+                    id = prefix(credential_id),
+                ),
+            )
+        }
+        PasskeyChange::Revoked {
+            credential_id,
+            log_index,
+            reason,
+        } => (
+            "A passkey was revoked from your Countersign account".to_owned(),
+            format!(
+                "A passkey enrolled under your approver id was revoked ({reason}).\n\
+                 It can no longer sign in or approve anything.\n\n  \
+                 Passkey: {id}...\n  Time: {when}\n  Log entry: {log_index}\n\n\
+                 If you did not expect this, contact your Countersign operator.\n",
+                id = prefix(credential_id),
+            ),
+        ),
+    }
+}
+
+/// E-mails the approver of `rec` about `change`, in the background, when e-mail is configured.
+/// Not owed across restarts: the log holds the change itself for anyone to see.
+pub fn passkey_changed(
+    c: &Arc<Approvals>,
+    rec: &crate::store::ApproverRecord,
+    change: PasskeyChange,
+) {
+    if c.mailer.is_none() {
+        return;
+    }
+    let (c, to) = (c.clone(), rec.email.clone());
+    tokio::spawn(async move {
+        let (subject, body) = passkey_message(&change, now_secs());
+        send_email(&c, &to, &subject, body).await;
+    });
+}
+
 /// The signed webhook POST for `r`; true once acknowledged.
 async fn send_webhook(c: &Approvals, r: &RequestRecord) -> bool {
     let (Some(url), Some(key)) = (&c.config.webhook_url, &c.config.webhook_secret) else {
@@ -315,6 +405,44 @@ mod tests {
             .chain_update(inner)
             .finalize()
             .into()
+    }
+
+    #[test]
+    fn passkey_messages_name_the_passkey_the_time_and_the_entry() {
+        let (subject, body) = passkey_message(
+            &PasskeyChange::Enrolled {
+                credential_id: "AbCdEfGhIjKlMnOpQrStUv".into(),
+                aaguid: [0xab; 16],
+                log_index: 7,
+            },
+            1_700_000_000,
+        );
+        assert!(subject.contains("added"), "{subject}");
+        for want in [
+            "AbCdEfGhIjKl...",
+            "AAGUID abababab",
+            "2023-11-14T22:13:20Z",
+            "Log entry: 7",
+            "revoke-passkey",
+        ] {
+            assert!(body.contains(want), "{want:?} not in {body}");
+        }
+        assert!(
+            !body.contains("MnOpQr"),
+            "the whole id is not shown: {body}"
+        );
+        let (subject, body) = passkey_message(
+            &PasskeyChange::Revoked {
+                credential_id: "AbCdEfGhIjKlMnOp".into(),
+                log_index: 9,
+                reason: "lost".into(),
+            },
+            1_700_000_000,
+        );
+        assert!(subject.contains("revoked"), "{subject}");
+        for want in ["AbCdEfGhIjKl...", "(lost)", "Log entry: 9", "operator"] {
+            assert!(body.contains(want), "{want:?} not in {body}");
+        }
     }
 
     #[test]

@@ -293,6 +293,17 @@ pub(crate) async fn enrol_finish(
         c.store.put(&approver_key, &ap).await?;
     }
     tracing::info!(approver_id = %link.approver_id, index = a.index, "passkey enrolled");
+    if let Some(ap) = c.store.approver(&link.approver_id)? {
+        crate::notify::passkey_changed(
+            c,
+            &ap,
+            crate::notify::PasskeyChange::Enrolled {
+                credential_id: B64URL.encode(&reg.credential_id),
+                aaguid: reg.aaguid,
+                log_index: a.index,
+            },
+        );
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -1,6 +1,7 @@
 //! WebAuthn ceremonies of the approval front end, as start/finish pairs with server-held state
 //! ([`ceremony`]): passkey enrolment behind a one-time link ([`enrolment`]) and approver sign-in
-//! ([`signin`], [`session`]). The decision ceremony is the inbox's ([`crate::inbox`]).
+//! ([`signin`], [`session`]), and passkey revocation ([`revocation`]). The decision ceremony is
+//! the inbox's ([`crate::inbox`]).
 //!
 //! Options and responses use the JSON shapes of `webauthn-rs-proto`
 //! (`CreationChallengeResponse`, `RegisterPublicKeyCredential`, `RequestChallengeResponse`,
@@ -11,6 +12,7 @@
 
 pub mod ceremony;
 pub mod enrolment;
+pub mod revocation;
 pub mod session;
 pub mod signin;
 

@@ -76,12 +76,18 @@ pub(crate) async fn signin_finish(
             "this passkey is not enrolled for an active approver here",
         )
     };
-    let (_, enr) = c.log.enrolment_of(&a.credential_id)?.ok_or_else(refused)?;
+    let (enrolment_index, enr) = c.log.enrolment_of(&a.credential_id)?.ok_or_else(refused)?;
+    // A revoked passkey is out of the record, and its revocation in the log: either refuses.
+    let cred_b64 = B64URL.encode(&a.credential_id);
     let approver = c
         .store
         .approver(&enr.approver_id)?
         .filter(|a| !a.disabled)
+        .filter(|a| a.credentials.iter().any(|cr| cr.credential_id == cred_b64))
         .ok_or_else(refused)?;
+    if c.log.revocation_of(enrolment_index)?.is_some() {
+        return Err(refused());
+    }
     let key = enr.key().map_err(|e| ApiError::internal("sign-in", e))?;
     let policy = c.log.policy();
     let origins: Vec<&str> = policy.allowed_origins.iter().map(String::as_str).collect();

@@ -318,6 +318,21 @@ impl Fixture {
             enrolment_index: e.index,
             alg: -7,
         };
+        approvals
+            .store
+            .put(
+                "a/apv_alice",
+                &crate::store::ApproverRecord {
+                    approver_id: "apv_alice".into(),
+                    email: "alice@example.com".into(),
+                    name: None,
+                    disabled: false,
+                    credentials: vec![credential.clone()],
+                    created_at: 0,
+                },
+            )
+            .await
+            .unwrap();
         Fixture {
             approvals,
             log,
@@ -427,6 +442,54 @@ async fn decide_logs_once_and_a_failed_decision_leaves_the_request_open() {
         Err(DecideError::Transition(TransitionError::AlreadyDecided))
     ));
     assert_eq!(f.log.published().size, size + 1);
+}
+
+#[tokio::test]
+async fn a_disabled_approver_or_a_revoked_passkey_decides_nothing() {
+    let mut f = Fixture::new().await;
+    let key = f.ask(5).await;
+    let size = f.log.published().size;
+    let approvals = f.approvals.clone();
+    let set_disabled = |disabled: bool| {
+        let c = approvals.clone();
+        async move {
+            let mut a = c.store.approver("apv_alice").unwrap().unwrap();
+            a.disabled = disabled;
+            c.store.put("a/apv_alice", &a).await.unwrap();
+        }
+    };
+    // Disabled after the page was served: the claim refuses it.
+    set_disabled(true).await;
+    let d = f.decision(&key, Decision::Approve, false);
+    assert!(matches!(
+        decide(f.approvals.clone(), d).await,
+        Err(DecideError::Revoked)
+    ));
+    assert_eq!(f.get(&key).status, RequestStatus::Pending);
+    assert_eq!((f.log.published().size, f.claim_markers()), (size, 0));
+    set_disabled(false).await;
+
+    // Revoked in the log (whatever the record says): the log refuses it.
+    let r = f
+        .log
+        .append_revocation(countersign_log::RevocationRequest {
+            approver_id: "apv_alice".into(),
+            credential_id: f.passkey.credential_id().to_vec(),
+            enrolment_index: f.credential.enrolment_index,
+            reason: "lost".into(),
+        })
+        .await
+        .unwrap();
+    let d = f.decision(&key, Decision::Approve, false);
+    match decide(f.approvals.clone(), d).await {
+        Err(DecideError::Refused(e)) => {
+            assert_eq!(e.reason(), Some(countersign_log::RefusalReason::Revoked))
+        }
+        other => panic!("a revoked passkey decided: {other:?}"),
+    }
+    assert_eq!(f.get(&key).status, RequestStatus::Pending);
+    assert_eq!(f.log.published().size, r.index + 1);
+    assert_eq!(f.claim_markers(), 0);
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ mod process;
 mod requests_cli;
 mod restart;
 mod restore;
+mod revocation;
 mod shutdown;
 mod startup;
 mod storage_faults;

@@ -124,6 +124,21 @@ fn args_for(kind: &str, v: &Value, tmp: &Path) -> (Vec<String>, Option<String>) 
                 None => v["statement"].to_string(),
             });
         }
+        "revocation" => {
+            a.push("bundle".into());
+            a.push(write_tmp(tmp, "bundle.json", &v["bundle"]));
+            push(&mut a, "--log-key", s(&v["log_key"]));
+            let lines: Vec<String> = v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| format!("{}\n", s(e)))
+                .collect();
+            let p = tmp.join("entries.txt");
+            std::fs::write(&p, lines.concat()).unwrap();
+            push(&mut a, "--entries", p.display().to_string());
+            a.push("--trust-bundle-rp".into());
+        }
         "bundles" => {
             a.push("bundle".into());
             a.push(write_tmp(tmp, "bundle.json", &v["bundle"]));
@@ -156,6 +171,7 @@ fn every_vector_through_the_cli() {
         "assertions",
         "statements",
         "bundles",
+        "revocation",
     ] {
         let mut paths: Vec<_> = std::fs::read_dir(vectors().join(kind))
             .unwrap()
@@ -771,5 +787,134 @@ fn user_verification_is_required_by_default() {
         let out = run(&a, None);
         assert_eq!(out.status.code(), Some(code), "{extra:?}");
     }
+/// Writes `entries` as the C2SP entry bundles a mirror of the log keeps under `dir`: full
+/// bundles `tile/entries/<N>`, and the last one partial (`<N>.p/<W>`) or, with `full_last`, the
+/// full bundle of a larger tree (the verifier reads its first W entries).
+fn write_tiles(dir: &Path, entries: &[Vec<u8>], full_last: bool) {
+    let bundle = |chunk: &[Vec<u8>]| {
+        let mut out = Vec::new();
+        for e in chunk {
+            out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+            out.extend_from_slice(e);
+        }
+        out
+    };
+    let tiles = dir.join("tile/entries");
+    std::fs::create_dir_all(&tiles).unwrap();
+    for (n, chunk) in entries.chunks(256).enumerate() {
+        assert!(n < 1000, "small logs only");
+        let name = format!("{n:03}");
+        if chunk.len() == 256 {
+            std::fs::write(tiles.join(&name), bundle(chunk)).unwrap();
+        } else if full_last {
+            let mut padded = chunk.to_vec();
+            padded.resize(256, b"a later entry".to_vec());
+            std::fs::write(tiles.join(&name), bundle(&padded)).unwrap();
+        } else {
+            let p = tiles.join(format!("{name}.p"));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join(chunk.len().to_string()), bundle(chunk)).unwrap();
+        }
+    }
+}
+
+/// `bundle --entries` reads a mirror's entry bundles as well as hex lines; without it the output
+/// says that revocation was not checked; a revoked credential is invalid evidence (exit 1), a
+/// missing or broken entries file a usage error (exit 2).
+#[test]
+fn bundle_revocation_check_reads_entry_bundles() {
+    let tmp = std::env::temp_dir().join(format!("countersign-verify-rev-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let load = |name: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(vectors().join(format!("revocation/{name}.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let entries_of = |v: &Value| -> Vec<Vec<u8>> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| hex::decode(e.as_str().unwrap()).unwrap())
+            .collect()
+    };
+    let base = |v: &Value, extra: &[&str]| -> Vec<String> {
+        let mut a = vec![
+            "bundle".to_string(),
+            write_tmp(&tmp, "b.json", &v["bundle"]),
+            "--log-key".into(),
+            s(&v["log_key"]),
+            "--rp-id".into(),
+            "approve.countersign.test".into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    // Without --entries: verified, and the output says revocation was not checked.
+    let ok = load("valid-revoked-after");
+    let out = run(&base(&ok, &[]), None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("\nrevocation:    NOT CHECKED"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&base(&ok, &["--json"]), None);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["revocation"], serde_json::json!({"checked": false}));
+
+    for full_last in [false, true] {
+        let dir = tmp.join(format!("mirror-{full_last}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_tiles(&dir, &entries_of(&ok), full_last);
+        let d = dir.display().to_string();
+        let out = run(&base(&ok, &["--entries", &d]), None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            text(&out).contains("not revoked before the decision (revoked afterwards, at index 4)"),
+            "{}",
+            text(&out)
+        );
+        let out = run(&base(&ok, &["--entries", &d, "--json"]), None);
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            j["revocation"],
+            serde_json::json!({"checked": true, "entries": 6, "revoked_after": 4})
+        );
+
+        let revoked = load("revoked-before");
+        let dir = tmp.join(format!("mirror-revoked-{full_last}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_tiles(&dir, &entries_of(&revoked), full_last);
+        let out = run(
+            &base(&revoked, &["--entries", &dir.display().to_string()]),
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out)
+                .starts_with("INVALID (revocation): the credential was revoked at log index 2"),
+            "{}",
+            text(&out)
+        );
+    }
+
+    // A mirror missing its bundles, or a line that is not hex: usage or I/O errors (exit 2).
+    let empty = tmp.join("empty-mirror");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(
+        &base(&ok, &["--entries", &empty.display().to_string()]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let bad = tmp.join("bad.txt");
+    std::fs::write(&bad, "00zz\n").unwrap();
+    let out = run(&base(&ok, &["--entries", &bad.display().to_string()]), None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run(&base(&ok, &["--entries", "/nonexistent/entries"]), None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     std::fs::remove_dir_all(&tmp).ok();
 }
