@@ -54,7 +54,7 @@ pub use proof::{
 };
 pub use registration::{
     verify_registration, AttestationTrust, RegisteredCredential, RegistrationError,
-    RegistrationPolicy, MAX_ATTESTATION_OBJECT_BYTES,
+    RegistrationPolicy, MAX_ATTESTATION_CERTIFICATES, MAX_ATTESTATION_OBJECT_BYTES,
 };
 #[cfg(feature = "std")]
 pub use report::{bundle_report, Expectation, UnknownExpectation, UNSIGNED_BUNDLE_MEMBERS};
