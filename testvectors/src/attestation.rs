@@ -50,7 +50,10 @@ impl Issued {
     fn issue(&self, params: CertificateParams) -> Issued {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
         let issuer = self.params.clone().self_signed(&self.key).expect("issuer");
-        let cert = params.clone().signed_by(&key, &issuer, &self.key).expect("sign");
+        let cert = params
+            .clone()
+            .signed_by(&key, &issuer, &self.key)
+            .expect("sign");
         Issued {
             der: cert.der().to_vec(),
             pem: cert.pem(),
@@ -156,7 +159,11 @@ impl TestPki {
     }
 }
 
-fn encode_object(fmt: &str, stmt: impl FnOnce(&mut minicbor::Encoder<Vec<u8>>), auth: &[u8]) -> Vec<u8> {
+fn encode_object(
+    fmt: &str,
+    stmt: impl FnOnce(&mut minicbor::Encoder<Vec<u8>>),
+    auth: &[u8],
+) -> Vec<u8> {
     let mut e = minicbor::Encoder::new(Vec::new());
     let _ = e.map(3).and_then(|e| e.str("fmt")?.str(fmt));
     let _ = e.str("attStmt");

@@ -378,7 +378,10 @@ fn verify_fido_u2f(
     if !crypto::verify(&key, &signed, sig) {
         return Err(Bad("attestation signature does not verify"));
     }
-    Ok((AttestationTrust::Certificate, Vec::from([chain[0].to_vec()])))
+    Ok((
+        AttestationTrust::Certificate,
+        Vec::from([chain[0].to_vec()]),
+    ))
 }
 
 /// Verifies a registration (WebAuthn Level 3 section 7.1, steps 5 to 22, and the statement

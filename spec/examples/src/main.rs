@@ -485,6 +485,7 @@ fn main() {
         public_key: bob_cose.clone(),
         aaguid: [0; 16],
         attestation_format: "none".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1767052800000,
     });
     let aaguid: [u8; 16] = hex::decode("fbfc3007154e4ecc8c0b6e020557d7bd")
@@ -497,6 +498,7 @@ fn main() {
         public_key: alice_cose.clone(),
         aaguid,
         attestation_format: "packed".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1767139200000,
     };
     let enr_alice = Entry::Enrolment(enr_alice_s.clone());

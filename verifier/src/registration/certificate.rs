@@ -90,11 +90,16 @@ impl Leaf {
         if tbs.version != Version::V3 {
             return Err("attestation certificate is not X.509 version 3");
         }
-        let ou_ok = tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()).any(|atv| {
-            atv.oid == OID_OU
-                && matches!(atv.value.tag(), Tag::Utf8String | Tag::PrintableString)
-                && atv.value.value() == b"Authenticator Attestation"
-        });
+        let ou_ok = tbs
+            .subject
+            .0
+            .iter()
+            .flat_map(|rdn| rdn.0.iter())
+            .any(|atv| {
+                atv.oid == OID_OU
+                    && matches!(atv.value.tag(), Tag::Utf8String | Tag::PrintableString)
+                    && atv.value.value() == b"Authenticator Attestation"
+            });
         if !ou_ok {
             return Err("attestation certificate subject OU is not \"Authenticator Attestation\"");
         }

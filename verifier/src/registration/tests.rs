@@ -142,7 +142,9 @@ fn none_and_packed_self_attestation_register_the_credential() {
     .concat();
     assert_eq!(
         check(&attestation("packed", &x5c, &auth)),
-        Err(RegistrationError::BadCertificate("not a DER X.509 certificate"))
+        Err(RegistrationError::BadCertificate(
+            "not a DER X.509 certificate"
+        ))
     );
     // Another well-formed format name is accepted unchecked.
     let got = check(&attestation("android-key", &[0xa0], &auth)).unwrap();

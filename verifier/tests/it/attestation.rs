@@ -73,8 +73,7 @@ fn packed_full_attestation_is_refused_when_broken() {
     );
 
     // The certificate names another model than the authenticator data.
-    let att =
-        pk.attestation_object_packed_full(UP_UV, [1; 16], &cdj(), &good, &[good.der.clone()]);
+    let att = pk.attestation_object_packed_full(UP_UV, [1; 16], &cdj(), &good, &[good.der.clone()]);
     let e = check(&att).unwrap_err();
     assert_eq!(
         e,
@@ -107,7 +106,10 @@ fn packed_full_attestation_is_refused_when_broken() {
         let leaf = pki.leaf(&opts);
         let att =
             pk.attestation_object_packed_full(UP_UV, AAGUID, &cdj(), &leaf, &[leaf.der.clone()]);
-        assert_eq!(check(&att).unwrap_err(), RegistrationError::BadCertificate(why));
+        assert_eq!(
+            check(&att).unwrap_err(),
+            RegistrationError::BadCertificate(why)
+        );
     }
 
     // Not a certificate at all.
@@ -196,12 +198,7 @@ fn a_duplicated_key_anywhere_in_the_attestation_object_is_refused() {
         );
     }
     // In any format, and nested: a duplicated key inside an unknown member's map.
-    let nested = [
-        &[0xa1, 0x63][..],
-        b"ext",
-        &[0xa2, 0x01, 0x00, 0x01, 0x00],
-    ]
-    .concat();
+    let nested = [&[0xa1, 0x63][..], b"ext", &[0xa2, 0x01, 0x00, 0x01, 0x00]].concat();
     assert_eq!(
         check(&object("tpm", &nested, &auth)).unwrap_err(),
         RegistrationError::AttestationObjectMalformed("a map key appears twice")
