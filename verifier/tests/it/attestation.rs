@@ -55,7 +55,13 @@ fn packed_full_attestation_verifies_and_returns_the_chain() {
         aaguid: None,
         ..LeafOptions::good(AAGUID)
     });
-    let att = pk.attestation_object_packed_full(UP_UV, AAGUID, &cdj(), &leaf, &[leaf.der.clone()]);
+    let att = pk.attestation_object_packed_full(
+        UP_UV,
+        AAGUID,
+        &cdj(),
+        &leaf,
+        std::slice::from_ref(&leaf.der),
+    );
     assert_eq!(check(&att).unwrap().trust, AttestationTrust::Certificate);
 }
 
@@ -66,14 +72,26 @@ fn packed_full_attestation_is_refused_when_broken() {
     let good = pki.leaf(&LeafOptions::good(AAGUID));
 
     // Signed over other client data.
-    let att = pk.attestation_object_packed_full(UP_UV, AAGUID, b"{}", &good, &[good.der.clone()]);
+    let att = pk.attestation_object_packed_full(
+        UP_UV,
+        AAGUID,
+        b"{}",
+        &good,
+        std::slice::from_ref(&good.der),
+    );
     assert_eq!(
         check(&att).unwrap_err(),
         RegistrationError::BadAttestation("attestation signature does not verify")
     );
 
     // The certificate names another model than the authenticator data.
-    let att = pk.attestation_object_packed_full(UP_UV, [1; 16], &cdj(), &good, &[good.der.clone()]);
+    let att = pk.attestation_object_packed_full(
+        UP_UV,
+        [1; 16],
+        &cdj(),
+        &good,
+        std::slice::from_ref(&good.der),
+    );
     let e = check(&att).unwrap_err();
     assert_eq!(
         e,
@@ -104,8 +122,13 @@ fn packed_full_attestation_is_refused_when_broken() {
         ),
     ] {
         let leaf = pki.leaf(&opts);
-        let att =
-            pk.attestation_object_packed_full(UP_UV, AAGUID, &cdj(), &leaf, &[leaf.der.clone()]);
+        let att = pk.attestation_object_packed_full(
+            UP_UV,
+            AAGUID,
+            &cdj(),
+            &leaf,
+            std::slice::from_ref(&leaf.der),
+        );
         assert_eq!(
             check(&att).unwrap_err(),
             RegistrationError::BadCertificate(why)
