@@ -40,6 +40,8 @@ pub struct EnrolmentRequest {
     pub aaguid: [u8; 16],
     /// Attestation statement format (`none`, `packed`, ...).
     pub attestation_format: String,
+    /// How the attestation was checked (an enrolment entry of version 2 records it).
+    pub attestation: countersign_verifier::AttestationRecord,
 }
 
 /// A revocation to log (the log adds the time): the credential enrolled at `enrolment_index`
@@ -250,6 +252,7 @@ impl LogHandle {
             public_key: req.public_key,
             aaguid: req.aaguid,
             attestation_format: req.attestation_format,
+            attestation: req.attestation,
             time_ms: now_ms(),
         })
         .encode()

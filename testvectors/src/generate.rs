@@ -455,6 +455,7 @@ fn entries(f: &mut Files) {
         public_key: pk.cose_public_key(),
         aaguid: [0; 16],
         attestation_format: "none".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1_767_225_600_000,
     });
     let mut pk2 = SoftPasskey::new(Alg::EdDsa, 1, RP_ID);
@@ -949,6 +950,7 @@ fn sample_bundle_in_log(
         public_key: pk.cose_public_key(),
         aaguid: [0; 16],
         attestation_format: "none".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1_767_225_000_000,
     });
     let mut log: Vec<Vec<u8>> = vec![

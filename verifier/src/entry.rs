@@ -1,5 +1,7 @@
-//! The log entry codec, version 1 (`spec/entry.md`): passkey enrolments, signed decisions and
-//! revocations, each with exactly one encoding.
+//! The log entry codec, versions 1 and 2 (`spec/entry.md`): passkey enrolments, signed
+//! decisions and revocations, each with exactly one encoding. Version 2 is an enrolment that
+//! records how its attestation was checked; version 1 enrolments, written before it, still
+//! decode.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,8 +16,11 @@ use crate::webauthn::{
 
 /// The largest entry, in bytes: C2SP tlog-tiles entry bundles use 16-bit lengths.
 pub const MAX_ENTRY_BYTES: usize = 65_535;
-/// The only entry format version defined.
+/// The entry format version of decisions and revocations, and of enrolments without an
+/// attestation record.
 pub const ENTRY_VERSION: u8 = 1;
+/// The entry format version of an enrolment with an attestation record (kind 1 only).
+pub const ENTRY_VERSION_ATTESTED_ENROLMENT: u8 = 2;
 /// The longest approver or client identifier, in bytes.
 pub const MAX_ID_BYTES: usize = 255;
 
@@ -29,9 +34,10 @@ const KIND_REVOCATION: u8 = 3;
 pub enum EntryError {
     /// Larger than [`MAX_ENTRY_BYTES`].
     TooLarge,
-    /// Empty, or a version other than 1.
+    /// Empty, or a version other than 1 or 2.
     UnsupportedVersion,
-    /// A kind byte other than 1 (enrolment), 2 (decision) or 3 (revocation).
+    /// A kind byte other than 1 (enrolment), 2 (decision) or 3 (revocation), or a version 2
+    /// entry of a kind other than 1.
     UnknownKind,
     /// The bytes end inside a field.
     Truncated,
@@ -45,7 +51,7 @@ impl fmt::Display for EntryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EntryError::TooLarge => write!(f, "entry is larger than {MAX_ENTRY_BYTES} bytes"),
-            EntryError::UnsupportedVersion => f.write_str("entry version is not 1"),
+            EntryError::UnsupportedVersion => f.write_str("entry version is not 1 or 2"),
             EntryError::UnknownKind => f.write_str("unknown entry kind"),
             EntryError::Truncated => f.write_str("entry is truncated"),
             EntryError::TrailingBytes => f.write_str("entry has bytes after its last field"),
@@ -98,8 +104,26 @@ pub struct Enrolment {
     pub aaguid: [u8; 16],
     /// Attestation statement format (`none`, `packed`, ...), lowercase ASCII.
     pub attestation_format: String,
+    /// How the server checked the attestation (version 2), or not recorded (version 1).
+    pub attestation: AttestationRecord,
     /// When the log accepted it, milliseconds since the Unix epoch.
     pub time_ms: u64,
+}
+
+/// What an enrolment records of its attestation check (spec/entry.md, version 2; webauthn.md
+/// A8), so an auditor can hold the enrolment to the same policy offline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttestationRecord {
+    /// A version 1 enrolment: nothing recorded.
+    NotRecorded,
+    /// The server had no attestation policy: the AAGUID and format are the authenticator's
+    /// claim.
+    Unverified,
+    /// The attestation was verified and its certificate chain led to this root.
+    Verified {
+        /// SHA-256 of the root certificate (DER).
+        trust_anchor: [u8; 32],
+    },
 }
 
 /// A passkey-signed decision on one statement.
@@ -160,7 +184,12 @@ impl Entry {
     /// Encodes the entry. Fails if a field breaks its rules, so anything encoded decodes.
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         let mut w = Writer(Vec::with_capacity(256));
-        w.0.push(ENTRY_VERSION);
+        w.0.push(match self {
+            Entry::Enrolment(e) if e.attestation != AttestationRecord::NotRecorded => {
+                ENTRY_VERSION_ATTESTED_ENROLMENT
+            }
+            _ => ENTRY_VERSION,
+        });
         match self {
             Entry::Enrolment(e) => {
                 w.0.push(KIND_ENROLMENT);
@@ -169,6 +198,17 @@ impl Entry {
                 w.cose_key(&e.public_key)?;
                 w.0.extend_from_slice(&e.aaguid);
                 w.label(&e.attestation_format, "attestation_format")?;
+                match e.attestation {
+                    AttestationRecord::NotRecorded => {}
+                    AttestationRecord::Unverified => {
+                        w.0.push(0);
+                        w.0.extend_from_slice(&[0; 32]);
+                    }
+                    AttestationRecord::Verified { trust_anchor } => {
+                        w.0.push(1);
+                        w.0.extend_from_slice(&trust_anchor);
+                    }
+                }
                 w.u64(e.time_ms);
             }
             Entry::Decision(d) => {
@@ -220,16 +260,34 @@ impl Entry {
             return Err(EntryError::TooLarge);
         }
         let mut r = Reader(bytes);
-        if r.u8().map_err(|_| EntryError::UnsupportedVersion)? != ENTRY_VERSION {
+        let version = r.u8().map_err(|_| EntryError::UnsupportedVersion)?;
+        if version != ENTRY_VERSION && version != ENTRY_VERSION_ATTESTED_ENROLMENT {
             return Err(EntryError::UnsupportedVersion);
         }
-        let entry = match r.u8()? {
+        let kind = r.u8()?;
+        if version == ENTRY_VERSION_ATTESTED_ENROLMENT && kind != KIND_ENROLMENT {
+            return Err(EntryError::UnknownKind);
+        }
+        let entry = match kind {
             KIND_ENROLMENT => Entry::Enrolment(Enrolment {
                 approver_id: r.id("approver_id")?,
                 credential_id: r.credential_id()?,
                 public_key: r.cose_key()?,
                 aaguid: r.array()?,
                 attestation_format: r.label("attestation_format")?,
+                attestation: if version == ENTRY_VERSION {
+                    AttestationRecord::NotRecorded
+                } else {
+                    let verified = r.u8()?;
+                    let trust_anchor: [u8; 32] = r.array()?;
+                    match verified {
+                        // One encoding: a record that is not verified names no root.
+                        0 if trust_anchor == [0; 32] => AttestationRecord::Unverified,
+                        0 => return Err(EntryError::InvalidField("trust_anchor")),
+                        1 => AttestationRecord::Verified { trust_anchor },
+                        _ => return Err(EntryError::InvalidField("attestation_verified")),
+                    }
+                },
                 time_ms: r.u64()?,
             }),
             KIND_DECISION => Entry::Decision(SignedDecision {
@@ -273,15 +331,29 @@ impl Entry {
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
-            Entry::Enrolment(e) => json!({
-                "kind": "enrolment",
-                "approver_id": e.approver_id,
-                "credential_id": hex::encode(&e.credential_id),
-                "public_key": hex::encode(&e.public_key),
-                "aaguid": hex::encode(e.aaguid),
-                "attestation_format": e.attestation_format,
-                "time_ms": e.time_ms,
-            }),
+            Entry::Enrolment(e) => {
+                let mut v = json!({
+                    "kind": "enrolment",
+                    "approver_id": e.approver_id,
+                    "credential_id": hex::encode(&e.credential_id),
+                    "public_key": hex::encode(&e.public_key),
+                    "aaguid": hex::encode(e.aaguid),
+                    "attestation_format": e.attestation_format,
+                    "time_ms": e.time_ms,
+                });
+                match e.attestation {
+                    AttestationRecord::NotRecorded => {}
+                    AttestationRecord::Unverified => {
+                        v["attestation_verified"] = false.into();
+                        v["trust_anchor"] = hex::encode([0u8; 32]).into();
+                    }
+                    AttestationRecord::Verified { trust_anchor } => {
+                        v["attestation_verified"] = true.into();
+                        v["trust_anchor"] = hex::encode(trust_anchor).into();
+                    }
+                }
+                v
+            }
             Entry::Decision(d) => json!({
                 "kind": "decision",
                 "decision": d.decision.as_str(),
@@ -491,8 +563,74 @@ mod tests {
             public_key: okp(),
             aaguid: [0; 16],
             attestation_format: "none".into(),
+            attestation: AttestationRecord::NotRecorded,
             time_ms: 1_700_000_000_000,
         })
+    }
+
+    #[test]
+    fn version_2_enrolments_record_the_attestation_and_version_1_still_decodes() {
+        let Entry::Enrolment(v1) = enrolment() else {
+            unreachable!()
+        };
+        let v1_bytes = Entry::Enrolment(v1.clone()).encode().unwrap();
+        for (record, flag) in [
+            (AttestationRecord::Unverified, 0u8),
+            (
+                AttestationRecord::Verified {
+                    trust_anchor: [7; 32],
+                },
+                1,
+            ),
+        ] {
+            let e = Entry::Enrolment(Enrolment {
+                attestation: record,
+                ..v1.clone()
+            });
+            let bytes = e.encode().unwrap();
+            assert_eq!(bytes[0], 2);
+            // The version 1 fields, then the record, then time_ms.
+            let split = v1_bytes.len() - 8;
+            assert_eq!(bytes[1..split], v1_bytes[1..split]);
+            assert_eq!(bytes[split], flag);
+            assert_eq!(Entry::decode(&bytes), Ok(e.clone()));
+            assert_eq!(e.to_json()["attestation_verified"], flag == 1);
+            for n in 0..bytes.len() {
+                assert!(Entry::decode(&bytes[..n]).is_err(), "prefix {n}");
+            }
+            let mut bad = bytes.clone();
+            bad[split] = 2;
+            assert_eq!(
+                Entry::decode(&bad),
+                Err(EntryError::InvalidField("attestation_verified"))
+            );
+            let mut v1_again = bytes.clone();
+            v1_again[0] = 1;
+            assert_eq!(Entry::decode(&v1_again), Err(EntryError::TrailingBytes));
+        }
+        // Not verified, but naming a root: two encodings of one value otherwise.
+        let mut bytes = Entry::Enrolment(Enrolment {
+            attestation: AttestationRecord::Unverified,
+            ..v1.clone()
+        })
+        .encode()
+        .unwrap();
+        let n = bytes.len();
+        bytes[n - 9] = 1;
+        assert_eq!(
+            Entry::decode(&bytes),
+            Err(EntryError::InvalidField("trust_anchor"))
+        );
+        // Version 2 is an enrolment only.
+        let mut v2_decision = Entry::Enrolment(Enrolment {
+            attestation: AttestationRecord::Unverified,
+            ..v1
+        })
+        .encode()
+        .unwrap();
+        v2_decision[1] = 2;
+        assert_eq!(Entry::decode(&v2_decision), Err(EntryError::UnknownKind));
+        assert_eq!(Entry::decode(&v1_bytes).unwrap(), enrolment());
     }
 
     #[test]
@@ -508,9 +646,9 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(Entry::decode(&longer), Err(EntryError::TrailingBytes));
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert_eq!(Entry::decode(&v2), Err(EntryError::UnsupportedVersion));
+        let mut v3 = bytes.clone();
+        v3[0] = 3;
+        assert_eq!(Entry::decode(&v3), Err(EntryError::UnsupportedVersion));
         let mut k = bytes;
         k[1] = 9;
         assert_eq!(Entry::decode(&k), Err(EntryError::UnknownKind));

@@ -41,8 +41,8 @@ pub use crypto::{
     PublicKey, RSA_MAX_BITS, RSA_MIN_BITS,
 };
 pub use entry::{
-    challenge, is_valid_id, Decision, Enrolment, Entry, EntryError, Revocation, SignedDecision,
-    ENTRY_VERSION, MAX_ENTRY_BYTES, MAX_ID_BYTES,
+    challenge, is_valid_id, AttestationRecord, Decision, Enrolment, Entry, EntryError, Revocation,
+    SignedDecision, ENTRY_VERSION, ENTRY_VERSION_ATTESTED_ENROLMENT, MAX_ENTRY_BYTES, MAX_ID_BYTES,
 };
 pub use hash::{empty_root, leaf_hash, node_hash, root_from_leaf_hashes, sha256, Hash, RootStack};
 pub use note::{
@@ -55,7 +55,7 @@ pub use proof::{
 };
 pub use registration::{
     verify_registration, AttestationTrust, RegisteredCredential, RegistrationError,
-    RegistrationPolicy, MAX_ATTESTATION_OBJECT_BYTES,
+    RegistrationPolicy, MAX_ATTESTATION_CERTIFICATES, MAX_ATTESTATION_OBJECT_BYTES,
 };
 #[cfg(feature = "std")]
 pub use report::{bundle_report, Expectation, UnknownExpectation, UNSIGNED_BUNDLE_MEMBERS};

@@ -137,6 +137,7 @@ pub async fn run(
         public_key: pk.cose_public_key(),
         aaguid: [0; 16],
         attestation_format: "none".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1_700_000_000_000,
     };
     let all = entries(count, entry_bytes, &enrolment)?;
@@ -242,6 +243,7 @@ pub async fn run(
             public_key: pk.cose_public_key(),
             aaguid: [0; 16],
             attestation_format: "none".into(),
+            attestation: countersign_verifier::AttestationRecord::NotRecorded,
             time_ms: 1_700_000_000_000,
         })
         .encode()
@@ -300,6 +302,7 @@ pub async fn run(
             public_key: pk.cose_public_key(),
             aaguid: [0; 16],
             attestation_format: "none".into(),
+            attestation: countersign_verifier::AttestationRecord::NotRecorded,
             time_ms: 1_700_000_000_000,
         })
         .encode()

@@ -32,8 +32,13 @@ pub struct CibaConfig {
     pub enrolment_link_ttl_secs: u64,
     /// Lifetime of an approver session, in seconds.
     pub session_ttl_secs: u64,
-    /// If set, only passkeys whose AAGUID is listed may enrol.
+    /// If set, only passkeys whose AAGUID is listed, and certified by an attestation that
+    /// [`Self::attestation`] accepts, may enrol (an allowlist needs a policy).
     pub aaguid_allowlist: Option<Vec<[u8; 16]>>,
+    /// The attestation policy (spec/webauthn.md A8). If set, enrolment asks for `direct`
+    /// attestation and refuses any passkey whose attestation chain does not lead to one of its
+    /// roots. `None`: attestation is not required (entries record it as not verified).
+    pub attestation: Option<std::sync::Arc<crate::attestation::AttestationPolicy>>,
     /// `authorization_details` types accepted; empty accepts any type.
     pub authorization_details_types: Vec<String>,
     /// Webhook told of each new request (JSON POST signed with HMAC-SHA256).
@@ -78,6 +83,7 @@ impl CibaConfig {
             enrolment_link_ttl_secs: 24 * 3600,
             session_ttl_secs: 8 * 3600,
             aaguid_allowlist: None,
+            attestation: None,
             authorization_details_types: Vec::new(),
             webhook_url: None,
             webhook_secret: None,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use countersign_approvals::attestation::AttestationPolicy;
 use countersign_approvals::{CibaConfig, Secret};
 use countersign_log::InitError;
 
@@ -29,12 +30,49 @@ pub struct ApprovalsArgs {
     #[arg(long, env = "COUNTERSIGN_POLL_INTERVAL", default_value_t = 5)]
     pub poll_interval: u64,
     /// AAGUID (32 hex digits, dashes allowed) allowed to enrol; repeatable. Default: any.
+    /// Needs an attestation policy (--attestation-roots or --attestation-mds): only an
+    /// attestation certificate can vouch for an AAGUID.
     #[arg(
         long = "aaguid-allow",
         env = "COUNTERSIGN_AAGUID_ALLOW",
         value_delimiter = ','
     )]
     pub aaguid_allow: Vec<String>,
+    /// PEM file of root certificates an enrolling passkey's attestation chain must lead to;
+    /// repeatable. With this or --attestation-mds, enrolment requires a verified attestation
+    /// (packed with a certificate, or fido-u2f): none, self attestation and other formats are
+    /// refused.
+    #[arg(
+        long = "attestation-roots",
+        env = "COUNTERSIGN_ATTESTATION_ROOTS",
+        value_delimiter = ','
+    )]
+    pub attestation_roots: Vec<std::path::PathBuf>,
+    /// FIDO Metadata Service (MDS3) BLOB file (the JWT as downloaded): each listed model's
+    /// attestationRootCertificates become its roots, and a model whose latest status report
+    /// is REVOKED or a compromise is refused. Needs --attestation-mds-root.
+    #[arg(
+        long = "attestation-mds",
+        env = "COUNTERSIGN_ATTESTATION_MDS",
+        requires = "attestation_mds_root"
+    )]
+    pub attestation_mds: Option<std::path::PathBuf>,
+    /// PEM file of the root the MDS BLOB's signing chain must lead to (for the FIDO Alliance's
+    /// service, its published root certificate).
+    #[arg(
+        long = "attestation-mds-root",
+        env = "COUNTERSIGN_ATTESTATION_MDS_ROOT",
+        requires = "attestation_mds"
+    )]
+    pub attestation_mds_root: Option<std::path::PathBuf>,
+    /// Refuse authenticator models whose latest MDS status is not FIDO_CERTIFIED* (and models
+    /// the BLOB does not list). Needs --attestation-mds.
+    #[arg(
+        long = "attestation-require-certified",
+        env = "COUNTERSIGN_ATTESTATION_REQUIRE_CERTIFIED",
+        requires = "attestation_mds"
+    )]
+    pub attestation_require_certified: bool,
     /// authorization_details type accepted (repeatable; comma-separated in the env var), and
     /// listed in discovery. Default: any type, and discovery lists none.
     #[arg(
@@ -89,6 +127,43 @@ pub struct ApprovalsArgs {
 }
 
 impl ApprovalsArgs {
+    /// The attestation policy the flags describe, if any (files read and checked now).
+    fn attestation_policy(&self) -> Result<Option<AttestationPolicy>, InitError> {
+        if self.attestation_roots.is_empty() && self.attestation_mds.is_none() {
+            return Ok(None);
+        }
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| InitError::Config(format!("cannot read {}: {e}", p.display())))
+        };
+        let bad = |flag: &str, e: countersign_approvals::attestation::PolicyError| {
+            InitError::Config(format!("{flag}: {e}"))
+        };
+        let mut policy = AttestationPolicy::default();
+        for f in &self.attestation_roots {
+            policy
+                .add_pem_roots(&read(f)?)
+                .map_err(|e| bad("--attestation-roots", e))?;
+        }
+        if let (Some(blob), Some(root)) = (&self.attestation_mds, &self.attestation_mds_root) {
+            let next = policy
+                .load_mds(
+                    &read(blob)?,
+                    &read(root)?,
+                    countersign_approvals::attestation::UnixTime::now(),
+                )
+                .map_err(|e| bad("--attestation-mds", e))?;
+            if let Some(next) = next {
+                let today = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+                if next.as_str() < &today[..10] {
+                    tracing::warn!(next_update = %next, "the MDS BLOB is past its nextUpdate; download a fresh one");
+                }
+            }
+        }
+        policy.require_fido_certified(self.attestation_require_certified);
+        Ok(Some(policy))
+    }
+
     /// The configuration, given the address the server listens on.
     pub fn config(&self, listen: std::net::SocketAddr) -> Result<CibaConfig, InitError> {
         let mut c = CibaConfig::new(self.public_url.clone().unwrap_or_else(|| {
@@ -132,6 +207,14 @@ impl ApprovalsArgs {
                 list.push(b);
             }
             c.aaguid_allowlist = Some(list);
+        }
+        c.attestation = self.attestation_policy()?.map(std::sync::Arc::new);
+        if c.aaguid_allowlist.is_some() && c.attestation.is_none() {
+            return Err(InitError::Config(
+                "--aaguid-allow needs an attestation policy (--attestation-roots or \
+                 --attestation-mds): without one an AAGUID is only the authenticator's claim"
+                    .into(),
+            ));
         }
         // An empty value (`COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES=`) names no type: a list
         // holding "" would accept none and have discovery list "".

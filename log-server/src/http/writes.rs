@@ -29,6 +29,10 @@ struct EnrolmentBody {
     public_key: String,
     aaguid: String,
     attestation_format: String,
+    /// SHA-256 of the root the submitter's own attestation check led to (hex); absent: the
+    /// attestation is recorded as not verified.
+    #[serde(default)]
+    trust_anchor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +96,12 @@ pub(super) async fn post_enrolment(
         public_key: hex_field("public_key", &b.public_key)?,
         aaguid: hex_array("aaguid", &b.aaguid)?,
         attestation_format: b.attestation_format,
+        attestation: match &b.trust_anchor {
+            Some(t) => countersign_verifier::AttestationRecord::Verified {
+                trust_anchor: hex_array("trust_anchor", t)?,
+            },
+            None => countersign_verifier::AttestationRecord::Unverified,
+        },
     };
     let a = s.log.append_enrolment(req).await?;
     appended_response(&s, a, started)

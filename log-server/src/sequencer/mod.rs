@@ -273,6 +273,7 @@ mod tests {
                 .cose_public_key(),
                 aaguid: [0; 16],
                 attestation_format: "none".into(),
+                attestation: countersign_verifier::AttestationRecord::NotRecorded,
                 time_ms: t,
             })
             .encode()

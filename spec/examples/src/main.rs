@@ -491,6 +491,7 @@ fn main() {
         public_key: bob_cose.clone(),
         aaguid: [0; 16],
         attestation_format: "none".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1767052800000,
     });
     let aaguid: [u8; 16] = hex::decode("fbfc3007154e4ecc8c0b6e020557d7bd")
@@ -503,6 +504,7 @@ fn main() {
         public_key: alice_cose.clone(),
         aaguid,
         attestation_format: "packed".into(),
+        attestation: countersign_verifier::AttestationRecord::NotRecorded,
         time_ms: 1767139200000,
     };
     let enr_alice = Entry::Enrolment(enr_alice_s.clone());
@@ -631,8 +633,29 @@ fn main() {
     };
     e1("empty input", &[]);
     let mut x = enr_bytes.clone();
-    x[0] = 2;
-    e1("version byte 2", &x);
+    x[0] = 3;
+    e1("version byte 3", &x);
+    {
+        use countersign_verifier::AttestationRecord;
+        let Ok(Entry::Enrolment(mut v2)) = Entry::decode(&enr_bytes) else {
+            unreachable!("the example enrolment decodes")
+        };
+        v2.attestation = AttestationRecord::Unverified;
+        let v2_bytes = Entry::Enrolment(v2).encode().unwrap_or_default();
+        let flag = v2_bytes.len() - 8 - 33;
+        let mut x = v2_bytes.clone();
+        x[flag] = 2;
+        e1("version 2 enrolment, `attestation_verified` 2", &x);
+        let mut x = v2_bytes.clone();
+        x[flag + 1] = 1;
+        e1(
+            "version 2 enrolment, not verified, non-zero `trust_anchor`",
+            &x,
+        );
+        let mut x = v2_bytes.clone();
+        x[1] = 2;
+        e1("version 2 with kind 2", &x);
+    }
     let mut x = enr_bytes.clone();
     x[1] = 4;
     e1("kind byte 4", &x);

@@ -128,7 +128,7 @@ fn none_and_packed_self_attestation_register_the_credential() {
     let got = check(&attestation("packed", &packed_stmt(-8, &auth, &cd), &auth)).unwrap();
     assert_eq!(got.trust, AttestationTrust::SelfAttested);
 
-    // A chain is accepted unchecked, and so is any other well-formed format name.
+    // A chain is checked (tests/it/attestation.rs); one that is not a certificate is refused.
     let x5c = [
         head(5, 3),
         tstr("alg"),
@@ -140,8 +140,13 @@ fn none_and_packed_self_attestation_register_the_credential() {
         bstr(b"cert"),
     ]
     .concat();
-    let got = check(&attestation("packed", &x5c, &auth)).unwrap();
-    assert_eq!(got.trust, AttestationTrust::Unverified);
+    assert_eq!(
+        check(&attestation("packed", &x5c, &auth)),
+        Err(RegistrationError::BadCertificate(
+            "not a DER X.509 certificate"
+        ))
+    );
+    // Another well-formed format name is accepted unchecked.
     let got = check(&attestation("android-key", &[0xa0], &auth)).unwrap();
     assert_eq!(got.trust, AttestationTrust::Unverified);
     assert_eq!(got.attestation_format, "android-key");
@@ -398,17 +403,18 @@ fn the_aaguid_allowlist_is_enforced() {
     assert_eq!(e, RegistrationError::AaguidNotAllowed);
     assert_eq!(
         e.to_string(),
-        "this authenticator model (AAGUID) is not on the allowlist"
+        "this authenticator model (AAGUID) is not on the allowlist, or no attestation \
+         certificate vouches for it"
     );
+    // Listed, but only claimed (no certificate): refused too. A certified AAGUID that is
+    // listed passes (tests/it/attestation.rs).
     let both = [[1u8; 16], AAGUID];
     let p = RegistrationPolicy {
         aaguid_allowlist: Some(&both),
         ..policy()
     };
     assert_eq!(
-        verify_registration(&att, &cd, CHALLENGE, &p)
-            .unwrap()
-            .aaguid,
-        AAGUID
+        verify_registration(&att, &cd, CHALLENGE, &p),
+        Err(RegistrationError::AaguidNotAllowed)
     );
 }

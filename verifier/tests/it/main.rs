@@ -2,6 +2,7 @@
 //! vectors, and property tests against an independent Merkle tree implementation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod attestation;
 mod known_answer;
 mod properties;
 mod vectors;

@@ -234,6 +234,7 @@ fn sample_entry(kind: usize) -> Entry {
             public_key: okp_key(),
             aaguid: [3; 16],
             attestation_format: "none".into(),
+            attestation: countersign_verifier::AttestationRecord::NotRecorded,
             time_ms: 1,
         }),
         1 => Entry::Decision(SignedDecision {

@@ -10,7 +10,9 @@ use axum::Json;
 use base64::Engine;
 use countersign_log::http::Body;
 use countersign_log::log::EnrolmentRequest;
-use countersign_verifier::{cose_alg, parse_cose_key, verify_registration, RegistrationPolicy};
+use countersign_verifier::{
+    cose_alg, parse_cose_key, verify_registration, AttestationRecord, RegistrationPolicy,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -143,7 +145,9 @@ pub(crate) async fn enrol_start(
                 "requireResidentKey": false,
                 "userVerification": if policy.require_user_verification { "required" } else { "preferred" },
             },
-            "attestation": "none",
+            // With a policy, ask for the authenticator's own statement ("direct"): "none"
+            // would let the browser strip it, and the enrolment would then be refused.
+            "attestation": if c.config.attestation.is_some() { "direct" } else { "none" },
         },
     }))
     .into_response())
@@ -223,6 +227,19 @@ pub(crate) async fn enrol_finish(
             format!("the passkey could not be enrolled: {e}"),
         )
     })?;
+    let anchor = match &c.config.attestation {
+        Some(p) => Some(
+            p.check(&reg, rustls_pki_types::UnixTime::now())
+                .map_err(|e| {
+                    tracing::info!(approver_id = %link.approver_id, error = %e, "enrolment refused by the attestation policy");
+                    ApiError::bad_request(
+                        "invalid_registration",
+                        format!("the passkey could not be enrolled: {e}"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
     if B64URL.encode(&reg.credential_id) != b.credential.raw_id.trim_end_matches('=') {
         return Err(ApiError::invalid_request(
             "rawId is not the attested credential id",
@@ -257,6 +274,10 @@ pub(crate) async fn enrol_finish(
             public_key: reg.public_key_cose.clone(),
             aaguid: reg.aaguid,
             attestation_format: reg.attestation_format.clone(),
+            attestation: match anchor {
+                Some(trust_anchor) => AttestationRecord::Verified { trust_anchor },
+                None => AttestationRecord::Unverified,
+            },
         })
         .await;
     let a = match appended {
@@ -292,7 +313,7 @@ pub(crate) async fn enrol_finish(
         });
         c.store.put(&approver_key, &ap).await?;
     }
-    tracing::info!(approver_id = %link.approver_id, index = a.index, "passkey enrolled");
+    tracing::info!(approver_id = %link.approver_id, index = a.index, attestation_root = ?anchor.map(hex::encode), "passkey enrolled");
     if let Some(ap) = c.store.approver(&link.approver_id)? {
         crate::notify::passkey_changed(
             c,

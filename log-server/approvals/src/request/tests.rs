@@ -310,6 +310,7 @@ impl Fixture {
                 public_key: passkey.cose_public_key(),
                 aaguid: [0; 16],
                 attestation_format: "none".into(),
+                attestation: countersign_verifier::AttestationRecord::Unverified,
             })
             .await
             .unwrap();

@@ -37,10 +37,68 @@ fn defaults_and_the_public_url_of_a_listener() {
     assert_eq!(c.public_url, "https://approve.example");
 }
 
+/// A PEM file of a generated root, kept while the returned directory lives.
+fn roots_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("roots.pem");
+    let pki = countersign_testvectors::attestation::TestPki::new("Args");
+    std::fs::write(&p, pki.root.pem).unwrap();
+    let s = p.to_str().unwrap().to_owned();
+    (dir, s)
+}
+
 #[test]
-fn flags_become_the_configuration() {
+fn an_allowlist_needs_an_attestation_policy() {
+    let e = config(
+        &["--aaguid-allow", "00112233445566778899aabbccddeeff"],
+        "127.0.0.1:1",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("--aaguid-allow needs an attestation policy"),
+        "{e}"
+    );
+    let (_dir, roots) = roots_file();
     let c = config(
         &[
+            "--aaguid-allow",
+            "00112233445566778899aabbccddeeff",
+            "--attestation-roots",
+            &roots,
+        ],
+        "127.0.0.1:1",
+    )
+    .unwrap();
+    assert!(c.attestation.is_some());
+    let e = config(
+        &["--attestation-roots", "/nonexistent/roots.pem"],
+        "127.0.0.1:1",
+    )
+    .unwrap_err();
+    assert!(e.contains("cannot read /nonexistent/roots.pem"), "{e}");
+    let e = config(&["--attestation-mds", &roots], "127.0.0.1:1").unwrap_err();
+    assert!(e.contains("--attestation-mds-root"), "{e}");
+    // Not a JWS.
+    let e = config(
+        &[
+            "--attestation-mds",
+            &roots,
+            "--attestation-mds-root",
+            &roots,
+        ],
+        "127.0.0.1:1",
+    )
+    .unwrap_err();
+    assert!(e.contains("--attestation-mds: MDS BLOB"), "{e}");
+}
+
+#[test]
+fn flags_become_the_configuration() {
+    let (_dir, roots) = roots_file();
+    let c = config(
+        &[
+            "--attestation-roots",
+            &roots,
             "--binding-message-max",
             "256",
             "--min-expiry",

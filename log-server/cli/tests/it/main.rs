@@ -5,6 +5,7 @@
 
 mod admin_api;
 mod admin_cli;
+mod attestation;
 mod backup_offline;
 mod cleanup_edges;
 mod common;
