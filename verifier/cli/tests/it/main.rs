@@ -787,6 +787,9 @@ fn user_verification_is_required_by_default() {
         let out = run(&a, None);
         assert_eq!(out.status.code(), Some(code), "{extra:?}");
     }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
 /// Writes `entries` as the C2SP entry bundles a mirror of the log keeps under `dir`: full
 /// bundles `tile/entries/<N>`, and the last one partial (`<N>.p/<W>`) or, with `full_last`, the
 /// full bundle of a larger tree (the verifier reads its first W entries).
