@@ -509,7 +509,7 @@ fn entries(f: &mut Files) {
         ),
         (
             "unknown-version",
-            [&[2u8][..], &base[1..]].concat(),
+            [&[3u8][..], &base[1..]].concat(),
             "version",
         ),
         (
