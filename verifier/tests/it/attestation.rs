@@ -160,7 +160,12 @@ fn fido_u2f_attestation_verifies_and_is_refused_when_broken() {
         RegistrationError::BadAttestation("attestation signature does not verify")
     );
     // Another leaf than the one that signed.
-    let other = pki.leaf(&LeafOptions::good(AAGUID));
+    // Of the same length, so that the splice below keeps the CBOR byte string's length right
+    // (an ECDSA signature's DER length varies by a byte or two with its random values).
+    let other = (0..100)
+        .map(|_| pki.leaf(&LeafOptions::good(AAGUID)))
+        .find(|o| o.der.len() == leaf.der.len())
+        .unwrap();
     let mut swapped = pk.attestation_object_fido_u2f(UP_UV, &cdj(), &leaf);
     let pos = swapped
         .windows(leaf.der.len())
