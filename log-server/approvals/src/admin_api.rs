@@ -417,6 +417,7 @@ async fn add_approver(
             disabled: false,
             credentials: Vec::new(),
             created_at: now_secs(),
+            sessions_not_before_ms: 0,
         };
         c.store
             .write(
@@ -480,6 +481,7 @@ async fn disable_approver(
             .approver(&id)?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approver"))?;
         rec.disabled = true;
+        rec.sessions_not_before_ms = countersign_log::now_ms();
         c.store.put(&approver_key, &rec).await?;
         rec
     };

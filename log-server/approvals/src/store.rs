@@ -150,6 +150,10 @@ pub struct ApproverRecord {
     pub credentials: Vec<CredentialRef>,
     /// When registered (seconds).
     pub created_at: u64,
+    /// Sessions made at or before this time (milliseconds) are over: set when a passkey is
+    /// revoked or the approver disabled, so no cached or stored copy of a session outlives it.
+    #[serde(default)]
+    pub sessions_not_before_ms: u64,
 }
 
 /// An enrolled credential of an approver.

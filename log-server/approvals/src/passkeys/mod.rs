@@ -69,9 +69,10 @@ fn session_and_approver(c: &Approvals, headers: &HeaderMap) -> Option<(Session, 
     let s = c
         .sessions
         .get(&c.store, cookie_value(headers, SESSION_COOKIE)?)?;
-    // A disabled approver's sessions are dropped when disabled; this also covers a restart race.
+    // A disabled approver's sessions, and those made before a passkey's revocation, are
+    // dropped then; the record decides, so neither a cache nor a restart brings one back.
     match c.store.approver(&s.approver_id) {
-        Ok(Some(a)) if !a.disabled => Some((s, a)),
+        Ok(Some(a)) if !a.disabled && s.created_ms > a.sessions_not_before_ms => Some((s, a)),
         _ => None,
     }
 }

@@ -113,6 +113,7 @@ pub(crate) async fn revoke_passkey(
         let revoked = log_revocation(c, approver_id, &cred, reason).await?;
         rec.credentials
             .retain(|cr| cr.credential_id != cred.credential_id);
+        rec.sessions_not_before_ms = countersign_log::now_ms();
         c.store.put(&approver_key, &rec).await?;
         (rec, revoked)
     };

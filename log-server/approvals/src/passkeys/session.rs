@@ -21,6 +21,10 @@ pub struct Session {
     /// The CSRF token the pages send back in `X-CSRF-Token`.
     pub csrf: Secret,
     expires_at: u64,
+    /// When it was made (milliseconds): a session made at or before its approver's
+    /// [`crate::store::ApproverRecord::sessions_not_before_ms`] is over, whatever any cache holds.
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 /// Sessions by SHA-256 of the cookie value: stored (`s/<hash hex>`, so a restart signs nobody
@@ -57,6 +61,7 @@ impl Sessions {
             approver_id: approver_id.to_owned(),
             csrf: Secret::generate(),
             expires_at: now_secs() + ttl,
+            created_ms: countersign_log::now_ms(),
         };
         let hash = token.sha256();
         let mut b = Batch::new();

@@ -330,6 +330,7 @@ impl Fixture {
                     disabled: false,
                     credentials: vec![credential.clone()],
                     created_at: 0,
+                    sessions_not_before_ms: 0,
                 },
             )
             .await
