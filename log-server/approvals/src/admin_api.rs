@@ -64,6 +64,8 @@ struct AddClient {
     notification_endpoint: Option<String>,
     /// Public keys (JWKS) of a `private_key_jwt` client.
     jwks: Option<Value>,
+    /// The only approvers the client may ask (any, when absent).
+    approvers: Option<Vec<String>>,
 }
 
 /// A JWKS with 1 to 20 keys we can verify (Ed25519 OKP or P-256 EC), without private parts.
@@ -126,6 +128,16 @@ async fn add_client(
 ) -> Result<Response, ApiError> {
     let b: AddClient = body.json()?;
     check_id("client_id", &b.client_id)?;
+    if let Some(list) = &b.approvers {
+        if list.is_empty() || list.len() > 1000 {
+            return Err(ApiError::invalid_request(
+                "approvers must list 1 to 1000 approver ids (leave it out to allow any)",
+            ));
+        }
+        for a in list {
+            check_id("approvers", a)?;
+        }
+    }
     match (&b.mode, &b.notification_endpoint) {
         (DeliveryMode::Poll, Some(_)) => {
             return Err(ApiError::invalid_request(
@@ -207,6 +219,7 @@ async fn add_client(
         mode: b.mode,
         notification_endpoint: b.notification_endpoint,
         created_at: now_secs(),
+        approvers: b.approvers,
     };
     {
         let client_key = format!("c/{}", b.client_id);
@@ -237,6 +250,7 @@ fn client_json(r: &ClientRecord) -> Value {
         "notification_endpoint": r.notification_endpoint,
         "jwks": r.jwks,
         "created_at": r.created_at,
+        "approvers": r.approvers,
     })
 }
 

@@ -53,6 +53,10 @@ pub fn start(c: &Arc<Approvals>) {
                 Ok(n) => tracing::info!(deleted = n, "old approval requests cleaned up"),
                 Err(e) => tracing::warn!(error = %e, "cleaning up old approval requests failed"),
             }
+            c.limits.forget_idle();
+            if let Err(e) = crate::ciba::clients::sweep_jtis(&c, now_secs()).await {
+                tracing::warn!(error = %e.description, "forgetting expired client assertion ids failed");
+            }
             if let Err(e) = crate::passkeys::sweep_sessions(&c.store, now_secs()).await {
                 tracing::warn!(error = %e, "cleaning up expired sessions failed");
             }

@@ -67,6 +67,21 @@ pub struct CibaConfig {
     /// the approver's e-mail address and name (off by default: a client gets the opaque ids of
     /// the statement only; the admin's and the approver's own bundles always carry them).
     pub evidence_include_parties: bool,
+    /// argon2 checks of a client secret allowed per minute from one source address and for one
+    /// client id ([`crate::limits`]); 0 turns the limit off.
+    pub secret_guesses_per_minute: u32,
+    /// Checks of a client secret that may wait for the argon2 workers; more are answered 503.
+    pub max_argon2_waiting: usize,
+    /// Approval requests one client may make per minute (a burst of as many is allowed); 0
+    /// turns the limit off.
+    pub client_requests_per_minute: u32,
+    /// Open (undecided, unexpired) requests one client may have at once; 0 turns the limit off.
+    pub client_max_pending: usize,
+    /// Ping, push and webhook deliveries in flight at once.
+    pub max_concurrent_deliveries: usize,
+    /// Client assertions (`private_key_jwt`) one client may have unexpired at once: each `jti`
+    /// is remembered until its assertion expires, to refuse a replay.
+    pub client_max_live_assertions: usize,
 }
 
 impl CibaConfig {
@@ -95,6 +110,12 @@ impl CibaConfig {
             cleanup_interval: Duration::from_secs(60),
             allow_http_notification_endpoints: false,
             evidence_include_parties: false,
+            secret_guesses_per_minute: 30,
+            max_argon2_waiting: 16,
+            client_requests_per_minute: 120,
+            client_max_pending: 100,
+            max_concurrent_deliveries: 32,
+            client_max_live_assertions: 10_000,
         }
     }
 

@@ -31,7 +31,7 @@ use crate::store::{RequestRecord, RequestStatus};
 use crate::util::Secret;
 use crate::web::RouterState;
 use countersign_log::http::Admin;
-use countersign_log::http::PathParam;
+use countersign_log::http::{PathParam, Peer};
 use countersign_log::ApiError;
 
 pub(crate) fn routes() -> Router<RouterState> {
@@ -145,6 +145,7 @@ async fn by_auth_req_id(
     headers: HeaderMap,
     PathParam(auth_req_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
+    Peer(peer): Peer,
 ) -> Result<Response, ApiError> {
     // No body on a GET: secret clients use HTTP Basic; key-based clients may put a one-time
     // client assertion in the query. A secret is never accepted in a URL.
@@ -156,7 +157,7 @@ async fn by_auth_req_id(
     if !creds.contains_key("client_assertion") {
         creds.clear();
     }
-    let client = clients::authenticate_with(c, &headers, &creds, false).await?;
+    let client = clients::authenticate_with(c, &headers, &creds, false, peer).await?;
     if auth_req_id.len() > 256 {
         return Err(not_found());
     }

@@ -28,6 +28,7 @@ pub mod decision;
 pub mod delivery;
 pub mod evidence;
 pub mod inbox;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod notify;
@@ -76,6 +77,16 @@ pub fn open(
             "decisions a crash interrupted: finished from the log or released"
         ),
         Err(e) => return Err(e.into()),
+    }
+    match ciba::clients::load_jtis(&a, util::now_secs()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "client assertion ids loaded (replays stay refused)"),
+        Err(e) => {
+            return Err(countersign_log::InitError::Config(format!(
+                "loading client assertion ids: {}",
+                e.description
+            )))
+        }
     }
     cleanup::start(&a);
     // Ping/push deliveries first, then the approvers' notifications.

@@ -25,14 +25,16 @@ pub struct CibaMetrics {
     /// Deliveries, by `kind` (ping, push, webhook, email) and `outcome` (delivered, failed: every
     /// attempt was refused or failed).
     pub deliveries: Family<Label2, Counter>,
+    /// Requests refused by a limit ([`crate::limits`]), by `reason`.
+    pub limited: Family<Label1, Counter>,
 }
 
 impl CibaMetrics {
     /// Registers the counters, with the approval store writer's own (`store`).
-    pub(crate) fn new(store: &countersign_log::storage::kv::WriteCounters) -> Self {
+    pub fn new(store: &countersign_log::storage::kv::WriteCounters) -> Self {
         let (requests, tokens) = (Counter::default(), Counter::default());
         let (decisions, deliveries) = (Family::default(), Family::default());
-        let decisions_refused = Family::default();
+        let (decisions_refused, limited) = (Family::default(), Family::default());
         let mut registry = Registry::with_prefix("countersign_ciba");
         let counters: [(&str, &str, Counter); 5] = [
             (
@@ -75,14 +77,25 @@ impl CibaMetrics {
             "Ping, push, webhook and e-mail deliveries, by kind and outcome",
             deliveries.clone(),
         );
+        registry.register(
+            "limited",
+            "Requests refused by a limit on abusive load, by reason",
+            limited.clone(),
+        );
         CibaMetrics {
             registry,
+            limited,
             requests,
             decisions,
             decisions_refused,
             tokens,
             deliveries,
         }
+    }
+
+    /// Counts a request refused by a limit.
+    pub fn refused(&self, reason: &'static str) {
+        self.limited.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// The registry, for the text exposition.

@@ -93,7 +93,12 @@ pub fn create(r: &RequestRecord, key: &str) -> Result<Batch, StorageError> {
         )
         .put(
             CibaStore::pending_key(&r.statement.approver_id, &r.request_id),
-            Vec::new(),
+            // Ordered to the millisecond: requests made within a second keep their order.
+            crate::store::pending_value(
+                countersign_log::now_ms().max(r.statement.requested_at * 1000),
+                r.statement.expires_at,
+                &r.statement.client_id,
+            ),
         )
         .put(
             CibaStore::expiry_key(r.statement.expires_at, &r.request_id),

@@ -47,6 +47,10 @@ pub struct Approvals {
     pub(crate) secret_cache: SecretCache,
     pub(crate) http: reqwest::Client,
     pub(crate) mailer: Option<Mailer>,
+    /// Limits on abusive load.
+    pub limits: crate::limits::Limits,
+    /// Sign-in challenges sealed with a key of this process.
+    pub(crate) signins: crate::passkeys::ceremony::SignIns,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -71,6 +75,7 @@ impl Approvals {
             .map_err(|e| InitError::Config(format!("http client: {e}")))?;
         let mailer = Mailer::new(&config)?;
         let metrics = CibaMetrics::new(store.write_stats());
+        let limits = crate::limits::Limits::new(&config);
         Ok(Approvals {
             log,
             admin,
@@ -84,6 +89,8 @@ impl Approvals {
             sessions: Sessions::default(),
             secret_cache: SecretCache::default(),
             http,
+            limits,
+            signins: crate::passkeys::ceremony::SignIns::default(),
             mailer,
         })
     }

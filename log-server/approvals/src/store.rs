@@ -9,7 +9,7 @@
 //! | `n/<approver_id>` | hex SHA-256 of the approver's latest link token: older links are void |
 //! | `r/<hex SHA-256 of auth_req_id>` | [`RequestRecord`] |
 //! | `q/<request_id>` | hex SHA-256 of its auth_req_id |
-//! | `p/<approver_id>/<request_id>` | empty: the approver's open requests |
+//! | `p/<approver_id>/<request_id>` | [`pending_value`]: the approver's open requests |
 //! | `k/<kid>` | token signing key seed (hex) |
 //! | `x/<expires_at, 16 hex digits>/<request_id>` | hex SHA-256 of its auth_req_id (clean-up index) |
 //! | `v/x-index` | marker: every request has its `x/` key |
@@ -133,6 +133,10 @@ pub struct ClientRecord {
     pub notification_endpoint: Option<String>,
     /// When registered (seconds).
     pub created_at: u64,
+    /// If set, the only approvers this client may ask; any other is answered as an unknown
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
 }
 
 /// An approver (a person, known to the log only by the opaque id).
@@ -267,15 +271,105 @@ pub struct ClaimRecord {
     pub statement_hash: String,
 }
 
-/// The `p/` keys (each approver's open requests) in memory, so that reading an inbox is a map
-/// lookup rather than a scan over the deletion markers every decided request leaves behind.
-/// Loaded at start; kept in step by [`CibaStore::commit`], which applies the `p/` puts and
-/// deletions of every batch once the batch is written.
+/// The value of a `p/` key: when the request was made (milliseconds) and expires (seconds),
+/// and its client, so that the in-memory index orders an inbox by time and counts each
+/// client's open requests.
+/// (A value stored before these were recorded is empty: such a request sorts last and is not
+/// counted.)
+pub fn pending_value(requested_at_ms: u64, expires_at: u64, client_id: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + client_id.len());
+    v.extend_from_slice(&requested_at_ms.to_be_bytes());
+    v.extend_from_slice(&expires_at.to_be_bytes());
+    v.extend_from_slice(client_id.as_bytes());
+    v
+}
+
+/// What the index knows of one open request.
+#[derive(Debug)]
+struct PendingMeta {
+    approver: String,
+    requested_at_ms: u64,
+    expires_at: u64,
+    client: String,
+}
+
+impl PendingMeta {
+    fn parse(approver: &str, v: &[u8]) -> Self {
+        let u = |r: std::ops::Range<usize>| {
+            v.get(r)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        PendingMeta {
+            approver: approver.to_owned(),
+            requested_at_ms: u(0..8),
+            expires_at: u(8..16),
+            client: v
+                .get(16..)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
-struct PendingIndex(std::sync::Mutex<HashMap<String, BTreeSet<String>>>);
+struct PendingMaps {
+    /// Each approver's open requests, newest first.
+    by_approver: HashMap<String, BTreeSet<(std::cmp::Reverse<u64>, String)>>,
+    /// Each client's open requests by expiry.
+    by_client: HashMap<String, BTreeSet<(u64, String)>>,
+    /// By request id.
+    meta: HashMap<String, PendingMeta>,
+}
+
+impl PendingMaps {
+    fn remove(&mut self, request: &str) {
+        let Some(m) = self.meta.remove(request) else {
+            return;
+        };
+        let key = (std::cmp::Reverse(m.requested_at_ms), request.to_owned());
+        if let Some(set) = self.by_approver.get_mut(&m.approver) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.by_approver.remove(&m.approver);
+            }
+        }
+        if let Some(set) = self.by_client.get_mut(&m.client) {
+            set.remove(&(m.expires_at, request.to_owned()));
+            if set.is_empty() {
+                self.by_client.remove(&m.client);
+            }
+        }
+    }
+
+    fn insert(&mut self, request: &str, m: PendingMeta) {
+        self.remove(request);
+        self.by_approver
+            .entry(m.approver.clone())
+            .or_default()
+            .insert((std::cmp::Reverse(m.requested_at_ms), request.to_owned()));
+        if !m.client.is_empty() {
+            self.by_client
+                .entry(m.client.clone())
+                .or_default()
+                .insert((m.expires_at, request.to_owned()));
+        }
+        self.meta.insert(request.to_owned(), m);
+    }
+}
+
+/// The `p/` keys (each approver's open requests) in memory, so that reading an inbox is a map
+/// lookup rather than a scan over the deletion markers every decided request leaves behind,
+/// newest first (a new request is never hidden behind old ones), and so that each client's
+/// open requests can be counted ([`CibaStore::open_requests_of_client`]). Loaded at start;
+/// kept in step by [`CibaStore::commit`], which applies the `p/` puts and deletions of every
+/// batch once the batch is written.
+#[derive(Debug, Default)]
+struct PendingIndex(std::sync::Mutex<PendingMaps>);
 
 impl PendingIndex {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, PendingMaps> {
         match self.0.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -286,22 +380,16 @@ impl PendingIndex {
     fn apply(&self, ops: &[Op]) {
         let mut changes = ops.iter().filter_map(|(k, v)| {
             let (approver, request) = k.strip_prefix(PENDING_PREFIX)?.rsplit_once('/')?;
-            Some((approver, request, v.is_some()))
+            Some((approver, request, v.as_deref()))
         });
         let Some(first) = changes.next() else {
             return;
         };
         let mut map = self.map();
         for (approver, request, put) in std::iter::once(first).chain(changes) {
-            if put {
-                map.entry(approver.to_owned())
-                    .or_default()
-                    .insert(request.to_owned());
-            } else if let Some(set) = map.get_mut(approver) {
-                set.remove(request);
-                if set.is_empty() {
-                    map.remove(approver);
-                }
+            match put {
+                Some(v) => map.insert(request, PendingMeta::parse(approver, v)),
+                None => map.remove(request),
             }
         }
     }
@@ -337,7 +425,7 @@ impl CibaStore {
             from = last.as_bytes().to_vec();
             from.push(0);
             let full = page.len() == 4096;
-            loaded.extend(page.into_iter().map(|(k, _)| (k, Some(Vec::new()))));
+            loaded.extend(page.into_iter().map(|(k, v)| (k, Some(v))));
             if !full {
                 break;
             }
@@ -363,7 +451,7 @@ impl CibaStore {
             .ops()
             .iter()
             .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
-            .map(|(k, v)| (k.clone(), v.as_ref().map(|_| Vec::new())))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self.kv.commit(batch, durability).await?;
         self.pending.apply(&pending);
@@ -511,19 +599,32 @@ impl CibaStore {
         format!("{PENDING_PREFIX}{approver_id}/{request_id}")
     }
 
-    /// The ids of an approver's open requests (at most `limit`, in id order) with their `p/`
+    /// The ids of an approver's open requests (at most `limit`, newest first) with their `p/`
     /// keys, from memory.
     pub fn pending_of(&self, approver_id: &str, limit: usize) -> Vec<(String, String)> {
         self.pending
             .map()
+            .by_approver
             .get(approver_id)
             .map(|set| {
                 set.iter()
                     .take(limit)
-                    .map(|rid| (Self::pending_key(approver_id, rid), rid.clone()))
+                    .map(|(_, rid)| (Self::pending_key(approver_id, rid), rid.clone()))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many of `client_id`'s requests are open (undecided and unexpired at `now`), and
+    /// when the first of them expires.
+    pub fn open_requests_of_client(&self, client_id: &str, now: u64) -> (usize, Option<u64>) {
+        let map = self.pending.map();
+        let Some(set) = map.by_client.get(client_id) else {
+            return (0, None);
+        };
+        let mut open = set.range((now.saturating_add(1), String::new())..);
+        let first = open.next().map(|(e, _)| *e);
+        (first.map_or(0, |_| 1 + open.count()), first)
     }
 
     /// Key of a decided request in its approver's history, ordered by its decision's log

@@ -51,6 +51,10 @@ pub enum ClientCmd {
         /// holding one.
         #[arg(long)]
         jwks: Option<String>,
+        /// An approver this client may ask (repeat for several); without any, the client may
+        /// ask every approver.
+        #[arg(long = "approver", value_name = "APPROVER_ID")]
+        approvers: Vec<String>,
         /// Print the API's JSON (times in Unix seconds).
         #[arg(long)]
         json: bool,
@@ -384,6 +388,7 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
             mode,
             notification_endpoint,
             jwks,
+            approvers,
             json: as_json,
             target,
         } => {
@@ -413,6 +418,7 @@ pub async fn run_client(cmd: ClientCmd) -> Result<(), CliError> {
                     "mode": mode,
                     "notification_endpoint": notification_endpoint,
                     "jwks": jwks,
+                    "approvers": (!approvers.is_empty()).then_some(approvers),
                 })),
             )
             .await?;

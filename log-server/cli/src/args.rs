@@ -124,6 +124,48 @@ pub struct ApprovalsArgs {
     /// approver's own bundles always name the parties.
     #[arg(long, env = "COUNTERSIGN_EVIDENCE_INCLUDE_PARTIES")]
     pub evidence_include_parties: bool,
+    /// argon2 checks of a chosen client secret allowed per minute from one address (IPv6: one
+    /// /64) and for one client id; more are answered 429. A secret that passed before is
+    /// recognised without argon2 and not counted. 0: no limit.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_SECRET_GUESSES_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub secret_guesses_per_minute: u32,
+    /// Client secret checks that may wait for argon2 at once; more are answered 503.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_MAX_SECRET_CHECKS_WAITING",
+        default_value_t = 16
+    )]
+    pub max_secret_checks_waiting: usize,
+    /// Approval requests one client may make per minute (429 with Retry-After beyond). 0: no
+    /// limit.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_CLIENT_REQUESTS_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub client_requests_per_minute: u32,
+    /// Open requests one client may have at once (429 with Retry-After beyond). 0: no limit.
+    #[arg(long, env = "COUNTERSIGN_CLIENT_MAX_PENDING", default_value_t = 100)]
+    pub client_max_pending: usize,
+    /// Ping, push and webhook deliveries in flight at once.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_MAX_CONCURRENT_DELIVERIES",
+        default_value_t = 32
+    )]
+    pub max_concurrent_deliveries: usize,
+    /// Unexpired client assertions (private_key_jwt) one client may have at once; each jti is
+    /// remembered, across restarts, until its assertion expires.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_CLIENT_MAX_LIVE_ASSERTIONS",
+        default_value_t = 10_000
+    )]
+    pub client_max_live_assertions: usize,
 }
 
 impl ApprovalsArgs {
@@ -226,6 +268,12 @@ impl ApprovalsArgs {
         }
         c.allow_http_notification_endpoints = self.allow_http_notification_endpoints;
         c.evidence_include_parties = self.evidence_include_parties;
+        c.secret_guesses_per_minute = self.secret_guesses_per_minute;
+        c.max_argon2_waiting = self.max_secret_checks_waiting;
+        c.client_requests_per_minute = self.client_requests_per_minute;
+        c.client_max_pending = self.client_max_pending;
+        c.max_concurrent_deliveries = self.max_concurrent_deliveries.max(1);
+        c.client_max_live_assertions = self.client_max_live_assertions.max(1);
         c.webhook_url = self.webhook_url.clone();
         c.webhook_secret = self.webhook_secret.clone().map(Secret::new);
         c.smtp_url = self.smtp_url.clone().map(Secret::new);

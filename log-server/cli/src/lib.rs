@@ -85,10 +85,21 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, countersign_log::ServeLimits::default(), shutdown)
+            .await
+    }
+
+    /// [`Server::serve`] with the given connection and request limits.
+    pub async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: countersign_log::ServeLimits,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = self.app();
         let log = self.api.log.clone();
         // The front end's tasks hold the log: drop ours once the server is done.
-        let result = countersign_log::serve(listener, app, log, shutdown).await;
+        let result = countersign_log::serve_with(listener, app, log, limits, shutdown).await;
         drop(self);
         result
     }

@@ -100,6 +100,19 @@ struct ServeArgs {
     /// Largest request body in bytes (a batch of decisions may be 16 times this).
     #[arg(long, env = "COUNTERSIGN_MAX_BODY_BYTES", default_value_t = countersign_log::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "COUNTERSIGN_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "COUNTERSIGN_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request may take to be answered (408 after it); a live inbox stream counts
+    /// only until its headers are sent.
+    #[arg(long, env = "COUNTERSIGN_REQUEST_TIMEOUT", default_value_t = 30)]
+    request_timeout: u64,
+    /// Seconds a client has to send a request's body (408 after it).
+    #[arg(long, env = "COUNTERSIGN_BODY_TIMEOUT", default_value_t = 10)]
+    body_timeout: u64,
     #[command(flatten)]
     ciba: Box<countersign::args::ApprovalsArgs>,
     /// Serve the transparency log alone, without the approval front end (no CIBA endpoints,
@@ -243,7 +256,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // as the server answers must stop it gracefully, not kill it.
     let shutdown = shutdown_signal()?;
     tracing::info!(listen = %bound, "serving");
-    started.serve(listener, shutdown).await?;
+    let limits = countersign_log::ServeLimits {
+        max_connections: a.max_connections.max(1),
+        header_timeout: Duration::from_secs(a.header_timeout.max(1)),
+        request_timeout: Duration::from_secs(a.request_timeout.max(1)),
+        body_timeout: Duration::from_secs(a.body_timeout.max(1)),
+        ..countersign_log::ServeLimits::default()
+    };
+    started.serve_with(listener, limits, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,6 +16,32 @@ use crate::submitters::SecretToken;
 /// Most parameters one form body may carry.
 const MAX_FORM_PARAMS: usize = 32;
 
+/// The address of the connection a request came on ([`super::serve_with`] records it), for
+/// limits per source; `None` where the router is driven without a listener (tests calling it
+/// directly). Behind a reverse proxy this is the proxy's address.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Whether reading a body failed because its sender was too slow (the body-read timeout of
+/// [`super::serve_with`]).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source())
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>())
+}
+
 /// A request body. The only place a body is read: its size limit is the route's
 /// `DefaultBodyLimit` (set where each router is built), and a body over it is a
 /// `413 payload_too_large`.
@@ -31,6 +57,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body is too large",
+            )),
+            Err(r) if timed_out(&r) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body was not sent in time",
             )),
             Err(r) => Err(ApiError::new(
                 r.status(),

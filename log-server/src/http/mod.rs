@@ -10,7 +10,7 @@ mod state;
 mod writes;
 
 pub use error::ApiError;
-pub use extract::{bearer, Admin, AdminAuth, Body, PathParam};
+pub use extract::{bearer, Admin, AdminAuth, Body, PathParam, Peer};
 pub use state::{LogApi, MetricsSource};
 pub use writes::{BATCH_BODY_FACTOR, MAX_BATCH_DECISIONS};
 
@@ -61,26 +61,58 @@ pub fn router(state: LogApi) -> Router {
         .with_state(state)
 }
 
+/// Limits on the connections and requests a server accepts: what a slow or abusive client can
+/// hold. Every one is a bound on memory or on a task a client could otherwise keep for ever.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (slow headers hold a connection).
+    pub header_timeout: std::time::Duration,
+    /// Time a request may take to be answered, its body included (408 after it). A streamed
+    /// answer (the live inbox) is counted only until its headers are sent.
+    pub request_timeout: std::time::Duration,
+    /// Time a client has to send a request's body once the handler reads it (408 after it).
+    pub body_timeout: std::time::Duration,
+    /// Time in-flight connections get to finish at shutdown before they are closed.
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        use std::time::Duration;
+        ServeLimits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `app` (the log's router, with whatever the binary merged into it) on `listener`
-/// until `shutdown` resolves, then lets in-flight requests finish
-/// and the sequencer commit everything queued before it stops.
+/// with the default [`ServeLimits`] until `shutdown` resolves, then lets in-flight requests
+/// finish and the sequencer commit everything queued before it stops.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     log: LogHandle,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers are small and each is written whole: send them at once rather than let Nagle's
-    // algorithm hold one back behind an unacknowledged segment.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    serve_with(listener, app, log, ServeLimits::default(), shutdown).await
+}
+
+/// [`serve`] with the given limits. Each request carries the peer's address as
+/// [`axum::extract::ConnectInfo`]`<SocketAddr>` (for limits per source).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    log: LogHandle,
+    limits: ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let result = accept_loop(listener, app, limits, shutdown).await;
     log.sequencer().shutdown().await;
     // Nothing more will be appended: write the memtables out so the next start is quick.
     let store = log.store().clone();
@@ -95,4 +127,90 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "memtable flush task failed"),
     }
     result
+}
+
+/// Accepts connections (at most `limits.max_connections` open) and serves each over HTTP/1.1
+/// until `shutdown`; then stops accepting and gives open connections
+/// `limits.shutdown_grace` to finish.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use std::sync::Arc;
+    use tower::ServiceExt as _;
+    let app = app
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin (as
+                    // axum::serve does); a reset before accept is not worth a pause.
+                    if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset) {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are small and each is written whole: send them at once rather than let
+        // Nagle's algorithm hold one back behind an unacknowledged segment.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let svc =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+        let conn = http.serve_connection(
+            hyper_util::rt::TokioIo::new(tcp),
+            hyper_util::service::TowerToHyperService::new(svc),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = limits.shutdown_grace.as_secs_f64(),
+            "connections still open after the shutdown grace period are closed"
+        );
+    }
+    Ok(())
 }

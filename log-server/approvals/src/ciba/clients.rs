@@ -17,12 +17,15 @@ pub const MAX_CREDENTIAL_CHARS: usize = 256;
 
 /// [`verify_secret`] for the async handlers: a cache miss runs argon2 on the blocking pool
 /// (never on an async worker, where tens of milliseconds would stall every request queued
-/// behind it), at most [`ARGON2_AT_ONCE`] at a time.
+/// behind it), at most [`ARGON2_AT_ONCE`] at a time. Each argon2 run needs a token of the
+/// source's and the client's guess buckets, and a place in a bounded queue
+/// ([`crate::limits`]); a secret cached from an earlier success needs neither.
 pub async fn verify_secret_async(
     ciba: &std::sync::Arc<crate::state::Approvals>,
     client: &ClientRecord,
     presented: &Secret,
-) -> bool {
+    source: Option<std::net::IpAddr>,
+) -> Result<bool, ApiError> {
     let quick = |c: &crate::state::Approvals| {
         let stored = &client.secret_hash;
         let digest = presented.sha256();
@@ -34,19 +37,24 @@ pub async fn verify_secret_async(
             .then_some(true)
     };
     if let Some(ok) = quick(ciba) {
-        return ok;
+        return Ok(ok);
     }
+    ciba.limits
+        .guess(&ciba.metrics, &client.client_id, source)?;
+    let _place = ciba.limits.argon2_place(&ciba.metrics)?;
     let Ok(_permit) = ciba.secret_cache.2.acquire().await else {
-        return false;
+        return Ok(false);
     };
     // Whoever held the permit before may just have verified this very secret.
     if let Some(ok) = quick(ciba) {
-        return ok;
+        return Ok(ok);
     }
     let (c, client, presented) = (ciba.clone(), client.clone(), presented.clone());
-    tokio::task::spawn_blocking(move || verify_secret(&c.secret_cache, &client, &presented))
-        .await
-        .unwrap_or(false)
+    Ok(
+        tokio::task::spawn_blocking(move || verify_secret(&c.secret_cache, &client, &presented))
+            .await
+            .unwrap_or(false),
+    )
 }
 
 /// Percent-decoding of `application/x-www-form-urlencoded` (`+` is a space), as RFC 6749
@@ -146,14 +154,15 @@ pub fn presented(
     }
 }
 
-/// Authenticates the client of a request; every failure is the same `invalid_client` so the
-/// answer does not tell which ids exist.
+/// Authenticates the client of a request that came from `source`; every failure is the same
+/// `invalid_client` so the answer does not tell which ids exist (a limit's 429 or 503 aside).
 pub async fn authenticate(
     ciba: &std::sync::Arc<crate::state::Approvals>,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
+    source: Option<std::net::IpAddr>,
 ) -> Result<ClientRecord, ApiError> {
-    authenticate_with(ciba, headers, form, true).await
+    authenticate_with(ciba, headers, form, true, source).await
 }
 
 /// Like [`authenticate`]; `strict_method` false lets a `client_secret_post` client use HTTP
@@ -163,6 +172,7 @@ pub async fn authenticate_with(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
     strict_method: bool,
+    source: Option<std::net::IpAddr>,
 ) -> Result<ClientRecord, ApiError> {
     let p = presented(headers, form)?;
     let fail = || ApiError::invalid_client("client authentication failed");
@@ -192,9 +202,12 @@ pub async fn authenticate_with(
     };
     let ok = method_ok
         && if is_jwt(p.method) {
-            verify_client_assertion(ciba, &client, p.secret.expose())
+            match verify_client_assertion(ciba, &client, p.secret.expose()) {
+                Some((jti, exp)) => remember_jti(ciba, &client.client_id, &jti, exp).await?,
+                None => false,
+            }
         } else {
-            verify_secret_async(ciba, &client, &p.secret).await
+            verify_secret_async(ciba, &client, &p.secret, source).await?
         };
     if !ok {
         tracing::info!(client_id = ?p.client_id, "client authentication failed");
@@ -302,31 +315,27 @@ fn jwk_verifies(jwk: &serde_json::Value, alg: &str, message: &[u8], sig: &[u8]) 
 /// Checks a `private_key_jwt` client assertion (RFC 7523 section 3; OIDC Core section 9):
 /// signed (EdDSA or ES256) by one of the client's registered keys, `iss` = `sub` = client id,
 /// `aud` naming this server (issuer, token or backchannel endpoint), unexpired with a bounded
-/// lifetime, and a `jti` never seen before.
+/// lifetime. Returns its `jti` and expiry, which [`remember_jti`] must then find new.
 pub fn verify_client_assertion(
     ciba: &crate::state::Approvals,
     client: &ClientRecord,
     jwt: &str,
-) -> bool {
+) -> Option<(String, u64)> {
     let mut parts = jwt.split('.');
     let (Some(h), Some(c), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return false;
+        return None;
     };
     let json = |p: &str| -> Option<serde_json::Value> {
         serde_json::from_slice(&crate::util::B64URL.decode(p).ok()?).ok()
     };
     let (Some(header), Some(claims), Ok(sig)) = (json(h), json(c), crate::util::B64URL.decode(s))
     else {
-        return false;
+        return None;
     };
-    let Some(alg) = header["alg"].as_str() else {
-        return false;
-    };
-    let Some(keys) = client.jwks.as_ref().and_then(|j| j["keys"].as_array()) else {
-        return false;
-    };
+    let alg = header["alg"].as_str()?;
+    let keys = client.jwks.as_ref().and_then(|j| j["keys"].as_array())?;
     let kid = header["kid"].as_str();
     let message = &jwt.as_bytes()[..h.len() + 1 + c.len()];
     let signed = keys
@@ -334,11 +343,11 @@ pub fn verify_client_assertion(
         .filter(|k| kid.is_none() || k["kid"].as_str() == kid)
         .any(|k| jwk_verifies(k, alg, message, &sig));
     if !signed {
-        return false;
+        return None;
     }
     let id = client.client_id.as_str();
     if claims["iss"].as_str() != Some(id) || claims["sub"].as_str() != Some(id) {
-        return false;
+        return None;
     }
     let base = &ciba.config.public_url;
     let ours = [
@@ -354,28 +363,148 @@ pub fn verify_client_assertion(
         _ => false,
     };
     let now = crate::util::now_secs();
-    let Some(exp) = claims["exp"].as_u64() else {
-        return false;
-    };
-    let Some(jti) = claims["jti"]
+    let exp = claims["exp"].as_u64()?;
+    let jti = claims["jti"]
         .as_str()
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-    else {
-        return false;
-    };
+        .filter(|j| !j.is_empty() && j.len() <= 256)?;
     if !aud_ok || exp <= now || exp > now + MAX_ASSERTION_LIFETIME_SECS {
-        return false;
+        return None;
     }
-    let mut seen = match ciba.secret_cache.1.lock() {
+    Some((jti.to_owned(), exp))
+}
+
+/// Prefix of the stored `jti`s of client assertions (`j/<hex SHA-256 of client id, NUL, jti>`,
+/// valued the assertion's expiry as 8 big-endian bytes and the client id).
+pub const JTI_PREFIX: &str = "j/";
+
+fn jti_hash(client_id: &str, jti: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(client_id.as_bytes());
+    h.update([0]);
+    h.update(jti.as_bytes());
+    h.finalize().into()
+}
+
+fn seen_jtis(
+    ciba: &crate::state::Approvals,
+) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<[u8; 32], u64>>> {
+    match ciba.secret_cache.1.lock() {
         Ok(m) => m,
         Err(p) => p.into_inner(),
-    };
-    seen.retain(|_, e| *e > now);
-    if seen.len() > 1_000_000 {
-        // Refuse rather than forget: forgetting would allow replays.
-        return false;
     }
-    seen.insert(format!("{id}\0{jti}"), exp).is_none()
+}
+
+/// Records the `jti` of a verified client assertion, in memory and durably, before the
+/// assertion is accepted: false if it was seen before (a replay, even across a restart).
+/// A client may have [`crate::CibaConfig::client_max_live_assertions`] unexpired at once;
+/// beyond that its assertions are refused (429) until some expire, rather than forgotten,
+/// which would let them be replayed.
+pub async fn remember_jti(
+    ciba: &crate::state::Approvals,
+    client_id: &str,
+    jti: &str,
+    exp: u64,
+) -> Result<bool, ApiError> {
+    let hash = jti_hash(client_id, jti);
+    let now = crate::util::now_secs();
+    {
+        let mut seen = seen_jtis(ciba);
+        let mine = seen.entry(client_id.to_owned()).or_default();
+        if mine.len() >= ciba.config.client_max_live_assertions {
+            mine.retain(|_, e| *e > now);
+        }
+        if mine.contains_key(&hash) {
+            return Ok(false);
+        }
+        if mine.len() >= ciba.config.client_max_live_assertions {
+            ciba.metrics.refused("client_assertions");
+            let next = mine.values().min().copied().unwrap_or(now);
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "this client has too many unexpired client assertions; use shorter-lived ones",
+            )
+            .retry_after(u32::try_from(next.saturating_sub(now).max(1)).unwrap_or(u32::MAX)));
+        }
+        mine.insert(hash, exp);
+    }
+    let mut value = exp.to_be_bytes().to_vec();
+    value.extend_from_slice(client_id.as_bytes());
+    let key = format!("{JTI_PREFIX}{}", hex::encode(hash));
+    if let Err(e) = ciba.store.write(&[(key, value)], &[]).await {
+        // Not stored: not accepted (a restart would forget it). Forgetting it here lets the
+        // client retry the same assertion.
+        if let Some(m) = seen_jtis(ciba).get_mut(client_id) {
+            m.remove(&hash);
+        }
+        return Err(e.into());
+    }
+    Ok(true)
+}
+
+/// Loads the stored `jti`s not yet expired at `now` (start-up) and deletes expired ones.
+pub fn load_jtis(ciba: &crate::state::Approvals, now: u64) -> Result<usize, ApiError> {
+    let mut expired = crate::store::Batch::new();
+    let mut loaded = 0;
+    let end = countersign_log::storage::kv::prefix_end(JTI_PREFIX.as_bytes());
+    let mut from = JTI_PREFIX.as_bytes().to_vec();
+    loop {
+        let page = ciba.store.scan_range(&from, end.as_deref(), 4096)?;
+        let full = page.len() == 4096;
+        if let Some((last, _)) = page.last() {
+            from = last.as_bytes().to_vec();
+            from.push(0);
+        }
+        let mut seen = seen_jtis(ciba);
+        for (k, v) in page {
+            let hash = hex::decode(k.strip_prefix(JTI_PREFIX).unwrap_or_default())
+                .ok()
+                .and_then(|h| <[u8; 32]>::try_from(h).ok());
+            let exp = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            let client = v.get(8..).and_then(|c| std::str::from_utf8(c).ok());
+            match (hash, exp, client) {
+                (Some(h), Some(exp), Some(client)) if exp > now => {
+                    seen.entry(client.to_owned()).or_default().insert(h, exp);
+                    loaded += 1;
+                }
+                _ => {
+                    expired.delete(k);
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    ciba.store.commit_blocking(expired)?;
+    Ok(loaded)
+}
+
+/// Forgets the `jti`s expired at `now`, in memory and in the store (the clean-up task).
+pub async fn sweep_jtis(ciba: &crate::state::Approvals, now: u64) -> Result<usize, ApiError> {
+    let gone: Vec<String> = {
+        let mut seen = seen_jtis(ciba);
+        let mut gone = Vec::new();
+        for m in seen.values_mut() {
+            m.retain(|h, e| {
+                let keep = *e > now;
+                if !keep {
+                    gone.push(format!("{JTI_PREFIX}{}", hex::encode(h)));
+                }
+                keep
+            });
+        }
+        seen.retain(|_, m| !m.is_empty());
+        gone
+    };
+    if !gone.is_empty() {
+        ciba.store.write(&[], &gone).await?;
+    }
+    Ok(gone.len())
 }
 
 #[cfg(test)]
@@ -401,6 +530,7 @@ mod tests {
                 mode: crate::store::DeliveryMode::Poll,
                 notification_endpoint: None,
                 created_at: 0,
+                approvers: None,
             };
             assert!(!client.secret_hash.contains("correct"));
             assert!(verify_secret(&cache, &client, &s));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,13 +21,13 @@ use crate::ciba::clients;
 use crate::state::Approvals;
 use crate::state::PollState;
 use crate::store::{
-    CibaStore, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus,
+    CibaStore, ClientRecord, DeliveryMode, Durability, OutboxRecord, RequestRecord, RequestStatus,
 };
 use crate::util::now_secs;
 use crate::util::Secret;
 use crate::util::B64URL;
 use crate::web::RouterState;
-use countersign_log::http::Body;
+use countersign_log::http::{Body, Peer};
 use countersign_log::ApiError;
 
 /// The CIBA grant type.
@@ -161,8 +161,10 @@ fn unreachable_approver() -> ApiError {
 
 /// Resolves the hint to an approver who can decide. Every hint costs the same two reads (the
 /// e-mail index, then the approver record, read even when the first found nothing), so the
-/// work, like the answer, does not say how far a hint got.
-fn resolve_hint(c: &Approvals, hint: &Hint<'_>) -> Result<String, ApiError> {
+/// work, like the answer, does not say how far a hint got. A client with an approver
+/// allow-list is answered alike when it names anyone else, so the list tells it nothing about
+/// who exists.
+fn resolve_hint(c: &Approvals, client: &ClientRecord, hint: &Hint<'_>) -> Result<String, ApiError> {
     let candidate = match hint {
         Hint::Login(h) => {
             let by_email = c.store.get_raw(&format!("m/{}", h.to_lowercase()))?;
@@ -179,6 +181,10 @@ fn resolve_hint(c: &Approvals, hint: &Hint<'_>) -> Result<String, ApiError> {
     // An e-mail hint that matched no one reads the record of the hint itself, which an id
     // (no `@`, spec/entry.md E9) can never be.
     let approver = c.store.approver(&candidate)?;
+    let allowed = client
+        .approvers
+        .as_ref()
+        .is_none_or(|list| list.contains(&candidate));
     match approver {
         Some(a)
             if !candidate.is_empty()
@@ -186,7 +192,12 @@ fn resolve_hint(c: &Approvals, hint: &Hint<'_>) -> Result<String, ApiError> {
                 && !a.disabled
                 && !a.credentials.is_empty() =>
         {
-            Ok(candidate)
+            if allowed {
+                Ok(candidate)
+            } else {
+                c.metrics.refused("approver_not_allowed");
+                Err(unreachable_approver())
+            }
         }
         _ => Err(unreachable_approver()),
     }
@@ -194,12 +205,32 @@ fn resolve_hint(c: &Approvals, hint: &Hint<'_>) -> Result<String, ApiError> {
 
 async fn bc_authorize(
     State(ref c): State<Arc<Approvals>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let form = body.form(&headers)?;
-    let client = clients::authenticate(c, &headers, &form).await?;
+    let client = clients::authenticate(c, &headers, &form, peer).await?;
+    // The client's own limits, before any work on its request ([`crate::limits`]).
+    c.limits.request(&c.metrics, &client.client_id)?;
+    if c.config.client_max_pending > 0 {
+        let now = now_secs();
+        let (open, first_expiry) = c.store.open_requests_of_client(&client.client_id, now);
+        if open >= c.config.client_max_pending {
+            c.metrics.refused("client_pending");
+            let wait = first_expiry.map_or(1, |e| e.saturating_sub(now).max(1));
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!(
+                    "this client has {open} open requests, the most allowed; wait for decisions \
+                     or expiries"
+                ),
+            )
+            .retry_after(u32::try_from(wait).unwrap_or(u32::MAX)));
+        }
+    }
 
     if form.contains_key("request") {
         return Err(ApiError::invalid_request(
@@ -322,7 +353,7 @@ async fn bc_authorize(
         }
     };
 
-    let approver_id = resolve_hint(c, &hint)?;
+    let approver_id = resolve_hint(c, &client, &hint)?;
 
     let requested_at = now_secs();
     let request_id = format!("req_{}", B64URL.encode(crate::util::random_bytes::<16>()));
@@ -412,11 +443,12 @@ async fn bc_authorize(
 
 async fn token(
     State(ref c): State<Arc<Approvals>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let form = body.form(&headers)?;
-    let client = clients::authenticate(c, &headers, &form).await?;
+    let client = clients::authenticate(c, &headers, &form, peer).await?;
     let grant = form
         .get("grant_type")
         .ok_or_else(|| ApiError::invalid_request("grant_type is required"))?;

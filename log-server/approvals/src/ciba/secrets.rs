@@ -33,8 +33,10 @@ pub fn hash_secret(
 /// cache holds only a hash, compared in constant time, and is dropped when a client changes.
 pub struct SecretCache(
     pub(crate) Mutex<HashMap<String, ([u8; 32], String)>>,
-    /// `client_id \0 jti` of client assertions seen, with their expiry (replay protection).
-    pub(crate) Mutex<HashMap<String, u64>>,
+    /// The client assertions seen and not yet expired, by client: SHA-256 of the `jti` and the
+    /// assertion's expiry (replay protection). Also stored (`j/` keys), so a restart does not
+    /// forget them ([`crate::ciba::clients::remember_jti`]).
+    pub(crate) Mutex<HashMap<String, HashMap<[u8; 32], u64>>>,
     /// Argon2 verifications allowed at once (each takes about 20 MiB and tens of milliseconds
     /// of a core); more wait, and then usually find the secret cached by the one before them.
     pub(crate) tokio::sync::Semaphore,

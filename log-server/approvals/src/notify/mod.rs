@@ -102,6 +102,11 @@ pub(crate) async fn post_json(
             }
         };
         async move {
+            // At most max_concurrent_deliveries requests in flight, whatever the endpoints'
+            // speed; the permit is held for the attempt, not for the wait between attempts.
+            let Ok(_permit) = c.limits.deliveries.acquire().await else {
+                return false;
+            };
             match req.send().await {
                 Ok(r) if r.status().is_success() => true,
                 Ok(r) => {

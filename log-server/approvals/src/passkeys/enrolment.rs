@@ -11,7 +11,8 @@ use base64::Engine;
 use countersign_log::http::Body;
 use countersign_log::log::EnrolmentRequest;
 use countersign_verifier::{
-    cose_alg, parse_cose_key, verify_registration, AttestationRecord, RegistrationPolicy,
+    cose_alg, parse_cose_key, verify_registration, AttestationRecord, RegisteredCredential,
+    RegistrationPolicy,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -248,6 +249,27 @@ pub(crate) async fn enrol_finish(
     let alg = parse_cose_key(&reg.public_key_cose)
         .map(|k| cose_alg(&k))
         .map_err(|e| ApiError::bad_request("invalid_registration", format!("public key: {e}")))?;
+    // From the link's claim on, the enrolment runs in a task of its own: an approver whose
+    // connection closes half-way (the handler's future dropped) must not leave the link used
+    // and the passkey logged but missing from their record.
+    let c = Arc::clone(c);
+    let finish = commit_enrolment(c, link_hash, link, reg, anchor, alg);
+    match tokio::spawn(finish).await {
+        Ok(r) => r,
+        Err(e) => Err(ApiError::internal("enrol_finish", e)),
+    }
+}
+
+/// Claims the link, logs the enrolment and adds the passkey to the approver's record.
+async fn commit_enrolment(
+    c: Arc<Approvals>,
+    link_hash: [u8; 32],
+    link: EnrolmentLink,
+    reg: RegisteredCredential,
+    anchor: Option<[u8; 32]>,
+    alg: i64,
+) -> Result<Response, ApiError> {
+    let c = &c;
     let link_key = format!("l/{}", hex::encode(link_hash));
     // Claim the link before logging, so one link enrols one passkey even under a race.
     {

@@ -12,9 +12,8 @@ use countersign_verifier::{verify_assertion, Assertion, AssertionPolicy};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ceremony::Kind;
 use super::session::SESSION_COOKIE;
-use super::{busy, cookie_value, session_for_change, AssertionCredential, CEREMONY_TTL};
+use super::{cookie_value, session_for_change, AssertionCredential, CEREMONY_TTL};
 use crate::state::Approvals;
 use crate::util::B64URL;
 use countersign_log::ApiError;
@@ -22,7 +21,7 @@ use countersign_log::ApiError;
 pub(crate) async fn signin_start(
     State(ref c): State<Arc<Approvals>>,
 ) -> Result<Response, ApiError> {
-    let (id, ch) = c.ceremonies.start(Kind::SignIn).map_err(busy)?;
+    let (id, ch) = c.signins.start();
     let policy = c.log.policy();
     Ok(Json(json!({
         "ceremony_id": id,
@@ -61,13 +60,9 @@ pub(crate) async fn signin_finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let b: SignInFinish = body.declared_json(&headers)?;
-    let cer = c
-        .ceremonies
-        .take(&b.ceremony_id)
-        .filter(|cer| matches!(cer.kind, Kind::SignIn))
-        .ok_or_else(|| {
-            ApiError::invalid_request("the sign-in is unknown or timed out; start again")
-        })?;
+    let cer = c.signins.open(&b.ceremony_id).ok_or_else(|| {
+        ApiError::invalid_request("the sign-in is unknown, used or timed out; start again")
+    })?;
     let a = b.credential.bytes()?;
     let refused = || {
         ApiError::new(
@@ -114,6 +109,11 @@ pub(crate) async fn signin_finish(
             format!("sign-in failed: {e}"),
         )
     })?;
+    if !c.signins.spend(&cer) {
+        return Err(ApiError::invalid_request(
+            "the sign-in is unknown, used or timed out; start again",
+        ));
+    }
     let (token, session) = c
         .sessions
         .create(&c.store, &approver.approver_id, c.config.session_ttl_secs)

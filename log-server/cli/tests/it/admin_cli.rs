@@ -24,6 +24,7 @@ fn add_jwt_client(id: &str, jwks: &str, t: &Target) -> ClientCmd {
         mode: "poll".into(),
         notification_endpoint: None,
         jwks: Some(jwks.into()),
+        approvers: Vec::new(),
         json: false,
         target: t.clone(),
     }
@@ -199,6 +200,7 @@ async fn the_commands_change_what_the_api_lists() {
         mode: "ping".into(),
         notification_endpoint: Some("http://127.0.0.1:9/cb".into()),
         jwks: None,
+        approvers: Vec::new(),
         json: false,
         target: t.clone(),
     })

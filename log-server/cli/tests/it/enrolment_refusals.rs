@@ -254,3 +254,44 @@ async fn a_newer_link_voids_older_ones_and_a_second_passkey_needs_the_approver()
     .await;
     refused(got, 410, "invalid_link", "disabled");
 }
+
+#[tokio::test]
+async fn an_enrolment_whose_browser_goes_away_is_still_finished() {
+    let s = Server::start().await;
+    let token = new_approver(&s, "apv_gone").await;
+    let pk = SoftPasskey::new(Alg::Es256, 84, RP_ID);
+    let size = s.tree_size();
+    // Hold the approver's record, so the enrolment stops after its link claim and its log
+    // entry, and let the browser give up then (its connection closed).
+    let guard = s.approvals.store.lock("a/apv_gone").await;
+    let gone = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        s.enrol(&token, &pk, ORIGIN),
+    )
+    .await;
+    assert!(gone.is_err(), "the browser must have gone before the end");
+    let mut waited = std::time::Duration::ZERO;
+    while s.tree_size() == size {
+        assert!(waited.as_secs() < 10, "the enrolment never reached the log");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += std::time::Duration::from_millis(20);
+    }
+    // Let the closed connection be noticed before the record is free.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(guard);
+    // Nobody waits for it, yet the passkey is in the approver's record: it can sign in.
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let a = s.approvals.store.approver("apv_gone").unwrap().unwrap();
+        if a.credentials.len() == 1 {
+            assert_eq!(a.credentials[0].enrolment_index, size);
+            break;
+        }
+        assert!(
+            waited.as_secs() < 10,
+            "the enrolment was abandoned half-way"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += std::time::Duration::from_millis(20);
+    }
+}

@@ -28,6 +28,9 @@ pub(crate) fn flow_args(origin: Option<&str>) -> Vec<&str> {
         ORIGIN,
         "--poll-interval",
         "1",
+        // Load, not abuse: one client asks as fast as its approvers decide.
+        "--client-requests-per-minute",
+        "0",
     ]);
     args
 }

@@ -905,7 +905,7 @@ async fn a_refused_email_is_retried_with_doubling_backoff() {
     );
 }
 
-fn client_assertion(
+pub(crate) fn client_assertion(
     key: &ed25519_dalek::SigningKey,
     client_id: &str,
     aud: &str,

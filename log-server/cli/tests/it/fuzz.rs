@@ -32,7 +32,14 @@ impl Fixture {
             .build()
             .unwrap();
         let (server, approver, client_basic, submitter, request_id) = rt.block_on(async {
-            let s = Server::start().await;
+            // The per-client request limits would answer most cases 429 before the parser saw
+            // them (the flood tests cover the limits); here every case must reach the parser.
+            let s = Server::start_with(|mut c| {
+                c.client_requests_per_minute = 0;
+                c.client_max_pending = 0;
+                c
+            })
+            .await;
             let client = s.add_client("agent-fuzz", "poll", None).await;
             let approver = s.add_approver("apv_fuzz", 41).await;
             let (st, v) = s
