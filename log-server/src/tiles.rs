@@ -63,15 +63,8 @@ pub fn parse_index(segments: &[&str]) -> Result<u64, BadTilePath> {
 }
 
 /// Formats a tile index in the C2SP path form.
-pub fn format_index(mut n: u64) -> String {
-    let mut parts = vec![format!("{:03}", n % 1000)];
-    n /= 1000;
-    while n > 0 {
-        parts.push(format!("x{:03}", n % 1000));
-        n /= 1000;
-    }
-    parts.reverse();
-    parts.join("/")
+pub fn format_index(n: u64) -> String {
+    countersign_verifier::export::tile_index_path(n)
 }
 
 /// Parses what follows `/tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`.

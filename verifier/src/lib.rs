@@ -12,6 +12,8 @@ mod checkpoint;
 mod cose;
 mod crypto;
 mod entry;
+#[cfg(feature = "std")]
+pub mod export;
 mod hash;
 mod note;
 mod proof;
