@@ -21,6 +21,7 @@ pub mod action;
 pub mod admin_api;
 pub mod admin_requests;
 pub mod attestation;
+pub mod audit;
 pub mod ciba;
 pub mod cleanup;
 pub mod config;

@@ -9,6 +9,7 @@
 pub mod admin_client;
 pub mod args;
 pub mod banner;
+pub mod export;
 pub mod requests;
 pub mod text;
 pub mod times;

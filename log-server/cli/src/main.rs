@@ -52,6 +52,10 @@ enum Command {
     /// List and inspect the approval requests of a running server.
     #[command(subcommand)]
     Requests(RequestsCmd),
+    /// Write a period's decisions as one archive an auditor verifies offline with
+    /// `countersign-verify export` (spec/export.md): from a running server (--url with an
+    /// auditor's or the admin's token) or from a stopped data directory or a backup (--data-dir).
+    Export(countersign::export::ExportArgs),
 }
 
 #[derive(clap::Args)]
@@ -165,6 +169,27 @@ fn main() -> anyhow::Result<()> {
         Command::Approver(c) => Ok(rt.block_on(admin_client::run_approver(c))?),
         Command::Submitter(c) => Ok(rt.block_on(admin_client::run_submitter(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
+        Command::Export(a) => {
+            let s = rt.block_on(countersign::export::run(a))?;
+            println!(
+                "export written to {}: entries [{}, {}) of a tree of {}, {} decision(s) with their \
+                 statement, {} withheld, {} event row(s), {:.1} MB in {:.1} s",
+                s.path.display(),
+                s.start,
+                s.end,
+                s.tree_size,
+                s.decisions,
+                s.withheld,
+                s.events,
+                s.bytes as f64 / 1e6,
+                s.seconds
+            );
+            println!(
+                "verify it with: countersign-verify export {} --log-key \"$(cat <data-dir>/log.vkey)\" --rp-id <rp id>",
+                s.path.display()
+            );
+            Ok(())
+        }
     }
 }
 

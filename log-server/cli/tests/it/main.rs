@@ -13,6 +13,7 @@ mod delivery_owed;
 mod enrolment_refusals;
 mod errors;
 mod evidence_access;
+mod export;
 mod flood;
 mod flow_load;
 mod flows;
