@@ -91,13 +91,14 @@ impl Source {
 
     /// A stopped server's data directory (or a backup). Refused while a server holds it.
     pub fn local(dir: &Path) -> anyhow::Result<Source> {
-        let (store, ciba) = audit::open_offline(dir).with_context(|| {
-            format!(
-                "opening the data directory {} (is a server still running on it? export from \
-                 it with --url instead)",
-                dir.display()
-            )
-        })?;
+        let audit::OfflineData { log: store, ciba } =
+            audit::open_data_dir(dir).with_context(|| {
+                format!(
+                    "opening the data directory {} (is a server still running on it? export \
+                     from it with --url instead)",
+                    dir.display()
+                )
+            })?;
         Ok(Source::Local {
             dir: dir.to_owned(),
             store,
@@ -245,9 +246,7 @@ impl Source {
                     .map(|i| StatementItem {
                         index: i.index,
                         statement: i.statement,
-                        token_issued_at: i
-                            .token_issued_at_ms
-                            .map(countersign_verifier::export::rfc3339_ms),
+                        token_issued_at: i.token_issued_at,
                     })
                     .collect();
                 let next = if items.len() < PAGE {
