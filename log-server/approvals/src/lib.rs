@@ -21,6 +21,9 @@ pub mod action;
 pub mod admin_api;
 pub mod admin_requests;
 pub mod attestation;
+pub mod audit;
+pub mod audit_api;
+pub mod auditors;
 pub mod ciba;
 pub mod cleanup;
 pub mod config;
@@ -104,6 +107,7 @@ pub fn router(approvals: Arc<Approvals>) -> Router {
         .merge(inbox::routes())
         .merge(pages::routes())
         .merge(evidence::routes())
+        .merge(audit_api::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(web::RouterState(approvals))
 }
