@@ -293,6 +293,18 @@ async fn the_feed_reports_each_event_once_in_order() {
     assert_eq!(expired[0].time_utc, rfc3339_ms(expires_at * 1000));
     assert_eq!(expired[0].log_index, None);
 
+    // Disabling the approver revokes the passkey: credential.revoked, the row of its entry.
+    let (st, v) = s
+        .admin_post("/v1/admin/approvers/apv_feed/disable", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let revocation = v["revoked"][0]["log_index"].as_u64().unwrap();
+    let (rows_now, _) = whole_feed(&s, &auditor, 1000).await;
+    let last = rows_now.last().unwrap();
+    assert_eq!(last.event_type.as_str(), "credential.revoked");
+    let entry = s.log_api.log.store().entry(revocation).unwrap().unwrap();
+    assert_eq!(*last, log_event_row(revocation, &entry, None).unwrap());
+
     // The statements: the one decision, with when its token was issued.
     let (st, v) = get_with(
         &s.http,
