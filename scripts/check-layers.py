@@ -18,7 +18,7 @@ CRATES = ["log-server/src", "log-server/approvals/src", "log-server/cli/src"]
 NO_AXUM = {
     "log-server/approvals/src": [
         "request.rs", "store.rs", "config.rs", "live.rs", "util.rs", "state.rs",
-        "passkeys/ceremony.rs", "passkeys/session.rs", "metrics.rs",
+        "passkeys/ceremony.rs", "passkeys/session.rs", "metrics.rs", "audit.rs", "auditors.rs",
     ],
 }
 

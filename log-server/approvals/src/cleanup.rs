@@ -1,4 +1,6 @@
-//! Clean-up of old requests. A request's records (`r/`, `q/`, `p/` and its `x/` index key) are
+//! Clean-up of old requests and old evidence, and the `request.expired` audit events.
+//!
+//! A request's records (`r/`, `q/`, `p/` and its `x/` index key) are
 //! deleted once it expired more than the retention window ago
 //! ([`CibaConfig::request_retention_secs`](crate::config::CibaConfig::request_retention_secs), default
 //! 24 hours; a request whose decision is still being recorded gets [`DECIDING_GRACE_SECS`]
@@ -13,16 +15,28 @@
 //! (ordered by expiry) up to the cut-off and deletes in small batches, each under the records'
 //! locks, so a sweep never competes with the requests still in use. Stores written before the
 //! index existed are indexed once, by the first sweep.
+//!
+//! Each sweep first records a `request.expired` audit event for every request that expired
+//! undecided since the last sweep, walking the same `x/` index from a persisted cursor
+//! (`v/expired-cursor`) up to now (a request still being decided holds the walk until its
+//! decision is recorded or its grace is over). Then, after the request clean-up, it removes the
+//! evidence records (and their lookup keys) of decisions made more than
+//! [`CibaConfig::evidence_retention_days`](crate::config::CibaConfig::evidence_retention_days)
+//! ago, and the audit events older than that (0 keeps both for good). The evidence records are
+//! kept apart from the requests so that they outlive them: a bundle, the audit statements and an
+//! export stay available long after the token's life.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::state::Approvals;
 use crate::store::{
-    Batch, CibaStore, Durability, RequestRecord, RequestStatus, EXPIRY_INDEX_MARKER, EXPIRY_PREFIX,
+    Batch, CibaStore, Durability, EvidenceRecord, RequestRecord, RequestStatus, AUDIT_PREFIX,
+    EVIDENCE_PREFIX, EXPIRED_CURSOR_KEY, EXPIRY_INDEX_MARKER, EXPIRY_PREFIX,
 };
 use crate::util::now_secs;
 use countersign_log::storage::StorageError;
+use countersign_verifier::export::{parse_rfc3339_ms, EventRow, EventType};
 
 use crate::config::DECIDING_GRACE_SECS;
 
@@ -64,13 +78,184 @@ pub fn start(c: &Arc<Approvals>) {
     });
 }
 
-/// Deletes every request that expired more than the retention window before `now`; returns
-/// how many. Safe to run at any time, and concurrently with the endpoints.
+/// Records the `request.expired` events due at `now`, deletes every request that expired more
+/// than the retention window before `now`, then the evidence and audit events older than the
+/// evidence retention; returns how many requests were deleted. Safe to run at any time, and
+/// concurrently with the endpoints (sweeps themselves take turns).
 pub async fn sweep(c: &Approvals, now: u64) -> Result<usize, StorageError> {
+    let _turn = c.sweeping.lock().await;
     forget_old_polls(c);
     if c.store.get_raw(EXPIRY_INDEX_MARKER)?.is_none() {
         index_existing(c).await?;
     }
+    let expired = record_expirations(c, now).await?;
+    if expired > 0 {
+        tracing::debug!(expired, "request.expired events recorded");
+    }
+    let deleted = sweep_requests(c, now).await?;
+    let (evidence, events) = sweep_evidence(c, now).await?;
+    if evidence + events > 0 {
+        tracing::info!(
+            evidence,
+            events,
+            "evidence and audit events past their retention removed"
+        );
+    }
+    Ok(deleted)
+}
+
+/// Records a `request.expired` event (time: its `expires_at`) for each request that expired
+/// undecided at or before `now`, in expiry order from the persisted cursor, each once. Returns
+/// how many.
+async fn record_expirations(c: &Approvals, now: u64) -> Result<usize, StorageError> {
+    let mut from = match c.store.get_raw(EXPIRED_CURSOR_KEY)? {
+        Some(mut k) => {
+            k.push(0);
+            k
+        }
+        None => EXPIRY_PREFIX.as_bytes().to_vec(),
+    };
+    // Every index key of a request expired at `now` (now >= expires_at) sorts below this.
+    let end = CibaStore::expiry_key(now.saturating_add(1), "");
+    let mut recorded = 0;
+    loop {
+        let found = c.store.scan_range(&from, Some(end.as_bytes()), BATCH)?;
+        let n = found.len();
+        let mut events = Vec::new();
+        let mut cursor = None;
+        let mut held = false;
+        for (xkey, hash) in found {
+            let rkey = CibaStore::record_key_of(&String::from_utf8_lossy(&hash));
+            if let Some(r) = c.store.get::<RequestRecord>(&rkey)? {
+                let expired = EventRow::for_request(
+                    EventType::RequestExpired,
+                    &r.statement,
+                    r.statement.expires_at.saturating_mul(1000),
+                );
+                match r.status {
+                    RequestStatus::Pending | RequestStatus::Expired => events.push(expired),
+                    // Its decision (logged before expiry) may still be being recorded: wait
+                    // for it, or for the grace after which the claim counts as abandoned.
+                    RequestStatus::Deciding
+                        if now < r.statement.expires_at.saturating_add(DECIDING_GRACE_SECS) =>
+                    {
+                        held = true;
+                        break;
+                    }
+                    RequestStatus::Deciding => events.push(expired),
+                    RequestStatus::Approved | RequestStatus::Denied => {}
+                }
+            }
+            cursor = Some(xkey);
+        }
+        let Some(cursor) = cursor else {
+            return Ok(recorded);
+        };
+        recorded += events.len();
+        let mut b = Batch::new();
+        b.put(EXPIRED_CURSOR_KEY, cursor.as_bytes().to_vec());
+        from = cursor.into_bytes();
+        from.push(0);
+        // Synced: the cursor and the events move together, so no expiry is recorded twice.
+        c.store
+            .commit_with_events(b, &events, Durability::Sync)
+            .await?;
+        if held || n < BATCH {
+            return Ok(recorded);
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
+/// Removes the evidence records of decisions made, and the audit events that happened, more
+/// than the evidence retention before `now`; returns how many of each.
+async fn sweep_evidence(c: &Approvals, now: u64) -> Result<(usize, usize), StorageError> {
+    let days = c.config.evidence_retention_days;
+    if days == 0 {
+        return Ok((0, 0));
+    }
+    let Some(cutoff_ms) = now
+        .checked_sub(days.saturating_mul(86_400))
+        .map(|s| s.saturating_mul(1000))
+    else {
+        return Ok((0, 0));
+    };
+    // Both are walked oldest first (decisions by log index, events in recorded order: each in
+    // the order of its time, nearly) up to the first that is young enough to keep.
+    let mut evidence = 0;
+    loop {
+        let found = c.store.scan(EVIDENCE_PREFIX, BATCH)?;
+        let n = found.len();
+        let mut old = Vec::new();
+        for (k, v) in found {
+            match serde_json::from_slice::<EvidenceRecord>(&v) {
+                Ok(e) if e.decided_at_ms >= cutoff_ms => break,
+                Ok(e) => old.push((k, Some(e))),
+                Err(err) => {
+                    tracing::warn!(key = %k, error = %err, "unreadable evidence record removed");
+                    old.push((k, None));
+                }
+            }
+        }
+        if old.is_empty() {
+            break;
+        }
+        let whole = old.len() == n;
+        let rkeys: Vec<String> = old
+            .iter()
+            .filter_map(|(_, e)| e.as_ref())
+            .map(|e| CibaStore::record_key_of(&e.auth_req_hash))
+            .collect();
+        {
+            // Under the requests' locks: a token issued right now does not write one back.
+            let _g = c
+                .store
+                .lock_all(&rkeys.iter().map(String::as_str).collect::<Vec<_>>())
+                .await;
+            let mut b = Batch::new();
+            for (k, e) in &old {
+                b.delete(k.clone());
+                if let Some(e) = e {
+                    b.delete(CibaStore::evidence_by_hash_key(&e.auth_req_hash));
+                    b.delete(CibaStore::evidence_by_request_key(&e.request_id));
+                }
+            }
+            c.store.commit(b, Durability::Deferred).await?;
+        }
+        evidence += old.len();
+        if !whole || n < BATCH {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let mut events = 0;
+    loop {
+        let found = c.store.scan(AUDIT_PREFIX, BATCH)?;
+        let n = found.len();
+        let mut b = Batch::new();
+        for (k, v) in found {
+            let time = serde_json::from_slice::<EventRow>(&v)
+                .ok()
+                .and_then(|e| parse_rfc3339_ms(&e.time_utc));
+            if time.is_some_and(|t| t >= cutoff_ms) {
+                break;
+            }
+            b.delete(k);
+        }
+        let removed = b.len();
+        c.store.commit(b, Durability::Deferred).await?;
+        events += removed;
+        if removed < n || n < BATCH {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    Ok((evidence, events))
+}
+
+/// Deletes every request that expired more than the retention window before `now`; returns
+/// how many.
+async fn sweep_requests(c: &Approvals, now: u64) -> Result<usize, StorageError> {
     let retention = c.config.request_retention_secs;
     let Some(cutoff) = now.checked_sub(retention) else {
         return Ok(0);

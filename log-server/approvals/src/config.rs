@@ -58,6 +58,11 @@ pub struct CibaConfig {
     /// How long a request's records (and so its token and evidence) are kept after it expired,
     /// in seconds ([`crate::cleanup`]).
     pub request_retention_secs: u64,
+    /// How long a decision's evidence record and the audit events are kept, in days (0: for
+    /// good), counted from the decision (events: from their time). Independent of
+    /// [`Self::request_retention_secs`]: the evidence outlives the request's records
+    /// ([`crate::cleanup`]).
+    pub evidence_retention_days: u64,
     /// How often old requests are cleaned up.
     pub cleanup_interval: Duration,
     /// Whether a client's notification endpoint may be plain `http://` on a host other than a
@@ -107,6 +112,7 @@ impl CibaConfig {
             delivery_attempts: 10,
             delivery_backoff: Duration::from_millis(500),
             request_retention_secs: 24 * 3600,
+            evidence_retention_days: 400,
             cleanup_interval: Duration::from_secs(60),
             allow_http_notification_endpoints: false,
             evidence_include_parties: false,

@@ -7,8 +7,10 @@
 use std::sync::Arc;
 
 use countersign_log::{AppendError, Appended, DecisionRequest, StorageError};
+use countersign_verifier::export::EventRow;
 use countersign_verifier::Decision;
 
+use crate::audit::log_entry_event;
 use crate::request::{claim, finish, recover, release, Recovered, TransitionError};
 use crate::state::Approvals;
 use crate::store::{
@@ -142,12 +144,16 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     };
     match append(&c, &r, &d, statement_hash).await {
         Ok((rec, appended)) => {
+            let event = decision_event(&c, &r, rec.index, d.decision);
             // Only the claimant changes a claimed record (and clean-up leaves it alone until
             // well past its expiry), so `r` is still what is stored.
             {
                 let _g = c.store.lock(key).await;
-                let b = finish(&mut r, key, d.decision, rec.clone())?;
-                c.store.commit(b, Durability::Sync).await?;
+                let b = finish(&mut r, key, d.decision, rec.clone(), event.clone())?;
+                let events: Vec<_> = event.into_iter().collect();
+                c.store
+                    .commit_with_events(b, &events, Durability::Sync)
+                    .await?;
             }
             tracing::info!(
                 request_id = %r.request_id,
@@ -184,6 +190,16 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
             Err(e)
         }
     }
+}
+
+/// The audit event of the decision `decision` on `r` logged at `index` ([`log_entry_event`]).
+fn decision_event(
+    c: &Approvals,
+    r: &RequestRecord,
+    index: u64,
+    decision: Decision,
+) -> Option<EventRow> {
+    log_entry_event(c.log.store(), index, Some(&r.statement_for(decision)))
 }
 
 /// The claim of decision `d` on request `r`, and the hash of the statement it decides.
@@ -270,9 +286,17 @@ pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {
             .transpose()?
             .flatten();
         let request_id = r.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();
-        let (b, outcome) = recover(r, &key, logged, now_secs())
+        let event = match (&r, logged, r.as_ref().and_then(|r| r.claim.as_ref())) {
+            (Some(r), Some((index, _)), Some(cl)) => decision_event(c, r, index, cl.decision),
+            _ => None,
+        };
+        let (b, outcome) = recover(r, &key, logged, event.clone(), now_secs())
             .map_err(|e| StorageError::Corrupt(format!("claimed request {key}: {e}")))?;
-        c.store.commit_blocking(b)?;
+        let events: Vec<_> = match outcome {
+            Recovered::Finished { .. } => event.into_iter().collect(),
+            _ => Vec::new(),
+        };
+        c.store.commit_blocking_with_events(b, &events)?;
         match outcome {
             Recovered::Finished { index, decision } => {
                 finished += 1;

@@ -4,8 +4,10 @@
 //! tlog-proof text of the decision instead.
 //!
 //! Who may fetch: the requesting client (`GET /v1/evidence/<auth_req_id>` with its
-//! credentials in HTTP Basic), an auditor with the admin token (by public request id), and the
-//! approver on the approval pages (their own requests).
+//! credentials in HTTP Basic), the admin or an auditor with an auditor token (by public request
+//! id), and the approver on the approval pages (their own requests). A decision's bundle is
+//! built from its evidence record, which outlives the request's records (the request
+//! retention) for the evidence retention ([`crate::cleanup`]).
 //!
 //! Who sees whom: `parties` (the approver's e-mail address and name) is in the admin's and the
 //! approver's own bundles; a client's bundle holds only the statement's opaque ids, unless the
@@ -21,16 +23,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty};
+use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty, Statement};
 use serde_json::json;
 
+use crate::audit_api::AuditAccess;
 use crate::ciba::clients;
 use crate::state::Approvals;
 use crate::store::CibaStore;
-use crate::store::{RequestRecord, RequestStatus};
+use crate::store::{EvidenceRecord, RequestRecord, RequestStatus};
 use crate::util::Secret;
 use crate::web::RouterState;
-use countersign_log::http::Admin;
 use countersign_log::http::{PathParam, Peer};
 use countersign_log::ApiError;
 
@@ -61,24 +63,36 @@ pub enum Parties {
     Opaque,
 }
 
-/// Builds the bundle of a decided request against the latest checkpoint.
-pub fn build_bundle(
-    c: &Approvals,
-    r: &RequestRecord,
-    parties: Parties,
-) -> Result<EvidenceBundle, ApiError> {
-    if !matches!(r.status, RequestStatus::Approved | RequestStatus::Denied) {
-        return Err(ApiError::new(
+/// The decision and enrolment indexes of a request's logged decision; `409 not_decided` while
+/// it has none.
+fn decided(r: &RequestRecord) -> Result<(u64, u64), ApiError> {
+    match (&r.status, &r.decision) {
+        (RequestStatus::Approved | RequestStatus::Denied, Some(d)) => {
+            Ok((d.index, d.enrolment_index))
+        }
+        _ => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_decided",
             "the request has no logged decision",
-        ));
+        )),
     }
-    let d = r.decision.as_ref().ok_or_else(not_found)?;
+}
+
+/// Builds the bundle of the decision of `statement` (with its decision), logged at
+/// `decision_index` and signed with the passkey enrolled at `enrolment_index`, against the latest
+/// checkpoint. The statement comes from the request's record while it is kept, then from its
+/// evidence record ([`EvidenceRecord`]).
+pub fn build_bundle(
+    c: &Approvals,
+    statement: &Statement,
+    decision_index: u64,
+    enrolment_index: u64,
+    parties: Parties,
+) -> Result<EvidenceBundle, ApiError> {
     // One checkpoint: both proofs are made against it.
     let proved = c
         .log
-        .prove_entries(&[d.index, d.enrolment_index])
+        .prove_entries(&[decision_index, enrolment_index])
         .map_err(|e| ApiError::internal("evidence", format!("{e:?}")))?;
     let mut logged = proved.entries.into_iter().map(|e| LoggedEntry {
         index: e.index,
@@ -89,13 +103,13 @@ pub fn build_bundle(
         return Err(ApiError::internal("evidence", "entries missing"));
     };
     let approver = match parties {
-        Parties::Named => c.store.approver(&r.statement.approver_id)?,
+        Parties::Named => c.store.approver(&statement.approver_id)?,
         Parties::Opaque => None,
     };
     let policy = c.log.policy();
     Ok(EvidenceBundle {
         version: 1,
-        statement: r.statement.clone(),
+        statement: statement.clone(),
         decision,
         enrolment,
         checkpoint: proved.checkpoint.note.to_string(),
@@ -105,9 +119,9 @@ pub fn build_bundle(
         },
         parties: (parties == Parties::Named).then(|| {
             json!({
-                "client": {"client_id": r.statement.client_id},
+                "client": {"client_id": statement.client_id},
                 "approver": {
-                    "approver_id": r.statement.approver_id,
+                    "approver_id": statement.approver_id,
                     "email": approver.as_ref().map(|a| a.email.clone()),
                     "name": approver.as_ref().and_then(|a| a.name.clone()),
                 },
@@ -161,30 +175,68 @@ async fn by_auth_req_id(
     if auth_req_id.len() > 256 {
         return Err(not_found());
     }
-    let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
-    let r: RequestRecord = c.store.get(&key)?.ok_or_else(not_found)?;
-    if r.statement.client_id != client.client_id {
-        return Err(not_found());
-    }
+    let hash = Secret::new(auth_req_id).sha256();
     let parties = if c.config.evidence_include_parties {
         Parties::Named
     } else {
         Parties::Opaque
     };
-    answer(build_bundle(c, &r, parties)?, &q)
+    let evidence = c
+        .store
+        .evidence_via(&CibaStore::evidence_by_hash_key(&hex::encode(hash)))?;
+    if let Some(e) = evidence {
+        if e.statement.client_id != client.client_id {
+            return Err(not_found());
+        }
+        return answer(from_evidence(c, &e, parties)?, &q);
+    }
+    // Undecided (409), or decided before evidence records were kept.
+    let r: RequestRecord = c
+        .store
+        .get(&CibaStore::request_key(&hash))?
+        .ok_or_else(not_found)?;
+    if r.statement.client_id != client.client_id {
+        return Err(not_found());
+    }
+    let (decision, enrolment) = decided(&r)?;
+    answer(
+        build_bundle(c, &r.statement, decision, enrolment, parties)?,
+        &q,
+    )
+}
+
+fn from_evidence(
+    c: &Approvals,
+    e: &EvidenceRecord,
+    parties: Parties,
+) -> Result<EvidenceBundle, ApiError> {
+    build_bundle(
+        c,
+        &e.statement,
+        e.decision_index,
+        e.enrolment_index,
+        parties,
+    )
 }
 
 async fn by_request_id_admin(
     State(ref c): State<Arc<Approvals>>,
-    _: Admin,
+    _: AuditAccess,
     PathParam(request_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id)? {
+        return answer(from_evidence(c, &e, Parties::Named)?, &q);
+    }
     let (_, r) = c
         .store
         .request_by_public_id(&request_id)?
         .ok_or_else(not_found)?;
-    answer(build_bundle(c, &r, Parties::Named)?, &q)
+    let (decision, enrolment) = decided(&r)?;
+    answer(
+        build_bundle(c, &r.statement, decision, enrolment, Parties::Named)?,
+        &q,
+    )
 }
 
 async fn by_request_id_approver(
@@ -196,6 +248,16 @@ async fn by_request_id_approver(
     let session = crate::passkeys::session_of(c, &headers).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
     })?;
+    if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id)? {
+        if !crate::util::same_id(&e.statement.approver_id, &session.approver_id) {
+            return Err(not_found());
+        }
+        return answer(from_evidence(c, &e, Parties::Named)?, &q);
+    }
     let (_, r) = crate::inbox::own_request(c, &session.approver_id, &request_id)?;
-    answer(build_bundle(c, &r, Parties::Named)?, &q)
+    let (decision, enrolment) = decided(&r)?;
+    answer(
+        build_bundle(c, &r.statement, decision, enrolment, Parties::Named)?,
+        &q,
+    )
 }

@@ -9,19 +9,26 @@
 //! statement ([`ciba::tokens`]). A request's life is the state machine of [`request`]. Everything
 //! fails closed: any error leaves the request undecided or denied, never approved.
 //!
+//! Each decision's evidence record and the audit events (request made, decided, token issued,
+//! expired; passkeys enrolled and revoked) are written with the change they record and kept for
+//! the evidence retention, apart from the requests; [`audit`] reads them (for the auditor's
+//! HTTP API, [`audit_api`], and offline for the exporter).
+//!
 //! Layer: the approval front end. It is built only on `countersign-log`'s public API (the
 //! [`LogHandle`](countersign_log::LogHandle), the key-value area
 //! [`countersign_log::storage::kv`], and the shared HTTP pieces of [`countersign_log::http`]) and
 //! on `countersign-verifier`, which does every statement, WebAuthn and proof check. The log
 //! never depends on it; the `countersign` binary composes the two. Below the handlers
-//! ([`request`], [`store`], [`config`], [`state`], [`live`], [`util`], the ceremony registry and
-//! the sessions) nothing imports axum (`scripts/check-layers.py` checks it).
+//! ([`request`], [`store`], [`config`], [`state`], [`live`], [`util`], [`audit`], [`auditors`], the
+//! ceremony registry and the sessions) nothing imports axum (`scripts/check-layers.py` checks it).
 
 pub mod action;
 pub mod admin_api;
 pub mod admin_requests;
 pub mod attestation;
 pub mod audit;
+pub mod audit_api;
+pub mod auditors;
 pub mod ciba;
 pub mod cleanup;
 pub mod config;
@@ -105,6 +112,7 @@ pub fn router(approvals: Arc<Approvals>) -> Router {
         .merge(inbox::routes())
         .merge(pages::routes())
         .merge(evidence::routes())
+        .merge(audit_api::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(web::RouterState(approvals))
 }

@@ -17,9 +17,12 @@
 //! between its steps is finished at the next start by [`crate::decision::recover_claims`].
 
 use countersign_log::StorageError;
+use countersign_verifier::export::{EventRow, EventType};
 use countersign_verifier::{Decision, Hash};
 
-use crate::store::{Batch, CibaStore, ClaimRecord, DecisionRecord, RequestRecord, RequestStatus};
+use crate::store::{
+    Batch, CibaStore, ClaimRecord, DecisionRecord, EvidenceRecord, RequestRecord, RequestStatus,
+};
 
 pub use crate::config::DECIDING_GRACE_SECS;
 
@@ -124,12 +127,25 @@ pub fn claim(
     Ok(b)
 }
 
-/// Deciding → Approved or Denied, once the decision is in the log at `rec`.
+/// The `request.created` audit event of a request.
+pub fn created_event(r: &RequestRecord) -> EventRow {
+    EventRow::for_request(
+        EventType::RequestCreated,
+        &r.statement,
+        r.statement.requested_at.saturating_mul(1000),
+    )
+}
+
+/// Deciding → Approved or Denied, once the decision is in the log at `rec`. The same batch
+/// writes the decision's [`EvidenceRecord`] (with the request's `request.created` event and
+/// `decision_event`, the decision's log event row, when it could be made), which outlives the
+/// request's records.
 pub fn finish(
     r: &mut RequestRecord,
     key: &str,
     decision: Decision,
     rec: DecisionRecord,
+    decision_event: Option<EventRow>,
 ) -> Result<Batch, TransitionError> {
     if r.status != RequestStatus::Deciding {
         return Err(TransitionError::NotClaimed);
@@ -140,10 +156,26 @@ pub fn finish(
     };
     r.statement.decision = decision.as_str().to_owned();
     let history = CibaStore::history_key(&r.statement.approver_id, rec.index, &r.request_id);
+    let evidence = EvidenceRecord {
+        request_id: r.request_id.clone(),
+        auth_req_hash: CibaStore::hash_of_key(key).to_owned(),
+        statement: r.statement.clone(),
+        decision_index: rec.index,
+        enrolment_index: rec.enrolment_index,
+        decided_at_ms: rec.decided_at.saturating_mul(1000),
+        token_issued_at_ms: None,
+        events: std::iter::once(created_event(r))
+            .chain(decision_event)
+            .collect(),
+    };
     r.decision = Some(rec);
     r.claim = None;
     let mut b = Batch::new();
     put_record(&mut b, key, r)?;
+    if let Err(e) = CibaStore::put_evidence(&mut b, &evidence) {
+        tracing::error!(error = %e, request_id = %r.request_id, "evidence record does not encode");
+        return Err(TransitionError::Unencodable);
+    }
     b.put(history, CibaStore::hash_of_key(key).as_bytes().to_vec());
     b.delete(CibaStore::pending_key(
         &r.statement.approver_id,
@@ -201,11 +233,13 @@ pub enum Recovered {
 }
 
 /// At start, for a claim marker a crash left at `key`: `r` is the stored request, `logged` where
-/// the log holds the claimed assertion (its index and leaf hash), if it does.
+/// the log holds the claimed assertion (its index and leaf hash), if it does, and
+/// `decision_event` that decision's log event row (for [`finish`]).
 pub fn recover(
     r: Option<RequestRecord>,
     key: &str,
     logged: Option<(u64, Hash)>,
+    decision_event: Option<EventRow>,
     now: u64,
 ) -> Result<(Batch, Recovered), TransitionError> {
     let claim = match &r {
@@ -226,7 +260,7 @@ pub fn recover(
                 statement_hash: c.statement_hash,
                 decided_at: now,
             };
-            let b = finish(&mut r, key, c.decision, rec)?;
+            let b = finish(&mut r, key, c.decision, rec, decision_event)?;
             let decision = c.decision;
             Ok((b, Recovered::Finished { index, decision }))
         }

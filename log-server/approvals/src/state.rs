@@ -51,6 +51,9 @@ pub struct Approvals {
     pub limits: crate::limits::Limits,
     /// Sign-in challenges sealed with a key of this process.
     pub(crate) signins: crate::passkeys::ceremony::SignIns,
+    /// Held by a clean-up sweep ([`crate::cleanup::sweep`]): sweeps take turns, so the
+    /// `request.expired` walk records each expiry once.
+    pub(crate) sweeping: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -91,6 +94,7 @@ impl Approvals {
             http,
             limits,
             signins: crate::passkeys::ceremony::SignIns::default(),
+            sweeping: tokio::sync::Mutex::new(()),
             mailer,
         })
     }

@@ -18,6 +18,13 @@
 //! | `i/<hex SHA-256 of auth_req_id>` | empty: the request is claimed, its decision being logged |
 //! | `s/<hex SHA-256 of session cookie>` | an approver session |
 //! | `h/<approver_id>/<u64::MAX - log index, 16 hex>/<request_id>` | hex SHA-256 of its auth_req_id: the approver's decisions, newest first |
+//! | `E/<decision log index, 16 hex>` | [`EvidenceRecord`]: a decision's evidence, kept [`CibaConfig::evidence_retention_days`](crate::config::CibaConfig::evidence_retention_days) after the request's records are gone |
+//! | `Ea/<hex SHA-256 of auth_req_id>` | the decision's log index (16 hex): evidence by `auth_req_id` |
+//! | `Er/<request_id>` | the decision's log index (16 hex): evidence by public request id |
+//! | `A/<seq, 16 hex>` | an audit event ([`EventRow`] JSON), in the order recorded; seqs start at 1 |
+//! | `v/audit-seq` | the seq the next audit event gets (16 hex) |
+//! | `v/expired-cursor` | the last `x/` key whose request was checked for its `request.expired` event |
+//! | `U/<hex SHA-256 of auditor token>` | [`AuditorRecord`] |
 //!
 //! Only hashes of `auth_req_id`s, link tokens and session cookies are keys, so the keys alone
 //! do not let anyone redeem a request or a link. (The `d/` records of open ping/push requests
@@ -35,6 +42,7 @@ use countersign_log::storage::kv::{
 };
 pub use countersign_log::storage::kv::{Batch, Durability};
 use countersign_log::storage::{StorageError, Store};
+use countersign_verifier::export::EventRow;
 use countersign_verifier::{Decision, Statement};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -62,6 +70,51 @@ pub const CLAIM_PREFIX: &str = "i/";
 pub const NOTIFY_PREFIX: &str = "w/";
 /// The approvers' decision histories (`h/<approver_id>/...`), newest first within each.
 pub const HISTORY_PREFIX: &str = "h/";
+/// Evidence records (`E/<decision log index, 16 hex>`), ascending by index.
+pub const EVIDENCE_PREFIX: &str = "E/";
+/// Audit events (`A/<seq, 16 hex>`), in the order recorded.
+pub const AUDIT_PREFIX: &str = "A/";
+/// The seq the next audit event gets.
+pub const AUDIT_SEQ_KEY: &str = "v/audit-seq";
+/// The last `x/` key the `request.expired` walk of the clean-up has passed.
+pub const EXPIRED_CURSOR_KEY: &str = "v/expired-cursor";
+/// Auditor tokens (`U/<hex SHA-256 of the token>`).
+pub const AUDITOR_PREFIX: &str = "U/";
+
+/// A decision's evidence, written in the same batch that records the decision on its request,
+/// and kept apart from the request's records: those go
+/// [`CibaConfig::request_retention_secs`](crate::config::CibaConfig::request_retention_secs) after
+/// the request expired, this stays for
+/// [`CibaConfig::evidence_retention_days`](crate::config::CibaConfig::evidence_retention_days), so
+/// evidence bundles, the audit statements and exports outlive the token's life.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// The public request id.
+    pub request_id: String,
+    /// SHA-256 of the request's `auth_req_id` (hex).
+    pub auth_req_hash: String,
+    /// The statement, with its decision.
+    pub statement: Statement,
+    /// Leaf index of the decision entry.
+    pub decision_index: u64,
+    /// Leaf index of the enrolment of the credential that signed.
+    pub enrolment_index: u64,
+    /// When the decision was recorded (milliseconds).
+    pub decided_at_ms: u64,
+    /// When the tokens were handed out (milliseconds), if they were.
+    pub token_issued_at_ms: Option<u64>,
+    /// The request's audit events: `request.created`, the decision, `token.issued`.
+    pub events: Vec<EventRow>,
+}
+
+/// An auditor token, stored under the SHA-256 of the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditorRecord {
+    /// The auditor's name.
+    pub name: String,
+    /// When created (seconds).
+    pub created_at: u64,
+}
 
 /// A ping or push request's delivery that has not reached the client yet. Written with the
 /// request (so the `auth_req_id` a ping or push must carry survives a restart, while the
@@ -400,6 +453,9 @@ impl PendingIndex {
 pub struct CibaStore {
     kv: KvArea,
     pending: PendingIndex,
+    /// The seq the next audit event gets. Held while a batch with events is numbered and
+    /// submitted, so events are applied (and seen by readers) in seq order.
+    audit_seq: std::sync::Mutex<u64>,
 }
 
 impl std::fmt::Debug for CibaStore {
@@ -431,7 +487,130 @@ impl CibaStore {
             }
         }
         pending.apply(&loaded);
-        Ok(CibaStore { kv, pending })
+        let next_seq = match kv.get_raw(AUDIT_SEQ_KEY)? {
+            None => 1,
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+                .ok_or_else(|| StorageError::Corrupt(format!("{AUDIT_SEQ_KEY} is not hex")))?,
+        };
+        Ok(CibaStore {
+            kv,
+            pending,
+            audit_seq: std::sync::Mutex::new(next_seq),
+        })
+    }
+
+    /// Numbers `events` (the next seqs) into `batch` with the new counter. The caller holds
+    /// the counter's lock until the batch is submitted.
+    fn number_events(
+        next: &mut u64,
+        batch: &mut Batch,
+        events: &[EventRow],
+    ) -> Result<(), StorageError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for e in events {
+            batch.put_json(Self::audit_key(*next), e)?;
+            *next += 1;
+        }
+        batch.put(AUDIT_SEQ_KEY, format!("{:016x}", *next).into_bytes());
+        Ok(())
+    }
+
+    fn seq_lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        match self.audit_seq.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// [`CibaStore::commit`] with audit `events` appended to the feed (`A/`) in the same
+    /// batch. Seqs are given and the batch submitted under one lock, and the writer applies
+    /// batches in the order submitted, so a reader never sees an event before one with a lower
+    /// seq that will still appear: a feed cursor never skips an event.
+    pub async fn commit_with_events(
+        &self,
+        mut batch: Batch,
+        events: &[EventRow],
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        let pending: Vec<Op> = batch
+            .ops()
+            .iter()
+            .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let written = {
+            let mut next = self.seq_lock();
+            let before = *next;
+            if let Err(e) = Self::number_events(&mut next, &mut batch, events) {
+                *next = before;
+                return Err(e);
+            }
+            // A failed write leaves a gap in the seqs, never a reuse.
+            self.kv.commit(batch, durability)
+        };
+        written.await?;
+        self.pending.apply(&pending);
+        Ok(())
+    }
+
+    /// [`CibaStore::commit_blocking`] with audit events (start-up: nothing else writes yet).
+    pub fn commit_blocking_with_events(
+        &self,
+        mut batch: Batch,
+        events: &[EventRow],
+    ) -> Result<(), StorageError> {
+        let mut next = self.seq_lock();
+        let before = *next;
+        if let Err(e) = Self::number_events(&mut next, &mut batch, events) {
+            *next = before;
+            return Err(e);
+        }
+        self.commit_blocking(batch)
+    }
+
+    /// Key of the audit event `seq`.
+    pub fn audit_key(seq: u64) -> String {
+        format!("{AUDIT_PREFIX}{seq:016x}")
+    }
+
+    /// Key of the evidence record of the decision at `index`.
+    pub fn evidence_key(index: u64) -> String {
+        format!("{EVIDENCE_PREFIX}{index:016x}")
+    }
+
+    /// Key of the evidence lookup by the hash (hex) of an `auth_req_id`.
+    pub fn evidence_by_hash_key(hash_hex: &str) -> String {
+        format!("Ea/{hash_hex}")
+    }
+
+    /// Key of the evidence lookup by public request id.
+    pub fn evidence_by_request_key(request_id: &str) -> String {
+        format!("Er/{request_id}")
+    }
+
+    /// The evidence record a lookup key (`Ea/` or `Er/`) points to.
+    pub fn evidence_via(&self, lookup_key: &str) -> Result<Option<EvidenceRecord>, StorageError> {
+        let Some(v) = self.get_raw(lookup_key)? else {
+            return Ok(None);
+        };
+        let index = std::str::from_utf8(&v)
+            .ok()
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+            .ok_or_else(|| StorageError::Corrupt(format!("{lookup_key} is not an index")))?;
+        self.get(&Self::evidence_key(index))
+    }
+
+    /// Puts an evidence record and its lookup keys into `batch`.
+    pub fn put_evidence(batch: &mut Batch, e: &EvidenceRecord) -> Result<(), StorageError> {
+        let index = format!("{:016x}", e.decision_index).into_bytes();
+        batch.put_json(Self::evidence_key(e.decision_index), e)?;
+        batch.put(Self::evidence_by_hash_key(&e.auth_req_hash), index.clone());
+        batch.put(Self::evidence_by_request_key(&e.request_id), index);
+        Ok(())
     }
 
     /// Holds the lock of record `key` for a read-modify-write ([`KvArea::lock`]).

@@ -1,4 +1,5 @@
-//! `countersign client ...`, `countersign approver ...` and `countersign submitter ...`: admin
+//! `countersign client ...`, `countersign approver ...`, `countersign submitter ...` and
+//! `countersign auditor ...`: admin
 //! commands that work while the server runs, over the admin API with the token from
 //! `<data-dir>/admin.token`.
 
@@ -167,6 +168,35 @@ pub enum SubmitterCmd {
     /// Revoke every token of a submitter; they are refused from the next request on.
     Revoke {
         /// The submitter's name.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `countersign auditor`: who may read the audit trail (`GET /v1/audit/events`,
+/// `GET /v1/audit/statements`, `GET /v1/admin/evidence/REQUEST_ID`) and nothing else.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum AuditorCmd {
+    /// Create an auditor token and print it once (only its hash is stored).
+    Add {
+        /// A name for the auditor (1 to 128 characters), used to list and revoke it.
+        name: String,
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List auditor tokens: names, fingerprints (first 8 hex digits of SHA-256(token)) and
+    /// when they were made.
+    List {
+        /// The server.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke every token of an auditor; they are refused from the next request on.
+    Revoke {
+        /// The auditor's name.
         name: String,
         /// The server.
         #[command(flatten)]
@@ -566,6 +596,41 @@ pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
             .await?;
             let n = v["revoked"].as_array().map_or(0, Vec::len);
             println!("submitter {name} revoked ({n} token(s))");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `countersign auditor ...`.
+pub async fn run_auditor(cmd: AuditorCmd) -> Result<(), CliError> {
+    match cmd {
+        AuditorCmd::Add { name, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::POST,
+                "/v1/admin/auditors",
+                Some(json!({"name": name})),
+            )
+            .await?;
+            eprintln!(
+                "auditor {name} added (fingerprint {}); its token (shown once, keep it secret):",
+                v["fingerprint"].as_str().unwrap_or_default()
+            );
+            println!("{}", v["token"].as_str().unwrap_or_default());
+        }
+        AuditorCmd::List { target } => {
+            print(&call(&target, reqwest::Method::GET, "/v1/admin/auditors", None).await?)
+        }
+        AuditorCmd::Revoke { name, target } => {
+            let v = call(
+                &target,
+                reqwest::Method::DELETE,
+                &path_of(&["v1", "admin", "auditors", &name])?,
+                None,
+            )
+            .await?;
+            let n = v["revoked"].as_array().map_or(0, Vec::len);
+            println!("auditor {name} revoked ({n} token(s))");
         }
     }
     Ok(())

@@ -103,6 +103,15 @@ pub struct ApprovalsArgs {
     /// are deleted (the log's entries stay).
     #[arg(long, env = "COUNTERSIGN_REQUEST_RETENTION", default_value_t = 86400)]
     pub request_retention: u64,
+    /// Days a decision's evidence record (its statement, for bundles, the audit statements and
+    /// exports) and the audit events are kept, independent of --request-retention: they
+    /// outlive the request's records. 0 keeps them for good.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_EVIDENCE_RETENTION_DAYS",
+        default_value_t = 400
+    )]
+    pub evidence_retention_days: u64,
     /// Seconds between two clean-ups of old requests.
     #[arg(long, env = "COUNTERSIGN_CLEANUP_INTERVAL", default_value_t = 60)]
     pub cleanup_interval: u64,
@@ -279,6 +288,7 @@ impl ApprovalsArgs {
         c.smtp_url = self.smtp_url.clone().map(Secret::new);
         c.smtp_from = self.smtp_from.clone();
         c.request_retention_secs = self.request_retention;
+        c.evidence_retention_days = self.evidence_retention_days;
         c.cleanup_interval = Duration::from_secs(self.cleanup_interval.max(1));
         if self.delivery_attempts == 0 {
             return Err(InitError::Config(

@@ -1,5 +1,5 @@
 //! `countersign`: run the transparency log and its approval front end (`serve`), back it up
-//! (`backup`), manage clients, approvers and submitters of a running server, and inspect its
+//! (`backup`), manage clients, approvers, submitters and auditors of a running server, and inspect its
 //! approval requests (`requests`).
 
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use countersign::admin_client::{self, ApproverCmd, ClientCmd, SubmitterCmd};
+use countersign::admin_client::{self, ApproverCmd, AuditorCmd, ClientCmd, SubmitterCmd};
 use countersign::banner::Banner;
 use countersign::requests::{self, RequestsCmd};
 use countersign::Server;
@@ -49,6 +49,10 @@ enum Command {
     /// Manage submitters (who may POST signed decisions to the log) of a running server.
     #[command(subcommand)]
     Submitter(SubmitterCmd),
+    /// Manage auditors (who may read the audit feed, statements and evidence) of a running
+    /// server.
+    #[command(subcommand)]
+    Auditor(AuditorCmd),
     /// List and inspect the approval requests of a running server.
     #[command(subcommand)]
     Requests(RequestsCmd),
@@ -168,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         Command::Client(c) => Ok(rt.block_on(admin_client::run_client(c))?),
         Command::Approver(c) => Ok(rt.block_on(admin_client::run_approver(c))?),
         Command::Submitter(c) => Ok(rt.block_on(admin_client::run_submitter(c))?),
+        Command::Auditor(c) => Ok(rt.block_on(admin_client::run_auditor(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
         Command::Export(a) => {
             let s = rt.block_on(countersign::export::run(a))?;

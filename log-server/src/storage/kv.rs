@@ -286,19 +286,37 @@ impl KvArea {
     }
 
     /// Applies `batch` atomically through the writer; returns once it is applied and, for
-    /// [`Durability::Sync`], on disk.
-    pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
-        if batch.is_empty() {
-            return Ok(());
+    /// [`Durability::Sync`], on disk. The batch is submitted when this is called, not when the
+    /// future is first polled: batches submitted one after the other (say, under a mutex that
+    /// numbers them) are applied, and become visible, in that order.
+    pub fn commit(
+        &self,
+        batch: Batch,
+        durability: Durability,
+    ) -> impl std::future::Future<Output = Result<(), StorageError>> + Send + 'static {
+        let cf = self.cf;
+        let submitted = if batch.is_empty() {
+            None
+        } else {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            Some(
+                self.submit(Job {
+                    ops: batch.ops,
+                    sync: durability == Durability::Sync,
+                    reply: Some(reply),
+                })
+                .map(|()| rx),
+            )
+        };
+        async move {
+            match submitted {
+                None => Ok(()),
+                Some(Err(e)) => Err(e),
+                Some(Ok(rx)) => rx
+                    .await
+                    .map_err(|_| StorageError::Stopped(format!("the {cf} writer stopped")))?,
+            }
         }
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.submit(Job {
-            ops: batch.ops,
-            sync: durability == Durability::Sync,
-            reply: Some(reply),
-        })?;
-        rx.await
-            .map_err(|_| StorageError::Stopped(format!("the {} writer stopped", self.cf)))?
     }
 
     /// Submits `batch` ([`Durability::Deferred`]) without waiting for it: for changes nobody

@@ -416,7 +416,13 @@ async fn bc_authorize(
             },
         )?;
     }
-    c.store.commit(batch, Durability::Sync).await?;
+    c.store
+        .commit_with_events(
+            batch,
+            &[crate::request::created_event(&record)],
+            Durability::Sync,
+        )
+        .await?;
     tracing::info!(
         request_id = %request_id,
         client_id = %client.client_id,

@@ -2,6 +2,7 @@
 //! once. Used by the token endpoint (poll, ping) and by the push delivery.
 
 use base64::Engine;
+use countersign_verifier::export::{EventRow, EventType};
 use serde_json::{json, Map, Value};
 
 use crate::state::Approvals;
@@ -115,6 +116,14 @@ pub(crate) async fn issue_tokens_locked(
     r.token_issued = true;
     let mut b = Batch::new();
     b.put_json(key, &r)?;
+    let now_ms = countersign_log::now_ms();
+    let event = EventRow::for_request(EventType::TokenIssued, &r.statement, now_ms);
+    let evidence_key = CibaStore::evidence_by_hash_key(CibaStore::hash_of_key(key));
+    if let Some(mut e) = c.store.evidence_via(&evidence_key)? {
+        e.token_issued_at_ms = Some(now_ms);
+        e.events.push(event.clone());
+        CibaStore::put_evidence(&mut b, &e)?;
+    }
     if r.mode == DeliveryMode::Push {
         // Issued once, delivered at least once: a push repeated after a crash sends these.
         b.put_json(
@@ -125,7 +134,9 @@ pub(crate) async fn issue_tokens_locked(
             },
         )?;
     }
-    c.store.commit(b, Durability::Sync).await?;
+    c.store
+        .commit_with_events(b, &[event], Durability::Sync)
+        .await?;
     tracing::info!(request_id = %r.request_id, client_id = %client.client_id, "tokens issued");
     c.metrics.tokens.inc();
     Ok(response)

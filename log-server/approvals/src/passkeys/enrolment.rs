@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::ceremony::Kind;
 use super::{append_error, b64, busy, CEREMONY_TTL};
 use crate::state::Approvals;
-use crate::store::{ApproverRecord, CibaStore, CredentialRef, EnrolmentLink};
+use crate::store::{ApproverRecord, Batch, CibaStore, CredentialRef, Durability, EnrolmentLink};
 use crate::util::{now_secs, Secret, B64URL};
 use countersign_log::ApiError;
 
@@ -333,7 +333,14 @@ async fn commit_enrolment(
             enrolment_index: a.index,
             alg,
         });
-        c.store.put(&approver_key, &ap).await?;
+        let mut b = Batch::new();
+        b.put_json(&approver_key, &ap)?;
+        let events: Vec<_> = crate::audit::log_entry_event(c.log.store(), a.index, None)
+            .into_iter()
+            .collect();
+        c.store
+            .commit_with_events(b, &events, Durability::Sync)
+            .await?;
     }
     tracing::info!(approver_id = %link.approver_id, index = a.index, attestation_root = ?anchor.map(hex::encode), "passkey enrolled");
     if let Some(ap) = c.store.approver(&link.approver_id)? {

@@ -10,7 +10,7 @@ use countersign_log::{ApiError, RefusalReason, RevocationRequest};
 
 use crate::notify::{self, PasskeyChange};
 use crate::state::Approvals;
-use crate::store::{ApproverRecord, CredentialRef};
+use crate::store::{ApproverRecord, Batch, CredentialRef, Durability};
 use crate::util::B64URL;
 
 use super::append_error;
@@ -63,6 +63,14 @@ pub(crate) async fn log_revocation(
     {
         Ok(a) => {
             tracing::warn!(%approver_id, enrolment_index = cred.enrolment_index, index = a.index, reason, "passkey revoked");
+            if !a.existing {
+                let events: Vec<_> = crate::audit::log_entry_event(c.log.store(), a.index, None)
+                    .into_iter()
+                    .collect();
+                c.store
+                    .commit_with_events(Batch::new(), &events, Durability::Sync)
+                    .await?;
+            }
             Ok(revoked(a.index, !a.existing))
         }
         Err(e) if e.reason() == Some(RefusalReason::AlreadyRevoked) => {

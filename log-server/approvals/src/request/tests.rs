@@ -158,7 +158,7 @@ fn finish_records_the_decision_and_clears_the_indexes() {
     ] {
         let mut r = record(NOW + 300);
         claim(&mut r, KEY, NOW, a_claim(decision)).unwrap();
-        let b = finish(&mut r, KEY, decision, logged_at(7)).unwrap();
+        let b = finish(&mut r, KEY, decision, logged_at(7), None).unwrap();
         assert_eq!(r.status, status);
         assert_eq!(r.statement.decision, decision.as_str());
         assert!(r.claim.is_none());
@@ -167,19 +167,44 @@ fn finish_records_the_decision_and_clears_the_indexes() {
         // The decision joins the approver's history, newest first.
         let history = CibaStore::history_key("apv_alice", 7, "req_test");
         assert!(history.starts_with("h/apv_alice/"));
+        // The evidence record, apart from the request, with its lookups.
+        let evidence = CibaStore::evidence_key(7);
         assert_eq!(
             keys(&b),
             (
-                vec![KEY, history.as_str()],
+                vec![
+                    KEY,
+                    evidence.as_str(),
+                    "Ea/00ff",
+                    "Er/req_test",
+                    history.as_str()
+                ],
                 vec![pending.as_str(), "i/00ff"]
             )
         );
         assert_eq!(stored(&b).status, status);
+        let e: crate::store::EvidenceRecord = b
+            .ops()
+            .iter()
+            .find(|(k, _)| *k == evidence)
+            .and_then(|(_, v)| serde_json::from_slice(v.as_ref()?).ok())
+            .unwrap();
+        assert_eq!((e.decision_index, e.request_id.as_str()), (7, "req_test"));
+        assert_eq!(e.statement.decision, decision.as_str());
+        assert_eq!(e.auth_req_hash, "00ff");
+        assert_eq!(e.token_issued_at_ms, None);
+        assert_eq!(
+            e.events
+                .iter()
+                .map(|ev| ev.event_type.as_str())
+                .collect::<Vec<_>>(),
+            ["request.created"]
+        );
     }
     // Only a claimed request is finished.
     let mut r = record(NOW + 300);
     assert_eq!(
-        finish(&mut r, KEY, Decision::Approve, logged_at(7)).unwrap_err(),
+        finish(&mut r, KEY, Decision::Approve, logged_at(7), None).unwrap_err(),
         TransitionError::NotClaimed
     );
     assert_eq!(r.status, RequestStatus::Pending);
@@ -240,7 +265,7 @@ fn recover_finishes_from_the_log_or_releases() {
     // Claimed, and the log holds the assertion: decided as claimed.
     let mut r = record(NOW + 300);
     claim(&mut r, KEY, NOW, a_claim(Decision::Deny)).unwrap();
-    let (b, out) = recover(Some(r.clone()), KEY, Some((9, leaf)), NOW).unwrap();
+    let (b, out) = recover(Some(r.clone()), KEY, Some((9, leaf)), None, NOW).unwrap();
     assert_eq!(
         out,
         Recovered::Finished {
@@ -253,12 +278,12 @@ fn recover_finishes_from_the_log_or_releases() {
     assert_eq!(got.decision.unwrap().leaf_hash, leaf.to_hex());
     assert!(keys(&b).1.contains(&"i/00ff"));
     // Claimed, not in the log: open again.
-    let (b, out) = recover(Some(r), KEY, None, NOW).unwrap();
+    let (b, out) = recover(Some(r), KEY, None, None, NOW).unwrap();
     assert_eq!(out, Recovered::Released);
     assert_eq!(stored(&b).status, RequestStatus::Pending);
     // The record is gone, or no longer claimed: only the marker goes.
     for gone in [None, Some(record(NOW + 300))] {
-        let (b, out) = recover(gone, KEY, Some((9, leaf)), NOW).unwrap();
+        let (b, out) = recover(gone, KEY, Some((9, leaf)), None, NOW).unwrap();
         assert_eq!(out, Recovered::Stale);
         assert_eq!(keys(&b), (vec![], vec!["i/00ff"]));
     }

@@ -21,6 +21,7 @@ fn config(flags: &[&str], listen: &str) -> Result<CibaConfig, String> {
 fn defaults_and_the_public_url_of_a_listener() {
     let c = config(&[], "127.0.0.1:8080").unwrap();
     assert_eq!(c.public_url, "http://localhost:8080");
+    assert_eq!(c.evidence_retention_days, 400);
     assert_eq!(
         (c.min_expiry_secs, c.default_expiry_secs, c.max_expiry_secs),
         (30, 300, 3600)
@@ -123,6 +124,8 @@ fn flags_become_the_configuration() {
             "a@example",
             "--request-retention",
             "7",
+            "--evidence-retention-days",
+            "0",
             "--cleanup-interval",
             "0",
             "--delivery-attempts",
@@ -151,6 +154,7 @@ fn flags_become_the_configuration() {
     assert_eq!(c.smtp_url.unwrap().expose(), "smtp://mail.example:587");
     assert_eq!(c.smtp_from, "a@example");
     assert_eq!(c.request_retention_secs, 7);
+    assert_eq!(c.evidence_retention_days, 0);
     assert_eq!(c.delivery_attempts, 2);
 }
 

@@ -2,8 +2,8 @@
 //! and `--jwks` is read inline or from a file.
 
 use countersign::admin_client::{
-    call, run_approver, run_client, run_submitter, ApproverCmd, CliError, ClientCmd, SubmitterCmd,
-    Target,
+    call, run_approver, run_auditor, run_client, run_submitter, ApproverCmd, AuditorCmd, CliError,
+    ClientCmd, SubmitterCmd, Target,
 };
 use serde_json::json;
 
@@ -278,4 +278,40 @@ async fn the_commands_change_what_the_api_lists() {
     .unwrap();
     let listed = admin_get(&t, "/v1/admin/submitters").await;
     assert_eq!(listed["submitters"], json!([]), "{listed}");
+}
+
+#[tokio::test]
+async fn auditor_add_list_revoke() {
+    let s = Server::start().await;
+    let t = target(&s);
+    run_auditor(AuditorCmd::Add {
+        name: "ext-audit".into(),
+        target: t.clone(),
+    })
+    .await
+    .unwrap();
+    run_auditor(AuditorCmd::List { target: t.clone() })
+        .await
+        .unwrap();
+    let listed = admin_get(&t, "/v1/admin/auditors").await;
+    assert_eq!(listed["auditors"][0]["name"], "ext-audit", "{listed}");
+    assert_eq!(
+        listed["auditors"][0]["fingerprint"].as_str().unwrap().len(),
+        8
+    );
+    run_auditor(AuditorCmd::Revoke {
+        name: "ext-audit".into(),
+        target: t.clone(),
+    })
+    .await
+    .unwrap();
+    let listed = admin_get(&t, "/v1/admin/auditors").await;
+    assert_eq!(listed["auditors"], json!([]), "{listed}");
+    let e = run_auditor(AuditorCmd::Revoke {
+        name: "ext-audit".into(),
+        target: t.clone(),
+    })
+    .await
+    .unwrap_err();
+    assert_not_found(&e);
 }

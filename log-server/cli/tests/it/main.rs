@@ -6,6 +6,7 @@
 mod admin_api;
 mod admin_cli;
 mod attestation;
+mod audit;
 mod backup_offline;
 mod cleanup_edges;
 mod common;

@@ -37,6 +37,22 @@ async fn a_backup_restores_as_a_working_server() {
     let backup_size = v["tree_size"].as_u64().unwrap();
     let backup_cp = api.checkpoint(&vkey).await;
     assert_eq!(backup_cp.size, backup_size);
+    // The backup holds the decision's evidence record and the audit events (the `ciba` family),
+    // readable offline as the exporter reads them.
+    {
+        use countersign_approvals::audit;
+        let d = audit::open_data_dir(&backup).unwrap();
+        let index = receipt["log_index"].as_u64().unwrap();
+        let e = audit::evidence(&d.ciba, index).unwrap().unwrap();
+        assert_eq!(e.statement.decision, "approve");
+        let (events, _) = audit::events_after(&d.ciba, None, 100).unwrap();
+        assert!(
+            events.iter().any(|r| r.log_index == Some(index)),
+            "{events:?}"
+        );
+        let st = audit::statements(&d.ciba, 0, u64::MAX, 10).unwrap();
+        assert_eq!(st.iter().map(|s| s.index).collect::<Vec<_>>(), [index]);
+    }
     // The original goes on (its later state is not in the backup), then is lost.
     let later = client
         .ask("apv_restore", &[("binding_message", "After")])
