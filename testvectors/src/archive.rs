@@ -3,8 +3,8 @@
 //! a reference for the exporter: every file is made with the shared definitions of
 //! `countersign_verifier::export`.
 //!
-//! The log ([`build`]): three enrolments before the range (`apv_alice` with the chosen
-//! algorithm, `apv_bob` with EdDSA, `apv_carol` with ES256); in the range a decision by carol,
+//! The log ([`build`]): three enrolments before the range (`apv_alice` and `apv_bob` with the
+//! chosen algorithms, by default ES256 and EdDSA, `apv_carol` with ES256); in the range a decision by carol,
 //! the revocation of carol's passkey, an enrolment of `apv_dave`, then `decisions` decisions by
 //! alice and bob (every third one a denial), optionally a decision by carol after her
 //! revocation (which makes the archive invalid); after the range two more decisions by alice,
@@ -39,8 +39,10 @@ pub const BASE_TIME_MS: u64 = 1_767_225_600_000;
 pub struct ArchiveSpec {
     /// Decisions by alice and bob in the range (besides carol's).
     pub decisions: usize,
-    /// Alice's passkey algorithm (most decisions are hers or bob's EdDSA ones).
+    /// Alice's passkey algorithm (half of the decisions are hers).
     pub alg: Alg,
+    /// Bob's passkey algorithm (the other half).
+    pub second_alg: Alg,
     /// How many decisions have their statement withheld (`not_held`): the 2nd, 9th, 16th, ...
     pub withhold: usize,
     /// Write `bundles/<index>.json` for each decision with a statement (X9).
@@ -55,6 +57,7 @@ impl Default for ArchiveSpec {
         ArchiveSpec {
             decisions: 12,
             alg: Alg::Es256,
+            second_alg: Alg::EdDsa,
             withhold: 1,
             bundles: false,
             decision_after_revocation: false,
@@ -209,7 +212,7 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
     };
     let mut bob = Approver {
         id: "apv_bob",
-        passkey: SoftPasskey::new(Alg::EdDsa, 102, RP_ID),
+        passkey: SoftPasskey::new(spec.second_alg, 102, RP_ID),
         enrolment_index: 1,
     };
     let mut carol = Approver {

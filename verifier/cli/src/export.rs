@@ -23,7 +23,7 @@ use countersign_verifier::export::{
 use countersign_verifier::{
     check_decision_enrolment, check_decision_statement, leaf_hash, parse_json_strict,
     root_from_leaf_hashes, verify_checkpoint, verify_decision_assertion, BundlePolicy, Enrolment,
-    Entry, EvidenceBundle, Hash, RelyingParty, SignedDecision, VerifierKey, MAX_NOTE_BYTES,
+    Entry, EvidenceBundle, Hash, RelyingParty, VerifierKey, MAX_NOTE_BYTES,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -77,14 +77,15 @@ const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
 const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest line of `statements.jsonl` or `events.jsonl` (a statement is at most 32 KiB).
 const MAX_LINE_BYTES: u64 = 1024 * 1024;
-/// Failures listed; the rest are counted.
-const MAX_FAILURES: usize = 100;
+/// Failures kept while checking (they are then ordered and the first [`MAX_LISTED`] listed);
+/// the rest are counted.
+const MAX_FAILURES: usize = 10_000;
+/// Failures listed in the answer.
+const MAX_LISTED: usize = 100;
 /// Failures printed as text.
 const MAX_PRINTED: usize = 20;
 /// Decisions per batch of parallel passkey checks.
-const BATCH: usize = 1024;
-/// Batches in flight before the reader waits.
-const IN_FLIGHT: usize = 4;
+const BATCH: usize = 512;
 
 /// One failed check.
 #[derive(Clone, Debug)]
@@ -234,12 +235,6 @@ struct AssertCtx {
     rp_id: Option<String>,
     origin: Option<String>,
     require_uv: bool,
-}
-
-struct Job {
-    index: u64,
-    decision: SignedDecision,
-    enrolment: Arc<Enrolment>,
 }
 
 /// A decision in the range with a statement, by request id (for the events outside the log).
@@ -471,12 +466,35 @@ fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
     };
     let trusted_size = check_all(&mut run, trusted.as_deref());
     run.progress.finish_and_clear();
+    // The workers answer in batches: order the failures by check, then index, so that the
+    // answer does not depend on timing.
+    run.failures
+        .sort_by_key(|f| (check_rank(f.check), f.index.unwrap_or(0)));
+    if run.failures.len() > MAX_LISTED {
+        run.unlisted += (run.failures.len() - MAX_LISTED) as u64;
+        run.failures.truncate(MAX_LISTED);
+    }
     report(&run, a, json_out, trusted_size);
     Ok(if run.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The number of the check of spec/export.md a failure belongs to.
+fn check_rank(check: &str) -> u8 {
+    match check {
+        "manifest" => 1,
+        "checkpoint" => 2,
+        "tiles" => 3,
+        "trusted checkpoint" => 4,
+        "entries" => 5,
+        "decisions" | "revocation" => 6,
+        "events" => 7,
+        "report" => 8,
+        _ => 9,
+    }
 }
 
 fn report(run: &Run, a: &ExportArgs, json_out: bool, trusted_size: Option<u64>) {
@@ -891,20 +909,27 @@ fn check_trusted(run: &mut Run, note: &[u8], level0: &[Hash]) -> Option<u64> {
     Some(size)
 }
 
-/// Reads `statements.jsonl` line by line.
+/// Reads `statements.jsonl` line by line. Only the index is read here (the merge needs it);
+/// the statement is parsed and checked by the workers.
 struct Statements {
     reader: Option<FileReader>,
     buf: Vec<u8>,
     line: u64,
-    /// The next line, parsed (index, statement), or `None` at the end.
-    peeked: Option<(u64, StatementLine)>,
+    /// The next line: its index and its bytes (without `\n`), or `None` at the end.
+    peeked: Option<(u64, Vec<u8>)>,
     last_index: Option<u64>,
+}
+
+/// The index of a line of `statements.jsonl`, read without building the statement.
+#[derive(serde::Deserialize)]
+struct LineIndex {
+    index: u64,
 }
 
 impl Statements {
     const FILE: &'static str = "statements.jsonl";
 
-    /// Reads the next valid line into `peeked`, reporting invalid ones.
+    /// Reads the next line with an index into `peeked`, reporting lines without one.
     fn advance(&mut self, run: &mut Run) {
         self.peeked = None;
         let Some(r) = self.reader.as_mut() else {
@@ -927,20 +952,18 @@ impl Statements {
                             format!("line {} does not end with a newline", self.line),
                         );
                     }
-                    match parse_json_strict(&self.buf).and_then(|v| {
-                        serde_json::from_value::<StatementLine>(v).map_err(|e| e.to_string())
-                    }) {
-                        Ok(sl) => {
-                            if self.last_index.is_some_and(|l| sl.index <= l) {
+                    match serde_json::from_slice::<LineIndex>(&self.buf) {
+                        Ok(LineIndex { index }) => {
+                            if self.last_index.is_some_and(|l| index <= l) {
                                 run.fail(
                                     Self::FILE,
-                                    Some(sl.index),
+                                    Some(index),
                                     "decisions",
                                     format!("line {}: the lines do not ascend by index", self.line),
                                 );
                             }
-                            self.last_index = Some(sl.index);
-                            self.peeked = Some((sl.index, sl));
+                            self.last_index = Some(index);
+                            self.peeked = Some((index, std::mem::take(&mut self.buf)));
                             return;
                         }
                         Err(e) => run.fail(
@@ -965,7 +988,10 @@ struct Events {
     csv: Option<FileReader>,
     buf: Vec<u8>,
     csv_buf: Vec<u8>,
+    /// Rows read from events.jsonl.
     row: u64,
+    /// Rows counted (and compared with events.csv).
+    counted: u64,
     totals: Totals,
 }
 
@@ -1000,6 +1026,7 @@ impl Events {
     /// Counts a row and checks its CSV record.
     fn counted(&mut self, run: &mut Run, row: &EventRow) {
         run.events += 1;
+        self.counted += 1;
         self.totals.add(row.event_type);
         let want = row.to_csv_record();
         let Some(c) = self.csv.as_mut() else {
@@ -1022,7 +1049,7 @@ impl Events {
                 "events",
                 format!(
                     "record {} is not the X7 form of row {} of events.jsonl",
-                    self.row, self.row
+                    self.counted, self.counted
                 ),
             );
             // The rest cannot be aligned with the rows.
@@ -1033,8 +1060,251 @@ impl Events {
     }
 }
 
-/// Checks 5, 6 and 7 in one pass over the entries. Returns the statement hash of each index
-/// that has a bundle (for check 9).
+/// One entry of the range, for the workers: everything its checks need.
+struct Item {
+    index: u64,
+    /// The entry bundle it was read from.
+    path: Arc<str>,
+    entry: Vec<u8>,
+    /// `None` if it does not decode (already reported).
+    decoded: Option<Entry>,
+    /// For a decision whose enrolment and revocation checks passed: the enrolment whose key
+    /// must have signed it.
+    enrolment: Option<Arc<Enrolment>>,
+    /// Its line of `statements.jsonl`.
+    line: Option<Vec<u8>>,
+    /// Its row of `events.jsonl` (`None` if the file ended: already reported).
+    event: Option<Vec<u8>>,
+    /// That row's number.
+    event_row: u64,
+}
+
+/// What the workers found about one [`Item`].
+#[derive(Default)]
+struct Done {
+    failures: Vec<Failure>,
+    /// The request a decision with a valid statement decided.
+    decided: Option<(String, Decided)>,
+    /// The statement hash, for an index with a bundle.
+    bundle_hash: Option<(u64, [u8; 32])>,
+    /// The row to count and compare with events.csv.
+    row: Option<EventRow>,
+}
+
+/// What the workers share.
+struct Shared {
+    ctx: Arc<AssertCtx>,
+    log_origin: String,
+    bundle_indexes: HashSet<u64>,
+}
+
+/// Checks 6 and 7 of one entry of the range, on a worker: the statement line, the passkey
+/// assertion and the entry's row of `events.jsonl`.
+fn check_item(item: &Item, sh: &Shared) -> Done {
+    let i = item.index;
+    let mut done = Done::default();
+    let mut fail = |file: &str, check: &'static str, detail: String| {
+        done.failures.push(Failure {
+            file: file.to_owned(),
+            index: Some(i),
+            check,
+            detail,
+        });
+    };
+    let line: Option<StatementLine> = item.line.as_ref().and_then(|l| {
+        match parse_json_strict(l)
+            .and_then(|v| serde_json::from_value::<StatementLine>(v).map_err(|e| e.to_string()))
+        {
+            Ok(sl) => Some(sl),
+            Err(e) => {
+                fail(
+                    Statements::FILE,
+                    "decisions",
+                    format!("the line is not {{\"index\", \"statement\"}}: {e}"),
+                );
+                None
+            }
+        }
+    });
+    let mut statement_ok = false;
+    if let Some(Entry::Decision(d)) = &item.decoded {
+        if let Some(enr) = &item.enrolment {
+            let policy = BundlePolicy {
+                witnesses: &[],
+                rp_id: sh.ctx.rp_id.as_deref(),
+                origin: sh.ctx.origin.as_deref(),
+                require_user_verification: sh.ctx.require_uv,
+            };
+            if let Err(e) = verify_decision_assertion(d, enr, &sh.ctx.rp, &policy) {
+                fail(&item.path, "decisions", e.to_string());
+            }
+        }
+        if let Some(sl) = &line {
+            let st = &sl.statement;
+            if st.log_origin != sh.log_origin {
+                fail(
+                    Statements::FILE,
+                    "decisions",
+                    "the statement's log_origin is not the manifest's".into(),
+                );
+            }
+            match check_decision_statement(d, st) {
+                Err(e) => fail(Statements::FILE, "decisions", e.to_string()),
+                Ok(h) => {
+                    statement_ok = st.log_origin == sh.log_origin;
+                    if sh.bundle_indexes.contains(&i) {
+                        done.bundle_hash = Some((i, h));
+                    }
+                    let requested_ms = st.requested_at * 1000;
+                    let created =
+                        EventRow::for_request(EventType::RequestCreated, st, requested_ms);
+                    done.decided = Some((
+                        st.request_id.clone(),
+                        Decided {
+                            index: i,
+                            approve: d.decision == countersign_verifier::Decision::Approve,
+                            decided_ms: d.time_ms,
+                            requested_ms,
+                            created: sha(created.to_json_line().as_bytes()),
+                            created_seen: false,
+                            token_seen: false,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    // 7. The entry's row in the first run of events.jsonl.
+    let Some(got) = &item.event else {
+        return done;
+    };
+    let st = line.as_ref().filter(|_| statement_ok).map(|l| &l.statement);
+    let want = if item.decoded.is_some() && (item.line.is_none() || statement_ok) {
+        log_event_row(i, &item.entry, st).ok()
+    } else {
+        None
+    };
+    match want {
+        Some(want) => {
+            if *got != want.to_json_line().as_bytes() {
+                fail(
+                    Events::FILE,
+                    "events",
+                    format!(
+                        "row {} is not the row made from the entry{}",
+                        item.event_row,
+                        if st.is_some() {
+                            " and its statement"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            done.row = Some(want);
+        }
+        // The entry or its statement failed (reported); count the row as written.
+        None => done.row = serde_json::from_slice::<EventRow>(got).ok(),
+    }
+    done
+}
+
+/// Where the first pass keeps what it learns from the workers' results.
+#[derive(Default)]
+struct Learned {
+    decided: HashMap<String, Decided>,
+    bundle_hashes: HashMap<u64, [u8; 32]>,
+}
+
+/// Takes in one batch of results, in index order.
+fn absorb(run: &mut Run, events: &mut Events, learned: &mut Learned, batch: Vec<Done>) {
+    for done in batch {
+        for f in done.failures {
+            run.fail(&f.file, f.index, f.check, f.detail);
+        }
+        if let Some((request_id, info)) = done.decided {
+            let index = info.index;
+            if let Some(prev) = learned.decided.insert(request_id.clone(), info) {
+                run.fail(
+                    Statements::FILE,
+                    Some(index),
+                    "decisions",
+                    format!(
+                        "request {request_id} was also decided at index {}",
+                        prev.index
+                    ),
+                );
+            }
+        }
+        if let Some((i, h)) = done.bundle_hash {
+            learned.bundle_hashes.insert(i, h);
+        }
+        if let Some(row) = done.row {
+            events.counted(run, &row);
+        }
+    }
+}
+
+/// Batches of items checked on the rayon pool, results taken back in order.
+struct Pool {
+    shared: Arc<Shared>,
+    pending: std::collections::VecDeque<mpsc::Receiver<Vec<Done>>>,
+    batch: Vec<Item>,
+    limit: usize,
+}
+
+impl Pool {
+    fn push(&mut self, item: Item, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        self.batch.push(item);
+        if self.batch.len() >= BATCH {
+            self.dispatch(run, events, learned);
+        }
+    }
+
+    fn dispatch(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        if self.batch.is_empty() {
+            return;
+        }
+        while self.pending.len() >= self.limit {
+            self.take_one(run, events, learned);
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let shared = Arc::clone(&self.shared);
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.pending.push_back(rx);
+        rayon::spawn(move || {
+            let done: Vec<Done> = batch.par_iter().map(|it| check_item(it, &shared)).collect();
+            let _ = tx.send(done);
+        });
+    }
+
+    fn take_one(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        if let Some(rx) = self.pending.pop_front() {
+            match rx.recv() {
+                Ok(done) => absorb(run, events, learned, done),
+                Err(_) => run.fail(
+                    "(verifier)",
+                    None,
+                    "decisions",
+                    "a worker stopped without an answer".into(),
+                ),
+            }
+        }
+    }
+
+    fn drain(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        self.dispatch(run, events, learned);
+        while !self.pending.is_empty() {
+            self.take_one(run, events, learned);
+        }
+    }
+}
+
+/// Checks 5, 6 and 7 in one pass over the entries: the main thread reads the entry bundles,
+/// keeps the enrolment and revocation tables and merges the entries with the statement lines,
+/// the withheld list and the rows; the workers check each entry of the range (statement,
+/// passkey assertion, row). Returns the statement hash of each index that has a bundle (for
+/// check 9).
 fn check_entries(
     run: &mut Run,
     bundles: &[(u64, u64)],
@@ -1042,10 +1312,9 @@ fn check_entries(
     bundle_files: &BTreeMap<u64, String>,
 ) -> HashMap<u64, [u8; 32]> {
     let m = run.manifest.clone();
-    let mut bundle_hashes = HashMap::new();
     let mut enrolments: HashMap<u64, Arc<Enrolment>> = HashMap::new();
     let mut revoked: HashMap<u64, u64> = HashMap::new();
-    let mut decided: HashMap<String, Decided> = HashMap::new();
+    let mut learned = Learned::default();
     let mut statements = Statements {
         reader: run.open(Statements::FILE),
         buf: Vec::new(),
@@ -1081,6 +1350,7 @@ fn check_entries(
         buf: Vec::new(),
         csv_buf: Vec::new(),
         row: 0,
+        counted: 0,
         totals: Totals::default(),
     };
     if let Some(c) = events.csv.as_mut() {
@@ -1099,56 +1369,29 @@ fn check_entries(
             }
         }
     }
-    // Parallel passkey checks: batches go to the rayon pool, results come back on a channel.
-    let (tx, rx) = mpsc::channel::<Vec<(u64, String)>>();
-    let mut in_flight = 0usize;
-    let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
-    let mut assertion_failures: Vec<(u64, String)> = Vec::new();
-    let ctx = Arc::clone(&run.ctx);
-    let dispatch = |batch: Vec<Job>, in_flight: &mut usize, acc: &mut Vec<(u64, String)>| {
-        if batch.is_empty() {
-            return;
-        }
-        while *in_flight >= IN_FLIGHT {
-            if let Ok(r) = rx.recv() {
-                acc.extend(r);
-            }
-            *in_flight -= 1;
-        }
-        let tx = tx.clone();
-        let ctx = Arc::clone(&ctx);
-        *in_flight += 1;
-        rayon::spawn(move || {
-            let policy = BundlePolicy {
-                witnesses: &[],
-                rp_id: ctx.rp_id.as_deref(),
-                origin: ctx.origin.as_deref(),
-                require_user_verification: ctx.require_uv,
-            };
-            let r: Vec<(u64, String)> = batch
-                .par_iter()
-                .filter_map(|j| {
-                    verify_decision_assertion(&j.decision, &j.enrolment, &ctx.rp, &policy)
-                        .err()
-                        .map(|e| (j.index, e.to_string()))
-                })
-                .collect();
-            let _ = tx.send(r);
-        });
+    let mut pool = Pool {
+        shared: Arc::new(Shared {
+            ctx: Arc::clone(&run.ctx),
+            log_origin: m.log_origin.clone(),
+            bundle_indexes: bundle_files.keys().copied().collect(),
+        }),
+        pending: std::collections::VecDeque::new(),
+        batch: Vec::with_capacity(BATCH),
+        limit: 2 * rayon::current_num_threads() + 2,
     };
 
     let mut index = 0u64;
     for &(b, w) in bundles {
-        let path = tile_path(None, b, w);
+        let path: Arc<str> = Arc::from(tile_path(None, b, w));
         let bytes = run.read_all(&path, w * (2 + 65_535)).unwrap_or_default();
-        let entries = match parse_entry_bundle(&bytes, w, w == 256) {
-            Ok(e) => e,
+        let (entries, bundle_ok) = match parse_entry_bundle(&bytes, w, w == 256) {
+            Ok(e) => (e, true),
             Err(e) => {
-                if run.listing.contains_key(&path) {
+                if run.listing.contains_key(&*path) {
                     run.fail(&path, Some(b * 256), "entries", e);
                 }
-                // Keep the indexes aligned; the entries are missing.
-                vec![Vec::new(); w as usize]
+                // Keep the indexes aligned; the entries are missing (reported once).
+                (vec![Vec::new(); w as usize], false)
             }
         };
         drop(bytes);
@@ -1156,21 +1399,23 @@ fn check_entries(
             let i = index;
             index += 1;
             run.progress.inc(1);
-            let decoded = match Entry::decode(&entry) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    if !entry.is_empty() || run.listing.contains_key(&path) {
+            let decoded = if bundle_ok {
+                match Entry::decode(&entry) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
                         run.fail(
                             &path,
                             Some(i),
                             "entries",
                             format!("the entry does not decode canonically: {e}"),
                         );
+                        None
                     }
-                    None
                 }
+            } else {
+                None
             };
-            if level0.get(i as usize) != Some(&leaf_hash(&entry)) {
+            if bundle_ok && level0.get(i as usize) != Some(&leaf_hash(&entry)) {
                 run.fail(
                     &path,
                     Some(i),
@@ -1178,51 +1423,6 @@ fn check_entries(
                     "the entry's leaf hash is not the level-0 tile hash at its index".into(),
                 );
             }
-            let in_range = i >= m.start;
-            // The statement line and withheld item of this index, if any.
-            let mut line: Option<StatementLine> = None;
-            let mut is_withheld = false;
-            if in_range {
-                while let Some((li, _)) = &statements.peeked {
-                    if *li > i {
-                        break;
-                    }
-                    let li = *li;
-                    if let Some((_, sl)) = statements.peeked.take() {
-                        if li == i {
-                            line = Some(sl);
-                        } else {
-                            run.fail(
-                                Statements::FILE,
-                                Some(li),
-                                "decisions",
-                                "a line for an index that is not a decision in the range".into(),
-                            );
-                        }
-                    }
-                    statements.advance(run);
-                    if li == i {
-                        break;
-                    }
-                }
-                while let Some(w) = withheld.peek() {
-                    if w.index > i {
-                        break;
-                    }
-                    if w.index == i {
-                        is_withheld = true;
-                    } else {
-                        run.fail(
-                            "MANIFEST.json",
-                            Some(w.index),
-                            "decisions",
-                            "withheld names an index that is not a decision in the range".into(),
-                        );
-                    }
-                    withheld.next();
-                }
-            }
-            let mut statement_ok = false;
             match &decoded {
                 Some(Entry::Enrolment(e)) => {
                     let mut slim = e.clone();
@@ -1234,178 +1434,144 @@ fn check_entries(
                 }
                 _ => {}
             }
-            let is_decision = matches!(decoded, Some(Entry::Decision(_)));
-            if in_range && !is_decision {
-                if line.is_some() {
-                    run.fail(
-                        Statements::FILE,
-                        Some(i),
-                        "decisions",
-                        "a line for an index that is not a decision in the range".into(),
-                    );
-                    line = None;
+            if i < m.start {
+                continue;
+            }
+            // The statement line and withheld item of this index, if any.
+            let mut line: Option<Vec<u8>> = None;
+            while let Some((li, _)) = &statements.peeked {
+                let li = *li;
+                if li > i {
+                    break;
                 }
-                if is_withheld && decoded.is_some() {
+                if let Some((_, bytes)) = statements.peeked.take() {
+                    if li == i {
+                        line = Some(bytes);
+                    } else {
+                        run.fail(
+                            Statements::FILE,
+                            Some(li),
+                            "decisions",
+                            "a line for an index that is not a decision in the range".into(),
+                        );
+                    }
+                }
+                statements.advance(run);
+            }
+            let mut is_withheld = false;
+            while let Some(w) = withheld.peek() {
+                if w.index > i {
+                    break;
+                }
+                if w.index == i {
+                    is_withheld = true;
+                } else {
                     run.fail(
                         "MANIFEST.json",
-                        Some(i),
+                        Some(w.index),
                         "decisions",
-                        "withheld names an index that is not a decision".into(),
+                        "withheld names an index that is not a decision in the range".into(),
                     );
                 }
+                withheld.next();
             }
-            if let (true, Some(Entry::Decision(d))) = (in_range, &decoded) {
-                run.decisions += 1;
-                match d.decision {
-                    countersign_verifier::Decision::Approve => run.approved += 1,
-                    countersign_verifier::Decision::Deny => run.denied += 1,
-                }
-                match (&line, is_withheld) {
-                    (Some(_), true) => run.fail(
-                        Statements::FILE,
-                        Some(i),
-                        "decisions",
-                        "the decision has a line and is also withheld".into(),
-                    ),
-                    (None, false) => run.fail(
-                        Statements::FILE,
-                        Some(i),
-                        "decisions",
-                        "the decision has neither a line nor a withheld item".into(),
-                    ),
-                    _ => {}
-                }
-                // The enrolment it relies on, and its revocation.
-                match enrolments.get(&d.enrolment_index) {
-                    None => run.fail(
-                        &path,
-                        Some(i),
-                        "decisions",
-                        format!(
-                            "names enrolment index {}, which is not an enrolment before it",
-                            d.enrolment_index
+            let mut enrolment = None;
+            match &decoded {
+                Some(Entry::Decision(d)) => {
+                    run.decisions += 1;
+                    match d.decision {
+                        countersign_verifier::Decision::Approve => run.approved += 1,
+                        countersign_verifier::Decision::Deny => run.denied += 1,
+                    }
+                    match (&line, is_withheld) {
+                        (Some(_), true) => run.fail(
+                            Statements::FILE,
+                            Some(i),
+                            "decisions",
+                            "the decision has a line and is also withheld".into(),
                         ),
-                    ),
-                    Some(enr) => {
-                        if let Err(e) = check_decision_enrolment(d, i, enr, d.enrolment_index) {
-                            run.fail(&path, Some(i), "decisions", e.to_string());
-                        } else if let Some(r) = revoked.get(&d.enrolment_index) {
-                            run.fail(
-                                &path,
-                                Some(i),
-                                "revocation",
-                                format!(
-                                    "the credential was revoked at index {r}, before the decision"
-                                ),
-                            );
-                        } else {
-                            batch.push(Job {
-                                index: i,
-                                decision: d.clone(),
-                                enrolment: Arc::clone(enr),
-                            });
-                            if batch.len() >= BATCH {
-                                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                                dispatch(full, &mut in_flight, &mut assertion_failures);
+                        (None, false) => run.fail(
+                            Statements::FILE,
+                            Some(i),
+                            "decisions",
+                            "the decision has neither a line nor a withheld item".into(),
+                        ),
+                        _ => {}
+                    }
+                    // The enrolment it relies on, and its revocation.
+                    match enrolments.get(&d.enrolment_index) {
+                        None => run.fail(
+                            &path,
+                            Some(i),
+                            "decisions",
+                            format!(
+                                "names enrolment index {}, which is not an enrolment before it",
+                                d.enrolment_index
+                            ),
+                        ),
+                        Some(enr) => {
+                            if let Err(e) = check_decision_enrolment(d, i, enr, d.enrolment_index) {
+                                run.fail(&path, Some(i), "decisions", e.to_string());
+                            } else if let Some(r) = revoked.get(&d.enrolment_index) {
+                                run.fail(
+                                    &path,
+                                    Some(i),
+                                    "revocation",
+                                    format!(
+                                        "the credential was revoked at index {r}, before the \
+                                         decision"
+                                    ),
+                                );
+                            } else {
+                                enrolment = Some(Arc::clone(enr));
                             }
                         }
                     }
                 }
-                if let Some(sl) = &line {
-                    let st = &sl.statement;
-                    if st.log_origin != m.log_origin {
+                other => {
+                    if line.is_some() {
                         run.fail(
                             Statements::FILE,
                             Some(i),
                             "decisions",
-                            "the statement's log_origin is not the manifest's".into(),
+                            "a line for an index that is not a decision in the range".into(),
+                        );
+                        line = None;
+                    }
+                    if is_withheld && other.is_some() {
+                        run.fail(
+                            "MANIFEST.json",
+                            Some(i),
+                            "decisions",
+                            "withheld names an index that is not a decision".into(),
                         );
                     }
-                    match check_decision_statement(d, st) {
-                        Err(e) => run.fail(Statements::FILE, Some(i), "decisions", e.to_string()),
-                        Ok(h) => {
-                            statement_ok = st.log_origin == m.log_origin;
-                            if bundle_files.contains_key(&i) {
-                                bundle_hashes.insert(i, h);
-                            }
-                            let requested_ms = st.requested_at * 1000;
-                            let created =
-                                EventRow::for_request(EventType::RequestCreated, st, requested_ms);
-                            let info = Decided {
-                                index: i,
-                                approve: d.decision == countersign_verifier::Decision::Approve,
-                                decided_ms: d.time_ms,
-                                requested_ms,
-                                created: sha(created.to_json_line().as_bytes()),
-                                created_seen: false,
-                                token_seen: false,
-                            };
-                            if let Some(prev) = decided.insert(st.request_id.clone(), info) {
-                                run.fail(
-                                    Statements::FILE,
-                                    Some(i),
-                                    "decisions",
-                                    format!(
-                                        "request {} was also decided at index {}",
-                                        st.request_id, prev.index
-                                    ),
-                                );
-                            }
-                        }
-                    }
                 }
             }
-            // 7. The first run of events.jsonl: this entry's row.
-            if in_range {
-                let Some(got) = events.next_line(run) else {
-                    run.fail(
-                        Events::FILE,
-                        Some(i),
-                        "events",
-                        "ends before the row of this entry".into(),
-                    );
-                    continue;
-                };
-                let st = line.as_ref().filter(|_| statement_ok).map(|l| &l.statement);
-                let want = if decoded.is_some() && (line.is_none() || statement_ok) {
-                    log_event_row(i, &entry, st).ok()
-                } else {
-                    None
-                };
-                match want {
-                    Some(want) => {
-                        if got != want.to_json_line().as_bytes() {
-                            run.fail(
-                                Events::FILE,
-                                Some(i),
-                                "events",
-                                format!(
-                                    "row {} is not the row made from the entry{}",
-                                    events.row,
-                                    if st.is_some() {
-                                        " and its statement"
-                                    } else {
-                                        ""
-                                    }
-                                ),
-                            );
-                        }
-                        events.counted(run, &want);
-                    }
-                    None => {
-                        // Already reported; count the row as written.
-                        if let Ok(r) = serde_json::from_slice::<EventRow>(&got) {
-                            events.counted(run, &r);
-                        }
-                    }
-                }
+            let event = events.next_line(run);
+            if event.is_none() {
+                run.fail(
+                    Events::FILE,
+                    Some(i),
+                    "events",
+                    "ends before the row of this entry".into(),
+                );
             }
+            let item = Item {
+                index: i,
+                path: Arc::clone(&path),
+                entry,
+                decoded,
+                enrolment,
+                line,
+                event,
+                event_row: events.row,
+            };
+            pool.push(item, run, &mut events, &mut learned);
         }
     }
-    if index < m.end {
-        // Entry bundles were missing: already reported.
-    }
-    if let Some((li, _)) = &statements.peeked {
+    // Lines and withheld items past the last entry of the range.
+    while let Some((li, _)) = &statements.peeked {
         let li = *li;
         run.fail(
             Statements::FILE,
@@ -1414,16 +1580,6 @@ fn check_entries(
             "a line for an index that is not a decision in the range".into(),
         );
         statements.advance(run);
-        while let Some((li, _)) = &statements.peeked {
-            let li = *li;
-            run.fail(
-                Statements::FILE,
-                Some(li),
-                "decisions",
-                "a line for an index that is not a decision in the range".into(),
-            );
-            statements.advance(run);
-        }
     }
     for w in withheld {
         run.fail(
@@ -1436,25 +1592,10 @@ fn check_entries(
     if let Some(r) = statements.reader.take() {
         run.finish(Statements::FILE, r);
     }
-    dispatch(
-        std::mem::take(&mut batch),
-        &mut in_flight,
-        &mut assertion_failures,
-    );
-    drop(tx);
-    for _ in 0..in_flight {
-        if let Ok(r) = rx.recv() {
-            assertion_failures.extend(r);
-        }
-    }
-    assertion_failures.sort_by_key(|(i, _)| *i);
-    for (i, e) in assertion_failures {
-        let path = tile_path(None, i / 256, (m.end - i / 256 * 256).min(256));
-        run.fail(&path, Some(i), "decisions", e);
-    }
+    pool.drain(run, &mut events, &mut learned);
 
     // 7. The second run: events outside the log.
-    check_outside_events(run, &mut events, &mut decided);
+    check_outside_events(run, &mut events, &mut learned.decided);
     if let Some(c) = events.csv.as_mut() {
         let mut rest = [0u8; 1];
         if matches!(c.read(&mut rest), Ok(n) if n > 0) {
@@ -1475,7 +1616,7 @@ fn check_entries(
 
     // 8. Report.
     check_report(run, &events.totals);
-    bundle_hashes
+    learned.bundle_hashes
 }
 
 fn check_outside_events(
