@@ -18,6 +18,7 @@ use countersign_verifier::export::{
     EventType, Manifest, ManifestRelyingParty, StatementLine, Totals, Withheld, EXPORT_FORMAT,
     TOTALS_ELEMENT_ID,
 };
+use countersign_verifier::flags;
 use countersign_verifier::{
     inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes, sha256, AttestationRecord,
     Checkpoint, Decision, Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry, RelyingParty,
@@ -28,7 +29,7 @@ use serde_json::json;
 use crate::generate::{
     log_signing_key, log_vkey, range_hashes, sign_note, LOG_ORIGIN, ORIGIN, RP_ID,
 };
-use crate::passkey::{Alg, SoftPasskey};
+use crate::passkey::{Alg, AssertOptions, SoftPasskey};
 
 /// The time of entry 0, in milliseconds (2026-01-01T00:00:00.000Z); entry `i` is logged
 /// `2 i` seconds later.
@@ -50,6 +51,9 @@ pub struct ArchiveSpec {
     /// Log a decision by carol after her passkey's revocation (the archive is then invalid:
     /// check 6).
     pub decision_after_revocation: bool,
+    /// A flaw in the assertion of the range's fourth decision by alice and bob
+    /// ([`Archive::flawed_index`]).
+    pub flaw: Flaw,
 }
 
 impl Default for ArchiveSpec {
@@ -61,6 +65,7 @@ impl Default for ArchiveSpec {
             withhold: 1,
             bundles: false,
             decision_after_revocation: false,
+            flaw: Flaw::None,
         }
     }
 }
@@ -86,6 +91,8 @@ pub struct Archive {
     pub revocation_index: u64,
     /// Index of an enrolment in the range (dave's).
     pub enrolment_in_range: u64,
+    /// Index of the decision [`ArchiveSpec::flaw`] applies to.
+    pub flawed_index: u64,
 }
 
 impl Archive {
@@ -166,10 +173,32 @@ fn statement(index: u64, j: usize, approver: &str, decision: Decision) -> Statem
 }
 
 fn decision_entry(a: &mut Approver, index: u64, st: &Statement) -> Vec<u8> {
+    decision_entry_with(a, index, st, Flaw::None)
+}
+
+/// A flaw of one decision's passkey assertion, for negative tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flaw {
+    /// None: a valid, user-verified assertion.
+    #[default]
+    None,
+    /// One bit of the signature flipped.
+    Signature,
+    /// User presence only: the UV flag is not set (valid with `--allow-no-uv`).
+    NoUserVerification,
+}
+
+fn decision_entry_with(a: &mut Approver, index: u64, st: &Statement, flaw: Flaw) -> Vec<u8> {
     let sh = st.hash().unwrap_or_default();
     let nonce = sha256(&index.to_be_bytes());
     let challenge = countersign_verifier::challenge(&nonce, &sh);
-    let parts = a.passkey.assert(&challenge, ORIGIN);
+    let mut opts = AssertOptions::new(&challenge, ORIGIN);
+    match flaw {
+        Flaw::None => {}
+        Flaw::Signature => opts.flip_signature_bit = Some(77),
+        Flaw::NoUserVerification => opts.flags = flags::UP,
+    }
+    let parts = a.passkey.assert_with(&opts);
     Entry::Decision(SignedDecision {
         decision: st.decision().unwrap_or(Decision::Deny),
         statement_hash: sh,
@@ -261,7 +290,8 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
         };
         let a = if j % 2 == 0 { &mut alice } else { &mut bob };
         let st = statement(index, j, a.id, d);
-        entries.push(decision_entry(a, index, &st));
+        let flaw = if j == 3 { spec.flaw } else { Flaw::None };
+        entries.push(decision_entry_with(a, index, &st, flaw));
         if j % 7 == 1 && withheld.len() < spec.withhold {
             withheld.push(index);
         } else if d == Decision::Approve && j % 2 == 0 {
@@ -477,5 +507,6 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
         withheld,
         revocation_index,
         enrolment_in_range: 5,
+        flawed_index: 6 + 3,
     })
 }

@@ -37,8 +37,7 @@ fn main() -> ExitCode {
                 alg,
                 second_alg: alg,
                 withhold: n / 1000,
-                bundles: false,
-                decision_after_revocation: false,
+                ..ArchiveSpec::default()
             };
             match build(std::path::Path::new(dir), &spec) {
                 Ok(a) => {

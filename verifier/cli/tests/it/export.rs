@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use countersign_testvectors::archive::{build, checkpoint_of, Archive, ArchiveSpec};
+use countersign_testvectors::archive::{build, checkpoint_of, Archive, ArchiveSpec, Flaw};
 use countersign_testvectors::generate::{ORIGIN, RP_ID};
 use countersign_verifier::export::{csv_header, EventRow, Manifest, Totals, TOTALS_ELEMENT_ID};
 use countersign_verifier::{sha256, VerifierKey};
@@ -775,4 +775,80 @@ fn unusable_input_exits_2() {
     // No manifest.
     std::fs::remove_file(d.join("MANIFEST.json")).unwrap();
     assert_eq!(verify(&d, &a).status.code(), Some(2));
+}
+
+fn flawed(flaw: Flaw) -> (tempfile::TempDir, PathBuf, Archive) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("a");
+    let a = build(
+        &d,
+        &ArchiveSpec {
+            flaw,
+            ..ArchiveSpec::default()
+        },
+    )
+    .unwrap();
+    (tmp, d, a)
+}
+
+#[test]
+fn decision_with_a_bad_passkey_signature() {
+    let (_t, d, a) = flawed(Flaw::Signature);
+    let out = verify(&d, &a);
+    assert_fails(&out, "decisions", "tile/entries/000", Some(a.flawed_index));
+    let r = report(&out);
+    assert_eq!(r["failures"].as_array().unwrap().len(), 1, "{r:#}");
+    assert!(r["failures"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("passkey assertion"));
+}
+
+#[test]
+fn decision_without_user_verification() {
+    let (_t, d, a) = flawed(Flaw::NoUserVerification);
+    assert_fails(
+        &verify(&d, &a),
+        "decisions",
+        "tile/entries/000",
+        Some(a.flawed_index),
+    );
+    assert_ok(&verify_with(&d, &a.log_key, &["--allow-no-uv"]));
+}
+
+#[test]
+fn outside_rows_out_of_time_order() {
+    let (_t, d, a) = fresh();
+    let first_outside = (a.end - a.start) as usize;
+    rewrite_events(&d, |rows| {
+        // The two undecided requests' request.created rows come first (5 and 10 s after
+        // events_from); swap the first two rows of the run.
+        rows.swap(first_outside, first_outside + 1);
+    });
+    assert_fails(&verify(&d, &a), "events", "events.jsonl", None);
+}
+
+#[test]
+fn extra_csv_record() {
+    let (_t, d, a) = fresh();
+    let mut csv = std::fs::read_to_string(d.join("events.csv")).unwrap();
+    let last = lines(&d, "events.csv").last().unwrap().clone();
+    csv.push_str(&last);
+    csv.push_str("\r\n");
+    std::fs::write(d.join("events.csv"), csv).unwrap();
+    rehash(&d);
+    assert_fails(&verify(&d, &a), "events", "events.csv", None);
+}
+
+#[test]
+fn report_with_a_running_script() {
+    let (_t, d, a) = fresh();
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    std::fs::write(
+        d.join("report.html"),
+        html.replace("</body>", "<script>alert(1)</script></body>"),
+    )
+    .unwrap();
+    rehash(&d);
+    assert_fails(&verify(&d, &a), "report", "report.html", None);
 }
