@@ -65,7 +65,10 @@ fn leaf_inputs(n: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn range_hashes(leaves: &[Hash], ranges: &[countersign_verifier::LeafRange]) -> Vec<String> {
+pub(crate) fn range_hashes(
+    leaves: &[Hash],
+    ranges: &[countersign_verifier::LeafRange],
+) -> Vec<String> {
     ranges
         .iter()
         .map(|r| root_from_leaf_hashes(&leaves[r.start as usize..r.end as usize]).to_hex())
@@ -240,7 +243,7 @@ pub fn log_vkey() -> VerifierKey {
     }
 }
 
-fn sign_note(text: &str, key: &ed25519_dalek::SigningKey, vkey: &VerifierKey) -> String {
+pub(crate) fn sign_note(text: &str, key: &ed25519_dalek::SigningKey, vkey: &VerifierKey) -> String {
     let Ok(mut n) = Note::new(text) else {
         return String::new();
     };

@@ -9,13 +9,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::checkpoint::{verify_checkpoint, CheckpointError};
-use crate::entry::{Decision, Entry, EntryError};
+use crate::entry::{Decision, Enrolment, Entry, EntryError, SignedDecision};
 use crate::hash::{leaf_hash, Hash};
 use crate::note::{VerifiedSignature, VerifierKey};
 use crate::proof::{verify_inclusion, ProofError, MAX_PROOF_HASHES};
 use crate::statement::{canonical_json, Statement, StatementError};
 use crate::tlog_proof::TlogProof;
-use crate::webauthn::{verify_assertion, Assertion, AssertionError, AssertionPolicy};
+use crate::webauthn::{
+    verify_assertion, Assertion, AssertionError, AssertionPolicy, VerifiedAssertion,
+};
 
 /// The only bundle version defined.
 pub const BUNDLE_VERSION: u64 = 1;
@@ -298,79 +300,18 @@ impl EvidenceBundle {
             return Err(BundleError::WrongKind("enrolment"));
         };
         // 3. The decision relies on this enrolment, made earlier, of the same credential.
-        if dec.enrolment_index != self.enrolment.index {
-            return Err(BundleError::EnrolmentIndexMismatch);
-        }
-        if self.enrolment.index >= self.decision.index {
-            return Err(BundleError::EnrolmentNotBeforeDecision);
-        }
-        if dec.approver_id != enr.approver_id {
-            return Err(BundleError::CredentialMismatch("approver"));
-        }
-        if dec.credential_id != enr.credential_id {
-            return Err(BundleError::CredentialMismatch("credential ID"));
-        }
-        if dec.public_key != enr.public_key {
-            return Err(BundleError::CredentialMismatch("public key"));
-        }
-        // 4. The statement is the one in the entry.
-        let canonical = self
-            .statement
-            .canonical_json()
-            .map_err(BundleError::Statement)?;
-        if canonical.len() > crate::statement::MAX_STATEMENT_BYTES {
-            return Err(BundleError::Statement(StatementError::TooLarge));
-        }
-        let statement_hash = crate::hash::sha256(&canonical);
-        if statement_hash != dec.statement_hash {
-            return Err(BundleError::StatementHashMismatch);
-        }
-        if self.statement.approver_id != dec.approver_id {
-            return Err(BundleError::StatementApproverMismatch);
-        }
-        if self.statement.decision().map_err(BundleError::Statement)? != dec.decision {
-            return Err(BundleError::DecisionMismatch);
-        }
-        if dec.time_ms > self.statement.expires_at.saturating_mul(1000) {
-            return Err(BundleError::DecidedAfterExpiry);
-        }
-        if dec.time_ms < self.statement.requested_at.saturating_mul(1000) {
-            return Err(BundleError::DecidedBeforeRequest);
-        }
-        // 5. The approver's passkey signed nonce || statement hash.
-        let rp = &self.relying_party;
-        if policy.rp_id.is_some_and(|p| p != rp.rp_id) {
-            return Err(BundleError::RelyingPartyMismatch);
-        }
-        let origins: Vec<&str> = match policy.origin {
-            Some(o) => std::vec![o],
-            None => rp.origins.iter().map(String::as_str).collect(),
-        };
-        let key = enr.key().map_err(|error| BundleError::Entry {
-            which: "enrolment",
-            error,
-        })?;
-        let assertion = verify_assertion(
-            &key,
-            &Assertion {
-                authenticator_data: &dec.authenticator_data,
-                client_data_json: &dec.client_data_json,
-                signature: &dec.signature,
-            },
-            &dec.challenge(),
-            &AssertionPolicy {
-                rp_id: &rp.rp_id,
-                allowed_origins: &origins,
-                require_user_verification: policy.require_user_verification,
-                stored_sign_count: None,
-            },
-        )
-        .map_err(|e| match e {
-            AssertionError::OriginNotAllowed { .. } if policy.origin.is_some() => {
-                BundleError::RelyingPartyMismatch
-            }
-            e => BundleError::Assertion(e),
-        })?;
+        // 4. The statement is the one in the entry. 5. The approver's passkey signed it.
+        let checked = verify_decision(
+            &dec,
+            self.decision.index,
+            &enr,
+            self.enrolment.index,
+            &self.statement,
+            &self.relying_party,
+            policy,
+        )?;
+        let (statement_hash, key, assertion) =
+            (checked.statement_hash, checked.key, checked.assertion);
         Ok(VerifiedBundle {
             statement: self.statement.clone(),
             decision: dec.decision,
@@ -388,6 +329,140 @@ impl EvidenceBundle {
             cosignatures: cp.cosignatures,
         })
     }
+}
+
+/// What [`verify_decision`] established about a decision.
+#[derive(Clone, Debug)]
+pub struct CheckedDecision {
+    /// SHA-256 of the canonical statement (the entry's statement hash).
+    pub statement_hash: [u8; 32],
+    /// The enrolled public key that signed.
+    pub key: crate::crypto::PublicKey,
+    /// The verified assertion.
+    pub assertion: VerifiedAssertion,
+}
+
+/// Checks a decision entry against the enrolment it relies on, the statement it records and
+/// the approver's passkey signature: links 3 to 5 of `spec/evidence-bundle.md`, shared by
+/// [`EvidenceBundle::verify`] and the export archive verifier. Where the two entries come from
+/// (and that they are in the tree) is the caller's to check.
+pub fn verify_decision(
+    dec: &SignedDecision,
+    decision_index: u64,
+    enr: &Enrolment,
+    enrolment_index: u64,
+    statement: &Statement,
+    rp: &RelyingParty,
+    policy: &BundlePolicy<'_>,
+) -> Result<CheckedDecision, BundleError> {
+    check_decision_enrolment(dec, decision_index, enr, enrolment_index)?;
+    let statement_hash = check_decision_statement(dec, statement)?;
+    let (key, assertion) = verify_decision_assertion(dec, enr, rp, policy)?;
+    Ok(CheckedDecision {
+        statement_hash,
+        key,
+        assertion,
+    })
+}
+
+/// Link 3 of `spec/evidence-bundle.md`: the decision at `decision_index` relies on the enrolment
+/// at `enrolment_index`, logged before it, of the same approver, credential ID and public key.
+pub fn check_decision_enrolment(
+    dec: &SignedDecision,
+    decision_index: u64,
+    enr: &Enrolment,
+    enrolment_index: u64,
+) -> Result<(), BundleError> {
+    if dec.enrolment_index != enrolment_index {
+        return Err(BundleError::EnrolmentIndexMismatch);
+    }
+    if enrolment_index >= decision_index {
+        return Err(BundleError::EnrolmentNotBeforeDecision);
+    }
+    if dec.approver_id != enr.approver_id {
+        return Err(BundleError::CredentialMismatch("approver"));
+    }
+    if dec.credential_id != enr.credential_id {
+        return Err(BundleError::CredentialMismatch("credential ID"));
+    }
+    if dec.public_key != enr.public_key {
+        return Err(BundleError::CredentialMismatch("public key"));
+    }
+    Ok(())
+}
+
+/// Link 4 of `spec/evidence-bundle.md`: `statement` is valid, hashes to the decision's statement
+/// hash, names its approver and decision, and the decision was logged while the request was
+/// open. Returns the statement hash.
+pub fn check_decision_statement(
+    dec: &SignedDecision,
+    statement: &Statement,
+) -> Result<[u8; 32], BundleError> {
+    let canonical = statement.canonical_json().map_err(BundleError::Statement)?;
+    if canonical.len() > crate::statement::MAX_STATEMENT_BYTES {
+        return Err(BundleError::Statement(StatementError::TooLarge));
+    }
+    let statement_hash = crate::hash::sha256(&canonical);
+    if statement_hash != dec.statement_hash {
+        return Err(BundleError::StatementHashMismatch);
+    }
+    if statement.approver_id != dec.approver_id {
+        return Err(BundleError::StatementApproverMismatch);
+    }
+    if statement.decision().map_err(BundleError::Statement)? != dec.decision {
+        return Err(BundleError::DecisionMismatch);
+    }
+    if dec.time_ms > statement.expires_at.saturating_mul(1000) {
+        return Err(BundleError::DecidedAfterExpiry);
+    }
+    if dec.time_ms < statement.requested_at.saturating_mul(1000) {
+        return Err(BundleError::DecidedBeforeRequest);
+    }
+    Ok(statement_hash)
+}
+
+/// Link 5 of `spec/evidence-bundle.md`: the approver's passkey (the enrolment's key) signed the
+/// decision's challenge `nonce || statement hash` for the relying party `rp`, subject to the
+/// auditor's pins in `policy`. Needs only the entries: the challenge is in the decision.
+pub fn verify_decision_assertion(
+    dec: &SignedDecision,
+    enr: &Enrolment,
+    rp: &RelyingParty,
+    policy: &BundlePolicy<'_>,
+) -> Result<(crate::crypto::PublicKey, VerifiedAssertion), BundleError> {
+    if policy.rp_id.is_some_and(|p| p != rp.rp_id) {
+        return Err(BundleError::RelyingPartyMismatch);
+    }
+    let origins: Vec<&str> = match policy.origin {
+        Some(o) => std::vec![o],
+        None => rp.origins.iter().map(String::as_str).collect(),
+    };
+    let key = enr.key().map_err(|error| BundleError::Entry {
+        which: "enrolment",
+        error,
+    })?;
+    let assertion = verify_assertion(
+        &key,
+        &Assertion {
+            authenticator_data: &dec.authenticator_data,
+            client_data_json: &dec.client_data_json,
+            signature: &dec.signature,
+        },
+        &dec.challenge(),
+        &AssertionPolicy {
+            rp_id: &rp.rp_id,
+            allowed_origins: &origins,
+            require_user_verification: policy.require_user_verification,
+            stored_sign_count: None,
+        },
+    )
+    .map_err(|e| match e {
+        AssertionError::OriginNotAllowed { .. } if policy.origin.is_some() => {
+            BundleError::RelyingPartyMismatch
+        }
+        e => BundleError::Assertion(e),
+    })?;
+    Ok((key, assertion))
 }
 
 fn is_lower_hex(s: &str) -> bool {

@@ -28,8 +28,9 @@ mod webauthn;
 
 #[cfg(feature = "std")]
 pub use bundle::{
-    check_execution, BundleError, BundlePolicy, EvidenceBundle, ExecutionError, LoggedEntry,
-    RelyingParty, VerifiedBundle, BUNDLE_VERSION, MAX_BUNDLE_BYTES,
+    check_decision_enrolment, check_decision_statement, check_execution, verify_decision,
+    verify_decision_assertion, BundleError, BundlePolicy, CheckedDecision, EvidenceBundle,
+    ExecutionError, LoggedEntry, RelyingParty, VerifiedBundle, BUNDLE_VERSION, MAX_BUNDLE_BYTES,
 };
 pub use checkpoint::{
     parse_decimal, verify_checkpoint, Checkpoint, CheckpointError, VerifiedCheckpoint,

@@ -17,6 +17,8 @@ use countersign_verifier::{
 };
 use serde_json::{json, Value};
 
+mod export;
+
 #[derive(Parser)]
 #[command(
     name = "countersign-verify",
@@ -56,6 +58,9 @@ enum Command {
     Entry(EntryArgs),
     /// Check an approval statement and print its canonical form, hash and challenge.
     Statement(StatementArgs),
+    /// Check an export archive (spec/export.md): a directory or a tar file. Exits 0 if every
+    /// check passes, 1 if one failed (naming the file, index and check), 2 for unusable input.
+    Export(export::ExportArgs),
 }
 
 #[derive(Args)]
@@ -272,6 +277,7 @@ fn say(line: impl std::fmt::Display) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Export(a) => return export::run(a, cli.json),
         Command::Inclusion(a) => inclusion(a),
         Command::Consistency(a) => consistency(a),
         Command::Note(a) => note(a),

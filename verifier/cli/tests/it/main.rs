@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod export;
+
 // The directory cargo gives at run time, not the one compiled in: a test binary built from
 // another checkout sharing the target directory would otherwise read that checkout's files.
 fn vectors() -> PathBuf {

@@ -1,0 +1,1939 @@
+//! `countersign-verify export DIR`: checks an export archive as `spec/export.md` ("Verifying an
+//! archive", checks 1-9) says.
+//!
+//! Everything is streamed in one pass over the entries, merged with `statements.jsonl`, the
+//! manifest's `withheld` list and the first run of `events.jsonl` (all three ascend by index);
+//! `events.csv` is compared with the rows as they are read. What is kept: the level-0 hashes
+//! (32 bytes per leaf), the enrolment table, the first revocation of each revoked enrolment, and
+//! one small record per request id decided in the range. Passkey signatures are checked on every
+//! core (rayon) in batches while the main thread reads on. Every file's SHA-256 is computed as it
+//! is read, so each byte of the archive is read once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+
+use clap::Args;
+use countersign_verifier::export::{
+    csv_header, entry_bundles, hash_tiles, log_event_row, parse_rfc3339_ms, tile_path, EventRow,
+    EventType, Manifest, StatementLine, Totals, EXPORT_FORMAT, TOTALS_ELEMENT_ID,
+};
+use countersign_verifier::{
+    check_decision_enrolment, check_decision_statement, leaf_hash, parse_json_strict,
+    root_from_leaf_hashes, verify_checkpoint, verify_decision_assertion, BundlePolicy, Enrolment,
+    Entry, EvidenceBundle, Hash, RelyingParty, VerifierKey, MAX_NOTE_BYTES,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{parse_entry_bundle, say, vkey_arg, UsageError, UvArgs};
+
+#[derive(Args)]
+#[command(after_long_help = "Exit status:\n  \
+    0  every check of spec/export.md passed\n  \
+    1  a check failed: each failure names the file, the log index where there is one, and the check\n  \
+    2  unusable input: no such directory or tar file, no MANIFEST.json or one that is not a \
+    manifest, a key that does not parse, a bad flag\n\n\
+    A --log-key that parses but is not the archive's log key is a failed check (exit 1): the \
+    manifest's log_key and the checkpoint's signature do not match it.\n\n\
+    The relying party must be pinned: --rp-id and/or --origin, or --trust-archive-rp to accept \
+    the one the manifest names (the output then says so).\n\n\
+    With --json, one object: {\"verified\", \"start\", \"end\", \"tree_size\", \"decisions\", \
+    \"approved\", \"denied\", \"withheld\", \"events\", \"failures\": [{\"file\", \"index\", \
+    \"check\", \"detail\"}], ...} (spec/export.md).")]
+pub(crate) struct ExportArgs {
+    /// The archive: a directory, or a POSIX tar file of the same files.
+    dir: String,
+    /// The log's verifier key (from a trusted source, not from the archive).
+    #[arg(long, value_name = "VKEY")]
+    log_key: String,
+    /// Witness cosignature keys whose signatures are checked if present.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// A checkpoint of this log the auditor already trusts: the archive's tree must extend it.
+    #[arg(long, value_name = "FILE")]
+    trusted_checkpoint: Option<String>,
+    /// The relying party ID the approvals must have been made for (pins the RP; this or
+    /// --origin or --trust-archive-rp is required).
+    #[arg(long)]
+    rp_id: Option<String>,
+    /// The origin the approvals must have been made on (pins the RP).
+    #[arg(long)]
+    origin: Option<String>,
+    /// Accept the relying party the manifest names instead of pinning one (the output says so).
+    #[arg(long, conflicts_with_all = ["rp_id", "origin"])]
+    trust_archive_rp: bool,
+    #[command(flatten)]
+    uv: UvArgs,
+}
+
+/// The largest `MANIFEST.json` read (its `withheld` and `files` grow with the archive).
+const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest `report.html` read.
+const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
+/// The longest line of `statements.jsonl` or `events.jsonl` (a statement is at most 32 KiB).
+const MAX_LINE_BYTES: u64 = 1024 * 1024;
+/// Failures kept while checking (they are then ordered and the first [`MAX_LISTED`] listed);
+/// the rest are counted.
+const MAX_FAILURES: usize = 10_000;
+/// Failures listed in the answer.
+const MAX_LISTED: usize = 100;
+/// Failures printed as text.
+const MAX_PRINTED: usize = 20;
+/// Decisions per batch of parallel passkey checks.
+const BATCH: usize = 512;
+
+/// One failed check.
+#[derive(Clone, Debug)]
+struct Failure {
+    file: String,
+    index: Option<u64>,
+    check: &'static str,
+    detail: String,
+}
+
+/// Where the archive's files are.
+enum Source {
+    Dir(PathBuf),
+    /// A tar file: member name -> (offset of its data, size), found by one pass over the headers.
+    Tar(PathBuf, HashMap<String, (u64, u64)>),
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+type FileReader = BufReader<Hashing<Box<dyn Read>>>;
+
+impl Source {
+    /// Opens the archive and lists its files (relative path -> size). Members that are not
+    /// regular files are failures.
+    fn open(
+        path: &Path,
+        failures: &mut Vec<Failure>,
+    ) -> Result<(Source, BTreeMap<String, u64>), UsageError> {
+        let meta =
+            std::fs::metadata(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        let mut files = BTreeMap::new();
+        if meta.is_dir() {
+            list_dir(path, "", &mut files, failures)
+                .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+            return Ok((Source::Dir(path.to_owned()), files));
+        }
+        let f = std::fs::File::open(path)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        let mut ar = tar::Archive::new(f);
+        let mut members = HashMap::new();
+        let entries = ar
+            .entries_with_seek()
+            .map_err(|e| UsageError(format!("{}: not a tar file: {e}", path.display())))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| UsageError(format!("{}: not a tar file: {e}", path.display())))?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                failures.push(Failure {
+                    file: name,
+                    index: None,
+                    check: "manifest",
+                    detail: "a tar member that is not a regular file (X1: regular files only)"
+                        .into(),
+                });
+                continue;
+            }
+            let size = entry.size();
+            if members
+                .insert(name.clone(), (entry.raw_file_position(), size))
+                .is_some()
+            {
+                failures.push(Failure {
+                    file: name.clone(),
+                    index: None,
+                    check: "manifest",
+                    detail: "the tar file holds this member twice".into(),
+                });
+            }
+            files.insert(name, size);
+        }
+        Ok((Source::Tar(path.to_owned(), members), files))
+    }
+
+    fn raw(&self, rel: &str) -> std::io::Result<Box<dyn Read>> {
+        match self {
+            Source::Dir(d) => Ok(Box::new(std::fs::File::open(d.join(rel))?)),
+            Source::Tar(p, members) => {
+                let (offset, size) = members
+                    .get(rel)
+                    .copied()
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+                let mut f = std::fs::File::open(p)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(Box::new(f.take(size)))
+            }
+        }
+    }
+}
+
+fn list_dir(
+    root: &Path,
+    prefix: &str,
+    out: &mut BTreeMap<String, u64>,
+    failures: &mut Vec<Failure>,
+) -> std::io::Result<()> {
+    let dir = if prefix.is_empty() {
+        root.to_owned()
+    } else {
+        root.join(prefix)
+    };
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            failures.push(Failure {
+                file: format!("{prefix}{}", name.to_string_lossy()),
+                index: None,
+                check: "manifest",
+                detail: "a file name that is not UTF-8".into(),
+            });
+            continue;
+        };
+        let rel = format!("{prefix}{name}");
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        if meta.is_dir() {
+            list_dir(root, &format!("{rel}/"), out, failures)?;
+        } else if meta.is_file() {
+            out.insert(rel, meta.len());
+        } else {
+            failures.push(Failure {
+                file: rel,
+                index: None,
+                check: "manifest",
+                detail: "not a regular file (a symbolic link or special file)".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the parallel passkey checks need.
+struct AssertCtx {
+    rp: RelyingParty,
+    rp_id: Option<String>,
+    origin: Option<String>,
+    require_uv: bool,
+}
+
+/// A decision in the range with a statement, by request id (for the events outside the log).
+struct Decided {
+    index: u64,
+    approve: bool,
+    decided_ms: u64,
+    requested_ms: u64,
+    /// SHA-256 of its `request.created` row's line.
+    created: [u8; 32],
+    created_seen: bool,
+    token_seen: bool,
+}
+
+struct Run {
+    src: Source,
+    listing: BTreeMap<String, u64>,
+    manifest: Manifest,
+    failures: Vec<Failure>,
+    unlisted: u64,
+    hashed: BTreeSet<String>,
+    log_key: VerifierKey,
+    witnesses: Vec<VerifierKey>,
+    ctx: Arc<AssertCtx>,
+    progress: ProgressBar,
+    // Counts for the summary.
+    decisions: u64,
+    approved: u64,
+    denied: u64,
+    events: u64,
+}
+
+impl Run {
+    fn fail(&mut self, file: &str, index: Option<u64>, check: &'static str, detail: String) {
+        if self.failures.len() < MAX_FAILURES {
+            self.failures.push(Failure {
+                file: file.to_owned(),
+                index,
+                check,
+                detail,
+            });
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// Opens a file of the archive for reading, hashing as it goes; `None` (with the failure
+    /// noted once) if it cannot be read.
+    fn open(&mut self, rel: &str) -> Option<FileReader> {
+        if !self.listing.contains_key(rel) {
+            // Already reported as missing by the file-set check.
+            return None;
+        }
+        match self.src.raw(rel) {
+            Ok(r) => Some(BufReader::with_capacity(
+                256 * 1024,
+                Hashing {
+                    inner: r,
+                    hasher: Sha256::new(),
+                },
+            )),
+            Err(e) => {
+                self.fail(rel, None, "manifest", format!("cannot be read: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Reads the rest of `r` and checks the file's SHA-256 against the manifest.
+    fn finish(&mut self, rel: &str, mut r: FileReader) {
+        if let Err(e) = std::io::copy(&mut r, &mut std::io::sink()) {
+            self.fail(rel, None, "manifest", format!("cannot be read: {e}"));
+            return;
+        }
+        let digest = hex::encode(r.into_inner().hasher.finalize());
+        self.hashed.insert(rel.to_owned());
+        match self.manifest.files.get(rel) {
+            Some(want) if *want == digest => {}
+            Some(_) => self.fail(
+                rel,
+                None,
+                "manifest",
+                "the file's SHA-256 is not the one MANIFEST.json files gives".into(),
+            ),
+            // Reported by the file-set check.
+            None => {}
+        }
+    }
+
+    /// Reads a whole (small) file, checking its hash; `None` if it cannot be read or is larger
+    /// than `limit`.
+    fn read_all(&mut self, rel: &str, limit: u64) -> Option<Vec<u8>> {
+        let mut r = self.open(rel)?;
+        let mut buf = Vec::new();
+        if let Err(e) = (&mut r).take(limit + 1).read_to_end(&mut buf) {
+            self.fail(rel, None, "manifest", format!("cannot be read: {e}"));
+            return None;
+        }
+        if buf.len() as u64 > limit {
+            self.fail(rel, None, "manifest", format!("larger than {limit} bytes"));
+            self.finish(rel, r);
+            return None;
+        }
+        self.finish(rel, r);
+        Some(buf)
+    }
+}
+
+/// Reads one line (without its `\n`) into `buf`. `Ok(None)` at the end of the file;
+/// `Ok(Some(false))` for a last line without `\n` or one longer than [`MAX_LINE_BYTES`].
+fn read_line(r: &mut FileReader, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let n = r.by_ref().take(MAX_LINE_BYTES + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        Ok(Some(true))
+    } else {
+        Ok(Some(false))
+    }
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// Entry point: verifies the archive and prints the verdict.
+pub(crate) fn run(a: &ExportArgs, json_out: bool) -> ExitCode {
+    match verify(a, json_out) {
+        Ok(code) => code,
+        Err(UsageError(msg)) => {
+            if json_out {
+                say(json!({"verified": null, "error": msg}));
+            }
+            eprintln!("countersign-verify: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
+    if a.rp_id.is_none() && a.origin.is_none() && !a.trust_archive_rp {
+        return Err(UsageError(
+            "pin the relying party the approvals must be for: --rp-id <RP ID> and/or \
+             --origin <https://...>; or --trust-archive-rp to accept the one the manifest names"
+                .into(),
+        ));
+    }
+    let log_key = vkey_arg("--log-key", &a.log_key)?;
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|k| vkey_arg("--witness", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trusted = match &a.trusted_checkpoint {
+        None => None,
+        Some(p) => {
+            let mut buf = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(MAX_NOTE_BYTES as u64 + 1).read_to_end(&mut buf))
+                .map_err(|e| UsageError(format!("--trusted-checkpoint {p}: {e}")))?;
+            Some(buf)
+        }
+    };
+    let mut failures = Vec::new();
+    let (src, listing) = Source::open(Path::new(&a.dir), &mut failures)?;
+    // The manifest: unusable input if it is not there or not a manifest.
+    let manifest_bytes = {
+        let mut r = src
+            .raw("MANIFEST.json")
+            .ok()
+            .filter(|_| listing.contains_key("MANIFEST.json"))
+            .ok_or_else(|| UsageError(format!("{}: no MANIFEST.json", a.dir)))?;
+        let mut buf = Vec::new();
+        r.by_ref()
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| UsageError(format!("{}/MANIFEST.json: {e}", a.dir)))?;
+        if buf.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(UsageError(format!(
+                "{}/MANIFEST.json: larger than {MAX_MANIFEST_BYTES} bytes",
+                a.dir
+            )));
+        }
+        buf
+    };
+    let manifest: Manifest = parse_json_strict(&manifest_bytes)
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|e| UsageError(format!("{}/MANIFEST.json: not a manifest: {e}", a.dir)))?;
+    drop(manifest_bytes);
+    let ctx = Arc::new(AssertCtx {
+        rp: RelyingParty {
+            rp_id: manifest.relying_party.rp_id.clone(),
+            origins: manifest.relying_party.origins.clone(),
+        },
+        rp_id: a.rp_id.clone(),
+        origin: a.origin.clone(),
+        require_uv: a.uv.required(),
+    });
+    let progress = if json_out || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        let p = ProgressBar::new(manifest.end);
+        p.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        p.set_message("verifying");
+        p
+    };
+    let mut run = Run {
+        src,
+        listing,
+        manifest,
+        failures,
+        unlisted: 0,
+        hashed: BTreeSet::new(),
+        log_key,
+        witnesses,
+        ctx,
+        progress,
+        decisions: 0,
+        approved: 0,
+        denied: 0,
+        events: 0,
+    };
+    let trusted_size = check_all(&mut run, trusted.as_deref());
+    run.progress.finish_and_clear();
+    // The workers answer in batches: order the failures by check, then index, so that the
+    // answer does not depend on timing.
+    run.failures
+        .sort_by_key(|f| (check_rank(f.check), f.index.unwrap_or(0)));
+    if run.failures.len() > MAX_LISTED {
+        run.unlisted += (run.failures.len() - MAX_LISTED) as u64;
+        run.failures.truncate(MAX_LISTED);
+    }
+    report(&run, a, json_out, trusted_size);
+    Ok(if run.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The number of the check of spec/export.md a failure belongs to.
+fn check_rank(check: &str) -> u8 {
+    match check {
+        "manifest" => 1,
+        "checkpoint" => 2,
+        "tiles" => 3,
+        "trusted checkpoint" => 4,
+        "entries" => 5,
+        "decisions" | "revocation" => 6,
+        "events" => 7,
+        "report" => 8,
+        _ => 9,
+    }
+}
+
+fn report(run: &Run, a: &ExportArgs, json_out: bool, trusted_size: Option<u64>) {
+    let m = &run.manifest;
+    let verified = run.failures.is_empty();
+    if json_out {
+        let failures: Vec<_> = run
+            .failures
+            .iter()
+            .map(
+                |f| json!({"file": f.file, "index": f.index, "check": f.check, "detail": f.detail}),
+            )
+            .collect();
+        say(json!({
+            "verified": verified,
+            "log_origin": m.log_origin,
+            "start": m.start,
+            "end": m.end,
+            "tree_size": m.tree_size,
+            "decisions": run.decisions,
+            "approved": run.approved,
+            "denied": run.denied,
+            "withheld": m.withheld.len(),
+            "events": run.events,
+            "rp_pinned": !a.trust_archive_rp,
+            "trusted_checkpoint_size": trusted_size,
+            "failures": failures,
+            "failures_not_listed": run.unlisted,
+        }));
+        return;
+    }
+    if verified {
+        say(format_args!(
+            "OK: archive verified: log {} indexes [{}, {}) of a tree of {} entries: {} decisions \
+             ({} approved, {} denied; {} withheld), {} event rows{}{}",
+            m.log_origin,
+            m.start,
+            m.end,
+            m.tree_size,
+            run.decisions,
+            run.approved,
+            run.denied,
+            m.withheld.len(),
+            run.events,
+            match trusted_size {
+                Some(s) => format!("; extends the trusted checkpoint of size {s}"),
+                None => String::new(),
+            },
+            if a.trust_archive_rp {
+                format!(
+                    "\nWARNING: RELYING PARTY NOT PINNED (--trust-archive-rp): accepted the \
+                     manifest's rp_id {:?}; check that it is yours",
+                    m.relying_party.rp_id
+                )
+            } else {
+                String::new()
+            }
+        ));
+        return;
+    }
+    let total = run.failures.len() as u64 + run.unlisted;
+    for f in run.failures.iter().take(MAX_PRINTED) {
+        let at = f.index.map(|i| format!(" index {i}")).unwrap_or_default();
+        say(format_args!(
+            "INVALID ({}): {}{at}: {}",
+            f.check, f.file, f.detail
+        ));
+    }
+    if total > MAX_PRINTED as u64 {
+        say(format_args!(
+            "... and {} more failures",
+            total - MAX_PRINTED as u64
+        ));
+    }
+}
+
+/// The fixed files of X2 and X5-X8.
+const FIXED: [&str; 5] = [
+    "checkpoint",
+    "statements.jsonl",
+    "events.jsonl",
+    "events.csv",
+    "report.html",
+];
+
+/// Runs checks 1 to 9; returns the trusted checkpoint's size if one was given and held.
+fn check_all(run: &mut Run, trusted: Option<&[u8]>) -> Option<u64> {
+    // 1. Manifest.
+    let m = run.manifest.clone();
+    if m.format != EXPORT_FORMAT {
+        run.fail(
+            "MANIFEST.json",
+            None,
+            "manifest",
+            format!("format is {:?}, not {EXPORT_FORMAT:?}", m.format),
+        );
+    }
+    if m.log_key != run.log_key.to_vkey() {
+        run.fail(
+            "MANIFEST.json",
+            None,
+            "manifest",
+            "log_key is not the --log-key given".into(),
+        );
+    }
+    if let Some(p) = run.ctx.rp_id.clone() {
+        if p != m.relying_party.rp_id {
+            run.fail(
+                "MANIFEST.json",
+                None,
+                "manifest",
+                format!(
+                    "relying_party.rp_id {:?} is not --rp-id {p:?}",
+                    m.relying_party.rp_id
+                ),
+            );
+        }
+    }
+    for (what, t) in [
+        ("events_from", &m.events_from),
+        ("events_to", &m.events_to),
+        ("generated_at", &m.generated_at),
+    ] {
+        if parse_rfc3339_ms(t).is_none() {
+            run.fail(
+                "MANIFEST.json",
+                None,
+                "manifest",
+                format!("{what} is not RFC 3339 UTC with milliseconds"),
+            );
+        }
+    }
+    if !(m.start <= m.end && m.end <= m.tree_size) {
+        run.fail(
+            "MANIFEST.json",
+            None,
+            "manifest",
+            format!(
+                "not start <= end <= tree_size ({} {} {})",
+                m.start, m.end, m.tree_size
+            ),
+        );
+        return None;
+    }
+    // The tile sets have one member per 256 leaves: refuse sizes the archive cannot hold before
+    // listing them.
+    if m.tree_size / 256 > run.listing.len() as u64 {
+        run.fail(
+            "MANIFEST.json",
+            None,
+            "tiles",
+            format!(
+                "a tree of {} leaves needs more tiles than the archive's {} files",
+                m.tree_size,
+                run.listing.len()
+            ),
+        );
+        return None;
+    }
+    let tiles = hash_tiles(m.tree_size);
+    let bundles = entry_bundles(m.end);
+    let mut expected: BTreeSet<String> = FIXED.iter().map(|s| (*s).to_owned()).collect();
+    expected.extend(tiles.iter().map(|&(l, i, w)| tile_path(Some(l), i, w)));
+    expected.extend(bundles.iter().map(|&(i, w)| tile_path(None, i, w)));
+    let mut bundle_files: BTreeMap<u64, String> = BTreeMap::new();
+    let listing: Vec<String> = run.listing.keys().cloned().collect();
+    for f in &listing {
+        if f == "MANIFEST.json" {
+            continue;
+        }
+        if !m.files.contains_key(f) {
+            run.fail(
+                f,
+                None,
+                "manifest",
+                "not listed in MANIFEST.json files".into(),
+            );
+        }
+        if expected.contains(f) {
+            continue;
+        }
+        let bundle_index = f
+            .strip_prefix("bundles/")
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(countersign_verifier::parse_decimal);
+        match bundle_index {
+            Some(i) => {
+                bundle_files.insert(i, f.clone());
+            }
+            None => run.fail(
+                f,
+                None,
+                "manifest",
+                "a file that is not part of the archive format (X1-X9)".into(),
+            ),
+        }
+    }
+    for (f, h) in &m.files {
+        if !run.listing.contains_key(f) {
+            run.fail(
+                f,
+                None,
+                "manifest",
+                "listed in MANIFEST.json files but missing".into(),
+            );
+        }
+        if h.len() != 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            run.fail(
+                f,
+                None,
+                "manifest",
+                "its hash in MANIFEST.json files is not 64 lowercase hex digits".into(),
+            );
+        }
+    }
+    for f in &expected {
+        if !run.listing.contains_key(f) && !m.files.contains_key(f) {
+            let check = if f.starts_with("tile/entries/") {
+                "entries"
+            } else if f.starts_with("tile/") {
+                "tiles"
+            } else {
+                "manifest"
+            };
+            run.fail(f, None, check, "missing (X1-X8)".into());
+        }
+    }
+
+    // 2. Checkpoint.
+    let mut root = None;
+    if let Some(cp) = run.read_all("checkpoint", MAX_NOTE_BYTES as u64) {
+        match verify_checkpoint(&cp, &run.log_key, &run.witnesses) {
+            Err(e) => run.fail("checkpoint", None, "checkpoint", e.to_string()),
+            Ok(v) => {
+                if v.checkpoint.origin != m.log_origin {
+                    run.fail(
+                        "checkpoint",
+                        None,
+                        "checkpoint",
+                        format!(
+                            "origin {:?} is not the manifest's log_origin",
+                            v.checkpoint.origin
+                        ),
+                    );
+                }
+                if v.checkpoint.size != m.tree_size {
+                    run.fail(
+                        "checkpoint",
+                        None,
+                        "checkpoint",
+                        format!(
+                            "tree size {} is not the manifest's tree_size {}",
+                            v.checkpoint.size, m.tree_size
+                        ),
+                    );
+                } else {
+                    root = Some(v.checkpoint.root);
+                }
+            }
+        }
+    }
+
+    // 3. Tiles.
+    let level0 = check_tiles(run, &tiles, root);
+
+    // 4. Trusted checkpoint.
+    let trusted_size = trusted.and_then(|t| check_trusted(run, t, &level0));
+
+    // 5-7. Entries, decisions, events.
+    let bundle_hashes = check_entries(run, &bundles, &level0, &bundle_files);
+
+    // 9. Bundles.
+    check_bundles(run, &bundle_files, &bundle_hashes, &level0);
+
+    // Every file's hash, including any no check read.
+    for f in listing {
+        if f != "MANIFEST.json" && !run.hashed.contains(&f) {
+            if let Some(r) = run.open(&f) {
+                run.finish(&f, r);
+            }
+        }
+    }
+    trusted_size
+}
+
+/// Check 3: reads the level-0 hashes, checks every higher tile against the level below and the
+/// root against the checkpoint's. Returns the level-0 hashes (zeros where unreadable).
+fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> Vec<Hash> {
+    let tree_size = run.manifest.tree_size;
+    let mut below: Vec<Hash> = Vec::new();
+    let mut level0: Vec<Hash> = Vec::new();
+    let mut current: Vec<Hash> = Vec::new();
+    let mut current_level = 0u8;
+    let mut finish_level = |lvl: u8, cur: &mut Vec<Hash>, below: &mut Vec<Hash>| {
+        if lvl == 0 {
+            level0.clone_from(cur);
+        }
+        std::mem::swap(below, cur);
+        cur.clear();
+    };
+    for &(l, i, w) in tiles {
+        if l != current_level {
+            finish_level(current_level, &mut current, &mut below);
+            current_level = l;
+        }
+        let path = tile_path(Some(l), i, w);
+        let want = (w * 32) as usize;
+        let bytes = run.read_all(&path, w * 32).unwrap_or_default();
+        let ok = bytes.len() == want;
+        if !ok && run.listing.contains_key(&path) {
+            run.fail(
+                &path,
+                None,
+                "tiles",
+                format!("{} bytes, not {want} ({w} hashes)", bytes.len()),
+            );
+        }
+        for k in 0..w {
+            let h = if ok {
+                Hash::from_slice(&bytes[(k * 32) as usize..(k * 32 + 32) as usize])
+                    .unwrap_or(Hash([0; 32]))
+            } else {
+                Hash([0; 32])
+            };
+            if l >= 1 && ok {
+                let n = i * 256 + k;
+                let from = (n * 256) as usize;
+                if let Some(children) = below.get(from..from + 256) {
+                    if root_from_leaf_hashes(children) != h {
+                        run.fail(
+                            &path,
+                            Some(n << (8 * u32::from(l))),
+                            "tiles",
+                            format!(
+                                "hash {k} is not the Merkle tree hash of the 256 level-{} \
+                                 hashes below it",
+                                l - 1
+                            ),
+                        );
+                    }
+                }
+            }
+            current.push(h);
+        }
+    }
+    finish_level(current_level, &mut current, &mut below);
+    if tree_size == 0 {
+        level0.clear();
+    }
+    if let Some(root) = root {
+        if root_from_leaf_hashes(&level0) != root {
+            run.fail(
+                "tile/0",
+                None,
+                "tiles",
+                "the tree hash of the level-0 hashes is not the checkpoint's root".into(),
+            );
+        }
+    }
+    level0
+}
+
+/// Check 4.
+fn check_trusted(run: &mut Run, note: &[u8], level0: &[Hash]) -> Option<u64> {
+    let name = "--trusted-checkpoint";
+    let v = match verify_checkpoint(note, &run.log_key, &run.witnesses) {
+        Ok(v) => v,
+        Err(e) => {
+            run.fail(name, None, "trusted checkpoint", e.to_string());
+            return None;
+        }
+    };
+    let size = v.checkpoint.size;
+    if v.checkpoint.origin != run.manifest.log_origin {
+        run.fail(
+            name,
+            None,
+            "trusted checkpoint",
+            "its origin is not the archive's log_origin".into(),
+        );
+        return None;
+    }
+    if size > run.manifest.tree_size {
+        run.fail(
+            name,
+            None,
+            "trusted checkpoint",
+            format!(
+                "its size {size} is larger than the archive's tree_size {}",
+                run.manifest.tree_size
+            ),
+        );
+        return None;
+    }
+    let got = root_from_leaf_hashes(&level0[..(size as usize).min(level0.len())]);
+    if got != v.checkpoint.root {
+        run.fail(
+            name,
+            None,
+            "trusted checkpoint",
+            format!(
+                "the tree hash of the archive's first {size} leaves is not its root: the \
+                 archive's tree does not extend the trusted one"
+            ),
+        );
+        return None;
+    }
+    Some(size)
+}
+
+/// Reads `statements.jsonl` line by line. Only the index is read here (the merge needs it);
+/// the statement is parsed and checked by the workers.
+struct Statements {
+    reader: Option<FileReader>,
+    buf: Vec<u8>,
+    line: u64,
+    /// The next line: its index and its bytes (without `\n`), or `None` at the end.
+    peeked: Option<(u64, Vec<u8>)>,
+    last_index: Option<u64>,
+}
+
+/// The index of a line of `statements.jsonl`, read without building the statement.
+#[derive(serde::Deserialize)]
+struct LineIndex {
+    index: u64,
+}
+
+impl Statements {
+    const FILE: &'static str = "statements.jsonl";
+
+    /// Reads the next line with an index into `peeked`, reporting lines without one.
+    fn advance(&mut self, run: &mut Run) {
+        self.peeked = None;
+        let Some(r) = self.reader.as_mut() else {
+            return;
+        };
+        loop {
+            self.line += 1;
+            match read_line(r, &mut self.buf) {
+                Err(e) => {
+                    run.fail(Self::FILE, None, "manifest", format!("cannot be read: {e}"));
+                    return;
+                }
+                Ok(None) => return,
+                Ok(Some(complete)) => {
+                    if !complete {
+                        run.fail(
+                            Self::FILE,
+                            None,
+                            "decisions",
+                            format!("line {} does not end with a newline", self.line),
+                        );
+                    }
+                    match serde_json::from_slice::<LineIndex>(&self.buf) {
+                        Ok(LineIndex { index }) => {
+                            if self.last_index.is_some_and(|l| index <= l) {
+                                run.fail(
+                                    Self::FILE,
+                                    Some(index),
+                                    "decisions",
+                                    format!("line {}: the lines do not ascend by index", self.line),
+                                );
+                            }
+                            self.last_index = Some(index);
+                            self.peeked = Some((index, std::mem::take(&mut self.buf)));
+                            return;
+                        }
+                        Err(e) => run.fail(
+                            Self::FILE,
+                            None,
+                            "decisions",
+                            format!(
+                                "line {} is not {{\"index\", \"statement\"}}: {e}",
+                                self.line
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads `events.jsonl` and checks `events.csv` against each row.
+struct Events {
+    jsonl: Option<FileReader>,
+    csv: Option<FileReader>,
+    buf: Vec<u8>,
+    csv_buf: Vec<u8>,
+    /// Rows read from events.jsonl.
+    row: u64,
+    /// Rows counted (and compared with events.csv).
+    counted: u64,
+    totals: Totals,
+}
+
+impl Events {
+    const FILE: &'static str = "events.jsonl";
+    const CSV: &'static str = "events.csv";
+
+    /// The next line of `events.jsonl` (without `\n`), or `None` at the end.
+    fn next_line(&mut self, run: &mut Run) -> Option<Vec<u8>> {
+        let r = self.jsonl.as_mut()?;
+        self.row += 1;
+        match read_line(r, &mut self.buf) {
+            Err(e) => {
+                run.fail(Self::FILE, None, "manifest", format!("cannot be read: {e}"));
+                None
+            }
+            Ok(None) => None,
+            Ok(Some(complete)) => {
+                if !complete {
+                    run.fail(
+                        Self::FILE,
+                        None,
+                        "events",
+                        format!("row {} does not end with a newline", self.row),
+                    );
+                }
+                Some(std::mem::take(&mut self.buf))
+            }
+        }
+    }
+
+    /// Counts a row and checks its CSV record.
+    fn counted(&mut self, run: &mut Run, row: &EventRow) {
+        run.events += 1;
+        self.counted += 1;
+        self.totals.add(row.event_type);
+        let want = row.to_csv_record();
+        let Some(c) = self.csv.as_mut() else {
+            return;
+        };
+        self.csv_buf.clear();
+        self.csv_buf.resize(want.len(), 0);
+        let mut got = 0;
+        while got < want.len() {
+            match c.read(&mut self.csv_buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(_) => break,
+            }
+        }
+        if &self.csv_buf[..got] != want.as_bytes() {
+            run.fail(
+                Self::CSV,
+                row.log_index,
+                "events",
+                format!(
+                    "record {} is not the X7 form of row {} of events.jsonl",
+                    self.counted, self.counted
+                ),
+            );
+            // The rest cannot be aligned with the rows.
+            if let Some(c) = self.csv.take() {
+                run.finish(Self::CSV, c);
+            }
+        }
+    }
+}
+
+/// One entry of the range, for the workers: everything its checks need.
+struct Item {
+    index: u64,
+    /// The entry bundle it was read from.
+    path: Arc<str>,
+    entry: Vec<u8>,
+    /// `None` if it does not decode (already reported).
+    decoded: Option<Entry>,
+    /// For a decision whose enrolment and revocation checks passed: the enrolment whose key
+    /// must have signed it.
+    enrolment: Option<Arc<Enrolment>>,
+    /// Its line of `statements.jsonl`.
+    line: Option<Vec<u8>>,
+    /// Its row of `events.jsonl` (`None` if the file ended: already reported).
+    event: Option<Vec<u8>>,
+    /// That row's number.
+    event_row: u64,
+}
+
+/// What the workers found about one [`Item`].
+#[derive(Default)]
+struct Done {
+    failures: Vec<Failure>,
+    /// The request a decision with a valid statement decided.
+    decided: Option<(String, Decided)>,
+    /// The statement hash, for an index with a bundle.
+    bundle_hash: Option<(u64, [u8; 32])>,
+    /// The row to count and compare with events.csv.
+    row: Option<EventRow>,
+}
+
+/// What the workers share.
+struct Shared {
+    ctx: Arc<AssertCtx>,
+    log_origin: String,
+    bundle_indexes: HashSet<u64>,
+}
+
+/// Checks 6 and 7 of one entry of the range, on a worker: the statement line, the passkey
+/// assertion and the entry's row of `events.jsonl`.
+fn check_item(item: &Item, sh: &Shared) -> Done {
+    let i = item.index;
+    let mut done = Done::default();
+    let mut fail = |file: &str, check: &'static str, detail: String| {
+        done.failures.push(Failure {
+            file: file.to_owned(),
+            index: Some(i),
+            check,
+            detail,
+        });
+    };
+    let line: Option<StatementLine> = item.line.as_ref().and_then(|l| {
+        match parse_json_strict(l)
+            .and_then(|v| serde_json::from_value::<StatementLine>(v).map_err(|e| e.to_string()))
+        {
+            Ok(sl) => Some(sl),
+            Err(e) => {
+                fail(
+                    Statements::FILE,
+                    "decisions",
+                    format!("the line is not {{\"index\", \"statement\"}}: {e}"),
+                );
+                None
+            }
+        }
+    });
+    let mut statement_ok = false;
+    if let Some(Entry::Decision(d)) = &item.decoded {
+        if let Some(enr) = &item.enrolment {
+            let policy = BundlePolicy {
+                witnesses: &[],
+                rp_id: sh.ctx.rp_id.as_deref(),
+                origin: sh.ctx.origin.as_deref(),
+                require_user_verification: sh.ctx.require_uv,
+            };
+            if let Err(e) = verify_decision_assertion(d, enr, &sh.ctx.rp, &policy) {
+                fail(&item.path, "decisions", e.to_string());
+            }
+        }
+        if let Some(sl) = &line {
+            let st = &sl.statement;
+            if st.log_origin != sh.log_origin {
+                fail(
+                    Statements::FILE,
+                    "decisions",
+                    "the statement's log_origin is not the manifest's".into(),
+                );
+            }
+            match check_decision_statement(d, st) {
+                Err(e) => fail(Statements::FILE, "decisions", e.to_string()),
+                Ok(h) => {
+                    statement_ok = st.log_origin == sh.log_origin;
+                    if sh.bundle_indexes.contains(&i) {
+                        done.bundle_hash = Some((i, h));
+                    }
+                    let requested_ms = st.requested_at * 1000;
+                    let created =
+                        EventRow::for_request(EventType::RequestCreated, st, requested_ms);
+                    done.decided = Some((
+                        st.request_id.clone(),
+                        Decided {
+                            index: i,
+                            approve: d.decision == countersign_verifier::Decision::Approve,
+                            decided_ms: d.time_ms,
+                            requested_ms,
+                            created: sha(created.to_json_line().as_bytes()),
+                            created_seen: false,
+                            token_seen: false,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    // 7. The entry's row in the first run of events.jsonl.
+    let Some(got) = &item.event else {
+        return done;
+    };
+    let st = line.as_ref().filter(|_| statement_ok).map(|l| &l.statement);
+    let want = if item.decoded.is_some() && (item.line.is_none() || statement_ok) {
+        log_event_row(i, &item.entry, st).ok()
+    } else {
+        None
+    };
+    match want {
+        Some(want) => {
+            if *got != want.to_json_line().as_bytes() {
+                fail(
+                    Events::FILE,
+                    "events",
+                    format!(
+                        "row {} is not the row made from the entry{}",
+                        item.event_row,
+                        if st.is_some() {
+                            " and its statement"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            done.row = Some(want);
+        }
+        // The entry or its statement failed (reported); count the row as written.
+        None => done.row = serde_json::from_slice::<EventRow>(got).ok(),
+    }
+    done
+}
+
+/// Where the first pass keeps what it learns from the workers' results.
+#[derive(Default)]
+struct Learned {
+    decided: HashMap<String, Decided>,
+    bundle_hashes: HashMap<u64, [u8; 32]>,
+}
+
+/// Takes in one batch of results, in index order.
+fn absorb(run: &mut Run, events: &mut Events, learned: &mut Learned, batch: Vec<Done>) {
+    for done in batch {
+        for f in done.failures {
+            run.fail(&f.file, f.index, f.check, f.detail);
+        }
+        if let Some((request_id, info)) = done.decided {
+            let index = info.index;
+            if let Some(prev) = learned.decided.insert(request_id.clone(), info) {
+                run.fail(
+                    Statements::FILE,
+                    Some(index),
+                    "decisions",
+                    format!(
+                        "request {request_id} was also decided at index {}",
+                        prev.index
+                    ),
+                );
+            }
+        }
+        if let Some((i, h)) = done.bundle_hash {
+            learned.bundle_hashes.insert(i, h);
+        }
+        if let Some(row) = done.row {
+            events.counted(run, &row);
+        }
+    }
+}
+
+/// Batches of items checked on the rayon pool, results taken back in order.
+struct Pool {
+    shared: Arc<Shared>,
+    pending: std::collections::VecDeque<mpsc::Receiver<Vec<Done>>>,
+    batch: Vec<Item>,
+    limit: usize,
+}
+
+impl Pool {
+    fn push(&mut self, item: Item, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        self.batch.push(item);
+        if self.batch.len() >= BATCH {
+            self.dispatch(run, events, learned);
+        }
+    }
+
+    fn dispatch(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        if self.batch.is_empty() {
+            return;
+        }
+        while self.pending.len() >= self.limit {
+            self.take_one(run, events, learned);
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let shared = Arc::clone(&self.shared);
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.pending.push_back(rx);
+        rayon::spawn(move || {
+            let done: Vec<Done> = batch.par_iter().map(|it| check_item(it, &shared)).collect();
+            let _ = tx.send(done);
+        });
+    }
+
+    fn take_one(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        if let Some(rx) = self.pending.pop_front() {
+            match rx.recv() {
+                Ok(done) => absorb(run, events, learned, done),
+                Err(_) => run.fail(
+                    "(verifier)",
+                    None,
+                    "decisions",
+                    "a worker stopped without an answer".into(),
+                ),
+            }
+        }
+    }
+
+    fn drain(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
+        self.dispatch(run, events, learned);
+        while !self.pending.is_empty() {
+            self.take_one(run, events, learned);
+        }
+    }
+}
+
+/// Checks 5, 6 and 7 in one pass over the entries: the main thread reads the entry bundles,
+/// keeps the enrolment and revocation tables and merges the entries with the statement lines,
+/// the withheld list and the rows; the workers check each entry of the range (statement,
+/// passkey assertion, row). Returns the statement hash of each index that has a bundle (for
+/// check 9).
+fn check_entries(
+    run: &mut Run,
+    bundles: &[(u64, u64)],
+    level0: &[Hash],
+    bundle_files: &BTreeMap<u64, String>,
+) -> HashMap<u64, [u8; 32]> {
+    let m = run.manifest.clone();
+    let mut enrolments: HashMap<u64, Arc<Enrolment>> = HashMap::new();
+    let mut revoked: HashMap<u64, u64> = HashMap::new();
+    let mut learned = Learned::default();
+    let mut statements = Statements {
+        reader: run.open(Statements::FILE),
+        buf: Vec::new(),
+        line: 0,
+        peeked: None,
+        last_index: None,
+    };
+    statements.advance(run);
+    let mut withheld = m.withheld.iter().peekable();
+    let mut last_withheld: Option<u64> = None;
+    for w in &m.withheld {
+        if w.reason != "not_held" {
+            run.fail(
+                "MANIFEST.json",
+                Some(w.index),
+                "decisions",
+                format!("withheld reason {:?} is not not_held", w.reason),
+            );
+        }
+        if last_withheld.is_some_and(|l| w.index <= l) {
+            run.fail(
+                "MANIFEST.json",
+                Some(w.index),
+                "decisions",
+                "withheld does not ascend by index".into(),
+            );
+        }
+        last_withheld = Some(w.index);
+    }
+    let mut events = Events {
+        jsonl: run.open(Events::FILE),
+        csv: run.open(Events::CSV),
+        buf: Vec::new(),
+        csv_buf: Vec::new(),
+        row: 0,
+        counted: 0,
+        totals: Totals::default(),
+    };
+    if let Some(c) = events.csv.as_mut() {
+        let want = csv_header();
+        let mut got = vec![0u8; want.len()];
+        let ok = c.read_exact(&mut got).is_ok() && got == want.as_bytes();
+        if !ok {
+            run.fail(
+                Events::CSV,
+                None,
+                "events",
+                "the header line is not X7's".into(),
+            );
+            if let Some(c) = events.csv.take() {
+                run.finish(Events::CSV, c);
+            }
+        }
+    }
+    let mut pool = Pool {
+        shared: Arc::new(Shared {
+            ctx: Arc::clone(&run.ctx),
+            log_origin: m.log_origin.clone(),
+            bundle_indexes: bundle_files.keys().copied().collect(),
+        }),
+        pending: std::collections::VecDeque::new(),
+        batch: Vec::with_capacity(BATCH),
+        limit: 2 * rayon::current_num_threads() + 2,
+    };
+
+    let mut index = 0u64;
+    for &(b, w) in bundles {
+        let path: Arc<str> = Arc::from(tile_path(None, b, w));
+        let bytes = run.read_all(&path, w * (2 + 65_535)).unwrap_or_default();
+        let (entries, bundle_ok) = match parse_entry_bundle(&bytes, w, w == 256) {
+            Ok(e) => (e, true),
+            Err(e) => {
+                if run.listing.contains_key(&*path) {
+                    run.fail(&path, Some(b * 256), "entries", e);
+                }
+                // Keep the indexes aligned; the entries are missing (reported once).
+                (vec![Vec::new(); w as usize], false)
+            }
+        };
+        drop(bytes);
+        for entry in entries {
+            let i = index;
+            index += 1;
+            run.progress.inc(1);
+            let decoded = if bundle_ok {
+                match Entry::decode(&entry) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        run.fail(
+                            &path,
+                            Some(i),
+                            "entries",
+                            format!("the entry does not decode canonically: {e}"),
+                        );
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if bundle_ok && level0.get(i as usize) != Some(&leaf_hash(&entry)) {
+                run.fail(
+                    &path,
+                    Some(i),
+                    "entries",
+                    "the entry's leaf hash is not the level-0 tile hash at its index".into(),
+                );
+            }
+            match &decoded {
+                Some(Entry::Enrolment(e)) => {
+                    let mut slim = e.clone();
+                    slim.attestation = countersign_verifier::AttestationRecord::NotRecorded;
+                    enrolments.insert(i, Arc::new(slim));
+                }
+                Some(Entry::Revocation(r)) => {
+                    revoked.entry(r.enrolment_index).or_insert(i);
+                }
+                _ => {}
+            }
+            if i < m.start {
+                continue;
+            }
+            // The statement line and withheld item of this index, if any.
+            let mut line: Option<Vec<u8>> = None;
+            while let Some((li, _)) = &statements.peeked {
+                let li = *li;
+                if li > i {
+                    break;
+                }
+                if let Some((_, bytes)) = statements.peeked.take() {
+                    if li == i {
+                        line = Some(bytes);
+                    } else {
+                        run.fail(
+                            Statements::FILE,
+                            Some(li),
+                            "decisions",
+                            "a line for an index that is not a decision in the range".into(),
+                        );
+                    }
+                }
+                statements.advance(run);
+            }
+            let mut is_withheld = false;
+            while let Some(w) = withheld.peek() {
+                if w.index > i {
+                    break;
+                }
+                if w.index == i {
+                    is_withheld = true;
+                } else {
+                    run.fail(
+                        "MANIFEST.json",
+                        Some(w.index),
+                        "decisions",
+                        "withheld names an index that is not a decision in the range".into(),
+                    );
+                }
+                withheld.next();
+            }
+            let mut enrolment = None;
+            match &decoded {
+                Some(Entry::Decision(d)) => {
+                    run.decisions += 1;
+                    match d.decision {
+                        countersign_verifier::Decision::Approve => run.approved += 1,
+                        countersign_verifier::Decision::Deny => run.denied += 1,
+                    }
+                    match (&line, is_withheld) {
+                        (Some(_), true) => run.fail(
+                            Statements::FILE,
+                            Some(i),
+                            "decisions",
+                            "the decision has a line and is also withheld".into(),
+                        ),
+                        (None, false) => run.fail(
+                            Statements::FILE,
+                            Some(i),
+                            "decisions",
+                            "the decision has neither a line nor a withheld item".into(),
+                        ),
+                        _ => {}
+                    }
+                    // The enrolment it relies on, and its revocation.
+                    match enrolments.get(&d.enrolment_index) {
+                        None => run.fail(
+                            &path,
+                            Some(i),
+                            "decisions",
+                            format!(
+                                "names enrolment index {}, which is not an enrolment before it",
+                                d.enrolment_index
+                            ),
+                        ),
+                        Some(enr) => {
+                            if let Err(e) = check_decision_enrolment(d, i, enr, d.enrolment_index) {
+                                run.fail(&path, Some(i), "decisions", e.to_string());
+                            } else if let Some(r) = revoked.get(&d.enrolment_index) {
+                                run.fail(
+                                    &path,
+                                    Some(i),
+                                    "revocation",
+                                    format!(
+                                        "the credential was revoked at index {r}, before the \
+                                         decision"
+                                    ),
+                                );
+                            } else {
+                                enrolment = Some(Arc::clone(enr));
+                            }
+                        }
+                    }
+                }
+                other => {
+                    if line.is_some() {
+                        run.fail(
+                            Statements::FILE,
+                            Some(i),
+                            "decisions",
+                            "a line for an index that is not a decision in the range".into(),
+                        );
+                        line = None;
+                    }
+                    if is_withheld && other.is_some() {
+                        run.fail(
+                            "MANIFEST.json",
+                            Some(i),
+                            "decisions",
+                            "withheld names an index that is not a decision".into(),
+                        );
+                    }
+                }
+            }
+            let event = events.next_line(run);
+            if event.is_none() {
+                run.fail(
+                    Events::FILE,
+                    Some(i),
+                    "events",
+                    "ends before the row of this entry".into(),
+                );
+            }
+            let item = Item {
+                index: i,
+                path: Arc::clone(&path),
+                entry,
+                decoded,
+                enrolment,
+                line,
+                event,
+                event_row: events.row,
+            };
+            pool.push(item, run, &mut events, &mut learned);
+        }
+    }
+    // Lines and withheld items past the last entry of the range.
+    while let Some((li, _)) = &statements.peeked {
+        let li = *li;
+        run.fail(
+            Statements::FILE,
+            Some(li),
+            "decisions",
+            "a line for an index that is not a decision in the range".into(),
+        );
+        statements.advance(run);
+    }
+    for w in withheld {
+        run.fail(
+            "MANIFEST.json",
+            Some(w.index),
+            "decisions",
+            "withheld names an index that is not a decision in the range".into(),
+        );
+    }
+    if let Some(r) = statements.reader.take() {
+        run.finish(Statements::FILE, r);
+    }
+    pool.drain(run, &mut events, &mut learned);
+
+    // 7. The second run: events outside the log.
+    check_outside_events(run, &mut events, &mut learned.decided);
+    if let Some(c) = events.csv.as_mut() {
+        let mut rest = [0u8; 1];
+        if matches!(c.read(&mut rest), Ok(n) if n > 0) {
+            run.fail(
+                Events::CSV,
+                None,
+                "events",
+                "holds more records than events.jsonl has rows".into(),
+            );
+        }
+    }
+    if let Some(r) = events.jsonl.take() {
+        run.finish(Events::FILE, r);
+    }
+    if let Some(c) = events.csv.take() {
+        run.finish(Events::CSV, c);
+    }
+
+    // 8. Report.
+    check_report(run, &events.totals);
+    learned.bundle_hashes
+}
+
+fn check_outside_events(
+    run: &mut Run,
+    events: &mut Events,
+    decided: &mut HashMap<String, Decided>,
+) {
+    let from = parse_rfc3339_ms(&run.manifest.events_from).unwrap_or(0);
+    let to = parse_rfc3339_ms(&run.manifest.events_to).unwrap_or(0);
+    let mut last_time = 0u64;
+    let mut undecided_seen: HashSet<[u8; 32]> = HashSet::new();
+    while let Some(line) = events.next_line(run) {
+        let n = events.row;
+        let row: EventRow = match parse_json_strict(&line)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                run.fail(
+                    Events::FILE,
+                    None,
+                    "events",
+                    format!("row {n} is not an event row: {e}"),
+                );
+                continue;
+            }
+        };
+        let fail = |run: &mut Run, detail: String| {
+            run.fail(Events::FILE, None, "events", format!("row {n}: {detail}"));
+        };
+        if row.to_json_line().as_bytes() != line.as_slice() {
+            fail(
+                run,
+                "not in the form of X6 (members in order, compact JSON)".into(),
+            );
+        }
+        events.counted(run, &row);
+        if row.event_type.in_log() || row.log_index.is_some() || row.leaf_hash.is_some() {
+            fail(
+                run,
+                "a log event after the first run (one row per entry of the range)".into(),
+            );
+            continue;
+        }
+        let Some(t) = parse_rfc3339_ms(&row.time_utc) else {
+            fail(run, "time_utc is not RFC 3339 UTC with milliseconds".into());
+            continue;
+        };
+        if t < last_time {
+            fail(
+                run,
+                "the events outside the log are not ordered by time".into(),
+            );
+        }
+        last_time = t;
+        let Some(request_id) = row.request_id.clone() else {
+            fail(run, "no request_id".into());
+            continue;
+        };
+        match decided.get_mut(&request_id) {
+            Some(d) => match row.event_type {
+                EventType::RequestCreated => {
+                    if d.created_seen {
+                        fail(
+                            run,
+                            format!("a second request.created row for {request_id}"),
+                        );
+                    } else if sha(line.as_slice()) != d.created {
+                        fail(
+                            run,
+                            format!(
+                                "the request.created row of {request_id} (decided at index {}) \
+                                 is not the one made from its statement",
+                                d.index
+                            ),
+                        );
+                    }
+                    d.created_seen = true;
+                }
+                EventType::TokenIssued => {
+                    let mut as_created = row.clone();
+                    as_created.event_type = EventType::RequestCreated;
+                    as_created.time_utc = countersign_verifier::export::rfc3339_ms(d.requested_ms);
+                    if !d.approve {
+                        fail(
+                            run,
+                            format!("token.issued for {request_id}, which was denied"),
+                        );
+                    } else if d.token_seen {
+                        fail(run, format!("a second token.issued row for {request_id}"));
+                    } else if t < d.decided_ms {
+                        fail(
+                            run,
+                            format!("token.issued for {request_id} before its approval"),
+                        );
+                    } else if sha(as_created.to_json_line().as_bytes()) != d.created {
+                        fail(
+                            run,
+                            format!(
+                                "the token.issued row of {request_id} is not the one made from \
+                                 its statement"
+                            ),
+                        );
+                    }
+                    d.token_seen = true;
+                }
+                _ => fail(
+                    run,
+                    format!(
+                        "a {} row for {request_id}, which was decided at index {}",
+                        row.event_type.as_str(),
+                        d.index
+                    ),
+                ),
+            },
+            None => {
+                if row.event_type == EventType::TokenIssued {
+                    fail(
+                        run,
+                        format!(
+                            "token.issued for {request_id}, which is not approved in the archive"
+                        ),
+                    );
+                    continue;
+                }
+                if !(from <= t && t < to) {
+                    fail(
+                        run,
+                        format!(
+                            "a row of the undecided request {request_id} outside [events_from, events_to)"
+                        ),
+                    );
+                }
+                let key = sha(format!("{}\n{request_id}", row.event_type.as_str()).as_bytes());
+                if !undecided_seen.insert(key) {
+                    fail(
+                        run,
+                        format!(
+                            "repeats the {} row of {request_id}",
+                            row.event_type.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut missing: Vec<u64> = decided
+        .values()
+        .filter(|d| !d.created_seen)
+        .map(|d| d.index)
+        .collect();
+    missing.sort_unstable();
+    for i in missing {
+        run.fail(
+            Events::FILE,
+            Some(i),
+            "events",
+            "no request.created row for the decision's request".into(),
+        );
+    }
+}
+
+/// Check 8.
+fn check_report(run: &mut Run, totals: &Totals) {
+    const FILE: &str = "report.html";
+    let Some(bytes) = run.read_all(FILE, MAX_REPORT_BYTES) else {
+        return;
+    };
+    let html = String::from_utf8_lossy(&bytes);
+    let lower = html.to_ascii_lowercase();
+    // No script that runs: every script element is a JSON data block.
+    let mut found: Option<Totals> = None;
+    let mut count = 0;
+    let mut pos = 0;
+    while let Some(at) = lower[pos..].find("<script") {
+        let start = pos + at;
+        let Some(tag_end) = lower[start..].find('>').map(|e| start + e) else {
+            break;
+        };
+        let tag = &lower[start..=tag_end];
+        let Some(close) = lower[tag_end..].find("</script").map(|e| tag_end + e) else {
+            run.fail(
+                FILE,
+                None,
+                "report",
+                "a script element is not closed".into(),
+            );
+            return;
+        };
+        if !tag.contains("type=\"application/json\"") {
+            run.fail(
+                FILE,
+                None,
+                "report",
+                "holds a script element that is not application/json (X8: no script that runs)"
+                    .into(),
+            );
+        }
+        if tag.contains(&format!("id=\"{TOTALS_ELEMENT_ID}\"")) {
+            count += 1;
+            let body = &html[tag_end + 1..close];
+            match parse_json_strict(body.as_bytes())
+                .and_then(|v| serde_json::from_value::<Totals>(v).map_err(|e| e.to_string()))
+            {
+                Ok(t) => found = Some(t),
+                Err(e) => run.fail(
+                    FILE,
+                    None,
+                    "report",
+                    format!("the totals are not Totals: {e}"),
+                ),
+            }
+        }
+        pos = close;
+    }
+    if count != 1 {
+        run.fail(
+            FILE,
+            None,
+            "report",
+            format!("{count} elements with id {TOTALS_ELEMENT_ID}, not one"),
+        );
+        return;
+    }
+    if let Some(t) = found {
+        if t != *totals {
+            run.fail(
+                FILE,
+                None,
+                "report",
+                format!(
+                    "the totals {} are not the counts of the rows of events.jsonl {}",
+                    serde_json::to_string(&t).unwrap_or_default(),
+                    serde_json::to_string(totals).unwrap_or_default()
+                ),
+            );
+        }
+    }
+}
+
+/// Check 9.
+fn check_bundles(
+    run: &mut Run,
+    files: &BTreeMap<u64, String>,
+    statement_hashes: &HashMap<u64, [u8; 32]>,
+    level0: &[Hash],
+) {
+    if files.is_empty() {
+        return;
+    }
+    let ctx = Arc::clone(&run.ctx);
+    let witnesses = run.witnesses.clone();
+    let policy = BundlePolicy {
+        witnesses: &witnesses,
+        rp_id: ctx.rp_id.as_deref(),
+        origin: ctx.origin.as_deref(),
+        require_user_verification: ctx.require_uv,
+    };
+    let log_key = run.log_key.clone();
+    for (&index, file) in files {
+        let Some(bytes) = run.read_all(file, countersign_verifier::MAX_BUNDLE_BYTES as u64) else {
+            continue;
+        };
+        let b = match EvidenceBundle::from_json(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                run.fail(file, Some(index), "bundles", e.to_string());
+                continue;
+            }
+        };
+        if run.ctx.rp_id.is_none()
+            && run.ctx.origin.is_none()
+            && b.relying_party.rp_id != ctx.rp.rp_id
+        {
+            run.fail(
+                file,
+                Some(index),
+                "bundles",
+                "the bundle's relying party is not the manifest's".into(),
+            );
+        }
+        match b.verify(&log_key, &policy) {
+            Err(e) => run.fail(file, Some(index), "bundles", e.to_string()),
+            Ok(v) => {
+                if v.decision_index != index
+                    || level0.get(index as usize) != Some(&v.decision_leaf_hash)
+                {
+                    run.fail(
+                        file,
+                        Some(index),
+                        "bundles",
+                        "the bundle's decision is not the archive's entry at this index".into(),
+                    );
+                }
+                if statement_hashes.get(&index) != Some(&v.statement_hash) {
+                    run.fail(
+                        file,
+                        Some(index),
+                        "bundles",
+                        "the bundle's statement is not this index's line of statements.jsonl"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    // X9: one for each decision in statements.jsonl.
+    let lines = run.decisions - run.manifest.withheld.len() as u64;
+    if files.len() as u64 != lines {
+        run.fail(
+            "bundles/",
+            None,
+            "bundles",
+            format!(
+                "{} bundles for {lines} decisions with a statement (X9: one for each)",
+                files.len()
+            ),
+        );
+    }
+}
