@@ -344,6 +344,8 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
     let generated = now_ms();
     let events_from = match from_ms {
         Some(t) => t,
+        // From the log's first entry: every event before it too.
+        None if start == 0 => 0,
         None if start < size => times.time(start).await?,
         None => generated,
     };
