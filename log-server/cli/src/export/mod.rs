@@ -51,7 +51,7 @@ pub struct ExportArgs {
     /// Export up to (not including) this log index (default: the checkpoint's tree size).
     #[arg(long)]
     pub to_index: Option<u64>,
-    /// Also write each decision's evidence bundle (bundles/<index>.json).
+    /// Also write each decision's evidence bundle (`bundles/<index>.json`).
     #[arg(long)]
     pub bundles: bool,
     /// Write one tar file instead of a directory.
