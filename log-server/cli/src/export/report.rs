@@ -448,7 +448,7 @@ main{max-width:60rem;margin:0 auto;padding:1.5rem}\
 h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:1.6rem 0 .5rem}\
 .lead{color:#444}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}\
 pre{white-space:pre-wrap;word-break:break-all;background:#f4f4f4;padding:.6rem;border-radius:4px}\
-table{border-collapse:collapse;margin:.3rem 0}th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}\
+table{border-collapse:collapse;margin:.3rem 0;display:block;max-width:100%;overflow-x:auto}th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}\
 td{word-break:break-word}.totals td{text-align:right;font-variant-numeric:tabular-nums}\
 .tops{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:1rem}\
 .warn{background:#fff4d6;border-left:4px solid #b07d00;padding:.5rem .7rem}\
