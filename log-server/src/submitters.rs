@@ -65,8 +65,18 @@ pub struct SubmitterInfo {
     pub fingerprint: String,
 }
 
-fn fingerprint(token_hash: &[u8; 32]) -> String {
+/// A token's fingerprint, the first 8 hex digits of its SHA-256 `token_hash`: what operators
+/// list and revoke by.
+pub fn fingerprint(token_hash: &[u8; 32]) -> String {
     hex::encode(&token_hash[..4])
+}
+
+/// The rule a token holder's name (a submitter's, an auditor's) follows, as refusals state it.
+pub const NAME_RULE: &str = "name must be 1 to 128 characters without control characters";
+
+/// Whether `name` can name a token holder ([`NAME_RULE`]; at most 128 bytes).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && !name.chars().any(char::is_control)
 }
 
 /// Every submitter token, by name then fingerprint.

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{Entry, EntryError};
-use crate::hash::{leaf_hash, sha256};
+use crate::hash::{leaf_hash, sha256, Hash};
 use crate::statement::{Statement, StatementError};
 
 /// The `format` of a version 1 archive's manifest.
@@ -251,10 +251,36 @@ pub fn log_event_row(
     statement: Option<&Statement>,
 ) -> Result<EventRow, RowError> {
     let decoded = Entry::decode(entry).map_err(RowError::Entry)?;
+    if let (Entry::Decision(d), Some(st)) = (&decoded, statement) {
+        let canonical = st.canonical_json().map_err(RowError::Statement)?;
+        if sha256(&canonical) != d.statement_hash {
+            return Err(RowError::StatementMismatch("hash"));
+        }
+        if st.approver_id != d.approver_id {
+            return Err(RowError::StatementMismatch("approver"));
+        }
+        if st.decision != d.decision.as_str() {
+            return Err(RowError::StatementMismatch("decision"));
+        }
+    }
+    event_row_of(index, &leaf_hash(entry), &decoded, statement)
+}
+
+/// [`log_event_row`] of an entry already decoded and hashed (`leaf`), for a caller that has
+/// checked the decision's `statement` against it itself (the archive verifier with
+/// `check_decision_statement`, the server with the statement it just appended): the statement
+/// is not canonicalised and hashed again. A statement for an entry that is not a decision is
+/// still refused.
+pub fn event_row_of(
+    index: u64,
+    leaf: &Hash,
+    entry: &Entry,
+    statement: Option<&Statement>,
+) -> Result<EventRow, RowError> {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let mut row = EventRow {
         log_index: Some(index),
-        leaf_hash: Some(leaf_hash(entry).to_hex()),
+        leaf_hash: Some(leaf.to_hex()),
         event_type: EventType::CredentialEnrolled,
         time_utc: String::new(),
         request_id: None,
@@ -266,23 +292,20 @@ pub fn log_event_row(
         binding_message: None,
         statement_sha256: None,
     };
-    match decoded {
+    match entry {
+        Entry::Enrolment(_) | Entry::Revocation(_) if statement.is_some() => {
+            return Err(RowError::StatementForNonDecision);
+        }
         Entry::Enrolment(e) => {
-            if statement.is_some() {
-                return Err(RowError::StatementForNonDecision);
-            }
             row.time_utc = rfc3339_ms(e.time_ms);
-            row.approver_id = Some(e.approver_id);
+            row.approver_id = Some(e.approver_id.clone());
             row.credential_id = Some(b64(&e.credential_id));
             row.aaguid = Some(uuid_text(&e.aaguid));
         }
         Entry::Revocation(r) => {
-            if statement.is_some() {
-                return Err(RowError::StatementForNonDecision);
-            }
             row.event_type = EventType::CredentialRevoked;
             row.time_utc = rfc3339_ms(r.time_ms);
-            row.approver_id = Some(r.approver_id);
+            row.approver_id = Some(r.approver_id.clone());
             row.credential_id = Some(b64(&r.credential_id));
         }
         Entry::Decision(d) => {
@@ -294,22 +317,12 @@ pub fn log_event_row(
             row.statement_sha256 = Some(hex::encode(d.statement_hash));
             row.credential_id = Some(b64(&d.credential_id));
             if let Some(st) = statement {
-                let canonical = st.canonical_json().map_err(RowError::Statement)?;
-                if sha256(&canonical) != d.statement_hash {
-                    return Err(RowError::StatementMismatch("hash"));
-                }
-                if st.approver_id != d.approver_id {
-                    return Err(RowError::StatementMismatch("approver"));
-                }
-                if st.decision != d.decision.as_str() {
-                    return Err(RowError::StatementMismatch("decision"));
-                }
                 row.request_id = Some(st.request_id.clone());
                 row.client_id = Some(st.client_id.clone());
                 row.authorization_details_types = detail_types(st);
                 row.binding_message = Some(st.binding_message.clone());
             }
-            row.approver_id = Some(d.approver_id);
+            row.approver_id = Some(d.approver_id.clone());
         }
     }
     Ok(row)
@@ -556,6 +569,24 @@ pub fn hash_tiles(tree_size: u64) -> Vec<(u8, u64, u64)> {
     out
 }
 
+/// The entries of a C2SP entry bundle (each preceded by its 16-bit big-endian length).
+pub fn split_entry_bundle(bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let [a, b, tail @ ..] = rest else {
+            return Err("an entry bundle ends inside a length");
+        };
+        let len = usize::from(u16::from_be_bytes([*a, *b]));
+        if tail.len() < len {
+            return Err("an entry bundle ends inside an entry");
+        }
+        out.push(&tail[..len]);
+        rest = &tail[len..];
+    }
+    Ok(out)
+}
+
 /// Every entry bundle of the entries `[0, end)` (X4): `(index, width)`.
 pub fn entry_bundles(end: u64) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = (0..end / 256).map(|i| (i, 256)).collect();
@@ -621,5 +652,11 @@ mod tests {
         assert_eq!(t[274..], [(1, 0, 256), (1, 1, 17), (2, 0, 1)]);
         assert_eq!(entry_bundles(513), alloc::vec![(0, 256), (1, 256), (2, 1)]);
         assert_eq!(entry_bundles(512), alloc::vec![(0, 256), (1, 256)]);
+        assert_eq!(
+            split_entry_bundle(&[0, 1, 7, 0, 0, 0, 2, 8, 9]),
+            Ok(alloc::vec![&[7u8][..], &[][..], &[8, 9][..]])
+        );
+        assert!(split_entry_bundle(&[0]).is_err());
+        assert!(split_entry_bundle(&[0, 3, 1, 2]).is_err());
     }
 }

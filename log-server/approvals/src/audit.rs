@@ -12,8 +12,8 @@ use std::path::Path;
 
 use base64::Engine;
 use countersign_log::storage::{StorageError, Store};
-use countersign_verifier::export::{log_event_row, rfc3339_ms, EventRow};
-use countersign_verifier::Statement;
+use countersign_verifier::export::{event_row_of, log_event_row, rfc3339_ms, EventRow, RowError};
+use countersign_verifier::{Entry, Statement};
 use serde::Serialize;
 
 use crate::store::{CibaStore, EvidenceRecord, AUDIT_PREFIX, CF_CIBA};
@@ -134,24 +134,40 @@ pub fn decode_cursor(cursor: &str) -> Option<u64> {
 }
 
 /// The log event row of the entry at `index` of the log in `log` (with its statement for a
-/// decision), or `None` (logged) if it cannot be made: the state change it reports is recorded
-/// all the same, and the row can be made again from the log.
+/// decision, checked against the entry), or `None` (logged) if it cannot be made: the state
+/// change it reports is recorded all the same, and the row can be made again from the log.
 pub fn log_entry_event(log: &Store, index: u64, statement: Option<&Statement>) -> Option<EventRow> {
-    let entry = match log.entry(index) {
-        Ok(Some(e)) => e,
+    let entry = stored_entry(log, index)?;
+    log_event_row(index, &entry, statement)
+        .map_err(|e| tracing::error!(index, error = %e, "the entry's audit event"))
+        .ok()
+}
+
+/// [`log_entry_event`] of an entry this server just appended (`a`): its leaf hash is the
+/// append's and, for a decision, `statement` is the one whose hash the server put in the entry,
+/// so neither is computed again. The entry is read back for what the log set in it (its time).
+pub fn appended_event(
+    log: &Store,
+    a: &countersign_log::Appended,
+    statement: Option<&Statement>,
+) -> Option<EventRow> {
+    let entry = stored_entry(log, a.index)?;
+    let row = Entry::decode(&entry)
+        .map_err(RowError::Entry)
+        .and_then(|e| event_row_of(a.index, &a.leaf_hash, &e, statement));
+    row.map_err(|e| tracing::error!(index = a.index, error = %e, "the entry's audit event"))
+        .ok()
+}
+
+fn stored_entry(log: &Store, index: u64) -> Option<Vec<u8>> {
+    match log.entry(index) {
+        Ok(Some(e)) => Some(e),
         Ok(None) => {
             tracing::error!(index, "the entry is not in the log store");
-            return None;
+            None
         }
         Err(e) => {
             tracing::error!(index, error = %e, "reading an entry for its audit event");
-            return None;
-        }
-    };
-    match log_event_row(index, &entry, statement) {
-        Ok(row) => Some(row),
-        Err(e) => {
-            tracing::error!(index, error = %e, "the entry's audit event");
             None
         }
     }

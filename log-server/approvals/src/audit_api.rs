@@ -80,9 +80,9 @@ async fn create_auditor(
     body: Body,
 ) -> Result<Response, ApiError> {
     let b: AuditorBody = body.json()?;
-    if b.name.is_empty() || b.name.chars().count() > 128 || b.name.chars().any(char::is_control) {
+    if !countersign_log::submitters::valid_name(&b.name) {
         return Err(ApiError::invalid_request(
-            "name must be 1 to 128 characters without control characters",
+            countersign_log::submitters::NAME_RULE,
         ));
     }
     let (token, fingerprint) = auditors::create(&c.store, &b.name, now_secs()).await?;

@@ -5,7 +5,7 @@
 //! constant time, named so that an operator can list and revoke them.
 
 use countersign_log::storage::StorageError;
-use countersign_log::submitters::{matches, SecretToken};
+use countersign_log::submitters::{fingerprint, SecretToken};
 use serde::Serialize;
 
 use crate::store::{AuditorRecord, Batch, CibaStore, Durability, AUDITOR_PREFIX};
@@ -19,11 +19,6 @@ pub struct AuditorInfo {
     pub fingerprint: String,
     /// When the token was made (seconds).
     pub created_at: u64,
-}
-
-/// The fingerprint of a token hash: its first 8 hex digits.
-pub fn fingerprint(token_hash: &[u8; 32]) -> String {
-    hex::encode(&token_hash[..4])
 }
 
 fn key_of(token_hash: &[u8; 32]) -> String {
@@ -51,19 +46,31 @@ pub async fn create(
     Ok((token, fingerprint(&h)))
 }
 
+/// Every stored auditor token: its key, its fingerprint and its record.
+fn records(store: &CibaStore) -> Result<Vec<(String, String, AuditorRecord)>, StorageError> {
+    store
+        .scan(AUDITOR_PREFIX, usize::MAX)?
+        .into_iter()
+        .map(|(k, v)| {
+            let rec: AuditorRecord = serde_json::from_slice(&v)
+                .map_err(|e| StorageError::Corrupt(format!("auditor record {k}: {e}")))?;
+            let hex_hash = k.trim_start_matches(AUDITOR_PREFIX);
+            let fp = hex_hash.get(..8).unwrap_or(hex_hash).to_owned();
+            Ok((k, fp, rec))
+        })
+        .collect()
+}
+
 /// Every auditor token, by name then fingerprint.
 pub fn list(store: &CibaStore) -> Result<Vec<AuditorInfo>, StorageError> {
-    let mut out = Vec::new();
-    for (k, v) in store.scan(AUDITOR_PREFIX, usize::MAX)? {
-        let rec: AuditorRecord = serde_json::from_slice(&v)
-            .map_err(|e| StorageError::Corrupt(format!("auditor record {k}: {e}")))?;
-        let hex_hash = k.trim_start_matches(AUDITOR_PREFIX);
-        out.push(AuditorInfo {
+    let mut out: Vec<AuditorInfo> = records(store)?
+        .into_iter()
+        .map(|(_, fingerprint, rec)| AuditorInfo {
             name: rec.name,
-            fingerprint: hex_hash.get(..8).unwrap_or(hex_hash).to_owned(),
+            fingerprint,
             created_at: rec.created_at,
-        });
-    }
+        })
+        .collect();
     out.sort_by(|a, b| (&a.name, &a.fingerprint).cmp(&(&b.name, &b.fingerprint)));
     Ok(out)
 }
@@ -74,32 +81,24 @@ pub fn list(store: &CibaStore) -> Result<Vec<AuditorInfo>, StorageError> {
 pub async fn revoke(store: &CibaStore, name: &str) -> Result<Vec<String>, StorageError> {
     let mut b = Batch::new();
     let mut revoked = Vec::new();
-    for (k, v) in store.scan(AUDITOR_PREFIX, usize::MAX)? {
-        let rec: AuditorRecord = serde_json::from_slice(&v)
-            .map_err(|e| StorageError::Corrupt(format!("auditor record {k}: {e}")))?;
+    for (k, fp, rec) in records(store)? {
         if rec.name == name {
-            let hex_hash = k.trim_start_matches(AUDITOR_PREFIX);
-            revoked.push(hex_hash.get(..8).unwrap_or(hex_hash).to_owned());
+            revoked.push(fp);
             b.delete(k);
         }
     }
-    store.commit(b, Durability::Sync).await?;
+    if !revoked.is_empty() {
+        store.commit(b, Durability::Sync).await?;
+    }
     Ok(revoked)
 }
 
-/// The auditor a token belongs to. Looked up by the token's SHA-256, so timing reveals nothing
-/// usable about the token; the stored key is compared in constant time as well.
+/// The auditor a token belongs to. Looked up by the token's SHA-256 (the key holds nothing
+/// else), so timing reveals nothing usable about the token.
 pub fn auditor_for(store: &CibaStore, token: &SecretToken) -> Result<Option<String>, StorageError> {
-    let h = token.hash();
-    let Some(v) = store.get_raw(&key_of(&h))? else {
+    let Some(v) = store.get_raw(&key_of(&token.hash()))? else {
         return Ok(None);
     };
-    let stored: Option<[u8; 32]> = hex::decode(key_of(&h).trim_start_matches(AUDITOR_PREFIX))
-        .ok()
-        .and_then(|b| b.try_into().ok());
-    if !stored.is_some_and(|s| matches(token, &s)) {
-        return Ok(None);
-    }
     let rec: AuditorRecord = serde_json::from_slice(&v)
         .map_err(|e| StorageError::Corrupt(format!("auditor record: {e}")))?;
     Ok(Some(rec.name))

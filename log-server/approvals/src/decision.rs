@@ -144,7 +144,11 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     };
     match append(&c, &r, &d, statement_hash).await {
         Ok((rec, appended)) => {
-            let event = decision_event(&c, &r, rec.index, d.decision);
+            let event = crate::audit::appended_event(
+                c.log.store(),
+                &appended,
+                Some(&r.statement_for(d.decision)),
+            );
             // Only the claimant changes a claimed record (and clean-up leaves it alone until
             // well past its expiry), so `r` is still what is stored.
             {
@@ -192,7 +196,8 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     }
 }
 
-/// The audit event of the decision `decision` on `r` logged at `index` ([`log_entry_event`]).
+/// The audit event of the decision `decision` on `r` found logged at `index` after a crash
+/// ([`log_entry_event`]: the statement is checked against the entry read back).
 fn decision_event(
     c: &Approvals,
     r: &RequestRecord,

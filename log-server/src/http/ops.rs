@@ -30,10 +30,10 @@ pub(super) async fn post_submitter(
     body: Body,
 ) -> ApiResult<Response> {
     let b: SubmitterBody = body.json()?;
-    if b.name.is_empty() || b.name.len() > 128 || b.name.chars().any(char::is_control) {
+    if !submitters::valid_name(&b.name) {
         return Err(ApiError::bad_request(
             "invalid_request",
-            "name must be 1 to 128 characters without control characters",
+            submitters::NAME_RULE,
         ));
     }
     let token = submitters::create_submitter(s.log.store(), &b.name)?;

@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc};
 
 use clap::Args;
 use countersign_verifier::export::{
-    csv_header, entry_bundles, hash_tiles, log_event_row, parse_rfc3339_ms, tile_path, EventRow,
+    csv_header, entry_bundles, event_row_of, hash_tiles, parse_rfc3339_ms, tile_path, EventRow,
     EventType, Manifest, StatementLine, Totals, EXPORT_FORMAT, TOTALS_ELEMENT_ID,
 };
 use countersign_verifier::{
@@ -792,16 +792,20 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
     let mut level0: Vec<Hash> = Vec::new();
     let mut current: Vec<Hash> = Vec::new();
     let mut current_level = 0u8;
-    let mut finish_level = |lvl: u8, cur: &mut Vec<Hash>, below: &mut Vec<Hash>| {
-        if lvl == 0 {
-            level0.clone_from(cur);
-        }
-        std::mem::swap(below, cur);
-        cur.clear();
-    };
+    // The level-0 hashes are kept (and are the level below level 1) without a copy; each higher
+    // level becomes `below` for the next.
+    let finish_level =
+        |lvl: u8, cur: &mut Vec<Hash>, below: &mut Vec<Hash>, level0: &mut Vec<Hash>| {
+            if lvl == 0 {
+                *level0 = std::mem::take(cur);
+            } else {
+                std::mem::swap(below, cur);
+                cur.clear();
+            }
+        };
     for &(l, i, w) in tiles {
         if l != current_level {
-            finish_level(current_level, &mut current, &mut below);
+            finish_level(current_level, &mut current, &mut below, &mut level0);
             current_level = l;
         }
         let path = tile_path(Some(l), i, w);
@@ -826,6 +830,7 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
             if l >= 1 && ok {
                 let n = i * 256 + k;
                 let from = (n * 256) as usize;
+                let below = if l == 1 { &level0 } else { &below };
                 if let Some(children) = below.get(from..from + 256) {
                     if root_from_leaf_hashes(children) != h {
                         run.fail(
@@ -844,7 +849,7 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
             current.push(h);
         }
     }
-    finish_level(current_level, &mut current, &mut below);
+    finish_level(current_level, &mut current, &mut below, &mut level0);
     if tree_size == 0 {
         level0.clear();
     }
@@ -1065,7 +1070,8 @@ struct Item {
     index: u64,
     /// The entry bundle it was read from.
     path: Arc<str>,
-    entry: Vec<u8>,
+    /// Its leaf hash.
+    leaf: Hash,
     /// `None` if it does not decode (already reported).
     decoded: Option<Entry>,
     /// For a decision whose enrolment and revocation checks passed: the enrolment whose key
@@ -1179,10 +1185,10 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
         return done;
     };
     let st = line.as_ref().filter(|_| statement_ok).map(|l| &l.statement);
-    let want = if item.decoded.is_some() && (item.line.is_none() || statement_ok) {
-        log_event_row(i, &item.entry, st).ok()
-    } else {
-        None
+    // The statement, if any, was checked against the entry above (check_decision_statement).
+    let want = match &item.decoded {
+        Some(e) if item.line.is_none() || statement_ok => event_row_of(i, &item.leaf, e, st).ok(),
+        _ => None,
     };
     match want {
         Some(want) => {
@@ -1415,7 +1421,8 @@ fn check_entries(
             } else {
                 None
             };
-            if bundle_ok && level0.get(i as usize) != Some(&leaf_hash(&entry)) {
+            let leaf = leaf_hash(&entry);
+            if bundle_ok && level0.get(i as usize) != Some(&leaf) {
                 run.fail(
                     &path,
                     Some(i),
@@ -1560,7 +1567,7 @@ fn check_entries(
             let item = Item {
                 index: i,
                 path: Arc::clone(&path),
-                entry,
+                leaf,
                 decoded,
                 enrolment,
                 line,

@@ -761,34 +761,13 @@ impl Entries {
     }
 }
 
-/// The C2SP tile index path form: `x001/x234/067`.
-fn tile_index_path(mut n: u64) -> String {
-    let mut parts = vec![format!("{:03}", n % 1000)];
-    n /= 1000;
-    while n > 0 {
-        parts.push(format!("x{:03}", n % 1000));
-        n /= 1000;
-    }
-    parts.reverse();
-    parts.join("/")
-}
-
 /// The first `width` entries of an entry bundle (each a 2-byte big-endian length, then the
 /// entry); a full bundle must hold exactly 256, a partial one exactly `width`.
 fn parse_entry_bundle(bytes: &[u8], width: u64, full: bool) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let [a, b, tail @ ..] = rest else {
-            return Err("an entry bundle ends inside a length".into());
-        };
-        let len = usize::from(u16::from_be_bytes([*a, *b]));
-        if tail.len() < len {
-            return Err("an entry bundle ends inside an entry".into());
-        }
-        out.push(tail[..len].to_vec());
-        rest = &tail[len..];
-    }
+    let mut out: Vec<Vec<u8>> = countersign_verifier::export::split_entry_bundle(bytes)?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
     let want = if full { TILE_WIDTH } else { width };
     if out.len() as u64 != want {
         return Err(format!(
@@ -823,7 +802,9 @@ impl Iterator for Entries {
                     return None;
                 }
                 let width = (*size - start).min(TILE_WIDTH);
-                let base = dir.join("tile/entries").join(tile_index_path(*next_tile));
+                let base = dir
+                    .join("tile/entries")
+                    .join(countersign_verifier::export::tile_index_path(*next_tile));
                 let partial = base.with_file_name(format!(
                     "{}.p/{width}",
                     base.file_name()

@@ -64,7 +64,7 @@ pub(crate) async fn log_revocation(
         Ok(a) => {
             tracing::warn!(%approver_id, enrolment_index = cred.enrolment_index, index = a.index, reason, "passkey revoked");
             if !a.existing {
-                let events: Vec<_> = crate::audit::log_entry_event(c.log.store(), a.index, None)
+                let events: Vec<_> = crate::audit::appended_event(c.log.store(), &a, None)
                     .into_iter()
                     .collect();
                 c.store

@@ -19,12 +19,14 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 use countersign_verifier::export::{
-    csv_header, entry_bundles, hash_tiles, log_event_row, parse_rfc3339_ms, rfc3339_ms, tile_path,
-    EventRow, EventType, Manifest, ManifestRelyingParty, StatementLine, Withheld, EXPORT_FORMAT,
+    csv_header, entry_bundles, event_row_of, hash_tiles, parse_rfc3339_ms, rfc3339_ms,
+    split_entry_bundle, tile_path, EventRow, EventType, Manifest, ManifestRelyingParty,
+    StatementLine, Withheld, EXPORT_FORMAT,
 };
 use countersign_verifier::{
-    fold_subtrees, inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes, verify_checkpoint,
-    Entry, EvidenceBundle, Hash, LoggedEntry, RelyingParty, VerifierKey, BUNDLE_VERSION,
+    check_decision_statement, fold_subtrees, inclusion_proof_ranges, leaf_hash,
+    root_from_leaf_hashes, verify_checkpoint, Entry, EvidenceBundle, Hash, LoggedEntry,
+    RelyingParty, VerifierKey, BUNDLE_VERSION,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -140,27 +142,19 @@ impl TreeHashes {
     }
 }
 
-/// Splits an entry bundle into its entries.
-fn split_bundle(b: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
-    let mut out = Vec::new();
-    let mut rest = b;
-    while !rest.is_empty() {
-        if rest.len() < 2 {
-            bail!("an entry bundle ends inside a length");
-        }
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        let e = rest
-            .get(2..2 + n)
-            .ok_or_else(|| anyhow!("an entry bundle ends inside an entry"))?;
-        out.push(e);
-        rest = &rest[2 + n..];
-    }
-    Ok(out)
-}
-
+/// A progress bar on a terminal (hidden otherwise); `len` 0: a count without an end.
 fn progress(quiet: bool, len: u64, what: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
+    }
+    if len == 0 {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{msg:>16} {spinner} {pos} ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.set_message(what.to_owned());
+        return pb;
     }
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -202,7 +196,8 @@ impl EntryTimes<'_> {
         if self.cached.as_ref().map(|c| c.0) != Some(tile) {
             let width = (self.size - tile * 256).min(256);
             let b = self.src.tile(None, tile, width, self.size).await?;
-            let times = split_bundle(&b)?
+            let times = split_entry_bundle(&b)
+                .map_err(|e| anyhow!(e))?
                 .into_iter()
                 .map(entry_time)
                 .collect::<anyhow::Result<Vec<u64>>>()?;
@@ -418,13 +413,14 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
     for (tile, width) in bundles {
         let b = src.tile(None, tile, width, size).await?;
         let path = tile_path(None, tile, width);
-        let entries = split_bundle(&b).with_context(|| path.clone())?;
+        let entries = split_entry_bundle(&b).map_err(|e| anyhow!("{path}: {e}"))?;
         if entries.len() as u64 != width {
             bail!("{path} holds {} entries, not {width}", entries.len());
         }
         for (k, e) in entries.iter().enumerate() {
             let i = tile * 256 + k as u64;
-            if Some(&leaf_hash(e)) != leaves.get(usize::try_from(i)?) {
+            let leaf = leaf_hash(e);
+            if Some(&leaf) != leaves.get(usize::try_from(i)?) {
                 bail!("entry {i} does not hash to its leaf in the tiles");
             }
             let decoded = Entry::decode(e).map_err(|x| anyhow!("entry {i}: {x}"))?;
@@ -435,11 +431,20 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                 continue;
             }
             let item = match &decoded {
-                Entry::Decision(_) => statements.take(i).await?,
+                Entry::Decision(d) => {
+                    let item = statements.take(i).await?;
+                    // What the archive verifier checks of it: a statement that would fail there
+                    // is refused here, not written.
+                    if let Some(s) = &item {
+                        check_decision_statement(d, &s.statement)
+                            .map_err(|x| anyhow!("the source's statement for decision {i}: {x}"))?;
+                    }
+                    item
+                }
                 _ => None,
             };
-            let row = log_event_row(i, e, item.as_ref().map(|s| &s.statement))
-                .map_err(|x| anyhow!("entry {i} and the source's statement: {x}"))?;
+            let row = event_row_of(i, &leaf, &decoded, item.as_ref().map(|s| &s.statement))
+                .map_err(|x| anyhow!("entry {i}: {x}"))?;
             let requested_ms = item.as_ref().map(|s| s.statement.requested_at * 1000);
             report.add(&row, requested_ms);
             write_row(&mut jsonl, &mut csv, &row)?;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use countersign_verifier::export::{EventRow, EventType, Totals, TOTALS_ELEMENT_ID};
+use countersign_verifier::export::{rfc3339_ms, EventRow, EventType, Totals, TOTALS_ELEMENT_ID};
 
 /// Buckets of the time from request to decision, upper bounds in seconds.
 const LATENCY_BUCKETS: [(u64, &str); 8] = [
@@ -143,7 +143,11 @@ impl ReportData {
                 "(none)".into()
             },
             size = h.tree_size,
-            from = esc(h.events_from),
+            from = if h.events_from == rfc3339_ms(0) {
+                "the log's start".to_owned()
+            } else {
+                esc(h.events_from)
+            },
             to = esc(h.events_to),
             gen = esc(h.generated_at),
             totals = serde_json::to_string(t)
@@ -292,7 +296,7 @@ impl ReportData {
                 }
             }
         }
-        if let (Some(first), Some(last)) = (days.first(), days.last()) {
+        if let (Some(first), Some(last)) = (days.first(), days.last().filter(|_| days.len() > 1)) {
             let _ = writeln!(
                 s,
                 "<text x=\"40\" y=\"{:.0}\" class=\"axis\">{}</text>\
@@ -302,6 +306,14 @@ impl ReportData {
                 width,
                 height + 20.0,
                 esc(last.0)
+            );
+        }
+        if days.len() == 1 {
+            let _ = writeln!(
+                s,
+                "<text x=\"40\" y=\"{:.0}\" class=\"axis\">{}</text>",
+                height + 20.0,
+                esc(days[0].0)
             );
         }
         s.push_str(
@@ -403,7 +415,8 @@ fn row_list(title: &str, rows: &[EventRow], over: u64, cols: &[&str]) -> String 
         s.push_str("<p>None.</p></section>\n");
         return s;
     }
-    s.push_str("<table class=\"list\"><thead><tr>");
+    // Scrolls sideways on a phone: focusable, so a keyboard can scroll it too.
+    s.push_str("<table class=\"list\" tabindex=\"0\"><thead><tr>");
     for c in cols {
         let _ = write!(s, "<th>{}</th>", c.replace('_', " "));
     }
@@ -449,7 +462,7 @@ h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:1.6rem 0 .5rem}
 .lead{color:#444}code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}\
 pre{white-space:pre-wrap;word-break:break-all;background:#f4f4f4;padding:.6rem;border-radius:4px}\
 table{border-collapse:collapse;margin:.3rem 0;display:block;max-width:100%;overflow-x:auto}th,td{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}\
-td{word-break:break-word}.totals td{text-align:right;font-variant-numeric:tabular-nums}\
+td{word-break:break-word}.list th,.list td{white-space:nowrap;word-break:normal}.totals td{text-align:right;font-variant-numeric:tabular-nums}\
 .tops{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:1rem}\
 .warn{background:#fff4d6;border-left:4px solid #b07d00;padding:.5rem .7rem}\
 svg{max-width:100%;height:auto}.axis{font-size:10px;fill:#555}\

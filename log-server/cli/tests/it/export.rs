@@ -12,7 +12,8 @@ use std::path::Path;
 
 use countersign::export::{run, ExportArgs};
 use countersign_verifier::export::{
-    csv_header, log_event_row, EventRow, EventType, Manifest, StatementLine, Totals,
+    csv_header, log_event_row, split_entry_bundle, EventRow, EventType, Manifest, StatementLine,
+    Totals,
 };
 use countersign_verifier::{BundlePolicy, Entry, EvidenceBundle};
 use serde_json::json;
@@ -80,12 +81,12 @@ fn check_archive(dir: &Path, s: &Server, expect_decisions: usize) -> Manifest {
     let mut entries = Vec::new();
     for (path, bytes) in &files {
         if path.starts_with("tile/entries/") {
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                entries.push(rest[2..2 + n].to_vec());
-                rest = &rest[2 + n..];
-            }
+            entries.extend(
+                split_entry_bundle(bytes)
+                    .unwrap()
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
         }
     }
     assert_eq!(

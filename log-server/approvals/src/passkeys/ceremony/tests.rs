@@ -91,26 +91,22 @@ fn a_sign_in_is_sealed_stateless_and_good_once() {
 #[test]
 fn an_expired_sign_in_is_refused() {
     let s = SignIns::default();
-    // Seal an id whose expiry is in the past with the same key.
-    use hmac::Mac;
-    let mut body = Vec::new();
-    body.extend_from_slice(&(countersign_log::now_ms() - 1).to_be_bytes());
-    body.extend_from_slice(&[7; 16]);
-    let tag = s
-        .mac(b"countersign sign-in id v1\0", &body)
-        .finalize()
-        .into_bytes();
-    body.extend_from_slice(&tag);
-    let id = format!("si_{}", B64URL.encode(&body));
-    assert!(s.open(&id).is_none());
+    // An id sealed with the same key, expiring at `expires_ms`.
+    let sealed = |expires_ms: u64| {
+        use hmac::Mac;
+        let mut body = Vec::new();
+        body.extend_from_slice(&expires_ms.to_be_bytes());
+        body.extend_from_slice(&[7; 16]);
+        let tag = s
+            .mac(b"countersign sign-in id v1\0", &body)
+            .finalize()
+            .into_bytes();
+        body.extend_from_slice(&tag);
+        format!("si_{}", B64URL.encode(&body))
+    };
+    assert!(s.open(&sealed(countersign_log::now_ms() - 1)).is_none());
     // The same with a future expiry opens: the refusal above was the expiry.
-    let mut body = Vec::new();
-    body.extend_from_slice(&(countersign_log::now_ms() + 60_000).to_be_bytes());
-    body.extend_from_slice(&[7; 16]);
-    let tag = s
-        .mac(b"countersign sign-in id v1\0", &body)
-        .finalize()
-        .into_bytes();
-    body.extend_from_slice(&tag);
-    assert!(s.open(&format!("si_{}", B64URL.encode(&body))).is_some());
+    assert!(s
+        .open(&sealed(countersign_log::now_ms() + 60_000))
+        .is_some());
 }
