@@ -466,6 +466,16 @@ impl std::fmt::Debug for CibaStore {
     }
 }
 
+/// The `p/` changes of `batch`, to apply to the pending index once it is written.
+fn pending_ops(batch: &Batch) -> Vec<Op> {
+    batch
+        .ops()
+        .iter()
+        .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 impl CibaStore {
     /// Opens the `ciba` area of the log's store (opened with [`CF_CIBA`]) and loads the
     /// pending index.
@@ -536,12 +546,7 @@ impl CibaStore {
         events: &[EventRow],
         durability: Durability,
     ) -> Result<(), StorageError> {
-        let pending: Vec<Op> = batch
-            .ops()
-            .iter()
-            .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let pending = pending_ops(&batch);
         let written = {
             let mut next = self.seq_lock();
             let before = *next;
@@ -626,12 +631,7 @@ impl CibaStore {
     /// Applies `batch` atomically ([`KvArea::commit`]) and then its `p/` changes to the pending
     /// index.
     pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
-        let pending: Vec<Op> = batch
-            .ops()
-            .iter()
-            .filter(|(k, _)| k.starts_with(PENDING_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let pending = pending_ops(&batch);
         self.kv.commit(batch, durability).await?;
         self.pending.apply(&pending);
         Ok(())

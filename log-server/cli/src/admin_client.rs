@@ -571,66 +571,69 @@ pub async fn run_approver(cmd: ApproverCmd) -> Result<(), CliError> {
 
 /// Runs `countersign submitter ...`.
 pub async fn run_submitter(cmd: SubmitterCmd) -> Result<(), CliError> {
-    match cmd {
-        SubmitterCmd::Add { name, target } => {
-            let v = call(
-                &target,
-                reqwest::Method::POST,
-                "/v1/admin/submitters",
-                Some(json!({"name": name})),
-            )
-            .await?;
-            eprintln!("submitter {name} added; its token (shown once, keep it secret):");
-            println!("{}", v["token"].as_str().unwrap_or_default());
-        }
-        SubmitterCmd::List { target } => {
-            print(&call(&target, reqwest::Method::GET, "/v1/admin/submitters", None).await?)
-        }
-        SubmitterCmd::Revoke { name, target } => {
-            let v = call(
-                &target,
-                reqwest::Method::DELETE,
-                &path_of(&["v1", "admin", "submitters", &name])?,
-                None,
-            )
-            .await?;
-            let n = v["revoked"].as_array().map_or(0, Vec::len);
-            println!("submitter {name} revoked ({n} token(s))");
-        }
-    }
-    Ok(())
+    run_tokens(
+        "submitter",
+        "submitters",
+        match cmd {
+            SubmitterCmd::Add { name, target } => TokenOp::Add(name, target),
+            SubmitterCmd::List { target } => TokenOp::List(target),
+            SubmitterCmd::Revoke { name, target } => TokenOp::Revoke(name, target),
+        },
+    )
+    .await
 }
 
 /// Runs `countersign auditor ...`.
 pub async fn run_auditor(cmd: AuditorCmd) -> Result<(), CliError> {
-    match cmd {
-        AuditorCmd::Add { name, target } => {
+    run_tokens(
+        "auditor",
+        "auditors",
+        match cmd {
+            AuditorCmd::Add { name, target } => TokenOp::Add(name, target),
+            AuditorCmd::List { target } => TokenOp::List(target),
+            AuditorCmd::Revoke { name, target } => TokenOp::Revoke(name, target),
+        },
+    )
+    .await
+}
+
+/// What `countersign submitter` and `countersign auditor` do, to either kind of token holder.
+enum TokenOp {
+    Add(String, Target),
+    List(Target),
+    Revoke(String, Target),
+}
+
+/// Runs `op` on the token holders of `kind` at `/v1/admin/<collection>`.
+async fn run_tokens(kind: &str, collection: &str, op: TokenOp) -> Result<(), CliError> {
+    let base = format!("/v1/admin/{collection}");
+    match op {
+        TokenOp::Add(name, target) => {
             let v = call(
                 &target,
                 reqwest::Method::POST,
-                "/v1/admin/auditors",
-                Some(json!({"name": name})),
+                &base,
+                Some(json!({ "name": name })),
             )
             .await?;
-            eprintln!(
-                "auditor {name} added (fingerprint {}); its token (shown once, keep it secret):",
-                v["fingerprint"].as_str().unwrap_or_default()
-            );
+            let fp = v["fingerprint"]
+                .as_str()
+                .map(|f| format!(" (fingerprint {f})"))
+                .unwrap_or_default();
+            eprintln!("{kind} {name} added{fp}; its token (shown once, keep it secret):");
             println!("{}", v["token"].as_str().unwrap_or_default());
         }
-        AuditorCmd::List { target } => {
-            print(&call(&target, reqwest::Method::GET, "/v1/admin/auditors", None).await?)
-        }
-        AuditorCmd::Revoke { name, target } => {
+        TokenOp::List(target) => print(&call(&target, reqwest::Method::GET, &base, None).await?),
+        TokenOp::Revoke(name, target) => {
             let v = call(
                 &target,
                 reqwest::Method::DELETE,
-                &path_of(&["v1", "admin", "auditors", &name])?,
+                &path_of(&["v1", "admin", collection, &name])?,
                 None,
             )
             .await?;
             let n = v["revoked"].as_array().map_or(0, Vec::len);
-            println!("auditor {name} revoked ({n} token(s))");
+            println!("{kind} {name} revoked ({n} token(s))");
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::{parse_entry_bundle, say, vkey_arg, UsageError, UvArgs};
+use crate::{parse_entry_bundle, say, vkey_arg, witness_args, UsageError, UvArgs};
 
 #[derive(Args)]
 #[command(after_long_help = "Exit status:\n  \
@@ -386,11 +386,7 @@ fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
         ));
     }
     let log_key = vkey_arg("--log-key", &a.log_key)?;
-    let witnesses = a
-        .witnesses
-        .iter()
-        .map(|k| vkey_arg("--witness", k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let witnesses = witness_args(&a.witnesses)?;
     let trusted = match &a.trusted_checkpoint {
         None => None,
         Some(p) => {

@@ -375,6 +375,11 @@ fn vkey_arg(flag: &str, s: &str) -> Result<VerifierKey, UsageError> {
     VerifierKey::parse(s).map_err(|e| UsageError(format!("{flag}: {e}")))
 }
 
+/// The `--witness` keys.
+fn witness_args(keys: &[String]) -> Result<Vec<VerifierKey>, UsageError> {
+    keys.iter().map(|k| vkey_arg("--witness", k)).collect()
+}
+
 fn inclusion(a: &InclusionArgs) -> Result<Outcome, UsageError> {
     let leaf = match (&a.leaf, &a.leaf_hash) {
         (Some(l), _) => leaf_hash(&hex_arg("--leaf", l)?),
@@ -516,11 +521,7 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
         return Err(UsageError(RP_NOT_PINNED.into()));
     }
     let log_key = vkey_arg("--log-key", &a.log_key)?;
-    let witnesses = a
-        .witnesses
-        .iter()
-        .map(|k| vkey_arg("--witness", k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let witnesses = witness_args(&a.witnesses)?;
     if a.action.is_some() && a.expect != Expectation::Approve {
         // The execution check only ever passes for an approval.
         return Err(UsageError(format!(
