@@ -153,13 +153,19 @@ async fn events(
             ApiError::invalid_request("after is not a cursor this server handed out")
         })?),
     };
-    let (rows, next) = audit::events_after(&c.store, after, limit)?;
-    tracing::debug!(?who, n = rows.len(), "audit events read");
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"events": rows, "next": audit::encode_cursor(next)})),
-    )
-        .into_response())
+    // Up to MAX_LIMIT rows read and encoded: off the async workers, which answer the appends.
+    let (n, body) = tokio::task::spawn_blocking({
+        let c = c.clone();
+        move || -> Result<_, ApiError> {
+            let (rows, next) = audit::events_after(&c.store, after, limit)?;
+            let body = json!({"events": rows, "next": audit::encode_cursor(next)}).to_string();
+            Ok((rows.len(), body))
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal("reading audit events", e))??;
+    tracing::debug!(?who, n, "audit events read");
+    Ok(json_page(body))
 }
 
 async fn statements(
@@ -177,14 +183,31 @@ async fn statements(
     };
     let from = index("from_index", 0)?;
     let to = index("to_index", u64::MAX)?;
-    // One more than asked: whether there is a next page, and where it starts.
-    let mut items = audit::statements(&c.store, from, to, limit + 1)?;
-    let next_index = items.get(limit).map(|i| i.index);
-    items.truncate(limit);
-    tracing::debug!(?who, n = items.len(), "audit statements read");
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"statements": items, "next_index": next_index})),
+    let (n, body) = tokio::task::spawn_blocking({
+        let c = c.clone();
+        move || -> Result<_, ApiError> {
+            // One more than asked: whether there is a next page, and where it starts.
+            let mut items = audit::statements(&c.store, from, to, limit + 1)?;
+            let next_index = items.get(limit).map(|i| i.index);
+            items.truncate(limit);
+            let body = json!({"statements": items, "next_index": next_index}).to_string();
+            Ok((items.len(), body))
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal("reading audit statements", e))??;
+    tracing::debug!(?who, n, "audit statements read");
+    Ok(json_page(body))
+}
+
+/// A page of the audit feed, encoded already.
+fn json_page(body: String) -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        body,
     )
-        .into_response())
+        .into_response()
 }

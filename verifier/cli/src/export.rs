@@ -5,9 +5,10 @@
 //! manifest's `withheld` list and the first run of `events.jsonl` (all three ascend by index);
 //! `events.csv` is compared with the rows as they are read. What is kept: the level-0 hashes
 //! (32 bytes per leaf), the enrolment table, the first revocation of each revoked enrolment, and
-//! one small record per request id decided in the range. Passkey signatures are checked on every
-//! core (rayon) in batches while the main thread reads on. Every file's SHA-256 is computed as it
-//! is read, so each byte of the archive is read once.
+//! one 64-byte record per decision in the range (about 100 MB for a million decisions). Passkey
+//! signatures are checked on every core (rayon) in batches while the main thread reads on; the
+//! rows outside the log are parsed on every core too. Every file's SHA-256 is computed as it is
+//! read, so each byte of the archive is read once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -237,16 +238,29 @@ struct AssertCtx {
     require_uv: bool,
 }
 
-/// A decision in the range with a statement, by request id (for the events outside the log).
+/// A decision in the range with a statement (for the events outside the log): 64 bytes, so that
+/// a million decisions fit in 64 MB. Both digests are SHA-256 cut to 128 bits: a collision of two
+/// request ids can only make a check fail (a second decision of one request, or a row compared
+/// with another request's), never pass.
 struct Decided {
+    /// The request id's digest.
+    key: [u8; 16],
     index: u64,
-    approve: bool,
     decided_ms: u64,
     requested_ms: u64,
-    /// SHA-256 of its `request.created` row's line.
-    created: [u8; 32],
+    /// The digest of its `request.created` row's line.
+    created: [u8; 16],
+    approve: bool,
     created_seen: bool,
     token_seen: bool,
+}
+
+/// SHA-256 cut to 128 bits, for [`Decided`].
+fn sha16(b: &[u8]) -> [u8; 16] {
+    let h = sha(b);
+    let mut out = [0; 16];
+    out.copy_from_slice(&h[..16]);
+    out
 }
 
 struct Run {
@@ -1024,12 +1038,17 @@ impl Events {
         }
     }
 
-    /// Counts a row and checks its CSV record.
-    fn counted(&mut self, run: &mut Run, row: &EventRow) {
+    /// Counts a row and checks its CSV record `want` (made by a worker: `to_csv_record`).
+    fn counted(
+        &mut self,
+        run: &mut Run,
+        event_type: EventType,
+        log_index: Option<u64>,
+        want: &str,
+    ) {
         run.events += 1;
         self.counted += 1;
-        self.totals.add(row.event_type);
-        let want = row.to_csv_record();
+        self.totals.add(event_type);
         let Some(c) = self.csv.as_mut() else {
             return;
         };
@@ -1046,7 +1065,7 @@ impl Events {
         if &self.csv_buf[..got] != want.as_bytes() {
             run.fail(
                 Self::CSV,
-                row.log_index,
+                log_index,
                 "events",
                 format!(
                     "record {} is not the X7 form of row {} of events.jsonl",
@@ -1086,11 +1105,11 @@ struct Item {
 struct Done {
     failures: Vec<Failure>,
     /// The request a decision with a valid statement decided.
-    decided: Option<(String, Decided)>,
+    decided: Option<Decided>,
     /// The statement hash, for an index with a bundle.
     bundle_hash: Option<(u64, [u8; 32])>,
-    /// The row to count and compare with events.csv.
-    row: Option<EventRow>,
+    /// The row to count, with its events.csv record.
+    row: Option<(EventType, Option<u64>, String)>,
 }
 
 /// What the workers share.
@@ -1160,18 +1179,16 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                     let requested_ms = st.requested_at * 1000;
                     let created =
                         EventRow::for_request(EventType::RequestCreated, st, requested_ms);
-                    done.decided = Some((
-                        st.request_id.clone(),
-                        Decided {
-                            index: i,
-                            approve: d.decision == countersign_verifier::Decision::Approve,
-                            decided_ms: d.time_ms,
-                            requested_ms,
-                            created: sha(created.to_json_line().as_bytes()),
-                            created_seen: false,
-                            token_seen: false,
-                        },
-                    ));
+                    done.decided = Some(Decided {
+                        key: sha16(st.request_id.as_bytes()),
+                        index: i,
+                        decided_ms: d.time_ms,
+                        requested_ms,
+                        created: sha16(created.to_json_line().as_bytes()),
+                        approve: d.decision == countersign_verifier::Decision::Approve,
+                        created_seen: false,
+                        token_seen: false,
+                    });
                 }
             }
         }
@@ -1203,18 +1220,28 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                     ),
                 );
             }
-            done.row = Some(want);
+            done.row = Some(counted_row(&want));
         }
         // The entry or its statement failed (reported); count the row as written.
-        None => done.row = serde_json::from_slice::<EventRow>(got).ok(),
+        None => {
+            done.row = serde_json::from_slice::<EventRow>(got)
+                .ok()
+                .map(|r| counted_row(&r))
+        }
     }
     done
+}
+
+/// What [`Events::counted`] needs of a row.
+fn counted_row(row: &EventRow) -> (EventType, Option<u64>, String) {
+    (row.event_type, row.log_index, row.to_csv_record())
 }
 
 /// Where the first pass keeps what it learns from the workers' results.
 #[derive(Default)]
 struct Learned {
-    decided: HashMap<String, Decided>,
+    /// In index order; sorted by request digest before the second run.
+    decided: Vec<Decided>,
     bundle_hashes: HashMap<u64, [u8; 32]>,
 }
 
@@ -1224,25 +1251,14 @@ fn absorb(run: &mut Run, events: &mut Events, learned: &mut Learned, batch: Vec<
         for f in done.failures {
             run.fail(&f.file, f.index, f.check, f.detail);
         }
-        if let Some((request_id, info)) = done.decided {
-            let index = info.index;
-            if let Some(prev) = learned.decided.insert(request_id.clone(), info) {
-                run.fail(
-                    Statements::FILE,
-                    Some(index),
-                    "decisions",
-                    format!(
-                        "request {request_id} was also decided at index {}",
-                        prev.index
-                    ),
-                );
-            }
+        if let Some(d) = done.decided {
+            learned.decided.push(d);
         }
         if let Some((i, h)) = done.bundle_hash {
             learned.bundle_hashes.insert(i, h);
         }
-        if let Some(row) = done.row {
-            events.counted(run, &row);
+        if let Some((event_type, log_index, csv)) = done.row {
+            events.counted(run, event_type, log_index, &csv);
         }
     }
 }
@@ -1316,7 +1332,12 @@ fn check_entries(
     let m = run.manifest.clone();
     let mut enrolments: HashMap<u64, Arc<Enrolment>> = HashMap::new();
     let mut revoked: HashMap<u64, u64> = HashMap::new();
-    let mut learned = Learned::default();
+    let mut learned = Learned {
+        // One record per decision of the range at most (the range's leaves are in the tiles read
+        // already, so this is bounded by the archive), reserved at once: no doubling on the way.
+        decided: Vec::with_capacity(usize::try_from(m.end - m.start).unwrap_or(0)),
+        ..Learned::default()
+    };
     let mut statements = Statements {
         reader: run.open(Statements::FILE),
         buf: Vec::new(),
@@ -1598,6 +1619,7 @@ fn check_entries(
     pool.drain(run, &mut events, &mut learned);
 
     // 7. The second run: events outside the log.
+    index_decided(run, &mut learned.decided);
     check_outside_events(run, &mut events, &mut learned.decided);
     if let Some(c) = events.csv.as_mut() {
         let mut rest = [0u8; 1];
@@ -1622,72 +1644,207 @@ fn check_entries(
     learned.bundle_hashes
 }
 
-fn check_outside_events(
-    run: &mut Run,
-    events: &mut Events,
-    decided: &mut HashMap<String, Decided>,
-) {
+/// Sorts the decisions by request digest and reports a request decided twice.
+fn index_decided(run: &mut Run, decided: &mut [Decided]) {
+    decided.sort_unstable_by_key(|d| (d.key, d.index));
+    for w in decided.windows(2) {
+        if w[0].key == w[1].key {
+            run.fail(
+                Statements::FILE,
+                Some(w[1].index),
+                "decisions",
+                format!(
+                    "decides the request that index {} decided already",
+                    w[0].index
+                ),
+            );
+        }
+    }
+}
+
+/// Rows of the second run parsed at once on the workers.
+const OUTSIDE_BATCH: usize = 4096;
+
+/// What a worker finds about one row of the second run of `events.jsonl`.
+struct OutsideRow {
+    row: EventRow,
+    /// The line is the X6 form of the row.
+    canonical: bool,
+    csv: String,
+    time_ms: Option<u64>,
+    /// Where its request is in the sorted decisions.
+    at: Option<usize>,
+    /// For a row of a decided request: the digest to compare with its `created` (of the line for
+    /// `request.created`, of the row turned into its `request.created` row for `token.issued`).
+    created: [u8; 16],
+    /// For a row of an undecided request: the digest of its type and request id.
+    undecided_key: [u8; 16],
+}
+
+fn parse_outside(line: &[u8], decided: &[Decided]) -> Result<OutsideRow, String> {
+    // Any value the deserialiser accepts is held to its one X6 form below, which a duplicate or
+    // unknown member, another order or other spacing cannot have.
+    let row: EventRow = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let canonical = row.to_json_line().as_bytes() == line;
+    let csv = row.to_csv_record();
+    let time_ms = parse_rfc3339_ms(&row.time_utc);
+    let mut out = OutsideRow {
+        canonical,
+        csv,
+        time_ms,
+        at: None,
+        created: [0; 16],
+        undecided_key: [0; 16],
+        row,
+    };
+    let Some(request_id) = out.row.request_id.as_deref() else {
+        return Ok(out);
+    };
+    let key = sha16(request_id.as_bytes());
+    out.at = decided.binary_search_by_key(&key, |d| d.key).ok();
+    match out.at {
+        Some(at) => match out.row.event_type {
+            EventType::RequestCreated => out.created = sha16(line),
+            EventType::TokenIssued => {
+                let mut as_created = out.row.clone();
+                as_created.event_type = EventType::RequestCreated;
+                as_created.time_utc =
+                    countersign_verifier::export::rfc3339_ms(decided[at].requested_ms);
+                out.created = sha16(as_created.to_json_line().as_bytes());
+            }
+            _ => {}
+        },
+        None => {
+            out.undecided_key =
+                sha16(format!("{}\n{request_id}", out.row.event_type.as_str()).as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Check 7, the second run of `events.jsonl`: the events outside the log. The rows are parsed
+/// and digested on the workers a batch at a time; the main thread then applies them in order.
+fn check_outside_events(run: &mut Run, events: &mut Events, decided: &mut [Decided]) {
     let from = parse_rfc3339_ms(&run.manifest.events_from).unwrap_or(0);
     let to = parse_rfc3339_ms(&run.manifest.events_to).unwrap_or(0);
     let mut last_time = 0u64;
-    let mut undecided_seen: HashSet<[u8; 32]> = HashSet::new();
-    while let Some(line) = events.next_line(run) {
-        let n = events.row;
-        let row: EventRow = match parse_json_strict(&line)
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-        {
-            Ok(r) => r,
-            Err(e) => {
-                run.fail(
-                    Events::FILE,
-                    None,
-                    "events",
-                    format!("row {n} is not an event row: {e}"),
-                );
-                continue;
+    let mut undecided_seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut lines: Vec<(u64, Vec<u8>)> = Vec::with_capacity(OUTSIDE_BATCH);
+    loop {
+        lines.clear();
+        while lines.len() < OUTSIDE_BATCH {
+            match events.next_line(run) {
+                Some(line) => lines.push((events.row, line)),
+                None => break,
             }
+        }
+        if lines.is_empty() {
+            break;
+        }
+        let parsed: Vec<Result<OutsideRow, String>> = {
+            let decided: &[Decided] = decided;
+            lines
+                .par_iter()
+                .map(|(_, l)| parse_outside(l, decided))
+                .collect()
         };
-        let fail = |run: &mut Run, detail: String| {
-            run.fail(Events::FILE, None, "events", format!("row {n}: {detail}"));
-        };
-        if row.to_json_line().as_bytes() != line.as_slice() {
-            fail(
+        for ((n, _), p) in lines.iter().zip(parsed) {
+            check_outside_row(
                 run,
-                "not in the form of X6 (members in order, compact JSON)".into(),
+                events,
+                decided,
+                *n,
+                p,
+                (from, to),
+                &mut last_time,
+                &mut undecided_seen,
             );
         }
-        events.counted(run, &row);
-        if row.event_type.in_log() || row.log_index.is_some() || row.leaf_hash.is_some() {
-            fail(
-                run,
-                "a log event after the first run (one row per entry of the range)".into(),
+    }
+    let mut missing: Vec<u64> = decided
+        .iter()
+        .filter(|d| !d.created_seen)
+        .map(|d| d.index)
+        .collect();
+    missing.sort_unstable();
+    for i in missing {
+        run.fail(
+            Events::FILE,
+            Some(i),
+            "events",
+            "no request.created row for the decision's request".into(),
+        );
+    }
+}
+
+/// Applies one parsed row of the second run, in order.
+#[allow(clippy::too_many_arguments)]
+fn check_outside_row(
+    run: &mut Run,
+    events: &mut Events,
+    decided: &mut [Decided],
+    n: u64,
+    parsed: Result<OutsideRow, String>,
+    (from, to): (u64, u64),
+    last_time: &mut u64,
+    undecided_seen: &mut HashSet<[u8; 16]>,
+) {
+    let fail = |run: &mut Run, detail: String| {
+        run.fail(Events::FILE, None, "events", format!("row {n}: {detail}"));
+    };
+    let p = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            run.fail(
+                Events::FILE,
+                None,
+                "events",
+                format!("row {n} is not an event row: {e}"),
             );
-            continue;
+            return;
         }
-        let Some(t) = parse_rfc3339_ms(&row.time_utc) else {
-            fail(run, "time_utc is not RFC 3339 UTC with milliseconds".into());
-            continue;
-        };
-        if t < last_time {
-            fail(
-                run,
-                "the events outside the log are not ordered by time".into(),
-            );
-        }
-        last_time = t;
-        let Some(request_id) = row.request_id.clone() else {
-            fail(run, "no request_id".into());
-            continue;
-        };
-        match decided.get_mut(&request_id) {
-            Some(d) => match row.event_type {
+    };
+    let row = &p.row;
+    if !p.canonical {
+        fail(
+            run,
+            "not in the form of X6 (members in order, compact JSON)".into(),
+        );
+    }
+    events.counted(run, row.event_type, row.log_index, &p.csv);
+    if row.event_type.in_log() || row.log_index.is_some() || row.leaf_hash.is_some() {
+        fail(
+            run,
+            "a log event after the first run (one row per entry of the range)".into(),
+        );
+        return;
+    }
+    let Some(t) = p.time_ms else {
+        fail(run, "time_utc is not RFC 3339 UTC with milliseconds".into());
+        return;
+    };
+    if t < *last_time {
+        fail(
+            run,
+            "the events outside the log are not ordered by time".into(),
+        );
+    }
+    *last_time = t;
+    let Some(request_id) = row.request_id.as_deref() else {
+        fail(run, "no request_id".into());
+        return;
+    };
+    match p.at {
+        Some(at) => {
+            let d = &mut decided[at];
+            match row.event_type {
                 EventType::RequestCreated => {
                     if d.created_seen {
                         fail(
                             run,
                             format!("a second request.created row for {request_id}"),
                         );
-                    } else if sha(line.as_slice()) != d.created {
+                    } else if p.created != d.created {
                         fail(
                             run,
                             format!(
@@ -1700,9 +1857,6 @@ fn check_outside_events(
                     d.created_seen = true;
                 }
                 EventType::TokenIssued => {
-                    let mut as_created = row.clone();
-                    as_created.event_type = EventType::RequestCreated;
-                    as_created.time_utc = countersign_verifier::export::rfc3339_ms(d.requested_ms);
                     if !d.approve {
                         fail(
                             run,
@@ -1715,7 +1869,7 @@ fn check_outside_events(
                             run,
                             format!("token.issued for {request_id} before its approval"),
                         );
-                    } else if sha(as_created.to_json_line().as_bytes()) != d.created {
+                    } else if p.created != d.created {
                         fail(
                             run,
                             format!(
@@ -1734,51 +1888,34 @@ fn check_outside_events(
                         d.index
                     ),
                 ),
-            },
-            None => {
-                if row.event_type == EventType::TokenIssued {
-                    fail(
-                        run,
-                        format!(
-                            "token.issued for {request_id}, which is not approved in the archive"
-                        ),
-                    );
-                    continue;
-                }
-                if !(from <= t && t < to) {
-                    fail(
-                        run,
-                        format!(
-                            "a row of the undecided request {request_id} outside [events_from, events_to)"
-                        ),
-                    );
-                }
-                let key = sha(format!("{}\n{request_id}", row.event_type.as_str()).as_bytes());
-                if !undecided_seen.insert(key) {
-                    fail(
-                        run,
-                        format!(
-                            "repeats the {} row of {request_id}",
-                            row.event_type.as_str()
-                        ),
-                    );
-                }
             }
         }
-    }
-    let mut missing: Vec<u64> = decided
-        .values()
-        .filter(|d| !d.created_seen)
-        .map(|d| d.index)
-        .collect();
-    missing.sort_unstable();
-    for i in missing {
-        run.fail(
-            Events::FILE,
-            Some(i),
-            "events",
-            "no request.created row for the decision's request".into(),
-        );
+        None => {
+            if row.event_type == EventType::TokenIssued {
+                fail(
+                    run,
+                    format!("token.issued for {request_id}, which is not approved in the archive"),
+                );
+                return;
+            }
+            if !(from <= t && t < to) {
+                fail(
+                    run,
+                    format!(
+                        "a row of the undecided request {request_id} outside [events_from, events_to)"
+                    ),
+                );
+            }
+            if !undecided_seen.insert(p.undecided_key) {
+                fail(
+                    run,
+                    format!(
+                        "repeats the {} row of {request_id}",
+                        row.event_type.as_str()
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -19,6 +19,11 @@ use serde_json::{json, Value};
 
 mod export;
 
+/// mimalloc: `export` checks a million small rows and statements on every core, where glibc
+/// malloc took about an eighth of the CPU (`benches/README.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "countersign-verify",

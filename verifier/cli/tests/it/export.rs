@@ -489,6 +489,67 @@ fn token_issued_for_a_denial() {
     assert_fails(&verify(&d, &a), "events", "events.jsonl", None);
 }
 
+/// Exit 1 with an events.jsonl failure whose detail contains `text`.
+fn assert_event_failure(out: &Output, text: &str) {
+    let r = report(out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    let hit = r["failures"].as_array().unwrap().iter().any(|f| {
+        f["check"] == "events"
+            && f["file"] == "events.jsonl"
+            && f["detail"].as_str().unwrap().contains(text)
+    });
+    assert!(hit, "no events failure saying {text:?}: {r:#}");
+}
+
+/// The request id of an approval that has a token.issued row, and that row's position.
+fn token_row(rows: &[String]) -> (String, usize) {
+    let n = row_index(rows, |v| v["event_type"] == "token.issued");
+    let v: Value = serde_json::from_str(&rows[n]).unwrap();
+    (v["request_id"].as_str().unwrap().to_owned(), n)
+}
+
+#[test]
+fn altered_token_issued_row() {
+    let (_t, d, a) = fresh();
+    let mut req = String::new();
+    rewrite_events(&d, |rows| {
+        let (r, n) = token_row(rows);
+        req = r;
+        rows[n] = rows[n].replacen("(ref", "(reF", 1);
+    });
+    assert_event_failure(
+        &verify(&d, &a),
+        &format!("the token.issued row of {req} is not the one made from its statement"),
+    );
+}
+
+#[test]
+fn repeated_token_issued_row() {
+    let (_t, d, a) = fresh();
+    let mut req = String::new();
+    rewrite_events(&d, |rows| {
+        let (r, n) = token_row(rows);
+        req = r;
+        let again = rows[n].clone();
+        rows.insert(n + 1, again);
+    });
+    assert_event_failure(
+        &verify(&d, &a),
+        &format!("a second token.issued row for {req}"),
+    );
+}
+
+#[test]
+fn outside_row_not_in_its_one_form() {
+    let (_t, d, a) = fresh();
+    rewrite_events(&d, |rows| {
+        let (_, n) = token_row(rows);
+        // The same row, with a space after the first colon: equal as JSON, not as X6.
+        rows[n] = rows[n].replacen("\":", "\": ", 1);
+    });
+    assert_event_failure(&verify(&d, &a), "not in the form of X6");
+}
+
 #[test]
 fn altered_csv_row() {
     let (_t, d, a) = fresh();

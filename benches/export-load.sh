@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Append latency while an auditor exports from the running server (issue 14's target: the append
+# p99 with a concurrent `countersign export --url` within 2x its value without).
+#
+# Starts `countersign serve` on a fresh data directory, fills the log with PREFILL decisions
+# (batches, as fast as it goes), then runs the same open-loop append load (RATE decisions/s,
+# COUNT decisions, `countersign-bench append --rate`) three times: alone, with exports of the
+# whole log running back to back for its whole duration, and alone again. The exporter runs
+# at the same priority as everything else on the same cores unless EXPORT_NICE is set (e.g.
+# EXPORT_NICE=19, as if it ran on the auditor's machine); the archives are written under
+# EXPORT_DIR (default WORK_DIR; e.g. /dev/shm to keep their writes off the server's disk).
+#
+# Usage: benches/export-load.sh [PREFILL] [RATE] [COUNT] [WORK_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+PREFILL="${1:-100000}"
+RATE="${2:-1500}"
+COUNT="${3:-30000}"
+WORK="${4:-$(mktemp -d)}"
+PORT="${PORT:-18097}"
+cargo build --release -p countersign -p countersign-benches
+B="$CARGO_TARGET_DIR/release"
+URL="http://127.0.0.1:$PORT"
+EXPORT_DIR="${EXPORT_DIR:-$WORK}"
+rm -rf "$WORK/data" "$EXPORT_DIR"/export.* "$WORK/exports.txt"
+mkdir -p "$WORK" "$EXPORT_DIR"
+"$B/countersign" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
+SERVER=$!
+EXPORTER=
+cleanup() {
+    if [ -n "$EXPORTER" ]; then
+        pkill -P "$EXPORTER" 2> /dev/null || true
+        kill "$EXPORTER" 2> /dev/null || true
+    fi
+    kill "$SERVER" 2> /dev/null || true
+    wait 2> /dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+    curl -fsS "$URL/checkpoint" > /dev/null 2>&1 && break
+    sleep 0.1
+done
+bench() {
+    "$B/countersign-bench" append --url "$URL" --origin "http://localhost:$PORT" \
+        --data-dir "$WORK/data" "$@"
+}
+echo "== prefill: $PREFILL decisions"
+bench --count "$PREFILL" --concurrency 4 --batch 128 | tail -2
+"$B/countersign" auditor add export-bench --url "$URL" --data-dir "$WORK/data" \
+    | grep -Eo '[A-Za-z0-9_-]{32,}' | head -1 > "$WORK/auditor.token"
+chmod 600 "$WORK/auditor.token"
+
+load() {
+    bench --count "$COUNT" --rate "$RATE" --concurrency 64 | grep -E "decisions/s|latency"
+}
+echo "== $RATE/s for $COUNT decisions, alone"
+load
+echo "== $RATE/s for $COUNT decisions, with exports of the whole log back to back"
+(
+    n=0
+    while true; do
+        n=$((n + 1))
+        start=$(date +%s.%N)
+        ${EXPORT_NICE:+nice -n "$EXPORT_NICE"} "$B/countersign" export --url "$URL" \
+            --token-file "$WORK/auditor.token" --out "$EXPORT_DIR/export.$n" --quiet > /dev/null
+        end=$(date +%s.%N)
+        echo "export $n: $(du -sh "$EXPORT_DIR/export.$n" | cut -f1) in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s" \
+            >> "$WORK/exports.txt"
+        rm -rf "$EXPORT_DIR/export.$n"
+    done
+) &
+EXPORTER=$!
+sleep 1
+load
+pkill -P "$EXPORTER" 2> /dev/null || true
+kill "$EXPORTER" 2> /dev/null || true
+wait "$EXPORTER" 2> /dev/null || true
+EXPORTER=
+cat "$WORK/exports.txt" 2> /dev/null || echo "no export finished during the load"
+echo "== $RATE/s for $COUNT decisions, alone again"
+load
