@@ -16,6 +16,7 @@ mod entry;
 pub mod export;
 mod hash;
 mod note;
+mod policy;
 mod proof;
 mod registration;
 #[cfg(feature = "std")]
@@ -51,6 +52,10 @@ pub use hash::{empty_root, leaf_hash, node_hash, root_from_leaf_hashes, sha256, 
 pub use note::{
     cosignature_message, key_id, Note, NoteError, NoteSignature, VerifiedSignature, VerifierKey,
     ALG_COSIGNATURE_V1, ALG_ED25519, MAX_NOTE_BYTES, MAX_SIGNATURES,
+};
+pub use policy::{
+    verify_checkpoint_with_policy, Policy, PolicyCheckError, PolicyError, PolicyGroup, PolicyLog,
+    PolicyMember, PolicyWitness, MAX_POLICY_BYTES, MAX_POLICY_ITEMS,
 };
 pub use proof::{
     consistency_proof_ranges, fold_subtrees, inclusion_proof_ranges, root_from_inclusion_proof,
