@@ -256,7 +256,9 @@ pub(crate) fn sign_note(text: &str, key: &ed25519_dalek::SigningKey, vkey: &Veri
     n.to_text()
 }
 
-fn cosign(note: &str, body: &str, name: &str, seed: u8, ts: u64) -> (String, String) {
+/// `note` (a signed note whose text is `body`) with a `cosignature/v1` line added by the witness key
+/// named `name` (Ed25519 seed bytes all `seed`) at time `ts`; and that witness's verifier key.
+pub fn cosign(note: &str, body: &str, name: &str, seed: u8, ts: u64) -> (String, String) {
     let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     let Ok(vk) = VerifierKey::cosignature(name, k.verifying_key().to_bytes()) else {
         return (String::new(), String::new());

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::{parse_entry_bundle, say, vkey_arg, witness_args, UsageError, UvArgs};
+use crate::{parse_entry_bundle, say, witness_args, UsageError, UvArgs};
 
 #[derive(Args)]
 #[command(after_long_help = "Exit status:\n  \
@@ -49,12 +49,17 @@ use crate::{parse_entry_bundle, say, vkey_arg, witness_args, UsageError, UvArgs}
 pub(crate) struct ExportArgs {
     /// The archive: a directory, or a POSIX tar file of the same files.
     dir: String,
-    /// The log's verifier key (from a trusted source, not from the archive).
-    #[arg(long, value_name = "VKEY")]
-    log_key: String,
+    /// The log's verifier key (from a trusted source, not from the archive; with --policy, the
+    /// policy's log for the manifest's origin if not given).
+    #[arg(long, value_name = "VKEY", required_unless_present = "policy")]
+    log_key: Option<String>,
     /// Witness cosignature keys whose signatures are checked if present.
     #[arg(long = "witness", value_name = "VKEY")]
     witnesses: Vec<String>,
+    /// A C2SP tlog-policy file: the archive's checkpoint must be signed by one of its logs and
+    /// cosigned by its witnesses as its quorum requires.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<String>,
     /// A checkpoint of this log the auditor already trusts: the archive's tree must extend it.
     #[arg(long, value_name = "FILE")]
     trusted_checkpoint: Option<String>,
@@ -272,6 +277,8 @@ struct Run {
     hashed: BTreeSet<String>,
     log_key: VerifierKey,
     witnesses: Vec<VerifierKey>,
+    /// `--policy`: the checkpoint must meet it.
+    policy: Option<countersign_verifier::Policy>,
     ctx: Arc<AssertCtx>,
     progress: ProgressBar,
     // Counts for the summary.
@@ -399,8 +406,11 @@ fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
                 .into(),
         ));
     }
-    let log_key = vkey_arg("--log-key", &a.log_key)?;
-    let witnesses = witness_args(&a.witnesses)?;
+    let policy = crate::policy_arg(a.policy.as_deref())?;
+    let mut witnesses = witness_args(&a.witnesses)?;
+    if let Some(p) = &policy {
+        witnesses.extend(p.witness_keys());
+    }
     let trusted = match &a.trusted_checkpoint {
         None => None,
         Some(p) => {
@@ -437,6 +447,7 @@ fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
         .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
         .map_err(|e| UsageError(format!("{}/MANIFEST.json: not a manifest: {e}", a.dir)))?;
     drop(manifest_bytes);
+    let log_key = crate::log_key_arg(a.log_key.as_deref(), policy.as_ref(), &manifest.log_origin)?;
     let ctx = Arc::new(AssertCtx {
         rp: RelyingParty {
             rp_id: manifest.relying_party.rp_id.clone(),
@@ -467,6 +478,7 @@ fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
         hashed: BTreeSet::new(),
         log_key,
         witnesses,
+        policy,
         ctx,
         progress,
         decisions: 0,
@@ -740,6 +752,11 @@ fn check_all(run: &mut Run, trusted: Option<&[u8]>) -> Option<u64> {
     // 2. Checkpoint.
     let mut root = None;
     if let Some(cp) = run.read_all("checkpoint", MAX_NOTE_BYTES as u64) {
+        if let Some(p) = &run.policy {
+            if let Err(e) = countersign_verifier::verify_checkpoint_with_policy(&cp, p) {
+                run.fail("checkpoint", None, "checkpoint", format!("--policy: {e}"));
+            }
+        }
         match verify_checkpoint(&cp, &run.log_key, &run.witnesses) {
             Err(e) => run.fail("checkpoint", None, "checkpoint", e.to_string()),
             Ok(v) => {

@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use countersign_verifier::{
     bundle_report, challenge, check_execution, check_not_revoked, leaf_hash, parse_cose_key,
-    sha256, verify_assertion, verify_consistency, verify_inclusion, Assertion, AssertionPolicy,
-    BundlePolicy, Checkpoint, Decision, Entry, EvidenceBundle, Expectation, Hash, Note,
-    RevocationCheck, RevocationError, Statement, VerifierKey, UNSIGNED_BUNDLE_MEMBERS,
+    sha256, verify_assertion, verify_checkpoint_with_policy, verify_consistency, verify_inclusion,
+    Assertion, AssertionPolicy, BundlePolicy, Checkpoint, Decision, Entry, EvidenceBundle,
+    Expectation, Hash, Note, Policy, RevocationCheck, RevocationError, Statement, VerifierKey,
+    UNSIGNED_BUNDLE_MEMBERS,
 };
 use serde_json::{json, Value};
 
@@ -133,8 +134,12 @@ struct ConsistencyArgs {
 #[derive(Args)]
 struct NoteArgs {
     /// A verifier key `<name>+<hex id>+<base64>`; repeat for several.
-    #[arg(long = "key", value_name = "VKEY", required = true)]
+    #[arg(long = "key", value_name = "VKEY", required_unless_present = "policy")]
     keys: Vec<String>,
+    /// A C2SP tlog-policy file: the note must be a checkpoint of one of its logs, cosigned by
+    /// its witnesses as its quorum requires.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<String>,
     /// The note file, or `-` for standard input.
     file: String,
 }
@@ -201,12 +206,17 @@ impl UvArgs {
 struct BundleArgs {
     /// The evidence bundle JSON file, or `-` for standard input.
     file: String,
-    /// The log's verifier key (from a trusted source, not from the bundle).
-    #[arg(long, value_name = "VKEY")]
-    log_key: String,
+    /// The log's verifier key (from a trusted source, not from the bundle; with --policy, the
+    /// policy's log for the checkpoint's origin if not given).
+    #[arg(long, value_name = "VKEY", required_unless_present = "policy")]
+    log_key: Option<String>,
     /// Witness cosignature keys whose signatures are checked if present.
     #[arg(long = "witness", value_name = "VKEY")]
     witnesses: Vec<String>,
+    /// A C2SP tlog-policy file: the bundle's checkpoint must be signed by one of its logs and
+    /// cosigned by its witnesses as its quorum requires (`quorum none` needs no cosignature).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<String>,
     /// The action about to be run (JSON: an authorization_details array, or an object holding
     /// one); checks that it is exactly what was approved.
     #[arg(long, value_name = "FILE")]
@@ -385,6 +395,57 @@ fn witness_args(keys: &[String]) -> Result<Vec<VerifierKey>, UsageError> {
     keys.iter().map(|k| vkey_arg("--witness", k)).collect()
 }
 
+/// The `--policy` file, parsed (a bad file is unusable input, exit 2, naming its line).
+fn policy_arg(path: Option<&str>) -> Result<Option<Policy>, UsageError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let bytes = read_input(path)?;
+    Policy::parse(&bytes)
+        .map(Some)
+        .map_err(|e| UsageError(format!("--policy {path}: {e}")))
+}
+
+/// The log key: `--log-key`, or the policy's log for `origin`.
+fn log_key_arg(
+    log_key: Option<&str>,
+    policy: Option<&Policy>,
+    origin: &str,
+) -> Result<VerifierKey, UsageError> {
+    match (log_key, policy) {
+        (Some(k), _) => vkey_arg("--log-key", k),
+        (None, Some(p)) => p.log_for_origin(origin).cloned().ok_or_else(|| {
+            UsageError(format!(
+                "--policy names no (single) log for origin {origin:?}; give --log-key"
+            ))
+        }),
+        (None, None) => Err(UsageError("give --log-key or --policy".into())),
+    }
+}
+
+/// The origin line of a signed checkpoint note (empty if it has none).
+fn origin_of(note: &str) -> &str {
+    note.split('\n').next().unwrap_or_default()
+}
+
+/// What a policy check found, for the summary and `--json`.
+fn policy_details(policy: &Policy, cosigners: &[VerifierKey]) -> (String, Value) {
+    let names: Vec<&str> = policy
+        .witnesses()
+        .iter()
+        .filter(|w| cosigners.contains(&w.key))
+        .map(|w| w.name.as_str())
+        .collect();
+    let line = match policy.quorum() {
+        None => "\npolicy:        met (quorum none)".to_owned(),
+        Some(_) => format!(
+            "\npolicy:        quorum met, cosigned by {}",
+            names.join(", ")
+        ),
+    };
+    (line, json!({"quorum_met": true, "cosigned_by": names}))
+}
+
 fn inclusion(a: &InclusionArgs) -> Result<Outcome, UsageError> {
     let leaf = match (&a.leaf, &a.leaf_hash) {
         (Some(l), _) => leaf_hash(&hex_arg("--leaf", l)?),
@@ -437,6 +498,7 @@ fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
         .iter()
         .map(|k| vkey_arg("--key", k))
         .collect::<Result<Vec<_>, _>>()?;
+    let policy = policy_arg(a.policy.as_deref())?;
     let bytes = read_input(&a.file)?;
     let parsed = match Note::parse(&bytes) {
         Ok(n) => n,
@@ -447,6 +509,26 @@ fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
             })
         }
     };
+    let mut policy_found = None;
+    if let Some(p) = &policy {
+        match verify_checkpoint_with_policy(&bytes, p) {
+            Ok(v) => {
+                let keys: Vec<VerifierKey> = v.cosignatures.iter().map(|c| c.key.clone()).collect();
+                policy_found = Some(policy_details(p, &keys));
+            }
+            Err(e) => {
+                return Ok(Outcome::Invalid {
+                    check: "policy",
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    let mut keys = keys;
+    if let Some(p) = &policy {
+        keys.extend(p.logs().iter().map(|l| l.key.clone()));
+        keys.extend(p.witness_keys());
+    }
     let verified = match parsed.verify(&keys) {
         Ok(v) => v,
         Err(e) => {
@@ -466,6 +548,10 @@ fn note(a: &NoteArgs) -> Result<Outcome, UsageError> {
         ));
         details["checkpoint"] =
             json!({"origin": cp.origin, "tree_size": cp.size, "root": cp.root.to_hex()});
+    }
+    if let Some((line, d)) = policy_found {
+        summary.push_str(&line);
+        details["policy"] = d;
     }
     Ok(Outcome::Valid { summary, details })
 }
@@ -525,8 +611,11 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     if a.rp_id.is_none() && a.origin.is_none() && !a.trust_bundle_rp {
         return Err(UsageError(RP_NOT_PINNED.into()));
     }
-    let log_key = vkey_arg("--log-key", &a.log_key)?;
-    let witnesses = witness_args(&a.witnesses)?;
+    let policy = policy_arg(a.policy.as_deref())?;
+    let mut witnesses = witness_args(&a.witnesses)?;
+    if let Some(p) = &policy {
+        witnesses.extend(p.witness_keys());
+    }
     if a.action.is_some() && a.expect != Expectation::Approve {
         // The execution check only ever passes for an approval.
         return Err(UsageError(format!(
@@ -552,13 +641,18 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             })
         }
     };
-    let policy = BundlePolicy {
+    let log_key = log_key_arg(
+        a.log_key.as_deref(),
+        policy.as_ref(),
+        origin_of(&b.checkpoint),
+    )?;
+    let bundle_policy = BundlePolicy {
         witnesses: &witnesses,
         rp_id: a.rp_id.as_deref(),
         origin: a.origin.as_deref(),
         require_user_verification: a.uv.required(),
     };
-    let v = match b.verify(&log_key, &policy) {
+    let v = match b.verify(&log_key, &bundle_policy) {
         Ok(v) => v,
         Err(e) => {
             return Ok(Outcome::Invalid {
@@ -566,6 +660,21 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
                 message: e.to_string(),
             })
         }
+    };
+    let policy_found = match &policy {
+        None => None,
+        Some(p) => match verify_checkpoint_with_policy(b.checkpoint.as_bytes(), p) {
+            Ok(c) => {
+                let keys: Vec<VerifierKey> = c.cosignatures.iter().map(|s| s.key.clone()).collect();
+                Some(policy_details(p, &keys))
+            }
+            Err(e) => {
+                return Ok(Outcome::Invalid {
+                    check: "policy",
+                    message: e.to_string(),
+                })
+            }
+        },
     };
     let revocation = match &a.entries {
         None => None,
@@ -670,6 +779,10 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     });
     let mut details = bundle_report(&b, &v, a.expect);
     details["rp_pinned"] = json!(!a.trust_bundle_rp);
+    if let Some((line, d)) = policy_found {
+        summary.push_str(&line);
+        details["policy"] = d;
+    }
     details["revocation"] = match &revocation {
         None => json!({"checked": false}),
         Some(c) => json!({"checked": true, "entries": c.entries, "revoked_after": c.revoked_after}),

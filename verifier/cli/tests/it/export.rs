@@ -913,3 +913,37 @@ fn report_with_a_running_script() {
     rehash(&d);
     assert_fails(&verify(&d, &a), "report", "report.html", None);
 }
+
+/// `--policy`: the archive's checkpoint must meet it. Its log key may come from the policy alone;
+/// a quorum the checkpoint's (absent) cosignatures cannot meet fails check 2.
+#[test]
+fn policy_on_the_archive_checkpoint() {
+    let (t, d, a) = fresh();
+    let write = |name: &str, text: String| {
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let none = write("none.txt", format!("log {}\nquorum none\n", a.log_key));
+    let out = bin()
+        .args(["--json", "export"])
+        .arg(&d)
+        .arg("--policy")
+        .arg(&none)
+        .args(["--rp-id", RP_ID])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let one = write(
+        "one.txt",
+        format!(
+            "log {}\nwitness w {}\nquorum w\n",
+            a.log_key,
+            VerifierKey::cosignature("w.test", [7; 32])
+                .unwrap()
+                .to_vkey()
+        ),
+    );
+    let out = verify_with(&d, &a.log_key, &["--policy", one.to_str().unwrap()]);
+    assert_fails(&out, "checkpoint", "checkpoint", None);
+}

@@ -923,3 +923,132 @@ fn bundle_revocation_check_reads_entry_bundles() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// `--policy` on `bundle` and `note`: a 2-of-2 policy accepts the bundle whose checkpoint both
+/// witnesses cosigned, refuses it with one cosignature removed or altered (exit 1, check
+/// `policy`), `quorum none` accepts the bare bundle, and a bad policy file is unusable (exit 2).
+#[test]
+fn policy_quorum_on_bundles_and_notes() {
+    use countersign_testvectors::generate::cosign;
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(vectors().join("bundles/valid-es256.json")).unwrap(),
+    )
+    .unwrap();
+    let tmp =
+        std::env::temp_dir().join(format!("countersign-verify-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let log_key = s(&v["log_key"]);
+    let note = s(&v["bundle"]["checkpoint"]);
+    let body = &note[..note.find("\n\n").unwrap() + 1];
+    let (one, wa) = cosign(&note, body, "wa.test", 41, 1_700_000_000);
+    let (both, wb) = cosign(&one, body, "wb.test", 42, 1_700_000_100);
+    let policy = |quorum: &str| {
+        let p = tmp.join(format!("policy-{}.txt", quorum.replace(' ', "-")));
+        std::fs::write(
+            &p,
+            format!(
+                "# two witnesses, both needed\nlog {log_key}\nwitness A {wa}\nwitness B {wb}\n\
+                 group both all A B\n{quorum}\n"
+            ),
+        )
+        .unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let bundle_with = |name: &str, checkpoint: &str| {
+        let mut b = v["bundle"].clone();
+        b["checkpoint"] = checkpoint.into();
+        write_tmp(&tmp, name, &b)
+    };
+    let verify = |file: &str, policy: &str| {
+        run(
+            &[
+                "bundle".into(),
+                file.into(),
+                "--policy".into(),
+                policy.into(),
+                "--trust-bundle-rp".into(),
+                "--allow-no-uv".into(),
+                "--json".into(),
+            ],
+            None,
+        )
+    };
+    let json = |out: &Output| -> Value { serde_json::from_slice(&out.stdout).unwrap() };
+
+    // Both cosignatures, no --log-key: the policy's log is used.
+    let out = verify(&bundle_with("both.json", &both), &policy("quorum both"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        json(&out)["policy"]["cosigned_by"],
+        serde_json::json!(["A", "B"])
+    );
+
+    // One removed.
+    let out = verify(&bundle_with("one.json", &one), &policy("quorum both"));
+    assert_eq!(out.status.code(), Some(1));
+    let j = json(&out);
+    assert_eq!(j["check"], "policy", "{j}");
+    assert!(s(&j["error"]).contains("cosigned only by A"), "{j}");
+
+    // One altered (a byte of B's signature, the note's last line).
+    let mut altered = both.clone().into_bytes();
+    let at = altered.len() - 4;
+    altered[at] = if altered[at] == b'x' { b'y' } else { b'x' };
+    let altered = String::from_utf8(altered).unwrap();
+    let out = verify(
+        &bundle_with("altered.json", &altered),
+        &policy("quorum both"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Without cosignatures: refused under the quorum, accepted under `quorum none`.
+    let bare = bundle_with("bare.json", &note);
+    assert_eq!(verify(&bare, &policy("quorum both")).status.code(), Some(1));
+    let out = verify(&bare, &policy("quorum none"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A bad policy file names its line.
+    let bad = tmp.join("bad-policy.txt");
+    std::fs::write(
+        &bad,
+        format!("log {log_key}\ngroup g any nobody\nquorum g\n"),
+    )
+    .unwrap();
+    let out = verify(&bundle_with("both2.json", &both), &bad.to_string_lossy());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+
+    // `note --policy` on the checkpoints alone.
+    let note_check = |text: &str| {
+        run(
+            &[
+                "note".into(),
+                "--policy".into(),
+                policy("quorum both"),
+                "-".into(),
+                "--json".into(),
+            ],
+            Some(text),
+        )
+    };
+    assert_eq!(note_check(&both).status.code(), Some(0));
+    let out = note_check(&one);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["check"], "policy");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
