@@ -51,6 +51,7 @@ pub fn generate() -> Files {
     let mut f = Files::new();
     trees(&mut f);
     checkpoints(&mut f);
+    policies(&mut f);
     entries(&mut f);
     assertions(&mut f);
     statements(&mut f);
@@ -273,6 +274,144 @@ pub fn cosign(note: &str, body: &str, name: &str, seed: u8, ts: u64) -> (String,
     }
     .to_line();
     (format!("{note}{line}"), vk.to_vkey())
+}
+
+/// C2SP tlog-policy vectors: the specification's two-level example (2 of X1-X3 and any of
+/// Y1-Y3) over a checkpoint of the test log, cosigned by various witnesses; and policies that
+/// break the specification's rules.
+fn policies(f: &mut Files) {
+    let key = log_signing_key();
+    let vkey = log_vkey();
+    let body = Checkpoint {
+        origin: LOG_ORIGIN.into(),
+        size: 70,
+        root: root_from_leaf_hashes(
+            &leaf_inputs(70)
+                .iter()
+                .map(|l| leaf_hash(l))
+                .collect::<Vec<_>>(),
+        ),
+        extensions: vec![],
+    }
+    .to_text();
+    let note = sign_note(&body, &key, &vkey);
+    // Witness i of the example: name, key name, seed.
+    let witnesses = [
+        ("X1", "x1.witness.test", 0x31u8),
+        ("X2", "x2.witness.test", 0x32),
+        ("X3", "x3.witness.test", 0x33),
+        ("Y1", "y1.witness.test", 0x41),
+        ("Y2", "y2.witness.test", 0x42),
+        ("Y3", "y3.witness.test", 0x43),
+    ];
+    let wkey = |seed: u8, name: &str| {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        VerifierKey::cosignature(name, k.verifying_key().to_bytes())
+            .map(|v| v.to_vkey())
+            .unwrap_or_default()
+    };
+    let mut example = format!(
+        "# c2sp.org/tlog-policy, \"Example policy\"\nlog {}\n\n",
+        vkey.to_vkey()
+    );
+    for (i, (n, kn, seed)) in witnesses.iter().enumerate() {
+        example.push_str(&format!("witness {n} {}\n", wkey(*seed, kn)));
+        if i == 2 {
+            example.push_str("group X-witnesses 2 X1 X2 X3\n\n");
+        }
+    }
+    example.push_str("group Y-witnesses any Y1 Y2 Y3\n\ngroup X-and-Y all X-witnesses Y-witnesses\nquorum X-and-Y\n");
+    let cosigned_by = |names: &[&str]| {
+        let mut n = note.clone();
+        for (name, kn, seed) in &witnesses {
+            if names.contains(name) {
+                n = cosign(&n, &body, kn, *seed, 1_700_000_000).0;
+            }
+        }
+        n
+    };
+    let mk = |desc: &str, policy: &str, note: &str, err: Option<(&str, &str)>| {
+        let mut v = json!({
+            "description": desc,
+            "policy": policy,
+            "note": note,
+            "expected": if err.is_some() { "invalid" } else { "valid" },
+            "flags": err.map(|(flag, _)| vec![flag]).unwrap_or_default(),
+        });
+        if let Some((_, e)) = err {
+            v["error"] = json!(e);
+        }
+        v
+    };
+    let cases = [
+        (
+            "valid-example-quorum-met",
+            mk("the specification's example policy; cosigned by X1, X3 and Y2 (two X, one Y)", &example, &cosigned_by(&["X1", "X3", "Y2"]), None),
+        ),
+        (
+            "valid-example-all-cosigned",
+            mk("the example policy; cosigned by all six witnesses", &example, &cosigned_by(&["X1", "X2", "X3", "Y1", "Y2", "Y3"]), None),
+        ),
+        (
+            "invalid-example-one-x",
+            mk("the example policy; cosigned by X1 and all Y: one X short", &example, &cosigned_by(&["X1", "Y1", "Y2", "Y3"]), Some(("quorum-not-met", "quorum is not met"))),
+        ),
+        (
+            "invalid-example-no-y",
+            mk("the example policy; cosigned by all X and no Y", &example, &cosigned_by(&["X1", "X2", "X3"]), Some(("quorum-not-met", "quorum is not met"))),
+        ),
+        (
+            "invalid-example-bad-cosignature",
+            mk(
+                "the example policy; X2's cosignature is over another checkpoint (a bad signature by a known key rejects the note)",
+                &example,
+                &{
+                    let other = body.replace("\n70\n", "\n71\n");
+                    let mut n = cosigned_by(&["X1", "Y2"]);
+                    let (with_bad, _) = cosign("", &other, "x2.witness.test", 0x32, 1_700_000_000);
+                    n.push_str(&with_bad);
+                    n
+                },
+                Some(("bit-flip-cosignature", "checkpoint signature")),
+            ),
+        ),
+        (
+            "valid-quorum-none",
+            mk("quorum none: the log's signature alone", &format!("log {}\nquorum none\n", vkey.to_vkey()), &note, None),
+        ),
+        (
+            "invalid-unknown-log",
+            mk(
+                "the policy lists another log only",
+                &format!("log {}\nquorum none\n", VerifierKey::ed25519("other.test/log", [9; 32]).map(|k| k.to_vkey()).unwrap_or_default()),
+                &note,
+                Some(("unknown-log", "no (single) log")),
+            ),
+        ),
+        (
+            "invalid-policy-threshold",
+            mk("a group threshold larger than its members", &format!("log {}\nwitness A {}\ngroup g 2 A\nquorum g\n", vkey.to_vkey(), wkey(0x31, "a.test")), &note, Some(("bad-threshold", "policy line 3"))),
+        ),
+        (
+            "invalid-policy-forward-reference",
+            mk("a group naming a witness defined after it", &format!("group g any A\nwitness A {}\nquorum g\n", wkey(0x31, "a.test")), &note, Some(("forward-reference", "policy line 1"))),
+        ),
+        (
+            "invalid-policy-duplicate-key",
+            mk("two witnesses with one public key", &format!("witness A {}\nwitness B {}\nquorum A\n", wkey(0x31, "a.test"), wkey(0x31, "b.test")), &note, Some(("duplicate-key", "policy line 2"))),
+        ),
+        (
+            "invalid-policy-no-quorum",
+            mk("no quorum line", &format!("log {}\n", vkey.to_vkey()), &note, Some(("no-quorum", "no quorum line"))),
+        ),
+        (
+            "invalid-policy-none-member",
+            mk("none as a group member", &format!("witness A {}\ngroup g any A none\nquorum g\n", wkey(0x31, "a.test")), &note, Some(("none-member", "policy line 2"))),
+        ),
+    ];
+    for (name, v) in cases {
+        put(f, format!("policies/{name}.json"), v);
+    }
 }
 
 fn checkpoints(f: &mut Files) {

@@ -47,6 +47,12 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 .map(|_| ())
                 .map_err(|x| e(&x))
         }
+        "policies" => {
+            let p = Policy::parse(v["policy"].as_str().unwrap().as_bytes()).map_err(|x| e(&x))?;
+            verify_checkpoint_with_policy(v["note"].as_str().unwrap().as_bytes(), &p)
+                .map(|_| ())
+                .map_err(|x| e(&x))
+        }
         "entries" => {
             let bytes = hexs(&v["entry"]);
             let entry = Entry::decode(&bytes).map_err(|x| e(&x))?;
@@ -156,6 +162,7 @@ fn generated_vectors() {
         "inclusion",
         "consistency",
         "checkpoints",
+        "policies",
         "entries",
         "assertions",
         "statements",
@@ -198,6 +205,7 @@ fn generated_vectors() {
         "inclusion",
         "consistency",
         "checkpoints",
+        "policies",
         "entries",
         "assertions",
         "statements",
