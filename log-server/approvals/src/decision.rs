@@ -275,6 +275,59 @@ pub(crate) async fn append(
     ))
 }
 
+/// At start, once per database: gives every decided request still held an [`EvidenceRecord`]
+/// if it has none (a database written before they existed), so its evidence outlives the
+/// request's retention like every later decision's. What the old records did not keep is left
+/// out: the time the tokens were issued (so no `token.issued` event). Returns how many were made.
+pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
+    use crate::store::{EvidenceRecord, EVIDENCE_MIGRATED_KEY};
+    if c.store.get_raw(EVIDENCE_MIGRATED_KEY)?.is_some() {
+        return Ok(0);
+    }
+    let mut made = 0;
+    for (key, raw) in c.store.scan("r/", usize::MAX)? {
+        let Ok(r) = serde_json::from_slice::<RequestRecord>(&raw) else {
+            tracing::error!(%key, "request record does not decode; no evidence record made");
+            continue;
+        };
+        let decision = match r.status {
+            crate::store::RequestStatus::Approved => Decision::Approve,
+            crate::store::RequestStatus::Denied => Decision::Deny,
+            _ => continue,
+        };
+        let Some(d) = r.decision.as_ref() else {
+            continue;
+        };
+        if c.store
+            .get_raw(&CibaStore::evidence_by_request_key(&r.request_id))?
+            .is_some()
+        {
+            continue;
+        }
+        let statement = r.statement_for(decision);
+        let evidence = EvidenceRecord {
+            request_id: r.request_id.clone(),
+            auth_req_hash: CibaStore::hash_of_key(&key).to_owned(),
+            statement: statement.clone(),
+            decision_index: d.index,
+            enrolment_index: d.enrolment_index,
+            decided_at_ms: d.decided_at.saturating_mul(1000),
+            token_issued_at_ms: None,
+            events: std::iter::once(crate::request::created_event(&r))
+                .chain(decision_event(c, &r, d.index, decision))
+                .collect(),
+        };
+        let mut b = crate::store::Batch::new();
+        CibaStore::put_evidence(&mut b, &evidence)?;
+        c.store.commit_blocking(b)?;
+        made += 1;
+    }
+    let mut b = crate::store::Batch::new();
+    b.put(EVIDENCE_MIGRATED_KEY.to_owned(), b"1".to_vec());
+    c.store.commit_blocking(b)?;
+    Ok(made)
+}
+
 /// At start: finishes or releases every claim a crash left ([`recover`]). Returns (finished,
 /// released).
 pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {

@@ -77,6 +77,14 @@ pub fn open(
     config: CibaConfig,
 ) -> Result<Arc<Approvals>, countersign_log::InitError> {
     let a = Arc::new(Approvals::new(log, admin, config)?);
+    match decision::migrate_evidence(&a) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            decided_requests = n,
+            "evidence records made for decisions recorded before they existed"
+        ),
+        Err(e) => return Err(e.into()),
+    }
     match decision::recover_claims(&a) {
         Ok((0, 0)) => {}
         Ok((finished, released)) => tracing::info!(

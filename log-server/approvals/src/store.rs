@@ -78,6 +78,9 @@ pub const AUDIT_PREFIX: &str = "A/";
 pub const AUDIT_SEQ_KEY: &str = "v/audit-seq";
 /// The last `x/` key the `request.expired` walk of the clean-up has passed.
 pub const EXPIRED_CURSOR_KEY: &str = "v/expired-cursor";
+/// Set once the decided requests of a database written before evidence records existed have
+/// been given theirs ([`crate::decision::migrate_evidence`]).
+pub const EVIDENCE_MIGRATED_KEY: &str = "v/evidence-migrated";
 /// Auditor tokens (`U/<hex SHA-256 of the token>`).
 pub const AUDITOR_PREFIX: &str = "U/";
 

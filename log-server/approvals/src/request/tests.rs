@@ -660,3 +660,59 @@ async fn claim_as(f: &Fixture, key: &str, d: &DecideRequest) -> [u8; 32] {
     f.approvals.store.commit(b, Durability::Sync).await.unwrap();
     hash
 }
+
+/// A database from before evidence records: a decided request without one gets it at the next
+/// start (once), with its statement, indexes and events; one decided later keeps its own.
+#[tokio::test]
+async fn decisions_recorded_before_evidence_records_get_theirs_once() {
+    use crate::store::{EVIDENCE_MIGRATED_KEY, EVIDENCE_PREFIX};
+    let mut f = Fixture::new().await;
+    let key = f.ask(1).await;
+    let d = f.decision(&key, Decision::Deny, false);
+    let decided = decide(f.approvals.clone(), d).await.unwrap();
+    let index = decided.record.index;
+    let made = f
+        .approvals
+        .store
+        .evidence_via(&CibaStore::evidence_by_request_key("req_1"))
+        .unwrap()
+        .unwrap();
+    // As an older version left it: no evidence record, no migration marker.
+    let mut b = crate::store::Batch::new();
+    b.delete(CibaStore::evidence_key(index))
+        .delete(CibaStore::evidence_by_request_key("req_1"))
+        .delete(CibaStore::evidence_by_hash_key(&made.auth_req_hash))
+        .delete(EVIDENCE_MIGRATED_KEY.to_owned());
+    f.approvals.store.commit_blocking(b).unwrap();
+    assert!(f
+        .approvals
+        .store
+        .scan(EVIDENCE_PREFIX, 10)
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(crate::decision::migrate_evidence(&f.approvals).unwrap(), 1);
+    let again = f
+        .approvals
+        .store
+        .evidence_via(&CibaStore::evidence_by_request_key("req_1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.statement, made.statement);
+    assert_eq!(
+        (
+            again.decision_index,
+            again.enrolment_index,
+            again.decided_at_ms
+        ),
+        (
+            made.decision_index,
+            made.enrolment_index,
+            made.decided_at_ms
+        )
+    );
+    assert_eq!(again.events, made.events);
+    assert_eq!(again.auth_req_hash, made.auth_req_hash);
+    // Once: the marker is set, a second start makes nothing.
+    assert_eq!(crate::decision::migrate_evidence(&f.approvals).unwrap(), 0);
+}
