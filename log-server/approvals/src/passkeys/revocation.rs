@@ -63,14 +63,7 @@ pub(crate) async fn log_revocation(
     {
         Ok(a) => {
             tracing::warn!(%approver_id, enrolment_index = cred.enrolment_index, index = a.index, reason, "passkey revoked");
-            if !a.existing {
-                let events: Vec<_> = crate::audit::appended_event(c.log.store(), &a, None)
-                    .into_iter()
-                    .collect();
-                c.store
-                    .commit_with_events(Batch::new(), &events, Durability::Sync)
-                    .await?;
-            }
+            record_event(c, a.index).await?;
             Ok(revoked(a.index, !a.existing))
         }
         Err(e) if e.reason() == Some(RefusalReason::AlreadyRevoked) => {
@@ -84,10 +77,37 @@ pub(crate) async fn log_revocation(
                         "refused as revoked, but no revocation is stored",
                     )
                 })?;
+            record_event(c, index).await?;
             Ok(revoked(index, false))
         }
         Err(e) => Err(append_error("revocation", e)),
     }
+}
+
+/// Writes the `credential.revoked` audit event of the revocation at log index `index`, unless
+/// it is written already (a marker beside it, in the same batch). The event cannot share a write
+/// with the log's append; an interrupted revocation is finished by running it again, which then
+/// writes the event it missed.
+async fn record_event(c: &Approvals, index: u64) -> Result<(), ApiError> {
+    let marker = revocation_event_key(index);
+    let _g = c.store.lock(&marker).await;
+    if c.store.get_raw(&marker)?.is_some() {
+        return Ok(());
+    }
+    let events: Vec<_> = crate::audit::log_entry_event(c.log.store(), index, None)
+        .into_iter()
+        .collect();
+    let mut b = Batch::new();
+    b.put(marker, b"1".to_vec());
+    c.store
+        .commit_with_events(b, &events, Durability::Sync)
+        .await?;
+    Ok(())
+}
+
+/// The marker of a written `credential.revoked` event.
+pub(crate) fn revocation_event_key(index: u64) -> String {
+    format!("Ar/{index:016x}")
 }
 
 /// Revokes the passkey `credential_id` of approver `approver_id`: logs the revocation, removes

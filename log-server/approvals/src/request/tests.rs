@@ -716,3 +716,43 @@ async fn decisions_recorded_before_evidence_records_get_theirs_once() {
     // Once: the marker is set, a second start makes nothing.
     assert_eq!(crate::decision::migrate_evidence(&f.approvals).unwrap(), 0);
 }
+
+/// A revocation interrupted after its log append (no audit event yet) is finished by running it
+/// again: the `credential.revoked` event is written then, once.
+#[tokio::test]
+async fn an_interrupted_revocation_gets_its_event_when_run_again() {
+    use countersign_verifier::export::EventType;
+    let f = Fixture::new().await;
+    let revoked_events = || {
+        crate::audit::events_after(&f.approvals.store, None, 1000)
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|e| e.event_type == EventType::CredentialRevoked)
+            .count()
+    };
+    // The append alone, as a crash right after it leaves things.
+    let a = f
+        .log
+        .append_revocation(countersign_log::RevocationRequest {
+            approver_id: "apv_alice".into(),
+            credential_id: f.passkey.credential_id().to_vec(),
+            enrolment_index: f.credential.enrolment_index,
+            reason: "lost".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked_events(), 0);
+    for _ in 0..2 {
+        let r = crate::passkeys::revocation::log_revocation(
+            &f.approvals,
+            "apv_alice",
+            &f.credential,
+            "lost",
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.log_index, r.new), (a.index, false));
+        assert_eq!(revoked_events(), 1);
+    }
+}
