@@ -367,3 +367,50 @@ fn concurrent_submissions_from_one_old_size_exactly_one_wins() {
         assert!(w.latest(ORIGIN).unwrap().starts_with(&current.text(size)));
     }
 }
+
+#[test]
+fn spec_example_holds() {
+    // spec/witness.md's example: the log of seed 1 with 8 leaves, the witness of seed 42.
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/witness.md"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = TestLog::new("example.com/log", 1, 8, "example");
+    let w = open(dir.path(), &[&log]);
+    w.add_checkpoint(log.body(0, 5).as_bytes()).unwrap();
+    let body = log.body(5, 8);
+    assert!(spec.contains(&format!("POST /add-checkpoint\n\n{body}```")));
+    assert!(spec.contains(&log.vkey().to_vkey()));
+    assert!(spec.contains(&witness_key().verifier().to_vkey()));
+    let key_line = spec
+        .lines()
+        .find(|l| l.starts_with("PRIVATE+KEY+"))
+        .unwrap();
+    let key = WitnessKey::parse(key_line).unwrap();
+    assert_eq!(key.verifier(), witness_key().verifier());
+    // The cosignature in the spec is one the witness made (its timestamp was the time then).
+    let line = spec
+        .lines()
+        .find(|l| l.starts_with("\u{2014} witness.example/w1 "))
+        .unwrap();
+    let note = format!("{}{line}\n", log.note(8));
+    Note::parse(note.as_bytes())
+        .unwrap()
+        .verify(&[witness_key().verifier().clone()])
+        .unwrap();
+    let cosig = w.add_checkpoint(body.as_bytes()).unwrap();
+    assert!(cosig.starts_with("\u{2014} witness.example/w1 "));
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.ends_with(".checkpoint"))
+        .unwrap();
+    assert_eq!(
+        file,
+        format!(
+            "{}.checkpoint",
+            hex::encode(countersign_verifier::sha256(b"example.com/log"))
+        )
+    );
+}
