@@ -75,9 +75,11 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Body) -> Response {
 }
 
 async fn latest(State(w): State<Arc<Witness>>, Path(origin): Path<String>) -> Response {
-    match w.latest(&origin) {
-        Some(note) => text(StatusCode::OK, note),
-        None => text(
+    // The log's lock may be held through an fsync: wait for it off the async workers.
+    let o = origin.clone();
+    match tokio::task::spawn_blocking(move || w.latest(&o)).await {
+        Ok(Some(note)) => text(StatusCode::OK, note),
+        _ => text(
             StatusCode::NOT_FOUND,
             format!("no cosigned checkpoint for log {origin:?}\n"),
         ),

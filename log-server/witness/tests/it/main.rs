@@ -414,3 +414,58 @@ fn spec_example_holds() {
         )
     );
 }
+
+#[tokio::test]
+async fn cosignature_timestamps_never_go_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = TestLog::new(ORIGIN, 1, 6, "main");
+    let w = open(dir.path(), &[&log]);
+    w.add_checkpoint(log.body(0, 3).as_bytes()).unwrap();
+    drop(w);
+    // A stored cosignature from a clock an hour ahead (or one set back since).
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut note = Note::parse(log.note(3).as_bytes()).unwrap();
+    note.push_signature(witness_key().cosign(ahead, &log.text(3)))
+        .unwrap();
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "checkpoint"))
+        .unwrap();
+    std::fs::write(&file, note.to_text()).unwrap();
+    let w = open(dir.path(), &[&log]);
+    let line = w.add_checkpoint(log.body(3, 6).as_bytes()).unwrap();
+    let v = Note::parse(format!("{}{line}", log.note(6)).as_bytes())
+        .unwrap()
+        .verify(&[witness_key().verifier().clone()])
+        .unwrap();
+    assert_eq!(v[0].timestamp, Some(ahead));
+}
+
+#[tokio::test]
+async fn a_failed_write_cosigns_nothing_and_holds_the_log_until_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = TestLog::new(ORIGIN, 1, 9, "main");
+    let w = open(dir.path(), &[&log]);
+    assert_cosigned(&add(&w, log.body(0, 4)).await, &log, 4);
+    // A directory where the temporary file goes makes the next write fail.
+    let tmp = dir.path().join(format!(
+        "{}.checkpoint.tmp",
+        hex::encode(countersign_verifier::sha256(ORIGIN.as_bytes()))
+    ));
+    std::fs::create_dir(&tmp).unwrap();
+    let a = add(&w, log.body(4, 6)).await;
+    assert_eq!(a.status, 500, "{}", a.body);
+    assert_eq!(a.body, "the witness could not store its state\n");
+    std::fs::remove_dir(&tmp).unwrap();
+    // Held back even though the disk works again: only a restart re-reads the state.
+    assert_eq!(add(&w, log.body(4, 6)).await.status, 500);
+    assert!(w.latest(ORIGIN).unwrap().starts_with(&log.text(4)));
+    drop(w);
+    let w = open(dir.path(), &[&log]);
+    assert_cosigned(&add(&w, log.body(4, 9)).await, &log, 9);
+}
