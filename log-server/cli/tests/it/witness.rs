@@ -25,6 +25,25 @@ fn countersign() -> Command {
     Command::new(env!("CARGO_BIN_EXE_countersign"))
 }
 
+/// A link to the binary under test in `dir`, so that restarts run this build even if a build
+/// of another branch replaces `target/debug/countersign` in a shared target directory meanwhile.
+fn pinned_binary(dir: &Path) -> PathBuf {
+    let to = dir.join("countersign");
+    let from = env!("CARGO_BIN_EXE_countersign");
+    if std::fs::hard_link(from, &to).is_err() {
+        std::fs::copy(from, &to).unwrap();
+    }
+    let help = Command::new(&to)
+        .args(["witness", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "{from} has no witness command: was it replaced by another branch's build?"
+    );
+    to
+}
+
 #[test]
 fn keygen_writes_a_private_key_once_and_prints_the_vkey() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,15 +97,17 @@ fn keygen_writes_a_private_key_once_and_prints_the_vkey() {
 /// `countersign witness serve` as a child process; killed if dropped while running.
 struct WitnessProcess {
     child: Option<Child>,
+    binary: PathBuf,
     args: Vec<PathBuf>,
     port: u16,
     url: String,
 }
 
 impl WitnessProcess {
-    fn spawn(key: &Path, logs: &Path, data: &Path, port: u16) -> WitnessProcess {
+    fn spawn(binary: PathBuf, key: &Path, logs: &Path, data: &Path, port: u16) -> WitnessProcess {
         let mut p = WitnessProcess {
             child: None,
+            binary,
             args: vec![key.to_owned(), logs.to_owned(), data.to_owned()],
             port,
             url: format!("http://127.0.0.1:{port}"),
@@ -96,7 +117,7 @@ impl WitnessProcess {
     }
 
     fn start(&mut self) {
-        let child = countersign()
+        let child = Command::new(&self.binary)
             .args(["witness", "serve", "--key-file"])
             .arg(&self.args[0])
             .arg("--logs")
@@ -106,10 +127,19 @@ impl WitnessProcess {
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// The children's standard error, appended, beside the state directory.
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.args[2].with_extension("log"))
+            .unwrap()
     }
 
     async fn wait_ready(&self, client: &reqwest::Client) {
@@ -120,7 +150,11 @@ impl WitnessProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "the witness did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the witness did not start: {}",
+                std::fs::read_to_string(self.args[2].with_extension("log")).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -237,7 +271,13 @@ async fn sigkill_under_load_never_cosigns_conflicting_roots() {
     .unwrap();
     let branches = Arc::new([a, b]);
     let port = free_port();
-    let mut w = WitnessProcess::spawn(&key, &logs, &dir.path().join("state"), port);
+    let mut w = WitnessProcess::spawn(
+        pinned_binary(dir.path()),
+        &key,
+        &logs,
+        &dir.path().join("state"),
+        port,
+    );
     let http = reqwest::Client::new();
     w.wait_ready(&http).await;
 
@@ -354,4 +394,71 @@ async fn sigkill_under_load_never_cosigns_conflicting_roots() {
     let c = countersign_verifier::Checkpoint::parse(note.text()).unwrap();
     assert_eq!(by_size.get(&c.size).copied().unwrap_or(c.root), c.root);
     w.kill();
+}
+
+#[tokio::test]
+async fn serve_refuses_a_bad_logs_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("w.key");
+    assert!(countersign()
+        .args([
+            "witness",
+            "keygen",
+            "--name",
+            "witness.test/w2",
+            "--key-file"
+        ])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let log = TestLog::new(ORIGIN, 7, 3, "a");
+    let logs = dir.path().join("logs.policy");
+    std::fs::write(&logs, log.policy_line()).unwrap();
+    let refused = countersign()
+        .args(["witness", "serve", "--listen", "127.0.0.1:0", "--key-file"])
+        .arg(&key)
+        .arg("--logs")
+        .arg(&logs)
+        .arg("--data-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("quorum none"), "{err}");
+
+    std::fs::write(&logs, format!("{}quorum none\n", log.policy_line())).unwrap();
+    let mut w = WitnessProcess::spawn(
+        pinned_binary(dir.path()),
+        &key,
+        &logs,
+        &dir.path().join("state"),
+        free_port(),
+    );
+    let http = reqwest::Client::new();
+    w.wait_ready(&http).await;
+    let r = http
+        .post(format!("{}/add-checkpoint", w.url))
+        .body(log.body(0, 3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut child = w.child.take().unwrap();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
 }
