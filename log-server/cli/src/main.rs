@@ -14,6 +14,8 @@ use countersign::requests::{self, RequestsCmd};
 use countersign::Server;
 use countersign_log::{RpPolicy, SequencerConfig};
 
+mod witness_cmd;
+
 /// mimalloc for Rust allocations: the request paths allocate many small buffers, which glibc
 /// malloc served at a measurable share of the server's CPU (`benches/README.md`; RocksDB's own
 /// C++ allocations still use the C library's malloc).
@@ -60,6 +62,9 @@ enum Command {
     /// `countersign-verify export` (spec/export.md): from a running server (--url with an
     /// auditor's or the admin's token) or from a stopped data directory or a backup (--data-dir).
     Export(countersign::export::ExportArgs),
+    /// Run a C2SP tlog-witness for any C2SP log: `keygen` makes its key, `serve` cosigns.
+    #[command(subcommand)]
+    Witness(witness_cmd::WitnessCmd),
 }
 
 #[derive(clap::Args)]
@@ -174,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         Command::Submitter(c) => Ok(rt.block_on(admin_client::run_submitter(c))?),
         Command::Auditor(c) => Ok(rt.block_on(admin_client::run_auditor(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
+        Command::Witness(c) => rt.block_on(witness_cmd::run(c)),
         Command::Export(a) => {
             let s = rt.block_on(countersign::export::run(a))?;
             println!(

@@ -40,3 +40,8 @@ mod storage_faults;
 mod store;
 #[path = "../../../tests/support/web.rs"]
 mod web;
+mod witness;
+/// The witness crate's test log (checkpoints and consistency proofs of a C2SP log).
+#[allow(dead_code)]
+#[path = "../../../witness/tests/support/testlog.rs"]
+mod witness_log;

@@ -1,0 +1,93 @@
+//! Durable per-log state: one file per origin in the data directory, holding the last
+//! checkpoint note the witness cosigned (with the log's signatures and the cosignature), which
+//! carries the tree size and root hash.
+//!
+//! A file is replaced only whole: written to `<name>.tmp`, synced, renamed over `<name>`, and
+//! the directory synced, so after a crash at any point the file holds the old note or the new
+//! one, never a mix, and a note is on disk before its cosignature is returned.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use countersign_verifier::sha256;
+
+/// The directory holding the per-log state files.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state directory.
+    pub fn open(dir: &Path) -> io::Result<Store> {
+        fs::create_dir_all(dir)?;
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        Ok(Store {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// `<hex SHA-256(origin)>.checkpoint`: origins are arbitrary text, file names are not.
+    pub fn path(&self, origin: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{}.checkpoint",
+            hex::encode(sha256(origin.as_bytes()))
+        ))
+    }
+
+    /// The stored note for `origin`, or `None` if the witness never cosigned for it.
+    pub fn load(&self, origin: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(origin)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the stored note for `origin` durably (module documentation).
+    pub fn save(&self, origin: &str, note: &[u8]) -> io::Result<()> {
+        let path = self.path(origin);
+        let tmp = path.with_extension("checkpoint.tmp");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(note)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.dir)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn save_replaces_and_load_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state")).unwrap();
+        assert_eq!(s.load("a/b").unwrap(), None);
+        s.save("a/b", b"one").unwrap();
+        s.save("a/b", b"two").unwrap();
+        assert_eq!(s.load("a/b").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(s.load("a/c").unwrap(), None);
+        let names: Vec<_> = fs::read_dir(dir.path().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".checkpoint"));
+    }
+}
