@@ -60,6 +60,10 @@ enum Command {
     /// `countersign-verify export` (spec/export.md): from a running server (--url with an
     /// auditor's or the admin's token) or from a stopped data directory or a backup (--data-dir).
     Export(countersign::export::ExportArgs),
+    /// Follow a log: check each checkpoint (policy, consistency, witnesses' views) and every
+    /// new entry, and alert on what is wrong or on a watched approver's passkeys
+    /// (spec/monitor.md).
+    Monitor(countersign::monitor::MonitorArgs),
 }
 
 #[derive(clap::Args)]
@@ -174,6 +178,13 @@ fn main() -> anyhow::Result<()> {
         Command::Submitter(c) => Ok(rt.block_on(admin_client::run_submitter(c))?),
         Command::Auditor(c) => Ok(rt.block_on(admin_client::run_auditor(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
+        Command::Monitor(a) => {
+            let code = rt.block_on(async {
+                anyhow::Ok(countersign::monitor::run(a, shutdown_signal()?).await)
+            })?;
+            drop(rt);
+            std::process::exit(code)
+        }
         Command::Export(a) => {
             let s = rt.block_on(countersign::export::run(a))?;
             println!(
