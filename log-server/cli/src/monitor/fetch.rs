@@ -132,8 +132,8 @@ impl Reader {
         let width = width(tree_size, index);
         let url = format!("{}/{}", self.base, tile_path(None, index, width));
         let body = self.get(&url).await?;
-        let entries = split_entry_bundle(&body)
-            .map_err(|e| FetchError::Malformed(format!("{url}: {e}")))?;
+        let entries =
+            split_entry_bundle(&body).map_err(|e| FetchError::Malformed(format!("{url}: {e}")))?;
         if entries.len() as u64 != width {
             return Err(FetchError::Malformed(format!(
                 "{url}: {} entries, not {width}",
@@ -171,10 +171,7 @@ impl Reader {
                 b
             }
         };
-        Ok(body
-            .chunks_exact(32)
-            .filter_map(Hash::from_slice)
-            .collect())
+        Ok(body.chunks_exact(32).filter_map(Hash::from_slice).collect())
     }
 
     /// The hash of complete subtree `s` of the tree of `tree_size` leaves, from the one hash

@@ -116,6 +116,8 @@ pub struct Monitor {
     verbose: bool,
     /// Conflicts already reported by this process: a loop does not repeat one every interval.
     reported: HashSet<String>,
+    /// The kinds of the entry alerts committed in this step.
+    entry_alerts: Vec<Kind>,
 }
 
 impl Monitor {
@@ -124,7 +126,10 @@ impl Monitor {
         let bytes =
             std::fs::read(&a.policy).with_context(|| format!("reading {}", a.policy.display()))?;
         if bytes.len() > MAX_POLICY_BYTES {
-            anyhow::bail!("{}: larger than {MAX_POLICY_BYTES} bytes", a.policy.display());
+            anyhow::bail!(
+                "{}: larger than {MAX_POLICY_BYTES} bytes",
+                a.policy.display()
+            );
         }
         let policy = Policy::parse(&bytes).with_context(|| a.policy.display().to_string())?;
         if policy.logs().is_empty() {
@@ -157,6 +162,7 @@ impl Monitor {
             webhook,
             verbose: a.verbose,
             reported: HashSet::new(),
+            entry_alerts: Vec::new(),
         })
     }
 
@@ -182,6 +188,7 @@ impl Monitor {
                 format!("cannot read the log at {}: {e}", self.log_url),
             )],
         };
+        out.alerts.append(&mut self.entry_alerts);
         out.alerts.extend(raised.iter().map(|a| a.kind));
         // Conflicts found by this process already are not queued again.
         let fresh: Vec<Alert> = raised
@@ -388,6 +395,7 @@ impl Monitor {
             c.checkpoint = Some(note.to_owned());
             c.entries_read = stack.size();
             c.peaks = stack.peaks().iter().map(Hash::to_hex).collect();
+            self.entry_alerts.extend(alerts.iter().map(|a| a.kind));
             c.pending.extend(alerts);
             self.state.commit(&journal).map_err(StepError::State)?;
             self.deliver().await.map_err(StepError::State)?;
@@ -404,7 +412,9 @@ impl Monitor {
         let proof = if stack.size() == new.size {
             Vec::new()
         } else {
-            self.reader.consistency_proof(stack.size(), new.size).await?
+            self.reader
+                .consistency_proof(stack.size(), new.size)
+                .await?
         };
         Ok(
             verify_consistency(stack.size(), new.size, &stack.root(), &new.root, &proof)

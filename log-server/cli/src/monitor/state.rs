@@ -125,9 +125,8 @@ impl State {
                 let reader = std::io::BufReader::new(&f);
                 for (n, line) in reader.lines().enumerate() {
                     let line = line?;
-                    let parsed: JournalLine = serde_json::from_str(&line).with_context(|| {
-                        format!("{} line {}", journal.display(), n + 1)
-                    })?;
+                    let parsed: JournalLine = serde_json::from_str(&line)
+                        .with_context(|| format!("{} line {}", journal.display(), n + 1))?;
                     apply(&mut enrolments, &parsed);
                 }
             }
@@ -186,7 +185,8 @@ impl State {
         let path = self.dir.join("state.json");
         let tmp = self.dir.join("state.json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.cursor)?;
-        let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(&bytes)?;
         f.sync_all()?;
         drop(f);

@@ -1,0 +1,366 @@
+//! `countersign monitor` against a real log on loopback: the real binary with `--once`, its
+//! exit status, its alert lines, its state directory and its webhook; a fake witness serving a
+//! checkpoint of the log forked at the log's size; state edited to a checkpoint the log does
+//! not extend.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use countersign_log::signer::LogSigner;
+use countersign_verifier::{sha256, Checkpoint, Hash, Note, VerifierKey};
+use hmac::Mac;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// What a `countersign monitor --once` run printed and returned.
+struct Run {
+    code: i32,
+    stderr: String,
+}
+
+impl Run {
+    /// The alert kinds it printed, in order.
+    fn kinds(&self) -> Vec<String> {
+        self.stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("countersign monitor: ALERT "))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// `countersign monitor --once --log URL --policy DIR/policy --state DIR/state ARGS...`.
+async fn monitor(s: &Server, dir: &Path, args: &[&str]) -> Run {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    cmd.args(["monitor", "--once", "--log", &s.url, "--policy"])
+        .arg(dir.join("policy"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .args(args)
+        .env("RUST_LOG", "warn");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("monitor exited {}:\n{}", run.code, run.stderr);
+    run
+}
+
+/// Writes DIR/policy: the server's log, `quorum none`, and the given witness lines.
+fn policy(s: &Server, dir: &Path, witnesses: &str) {
+    std::fs::write(
+        dir.join("policy"),
+        format!(
+            "log {} {}\n{witnesses}quorum none\n",
+            s.vkey.to_vkey(),
+            s.url
+        ),
+    )
+    .unwrap();
+}
+
+/// The server's log key, from its data directory.
+fn log_signer(s: &Server) -> LogSigner {
+    let hex_seed = std::fs::read_to_string(s.data_dir.join(countersign_log::KEY_FILE)).unwrap();
+    let seed: [u8; 32] = hex::decode(hex_seed.trim()).unwrap().try_into().unwrap();
+    LogSigner::new(s.vkey.name(), &seed).unwrap()
+}
+
+/// The log's current checkpoint body.
+async fn log_checkpoint(s: &Server) -> Checkpoint {
+    s.checkpoint(&s.vkey).await
+}
+
+fn state_json(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("state/state.json")).unwrap()).unwrap()
+}
+
+fn alerts_jsonl(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("state/alerts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn root_of(note: &str) -> Hash {
+    let n = Note::parse(note.as_bytes()).unwrap();
+    Checkpoint::parse(n.text()).unwrap().root
+}
+
+#[tokio::test]
+async fn a_clean_log_exits_0_and_the_next_run_reads_only_new_entries() {
+    let s = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    policy(&s, dir.path(), "");
+    s.add_approver("apv_one", 61).await;
+    s.add_approver("apv_two", 62).await;
+    let size = s.tree_size();
+
+    let r = monitor(&s, dir.path(), &["--verbose"]).await;
+    assert_eq!(r.code, 0);
+    assert!(r.kinds().is_empty());
+    assert!(
+        r.stderr
+            .contains(&format!("tree size {size}, {size} entries read")),
+        "{}",
+        r.stderr
+    );
+    let st = state_json(dir.path());
+    assert_eq!(st["entries_read"], size);
+    assert!(st["checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("\n{size}\n")));
+
+    // Quiet for cron: no output at all when nothing is wrong.
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+
+    s.add_approver("apv_three", 63).await;
+    let r = monitor(&s, dir.path(), &["--verbose"]).await;
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("tree size {}, 1 entries read", size + 1)),
+        "{}",
+        r.stderr
+    );
+    let table = std::fs::read_to_string(dir.path().join("state/enrolments.jsonl")).unwrap();
+    assert_eq!(table.lines().count(), 3, "{table}");
+
+    // Unusable input is exit status 2 with a clear error; so is a log that does not answer.
+    std::fs::write(dir.path().join("policy"), "quorum nobody\n").unwrap();
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("policy line 1"), "{}", r.stderr);
+    policy(&s, dir.path(), "");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    cmd.args([
+        "monitor",
+        "--once",
+        "--log",
+        "http://127.0.0.1:9",
+        "--policy",
+    ])
+    .arg(dir.path().join("policy"))
+    .arg("--state")
+    .arg(dir.path().join("state"));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ALERT log-unreachable"));
+}
+
+#[tokio::test]
+async fn enrolments_and_revocations_of_a_watched_approver_are_reported() {
+    let s = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    policy(&s, dir.path(), "");
+    let watch = ["--watch-approver", "apv_alice"];
+    let r = monitor(&s, dir.path(), &watch).await;
+    assert_eq!(r.code, 0);
+
+    // Alice enrols and decides; Bob, not watched, enrols too.
+    let client = s.add_client("agent-m", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 71).await;
+    s.add_approver("apv_bob", 72).await;
+    client.ask("apv_alice", &[]).await;
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let r = monitor(&s, dir.path(), &watch).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["watched-enrolment"]);
+    assert!(r.stderr.contains("apv_alice"), "{}", r.stderr);
+    let a = alerts_jsonl(dir.path());
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["kind"], "watched-enrolment");
+    assert_eq!(a[0]["index"], alice.enrolment_index);
+    assert_eq!(a[0]["approver_id"], "apv_alice");
+
+    // Reported once: the next run has nothing new.
+    let r = monitor(&s, dir.path(), &watch).await;
+    assert_eq!((r.code, r.kinds().len()), (0, 0));
+
+    let (st, v) = s
+        .admin_post("/v1/admin/approvers/apv_alice/disable", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let r = monitor(&s, dir.path(), &watch).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["watched-revocation"]);
+    let a = alerts_jsonl(dir.path());
+    assert_eq!(a[1]["kind"], "watched-revocation");
+    assert_eq!(a[1]["approver_id"], "apv_alice");
+    let r = monitor(&s, dir.path(), &watch).await;
+    assert_eq!(r.code, 0);
+}
+
+/// A witness's monitoring endpoint on loopback serving `note` for the log's origin.
+async fn fake_witness(note: Arc<Mutex<String>>) -> String {
+    let app = axum::Router::new().route(
+        "/checkpoint",
+        axum::routing::get(move || {
+            let note = note.clone();
+            async move { note.lock().unwrap().clone() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_witness_holding_another_root_at_the_same_size_is_a_split_view() {
+    let s = Server::start().await;
+    s.add_approver("apv_one", 81).await;
+    s.add_approver("apv_two", 82).await;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = log_signer(&s);
+    let cp = log_checkpoint(&s).await;
+
+    // An honest witness first: it holds the log's own checkpoint.
+    let served = Arc::new(Mutex::new(signer.sign(cp.size, cp.root).unwrap()));
+    let witness_url = fake_witness(served.clone()).await;
+    let wkey = VerifierKey::cosignature("witness.test/w", [9; 32]).unwrap();
+    policy(
+        &s,
+        dir.path(),
+        &format!("witness w {} {witness_url}\n", wkey.to_vkey()),
+    );
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!((r.code, r.kinds().len()), (0, 0));
+
+    // An older checkpoint of the same tree is consistent: no alert either.
+    let entry0 = s.log_api.log.store().entry(0).unwrap().unwrap();
+    let leaf0 = countersign_verifier::leaf_hash(&entry0);
+    *served.lock().unwrap() = signer.sign(1, leaf0).unwrap();
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!((r.code, r.kinds().len()), (0, 0));
+
+    // The log key signed another root at the log's size, and the witness holds it.
+    let forked = Hash(sha256(b"a forked tree"));
+    let fork_note = signer.sign(cp.size, forked).unwrap();
+    *served.lock().unwrap() = fork_note.clone();
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["split-view"]);
+    let a = alerts_jsonl(dir.path());
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["witness"], "w");
+    // Both signed notes, as proof: the log's and the conflicting one.
+    let ours = a[0]["checkpoint"].as_str().unwrap();
+    let theirs = a[0]["conflicting_checkpoint"].as_str().unwrap();
+    assert_eq!(theirs, fork_note);
+    assert_eq!(root_of(ours), cp.root);
+    assert_eq!(root_of(theirs), forked);
+    countersign_verifier::verify_checkpoint(ours.as_bytes(), &s.vkey, &[]).unwrap();
+    countersign_verifier::verify_checkpoint(theirs.as_bytes(), &s.vkey, &[]).unwrap();
+
+    // A smaller tree the log does not extend is a split view too.
+    *served.lock().unwrap() = signer.sign(1, forked).unwrap();
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!((r.code, r.kinds()), (1, vec!["split-view".to_owned()]));
+}
+
+/// Rewrites the stored checkpoint of DIR/state to `note`.
+fn store_checkpoint(dir: &Path, note: &str) {
+    let path: PathBuf = dir.join("state/state.json");
+    let mut st = state_json(dir);
+    st["checkpoint"] = Value::String(note.to_owned());
+    std::fs::write(&path, serde_json::to_vec(&st).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_does_not_extend_the_last_one_seen_is_an_alert() {
+    let s = Server::start().await;
+    s.add_approver("apv_one", 91).await;
+    s.add_approver("apv_two", 92).await;
+    let dir = tempfile::tempdir().unwrap();
+    policy(&s, dir.path(), "");
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!(r.code, 0);
+    let signer = log_signer(&s);
+    let cp = log_checkpoint(&s).await;
+    let forked = Hash(sha256(b"another history"));
+
+    // The last one seen is a smaller tree with a root the log's tree does not extend.
+    let seen = signer.sign(1, forked).unwrap();
+    store_checkpoint(dir.path(), &seen);
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["inconsistent-checkpoint"]);
+    assert!(r.stderr.contains("consistency proof"), "{}", r.stderr);
+    let a = alerts_jsonl(dir.path());
+    assert_eq!(a[0]["conflicting_checkpoint"], seen);
+    assert_eq!(root_of(a[0]["checkpoint"].as_str().unwrap()), cp.root);
+    // The state keeps the checkpoint the log failed to extend: the alert stands.
+    assert_eq!(state_json(dir.path())["checkpoint"], seen);
+
+    // Another root at the same size; a larger tree than the log now shows (a rollback).
+    store_checkpoint(dir.path(), &signer.sign(cp.size, forked).unwrap());
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!(
+        (r.code, r.kinds()),
+        (1, vec!["inconsistent-checkpoint".to_owned()])
+    );
+    assert!(r.stderr.contains("another root"), "{}", r.stderr);
+    store_checkpoint(dir.path(), &signer.sign(cp.size + 5, forked).unwrap());
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!(
+        (r.code, r.kinds()),
+        (1, vec!["inconsistent-checkpoint".to_owned()])
+    );
+    assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn alerts_reach_the_webhook_signed_like_the_servers_notifications() {
+    let s = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    policy(&s, dir.path(), "");
+    let receiver = Receiver::start().await;
+    std::fs::write(dir.path().join("secret"), "monitor-hook-key\n").unwrap();
+    s.add_approver("apv_carol", 101).await;
+    let secret = dir.path().join("secret");
+    let args = [
+        "--watch-approver",
+        "apv_carol",
+        "--webhook",
+        &receiver.url,
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+    ];
+    let r = monitor(&s, dir.path(), &args).await;
+    assert_eq!(
+        (r.code, r.kinds()),
+        (1, vec!["watched-enrolment".to_owned()])
+    );
+    let (auth, body) = receiver.wait(1).await;
+    assert_eq!(body["kind"], "watched-enrolment");
+    assert_eq!(body["approver_id"], "apv_carol");
+    assert_eq!(body["log"], s.url);
+    let auth = auth.unwrap();
+    let mut parts = auth.splitn(3, ' ');
+    let (ts, sig, raw) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"monitor-hook-key").unwrap();
+    mac.update(format!("{ts}.{raw}").as_bytes());
+    assert_eq!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+    // Delivered: nothing is left to send.
+    let st = state_json(dir.path());
+    assert_eq!(st["webhook_pending"], json!([]));
+    assert_eq!(st["pending"], json!([]));
+}
