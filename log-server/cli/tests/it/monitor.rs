@@ -30,10 +30,16 @@ impl Run {
     }
 }
 
-/// `countersign monitor --once --log URL --policy DIR/policy --state DIR/state ARGS...`.
+/// `countersign monitor --once --log URL --policy DIR/policy --state DIR/state ARGS...` on the
+/// server's log.
 async fn monitor(s: &Server, dir: &Path, args: &[&str]) -> Run {
+    monitor_log(&s.url, dir, args).await
+}
+
+/// [`monitor`] on the log at `url`.
+async fn monitor_log(url: &str, dir: &Path, args: &[&str]) -> Run {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
-    cmd.args(["monitor", "--once", "--log", &s.url, "--policy"])
+    cmd.args(["monitor", "--once", "--log", url, "--policy"])
         .arg(dir.join("policy"))
         .arg("--state")
         .arg(dir.join("state"))
@@ -363,4 +369,127 @@ async fn alerts_reach_the_webhook_signed_like_the_servers_notifications() {
     let st = state_json(dir.path());
     assert_eq!(st["webhook_pending"], json!([]));
     assert_eq!(st["pending"], json!([]));
+}
+
+/// A log of fewer than 256 entries on loopback, signed with its own key: its checkpoint and
+/// hash tiles commit to `tree`, while its entry bundle serves `bundle` (the same entries for an
+/// honest log).
+async fn fake_log(tree: Vec<Vec<u8>>, bundle: Vec<Vec<u8>>) -> (String, VerifierKey) {
+    let signer = LogSigner::new("fake.example/log", &[5; 32]).unwrap();
+    let vkey = signer.verifier_key().clone();
+    let leaves: Vec<Hash> = tree
+        .iter()
+        .map(|e| countersign_verifier::leaf_hash(e))
+        .collect();
+    let n = tree.len() as u64;
+    let note = signer
+        .sign(n, countersign_verifier::root_from_leaf_hashes(&leaves))
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/checkpoint", axum::routing::get(move || async move { note }))
+        .route(
+            "/tile/{*path}",
+            axum::routing::get(
+                move |axum::extract::Path(path): axum::extract::Path<String>| {
+                    let (leaves, bundle) = (leaves.clone(), bundle.clone());
+                    async move {
+                        let not_found = (axum::http::StatusCode::NOT_FOUND, Vec::new());
+                        let Ok(t) = countersign_log::tiles::parse_tile_path(&path) else {
+                            return not_found;
+                        };
+                        let w = t.partial.map_or(256, u64::from);
+                        if t.index != 0 || w > n {
+                            return not_found;
+                        }
+                        let w = w as usize;
+                        let body = match t.level {
+                            Some(0) => leaves[..w].iter().flat_map(|h| h.0).collect(),
+                            None => bundle[..w]
+                                .iter()
+                                .flat_map(|e| {
+                                    let mut b = (e.len() as u16).to_be_bytes().to_vec();
+                                    b.extend_from_slice(e);
+                                    b
+                                })
+                                .collect(),
+                            Some(_) => return not_found,
+                        };
+                        (axum::http::StatusCode::OK, body)
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, vkey)
+}
+
+/// A real log's entries: Alice's enrolment (0), her decision (1) and its revocation (2).
+async fn real_entries() -> Vec<Vec<u8>> {
+    let s = Server::start().await;
+    let client = s.add_client("agent-f", "poll", None).await;
+    let alice = s.add_approver("apv_alice", 111).await;
+    client.ask("apv_alice", &[]).await;
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let (st, v) = s
+        .admin_post("/v1/admin/approvers/apv_alice/disable", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let store = s.log_api.log.store();
+    (0..3).map(|i| store.entry(i).unwrap().unwrap()).collect()
+}
+
+async fn monitor_fake(tree: Vec<Vec<u8>>, bundle: Vec<Vec<u8>>) -> (Run, Vec<Value>) {
+    let (url, vkey) = fake_log(tree, bundle).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy"),
+        format!("log {}\nquorum none\n", vkey.to_vkey()),
+    )
+    .unwrap();
+    let r = monitor_log(&url, dir.path(), &[]).await;
+    let alerts = alerts_jsonl(dir.path());
+    (r, alerts)
+}
+
+#[tokio::test]
+async fn decisions_by_unenrolled_or_revoked_credentials_and_bad_entries_are_alerts() {
+    let e = real_entries().await;
+    let (enrol, decision, revocation) = (e[0].clone(), e[1].clone(), e[2].clone());
+
+    // As logged: nothing wrong.
+    let (r, _) = monitor_fake(e.clone(), e.clone()).await;
+    assert_eq!((r.code, r.kinds().len()), (0, 0));
+
+    // The decision before its enrolment: it names index 0, which is not an enrolment.
+    let (r, a) = monitor_fake(vec![decision.clone()], vec![decision.clone()]).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["decision-without-enrolment"]);
+    assert_eq!(a[0]["index"], 0);
+    assert_eq!(a[0]["approver_id"], "apv_alice");
+
+    // The decision after the revocation of its credential, then bytes that are no entry.
+    let tree = vec![enrol, revocation, decision, b"\x01\x09not an entry".to_vec()];
+    let (r, a) = monitor_fake(tree.clone(), tree).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["decision-by-revoked-credential", "bad-entry"]);
+    assert_eq!((a[0]["index"].as_u64(), a[1]["index"].as_u64()), (Some(2), Some(3)));
+}
+
+#[tokio::test]
+async fn entries_the_checkpoint_does_not_commit_to_are_not_believed() {
+    let e = real_entries().await;
+    // The tree holds the enrolment and the decision; the bundle serves a revocation instead of
+    // the decision. Nothing of the bundle may be reported: only the mismatch.
+    let (r, a) = monitor_fake(
+        vec![e[0].clone(), e[1].clone()],
+        vec![e[0].clone(), e[2].clone()],
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert_eq!(r.kinds(), ["inconsistent-checkpoint"]);
+    assert!(r.stderr.contains("entry bundle 0"), "{}", r.stderr);
+    assert_eq!(a.len(), 1);
 }
