@@ -371,48 +371,72 @@ async fn alerts_reach_the_webhook_signed_like_the_servers_notifications() {
     assert_eq!(st["pending"], json!([]));
 }
 
-/// A log of fewer than 256 entries on loopback, signed with its own key: its checkpoint and
-/// hash tiles commit to `tree`, while its entry bundle serves `bundle` (the same entries for an
-/// honest log).
-async fn fake_log(tree: Vec<Vec<u8>>, bundle: Vec<Vec<u8>>) -> (String, VerifierKey) {
-    let signer = LogSigner::new("fake.example/log", &[5; 32]).unwrap();
+/// What a fake log serves: its checkpoint and hash tiles commit to `.0`, its entry bundles
+/// serve `.1` (the same entries for an honest log).
+type FakeEntries = Arc<Mutex<(Vec<Vec<u8>>, Vec<Vec<u8>>)>>;
+
+/// A C2SP tiles log on loopback, signed with its own key, serving what `entries` holds when
+/// asked (any size, every tile level).
+async fn fake_log(entries: FakeEntries) -> (String, VerifierKey) {
+    let signer = Arc::new(LogSigner::new("fake.example/log", &[5; 32]).unwrap());
     let vkey = signer.verifier_key().clone();
-    let leaves: Vec<Hash> = tree
-        .iter()
-        .map(|e| countersign_verifier::leaf_hash(e))
-        .collect();
-    let n = tree.len() as u64;
-    let note = signer
-        .sign(n, countersign_verifier::root_from_leaf_hashes(&leaves))
-        .unwrap();
+    let leaves_of = |tree: &[Vec<u8>]| -> Vec<Hash> {
+        tree.iter()
+            .map(|e| countersign_verifier::leaf_hash(e))
+            .collect()
+    };
+    let (e1, e2) = (entries.clone(), entries);
     let app = axum::Router::new()
-        .route("/checkpoint", axum::routing::get(move || async move { note }))
+        .route(
+            "/checkpoint",
+            axum::routing::get(move || {
+                let leaves = leaves_of(&e1.lock().unwrap().0);
+                let root = countersign_verifier::root_from_leaf_hashes(&leaves);
+                let note = signer.sign(leaves.len() as u64, root).unwrap();
+                async move { note }
+            }),
+        )
         .route(
             "/tile/{*path}",
             axum::routing::get(
                 move |axum::extract::Path(path): axum::extract::Path<String>| {
-                    let (leaves, bundle) = (leaves.clone(), bundle.clone());
+                    let (tree, bundle) = e2.lock().unwrap().clone();
                     async move {
                         let not_found = (axum::http::StatusCode::NOT_FOUND, Vec::new());
                         let Ok(t) = countersign_log::tiles::parse_tile_path(&path) else {
                             return not_found;
                         };
-                        let w = t.partial.map_or(256, u64::from);
-                        if t.index != 0 || w > n {
-                            return not_found;
-                        }
-                        let w = w as usize;
+                        let w = t.partial.map_or(256, usize::from);
+                        let first = t.index as usize * 256;
                         let body = match t.level {
-                            Some(0) => leaves[..w].iter().flat_map(|h| h.0).collect(),
-                            None => bundle[..w]
-                                .iter()
-                                .flat_map(|e| {
-                                    let mut b = (e.len() as u16).to_be_bytes().to_vec();
-                                    b.extend_from_slice(e);
-                                    b
-                                })
-                                .collect(),
-                            Some(_) => return not_found,
+                            Some(l) => {
+                                let span = 1usize << (8 * u32::from(l));
+                                let leaves = leaves_of(&tree);
+                                if first + w > leaves.len() / span {
+                                    return not_found;
+                                }
+                                (first..first + w)
+                                    .flat_map(|i| {
+                                        countersign_verifier::root_from_leaf_hashes(
+                                            &leaves[i * span..(i + 1) * span],
+                                        )
+                                        .0
+                                    })
+                                    .collect()
+                            }
+                            None => {
+                                if first + w > tree.len() {
+                                    return not_found;
+                                }
+                                bundle[first..first + w]
+                                    .iter()
+                                    .flat_map(|e| {
+                                        let mut b = (e.len() as u16).to_be_bytes().to_vec();
+                                        b.extend_from_slice(e);
+                                        b
+                                    })
+                                    .collect()
+                            }
                         };
                         (axum::http::StatusCode::OK, body)
                     }
@@ -423,6 +447,15 @@ async fn fake_log(tree: Vec<Vec<u8>>, bundle: Vec<Vec<u8>>) -> (String, Verifier
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, vkey)
+}
+
+/// Writes DIR/policy for the fake log's key.
+fn fake_policy(dir: &Path, vkey: &VerifierKey) {
+    std::fs::write(
+        dir.join("policy"),
+        format!("log {}\nquorum none\n", vkey.to_vkey()),
+    )
+    .unwrap();
 }
 
 /// A real log's entries: Alice's enrolment (0), her decision (1) and its revocation (2).
@@ -442,13 +475,9 @@ async fn real_entries() -> Vec<Vec<u8>> {
 }
 
 async fn monitor_fake(tree: Vec<Vec<u8>>, bundle: Vec<Vec<u8>>) -> (Run, Vec<Value>) {
-    let (url, vkey) = fake_log(tree, bundle).await;
+    let (url, vkey) = fake_log(Arc::new(Mutex::new((tree, bundle)))).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("policy"),
-        format!("log {}\nquorum none\n", vkey.to_vkey()),
-    )
-    .unwrap();
+    fake_policy(dir.path(), &vkey);
     let r = monitor_log(&url, dir.path(), &[]).await;
     let alerts = alerts_jsonl(dir.path());
     (r, alerts)
@@ -471,11 +500,19 @@ async fn decisions_by_unenrolled_or_revoked_credentials_and_bad_entries_are_aler
     assert_eq!(a[0]["approver_id"], "apv_alice");
 
     // The decision after the revocation of its credential, then bytes that are no entry.
-    let tree = vec![enrol, revocation, decision, b"\x01\x09not an entry".to_vec()];
+    let tree = vec![
+        enrol,
+        revocation,
+        decision,
+        b"\x01\x09not an entry".to_vec(),
+    ];
     let (r, a) = monitor_fake(tree.clone(), tree).await;
     assert_eq!(r.code, 1);
     assert_eq!(r.kinds(), ["decision-by-revoked-credential", "bad-entry"]);
-    assert_eq!((a[0]["index"].as_u64(), a[1]["index"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(
+        (a[0]["index"].as_u64(), a[1]["index"].as_u64()),
+        (Some(2), Some(3))
+    );
 }
 
 #[tokio::test]
@@ -492,4 +529,55 @@ async fn entries_the_checkpoint_does_not_commit_to_are_not_believed() {
     assert_eq!(r.kinds(), ["inconsistent-checkpoint"]);
     assert!(r.stderr.contains("entry bundle 0"), "{}", r.stderr);
     assert_eq!(a.len(), 1);
+}
+
+#[tokio::test]
+async fn a_log_of_several_bundles_is_followed_across_runs_through_upper_tiles() {
+    let e = real_entries().await;
+    // 300 enrolments, then 70 000 more: partial bundles, full ones, and proofs whose hashes
+    // come from level 1 and level 2 tiles.
+    let entries: FakeEntries = Arc::new(Mutex::new((
+        vec![e[0].clone(); 300],
+        vec![e[0].clone(); 300],
+    )));
+    let (url, vkey) = fake_log(entries.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    fake_policy(dir.path(), &vkey);
+    let r = monitor_log(&url, dir.path(), &["--verbose"]).await;
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("tree size 300, 300 entries read"),
+        "{}",
+        r.stderr
+    );
+
+    *entries.lock().unwrap() = (vec![e[0].clone(); 70_300], vec![e[0].clone(); 70_300]);
+    let r = monitor_log(
+        &url,
+        dir.path(),
+        &["--verbose", "--watch-approver", "apv_nobody"],
+    )
+    .await;
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("tree size 70300, 70000 entries read"),
+        "{}",
+        r.stderr
+    );
+    let st = state_json(dir.path());
+    assert_eq!(st["entries_read"], 70_300);
+    assert_eq!(
+        st["peaks"].as_array().unwrap().len(),
+        70_300u64.count_ones() as usize
+    );
+
+    // The same size with another history: the stored root no longer matches.
+    let mut other = vec![e[0].clone(); 70_300];
+    other[5] = e[1].clone();
+    *entries.lock().unwrap() = (other.clone(), other);
+    let r = monitor_log(&url, dir.path(), &[]).await;
+    assert_eq!(
+        (r.code, r.kinds()),
+        (1, vec!["inconsistent-checkpoint".to_owned()])
+    );
 }
