@@ -516,3 +516,26 @@ pub async fn run(a: MonitorArgs, shutdown: impl std::future::Future<Output = ()>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_wins_over_an_unreachable_log_in_the_exit_status() {
+        let status = |alerts: Vec<Kind>| {
+            StepOutcome {
+                alerts,
+                ..StepOutcome::default()
+            }
+            .exit_code()
+        };
+        assert_eq!(status(vec![]), EXIT_OK);
+        assert_eq!(status(vec![Kind::LogUnreachable]), EXIT_UNUSABLE);
+        assert_eq!(status(vec![Kind::WatchedEnrolment]), EXIT_ALERT);
+        assert_eq!(
+            status(vec![Kind::LogUnreachable, Kind::SplitView]),
+            EXIT_ALERT
+        );
+    }
+}

@@ -213,3 +213,71 @@ pub fn apply(table: &mut HashMap<u64, Enrolled>, line: &JournalLine) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn enrolled(index: u64, who: &str) -> JournalLine {
+        JournalLine::Enrolled {
+            index,
+            enrolment: Enrolled {
+                approver_id: who.into(),
+                credential_id: "Y3JlZA".into(),
+                public_key: "a2V5".into(),
+                revoked_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_journal_tail_no_state_names_is_cut_off_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let lines = [
+            enrolled(0, "a"),
+            JournalLine::Revoked {
+                enrolment_index: 0,
+                index: 3,
+            },
+        ];
+        for l in &lines {
+            apply(&mut s.enrolments, l);
+        }
+        s.cursor.entries_read = 4;
+        s.commit(&lines).unwrap();
+        let committed = s.cursor.journal_bytes;
+
+        // A crash after the journal append, before state.json: the tail is not the state's.
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("enrolments.jsonl"))
+            .unwrap();
+        f.write_all(
+            b"{\"op\":\"enrolled\",\"index\":5,\"approver_id\":\"b\",\"credential_id\":\"\",",
+        )
+        .unwrap();
+        drop(f);
+
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.cursor.entries_read, 4);
+        assert_eq!(s.enrolments.len(), 1);
+        assert_eq!(s.enrolments[&0].revoked_at, Some(3));
+        let len = fs::metadata(dir.path().join("enrolments.jsonl"))
+            .unwrap()
+            .len();
+        assert_eq!(len, committed);
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_journal_shorter_than_the_state_says_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        s.commit(&[enrolled(0, "a")]).unwrap();
+        fs::write(dir.path().join("enrolments.jsonl"), b"").unwrap();
+        let e = State::open(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("shorter"), "{e}");
+    }
+}

@@ -13,6 +13,14 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+/// The binary under test: `COUNTERSIGN_BIN` if set (a target directory shared by several
+/// checkouts can hold another checkout's build at the uplifted path), else cargo's.
+fn bin() -> PathBuf {
+    std::env::var_os("COUNTERSIGN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_countersign").into())
+}
+
 /// What a `countersign monitor --once` run printed and returned.
 struct Run {
     code: i32,
@@ -38,7 +46,7 @@ async fn monitor(s: &Server, dir: &Path, args: &[&str]) -> Run {
 
 /// [`monitor`] on the log at `url`.
 async fn monitor_log(url: &str, dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    let mut cmd = std::process::Command::new(bin());
     cmd.args(["monitor", "--once", "--log", url, "--policy"])
         .arg(dir.join("policy"))
         .arg("--state")
@@ -145,7 +153,7 @@ async fn a_clean_log_exits_0_and_the_next_run_reads_only_new_entries() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("policy line 1"), "{}", r.stderr);
     policy(&s, dir.path(), "");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    let mut cmd = std::process::Command::new(bin());
     cmd.args([
         "monitor",
         "--once",
@@ -579,5 +587,59 @@ async fn a_log_of_several_bundles_is_followed_across_runs_through_upper_tiles() 
     assert_eq!(
         (r.code, r.kinds()),
         (1, vec!["inconsistent-checkpoint".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn without_once_it_follows_the_log_until_sigterm() {
+    let s = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    policy(&s, dir.path(), "");
+    let child = std::process::Command::new(bin())
+        .args([
+            "monitor",
+            "--interval",
+            "100ms",
+            "--log",
+            &s.url,
+            "--policy",
+        ])
+        .arg(dir.path().join("policy"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .args(["--watch-approver", "apv_dave"])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It picks up an enrolment made while it runs.
+    s.add_approver("apv_dave", 121).await;
+    let mut found = false;
+    for _ in 0..100 {
+        if alerts_jsonl(dir.path())
+            .iter()
+            .any(|a| a["kind"] == "watched-enrolment")
+        {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(found, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("ALERT watched-enrolment").count(),
+        1,
+        "{stderr}"
     );
 }
