@@ -87,16 +87,22 @@ impl Reader {
         if !status.is_success() {
             return Err(FetchError::Unreachable(format!("{url}: HTTP {status}")));
         }
-        let body = r
-            .bytes()
+        // Read chunk by chunk: a server sending an endless body must not grow memory.
+        let mut r = r;
+        let mut body = Vec::new();
+        while let Some(chunk) = r
+            .chunk()
             .await
-            .map_err(|e| FetchError::Unreachable(format!("{url}: {e}")))?;
-        if body.len() > MAX_BODY {
-            return Err(FetchError::Malformed(format!(
-                "{url}: larger than {MAX_BODY} bytes"
-            )));
+            .map_err(|e| FetchError::Unreachable(format!("{url}: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(FetchError::Malformed(format!(
+                    "{url}: larger than {MAX_BODY} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     /// The log's current signed checkpoint (`GET <log>/checkpoint`), unverified.

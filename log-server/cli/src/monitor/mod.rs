@@ -299,8 +299,13 @@ impl Monitor {
         log_note: &str,
     ) -> Option<Alert> {
         let url = w.url.as_deref()?;
-        let warn = |what: String| {
-            eprintln!("countersign monitor: warning: witness {}: {what}", w.name);
+        let reported = &mut self.reported;
+        let mut warn = |what: String| {
+            // Once per process: a witness that is down must not fill a loop's log.
+            let line = format!("countersign monitor: warning: witness {}: {what}", w.name);
+            if reported.insert(line.clone()) {
+                eprintln!("{line}");
+            }
             None
         };
         let bytes = match self.reader.witness_checkpoint(url, &log.origin).await {
