@@ -21,7 +21,7 @@ const STATE_VERSION: u32 = 1;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cursor {
-    /// [`STATE_VERSION`].
+    /// The format version, 1.
     pub version: u32,
     /// The last checkpoint verified (signed note, as served).
     pub checkpoint: Option<String>,
