@@ -68,15 +68,9 @@ impl Reader {
 
     /// GETs `url`: the body of a 200.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        self.get_with(self.http.get(url), url).await
-    }
-
-    async fn get_with(
-        &self,
-        req: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<Vec<u8>, FetchError> {
-        let r = req
+        let r = self
+            .http
+            .get(url)
             .send()
             .await
             .map_err(|e| FetchError::Unreachable(format!("{url}: {e}")))?;
@@ -110,19 +104,20 @@ impl Reader {
         self.get(&format!("{}/checkpoint", self.base)).await
     }
 
-    /// A witness's latest checkpoint of the log with `origin`
-    /// (`GET <witness>/checkpoint?origin=<origin>`, spec/monitor.md M6); `None` when the
-    /// witness has none (404).
+    /// A witness's latest checkpoint of the log with `origin` (`GET <witness>/checkpoint/<origin>`,
+    /// spec/monitor.md M6, as `countersign witness serve` answers it); `None` when the witness
+    /// has none (404).
     pub async fn witness_checkpoint(
         &self,
         witness: &str,
         origin: &str,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let url = format!("{}/checkpoint", witness.trim_end_matches('/'));
-        match self
-            .get_with(self.http.get(&url).query(&[("origin", origin)]), &url)
-            .await
-        {
+        let url = format!(
+            "{}/checkpoint/{}",
+            witness.trim_end_matches('/'),
+            path_escape(origin)
+        );
+        match self.get(&url).await {
             Ok(b) => Ok(Some(b)),
             Err(FetchError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
@@ -226,4 +221,29 @@ impl Reader {
 /// the tree has of it.
 fn width(available: u64, index: u64) -> u64 {
     available.saturating_sub(index.saturating_mul(256)).min(256)
+}
+
+/// An origin as a URL path: its slashes kept (a witness reads the rest of the path as the
+/// origin), every byte but the unreserved ones percent-encoded.
+fn path_escape(origin: &str) -> String {
+    let mut out = String::with_capacity(origin.len());
+    for b in origin.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_keep_their_slashes_and_escape_the_rest() {
+        assert_eq!(path_escape("log.example/a-b_c~1"), "log.example/a-b_c~1");
+        assert_eq!(path_escape("a b?c#d%é"), "a%20b%3Fc%23d%25%C3%A9");
+    }
 }

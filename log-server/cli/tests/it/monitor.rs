@@ -215,14 +215,23 @@ async fn enrolments_and_revocations_of_a_watched_approver_are_reported() {
     assert_eq!(r.code, 0);
 }
 
-/// A witness's monitoring endpoint on loopback serving `note` for the log's origin.
+/// A witness's monitoring endpoint on loopback (`GET /checkpoint/<origin>`) serving `note` for
+/// the test logs' origin.
 async fn fake_witness(note: Arc<Mutex<String>>) -> String {
     let app = axum::Router::new().route(
-        "/checkpoint",
-        axum::routing::get(move || {
-            let note = note.clone();
-            async move { note.lock().unwrap().clone() }
-        }),
+        "/checkpoint/{*origin}",
+        axum::routing::get(
+            move |axum::extract::Path(origin): axum::extract::Path<String>| {
+                let note = note.lock().unwrap().clone();
+                async move {
+                    if origin == "flow.example/log" {
+                        (axum::http::StatusCode::OK, note)
+                    } else {
+                        (axum::http::StatusCode::NOT_FOUND, String::new())
+                    }
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
