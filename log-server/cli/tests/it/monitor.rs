@@ -652,3 +652,32 @@ async fn without_once_it_follows_the_log_until_sigterm() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_short_of_the_quorum_is_a_policy_failure_and_is_not_stored() {
+    let s = Server::start().await;
+    s.add_approver("apv_one", 131).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wkey = VerifierKey::cosignature("witness.test/q", [7; 32]).unwrap();
+    policy(&s, dir.path(), &format!("witness q {}\n", wkey.to_vkey()));
+    // `policy` ends with `quorum none`; this policy needs witness q.
+    let text = std::fs::read_to_string(dir.path().join("policy")).unwrap();
+    std::fs::write(
+        dir.path().join("policy"),
+        text.replace("quorum none", "quorum q"),
+    )
+    .unwrap();
+    let r = monitor(&s, dir.path(), &[]).await;
+    assert_eq!((r.code, r.kinds()), (1, vec!["policy-failure".to_owned()]));
+    assert!(r.stderr.contains("quorum"), "{}", r.stderr);
+    let a = alerts_jsonl(dir.path());
+    assert!(a[0]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .starts_with("flow.example/log\n"));
+    let st = state_json(dir.path());
+    assert_eq!(
+        (st["checkpoint"].is_null(), st["entries_read"].as_u64()),
+        (true, Some(0))
+    );
+}
