@@ -234,6 +234,14 @@ impl Monitor {
         let new = verified.checkpoint;
         if let Some(old_text) = self.state.cursor.checkpoint.clone() {
             let old = body(&old_text).map_err(StepError::State)?;
+            if old.origin != new.origin {
+                return Err(StepError::State(anyhow::anyhow!(
+                    "the state directory follows the log {:?}, not {:?}: give this log its own \
+                     --state directory",
+                    old.origin,
+                    new.origin
+                )));
+            }
             if let Some(why) = self.extends(&old, &new).await? {
                 let mut a = Alert::new(
                     Kind::InconsistentCheckpoint,

@@ -341,6 +341,17 @@ async fn a_checkpoint_that_does_not_extend_the_last_one_seen_is_an_alert() {
         (1, vec!["inconsistent-checkpoint".to_owned()])
     );
     assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+
+    // The state of one log is not used for another: unusable input.
+    let (url, vkey) = fake_log(Arc::default()).await;
+    fake_policy(dir.path(), &vkey);
+    let r = monitor_log(&url, dir.path(), &[]).await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("its own --state directory"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[tokio::test]
