@@ -179,9 +179,7 @@ fn main() -> anyhow::Result<()> {
         Command::Auditor(c) => Ok(rt.block_on(admin_client::run_auditor(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
         Command::Monitor(a) => {
-            let code = rt.block_on(async {
-                anyhow::Ok(countersign::monitor::run(a, shutdown_signal()?).await)
-            })?;
+            let code = rt.block_on(countersign::monitor::run(a));
             drop(rt);
             std::process::exit(code)
         }

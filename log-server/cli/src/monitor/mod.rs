@@ -499,8 +499,9 @@ fn body(note: &str) -> anyhow::Result<Checkpoint> {
 }
 
 /// Runs the monitor: one step with `--once` (its exit status), else a step every `--interval`
-/// until `shutdown` resolves (0, or 2 when the state fails).
-pub async fn run(a: MonitorArgs, shutdown: impl std::future::Future<Output = ()>) -> i32 {
+/// until SIGTERM or Ctrl-C (0; 2 when the state fails). A signal during a step stops it after
+/// the step, so the state is never left between two bundles by choice.
+pub async fn run(a: MonitorArgs) -> i32 {
     let mut m = match Monitor::open(&a) {
         Ok(m) => m,
         Err(e) => {
@@ -517,14 +518,28 @@ pub async fn run(a: MonitorArgs, shutdown: impl std::future::Future<Output = ()>
             }
         };
     }
-    tokio::pin!(shutdown);
+    // Installed only here: with --once the default handling stays, so a cron timeout's
+    // SIGTERM still stops the process (the state is safe at any instant).
+    let signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .and_then(|t| {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map(|i| (t, i))
+        });
+    let (mut term, mut int) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("countersign monitor: error: installing the signal handlers: {e}");
+            return EXIT_UNUSABLE;
+        }
+    };
     loop {
         if let Err(e) = m.step().await {
             eprintln!("countersign monitor: error: {e:#}");
             return EXIT_UNUSABLE;
         }
         tokio::select! {
-            _ = &mut shutdown => return EXIT_OK,
+            _ = term.recv() => return EXIT_OK,
+            _ = int.recv() => return EXIT_OK,
             _ = tokio::time::sleep(a.interval) => {}
         }
     }
