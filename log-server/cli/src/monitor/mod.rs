@@ -373,6 +373,12 @@ impl Monitor {
             let entries = self.reader.entry_bundle(bundle, new.size).await?;
             let skip = usize::try_from(at - bundle * 256).unwrap_or(usize::MAX);
             let fresh = entries.get(skip..).unwrap_or_default();
+            if fresh.is_empty() {
+                // Unreachable with a bundle of the width asked for; a guard against looping.
+                return Err(StepError::Fetch(FetchError::Malformed(format!(
+                    "entry bundle {bundle} has no entry at index {at}"
+                ))));
+            }
             let mut stack = self.state.stack().map_err(StepError::State)?;
             for e in fresh {
                 stack.push(leaf_hash(e));
