@@ -2,8 +2,6 @@
 //! `alerts.jsonl` in the state directory, and an optional signed webhook POST
 //! (spec/monitor.md, "Alerts").
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use countersign_approvals::notify::{webhook_signature, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -160,19 +158,6 @@ impl Webhook {
         }
         false
     }
-}
-
-/// Appends `alert` to `path` (`alerts.jsonl`), durably: the evidence stays on disk whatever the
-/// webhook does.
-pub fn record(path: &Path, alert: &Alert) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    let mut line = serde_json::to_vec(alert).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    f.write_all(&line)?;
-    f.sync_all()
 }
 
 /// Seconds since the Unix epoch.

@@ -442,16 +442,15 @@ impl Monitor {
         )
     }
 
-    /// Writes pending alerts to standard error and `alerts.jsonl`, then posts what the webhook
-    /// has not accepted yet; the state records each stage, so a crash repeats at most the
-    /// stage it interrupted.
+    /// Writes pending alerts to `alerts.jsonl` (exactly once: its committed length is in the
+    /// state) and standard error, then posts what the webhook has not accepted yet; the state
+    /// records each stage, so a crash repeats at most the stage it interrupted.
     async fn deliver(&mut self) -> anyhow::Result<()> {
         if !self.state.cursor.pending.is_empty() {
             let pending = std::mem::take(&mut self.state.cursor.pending);
-            let path = self.state.alerts_path();
+            self.state.append_alerts(&pending)?;
             for a in &pending {
                 eprintln!("{}", a.line());
-                alert::record(&path, a).with_context(|| format!("writing {}", path.display()))?;
             }
             if self.webhook.is_some() {
                 self.state.cursor.webhook_pending.extend(pending);

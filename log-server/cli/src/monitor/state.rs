@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
@@ -32,6 +32,8 @@ pub struct Cursor {
     pub peaks: Vec<String>,
     /// The committed length of `enrolments.jsonl`, in bytes.
     pub journal_bytes: u64,
+    /// The committed length of `alerts.jsonl`, in bytes.
+    pub alerts_bytes: u64,
     /// Alerts committed but not yet written to standard error and `alerts.jsonl`.
     pub pending: Vec<Alert>,
     /// Alerts not yet accepted by the webhook.
@@ -152,9 +154,37 @@ impl State {
             .ok_or_else(|| anyhow!("state.json: peaks do not match entries_read"))
     }
 
-    /// `alerts.jsonl`.
-    pub fn alerts_path(&self) -> PathBuf {
-        self.dir.join("alerts.jsonl")
+    /// Appends `alerts` to `alerts.jsonl` after its committed length (cutting what a crash left
+    /// after it, which the pending alerts being written again will replace), synced; the new
+    /// length is committed with the next [`State::save`].
+    pub fn append_alerts(&mut self, alerts: &[Alert]) -> anyhow::Result<()> {
+        let path = self.dir.join("alerts.jsonl");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let len = f.metadata()?.len();
+        if len < self.cursor.alerts_bytes {
+            bail!(
+                "{} is shorter than state.json says ({len} < {} bytes)",
+                path.display(),
+                self.cursor.alerts_bytes
+            );
+        }
+        f.set_len(self.cursor.alerts_bytes)?;
+        f.seek(std::io::SeekFrom::Start(self.cursor.alerts_bytes))?;
+        let mut buf = Vec::new();
+        for a in alerts {
+            serde_json::to_writer(&mut buf, a)?;
+            buf.push(b'\n');
+        }
+        f.write_all(&buf)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
+        self.cursor.alerts_bytes += buf.len() as u64;
+        Ok(())
     }
 
     /// Commits one step: appends `lines` (already applied to the table) to the journal,

@@ -692,3 +692,46 @@ async fn a_checkpoint_short_of_the_quorum_is_a_policy_failure_and_is_not_stored(
         (true, Some(0))
     );
 }
+
+#[tokio::test]
+async fn a_monitor_killed_mid_run_resumes_without_losing_or_repeating_a_report() {
+    let e = real_entries().await;
+    // 20 000 enrolments of a watched approver: one alert each, committed bundle by bundle.
+    let n = 20_000usize;
+    let entries: FakeEntries = Arc::new(Mutex::new((vec![e[0].clone(); n], vec![e[0].clone(); n])));
+    let (url, vkey) = fake_log(entries).await;
+    let dir = tempfile::tempdir().unwrap();
+    fake_policy(dir.path(), &vkey);
+    let mut child = std::process::Command::new(bin())
+        .args(["monitor", "--once", "--log", &url, "--policy"])
+        .arg(dir.path().join("policy"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .args(["--watch-approver", "apv_alice"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once some bundles are committed, before the end.
+    let alerts = dir.path().join("state/alerts.jsonl");
+    for _ in 0..400 {
+        if std::fs::metadata(&alerts).is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = state_json(dir.path())["entries_read"].as_u64().unwrap();
+    eprintln!("killed after {before} entries");
+
+    let r = monitor_log(&url, dir.path(), &["--watch-approver", "apv_alice"]).await;
+    assert_eq!(r.code, 1);
+    let a = alerts_jsonl(dir.path());
+    let mut indices: Vec<u64> = a.iter().map(|x| x["index"].as_u64().unwrap()).collect();
+    assert_eq!(indices.len(), n, "each enrolment reported exactly once");
+    indices.sort_unstable();
+    assert!(indices.iter().enumerate().all(|(i, x)| i as u64 == *x));
+    let table = std::fs::read_to_string(dir.path().join("state/enrolments.jsonl")).unwrap();
+    assert_eq!(table.lines().count(), n);
+    assert_eq!(state_json(dir.path())["entries_read"], n as u64);
+}
