@@ -10,6 +10,7 @@ pub mod admin_client;
 pub mod args;
 pub mod banner;
 pub mod export;
+pub mod monitor;
 pub mod requests;
 pub mod text;
 pub mod times;

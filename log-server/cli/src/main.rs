@@ -65,6 +65,10 @@ enum Command {
     /// Run a C2SP tlog-witness for any C2SP log: `keygen` makes its key, `serve` cosigns.
     #[command(subcommand)]
     Witness(witness_cmd::WitnessCmd),
+    /// Follow a log: check each checkpoint (policy, consistency, witnesses' views) and every
+    /// new entry, and alert on what is wrong or on a watched approver's passkeys
+    /// (spec/monitor.md).
+    Monitor(countersign::monitor::MonitorArgs),
 }
 
 #[derive(clap::Args)]
@@ -180,6 +184,11 @@ fn main() -> anyhow::Result<()> {
         Command::Auditor(c) => Ok(rt.block_on(admin_client::run_auditor(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
         Command::Witness(c) => rt.block_on(witness_cmd::run(c)),
+        Command::Monitor(a) => {
+            let code = rt.block_on(countersign::monitor::run(a));
+            drop(rt);
+            std::process::exit(code)
+        }
         Command::Export(a) => {
             let s = rt.block_on(countersign::export::run(a))?;
             println!(

@@ -25,6 +25,7 @@ mod layering;
 #[path = "../../../tests/it/common.rs"]
 mod log_common;
 mod log_crash;
+mod monitor;
 mod pages;
 mod powercut;
 mod powercut_flows;
