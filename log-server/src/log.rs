@@ -15,6 +15,7 @@ use crate::proofs::{inclusion_proof, ProofRequestError};
 use crate::sequencer::{now_ms, AppendKind, Appended, Published, SequencerHandle};
 use crate::signer::LogSigner;
 use crate::storage::{StorageError, Store};
+use crate::witness::{WitnessConfig, WitnessMode, WitnessStartError, Witnessing};
 
 /// The relying-party policy decisions are checked under.
 #[derive(Clone, Debug)]
@@ -115,6 +116,9 @@ pub struct LogHandle {
     pub(crate) signer: Arc<LogSigner>,
     pub(crate) policy: Arc<RpPolicy>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The witness client, once started ([`LogHandle::start_witnessing`]); shared by every
+    /// clone of the handle.
+    pub(crate) witnessing: Arc<std::sync::OnceLock<Arc<Witnessing>>>,
 }
 
 fn storage_failed(e: impl std::fmt::Display) -> AppendError {
@@ -163,6 +167,59 @@ impl LogHandle {
     /// The latest published checkpoint: its size, root and signed note, one snapshot.
     pub fn published(&self) -> Published {
         self.seq.shared().published()
+    }
+
+    /// Starts the witness client on the current tokio runtime (`spec/witnessing.md`). Once per
+    /// log.
+    pub fn start_witnessing(
+        &self,
+        config: WitnessConfig,
+    ) -> Result<Arc<Witnessing>, WitnessStartError> {
+        if self.witnessing.get().is_some() {
+            return Err(WitnessStartError::AlreadyStarted);
+        }
+        let w = Witnessing::start(config, self.store.clone(), self.seq.shared().clone())?;
+        self.witnessing
+            .set(w.clone())
+            .map_err(|_| WitnessStartError::AlreadyStarted)?;
+        Ok(w)
+    }
+
+    /// The witness client, when started.
+    pub fn witnessing(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing.get()
+    }
+
+    /// The checkpoint readers get (`/checkpoint`, evidence): the published one, with the
+    /// cosignatures gathered for it when witnessed; in quorum mode the latest checkpoint that
+    /// met the quorum, `None` before the first.
+    pub fn served_checkpoint(&self) -> Option<Published> {
+        let published = self.published();
+        match self.witnessing() {
+            None => Some(published),
+            Some(w) => w.served(published),
+        }
+    }
+
+    /// In quorum mode, waits until a checkpoint that met the quorum covers `a` and returns `a`
+    /// against it ([`AppendError::NotWitnessed`] after the quorum timeout; the entry is
+    /// logged all the same). Otherwise returns `a` as it is.
+    pub async fn await_witnessed(&self, a: Appended) -> Result<Appended, AppendError> {
+        let Some(w) = self
+            .witnessing()
+            .filter(|w| w.config().mode == WitnessMode::Quorum)
+        else {
+            return Ok(a);
+        };
+        let c = w
+            .wait_covered(a.index)
+            .await
+            .map_err(|e| AppendError::NotWitnessed { index: e.index })?;
+        Ok(Appended {
+            tree_size: c.checkpoint.size,
+            checkpoint: c.checkpoint.note,
+            ..a
+        })
     }
 
     /// Where the decision made with assertion `key` ([`assertion_key`]) is in the published
@@ -214,8 +271,12 @@ impl LogHandle {
 
     /// The entries at `indexes` with inclusion proofs against one published checkpoint (the
     /// latest), so that every proof checks against the same signed root.
+    /// The checkpoint is the one readers are served ([`LogHandle::served_checkpoint`]), with its
+    /// cosignatures, or the published one in quorum mode before any reached the quorum.
     pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
-        let checkpoint = self.published();
+        let checkpoint = self
+            .served_checkpoint()
+            .unwrap_or_else(|| self.published());
         let mut entries = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if index >= checkpoint.size {

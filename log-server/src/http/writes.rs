@@ -104,6 +104,7 @@ pub(super) async fn post_enrolment(
         },
     };
     let a = s.log.append_enrolment(req).await?;
+    let a = s.log.await_witnessed(a).await?;
     appended_response(&s, a, started)
 }
 
@@ -123,6 +124,7 @@ pub(super) async fn post_revocation(
         reason: b.reason,
     };
     let a = s.log.append_revocation(req).await?;
+    let a = s.log.await_witnessed(a).await?;
     appended_response(&s, a, started)
 }
 
@@ -164,6 +166,7 @@ pub(super) async fn post_decision(
     require_submitter(&s, &headers)?;
     let req = decision_request(body.json()?)?;
     let a = s.log.append_decision(req).await?;
+    let a = s.log.await_witnessed(a).await?;
     appended_response(&s, a, started)
 }
 
@@ -259,8 +262,20 @@ pub(super) async fn post_decision_batch(
         .map(|r| r.map_err(ApiError::from))
         .collect();
     // Every logged decision's checkpoint is at most the published one, so one checkpoint
-    // covers them all and every proof is against it.
-    let published = s.log.sequencer().shared().published();
+    // covers them all and every proof is against it. In quorum mode, that checkpoint is the
+    // first that met the quorum and covers the last of them.
+    let mut published = s.log.sequencer().shared().published();
+    let last = outcomes.iter().flatten().max_by_key(|a| a.index).cloned();
+    if let Some(a) = last {
+        let w = s.log.await_witnessed(a).await?;
+        if w.tree_size != published.size || *w.checkpoint != *published.note {
+            published = s
+                .log
+                .served_checkpoint()
+                .filter(|p| p.size >= w.tree_size)
+                .unwrap_or(published);
+        }
+    }
     let mut proofs = Vec::with_capacity(outcomes.len());
     for o in &outcomes {
         proofs.push(match o {
