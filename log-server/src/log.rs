@@ -274,9 +274,7 @@ impl LogHandle {
     /// The checkpoint is the one readers are served ([`LogHandle::served_checkpoint`]), with its
     /// cosignatures, or the published one in quorum mode before any reached the quorum.
     pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
-        let checkpoint = self
-            .served_checkpoint()
-            .unwrap_or_else(|| self.published());
+        let checkpoint = self.served_checkpoint().unwrap_or_else(|| self.published());
         let mut entries = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if index >= checkpoint.size {

@@ -130,14 +130,12 @@ pub(super) async fn get_metrics(State(s): State<LogApi>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.log
-            .metrics()
-            .render_with(
-                s.metrics_sources
-                    .iter()
-                    .map(|m| m.registry())
-                    .chain(s.log.witnessing().map(|w| w.registry())),
-            ),
+        s.log.metrics().render_with(
+            s.metrics_sources
+                .iter()
+                .map(|m| m.registry())
+                .chain(s.log.witnessing().map(|w| w.registry())),
+        ),
     )
         .into_response()
 }

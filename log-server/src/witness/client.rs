@@ -52,9 +52,7 @@ impl std::fmt::Display for Failure {
             Failure::Forbidden => f.write_str(
                 "403: the witness does not trust the log's key (check its configuration)",
             ),
-            Failure::UnknownLog => {
-                f.write_str("404: the witness does not know this log's origin")
-            }
+            Failure::UnknownLog => f.write_str("404: the witness does not know this log's origin"),
             Failure::Inconsistent => f.write_str(
                 "422: the witness holds a checkpoint our consistency proof does not extend (it \
                  saw another history of this log)",
@@ -156,9 +154,9 @@ pub(crate) async fn post(
         .map_err(Failure::Transport)?;
     match status {
         200 => Ok(Answer::Cosigned(text)),
-        409 => parse_size(&text).map(Answer::Conflict).ok_or_else(|| {
-            Failure::Conflict("the 409 answer holds no tree size".into())
-        }),
+        409 => parse_size(&text)
+            .map(Answer::Conflict)
+            .ok_or_else(|| Failure::Conflict("the 409 answer holds no tree size".into())),
         400 => Err(Failure::BadRequest),
         403 => Err(Failure::Forbidden),
         404 => Err(Failure::UnknownLog),

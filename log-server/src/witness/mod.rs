@@ -280,6 +280,9 @@ impl Witnessing {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| WitnessStartError::Http(e.to_string()))?;
+        // Subscribed before the first target is read: a checkpoint published meanwhile is
+        // still seen as new by the coordinator.
+        let published_rx = shared.subscribe();
         let published = shared.published();
         let target = Target {
             text: note_text(&published.note).to_owned(),
@@ -301,7 +304,7 @@ impl Witnessing {
             http,
         });
         w.restore().map_err(WitnessStartError::Storage)?;
-        let mut tasks = vec![tokio::spawn(w.clone().coordinate())];
+        let mut tasks = vec![tokio::spawn(w.clone().coordinate(published_rx))];
         for i in 0..w.slots.len() {
             tasks.push(tokio::spawn(w.clone().follow(i)));
         }
@@ -478,8 +481,7 @@ impl Witnessing {
 
     /// Waits for new checkpoints and hands them to the witness tasks, at most once per
     /// interval; refreshes the lag metrics meanwhile.
-    async fn coordinate(self: Arc<Self>) {
-        let mut published = self.shared.subscribe();
+    async fn coordinate(self: Arc<Self>, mut published: watch::Receiver<u64>) {
         let mut stop = self.stop.subscribe();
         let mut last = Instant::now();
         loop {
@@ -521,7 +523,8 @@ impl Witnessing {
         let mut target = self.target.subscribe();
         let mut stop = self.stop.subscribe();
         let mut backoff: Option<Duration> = Some(Duration::ZERO);
-        let max_backoff = (self.config.interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let max_backoff =
+            (self.config.interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(30));
         loop {
             match backoff {
                 Some(d) => tokio::select! {
@@ -714,7 +717,12 @@ impl Witnessing {
         }
         let all = who.iter().all(|w| *w);
         self.latest.send_if_modified(|v| newer(v, &cosigned));
-        if all && self.fully_cosigned.fetch_max(t.published.size, Ordering::Relaxed) < t.published.size {
+        if all
+            && self
+                .fully_cosigned
+                .fetch_max(t.published.size, Ordering::Relaxed)
+                < t.published.size
+        {
             self.metrics
                 .cosign_latency
                 .observe(t.seen.elapsed().as_secs_f64());
