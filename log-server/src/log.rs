@@ -205,10 +205,7 @@ impl LogHandle {
     /// against it ([`AppendError::NotWitnessed`] after the quorum timeout; the entry is
     /// logged all the same). Otherwise returns `a` as it is.
     pub async fn await_witnessed(&self, a: Appended) -> Result<Appended, AppendError> {
-        let Some(w) = self
-            .witnessing()
-            .filter(|w| w.config().mode == WitnessMode::Quorum)
-        else {
+        let Some(w) = self.quorum_gate() else {
             return Ok(a);
         };
         let c = w
@@ -220,6 +217,39 @@ impl LogHandle {
             checkpoint: c.checkpoint.note,
             ..a
         })
+    }
+
+    /// The witness client when it gates publication ([`WitnessMode::Quorum`]).
+    fn quorum_gate(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing()
+            .filter(|w| w.config().mode == WitnessMode::Quorum)
+    }
+
+    /// Whether leaf `index` may be acted on: always, unless in quorum mode no checkpoint that
+    /// met the quorum covers it yet. (The approval front end releases tokens only then.)
+    pub fn quorum_covers(&self, index: u64) -> bool {
+        self.quorum_gate().is_none_or(|w| {
+            w.quorum_checkpoint()
+                .is_some_and(|c| c.checkpoint.size > index)
+        })
+    }
+
+    /// In quorum mode, how long appends and tokens wait for the quorum.
+    pub fn quorum_timeout(&self) -> Option<std::time::Duration> {
+        self.quorum_gate().map(|w| w.config().quorum_timeout)
+    }
+
+    /// Waits until [`LogHandle::quorum_covers`] holds for `index`, at most the quorum timeout
+    /// ([`AppendError::NotWitnessed`] after it, with an alert).
+    pub async fn await_quorum(&self, index: u64) -> Result<(), AppendError> {
+        match self.quorum_gate() {
+            None => Ok(()),
+            Some(w) => w
+                .wait_covered(index)
+                .await
+                .map(|_| ())
+                .map_err(|e| AppendError::NotWitnessed { index: e.index }),
+        }
     }
 
     /// Where the decision made with assertion `key` ([`assertion_key`]) is in the published

@@ -15,6 +15,10 @@ mod enrolment_refusals;
 mod errors;
 mod evidence_access;
 mod export;
+/// The log crate's fake tlog-witness.
+#[allow(dead_code)]
+#[path = "../../../tests/support/fake_witness.rs"]
+mod fake_witness;
 mod flood;
 mod flow_load;
 mod flows;
@@ -40,3 +44,4 @@ mod storage_faults;
 mod store;
 #[path = "../../../tests/support/web.rs"]
 mod web;
+mod witness;
