@@ -383,3 +383,71 @@ fn witness_policy_without_url_or_with_https_is_refused() {
     assert!(e.to_string().contains("no witness"), "{e}");
     assert!(WitnessConfig::from_policy(b"witness\n").is_err());
 }
+
+/// A second log with the same key and origin but another history (a fork behind the
+/// witnesses' back) gets no cosignature: the witnesses' 409 leads to a proof they refuse (422),
+/// and the fork's /checkpoint never carries their lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_fork_with_the_same_key_is_refused_and_served_bare() {
+    let log = TestLog::start().await;
+    let w1 = FakeWitness::start("w1.test", 13, &log.vkey).await;
+    let w2 = FakeWitness::start("w2.test", 14, &log.vkey).await;
+    let text_policy = policy(&log, &w1, &w2);
+    let p = Policy::parse(text_policy.as_bytes()).unwrap();
+    log.state
+        .log
+        .start_witnessing(config(
+            &text_policy,
+            WitnessMode::Publish,
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    for n in 0..2 {
+        log.state.log.append_verified_entry(entry(n)).await.unwrap();
+    }
+    until("both cosign size 2", || cosigned_at(&log, &p, 2)).await;
+    // The fork: the same key file, other entries, a larger tree.
+    let fork_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(fork_dir.path().join("data")).unwrap();
+    std::fs::copy(
+        log._dir.path().join("data").join(countersign_log::KEY_FILE),
+        fork_dir.path().join("data").join(countersign_log::KEY_FILE),
+    )
+    .unwrap();
+    let fork = TestLog::start_in(fork_dir, |c| c).await;
+    assert_eq!(fork.vkey, log.vkey);
+    for n in 100..103 {
+        fork.state
+            .log
+            .append_verified_entry(entry(n))
+            .await
+            .unwrap();
+    }
+    fork.state
+        .log
+        .start_witnessing(config(
+            &text_policy,
+            WitnessMode::Publish,
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    let failures = "countersign_witness_failures_total{witness=\"w1\",kind=\"inconsistent\"}";
+    until("the fork's proof is refused", || async {
+        metric(&text(&fork, "/metrics").await.1, failures) >= 1.0
+    })
+    .await;
+    let (_, note) = text(&fork, "/checkpoint").await;
+    assert!(
+        !note.contains("— w1.test") && !note.contains("— w2.test"),
+        "{note}"
+    );
+    assert_eq!(
+        (w1.size(), w2.size()),
+        (2, 2),
+        "the witnesses kept the real log's tree"
+    );
+    w1.stop();
+    w2.stop();
+    fork.stop().await;
+    log.stop().await;
+}
