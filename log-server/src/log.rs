@@ -15,7 +15,7 @@ use crate::proofs::{inclusion_proof, ProofRequestError};
 use crate::sequencer::{now_ms, AppendKind, Appended, Published, SequencerHandle};
 use crate::signer::LogSigner;
 use crate::storage::{StorageError, Store};
-use crate::witness::{WitnessConfig, WitnessMode, WitnessStartError, Witnessing};
+use crate::witness::{WitnessConfig, WitnessStartError, Witnessing};
 
 /// The relying-party policy decisions are checked under.
 #[derive(Clone, Debug)]
@@ -219,10 +219,9 @@ impl LogHandle {
         })
     }
 
-    /// The witness client when it gates publication ([`WitnessMode::Quorum`]).
+    /// The witness client when it gates publication ([`Witnessing::gates`]).
     fn quorum_gate(&self) -> Option<&Arc<Witnessing>> {
-        self.witnessing()
-            .filter(|w| w.config().mode == WitnessMode::Quorum)
+        self.witnessing().filter(|w| w.gates())
     }
 
     /// Whether leaf `index` may be acted on: always, unless in quorum mode no checkpoint that

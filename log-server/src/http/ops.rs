@@ -109,7 +109,7 @@ pub(super) async fn get_healthz(State(s): State<LogApi>) -> Response {
     if let Some(w) = s.log.witnessing() {
         let (reachable, detail) = w.health();
         // A failing witness is an alert, not an outage, unless it blocks publication.
-        if w.config().mode == crate::witness::WitnessMode::Quorum {
+        if w.gates() {
             ok &= reachable;
         }
         body["witnessing"] = detail;

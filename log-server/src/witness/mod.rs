@@ -239,8 +239,8 @@ impl Witnessing {
     /// before the first); otherwise `published` with the cosignatures gathered for it.
     pub fn served(&self, published: Published) -> Option<Published> {
         match self.config.mode {
-            WitnessMode::Quorum => self.quorum_checkpoint().map(|c| c.checkpoint),
-            WitnessMode::Publish => Some(match self.latest() {
+            WitnessMode::Quorum if self.gates() => self.quorum_checkpoint().map(|c| c.checkpoint),
+            _ => Some(match self.latest() {
                 Some(c)
                     if c.checkpoint.size == published.size
                         && c.checkpoint.root == published.root =>
@@ -250,6 +250,12 @@ impl Witnessing {
                 _ => published,
             }),
         }
+    }
+
+    /// Whether publication waits for the witnesses: quorum mode with a quorum other than
+    /// `quorum none` (which every checkpoint meets).
+    pub fn gates(&self) -> bool {
+        self.config.mode == WitnessMode::Quorum && self.config.policy.quorum().is_some()
     }
 
     /// Waits until a checkpoint meeting the quorum covers leaf `index` (at most the quorum

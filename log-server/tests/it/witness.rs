@@ -451,3 +451,113 @@ async fn witness_fork_with_the_same_key_is_refused_and_served_bare() {
     fork.stop().await;
     log.stop().await;
 }
+
+/// Appends from 16 tasks for `secs` seconds; returns appends per second.
+async fn append_rate(log: &TestLog, base: u64, secs: u64) -> f64 {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let h = log.state.log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_secs(secs) {
+                h.append_verified_entry(entry(base + t * 1_000_000 + n))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The `le` bound of the bucket holding quantile `q` of a histogram in `metrics`.
+fn quantile(metrics: &str, name: &str, q: f64) -> f64 {
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            Some((le.parse().ok()?, rest.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map_or(f64::NAN, |b| b.0)
+}
+
+/// Measurement, not a check (run with `--ignored --nocapture`): the time from a checkpoint's
+/// publication to it carrying both cosignatures (two local fake witnesses), and the append rate
+/// with witnessing on against off in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn witness_measure_cosign_latency_and_append_rate() {
+    for interval in [Duration::from_millis(10), Duration::from_secs(1)] {
+        // Off and on back to back, each on a fresh log, so both see the same machine load.
+        let off = TestLog::start().await;
+        let rate_off = append_rate(&off, 0, 4).await;
+        off.stop().await;
+        let log = TestLog::start().await;
+        let w1 = FakeWitness::start("w1.test", 15, &log.vkey).await;
+        let w2 = FakeWitness::start("w2.test", 16, &log.vkey).await;
+        let text_policy = policy(&log, &w1, &w2);
+        let mut c = config(&text_policy, WitnessMode::Publish, Duration::from_secs(5));
+        c.interval = interval;
+        log.state.log.start_witnessing(c).unwrap();
+        let rate_on = append_rate(&log, 0, 4).await;
+        let (_, m) = text(&log, "/metrics").await;
+        let name = "countersign_witness_cosign_latency_seconds";
+        let count = metric(&m, &format!("{name}_count"));
+        println!(
+            "interval {interval:?}: append rate off {rate_off:.0}/s, on {rate_on:.0}/s ({:+.1}%); \
+             cosign latency over {count} checkpoints: p50 <= {} s, p99 <= {} s",
+            (rate_on / rate_off - 1.0) * 100.0,
+            quantile(&m, name, 0.5),
+            quantile(&m, name, 0.99),
+        );
+        assert!(count >= 1.0 && rate_on > 0.0);
+        w1.stop();
+        w2.stop();
+        log.stop().await;
+    }
+}
+
+/// `quorum none` is met by every checkpoint: quorum mode then holds nothing back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_quorum_none_holds_nothing_back() {
+    let log = TestLog::start().await;
+    let w1 = FakeWitness::start("w1.test", 17, &log.vkey).await;
+    w1.set(Behaviour::Status(503));
+    let text_policy = format!(
+        "log {}\n{}quorum none\n",
+        log.vkey.to_vkey(),
+        w1.policy_line("w1")
+    );
+    log.state
+        .log
+        .start_witnessing(config(
+            &text_policy,
+            WitnessMode::Quorum,
+            Duration::from_millis(300),
+        ))
+        .unwrap();
+    assert_eq!(text(&log, "/checkpoint").await.0, 200);
+    let (status, v) = log
+        .post(
+            "/v1/log/enrolments",
+            &log.admin,
+            &crate::common::enrolment_body(&passkey(3), "approver-n"),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(log.get("/healthz").await.0, 200);
+    w1.stop();
+    log.stop().await;
+}
