@@ -201,6 +201,12 @@ impl LogHandle {
         }
     }
 
+    /// [`LogHandle::served_checkpoint`], or the published checkpoint when none is served yet
+    /// (quorum mode before the first quorum): what proofs for readers are made against.
+    pub fn readers_checkpoint(&self) -> Published {
+        self.served_checkpoint().unwrap_or_else(|| self.published())
+    }
+
     /// In quorum mode, waits until a checkpoint that met the quorum covers `a` and returns `a`
     /// against it ([`AppendError::NotWitnessed`] after the quorum timeout; the entry is
     /// logged all the same). Otherwise returns `a` as it is.
@@ -303,7 +309,7 @@ impl LogHandle {
     /// The checkpoint is the one readers are served ([`LogHandle::served_checkpoint`]), with its
     /// cosignatures, or the published one in quorum mode before any reached the quorum.
     pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
-        let checkpoint = self.served_checkpoint().unwrap_or_else(|| self.published());
+        let checkpoint = self.readers_checkpoint();
         let mut entries = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if index >= checkpoint.size {

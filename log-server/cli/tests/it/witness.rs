@@ -148,6 +148,13 @@ async fn witness_quorum_mode_holds_tokens_until_the_witnesses_return() {
         "{v}"
     );
     assert!(!s.log_api.log.quorum_covers(index));
+    // No evidence yet either (it would be against an uncosigned checkpoint), while the public
+    // log page shows the witnessed tree.
+    let (st, body) = client.evidence(&auth_req_id, None).await;
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("not_witnessed"), "{body}");
+    let (st, page) = get_text(&s.http, &format!("{}/log", s.url)).await;
+    assert_eq!(st, 200, "{page}");
     // The witness returns: the tokens are released, and the evidence carries the cosigned
     // checkpoint, in JSON and as a tlog-proof.
     w2.set(Behaviour::Honest);
