@@ -270,16 +270,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     // Read and checked before anything starts: a bad policy must not leave a half-started log.
     let witness = a.witness.config().context("--witness-policy")?;
-    let started = tokio::task::spawn_blocking(move || Server::start(config, approvals))
-        .await?
-        .context("starting the server")?;
-    if let Some(w) = witness {
-        started
-            .api
-            .log
-            .start_witnessing(w)
-            .context("starting the witness client")?;
-    }
+    let started =
+        tokio::task::spawn_blocking(move || Server::start_witnessed(config, approvals, witness))
+            .await?
+            .context("starting the server")?;
     let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);
     let admin_token = data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
     eprint!(
