@@ -178,3 +178,47 @@ async fn witness_quorum_mode_holds_tokens_until_the_witnesses_return() {
     w1.stop();
     w2.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_quorum_mode_holds_pushed_tokens_until_the_witnesses_return() {
+    let s = Server::start().await;
+    let w1 = FakeWitness::start("w1.test", 25, &s.vkey).await;
+    let w2 = FakeWitness::start("w2.test", 26, &s.vkey).await;
+    let policy_text = policy(&s.vkey.to_vkey(), &w1, &w2);
+    let p = Policy::parse(policy_text.as_bytes()).unwrap();
+    let mut cfg = WitnessConfig::from_policy(policy_text.as_bytes()).unwrap();
+    cfg.interval = Duration::from_millis(50);
+    cfg.mode = WitnessMode::Quorum;
+    cfg.quorum_timeout = Duration::from_secs(60);
+    s.log_api.log.start_witnessing(cfg).unwrap();
+    let rx = crate::common::Receiver::start().await;
+    let client = s.add_client("agent-push-w", "push", Some(&rx.url)).await;
+    let alice = s.add_approver("apv_pw", 32).await;
+    let auth_req_id = client
+        .ask("apv_pw", &[("client_notification_token", "push-w")])
+        .await;
+    w1.set(Behaviour::Status(503));
+    let rid = alice.only_request().await;
+    let receipt = alice.decide(&rid, "approve").await;
+    let index = receipt["log_index"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        rx.got.lock().unwrap().is_empty(),
+        "tokens pushed before the quorum"
+    );
+    w1.set(Behaviour::Honest);
+    let (_, body) = rx.wait(1).await;
+    assert_eq!(body["auth_req_id"], auth_req_id);
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(s.log_api.log.quorum_covers(index));
+    let (_, note) = get_text(&s.http, &format!("{}/checkpoint", s.url)).await;
+    assert!(
+        verify_checkpoint_with_policy(note.as_bytes(), &p)
+            .unwrap()
+            .checkpoint
+            .size
+            > index
+    );
+    w1.stop();
+    w2.stop();
+}
