@@ -178,6 +178,15 @@ impl LogHandle {
         if self.witnessing.get().is_some() {
             return Err(WitnessStartError::AlreadyStarted);
         }
+        let ours = self.signer.verifier_key().to_vkey();
+        let logs = config.policy.logs();
+        if !logs.is_empty() && !logs.iter().any(|l| l.key.to_vkey() == ours) {
+            tracing::warn!(
+                vkey = %ours,
+                "the witness policy names other logs but not this one: verifiers using it will \
+                 refuse this log's checkpoints"
+            );
+        }
         let w = Witnessing::start(config, self.store.clone(), self.seq.shared().clone())?;
         self.witnessing
             .set(w.clone())
@@ -306,10 +315,18 @@ impl LogHandle {
 
     /// The entries at `indexes` with inclusion proofs against one published checkpoint (the
     /// latest), so that every proof checks against the same signed root.
-    /// The checkpoint is the one readers are served ([`LogHandle::served_checkpoint`]), with its
-    /// cosignatures, or the published one in quorum mode before any reached the quorum.
+    /// The checkpoint is, when the log is witnessed, the latest one whose cosignatures meet the
+    /// witness quorum if it covers every index (evidence then verifies under the policy, even
+    /// while the newest checkpoint still awaits its cosignatures); otherwise the one readers are
+    /// served ([`LogHandle::readers_checkpoint`]).
     pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
-        let checkpoint = self.readers_checkpoint();
+        let last = indexes.iter().copied().max().unwrap_or(0);
+        let checkpoint = self
+            .witnessing()
+            .and_then(|w| w.quorum_checkpoint())
+            .map(|c| c.checkpoint)
+            .filter(|c| c.size > last)
+            .unwrap_or_else(|| self.readers_checkpoint());
         let mut entries = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if index >= checkpoint.size {

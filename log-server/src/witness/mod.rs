@@ -349,6 +349,9 @@ impl Witnessing {
             .collect();
         sizes.sort_unstable();
         sizes.dedup();
+        // What was cosigned before the restart is no sample of the cosigning latency.
+        self.fully_cosigned
+            .store(sizes.last().copied().unwrap_or(0), Ordering::Relaxed);
         let published = self.shared.published();
         for size in sizes {
             if size > published.size {

@@ -561,3 +561,38 @@ async fn witness_quorum_none_holds_nothing_back() {
     w1.stop();
     log.stop().await;
 }
+
+/// Proofs for evidence are made against the latest checkpoint that met the quorum when it
+/// covers the entries, even once a newer one awaits its cosignatures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_evidence_proofs_use_the_cosigned_checkpoint() {
+    let log = TestLog::start().await;
+    let w1 = FakeWitness::start("w1.test", 18, &log.vkey).await;
+    let w2 = FakeWitness::start("w2.test", 19, &log.vkey).await;
+    let text_policy = policy(&log, &w1, &w2);
+    let p = Policy::parse(text_policy.as_bytes()).unwrap();
+    log.state
+        .log
+        .start_witnessing(config(
+            &text_policy,
+            WitnessMode::Publish,
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    for n in 0..2 {
+        log.state.log.append_verified_entry(entry(n)).await.unwrap();
+    }
+    until("both cosign size 2", || cosigned_at(&log, &p, 2)).await;
+    w2.set(Behaviour::Status(503));
+    log.state.log.append_verified_entry(entry(2)).await.unwrap();
+    let proved = log.state.log.prove_entries(&[1]).unwrap();
+    let v = verify_checkpoint_with_policy(proved.checkpoint.note.as_bytes(), &p).unwrap();
+    assert_eq!(v.checkpoint.size, 2);
+    // Entry 2 is only in the uncosigned checkpoint: its proof is against that one.
+    let proved = log.state.log.prove_entries(&[2]).unwrap();
+    assert_eq!(proved.checkpoint.size, 3);
+    assert!(verify_checkpoint_with_policy(proved.checkpoint.note.as_bytes(), &p).is_err());
+    w1.stop();
+    w2.stop();
+    log.stop().await;
+}
