@@ -68,7 +68,8 @@ pub(super) async fn get_inclusion(
     State(s): State<LogApi>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let published = s.log.sequencer().shared().published();
+    // The checkpoint readers are served: with its cosignatures when witnessed.
+    let published = s.log.readers_checkpoint();
     let tree_size = query_u64(&q, "tree_size")?.unwrap_or(published.size);
     if tree_size > published.size {
         return Err(ApiError::bad_request(
