@@ -309,6 +309,15 @@ impl ApprovalsArgs {
 #[cfg(test)]
 mod tests;
 
+/// `--witness-mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WitnessModeArg {
+    /// Serve each checkpoint at once; cosignatures are added as they arrive.
+    Publish,
+    /// Serve a checkpoint only once the policy's quorum has cosigned it.
+    Quorum,
+}
+
 /// How the log gets its checkpoints cosigned (`serve --witness-policy ...`, `spec/witnessing.md`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct WitnessArgs {
@@ -324,8 +333,8 @@ pub struct WitnessArgs {
     /// `publish`: serve each checkpoint at once and add cosignatures as they arrive. `quorum`:
     /// serve a checkpoint (and answer appends and release tokens) only once the policy's quorum
     /// has cosigned it.
-    #[arg(long, env = "COUNTERSIGN_WITNESS_MODE", default_value = "publish", value_parser = ["publish", "quorum"])]
-    pub witness_mode: String,
+    #[arg(long, env = "COUNTERSIGN_WITNESS_MODE", value_enum, default_value_t = WitnessModeArg::Publish)]
+    pub witness_mode: WitnessModeArg,
     /// Quorum mode: how long an append or a token request waits for the quorum before it is
     /// answered 503 `not_witnessed` (the entry stays logged) and an alert is raised.
     #[arg(long, env = "COUNTERSIGN_WITNESS_QUORUM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -352,10 +361,9 @@ impl WitnessArgs {
         c.interval = self
             .witness_interval
             .max(std::time::Duration::from_millis(10));
-        c.mode = if self.witness_mode == "quorum" {
-            countersign_log::WitnessMode::Quorum
-        } else {
-            countersign_log::WitnessMode::Publish
+        c.mode = match self.witness_mode {
+            WitnessModeArg::Publish => countersign_log::WitnessMode::Publish,
+            WitnessModeArg::Quorum => countersign_log::WitnessMode::Quorum,
         };
         c.quorum_timeout = self.witness_quorum_timeout;
         Ok(Some(c))

@@ -107,7 +107,10 @@ async fn witness_two_witnesses_cosign_the_served_checkpoint() {
     assert!(verify_checkpoint_with_policy(note.as_bytes(), &p).is_ok());
     let (_, inclusion) = log.get("/v1/log/proof/inclusion?index=0").await;
     let note = inclusion["checkpoint"].as_str().unwrap();
-    assert!(verify_checkpoint_with_policy(note.as_bytes(), &p).is_ok(), "{inclusion}");
+    assert!(
+        verify_checkpoint_with_policy(note.as_bytes(), &p).is_ok(),
+        "{inclusion}"
+    );
     let (_, metrics) = text(&log, "/metrics").await;
     assert!(metric(&metrics, "countersign_witness_cosign_latency_seconds_count") >= 1.0);
     assert_eq!(
