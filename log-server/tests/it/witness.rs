@@ -602,3 +602,65 @@ async fn witness_evidence_proofs_use_the_cosigned_checkpoint() {
     w2.stop();
     log.stop().await;
 }
+
+/// A cosignature that does not verify, or whose timestamp is far from the log's clock, is not
+/// kept: an alert of kind `bad_cosignature`, and the checkpoint is served without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_bad_cosignatures_are_not_kept() {
+    let log = TestLog::start().await;
+    let w1 = FakeWitness::start("w1.test", 27, &log.vkey).await;
+    let w2 = FakeWitness::start("w2.test", 28, &log.vkey).await;
+    let text_policy = policy(&log, &w1, &w2);
+    let p = Policy::parse(text_policy.as_bytes()).unwrap();
+    w1.set(Behaviour::WrongKey);
+    w2.set(Behaviour::SkewedClock(3600));
+    log.state
+        .log
+        .start_witnessing(config(
+            &text_policy,
+            WitnessMode::Publish,
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    log.state.log.append_verified_entry(entry(0)).await.unwrap();
+    for w in ["w1", "w2"] {
+        let name = format!(
+            "countersign_witness_failures_total{{witness=\"{w}\",kind=\"bad_cosignature\"}}"
+        );
+        until("the bad cosignature is counted", || async {
+            metric(&text(&log, "/metrics").await.1, &name) >= 1.0
+        })
+        .await;
+    }
+    let (_, note) = text(&log, "/checkpoint").await;
+    assert!(
+        !note.contains("— w1.test") && !note.contains("— w2.test"),
+        "{note}"
+    );
+    until("the lag in entries shows", || async {
+        let m = text(&log, "/metrics").await.1;
+        metric(&m, "countersign_witness_lag_entries{witness=\"w1\"}") >= 1.0
+    })
+    .await;
+    until("the lag in seconds grows", || async {
+        metric(
+            &text(&log, "/metrics").await.1,
+            "countersign_witness_lag_seconds{witness=\"w2\"}",
+        ) > 0.0
+    })
+    .await;
+    // Good cosignatures again: kept, and the lag falls to zero.
+    w1.set(Behaviour::Honest);
+    w2.set(Behaviour::Honest);
+    until("both cosign size 1", || cosigned_at(&log, &p, 1)).await;
+    until("the lag clears", || async {
+        metric(
+            &text(&log, "/metrics").await.1,
+            "countersign_witness_lag_seconds{witness=\"w2\"}",
+        ) == 0.0
+    })
+    .await;
+    w1.stop();
+    w2.stop();
+    log.stop().await;
+}

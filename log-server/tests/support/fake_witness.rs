@@ -23,6 +23,10 @@ pub enum Behaviour {
     Honest,
     /// Every request gets this status (403, 422, 503...).
     Status(u16),
+    /// Cosigns, but with a timestamp this many seconds in the past.
+    SkewedClock(u64),
+    /// Cosigns with another key than its own.
+    WrongKey,
 }
 
 #[derive(Debug)]
@@ -184,11 +188,17 @@ async fn add_checkpoint(State(c): State<Ctx>, body: String) -> Response {
     }
     st.size = cp.size;
     st.root = cp.root;
-    let ts = std::time::SystemTime::now()
+    let mut ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let sig = c.key.sign(cosignature_message(ts, &v.note_text).as_bytes());
+    let mut key = (*c.key).clone();
+    match st.behaviour {
+        Behaviour::SkewedClock(behind) => ts -= behind,
+        Behaviour::WrongKey => key = SigningKey::from_bytes(&[0xee; 32]),
+        _ => {}
+    }
+    let sig = key.sign(cosignature_message(ts, &v.note_text).as_bytes());
     let mut raw = ts.to_be_bytes().to_vec();
     raw.extend_from_slice(&sig.to_bytes());
     NoteSignature {
