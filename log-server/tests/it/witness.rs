@@ -664,3 +664,40 @@ async fn witness_bad_cosignatures_are_not_kept() {
     w2.stop();
     log.stop().await;
 }
+
+/// Quorum mode under concurrent appends: every append is answered with a checkpoint that
+/// covers it and satisfies the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_quorum_mode_answers_concurrent_appends_with_cosigned_checkpoints() {
+    let log = TestLog::start().await;
+    let w1 = FakeWitness::start("w1.test", 29, &log.vkey).await;
+    let w2 = FakeWitness::start("w2.test", 30, &log.vkey).await;
+    let text_policy = policy(&log, &w1, &w2);
+    let p = std::sync::Arc::new(Policy::parse(text_policy.as_bytes()).unwrap());
+    let mut c = config(&text_policy, WitnessMode::Quorum, Duration::from_secs(20));
+    c.interval = Duration::from_millis(10);
+    log.state.log.start_witnessing(c).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let (h, p) = (log.state.log.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..30u64 {
+                let a = h.append_verified_entry(entry(t * 1000 + n)).await.unwrap();
+                let a = h.await_witnessed(a).await.unwrap();
+                assert!(a.tree_size > a.index);
+                let v = verify_checkpoint_with_policy(a.checkpoint.as_bytes(), &p).unwrap();
+                assert_eq!(v.checkpoint.size, a.tree_size);
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(log.state.log.published().size, 480);
+    w1.stop();
+    w2.stop();
+    log.stop().await;
+}
