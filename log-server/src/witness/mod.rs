@@ -377,7 +377,8 @@ impl Witnessing {
             };
             self.gathered(&t);
         }
-        self.refresh_lag(&self.target.borrow().clone());
+        let latest = self.target.borrow().clone();
+        self.refresh_lag(&latest);
         Ok(())
     }
 

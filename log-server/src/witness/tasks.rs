@@ -19,13 +19,18 @@ impl Witnessing {
     /// interval; refreshes the lag metrics meanwhile.
     pub(super) async fn coordinate(self: Arc<Self>, mut published: watch::Receiver<u64>) {
         let mut stop = self.stop.subscribe();
+        // Stopped before this task first ran: no change will come.
+        if *stop.borrow_and_update() {
+            return;
+        }
         let mut last = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 r = published.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(self.config.interval) => {
-                    self.refresh_lag(&self.target.borrow().clone());
+                    let latest = self.target.borrow().clone();
+                    self.refresh_lag(&latest);
                     continue;
                 }
             }
@@ -58,6 +63,9 @@ impl Witnessing {
     pub(super) async fn follow(self: Arc<Self>, i: usize) {
         let mut target = self.target.subscribe();
         let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return;
+        }
         let mut backoff: Option<Duration> = Some(Duration::ZERO);
         let max_backoff =
             (self.config.interval * 20).clamp(Duration::from_secs(1), Duration::from_secs(30));
@@ -85,7 +93,8 @@ impl Witnessing {
                 Ok(()) => {
                     backoff = None;
                     self.gathered(&t);
-                    self.refresh_lag(&self.target.borrow().clone());
+                    let latest = self.target.borrow().clone();
+                    self.refresh_lag(&latest);
                 }
                 Err(f) => {
                     self.failed(i, &f);
