@@ -262,24 +262,19 @@ pub(super) async fn post_decision_batch(
         .map(|r| r.map_err(ApiError::from))
         .collect();
     // Every logged decision's checkpoint is at most the published one, so one checkpoint
-    // covers them all and every proof is against it. In quorum mode, that checkpoint is the
-    // first that met the quorum and covers the last of them.
-    let mut published = s.log.sequencer().shared().published();
+    // covers them all and every proof is against it. In witness quorum mode, that checkpoint is
+    // one the quorum cosigned, covering the last of them.
+    let published = s.log.sequencer().shared().published();
+    let (mut size, mut note) = (published.size, published.note);
     let last = outcomes.iter().flatten().max_by_key(|a| a.index).cloned();
-    if let Some(a) = last {
+    if let Some(a) = last.filter(|_| s.log.quorum_timeout().is_some()) {
         let w = s.log.await_witnessed(a).await?;
-        if w.tree_size != published.size || *w.checkpoint != *published.note {
-            published = s
-                .log
-                .served_checkpoint()
-                .filter(|p| p.size >= w.tree_size)
-                .unwrap_or(published);
-        }
+        (size, note) = (w.tree_size, w.checkpoint);
     }
     let mut proofs = Vec::with_capacity(outcomes.len());
     for o in &outcomes {
         proofs.push(match o {
-            Ok(a) => inclusion_proof(s.log.store(), a.index, published.size)?,
+            Ok(a) => inclusion_proof(s.log.store(), a.index, size)?,
             Err(_) => Vec::new(),
         });
     }
@@ -310,8 +305,8 @@ pub(super) async fn post_decision_batch(
         s.log.metrics().append_latency.observe(elapsed);
     }
     let mut resp = Json(BatchAnswer {
-        tree_size: published.size,
-        checkpoint: &published.note,
+        tree_size: size,
+        checkpoint: &note,
         logged,
         refused: results.len() - logged,
         results,

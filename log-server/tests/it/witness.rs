@@ -701,3 +701,51 @@ async fn witness_quorum_mode_answers_concurrent_appends_with_cosigned_checkpoint
     w2.stop();
     log.stop().await;
 }
+
+/// Quorum mode, the batch endpoint: answered with a checkpoint the quorum cosigned, every
+/// proof against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_quorum_mode_answers_a_batch_with_a_cosigned_checkpoint() {
+    let log = TestLog::start().await;
+    let w1 = FakeWitness::start("w1.test", 33, &log.vkey).await;
+    let w2 = FakeWitness::start("w2.test", 34, &log.vkey).await;
+    let text_policy = policy(&log, &w1, &w2);
+    let p = Policy::parse(text_policy.as_bytes()).unwrap();
+    log.state
+        .log
+        .start_witnessing(config(
+            &text_policy,
+            WitnessMode::Quorum,
+            Duration::from_secs(20),
+        ))
+        .unwrap();
+    let mut pk = passkey(42);
+    let enrol = log.enrol(&pk, "approver-b").await;
+    let token = log.submitter().await;
+    let batch = serde_json::json!({"decisions": [
+        crate::common::signed_decision(&mut pk, "approver-b", enrol, 1, |_| {}),
+        crate::common::signed_decision(&mut pk, "approver-b", enrol, 2, |_| {}),
+    ]});
+    let (s, v) = log.post("/v1/log/decisions/batch", &token, &batch).await;
+    assert_eq!(s, 200, "{v}");
+    let note = v["checkpoint"].as_str().unwrap();
+    let cp = verify_checkpoint_with_policy(note.as_bytes(), &p)
+        .unwrap()
+        .checkpoint;
+    assert_eq!(v["tree_size"], cp.size);
+    for r in v["results"].as_array().unwrap() {
+        let index = r["index"].as_u64().unwrap();
+        assert!(index < cp.size);
+        let proof: Vec<countersign_verifier::Hash> = r["inclusion_proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| countersign_verifier::Hash::from_hex(h.as_str().unwrap()).unwrap())
+            .collect();
+        let leaf = countersign_verifier::Hash::from_hex(r["leaf_hash"].as_str().unwrap()).unwrap();
+        countersign_verifier::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root).unwrap();
+    }
+    w1.stop();
+    w2.stop();
+    log.stop().await;
+}
