@@ -78,6 +78,12 @@ pub enum AppendError {
     ShuttingDown,
     /// Storage failed; the entry was not appended.
     Storage,
+    /// Quorum mode: the entry is logged (at `index`), but no checkpoint covering it reached the
+    /// witness quorum in time; retrying returns the same leaf.
+    NotWitnessed {
+        /// The entry's leaf index.
+        index: u64,
+    },
 }
 
 impl AppendError {
@@ -105,6 +111,11 @@ impl std::fmt::Display for AppendError {
             AppendError::QueueFull => f.write_str("the append queue is full"),
             AppendError::ShuttingDown => f.write_str("the log is shutting down"),
             AppendError::Storage => f.write_str("storage failed; nothing was appended"),
+            AppendError::NotWitnessed { index } => write!(
+                f,
+                "entry {index} is logged, but no checkpoint covering it reached the witness \
+                 quorum in time"
+            ),
         }
     }
 }

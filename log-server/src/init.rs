@@ -184,6 +184,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         signer,
         policy: Arc::new(config.policy.clone()),
         metrics,
+        witnessing: Arc::default(),
     };
     Ok(Started {
         api: LogApi {

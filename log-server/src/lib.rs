@@ -9,7 +9,8 @@
 //! Where things live: [`storage`] (the RocksDB store, the node cache and the key-value areas
 //! other crates open by column-family name), [`sequencer`] (the single writer), [`log`] (the
 //! [`LogHandle`], the only front door for appends and reads against one published tree size),
-//! [`signer`], [`proofs`], [`tiles`], [`submitters`], [`metrics`], [`error`] (typed errors),
+//! [`signer`], [`proofs`], [`tiles`], [`submitters`], [`witness`] (the witness client),
+//! [`metrics`], [`error`] (typed errors),
 //! [`init`] (start), [`backup`], [`datadir`] (its files), and [`http`] (the log's router, the one
 //! `ApiError` and the shared extractors).
 
@@ -26,6 +27,7 @@ pub mod signer;
 pub mod storage;
 pub mod submitters;
 pub mod tiles;
+pub mod witness;
 
 pub use backup::{backup_offline, backup_store};
 pub use datadir::{ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN, KEY_FILE, VKEY_FILE};
@@ -37,3 +39,4 @@ pub use http::{
 pub use init::{start, Config, Started};
 pub use log::{DecisionRequest, EnrolmentRequest, LogHandle, RevocationRequest, RpPolicy};
 pub use sequencer::{now_ms, Appended, Published, SequencerConfig};
+pub use witness::{WitnessConfig, WitnessConfigError, WitnessMode, Witnessing};

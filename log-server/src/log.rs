@@ -15,6 +15,7 @@ use crate::proofs::{inclusion_proof, ProofRequestError};
 use crate::sequencer::{now_ms, AppendKind, Appended, Published, SequencerHandle};
 use crate::signer::LogSigner;
 use crate::storage::{StorageError, Store};
+use crate::witness::{WitnessConfig, WitnessStartError, Witnessing};
 
 /// The relying-party policy decisions are checked under.
 #[derive(Clone, Debug)]
@@ -115,6 +116,9 @@ pub struct LogHandle {
     pub(crate) signer: Arc<LogSigner>,
     pub(crate) policy: Arc<RpPolicy>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The witness client, once started ([`LogHandle::start_witnessing`]); shared by every
+    /// clone of the handle.
+    pub(crate) witnessing: Arc<std::sync::OnceLock<Arc<Witnessing>>>,
 }
 
 fn storage_failed(e: impl std::fmt::Display) -> AppendError {
@@ -163,6 +167,103 @@ impl LogHandle {
     /// The latest published checkpoint: its size, root and signed note, one snapshot.
     pub fn published(&self) -> Published {
         self.seq.shared().published()
+    }
+
+    /// Starts the witness client on the current tokio runtime (`spec/witnessing.md`). Once per
+    /// log.
+    pub fn start_witnessing(
+        &self,
+        config: WitnessConfig,
+    ) -> Result<Arc<Witnessing>, WitnessStartError> {
+        if self.witnessing.get().is_some() {
+            return Err(WitnessStartError::AlreadyStarted);
+        }
+        let ours = self.signer.verifier_key().to_vkey();
+        let logs = config.policy.logs();
+        if !logs.is_empty() && !logs.iter().any(|l| l.key.to_vkey() == ours) {
+            tracing::warn!(
+                vkey = %ours,
+                "the witness policy names other logs but not this one: verifiers using it will \
+                 refuse this log's checkpoints"
+            );
+        }
+        let w = Witnessing::start(config, self.store.clone(), self.seq.shared().clone())?;
+        self.witnessing
+            .set(w.clone())
+            .map_err(|_| WitnessStartError::AlreadyStarted)?;
+        Ok(w)
+    }
+
+    /// The witness client, when started.
+    pub fn witnessing(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing.get()
+    }
+
+    /// The checkpoint readers get (`/checkpoint`, evidence): the published one, with the
+    /// cosignatures gathered for it when witnessed; in quorum mode the latest checkpoint that
+    /// met the quorum, `None` before the first.
+    pub fn served_checkpoint(&self) -> Option<Published> {
+        let published = self.published();
+        match self.witnessing() {
+            None => Some(published),
+            Some(w) => w.served(published),
+        }
+    }
+
+    /// [`LogHandle::served_checkpoint`], or the published checkpoint when none is served yet
+    /// (quorum mode before the first quorum): what proofs for readers are made against.
+    pub fn readers_checkpoint(&self) -> Published {
+        self.served_checkpoint().unwrap_or_else(|| self.published())
+    }
+
+    /// In quorum mode, waits until a checkpoint that met the quorum covers `a` and returns `a`
+    /// against it ([`AppendError::NotWitnessed`] after the quorum timeout; the entry is
+    /// logged all the same). Otherwise returns `a` as it is.
+    pub async fn await_witnessed(&self, a: Appended) -> Result<Appended, AppendError> {
+        let Some(w) = self.quorum_gate() else {
+            return Ok(a);
+        };
+        let c = w
+            .wait_covered(a.index)
+            .await
+            .map_err(|e| AppendError::NotWitnessed { index: e.index })?;
+        Ok(Appended {
+            tree_size: c.checkpoint.size,
+            checkpoint: c.checkpoint.note,
+            ..a
+        })
+    }
+
+    /// The witness client when it gates publication ([`Witnessing::gates`]).
+    fn quorum_gate(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing().filter(|w| w.gates())
+    }
+
+    /// Whether leaf `index` may be acted on: always, unless in quorum mode no checkpoint that
+    /// met the quorum covers it yet. (The approval front end releases tokens only then.)
+    pub fn quorum_covers(&self, index: u64) -> bool {
+        self.quorum_gate().is_none_or(|w| {
+            w.quorum_checkpoint()
+                .is_some_and(|c| c.checkpoint.size > index)
+        })
+    }
+
+    /// In quorum mode, how long appends and tokens wait for the quorum.
+    pub fn quorum_timeout(&self) -> Option<std::time::Duration> {
+        self.quorum_gate().map(|w| w.config().quorum_timeout)
+    }
+
+    /// Waits until [`LogHandle::quorum_covers`] holds for `index`, at most the quorum timeout
+    /// ([`AppendError::NotWitnessed`] after it, with an alert).
+    pub async fn await_quorum(&self, index: u64) -> Result<(), AppendError> {
+        match self.quorum_gate() {
+            None => Ok(()),
+            Some(w) => w
+                .wait_covered(index)
+                .await
+                .map(|_| ())
+                .map_err(|e| AppendError::NotWitnessed { index: e.index }),
+        }
     }
 
     /// Where the decision made with assertion `key` ([`assertion_key`]) is in the published
@@ -214,8 +315,18 @@ impl LogHandle {
 
     /// The entries at `indexes` with inclusion proofs against one published checkpoint (the
     /// latest), so that every proof checks against the same signed root.
+    /// The checkpoint is, when the log is witnessed, the latest one whose cosignatures meet the
+    /// witness quorum if it covers every index (evidence then verifies under the policy, even
+    /// while the newest checkpoint still awaits its cosignatures); otherwise the one readers are
+    /// served ([`LogHandle::readers_checkpoint`]).
     pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
-        let checkpoint = self.published();
+        let last = indexes.iter().copied().max().unwrap_or(0);
+        let checkpoint = self
+            .witnessing()
+            .and_then(|w| w.quorum_checkpoint())
+            .map(|c| c.checkpoint)
+            .filter(|c| c.size > last)
+            .unwrap_or_else(|| self.readers_checkpoint());
         let mut entries = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if index >= checkpoint.size {

@@ -63,6 +63,16 @@ async fn deliver_outcome(c: &Arc<Approvals>, key: &str) {
             return;
         }
     };
+    // Quorum mode: no ping (which invites the client to fetch the tokens) and no pushed tokens
+    // before a checkpoint the witnesses' quorum cosigned covers the decision. After the quorum
+    // timeout (alerted by the log) the delivery stays owed, and is taken up again at the next
+    // start; a ping client polling meanwhile is told the same at the token endpoint.
+    if let (RequestStatus::Approved, Some(d)) = (&r.status, &r.decision) {
+        if let Err(e) = c.log.await_quorum(d.index).await {
+            tracing::error!(request_id = %r.request_id, error = %e, "delivery held back: the decision's checkpoint has not reached the witness quorum");
+            return;
+        }
+    }
     let grace_over = now_secs() >= r.statement.expires_at + DECIDING_GRACE_SECS;
     let expired = match r.status {
         RequestStatus::Approved | RequestStatus::Denied => false,

@@ -89,6 +89,14 @@ pub fn build_bundle(
     enrolment_index: u64,
     parties: Parties,
 ) -> Result<EvidenceBundle, ApiError> {
+    // Quorum mode: evidence is against a checkpoint the witnesses' quorum cosigned, and there
+    // is none covering the decision yet.
+    if !c.log.quorum_covers(decision_index) {
+        return Err(countersign_log::AppendError::NotWitnessed {
+            index: decision_index,
+        }
+        .into());
+    }
     // One checkpoint: both proofs are made against it.
     let proved = c
         .log

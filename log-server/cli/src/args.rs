@@ -308,3 +308,97 @@ impl ApprovalsArgs {
 
 #[cfg(test)]
 mod tests;
+
+/// `--witness-mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WitnessModeArg {
+    /// Serve each checkpoint at once; cosignatures are added as they arrive.
+    Publish,
+    /// Serve a checkpoint only once the policy's quorum has cosigned it.
+    Quorum,
+}
+
+/// How the log gets its checkpoints cosigned (`serve --witness-policy ...`, `spec/witnessing.md`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct WitnessArgs {
+    /// A C2SP tlog-policy file naming the witnesses (`witness <name> <vkey> <url>`, the URL
+    /// being the witness's tlog-witness submission prefix, http:// only) and the quorum. The log
+    /// sends each new checkpoint to every witness (add-checkpoint) and serves the cosignatures
+    /// it gathers with the checkpoint at /checkpoint. Without it the log is not witnessed.
+    #[arg(long, env = "COUNTERSIGN_WITNESS_POLICY", value_name = "FILE")]
+    pub witness_policy: Option<std::path::PathBuf>,
+    /// Shortest time between two checkpoints sent to the witnesses (`1s`, `250ms`).
+    #[arg(long, env = "COUNTERSIGN_WITNESS_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub witness_interval: std::time::Duration,
+    /// `publish`: serve each checkpoint at once and add cosignatures as they arrive. `quorum`:
+    /// serve a checkpoint (and answer appends and release tokens) only once the policy's quorum
+    /// has cosigned it.
+    #[arg(long, env = "COUNTERSIGN_WITNESS_MODE", value_enum, default_value_t = WitnessModeArg::Publish)]
+    pub witness_mode: WitnessModeArg,
+    /// Quorum mode: how long an append or a token request waits for the quorum before it is
+    /// answered 503 `not_witnessed` (the entry stays logged) and an alert is raised.
+    #[arg(long, env = "COUNTERSIGN_WITNESS_QUORUM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub witness_quorum_timeout: std::time::Duration,
+}
+
+impl WitnessArgs {
+    /// The witness client's configuration, `None` without `--witness-policy`; an error names
+    /// the file and what is wrong with it (a bad policy, a witness without a URL).
+    pub fn config(&self) -> Result<Option<countersign_log::WitnessConfig>, WitnessArgsError> {
+        let Some(path) = &self.witness_policy else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(path).map_err(|e| WitnessArgsError::Read {
+            path: path.clone(),
+            error: e.to_string(),
+        })?;
+        let mut c = countersign_log::WitnessConfig::from_policy(&bytes).map_err(|e| {
+            WitnessArgsError::Policy {
+                path: path.clone(),
+                error: e,
+            }
+        })?;
+        c.interval = self
+            .witness_interval
+            .max(std::time::Duration::from_millis(10));
+        c.mode = match self.witness_mode {
+            WitnessModeArg::Publish => countersign_log::WitnessMode::Publish,
+            WitnessModeArg::Quorum => countersign_log::WitnessMode::Quorum,
+        };
+        c.quorum_timeout = self.witness_quorum_timeout;
+        Ok(Some(c))
+    }
+}
+
+/// Why `--witness-policy` cannot be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WitnessArgsError {
+    /// The file cannot be read.
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// The file is not a usable witness policy.
+    Policy {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: countersign_log::WitnessConfigError,
+    },
+}
+
+impl std::fmt::Display for WitnessArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WitnessArgsError::Read { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            WitnessArgsError::Policy { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for WitnessArgsError {}

@@ -49,8 +49,20 @@ impl Server {
     /// started without the front end can take it on later) and, given `approvals`, the front end
     /// on it. Blocking: call from a blocking context.
     pub fn start(
+        config: countersign_log::Config,
+        approvals: Option<CibaConfig>,
+    ) -> Result<Server, InitError> {
+        Self::start_witnessed(config, approvals, None)
+    }
+
+    /// [`Server::start`], with the witness client started on the log (`--witness-policy`)
+    /// before the front end: deliveries the front end resumes at start already wait for the
+    /// witness quorum in quorum mode. Blocking, but within a tokio runtime (the witness client's
+    /// tasks are spawned on it).
+    pub fn start_witnessed(
         mut config: countersign_log::Config,
         approvals: Option<CibaConfig>,
+        witness: Option<countersign_log::WitnessConfig>,
     ) -> Result<Server, InitError> {
         for cf in countersign_approvals::COLUMN_FAMILIES {
             if !config.column_families.contains(cf) {
@@ -59,6 +71,11 @@ impl Server {
         }
         let started = countersign_log::start(config)?;
         let mut api = started.api;
+        if let Some(w) = witness {
+            api.log
+                .start_witnessing(w)
+                .map_err(|e| InitError::Config(e.to_string()))?;
+        }
         let approvals = match approvals {
             Some(c) => {
                 let a = countersign_approvals::open(api.log.clone(), api.admin.clone(), c)?;

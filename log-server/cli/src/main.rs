@@ -131,6 +131,8 @@ struct ServeArgs {
     #[arg(long, env = "COUNTERSIGN_BODY_TIMEOUT", default_value_t = 10)]
     body_timeout: u64,
     #[command(flatten)]
+    witness: countersign::args::WitnessArgs,
+    #[command(flatten)]
     ciba: Box<countersign::args::ApprovalsArgs>,
     /// Serve the transparency log alone, without the approval front end (no CIBA endpoints,
     /// pages or admin API for clients and approvers; their records are kept untouched).
@@ -281,9 +283,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
              COUNTERSIGN_AUTHORIZATION_DETAILS_TYPES=TYPE,TYPE"
         );
     }
-    let started = tokio::task::spawn_blocking(move || Server::start(config, approvals))
-        .await?
-        .context("starting the server")?;
+    // Read and checked before anything starts: a bad policy must not leave a half-started log.
+    let witness = a.witness.config().context("--witness-policy")?;
+    let started =
+        tokio::task::spawn_blocking(move || Server::start_witnessed(config, approvals, witness))
+            .await?
+            .context("starting the server")?;
     let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);
     let admin_token = data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
     eprint!(

@@ -143,6 +143,15 @@ impl From<AppendError> for ApiError {
                 "the log is shutting down; nothing was appended",
             )
             .retry_after(5),
+            AppendError::NotWitnessed { index } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_witnessed",
+                format!(
+                    "entry {index} is logged, but no checkpoint covering it has reached the \
+                     witness quorum yet; retry (the same leaf is returned)"
+                ),
+            )
+            .retry_after(5),
             // Storage, and any kind added later: fail closed.
             _ => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

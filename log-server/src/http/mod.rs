@@ -114,6 +114,9 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let result = accept_loop(listener, app, limits, shutdown).await;
     log.sequencer().shutdown().await;
+    if let Some(w) = log.witnessing() {
+        w.stop().await;
+    }
     // Nothing more will be appended: write the memtables out so the next start is quick.
     let store = log.store().clone();
     let t = std::time::Instant::now();

@@ -99,13 +99,23 @@ pub(super) async fn get_healthz(State(s): State<LogApi>) -> Response {
         <= s.checkpoint_interval_ms
             .saturating_mul(3)
             .saturating_add(2000);
-    let ok = shared.alive() && !shared.closing() && fresh;
-    let body = Json(json!({
-        "status": if ok { "ok" } else { "unhealthy" },
+    let mut ok = shared.alive() && !shared.closing() && fresh;
+    let mut body = json!({
+        "status": "ok",
         "sequencer_alive": shared.alive(),
         "checkpoint_age_ms": age,
         "tree_size": shared.published().size,
-    }));
+    });
+    if let Some(w) = s.log.witnessing() {
+        let (reachable, detail) = w.health();
+        // A failing witness is an alert, not an outage, unless it blocks publication.
+        if w.gates() {
+            ok &= reachable;
+        }
+        body["witnessing"] = detail;
+    }
+    body["status"] = json!(if ok { "ok" } else { "unhealthy" });
+    let body = Json(body);
     let status = if ok {
         StatusCode::OK
     } else {
@@ -120,9 +130,12 @@ pub(super) async fn get_metrics(State(s): State<LogApi>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.log
-            .metrics()
-            .render_with(s.metrics_sources.iter().map(|m| m.registry())),
+        s.log.metrics().render_with(
+            s.metrics_sources
+                .iter()
+                .map(|m| m.registry())
+                .chain(s.log.witnessing().map(|w| w.registry())),
+        ),
     )
         .into_response()
 }

@@ -20,7 +20,15 @@ use super::json::*;
 use super::state::LogApi;
 
 pub(super) async fn get_checkpoint(State(s): State<LogApi>) -> Response {
-    let p = s.log.sequencer().shared().published();
+    let Some(p) = s.log.served_checkpoint() else {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_witnessed",
+            "no checkpoint of this log has reached its witness quorum yet",
+        )
+        .retry_after(1)
+        .into_response();
+    };
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -60,7 +68,8 @@ pub(super) async fn get_inclusion(
     State(s): State<LogApi>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let published = s.log.sequencer().shared().published();
+    // The checkpoint readers are served: with its cosignatures when witnessed.
+    let published = s.log.readers_checkpoint();
     let tree_size = query_u64(&q, "tree_size")?.unwrap_or(published.size);
     if tree_size > published.size {
         return Err(ApiError::bad_request(

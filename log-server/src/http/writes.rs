@@ -104,6 +104,7 @@ pub(super) async fn post_enrolment(
         },
     };
     let a = s.log.append_enrolment(req).await?;
+    let a = s.log.await_witnessed(a).await?;
     appended_response(&s, a, started)
 }
 
@@ -123,6 +124,7 @@ pub(super) async fn post_revocation(
         reason: b.reason,
     };
     let a = s.log.append_revocation(req).await?;
+    let a = s.log.await_witnessed(a).await?;
     appended_response(&s, a, started)
 }
 
@@ -164,6 +166,7 @@ pub(super) async fn post_decision(
     require_submitter(&s, &headers)?;
     let req = decision_request(body.json()?)?;
     let a = s.log.append_decision(req).await?;
+    let a = s.log.await_witnessed(a).await?;
     appended_response(&s, a, started)
 }
 
@@ -259,12 +262,19 @@ pub(super) async fn post_decision_batch(
         .map(|r| r.map_err(ApiError::from))
         .collect();
     // Every logged decision's checkpoint is at most the published one, so one checkpoint
-    // covers them all and every proof is against it.
+    // covers them all and every proof is against it. In witness quorum mode, that checkpoint is
+    // one the quorum cosigned, covering the last of them.
     let published = s.log.sequencer().shared().published();
+    let (mut size, mut note) = (published.size, published.note);
+    let last = outcomes.iter().flatten().max_by_key(|a| a.index).cloned();
+    if let Some(a) = last.filter(|_| s.log.quorum_timeout().is_some()) {
+        let w = s.log.await_witnessed(a).await?;
+        (size, note) = (w.tree_size, w.checkpoint);
+    }
     let mut proofs = Vec::with_capacity(outcomes.len());
     for o in &outcomes {
         proofs.push(match o {
-            Ok(a) => inclusion_proof(s.log.store(), a.index, published.size)?,
+            Ok(a) => inclusion_proof(s.log.store(), a.index, size)?,
             Err(_) => Vec::new(),
         });
     }
@@ -295,8 +305,8 @@ pub(super) async fn post_decision_batch(
         s.log.metrics().append_latency.observe(elapsed);
     }
     let mut resp = Json(BatchAnswer {
-        tree_size: published.size,
-        checkpoint: &published.note,
+        tree_size: size,
+        checkpoint: &note,
         logged,
         refused: results.len() - logged,
         results,

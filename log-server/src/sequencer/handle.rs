@@ -67,6 +67,9 @@ pub struct Shared {
     pub(super) committed_batch: AtomicU64,
     /// Set when a batch write failed: the log stops accepting appends (fail closed).
     pub(super) write_failed: AtomicBool,
+    /// Bumped at every publication, so a task can wait for the next checkpoint (the witness
+    /// client) instead of polling.
+    pub(super) published_tx: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -83,6 +86,12 @@ impl Shared {
             Ok(mut g) => *g = p,
             Err(poisoned) => *poisoned.into_inner() = p,
         }
+        self.published_tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees a change at every publication (a new or re-signed checkpoint).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published_tx.subscribe()
     }
 
     /// When the latest checkpoint was signed (ms since the epoch).

@@ -68,6 +68,7 @@ pub fn start(
         closing: AtomicBool::new(false),
         committed_batch: AtomicU64::new(0),
         write_failed: AtomicBool::new(false),
+        published_tx: tokio::sync::watch::channel(0).0,
     });
     let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity.max(1));
     // A rendezvous: the builder works on batch k+1 during batch k's write, then blocks until

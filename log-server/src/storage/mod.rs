@@ -2,7 +2,8 @@
 //!
 //! The log's own families are written in exactly two places: the sequencer (one `WriteBatch`
 //! per batch, `sync=true`) and first-start initialisation (plus the submitter table, by the
-//! admin). Readers never take a lock the sequencer holds: they read committed state straight
+//! admin, and the witness client's records: `witness/<vkey>` keys of `meta` that nothing else
+//! reads or writes). Readers never take a lock the sequencer holds: they read committed state straight
 //! from RocksDB, bounded by the latest published tree size.
 //!
 //! Other crates keep their records in a family of their own, opened by name, through [`kv`]: a

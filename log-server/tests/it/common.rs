@@ -48,7 +48,12 @@ impl TestLog {
     }
 
     pub async fn start_with(f: impl FnOnce(Config) -> Config) -> TestLog {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), f).await
+    }
+
+    /// [`TestLog::start_with`] on the data directory `dir/data` (a restart, when a log ran
+    /// there before).
+    pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(Config) -> Config) -> TestLog {
         let cfg = f(config(dir.path().join("data")));
         let started = tokio::task::spawn_blocking(move || countersign_log::start(cfg))
             .await

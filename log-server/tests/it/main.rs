@@ -5,6 +5,9 @@ mod bad_input;
 mod batch;
 mod common;
 mod dedup;
+/// The fake tlog-witness, shared with the binary's tests.
+#[path = "../support/fake_witness.rs"]
+mod fake_witness;
 mod ops;
 mod revocation;
 mod tiles;
@@ -12,3 +15,4 @@ mod tiles;
 #[allow(dead_code)]
 #[path = "../support/web.rs"]
 mod web;
+mod witness;

@@ -510,6 +510,24 @@ async fn token(
                     "the request expired before its approval was collected; ask again",
                 ));
             }
+            // Quorum mode: tokens only once a checkpoint the witnesses' quorum cosigned covers
+            // the decision; until the quorum timeout the client is asked to keep polling.
+            if let Some(index) = r
+                .decision
+                .as_ref()
+                .map(|d| d.index)
+                .filter(|i| !c.log.quorum_covers(*i))
+            {
+                let waited = c.log.quorum_timeout().unwrap_or_default().as_secs();
+                if now < decided_at.saturating_add(waited.max(1)) {
+                    return Err(ApiError::bad_request(
+                        "authorization_pending",
+                        "the decision is logged; its checkpoint awaits the witnesses' cosignatures",
+                    ));
+                }
+                tracing::warn!(alert = "witness_quorum_timeout", index, "tokens held back: the decision's checkpoint has not reached the witness quorum");
+                return Err(countersign_log::AppendError::NotWitnessed { index }.into());
+            }
             let request_id = r.request_id.clone();
             let body =
                 crate::ciba::issue::issue_tokens_locked(c, &key, r, &auth_req_id, &client, false)

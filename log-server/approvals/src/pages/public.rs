@@ -224,7 +224,9 @@ pub(super) async fn log_page(
     State(ref c): State<Arc<Approvals>>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    let size = c.log.published().size;
+    // The checkpoint the proofs are made against (in witness quorum mode, the latest the
+    // quorum cosigned, which may be behind the published one).
+    let size = c.log.readers_checkpoint().size;
     let end = q.before.unwrap_or(size).min(size);
     let start = end.saturating_sub(LOG_PAGE);
     let indexes: Vec<u64> = (start..end).rev().collect();

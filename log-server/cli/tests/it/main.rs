@@ -15,6 +15,10 @@ mod enrolment_refusals;
 mod errors;
 mod evidence_access;
 mod export;
+/// The log crate's fake tlog-witness.
+#[allow(dead_code)]
+#[path = "../../../tests/support/fake_witness.rs"]
+mod fake_witness;
 mod flood;
 mod flow_load;
 mod flows;
@@ -42,6 +46,7 @@ mod store;
 #[path = "../../../tests/support/web.rs"]
 mod web;
 mod witness;
+mod witnessing;
 /// The witness crate's test log (checkpoints and consistency proofs of a C2SP log).
 #[allow(dead_code)]
 #[path = "../../../witness/tests/support/testlog.rs"]
