@@ -46,8 +46,8 @@ mod store;
 #[path = "../../../tests/support/web.rs"]
 mod web;
 mod witness;
-mod witnessing;
 /// The witness crate's test log (checkpoints and consistency proofs of a C2SP log).
 #[allow(dead_code)]
 #[path = "../../../witness/tests/support/testlog.rs"]
 mod witness_log;
+mod witnessing;

@@ -462,3 +462,151 @@ async fn serve_refuses_a_bad_logs_file_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// The acceptance run with real witnesses: a log (`start_witnessing`, as `serve
+/// --witness-policy` does) and two `countersign witness serve` processes reach a checkpoint both
+/// cosigned, which a 2-of-2 policy accepts; one witness's state wiped makes it answer 409 from
+/// size 0 and the log recovers through it; a fork signed with the log's own key (another root
+/// at the witnessed size, or a larger tree without a valid proof) is refused by both (409, 422)
+/// and cosigned by neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_with_two_real_witnesses_recovers_one_wiped_and_no_fork_is_cosigned() {
+    use countersign_verifier::{verify_checkpoint_with_policy, Checkpoint, Policy};
+    let dir = tempfile::tempdir().unwrap();
+    let bin = pinned_binary(dir.path());
+    let http = reqwest::Client::new();
+    let s = crate::common::Server::start().await;
+    let keygen = |name: &str| {
+        let file = dir.path().join(format!("{name}.key"));
+        let out = Command::new(&bin)
+            .args(["witness", "keygen", "--name", name, "--key-file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        (
+            file,
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        )
+    };
+    let (k1, v1) = keygen("w1.witness.test");
+    let (k2, v2) = keygen("w2.witness.test");
+    let logs = dir.path().join("logs.policy");
+    std::fs::write(&logs, format!("log {}\nquorum none\n", s.vkey.to_vkey())).unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let d1 = dir.path().join("w1-data");
+    let mut w1 = WitnessProcess::spawn(bin.clone(), &k1, &logs, &d1, p1);
+    let w2 = WitnessProcess::spawn(bin.clone(), &k2, &logs, &dir.path().join("w2-data"), p2);
+    w1.wait_ready(&http).await;
+    w2.wait_ready(&http).await;
+    let policy_text = format!(
+        "log {}\nwitness w1 {v1} {}\nwitness w2 {v2} {}\ngroup both all w1 w2\nquorum both\n",
+        s.vkey.to_vkey(),
+        w1.url,
+        w2.url
+    );
+    let policy = Policy::parse(policy_text.as_bytes()).unwrap();
+    let mut cfg = countersign_log::WitnessConfig::from_policy(policy_text.as_bytes()).unwrap();
+    cfg.interval = Duration::from_millis(50);
+    s.log_api.log.start_witnessing(cfg).unwrap();
+    let checkpoint_url = format!("{}/checkpoint", s.api.url);
+    let cosigned_at = |size: u64| {
+        let (http, url, policy) = (http.clone(), checkpoint_url.clone(), &policy);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let note = http.get(&url).send().await.unwrap().text().await.unwrap();
+                if let Ok(v) = verify_checkpoint_with_policy(note.as_bytes(), policy) {
+                    if v.checkpoint.size >= size {
+                        return v.checkpoint;
+                    }
+                }
+                assert!(Instant::now() < deadline, "not cosigned at {size}: {note}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    s.add_approver("apv_w1", 41).await;
+    s.add_approver("apv_w2", 42).await;
+    let first = cosigned_at(s.log_api.log.published().size).await;
+    assert!(first.size >= 2);
+
+    // w1 loses its state: it answers the log's next request with 409 and size 0, and the log
+    // resends from 0 with a proof from the empty tree.
+    w1.kill();
+    std::fs::remove_dir_all(&d1).unwrap();
+    w1.start();
+    w1.wait_ready(&http).await;
+    s.add_approver("apv_w3", 43).await;
+    let second = cosigned_at(s.log_api.log.published().size).await;
+    assert!(second.size > first.size);
+    let origin = s.vkey.name().to_owned();
+    for w in [&w1, &w2] {
+        let r = http
+            .get(format!("{}/checkpoint/{origin}", w.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let held = Checkpoint::parse(
+            Note::parse(r.text().await.unwrap().as_bytes())
+                .unwrap()
+                .text(),
+        )
+        .unwrap();
+        assert_eq!(held.size, second.size, "{}", w.url);
+    }
+
+    // The fork, signed with the log's key: another root at the size the witnesses hold.
+    let signer = s.log_api.log.signer();
+    let forked = signer.sign(second.size, Hash([0xee; 32])).unwrap();
+    for w in [&w1, &w2] {
+        let r = http
+            .post(format!("{}/add-checkpoint", w.url))
+            .body(crate::witness_log::body_with(second.size, &[], &forked))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{}", w.url);
+        assert_eq!(r.text().await.unwrap().trim(), second.size.to_string());
+        // A larger forked tree, claimed consistent with a proof that is not one.
+        let larger = signer.sign(second.size + 5, Hash([0xef; 32])).unwrap();
+        let r = http
+            .post(format!("{}/add-checkpoint", w.url))
+            .body(crate::witness_log::body_with(
+                second.size,
+                &[Hash([1; 32]), Hash([2; 32])],
+                &larger,
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{}", w.url);
+    }
+    // The real log goes on being cosigned; the witnesses never held the forked roots.
+    s.add_approver("apv_w4", 44).await;
+    let third = cosigned_at(s.log_api.log.published().size).await;
+    assert_ne!(third.root, Hash([0xee; 32]));
+    assert_ne!(third.root, Hash([0xef; 32]));
+
+    // A monitor under the same policy, reading the real witnesses' views: nothing to report.
+    let policy_file = dir.path().join("monitor.policy");
+    std::fs::write(&policy_file, &policy_text).unwrap();
+    let mut monitor = Command::new(&bin);
+    monitor
+        .args(["monitor", "--once", "--log", &s.api.url, "--policy"])
+        .arg(&policy_file)
+        .arg("--state")
+        .arg(dir.path().join("monitor-state"));
+    // Off the async workers: the server under test answers on them.
+    let out = tokio::task::spawn_blocking(move || monitor.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
