@@ -68,9 +68,8 @@ impl std::fmt::Display for WitnessConfigError {
             ),
             WitnessConfigError::BadUrl { witness, url } => write!(
                 f,
-                "witness policy: witness {witness} has URL {url:?}; this build speaks plain \
-                 http:// to witnesses (put a TLS-terminating proxy on the loopback for an \
-                 https:// witness)"
+                "witness policy: witness {witness} has URL {url:?}; give its tlog-witness \
+                 submission prefix as an https:// (or http://) URL"
             ),
         }
     }
@@ -81,7 +80,8 @@ impl std::error::Error for WitnessConfigError {}
 impl WitnessConfig {
     /// A configuration from a `tlog-policy` file's bytes, with the default interval (1 s),
     /// mode (publish), quorum timeout (30 s), skew (10 min) and request timeout (10 s). Every
-    /// witness needs an `http://` URL.
+    /// witness needs an `https://` or `http://` URL (TLS with the Mozilla roots of
+    /// `webpki-roots`).
     pub fn from_policy(bytes: &[u8]) -> Result<Self, WitnessConfigError> {
         let policy = Policy::parse(bytes).map_err(WitnessConfigError::Policy)?;
         if policy.witnesses().is_empty() {
@@ -94,7 +94,8 @@ impl WitnessConfig {
                 });
             };
             let ok = url
-                .strip_prefix("http://")
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
                 .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
             if !ok {
                 return Err(WitnessConfigError::BadUrl {

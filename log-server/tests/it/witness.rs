@@ -374,17 +374,22 @@ async fn witness_records_survive_a_restart() {
 }
 
 #[test]
-fn witness_policy_without_url_or_with_https_is_refused() {
+fn witness_policy_without_url_or_with_another_scheme_is_refused() {
     let k = countersign_verifier::VerifierKey::cosignature("w.test", [1; 32])
         .unwrap()
         .to_vkey();
     let e =
         WitnessConfig::from_policy(format!("witness w {k}\nquorum w\n").as_bytes()).unwrap_err();
     assert!(e.to_string().contains("has no URL"), "{e}");
-    let e =
-        WitnessConfig::from_policy(format!("witness w {k} https://w.test\nquorum w\n").as_bytes())
+    for bad in ["w.test", "ftp://w.test", "https://", "http:///path"] {
+        let e = WitnessConfig::from_policy(format!("witness w {k} {bad}\nquorum w\n").as_bytes())
             .unwrap_err();
-    assert!(e.to_string().contains("http://"), "{e}");
+        assert!(e.to_string().contains("https://"), "{bad}: {e}");
+    }
+    assert!(
+        WitnessConfig::from_policy(format!("witness w {k} https://w.test\nquorum w\n").as_bytes())
+            .is_ok()
+    );
     let e = WitnessConfig::from_policy(b"quorum none\n").unwrap_err();
     assert!(e.to_string().contains("no witness"), "{e}");
     assert!(WitnessConfig::from_policy(b"witness\n").is_err());
