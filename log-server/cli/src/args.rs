@@ -322,7 +322,7 @@ pub enum WitnessModeArg {
 #[derive(clap::Args, Debug, Clone)]
 pub struct WitnessArgs {
     /// A C2SP tlog-policy file naming the witnesses (`witness <name> <vkey> <url>`, the URL
-    /// being the witness's tlog-witness submission prefix, http:// only) and the quorum. The log
+    /// being the witness's tlog-witness submission prefix, https:// or http://) and the quorum. The log
     /// sends each new checkpoint to every witness (add-checkpoint) and serves the cosignatures
     /// it gathers with the checkpoint at /checkpoint. Without it the log is not witnessed.
     #[arg(long, env = "COUNTERSIGN_WITNESS_POLICY", value_name = "FILE")]
