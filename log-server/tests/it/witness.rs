@@ -41,6 +41,22 @@ fn config(policy: &str, mode: WitnessMode, quorum_timeout: Duration) -> WitnessC
     c
 }
 
+/// Two fake witnesses of `log` (seeds `seed` and `seed + 1`) and the 2-of-2 policy over them.
+async fn two_witnesses(log: &TestLog, seed: u8) -> (FakeWitness, FakeWitness, String) {
+    let w1 = FakeWitness::start("w1.test", seed, &log.vkey).await;
+    let w2 = FakeWitness::start("w2.test", seed + 1, &log.vkey).await;
+    let text_policy = policy(log, &w1, &w2);
+    (w1, w2, text_policy)
+}
+
+/// Starts `log`'s witnessing under `policy` ([`config`]).
+fn start(log: &TestLog, policy: &str, mode: WitnessMode, quorum_timeout: Duration) {
+    log.state
+        .log
+        .start_witnessing(config(policy, mode, quorum_timeout))
+        .unwrap();
+}
+
 async fn text(log: &TestLog, path: &str) -> (u16, String) {
     let r = log
         .client
@@ -83,20 +99,16 @@ fn metric(metrics: &str, prefix: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_two_witnesses_cosign_the_served_checkpoint() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 1, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 2, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 1).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
     // Before witnessing starts, the checkpoint carries no cosignature: the policy refuses it.
     assert!(!cosigned_at(&log, &p, 0).await);
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     for n in 0..5 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -141,19 +153,15 @@ async fn witness_two_witnesses_cosign_the_served_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_refusals_alert_in_metrics_and_health() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 3, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 4, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 3).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
     w2.set(Behaviour::Status(422));
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     log.state.log.append_verified_entry(entry(0)).await.unwrap();
     let failures = "countersign_witness_failures_total{witness=\"w2\",kind=\"inconsistent\"}";
     until("the 422 is counted", || async {
@@ -205,18 +213,14 @@ async fn witness_refusals_alert_in_metrics_and_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_down_is_a_transport_alert() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 5, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 6, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 5).await;
     w2.stop();
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     until("the refused connection is counted", || async {
         let m = text(&log, "/metrics").await.1;
         metric(
@@ -232,18 +236,14 @@ async fn witness_down_is_a_transport_alert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_quorum_mode_holds_appends_until_the_quorum_cosigns() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 7, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 8, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 7).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Quorum,
-            Duration::from_secs(20),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Quorum,
+        Duration::from_secs(20),
+    );
     until("the first checkpoint reaches the quorum", || {
         cosigned_at(&log, &p, 0)
     })
@@ -299,18 +299,14 @@ async fn witness_quorum_mode_holds_appends_until_the_quorum_cosigns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_quorum_timeout_is_a_clear_503() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 9, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 10, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 9).await;
     w2.set(Behaviour::Status(503));
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Quorum,
-            Duration::from_millis(300),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Quorum,
+        Duration::from_millis(300),
+    );
     // No checkpoint ever met the quorum: there is none to serve.
     assert_eq!(text(&log, "/checkpoint").await.0, 503);
     let (status, v) = log
@@ -333,18 +329,14 @@ async fn witness_quorum_timeout_is_a_clear_503() {
 async fn witness_records_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let log = TestLog::start_in(dir, |c| c).await;
-    let w1 = FakeWitness::start("w1.test", 11, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 12, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 11).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     for n in 0..3 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -352,14 +344,12 @@ async fn witness_records_survive_a_restart() {
     let dir = log.stop_keep().await;
     let requests = (w1.counts().0, w2.counts().0);
     let log = TestLog::start_in(dir, |c| c).await;
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     // The gathered cosignatures are served at once from the stored records, without asking.
     assert!(cosigned_at(&log, &p, 3).await);
     assert_eq!((w1.counts().0, w2.counts().0), requests);
@@ -386,10 +376,10 @@ fn witness_policy_without_url_or_with_another_scheme_is_refused() {
             .unwrap_err();
         assert!(e.to_string().contains("https://"), "{bad}: {e}");
     }
-    assert!(
-        WitnessConfig::from_policy(format!("witness w {k} https://w.test\nquorum w\n").as_bytes())
-            .is_ok()
-    );
+    assert!(WitnessConfig::from_policy(
+        format!("witness w {k} https://w.test\nquorum w\n").as_bytes()
+    )
+    .is_ok());
     let e = WitnessConfig::from_policy(b"quorum none\n").unwrap_err();
     assert!(e.to_string().contains("no witness"), "{e}");
     assert!(WitnessConfig::from_policy(b"witness\n").is_err());
@@ -401,18 +391,14 @@ fn witness_policy_without_url_or_with_another_scheme_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_fork_with_the_same_key_is_refused_and_served_bare() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 13, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 14, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 13).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     for n in 0..2 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -434,14 +420,12 @@ async fn witness_fork_with_the_same_key_is_refused_and_served_bare() {
             .await
             .unwrap();
     }
-    fork.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &fork,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     let failures = "countersign_witness_failures_total{witness=\"w1\",kind=\"inconsistent\"}";
     until("the fork's proof is refused", || async {
         metric(&text(&fork, "/metrics").await.1, failures) >= 1.0
@@ -516,9 +500,7 @@ async fn witness_measure_cosign_latency_and_append_rate() {
         let rate_off = append_rate(&off, 0, 4).await;
         off.stop().await;
         let log = TestLog::start().await;
-        let w1 = FakeWitness::start("w1.test", 15, &log.vkey).await;
-        let w2 = FakeWitness::start("w2.test", 16, &log.vkey).await;
-        let text_policy = policy(&log, &w1, &w2);
+        let (w1, w2, text_policy) = two_witnesses(&log, 15).await;
         let mut c = config(&text_policy, WitnessMode::Publish, Duration::from_secs(5));
         c.interval = interval;
         log.state.log.start_witnessing(c).unwrap();
@@ -551,14 +533,12 @@ async fn witness_quorum_none_holds_nothing_back() {
         log.vkey.to_vkey(),
         w1.policy_line("w1")
     );
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Quorum,
-            Duration::from_millis(300),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Quorum,
+        Duration::from_millis(300),
+    );
     assert_eq!(text(&log, "/checkpoint").await.0, 200);
     let (status, v) = log
         .post(
@@ -578,18 +558,14 @@ async fn witness_quorum_none_holds_nothing_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_evidence_proofs_use_the_cosigned_checkpoint() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 18, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 19, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 18).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     for n in 0..2 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -613,20 +589,16 @@ async fn witness_evidence_proofs_use_the_cosigned_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_bad_cosignatures_are_not_kept() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 27, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 28, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 27).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
     w1.set(Behaviour::WrongKey);
     w2.set(Behaviour::SkewedClock(3600));
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Publish,
-            Duration::from_secs(5),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Publish,
+        Duration::from_secs(5),
+    );
     log.state.log.append_verified_entry(entry(0)).await.unwrap();
     for w in ["w1", "w2"] {
         let name = format!(
@@ -675,9 +647,7 @@ async fn witness_bad_cosignatures_are_not_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_quorum_mode_answers_concurrent_appends_with_cosigned_checkpoints() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 29, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 30, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 29).await;
     let p = std::sync::Arc::new(Policy::parse(text_policy.as_bytes()).unwrap());
     let mut c = config(&text_policy, WitnessMode::Quorum, Duration::from_secs(20));
     c.interval = Duration::from_millis(10);
@@ -712,18 +682,14 @@ async fn witness_quorum_mode_answers_concurrent_appends_with_cosigned_checkpoint
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_quorum_mode_answers_a_batch_with_a_cosigned_checkpoint() {
     let log = TestLog::start().await;
-    let w1 = FakeWitness::start("w1.test", 33, &log.vkey).await;
-    let w2 = FakeWitness::start("w2.test", 34, &log.vkey).await;
-    let text_policy = policy(&log, &w1, &w2);
+    let (w1, w2, text_policy) = two_witnesses(&log, 33).await;
     let p = Policy::parse(text_policy.as_bytes()).unwrap();
-    log.state
-        .log
-        .start_witnessing(config(
-            &text_policy,
-            WitnessMode::Quorum,
-            Duration::from_secs(20),
-        ))
-        .unwrap();
+    start(
+        &log,
+        &text_policy,
+        WitnessMode::Quorum,
+        Duration::from_secs(20),
+    );
     let mut pk = passkey(42);
     let enrol = log.enrol(&pk, "approver-b").await;
     let token = log.submitter().await;
