@@ -275,7 +275,7 @@ pub(crate) async fn append(
     ))
 }
 
-/// At start, once per database: gives every decided request still held an [`EvidenceRecord`]
+/// At start, once per database: gives every decided request still held an [`EvidenceRecord`](crate::store::EvidenceRecord)
 /// if it has none (a database written before they existed), so its evidence outlives the
 /// request's retention like every later decision's. What the old records did not keep is left
 /// out: the time the tokens were issued (so no `token.issued` event). Returns how many were made.
