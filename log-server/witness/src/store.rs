@@ -16,18 +16,37 @@ use countersign_verifier::sha256;
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// `.lock`, held exclusively while the store is open: a second witness process on the same
+    /// directory would not see this one's state, and could cosign a conflicting root.
+    _lock: fs::File,
 }
 
 impl Store {
     /// Opens (creating if needed) the state directory.
+    /// Fails if another process holds it.
     pub fn open(dir: &Path) -> io::Result<Store> {
         fs::create_dir_all(dir)?;
         sync_dir(dir)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))?;
+        if !fs4::fs_std::FileExt::try_lock_exclusive(&lock)? {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is in use by another witness process (one process per data directory)",
+                    dir.display()
+                ),
+            ));
+        }
         Ok(Store {
             dir: dir.to_owned(),
+            _lock: lock,
         })
     }
 
@@ -86,8 +105,19 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path().join("state"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != ".lock")
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].ends_with(".checkpoint"));
+    }
+
+    #[test]
+    fn a_second_process_on_the_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let e = Store::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("another witness process"), "{e}");
+        drop(first);
+        Store::open(dir.path()).unwrap();
     }
 }

@@ -58,7 +58,7 @@ pub struct MonitorArgs {
     /// checkpoints with) and the quorum of cosignatures each checkpoint needs.
     #[arg(long)]
     pub policy: PathBuf,
-    /// Directory of the monitor's state (created if missing; one monitor per directory).
+    /// Directory of the monitor's state (created if missing; locked: one monitor per directory).
     #[arg(long)]
     pub state: PathBuf,
     /// Report every enrolment and revocation of this approver id (repeatable).

@@ -77,6 +77,9 @@ pub enum JournalLine {
 /// The state directory, loaded.
 pub struct State {
     dir: PathBuf,
+    /// `.lock`, held exclusively while the state is open: two monitors on one directory would
+    /// overwrite each other's cursor and journals.
+    _lock: fs::File,
     /// What `state.json` holds.
     pub cursor: Cursor,
     /// The enrolment table, by enrolment index: the only state that grows with the log.
@@ -88,6 +91,20 @@ impl State {
     /// tail.
     pub fn open(dir: &Path) -> anyhow::Result<State> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))
+            .with_context(|| format!("opening {}/.lock", dir.display()))?;
+        if !fs4::fs_std::FileExt::try_lock_exclusive(&lock)
+            .with_context(|| format!("locking {}/.lock", dir.display()))?
+        {
+            bail!(
+                "{} is in use by another monitor (one monitor per state directory)",
+                dir.display()
+            );
+        }
         let path = dir.join("state.json");
         let cursor = match fs::read(&path) {
             Ok(b) => {
@@ -137,6 +154,7 @@ impl State {
         }
         Ok(State {
             dir: dir.to_owned(),
+            _lock: lock,
             cursor,
             enrolments,
         })
@@ -289,6 +307,7 @@ mod tests {
         )
         .unwrap();
         drop(f);
+        drop(s);
 
         let s = State::open(dir.path()).unwrap();
         assert_eq!(s.cursor.entries_read, 4);
@@ -307,7 +326,18 @@ mod tests {
         let mut s = State::open(dir.path()).unwrap();
         s.commit(&[enrolled(0, "a")]).unwrap();
         fs::write(dir.path().join("enrolments.jsonl"), b"").unwrap();
+        drop(s);
         let e = State::open(dir.path()).err().unwrap();
         assert!(e.to_string().contains("shorter"), "{e}");
+    }
+
+    #[test]
+    fn a_second_monitor_on_the_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = State::open(dir.path()).unwrap();
+        let e = State::open(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("another monitor"), "{e}");
+        drop(first);
+        State::open(dir.path()).unwrap();
     }
 }
