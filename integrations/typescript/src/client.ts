@@ -382,6 +382,8 @@ export class CountersignClient {
   }
 
   private async poll(pending: PendingApproval, options: WaitOptions): Promise<TokenSet> {
+    // The interval the server gave for this request, whatever the caller's copy says.
+    const serverInterval = this.pending.get(pending.authReqId)?.interval ?? pending.interval;
     let interval = pending.interval;
     let wait = interval;
     let failures = 0;
@@ -402,7 +404,7 @@ export class CountersignClient {
         } else if (e.code === "slow_down") {
           // CIBA section 11: +5 s for the rest of this request. Never below the interval the
           // server gave, whatever this client was told to use.
-          interval = Math.max(interval, pending.interval) + 5;
+          interval = Math.max(interval, serverInterval) + 5;
           wait = interval;
           failures = 0;
         } else if (e instanceof Unreachable || (e.status !== undefined && (e.status >= 500 || e.status === 429))) {
