@@ -12,7 +12,7 @@ fi
 
 bin="${COUNTERSIGN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/countersign/target}/debug/countersign}"
 if [ ! -x "$bin" ]; then
-  echo "test.sh: no server binary at $bin (cargo build -p countersign-cli, or set COUNTERSIGN_BIN)" >&2
+  echo "test.sh: no server binary at $bin (cargo build -p countersign, or set COUNTERSIGN_BIN)" >&2
   exit 1
 fi
 

@@ -161,7 +161,8 @@ export class CountersignClient {
   readonly url: string;
   readonly clientId: string;
   readonly deliveryMode: DeliveryMode;
-  private readonly secret: string;
+  // An ECMAScript private field: not an own property, so neither console.log nor JSON shows it.
+  readonly #secret: string;
   private readonly timeoutMs: number;
   private readonly fetchImpl: typeof fetch;
   private metadataPromise: Promise<ServerMetadata> | undefined;
@@ -172,15 +173,10 @@ export class CountersignClient {
   constructor(options: ClientOptions) {
     this.url = options.url.replace(/\/+$/, "");
     this.clientId = options.clientId;
-    this.secret = options.clientSecret;
+    this.#secret = options.clientSecret;
     this.deliveryMode = options.deliveryMode ?? "poll";
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.fetchImpl = options.fetch ?? fetch;
-  }
-
-  /** The secret stays out of logs and `console.log`. */
-  toJSON(): Record<string, unknown> {
-    return { url: this.url, clientId: this.clientId, deliveryMode: this.deliveryMode };
   }
 
   private async http(url: string, init: RequestInit, signal?: AbortSignal): Promise<Response> {
@@ -240,7 +236,7 @@ export class CountersignClient {
     signal?: AbortSignal,
   ): Promise<{ status: number; body: Record<string, unknown>; retryAfter: number | undefined }> {
     // client_secret_basic: id and secret form-urlencoded, then Base64 (RFC 6749 section 2.3.1).
-    const basic = Buffer.from(`${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.secret)}`).toString("base64");
+    const basic = Buffer.from(`${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.#secret)}`).toString("base64");
     const r = await this.http(
       url,
       {

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import http from "node:http";
+import { inspect } from "node:util";
 import { after, before, describe, test } from "node:test";
 
 import {
@@ -164,6 +165,7 @@ describe("CountersignClient against a live server", { timeout: 180_000 }, () => 
     );
     await assert.rejects(poll.fetchToken("no-such-request"), InvalidGrant);
     assert.ok(!JSON.stringify(wrong).includes("not-the-secret"), "the secret is not serialised");
+    assert.ok(!inspect(wrong, { depth: 5, showHidden: true }).includes("not-the-secret"), "nor shown by console.log");
   });
 
   test("unreachable: no server is Unreachable, for requests and for the execution check", async () => {
