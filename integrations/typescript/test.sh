@@ -18,4 +18,6 @@ fi
 
 rm -rf dist
 npx --no-install tsc -p tsconfig.json
+# The public types, as a TypeScript user sees them through the package's exports.
+npx --no-install tsc -p test/types/tsconfig.json
 node --test --test-concurrency=2 test/*.test.mjs
