@@ -22,8 +22,16 @@ import { parseArgs } from "node:util";
 import { ApiApprover } from "../interop/lib/approver.mjs";
 import { b64u } from "../interop/lib/passkey.mjs";
 import { freePort, Server, serverBinary } from "../interop/lib/server.mjs";
-import { CountersignClient } from "../integrations/typescript/dist/index.js";
-import { withApproval } from "../integrations/typescript/dist/ai.js";
+
+const sdk = new URL("../integrations/typescript/dist/", import.meta.url);
+let CountersignClient, withApproval;
+try {
+  ({ CountersignClient } = await import(new URL("index.js", sdk)));
+  ({ withApproval } = await import(new URL("ai.js", sdk)));
+} catch (e) {
+  console.error(`the SDK is not built (${e.message}); run: (cd integrations/typescript && npm ci && npx tsc -p .)`);
+  process.exit(2);
+}
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "10" } } });
 const RUNS = Number(values.runs);
