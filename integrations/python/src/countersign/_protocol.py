@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from email.utils import parsedate_to_datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from .errors import (
     InvalidGrant,
     RequestRejected,
     ServerError,
+    TimedOut,
     TransactionFailed,
 )
 from .jcs import CanonicalizationError, canonicalize
@@ -157,13 +159,11 @@ def retry_after(resp: httpx.Response) -> float | None:
     v = v.strip()
     if v.isdigit():
         return float(min(int(v), MAX_RETRY_AFTER))
-    from email.utils import parsedate_to_datetime
-
     try:
         when = parsedate_to_datetime(v).timestamp()
     except (TypeError, ValueError):
         return None
-    return max(0.0, min(when - time.time(), MAX_RETRY_AFTER))
+    return float(max(0.0, min(when - time.time(), MAX_RETRY_AFTER)))
 
 
 def _error_for(code: str, desc: str, status: int) -> CountersignError:
@@ -190,9 +190,11 @@ def parse_bc_authorize(resp: httpx.Response, now: float) -> ApprovalRequest:
     if (
         not isinstance(auth_req_id, str)
         or not auth_req_id
-        or not _is_int(expires_in)
+        or not isinstance(expires_in, int)
+        or isinstance(expires_in, bool)
         or expires_in <= 0
-        or not _is_int(interval)
+        or not isinstance(interval, int)
+        or isinstance(interval, bool)
         or interval < 0
     ):
         raise ServerError(
@@ -259,8 +261,6 @@ def next_step(state: PollState, resp: httpx.Response) -> Approval | float:
 def check_wait(state: PollState, wait: float, now: float) -> None:
     """Raises when the next poll would come after the caller's deadline, or long after the
     request's own expiry (a server that never says ``expired_token`` must not hold us forever)."""
-    from .errors import TimedOut
-
     if state.deadline is not None and now + wait > state.deadline:
         raise TimedOut("timeout", "no decision within the time given to wait_for_decision")
     if state.expires_at is not None and now > state.expires_at + 2 * state.interval + 30:

@@ -111,7 +111,7 @@ def check_execution(
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            key=key,
+            key=key.key,
             algorithms=["EdDSA"],
             issuer=issuer,
             audience=audience,

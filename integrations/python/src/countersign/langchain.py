@@ -199,6 +199,8 @@ def requires_approval(
             return await inner.ainvoke(frozen, config=countersign_run_config)
 
         sync = isinstance(client, Client)
+        if inner.args_schema is None:
+            raise TypeError("the tool has no argument schema to show the approver")
         return StructuredTool(
             name=inner.name,
             description=inner.description,
