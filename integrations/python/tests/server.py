@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, extra_args: list[str]) -> None:
+    def __init__(self, extra_args: list[str], poll_interval: int = 1) -> None:
         self.bin = server_binary()
         if not self.bin.exists():
             raise RuntimeError(
@@ -50,6 +50,7 @@ class Server:
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args = extra_args
+        self.poll_interval = poll_interval
         self.port = 0
         self.url = ""
 
@@ -64,7 +65,7 @@ class Server:
                 "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}",
                 "--public-url", self.url,
-                "--poll-interval", "1",
+                "--poll-interval", str(self.poll_interval),
                 "--checkpoint-interval-ms", "1000",
                 *self.extra_args,
             ]  # fmt: skip

@@ -145,60 +145,65 @@ def requires_approval(
     """
     if not isinstance(client, (Client, AsyncClient)):
         raise TypeError("client is a countersign Client or AsyncClient")
+    sync_client = client if isinstance(client, Client) else None
+    async_client = client if isinstance(client, AsyncClient) else None
 
     def wrap(inner: BaseTool) -> StructuredTool:
         if not isinstance(inner, BaseTool):
             raise TypeError("requires_approval wraps a LangChain tool: put it above @tool")
         guard = _Guard(inner, approver, describe or _default_describe(inner.name))
 
-        def fail(e: CountersignError) -> Exception:
-            return ToolException(f"not run: {e}") if report_to_model else e
-
         def run(countersign_run_config: RunnableConfig, **kwargs: Any) -> Any:
-            assert isinstance(client, Client)
+            if sync_client is None:  # not registered as func then; kept for the type checker
+                raise TypeError("this tool was made with an AsyncClient: use ainvoke")
             frozen = copy.deepcopy(kwargs)
             try:
                 token = _preapproved(countersign_run_config)
                 if token is None:
                     asked = guard.action(frozen)
-                    req = client.request_approval(
+                    req = sync_client.request_approval(
                         guard.who(frozen),
                         asked.binding_message,
                         asked.authorization_details,
                         requested_expiry=requested_expiry,
                         scope=scope,
                     )
-                    token = client.wait_for_decision(req, timeout=timeout).access_token
-                claims = client.check_execution(token, guard.action(frozen).authorization_details)
+                    token = sync_client.wait_for_decision(req, timeout=timeout).access_token
+                claims = sync_client.check_execution(token, guard.action(frozen).authorization_details)
                 guard.spend(claims)
             except CountersignError as e:
-                raise fail(e) from e
+                if report_to_model:
+                    raise ToolException(f"not run: {e}") from e
+                raise
             return inner.invoke(frozen, config=countersign_run_config)
 
         async def arun(countersign_run_config: RunnableConfig, **kwargs: Any) -> Any:
-            assert isinstance(client, AsyncClient)
+            if async_client is None:
+                raise TypeError("this tool was made with a Client")
             frozen = copy.deepcopy(kwargs)
             try:
                 token = _preapproved(countersign_run_config)
                 if token is None:
                     asked = guard.action(frozen)
-                    req = await client.request_approval(
+                    req = await async_client.request_approval(
                         guard.who(frozen),
                         asked.binding_message,
                         asked.authorization_details,
                         requested_expiry=requested_expiry,
                         scope=scope,
                     )
-                    token = (await client.wait_for_decision(req, timeout=timeout)).access_token
-                claims = await client.check_execution(
+                    token = (await async_client.wait_for_decision(req, timeout=timeout)).access_token
+                claims = await async_client.check_execution(
                     token, guard.action(frozen).authorization_details
                 )
                 guard.spend(claims)
             except CountersignError as e:
-                raise fail(e) from e
+                if report_to_model:
+                    raise ToolException(f"not run: {e}") from e
+                raise
             return await inner.ainvoke(frozen, config=countersign_run_config)
 
-        sync = isinstance(client, Client)
+        sync = sync_client is not None
         if inner.args_schema is None:
             raise TypeError("the tool has no argument schema to show the approver")
         return StructuredTool(
