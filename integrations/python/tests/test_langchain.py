@@ -179,3 +179,31 @@ def test_wrapping_needs_a_client_and_a_tool(client: Client) -> None:
     with pytest.raises(TypeError):
         requires_approval(client, approver="x")(lambda: None)  # type: ignore[arg-type]
     assert countersign.Client is Client
+
+
+def test_action_is_checked_again_just_before_the_body_runs(client: Client, decide, message) -> None:
+    """The check runs on what is about to run, not on what was asked: a describe that yields
+    another action the second time (here a counter; in real code anything that drifted) is
+    refused after the approval, and the body does not run."""
+    tag = message("#lc-drift").split(" ")[-1]
+    calls: list[int] = []
+
+    def drifting(args: dict[str, Any]) -> Action:
+        calls.append(1)
+        amount = "20.00" if len(calls) == 1 else "20.01"
+        return Action(f"Pay {amount} EUR {tag}", [{"type": "payment_initiation", "amount": amount}])
+
+    ran: list[str] = []
+
+    @requires_approval(client, approver=APPROVER_ID, describe=drifting)
+    @tool
+    def pay(amount: str) -> str:
+        """Pay."""
+        ran.append(amount)
+        return "paid"
+
+    approved = decide(f"Pay 20.00 EUR {tag}", "approve")
+    with pytest.raises(ExecutionMismatch):
+        pay.invoke({"amount": "20.00"})
+    assert approved.result()["decision"] == "approve"
+    assert ran == [] and len(calls) == 2
