@@ -291,3 +291,90 @@ async fn oauth_token_refuses_what_token_refuses() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_client_assertion_may_name_the_issuer_as_auth0_writes_it() {
+    use base64::Engine;
+    let s = Server::start().await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": B64URL.encode(key.verifying_key().as_bytes())}]});
+    let (st, v) = s
+        .admin_post(
+            "/v1/admin/clients",
+            json!({"client_id": "agent-a0-jwt", "auth_method": "private_key_jwt", "jwks": jwks}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let alice = s.add_approver("apv_alice", 13).await;
+    let post = |path: &'static str, assertion: String, params: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let mut form = vec![
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ),
+                ("client_assertion", assertion),
+            ];
+            form.extend(params);
+            let r = s
+                .http
+                .post(format!("{}{path}", s.url))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            answer_of(r).await
+        }
+    };
+    let ask = |aud: String, jti: &'static str| {
+        let a = crate::flows::client_assertion(&key, "agent-a0-jwt", &aud, 60, jti);
+        post(
+            "/bc-authorize",
+            a,
+            ask_params("apv_alice")
+                .into_iter()
+                .map(|(k, v)| (k, v.to_owned()))
+                .collect(),
+        )
+    };
+    // The auth0 package's assertion audience: `https://<domain>/`.
+    let (st, v) = ask(format!("{}/", s.url), "jti-a").await;
+    assert_eq!(st, 200, "{v}");
+    let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
+    // Only that one slash: another path or issuer is still refused.
+    for (aud, jti) in [
+        (format!("{}//", s.url), "jti-b"),
+        (format!("{}/approve", s.url), "jti-c"),
+        ("https://tenant.auth0.example/".to_owned(), "jti-d"),
+    ] {
+        let got = ask(aud.clone(), jti).await;
+        assert_refused(
+            &aud,
+            &got,
+            401,
+            "invalid_client",
+            &["authentication failed"],
+        );
+    }
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let a = crate::flows::client_assertion(
+        &key,
+        "agent-a0-jwt",
+        &format!("{}/oauth/token", s.url),
+        60,
+        "jti-e",
+    );
+    let (st, v) = post(
+        "/oauth/token",
+        a,
+        vec![
+            ("grant_type", "urn:openid:params:grant-type:ciba".to_owned()),
+            ("auth_req_id", auth_req_id),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+}
