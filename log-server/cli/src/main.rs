@@ -276,12 +276,15 @@ fn reload_on_sighup(cert: std::sync::Arc<countersign::tls::ReloadableCert>) -> a
         .context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match cert.reload() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                Err(e) => tracing::error!(
+            // File reads: off the async workers.
+            let c = cert.clone();
+            match tokio::task::spawn_blocking(move || c.reload()).await {
+                Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Ok(Err(e)) => tracing::error!(
                     error = %e,
                     "SIGHUP: TLS certificate not reloaded; still serving the previous one"
                 ),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate reload task failed"),
             }
         }
     });
