@@ -4,6 +4,7 @@
 #   node >= 20       the machine's Node.js (node's test runner, WebCrypto Ed25519)
 #   chromium         Debian's Chromium for the browser test (npm cannot download browsers here;
 #                    playwright-core drives /usr/bin/chromium)
+#   openssl          the Auth0 test's TLS test CA (Debian's openssl, usually present)
 #   interop/node_modules   `npm ci` from interop/package-lock.json (exact versions)
 #   the WebAssembly verifier  $CARGO_TARGET_DIR/wasm32-unknown-unknown/release/, built if missing
 #   the binaries           $CARGO_TARGET_DIR/debug/countersign and countersign-verify, built (dev
@@ -43,6 +44,13 @@ if [ ! -x "$chromium_bin" ]; then
     say "installing Debian's chromium"
     apt_install chromium
     [ -x "$chromium_bin" ] || { say "chromium did not install to $chromium_bin"; exit 1; }
+fi
+
+# --- openssl (the Auth0 test makes its TLS test CA and localhost certificate with it) ---
+if ! command -v openssl >/dev/null 2>&1; then
+    say "installing Debian's openssl"
+    apt_install openssl
+    command -v openssl >/dev/null 2>&1 || { say "openssl did not install"; exit 1; }
 fi
 
 # --- npm packages (exact versions from the lockfile) ---

@@ -33,7 +33,7 @@ pub use backup::{backup_offline, backup_store};
 pub use datadir::{ADMIN_TOKEN_FILE, DB_DIR, DEFAULT_ORIGIN, KEY_FILE, VKEY_FILE};
 pub use error::{AppendError, InitError, RefusalReason, StorageError};
 pub use http::{
-    router, serve, serve_with, ApiError, LogApi, MetricsSource, ServeLimits,
+    router, serve, serve_tls, serve_with, ApiError, LogApi, MetricsSource, ServeLimits,
     DEFAULT_MAX_BODY_BYTES, MAX_BATCH_DECISIONS,
 };
 pub use init::{start, Config, Started};

@@ -295,6 +295,11 @@ pub struct RequestRecord {
     /// While [`RequestStatus::Deciding`]: what the decision is being logged with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<ClaimRecord>,
+    /// The `audience` the client asked for (Auth0's parameter naming the API the token is
+    /// for): the access token's `aud`. Not part of the statement: it says where the token may
+    /// be used, not what was approved. Absent in records written before it was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 impl RequestRecord {

@@ -261,6 +261,30 @@ impl std::fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+/// The admin commands' HTTP client. Besides the public roots it trusts the PEM certificates of
+/// the file `SSL_CERT_FILE` names, when set (the variable OpenSSL, curl and Python read), so the
+/// commands reach a server whose `--tls-cert` a private CA issued.
+pub fn http_client() -> Result<reqwest::Client, CliError> {
+    let mut b = reqwest::Client::builder();
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        let bad = |why: String| {
+            CliError::Input(format!(
+                "SSL_CERT_FILE={}: {why}",
+                std::path::Path::new(&file).display()
+            ))
+        };
+        let pem = std::fs::read(&file).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(CliError::Http)
+}
+
 /// Sends one admin request (the admin token from `<data-dir>/admin.token` as its bearer token)
 /// and returns the JSON answer (`null` for an empty one).
 pub async fn call(
@@ -274,7 +298,7 @@ pub async fn call(
         path: token_path.clone(),
         source,
     })?;
-    let mut req = reqwest::Client::new()
+    let mut req = http_client()?
         .request(method, format!("{}{path}", t.url.trim_end_matches('/')))
         .bearer_auth(token.trim());
     if let Some(b) = body {

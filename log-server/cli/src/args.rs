@@ -10,8 +10,8 @@ use countersign_log::InitError;
 #[derive(clap::Args, Clone, Debug)]
 pub struct ApprovalsArgs {
     /// Public base URL: the OpenID issuer and the origin of the approval pages
-    /// (default http://LISTEN_ADDRESS, with a loopback address written as localhost, since a
-    /// passkey's RP ID cannot be an IP address).
+    /// (default http://LISTEN_ADDRESS, https:// with --tls-cert, with a loopback address written
+    /// as localhost, since a passkey's RP ID cannot be an IP address).
     #[arg(long, env = "COUNTERSIGN_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Longest binding message, in characters (1 to 256).
@@ -215,15 +215,27 @@ impl ApprovalsArgs {
         Ok(Some(policy))
     }
 
-    /// The configuration, given the address the server listens on.
+    /// The configuration, given the address the server listens on (plain HTTP).
     pub fn config(&self, listen: std::net::SocketAddr) -> Result<CibaConfig, InitError> {
+        self.config_with(listen, false)
+    }
+
+    /// The configuration, given the address the server listens on and whether it serves HTTPS
+    /// (`--tls-cert`): the default public URL then starts with `https://`, which also makes the
+    /// session cookie `Secure`.
+    pub fn config_with(
+        &self,
+        listen: std::net::SocketAddr,
+        tls: bool,
+    ) -> Result<CibaConfig, InitError> {
+        let scheme = if tls { "https" } else { "http" };
         let mut c = CibaConfig::new(self.public_url.clone().unwrap_or_else(|| {
             // A WebAuthn RP ID cannot be an IP address, so a loopback listener is published as
             // localhost: the enrolment link printed on first start then works in a browser.
             if listen.ip().is_loopback() {
-                format!("http://localhost:{}", listen.port())
+                format!("{scheme}://localhost:{}", listen.port())
             } else {
-                format!("http://{listen}")
+                format!("{scheme}://{listen}")
             }
         }));
         if !(1..=countersign_verifier::MAX_BINDING_MESSAGE_CHARS)

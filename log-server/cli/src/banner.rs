@@ -20,6 +20,8 @@ pub struct Banner<'a> {
     pub admin_token: &'a Path,
     /// Whether this start created the admin token.
     pub created_admin_token: bool,
+    /// Whether the server speaks HTTPS (`--tls-cert`).
+    pub tls: bool,
 }
 
 impl std::fmt::Display for Banner<'_> {
@@ -47,7 +49,12 @@ impl std::fmt::Display for Banner<'_> {
                     "countersign is serving the log alone (no approval front end), bound to {}",
                     self.bound
                 )?;
-                writeln!(f, "  {:<18}http://{}/checkpoint", "checkpoint", self.bound)?;
+                let scheme = if self.tls { "https" } else { "http" };
+                writeln!(
+                    f,
+                    "  {:<18}{scheme}://{}/checkpoint",
+                    "checkpoint", self.bound
+                )?;
             }
         }
         writeln!(f, "  log key (C2SP vkey): {}", self.vkey)?;
@@ -79,6 +86,7 @@ mod tests {
             data_dir: Path::new("/srv/data"),
             admin_token: Path::new("/srv/data/admin.token"),
             created_admin_token: true,
+            tls: false,
         }
         .to_string();
         assert!(b.starts_with(
@@ -100,10 +108,17 @@ mod tests {
             data_dir: Path::new("d"),
             admin_token: Path::new("d/admin.token"),
             created_admin_token: false,
+            tls: false,
+        };
+        let text = log_only.to_string();
+        assert!(text.contains("the log alone"), "{text}");
+        assert!(text.contains("http://[::1]:9000/checkpoint"));
+        assert!(!text.contains("/approve") && !text.contains("created now"));
+        let tls = Banner {
+            tls: true,
+            ..log_only
         }
         .to_string();
-        assert!(log_only.contains("the log alone"), "{log_only}");
-        assert!(log_only.contains("http://[::1]:9000/checkpoint"));
-        assert!(!log_only.contains("/approve") && !log_only.contains("created now"));
+        assert!(tls.contains("https://[::1]:9000/checkpoint"), "{tls}");
     }
 }

@@ -4,7 +4,7 @@
 //! Layer: the binary, the top of verifier <- log <- approvals <- binary. It may use every crate
 //! below it; none of them uses it. Flags and signals live in `main`, the admin HTTP client of
 //! every admin subcommand in [`admin_client`]
-//! (and [`requests`]), what they print in [`text`] and [`times`].
+//! (and [`requests`]), what they print in [`text`] and [`times`], built-in TLS in [`tls`].
 
 pub mod admin_client;
 pub mod args;
@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod requests;
 pub mod text;
 pub mod times;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -115,10 +116,21 @@ impl Server {
         limits: countersign_log::ServeLimits,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_tls(listener, limits, None, shutdown).await
+    }
+
+    /// [`Server::serve_with`], over TLS when `tls` is given ([`tls::acceptor`]).
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: countersign_log::ServeLimits,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = self.app();
         let log = self.api.log.clone();
         // The front end's tasks hold the log: drop ours once the server is done.
-        let result = countersign_log::serve_with(listener, app, log, limits, shutdown).await;
+        let result = countersign_log::serve_tls(listener, app, log, limits, tls, shutdown).await;
         drop(self);
         result
     }

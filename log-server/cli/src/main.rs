@@ -91,7 +91,7 @@ struct ServeArgs {
     #[arg(long, env = "COUNTERSIGN_RP_ID", default_value = "localhost")]
     rp_id: String,
     /// Origin the approval page runs on (repeatable; comma-separated in the env var).
-    /// Default: http://localhost:PORT and http://127.0.0.1:PORT.
+    /// Default: http://localhost:PORT and http://127.0.0.1:PORT (https:// with --tls-cert).
     #[arg(long, env = "COUNTERSIGN_ALLOWED_ORIGIN", value_delimiter = ',')]
     allowed_origin: Vec<String>,
     /// Require the user-verified (UV) flag on assertions.
@@ -134,6 +134,23 @@ struct ServeArgs {
     witness: countersign::args::WitnessArgs,
     #[command(flatten)]
     ciba: Box<countersign::args::ApprovalsArgs>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. Both files
+    /// are read again on SIGHUP (a renewed certificate without a restart).
+    #[arg(
+        long,
+        env = "COUNTERSIGN_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC); needs --tls-cert.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    tls_key: Option<PathBuf>,
     /// Serve the transparency log alone, without the approval front end (no CIBA endpoints,
     /// pages or admin API for clients and approvers; their records are kept untouched).
     #[arg(long, env = "COUNTERSIGN_LOG_ONLY")]
@@ -235,7 +252,52 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
+/// The certificate of `--tls-cert/--tls-key`, read before the server listens: a file that
+/// cannot be used is said in words and the process exits with status 2 (a usage error), with
+/// nothing bound or created.
+fn tls_or_exit(a: &ServeArgs) -> Option<std::sync::Arc<countersign::tls::ReloadableCert>> {
+    let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else {
+        return None;
+    };
+    match countersign::tls::ReloadableCert::open(cert, key) {
+        Ok(c) => Some(std::sync::Arc::new(c)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Reads the certificate files again on each SIGHUP. A file that cannot be used is logged as an
+/// error and the certificate served so far stays. The handler is installed before the server
+/// listens: SIGHUP's default action would end the process.
+fn reload_on_sighup(cert: std::sync::Arc<countersign::tls::ReloadableCert>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // File reads: off the async workers.
+            let c = cert.clone();
+            match tokio::task::spawn_blocking(move || c.reload()).await {
+                Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: TLS certificate not reloaded; still serving the previous one"
+                ),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate reload task failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let tls = tls_or_exit(&a);
+    let acceptor = match &tls {
+        Some(cert) => Some(countersign::tls::acceptor(cert.clone()).context("TLS configuration")?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Bound before anything is created: a busy port must not leave a new data directory (keys
     // and an admin token) behind. The bound address, not the flag, names the port, so that
     // `--listen 127.0.0.1:0` gets origins and URLs with the port it was given.
@@ -244,8 +306,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let port = bound.port();
     let allowed_origins = if a.allowed_origin.is_empty() {
         vec![
-            format!("http://localhost:{port}"),
-            format!("http://127.0.0.1:{port}"),
+            format!("{scheme}://localhost:{port}"),
+            format!("{scheme}://127.0.0.1:{port}"),
         ]
     } else {
         a.allowed_origin
@@ -270,9 +332,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let approvals = if a.log_only {
         None
     } else {
-        Some(a.ciba.config(bound)?)
+        Some(a.ciba.config_with(bound, tls.is_some())?)
     };
     let public_url = approvals.as_ref().map(|c| c.public_url.clone());
+    if tls.is_some()
+        && public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://"))
+    {
+        tracing::warn!(
+            "--public-url is http:// but the server speaks only HTTPS: passkeys, links and the \
+             OpenID issuer will name a URL nobody can reach"
+        );
+    }
     if approvals
         .as_ref()
         .is_some_and(|c| c.authorization_details_types.is_empty())
@@ -300,12 +372,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             data_dir: &data_dir,
             admin_token: &admin_token,
             created_admin_token: started.created_admin_token,
+            tls: tls.is_some(),
         }
     );
     // The handlers are installed before the first request is answered: a SIGTERM sent as soon
     // as the server answers must stop it gracefully, not kill it.
     let shutdown = shutdown_signal()?;
-    tracing::info!(listen = %bound, "serving");
+    if let Some(cert) = tls {
+        reload_on_sighup(cert)?;
+    }
+    tracing::info!(listen = %bound, tls = acceptor.is_some(), "serving");
     let limits = countersign_log::ServeLimits {
         max_connections: a.max_connections.max(1),
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
@@ -313,7 +389,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(a.body_timeout.max(1)),
         ..countersign_log::ServeLimits::default()
     };
-    started.serve_with(listener, limits, shutdown).await?;
+    started
+        .serve_tls(listener, limits, acceptor, shutdown)
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

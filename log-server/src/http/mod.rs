@@ -112,7 +112,22 @@ pub async fn serve_with(
     limits: ServeLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let result = accept_loop(listener, app, limits, shutdown).await;
+    serve_tls(listener, app, log, limits, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given: every accepted connection is a TLS server
+/// connection made with it (its certificate resolver is asked at each handshake, so a resolver
+/// that swaps certificates changes what new connections see). A connection that does not
+/// complete its handshake within `limits.header_timeout` is closed, as slow headers are.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    log: LogHandle,
+    limits: ServeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let result = accept_loop(listener, app, limits, tls, shutdown).await;
     log.sequencer().shutdown().await;
     if let Some(w) = log.witnessing() {
         w.stop().await;
@@ -139,6 +154,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: ServeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use std::sync::Arc;
@@ -193,14 +209,33 @@ async fn accept_loop(
                         .insert(axum::extract::ConnectInfo(peer));
                     req
                 });
-        let conn = http.serve_connection(
-            hyper_util::rt::TokioIo::new(tcp),
-            hyper_util::service::TowerToHyperService::new(svc),
-        );
-        let conn = graceful.watch(conn);
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let Some(acceptor) = tls.clone() else {
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's own task: a slow client must not hold up the
+        // accept loop, and it holds its permit like any open connection.
+        let (http, watcher) = (http.clone(), graceful.watcher());
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                // A plain-HTTP client, a scanner, a client that does not trust the certificate.
+                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake not completed in time"),
             }
             drop(permit);
         });

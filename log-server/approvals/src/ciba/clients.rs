@@ -350,9 +350,12 @@ pub fn verify_client_assertion(
         return None;
     }
     let base = &ciba.config.public_url;
+    // `{base}/`: the issuer as the `auth0` package writes it (`https://<domain>/`).
     let ours = [
         base.clone(),
+        format!("{base}/"),
         format!("{base}/token"),
+        format!("{base}/oauth/token"),
         format!("{base}/bc-authorize"),
     ];
     let aud_ok = match &claims["aud"] {

@@ -43,6 +43,8 @@ pub(crate) fn routes() -> Router<RouterState> {
         .route("/jwks.json", get(jwks))
         .route("/bc-authorize", post(bc_authorize))
         .route("/token", post(token))
+        // Auth0's token URL: its SDKs (the `auth0` npm package's `backchannel`) poll here.
+        .route("/oauth/token", post(token))
 }
 
 async fn discovery(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiError> {
@@ -102,8 +104,11 @@ fn short_param<'a>(
 enum Hint<'a> {
     /// `login_hint`: an approver id, or an e-mail address (it holds `@`).
     Login(&'a str),
-    /// The `sub` of an ID token this server issued (`id_token_hint`).
+    /// An approver id: the `sub` of an ID token this server issued (`id_token_hint`), or of a
+    /// `login_hint` in the `iss_sub` JSON form naming this server.
     Subject(String),
+    /// A `login_hint` in the `iss_sub` JSON form naming another issuer: no one here.
+    Elsewhere,
 }
 
 /// Checks which hint was given and its form (CIBA section 7.1): a hint that cannot name anyone
@@ -146,7 +151,16 @@ fn parse_hint<'a>(c: &Approvals, form: &'a HashMap<String, String>) -> Result<Hi
             .unwrap_or_default();
         return Ok(Hint::Subject(sub.to_owned()));
     }
-    Ok(Hint::Login(login_hint.unwrap_or_default()))
+    let login_hint = login_hint.unwrap_or_default();
+    if crate::ciba::auth0::is_json_hint(login_hint) {
+        return Ok(
+            match crate::ciba::auth0::parse_iss_sub(login_hint, &c.config.public_url)? {
+                crate::ciba::auth0::IssSub::Here(sub) => Hint::Subject(sub),
+                crate::ciba::auth0::IssSub::Elsewhere => Hint::Elsewhere,
+            },
+        );
+    }
+    Ok(Hint::Login(login_hint))
 }
 
 /// The one answer for every hint that reaches no one: no such approver id, no such e-mail
@@ -176,6 +190,11 @@ fn resolve_hint(c: &Approvals, client: &ClientRecord, hint: &Hint<'_>) -> Result
         Hint::Subject(sub) => {
             let _ = c.store.get_raw(&format!("m/{}", sub.to_lowercase()))?;
             sub.clone()
+        }
+        // The same two reads as any hint (the empty id is no one's), then the same answer.
+        Hint::Elsewhere => {
+            let _ = c.store.get_raw("m/")?;
+            String::new()
         }
     };
     // An e-mail hint that matched no one reads the record of the hint itself, which an id
@@ -353,6 +372,8 @@ async fn bc_authorize(
         }
     };
 
+    let audience = crate::ciba::auth0::audience(&form)?;
+
     let approver_id = resolve_hint(c, &client, &hint)?;
 
     let requested_at = now_secs();
@@ -396,6 +417,7 @@ async fn bc_authorize(
         decision: None,
         token_issued: false,
         claim: None,
+        audience,
     };
     let hash = auth_req_id.sha256();
     let key = CibaStore::request_key(&hash);

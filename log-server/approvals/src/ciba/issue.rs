@@ -62,7 +62,12 @@ pub(crate) async fn issue_tokens_locked(
     let mut at = Map::new();
     at.insert("iss".into(), json!(iss));
     at.insert("sub".into(), json!(st.approver_id));
-    at.insert("aud".into(), json!(client.client_id));
+    // The API the client named with `audience` (Auth0's parameter), else the client itself;
+    // `client_id` says who the token was issued to either way (RFC 9068 section 2.2).
+    at.insert(
+        "aud".into(),
+        json!(r.audience.as_deref().unwrap_or(&client.client_id)),
+    );
     at.insert("client_id".into(), json!(client.client_id));
     at.insert("exp".into(), json!(exp));
     at.insert("iat".into(), json!(now));

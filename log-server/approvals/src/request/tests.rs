@@ -54,6 +54,7 @@ fn record(expires_at: u64) -> RequestRecord {
         decision: None,
         token_issued: false,
         claim: None,
+        audience: None,
     }
 }
 

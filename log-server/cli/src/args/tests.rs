@@ -18,6 +18,32 @@ fn config(flags: &[&str], listen: &str) -> Result<CibaConfig, String> {
 }
 
 #[test]
+fn with_tls_the_default_public_url_is_https() {
+    let cli = Cli::try_parse_from(["countersign"]).unwrap();
+    let c = cli
+        .a
+        .config_with("127.0.0.1:8443".parse().unwrap(), true)
+        .unwrap();
+    assert_eq!(c.public_url, "https://localhost:8443");
+    assert!(c.secure_cookies());
+    let c = cli
+        .a
+        .config_with("192.0.2.7:443".parse().unwrap(), true)
+        .unwrap();
+    assert_eq!(c.public_url, "https://192.0.2.7:443");
+    let cli =
+        Cli::try_parse_from(["countersign", "--public-url", "https://approve.example"]).unwrap();
+    let c = cli
+        .a
+        .config_with("127.0.0.1:8443".parse().unwrap(), true)
+        .unwrap();
+    assert_eq!(
+        c.public_url, "https://approve.example",
+        "an explicit URL is kept"
+    );
+}
+
+#[test]
 fn defaults_and_the_public_url_of_a_listener() {
     let c = config(&[], "127.0.0.1:8080").unwrap();
     assert_eq!(c.public_url, "http://localhost:8080");

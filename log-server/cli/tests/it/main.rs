@@ -7,6 +7,7 @@ mod admin_api;
 mod admin_cli;
 mod attestation;
 mod audit;
+mod auth0_compat;
 mod backup_offline;
 mod cleanup_edges;
 mod common;
@@ -43,6 +44,7 @@ mod shutdown;
 mod startup;
 mod storage_faults;
 mod store;
+mod tls;
 #[path = "../../../tests/support/web.rs"]
 mod web;
 mod witness;
