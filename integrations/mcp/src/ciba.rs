@@ -231,6 +231,27 @@ impl Countersign {
         Ok(v)
     }
 
+    /// The approval page for approvers (discovery's `service_documentation`, on the server's
+    /// public URL, which may differ from the URL this agent uses).
+    pub async fn approval_page(&self) -> Result<String, String> {
+        let (status, body) = self.get("/.well-known/openid-configuration", false).await?;
+        if status != 200 {
+            return Err(format!(
+                "GET /.well-known/openid-configuration answered {status}"
+            ));
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|_| "the server's discovery document is not JSON".to_owned())?;
+        v.get("service_documentation")
+            .and_then(Value::as_str)
+            .filter(|u| {
+                (u.starts_with("https://") || u.starts_with("http://"))
+                    && !u.chars().any(|c| c.is_control() || c.is_whitespace())
+            })
+            .map(str::to_owned)
+            .ok_or_else(|| "the server's discovery document names no approval page".into())
+    }
+
     /// The log key evidence must be signed with, and where it came from: the pinned
     /// `--log-key`, or the server's `/v1/log/vkey` (trusting the server this agent talks to).
     pub async fn log_key(&self) -> Result<(VerifierKey, &'static str), String> {

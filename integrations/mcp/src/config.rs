@@ -62,6 +62,11 @@ pub struct Args {
     /// The origin the approval must have been made on (pins the relying party).
     #[arg(long, env = "COUNTERSIGN_ORIGIN")]
     pub origin: Option<String>,
+    /// The MCP client's user is the approver (a person approving their own agent's actions):
+    /// offer them the approval page through URL-mode elicitation (`elicitation/create`, mode
+    /// url) when the client declares it.
+    #[arg(long, env = "COUNTERSIGN_MCP_OFFER_APPROVAL_PAGE")]
+    pub offer_approval_page: bool,
 }
 
 /// Client authentication at the token endpoint (RFC 6749 section 2.3.1; OpenID Connect Core
@@ -111,6 +116,8 @@ pub struct Config {
     pub rp_id: Option<String>,
     /// A pinned origin, if given.
     pub origin: Option<String>,
+    /// Offer the approval page by URL-mode elicitation.
+    pub offer_approval_page: bool,
 }
 
 /// A configuration that cannot run, in words the operator can act on (never the secret).
@@ -196,6 +203,7 @@ impl Args {
             log_key,
             rp_id: self.rp_id.filter(|s| !s.is_empty()),
             origin: self.origin.filter(|s| !s.is_empty()),
+            offer_approval_page: self.offer_approval_page,
         })
     }
 }

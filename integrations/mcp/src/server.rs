@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ElicitRequestParams,
+    ElicitationAction, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler};
+use rmcp::service::{ElicitationMode, RequestContext};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -23,6 +24,9 @@ use crate::tools::{self, BadArguments, BundleSource};
 /// Requests remembered at once; the oldest are forgotten past this (a forgotten request can
 /// still be asked for with its authorization_details).
 const MAX_TRACKED: usize = 10_000;
+
+/// Elicitation ids handed out (ids only need to be unique within the session).
+static ELICITATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What this process knows of one request.
 struct Tracked {
@@ -216,9 +220,62 @@ impl Shared {
         })
     }
 
+    /// Offers the approval page to the MCP client's user by URL-mode elicitation, while the
+    /// request waits (the operator said, with `--offer-approval-page`, that this user is the
+    /// approver). Best effort: the decision still comes only from the token endpoint.
+    fn offer_approval_page(
+        self: &Arc<Self>,
+        peer: &Peer<RoleServer>,
+        binding_message: &str,
+        valid_for: Duration,
+    ) {
+        if !self.cs.config().offer_approval_page
+            || !peer
+                .supported_elicitation_modes()
+                .contains(&ElicitationMode::Url)
+        {
+            return;
+        }
+        let (me, peer) = (self.clone(), peer.clone());
+        let message = format!(
+            "Countersign: an agent asks you to approve \"{binding_message}\". Open the approval \
+             page to read the exact action and approve or deny it with your passkey."
+        );
+        let id = format!(
+            "countersign-{}",
+            ELICITATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        tokio::spawn(async move {
+            let url = match me.cs.approval_page().await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no approval page to offer");
+                    return;
+                }
+            };
+            let params = ElicitRequestParams::UrlElicitationParams {
+                meta: None,
+                message,
+                url,
+                elicitation_id: id,
+            };
+            match peer
+                .create_elicitation_with_timeout(params, Some(valid_for))
+                .await
+            {
+                Ok(r) if r.action == ElicitationAction::Accept => {
+                    tracing::info!("the user opened the approval page");
+                }
+                Ok(_) => tracing::info!("the user did not open the approval page"),
+                Err(e) => tracing::info!(error = %e, "approval page not offered"),
+            }
+        });
+    }
+
     async fn request_approval(
-        &self,
+        self: &Arc<Self>,
         args: Option<serde_json::Map<String, Value>>,
+        peer: &Peer<RoleServer>,
     ) -> CallToolResult {
         let (req, wait) = match tools::request_approval(args) {
             Ok(x) => x,
@@ -229,6 +286,11 @@ impl Shared {
             Err(e) => return tool_error(format!("not approved: {e}")),
         };
         tracing::info!(expires_in = auth.expires_in, "approval requested");
+        self.offer_approval_page(
+            peer,
+            &req.binding_message,
+            Duration::from_secs(auth.expires_in),
+        );
         let entry = self.track(
             &auth.auth_req_id,
             Tracked {
@@ -383,11 +445,11 @@ impl ServerHandler for Handler {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments;
         let result = match request.name.as_ref() {
-            "request_approval" => self.shared.request_approval(args).await,
+            "request_approval" => self.shared.request_approval(args, &context.peer).await,
             "get_decision" => self.shared.get_decision(args).await,
             "verify_evidence" => self.shared.verify_evidence(args).await,
             other => {

@@ -37,7 +37,7 @@ function mcpEnv(extra) {
  * Starts countersign-mcp over stdio (the client spawns it) and connects a client.
  * `secret` goes in COUNTERSIGN_CLIENT_SECRET. Returns { client, stderr(), close() }.
  */
-export async function connectStdio({ url, clientId, secret, args = [] }) {
+export async function connectStdio({ url, clientId, secret, args = [], capabilities, setup }) {
   const transport = new StdioClientTransport({
     command: mcpBinary(),
     args: ["--url", url, "--client-id", clientId, ...args],
@@ -49,7 +49,8 @@ export async function connectStdio({ url, clientId, secret, args = [] }) {
     stderr += d;
     if (process.env.COUNTERSIGN_TEST_VERBOSE) process.stderr.write(d);
   });
-  const client = new Client({ name: "countersign-mcp-test", version: "0.0.0" });
+  const client = new Client({ name: "countersign-mcp-test", version: "0.0.0" }, capabilities ? { capabilities } : undefined);
+  setup?.(client);
   await client.connect(transport);
   return { client, stderr: () => stderr, close: () => client.close() };
 }

@@ -11,6 +11,8 @@ import { after, before, describe, test } from "node:test";
 import { ApiApprover } from "../../../interop/lib/approver.mjs";
 import { freePort, Server } from "../../../interop/lib/server.mjs";
 
+import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+
 import { connectHttp, connectStdio, startHttp, startProxy, textOf } from "./lib.mjs";
 
 const CLIENT_ID = "mcp-agent";
@@ -253,6 +255,58 @@ for (const transport of ["stdio", "http"]) {
     });
   });
 }
+
+describe("URL-mode elicitation (--offer-approval-page)", { timeout: 60_000 }, () => {
+  test("a client that declares it is offered the approval page; the decision still comes from CIBA", async () => {
+    const offers = [];
+    const { client } = await connectStdio({
+      url: server.url,
+      clientId: CLIENT_ID,
+      secret: CLIENT_SECRET,
+      args: ["--offer-approval-page"],
+      capabilities: { elicitation: { url: {} } },
+      setup: (c) =>
+        c.setRequestHandler(ElicitRequestSchema, async (req) => {
+          offers.push(req.params);
+          return { action: "accept" };
+        }),
+    });
+    try {
+      const message = "Pay ACME Ltd 3.00 EUR (elicitation)";
+      const { result, statementHash } = await requestAndDecide(client, { message, details: payment("3.00"), decision: "approve" });
+      assert.equal(result.structuredContent.status, "approved", textOf(result));
+      assert.equal(result.structuredContent.statement_sha256, statementHash);
+      assert.equal(offers.length, 1);
+      assert.equal(offers[0].mode, "url");
+      assert.equal(offers[0].url, `${server.publicUrl}/approve`);
+      assert.ok(offers[0].message.includes(message));
+      assert.ok(offers[0].elicitationId);
+      assert.ok(!JSON.stringify(offers[0]).includes(result.structuredContent.auth_req_id), "the auth_req_id (a secret) is not shown");
+    } finally {
+      await client.close();
+    }
+    // Without the flag, nothing is offered even to a client that declares URL elicitation.
+    const none = [];
+    const plain = await connectStdio({
+      url: server.url,
+      clientId: CLIENT_ID,
+      secret: CLIENT_SECRET,
+      capabilities: { elicitation: { url: {} } },
+      setup: (c) => c.setRequestHandler(ElicitRequestSchema, async (req) => (none.push(req.params), { action: "accept" })),
+    });
+    try {
+      const { result } = await requestAndDecide(plain.client, {
+        message: "Pay ACME Ltd 4.00 EUR (no elicitation)",
+        details: payment("4.00"),
+        decision: "deny",
+      });
+      assert.equal(result.structuredContent.status, "denied");
+      assert.equal(none.length, 0);
+    } finally {
+      await plain.client.close();
+    }
+  });
+});
 
 describe("fail closed", { timeout: 120_000 }, () => {
   test("server unreachable: a tool error, never approved", async () => {
