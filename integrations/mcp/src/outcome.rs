@@ -180,9 +180,14 @@ pub fn check_approval(
             return Err(CheckError::DetailsMismatch("token response's"));
         }
     }
-    if claims.get("client_id").and_then(Value::as_str) != Some(client_id)
-        || claims.get("aud").and_then(Value::as_str) != Some(client_id)
-    {
+    // RFC 7519 section 4.1.3: `aud` is a string or an array of strings; this client must be
+    // in it (an `audience` the client asked for may stand beside it).
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == client_id,
+        Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(client_id)),
+        _ => false,
+    };
+    if claims.get("client_id").and_then(Value::as_str) != Some(client_id) || !aud_ok {
         return Err(CheckError::WrongClient);
     }
     let exp = claims
@@ -420,6 +425,22 @@ mod tests {
             check_approval(&response(&t), &details(), "other-agent", &jwks(), 1_500),
             Err(CheckError::WrongClient)
         );
+        for aud in [
+            json!("other-agent"),
+            json!(["api", "other-agent"]),
+            json!(null),
+        ] {
+            let mut c = claims();
+            c["aud"] = aud.clone();
+            assert_eq!(
+                check_approval(&response(&at(&c)), &details(), "agent", &jwks(), 1_500),
+                Err(CheckError::WrongClient),
+                "aud {aud}"
+            );
+        }
+        let mut c = claims();
+        c["aud"] = json!(["https://api.example", "agent"]);
+        assert!(check_approval(&response(&at(&c)), &details(), "agent", &jwks(), 1_500).is_ok());
         assert_eq!(
             check_approval(&response(&t), &details(), "agent", &jwks(), 2_000),
             Err(CheckError::TokenExpired)

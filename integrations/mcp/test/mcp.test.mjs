@@ -61,7 +61,10 @@ async function requestAndDecide(client, { message, details, decision, wait = 20 
   assert.deepEqual(req.authorization_details, details, "the approver sees exactly the requested action");
   const { finish, statementHash } = await approver.decide(req.request_id, decision);
   assert.equal(finish.status, 201, `decide/finish: ${JSON.stringify(finish.body)}`);
-  return { result: await call, statementHash };
+  const decidedAt = performance.now();
+  const result = await call;
+  // From the approver's decision (logged and answered) to the agent's tool result.
+  return { result, statementHash, latencyMs: performance.now() - decidedAt };
 }
 
 async function fetchBundle(authReqId) {
@@ -114,13 +117,14 @@ for (const transport of ["stdio", "http"]) {
       for (const t of tools) assert.equal(t.outputSchema.type, "object", t.name);
     });
 
-    test("approve: approved with the access token, log index and the signed statement's hash", async () => {
+    test("approve: approved with the access token, log index and the signed statement's hash", async (t) => {
       const details = payment("12.50");
-      const { result, statementHash } = await requestAndDecide(client, {
+      const { result, statementHash, latencyMs } = await requestAndDecide(client, {
         message: `Pay ACME Ltd 12.50 EUR (${transport})`,
         details,
         decision: "approve",
       });
+      t.diagnostic(`decision to tool result over ${transport}: ${latencyMs.toFixed(0)} ms (server poll interval 1 s)`);
       assert.ok(!result.isError, textOf(result));
       const s = result.structuredContent;
       assert.equal(s.status, "approved");
