@@ -113,12 +113,24 @@ export async function connectHttp(mcpUrl) {
 /**
  * A reverse proxy on 127.0.0.1 in front of `target` (http://127.0.0.1:PORT). `alterToken(body)`
  * may rewrite the JSON of a 200 answer of POST /token (an attacker or a bug between the agent
- * and the server). Returns { url, close() }.
+ * and the server); `intercept(n)`, called for the n-th POST /token (from 1), may answer it
+ * itself with { status, body } instead of forwarding it. Returns { url, polls (the times of the
+ * POST /token requests, ms), close() }.
  */
-export async function startProxy(target, alterToken) {
+export async function startProxy(target, alterToken = (b) => b, intercept = () => null) {
+  const polls = [];
   const srv = http.createServer(async (req, res) => {
     const chunks = [];
     for await (const c of req) chunks.push(c);
+    if (req.url === "/token") {
+      polls.push(performance.now());
+      const own = intercept(polls.length);
+      if (own) {
+        res.writeHead(own.status, { "content-type": "application/json" });
+        res.end(JSON.stringify(own.body));
+        return;
+      }
+    }
     const body = Buffer.concat(chunks);
     const headers = { ...req.headers };
     delete headers.host;
@@ -142,6 +154,7 @@ export async function startProxy(target, alterToken) {
   await new Promise((resolve) => srv.listen(0, "127.0.0.1", resolve));
   return {
     url: `http://127.0.0.1:${srv.address().port}`,
+    polls,
     close: () => new Promise((resolve) => srv.close(resolve)),
   };
 }

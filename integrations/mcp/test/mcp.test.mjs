@@ -353,6 +353,29 @@ describe("fail closed", { timeout: 120_000 }, () => {
     }
   });
 
+  test("polls no faster than the interval, and 5 s slower after slow_down", async () => {
+    // The first poll is answered slow_down; the following ones are the server's own.
+    const proxy = await startProxy(server.url, undefined, (n) =>
+      n === 1 ? { status: 400, body: { error: "slow_down", error_description: "poll at most every 6 seconds" } } : null,
+    );
+    const { client } = await connectStdio({ url: proxy.url, clientId: CLIENT_ID, secret: CLIENT_SECRET });
+    try {
+      const r = await client.callTool({
+        name: "request_approval",
+        arguments: { approver: APPROVER, binding_message: "Pay ACME Ltd 8.00 EUR (slow_down)", authorization_details: payment("8.00"), wait_seconds: 9 },
+      });
+      assert.equal(r.structuredContent.status, "pending", textOf(r));
+      const gaps = proxy.polls.slice(1).map((t, i) => t - proxy.polls[i]);
+      assert.ok(proxy.polls.length >= 2 && proxy.polls.length <= 3, `polls: ${proxy.polls.length}`);
+      // interval 1 s from the server, + 5 s after the slow_down
+      assert.ok(gaps[0] >= 5_900, `gap after slow_down: ${gaps[0]} ms`);
+      for (const g of gaps.slice(1)) assert.ok(g >= 5_900, `later gap: ${g} ms`);
+    } finally {
+      await client.close();
+      await proxy.close();
+    }
+  });
+
   // Between the agent and the server: a token for other arguments, and a tampered token, are
   // refused by the MCP server's own checks (JWKS signature, authorization_details).
   for (const [name, alter, expect] of [
