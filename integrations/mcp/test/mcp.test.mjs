@@ -260,6 +260,66 @@ for (const transport of ["stdio", "http"]) {
   });
 }
 
+describe("a request made by another process (a restart)", { timeout: 60_000 }, () => {
+  test("get_decision needs the request's authorization_details, then checks the token against them", async () => {
+    const details = payment("21.00");
+    const message = "Pay ACME Ltd 21.00 EUR (restart)";
+    const first = await connectStdio({ url: server.url, clientId: CLIENT_ID, secret: CLIENT_SECRET });
+    let id;
+    try {
+      const r = await first.client.callTool({
+        name: "request_approval",
+        arguments: { approver: APPROVER, binding_message: message, authorization_details: details, wait_seconds: 0 },
+      });
+      assert.equal(r.structuredContent.status, "pending");
+      id = r.structuredContent.auth_req_id;
+    } finally {
+      await first.client.close();
+    }
+    const req = await approver.waitForRequest(message, 15_000);
+    const { statementHash } = await approver.decide(req.request_id, "approve");
+    const second = await connectStdio({ url: server.url, clientId: CLIENT_ID, secret: CLIENT_SECRET });
+    try {
+      const unknown = await second.client.callTool({ name: "get_decision", arguments: { auth_req_id: id, wait_seconds: 0 } });
+      assert.equal(unknown.isError, true, "without the details the token could not be checked: nothing is polled");
+      assert.match(textOf(unknown), /authorization_details/);
+      const g = await second.client.callTool({
+        name: "get_decision",
+        arguments: { auth_req_id: id, wait_seconds: 5, authorization_details: details },
+      });
+      assert.ok(!g.isError, textOf(g));
+      assert.equal(g.structuredContent.status, "approved");
+      assert.equal(g.structuredContent.statement_sha256, statementHash);
+
+      // Another request, approved, asked for with other details: the real token does not
+      // approve them, so it is not an approval (and stays refused).
+      const m2 = "Pay ACME Ltd 22.00 EUR (restart, other details)";
+      const r2 = await second.client.callTool({
+        name: "request_approval",
+        arguments: { approver: APPROVER, binding_message: m2, authorization_details: payment("22.00"), wait_seconds: 0 },
+      });
+      const id2 = r2.structuredContent.auth_req_id;
+      const third = await connectStdio({ url: server.url, clientId: CLIENT_ID, secret: CLIENT_SECRET });
+      try {
+        await approver.decide((await approver.waitForRequest(m2, 15_000)).request_id, "approve");
+        for (let i = 0; i < 2; i++) {
+          const w = await third.client.callTool({
+            name: "get_decision",
+            arguments: { auth_req_id: id2, wait_seconds: 5, authorization_details: payment("2200.00") },
+          });
+          assert.equal(w.isError, true, textOf(w));
+          assert.notEqual(w.structuredContent?.status, "approved");
+          assert.match(textOf(w), /authorization_details differ/);
+        }
+      } finally {
+        await third.client.close();
+      }
+    } finally {
+      await second.client.close();
+    }
+  });
+});
+
 describe("URL-mode elicitation (--offer-approval-page)", { timeout: 60_000 }, () => {
   test("a client that declares it is offered the approval page; the decision still comes from CIBA", async () => {
     const offers = [];
@@ -364,7 +424,7 @@ describe("fail closed", { timeout: 120_000 }, () => {
         name: "request_approval",
         arguments: { approver: APPROVER, binding_message: "Pay ACME Ltd 8.00 EUR (slow_down)", authorization_details: payment("8.00"), wait_seconds: 9 },
       });
-      assert.equal(r.structuredContent.status, "pending", textOf(r));
+      assert.equal(r.structuredContent?.status, "pending", textOf(r));
       const gaps = proxy.polls.slice(1).map((t, i) => t - proxy.polls[i]);
       assert.ok(proxy.polls.length >= 2 && proxy.polls.length <= 3, `polls: ${proxy.polls.length}`);
       // interval 1 s from the server, + 5 s after the slow_down
