@@ -89,6 +89,9 @@ impl Countersign {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(5))
+            // Below the keep-alive timeout of common servers (Node's 5 s): polls come every 5 s
+            // or more, and a connection the server is closing fails the request that reuses it.
+            .pool_idle_timeout(Duration::from_secs(4))
             // Credentials are never sent on to another host.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("countersign-mcp/", env!("CARGO_PKG_VERSION")))
@@ -204,9 +207,18 @@ impl Countersign {
             ("grant_type", CIBA_GRANT.to_owned()),
             ("auth_req_id", auth_req_id.to_owned()),
         ];
-        match self.client_post("/token", form).await {
+        match self.client_post("/token", form.clone()).await {
             Ok((status, body)) => classify(status, &body),
-            Err(why) => TokenAnswer::Failed(why),
+            // Once more on a transport failure (a connection closed under the request). If the
+            // first one did reach the server, the second is answered slow_down or, for tokens
+            // already issued, invalid_grant: never an approval that was not checked.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                match self.client_post("/token", form).await {
+                    Ok((status, body)) => classify(status, &body),
+                    Err(why) => TokenAnswer::Failed(why),
+                }
+            }
         }
     }
 
