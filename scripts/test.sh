@@ -84,6 +84,8 @@ step "real exports verify with countersign-verify export" real_exports_verify
 step "Go's sumdb/tlog and note check our vectors and a live log" bash scripts/go-check.sh
 step "interop: openid-client and headless Chromium" \
     bash -c 'bash scripts/setup-interop.sh && cd interop && node --test'
+step "MCP server with the official TypeScript client and the conformance suite" \
+    bash integrations/mcp/test.sh
 step "TypeScript SDK against a live server (ai, LangChain.js, LangGraph)" \
     bash integrations/typescript/test.sh
 step "Python SDK against a live server (pytest)" bash integrations/python/test.sh
