@@ -1,11 +1,13 @@
 // Agent latency: the time from the approver's click (the moment decide/finish is sent) to the
 // agent's tool body running, per CIBA delivery mode: poll (with the server's default interval,
-// 5 s), ping and push. The agent side is @countersign/sdk's Vercel AI SDK wrapper (`withApproval`),
+// 5 s), ping, push, and through the MCP server (countersign-mcp over stdio, poll mode, the
+// agent's tool running when `request_approval` answers `approved`). The agent side is @countersign/sdk's Vercel AI SDK wrapper (`withApproval`),
 // so the time includes the token's fetch, the execution check (JWKS, signature, canonical JSON)
 // and the wrapper; the approver side is a software passkey driving the approval API.
 //
 //   (cd integrations/typescript && npm ci && npx tsc -p .)   # once: builds the SDK's dist/
-//   node benches/agent-latency.mjs [--runs N]
+//   (cd integrations/mcp/test && npm ci); cargo build -p countersign-mcp   # once: the MCP row
+//   node benches/agent-latency.mjs [--runs N] [--modes poll,ping,push,mcp]
 //
 // The server is the binary COUNTERSIGN_BIN (else $CARGO_TARGET_DIR/debug/countersign), started
 // on 127.0.0.1 with a fresh data directory; the ping/push notification endpoint listens on
@@ -33,7 +35,10 @@ try {
   process.exit(2);
 }
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "10" } } });
+const { values } = parseArgs({
+  options: { runs: { type: "string", default: "10" }, modes: { type: "string", default: "poll,ping,push,mcp" } },
+});
+const MODES = values.modes.split(",");
 const RUNS = Number(values.runs);
 const APPROVER = "appr-bench";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -67,20 +72,50 @@ async function agentFor(server, mode) {
   return { client, listener };
 }
 
-/** One approval: returns milliseconds from the click to the tool body, or throws. */
-async function once(client, approver, mode, i) {
+/** The action of run `i`: the tool's input, its binding message and authorization_details. */
+function action(mode, i) {
   const input = { amount: `${i + 1}.00`, currency: "EUR", creditor: `ACME ${mode} ${i}` };
   const msg = `Pay ${input.amount} EUR to ${input.creditor}`;
-  let ranAt;
-  const pay = withApproval(
-    { description: "Pay", inputSchema: undefined, execute: async () => { ranAt = performance.now(); return "paid"; } },
-    {
-      client,
-      approver: APPROVER,
-      describe: (a) => ({ bindingMessage: msg, authorizationDetails: [{ type: "payment_initiation", instructedAmount: { amount: a.amount, currency: a.currency }, creditorName: a.creditor }] }),
-    },
-  );
-  const running = pay.execute(input, { toolCallId: `c${i}`, messages: [] });
+  const details = (a) => [{ type: "payment_initiation", instructedAmount: { amount: a.amount, currency: a.currency }, creditorName: a.creditor }];
+  return { input, msg, details };
+}
+
+/** The SDK agent: the wrapped tool's execute; resolves with the time its body ran. */
+function sdkAgent(client) {
+  return (mode, i) => {
+    const { input, msg, details } = action(mode, i);
+    let ranAt;
+    const pay = withApproval(
+      { description: "Pay", inputSchema: undefined, execute: async () => { ranAt = performance.now(); return "paid"; } },
+      { client, approver: APPROVER, describe: (a) => ({ bindingMessage: msg, authorizationDetails: details(a) }) },
+    );
+    return pay.execute(input, { toolCallId: `c${i}`, messages: [] }).then((out) => {
+      if (out !== "paid" || ranAt === undefined) throw new Error("the tool did not run");
+      return ranAt;
+    });
+  };
+}
+
+/** The MCP agent: request_approval through countersign-mcp; its tool runs once that says approved. */
+function mcpAgent(mcp) {
+  return async (mode, i) => {
+    const { input, msg, details } = action(mode, i);
+    const r = await mcp.client.callTool(
+      { name: "request_approval", arguments: { approver: APPROVER, binding_message: msg, authorization_details: details(input), wait_seconds: 60 } },
+      undefined,
+      { timeout: 90_000 },
+    );
+    if (r.isError || r.structuredContent?.status !== "approved") {
+      throw new Error(`not approved: ${JSON.stringify(r.structuredContent ?? r.content)}`);
+    }
+    return performance.now();
+  };
+}
+
+/** One approval: returns milliseconds from the click to the tool body, or throws. */
+async function once(agent, approver, mode, i) {
+  const { msg } = action(mode, i);
+  const running = agent(mode, i);
   running.catch(() => {});
   const req = await approver.waitForRequest(msg, 15_000);
   await sleep(Math.random() * 5000);
@@ -93,7 +128,7 @@ async function once(client, approver, mode, i) {
   const finish = await approver.post(`/v1/requests/${id}/decide/finish`, { decision: "approve", credential });
   const loggedAt = performance.now();
   if (finish.status !== 201) throw new Error(`decide/finish ${finish.status}: ${JSON.stringify(finish.body)}`);
-  if ((await running) !== "paid" || ranAt === undefined) throw new Error("the tool did not run");
+  const ranAt = await running;
   return { total: ranAt - clickedAt, logged: loggedAt - clickedAt };
 }
 
@@ -105,18 +140,30 @@ const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(
 
 const server = await startServer();
 const listeners = [];
+const closers = [];
 try {
   const approver = await ApiApprover.create(server);
   await approver.enrol(await server.addApprover(APPROVER, "bench@example.com", "Bench Approver"));
   await approver.signIn();
   const rows = [];
-  for (const mode of ["poll", "ping", "push"]) {
-    const { client, listener } = await agentFor(server, mode);
-    if (listener) listeners.push(listener);
+  for (const mode of MODES) {
+    let agent;
+    if (mode === "mcp") {
+      const { connectStdio } = await import("../integrations/mcp/test/lib.mjs");
+      const secret = "bench-mcp-secret-0123456789abcdef";
+      await server.addClient("bench-mcp", secret);
+      const mcp = await connectStdio({ url: server.url, clientId: "bench-mcp", secret });
+      closers.push(() => mcp.close());
+      agent = mcpAgent(mcp);
+    } else {
+      const { client, listener } = await agentFor(server, mode);
+      if (listener) listeners.push(listener);
+      agent = sdkAgent(client);
+    }
     const totals = [];
     const logged = [];
     for (let i = 0; i < RUNS; i++) {
-      const r = await once(client, approver, mode, i);
+      const r = await once(agent, approver, mode, i);
       totals.push(r.total);
       logged.push(r.logged);
       process.stderr.write(`${mode} run ${i + 1}/${RUNS}: ${fmt(r.total)}\n`);
@@ -130,6 +177,7 @@ try {
   console.log("|---|---|---|---|---|---|");
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
 } finally {
+  for (const c of closers) await c().catch(() => {});
   for (const l of listeners) {
     l.closeAllConnections();
     l.close();
