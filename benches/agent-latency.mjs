@@ -6,7 +6,7 @@
 // and the wrapper; the approver side is a software passkey driving the approval API.
 //
 //   (cd integrations/typescript && npm ci && npx tsc -p .)   # once: builds the SDK's dist/
-//   (cd integrations/mcp/test && npm ci); cargo build -p countersign-mcp   # once: the MCP row
+//   (cd integrations/mcp && npm ci); cargo build -p countersign-mcp   # once: the MCP row
 //   node benches/agent-latency.mjs [--runs N] [--modes poll,ping,push,mcp]
 //
 // The server is the binary COUNTERSIGN_BIN (else $CARGO_TARGET_DIR/debug/countersign), started

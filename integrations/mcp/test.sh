@@ -3,7 +3,7 @@
 # against a live countersign server) and the official MCP conformance suite (server scenarios).
 # Idempotent set-up first, each step only when needed:
 #   node >= 20                 the machine's Node.js
-#   test/node_modules          `npm ci` from test/package-lock.json, when the lockfile changed
+#   node_modules               `npm ci` from package-lock.json, when the lockfile changed
 #   countersign-mcp            $CARGO_TARGET_DIR/debug/countersign-mcp, built when missing or older
 #                              than its sources (skipped when COUNTERSIGN_MCP_BIN is set)
 #   countersign                COUNTERSIGN_BIN, else $CARGO_TARGET_DIR/debug/countersign, built
@@ -26,11 +26,11 @@ if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
     exit 1
 fi
 
-lock_sum=$(sha256sum "$here/test/package-lock.json" | cut -d' ' -f1)
-stamp="$here/test/node_modules/.countersign-lock-sha256"
+lock_sum=$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)
+stamp="$here/node_modules/.countersign-lock-sha256"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
-    say "npm ci in integrations/mcp/test/"
-    (cd "$here/test" && npm ci --no-audit --no-fund --loglevel=error)
+    say "npm ci in integrations/mcp/"
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock_sum" >"$stamp"
 fi
 
@@ -46,5 +46,5 @@ if [ -z "${COUNTERSIGN_BIN:-}" ] && [ ! -x "$CARGO_TARGET_DIR/debug/countersign"
     cargo build -p countersign --bin countersign --locked
 fi
 
-cd "$here/test"
-node --test
+cd "$here"
+node --test test/*.test.mjs
