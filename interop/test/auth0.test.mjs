@@ -74,7 +74,7 @@ if (!CHILD) {
       const code = await new Promise((resolve) => child.on("exit", (c, s) => resolve(c ?? s)));
       if (process.env.COUNTERSIGN_TEST_VERBOSE) process.stderr.write(out);
       assert.equal(code, 0, `the Auth0 cases failed:\n${out}`);
-      assert.match(out, /# pass 3\b/, out);
+      assert.match(out, /# pass 4\b/, out);
       assert.match(out, /# fail 0\b/, out);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -138,9 +138,9 @@ if (!CHILD) {
      * A payment tool wrapped by Auth0's withAsyncAuthorization, as their docs show it; `ran`
      * records each execution with its arguments and the credentials the wrapper handed it.
      */
-    function wrappedPayTool({ requestedExpiry = 60 } = {}) {
+    function wrappedPayTool({ requestedExpiry = 60, domainPort = port } = {}) {
       const auth0AI = new Auth0AI({
-        auth0: { domain: `localhost:${port}`, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET },
+        auth0: { domain: `localhost:${domainPort}`, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET },
       });
       const withApproval = auth0AI.withAsyncAuthorization({
         userID: APPROVER,
@@ -245,6 +245,19 @@ if (!CHILD) {
       assert.ok(expiredInterrupt || expiredToken, `got ${output?.constructor?.name}: ${output?.message} ${output?.error ?? ""}`);
       t.diagnostic(expiredInterrupt ? "the SDK's AuthorizationRequestExpiredInterrupt" : "the server's expired_token");
       assert.ok(Date.now() - started >= 1_900, "not before the request expired");
+      assert.equal(ran.length, 0, "the tool never ran");
+    });
+
+    test("server unreachable: the SDK reports an error, and the tool never runs", async () => {
+      // A port nothing listens on (bound, read and released).
+      const { pay, ran } = wrappedPayTool({ domainPort: await freePort() });
+      let outcome;
+      try {
+        outcome = await agentCalls(pay, { amount: "5.00", to: "Nowhere" }, "unreachable");
+      } catch (e) {
+        outcome = e;
+      }
+      assert.ok(outcome instanceof Error, `an error, not a result: ${JSON.stringify(outcome)}`);
       assert.equal(ran.length, 0, "the tool never ran");
     });
   });
