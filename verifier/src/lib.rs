@@ -6,6 +6,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod approval_policy;
 #[cfg(feature = "std")]
 mod bundle;
 mod checkpoint;
@@ -27,6 +28,13 @@ mod statement;
 mod tlog_proof;
 mod webauthn;
 
+pub use approval_policy::{
+    ApprovalPolicy, ApprovalPolicyError, ApprovalPolicyErrorKind, ApprovalRule, Approvers,
+    Condition, Decimal, DecimalError, EvalError, MatchedRule, Op, Outcome, PolicyJsonError,
+    PolicyPlace, Unevaluable, ValidatedPolicy, APPROVAL_POLICY_VERSION, MAX_DECIMAL_DIGITS,
+    MAX_FIELD_SEGMENTS, MAX_GROUP_NAME_BYTES, MAX_POLICY_GROUPS, MAX_POLICY_LIST, MAX_POLICY_RULES,
+    MAX_RULE_EXPIRY_SECONDS, MAX_RULE_NAME_BYTES, MAX_WHEN_TEXT_BYTES,
+};
 #[cfg(feature = "std")]
 pub use bundle::{
     check_decision_enrolment, check_decision_statement, check_execution, verify_decision,
