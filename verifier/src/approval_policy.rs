@@ -218,8 +218,14 @@ impl fmt::Display for ApprovalPolicyError {
             PolicyPlace::Group(g) => write!(f, "group {g:?}: ")?,
             PolicyPlace::Rule(i) => write!(f, "rule {}: ", i + 1)?,
         }
+        self.kind.fmt(f)
+    }
+}
+
+impl fmt::Display for ApprovalPolicyErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ApprovalPolicyErrorKind as K;
-        match &self.kind {
+        match self {
             K::UnsupportedVersion(v) => write!(f, "unsupported policy version {v} (expected 1)"),
             K::TooMany(what, max) => write!(f, "more than {max} {what}"),
             K::BadGroupName => f.write_str(

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pages;
 pub mod passkeys;
+pub mod policy;
 pub mod request;
 pub mod state;
 pub mod store;
