@@ -4,13 +4,15 @@
 //! Layer: the binary, the top of verifier <- log <- approvals <- binary. It may use every crate
 //! below it; none of them uses it. Flags and signals live in `main`, the admin HTTP client of
 //! every admin subcommand in [`admin_client`]
-//! (and [`requests`]), what they print in [`text`] and [`times`], built-in TLS in [`tls`].
+//! (and [`requests`]), what they print in [`text`] and [`times`], built-in TLS in [`tls`], the
+//! offline policy file check in [`policy_cmd`].
 
 pub mod admin_client;
 pub mod args;
 pub mod banner;
 pub mod export;
 pub mod monitor;
+pub mod policy_cmd;
 pub mod requests;
 pub mod text;
 pub mod times;

@@ -69,6 +69,9 @@ enum Command {
     /// new entry, and alert on what is wrong or on a watched approver's passkeys
     /// (spec/monitor.md).
     Monitor(countersign::monitor::MonitorArgs),
+    /// Approval policies (spec/policy.md): `check` a policy file offline.
+    #[command(subcommand)]
+    Policy(countersign::policy_cmd::PolicyCmd),
 }
 
 #[derive(clap::Args)]
@@ -203,6 +206,10 @@ fn main() -> anyhow::Result<()> {
         Command::Auditor(c) => Ok(rt.block_on(admin_client::run_auditor(c))?),
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
         Command::Witness(c) => rt.block_on(witness_cmd::run(c)),
+        Command::Policy(c) => {
+            drop(rt);
+            std::process::exit(countersign::policy_cmd::run(c))
+        }
         Command::Monitor(a) => {
             let code = rt.block_on(countersign::monitor::run(a));
             drop(rt);
