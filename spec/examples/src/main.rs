@@ -21,6 +21,8 @@ use cv::{
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 
+mod policy;
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -1438,6 +1440,10 @@ fn main() {
         let _ = writeln!(em, "{e:?} | {e}");
     }
     o.put("errors", em);
+
+    for (k, v) in policy::fragments() {
+        o.put(k, v);
+    }
 
     render(&o.0);
 }
