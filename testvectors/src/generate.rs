@@ -28,7 +28,7 @@ pub const LOG_KEY_SEED: [u8; 32] = [0x11; 32];
 /// Relative path -> pretty JSON text.
 pub type Files = BTreeMap<String, String>;
 
-fn put(files: &mut Files, path: String, v: Value) {
+pub(crate) fn put(files: &mut Files, path: String, v: Value) {
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     files.insert(path, s);
@@ -57,6 +57,7 @@ pub fn generate() -> Files {
     statements(&mut f);
     bundles(&mut f);
     revocations(&mut f);
+    crate::approval_policies::approval_policies(&mut f);
     f
 }
 

@@ -2,6 +2,7 @@
 //! generator of the JSON vectors under `testvectors/` (run `cargo run -p
 //! countersign-testvectors` to regenerate them; the output is byte-for-byte reproducible).
 
+mod approval_policies;
 pub mod archive;
 pub mod attestation;
 pub mod generate;

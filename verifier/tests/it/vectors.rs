@@ -151,6 +151,38 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
             assert_eq!(c.revoked_after, v["revoked_after"].as_u64());
             Ok(())
         }
+        "approval-policies" => {
+            let bytes = serde_json::to_vec(&v["policy"]).unwrap();
+            let p = ValidatedPolicy::from_json(&bytes).map_err(|x| e(&x))?;
+            let canonical = p.canonical_json();
+            assert_eq!(
+                std::str::from_utf8(&canonical).unwrap(),
+                v["canonical_json"].as_str().unwrap()
+            );
+            assert_eq!(hex::encode(p.hash()), v["sha256"].as_str().unwrap());
+            assert_eq!(ValidatedPolicy::from_json(&canonical).unwrap(), p);
+            for r in v["requests"].as_array().unwrap() {
+                let (req, want) = (&r["request"], &r["expect"]);
+                let got = p.evaluate(
+                    req["client_id"].as_str().unwrap(),
+                    &req["authorization_details"],
+                );
+                match (got, want.get("error")) {
+                    (Err(err), Some(phrase)) => {
+                        assert!(err.to_string().contains(phrase.as_str().unwrap()), "{err}")
+                    }
+                    (Ok(Outcome::NoRuleMatched), None) => assert!(want["rule"].is_null(), "{req}"),
+                    (Ok(Outcome::Matched(m)), None) => {
+                        assert_eq!(m.rule, want["rule"].as_str().unwrap());
+                        assert_eq!(m.index as u64, want["index"].as_u64().unwrap());
+                        assert_eq!(u64::from(m.quorum), want["quorum"].as_u64().unwrap());
+                        assert_eq!(serde_json::json!(m.approvers), want["approvers"]);
+                    }
+                    (got, _) => panic!("{req}: {got:?}, expected {want}"),
+                }
+            }
+            Ok(())
+        }
         other => panic!("unknown vector kind {other}"),
     }
 }
@@ -168,6 +200,7 @@ fn generated_vectors() {
         "statements",
         "bundles",
         "revocation",
+        "approval-policies",
     ] {
         let mut paths: Vec<_> = fs::read_dir(vectors_dir().join(kind))
             .unwrap()
@@ -211,6 +244,7 @@ fn generated_vectors() {
         "statements",
         "bundles",
         "revocation",
+        "approval-policies",
     ] {
         assert!(
             counts.get(&(kind, "valid".into())).copied().unwrap_or(0) > 0,

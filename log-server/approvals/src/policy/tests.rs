@@ -195,3 +195,15 @@ fn an_oversized_file_is_refused() {
         PolicyFileErrorKind::TooLarge
     );
 }
+
+/// `spec/policy.md` shows this file, and its canonical form and hash as the verifier computes them
+/// (`countersign-spec-examples`): the TOML front end reads the document's file to those bytes.
+#[test]
+fn the_spec_example_reads_to_the_documented_bytes() {
+    let spec = include_str!("../../../../spec/policy.md");
+    assert!(spec.contains(&format!("```toml\n{EXAMPLE}```")));
+    let p = parse_policy_toml(EXAMPLE).unwrap();
+    let canon = String::from_utf8(p.canonical_json()).unwrap();
+    assert!(spec.contains(&format!("```\n{canon}\n```")));
+    assert!(spec.contains(&format!("```\n{}\n```", hex::encode(p.hash()))));
+}
