@@ -1,6 +1,7 @@
 //! The approval policy file (`spec/policy.md`): TOML read into the verifier's [`ApprovalPolicy`]
-//! and validated there, so the server and an offline verifier share one model. Every refusal names the line at fault: a syntax error or
-//! an unknown key by its own span, a rule's or group's error by the key or rule it is about.
+//! and validated there, so the server and an offline verifier share one model. Every refusal
+//! names the line at fault: a syntax error or an unknown key by its own span, a rule's or group's
+//! error by the key or rule it is about.
 
 use std::collections::BTreeMap;
 use std::fmt;
