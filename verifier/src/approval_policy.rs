@@ -5,35 +5,35 @@
 //! Pure: no I/O, no clock. Decimal comparisons are exact (text, never floats).
 
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::entry::is_valid_id;
 
-/// Version of the canonical policy form (`"version"` member; `spec/policy.md` P1).
+mod decimal;
+pub use decimal::{Decimal, DecimalError, MAX_DECIMAL_DIGITS};
+mod eval;
+pub use eval::{EvalError, MatchedRule, Outcome, Unevaluable};
+
+/// Version of the canonical policy form (`"version"` member; `spec/policy.md` P8).
 pub const APPROVAL_POLICY_VERSION: u32 = 1;
-/// Most rules in a policy (P3).
+/// Most rules in a policy (`spec/policy.md` P6).
 pub const MAX_POLICY_RULES: usize = 256;
-/// Most groups in a policy (P2).
+/// Most groups in a policy (`spec/policy.md` P2).
 pub const MAX_POLICY_GROUPS: usize = 256;
 /// Most approvers in one group or one rule's list, and most clients or `in` values of a rule.
 pub const MAX_POLICY_LIST: usize = 256;
-/// Longest group name, in bytes (P2).
+/// Longest group name, in bytes (`spec/policy.md` P2).
 pub const MAX_GROUP_NAME_BYTES: usize = 64;
-/// Longest rule name, in bytes (P3).
+/// Longest rule name, in bytes (`spec/policy.md` P3).
 pub const MAX_RULE_NAME_BYTES: usize = 128;
-/// Longest `when.type` and `when.field`, in bytes (P4).
+/// Longest `when.type` and `when.field`, in bytes (`spec/policy.md` P3).
 pub const MAX_WHEN_TEXT_BYTES: usize = 256;
-/// Most segments of a `when.field` path (P4).
+/// Most segments of a `when.field` path (`spec/policy.md` P3).
 pub const MAX_FIELD_SEGMENTS: usize = 16;
-/// Most digits (integer and fraction parts together) of a decimal (P5).
-pub const MAX_DECIMAL_DIGITS: usize = 40;
 /// Largest `max_expiry`, in seconds (one year).
 pub const MAX_RULE_EXPIRY_SECONDS: u64 = 31_536_000;
 
@@ -101,7 +101,7 @@ pub struct Condition {
     pub clients: Option<Vec<String>>,
 }
 
-/// A comparison operator (P5).
+/// A comparison operator (`spec/policy.md` P3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
@@ -197,7 +197,7 @@ pub enum ApprovalPolicyErrorKind {
     BadType,
     /// `when.field` is not a dotted path of non-empty member names.
     BadField,
-    /// `when.field` without a comparison, or a comparison without `when.field`.
+    /// `when.field` without a comparison.
     FieldWithoutComparison,
     /// A comparison without `when.field`.
     ComparisonWithoutField,
@@ -327,8 +327,8 @@ impl ApprovalPolicy {
         }
     }
 
-    /// Checks the rules of `spec/policy.md` (P1 to P7); returns the first error found, groups
-    /// before rules, rules in order.
+    /// Checks the rules of `spec/policy.md` (P2, P3, P5, P6); returns the first error found,
+    /// groups before rules, rules in order.
     pub fn validate(self) -> Result<ValidatedPolicy, ApprovalPolicyError> {
         use ApprovalPolicyErrorKind as K;
         if self.version != APPROVAL_POLICY_VERSION {
@@ -461,135 +461,6 @@ impl ApprovalPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatedPolicy(ApprovalPolicy);
 
-/// What a policy says about a request ([`ValidatedPolicy::evaluate`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// No rule applies: the request's `login_hint` approver decides alone (quorum 1).
-    NoRuleMatched,
-    /// The first rule that applies.
-    Matched(MatchedRule),
-}
-
-/// The rule that applies to a request, and what it requires.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatchedRule {
-    /// The rule's name.
-    pub rule: String,
-    /// Its index in the policy (0-based).
-    pub index: usize,
-    /// Distinct approvers needed.
-    pub quorum: u32,
-    /// Who may approve: sorted, without repeats.
-    pub approvers: Vec<String>,
-    /// Every approval must be user-verified.
-    pub require_uv: bool,
-    /// Every approving passkey must have a verified attestation.
-    pub require_attestation: bool,
-    /// Longest expiry of the request, in seconds.
-    pub max_expiry: Option<u64>,
-}
-
-/// Why a request cannot be evaluated ([`ValidatedPolicy::evaluate`]): such a request is to be
-/// refused, never approved under no rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EvalError {
-    /// `authorization_details` is not an array of objects each with a string `type`.
-    MalformedDetails(&'static str),
-    /// An entry of a rule's type has no decimal at the rule's field.
-    Unevaluable {
-        /// The rule's name.
-        rule: String,
-        /// The entry's index in `authorization_details`.
-        entry: usize,
-        /// The rule's field.
-        field: String,
-        /// Why.
-        reason: Unevaluable,
-    },
-}
-
-/// Why a rule's field cannot be compared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Unevaluable {
-    /// A member on the path is absent.
-    Missing,
-    /// A value on the path (before its end) is not an object.
-    NotAnObject,
-    /// The value is not a string or a number (it is the named JSON kind).
-    NotStringOrNumber(&'static str),
-    /// The value is not a decimal.
-    NotDecimal(DecimalError),
-}
-
-impl fmt::Display for EvalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EvalError::MalformedDetails(why) => write!(f, "authorization_details {why}"),
-            EvalError::Unevaluable {
-                rule,
-                entry,
-                field,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "policy rule {rule:?} cannot evaluate authorization_details[{entry}].{field}: "
-                )?;
-                match reason {
-                    Unevaluable::Missing => f.write_str("it is missing"),
-                    Unevaluable::NotAnObject => f.write_str("the path goes through a non-object"),
-                    Unevaluable::NotStringOrNumber(k) => {
-                        write!(f, "it is {k}, not a decimal string or number")
-                    }
-                    Unevaluable::NotDecimal(e) => write!(f, "it is not a decimal: {e}"),
-                }
-            }
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-impl std::error::Error for EvalError {}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The decimal text at `path` in `entry`.
-fn field_text(entry: &Value, path: &str) -> Result<String, Unevaluable> {
-    let mut v = entry;
-    for seg in path.split('.') {
-        let Value::Object(m) = v else {
-            return Err(Unevaluable::NotAnObject);
-        };
-        v = m.get(seg).ok_or(Unevaluable::Missing)?;
-    }
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Ok(u.to_string())
-            } else if let Some(i) = n.as_i64() {
-                Ok(i.to_string())
-            } else {
-                // The shortest text that reads back as this binary number, without an exponent:
-                // the value the statement's canonical form (RFC 8785 3.2.2.3) shows the approver.
-                Ok(format!("{}", n.as_f64().unwrap_or(f64::NAN)))
-            }
-        }
-        other => Err(Unevaluable::NotStringOrNumber(kind_of(other))),
-    }
-}
-
 impl ValidatedPolicy {
     /// The policy.
     pub fn policy(&self) -> &ApprovalPolicy {
@@ -603,7 +474,7 @@ impl ValidatedPolicy {
         p.validate().map_err(PolicyJsonError::Invalid)
     }
 
-    /// The RFC 8785 canonical JSON of the policy (`spec/policy.md`, "Canonical form"): what a
+    /// The RFC 8785 canonical JSON of the policy (`spec/policy.md` P8, P9): what a
     /// policy entry carries. The same policy always gives the same bytes.
     #[cfg(feature = "std")]
     pub fn canonical_json(&self) -> Vec<u8> {
@@ -619,111 +490,6 @@ impl ValidatedPolicy {
     #[cfg(feature = "std")]
     pub fn hash(&self) -> [u8; 32] {
         crate::hash::sha256(&self.canonical_json())
-    }
-
-    /// Which rule applies to a request of `client_id` with these `authorization_details`
-    /// (`spec/policy.md` P8 to P10): rules in order, the first that matches wins. A rule
-    /// limited to other clients is skipped. A rule matches when an entry of its type exists and,
-    /// if it has a field, the comparison holds for at least one such entry; every entry of its
-    /// type must be comparable, or the request is an [`EvalError`] (never a silent non-match).
-    pub fn evaluate(&self, client_id: &str, details: &Value) -> Result<Outcome, EvalError> {
-        let Value::Array(entries) = details else {
-            return Err(EvalError::MalformedDetails("is not an array"));
-        };
-        let mut types: Vec<&str> = Vec::with_capacity(entries.len());
-        for e in entries {
-            let Value::Object(m) = e else {
-                return Err(EvalError::MalformedDetails("holds a non-object"));
-            };
-            let Some(Value::String(t)) = m.get("type") else {
-                return Err(EvalError::MalformedDetails(
-                    "holds an entry without a string type",
-                ));
-            };
-            types.push(t);
-        }
-        for (index, rule) in self.0.rules.iter().enumerate() {
-            if let Some(clients) = &rule.when.clients {
-                if !clients.iter().any(|c| c == client_id) {
-                    continue;
-                }
-            }
-            let mut matched = false;
-            for (i, e) in entries.iter().enumerate() {
-                if types[i] != rule.when.kind {
-                    continue;
-                }
-                let (Some(field), Some(op)) = (&rule.when.field, rule.when.op) else {
-                    matched = true;
-                    continue;
-                };
-                let unevaluable = |reason| EvalError::Unevaluable {
-                    rule: rule.name.clone(),
-                    entry: i,
-                    field: field.clone(),
-                    reason,
-                };
-                let text = field_text(e, field).map_err(unevaluable)?;
-                let got =
-                    Decimal::parse(&text).map_err(|d| unevaluable(Unevaluable::NotDecimal(d)))?;
-                if compare(op, &got, &rule.when) {
-                    matched = true;
-                }
-            }
-            if matched {
-                return Ok(Outcome::Matched(self.matched(index, rule)));
-            }
-        }
-        Ok(Outcome::NoRuleMatched)
-    }
-
-    fn matched(&self, index: usize, rule: &ApprovalRule) -> MatchedRule {
-        let mut approvers: Vec<String> = match &rule.approvers {
-            Approvers::Group(g) => self.0.groups.get(g).cloned().unwrap_or_default(),
-            Approvers::Ids(ids) => ids.clone(),
-        };
-        approvers.sort();
-        approvers.dedup();
-        MatchedRule {
-            rule: rule.name.clone(),
-            index,
-            quorum: rule.quorum,
-            approvers,
-            require_uv: rule.require_uv,
-            require_attestation: rule.require_attestation,
-            max_expiry: rule.max_expiry,
-        }
-    }
-
-    /// The distinct approvers a rule names (sorted), or `None` for an index past the rules.
-    pub fn eligible(&self, index: usize) -> Option<Vec<String>> {
-        self.0
-            .rules
-            .get(index)
-            .map(|r| self.matched(index, r).approvers)
-    }
-}
-
-/// `value op literal(s)`; the literals were checked by `validate`, and one that does not parse
-/// (impossible) compares as not matching.
-fn compare(op: Op, got: &Decimal<'_>, when: &Condition) -> bool {
-    let cmp = |lit: &String| Decimal::parse(lit).ok().map(|l| got.cmp(&l));
-    match op {
-        Op::In => when
-            .values
-            .iter()
-            .flatten()
-            .any(|l| cmp(l) == Some(Ordering::Equal)),
-        _ => match when.value.as_ref().and_then(cmp) {
-            Some(o) => match op {
-                Op::Gt => o == Ordering::Greater,
-                Op::Ge => o != Ordering::Less,
-                Op::Lt => o == Ordering::Less,
-                Op::Le => o != Ordering::Greater,
-                Op::Eq | Op::In => o == Ordering::Equal,
-            },
-            None => false,
-        },
     }
 }
 
@@ -749,110 +515,5 @@ impl fmt::Display for PolicyJsonError {
 #[cfg(feature = "std")]
 impl std::error::Error for PolicyJsonError {}
 
-/// Why a text is not a decimal (`spec/policy.md` P5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DecimalError {
-    /// Empty text, or an empty integer or fraction part (`""`, `"-"`, `".5"`, `"5."`).
-    EmptyPart,
-    /// A character other than an optional leading `-`, ASCII digits and one `.` (a `+`, an
-    /// exponent, spaces, a thousands separator...).
-    BadCharacter,
-    /// More than [`MAX_DECIMAL_DIGITS`] digits.
-    TooManyDigits,
-}
-
-impl fmt::Display for DecimalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DecimalError::EmptyPart => "an empty integer or fraction part",
-            DecimalError::BadCharacter => {
-                "only an optional '-', digits and one '.' are allowed (no '+', exponent or spaces)"
-            }
-            DecimalError::TooManyDigits => "more than 40 digits",
-        })
-    }
-}
-
-/// An exact decimal, read from text: `-?[0-9]+(\.[0-9]+)?`, at most [`MAX_DECIMAL_DIGITS`]
-/// digits. Ordered by value: `1000` equals `1000.00` and `-0` equals `0`.
-#[derive(Clone, Copy, Debug)]
-pub struct Decimal<'a> {
-    negative: bool,
-    /// Integer digits without leading zeros (empty for zero).
-    int: &'a str,
-    /// Fraction digits without trailing zeros (empty for none).
-    frac: &'a str,
-}
-
-impl<'a> Decimal<'a> {
-    /// Parses `text` (P5); returns why it is not a decimal.
-    pub fn parse(text: &'a str) -> Result<Self, DecimalError> {
-        let (negative, rest) = match text.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, text),
-        };
-        let (int, frac) = match rest.split_once('.') {
-            Some((i, f)) => (i, Some(f)),
-            None => (rest, None),
-        };
-        let digits = |s: &str| -> Result<(), DecimalError> {
-            if s.is_empty() {
-                Err(DecimalError::EmptyPart)
-            } else if !s.bytes().all(|b| b.is_ascii_digit()) {
-                Err(DecimalError::BadCharacter)
-            } else {
-                Ok(())
-            }
-        };
-        digits(int)?;
-        if let Some(f) = frac {
-            digits(f)?;
-        }
-        if int.len() + frac.map_or(0, str::len) > MAX_DECIMAL_DIGITS {
-            return Err(DecimalError::TooManyDigits);
-        }
-        let int = int.trim_start_matches('0');
-        let frac = frac.unwrap_or("").trim_end_matches('0');
-        Ok(Decimal {
-            negative: negative && !(int.is_empty() && frac.is_empty()),
-            int,
-            frac,
-        })
-    }
-
-    fn cmp_magnitude(&self, other: &Self) -> Ordering {
-        self.int
-            .len()
-            .cmp(&other.int.len())
-            .then_with(|| self.int.cmp(other.int))
-            // Without trailing zeros, byte order of the fraction digits is numeric order.
-            .then_with(|| self.frac.cmp(other.frac))
-    }
-}
-
-impl PartialEq for Decimal<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Decimal<'_> {}
-impl PartialOrd for Decimal<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Decimal<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self.negative, other.negative) {
-            (false, true) => Ordering::Greater,
-            (true, false) => Ordering::Less,
-            (false, false) => self.cmp_magnitude(other),
-            (true, true) => other.cmp_magnitude(self),
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "approval_policy/tests.rs"]
 mod tests;

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use alloc::format;
 use alloc::string::ToString;
 use alloc::vec;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 
