@@ -3,6 +3,7 @@
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec;
+use core::cmp::Ordering;
 use serde_json::{json, Value};
 
 use super::*;
@@ -589,4 +590,43 @@ fn json_form_is_strict() {
         empty.evaluate("c", &pay(json!("1"))).unwrap(),
         Outcome::NoRuleMatched
     );
+}
+
+/// `units` / 10^`scale` written as a decimal with exactly `scale` fraction digits, plus `pad`
+/// trailing zeros and `lead` leading zeros.
+fn fixed(units: i64, scale: u32, pad: usize, lead: usize) -> String {
+    let digits = units.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let digits = format!(
+        "{}{digits}",
+        "0".repeat((scale + 1).saturating_sub(digits.len()))
+    );
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    let sign = if units < 0 { "-" } else { "" };
+    let zeros = "0".repeat(lead);
+    if scale + pad == 0 {
+        format!("{sign}{zeros}{int}")
+    } else {
+        format!("{sign}{zeros}{int}.{frac}{}", "0".repeat(pad))
+    }
+}
+
+proptest::proptest! {
+    /// Decimal order is the order of the numbers written, whatever their scales and padding.
+    #[test]
+    fn decimal_order_is_numeric_order(
+        a in proptest::num::i64::ANY,
+        b in proptest::num::i64::ANY,
+        sa in 0u32..12,
+        sb in 0u32..12,
+        pad in 0usize..4,
+        lead in 0usize..3,
+    ) {
+        let (ta, tb) = (fixed(a, sa, pad, lead), fixed(b, sb, 0, 0));
+        // Compare a / 10^sa with b / 10^sb exactly in i128: a * 10^sb vs b * 10^sa.
+        let want = (i128::from(a) * 10i128.pow(sb)).cmp(&(i128::from(b) * 10i128.pow(sa)));
+        let (da, db) = (Decimal::parse(&ta).unwrap(), Decimal::parse(&tb).unwrap());
+        proptest::prop_assert_eq!(da.cmp(&db), want, "{} vs {}", ta, tb);
+        proptest::prop_assert_eq!(da == db, want == Ordering::Equal);
+    }
 }
