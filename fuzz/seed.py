@@ -129,6 +129,50 @@ for basic, body in [
 ]:
     add("ciba_form", basic + "\n" + body)
 
+# tlog-policy files; the witness's add-checkpoint bodies around checkpoints the log signed.
+WITNESS_REQUEST_PROOF = ("PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=\n"
+                         "jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=\n")
+signed = []
+for f in sorted(glob.glob(os.path.join(TV, "policies", "*.json"))):
+    v = load(f)
+    add("tlog_policy", v["policy"])
+    if v.get("expected") == "valid" and isinstance(v.get("note"), str):
+        signed.append(v["note"])
+for f in sorted(glob.glob(os.path.join(TV, "bundles", "*.json"))):
+    b = load(f).get("bundle")
+    if isinstance(b, dict) and isinstance(b.get("checkpoint"), str):
+        signed.append(b["checkpoint"])
+signed = sorted(set(signed))
+for note in signed:
+    size = note.split("\n")[1]
+    add("witness_request", "old 0\n\n" + note)
+    add("witness_request", "old %s\n%s\n%s" % (size, WITNESS_REQUEST_PROOF, note))
+    add("witness_add", "old 0\n\n" + note)
+# Two checkpoints at one size (different roots): the second must be refused as a fork.
+same = {}
+for note in signed:
+    same.setdefault(note.split("\n")[1], []).append(note)
+for size, notes in sorted(same.items()):
+    for a, b in zip(notes, notes[1:]):
+        add("witness_add", b"\xff".join(
+            ("old %s\n\n%s" % (old, note)).encode() for old, note in [(0, a), (size, b), (size, a)]))
+
+# Approval policies: the policy JSON, 0xFF, then "client_id\n" and authorization_details.
+for f in sorted(glob.glob(os.path.join(TV, "approval-policies", "*.json"))):
+    v = load(f)
+    text = json.dumps(v["policy"], ensure_ascii=False).encode()
+    add("approval_policy", text)
+    if "canonical_json" in v:
+        add("approval_policy", v["canonical_json"])
+    for r in v.get("requests", []):
+        req = r["request"]
+        add("approval_policy", text + b"\xff" + req["client_id"].encode() + b"\n"
+            + json.dumps(req["authorization_details"], ensure_ascii=False).encode())
+for d in ["1000\n1000.00\n-0", "0.1\n0.10000000000000000000000000000000000001\n-0.1",
+          "-12.5\n-12.50\n-13", "007\n7.0\n6.999", "99999999999999999999.99999999999999999999\n1\n0",
+          "-0.0\n0\n00.00"]:
+    add("approval_decimal", d)
+
 total = 0
 for target, datas in sorted(seeds.items()):
     d = os.path.join(OUT, target)

@@ -25,7 +25,8 @@ JOBS="${FUZZ_JOBS:-1}"
 LOGS="${FUZZ_LOG_DIR:-$HOME/.cache/countersign/fuzz-logs}"
 mkdir -p "$LOGS"
 
-VERIFIER_TARGETS=(entry cose_key attestation client_data statement bundle note_checkpoint tlog_proof)
+VERIFIER_TARGETS=(entry cose_key attestation client_data statement bundle note_checkpoint tlog_proof
+    tlog_policy approval_policy approval_decimal witness_request witness_add)
 SERVER_TARGETS=(tile_path ciba_form)
 ALL_TARGETS=("${VERIFIER_TARGETS[@]}" "${SERVER_TARGETS[@]}")
 
@@ -40,6 +41,11 @@ max_len() {
         bundle) echo 16384 ;;
         note_checkpoint) echo 4096 ;;
         tlog_proof) echo 8192 ;;
+        tlog_policy) echo 8192 ;;
+        approval_policy) echo 8192 ;;
+        approval_decimal) echo 128 ;;
+        witness_request) echo 8192 ;;
+        witness_add) echo 8192 ;;
         tile_path) echo 128 ;;
         ciba_form) echo 4096 ;;
         *) echo "unknown target $1" >&2; exit 2 ;;

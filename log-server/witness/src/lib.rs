@@ -47,5 +47,8 @@ mod witness;
 
 pub use http::{router, TLOG_SIZE};
 pub use key::{KeyError, WitnessKey};
+/// The `add-checkpoint` body parser, public for the fuzz target `witness_request` and `witness_add` only.
+#[doc(hidden)]
+pub use request::{parse as parse_add_checkpoint, AddCheckpoint};
 pub use request::{MAX_PROOF_LINES, MAX_REQUEST_BYTES};
 pub use witness::{AddError, OpenError, Witness};
