@@ -53,7 +53,9 @@ pub(crate) fn parse_iss_sub(hint: &str, issuer: &str) -> Result<IssSub, ApiError
         (Some(i), Some(s)) if !s.is_empty() => (i, s),
         _ => return Err(malformed()),
     };
-    let trim = |s: &'_ str| -> String { s.strip_suffix('/').unwrap_or(s).to_owned() };
+    fn trim(s: &str) -> &str {
+        s.strip_suffix('/').unwrap_or(s)
+    }
     if trim(iss) == trim(issuer) {
         Ok(IssSub::Here(sub.to_owned()))
     } else {
@@ -73,9 +75,8 @@ pub(crate) fn audience(form: &HashMap<String, String>) -> Result<Option<String>,
             "audience is longer than {MAX_AUDIENCE_BYTES} bytes"
         )));
     }
-    if a.chars()
-        .any(|c| c.is_control() || countersign_verifier::is_unsafe_display_char(c))
-    {
+    // Control characters are among the unsafe ones.
+    if a.chars().any(countersign_verifier::is_unsafe_display_char) {
         return Err(ApiError::invalid_request(
             "audience holds control or invisible characters",
         ));
