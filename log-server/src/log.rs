@@ -436,6 +436,20 @@ impl LogHandle {
             .await
     }
 
+    /// Logs a policy entry: `policy` took effect (`spec/entry.md`, kind 4). The entry holds the
+    /// policy's canonical form, so the same policy logged again in the same millisecond is the
+    /// same entry; at any other time it is a new one (a policy can take effect more than once).
+    pub async fn append_policy(
+        &self,
+        policy: &countersign_verifier::ValidatedPolicy,
+    ) -> Result<Appended, AppendError> {
+        let entry = Entry::Policy(countersign_verifier::PolicyEntry::of(policy, now_ms()))
+            .encode()
+            .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
+        let leaf = leaf_hash(&entry);
+        self.seq.append(entry, leaf, AppendKind::Other).await
+    }
+
     /// Checks and logs a signed decision: the enrolment must be in this log for the same approver
     /// and credential, and the assertion must verify over `nonce || statement_hash` under the
     /// log's RP policy and the sign-count rule. A replay of a logged assertion returns the
@@ -733,6 +747,7 @@ fn verified_item(entry: Vec<u8>) -> Result<(Vec<u8>, Hash, AppendKind), AppendEr
             enrolment_index: r.enrolment_index,
             refuse_repeat: false,
         },
+        Ok(Entry::Policy(_)) => AppendKind::Other,
         Err(e) => {
             return Err(AppendError::refused(
                 RefusalReason::InvalidEntry,

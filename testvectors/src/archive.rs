@@ -163,6 +163,7 @@ fn statement(index: u64, j: usize, approver: &str, decision: Decision) -> Statem
         }
         .into(),
         approver_id: approver.into(),
+        policy: None,
         scope: "openid payments".into(),
         binding_message,
         authorization_details: details,

@@ -914,6 +914,7 @@ pub fn sample_statement(request: &str, decision: Decision) -> Statement {
         request_id: format!("req_{request}"),
         client_id: "agent-payments".into(),
         approver_id: "apv_7f3a9c".into(),
+        policy: None,
         scope: "openid payments".into(),
         binding_message: "Pay EUR 1,250.00 to ACME GmbH".into(),
         authorization_details: json!([{
@@ -960,7 +961,7 @@ fn statements(f: &mut Files) {
     v["decision"] = json!("maybe");
     cases.push(("bad-decision", v, "decision"));
     let mut v = base.clone();
-    v["version"] = json!(2);
+    v["version"] = json!(3);
     cases.push(("unknown-version", v, "version"));
     let mut v = base.clone();
     v["binding_message"] = json!("line one\nline two");

@@ -280,7 +280,7 @@ fn is_group_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
-fn is_rule_name(s: &str) -> bool {
+pub(crate) fn is_rule_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_RULE_NAME_BYTES
         && s.bytes().all(|b| (0x20..0x7f).contains(&b))

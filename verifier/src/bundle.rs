@@ -406,7 +406,7 @@ pub fn check_decision_statement(
     if statement_hash != dec.statement_hash {
         return Err(BundleError::StatementHashMismatch);
     }
-    if statement.approver_id != dec.approver_id {
+    if !statement.is_eligible(&dec.approver_id) {
         return Err(BundleError::StatementApproverMismatch);
     }
     if statement.decision().map_err(BundleError::Statement)? != dec.decision {

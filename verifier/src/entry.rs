@@ -27,6 +27,9 @@ pub const MAX_ID_BYTES: usize = 255;
 const KIND_ENROLMENT: u8 = 1;
 const KIND_DECISION: u8 = 2;
 const KIND_REVOCATION: u8 = 3;
+const KIND_POLICY: u8 = 4;
+/// The largest policy a policy entry carries: its canonical JSON, in bytes.
+pub const MAX_POLICY_ENTRY_BYTES: usize = 65_000;
 
 /// Why bytes are not a valid entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,8 +39,8 @@ pub enum EntryError {
     TooLarge,
     /// Empty, or a version other than 1 or 2.
     UnsupportedVersion,
-    /// A kind byte other than 1 (enrolment), 2 (decision) or 3 (revocation), or a version 2
-    /// entry of a kind other than 1.
+    /// A kind byte other than 1 (enrolment), 2 (decision), 3 (revocation) or 4 (policy), or a
+    /// version 2 entry of a kind other than 1.
     UnknownKind,
     /// The bytes end inside a field.
     Truncated,
@@ -168,6 +171,18 @@ pub struct Revocation {
     pub time_ms: u64,
 }
 
+/// A version of the approval policy took effect (`spec/policy.md`): from this entry on, new
+/// requests are evaluated under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// The policy's RFC 8785 canonical JSON (`spec/policy.md` P8), 1 to
+    /// [`MAX_POLICY_ENTRY_BYTES`] bytes. The codec checks only the length; whoever relies on the
+    /// policy checks that these bytes are the canonical form of a valid policy.
+    pub policy: Vec<u8>,
+    /// When the log accepted it, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+}
+
 /// A log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // entries are built and dropped one at a time
@@ -178,6 +193,8 @@ pub enum Entry {
     Decision(SignedDecision),
     /// Kind 3.
     Revocation(Revocation),
+    /// Kind 4.
+    Policy(PolicyEntry),
 }
 
 impl Entry {
@@ -245,6 +262,11 @@ impl Entry {
                 w.u64(r.enrolment_index);
                 w.label(&r.reason, "reason")?;
                 w.u64(r.time_ms);
+            }
+            Entry::Policy(p) => {
+                w.0.push(KIND_POLICY);
+                w.bytes16(&p.policy, 1, MAX_POLICY_ENTRY_BYTES, "policy")?;
+                w.u64(p.time_ms);
             }
         }
         if w.0.len() > MAX_ENTRY_BYTES {
@@ -318,6 +340,10 @@ impl Entry {
                 reason: r.label("reason")?,
                 time_ms: r.u64()?,
             }),
+            KIND_POLICY => Entry::Policy(PolicyEntry {
+                policy: r.bytes16(1, MAX_POLICY_ENTRY_BYTES, "policy")?,
+                time_ms: r.u64()?,
+            }),
             _ => return Err(EntryError::UnknownKind),
         };
         if !r.0.is_empty() {
@@ -376,25 +402,72 @@ impl Entry {
                 "reason": r.reason,
                 "time_ms": r.time_ms,
             }),
+            Entry::Policy(p) => json!({
+                "kind": "policy",
+                "policy": String::from_utf8_lossy(&p.policy),
+                "policy_sha256": hex::encode(crate::hash::sha256(&p.policy)),
+                "time_ms": p.time_ms,
+            }),
         }
     }
 
-    /// `enrolment`, `decision` or `revocation`.
+    /// `enrolment`, `decision`, `revocation` or `policy`.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Entry::Enrolment(_) => "enrolment",
             Entry::Decision(_) => "decision",
             Entry::Revocation(_) => "revocation",
+            Entry::Policy(_) => "policy",
         }
     }
 
-    /// The approver the entry is about.
+    /// The approver the entry is about (empty for a policy entry, which is about no one).
     pub fn approver_id(&self) -> &str {
         match self {
             Entry::Enrolment(e) => &e.approver_id,
             Entry::Decision(d) => &d.approver_id,
             Entry::Revocation(r) => &r.approver_id,
+            Entry::Policy(_) => "",
         }
+    }
+
+    /// When the log accepted the entry, milliseconds since the Unix epoch.
+    pub fn time_ms(&self) -> u64 {
+        match self {
+            Entry::Enrolment(e) => e.time_ms,
+            Entry::Decision(d) => d.time_ms,
+            Entry::Revocation(r) => r.time_ms,
+            Entry::Policy(p) => p.time_ms,
+        }
+    }
+}
+
+impl PolicyEntry {
+    /// The policy entry of `policy`, dated `time_ms`.
+    #[cfg(feature = "std")]
+    pub fn of(policy: &crate::ValidatedPolicy, time_ms: u64) -> Self {
+        PolicyEntry {
+            policy: policy.canonical_json(),
+            time_ms,
+        }
+    }
+
+    /// SHA-256 of the policy's canonical JSON: the policy hash (`spec/policy.md` P9).
+    pub fn policy_hash(&self) -> [u8; 32] {
+        crate::hash::sha256(&self.policy)
+    }
+
+    /// The policy, if the bytes are the canonical form of a valid policy (and only then: any
+    /// other spelling of the same policy is refused, so one policy has one entry).
+    #[cfg(feature = "std")]
+    pub fn validated(&self) -> Result<crate::ValidatedPolicy, crate::PolicyJsonError> {
+        let p = crate::ValidatedPolicy::from_json(&self.policy)?;
+        if p.canonical_json() != self.policy {
+            return Err(crate::PolicyJsonError::Json(
+                "the policy entry does not hold the policy's canonical form".into(),
+            ));
+        }
+        Ok(p)
     }
 }
 

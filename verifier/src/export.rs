@@ -57,11 +57,14 @@ pub enum EventType {
     /// The tokens of an approved request were handed out (outside the log).
     #[serde(rename = "token.issued")]
     TokenIssued,
+    /// A policy entry: a version of the approval policy took effect.
+    #[serde(rename = "policy.changed")]
+    PolicyChanged,
 }
 
 impl EventType {
     /// Every event type, in the order of [`Totals`].
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::DecisionApproved,
         EventType::DecisionDenied,
         EventType::CredentialEnrolled,
@@ -69,6 +72,7 @@ impl EventType {
         EventType::RequestCreated,
         EventType::RequestExpired,
         EventType::TokenIssued,
+        EventType::PolicyChanged,
     ];
 
     /// The name used in the `event_type` column.
@@ -81,6 +85,7 @@ impl EventType {
             EventType::RequestCreated => "request.created",
             EventType::RequestExpired => "request.expired",
             EventType::TokenIssued => "token.issued",
+            EventType::PolicyChanged => "policy.changed",
         }
     }
 
@@ -92,6 +97,7 @@ impl EventType {
                 | EventType::DecisionDenied
                 | EventType::CredentialEnrolled
                 | EventType::CredentialRevoked
+                | EventType::PolicyChanged
         )
     }
 }
@@ -165,7 +171,8 @@ impl EventRow {
             time_utc: rfc3339_ms(time_ms),
             request_id: Some(statement.request_id.clone()),
             client_id: Some(statement.client_id.clone()),
-            approver_id: Some(statement.approver_id.clone()),
+            // A request under a policy is for its eligible approvers, space-separated.
+            approver_id: Some(statement.eligible_approvers().join(" ")),
             credential_id: None,
             aaguid: None,
             authorization_details_types: detail_types(statement),
@@ -256,7 +263,7 @@ pub fn log_event_row(
         if sha256(&canonical) != d.statement_hash {
             return Err(RowError::StatementMismatch("hash"));
         }
-        if st.approver_id != d.approver_id {
+        if !st.is_eligible(&d.approver_id) {
             return Err(RowError::StatementMismatch("approver"));
         }
         if st.decision != d.decision.as_str() {
@@ -293,7 +300,7 @@ pub fn event_row_of(
         statement_sha256: None,
     };
     match entry {
-        Entry::Enrolment(_) | Entry::Revocation(_) if statement.is_some() => {
+        Entry::Enrolment(_) | Entry::Revocation(_) | Entry::Policy(_) if statement.is_some() => {
             return Err(RowError::StatementForNonDecision);
         }
         Entry::Enrolment(e) => {
@@ -307,6 +314,12 @@ pub fn event_row_of(
             row.time_utc = rfc3339_ms(r.time_ms);
             row.approver_id = Some(r.approver_id.clone());
             row.credential_id = Some(b64(&r.credential_id));
+        }
+        Entry::Policy(p) => {
+            row.event_type = EventType::PolicyChanged;
+            row.time_utc = rfc3339_ms(p.time_ms);
+            // The policy hash, in the column that holds a decision's statement hash.
+            row.statement_sha256 = Some(hex::encode(p.policy_hash()));
         }
         Entry::Decision(d) => {
             row.event_type = match d.decision {
@@ -500,6 +513,9 @@ pub struct Totals {
     pub requests_expired: u64,
     /// `token.issued` rows.
     pub tokens_issued: u64,
+    /// `policy.changed` rows (absent in archives written before policy entries existed).
+    #[serde(default)]
+    pub policies_changed: u64,
 }
 
 impl Totals {
@@ -513,6 +529,7 @@ impl Totals {
             EventType::RequestCreated => &mut self.requests_created,
             EventType::RequestExpired => &mut self.requests_expired,
             EventType::TokenIssued => &mut self.tokens_issued,
+            EventType::PolicyChanged => &mut self.policies_changed,
         };
         *c += 1;
     }

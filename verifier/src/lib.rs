@@ -53,8 +53,9 @@ pub use crypto::{
     PublicKey, RSA_MAX_BITS, RSA_MIN_BITS,
 };
 pub use entry::{
-    challenge, is_valid_id, AttestationRecord, Decision, Enrolment, Entry, EntryError, Revocation,
-    SignedDecision, ENTRY_VERSION, ENTRY_VERSION_ATTESTED_ENROLMENT, MAX_ENTRY_BYTES, MAX_ID_BYTES,
+    challenge, is_valid_id, AttestationRecord, Decision, Enrolment, Entry, EntryError, PolicyEntry,
+    Revocation, SignedDecision, ENTRY_VERSION, ENTRY_VERSION_ATTESTED_ENROLMENT, MAX_ENTRY_BYTES,
+    MAX_ID_BYTES, MAX_POLICY_ENTRY_BYTES,
 };
 pub use hash::{empty_root, leaf_hash, node_hash, root_from_leaf_hashes, sha256, Hash, RootStack};
 pub use note::{
@@ -80,8 +81,8 @@ pub use revocation::{check_not_revoked, RevocationCheck, RevocationError, Revoca
 pub use statement::{
     canonical_json, find_unsafe_text, is_unsafe_display_char, parse_json_strict,
     unsafe_display_class, validate_authorization_details, validate_binding_message, Statement,
-    StatementError, UnsafeText, MAX_BINDING_MESSAGE_CHARS, MAX_SAFE_INTEGER, MAX_STATEMENT_BYTES,
-    STATEMENT_VERSION,
+    StatementError, StatementPolicy, UnsafeText, MAX_BINDING_MESSAGE_CHARS, MAX_SAFE_INTEGER,
+    MAX_STATEMENT_APPROVERS, MAX_STATEMENT_BYTES, STATEMENT_VERSION, STATEMENT_VERSION_POLICY,
 };
 pub use tlog_proof::{TlogProof, TlogProofError};
 pub use webauthn::{

@@ -12,8 +12,13 @@ use serde_json::Value;
 use crate::entry::{is_valid_id, Decision};
 use crate::hash::sha256;
 
-/// The only statement version defined.
+/// The version of a statement decided by one named approver (no approval policy in force).
 pub const STATEMENT_VERSION: u64 = 1;
+/// The version of a statement made under a logged approval policy: it names the policy entry,
+/// the rule that matched, the quorum and the eligible approvers instead of one approver.
+pub const STATEMENT_VERSION_POLICY: u64 = 2;
+/// The most eligible approvers a version 2 statement names (`spec/policy.md` P3).
+pub const MAX_STATEMENT_APPROVERS: usize = 256;
 /// The largest statement accepted as JSON, in bytes.
 pub const MAX_STATEMENT_BYTES: usize = 32 * 1024;
 /// The longest binding message, in characters.
@@ -52,7 +57,7 @@ impl std::error::Error for StatementError {}
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
-    /// Always 1.
+    /// 1 (one named approver) or 2 (under an approval policy, with [`Statement::policy`]).
     pub version: u64,
     /// The origin of the log the decision is recorded in (binds the approval to one log).
     pub log_origin: String,
@@ -60,8 +65,22 @@ pub struct Statement {
     pub request_id: String,
     /// Opaque identifier of the client (agent) that asked.
     pub client_id: String,
-    /// Opaque identifier of the approver.
+    /// Opaque identifier of the approver (version 1). Empty, and absent from the JSON, in a
+    /// version 2 statement, which names its eligible approvers in [`Statement::policy`]; every
+    /// approver's decision is then its own log entry over the same statement.
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "present_id"
+    )]
     pub approver_id: String,
+    /// Version 2 only: the policy the request was evaluated under and what it asked for.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub policy: Option<StatementPolicy>,
     /// The OAuth scope requested.
     pub scope: String,
     /// The CIBA binding message shown on both devices.
@@ -74,6 +93,76 @@ pub struct Statement {
     pub expires_at: u64,
     /// `approve` or `deny`.
     pub decision: String,
+}
+
+/// The `policy` member of a version 2 statement (`spec/statement.md` S13): which logged policy
+/// applied, which of its rules matched, and whose approvals it takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementPolicy {
+    /// Log index of the policy entry in force when the request was made.
+    pub index: u64,
+    /// The name of the rule that matched; `null` when none did (the request's named approver
+    /// alone decides, quorum 1).
+    #[serde(deserialize_with = "nullable")]
+    pub rule: Option<String>,
+    /// Distinct approvers whose approval is needed.
+    pub quorum: u64,
+    /// The eligible approvers, sorted by byte value, without repeats.
+    pub approvers: Vec<String>,
+}
+
+impl StatementPolicy {
+    fn validate(&self) -> bool {
+        let n = self.approvers.len();
+        self.index <= MAX_SAFE_INTEGER
+            && (1..=MAX_STATEMENT_APPROVERS).contains(&n)
+            && self.approvers.iter().all(|a| is_valid_id(a))
+            && self.approvers.windows(2).all(|w| w[0] < w[1])
+            && self.quorum >= 1
+            && self.quorum <= n as u64
+            && match &self.rule {
+                Some(name) => crate::approval_policy::is_rule_name(name),
+                None => self.quorum == 1 && n == 1,
+            }
+    }
+
+    /// Whether `approver_id` is one of the eligible approvers.
+    pub fn is_eligible(&self, approver_id: &str) -> bool {
+        self.approvers
+            .binary_search_by(|a| a.as_str().cmp(approver_id))
+            .is_ok()
+    }
+}
+
+/// A member that, when present, must hold a value (`null` is refused: one meaning per text).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A member that must be present and may be `null`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
+
+/// `approver_id`, when present, is a string that is not empty (absent is the empty string).
+fn present_id<'de, D>(d: D) -> Result<String, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Err(serde::de::Error::custom("approver_id is empty"));
+    }
+    Ok(s)
 }
 
 impl Statement {
@@ -93,7 +182,7 @@ impl Statement {
     /// Checks every member against `spec/statement.md`.
     pub fn validate(&self) -> Result<(), StatementError> {
         use StatementError::InvalidField as F;
-        if self.version != STATEMENT_VERSION {
+        if self.version != STATEMENT_VERSION && self.version != STATEMENT_VERSION_POLICY {
             return Err(F("version"));
         }
         // JCS writes every number as an IEEE double: beyond 2^53 - 1 two values share a form.
@@ -112,8 +201,22 @@ impl Statement {
         if !is_valid_id(&self.client_id) {
             return Err(F("client_id"));
         }
-        if !is_valid_id(&self.approver_id) {
-            return Err(F("approver_id"));
+        match (&self.policy, self.version) {
+            (None, STATEMENT_VERSION) => {
+                if !is_valid_id(&self.approver_id) {
+                    return Err(F("approver_id"));
+                }
+            }
+            (Some(p), STATEMENT_VERSION_POLICY) => {
+                if !self.approver_id.is_empty() {
+                    return Err(F("approver_id"));
+                }
+                if !p.validate() {
+                    return Err(F("policy"));
+                }
+            }
+            (None, _) => return Err(F("policy")),
+            (Some(_), _) => return Err(F("policy")),
         }
         if self.scope.chars().any(is_unsafe_display_char) || self.scope.len() > 1024 {
             return Err(F("scope"));
@@ -129,6 +232,28 @@ impl Statement {
             return Err(F("decision"));
         }
         Ok(())
+    }
+
+    /// The approvers who may decide: the policy's eligible approvers (version 2), or the one
+    /// named approver (version 1).
+    pub fn eligible_approvers(&self) -> Vec<&str> {
+        match &self.policy {
+            Some(p) => p.approvers.iter().map(String::as_str).collect(),
+            None => std::vec![self.approver_id.as_str()],
+        }
+    }
+
+    /// Whether `approver_id` may decide on this statement.
+    pub fn is_eligible(&self, approver_id: &str) -> bool {
+        match &self.policy {
+            Some(p) => p.is_eligible(approver_id),
+            None => self.approver_id == approver_id,
+        }
+    }
+
+    /// Distinct approvals needed: the policy's quorum (version 2), else 1.
+    pub fn quorum(&self) -> u64 {
+        self.policy.as_ref().map_or(1, |p| p.quorum)
     }
 
     /// The decision as an enum.
@@ -153,9 +278,13 @@ impl Statement {
             out.extend_from_slice(b"\":");
         };
         let text = |out: &mut Vec<u8>, v: &str| serde_json::to_writer(out, v).map_err(m);
-        key(&mut out, "approver_id", true);
-        text(&mut out, &self.approver_id)?;
-        key(&mut out, "authorization_details", false);
+        if self.policy.is_none() {
+            key(&mut out, "approver_id", true);
+            text(&mut out, &self.approver_id)?;
+            key(&mut out, "authorization_details", false);
+        } else {
+            key(&mut out, "authorization_details", true);
+        }
         out.extend_from_slice(&canonical_json(&self.authorization_details)?);
         key(&mut out, "binding_message", false);
         text(&mut out, &self.binding_message)?;
@@ -167,6 +296,11 @@ impl Statement {
         out.extend_from_slice(self.expires_at.to_string().as_bytes());
         key(&mut out, "log_origin", false);
         text(&mut out, &self.log_origin)?;
+        if let Some(p) = &self.policy {
+            key(&mut out, "policy", false);
+            let v = serde_json::to_value(p).map_err(m)?;
+            out.extend_from_slice(&canonical_json(&v)?);
+        }
         key(&mut out, "request_id", false);
         text(&mut out, &self.request_id)?;
         key(&mut out, "requested_at", false);
@@ -473,6 +607,7 @@ mod tests {
             request_id: "req_0123456789abcdef".into(),
             client_id: "agent-payments".into(),
             approver_id: "apv_alice".into(),
+            policy: None,
             scope: "openid payments".into(),
             binding_message: "Pay 42.00 EUR to ACME".into(),
             authorization_details: serde_json::json!([{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]),

@@ -659,8 +659,8 @@ fn main() {
         e1("version 2 with kind 2", &x);
     }
     let mut x = enr_bytes.clone();
-    x[1] = 4;
-    e1("kind byte 4", &x);
+    x[1] = 5;
+    e1("kind byte 5", &x);
     e1(
         "enrolment without its last byte",
         &enr_bytes[..enr_bytes.len() - 1],
@@ -1144,7 +1144,8 @@ fn main() {
         j[k] = v;
         serde_json::to_string(&j).unwrap()
     };
-    s1("`version` 2", with("version", json!(2)));
+    s1("`version` 3", with("version", json!(3)));
+    s1("`version` 2 without `policy`", with("version", json!(2)));
     s1("extra member `note`", with("note", json!("x")));
     s1(
         "`decision` given twice",

@@ -7,7 +7,7 @@ use super::*;
 fn each_field_rule_names_its_field() {
     type Change = fn(&mut Statement);
     let cases: [(Change, &str); 14] = [
-        (|s| s.version = 2, "version"),
+        (|s| s.version = 3, "version"),
         (|s| s.requested_at = MAX_SAFE_INTEGER + 1, "requested_at"),
         (|s| s.expires_at = MAX_SAFE_INTEGER + 1, "expires_at"),
         (|s| s.log_origin = String::new(), "log_origin"),

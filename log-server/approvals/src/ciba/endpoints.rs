@@ -385,6 +385,7 @@ async fn bc_authorize(
         request_id: request_id.clone(),
         client_id: client.client_id.clone(),
         approver_id: approver_id.clone(),
+        policy: None,
         scope: scope.to_owned(),
         binding_message: binding_message.clone(),
         authorization_details: details,

@@ -207,6 +207,16 @@ fn entry_cells(entry: &[u8]) -> (String, String, String, String) {
             time_html(r.time_ms / 1000),
             format!("revoked: {}", r.reason),
         ),
+        Ok(Entry::Policy(p)) => (
+            "Policy".into(),
+            format!(
+                "approval policy {} ({} bytes)",
+                short_hex(&p.policy_hash()),
+                p.policy.len()
+            ),
+            time_html(p.time_ms / 1000),
+            "in force".into(),
+        ),
         Err(e) => ("Unreadable".into(), e.to_string(), "—".into(), "—".into()),
     }
 }

@@ -40,6 +40,7 @@ fn record(expires_at: u64) -> RequestRecord {
             request_id: "req_test".into(),
             client_id: "agent".into(),
             approver_id: "apv_alice".into(),
+            policy: None,
             scope: "openid".into(),
             binding_message: "Pay 42.00 EUR to ACME".into(),
             authorization_details: json!([{"type": "payment_initiation", "amount": "42.00"}]),

@@ -225,13 +225,9 @@ impl EntryTimes<'_> {
 }
 
 fn entry_time(e: &[u8]) -> anyhow::Result<u64> {
-    Ok(
-        match Entry::decode(e).map_err(|e| anyhow!("an entry does not decode: {e}"))? {
-            Entry::Enrolment(x) => x.time_ms,
-            Entry::Decision(x) => x.time_ms,
-            Entry::Revocation(x) => x.time_ms,
-        },
-    )
+    Ok(Entry::decode(e)
+        .map_err(|e| anyhow!("an entry does not decode: {e}"))?
+        .time_ms())
 }
 
 /// Statements of the range, fetched a page at a time as the entries reach them.

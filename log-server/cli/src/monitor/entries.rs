@@ -107,6 +107,20 @@ pub fn check(
                 );
             }
         }
+        Entry::Policy(p) => {
+            if let Err(why) = p.validated() {
+                let mut a = Alert::new(
+                    Kind::BadEntry,
+                    log,
+                    &index.to_string(),
+                    format!(
+                        "policy entry at log index {index} does not hold a valid policy: {why}"
+                    ),
+                );
+                a.index = Some(index);
+                alerts.push(a);
+            }
+        }
         Entry::Decision(d) => {
             let Some(e) = table.get(&d.enrolment_index) else {
                 alert(
