@@ -454,6 +454,8 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
                     entry: hex::encode(&entries[d.enrolment_index as usize]),
                     inclusion_proof: proof(d.enrolment_index),
                 },
+                approvals: Vec::new(),
+                policy: None,
                 checkpoint: checkpoint.clone(),
                 relying_party: RelyingParty {
                     rp_id: RP_ID.into(),

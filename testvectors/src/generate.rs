@@ -1156,6 +1156,8 @@ fn sample_bundle_in_log(
             entry: hex::encode(&log[1]),
             inclusion_proof: proof(1),
         },
+        approvals: Vec::new(),
+        policy: None,
         checkpoint: sign_note(&body, &key, &vkey),
         relying_party: RelyingParty {
             rp_id: RP_ID.into(),

@@ -19,8 +19,11 @@ use crate::webauthn::{
     verify_assertion, Assertion, AssertionError, AssertionPolicy, VerifiedAssertion,
 };
 
-/// The only bundle version defined.
+/// The version of a bundle of one approver's decision (a version 1 statement).
 pub const BUNDLE_VERSION: u64 = 1;
+/// The version of a bundle of a decision under an approval policy (a version 2 statement): it
+/// carries the policy entry and every approval that made the quorum.
+pub const BUNDLE_VERSION_POLICY: u64 = 2;
 /// The largest bundle accepted, in bytes (two maximal entries in hex, a statement, proofs).
 pub const MAX_BUNDLE_BYTES: usize = 512 * 1024;
 
@@ -46,6 +49,17 @@ pub struct RelyingParty {
     pub origins: Vec<String>,
 }
 
+/// One more approval of a version 2 bundle: a decision entry and the enrolment of the passkey
+/// that signed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLink {
+    /// The decision entry.
+    pub decision: LoggedEntry,
+    /// The enrolment entry of the credential that signed.
+    pub enrolment: LoggedEntry,
+}
+
 /// An evidence bundle, as JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +72,14 @@ pub struct EvidenceBundle {
     pub decision: LoggedEntry,
     /// The enrolment entry of the credential that signed.
     pub enrolment: LoggedEntry,
-    /// The signed checkpoint note both proofs lead to.
+    /// Version 2: the other approvals of the same statement that make up the quorum (by other
+    /// eligible approvers), in log order. Empty for a denial or a quorum of 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<DecisionLink>,
+    /// Version 2: the policy entry the statement names (`statement.policy.index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<LoggedEntry>,
+    /// The signed checkpoint note every proof leads to.
     pub checkpoint: String,
     /// The relying party the assertion was made for.
     pub relying_party: RelyingParty,

@@ -38,8 +38,9 @@ pub use approval_policy::{
 #[cfg(feature = "std")]
 pub use bundle::{
     check_decision_enrolment, check_decision_statement, check_execution, verify_decision,
-    verify_decision_assertion, BundleError, BundlePolicy, CheckedDecision, EvidenceBundle,
-    ExecutionError, LoggedEntry, RelyingParty, VerifiedBundle, BUNDLE_VERSION, MAX_BUNDLE_BYTES,
+    verify_decision_assertion, BundleError, BundlePolicy, CheckedDecision, DecisionLink,
+    EvidenceBundle, ExecutionError, LoggedEntry, RelyingParty, VerifiedBundle, BUNDLE_VERSION,
+    BUNDLE_VERSION_POLICY, MAX_BUNDLE_BYTES,
 };
 pub use checkpoint::{
     parse_decimal, verify_checkpoint, Checkpoint, CheckpointError, VerifiedCheckpoint,

@@ -120,6 +120,8 @@ pub fn build_bundle(
         statement: statement.clone(),
         decision,
         enrolment,
+        approvals: Vec::new(),
+        policy: None,
         checkpoint: proved.checkpoint.note.to_string(),
         relying_party: RelyingParty {
             rp_id: policy.rp_id.clone(),

@@ -874,6 +874,8 @@ fn main() {
             entry: hex::encode(&enr_bytes),
             inclusion_proof: enr_proof.iter().map(|h| h.to_hex()).collect(),
         },
+        approvals: Vec::new(),
+        policy: None,
         checkpoint: signed_note.clone(),
         relying_party: RelyingParty {
             rp_id: RP_ID.into(),

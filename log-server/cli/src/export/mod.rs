@@ -500,6 +500,8 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                                     entry: hex::encode(enr),
                                     inclusion_proof: tree.inclusion_proof(d.enrolment_index)?,
                                 },
+                                approvals: Vec::new(),
+                                policy: None,
                                 checkpoint: note.clone(),
                                 relying_party: rp,
                                 parties: None,
