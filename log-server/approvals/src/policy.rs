@@ -286,5 +286,17 @@ pub fn parse_policy_toml(text: &str) -> Result<ValidatedPolicy, PolicyFileError>
         })
 }
 
+/// The approval policy in force: the policy and the log entry that made it take effect.
+/// Requests are evaluated under the one in force when they are made ([`crate::state::Approvals::active_policy`]).
+#[derive(Clone, Debug)]
+pub struct ActivePolicy {
+    /// The policy.
+    pub policy: ValidatedPolicy,
+    /// Log index of its policy entry.
+    pub index: u64,
+    /// SHA-256 of its canonical form (the policy hash).
+    pub sha256: [u8; 32],
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The front end's state, shared by every handler, and how it is opened on a started log.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use countersign_log::http::AdminAuth;
@@ -54,6 +54,8 @@ pub struct Approvals {
     /// Held by a clean-up sweep ([`crate::cleanup::sweep`]): sweeps take turns, so the
     /// `request.expired` walk records each expiry once.
     pub(crate) sweeping: tokio::sync::Mutex<()>,
+    /// The approval policy in force (`serve --policy`), if any; replaced on reload.
+    policy: RwLock<Option<Arc<crate::policy::ActivePolicy>>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -96,7 +98,21 @@ impl Approvals {
             signins: crate::passkeys::ceremony::SignIns::default(),
             sweeping: tokio::sync::Mutex::new(()),
             mailer,
+            policy: RwLock::new(None),
         })
+    }
+
+    /// The approval policy in force, if any: new requests are evaluated under it.
+    pub fn active_policy(&self) -> Option<Arc<crate::policy::ActivePolicy>> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `policy` in force (its entry already logged), or none.
+    pub fn set_active_policy(&self, policy: Option<Arc<crate::policy::ActivePolicy>>) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     /// Tells the live inbox that a request changed.
