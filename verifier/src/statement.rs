@@ -102,8 +102,8 @@ pub struct Statement {
 pub struct StatementPolicy {
     /// Log index of the policy entry in force when the request was made.
     pub index: u64,
-    /// The name of the rule that matched; `null` when none did (the request's named approver
-    /// alone decides, quorum 1).
+    /// The name of the rule that matched; `null` when none did (quorum 1: the approver the
+    /// agent named, or any one member of the group it named).
     #[serde(deserialize_with = "nullable")]
     pub rule: Option<String>,
     /// Distinct approvers whose approval is needed.
@@ -123,7 +123,8 @@ impl StatementPolicy {
             && self.quorum <= n as u64
             && match &self.rule {
                 Some(name) => crate::approval_policy::is_rule_name(name),
-                None => self.quorum == 1 && n == 1,
+                // No rule: the approver or group the agent named, any one of them.
+                None => self.quorum == 1,
             }
     }
 

@@ -131,7 +131,7 @@ impl Filter {
             && self
                 .approver_id
                 .as_ref()
-                .is_none_or(|a| *a == r.statement.approver_id)
+                .is_none_or(|a| r.statement.is_eligible(a))
             && self.since.is_none_or(|t| r.statement.requested_at >= t)
     }
 }
@@ -238,7 +238,14 @@ fn list_item(r: &RequestRecord, now: u64) -> Value {
         "request_id": r.request_id,
         "status": effective_status(r, now),
         "client_id": r.statement.client_id,
-        "approver_id": r.statement.approver_id,
+        "approver_id": (r.statement.policy.is_none()).then_some(&r.statement.approver_id),
+        "approvers": r.statement.eligible_approvers(),
+        "quorum": r.statement.quorum(),
+        "rule": r.statement.policy.as_ref().and_then(|p| p.rule.as_ref()),
+        "approvals": r.decisions()
+            .filter(|d| r.status != RequestStatus::Denied || Some(*d) != r.decision.as_ref())
+            .map(|d| json!({"approver_id": r.decider(d), "log_index": d.index}))
+            .collect::<Vec<_>>(),
         "scope": r.statement.scope,
         "binding_message": r.statement.binding_message,
         "authorization_details": r.statement.authorization_details,

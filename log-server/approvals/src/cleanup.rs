@@ -298,11 +298,10 @@ async fn sweep_requests(c: &Approvals, now: u64) -> Result<usize, StorageError> 
                     {
                         continue;
                     }
-                    b.delete(CibaStore::pending_key(
-                        &r.statement.approver_id,
-                        &r.request_id,
-                    ));
-                    if let Some(h) = CibaStore::history_key_of(&r) {
+                    for approver in r.statement.eligible_approvers() {
+                        b.delete(CibaStore::pending_key(approver, &r.request_id));
+                    }
+                    for h in CibaStore::history_keys_of(&r) {
                         b.delete(h);
                     }
                     b.delete(rkey.clone());

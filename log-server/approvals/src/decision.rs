@@ -61,6 +61,9 @@ pub enum DecideError {
     Storage(StorageError),
     /// The decision task failed.
     Internal(String),
+    /// The request's policy rule asks more of the approval (user verification, an attested
+    /// passkey).
+    RuleRequirement(&'static str),
 }
 
 impl std::fmt::Display for DecideError {
@@ -73,6 +76,7 @@ impl std::fmt::Display for DecideError {
             DecideError::Revoked => f.write_str("the passkey was revoked"),
             DecideError::Storage(e) => write!(f, "{e}"),
             DecideError::Internal(e) => write!(f, "the decision failed: {e}"),
+            DecideError::RuleRequirement(why) => f.write_str(why),
         }
     }
 }
@@ -121,7 +125,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     let (mut r, statement_hash) = {
         let _g = c.store.lock(key).await;
         let mut r: RequestRecord = c.store.get(key)?.ok_or(DecideError::NotFound)?;
-        if !crate::util::same_id(&r.statement.approver_id, &d.approver_id) {
+        if !r.statement.is_eligible(&d.approver_id) {
             return Err(DecideError::NotFound);
         }
         // Read again at the claim: the approver may have been disabled, or the passkey revoked,
@@ -134,6 +138,10 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
         });
         if !usable {
             return Err(DecideError::Revoked);
+        }
+        // What the request's policy rule asks of every approval, before anything is logged.
+        if d.decision == Decision::Approve {
+            check_rule_requirements(&c, &r, &d)?;
         }
         let (cl, statement_hash) = claim_of(&r, &d)?;
         let b = claim(&mut r, key, now_secs(), cl)?;
@@ -159,19 +167,26 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
                     .commit_with_events(b, &events, Durability::Sync)
                     .await?;
             }
+            let ended = r.status != crate::store::RequestStatus::Pending;
             tracing::info!(
                 request_id = %r.request_id,
-                approver_id = %r.statement.approver_id,
+                approver_id = %d.approver_id,
                 decision = d.decision.as_str(),
                 index = rec.index,
+                approvals = r.approvals.len() + usize::from(ended && d.decision == Decision::Approve),
+                quorum = r.statement.quorum(),
                 "decision logged"
             );
             c.metrics
                 .decisions
                 .get_or_create(&[("decision", d.decision.as_str())])
                 .inc();
-            c.inbox_changed(&r.statement.approver_id, &r.request_id);
-            crate::delivery::decided(c.clone(), key.to_owned(), r.clone());
+            for approver in r.statement.eligible_approvers() {
+                c.inbox_changed(approver, &r.request_id);
+            }
+            if ended {
+                crate::delivery::decided(c.clone(), key.to_owned(), r.clone());
+            }
             Ok(Decided {
                 request: r,
                 record: rec,
@@ -224,6 +239,7 @@ pub(crate) fn claim_of(
         decision: d.decision,
         enrolment_index: d.credential.enrolment_index,
         statement_hash: hex::encode(statement_hash),
+        approver_id: d.approver_id.clone(),
     };
     Ok((claim, statement_hash))
 }
@@ -243,7 +259,7 @@ pub(crate) async fn append(
         decision: d.decision,
         statement_hash: hash,
         nonce,
-        approver_id: r.statement.approver_id.clone(),
+        approver_id: d.approver_id.clone(),
         credential_id: a.credential_id,
         authenticator_data: a.authenticator_data,
         client_data_json: a.client_data_json,
@@ -270,9 +286,58 @@ pub(crate) async fn append(
             enrolment_index: d.credential.enrolment_index,
             statement_hash: hex::encode(hash),
             decided_at: now_secs(),
+            approver_id: d.approver_id.clone(),
         },
         appended,
     ))
+}
+
+/// The matched rule's `require_uv` and `require_attestation` ([`RequestRecord::require_uv`]):
+/// an approval without the user-verified flag, or by a passkey whose enrolment records no
+/// verified attestation, is refused before anything is logged (and an offline verifier refuses
+/// it too).
+fn check_rule_requirements(
+    c: &Approvals,
+    r: &RequestRecord,
+    d: &DecideRequest,
+) -> Result<(), DecideError> {
+    if r.require_uv {
+        // authenticatorData: rpIdHash (32), flags (1): UV is bit 2.
+        let uv = d
+            .assertion
+            .authenticator_data
+            .get(32)
+            .is_some_and(|f| f & 0x04 != 0);
+        if !uv {
+            return Err(DecideError::RuleRequirement(
+                "this request's policy rule requires user verification (your PIN or biometric)",
+            ));
+        }
+    }
+    if r.require_attestation {
+        let attested = c
+            .log
+            .store()
+            .entry(d.credential.enrolment_index)
+            .map_err(DecideError::Storage)?
+            .and_then(|e| countersign_verifier::Entry::decode(&e).ok())
+            .is_some_and(|e| {
+                matches!(
+                    e,
+                    countersign_verifier::Entry::Enrolment(countersign_verifier::Enrolment {
+                        attestation: countersign_verifier::AttestationRecord::Verified { .. },
+                        ..
+                    })
+                )
+            });
+        if !attested {
+            return Err(DecideError::RuleRequirement(
+                "this request's policy rule requires a passkey whose attestation was verified \
+                 at enrolment",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// At start, once per database: gives every decided request still held an [`EvidenceRecord`](crate::store::EvidenceRecord)
@@ -316,6 +381,8 @@ pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
             events: std::iter::once(crate::request::created_event(&r))
                 .chain(decision_event(c, &r, d.index, decision))
                 .collect(),
+            decided_by: String::new(),
+            approvals: Vec::new(),
         };
         let mut b = crate::store::Batch::new();
         CibaStore::put_evidence(&mut b, &evidence)?;

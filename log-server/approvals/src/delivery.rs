@@ -192,7 +192,9 @@ pub fn schedule_expiry(c: Arc<Approvals>, key: String, at: u64) {
             }
             r
         };
-        c.inbox_changed(&r.statement.approver_id, &r.request_id);
+        for approver in r.statement.eligible_approvers() {
+            c.inbox_changed(approver, &r.request_id);
+        }
         deliver_outcome(&c, &key).await;
     });
 }

@@ -23,7 +23,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use countersign_verifier::{EvidenceBundle, LoggedEntry, RelyingParty, Statement};
+use countersign_verifier::{DecisionLink, EvidenceBundle, LoggedEntry, RelyingParty, Statement};
 use serde_json::json;
 
 use crate::audit_api::AuditAccess;
@@ -63,13 +63,49 @@ pub enum Parties {
     Opaque,
 }
 
-/// The decision and enrolment indexes of a request's logged decision; `409 not_decided` while
-/// it has none.
-fn decided(r: &RequestRecord) -> Result<(u64, u64), ApiError> {
-    match (&r.status, &r.decision) {
-        (RequestStatus::Approved | RequestStatus::Denied, Some(d)) => {
-            Ok((d.index, d.enrolment_index))
+/// The logged decisions a bundle proves: the one it is about (for an approval under a quorum,
+/// the one that completed it; or a denial) and, for an approval, the earlier approvals of the
+/// quorum, each as (decision index, enrolment index), with the approvers who made them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decided {
+    /// The decision the bundle is about.
+    pub decision: (u64, u64),
+    /// Its approver.
+    pub decided_by: String,
+    /// The earlier approvals of its quorum, in log order, with their approvers.
+    pub approvals: Vec<((u64, u64), String)>,
+}
+
+impl Decided {
+    /// What an evidence record proves.
+    pub fn of_evidence(e: &EvidenceRecord) -> Self {
+        Decided {
+            decision: (e.decision_index, e.enrolment_index),
+            decided_by: e.decider().to_owned(),
+            approvals: e
+                .approvals
+                .iter()
+                .map(|d| ((d.index, d.enrolment_index), d.approver_id.clone()))
+                .collect(),
         }
+    }
+}
+
+/// The decisions of a decided request; `409 not_decided` while it has none.
+fn decided(r: &RequestRecord) -> Result<Decided, ApiError> {
+    match (&r.status, &r.decision) {
+        (RequestStatus::Approved | RequestStatus::Denied, Some(d)) => Ok(Decided {
+            decision: (d.index, d.enrolment_index),
+            decided_by: r.decider(d).to_owned(),
+            approvals: if r.status == RequestStatus::Approved {
+                r.approvals
+                    .iter()
+                    .map(|a| ((a.index, a.enrolment_index), r.decider(a).to_owned()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }),
         _ => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_decided",
@@ -78,65 +114,98 @@ fn decided(r: &RequestRecord) -> Result<(u64, u64), ApiError> {
     }
 }
 
-/// Builds the bundle of the decision of `statement` (with its decision), logged at
-/// `decision_index` and signed with the passkey enrolled at `enrolment_index`, against the latest
-/// checkpoint. The statement comes from the request's record while it is kept, then from its
-/// evidence record ([`EvidenceRecord`]).
+/// Builds the bundle of the decisions `d` on `statement` (with its decision) against the latest
+/// checkpoint: version 1 for a statement of one named approver, version 2 (with the policy
+/// entry and every approval of the quorum) under a policy. The statement comes from the
+/// request's record while it is kept, then from its evidence record ([`EvidenceRecord`]).
 pub fn build_bundle(
     c: &Approvals,
     statement: &Statement,
-    decision_index: u64,
-    enrolment_index: u64,
+    d: &Decided,
     parties: Parties,
 ) -> Result<EvidenceBundle, ApiError> {
-    // Quorum mode: evidence is against a checkpoint the witnesses' quorum cosigned, and there
-    // is none covering the decision yet.
-    if !c.log.quorum_covers(decision_index) {
-        return Err(countersign_log::AppendError::NotWitnessed {
-            index: decision_index,
-        }
-        .into());
+    let mut indexes = vec![d.decision.0, d.decision.1];
+    for ((dec, enr), _) in &d.approvals {
+        indexes.extend([*dec, *enr]);
     }
-    // One checkpoint: both proofs are made against it.
+    if let Some(p) = &statement.policy {
+        indexes.push(p.index);
+    }
+    // Quorum mode: evidence is against a checkpoint the witnesses' quorum cosigned, and there
+    // is none covering the decisions yet.
+    let last = indexes.iter().copied().max().unwrap_or(d.decision.0);
+    if !c.log.quorum_covers(last) {
+        return Err(countersign_log::AppendError::NotWitnessed { index: last }.into());
+    }
+    // One checkpoint: every proof is made against it.
     let proved = c
         .log
-        .prove_entries(&[decision_index, enrolment_index])
+        .prove_entries(&indexes)
         .map_err(|e| ApiError::internal("evidence", format!("{e:?}")))?;
     let mut logged = proved.entries.into_iter().map(|e| LoggedEntry {
         index: e.index,
         entry: hex::encode(e.entry),
         inclusion_proof: e.proof.iter().map(|h| h.to_hex()).collect(),
     });
-    let (Some(decision), Some(enrolment)) = (logged.next(), logged.next()) else {
-        return Err(ApiError::internal("evidence", "entries missing"));
+    let mut next = || {
+        logged
+            .next()
+            .ok_or_else(|| ApiError::internal("evidence", "entries missing"))
     };
-    let approver = match parties {
-        Parties::Named => c.store.approver(&statement.approver_id)?,
+    let decision = next()?;
+    let enrolment = next()?;
+    let mut approvals = Vec::with_capacity(d.approvals.len());
+    for _ in &d.approvals {
+        approvals.push(DecisionLink {
+            decision: next()?,
+            enrolment: next()?,
+        });
+    }
+    let policy_entry = match &statement.policy {
+        Some(_) => Some(next()?),
+        None => None,
+    };
+    let rp = c.log.policy();
+    let parties = match parties {
+        Parties::Named => {
+            let mut people = Vec::new();
+            let deciders = std::iter::once(&d.decided_by).chain(d.approvals.iter().map(|(_, a)| a));
+            for id in deciders {
+                let a = c.store.approver(id)?;
+                people.push(json!({
+                    "approver_id": id,
+                    "email": a.as_ref().map(|a| a.email.clone()),
+                    "name": a.as_ref().and_then(|a| a.name.clone()),
+                }));
+            }
+            Some(if statement.policy.is_some() {
+                json!({"client": {"client_id": statement.client_id}, "approvers": people})
+            } else {
+                json!({
+                    "client": {"client_id": statement.client_id},
+                    "approver": people.into_iter().next(),
+                })
+            })
+        }
         Parties::Opaque => None,
     };
-    let policy = c.log.policy();
     Ok(EvidenceBundle {
-        version: 1,
+        version: if statement.policy.is_some() {
+            countersign_verifier::BUNDLE_VERSION_POLICY
+        } else {
+            countersign_verifier::BUNDLE_VERSION
+        },
         statement: statement.clone(),
         decision,
         enrolment,
-        approvals: Vec::new(),
-        policy: None,
+        approvals,
+        policy: policy_entry,
         checkpoint: proved.checkpoint.note.to_string(),
         relying_party: RelyingParty {
-            rp_id: policy.rp_id.clone(),
-            origins: policy.allowed_origins.clone(),
+            rp_id: rp.rp_id.clone(),
+            origins: rp.allowed_origins.clone(),
         },
-        parties: (parties == Parties::Named).then(|| {
-            json!({
-                "client": {"client_id": statement.client_id},
-                "approver": {
-                    "approver_id": statement.approver_id,
-                    "email": approver.as_ref().map(|a| a.email.clone()),
-                    "name": approver.as_ref().and_then(|a| a.name.clone()),
-                },
-            })
-        }),
+        parties,
     })
 }
 
@@ -208,11 +277,7 @@ async fn by_auth_req_id(
     if r.statement.client_id != client.client_id {
         return Err(not_found());
     }
-    let (decision, enrolment) = decided(&r)?;
-    answer(
-        build_bundle(c, &r.statement, decision, enrolment, parties)?,
-        &q,
-    )
+    answer(build_bundle(c, &r.statement, &decided(&r)?, parties)?, &q)
 }
 
 fn from_evidence(
@@ -220,13 +285,7 @@ fn from_evidence(
     e: &EvidenceRecord,
     parties: Parties,
 ) -> Result<EvidenceBundle, ApiError> {
-    build_bundle(
-        c,
-        &e.statement,
-        e.decision_index,
-        e.enrolment_index,
-        parties,
-    )
+    build_bundle(c, &e.statement, &Decided::of_evidence(e), parties)
 }
 
 async fn by_request_id_admin(
@@ -242,9 +301,8 @@ async fn by_request_id_admin(
         .store
         .request_by_public_id(&request_id)?
         .ok_or_else(not_found)?;
-    let (decision, enrolment) = decided(&r)?;
     answer(
-        build_bundle(c, &r.statement, decision, enrolment, Parties::Named)?,
+        build_bundle(c, &r.statement, &decided(&r)?, Parties::Named)?,
         &q,
     )
 }
@@ -259,15 +317,14 @@ async fn by_request_id_approver(
         ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
     })?;
     if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id)? {
-        if !crate::util::same_id(&e.statement.approver_id, &session.approver_id) {
+        if !e.statement.is_eligible(&session.approver_id) {
             return Err(not_found());
         }
         return answer(from_evidence(c, &e, Parties::Named)?, &q);
     }
     let (_, r) = crate::inbox::own_request(c, &session.approver_id, &request_id)?;
-    let (decision, enrolment) = decided(&r)?;
     answer(
-        build_bundle(c, &r.statement, decision, enrolment, Parties::Named)?,
+        build_bundle(c, &r.statement, &decided(&r)?, Parties::Named)?,
         &q,
     )
 }

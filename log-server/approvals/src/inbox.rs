@@ -22,7 +22,7 @@ use crate::passkeys::{
 use crate::request::{self, TransitionError};
 use crate::state::Approvals;
 use crate::store::{Batch, CibaStore, RequestRecord, RequestStatus};
-use crate::util::{now_secs, same_id, B64URL};
+use crate::util::{now_secs, B64URL};
 use crate::web::RouterState;
 use countersign_log::ApiError;
 
@@ -56,6 +56,15 @@ pub(crate) fn request_view(r: &RequestRecord) -> Value {
         "requested_at": r.statement.requested_at,
         "expires_at": r.statement.expires_at,
         "status": effective_status(r),
+        // Who may decide and how many must approve; who approved so far (for a request under a
+        // policy rule with a quorum, the count the inbox shows).
+        "approvers": r.statement.eligible_approvers(),
+        "quorum": r.statement.quorum(),
+        "rule": r.statement.policy.as_ref().and_then(|p| p.rule.as_ref()),
+        "approvals": r.approvals.iter()
+            .chain(r.decision.as_ref().filter(|_| r.status == RequestStatus::Approved))
+            .map(|d| json!({"approver_id": r.decider(d), "log_index": d.index}))
+            .collect::<Vec<_>>(),
         "decision": r.decision.as_ref().map(|d| json!({
             "log_index": d.index,
             "leaf_hash": d.leaf_hash,
@@ -82,9 +91,14 @@ pub(crate) fn open_requests(
             .store
             .request_by_public_id(&rid)?
             .map(|(_, r)| r)
-            .filter(|r| r.statement.approver_id == approver_id);
+            .filter(|r| r.statement.is_eligible(approver_id));
         match r.as_ref().map(effective_status) {
-            Some(RequestStatus::Pending) => out.extend(r),
+            // One this approver approved waits for the others: it is in their history now.
+            Some(RequestStatus::Pending)
+                if !r.as_ref().is_some_and(|r| r.has_approved(approver_id)) =>
+            {
+                out.extend(r)
+            }
             // Being decided: not shown, but kept (a failed decision puts it back).
             Some(RequestStatus::Deciding) => {}
             // Decided, expired or vanished: the key leaves the pending index here, so the inbox
@@ -148,7 +162,7 @@ pub(crate) fn own_request(
 fn own_request_at(c: &Approvals, approver_id: &str, key: &str) -> Result<RequestRecord, ApiError> {
     let nf = request_not_found;
     let r: RequestRecord = c.store.get(key)?.ok_or_else(nf)?;
-    if !same_id(&r.statement.approver_id, approver_id) {
+    if !r.statement.is_eligible(approver_id) {
         return Err(nf());
     }
     Ok(r)
@@ -194,6 +208,7 @@ async fn decide_start(
     let decision = parse_decision(&b.decision)?;
     let (_, r) = own_request(c, &session.approver_id, &request_id)?;
     check_decidable(&r)?;
+    request::check_approver(&r, &session.approver_id).map_err(transition_error)?;
     let st = r.statement_for(decision);
     let canonical = st
         .canonical_json()
@@ -215,7 +230,7 @@ async fn decide_start(
                 "allowCredentials": approver.credentials.iter().map(|cr| json!({
                     "type": "public-key", "id": cr.credential_id,
                 })).collect::<Vec<_>>(),
-                "userVerification": if policy.require_user_verification { "required" } else { "preferred" },
+                "userVerification": if policy.require_user_verification || r.require_uv { "required" } else { "preferred" },
             },
         })),
     )
@@ -232,6 +247,8 @@ fn transition_error(e: TransitionError) -> ApiError {
         TransitionError::Expired => (StatusCode::GONE, "expired"),
         TransitionError::InProgress => (StatusCode::CONFLICT, "in_progress"),
         TransitionError::AlreadyDecided => (StatusCode::CONFLICT, "already_decided"),
+        TransitionError::AlreadyApproved => (StatusCode::CONFLICT, "already_approved"),
+        TransitionError::NotEligible => return request_not_found(),
         // Not reachable from a decision's claim; and a record that does not encode is ours.
         _ => return ApiError::internal("decision", e),
     };
@@ -290,6 +307,9 @@ fn decide_error(e: DecideError) -> ApiError {
              decide again.",
         ),
         DecideError::Storage(e) => ApiError::from(e),
+        DecideError::RuleRequirement(why) => {
+            ApiError::new(StatusCode::FORBIDDEN, "policy_requirement", why)
+        }
         other => ApiError::internal("decision", other),
     }
 }
@@ -368,6 +388,10 @@ async fn decide_finish(
         Json(json!({
             "request_id": r.request_id,
             "decision": decision.as_str(),
+            // `pending` while an approval waits for the rest of its quorum.
+            "status": r.status,
+            "approvals": r.decisions().filter(|_| decision == Decision::Approve).count(),
+            "quorum": r.statement.quorum(),
             "log_index": rec.index,
             "leaf_hash": rec.leaf_hash,
             "statement_hash": rec.statement_hash,

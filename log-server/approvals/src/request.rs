@@ -7,6 +7,7 @@
 //! ─────────▶ Pending ──────▶ Deciding ──────────────▶ Approved | Denied
 //!              │  ▲            │
 //!              │  └────────────┘ release (the decision failed: nothing was logged)
+//!              │  └────────────┘ finish, an approval short of the quorum (it is kept)
 //!              │                 recover (a crash left the claim: the log says which)
 //!              │ expire (past expires_at, undecided)
 //!              ▼
@@ -42,6 +43,10 @@ pub enum TransitionError {
     NotExpired,
     /// Its changed record does not encode, so nothing may be written for it (logged).
     Unencodable,
+    /// The approver is not one who may decide this request.
+    NotEligible,
+    /// The approver already approved it; it waits for other approvers.
+    AlreadyApproved,
 }
 
 impl std::fmt::Display for TransitionError {
@@ -59,6 +64,10 @@ impl std::fmt::Display for TransitionError {
             TransitionError::NotClaimed => "this request is not being decided",
             TransitionError::NotExpired => "this request has not expired",
             TransitionError::Unencodable => "the request record does not encode",
+            TransitionError::NotEligible => "you are not one of the approvers of this request",
+            TransitionError::AlreadyApproved => {
+                "you already approved this request; it waits for the other approvers"
+            }
         })
     }
 }
@@ -84,9 +93,9 @@ pub fn check_decidable(r: &RequestRecord, now: u64) -> Result<(), TransitionErro
     }
 }
 
-/// A new request, stored under `key`: its record, its public id, its place in its approver's
-/// pending index and in the clean-up index. (Owed deliveries and notifications are the
-/// caller's to add.)
+/// A new request, stored under `key`: its record, its public id, its place in the pending index
+/// of each approver who may decide it and in the clean-up index. (Owed deliveries and
+/// notifications are the caller's to add.)
 pub fn create(r: &RequestRecord, key: &str) -> Result<Batch, StorageError> {
     let mut b = Batch::new();
     b.put_json(key, r)?
@@ -95,19 +104,40 @@ pub fn create(r: &RequestRecord, key: &str) -> Result<Batch, StorageError> {
             CibaStore::hash_of_key(key).as_bytes().to_vec(),
         )
         .put(
-            CibaStore::pending_key(&r.statement.approver_id, &r.request_id),
-            // Ordered to the millisecond: requests made within a second keep their order.
-            crate::store::pending_value(
-                countersign_log::now_ms().max(r.statement.requested_at * 1000),
-                r.statement.expires_at,
-                &r.statement.client_id,
-            ),
-        )
-        .put(
             CibaStore::expiry_key(r.statement.expires_at, &r.request_id),
             CibaStore::hash_of_key(key).as_bytes().to_vec(),
         );
+    // Ordered to the millisecond: requests made within a second keep their order.
+    let pending = crate::store::pending_value(
+        countersign_log::now_ms().max(r.statement.requested_at * 1000),
+        r.statement.expires_at,
+        &r.statement.client_id,
+    );
+    for approver in r.statement.eligible_approvers() {
+        b.put(
+            CibaStore::pending_key(approver, &r.request_id),
+            pending.clone(),
+        );
+    }
     Ok(b)
+}
+
+/// Deletes the request from the pending index of every approver who may decide it.
+fn leave_inboxes(b: &mut Batch, r: &RequestRecord) {
+    for approver in r.statement.eligible_approvers() {
+        b.delete(CibaStore::pending_key(approver, &r.request_id));
+    }
+}
+
+/// Whether `approver_id` may still decide `r`: eligible, and not one of its approvals so far.
+pub fn check_approver(r: &RequestRecord, approver_id: &str) -> Result<(), TransitionError> {
+    if !r.statement.is_eligible(approver_id) {
+        return Err(TransitionError::NotEligible);
+    }
+    if r.has_approved(approver_id) {
+        return Err(TransitionError::AlreadyApproved);
+    }
+    Ok(())
 }
 
 /// Pending → Deciding: one decision, before expiry. The claim is exclusive (a claimed request
@@ -119,6 +149,9 @@ pub fn claim(
     claim: ClaimRecord,
 ) -> Result<Batch, TransitionError> {
     check_decidable(r, now)?;
+    if !claim.approver_id.is_empty() {
+        check_approver(r, &claim.approver_id)?;
+    }
     r.status = RequestStatus::Deciding;
     r.claim = Some(claim);
     let mut b = Batch::new();
@@ -136,10 +169,12 @@ pub fn created_event(r: &RequestRecord) -> EventRow {
     )
 }
 
-/// Deciding → Approved or Denied, once the decision is in the log at `rec`. The same batch
-/// writes the decision's [`EvidenceRecord`] (with the request's `request.created` event and
-/// `decision_event`, the decision's log event row, when it could be made), which outlives the
-/// request's records.
+/// Deciding → Approved or Denied, once the decision is in the log at `rec`; or, for an approval
+/// that leaves the request short of its quorum, Deciding → Pending with the approval kept
+/// (the approver leaves the request's inbox for their history; the others still see it). When
+/// the request ends, the same batch writes the decision's [`EvidenceRecord`] (with the
+/// request's `request.created` event and `decision_event`, the decision's log event row, when
+/// it could be made), which outlives the request's records.
 pub fn finish(
     r: &mut RequestRecord,
     key: &str,
@@ -150,12 +185,25 @@ pub fn finish(
     if r.status != RequestStatus::Deciding {
         return Err(TransitionError::NotClaimed);
     }
+    let decider = r.decider(&rec).to_owned();
+    let history = CibaStore::history_key(&decider, rec.index, &r.request_id);
+    let approvals_after = r.approvals.len() as u64 + 1;
+    if decision == Decision::Approve && approvals_after < r.statement.quorum() {
+        r.approvals.push(rec);
+        r.status = RequestStatus::Pending;
+        r.claim = None;
+        let mut b = Batch::new();
+        put_record(&mut b, key, r)?;
+        b.put(history, CibaStore::hash_of_key(key).as_bytes().to_vec());
+        b.delete(CibaStore::pending_key(&decider, &r.request_id))
+            .delete(CibaStore::claim_key(key));
+        return Ok(b);
+    }
     r.status = match decision {
         Decision::Approve => RequestStatus::Approved,
         Decision::Deny => RequestStatus::Denied,
     };
     r.statement.decision = decision.as_str().to_owned();
-    let history = CibaStore::history_key(&r.statement.approver_id, rec.index, &r.request_id);
     let evidence = EvidenceRecord {
         request_id: r.request_id.clone(),
         auth_req_hash: CibaStore::hash_of_key(key).to_owned(),
@@ -167,6 +215,17 @@ pub fn finish(
         events: std::iter::once(created_event(r))
             .chain(decision_event)
             .collect(),
+        decided_by: if r.statement.policy.is_some() {
+            decider
+        } else {
+            String::new()
+        },
+        // A denial ends the request whatever was approved before it: those approvals are in
+        // the log (and the export), not in the denial's evidence.
+        approvals: match decision {
+            Decision::Approve => r.approvals.clone(),
+            Decision::Deny => Vec::new(),
+        },
     };
     r.decision = Some(rec);
     r.claim = None;
@@ -177,11 +236,8 @@ pub fn finish(
         return Err(TransitionError::Unencodable);
     }
     b.put(history, CibaStore::hash_of_key(key).as_bytes().to_vec());
-    b.delete(CibaStore::pending_key(
-        &r.statement.approver_id,
-        &r.request_id,
-    ))
-    .delete(CibaStore::claim_key(key));
+    leave_inboxes(&mut b, r);
+    b.delete(CibaStore::claim_key(key));
     Ok(b)
 }
 
@@ -209,10 +265,7 @@ pub fn expire(r: &mut RequestRecord, key: &str, now: u64) -> Result<Batch, Trans
     r.status = RequestStatus::Expired;
     let mut b = Batch::new();
     put_record(&mut b, key, r)?;
-    b.delete(CibaStore::pending_key(
-        &r.statement.approver_id,
-        &r.request_id,
-    ));
+    leave_inboxes(&mut b, r);
     Ok(b)
 }
 
@@ -259,6 +312,7 @@ pub fn recover(
                 enrolment_index: c.enrolment_index,
                 statement_hash: c.statement_hash,
                 decided_at: now,
+                approver_id: c.approver_id,
             };
             let b = finish(&mut r, key, c.decision, rec, decision_event)?;
             let decision = c.decision;

@@ -108,6 +108,25 @@ pub struct EvidenceRecord {
     pub token_issued_at_ms: Option<u64>,
     /// The request's audit events: `request.created`, the decision, `token.issued`.
     pub events: Vec<EventRow>,
+    /// The approver who made the decision at `decision_index` (empty in records written before
+    /// quorum approvals: the statement's approver).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub decided_by: String,
+    /// Under a policy rule with a quorum: the approvals logged before the one that completed
+    /// it (or before a denial), in log order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<DecisionRecord>,
+}
+
+impl EvidenceRecord {
+    /// The approver who made the decision at `decision_index`.
+    pub fn decider(&self) -> &str {
+        if self.decided_by.is_empty() {
+            &self.statement.approver_id
+        } else {
+            &self.decided_by
+        }
+    }
 }
 
 /// An auditor token, stored under the SHA-256 of the token.
@@ -259,7 +278,7 @@ pub enum RequestStatus {
 }
 
 /// The logged decision of a request.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     /// Leaf index of the decision entry.
     pub index: u64,
@@ -271,6 +290,10 @@ pub struct DecisionRecord {
     pub statement_hash: String,
     /// When decided (seconds).
     pub decided_at: u64,
+    /// Who decided (empty in records written before quorum approvals: the statement's
+    /// approver, [`RequestRecord::decider`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub approver_id: String,
 }
 
 /// A backchannel authentication request.
@@ -300,9 +323,42 @@ pub struct RequestRecord {
     /// be used, not what was approved. Absent in records written before it was accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Under a policy rule with a quorum above 1: the approvals logged so far, in log order,
+    /// while the request waits for more. The approval that completes the quorum (or a denial)
+    /// is [`RequestRecord::decision`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<DecisionRecord>,
+    /// The matched rule requires the user-verified flag on every approval.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_uv: bool,
+    /// The matched rule requires every approving passkey to have a verified attestation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_attestation: bool,
 }
 
 impl RequestRecord {
+    /// Who made decision `d` of this request.
+    pub fn decider<'a>(&'a self, d: &'a DecisionRecord) -> &'a str {
+        if d.approver_id.is_empty() {
+            &self.statement.approver_id
+        } else {
+            &d.approver_id
+        }
+    }
+
+    /// Whether `approver_id` already approved this request (an approval toward its quorum).
+    pub fn has_approved(&self, approver_id: &str) -> bool {
+        self.approvals
+            .iter()
+            .any(|d| crate::util::same_id(self.decider(d), approver_id))
+    }
+
+    /// Every logged decision on the request, in log order: the approvals toward its quorum,
+    /// then the decision that ended it.
+    pub fn decisions(&self) -> impl Iterator<Item = &DecisionRecord> {
+        self.approvals.iter().chain(self.decision.as_ref())
+    }
+
     /// The statement with `decision` in it: what the approver signs for that decision.
     pub fn statement_for(&self, decision: Decision) -> Statement {
         let mut st = self.statement.clone();
@@ -330,6 +386,10 @@ pub struct ClaimRecord {
     pub enrolment_index: u64,
     /// SHA-256 of the decided statement (hex).
     pub statement_hash: String,
+    /// Who is deciding (empty in claims written before quorum approvals: the statement's
+    /// approver).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub approver_id: String,
 }
 
 /// The value of a `p/` key: when the request was made (milliseconds) and expires (seconds),
@@ -380,13 +440,15 @@ struct PendingMaps {
     by_approver: HashMap<String, BTreeSet<(std::cmp::Reverse<u64>, String)>>,
     /// Each client's open requests by expiry.
     by_client: HashMap<String, BTreeSet<(u64, String)>>,
-    /// By request id.
-    meta: HashMap<String, PendingMeta>,
+    /// By (approver, request id): a request under a policy is open for each of its approvers.
+    meta: HashMap<(String, String), PendingMeta>,
+    /// How many approvers each open request is open for (a client's request counts once).
+    open_for: HashMap<String, usize>,
 }
 
 impl PendingMaps {
-    fn remove(&mut self, request: &str) {
-        let Some(m) = self.meta.remove(request) else {
+    fn remove(&mut self, approver: &str, request: &str) {
+        let Some(m) = self.meta.remove(&(approver.to_owned(), request.to_owned())) else {
             return;
         };
         let key = (std::cmp::Reverse(m.requested_at_ms), request.to_owned());
@@ -396,16 +458,23 @@ impl PendingMaps {
                 self.by_approver.remove(&m.approver);
             }
         }
-        if let Some(set) = self.by_client.get_mut(&m.client) {
-            set.remove(&(m.expires_at, request.to_owned()));
-            if set.is_empty() {
-                self.by_client.remove(&m.client);
+        let left = self.open_for.get_mut(request).map(|n| {
+            *n -= 1;
+            *n
+        });
+        if left == Some(0) {
+            self.open_for.remove(request);
+            if let Some(set) = self.by_client.get_mut(&m.client) {
+                set.remove(&(m.expires_at, request.to_owned()));
+                if set.is_empty() {
+                    self.by_client.remove(&m.client);
+                }
             }
         }
     }
 
     fn insert(&mut self, request: &str, m: PendingMeta) {
-        self.remove(request);
+        self.remove(&m.approver.clone(), request);
         self.by_approver
             .entry(m.approver.clone())
             .or_default()
@@ -416,7 +485,9 @@ impl PendingMaps {
                 .or_default()
                 .insert((m.expires_at, request.to_owned()));
         }
-        self.meta.insert(request.to_owned(), m);
+        *self.open_for.entry(request.to_owned()).or_default() += 1;
+        self.meta
+            .insert((m.approver.clone(), request.to_owned()), m);
     }
 }
 
@@ -450,7 +521,7 @@ impl PendingIndex {
         for (approver, request, put) in std::iter::once(first).chain(changes) {
             match put {
                 Some(v) => map.insert(request, PendingMeta::parse(approver, v)),
-                None => map.remove(request),
+                None => map.remove(approver, request),
             }
         }
     }
@@ -824,11 +895,11 @@ impl CibaStore {
         )
     }
 
-    /// The history key of a decided request (`None` while undecided).
-    pub fn history_key_of(r: &RequestRecord) -> Option<String> {
-        r.decision
-            .as_ref()
-            .map(|d| Self::history_key(&r.statement.approver_id, d.index, &r.request_id))
+    /// The history keys of a request: one per logged decision, under its approver.
+    pub fn history_keys_of(r: &RequestRecord) -> Vec<String> {
+        r.decisions()
+            .map(|d| Self::history_key(r.decider(d), d.index, &r.request_id))
+            .collect()
     }
 
     /// An approver's decided requests, newest first, at most `limit`.
@@ -842,7 +913,7 @@ impl CibaStore {
             let key = Self::record_key_of(&String::from_utf8_lossy(&hash));
             // A record cleaned up under a history key a crash left behind is skipped.
             if let Some(r) = self.get::<RequestRecord>(&key)? {
-                if r.statement.approver_id == approver_id {
+                if r.decisions().any(|d| r.decider(d) == approver_id) {
                     out.push(r);
                 }
             }

@@ -17,7 +17,7 @@ use countersign_verifier::{
 };
 use serde_json::{json, Value};
 
-use crate::ciba::clients;
+use crate::ciba::{approvers, clients};
 use crate::state::Approvals;
 use crate::state::PollState;
 use crate::store::{
@@ -374,18 +374,51 @@ async fn bc_authorize(
 
     let audience = crate::ciba::auth0::audience(&form)?;
 
-    let approver_id = resolve_hint(c, &client, &hint)?;
+    // The hint names one approver, or (under a policy) a group; the policy in force then says
+    // who decides: the matched rule's approvers and quorum, or the named ones, any one of them.
+    let named = match &hint {
+        Hint::Login(h) if h.starts_with(approvers::GROUP_HINT_PREFIX) => {
+            let name = &h[approvers::GROUP_HINT_PREFIX.len()..];
+            approvers::group_members(c, &client, name)?.ok_or_else(unreachable_approver)?
+        }
+        _ => vec![resolve_hint(c, &client, &hint)?],
+    };
+    let deciders = approvers::deciders(c, &client, named, &details)?;
+    let mut expiry = expiry;
+    let (approver_id, statement_policy, require_uv, require_attestation) = match deciders {
+        approvers::Deciders::One(id) => (id, None, false, false),
+        approvers::Deciders::Policy {
+            policy,
+            require_uv,
+            require_attestation,
+            max_expiry,
+        } => {
+            // The rule's longest expiry bounds the request's (the agent is told in expires_in).
+            if let Some(max) = max_expiry {
+                expiry = expiry.min(max);
+            }
+            (String::new(), Some(policy), require_uv, require_attestation)
+        }
+    };
+    let logged_approvers = match &statement_policy {
+        Some(p) => p.approvers.join(" "),
+        None => approver_id.clone(),
+    };
 
     let requested_at = now_secs();
     let request_id = format!("req_{}", B64URL.encode(crate::util::random_bytes::<16>()));
     let auth_req_id = Secret::generate();
     let statement = Statement {
-        version: 1,
+        version: if statement_policy.is_some() {
+            countersign_verifier::STATEMENT_VERSION_POLICY
+        } else {
+            countersign_verifier::STATEMENT_VERSION
+        },
         log_origin: c.log.signer().verifier_key().name().to_owned(),
         request_id: request_id.clone(),
         client_id: client.client_id.clone(),
         approver_id: approver_id.clone(),
-        policy: None,
+        policy: statement_policy,
         scope: scope.to_owned(),
         binding_message: binding_message.clone(),
         authorization_details: details,
@@ -402,7 +435,12 @@ async fn bc_authorize(
             "the request is too large to show",
         ));
     }
-    if !is_valid_id(&client.client_id) || !is_valid_id(&approver_id) {
+    if !is_valid_id(&client.client_id)
+        || !statement
+            .eligible_approvers()
+            .iter()
+            .all(|a| is_valid_id(a))
+    {
         return Err(ApiError::internal(
             "bc-authorize",
             "stored id is not a valid id",
@@ -419,6 +457,9 @@ async fn bc_authorize(
         token_issued: false,
         claim: None,
         audience,
+        approvals: Vec::new(),
+        require_uv,
+        require_attestation,
     };
     let hash = auth_req_id.sha256();
     let key = CibaStore::request_key(&hash);
@@ -449,12 +490,15 @@ async fn bc_authorize(
     tracing::info!(
         request_id = %request_id,
         client_id = %client.client_id,
-        approver_id = %approver_id,
+        approvers = %logged_approvers,
+        quorum = record.statement.quorum(),
         elapsed_us = started.elapsed().as_micros() as u64,
         "approval requested"
     );
     c.metrics.requests.inc();
-    c.inbox_changed(&approver_id, &request_id);
+    for approver in record.statement.eligible_approvers() {
+        c.inbox_changed(approver, &request_id);
+    }
     crate::notify::new_request(c, &key, &record);
     if record.mode != DeliveryMode::Poll {
         crate::delivery::schedule_expiry(c.clone(), key.clone(), record.statement.expires_at);

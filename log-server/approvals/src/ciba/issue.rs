@@ -59,9 +59,16 @@ pub(crate) async fn issue_tokens_locked(
     let now = now_secs();
     let exp = now + c.config.token_ttl_secs;
     let iss = &c.config.public_url;
+    // The subject: the one approver, or under a policy the first who approved (every approver
+    // is in `approvals`).
+    let sub = r
+        .decisions()
+        .next()
+        .map_or(st.approver_id.as_str(), |first| r.decider(first))
+        .to_owned();
     let mut at = Map::new();
     at.insert("iss".into(), json!(iss));
-    at.insert("sub".into(), json!(st.approver_id));
+    at.insert("sub".into(), json!(sub));
     // The API the client named with `audience` (Auth0's parameter), else the client itself;
     // `client_id` says who the token was issued to either way (RFC 9068 section 2.2).
     at.insert(
@@ -85,13 +92,31 @@ pub(crate) async fn issue_tokens_locked(
     at.insert("log_origin".into(), json!(st.log_origin));
     at.insert("log_index".into(), json!(d.index));
     at.insert("leaf_hash".into(), json!(d.leaf_hash));
+    if let Some(p) = &st.policy {
+        // Every approval that made the quorum, in log order (the last is `log_index`), and the
+        // policy and rule that asked for them.
+        at.insert(
+            "approvals".into(),
+            json!(r
+                .decisions()
+                .map(|a| json!({
+                    "approver_id": r.decider(a),
+                    "log_index": a.index,
+                    "leaf_hash": a.leaf_hash,
+                }))
+                .collect::<Vec<_>>()),
+        );
+        at.insert("policy_index".into(), json!(p.index));
+        at.insert("rule".into(), json!(p.rule));
+        at.insert("quorum".into(), json!(p.quorum));
+    }
     let access_token = c
         .keys
         .sign("at+jwt", &at)
         .map_err(|e| ApiError::internal("token", e))?;
     let mut id = Map::new();
     id.insert("iss".into(), json!(iss));
-    id.insert("sub".into(), json!(st.approver_id));
+    id.insert("sub".into(), json!(sub));
     id.insert("aud".into(), json!(client.client_id));
     id.insert("exp".into(), json!(exp));
     id.insert("iat".into(), json!(now));

@@ -2,6 +2,7 @@
 //! endpoints ([`endpoints`]), client authentication ([`clients`]), the tokens ([`tokens`]) and their issuance ([`issue`]),
 //! and what Auth0's SDKs send beside the standard ([`auth0`]).
 
+pub mod approvers;
 pub mod auth0;
 pub mod clients;
 pub mod endpoints;

@@ -203,10 +203,35 @@ fn request_link(c: &Approvals, r: &RequestRecord) -> String {
     format!("{}/approve/requests/{}", c.config.public_url, r.request_id)
 }
 
-/// The e-mail to the approver of `r`; true once settled: the SMTP server took it, or it can
-/// never be sent (no approver, no usable address).
+/// The e-mail to every approver who may decide `r`; true once settled for all of them: the
+/// SMTP server took it, or it can never be sent (no approver, no usable address).
 async fn send_approver_email(c: &Approvals, r: &RequestRecord) -> bool {
-    let email = match c.store.approver(&r.statement.approver_id) {
+    let mut settled = true;
+    for approver in r.statement.eligible_approvers() {
+        settled &= send_approver_email_to(c, r, approver).await;
+    }
+    settled
+}
+
+/// What the approvers of a request under a policy rule are told of the quorum.
+fn quorum_line(r: &RequestRecord) -> String {
+    match &r.statement.policy {
+        Some(p) if p.quorum > 1 => format!(
+            "\nThis request needs {} of its {} approvers (policy rule {:?}); you are one of them.\n",
+            p.quorum,
+            p.approvers.len(),
+            p.rule.as_deref().unwrap_or_default()
+        ),
+        Some(p) if p.approvers.len() > 1 => format!(
+            "\nAny one of its {} approvers may decide this request.\n",
+            p.approvers.len()
+        ),
+        _ => String::new(),
+    }
+}
+
+async fn send_approver_email_to(c: &Approvals, r: &RequestRecord, approver: &str) -> bool {
+    let email = match c.store.approver(approver) {
         Ok(Some(a)) => a.email,
         // Gone: nothing to send, nothing owed.
         Ok(None) => return true,
@@ -231,13 +256,14 @@ async fn send_approver_email(c: &Approvals, r: &RequestRecord) -> bool {
     };
     let body = format!(
         "{client} asks you to approve:\n\n  {action}\n\nThe agent's note (written by the agent, \
-         not verified): \"{msg}\"\n{warning}\nReview the exact action and approve or deny it with \
+         not verified): \"{msg}\"\n{warning}{quorum}\nReview the exact action and approve or deny it with \
          your passkey:\n{link}\n\nThe request expires at {exp}. If you did not expect this, \
          deny it.\n",
         client = r.statement.client_id,
         msg = r.statement.binding_message,
         link = request_link(c, r),
         exp = crate::util::rfc3339(r.statement.expires_at),
+        quorum = quorum_line(r),
     );
     send_email(c, &email, &subject, body).await
 }
@@ -337,16 +363,23 @@ async fn send_webhook(c: &Approvals, r: &RequestRecord) -> bool {
     let (Some(url), Some(key)) = (&c.config.webhook_url, &c.config.webhook_secret) else {
         return true;
     };
-    let body = json!({
+    let mut body = json!({
         "type": "approval_requested",
         "request_id": r.request_id,
-        "approver_id": r.statement.approver_id,
+        "approvers": r.statement.eligible_approvers(),
+        "quorum": r.statement.quorum(),
         "client_id": r.statement.client_id,
         "binding_message": r.statement.binding_message,
         "summary": crate::action::summary(&r.statement.authorization_details),
         "expires_at": r.statement.expires_at,
         "url": request_link(c, r),
     });
+    if r.statement.policy.is_none() {
+        body["approver_id"] = json!(r.statement.approver_id);
+    }
+    if let Some(rule) = r.statement.policy.as_ref().and_then(|p| p.rule.as_ref()) {
+        body["rule"] = json!(rule);
+    }
     post_json(c, url, &Auth::Hmac(key.clone()), &body, "webhook").await
 }
 

@@ -263,14 +263,19 @@ async function decide(decision) {
     const rc = document.getElementById("receipt");
     rc.innerHTML = "";
     const approved = decision === "approve";
+    // An approval short of the request's quorum: recorded, and the request waits for others.
+    const waiting = approved && done.status === "pending";
     const h = document.createElement("h2");
-    h.textContent = approved ? "✓ Approved" : "✗ Denied";
+    h.textContent = waiting ? "You approved" : approved ? "✓ Approved" : "✗ Denied";
     const p = document.createElement("p");
     p.textContent =
       (approved
         ? "You approved this action. Your signed approval is in the public log at index "
         : "You denied this action; the agent gets no token for it. Your signed refusal is in the public log at index ") +
-      done.log_index + " (statement hash " + done.statement_hash.slice(0, 12) + "…).";
+      done.log_index + " (statement hash " + done.statement_hash.slice(0, 12) + "…)." +
+      (waiting
+        ? " " + done.approvals + " of " + done.quorum + " approvals: the request waits for the other approvers, and the agent gets nothing until then."
+        : "");
     const a = document.createElement("a");
     a.href = "/approve/requests/" + encodeURIComponent(id) + "/evidence";
     a.download = "countersign-evidence-" + id + ".json";
@@ -286,13 +291,18 @@ async function decide(decision) {
     document.querySelector(".actions").remove();
     const st = document.getElementById("state");
     if (st) {
-      st.textContent = approved ? "Approved" : "Denied";
-      st.className = "state " + (approved ? "approved" : "denied");
+      st.textContent = waiting ? "Waiting for the other approvers" : approved ? "Approved" : "Denied";
+      st.className = "state " + (waiting ? "pending" : approved ? "approved" : "denied");
+    }
+    const q = document.getElementById("quorum");
+    if (q && waiting) {
+      q.dataset.have = String(done.approvals);
+      q.querySelector("strong").textContent = done.approvals + " of " + done.quorum + " approvals";
     }
     delete document.body.dataset.expires;
     for (const el of document.querySelectorAll("[data-expires]")) delete el.dataset.expires;
     rc.focus();
-    say(approved ? "Approved and recorded." : "Denied and recorded.");
+    say(waiting ? "Approval recorded; waiting for the other approvers." : approved ? "Approved and recorded." : "Denied and recorded.");
   } catch (e) {
     for (const b of document.querySelectorAll(".actions button")) b.disabled = false;
     say("Nothing was recorded: " + explain(e), true);

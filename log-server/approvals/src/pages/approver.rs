@@ -41,6 +41,64 @@ fn note_warning(r: &RequestRecord) -> String {
     )
 }
 
+/// How many approvals a request under a policy rule has and needs, as a badge (empty for a
+/// request one approver decides).
+fn quorum_badge(r: &RequestRecord) -> String {
+    let need = r.statement.quorum();
+    if need < 2 {
+        return String::new();
+    }
+    let have = r.approvals.len() as u64
+        + u64::from(r.status == RequestStatus::Approved && r.decision.is_some());
+    format!(
+        " <span class=\"badge quorum\" data-have=\"{have}\" data-need=\"{need}\">{have} of {need} \
+         approvals</span>"
+    )
+}
+
+/// The quorum line of a request page: the rule, how many of whom must approve, who has.
+fn quorum_line(r: &RequestRecord, viewer: &str) -> String {
+    let Some(p) = &r.statement.policy else {
+        return String::new();
+    };
+    let have: Vec<&str> = r
+        .approvals
+        .iter()
+        .chain(
+            r.decision
+                .as_ref()
+                .filter(|_| r.status == RequestStatus::Approved),
+        )
+        .map(|d| r.decider(d))
+        .collect();
+    let rule = match &p.rule {
+        Some(name) => format!(" under the policy rule “{}”", esc(name)),
+        None => String::new(),
+    };
+    let who = if have.is_empty() {
+        "none yet".to_owned()
+    } else {
+        have.iter()
+            .map(|a| {
+                if *a == viewer {
+                    "you".to_owned()
+                } else {
+                    format!("<code>{}</code>", esc(a))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "<p class=\"quorum\" id=\"quorum\" data-have=\"{n}\" data-need=\"{q}\"><strong>{n} of {q} \
+         approvals</strong>: this request needs {q} of its {e} approvers{rule}, each with their \
+         own passkey. Approved so far: {who}.</p>",
+        n = have.len(),
+        q = p.quorum,
+        e = p.approvers.len(),
+    )
+}
+
 /// One request in a list (the inbox, the history): the action, then the agent's note; `tail`
 /// inside the link, `after` below it.
 fn list_item(r: &RequestRecord, tail: &str, after: &str) -> String {
@@ -57,7 +115,8 @@ fn list_item(r: &RequestRecord, tail: &str, after: &str) -> String {
     format!(
         "<li><a href=\"/approve/requests/{id}\"><strong class=\"headline\">{summary}</strong>\
          <span class=\"note-line\">Agent's note: “{note}”{warn}</span>\
-         <span class=\"muted\">from {client}</span>{tail}</a>{after}</li>",
+         <span class=\"muted\">from {client}</span>{quorum}{tail}</a>{after}</li>",
+        quorum = quorum_badge(r),
         id = esc(&r.request_id),
         summary = esc(&summary(&r.statement.authorization_details)),
         note = esc(&r.statement.binding_message),
@@ -114,13 +173,54 @@ fn evidence_links(request_id: &str) -> String {
 }
 
 /// The receipt of a decided request, or its state when it cannot be decided.
-fn outcome(r: &RequestRecord, status: RequestStatus) -> String {
+fn outcome(r: &RequestRecord, status: RequestStatus, viewer: &str) -> String {
     match (status, &r.decision) {
+        (RequestStatus::Pending, _) if r.has_approved(viewer) => {
+            let index = r
+                .approvals
+                .iter()
+                .find(|d| r.decider(d) == viewer)
+                .map_or(0, |d| d.index);
+            format!(
+                "<section class=\"receipt approved\" aria-labelledby=\"receipt-h\">\
+                 <h2 id=\"receipt-h\">You approved</h2><p>Your signed approval is in the public \
+                 log at index <strong>{index}</strong>. The request waits for {more} more \
+                 approval(s) from the other approvers; the agent gets nothing until then.</p>\
+                 </section>",
+                more = r.statement.quorum().saturating_sub(r.approvals.len() as u64)
+            )
+        }
         (RequestStatus::Pending, _) => {
             "<div class=\"actions\"><button id=\"approve\" class=\"primary\">Approve</button>\
              <button id=\"deny\" class=\"danger\">Deny</button></div>"
                 .to_owned()
         }
+        (RequestStatus::Approved, Some(d)) if r.statement.policy.is_some() => {
+            let indexes: Vec<String> = r.decisions().map(|a| a.index.to_string()).collect();
+            format!(
+                "<section class=\"receipt approved\" aria-labelledby=\"receipt-h\">\
+                 <h2 id=\"receipt-h\"><span aria-hidden=\"true\">✓ </span>Approved</h2>\
+                 <p>This action was approved on {at} by {n} approver(s), as its policy asks. The \
+                 signed approvals are in the public log at {which} <strong>{list}</strong>; the \
+                 agent may now do exactly this.</p><p>{links}</p></section>",
+                at = time_html(d.decided_at),
+                n = indexes.len(),
+                which = if indexes.len() == 1 { "index" } else { "indexes" },
+                list = indexes.join(", "),
+                links = evidence_links(&r.request_id)
+            )
+        }
+        (RequestStatus::Denied, Some(d)) if r.decider(d) != viewer => format!(
+            "<section class=\"receipt denied\" aria-labelledby=\"receipt-h\">\
+             <h2 id=\"receipt-h\"><span aria-hidden=\"true\">✗ </span>Denied</h2>\
+             <p>Another approver, <code>{who}</code>, denied this action on {at}. The signed \
+             refusal is in the public log at index <strong>{index}</strong>; the agent gets no \
+             token for it.</p><p>{links}</p></section>",
+            who = esc(r.decider(d)),
+            at = time_html(d.decided_at),
+            index = d.index,
+            links = evidence_links(&r.request_id)
+        ),
         (RequestStatus::Approved, Some(d)) => format!(
             "<section class=\"receipt approved\" aria-labelledby=\"receipt-h\">\
              <h2 id=\"receipt-h\"><span aria-hidden=\"true\">✓ </span>Approved</h2>\
@@ -151,8 +251,14 @@ fn outcome(r: &RequestRecord, status: RequestStatus) -> String {
     }
 }
 
-fn state_line(r: &RequestRecord, status: RequestStatus) -> String {
+fn state_line(r: &RequestRecord, status: RequestStatus, viewer: &str) -> String {
     match status {
+        RequestStatus::Pending if r.has_approved(viewer) => format!(
+            "<p class=\"state pending\" id=\"state\">Waiting for the other approvers · \
+             <span class=\"left\" data-expires=\"{}\"></span> (expires {})</p>",
+            r.statement.expires_at,
+            time_html(r.statement.expires_at)
+        ),
         RequestStatus::Pending => format!(
             "<p class=\"state pending\" id=\"state\">Waiting for your decision · \
              <span class=\"left\" data-expires=\"{}\"></span> (expires {})</p>",
@@ -217,7 +323,7 @@ pub(super) async fn request_page(
         main,
         "<p class=\"back\"><a href=\"/approve\">← Back to your inbox</a></p>\
          <p class=\"eyebrow\"><strong>{client}</strong> asks you to approve</p>\
-         <h1 id=\"headline\">{heading}</h1>{lookalike}{state}\
+         <h1 id=\"headline\">{heading}</h1>{lookalike}{state}{quorum}\
          <section aria-labelledby=\"action-h\" class=\"card\"><h2 id=\"action-h\">The action</h2>\
          <p class=\"muted\">This is what your passkey signs and what the agent may do.</p>\
          {details}</section>\
@@ -246,7 +352,7 @@ pub(super) async fn request_page(
         } else {
             ""
         },
-        state = state_line(&r, status),
+        state = state_line(&r, status, &session.approver_id),
         details = render(&st.authorization_details),
         note = esc(&st.binding_message),
         warning = note_warning(&r),
@@ -258,7 +364,8 @@ pub(super) async fn request_page(
         canon = esc(&canonical),
         hash = esc(&hash),
         short = esc(&short),
-        outcome = outcome(&r, status),
+        outcome = outcome(&r, status, &session.approver_id),
+        quorum = quorum_line(&r, &session.approver_id),
     );
     page(&heading, &body_attrs, Some(session.csrf.expose()), &main)
 }

@@ -56,6 +56,9 @@ fn record(expires_at: u64) -> RequestRecord {
         token_issued: false,
         claim: None,
         audience: None,
+        approvals: Vec::new(),
+        require_uv: false,
+        require_attestation: false,
     }
 }
 
@@ -65,6 +68,7 @@ fn a_claim(decision: Decision) -> ClaimRecord {
         decision,
         enrolment_index: 0,
         statement_hash: "33".repeat(32),
+        approver_id: String::new(),
     }
 }
 
@@ -75,6 +79,7 @@ fn logged_at(index: u64) -> DecisionRecord {
         enrolment_index: 0,
         statement_hash: "33".repeat(32),
         decided_at: NOW,
+        approver_id: String::new(),
     }
 }
 
@@ -107,8 +112,8 @@ fn create_writes_the_record_and_its_three_indexes() {
         [
             KEY,
             "q/req_test",
-            &format!("{PENDING_PREFIX}apv_alice/req_test"),
             &format!("x/{:016x}/req_test", NOW + 300),
+            &format!("{PENDING_PREFIX}apv_alice/req_test"),
         ]
     );
     assert!(dels.is_empty());

@@ -37,6 +37,7 @@ mod powercut;
 mod powercut_flows;
 #[path = "../support/process.rs"]
 mod process;
+mod quorum;
 mod requests_cli;
 mod restart;
 mod restore;
