@@ -367,6 +367,34 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     );
     let (status, body) = s.policy_api(None).await;
     assert_eq!(status, 401, "{body}");
+    // An auditor may read it too, and `policy show` takes an auditor's token.
+    let made: Value = s
+        .http
+        .post(format!("{}/v1/admin/auditors", s.url))
+        .bearer_auth(s.admin())
+        .json(&serde_json::json!({"name": "audit-co"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auditor = made["token"].as_str().unwrap().to_owned();
+    let (status, body) = s.policy_api(Some(&auditor)).await;
+    assert_eq!((status, body["index"].as_u64()), (200, Some(0)), "{body}");
+    let auditor_file = dir.path().join("auditor.token");
+    std::fs::write(&auditor_file, format!("{auditor}\n")).unwrap();
+    let out = run(vec![
+        "policy".into(),
+        "show".into(),
+        "--url".into(),
+        s.url.clone(),
+        "--token-file".into(),
+        auditor_file.display().to_string(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("sha256 {h1}")));
     let (status, _) = s.policy_api(Some("not-the-token")).await;
     assert_eq!(status, 401);
     let (code, out) = show_remote(&s, false).await;
@@ -460,6 +488,12 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     assert_eq!(body["error_description"], "no approval policy is in force");
     let (code, out) = show_remote(&s, false).await;
     assert_eq!((code, out.as_str()), (0, "no policy in force\n"));
+    let (code, out) = show_remote(&s, true).await;
+    assert_eq!((code, out.as_str()), (0, "{\"in_force\":false}\n"));
+    // A data directory a server holds cannot be read: exit 2, saying to ask the server.
+    let (code, _, err) = show_local(&data).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ask it with --url instead"), "{err}");
 
     // The monitor reports each policy entry as a notice (stdout, alerts.jsonl, webhook) and
     // exits 0.
@@ -537,6 +571,9 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     let mut s = Served::start(&data, &log, None).await;
     assert_eq!(s.tree_size().await, 3);
     s.stop();
+    // No server answers: exit 2.
+    let (code, out) = show_remote(&s, false).await;
+    assert_eq!((code, out.as_str()), (2, ""));
 }
 
 #[tokio::test]
