@@ -3,7 +3,8 @@
 //! - `append`: enrols its own software passkeys (admin token from `--data-dir`), creates a
 //!   submitter, and submits signed decisions; prints throughput and latency percentiles.
 //! - `read`: loads the inclusion-proof or tile endpoints.
-//! - `flow`: complete OpenID CIBA approval flows (request, passkey decision, token, evidence).
+//! - `flow`: complete OpenID CIBA approval flows (request, passkey decision, token, evidence);
+//!   with `--quorum`, 2-of-3 flows against single-approval flows in the same run.
 //! - `core`: in-process log core vs raw RocksDB vs in-memory Merkle trees, on one disk.
 
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
-use countersign_benches::load::{core, flow, http, stats};
+use countersign_benches::load::{core, flow, flow_quorum, http, stats};
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +108,18 @@ enum Command {
         /// The server's process id: prints its CPU per flow, in ES256 checks (target <= 10).
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Compare 2-of-3 flows with single-approval flows (needs --server-pid and
+        /// --policy-file); every flow is approved, --deny-every is not used, and --count is per
+        /// kind and round.
+        #[arg(long, requires_all = ["server_pid", "policy_file"])]
+        quorum: bool,
+        /// With --quorum: the file the server was started with (`serve --policy FILE`); the
+        /// bench overwrites it with its own policy and sends the server SIGHUP.
+        #[arg(long, requires = "quorum")]
+        policy_file: Option<PathBuf>,
+        /// With --quorum: rounds of (single phase, 2-of-3 phase).
+        #[arg(long, default_value_t = 2, requires = "quorum")]
+        rounds: usize,
     },
     /// In-process: log core vs raw RocksDB vs rs_merkle and ct-merkle.
     Core {
@@ -127,6 +140,54 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         group: usize,
     },
+}
+
+/// The report of `flow --quorum`: each phase, then the CPU per flow of each kind and the ratio.
+fn print_quorum(r: &flow_quorum::QuorumReport) {
+    use flow_quorum::Kind;
+    println!(
+        "flow --quorum: the run's policy is log entry {}",
+        r.policy_index
+    );
+    for p in &r.phases {
+        println!(
+            "round {} {:>6}: {} ok, {} errors in {:.2} s: {:.1} flows/s; server CPU {:.0} us/flow; \
+             latency {}; machine {}",
+            p.round,
+            p.kind.to_string(),
+            p.ok,
+            p.errors,
+            p.elapsed.as_secs_f64(),
+            p.flows_per_sec(),
+            p.server_cpu_secs * 1e6 / p.ok.max(1) as f64,
+            p.latency,
+            stats::machine(p.machine)
+        );
+        for e in &p.first_errors {
+            println!("  error: {e}");
+        }
+    }
+    println!("ES256 assertion checks on all cores (ring): {}", r.es256);
+    let check = r.es256_check_secs();
+    for kind in [Kind::Single, Kind::Quorum] {
+        let secs = r.cpu_per_flow(kind);
+        println!(
+            "server CPU per {kind} flow, all rounds: {:.0} us = {:.1} ES256 checks",
+            secs * 1e6,
+            secs / check
+        );
+    }
+    let ratio = r.ratio();
+    println!(
+        "2-of-3 / single server CPU per flow: {ratio:.2} (target <= 2: {})",
+        if ratio <= 2.0 && r.errors() == 0 {
+            "met"
+        } else if r.errors() > 0 {
+            "not measured: some flows failed"
+        } else {
+            "NOT met"
+        }
+    );
 }
 
 fn main() -> anyhow::Result<()> {
@@ -201,7 +262,29 @@ fn main() -> anyhow::Result<()> {
                 origin,
                 rp_id,
                 server_pid,
+                quorum,
+                policy_file,
+                rounds,
             } => {
+                if let (true, Some(server_pid), Some(policy_file)) =
+                    (quorum, server_pid, policy_file)
+                {
+                    let r = flow_quorum::run(flow_quorum::QuorumOptions {
+                        url,
+                        data_dir,
+                        policy_file,
+                        server_pid,
+                        count,
+                        concurrency,
+                        rounds,
+                        evidence_dir,
+                        origin,
+                        rp_id,
+                    })
+                    .await?;
+                    print_quorum(&r);
+                    return Ok(());
+                }
                 let r = flow::run(flow::FlowOptions {
                     url,
                     data_dir,

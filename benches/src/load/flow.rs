@@ -133,22 +133,23 @@ fn b64_field(v: &Value, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// An approver with an enrolled software passkey and a signed-in session.
-struct Approver {
-    id: String,
+pub(super) struct Approver {
+    pub(super) id: String,
     passkey: SoftPasskey,
     cookie: String,
     csrf: String,
 }
 
-struct Ctx {
-    base: String,
-    origin: String,
-    http: reqwest::Client,
+pub(super) struct Ctx {
+    pub(super) base: String,
+    pub(super) origin: String,
+    pub(super) http: reqwest::Client,
     /// `Basic base64(client_id:secret)`.
     basic: String,
+    pub(super) client_id: String,
 }
 
-async fn enrol_and_sign_in(
+pub(super) async fn enrol_and_sign_in(
     ctx: &Ctx,
     admin: &str,
     id: String,
@@ -256,14 +257,14 @@ enum Outcome {
 /// One HTTP/1.1 keep-alive connection (plain hyper, no pool): what a worker's requests go
 /// through in the timed phase, so that the generator spends as little of the shared CPU per
 /// request as it can (reqwest's pool costs about as much per request as the server's handling).
-struct Conn {
+pub(super) struct Conn {
     authority: String,
     prefix: String,
     sender: super::http::Http1,
 }
 
 impl Conn {
-    async fn connect(base: &str) -> anyhow::Result<Conn> {
+    pub(super) async fn connect(base: &str) -> anyhow::Result<Conn> {
         let rest = base
             .strip_prefix("http://")
             .context("the flow generator speaks plain http:// only")?;
@@ -348,37 +349,35 @@ fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 
-/// One complete flow; returns the outcome, the flow latency and the `/bc-authorize` latency.
-async fn one_flow(
+/// `POST /bc-authorize` for a payment of `amount` EUR naming `login_hint`; the `auth_req_id`
+/// and the polling interval the server asked for.
+pub(super) async fn ask(
     ctx: &Ctx,
     conn: &mut Conn,
-    ap: &mut Approver,
-    i: usize,
-    deny: bool,
-    evidence_dir: Option<&PathBuf>,
-) -> anyhow::Result<(Outcome, Duration, Duration)> {
-    use hyper::Method;
-    let binding = format!("Bench flow {i}");
-    let client_auth = [("authorization", ctx.basic.as_str())];
-    let t0 = Instant::now();
+    login_hint: &str,
+    binding: &str,
+    amount: &str,
+) -> anyhow::Result<(String, u64)> {
+    let details = json!([{
+        "type": "payment_initiation",
+        "instructedAmount": {"currency": "EUR", "amount": amount},
+        "creditorName": "ACME"
+    }])
+    .to_string();
     let body = form(&[
         ("scope", "openid payments"),
-        ("login_hint", ap.id.as_str()),
-        ("binding_message", binding.as_str()),
-        (
-            "authorization_details",
-            r#"[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"42.00"},"creditorName":"ACME"}]"#,
-        ),
+        ("login_hint", login_hint),
+        ("binding_message", binding),
+        ("authorization_details", details.as_str()),
     ]);
     let (st, v) = conn
         .json(
-            Method::POST,
+            hyper::Method::POST,
             "/bc-authorize",
-            &client_auth,
+            &[("authorization", ctx.basic.as_str())],
             Some((FORM, body)),
         )
         .await?;
-    let bc_lat = t0.elapsed();
     if st != 200 {
         bail!("/bc-authorize: {st} {v}");
     }
@@ -386,9 +385,19 @@ async fn one_flow(
         .as_str()
         .context("no auth_req_id")?
         .to_owned();
-    let mut interval = v["interval"].as_u64().unwrap_or(5).max(1);
+    Ok((auth_req_id, v["interval"].as_u64().unwrap_or(5).max(1)))
+}
 
-    // The approver finds the request in their inbox.
+/// `ap` finds the request `binding` in their inbox and decides it with their passkey, having
+/// checked that the challenge is `nonce || SHA-256(statement)`; the answer of `decide/finish`.
+pub(super) async fn decide(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    ap: &mut Approver,
+    binding: &str,
+    decision: &str,
+) -> anyhow::Result<Value> {
+    use hyper::Method;
     let session = [
         ("cookie", ap.cookie.as_str()),
         ("x-csrf-token", ap.csrf.as_str()),
@@ -397,20 +406,17 @@ async fn one_flow(
         .json(Method::GET, "/v1/inbox", &session[..1], None)
         .await?;
     if st != 200 {
-        bail!("/v1/inbox: {st} {inbox}");
+        bail!("/v1/inbox of {}: {st} {inbox}", ap.id);
     }
     let request_id = inbox["requests"]
         .as_array()
         .and_then(|l| {
             l.iter()
-                .find(|r| r["binding_message"].as_str() == Some(binding.as_str()))
+                .find(|r| r["binding_message"].as_str() == Some(binding))
         })
         .and_then(|r| r["request_id"].as_str())
-        .with_context(|| format!("request {binding:?} not in the inbox"))?
+        .with_context(|| format!("request {binding:?} not in the inbox of {}", ap.id))?
         .to_owned();
-
-    // Decide: the passkey signs nonce || SHA-256(statement), checked here before signing.
-    let decision = if deny { "deny" } else { "approve" };
     let (st, start) = conn
         .json(
             Method::POST,
@@ -420,7 +426,7 @@ async fn one_flow(
         )
         .await?;
     if st != 200 {
-        bail!("decide/start: {st} {start}");
+        bail!("decide/start by {}: {st} {start}", ap.id);
     }
     let ch = b64_field(&start, "decide/start")?;
     let canonical = start["statement_canonical"]
@@ -450,34 +456,99 @@ async fn one_flow(
         )
         .await?;
     if st != 201 {
-        bail!("decide/finish: {st} {v}");
+        bail!("decide/finish by {}: {st} {v}", ap.id);
     }
+    Ok(v)
+}
 
-    // The agent polls for the token.
-    let mut polls = 0;
+/// The agent polls `POST /token` (honouring `interval` and `slow_down`) until it gets the
+/// tokens (`Some(answer)`) or `access_denied` (`None`).
+pub(super) async fn poll_token(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    auth_req_id: &str,
+    mut interval: u64,
+) -> anyhow::Result<Option<Value>> {
     let token_form = form(&[
         ("grant_type", "urn:openid:params:grant-type:ciba"),
-        ("auth_req_id", auth_req_id.as_str()),
+        ("auth_req_id", auth_req_id),
     ]);
-    let approved = loop {
+    let mut polls = 0;
+    loop {
         polls += 1;
         let (st, v) = conn
             .json(
-                Method::POST,
+                hyper::Method::POST,
                 "/token",
-                &client_auth,
+                &[("authorization", ctx.basic.as_str())],
                 Some((FORM, token_form.clone())),
             )
             .await?;
         match (st, v["error"].as_str()) {
-            (200, _) if v["access_token"].is_string() => break true,
-            (_, Some("access_denied")) => break false,
+            (200, _) if v["access_token"].is_string() => return Ok(Some(v)),
+            (_, Some("access_denied")) => return Ok(None),
             (_, Some("authorization_pending")) if polls < 20 => {}
             (_, Some("slow_down")) if polls < 20 => interval += 5,
             _ => bail!("/token: {st} {v}"),
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;
-    };
+    }
+}
+
+/// `GET /v1/evidence/<auth_req_id>`, written to `dir/<auth_req_id>.json` when `dir` is given;
+/// the fetch's latency.
+pub(super) async fn fetch_evidence(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    auth_req_id: &str,
+    dir: Option<&PathBuf>,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let (st, body) = conn
+        .send(
+            hyper::Method::GET,
+            &format!("/v1/evidence/{auth_req_id}"),
+            &[("authorization", ctx.basic.as_str())],
+            None,
+        )
+        .await?;
+    let lat = t.elapsed();
+    if st != 200 {
+        bail!("/v1/evidence: {st} {}", String::from_utf8_lossy(&body));
+    }
+    if let Some(dir) = dir {
+        // auth_req_id is a server-made URL-safe token; refuse anything that is not.
+        if auth_req_id.is_empty()
+            || !auth_req_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            bail!("auth_req_id {auth_req_id:?} is not a safe file name");
+        }
+        let path = dir.join(format!("{auth_req_id}.json"));
+        tokio::task::spawn_blocking(move || std::fs::write(path, &body)).await??;
+    }
+    Ok(lat)
+}
+
+/// One complete flow; returns the outcome, the flow latency and the `/bc-authorize` latency.
+async fn one_flow(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    ap: &mut Approver,
+    i: usize,
+    deny: bool,
+    evidence_dir: Option<&PathBuf>,
+) -> anyhow::Result<(Outcome, Duration, Duration)> {
+    let binding = format!("Bench flow {i}");
+    let t0 = Instant::now();
+    let (auth_req_id, interval) = ask(ctx, conn, &ap.id, &binding, "42.00").await?;
+    let bc_lat = t0.elapsed();
+    let decision = if deny { "deny" } else { "approve" };
+    decide(ctx, conn, ap, &binding, decision).await?;
+    let approved = poll_token(ctx, conn, &auth_req_id, interval)
+        .await?
+        .is_some();
     let flow_lat = t0.elapsed();
     if approved == deny {
         bail!("asked to {decision}, the token endpoint answered approved={approved}");
@@ -485,50 +556,41 @@ async fn one_flow(
     if !approved {
         return Ok((Outcome::Denied, flow_lat, bc_lat));
     }
-    let (evidence, written) = match evidence_dir {
-        None => (None, false),
-        Some(dir) => {
-            let t = Instant::now();
-            let (st, body) = conn
-                .send(
-                    Method::GET,
-                    &format!("/v1/evidence/{auth_req_id}"),
-                    &client_auth,
-                    None,
-                )
-                .await?;
-            let lat = t.elapsed();
-            if st != 200 {
-                bail!("/v1/evidence: {st} {}", String::from_utf8_lossy(&body));
-            }
-            // auth_req_id is a server-made URL-safe token; refuse anything that is not.
-            if auth_req_id.is_empty()
-                || !auth_req_id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                bail!("auth_req_id {auth_req_id:?} is not a safe file name");
-            }
-            let path = dir.join(format!("{auth_req_id}.json"));
-            tokio::task::spawn_blocking(move || std::fs::write(path, &body)).await??;
-            (Some(lat), true)
-        }
+    let evidence = match evidence_dir {
+        None => None,
+        Some(dir) => Some(fetch_evidence(ctx, conn, &auth_req_id, Some(dir)).await?),
     };
-    Ok((Outcome::Approved { evidence, written }, flow_lat, bc_lat))
+    Ok((
+        Outcome::Approved {
+            evidence,
+            written: evidence_dir.is_some(),
+        },
+        flow_lat,
+        bc_lat,
+    ))
 }
 
-/// Registers a client and approvers, then runs `count` complete flows with `concurrency` in
-/// flight.
-pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
-    let base = o.url.trim_end_matches('/').to_owned();
-    let admin = std::fs::read_to_string(o.data_dir.join("admin.token"))
-        .with_context(|| format!("reading the admin token from {}", o.data_dir.display()))?
+/// What every flow workload starts from: the admin token, a fresh client and a random run id.
+pub(super) struct Setup {
+    pub(super) ctx: Arc<Ctx>,
+    pub(super) admin: String,
+    /// Makes this run's client and approver ids unique on a reused server.
+    pub(super) run: u64,
+}
+
+/// Reads the admin token from `data_dir`, registers a poll-mode client with
+/// `client_secret_basic` and authenticates it once.
+pub(super) async fn set_up(
+    url: &str,
+    data_dir: &std::path::Path,
+    origin: Option<&str>,
+    workers: usize,
+) -> anyhow::Result<Setup> {
+    let base = url.trim_end_matches('/').to_owned();
+    let admin = std::fs::read_to_string(data_dir.join("admin.token"))
+        .with_context(|| format!("reading the admin token from {}", data_dir.display()))?
         .trim()
         .to_owned();
-    if let Some(d) = &o.evidence_dir {
-        std::fs::create_dir_all(d)?;
-    }
-    let workers = o.concurrency.max(1);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(workers * 2)
         .build()?;
@@ -563,14 +625,27 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         bail!("warming up client {client_id}: {st} {v}");
     }
     let ctx = Arc::new(Ctx {
-        origin: o.origin.clone().unwrap_or_else(|| url_origin(&base)),
+        origin: origin.map_or_else(|| url_origin(&base), str::to_owned),
         base,
         http,
         basic: format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"))
         ),
+        client_id,
     });
+    Ok(Setup { ctx, admin, run })
+}
+
+/// Registers a client and approvers, then runs `count` complete flows with `concurrency` in
+/// flight.
+pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
+    if let Some(d) = &o.evidence_dir {
+        std::fs::create_dir_all(d)?;
+    }
+    let workers = o.concurrency.max(1);
+    let Setup { ctx, admin, run } =
+        set_up(&o.url, &o.data_dir, o.origin.as_deref(), workers).await?;
 
     // One approver per worker, enrolled and signed in concurrently.
     let mut setups = Vec::new();
@@ -586,7 +661,8 @@ pub async fn run(o: FlowOptions) -> anyhow::Result<FlowReport> {
         approvers.push(s.await??);
     }
     eprintln!(
-        "flow: client {client_id} and {} enrolled, signed-in approvers ready",
+        "flow: client {} and {} enrolled, signed-in approvers ready",
+        ctx.client_id,
         approvers.len()
     );
     // One connection per worker, made before the timed phase.

@@ -3,5 +3,6 @@
 
 pub mod core;
 pub mod flow;
+pub mod flow_quorum;
 pub mod http;
 pub mod stats;
