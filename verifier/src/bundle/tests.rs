@@ -181,10 +181,18 @@ fn from_json_refuses_oversized_unknown_version_and_malformed() {
 
     let (b, _, key) = vector();
     let mut v: Value = serde_json::from_str(&b.to_json()).unwrap();
-    v["version"] = json!(2);
+    v["version"] = json!(3);
     assert_eq!(
         EvidenceBundle::from_json(v.to_string().as_bytes()),
         Err(BundleError::UnsupportedVersion)
+    );
+    // Version 2 parses; its contents are checked by verify.
+    v["version"] = json!(2);
+    assert_eq!(
+        EvidenceBundle::from_json(v.to_string().as_bytes())
+            .unwrap()
+            .version,
+        2
     );
     v["version"] = json!(1);
     v["extra"] = json!(true);
@@ -197,13 +205,38 @@ fn from_json_refuses_oversized_unknown_version_and_malformed() {
     assert!(matches!(e, BundleError::Malformed(_)), "{e}");
 
     // A bundle built in code with another version is refused by verify too.
-    let mut two = b;
-    two.version = 2;
-    assert_eq!(verify(&two, &key), Err(BundleError::UnsupportedVersion));
+    let mut three = b.clone();
+    three.version = 3;
+    assert_eq!(verify(&three, &key), Err(BundleError::UnsupportedVersion));
     assert_eq!(
         BundleError::UnsupportedVersion.to_string(),
-        "bundle version is not 1"
+        "bundle version is not 1 or 2"
     );
+    // Version 2 needs a version 2 statement and a policy entry.
+    let mut two = b.clone();
+    two.version = 2;
+    let e = verify(&two, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bundle version: a version 2 bundle needs a version 2 statement"
+    );
+    // Version 1 carries neither approvals nor a policy entry.
+    let mut one = b.clone();
+    one.policy = Some(b.enrolment.clone());
+    let e = verify(&one, &key).unwrap_err();
+    assert_eq!(
+        e,
+        BundleError::VersionMismatch("a version 1 bundle carries no approvals and no policy entry")
+    );
+    let mut one = b.clone();
+    one.approvals = vec![DecisionLink {
+        decision: b.decision.clone(),
+        enrolment: b.enrolment.clone(),
+    }];
+    assert!(matches!(
+        verify(&one, &key),
+        Err(BundleError::VersionMismatch(_))
+    ));
 }
 
 #[test]
@@ -367,6 +400,12 @@ fn the_statement_must_be_the_logged_one_in_every_field() {
     );
 
     let (r, key) = relogged(|s, _, _| s.version = 2);
+    let e = verify(&r, &key).unwrap_err();
+    assert_eq!(
+        e,
+        BundleError::VersionMismatch("a version 1 bundle needs a version 1 statement")
+    );
+    let (r, key) = relogged(|s, _, _| s.binding_message = "a\nb".into());
     let e = verify(&r, &key).unwrap_err();
     assert!(matches!(e, BundleError::Statement(_)), "{e}");
     assert!(e.to_string().starts_with("statement: "));
