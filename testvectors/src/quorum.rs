@@ -258,6 +258,7 @@ fn quorum_bundles() -> Vec<Case> {
     let dout = log.decide(OUTSIDER, &mut out, eo, &approve, UPUV);
     let dsmall = log.decide(OUTSIDER, &mut out, eo, &small, UPUV);
     let d3nouv = log.decide("apv_t3", &mut t3, e3, &approve, flags::UP);
+    let d1deny = log.decide("apv_t1", &mut t1, e1, &deny, UPUV);
 
     let v = |b: &EvidenceBundle| serde_json::to_value(b).unwrap_or_default();
     let valid = log.bundle(&approve, (d2, e2), &[(d1, e1)], Some(policy));
@@ -289,7 +290,7 @@ fn quorum_bundles() -> Vec<Case> {
         ),
         (
             "quorum-non-eligible-approver",
-            v(&log.bundle(&approve, (d2, e2), &[(dout, eo)], Some(policy)),),
+            v(&log.bundle(&approve, (d2, e2), &[(dout, eo)], Some(policy))),
             Some("not one of the statement's eligible approvers"),
             "the 2-of-3 bundle with apv_t1's approval swapped for a validly signed approval by \
              an approver outside the treasury group",
@@ -311,6 +312,12 @@ fn quorum_bundles() -> Vec<Case> {
             v(&log.bundle(&approve, (d3nouv, e3), &[(d1, e1)], Some(policy))),
             Some("requires user verification"),
             "the rule requires user verification and apv_t3's approval has UP without UV",
+        ),
+        (
+            "quorum-denial-with-approvals",
+            v(&log.bundle(&deny, (d1deny, e1), &[(d3, e3)], Some(policy))),
+            Some("a denial carries approvals"),
+            "a denial bundle carrying another decision (apv_t3's denial) as an approval",
         ),
         (
             "quorum-policy-wrong-index",
@@ -355,6 +362,33 @@ fn quorum_bundles() -> Vec<Case> {
         Some("does not hash to the statement hash"),
         "the 2-of-3 bundle with apv_t3 removed from the statement's approvers",
     ));
+    // A statement naming a policy entry logged only after the decisions on it.
+    {
+        let mut later = Log::new();
+        let mut a = passkey(312);
+        let mut b = passkey(313);
+        let ea = later.enrol("apv_t1", &a);
+        let eb = later.enrol("apv_t2", &b);
+        let p = later.entries.len() as u64 + 2;
+        let s = v2_statement(
+            "0105",
+            "1250.00",
+            Decision::Approve,
+            p,
+            Some(RULE),
+            2,
+            &TREASURY,
+        );
+        let da = later.decide("apv_t1", &mut a, ea, &s, UPUV);
+        let db = later.decide("apv_t2", &mut b, eb, &s, UPUV);
+        assert_eq!(later.policy(&sample_policy()), p);
+        cases.push((
+            "quorum-policy-after-decision",
+            v(&later.bundle(&s, (db, eb), &[(da, ea)], Some(p))),
+            Some("the policy entry is not logged before the decision"),
+            "the statement names a policy entry logged after the approvals",
+        ));
+    }
     // A log whose policy entry says otherwise than the statements the server had signed: the
     // signatures hold, and the statement is refused against the logged policy.
     for (name, policy_text, quorum, want, description) in [
@@ -412,8 +446,11 @@ pub fn bundles(f: &mut Files) {
             None => {
                 assert!(got.is_ok(), "{name}: {got:?}");
                 let Ok(ok) = got else { continue };
-                let approvals: Vec<&str> =
-                    ok.approvals.iter().map(|a| a.approver_id.as_str()).collect();
+                let approvals: Vec<&str> = ok
+                    .approvals
+                    .iter()
+                    .map(|a| a.approver_id.as_str())
+                    .collect();
                 put(
                     f,
                     format!("bundles/{name}.json"),
@@ -505,10 +542,12 @@ pub fn entries(f: &mut Files) {
         ),
     ];
     for (flag, bytes, err) in cases {
-        let got = Entry::decode(&bytes).map_err(|e| e.to_string()).and_then(|e| match e {
-            Entry::Policy(p) => p.validated().map(|_| ()).map_err(|e| e.to_string()),
-            _ => Ok(()),
-        });
+        let got = Entry::decode(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|e| match e {
+                Entry::Policy(p) => p.validated().map(|_| ()).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            });
         let msg = got.err().unwrap_or_default();
         assert!(msg.contains(err), "{flag}: {msg:?} does not name {err:?}");
         put(
@@ -607,7 +646,10 @@ pub fn statements(f: &mut Files) {
     for (flag, v, err) in cases {
         let got = Statement::from_json(&serde_json::to_vec(&v).unwrap_or_default());
         let msg = got.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains(err), "v2-{flag}: {msg:?} does not name {err:?}");
+        assert!(
+            msg.contains(err),
+            "v2-{flag}: {msg:?} does not name {err:?}"
+        );
         put(
             f,
             format!("statements/v2-{flag}.json"),

@@ -135,7 +135,11 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 .unwrap_or("approve");
             assert_eq!(ok.decision.as_str(), decision);
             if let Some(want) = v.get("approvals") {
-                let got: Vec<&str> = ok.approvals.iter().map(|a| a.approver_id.as_str()).collect();
+                let got: Vec<&str> = ok
+                    .approvals
+                    .iter()
+                    .map(|a| a.approver_id.as_str())
+                    .collect();
                 assert_eq!(serde_json::json!(got), *want);
                 let p = ok.policy.as_ref().unwrap();
                 assert_eq!(serde_json::json!(p.rule), v["rule"]);
