@@ -61,6 +61,7 @@ pub fn generate() -> Files {
     crate::quorum::entries(&mut f);
     crate::quorum::statements(&mut f);
     crate::quorum::bundles(&mut f);
+    crate::quorum::revocations(&mut f);
     f
 }
 

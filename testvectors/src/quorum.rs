@@ -660,3 +660,70 @@ pub fn statements(f: &mut Files) {
         );
     }
 }
+
+/// The revocation check over every decision of a quorum (`revocation/quorum-*`): apv_t1's
+/// passkey is revoked before its approval, apv_t2's (which completed the quorum) is not.
+pub fn revocations(f: &mut Files) {
+    const UPUV: u8 = flags::UP | flags::UV;
+    let vkey = log_vkey();
+    let mut log = Log::new();
+    let policy = log.policy(&sample_policy());
+    let mut a = passkey(320);
+    let mut b = passkey(321);
+    let ea = log.enrol("apv_t1", &a);
+    let eb = log.enrol("apv_t2", &b);
+    let s = v2_statement(
+        "0106",
+        "1250.00",
+        Decision::Approve,
+        policy,
+        Some(RULE),
+        2,
+        &TREASURY,
+    );
+    let t = log.tick();
+    let revoked = log.push(&Entry::Revocation(countersign_verifier::Revocation {
+        approver_id: "apv_t1".into(),
+        credential_id: a.credential_id().to_vec(),
+        enrolment_index: ea,
+        reason: "lost".into(),
+        time_ms: t,
+    }));
+    let da = log.decide("apv_t1", &mut a, ea, &s, UPUV);
+    let db = log.decide("apv_t2", &mut b, eb, &s, UPUV);
+    let bundle = log.bundle(&s, (db, eb), &[(da, ea)], Some(policy));
+    let ok = bundle.verify(&vkey, &BundlePolicy::default());
+    assert!(ok.is_ok(), "quorum revocation bundle: {ok:?}");
+    let want = format!("revoked at log index {revoked}, before the decision");
+    put(
+        f,
+        "revocation/quorum-approval-revoked-before.json".into(),
+        json!({
+            "description": "a 2-of-3 bundle that verifies on its own, whose first approval was \
+                            signed with a passkey revoked before it: the quorum does not hold",
+            "log_key": vkey.to_vkey(),
+            "bundle": serde_json::to_value(&bundle).unwrap_or_default(),
+            "entries": log.entries.iter().map(hex::encode).collect::<Vec<_>>(),
+            "expected": "invalid", "flags": ["quorum-approval-revoked-before"], "error": want,
+        }),
+    );
+    let mut clean = log.entries.clone();
+    clean[revoked as usize] = b"unrelated revocation slot".to_vec();
+    let clean_log = Log {
+        entries: clean,
+        time_ms: log.time_ms,
+    };
+    let bundle = clean_log.bundle(&s, (db, eb), &[(da, ea)], Some(policy));
+    put(
+        f,
+        "revocation/quorum-valid-not-revoked.json".into(),
+        json!({
+            "description": "a 2-of-3 bundle and its log without revocations: every approval stands",
+            "log_key": vkey.to_vkey(),
+            "bundle": serde_json::to_value(&bundle).unwrap_or_default(),
+            "entries": clean_log.entries.iter().map(hex::encode).collect::<Vec<_>>(),
+            "revoked_after": null,
+            "expected": "valid", "flags": [],
+        }),
+    );
+}

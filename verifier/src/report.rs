@@ -77,7 +77,7 @@ impl Expectation {
 /// [`VerifiedBundle`] holds, byte strings in lowercase hex, the witnesses that cosigned, the
 /// unsigned members ([`UNSIGNED_BUNDLE_MEMBERS`]) and, if the bundle has it, `parties` as given.
 /// `quorum` and `approvals` (every approving decision in log order) are always present;
-/// `policy` (index, sha256, rule, quorum, eligible) for a version 2 bundle.
+/// `approval_policy` (index, sha256, rule, quorum, eligible) for a version 2 bundle.
 pub fn bundle_report(bundle: &EvidenceBundle, v: &VerifiedBundle, expect: Expectation) -> Value {
     let s = &v.statement;
     let cosignatures: Vec<Value> = v
@@ -137,7 +137,7 @@ pub fn bundle_report(bundle: &EvidenceBundle, v: &VerifiedBundle, expect: Expect
         o.insert("approvals".into(), Value::Array(approvals));
         if let Some(p) = &v.policy {
             o.insert(
-                "policy".into(),
+                "approval_policy".into(),
                 json!({
                     "index": p.index,
                     "sha256": hex::encode(p.sha256),
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!((&r["quorum"], &r["bundle_version"]), (&json!(1), &json!(1)));
         assert_eq!(r["approvals"][0]["decision_index"], 2);
         assert_eq!(r["approvals"].as_array().map(Vec::len), Some(1));
-        assert!(r.get("policy").is_none());
+        assert!(r.get("approval_policy").is_none());
         let r = bundle_report(&b, &verified, Expectation::Deny);
         assert_eq!(
             (&r["expected"], &r["as_expected"]),
