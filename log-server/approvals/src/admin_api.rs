@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<RouterState> {
         .route("/v1/admin/approvers/{id}/enrolment-link", post(new_link))
         .route("/v1/admin/token-keys/rotate", post(rotate_keys))
         .route("/v1/admin/token-keys", get(list_keys))
+        .merge(crate::policy_admin::routes())
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), ApiError> {

@@ -43,6 +43,7 @@ pub mod notify;
 pub mod pages;
 pub mod passkeys;
 pub mod policy;
+pub mod policy_admin;
 pub mod request;
 pub mod state;
 pub mod store;

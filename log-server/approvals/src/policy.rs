@@ -298,5 +298,7 @@ pub struct ActivePolicy {
     pub sha256: [u8; 32],
 }
 
+pub mod serve;
+
 #[cfg(test)]
 mod tests;

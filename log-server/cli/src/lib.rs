@@ -5,7 +5,8 @@
 //! below it; none of them uses it. Flags and signals live in `main`, the admin HTTP client of
 //! every admin subcommand in [`admin_client`]
 //! (and [`requests`]), what they print in [`text`] and [`times`], built-in TLS in [`tls`], the
-//! offline policy file check in [`policy_cmd`].
+//! approval policy commands (`check` offline, `show`) in [`policy_cmd`], the policy of `serve
+//! --policy` put in force by [`Server::start_policy`].
 
 pub mod admin_client;
 pub mod args;
@@ -21,6 +22,7 @@ pub mod tls;
 use std::sync::Arc;
 
 use axum::Router;
+use countersign_approvals::policy::serve::{PolicyService, PolicyStartError, StartOutcome};
 use countersign_approvals::{Approvals, CibaConfig};
 use countersign_log::{InitError, LogApi};
 
@@ -93,6 +95,47 @@ impl Server {
             vkey: started.vkey,
             created_admin_token: started.created_admin_token,
         })
+    }
+
+    /// Puts the approval policy in force on the started front end
+    /// ([`PolicyService::start`]): `file` is `serve --policy`'s path and its policy, already
+    /// read. Logs what it did, and registers the reload counters on `/metrics`. `None` with the
+    /// front end off.
+    pub async fn start_policy(
+        &mut self,
+        file: Option<(std::path::PathBuf, countersign_verifier::ValidatedPolicy)>,
+    ) -> Result<Option<Arc<PolicyService>>, PolicyStartError> {
+        let Some(a) = self.approvals.clone() else {
+            return Ok(None);
+        };
+        let shown = file.as_ref().map(|(p, _)| p.display().to_string());
+        let (service, outcome) = PolicyService::start(a.clone(), file).await?;
+        self.api.add_metrics(service.clone());
+        match outcome {
+            StartOutcome::NoPolicy => {}
+            StartOutcome::Reused { index } | StartOutcome::Logged { index } => {
+                let active = a.active_policy();
+                let sha256 = active.map(|p| hex::encode(p.sha256)).unwrap_or_default();
+                let logged = matches!(outcome, StartOutcome::Logged { .. });
+                tracing::info!(
+                    file = shown.as_deref().unwrap_or_default(),
+                    index,
+                    sha256,
+                    "approval policy in force ({})",
+                    if logged {
+                        "logged now"
+                    } else {
+                        "the policy last logged; nothing logged"
+                    }
+                );
+            }
+            StartOutcome::Withdrawn { index } => tracing::info!(
+                index,
+                "no approval policy in force: started without --policy, so the empty policy \
+                 was logged"
+            ),
+        }
+        Ok(Some(service))
     }
 
     /// The composed router ([`app`]).

@@ -12,6 +12,7 @@ use countersign::admin_client::{self, ApproverCmd, AuditorCmd, ClientCmd, Submit
 use countersign::banner::Banner;
 use countersign::requests::{self, RequestsCmd};
 use countersign::Server;
+use countersign_approvals::policy::serve::PolicyService;
 use countersign_log::{RpPolicy, SequencerConfig};
 
 mod witness_cmd;
@@ -69,7 +70,8 @@ enum Command {
     /// new entry, and alert on what is wrong or on a watched approver's passkeys
     /// (spec/monitor.md).
     Monitor(countersign::monitor::MonitorArgs),
-    /// Approval policies (spec/policy.md): `check` a policy file offline.
+    /// Approval policies (spec/policy.md): `check` a policy file offline, `show` the one in
+    /// force.
     #[command(subcommand)]
     Policy(countersign::policy_cmd::PolicyCmd),
 }
@@ -156,8 +158,14 @@ struct ServeArgs {
     tls_key: Option<PathBuf>,
     /// Serve the transparency log alone, without the approval front end (no CIBA endpoints,
     /// pages or admin API for clients and approvers; their records are kept untouched).
-    #[arg(long, env = "COUNTERSIGN_LOG_ONLY")]
+    #[arg(long, env = "COUNTERSIGN_LOG_ONLY", conflicts_with = "policy")]
     log_only: bool,
+    /// Approval policy file (TOML, spec/policy.md): which actions need whom. Checked before the
+    /// server listens (a bad file stops the start with FILE:LINE: message), logged as a policy
+    /// entry unless it is the policy last logged, and read again on SIGHUP. Without it, no
+    /// policy is in force (if one was, the empty policy is logged to say so).
+    #[arg(long, env = "COUNTERSIGN_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -207,8 +215,9 @@ fn main() -> anyhow::Result<()> {
         Command::Requests(c) => Ok(rt.block_on(requests::run_requests(c))?),
         Command::Witness(c) => rt.block_on(witness_cmd::run(c)),
         Command::Policy(c) => {
+            let code = rt.block_on(countersign::policy_cmd::run(c));
             drop(rt);
-            std::process::exit(countersign::policy_cmd::run(c))
+            std::process::exit(code)
         }
         Command::Monitor(a) => {
             let code = rt.block_on(countersign::monitor::run(a));
@@ -275,23 +284,49 @@ fn tls_or_exit(a: &ServeArgs) -> Option<std::sync::Arc<countersign::tls::Reloada
     }
 }
 
-/// Reads the certificate files again on each SIGHUP. A file that cannot be used is logged as an
-/// error and the certificate served so far stays. The handler is installed before the server
-/// listens: SIGHUP's default action would end the process.
-fn reload_on_sighup(cert: std::sync::Arc<countersign::tls::ReloadableCert>) -> anyhow::Result<()> {
+/// The policy file of `--policy`, read and checked before the server listens: a file that
+/// cannot be used is said as `FILE:LINE: message` and the process exits with status 2, with
+/// nothing bound or created.
+fn policy_or_exit(a: &ServeArgs) -> Option<(PathBuf, countersign_verifier::ValidatedPolicy)> {
+    let path = a.policy.as_ref()?;
+    match countersign_approvals::policy::serve::read_policy_file(path) {
+        Ok(p) => Some((path.clone(), p)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// On each SIGHUP, reads the certificate files again and the policy file again. A certificate
+/// that cannot be used is logged as an error and the one served so far stays; so does the
+/// policy in force when the policy file is refused ([`PolicyService::reload`] logs each
+/// outcome). The handler is installed before the server listens: SIGHUP's default action
+/// would end the process.
+fn reload_on_sighup(
+    cert: Option<std::sync::Arc<countersign::tls::ReloadableCert>>,
+    policy: Option<std::sync::Arc<PolicyService>>,
+) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            // File reads: off the async workers.
-            let c = cert.clone();
-            match tokio::task::spawn_blocking(move || c.reload()).await {
-                Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                Ok(Err(e)) => tracing::error!(
-                    error = %e,
-                    "SIGHUP: TLS certificate not reloaded; still serving the previous one"
-                ),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate reload task failed"),
+            if let Some(cert) = &cert {
+                // File reads: off the async workers.
+                let c = cert.clone();
+                match tokio::task::spawn_blocking(move || c.reload()).await {
+                    Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                    Ok(Err(e)) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS certificate not reloaded; still serving the previous one"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS certificate reload task failed")
+                    }
+                }
+            }
+            if let Some(p) = &policy {
+                p.reload().await;
             }
         }
     });
@@ -300,6 +335,7 @@ fn reload_on_sighup(cert: std::sync::Arc<countersign::tls::ReloadableCert>) -> a
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let tls = tls_or_exit(&a);
+    let policy_file = policy_or_exit(&a);
     let acceptor = match &tls {
         Some(cert) => Some(countersign::tls::acceptor(cert.clone()).context("TLS configuration")?),
         None => None,
@@ -364,10 +400,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     // Read and checked before anything starts: a bad policy must not leave a half-started log.
     let witness = a.witness.config().context("--witness-policy")?;
-    let started =
+    let mut started =
         tokio::task::spawn_blocking(move || Server::start_witnessed(config, approvals, witness))
             .await?
             .context("starting the server")?;
+    // In force (and logged) before the first request is accepted.
+    let policy = started
+        .start_policy(policy_file)
+        .await
+        .context("putting the approval policy in force")?;
     let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);
     let admin_token = data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
     eprint!(
@@ -385,8 +426,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // The handlers are installed before the first request is answered: a SIGTERM sent as soon
     // as the server answers must stop it gracefully, not kill it.
     let shutdown = shutdown_signal()?;
-    if let Some(cert) = tls {
-        reload_on_sighup(cert)?;
+    let reloadable_policy = policy.filter(|p| p.file().is_some());
+    if tls.is_some() || reloadable_policy.is_some() {
+        reload_on_sighup(tls, reloadable_policy)?;
     }
     tracing::info!(listen = %bound, tls = acceptor.is_some(), "serving");
     let limits = countersign_log::ServeLimits {

@@ -1,6 +1,9 @@
 //! `countersign policy check`: reads an approval policy file (`spec/policy.md`), says whether it
 //! is valid (with the line at fault when not), summarises it, and explains which rule would
 //! apply to a sample request. Offline: it reads files only.
+//!
+//! `countersign policy show`: the policy in force on a running server (`GET /v1/admin/policy`)
+//! or in a stopped server's data directory, summarised the same way.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,29 @@ pub enum PolicyCmd {
     /// 1: the file is refused ("FILE:LINE: message") or the policy cannot evaluate the request;
     /// 2: a file cannot be read or --request is malformed.
     Check(CheckArgs),
+    /// Show the approval policy in force: its log index, hash, since when, and its rules; or
+    /// "no policy in force". From a running server (--url with --token-file: the admin's or an
+    /// auditor's token) or a stopped server's data directory (--data-dir). Exit status 0 in
+    /// both cases; 2 when the server or the data directory cannot be read.
+    Show(ShowArgs),
+}
+
+/// `countersign policy show` arguments.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["url", "data_dir"])))]
+pub struct ShowArgs {
+    /// A running server (with --token-file).
+    #[arg(long, requires = "token_file")]
+    pub url: Option<String>,
+    /// A file holding the admin token or an auditor's token (`countersign auditor add`).
+    #[arg(long, requires = "url")]
+    pub token_file: Option<PathBuf>,
+    /// A stopped server's data directory, or a backup of one.
+    #[arg(long, conflicts_with = "url")]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object on standard output instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `countersign policy check` arguments.
@@ -54,15 +80,14 @@ pub struct Report {
 }
 
 /// Runs a `policy` subcommand, prints its report and returns the exit status.
-pub fn run(cmd: PolicyCmd) -> i32 {
-    match cmd {
-        PolicyCmd::Check(a) => {
-            let r = check(&a);
-            print!("{}", r.stdout);
-            eprint!("{}", r.stderr);
-            r.code
-        }
-    }
+pub async fn run(cmd: PolicyCmd) -> i32 {
+    let r = match cmd {
+        PolicyCmd::Check(a) => check(&a),
+        PolicyCmd::Show(a) => show(&a).await,
+    };
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    r.code
 }
 
 fn usage(args: &CheckArgs, message: String) -> Report {
@@ -234,6 +259,14 @@ fn summary(file: &str, p: &ValidatedPolicy) -> String {
         plural(pol.rules.len(), "rule", "rules")
     );
     let _ = writeln!(s, "sha256 {}", hex::encode(p.hash()));
+    s.push_str(&rules_text(p));
+    s
+}
+
+/// The groups, the rules and what applies otherwise, a line each.
+fn rules_text(p: &ValidatedPolicy) -> String {
+    let pol = p.policy();
+    let mut s = String::new();
     for (name, members) in &pol.groups {
         let _ = writeln!(s, "group {name}: {}", members.join(", "));
     }
@@ -302,4 +335,179 @@ fn explain(o: &Result<Outcome, EvalError>) -> String {
         ),
         Err(e) => format!("request: refused: {e}\n"),
     }
+}
+
+/// The policy in force, as `show` found it.
+struct InForce {
+    index: u64,
+    sha256: String,
+    time_ms: u64,
+    policy: ValidatedPolicy,
+}
+
+fn show_failed(args: &ShowArgs, message: String) -> Report {
+    if args.json {
+        Report {
+            code: EXIT_USAGE,
+            stdout: format!("{}\n", json!({ "error": message })),
+            stderr: String::new(),
+        }
+    } else {
+        Report {
+            code: EXIT_USAGE,
+            stdout: String::new(),
+            stderr: format!("error: {message}\n"),
+        }
+    }
+}
+
+/// Shows the policy in force (see [`PolicyCmd::Show`]).
+pub async fn show(args: &ShowArgs) -> Report {
+    let found = match (&args.url, &args.token_file, &args.data_dir) {
+        (Some(url), Some(token_file), _) => in_force_remote(url, token_file).await,
+        (None, _, Some(dir)) => in_force_local(dir),
+        _ => Err("give --url with --token-file, or --data-dir".to_string()),
+    };
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return show_failed(args, e),
+    };
+    let stdout = match (&found, args.json) {
+        (None, true) => format!("{}\n", json!({ "in_force": false })),
+        (None, false) => "no policy in force\n".to_string(),
+        (Some(f), true) => format!(
+            "{}\n",
+            json!({
+                "in_force": true,
+                "index": f.index,
+                "sha256": f.sha256,
+                "time_ms": f.time_ms,
+                "policy": serde_json::to_value(f.policy.policy()).unwrap_or(Value::Null),
+                "rules": rules_json(&f.policy),
+            })
+        ),
+        (Some(f), false) => {
+            let pol = f.policy.policy();
+            let mut s = format!(
+                "policy in force: log index {}, since {}\nsha256 {}\n{}, {}\n",
+                f.index,
+                crate::times::rfc3339(f.time_ms / 1000),
+                f.sha256,
+                plural(pol.groups.len(), "group", "groups"),
+                plural(pol.rules.len(), "rule", "rules")
+            );
+            s.push_str(&rules_text(&f.policy));
+            s
+        }
+    };
+    Report {
+        code: EXIT_OK,
+        stdout,
+        stderr: String::new(),
+    }
+}
+
+/// The policy of a policy entry, checked to be the canonical form of a valid policy whose hash
+/// is `sha256`.
+fn entry_policy(what: &str, bytes: &[u8], sha256: &str) -> Result<ValidatedPolicy, String> {
+    let policy = ValidatedPolicy::from_json(bytes)
+        .map_err(|e| format!("{what} does not hold a valid policy: {e}"))?;
+    if policy.canonical_json() != bytes {
+        return Err(format!("{what} is not the policy's canonical form"));
+    }
+    let hash = hex::encode(policy.hash());
+    if hash != sha256 {
+        return Err(format!(
+            "{what} has sha256 {hash}, not the {sha256} it is said to have"
+        ));
+    }
+    Ok(policy)
+}
+
+/// `GET URL/v1/admin/policy` with the token of `token_file`.
+async fn in_force_remote(url: &str, token_file: &Path) -> Result<Option<InForce>, String> {
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| format!("reading the token file {}: {e}", token_file.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", token_file.display()));
+    }
+    let endpoint = format!("{}/v1/admin/policy", url.trim_end_matches('/'));
+    let http = crate::admin_client::http_client().map_err(|e| e.to_string())?;
+    let resp = http
+        .get(&endpoint)
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| format!("GET {endpoint}: {e} (is the server running?)"))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("GET {endpoint}: {e}"))?;
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if status == reqwest::StatusCode::NOT_FOUND && body["error"] == "no_policy" {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(format!("GET {endpoint}: {status}: {}", text.trim()));
+    }
+    let bad = |what: &str| format!("GET {endpoint}: the answer has no {what}");
+    let index = body["index"].as_u64().ok_or_else(|| bad("index"))?;
+    let time_ms = body["time_ms"].as_u64().ok_or_else(|| bad("time_ms"))?;
+    let sha256 = body["sha256"].as_str().ok_or_else(|| bad("sha256"))?;
+    if !body["policy"].is_object() {
+        return Err(bad("policy object"));
+    }
+    let canonical = countersign_verifier::canonical_json(&body["policy"])
+        .map_err(|e| format!("GET {endpoint}: the policy: {e}"))?;
+    let policy = entry_policy("the server's policy", &canonical, sha256)?;
+    Ok(Some(InForce {
+        index,
+        sha256: sha256.to_owned(),
+        time_ms,
+        policy,
+    }))
+}
+
+/// The policy a stopped server's data directory has in force: its record, checked against the
+/// log entry it names.
+fn in_force_local(dir: &Path) -> Result<Option<InForce>, String> {
+    use countersign_approvals::policy::serve::{PolicyRecord, POLICY_RECORD_KEY};
+    let data = countersign_approvals::audit::open_data_dir(dir).map_err(|e| {
+        format!(
+            "opening the data directory {}: {e} (is a server running on it? ask it with --url \
+             instead)",
+            dir.display()
+        )
+    })?;
+    let record: Option<PolicyRecord> = data
+        .ciba
+        .get(POLICY_RECORD_KEY)
+        .map_err(|e| format!("reading the policy record: {e}"))?;
+    let Some(r) = record.filter(|r| r.in_force) else {
+        return Ok(None);
+    };
+    let what = format!("log entry {}", r.index);
+    let bytes = data
+        .log
+        .entry(r.index)
+        .map_err(|e| format!("reading {what}: {e}"))?
+        .ok_or_else(|| format!("the policy record names {what}, which the log does not hold"))?;
+    let entry = countersign_verifier::Entry::decode(&bytes)
+        .map_err(|e| format!("{what} does not decode: {e}"))?;
+    let countersign_verifier::Entry::Policy(p) = entry else {
+        return Err(format!(
+            "the policy record names {what}, a {} entry, not a policy entry",
+            entry.kind_name()
+        ));
+    };
+    let policy = entry_policy(&what, &p.policy, &r.sha256)?;
+    Ok(Some(InForce {
+        index: r.index,
+        sha256: r.sha256,
+        time_ms: p.time_ms,
+        policy,
+    }))
 }

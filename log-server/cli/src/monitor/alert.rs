@@ -1,6 +1,7 @@
 //! Alerts: what the monitor found, one kind each, as one line on standard error, a line of
 //! `alerts.jsonl` in the state directory, and an optional signed webhook POST
-//! (spec/monitor.md, "Alerts").
+//! (spec/monitor.md, "Alerts"). Notices (a policy change) take the same path, with their line on
+//! standard output instead.
 
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub enum Kind {
     WatchedRevocation,
     /// The log could not be read.
     LogUnreachable,
+    /// A notice, not an alert: a valid policy entry, a new approval policy in force from its
+    /// log index on.
+    PolicyChanged,
 }
 
 impl Kind {
@@ -46,7 +50,14 @@ impl Kind {
             Kind::WatchedEnrolment => "watched-enrolment",
             Kind::WatchedRevocation => "watched-revocation",
             Kind::LogUnreachable => "log-unreachable",
+            Kind::PolicyChanged => "policy-changed",
         }
+    }
+
+    /// Whether it reports something wrong (an alert), rather than informs (a notice, which
+    /// never makes `--once` fail).
+    pub fn is_alert(self) -> bool {
+        !matches!(self, Kind::PolicyChanged)
     }
 }
 
@@ -72,6 +83,9 @@ pub struct Alert {
     /// The credential id (base64url), for entry alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
+    /// The policy hash (hex SHA-256 of the canonical policy), for a policy change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The witness, for a split view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<String>,
@@ -101,21 +115,26 @@ impl Alert {
             index: None,
             approver_id: None,
             credential_id: None,
+            sha256: None,
             witness: None,
             checkpoint: None,
             conflicting_checkpoint: None,
         }
     }
 
-    /// The standard error line: `countersign monitor: ALERT <kind> <message>`, on one line
-    /// whatever the message holds.
+    /// The standard error line of an alert, `countersign monitor: ALERT <kind> <message>`; of a
+    /// notice, its message alone (for standard output). One line whatever the message holds.
     pub fn line(&self) -> String {
         let msg: String = self
             .message
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        format!("countersign monitor: ALERT {} {msg}", self.kind.as_str())
+        if self.kind.is_alert() {
+            format!("countersign monitor: ALERT {} {msg}", self.kind.as_str())
+        } else {
+            msg
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! enrolment logged before it (link 3 of `spec/evidence-bundle.md`, the verifier's
 //! [`check_decision_enrolment`]) and not revoked before it (rule R3); a revocation names an
 //! enrolment of the same approver and credential; enrolments and revocations of a watched
-//! approver are reported.
+//! approver are reported; a policy entry holds a valid policy, and is reported as a notice.
 
 use std::collections::HashMap;
 
@@ -107,8 +107,8 @@ pub fn check(
                 );
             }
         }
-        Entry::Policy(p) => {
-            if let Err(why) = p.validated() {
+        Entry::Policy(p) => match p.validated() {
+            Err(why) => {
                 let mut a = Alert::new(
                     Kind::BadEntry,
                     log,
@@ -120,7 +120,23 @@ pub fn check(
                 a.index = Some(index);
                 alerts.push(a);
             }
-        }
+            Ok(policy) => {
+                let sha256 = hex::encode(p.policy_hash());
+                let rules = policy.policy().rules.len();
+                let mut a = Alert::new(
+                    Kind::PolicyChanged,
+                    log,
+                    &format!("{index}\n{sha256}"),
+                    format!(
+                        "policy changed at log index {index}: sha256 {sha256}, {rules} {}",
+                        if rules == 1 { "rule" } else { "rules" }
+                    ),
+                );
+                a.index = Some(index);
+                a.sha256 = Some(sha256);
+                alerts.push(a);
+            }
+        },
         Entry::Decision(d) => {
             let Some(e) = table.get(&d.enrolment_index) else {
                 alert(

@@ -45,11 +45,14 @@ decodes, a decision relies on an enrolment logged before it and not revoked befo
 every enrolment and revocation of a --watch-approver is reported. Alerts are single lines on \
 standard error starting `countersign monitor: ALERT <kind>`, lines of DIR/alerts.jsonl with \
 the evidence, and JSON POSTs to --webhook signed like the server's notifications \
-(x-countersign-signature: sha256=HMAC(secret, timestamp \".\" body)).
+(x-countersign-signature: sha256=HMAC(secret, timestamp \".\" body)). A new approval policy \
+(a valid policy entry) is a notice, not an alert: a line on standard output \
+`policy changed at log index N: sha256 H, R rules`, a line of alerts.jsonl and a webhook POST \
+of kind policy-changed.
 
-For cron: `countersign monitor --once --log URL --policy FILE --state DIR` prints nothing \
-unless something is wrong, and exits 0 when nothing is, 1 on an alert, 2 when the input is \
-unusable or the log cannot be read. spec/monitor.md describes the checks and the state.")]
+For cron: `countersign monitor --once --log URL --policy FILE --state DIR` prints nothing on \
+standard error unless something is wrong, and exits 0 when nothing is (notices included), 1 \
+on an alert, 2 when the input is unusable or the log cannot be read. spec/monitor.md describes the checks and the state.")]
 pub struct MonitorArgs {
     /// The log's URL prefix (its C2SP tlog-tiles read API: URL/checkpoint, URL/tile/...).
     #[arg(long)]
@@ -93,11 +96,18 @@ pub struct StepOutcome {
 }
 
 impl StepOutcome {
-    /// The exit status for `--once`: an alert other than the log being unreachable wins.
+    /// The exit status for `--once`: an alert other than the log being unreachable wins;
+    /// notices (a policy change) count for nothing.
     pub fn exit_code(&self) -> i32 {
-        if self.alerts.iter().any(|k| *k != Kind::LogUnreachable) {
+        let alerts: Vec<Kind> = self
+            .alerts
+            .iter()
+            .copied()
+            .filter(|k| k.is_alert())
+            .collect();
+        if alerts.iter().any(|k| *k != Kind::LogUnreachable) {
             EXIT_ALERT
-        } else if self.alerts.is_empty() {
+        } else if alerts.is_empty() {
             EXIT_OK
         } else {
             EXIT_UNUSABLE
@@ -450,7 +460,11 @@ impl Monitor {
             let pending = std::mem::take(&mut self.state.cursor.pending);
             self.state.append_alerts(&pending)?;
             for a in &pending {
-                eprintln!("{}", a.line());
+                if a.kind.is_alert() {
+                    eprintln!("{}", a.line());
+                } else {
+                    println!("{}", a.line());
+                }
             }
             if self.webhook.is_some() {
                 self.state.cursor.webhook_pending.extend(pending);
@@ -570,5 +584,26 @@ mod tests {
             status(vec![Kind::LogUnreachable, Kind::SplitView]),
             EXIT_ALERT
         );
+    }
+
+    #[test]
+    fn a_policy_change_is_a_notice_that_changes_no_exit_status() {
+        let status = |alerts: Vec<Kind>| {
+            StepOutcome {
+                alerts,
+                ..StepOutcome::default()
+            }
+            .exit_code()
+        };
+        assert_eq!(status(vec![Kind::PolicyChanged]), EXIT_OK);
+        assert_eq!(
+            status(vec![Kind::PolicyChanged, Kind::LogUnreachable]),
+            EXIT_UNUSABLE
+        );
+        assert_eq!(
+            status(vec![Kind::PolicyChanged, Kind::BadEntry]),
+            EXIT_ALERT
+        );
+        assert!(Kind::BadEntry.is_alert() && !Kind::PolicyChanged.is_alert());
     }
 }

@@ -32,6 +32,7 @@ mod log_common;
 mod log_crash;
 mod monitor;
 mod pages;
+mod policy;
 mod policy_cmd;
 mod powercut;
 mod powercut_flows;
