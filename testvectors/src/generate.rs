@@ -58,6 +58,10 @@ pub fn generate() -> Files {
     bundles(&mut f);
     revocations(&mut f);
     crate::approval_policies::approval_policies(&mut f);
+    crate::quorum::entries(&mut f);
+    crate::quorum::statements(&mut f);
+    crate::quorum::bundles(&mut f);
+    crate::quorum::revocations(&mut f);
     f
 }
 

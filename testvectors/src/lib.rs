@@ -7,6 +7,7 @@ pub mod archive;
 pub mod attestation;
 pub mod generate;
 pub mod passkey;
+pub mod quorum;
 
 pub use passkey::{Alg, AssertOptions, AssertionParts, SoftPasskey};
 

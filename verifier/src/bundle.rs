@@ -8,8 +8,9 @@ use std::vec::Vec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::approval_policy::{EvalError, Outcome, PolicyJsonError, ValidatedPolicy};
 use crate::checkpoint::{verify_checkpoint, CheckpointError};
-use crate::entry::{Decision, Enrolment, Entry, EntryError, SignedDecision};
+use crate::entry::{AttestationRecord, Decision, Enrolment, Entry, EntryError, SignedDecision};
 use crate::hash::{leaf_hash, Hash};
 use crate::note::{VerifiedSignature, VerifierKey};
 use crate::proof::{verify_inclusion, ProofError, MAX_PROOF_HASHES};
@@ -64,7 +65,8 @@ pub struct DecisionLink {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceBundle {
-    /// Always 1.
+    /// 1 ([`BUNDLE_VERSION`]: a version 1 statement, one decision) or 2
+    /// ([`BUNDLE_VERSION_POLICY`]: a version 2 statement, its policy entry and the quorum).
     pub version: u64,
     /// The statement the approver was shown and signed.
     pub statement: Statement,
@@ -97,8 +99,12 @@ pub enum BundleError {
     TooLarge,
     /// Not a bundle as JSON; the text says what.
     Malformed(String),
-    /// A version other than 1.
+    /// A version other than 1 or 2.
     UnsupportedVersion,
+    /// The bundle's version does not fit its contents (B16): version 1 holds a version 1
+    /// statement and no approvals or policy entry; version 2 a version 2 statement and a policy
+    /// entry. The text says which part does not fit.
+    VersionMismatch(&'static str),
     /// The checkpoint is not validly signed by the log key.
     Checkpoint(CheckpointError),
     /// The statement names another log than the checkpoint's.
@@ -141,6 +147,62 @@ pub enum BundleError {
     RelyingPartyMismatch,
     /// The approver's passkey signature does not hold.
     Assertion(AssertionError),
+    /// Version 2: the decision's approver is not one of the statement's eligible approvers.
+    NotEligible(String),
+    /// Version 2: the policy entry is not at the log index the statement names.
+    PolicyIndexMismatch {
+        /// `statement.policy.index`.
+        statement: u64,
+        /// The bundle's `policy.index`.
+        bundle: u64,
+    },
+    /// Version 2: the policy entry's bytes are not the canonical form of a valid policy.
+    InvalidPolicy(PolicyJsonError),
+    /// Version 2: the policy entry is not logged before this decision (a request is evaluated
+    /// under a policy already in force).
+    PolicyNotBeforeDecision {
+        /// Log index of the decision.
+        decision_index: u64,
+    },
+    /// Version 2: the logged policy cannot evaluate the statement's request.
+    PolicyEvaluation(EvalError),
+    /// Version 2: the logged policy, evaluated on the statement's client and action, says
+    /// otherwise than the statement about `what` (`rule`, `quorum` or `approvers`).
+    PolicyMismatch {
+        /// `rule`, `quorum` or `approvers`.
+        what: &'static str,
+        /// What the logged policy gives.
+        logged: String,
+        /// What the statement says.
+        statement: String,
+    },
+    /// Version 2: the rule requires user verification and this approver's decision lacks it.
+    RuleRequiresUserVerification(String),
+    /// Version 2: the rule requires a verified attestation and this approver's enrolment does
+    /// not record one.
+    RuleRequiresAttestation(String),
+    /// Version 2: the request's lifetime (expires_at - requested_at) exceeds the rule's
+    /// max_expiry.
+    RuleMaxExpiryExceeded {
+        /// The rule's max_expiry, seconds.
+        max: u64,
+        /// The statement's lifetime, seconds.
+        lifetime: u64,
+    },
+    /// Version 2: an approval is not before the next one in log order, or not before the
+    /// bundle's decision (which completes the quorum).
+    ApprovalsOutOfOrder,
+    /// Version 2: a denial carries approvals.
+    ApprovalsWithDenial,
+    /// Version 2: one approver decided twice (two passkeys of one approver count once).
+    DuplicateApprover(String),
+    /// Version 2: fewer distinct approvals than the quorum.
+    QuorumNotMet {
+        /// The statement's quorum.
+        needed: u64,
+        /// Distinct approvals in the bundle.
+        present: u64,
+    },
 }
 
 impl fmt::Display for BundleError {
@@ -148,7 +210,8 @@ impl fmt::Display for BundleError {
         match self {
             BundleError::TooLarge => write!(f, "bundle is larger than {MAX_BUNDLE_BYTES} bytes"),
             BundleError::Malformed(why) => write!(f, "malformed bundle: {why}"),
-            BundleError::UnsupportedVersion => f.write_str("bundle version is not 1"),
+            BundleError::UnsupportedVersion => f.write_str("bundle version is not 1 or 2"),
+            BundleError::VersionMismatch(why) => write!(f, "bundle version: {why}"),
             BundleError::Checkpoint(e) => write!(f, "checkpoint: {e}"),
             BundleError::WrongLog => {
                 f.write_str("statement names a different log than the checkpoint")
@@ -187,6 +250,54 @@ impl fmt::Display for BundleError {
                 f.write_str("relying party ID or origin is not the expected one")
             }
             BundleError::Assertion(e) => write!(f, "passkey assertion: {e}"),
+            BundleError::NotEligible(who) => write!(
+                f,
+                "approver {who:?} is not one of the statement's eligible approvers"
+            ),
+            BundleError::PolicyIndexMismatch { statement, bundle } => write!(
+                f,
+                "the statement names the policy entry at log index {statement}, the bundle's policy entry is at {bundle}"
+            ),
+            BundleError::InvalidPolicy(e) => write!(f, "policy entry: {e}"),
+            BundleError::PolicyNotBeforeDecision { decision_index } => write!(
+                f,
+                "the policy entry is not logged before the decision at log index {decision_index}"
+            ),
+            BundleError::PolicyEvaluation(e) => {
+                write!(f, "the logged policy cannot evaluate the request: {e}")
+            }
+            BundleError::PolicyMismatch {
+                what,
+                logged,
+                statement,
+            } => write!(
+                f,
+                "the logged policy gives {what} {logged}, the statement says {statement}"
+            ),
+            BundleError::RuleRequiresUserVerification(who) => write!(
+                f,
+                "the rule requires user verification and the decision of {who:?} lacks it"
+            ),
+            BundleError::RuleRequiresAttestation(who) => write!(
+                f,
+                "the rule requires a verified attestation and the enrolment of {who:?} does not record one"
+            ),
+            BundleError::RuleMaxExpiryExceeded { max, lifetime } => write!(
+                f,
+                "the request lives {lifetime} seconds, longer than the rule's max_expiry of {max}"
+            ),
+            BundleError::ApprovalsOutOfOrder => f.write_str(
+                "approvals are not in log order before the bundle's decision",
+            ),
+            BundleError::ApprovalsWithDenial => f.write_str("a denial carries approvals"),
+            BundleError::DuplicateApprover(who) => write!(
+                f,
+                "approver {who:?} approved more than once (two passkeys of one approver count once)"
+            ),
+            BundleError::QuorumNotMet { needed, present } => write!(
+                f,
+                "quorum not met: {needed} approvals needed, {present} present"
+            ),
         }
     }
 }
@@ -224,6 +335,46 @@ pub struct VerifiedBundle {
     pub root: Hash,
     /// Witness cosignatures that verified.
     pub cosignatures: Vec<VerifiedSignature>,
+    /// The approver who made the bundle's decision (the decision entry's; a version 2 statement
+    /// names only the eligible approvers).
+    pub approver_id: String,
+    /// Every approving decision of the bundle, in log order: the quorum, the bundle's own
+    /// decision last. Empty for a denial.
+    pub approvals: Vec<VerifiedApproval>,
+    /// Version 2: the logged policy and what it requires of this request.
+    pub policy: Option<VerifiedApprovalPolicy>,
+}
+
+/// One verified decision of a bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedApproval {
+    /// The approver.
+    pub approver_id: String,
+    /// Log index of the decision entry.
+    pub decision_index: u64,
+    /// Log index of the enrolment of the passkey that signed it.
+    pub enrolment_index: u64,
+    /// When the log recorded it, milliseconds since the Unix epoch.
+    pub decided_at_ms: u64,
+    /// Whether the authenticator verified the user.
+    pub user_verified: bool,
+}
+
+/// The policy entry of a version 2 bundle, checked against the statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedApprovalPolicy {
+    /// Log index of the policy entry.
+    pub index: u64,
+    /// SHA-256 of the policy's canonical JSON (`spec/policy.md` P9).
+    pub sha256: [u8; 32],
+    /// The rule that applies (`None`: no rule matched).
+    pub rule: Option<String>,
+    /// Distinct approvals needed.
+    pub quorum: u64,
+    /// The eligible approvers, sorted.
+    pub eligible: Vec<String>,
+    /// When the policy entry was logged, milliseconds since the Unix epoch.
+    pub logged_at_ms: u64,
 }
 
 /// What the auditor insists on beyond the bundle's own claims.
@@ -240,7 +391,8 @@ pub struct BundlePolicy<'a> {
 }
 
 impl VerifiedBundle {
-    /// What the revocation check ([`crate::check_not_revoked`]) needs of this decision.
+    /// What the revocation check ([`crate::check_not_revoked`]) needs of the bundle's own
+    /// decision. A quorum has more decisions: [`revocation_subjects`](Self::revocation_subjects).
     pub fn revocation_subject(&self) -> crate::RevocationSubject {
         crate::RevocationSubject {
             decision_index: self.decision_index,
@@ -249,6 +401,42 @@ impl VerifiedBundle {
             root: self.root,
         }
     }
+
+    /// What the revocation check needs of every decision of the bundle (each approval of a
+    /// quorum, then the bundle's decision): a quorum holds only if no approving credential was
+    /// revoked before its decision.
+    pub fn revocation_subjects(&self) -> Vec<crate::RevocationSubject> {
+        let mut out: Vec<crate::RevocationSubject> = self
+            .approvals
+            .iter()
+            .filter(|a| a.decision_index != self.decision_index)
+            .map(|a| crate::RevocationSubject {
+                decision_index: a.decision_index,
+                enrolment_index: a.enrolment_index,
+                tree_size: self.tree_size,
+                root: self.root,
+            })
+            .collect();
+        out.push(self.revocation_subject());
+        out
+    }
+}
+
+/// One decision of a bundle, decoded and checked (links 2 to 5).
+struct Checked {
+    index: u64,
+    leaf: Hash,
+    dec: SignedDecision,
+    enr: Enrolment,
+    enrolment_index: u64,
+    key: crate::crypto::PublicKey,
+    assertion: VerifiedAssertion,
+}
+
+/// What the logged policy requires of a version 2 statement (link 6).
+struct RuleChecks {
+    require_uv: bool,
+    require_attestation: bool,
 }
 
 impl EvidenceBundle {
@@ -260,7 +448,7 @@ impl EvidenceBundle {
         let v = crate::statement::parse_json_strict(bytes).map_err(BundleError::Malformed)?;
         let b: EvidenceBundle =
             serde_json::from_value(v).map_err(|e| BundleError::Malformed(e.to_string()))?;
-        if b.version != BUNDLE_VERSION {
+        if b.version != BUNDLE_VERSION && b.version != BUNDLE_VERSION_POLICY {
             return Err(BundleError::UnsupportedVersion);
         }
         Ok(b)
@@ -285,15 +473,14 @@ impl EvidenceBundle {
     }
 
     /// Checks every link, in the order of `spec/evidence-bundle.md`, and returns what the bundle
-    /// proves, or the first broken link.
+    /// proves, or the first broken link. A version 2 bundle is also checked against the logged
+    /// policy it names, and its approvals against the statement's quorum (B16 to B22).
     pub fn verify(
         &self,
         log_key: &VerifierKey,
         policy: &BundlePolicy<'_>,
     ) -> Result<VerifiedBundle, BundleError> {
-        if self.version != BUNDLE_VERSION {
-            return Err(BundleError::UnsupportedVersion);
-        }
+        self.check_version()?;
         // 1. The checkpoint is the log's.
         let cp = verify_checkpoint(self.checkpoint.as_bytes(), log_key, policy.witnesses)
             .map_err(BundleError::Checkpoint)?;
@@ -301,55 +488,318 @@ impl EvidenceBundle {
         if self.statement.log_origin != cp.checkpoint.origin {
             return Err(BundleError::WrongLog);
         }
-        // 2. Both entries are in that tree.
-        let (dec_bytes, dec_leaf) = check_logged(&self.decision, "decision", size, &root)?;
-        let (enr_bytes, _) = check_logged(&self.enrolment, "enrolment", size, &root)?;
+        // 2. to 5. Each decision: in the tree, relying on an earlier enrolment, over this
+        // statement, signed by the approver's passkey; the quorum's approvals first.
+        let mut checked: Vec<Checked> = Vec::with_capacity(self.approvals.len() + 1);
+        for link in &self.approvals {
+            checked.push(self.check_link(
+                link,
+                ("approval decision", "approval enrolment"),
+                size,
+                &root,
+                policy,
+            )?);
+        }
+        let own = DecisionLink {
+            decision: self.decision.clone(),
+            enrolment: self.enrolment.clone(),
+        };
+        checked.push(self.check_link(&own, ("decision", "enrolment"), size, &root, policy)?);
+        // 6. The logged policy says what the statement says (version 2).
+        let (verified_policy, rule) = match &self.policy {
+            Some(p) => {
+                let (v, r) = self.check_policy(p, size, &root)?;
+                (Some(v), Some(r))
+            }
+            None => (None, None),
+        };
+        if let (Some(vp), Some(rule)) = (&verified_policy, &rule) {
+            for c in &checked {
+                if vp.index >= c.index {
+                    return Err(BundleError::PolicyNotBeforeDecision {
+                        decision_index: c.index,
+                    });
+                }
+                if rule.require_uv && !c.assertion.user_verified() {
+                    return Err(BundleError::RuleRequiresUserVerification(
+                        c.dec.approver_id.clone(),
+                    ));
+                }
+                if rule.require_attestation
+                    && !matches!(c.enr.attestation, AttestationRecord::Verified { .. })
+                {
+                    return Err(BundleError::RuleRequiresAttestation(
+                        c.dec.approver_id.clone(),
+                    ));
+                }
+            }
+        }
+        // 7. The quorum: distinct approvers, in log order, enough of them.
+        if checked.windows(2).any(|w| w[0].index >= w[1].index) {
+            return Err(BundleError::ApprovalsOutOfOrder);
+        }
+        let Some(last) = checked.pop() else {
+            return Err(BundleError::Malformed("no decision".into()));
+        };
+        if last.dec.decision == Decision::Deny && !checked.is_empty() {
+            return Err(BundleError::ApprovalsWithDenial);
+        }
+        checked.push(last);
+        let mut approvers: Vec<&str> = Vec::with_capacity(checked.len());
+        for c in &checked {
+            if approvers.contains(&c.dec.approver_id.as_str()) {
+                return Err(BundleError::DuplicateApprover(c.dec.approver_id.clone()));
+            }
+            approvers.push(&c.dec.approver_id);
+        }
+        let approvals: Vec<VerifiedApproval> = checked
+            .iter()
+            .filter(|c| c.dec.decision == Decision::Approve)
+            .map(|c| VerifiedApproval {
+                approver_id: c.dec.approver_id.clone(),
+                decision_index: c.index,
+                enrolment_index: c.enrolment_index,
+                decided_at_ms: c.dec.time_ms,
+                user_verified: c.assertion.user_verified(),
+            })
+            .collect();
+        let Some(own) = checked.pop() else {
+            return Err(BundleError::Malformed("no decision".into()));
+        };
+        if own.dec.decision == Decision::Approve {
+            let (needed, present) = (self.statement.quorum(), approvals.len() as u64);
+            if present < needed {
+                return Err(BundleError::QuorumNotMet { needed, present });
+            }
+        }
+        Ok(VerifiedBundle {
+            statement: self.statement.clone(),
+            decision: own.dec.decision,
+            statement_hash: own.dec.statement_hash,
+            decision_index: own.index,
+            decision_leaf_hash: own.leaf,
+            enrolment_index: own.enrolment_index,
+            decided_at_ms: own.dec.time_ms,
+            enrolled_at_ms: own.enr.time_ms,
+            algorithm: own.key.algorithm(),
+            user_verified: own.assertion.user_verified(),
+            origin: own.assertion.origin,
+            tree_size: size,
+            root,
+            cosignatures: cp.cosignatures,
+            approver_id: own.dec.approver_id,
+            approvals,
+            policy: verified_policy,
+        })
+    }
+
+    /// B16: the version fits the statement and the members present.
+    fn check_version(&self) -> Result<(), BundleError> {
+        use crate::statement::{STATEMENT_VERSION, STATEMENT_VERSION_POLICY};
+        match self.version {
+            BUNDLE_VERSION => {
+                if self.statement.version != STATEMENT_VERSION {
+                    return Err(BundleError::VersionMismatch(
+                        "a version 1 bundle needs a version 1 statement",
+                    ));
+                }
+                if !self.approvals.is_empty() || self.policy.is_some() {
+                    return Err(BundleError::VersionMismatch(
+                        "a version 1 bundle carries no approvals and no policy entry",
+                    ));
+                }
+            }
+            BUNDLE_VERSION_POLICY => {
+                if self.statement.version != STATEMENT_VERSION_POLICY {
+                    return Err(BundleError::VersionMismatch(
+                        "a version 2 bundle needs a version 2 statement",
+                    ));
+                }
+                if self.policy.is_none() {
+                    return Err(BundleError::VersionMismatch(
+                        "a version 2 bundle needs the policy entry its statement names",
+                    ));
+                }
+            }
+            _ => return Err(BundleError::UnsupportedVersion),
+        }
+        Ok(())
+    }
+
+    /// Link 6 (B17, B18): the policy entry is in the tree at the index the statement names,
+    /// holds a valid policy in canonical form, and that policy, evaluated on the statement's
+    /// client and `authorization_details`, gives the statement's rule, quorum and approvers.
+    fn check_policy(
+        &self,
+        p: &LoggedEntry,
+        size: u64,
+        root: &Hash,
+    ) -> Result<(VerifiedApprovalPolicy, RuleChecks), BundleError> {
+        let Some(sp) = &self.statement.policy else {
+            return Err(BundleError::VersionMismatch(
+                "a policy entry belongs to a version 2 statement",
+            ));
+        };
+        if sp.index != p.index {
+            return Err(BundleError::PolicyIndexMismatch {
+                statement: sp.index,
+                bundle: p.index,
+            });
+        }
+        let (bytes, _) = check_logged(p, "policy", size, root)?;
+        let Entry::Policy(entry) = Entry::decode(&bytes).map_err(|error| BundleError::Entry {
+            which: "policy",
+            error,
+        })?
+        else {
+            return Err(BundleError::WrongKind("policy"));
+        };
+        let validated = entry.validated().map_err(BundleError::InvalidPolicy)?;
+        let (vp, rule) = evaluate_statement_policy(&validated, &self.statement)?;
+        Ok((
+            VerifiedApprovalPolicy {
+                index: p.index,
+                sha256: entry.policy_hash(),
+                logged_at_ms: entry.time_ms,
+                ..vp
+            },
+            rule,
+        ))
+    }
+
+    /// Links 2 to 5 for one decision and its enrolment.
+    fn check_link(
+        &self,
+        link: &DecisionLink,
+        which: (&'static str, &'static str),
+        size: u64,
+        root: &Hash,
+        policy: &BundlePolicy<'_>,
+    ) -> Result<Checked, BundleError> {
+        let (dec_bytes, leaf) = check_logged(&link.decision, which.0, size, root)?;
+        let (enr_bytes, _) = check_logged(&link.enrolment, which.1, size, root)?;
         let Entry::Decision(dec) =
             Entry::decode(&dec_bytes).map_err(|error| BundleError::Entry {
-                which: "decision",
+                which: which.0,
                 error,
             })?
         else {
-            return Err(BundleError::WrongKind("decision"));
+            return Err(BundleError::WrongKind(which.0));
         };
         let Entry::Enrolment(enr) =
             Entry::decode(&enr_bytes).map_err(|error| BundleError::Entry {
-                which: "enrolment",
+                which: which.1,
                 error,
             })?
         else {
-            return Err(BundleError::WrongKind("enrolment"));
+            return Err(BundleError::WrongKind(which.1));
         };
-        // 3. The decision relies on this enrolment, made earlier, of the same credential.
-        // 4. The statement is the one in the entry. 5. The approver's passkey signed it.
-        let checked = verify_decision(
+        let c = verify_decision(
             &dec,
-            self.decision.index,
+            link.decision.index,
             &enr,
-            self.enrolment.index,
+            link.enrolment.index,
             &self.statement,
             &self.relying_party,
             policy,
         )?;
-        let (statement_hash, key, assertion) =
-            (checked.statement_hash, checked.key, checked.assertion);
-        Ok(VerifiedBundle {
-            statement: self.statement.clone(),
-            decision: dec.decision,
-            statement_hash,
-            decision_index: self.decision.index,
-            decision_leaf_hash: dec_leaf,
-            enrolment_index: self.enrolment.index,
-            decided_at_ms: dec.time_ms,
-            enrolled_at_ms: enr.time_ms,
-            algorithm: key.algorithm(),
-            user_verified: assertion.user_verified(),
-            origin: assertion.origin,
-            tree_size: size,
-            root,
-            cosignatures: cp.cosignatures,
+        Ok(Checked {
+            index: link.decision.index,
+            leaf,
+            enrolment_index: link.enrolment.index,
+            key: c.key,
+            assertion: c.assertion,
+            dec,
+            enr,
         })
     }
+}
+
+/// B18: what `policy` says of the request a version 2 `statement` records (its client and
+/// `authorization_details`) must be what the statement says: the same rule (or none), quorum and
+/// eligible approvers; with no rule, quorum 1 and one approver. The request's lifetime must fit
+/// the rule's `max_expiry`. Shared by [`EvidenceBundle::verify`] and the export verifier.
+/// The returned [`VerifiedApprovalPolicy`] has index, hash and time left zero for the caller to fill.
+pub fn check_statement_policy(
+    policy: &ValidatedPolicy,
+    statement: &Statement,
+) -> Result<VerifiedApprovalPolicy, BundleError> {
+    evaluate_statement_policy(policy, statement).map(|(v, _)| v)
+}
+
+fn evaluate_statement_policy(
+    policy: &ValidatedPolicy,
+    statement: &Statement,
+) -> Result<(VerifiedApprovalPolicy, RuleChecks), BundleError> {
+    let Some(sp) = &statement.policy else {
+        return Err(BundleError::VersionMismatch(
+            "a policy applies to a version 2 statement",
+        ));
+    };
+    let outcome = policy
+        .evaluate(&statement.client_id, &statement.authorization_details)
+        .map_err(BundleError::PolicyEvaluation)?;
+    let mismatch = |what, logged: String, statement: String| BundleError::PolicyMismatch {
+        what,
+        logged,
+        statement,
+    };
+    let shown = |r: &Option<String>| match r {
+        Some(n) => std::format!("{n:?}"),
+        None => "none (no rule matched)".into(),
+    };
+    let checks = match outcome {
+        Outcome::NoRuleMatched => {
+            if sp.rule.is_some() {
+                return Err(mismatch("rule", shown(&None), shown(&sp.rule)));
+            }
+            // The statement's own rules hold a null rule to quorum 1 and one approver.
+            RuleChecks {
+                require_uv: false,
+                require_attestation: false,
+            }
+        }
+        Outcome::Matched(m) => {
+            if sp.rule.as_deref() != Some(m.rule.as_str()) {
+                return Err(mismatch("rule", shown(&Some(m.rule)), shown(&sp.rule)));
+            }
+            if u64::from(m.quorum) != sp.quorum {
+                return Err(mismatch(
+                    "quorum",
+                    m.quorum.to_string(),
+                    sp.quorum.to_string(),
+                ));
+            }
+            if m.approvers != sp.approvers {
+                return Err(mismatch(
+                    "approvers",
+                    m.approvers.join(", "),
+                    sp.approvers.join(", "),
+                ));
+            }
+            if let Some(max) = m.max_expiry {
+                let lifetime = statement.expires_at.saturating_sub(statement.requested_at);
+                if lifetime > max {
+                    return Err(BundleError::RuleMaxExpiryExceeded { max, lifetime });
+                }
+            }
+            RuleChecks {
+                require_uv: m.require_uv,
+                require_attestation: m.require_attestation,
+            }
+        }
+    };
+    Ok((
+        VerifiedApprovalPolicy {
+            index: sp.index,
+            sha256: [0; 32],
+            rule: sp.rule.clone(),
+            quorum: sp.quorum,
+            eligible: sp.approvers.clone(),
+            logged_at_ms: 0,
+        },
+        checks,
+    ))
 }
 
 /// What [`verify_decision`] established about a decision.
@@ -428,7 +878,10 @@ pub fn check_decision_statement(
         return Err(BundleError::StatementHashMismatch);
     }
     if !statement.is_eligible(&dec.approver_id) {
-        return Err(BundleError::StatementApproverMismatch);
+        return Err(match statement.policy {
+            Some(_) => BundleError::NotEligible(dec.approver_id.clone()),
+            None => BundleError::StatementApproverMismatch,
+        });
     }
     if statement.decision().map_err(BundleError::Statement)? != dec.decision {
         return Err(BundleError::DecisionMismatch);

@@ -76,6 +76,8 @@ impl Expectation {
 /// and whether it is the `expected` one (`as_expected`), the statement and every value
 /// [`VerifiedBundle`] holds, byte strings in lowercase hex, the witnesses that cosigned, the
 /// unsigned members ([`UNSIGNED_BUNDLE_MEMBERS`]) and, if the bundle has it, `parties` as given.
+/// `quorum` and `approvals` (every approving decision in log order) are always present;
+/// `approval_policy` (index, sha256, rule, quorum, eligible) for a version 2 bundle.
 pub fn bundle_report(bundle: &EvidenceBundle, v: &VerifiedBundle, expect: Expectation) -> Value {
     let s = &v.statement;
     let cosignatures: Vec<Value> = v
@@ -94,7 +96,7 @@ pub fn bundle_report(bundle: &EvidenceBundle, v: &VerifiedBundle, expect: Expect
         "decision": v.decision.as_str(),
         "expected": expect.as_str(),
         "as_expected": expect.admits(v.decision),
-        "approver_id": s.approver_id,
+        "approver_id": v.approver_id,
         "client_id": s.client_id,
         "request_id": s.request_id,
         // A struct of strings, numbers and a JSON value always serialises.
@@ -116,8 +118,39 @@ pub fn bundle_report(bundle: &EvidenceBundle, v: &VerifiedBundle, expect: Expect
         "cosignatures": cosignatures,
         "unsigned": UNSIGNED_BUNDLE_MEMBERS,
     });
-    if let (Some(parties), Some(o)) = (&bundle.parties, out.as_object_mut()) {
-        o.insert("parties".into(), parties.clone());
+    let approvals: Vec<Value> = v
+        .approvals
+        .iter()
+        .map(|a| {
+            json!({
+                "approver_id": a.approver_id,
+                "decision_index": a.decision_index,
+                "enrolment_index": a.enrolment_index,
+                "decided_at_ms": a.decided_at_ms,
+                "user_verified": a.user_verified,
+            })
+        })
+        .collect();
+    if let Some(o) = out.as_object_mut() {
+        o.insert("bundle_version".into(), json!(bundle.version));
+        o.insert("quorum".into(), json!(s.quorum()));
+        o.insert("approvals".into(), Value::Array(approvals));
+        if let Some(p) = &v.policy {
+            o.insert(
+                "approval_policy".into(),
+                json!({
+                    "index": p.index,
+                    "sha256": hex::encode(p.sha256),
+                    "logged_at_ms": p.logged_at_ms,
+                    "rule": p.rule,
+                    "quorum": p.quorum,
+                    "eligible": p.eligible,
+                }),
+            );
+        }
+        if let Some(parties) = &bundle.parties {
+            o.insert("parties".into(), parties.clone());
+        }
     }
     out
 }
@@ -172,6 +205,11 @@ mod tests {
         assert_eq!(r["statement"], v["bundle"]["statement"]);
         assert_eq!(r["decision_index"], 2);
         assert_eq!(r["root"], json!(verified.root.to_hex()));
+        assert_eq!(r["approver_id"], json!("apv_7f3a9c"));
+        assert_eq!((&r["quorum"], &r["bundle_version"]), (&json!(1), &json!(1)));
+        assert_eq!(r["approvals"][0]["decision_index"], 2);
+        assert_eq!(r["approvals"].as_array().map(Vec::len), Some(1));
+        assert!(r.get("approval_policy").is_none());
         let r = bundle_report(&b, &verified, Expectation::Deny);
         assert_eq!(
             (&r["expected"], &r["as_expected"]),

@@ -318,7 +318,14 @@ async fn show(
         "statement": r.statement,
         "delivery_mode": r.mode,
         "token_issued": r.token_issued,
+        // Every approval logged toward the quorum (with the decision that ended it, if an
+        // approval).
+        "approvals": r.decisions()
+            .filter(|d| r.status != RequestStatus::Denied || Some(*d) != r.decision.as_ref())
+            .map(|d| json!({"approver_id": r.decider(d), "log_index": d.index}))
+            .collect::<Vec<_>>(),
         "decision": r.decision.as_ref().map(|d| json!({
+            "approver_id": r.decider(d),
             "log_index": d.index,
             "leaf_hash": d.leaf_hash,
             "enrolment_index": d.enrolment_index,

@@ -5,7 +5,8 @@
 //! below it; none of them uses it. Flags and signals live in `main`, the admin HTTP client of
 //! every admin subcommand in [`admin_client`]
 //! (and [`requests`]), what they print in [`text`] and [`times`], built-in TLS in [`tls`], the
-//! offline policy file check in [`policy_cmd`].
+//! approval policy commands (`check` offline, `show`) in [`policy_cmd`], the policy of `serve
+//! --policy` put in force by [`Server::start_policy`].
 
 pub mod admin_client;
 pub mod args;

@@ -165,7 +165,7 @@ pub fn render_list(v: &Value) -> String {
                 text(&r["request_id"]),
                 text(&r["status"]),
                 text(&r["client_id"]),
-                text(&r["approver_id"]),
+                approvers_cell(r),
                 rfc3339_of(&r["requested_at"]),
                 if decided {
                     format!("decided {}", rfc3339_of(&r["decided_at"]))
@@ -194,6 +194,24 @@ pub fn render_list(v: &Value) -> String {
     )
 }
 
+/// The approver column: the one approver, or under a policy rule `2 of apv_a apv_b apv_c`
+/// (with `(1 approved)` while it waits).
+fn approvers_cell(r: &Value) -> String {
+    if r["approver_id"].is_string() || r["approvers"].is_null() {
+        return text(&r["approver_id"]);
+    }
+    let names: Vec<String> = r["approvers"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let approved = r["approvals"].as_array().map_or(0, Vec::len);
+    let mut cell = format!("{} of {}", text(&r["quorum"]), names.join(" "));
+    if approved > 0 && r["status"] == "pending" {
+        cell.push_str(&format!(" ({approved} approved)"));
+    }
+    cell
+}
+
 /// A JSON string's text, or the JSON itself for anything else (`-` for null).
 fn text(v: &Value) -> String {
     match v {
@@ -218,7 +236,37 @@ pub fn render_show(v: &Value) -> String {
     line("request id", format!("{}{found}", text(&v["request_id"])));
     line("status", text(&v["status"]));
     line("client", text(&st["client_id"]));
-    line("approver", text(&st["approver_id"]));
+    match &st["policy"] {
+        Value::Object(p) => {
+            line(
+                "approvers",
+                format!(
+                    "{} of {} (policy entry {}, rule {})",
+                    text(&p["quorum"]),
+                    p["approvers"]
+                        .as_array()
+                        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(" "))
+                        .unwrap_or_default(),
+                    text(&p["index"]),
+                    text(&p["rule"])
+                ),
+            );
+            if let Some(list) = v["approvals"].as_array().filter(|l| !l.is_empty()) {
+                let done: Vec<String> = list
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{} (log index {})",
+                            text(&a["approver_id"]),
+                            text(&a["log_index"])
+                        )
+                    })
+                    .collect();
+                line("approved by", done.join(", "));
+            }
+        }
+        _ => line("approver", text(&st["approver_id"])),
+    }
     line("scope", text(&st["scope"]));
     line("agent's note", text(&st["binding_message"]));
     line(
@@ -333,5 +381,28 @@ mod tests {
         let h = continue_hint(&json!({"truncated": "scan_budget", "next_cursor": "00ab/req_2"}))
             .unwrap();
         assert!(h.contains("examining 10000 requests") && h.contains("--cursor 00ab/req_2"));
+    }
+
+    #[test]
+    fn a_quorum_request_shows_its_approvers_and_approvals() {
+        let row = json!({"status": "pending", "approver_id": null, "quorum": 2,
+            "approvers": ["apv_t1", "apv_t2", "apv_t3"],
+            "approvals": [{"approver_id": "apv_t1", "log_index": 7}]});
+        assert_eq!(
+            approvers_cell(&row),
+            "2 of apv_t1 apv_t2 apv_t3 (1 approved)"
+        );
+        assert_eq!(approvers_cell(&json!({"approver_id": "apv_a"})), "apv_a");
+        let shown = render_show(&json!({
+            "request_id": "req_1", "status": "pending",
+            "statement": {"policy": {"index": 3, "rule": "payments over 1000", "quorum": 2,
+                "approvers": ["apv_t1", "apv_t2"]}},
+            "approvals": [{"approver_id": "apv_t1", "log_index": 7}],
+        }));
+        assert!(
+            shown.contains("2 of apv_t1 apv_t2 (policy entry 3, rule payments over 1000)"),
+            "{shown}"
+        );
+        assert!(shown.contains("apv_t1 (log index 7)"), "{shown}");
     }
 }

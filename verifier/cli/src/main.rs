@@ -676,20 +676,41 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             }
         },
     };
+    // Every decision of the bundle (each approval of a quorum) must be by an unrevoked passkey.
     let revocation = match &a.entries {
         None => None,
-        Some(path) => match revocation_check(path, &v)? {
-            Ok(c) => Some(c),
-            Err(e) => {
-                return Ok(Outcome::Invalid {
-                    check: "revocation",
-                    message: e.to_string(),
-                })
+        Some(path) => {
+            let subjects = v.revocation_subjects();
+            let mut checks: Vec<(u64, RevocationCheck)> = Vec::with_capacity(subjects.len());
+            for subject in &subjects {
+                match revocation_check(path, subject, v.tree_size)? {
+                    Ok(c) => checks.push((subject.decision_index, c)),
+                    Err(e) => {
+                        return Ok(Outcome::Invalid {
+                            check: "revocation",
+                            message: if subjects.len() > 1 {
+                                format!("the decision at log index {}: {e}", subject.decision_index)
+                            } else {
+                                e.to_string()
+                            },
+                        })
+                    }
+                }
             }
-        },
+            Some(checks)
+        }
     };
     let as_expected = a.expect.admits(v.decision);
+    let quorum_headline;
     let headline = match (v.decision, as_expected) {
+        (Decision::Approve, true) if v.approvals.len() > 1 => {
+            quorum_headline = format!(
+                "OK: evidence verified; {} distinct approvers APPROVED this action (quorum {})",
+                v.approvals.len(),
+                v.statement.quorum()
+            );
+            quorum_headline.as_str()
+        }
         (Decision::Approve, true) => "OK: evidence verified; the approver APPROVED this action",
         (Decision::Deny, true) => {
             "OK: evidence verified; the approver DENIED this action (--expect allows a denial)"
@@ -723,7 +744,7 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
          log:           {} index {} (leaf {}), enrolment at index {}\n\
          checkpoint:    tree size {}, root {}{}",
         v.decision.as_str().to_uppercase(),
-        s.approver_id,
+        v.approver_id,
         v.algorithm,
         v.user_verified,
         v.origin,
@@ -755,6 +776,36 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
             )
         }
     );
+    if let Some(p) = &v.policy {
+        summary.push_str(&format!(
+            "\napproval rule: {} (quorum {} of the {} eligible approvers {}; policy entry at \
+             index {}, sha256 {})",
+            match &p.rule {
+                Some(r) => format!("{r:?}"),
+                None => "none matched (the named approver alone)".into(),
+            },
+            p.quorum,
+            p.eligible.len(),
+            p.eligible.join(", "),
+            p.index,
+            hex::encode(p.sha256),
+        ));
+        if v.decision == Decision::Approve {
+            summary.push_str(&format!(
+                "\napprovals:     {} of {} needed, distinct approvers: {}",
+                v.approvals.len(),
+                p.quorum,
+                v.approvals
+                    .iter()
+                    .map(|x| format!(
+                        "{} (index {}, enrolment {}, user verified: {})",
+                        x.approver_id, x.decision_index, x.enrolment_index, x.user_verified
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     if let Some(p) = &b.parties {
         summary.push_str(&format!("\nparties:       {p} (unsigned)"));
     }
@@ -768,13 +819,23 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
              log's {} entries)",
             v.tree_size
         ),
-        Some(c) => format!(
+        Some(checks) => format!(
             "\nrevocation:    checked against the log's {} entries: not revoked before the \
-             decision{}",
-            c.entries,
-            c.revoked_after
-                .map(|i| format!(" (revoked afterwards, at index {i})"))
-                .unwrap_or_default()
+             decision{}{}",
+            v.tree_size,
+            if checks.len() > 1 { "s" } else { "" },
+            checks
+                .iter()
+                .filter_map(|(d, c)| c.revoked_after.map(|i| (d, i)))
+                .map(|(d, i)| if checks.len() == 1 {
+                    format!(" (revoked afterwards, at index {i})")
+                } else {
+                    format!(
+                        " (the passkey of the decision at index {d} was revoked afterwards, at \
+                         index {i})"
+                    )
+                })
+                .collect::<String>()
         ),
     });
     let mut details = bundle_report(&b, &v, a.expect);
@@ -785,7 +846,19 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
     }
     details["revocation"] = match &revocation {
         None => json!({"checked": false}),
-        Some(c) => json!({"checked": true, "entries": c.entries, "revoked_after": c.revoked_after}),
+        Some(checks) => {
+            // The bundle's own decision is the last subject.
+            let own = checks.last().and_then(|(_, c)| c.revoked_after);
+            let each: Vec<Value> = checks
+                .iter()
+                .map(|(d, c)| json!({"decision_index": d, "revoked_after": c.revoked_after}))
+                .collect();
+            let mut r = json!({"checked": true, "entries": v.tree_size, "revoked_after": own});
+            if each.len() > 1 {
+                r["decisions"] = Value::Array(each);
+            }
+            r
+        }
     };
     if let Some(action) = action.filter(|_| as_expected) {
         if let Err(e) = check_execution(&v.statement, &action, a.now) {
@@ -823,13 +896,14 @@ fn bundle(a: &BundleArgs) -> Result<Outcome, UsageError> {
 /// be read is a usage error; entries that fail the check are the inner `Err`.
 fn revocation_check(
     path: &str,
-    v: &countersign_verifier::VerifiedBundle,
+    subject: &countersign_verifier::RevocationSubject,
+    tree_size: u64,
 ) -> Result<Result<RevocationCheck, RevocationError>, UsageError> {
     let p = std::path::Path::new(path);
     let mut entries = if p.is_dir() {
         Entries::Tiles {
             dir: p.to_owned(),
-            size: v.tree_size,
+            size: tree_size,
             next_tile: 0,
             buf: Vec::new().into_iter(),
             error: None,
@@ -842,7 +916,7 @@ fn revocation_check(
             error: None,
         }
     };
-    let result = check_not_revoked(&v.revocation_subject(), &mut entries);
+    let result = check_not_revoked(subject, &mut entries);
     match entries.error() {
         Some(e) => Err(UsageError(format!("--entries {path}: {e}"))),
         None => Ok(result),
@@ -986,7 +1060,17 @@ fn entry(a: &EntryArgs) -> Result<Outcome, UsageError> {
     };
     let leaf = leaf_hash(&bytes);
     let fields = e.to_json();
-    let details = json!({"kind": e.kind_name(), "leaf_hash": leaf.to_hex(), "fields": fields});
+    let mut details = json!({"kind": e.kind_name(), "leaf_hash": leaf.to_hex(), "fields": fields});
+    // A policy entry counts only if it holds a valid policy in its canonical form.
+    if let Entry::Policy(p) = &e {
+        if let Err(err) = p.validated() {
+            return Ok(Outcome::Invalid {
+                check: "entry",
+                message: format!("policy entry: {err}"),
+            });
+        }
+        details["policy_sha256"] = json!(hex::encode(p.policy_hash()));
+    }
     let pretty = serde_json::to_string_pretty(&details["fields"]).unwrap_or_default();
     Ok(Outcome::Valid {
         summary: format!(

@@ -181,10 +181,18 @@ fn from_json_refuses_oversized_unknown_version_and_malformed() {
 
     let (b, _, key) = vector();
     let mut v: Value = serde_json::from_str(&b.to_json()).unwrap();
-    v["version"] = json!(2);
+    v["version"] = json!(3);
     assert_eq!(
         EvidenceBundle::from_json(v.to_string().as_bytes()),
         Err(BundleError::UnsupportedVersion)
+    );
+    // Version 2 parses; its contents are checked by verify.
+    v["version"] = json!(2);
+    assert_eq!(
+        EvidenceBundle::from_json(v.to_string().as_bytes())
+            .unwrap()
+            .version,
+        2
     );
     v["version"] = json!(1);
     v["extra"] = json!(true);
@@ -197,13 +205,38 @@ fn from_json_refuses_oversized_unknown_version_and_malformed() {
     assert!(matches!(e, BundleError::Malformed(_)), "{e}");
 
     // A bundle built in code with another version is refused by verify too.
-    let mut two = b;
-    two.version = 2;
-    assert_eq!(verify(&two, &key), Err(BundleError::UnsupportedVersion));
+    let mut three = b.clone();
+    three.version = 3;
+    assert_eq!(verify(&three, &key), Err(BundleError::UnsupportedVersion));
     assert_eq!(
         BundleError::UnsupportedVersion.to_string(),
-        "bundle version is not 1"
+        "bundle version is not 1 or 2"
     );
+    // Version 2 needs a version 2 statement and a policy entry.
+    let mut two = b.clone();
+    two.version = 2;
+    let e = verify(&two, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bundle version: a version 2 bundle needs a version 2 statement"
+    );
+    // Version 1 carries neither approvals nor a policy entry.
+    let mut one = b.clone();
+    one.policy = Some(b.enrolment.clone());
+    let e = verify(&one, &key).unwrap_err();
+    assert_eq!(
+        e,
+        BundleError::VersionMismatch("a version 1 bundle carries no approvals and no policy entry")
+    );
+    let mut one = b.clone();
+    one.approvals = vec![DecisionLink {
+        decision: b.decision.clone(),
+        enrolment: b.enrolment.clone(),
+    }];
+    assert!(matches!(
+        verify(&one, &key),
+        Err(BundleError::VersionMismatch(_))
+    ));
 }
 
 #[test]
@@ -367,6 +400,12 @@ fn the_statement_must_be_the_logged_one_in_every_field() {
     );
 
     let (r, key) = relogged(|s, _, _| s.version = 2);
+    let e = verify(&r, &key).unwrap_err();
+    assert_eq!(
+        e,
+        BundleError::VersionMismatch("a version 1 bundle needs a version 1 statement")
+    );
+    let (r, key) = relogged(|s, _, _| s.binding_message = "a\nb".into());
     let e = verify(&r, &key).unwrap_err();
     assert!(matches!(e, BundleError::Statement(_)), "{e}");
     assert!(e.to_string().starts_with("statement: "));
@@ -536,5 +575,215 @@ fn proof_paths_match_the_tree() {
     assert_eq!(
         node_hash(&leaves[0], &leaves[1]),
         root_from_leaf_hashes(&leaves[..2])
+    );
+}
+
+const QUORUM: &str = include_str!("../../../testvectors/bundles/quorum-valid-2-of-3.json");
+
+/// The published 2-of-3 bundle and the log key.
+fn quorum_vector() -> (EvidenceBundle, VerifierKey) {
+    let v: Value = serde_json::from_str(QUORUM).unwrap();
+    let bundle = EvidenceBundle::from_json(v["bundle"].to_string().as_bytes()).unwrap();
+    let key = VerifierKey::parse(v["log_key"].as_str().unwrap()).unwrap();
+    (bundle, key)
+}
+
+/// The 2-of-3 bundle's entries in a new log of the same size (other entries filler), with the
+/// policy entry at its index replaced by `policy` (the statement and its signatures untouched).
+fn quorum_relogged(policy: Vec<u8>) -> (EvidenceBundle, VerifierKey) {
+    let (b, _) = quorum_vector();
+    let size = verify(&b, &quorum_vector().1).unwrap().tree_size as usize;
+    let mut entries: Vec<Vec<u8>> = (0..size)
+        .map(|i| format!("filler {i}").into_bytes())
+        .collect();
+    let mut links: Vec<&LoggedEntry> = vec![&b.decision, &b.enrolment];
+    for a in &b.approvals {
+        links.push(&a.decision);
+        links.push(&a.enrolment);
+    }
+    for l in &links {
+        entries[l.index as usize] = hex::decode(&l.entry).unwrap();
+    }
+    let pi = b.policy.as_ref().unwrap().index as usize;
+    entries[pi] = policy;
+    let (mut out, key) = relog(
+        &b,
+        &entries,
+        b.enrolment.index as usize,
+        b.decision.index as usize,
+    );
+    let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+    let logged = |i: u64| LoggedEntry {
+        index: i,
+        entry: hex::encode(&entries[i as usize]),
+        inclusion_proof: path(i as usize, &leaves).iter().map(Hash::to_hex).collect(),
+    };
+    out.policy = Some(logged(pi as u64));
+    out.approvals = b
+        .approvals
+        .iter()
+        .map(|a| DecisionLink {
+            decision: logged(a.decision.index),
+            enrolment: logged(a.enrolment.index),
+        })
+        .collect();
+    (out, key)
+}
+
+/// The vector's policy (JSON) changed by `f`, as a policy entry.
+fn policy_entry(f: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let (b, _) = quorum_vector();
+    let Entry::Policy(p) = Entry::decode(&hex::decode(&b.policy.unwrap().entry).unwrap()).unwrap()
+    else {
+        panic!("not a policy entry")
+    };
+    let mut v: Value = serde_json::from_slice(&p.policy).unwrap();
+    f(&mut v);
+    let policy = ValidatedPolicy::from_json(v.to_string().as_bytes()).unwrap();
+    enc(Entry::Policy(crate::entry::PolicyEntry::of(
+        &policy, p.time_ms,
+    )))
+}
+
+#[test]
+fn the_quorum_vector_reports_every_approval_and_the_policy() {
+    let (b, key) = quorum_vector();
+    let v = verify(&b, &key).unwrap();
+    let who: Vec<(&str, u64, u64, bool)> = v
+        .approvals
+        .iter()
+        .map(|a| {
+            (
+                a.approver_id.as_str(),
+                a.decision_index,
+                a.enrolment_index,
+                a.user_verified,
+            )
+        })
+        .collect();
+    assert_eq!(who, [("apv_t1", 7, 2, true), ("apv_t2", 8, 3, true)]);
+    assert_eq!(v.approver_id, "apv_t2");
+    let p = v.policy.as_ref().unwrap();
+    assert_eq!(p.index, 1);
+    assert_eq!(p.rule.as_deref(), Some("payments over 1000"));
+    assert_eq!((p.quorum, p.eligible.len()), (2, 3));
+    let Entry::Policy(pe) =
+        Entry::decode(&hex::decode(&b.policy.as_ref().unwrap().entry).unwrap()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(p.sha256, crate::hash::sha256(&pe.policy));
+    let subjects = v.revocation_subjects();
+    assert_eq!(
+        subjects
+            .iter()
+            .map(|s| (s.decision_index, s.enrolment_index))
+            .collect::<Vec<_>>(),
+        [(7, 2), (8, 3)]
+    );
+    // Relogging with the same policy entry keeps it valid (the helper itself is sound).
+    let (r, rkey) = quorum_relogged(policy_entry(|_| {}));
+    assert_eq!(verify(&r, &rkey).unwrap().approvals.len(), 2);
+}
+
+#[test]
+fn the_logged_policy_must_say_what_the_statement_says() {
+    // The rule requires a verified attestation: the enrolments record none.
+    let (r, key) = quorum_relogged(policy_entry(|v| {
+        v["rules"][0]["require_attestation"] = json!(true)
+    }));
+    let e = verify(&r, &key).unwrap_err();
+    assert_eq!(e, BundleError::RuleRequiresAttestation("apv_t1".into()));
+    assert!(e.to_string().contains("verified attestation"), "{e}");
+
+    // The rule allows requests of at most 60 seconds; this one lives 300.
+    let (r, key) = quorum_relogged(policy_entry(|v| v["rules"][0]["max_expiry"] = json!(60)));
+    let e = verify(&r, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the request lives 300 seconds, longer than the rule's max_expiry of 60"
+    );
+
+    // Another group: the eligible approvers differ.
+    let (r, key) = quorum_relogged(policy_entry(|v| {
+        v["groups"]["treasury"] = json!(["apv_t1", "apv_t2", "apv_t4"])
+    }));
+    let e = verify(&r, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the logged policy gives approvers apv_t1, apv_t2, apv_t4, the statement says apv_t1, apv_t2, apv_t3"
+    );
+
+    // No rule matches under the logged policy, the statement names one.
+    let (r, key) = quorum_relogged(policy_entry(|v| {
+        v["rules"][0]["when"]["value"] = json!("5000")
+    }));
+    let e = verify(&r, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the logged policy gives rule none (no rule matched), the statement says \"payments over 1000\""
+    );
+
+    // The logged policy cannot evaluate the request (a field it does not have).
+    let (r, key) = quorum_relogged(policy_entry(|v| {
+        v["rules"][0]["when"]["field"] = json!("instructedAmount.value")
+    }));
+    let e = verify(&r, &key).unwrap_err();
+    assert!(matches!(e, BundleError::PolicyEvaluation(_)), "{e}");
+    assert!(e.to_string().contains("it is missing"), "{e}");
+}
+
+#[test]
+fn the_policy_entry_must_be_a_valid_canonical_policy_entry() {
+    // Not a policy entry at all.
+    let (r, key) = quorum_relogged(b"not an entry".to_vec());
+    let e = verify(&r, &key).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BundleError::Entry {
+                which: "policy",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // An entry of another kind.
+    let (b, _) = quorum_vector();
+    let (r, key) = quorum_relogged(hex::decode(&b.enrolment.entry).unwrap());
+    assert_eq!(verify(&r, &key), Err(BundleError::WrongKind("policy")));
+    // A policy entry holding a policy's JSON in another spelling.
+    let good = policy_entry(|_| {});
+    let Entry::Policy(mut p) = Entry::decode(&good).unwrap() else {
+        panic!()
+    };
+    p.policy.insert(1, b' ');
+    let (r, key) = quorum_relogged(enc(Entry::Policy(p)));
+    let e = verify(&r, &key).unwrap_err();
+    assert!(matches!(e, BundleError::InvalidPolicy(_)), "{e}");
+    assert!(e.to_string().starts_with("policy entry: "), "{e}");
+    // A proof of the policy entry that does not lead to the root.
+    let (b, key) = quorum_vector();
+    let mut broken = b.clone();
+    broken.policy.as_mut().unwrap().inclusion_proof[0] = "00".repeat(32);
+    let e = verify(&broken, &key).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BundleError::Inclusion {
+                which: "policy",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // An approval's proof broken is named as such.
+    let mut broken = b;
+    broken.approvals[0].enrolment.inclusion_proof[0] = "00".repeat(32);
+    let e = verify(&broken, &key).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("approval enrolment entry is not in the checkpointed tree"),
+        "{e}"
     );
 }

@@ -57,6 +57,10 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
             let bytes = hexs(&v["entry"]);
             let entry = Entry::decode(&bytes).map_err(|x| e(&x))?;
             assert_eq!(entry.encode().unwrap(), bytes, "canonical");
+            if let Entry::Policy(p) = &entry {
+                // A policy entry is relied on only if it holds a valid policy's canonical form.
+                p.validated().map_err(|x| e(&x))?;
+            }
             assert_eq!(entry.kind_name(), v["kind"].as_str().unwrap());
             assert_eq!(leaf_hash(&bytes), h(&v["leaf_hash"]));
             Ok(())
@@ -130,6 +134,19 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 .and_then(Value::as_str)
                 .unwrap_or("approve");
             assert_eq!(ok.decision.as_str(), decision);
+            if let Some(want) = v.get("approvals") {
+                let got: Vec<&str> = ok
+                    .approvals
+                    .iter()
+                    .map(|a| a.approver_id.as_str())
+                    .collect();
+                assert_eq!(serde_json::json!(got), *want);
+                let p = ok.policy.as_ref().unwrap();
+                assert_eq!(serde_json::json!(p.rule), v["rule"]);
+                assert_eq!(p.quorum, v["quorum"].as_u64().unwrap());
+                assert_eq!(p.index, b.policy.as_ref().unwrap().index);
+                assert_eq!(ok.revocation_subjects().len(), ok.approvals.len().max(1));
+            }
             if let Some(action) = v.get("action") {
                 check_execution(&ok.statement, action, None).map_err(|x| e(&x))?;
             }
@@ -146,9 +163,14 @@ fn run(kind: &str, v: &Value) -> Result<(), String> {
                 .verify(&key, &BundlePolicy::default())
                 .map_err(|x| e(&x))?;
             let entries: Vec<Vec<u8>> = v["entries"].as_array().unwrap().iter().map(hexs).collect();
-            let c = check_not_revoked(&ok.revocation_subject(), &entries).map_err(|x| e(&x))?;
-            assert_eq!(c.entries, ok.tree_size);
-            assert_eq!(c.revoked_after, v["revoked_after"].as_u64());
+            // Every decision of the bundle (each approval of a quorum); the bundle's own last.
+            let mut last = None;
+            for subject in ok.revocation_subjects() {
+                let c = check_not_revoked(&subject, &entries).map_err(|x| e(&x))?;
+                assert_eq!(c.entries, ok.tree_size);
+                last = Some(c);
+            }
+            assert_eq!(last.unwrap().revoked_after, v["revoked_after"].as_u64());
             Ok(())
         }
         "approval-policies" => {

@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use countersign_log::{AppendError, StorageError};
+use countersign_log::{AppendError, Appended, StorageError};
 use countersign_verifier::{ApprovalPolicy, Entry, ValidatedPolicy};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{parse_policy_toml, ActivePolicy, PolicyFileError};
 use crate::state::Approvals;
+use crate::store::{Batch, Durability};
 
 /// Key of [`PolicyRecord`] in the front end's store.
 pub const POLICY_RECORD_KEY: &str = "v/policy";
@@ -338,14 +339,15 @@ impl PolicyService {
         match (policy, record, last) {
             (Some(p), Some(r), Some(_)) if r.sha256 == hex::encode(p.hash()) => {
                 if !r.in_force {
-                    self.write_record(r.index, &p, true).await?;
+                    self.write_record(r.index, None, &p, true).await?;
                 }
                 self.activate(p, r.index);
                 Ok(StartOutcome::Reused { index: r.index })
             }
             (Some(p), _, _) => {
-                let index = self.log(&p).await?;
-                self.write_record(index, &p, true).await?;
+                let appended = self.log(&p).await?;
+                let index = appended.index;
+                self.write_record(index, Some(&appended), &p, true).await?;
                 self.activate(p, index);
                 Ok(StartOutcome::Logged { index })
             }
@@ -353,12 +355,14 @@ impl PolicyService {
                 let empty = empty_policy().map_err(PolicyStartError::Empty)?;
                 a.set_active_policy(None);
                 if last != empty {
-                    let index = self.log(&empty).await?;
-                    self.write_record(index, &empty, false).await?;
+                    let appended = self.log(&empty).await?;
+                    let index = appended.index;
+                    self.write_record(index, Some(&appended), &empty, false)
+                        .await?;
                     Ok(StartOutcome::Withdrawn { index })
                 } else {
                     if r.in_force {
-                        self.write_record(r.index, &last, false).await?;
+                        self.write_record(r.index, None, &last, false).await?;
                     }
                     Ok(StartOutcome::NoPolicy)
                 }
@@ -370,21 +374,22 @@ impl PolicyService {
         }
     }
 
-    /// Appends `p`'s policy entry; returns its index once a signed checkpoint covers it (what
-    /// an [`countersign_log::Appended`] means).
-    async fn log(&self, p: &ValidatedPolicy) -> Result<u64, PolicyStartError> {
-        let appended = self
-            .approvals
+    /// Appends `p`'s policy entry; returns the append once a signed checkpoint covers it (what
+    /// an [`Appended`] means).
+    async fn log(&self, p: &ValidatedPolicy) -> Result<Appended, PolicyStartError> {
+        self.approvals
             .log
             .append_policy(p)
             .await
-            .map_err(PolicyStartError::Append)?;
-        Ok(appended.index)
+            .map_err(PolicyStartError::Append)
     }
 
+    /// Writes the record naming the entry at `index`; with `appended` (the entry was just
+    /// logged), the entry's `policy.changed` audit event in the same write.
     async fn write_record(
         &self,
         index: u64,
+        appended: Option<&Appended>,
         p: &ValidatedPolicy,
         in_force: bool,
     ) -> Result<(), StorageError> {
@@ -393,7 +398,16 @@ impl PolicyService {
             sha256: hex::encode(p.hash()),
             in_force,
         };
-        self.approvals.store.put(POLICY_RECORD_KEY, &record).await
+        let a = &self.approvals;
+        let mut batch = Batch::new();
+        batch.put_json(POLICY_RECORD_KEY, &record)?;
+        let events: Vec<_> = appended
+            .and_then(|ap| crate::audit::appended_event(a.log.store(), ap, None))
+            .into_iter()
+            .collect();
+        a.store
+            .commit_with_events(batch, &events, Durability::Sync)
+            .await
     }
 
     fn activate(&self, policy: ValidatedPolicy, index: u64) {
@@ -465,14 +479,18 @@ impl PolicyService {
                 };
             }
         }
-        let index = match self.log(&policy).await {
-            Ok(i) => i,
+        let appended = match self.log(&policy).await {
+            Ok(a) => a,
             Err(e) => return ReloadOutcome::Failed(e.to_string()),
         };
+        let index = appended.index;
         // The entry is logged: from here on the new policy is what the log says took effect, so
         // it is put in force even if the record cannot be written (the next start then logs
         // the file's policy again, which is harmless).
-        if let Err(e) = self.write_record(index, &policy, true).await {
+        if let Err(e) = self
+            .write_record(index, Some(&appended), &policy, true)
+            .await
+        {
             tracing::error!(
                 index,
                 error = %e,

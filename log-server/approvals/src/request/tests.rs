@@ -217,6 +217,142 @@ fn finish_records_the_decision_and_clears_the_indexes() {
     assert_eq!(r.status, RequestStatus::Pending);
 }
 
+/// A request under a 2-of-3 policy rule.
+fn quorum_record(expires_at: u64) -> RequestRecord {
+    let mut r = record(expires_at);
+    r.statement.version = countersign_verifier::STATEMENT_VERSION_POLICY;
+    r.statement.approver_id = String::new();
+    r.statement.policy = Some(countersign_verifier::StatementPolicy {
+        index: 3,
+        rule: Some("payments over 1000".into()),
+        quorum: 2,
+        approvers: vec!["apv_t1".into(), "apv_t2".into(), "apv_t3".into()],
+    });
+    r
+}
+
+fn claim_by(approver: &str, decision: Decision) -> ClaimRecord {
+    ClaimRecord {
+        approver_id: approver.into(),
+        ..a_claim(decision)
+    }
+}
+
+fn logged_by(approver: &str, index: u64) -> DecisionRecord {
+    DecisionRecord {
+        approver_id: approver.into(),
+        ..logged_at(index)
+    }
+}
+
+#[test]
+fn a_quorum_request_waits_for_distinct_approvers_and_ends_on_a_denial() {
+    let mut r = quorum_record(NOW + 300);
+    let b = create(&r, KEY).unwrap();
+    let (puts, _) = keys(&b);
+    for a in ["apv_t1", "apv_t2", "apv_t3"] {
+        assert!(
+            puts.contains(&format!("{PENDING_PREFIX}{a}/req_test").as_str()),
+            "{a}: {puts:?}"
+        );
+    }
+    // Not eligible: refused at the claim.
+    assert_eq!(
+        claim(&mut r, KEY, NOW, claim_by("apv_mallory", Decision::Approve)).unwrap_err(),
+        TransitionError::NotEligible
+    );
+    // The first approval: kept, the request open again, t1 out of the inbox only.
+    claim(&mut r, KEY, NOW, claim_by("apv_t1", Decision::Approve)).unwrap();
+    let b = finish(&mut r, KEY, Decision::Approve, logged_by("apv_t1", 7), None).unwrap();
+    assert_eq!(r.status, RequestStatus::Pending);
+    assert!(r.decision.is_none() && r.claim.is_none());
+    assert_eq!(r.approvals.len(), 1);
+    let (puts, dels) = keys(&b);
+    let h1 = CibaStore::history_key("apv_t1", 7, "req_test");
+    assert_eq!(puts, [KEY, h1.as_str()]);
+    assert_eq!(
+        dels,
+        [
+            format!("{PENDING_PREFIX}apv_t1/req_test").as_str(),
+            "i/00ff"
+        ]
+    );
+    assert!(r.has_approved("apv_t1") && !r.has_approved("apv_t2"));
+    // The same approver again (any passkey): refused at the claim, nothing changes.
+    assert_eq!(
+        claim(&mut r, KEY, NOW, claim_by("apv_t1", Decision::Approve)).unwrap_err(),
+        TransitionError::AlreadyApproved
+    );
+    assert_eq!(r.status, RequestStatus::Pending);
+    // A second approver completes it: the evidence record holds both approvals.
+    let mut approved = r.clone();
+    claim(
+        &mut approved,
+        KEY,
+        NOW,
+        claim_by("apv_t3", Decision::Approve),
+    )
+    .unwrap();
+    let b = finish(
+        &mut approved,
+        KEY,
+        Decision::Approve,
+        logged_by("apv_t3", 9),
+        None,
+    )
+    .unwrap();
+    assert_eq!(approved.status, RequestStatus::Approved);
+    let e: crate::store::EvidenceRecord = b
+        .ops()
+        .iter()
+        .find(|(k, _)| *k == CibaStore::evidence_key(9))
+        .and_then(|(_, v)| serde_json::from_slice(v.as_ref()?).ok())
+        .unwrap();
+    assert_eq!((e.decision_index, e.decider()), (9, "apv_t3"));
+    assert_eq!(e.approvals.iter().map(|d| d.index).collect::<Vec<_>>(), [7]);
+    let (_, dels) = keys(&b);
+    for a in ["apv_t1", "apv_t2", "apv_t3"] {
+        assert!(
+            dels.contains(&format!("{PENDING_PREFIX}{a}/req_test").as_str()),
+            "{a}: {dels:?}"
+        );
+    }
+    assert_eq!(
+        CibaStore::history_keys_of(&approved),
+        [
+            CibaStore::history_key("apv_t1", 7, "req_test"),
+            CibaStore::history_key("apv_t3", 9, "req_test")
+        ]
+    );
+    // Or a denial by another eligible approver ends it after the first approval.
+    claim(&mut r, KEY, NOW, claim_by("apv_t2", Decision::Deny)).unwrap();
+    let b = finish(&mut r, KEY, Decision::Deny, logged_by("apv_t2", 8), None).unwrap();
+    assert_eq!(r.status, RequestStatus::Denied);
+    let e: crate::store::EvidenceRecord = b
+        .ops()
+        .iter()
+        .find(|(k, _)| *k == CibaStore::evidence_key(8))
+        .and_then(|(_, v)| serde_json::from_slice(v.as_ref()?).ok())
+        .unwrap();
+    assert!(e.approvals.is_empty());
+    assert_eq!(e.decider(), "apv_t2");
+    // A crash after the first approval was logged: recovery keeps it as an approval toward the
+    // quorum, and the request is open for the others.
+    let mut r = quorum_record(NOW + 300);
+    claim(&mut r, KEY, NOW, claim_by("apv_t2", Decision::Approve)).unwrap();
+    let (_, outcome) = recover(Some(r.clone()), KEY, Some((11, Hash([5; 32]))), None, NOW).unwrap();
+    assert!(matches!(outcome, Recovered::Finished { index: 11, .. }));
+    let (b, _) = recover(Some(r), KEY, Some((11, Hash([5; 32]))), None, NOW).unwrap();
+    let back = stored(&b);
+    assert_eq!(back.status, RequestStatus::Pending);
+    assert!(back.has_approved("apv_t2"));
+    // Expiry takes it out of every inbox.
+    let mut r = quorum_record(NOW + 300);
+    let b = expire(&mut r, KEY, NOW + 301).unwrap();
+    let (_, dels) = keys(&b);
+    assert_eq!(dels.len(), 3, "{dels:?}");
+}
+
 #[test]
 fn release_reopens_a_claimed_request_only() {
     let mut r = record(NOW + 300);

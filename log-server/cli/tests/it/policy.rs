@@ -495,6 +495,32 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("ask it with --url instead"), "{err}");
 
+    // Each policy entry logged is a policy.changed row of the audit feed, with its hash.
+    let feed: Value = s
+        .http
+        .get(format!("{}/v1/audit/events", s.url))
+        .bearer_auth(s.admin())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let he = hex::encode(empty.hash());
+    let changes: Vec<(u64, String)> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event_type"] == "policy.changed")
+        .map(|r| {
+            (
+                r["log_index"].as_u64().unwrap(),
+                r["statement_sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(changes, [(0, h1.clone()), (1, h2.clone()), (2, he.clone())]);
+
     // The monitor reports each policy entry as a notice (stdout, alerts.jsonl, webhook) and
     // exits 0.
     let mon = dir.path().join("monitor");
@@ -526,7 +552,6 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(!stderr.contains("ALERT"), "{stderr}");
-    let he = hex::encode(empty.hash());
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [

@@ -13,7 +13,9 @@ use countersign_testvectors::{Alg, AssertOptions, SoftPasskey};
 use countersign_verifier::{BundlePolicy, EvidenceBundle, ValidatedPolicy};
 use serde_json::{json, Value};
 
-use crate::common::{assert_refused, verify_jwt, Approver, Client, Server, ORIGIN, RP_ID};
+use crate::common::{
+    assert_refused, verify_jwt, Approver, Client, Receiver, Server, ORIGIN, RP_ID,
+};
 
 const POLICY: &str = r#"
 [groups]
@@ -470,4 +472,67 @@ quorum = 3
     let bundle = EvidenceBundle::from_json(text.as_bytes()).unwrap();
     assert_eq!(bundle.approvals.len(), 2);
     verify(&s, &bundle).unwrap();
+}
+
+#[tokio::test]
+async fn push_and_ping_are_delivered_once_the_quorum_is_reached() {
+    let s = Server::start().await;
+    let rx = Receiver::start().await;
+    let push = s.add_client("agent-pay", "push", Some(&rx.url)).await;
+    let t1 = s.add_approver("apv_t1", 21).await;
+    let t2 = s.add_approver("apv_t2", 22).await;
+    s.add_approver("apv_t3", 23).await;
+    put_in_force(&s, &parse_policy_toml(POLICY).unwrap()).await;
+
+    let auth = push
+        .ask(
+            "group:treasury",
+            &[
+                ("authorization_details", &payment("1200")),
+                ("client_notification_token", "push-tok"),
+            ],
+        )
+        .await;
+    let request_id = t1.only_request().await;
+    t1.decide(&request_id, "approve").await;
+    // One approval of two: nothing is delivered.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        rx.got.lock().unwrap().is_empty(),
+        "delivered before the quorum"
+    );
+    t2.decide(&request_id, "approve").await;
+    let (bearer, body) = rx.wait(1).await;
+    assert_eq!(bearer.as_deref(), Some("Bearer push-tok"));
+    assert_eq!(body["auth_req_id"], auth);
+    let (_, claims) = verify_jwt(&s, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["approvals"].as_array().map(Vec::len), Some(2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.got.lock().unwrap().len(), 1, "delivered more than once");
+
+    // Ping: a denial after one approval is delivered as such, once.
+    let prx = Receiver::start().await;
+    let ping = s.add_client("agent-ping", "ping", Some(&prx.url)).await;
+    // The rule is for agent-pay only: agent-ping's large payment needs only its named approver.
+    let auth = ping
+        .ask(
+            "apv_t2",
+            &[
+                ("authorization_details", &payment("5000")),
+                ("client_notification_token", "ping-tok"),
+            ],
+        )
+        .await;
+    assert!(t1.inbox().await.is_empty());
+    let request_id = t2.only_request().await;
+    t2.decide(&request_id, "deny").await;
+    let (bearer, body) = prx.wait(1).await;
+    assert_eq!(bearer.as_deref(), Some("Bearer ping-tok"));
+    assert_eq!(body["auth_req_id"], auth);
+    let (st, v) = poll(&ping, &auth).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
 }

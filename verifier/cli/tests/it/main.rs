@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 mod export;
+mod quorum;
 
 // The directory cargo gives at run time, not the one compiled in: a test binary built from
 // another checkout sharing the target directory would otherwise read that checkout's files.
