@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 
 import { ApiApprover } from "../lib/approver.mjs";
 import { STEP_MS, CIBA_GRANT, ask, enrol, launch, signIn } from "../lib/browser.mjs";
-import { Server } from "../lib/server.mjs";
+import { runTool, Server, verifierBinary } from "../lib/server.mjs";
 
 const CLIENT = { id: "agent-pay", secret: "quorum-secret-0123456789abcdef" };
 const TREASURY = ["apv_t1", "apv_t2", "apv_t3"];
@@ -239,6 +239,41 @@ describe("M-of-N approval in headless Chromium: two approvers, two browsers, a 2
     // A token is issued once.
     const again = await token(bigId);
     assert.equal(again.body.error, "invalid_grant", JSON.stringify(again.body));
+  });
+
+  test("the 2-of-3 evidence bundle verifies offline, and not with an approval removed or the quorum lowered", async (t) => {
+    const verify = verifierBinary();
+    if (!verify) {
+      t.skip("countersign-verify is not built (cargo build -p countersign-verify)");
+      return;
+    }
+    assert.ok(bigId, "the 2-of-3 flow ran");
+    const ev = await fetch(`${server.url}/v1/evidence/${encodeURIComponent(bigId)}`, {
+      headers: { authorization: "Basic " + Buffer.from(`${CLIENT.id}:${CLIENT.secret}`).toString("base64") },
+    });
+    const text = await ev.text();
+    assert.equal(ev.status, 200, text);
+    const bundle = JSON.parse(text);
+    assert.equal(bundle.version, 2);
+    assert.equal(bundle.approvals.length, 1, "the other approval of the quorum");
+    assert.equal(bundle.policy.index, policyIndex);
+    assert.equal(bundle.statement.policy.quorum, 2);
+    const logKey = await server.vkey();
+    const run = async (name, b) => {
+      const file = path.join(policyDir, `${name}.json`);
+      await writeFile(file, JSON.stringify(b));
+      return runTool(verify, ["bundle", file, "--log-key", logKey, "--rp-id", "localhost"]);
+    };
+    const ok = await run("evidence", bundle);
+    assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
+    assert.match(ok.stdout, /OK/);
+    const missing = await run("evidence-one-approval", { ...bundle, approvals: [] });
+    assert.equal(missing.code, 1, `one approval removed: ${missing.stdout}${missing.stderr}`);
+    const lowered = structuredClone(bundle);
+    lowered.statement.policy.quorum = 1;
+    const low = await run("evidence-quorum-1", lowered);
+    assert.equal(low.code, 1, `quorum lowered: ${low.stdout}${low.stderr}`);
+    console.log(`countersign-verify: ${ok.stdout.split("\n")[0]} / removed: ${(missing.stdout + missing.stderr).split("\n")[0]} / lowered: ${(low.stdout + low.stderr).split("\n")[0]}`);
   });
 
   test("a 500 payment needs one approval: no quorum badge, the token after one click", async () => {
