@@ -244,6 +244,23 @@ async fn put_policy_in_force(
     run: u64,
     workers: usize,
 ) -> anyhow::Result<u64> {
+    // A server started without --policy (or TLS) has no SIGHUP handler, and the signal's
+    // default action would end it: ask first.
+    let r = ctx
+        .http
+        .get(format!("{}/v1/admin/policy", ctx.base))
+        .bearer_auth(admin)
+        .send()
+        .await?;
+    if r.status().as_u16() != 200 {
+        let st = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        bail!(
+            "the server has no policy in force (GET /v1/admin/policy: {st} {body}); start it \
+             with `serve --policy {}` (an empty file will do)",
+            o.policy_file.display()
+        );
+    }
     std::fs::write(&o.policy_file, policy_toml(run, workers, &ctx.client_id))
         .with_context(|| format!("writing the policy to {}", o.policy_file.display()))?;
     let st = std::process::Command::new("kill")
