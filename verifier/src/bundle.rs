@@ -375,6 +375,10 @@ pub struct VerifiedApprovalPolicy {
     pub eligible: Vec<String>,
     /// When the policy entry was logged, milliseconds since the Unix epoch.
     pub logged_at_ms: u64,
+    /// The rule requires every decision to be user-verified.
+    pub require_uv: bool,
+    /// The rule requires every deciding passkey's attestation to have been verified.
+    pub require_attestation: bool,
 }
 
 /// What the auditor insists on beyond the bundle's own claims.
@@ -716,11 +720,12 @@ impl EvidenceBundle {
     }
 }
 
-/// Link 21 (B18): what `policy` says of the request a version 2 `statement` records (its client and
-/// `authorization_details`) must be what the statement says: the same rule (or none), quorum and
-/// eligible approvers; with no rule, quorum 1 and one approver. The request's lifetime must fit
-/// the rule's `max_expiry`. Shared by [`EvidenceBundle::verify`] and the export verifier.
-/// The returned [`VerifiedApprovalPolicy`] has index, hash and time left zero for the caller to fill.
+/// Link 21 (B18): what `policy` says of the request a version 2 `statement` records (its client
+/// and `authorization_details`) must be what the statement says: the same rule (or none), quorum
+/// and eligible approvers; with no rule, quorum 1 and one approver. The request's lifetime must
+/// fit the rule's `max_expiry`. Shared by [`EvidenceBundle::verify`] and the export verifier.
+/// The returned [`VerifiedApprovalPolicy`] has the statement's policy index; its `sha256` and
+/// `logged_at_ms` are left zero for the caller, who holds the entry, to fill.
 pub fn check_statement_policy(
     policy: &ValidatedPolicy,
     statement: &Statement,
@@ -798,6 +803,8 @@ fn evaluate_statement_policy(
             quorum: sp.quorum,
             eligible: sp.approvers.clone(),
             logged_at_ms: 0,
+            require_uv: checks.require_uv,
+            require_attestation: checks.require_attestation,
         },
         checks,
     ))
