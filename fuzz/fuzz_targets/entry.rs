@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         // Any bytes of the right length decode; whether they are a policy is checked apart.
         Entry::Policy(p) => {
             if let Ok(v) = p.validated() {
-                assert_eq!(v.canonical_json(), p.policy, "a validated policy is not canonical");
+                assert_eq!(
+                    v.canonical_json(),
+                    p.policy,
+                    "a validated policy is not canonical"
+                );
             }
         }
     }
