@@ -30,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(v) = b.verify(&log_key(), &policy) {
         assert_eq!(v.statement, b.statement);
         assert_eq!(v.decision_index, b.decision.index);
+        // A verified approval carries its quorum of distinct approvers; a denial none.
+        match v.decision {
+            countersign_verifier::Decision::Approve => {
+                assert!(v.approvals.len() as u64 >= v.statement.quorum())
+            }
+            countersign_verifier::Decision::Deny => assert!(v.approvals.is_empty()),
+        }
         let _ = bundle_report(&b, &v, Expectation::Any);
     }
 });

@@ -20,6 +20,16 @@ fuzz_target!(|data: &[u8]| {
         Entry::Enrolment(e) => assert!(e.key().is_ok(), "a decoded enrolment's key fails"),
         Entry::Decision(d) => assert!(parse_cose_key(&d.public_key).is_ok()),
         Entry::Revocation(_) => {}
+        // Any bytes of the right length decode; whether they are a policy is checked apart.
+        Entry::Policy(p) => {
+            if let Ok(v) = p.validated() {
+                assert_eq!(
+                    v.canonical_json(),
+                    p.policy,
+                    "a validated policy is not canonical"
+                );
+            }
+        }
     }
     let json = entry.to_json();
     assert_eq!(json["kind"], entry.kind_name());

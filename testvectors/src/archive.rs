@@ -54,6 +54,39 @@ pub struct ArchiveSpec {
     /// A flaw in the assertion of the range's fourth decision by alice and bob
     /// ([`Archive::flawed_index`]).
     pub flaw: Flaw,
+    /// Log an approval policy and four requests decided under it at the end of the range
+    /// ([`Archive::quorum`]).
+    pub quorum: bool,
+    /// A flaw of the quorum requests (with `quorum`).
+    pub quorum_flaw: QuorumFlaw,
+}
+
+/// A flaw of the quorum requests, for negative tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuorumFlaw {
+    /// None: every decision holds under the logged policy.
+    #[default]
+    None,
+    /// The statements of the payments over 1000 say quorum 1 where the logged policy says 2
+    /// (signed as such: the server misstated the policy).
+    MisstatedQuorum,
+    /// The second approval of the first request is by `apv_dave`, who is not eligible.
+    NotEligible,
+}
+
+/// Where [`build`] put the quorum requests (`ArchiveSpec::quorum`).
+#[derive(Clone, Debug, Default)]
+pub struct QuorumIndexes {
+    /// The policy entry: group `treasury` = alice and bob; payments over 1000 need both.
+    pub policy: u64,
+    /// `req_q1`: approved by alice, then bob (quorum met; token issued).
+    pub met: (u64, u64),
+    /// `req_q2`: approved by alice only (quorum not met; no token).
+    pub pending: u64,
+    /// `req_q3`: approved by alice, then denied by bob.
+    pub denied: (u64, u64),
+    /// `req_q4`: a payment of 500.00, no rule: dave alone (token issued).
+    pub no_rule: u64,
 }
 
 impl Default for ArchiveSpec {
@@ -66,6 +99,8 @@ impl Default for ArchiveSpec {
             bundles: false,
             decision_after_revocation: false,
             flaw: Flaw::None,
+            quorum: false,
+            quorum_flaw: QuorumFlaw::None,
         }
     }
 }
@@ -93,6 +128,8 @@ pub struct Archive {
     pub enrolment_in_range: u64,
     /// Index of the decision [`ArchiveSpec::flaw`] applies to.
     pub flawed_index: u64,
+    /// The quorum requests, if `ArchiveSpec::quorum`.
+    pub quorum: Option<QuorumIndexes>,
 }
 
 impl Archive {
@@ -306,6 +343,16 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
         entries.push(decision_entry(&mut carol, index, &st));
         statements.insert(index, st);
     }
+    let mut dave = dave;
+    let quorum = spec.quorum.then(|| {
+        quorum_requests(
+            &mut entries,
+            &mut statements,
+            &mut token_issued,
+            [&mut alice, &mut bob, &mut dave],
+            spec.quorum_flaw,
+        )
+    });
     let end = entries.len() as u64;
     for _ in 0..2 {
         let index = entries.len() as u64;
@@ -371,6 +418,15 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
             .filter(|_| !withheld.contains(&index));
         match log_event_row(index, &entries[index as usize], st) {
             Ok(r) => rows.push(r),
+            // The flawed archive's row is written as a careless exporter would write it.
+            Err(_) if spec.quorum_flaw == QuorumFlaw::NotEligible => {
+                let e = &entries[index as usize];
+                let decoded = Entry::decode(e).map_err(|x| std::io::Error::other(x.to_string()))?;
+                let row =
+                    countersign_verifier::export::event_row_of(index, &leaf_hash(e), &decoded, st)
+                        .map_err(|x| std::io::Error::other(x.to_string()))?;
+                rows.push(row);
+            }
             Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
     }
@@ -378,10 +434,14 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
     let events_from = time(start) - 60_000;
     let events_to = time(end) + 60_000;
     let mut outside: Vec<(u64, EventRow)> = Vec::new();
+    let mut created = std::collections::HashSet::new();
     for &index in &statement_indexes {
         let st = &statements[&index];
         let t = st.requested_at * 1000;
-        outside.push((t, EventRow::for_request(EventType::RequestCreated, st, t)));
+        // One request.created row per request, however many approvers decided it.
+        if created.insert(st.request_id.clone()) {
+            outside.push((t, EventRow::for_request(EventType::RequestCreated, st, t)));
+        }
         if token_issued.contains(&index) {
             let t = time(index) + 700;
             outside.push((t, EventRow::for_request(EventType::TokenIssued, st, t)));
@@ -437,13 +497,55 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
                 &inclusion_proof_ranges(i, tree_size).unwrap_or_default(),
             )
         };
+        // The approvals of each quorum so far: statement hash -> (approver, decision,
+        // enrolment), in log order.
+        let mut quorums: BTreeMap<[u8; 32], Vec<(String, u64, u64)>> = BTreeMap::new();
         for &index in &statement_indexes {
             let Ok(Entry::Decision(d)) = Entry::decode(&entries[index as usize]) else {
                 continue;
             };
+            let st = &statements[&index];
+            let (version, policy, approvals) = match &st.policy {
+                None => (1, None, Vec::new()),
+                Some(p) => {
+                    let mut approvals = Vec::new();
+                    if d.decision == Decision::Approve {
+                        let q = quorums.entry(d.statement_hash).or_default();
+                        if q.iter().any(|(a, _, _)| *a == d.approver_id) {
+                            continue;
+                        }
+                        approvals = q
+                            .iter()
+                            .map(|&(_, di, ei)| countersign_verifier::DecisionLink {
+                                decision: LoggedEntry {
+                                    index: di,
+                                    entry: hex::encode(&entries[di as usize]),
+                                    inclusion_proof: proof(di),
+                                },
+                                enrolment: LoggedEntry {
+                                    index: ei,
+                                    entry: hex::encode(&entries[ei as usize]),
+                                    inclusion_proof: proof(ei),
+                                },
+                            })
+                            .collect();
+                        q.push((d.approver_id.clone(), index, d.enrolment_index));
+                        // An approval that does not complete its quorum has no bundle (X9).
+                        if (q.len() as u64) < p.quorum {
+                            continue;
+                        }
+                    }
+                    let policy = LoggedEntry {
+                        index: p.index,
+                        entry: hex::encode(&entries[p.index as usize]),
+                        inclusion_proof: proof(p.index),
+                    };
+                    (2, Some(policy), approvals)
+                }
+            };
             let b = EvidenceBundle {
-                version: 1,
-                statement: statements[&index].clone(),
+                version,
+                statement: st.clone(),
                 decision: LoggedEntry {
                     index,
                     entry: hex::encode(&entries[index as usize]),
@@ -454,8 +556,8 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
                     entry: hex::encode(&entries[d.enrolment_index as usize]),
                     inclusion_proof: proof(d.enrolment_index),
                 },
-                approvals: Vec::new(),
-                policy: None,
+                approvals,
+                policy,
                 checkpoint: checkpoint.clone(),
                 relying_party: RelyingParty {
                     rp_id: RP_ID.into(),
@@ -511,5 +613,99 @@ pub fn build(dir: &Path, spec: &ArchiveSpec) -> std::io::Result<Archive> {
         revocation_index,
         enrolment_in_range: 5,
         flawed_index: 6 + 3,
+        quorum,
     })
+}
+
+/// The quorum requests of [`QuorumIndexes`], appended to `entries`.
+fn quorum_requests(
+    entries: &mut Vec<Vec<u8>>,
+    statements: &mut BTreeMap<u64, Statement>,
+    token_issued: &mut Vec<u64>,
+    [alice, bob, dave]: [&mut Approver; 3],
+    flaw: QuorumFlaw,
+) -> QuorumIndexes {
+    let policy = countersign_verifier::ValidatedPolicy::from_json(
+        json!({
+            "version": 1,
+            "groups": {"treasury": ["apv_alice", "apv_bob"]},
+            "rules": [{
+                "name": "payments over 1000",
+                "when": {"type": "payment_initiation", "field": "instructedAmount.amount", "op": "gt", "value": "1000"},
+                "approvers": "treasury",
+                "quorum": 2,
+            }],
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    assert!(policy.is_ok(), "the archive's policy: {policy:?}");
+    let Ok(policy) = policy else {
+        return QuorumIndexes::default();
+    };
+    let p = entries.len() as u64;
+    entries.push(
+        Entry::Policy(countersign_verifier::PolicyEntry::of(&policy, time(p)))
+            .encode()
+            .unwrap_or_default(),
+    );
+    let request = |n: u32, first: u64, amount: &str, decision: Decision| {
+        let mut st = statement(first, 0, "", decision);
+        st.version = 2;
+        st.approver_id = String::new();
+        st.request_id = format!("req_q{n}");
+        st.binding_message = format!("Pay {amount} EUR to ACME (ref q{n})");
+        st.authorization_details[0]["instructedAmount"]["amount"] = json!(amount);
+        let (rule, quorum, approvers) = if amount == "500.00" {
+            (None, 1, vec!["apv_dave".to_owned()])
+        } else {
+            let q = if flaw == QuorumFlaw::MisstatedQuorum {
+                1
+            } else {
+                2
+            };
+            (
+                Some("payments over 1000".to_owned()),
+                q,
+                vec!["apv_alice".to_owned(), "apv_bob".to_owned()],
+            )
+        };
+        st.policy = Some(countersign_verifier::StatementPolicy {
+            index: p,
+            rule,
+            quorum,
+            approvers,
+        });
+        st
+    };
+    let mut decide = |a: &mut Approver, st: &Statement| {
+        let index = entries.len() as u64;
+        entries.push(decision_entry(a, index, st));
+        statements.insert(index, st.clone());
+        index
+    };
+    let q1 = request(1, p + 1, "1250.00", Decision::Approve);
+    let m1 = decide(alice, &q1);
+    let m2 = match flaw {
+        QuorumFlaw::NotEligible => decide(dave, &q1),
+        _ => decide(bob, &q1),
+    };
+    token_issued.push(m2);
+    let q2 = request(2, p + 3, "1250.00", Decision::Approve);
+    let pending = decide(alice, &q2);
+    let q3 = request(3, p + 4, "1250.00", Decision::Approve);
+    let d1 = decide(alice, &q3);
+    let mut q3deny = q3.clone();
+    q3deny.decision = Decision::Deny.as_str().into();
+    let d2 = decide(bob, &q3deny);
+    let q4 = request(4, p + 6, "500.00", Decision::Approve);
+    let no_rule = decide(dave, &q4);
+    token_issued.push(no_rule);
+    QuorumIndexes {
+        policy: p,
+        met: (m1, m2),
+        pending,
+        denied: (d1, d2),
+        no_rule,
+    }
 }

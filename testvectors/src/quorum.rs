@@ -206,11 +206,13 @@ fn passkey(seed: u64) -> SoftPasskey {
     SoftPasskey::new(Alg::Es256, seed, RP_ID)
 }
 
-/// The sample quorum log and its bundles: (name, bundle, expected error or `None`, flags,
-/// description).
-type Case = (&'static str, Value, Option<&'static str>, &'static str);
+/// One bundle of the quorum vectors: name, bundle (JSON), the phrase its error names (`None`:
+/// valid), description.
+pub type Case = (&'static str, Value, Option<&'static str>, &'static str);
 
-fn quorum_bundles() -> Vec<Case> {
+/// The version 2 bundles of `bundles/quorum-*`, built from the sample quorum log (and, for a
+/// policy that says otherwise, two small logs of their own).
+pub fn quorum_bundles() -> Vec<Case> {
     const UPUV: u8 = flags::UP | flags::UV;
     let mut log = Log::new();
     let policy = log.policy(&sample_policy()); // 1

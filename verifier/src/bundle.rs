@@ -101,7 +101,7 @@ pub enum BundleError {
     Malformed(String),
     /// A version other than 1 or 2.
     UnsupportedVersion,
-    /// The bundle's version does not fit its contents (B16): version 1 holds a version 1
+    /// The bundle's version does not fit its contents (B17): version 1 holds a version 1
     /// statement and no approvals or policy entry; version 2 a version 2 statement and a policy
     /// entry. The text says which part does not fit.
     VersionMismatch(&'static str),
@@ -375,6 +375,10 @@ pub struct VerifiedApprovalPolicy {
     pub eligible: Vec<String>,
     /// When the policy entry was logged, milliseconds since the Unix epoch.
     pub logged_at_ms: u64,
+    /// The rule requires every decision to be user-verified.
+    pub require_uv: bool,
+    /// The rule requires every deciding passkey's attestation to have been verified.
+    pub require_attestation: bool,
 }
 
 /// What the auditor insists on beyond the bundle's own claims.
@@ -433,7 +437,7 @@ struct Checked {
     assertion: VerifiedAssertion,
 }
 
-/// What the logged policy requires of a version 2 statement (link 6).
+/// What the logged policy requires of a version 2 statement (links 18 to 21, B19).
 struct RuleChecks {
     require_uv: bool,
     require_attestation: bool,
@@ -474,22 +478,22 @@ impl EvidenceBundle {
 
     /// Checks every link, in the order of `spec/evidence-bundle.md`, and returns what the bundle
     /// proves, or the first broken link. A version 2 bundle is also checked against the logged
-    /// policy it names, and its approvals against the statement's quorum (B16 to B22).
+    /// policy it names, and its approvals against the statement's quorum (B17 to B21).
     pub fn verify(
         &self,
         log_key: &VerifierKey,
         policy: &BundlePolicy<'_>,
     ) -> Result<VerifiedBundle, BundleError> {
         self.check_version()?;
-        // 1. The checkpoint is the log's.
+        // Links 1 to 3: the version fits, the checkpoint is the log's.
         let cp = verify_checkpoint(self.checkpoint.as_bytes(), log_key, policy.witnesses)
             .map_err(BundleError::Checkpoint)?;
         let (size, root) = (cp.checkpoint.size, cp.checkpoint.root);
         if self.statement.log_origin != cp.checkpoint.origin {
             return Err(BundleError::WrongLog);
         }
-        // 2. to 5. Each decision: in the tree, relying on an earlier enrolment, over this
-        // statement, signed by the approver's passkey; the quorum's approvals first.
+        // Links 4 to 17 (B18) for each decision, the quorum's approvals first: in the tree,
+        // relying on an earlier enrolment, over this statement, signed by the approver's passkey.
         let mut checked: Vec<Checked> = Vec::with_capacity(self.approvals.len() + 1);
         for link in &self.approvals {
             checked.push(self.check_link(
@@ -505,7 +509,7 @@ impl EvidenceBundle {
             enrolment: self.enrolment.clone(),
         };
         checked.push(self.check_link(&own, ("decision", "enrolment"), size, &root, policy)?);
-        // 6. The logged policy says what the statement says (version 2).
+        // Links 18 to 21 (B18): the logged policy says what the statement says (version 2).
         let (verified_policy, rule) = match &self.policy {
             Some(p) => {
                 let (v, r) = self.check_policy(p, size, &root)?;
@@ -513,6 +517,7 @@ impl EvidenceBundle {
             }
             None => (None, None),
         };
+        // B19: every decision after the policy entry, and as the matched rule requires.
         if let (Some(vp), Some(rule)) = (&verified_policy, &rule) {
             for c in &checked {
                 if vp.index >= c.index {
@@ -534,7 +539,7 @@ impl EvidenceBundle {
                 }
             }
         }
-        // 7. The quorum: distinct approvers, in log order, enough of them.
+        // B20. The quorum: distinct approvers, in log order, enough of them.
         if checked.windows(2).any(|w| w[0].index >= w[1].index) {
             return Err(BundleError::ApprovalsOutOfOrder);
         }
@@ -593,7 +598,7 @@ impl EvidenceBundle {
         })
     }
 
-    /// B16: the version fits the statement and the members present.
+    /// B17: the version fits the statement and the members present.
     fn check_version(&self) -> Result<(), BundleError> {
         use crate::statement::{STATEMENT_VERSION, STATEMENT_VERSION_POLICY};
         match self.version {
@@ -626,7 +631,7 @@ impl EvidenceBundle {
         Ok(())
     }
 
-    /// Link 6 (B17, B18): the policy entry is in the tree at the index the statement names,
+    /// Links 18 to 21 (B18): the policy entry is in the tree at the index the statement names,
     /// holds a valid policy in canonical form, and that policy, evaluated on the statement's
     /// client and `authorization_details`, gives the statement's rule, quorum and approvers.
     fn check_policy(
@@ -715,11 +720,12 @@ impl EvidenceBundle {
     }
 }
 
-/// B18: what `policy` says of the request a version 2 `statement` records (its client and
-/// `authorization_details`) must be what the statement says: the same rule (or none), quorum and
-/// eligible approvers; with no rule, quorum 1 and one approver. The request's lifetime must fit
-/// the rule's `max_expiry`. Shared by [`EvidenceBundle::verify`] and the export verifier.
-/// The returned [`VerifiedApprovalPolicy`] has index, hash and time left zero for the caller to fill.
+/// Link 21 (B18): what `policy` says of the request a version 2 `statement` records (its client
+/// and `authorization_details`) must be what the statement says: the same rule (or none), quorum
+/// and eligible approvers; with no rule, quorum 1 and one approver. The request's lifetime must
+/// fit the rule's `max_expiry`. Shared by [`EvidenceBundle::verify`] and the export verifier.
+/// The returned [`VerifiedApprovalPolicy`] has the statement's policy index; its `sha256` and
+/// `logged_at_ms` are left zero for the caller, who holds the entry, to fill.
 pub fn check_statement_policy(
     policy: &ValidatedPolicy,
     statement: &Statement,
@@ -797,6 +803,8 @@ fn evaluate_statement_policy(
             quorum: sp.quorum,
             eligible: sp.approvers.clone(),
             logged_at_ms: 0,
+            require_uv: checks.require_uv,
+            require_attestation: checks.require_attestation,
         },
         checks,
     ))

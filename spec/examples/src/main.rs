@@ -22,6 +22,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::json;
 
 mod policy;
+mod quorum;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1445,6 +1446,9 @@ fn main() {
     o.put("errors", em);
 
     for (k, v) in policy::fragments() {
+        o.put(k, v);
+    }
+    for (k, v) in quorum::fragments() {
         o.put(k, v);
     }
 

@@ -22,9 +22,10 @@ use countersign_verifier::export::{
     EventType, Manifest, StatementLine, Totals, EXPORT_FORMAT, TOTALS_ELEMENT_ID,
 };
 use countersign_verifier::{
-    check_decision_enrolment, check_decision_statement, leaf_hash, parse_json_strict,
-    root_from_leaf_hashes, verify_checkpoint, verify_decision_assertion, BundlePolicy, Enrolment,
-    Entry, EvidenceBundle, Hash, RelyingParty, VerifierKey, MAX_NOTE_BYTES,
+    check_decision_enrolment, check_decision_statement, check_statement_policy, leaf_hash,
+    parse_json_strict, root_from_leaf_hashes, verify_checkpoint, verify_decision_assertion,
+    BundlePolicy, Enrolment, Entry, EvidenceBundle, Hash, RelyingParty, ValidatedPolicy,
+    VerifierKey, MAX_NOTE_BYTES,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -247,6 +248,7 @@ struct AssertCtx {
 /// a million decisions fit in 64 MB. Both digests are SHA-256 cut to 128 bits: a collision of two
 /// request ids can only make a check fail (a second decision of one request, or a row compared
 /// with another request's), never pass.
+#[derive(Clone, Copy)]
 struct Decided {
     /// The request id's digest.
     key: [u8; 16],
@@ -258,6 +260,12 @@ struct Decided {
     approve: bool,
     created_seen: bool,
     token_seen: bool,
+    /// The approver's digest.
+    approver: [u8; 16],
+    /// The statement hash, cut to 128 bits: the approvals of one quorum share it.
+    statement: [u8; 16],
+    /// A version 2 statement's quorum; 0 for version 1.
+    quorum: u64,
 }
 
 /// SHA-256 cut to 128 bits, for [`Decided`].
@@ -266,6 +274,22 @@ fn sha16(b: &[u8]) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&h[..16]);
     out
+}
+
+/// The requests decided under a version 2 statement, as the archive shows them (X10).
+#[derive(Default)]
+struct QuorumTally {
+    /// Requests with a version 2 statement.
+    requests: u64,
+    /// Approved by at least their quorum of distinct approvers (and not denied).
+    met: u64,
+    /// Denied by an eligible approver.
+    denied: u64,
+    /// Approved by fewer than their quorum in the archive: the first approval's index of each.
+    pending: Vec<u64>,
+    /// Approvals that do not complete a quorum (fewer distinct approvers so far, or an approver
+    /// deciding again): no evidence bundle is written for them (X9).
+    no_bundle: HashSet<u64>,
 }
 
 struct Run {
@@ -286,6 +310,7 @@ struct Run {
     approved: u64,
     denied: u64,
     events: u64,
+    quorum: QuorumTally,
 }
 
 impl Run {
@@ -485,6 +510,7 @@ fn verify(a: &ExportArgs, json_out: bool) -> Result<ExitCode, UsageError> {
         approved: 0,
         denied: 0,
         events: 0,
+        quorum: QuorumTally::default(),
     };
     let trusted_size = check_all(&mut run, trusted.as_deref());
     run.progress.finish_and_clear();
@@ -512,7 +538,7 @@ fn check_rank(check: &str) -> u8 {
         "tiles" => 3,
         "trusted checkpoint" => 4,
         "entries" => 5,
-        "decisions" | "revocation" => 6,
+        "decisions" | "revocation" | "policy" => 6,
         "events" => 7,
         "report" => 8,
         _ => 9,
@@ -541,6 +567,12 @@ fn report(run: &Run, a: &ExportArgs, json_out: bool, trusted_size: Option<u64>) 
             "denied": run.denied,
             "withheld": m.withheld.len(),
             "events": run.events,
+            "quorum": {
+                "requests": run.quorum.requests,
+                "met": run.quorum.met,
+                "denied": run.quorum.denied,
+                "pending": run.quorum.pending,
+            },
             "rp_pinned": !a.trust_archive_rp,
             "trusted_checkpoint_size": trusted_size,
             "failures": failures,
@@ -551,7 +583,7 @@ fn report(run: &Run, a: &ExportArgs, json_out: bool, trusted_size: Option<u64>) 
     if verified {
         say(format_args!(
             "OK: archive verified: log {} indexes [{}, {}) of a tree of {} entries: {} decisions \
-             ({} approved, {} denied; {} withheld), {} event rows{}{}",
+             ({} approved, {} denied; {} withheld), {} event rows{}{}{}",
             m.log_origin,
             m.start,
             m.end,
@@ -561,6 +593,37 @@ fn report(run: &Run, a: &ExportArgs, json_out: bool, trusted_size: Option<u64>) 
             run.denied,
             m.withheld.len(),
             run.events,
+            if run.quorum.requests > 0 {
+                format!(
+                    "\nquorum: {} requests under an approval policy: {} met their quorum in the \
+                     archive, {} denied, {} not (yet) met{}",
+                    run.quorum.requests,
+                    run.quorum.met,
+                    run.quorum.denied,
+                    run.quorum.pending.len(),
+                    if run.quorum.pending.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (first approvals at {}{})",
+                            run.quorum
+                                .pending
+                                .iter()
+                                .take(10)
+                                .map(u64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            if run.quorum.pending.len() > 10 {
+                                ", ..."
+                            } else {
+                                ""
+                            }
+                        )
+                    }
+                )
+            } else {
+                String::new()
+            },
             match trusted_size {
                 Some(s) => format!("; extends the trusted checkpoint of size {s}"),
                 None => String::new(),
@@ -1115,6 +1178,10 @@ struct Item {
     event: Option<Vec<u8>>,
     /// That row's number.
     event_row: u64,
+    /// The valid policy entries logged before it, by index (shared until a new one is logged).
+    policies: Arc<BTreeMap<u64, Arc<ValidatedPolicy>>>,
+    /// Whether its enrolment records a verified attestation (spec/entry.md, version 2).
+    attested: bool,
 }
 
 /// What the workers found about one [`Item`].
@@ -1165,6 +1232,7 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
         }
     });
     let mut statement_ok = false;
+    let mut uv: Option<bool> = None;
     if let Some(Entry::Decision(d)) = &item.decoded {
         if let Some(enr) = &item.enrolment {
             let policy = BundlePolicy {
@@ -1173,8 +1241,9 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                 origin: sh.ctx.origin.as_deref(),
                 require_user_verification: sh.ctx.require_uv,
             };
-            if let Err(e) = verify_decision_assertion(d, enr, &sh.ctx.rp, &policy) {
-                fail(&item.path, "decisions", e.to_string());
+            match verify_decision_assertion(d, enr, &sh.ctx.rp, &policy) {
+                Err(e) => fail(&item.path, "decisions", e.to_string()),
+                Ok((_, a)) => uv = Some(a.user_verified()),
             }
         }
         if let Some(sl) = &line {
@@ -1190,6 +1259,9 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                 Err(e) => fail(Statements::FILE, "decisions", e.to_string()),
                 Ok(h) => {
                     statement_ok = st.log_origin == sh.log_origin;
+                    if let Some(why) = policy_problem(item, st, uv) {
+                        fail(Statements::FILE, "policy", why);
+                    }
                     if sh.bundle_indexes.contains(&i) {
                         done.bundle_hash = Some((i, h));
                     }
@@ -1205,6 +1277,9 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                         approve: d.decision == countersign_verifier::Decision::Approve,
                         created_seen: false,
                         token_seen: false,
+                        approver: sha16(d.approver_id.as_bytes()),
+                        statement: sha16(&h),
+                        quorum: st.policy.as_ref().map_or(0, |p| p.quorum),
                     });
                 }
             }
@@ -1247,6 +1322,40 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
         }
     }
     done
+}
+
+/// Why a version 2 statement's decision does not hold under the logged policy (spec/export.md
+/// X10): the policy entry the statement names is a valid policy entry logged before the
+/// decision, it gives the statement's rule, quorum and approvers (and the request's lifetime
+/// fits the rule), and the decision is as the rule requires (UV, a verified attestation).
+/// `None` for a version 1 statement or a decision that holds.
+fn policy_problem(
+    item: &Item,
+    st: &countersign_verifier::Statement,
+    uv: Option<bool>,
+) -> Option<String> {
+    let sp = st.policy.as_ref()?;
+    let Some(p) = item.policies.get(&sp.index) else {
+        return Some(format!(
+            "the statement names the policy entry at index {}, which is not a valid policy entry \
+             before the decision",
+            sp.index
+        ));
+    };
+    let v = match check_statement_policy(p, st) {
+        Ok(v) => v,
+        Err(e) => return Some(e.to_string()),
+    };
+    if v.require_uv && uv == Some(false) {
+        return Some("the rule requires user verification and the decision lacks it".into());
+    }
+    if v.require_attestation && !item.attested {
+        return Some(
+            "the rule requires a verified attestation and the decision's enrolment records none"
+                .into(),
+        );
+    }
+    None
 }
 
 /// What [`Events::counted`] needs of a row.
@@ -1349,6 +1458,9 @@ fn check_entries(
     let m = run.manifest.clone();
     let mut enrolments: HashMap<u64, Arc<Enrolment>> = HashMap::new();
     let mut revoked: HashMap<u64, u64> = HashMap::new();
+    // Policy entries are few: the map is copied when one is added, and shared with the items.
+    let mut policies: Arc<BTreeMap<u64, Arc<ValidatedPolicy>>> = Arc::new(BTreeMap::new());
+    let mut attested: HashSet<u64> = HashSet::new();
     let mut learned = Learned {
         // One record per decision of the range at most (the range's leaves are in the tiles read
         // already, so this is bounded by the archive), reserved at once: no doubling on the way.
@@ -1466,6 +1578,12 @@ fn check_entries(
             }
             match &decoded {
                 Some(Entry::Enrolment(e)) => {
+                    if matches!(
+                        e.attestation,
+                        countersign_verifier::AttestationRecord::Verified { .. }
+                    ) {
+                        attested.insert(i);
+                    }
                     let mut slim = e.clone();
                     slim.attestation = countersign_verifier::AttestationRecord::NotRecorded;
                     enrolments.insert(i, Arc::new(slim));
@@ -1473,6 +1591,19 @@ fn check_entries(
                 Some(Entry::Revocation(r)) => {
                     revoked.entry(r.enrolment_index).or_insert(i);
                 }
+                Some(Entry::Policy(p)) => match p.validated() {
+                    Ok(v) => {
+                        let mut next = (*policies).clone();
+                        next.insert(i, Arc::new(v));
+                        policies = Arc::new(next);
+                    }
+                    Err(e) => run.fail(
+                        &path,
+                        Some(i),
+                        "policy",
+                        format!("the policy entry does not hold a valid policy: {e}"),
+                    ),
+                },
                 _ => {}
             }
             if i < m.start {
@@ -1517,6 +1648,7 @@ fn check_entries(
                 withheld.next();
             }
             let mut enrolment = None;
+            let mut enrolment_attested = false;
             match &decoded {
                 Some(Entry::Decision(d)) => {
                     run.decisions += 1;
@@ -1565,6 +1697,7 @@ fn check_entries(
                                 );
                             } else {
                                 enrolment = Some(Arc::clone(enr));
+                                enrolment_attested = attested.contains(&d.enrolment_index);
                             }
                         }
                     }
@@ -1607,6 +1740,8 @@ fn check_entries(
                 line,
                 event,
                 event_row: events.row,
+                policies: Arc::clone(&policies),
+                attested: enrolment_attested,
             };
             pool.push(item, run, &mut events, &mut learned);
         }
@@ -1661,22 +1796,110 @@ fn check_entries(
     learned.bundle_hashes
 }
 
-/// Sorts the decisions by request digest and reports a request decided twice.
-fn index_decided(run: &mut Run, decided: &mut [Decided]) {
+/// Sorts the decisions by request digest and reports a request decided twice. The decisions of
+/// one request under a version 2 statement (X10) are its approvers' own: they must be by distinct
+/// approvers, the approvals over one statement; they are merged into one record of the request
+/// (approved when its quorum of distinct approvals is logged and no one denied it, decided when
+/// the last needed approval or the denial was logged), and tallied.
+fn index_decided(run: &mut Run, decided: &mut Vec<Decided>) {
     decided.sort_unstable_by_key(|d| (d.key, d.index));
-    for w in decided.windows(2) {
-        if w[0].key == w[1].key {
+    let mut merged: Vec<Decided> = Vec::with_capacity(decided.len());
+    let mut i = 0;
+    while i < decided.len() {
+        let mut j = i + 1;
+        while j < decided.len() && decided[j].key == decided[i].key {
+            j += 1;
+        }
+        let group = &decided[i..j];
+        if group.iter().any(|d| d.quorum == 0) {
+            // Version 1: one decision per request.
+            for w in group.windows(2) {
+                run.fail(
+                    Statements::FILE,
+                    Some(w[1].index),
+                    "decisions",
+                    format!(
+                        "decides the request that index {} decided already",
+                        w[0].index
+                    ),
+                );
+            }
+            merged.extend_from_slice(group);
+            i = j;
+            continue;
+        }
+        merged.push(merge_quorum(run, group));
+        i = j;
+    }
+    *decided = merged;
+}
+
+/// One request's decisions under a version 2 statement, in log order, as one record.
+fn merge_quorum(run: &mut Run, group: &[Decided]) -> Decided {
+    let first = &group[0];
+    let mut out = Decided {
+        approve: false,
+        ..*first
+    };
+    // The record stands for the request from here on: its outside rows are matched to it.
+    run.quorum.requests += 1;
+    let mut approvers: Vec<[u8; 16]> = Vec::new();
+    let mut deciders: Vec<([u8; 16], u64)> = Vec::new();
+    let mut statement: Option<[u8; 16]> = None;
+    let mut denied = false;
+    let mut met = false;
+    for d in group {
+        if let Some(&(_, earlier)) = deciders.iter().find(|(a, _)| *a == d.approver) {
             run.fail(
                 Statements::FILE,
-                Some(w[1].index),
+                Some(d.index),
                 "decisions",
                 format!(
-                    "decides the request that index {} decided already",
-                    w[0].index
+                    "the approver of index {earlier} decides this request again (two passkeys of \
+                     one approver count once)"
                 ),
             );
+            run.quorum.no_bundle.insert(d.index);
+            continue;
+        }
+        deciders.push((d.approver, d.index));
+        if !d.approve {
+            if !denied && !met {
+                out.decided_ms = d.decided_ms;
+                out.index = d.index;
+            }
+            denied = true;
+            continue;
+        }
+        if *statement.get_or_insert(d.statement) != d.statement {
+            run.fail(
+                Statements::FILE,
+                Some(d.index),
+                "decisions",
+                "approves the request over another statement than its earlier approvals".into(),
+            );
+            continue;
+        }
+        approvers.push(d.approver);
+        if approvers.len() as u64 >= d.quorum {
+            if !met && !denied {
+                out.decided_ms = d.decided_ms;
+                out.index = d.index;
+            }
+            met = true;
+        } else {
+            run.quorum.no_bundle.insert(d.index);
         }
     }
+    out.approve = met && !denied;
+    if denied {
+        run.quorum.denied += 1;
+    } else if met {
+        run.quorum.met += 1;
+    } else {
+        run.quorum.pending.push(first.index);
+    }
+    out
 }
 
 /// Rows of the second run parsed at once on the workers.
@@ -1877,7 +2100,15 @@ fn check_outside_row(
                     if !d.approve {
                         fail(
                             run,
-                            format!("token.issued for {request_id}, which was denied"),
+                            if d.quorum > 0 {
+                                format!(
+                                    "token.issued for {request_id}, which was denied or did not \
+                                     reach its quorum of {} approvals in the archive",
+                                    d.quorum
+                                )
+                            } else {
+                                format!("token.issued for {request_id}, which was denied")
+                            },
                         );
                     } else if d.token_seen {
                         fail(run, format!("a second token.issued row for {request_id}"));
@@ -2080,17 +2311,35 @@ fn check_bundles(
             }
         }
     }
-    // X9: one for each decision in statements.jsonl.
+    // X9: one for each decision in statements.jsonl, but for approvals that do not complete a
+    // quorum (X10), which no bundle can show as valid.
     let lines = run.decisions - run.manifest.withheld.len() as u64;
-    if files.len() as u64 != lines {
+    let partial = run.quorum.no_bundle.len() as u64;
+    let wanted = lines.saturating_sub(partial);
+    if files.len() as u64 != wanted {
         run.fail(
             "bundles/",
             None,
             "bundles",
             format!(
-                "{} bundles for {lines} decisions with a statement (X9: one for each)",
-                files.len()
+                "{} bundles for {lines} decisions with a statement{} (X9: one for each)",
+                files.len(),
+                if partial > 0 {
+                    format!(", {partial} of them approvals that do not complete a quorum")
+                } else {
+                    String::new()
+                }
             ),
         );
+    }
+    for (&index, file) in files {
+        if run.quorum.no_bundle.contains(&index) {
+            run.fail(
+                file,
+                Some(index),
+                "bundles",
+                "a bundle for an approval that does not complete its quorum".into(),
+            );
+        }
     }
 }

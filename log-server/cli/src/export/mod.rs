@@ -9,6 +9,7 @@
 //! decided in the range and the rows outside the log (sorted by time before they are written).
 
 pub mod archive;
+pub mod quorum;
 pub mod report;
 pub mod source;
 
@@ -25,8 +26,8 @@ use countersign_verifier::export::{
 };
 use countersign_verifier::{
     check_decision_statement, fold_subtrees, inclusion_proof_ranges, leaf_hash,
-    root_from_leaf_hashes, verify_checkpoint, Entry, EvidenceBundle, Hash, LoggedEntry,
-    RelyingParty, VerifierKey, BUNDLE_VERSION,
+    root_from_leaf_hashes, verify_checkpoint, DecisionLink, Entry, EvidenceBundle, Hash,
+    LoggedEntry, RelyingParty, VerifierKey, BUNDLE_VERSION, BUNDLE_VERSION_POLICY,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -402,6 +403,10 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
     let mut outside: Vec<(EventRow, u64)> = Vec::new();
     let mut decided: HashSet<String> = HashSet::new();
     let mut enrolments: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut quorums = quorum::QuorumBundles::default();
+    // One request.created and one token.issued row per request, however many approvers
+    // decided it (spec/export.md X10).
+    let mut tokens: HashSet<String> = HashSet::new();
     let mut decisions = 0u64;
     let mut rows = 0u64;
     let bundles = entry_bundles(end);
@@ -420,8 +425,13 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                 bail!("entry {i} does not hash to its leaf in the tiles");
             }
             let decoded = Entry::decode(e).map_err(|x| anyhow!("entry {i}: {x}"))?;
-            if a.bundles && matches!(decoded, Entry::Enrolment(_)) {
-                enrolments.insert(i, e.to_vec());
+            if a.bundles && matches!(decoded, Entry::Enrolment(_) | Entry::Policy(_)) {
+                match decoded {
+                    Entry::Policy(_) => quorums.policy_entry(i, e),
+                    _ => {
+                        enrolments.insert(i, e.to_vec());
+                    }
+                }
             }
             if i < start {
                 continue;
@@ -459,14 +469,19 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                         })?;
                         st_file.write(line.as_bytes())?;
                         st_file.write(b"\n")?;
-                        decided.insert(s.statement.request_id.clone());
-                        let created = EventRow::for_request(
-                            EventType::RequestCreated,
-                            &s.statement,
-                            s.statement.requested_at * 1000,
-                        );
-                        outside.push((created, s.statement.requested_at * 1000));
-                        if let Some(t) = &s.token_issued_at {
+                        if decided.insert(s.statement.request_id.clone()) {
+                            let created = EventRow::for_request(
+                                EventType::RequestCreated,
+                                &s.statement,
+                                s.statement.requested_at * 1000,
+                            );
+                            outside.push((created, s.statement.requested_at * 1000));
+                        }
+                        let token = s.token_issued_at.as_ref().filter(|_| {
+                            d.decision == countersign_verifier::Decision::Approve
+                                && tokens.insert(s.statement.request_id.clone())
+                        });
+                        if let Some(t) = token {
                             let ms = parse_rfc3339_ms(t)
                                 .ok_or_else(|| anyhow!("token_issued_at {t:?} of index {i}"))?;
                             outside.push((
@@ -487,8 +502,46 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                                     d.enrolment_index
                                 )
                             })?;
+                            let (version, policy, approvals) = match quorums
+                                .decision(i, e, d, &s.statement)
+                                .map_err(|x| anyhow!(x))?
+                            {
+                                quorum::Links::Single => (BUNDLE_VERSION, None, Vec::new()),
+                                // An approval that completes no quorum has no bundle: none
+                                // could verify (spec/export.md X9, X10).
+                                quorum::Links::None => {
+                                    pb.set_position(i + 1 - start);
+                                    continue;
+                                }
+                                quorum::Links::Quorum { policy, approvals } => {
+                                    let mut links = Vec::with_capacity(approvals.len());
+                                    for (di, de, ei) in approvals {
+                                        let ee = enrolments.get(&ei).ok_or_else(|| {
+                                                anyhow!("decision {di} names enrolment {ei} which is not an enrolment")
+                                            })?;
+                                        links.push(DecisionLink {
+                                            decision: LoggedEntry {
+                                                index: di,
+                                                entry: hex::encode(de),
+                                                inclusion_proof: tree.inclusion_proof(di)?,
+                                            },
+                                            enrolment: LoggedEntry {
+                                                index: ei,
+                                                entry: hex::encode(ee),
+                                                inclusion_proof: tree.inclusion_proof(ei)?,
+                                            },
+                                        });
+                                    }
+                                    let policy = LoggedEntry {
+                                        index: policy.0,
+                                        entry: hex::encode(&policy.1),
+                                        inclusion_proof: tree.inclusion_proof(policy.0)?,
+                                    };
+                                    (BUNDLE_VERSION_POLICY, Some(policy), links)
+                                }
+                            };
                             let bundle = EvidenceBundle {
-                                version: BUNDLE_VERSION,
+                                version,
                                 statement: s.statement.clone(),
                                 decision: LoggedEntry {
                                     index: i,
@@ -500,8 +553,8 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                                     entry: hex::encode(enr),
                                     inclusion_proof: tree.inclusion_proof(d.enrolment_index)?,
                                 },
-                                approvals: Vec::new(),
-                                policy: None,
+                                approvals,
+                                policy,
                                 checkpoint: note.clone(),
                                 relying_party: rp,
                                 parties: None,

@@ -35,7 +35,8 @@ pub struct ReportData {
     denials: Vec<EventRow>,
     expiries: Vec<EventRow>,
     credentials: Vec<EventRow>,
-    listed_over: [u64; 3],
+    policies: Vec<EventRow>,
+    listed_over: [u64; 4],
 }
 
 /// The period, the log and how to re-verify, for the page's header and last line.
@@ -107,6 +108,9 @@ impl ReportData {
             }
             EventType::CredentialEnrolled | EventType::CredentialRevoked => {
                 push_capped(&mut self.credentials, &mut self.listed_over[2], row)
+            }
+            EventType::PolicyChanged => {
+                push_capped(&mut self.policies, &mut self.listed_over[3], row)
             }
             _ => {}
         }
@@ -224,6 +228,12 @@ impl ReportData {
                 "credential_id",
                 "aaguid",
             ],
+        ));
+        o.push_str(&row_list(
+            "Policy changes",
+            &self.policies,
+            self.listed_over[3],
+            &["log_index", "time_utc", "policy_sha256"],
         ));
         let rp = match h.rp_id {
             Some(rp) => format!(" --rp-id '{}'", esc(rp)),
@@ -405,6 +415,8 @@ fn cell(row: &EventRow, col: &str) -> String {
         "credential_id" => o(&row.credential_id),
         "aaguid" => o(&row.aaguid),
         "binding_message" => o(&row.binding_message),
+        // A policy entry's row carries the policy hash where a decision's has its statement's.
+        "policy_sha256" => o(&row.statement_sha256),
         _ => String::new(),
     }
 }
@@ -539,5 +551,40 @@ mod tests {
         assert_eq!(totals.decisions_denied, 1);
         assert!(html.contains("withheld"));
         assert!(html.contains("--rp-id 'rp.example'"));
+        assert!(html.contains("<h2>Policy changes (0)</h2>\n<p>None.</p>"));
+    }
+
+    #[test]
+    fn policy_changes_are_listed_with_their_hash() {
+        let mut d = ReportData::default();
+        let mut r = row(EventType::PolicyChanged, "2026-12-01T09:00:00.000Z", "");
+        r.log_index = Some(7);
+        r.request_id = None;
+        r.statement_sha256 = Some("ab".repeat(32));
+        d.add(&r, None);
+        let h = ReportHeader {
+            origin: "example/log",
+            log_key: "example/log+01+AA",
+            start: 0,
+            end: 8,
+            tree_size: 8,
+            events_from: "2026-12-01T00:00:00.000Z",
+            events_to: "2026-12-03T00:00:00.000Z",
+            generated_at: "2026-12-03T00:00:00.000Z",
+            rp_id: None,
+            withheld: 0,
+        };
+        let html = d.render(&h);
+        let at = html.find("<h2>Policy changes (1)</h2>").unwrap();
+        let section = &html[at..at + html[at..].find("</section>").unwrap()];
+        assert!(section.contains("<th>policy sha256</th>"), "{section}");
+        assert!(
+            section.contains(&format!(
+                "<td>7</td><td>2026-12-01T09:00:00.000Z</td><td>{}</td>",
+                "ab".repeat(32)
+            )),
+            "{section}"
+        );
+        assert_eq!(d.totals().policies_changed, 1);
     }
 }

@@ -947,3 +947,167 @@ fn policy_on_the_archive_checkpoint() {
     let out = verify_with(&d, &a.log_key, &["--policy", one.to_str().unwrap()]);
     assert_fails(&out, "checkpoint", "checkpoint", None);
 }
+
+/// A quorum archive (`ArchiveSpec::quorum`) with `flaw`, with bundles.
+fn quorum_archive(
+    flaw: countersign_testvectors::archive::QuorumFlaw,
+) -> (tempfile::TempDir, PathBuf, Archive) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("q");
+    let a = build(
+        &d,
+        &ArchiveSpec {
+            bundles: true,
+            quorum: true,
+            quorum_flaw: flaw,
+            ..ArchiveSpec::default()
+        },
+    )
+    .unwrap();
+    (tmp, d, a)
+}
+
+/// X10: every version 2 decision is checked against the logged policy, the requests are tallied
+/// (met, denied, pending), and the bundles of the quorum-completing approvals and the denial
+/// verify, none being written for an approval that completes no quorum.
+#[test]
+fn quorum_archive_verifies_and_tallies_its_requests() {
+    use countersign_testvectors::archive::QuorumFlaw;
+    let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+    let q = a.quorum.clone().unwrap();
+    let r = assert_ok(&verify(&d, &a));
+    assert_eq!(r["quorum"]["requests"], 4, "{r:#}");
+    assert_eq!(
+        (&r["quorum"]["met"], &r["quorum"]["denied"]),
+        (&2.into(), &1.into())
+    );
+    assert_eq!(r["quorum"]["pending"], serde_json::json!([q.pending]));
+    // A policy.changed row for the policy entry, and the bundles written.
+    let rows = lines(&d, "events.jsonl");
+    let at = row_index(&rows, |v| v["log_index"] == q.policy);
+    let row: Value = serde_json::from_str(&rows[at]).unwrap();
+    assert_eq!(row["event_type"], "policy.changed");
+    let files = manifest(&d).files;
+    for i in [q.met.1, q.denied.1, q.no_rule] {
+        assert!(files.contains_key(&format!("bundles/{i}.json")), "{i}");
+    }
+    for i in [q.met.0, q.pending, q.denied.0] {
+        assert!(!files.contains_key(&format!("bundles/{i}.json")), "{i}");
+    }
+    let b: Value = serde_json::from_slice(
+        &std::fs::read(d.join(format!("bundles/{}.json", q.met.1))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(b["version"], 2);
+    assert_eq!(b["approvals"][0]["decision"]["index"], q.met.0);
+    assert_eq!(b["policy"]["index"], q.policy);
+    let out = bin()
+        .arg("export")
+        .arg(&d)
+        .args(["--log-key", &a.log_key, "--rp-id", RP_ID])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "\nquorum: 4 requests under an approval policy: 2 met their quorum in the archive, 1 \
+             denied, 1 not (yet) met (first approvals at {})",
+            q.pending
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn quorum_archive_with_a_misstated_policy_or_a_non_eligible_approver_fails() {
+    use countersign_testvectors::archive::QuorumFlaw;
+    let (_t, d, a) = quorum_archive(QuorumFlaw::MisstatedQuorum);
+    let q = a.quorum.clone().unwrap();
+    let out = verify(&d, &a);
+    assert_fails(&out, "policy", "statements.jsonl", Some(q.met.0));
+    let r = report(&out);
+    assert!(
+        r.to_string()
+            .contains("the logged policy gives quorum 2, the statement says 1"),
+        "{r:#}"
+    );
+    // The bundles made under the misstated quorum fail as well.
+    assert_fails(&out, "bundles", "bundles/", None);
+
+    let (_t, d, a) = quorum_archive(QuorumFlaw::NotEligible);
+    let q = a.quorum.clone().unwrap();
+    let out = verify(&d, &a);
+    assert_fails(&out, "decisions", "statements.jsonl", Some(q.met.1));
+    assert!(
+        report(&out)
+            .to_string()
+            .contains("approver \\\"apv_dave\\\" is not one of the statement's eligible approvers"),
+        "{:#}",
+        report(&out)
+    );
+}
+
+#[test]
+fn quorum_archive_mutations_fail() {
+    use countersign_testvectors::archive::QuorumFlaw;
+    let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+    let q = a.quorum.clone().unwrap();
+    // The met request's bundle with its first approval removed.
+    let from = d.join(format!("bundles/{}.json", q.met.1));
+    let text = std::fs::read_to_string(&from).unwrap();
+    let mut b: Value = serde_json::from_str(&text).unwrap();
+    b["approvals"] = serde_json::json!([]);
+    let rel = format!("bundles/{}.json", q.met.1);
+    std::fs::write(d.join(&rel), serde_json::to_vec_pretty(&b).unwrap()).unwrap();
+    rehash(&d);
+    let out = verify(&d, &a);
+    assert_fails(&out, "bundles", &rel, Some(q.met.1));
+    assert!(
+        report(&out)
+            .to_string()
+            .contains("2 approvals needed, 1 present"),
+        "{:#}",
+        report(&out)
+    );
+
+    // The policy entry's bytes changed: the entry no longer hashes to its level-0 tile hash.
+    let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+    let q = a.quorum.clone().unwrap();
+    let tile = manifest(&d)
+        .files
+        .keys()
+        .find(|f| f.starts_with("tile/entries/"))
+        .unwrap()
+        .clone();
+    let mut bytes = std::fs::read(d.join(&tile)).unwrap();
+    let needle = b"payments over 1000";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at] = b'P';
+    std::fs::write(d.join(&tile), bytes).unwrap();
+    rehash(&d);
+    assert_fails(&verify(&d, &a), "entries", &tile, Some(q.policy));
+
+    // A token.issued row for the request whose quorum was not met.
+    let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+    rewrite_events(&d, |rows| {
+        let at = row_index(rows, |v| v["event_type"] == "token.issued");
+        let mut v: Value = serde_json::from_str(&rows[at]).unwrap();
+        v["request_id"] = "req_q2".into();
+        v["binding_message"] = "Pay 1250.00 EUR to ACME (ref q2)".into();
+        rows.insert(
+            at + 1,
+            EventRow::to_json_line(&serde_json::from_value(v).unwrap()),
+        );
+    });
+    let out = verify(&d, &a);
+    assert!(
+        report(&out)
+            .to_string()
+            .contains("did not reach its quorum of 2 approvals"),
+        "{:#}",
+        report(&out)
+    );
+}

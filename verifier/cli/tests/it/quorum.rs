@@ -13,24 +13,18 @@ fn read(name: &str) -> Value {
 }
 
 fn verify(v: &Value, extra: &[&str]) -> std::process::Output {
-    let tmp = std::env::temp_dir().join(format!(
-        "countersign-verify-quorum-{}-{}",
-        std::process::id(),
-        extra.len()
-    ));
-    std::fs::create_dir_all(&tmp).unwrap();
+    // Its own directory: the tests run in parallel.
+    let tmp = tempfile::tempdir().unwrap();
     let mut a = vec![
         "bundle".to_string(),
-        write_tmp(&tmp, "bundle.json", &v["bundle"]),
+        write_tmp(tmp.path(), "bundle.json", &v["bundle"]),
         "--log-key".into(),
         s(&v["log_key"]),
         "--rp-id".into(),
         "approve.countersign.test".into(),
     ];
     a.extend(extra.iter().map(|x| x.to_string()));
-    let out = run(&a, None);
-    std::fs::remove_dir_all(&tmp).ok();
-    out
+    run(&a, None)
 }
 
 #[test]
