@@ -64,11 +64,13 @@ mkdir -p "$COUNTERSIGN_EXPORT_ARCHIVES"
 step "workspace tests" cargo test --workspace --locked
 real_exports_verify() {
     local a=$COUNTERSIGN_EXPORT_ARCHIVES key
-    key=$(cat "$a/log.vkey")
-    for x in remote offline range.tar; do
+    # Each archive beside its log's key (`<name>.vkey`); `quorum` holds 2-of-3 approvals.
+    for x in remote offline range.tar quorum; do
+        key=$(cat "$a/$x.vkey")
         cargo run -q -p countersign-verify --locked -- export "$a/$x" --log-key "$key" \
             --rp-id approve.test
     done
+    key=$(cat "$a/remote.vkey")
     # One changed byte of a statement: exit 1, not 0 and not 2.
     cp -r "$a/remote" "$a/tampered"
     sed -i '1s/"approve"/"deny"/' "$a/tampered/statements.jsonl"

@@ -759,7 +759,9 @@ fn evaluate_statement_policy(
             if sp.rule.is_some() {
                 return Err(mismatch("rule", shown(&None), shown(&sp.rule)));
             }
-            // The statement's own rules hold a null rule to quorum 1 and one approver.
+            // The statement's own rules hold a null rule to quorum 1; its approvers are whom
+            // the request named (one approver, or a group's members), which the policy does
+            // not decide, so only the log's enrolments can check them.
             RuleChecks {
                 require_uv: false,
                 require_attestation: false,

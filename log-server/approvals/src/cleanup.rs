@@ -215,7 +215,9 @@ async fn sweep_evidence(c: &Approvals, now: u64) -> Result<(usize, usize), Stora
             let mut b = Batch::new();
             for (k, e) in &old {
                 b.delete(k.clone());
-                if let Some(e) = e {
+                // A partial record (an approval short of its quorum) has no lookup keys: they
+                // are the request's final record's.
+                if let Some(e) = e.as_ref().filter(|e| !e.partial) {
                     b.delete(CibaStore::evidence_by_hash_key(&e.auth_req_hash));
                     b.delete(CibaStore::evidence_by_request_key(&e.request_id));
                 }

@@ -383,6 +383,7 @@ pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
                 .collect(),
             decided_by: String::new(),
             approvals: Vec::new(),
+            partial: false,
         };
         let mut b = crate::store::Batch::new();
         CibaStore::put_evidence(&mut b, &evidence)?;

@@ -189,11 +189,30 @@ pub fn finish(
     let history = CibaStore::history_key(&decider, rec.index, &r.request_id);
     let approvals_after = r.approvals.len() as u64 + 1;
     if decision == Decision::Approve && approvals_after < r.statement.quorum() {
+        // The approval's own statement and indexes, kept as evidence of its leaf whatever
+        // happens to the request next (spec/export.md: every decision's statement).
+        let evidence = EvidenceRecord {
+            request_id: r.request_id.clone(),
+            auth_req_hash: CibaStore::hash_of_key(key).to_owned(),
+            statement: r.statement_for(Decision::Approve),
+            decision_index: rec.index,
+            enrolment_index: rec.enrolment_index,
+            decided_at_ms: rec.decided_at.saturating_mul(1000),
+            token_issued_at_ms: None,
+            events: decision_event.into_iter().collect(),
+            decided_by: decider.clone(),
+            approvals: Vec::new(),
+            partial: true,
+        };
         r.approvals.push(rec);
         r.status = RequestStatus::Pending;
         r.claim = None;
         let mut b = Batch::new();
         put_record(&mut b, key, r)?;
+        if let Err(e) = CibaStore::put_partial_evidence(&mut b, &evidence) {
+            tracing::error!(error = %e, request_id = %r.request_id, "evidence record does not encode");
+            return Err(TransitionError::Unencodable);
+        }
         b.put(history, CibaStore::hash_of_key(key).as_bytes().to_vec());
         b.delete(CibaStore::pending_key(&decider, &r.request_id))
             .delete(CibaStore::claim_key(key));
@@ -226,6 +245,7 @@ pub fn finish(
             Decision::Approve => r.approvals.clone(),
             Decision::Deny => Vec::new(),
         },
+        partial: false,
     };
     r.decision = Some(rec);
     r.claim = None;

@@ -116,6 +116,12 @@ pub struct EvidenceRecord {
     /// it (or before a denial), in log order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<DecisionRecord>,
+    /// An approval that did not end its request (a quorum not reached yet): kept so that the
+    /// statement of every decision in the log stays exportable, whatever the request's end
+    /// (completed, denied, expired). No lookup key points to it: the request's evidence is
+    /// the record of the decision that ended it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 impl EvidenceRecord {
@@ -694,6 +700,14 @@ impl CibaStore {
         batch.put_json(Self::evidence_key(e.decision_index), e)?;
         batch.put(Self::evidence_by_hash_key(&e.auth_req_hash), index.clone());
         batch.put(Self::evidence_by_request_key(&e.request_id), index);
+        Ok(())
+    }
+
+    /// Puts the evidence record of an approval that did not end its request into `batch`,
+    /// without lookup keys ([`EvidenceRecord::partial`]).
+    pub fn put_partial_evidence(batch: &mut Batch, e: &EvidenceRecord) -> Result<(), StorageError> {
+        debug_assert!(e.partial);
+        batch.put_json(Self::evidence_key(e.decision_index), e)?;
         Ok(())
     }
 

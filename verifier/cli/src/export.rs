@@ -266,6 +266,12 @@ struct Decided {
     statement: [u8; 16],
     /// A version 2 statement's quorum; 0 for version 1.
     quorum: u64,
+    /// The statement's `expires_at`, in milliseconds.
+    expires_ms: u64,
+    /// Under a version 2 statement: approved by fewer than the quorum and not denied, so it may
+    /// have expired (X10).
+    short: bool,
+    expired_seen: bool,
 }
 
 /// SHA-256 cut to 128 bits, for [`Decided`].
@@ -1280,6 +1286,9 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                         approver: sha16(d.approver_id.as_bytes()),
                         statement: sha16(&h),
                         quorum: st.policy.as_ref().map_or(0, |p| p.quorum),
+                        expires_ms: st.expires_at.saturating_mul(1000),
+                        short: false,
+                        expired_seen: false,
                     });
                 }
             }
@@ -1892,6 +1901,7 @@ fn merge_quorum(run: &mut Run, group: &[Decided]) -> Decided {
         }
     }
     out.approve = met && !denied;
+    out.short = !met && !denied;
     if denied {
         run.quorum.denied += 1;
     } else if met {
@@ -1915,7 +1925,8 @@ struct OutsideRow {
     /// Where its request is in the sorted decisions.
     at: Option<usize>,
     /// For a row of a decided request: the digest to compare with its `created` (of the line for
-    /// `request.created`, of the row turned into its `request.created` row for `token.issued`).
+    /// `request.created`, of the row turned into its `request.created` row for `token.issued`
+    /// and `request.expired`).
     created: [u8; 16],
     /// For a row of an undecided request: the digest of its type and request id.
     undecided_key: [u8; 16],
@@ -1945,7 +1956,7 @@ fn parse_outside(line: &[u8], decided: &[Decided]) -> Result<OutsideRow, String>
     match out.at {
         Some(at) => match out.row.event_type {
             EventType::RequestCreated => out.created = sha16(line),
-            EventType::TokenIssued => {
+            EventType::TokenIssued | EventType::RequestExpired => {
                 let mut as_created = out.row.clone();
                 as_created.event_type = EventType::RequestCreated;
                 as_created.time_utc =
@@ -2127,6 +2138,24 @@ fn check_outside_row(
                         );
                     }
                     d.token_seen = true;
+                }
+                // An approval short of its quorum, then the request expired (X10).
+                EventType::RequestExpired if d.short => {
+                    if d.expired_seen {
+                        fail(
+                            run,
+                            format!("a second request.expired row for {request_id}"),
+                        );
+                    } else if t != d.expires_ms || p.created != d.created {
+                        fail(
+                            run,
+                            format!(
+                                "the request.expired row of {request_id} is not the one made \
+                                 from its statement"
+                            ),
+                        );
+                    }
+                    d.expired_seen = true;
                 }
                 _ => fail(
                     run,

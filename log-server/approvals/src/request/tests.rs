@@ -269,7 +269,15 @@ fn a_quorum_request_waits_for_distinct_approvers_and_ends_on_a_denial() {
     assert_eq!(r.approvals.len(), 1);
     let (puts, dels) = keys(&b);
     let h1 = CibaStore::history_key("apv_t1", 7, "req_test");
-    assert_eq!(puts, [KEY, h1.as_str()]);
+    // The approval's own evidence record (no lookup key: that is the final record's).
+    let e7 = CibaStore::evidence_key(7);
+    assert_eq!(puts, [KEY, e7.as_str(), h1.as_str()]);
+    let (_, v): &Op = b.ops().iter().find(|(k, _)| *k == e7).unwrap();
+    let e: EvidenceRecord = serde_json::from_slice(v.as_ref().unwrap()).unwrap();
+    assert!(e.partial);
+    assert_eq!((e.decision_index, e.decided_by.as_str()), (7, "apv_t1"));
+    assert_eq!(e.statement, r.statement_for(Decision::Approve));
+    assert_eq!(e.token_issued_at_ms, None);
     assert_eq!(
         dels,
         [

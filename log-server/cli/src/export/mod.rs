@@ -592,7 +592,9 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
             let Some(id) = r.request_id.clone() else {
                 continue;
             };
-            if decided.contains(&id) {
+            // A decided request's request.created row is made from its statement above; its
+            // request.expired row (an expiry short of a quorum, X10) is the server's.
+            if r.event_type == EventType::RequestCreated && decided.contains(&id) {
                 continue;
             }
             let Some(t) = parse_rfc3339_ms(&r.time_utc) else {

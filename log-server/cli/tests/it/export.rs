@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use countersign::export::{run, ExportArgs};
+use countersign_approvals::policy::parse_policy_toml;
 use countersign_verifier::export::{
     csv_header, log_event_row, split_entry_bundle, EventRow, EventType, Manifest, StatementLine,
     Totals,
 };
 use countersign_verifier::{BundlePolicy, Entry, EvidenceBundle};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
@@ -62,6 +63,17 @@ fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// What the archive must be, checked here with the shared definitions (the independent check
 /// is `countersign-verify export`, run by scripts/test.sh on the copies).
 fn check_archive(dir: &Path, s: &Server, expect_decisions: usize) -> Manifest {
+    check_archive_but(dir, s, expect_decisions, &[])
+}
+
+/// [`check_archive`], where the decisions at `no_bundle` (approvals that completed no quorum)
+/// have no bundle and every other decision has one.
+fn check_archive_but(
+    dir: &Path,
+    s: &Server,
+    expect_decisions: usize,
+    no_bundle: &[u64],
+) -> Manifest {
     let m: Manifest =
         serde_json::from_slice(&std::fs::read(dir.join("MANIFEST.json")).unwrap()).unwrap();
     let files = files_of(dir);
@@ -140,7 +152,12 @@ fn check_archive(dir: &Path, s: &Server, expect_decisions: usize) -> Manifest {
 
     // Bundles verify and are the statements'.
     for (i, l) in &by_index {
-        let b = EvidenceBundle::from_json(&files[&format!("bundles/{i}.json")]).unwrap();
+        let path = format!("bundles/{i}.json");
+        if no_bundle.contains(i) {
+            assert!(!files.contains_key(&path), "{path} is there");
+            continue;
+        }
+        let b = EvidenceBundle::from_json(&files[&path]).unwrap();
         let v = b.verify(&s.vkey, &BundlePolicy::default()).unwrap();
         assert_eq!(v.statement, l.statement);
         assert_eq!(b.decision.index, *i);
@@ -150,7 +167,11 @@ fn check_archive(dir: &Path, s: &Server, expect_decisions: usize) -> Manifest {
 
 fn keep(dir: &Path, name: &str, s: &Server) {
     if let Ok(to) = std::env::var("COUNTERSIGN_EXPORT_ARCHIVES") {
-        std::fs::write(Path::new(&to).join("log.vkey"), s.vkey.to_vkey()).unwrap();
+        std::fs::write(
+            Path::new(&to).join(format!("{name}.vkey")),
+            s.vkey.to_vkey(),
+        )
+        .unwrap();
         let to = Path::new(&to).join(name);
         let _ = std::fs::remove_dir_all(&to);
         let status = std::process::Command::new("cp")
@@ -299,4 +320,112 @@ async fn exports_from_a_server_and_from_a_backup_hold_every_decision() {
         "the backup holds the same evidence"
     );
     keep(&offline, "offline", &s);
+}
+
+/// Under a 2-of-3 policy, every approval is its own leaf, and the export holds every one's
+/// statement whatever became of its request: a quorum reached, a denial after an approval, an
+/// expiry after an approval. The approval that completed the quorum and the denial have bundles
+/// (version 2) that verify; the approvals short of a quorum have none (none could verify).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_holds_every_approval_of_a_quorum_whatever_its_end() {
+    let s = Server::start().await;
+    let pay = s.add_client("agent-pay", "poll", None).await;
+    let t1 = s.add_approver("apv_t1", 11).await;
+    let t2 = s.add_approver("apv_t2", 12).await;
+    let t3 = s.add_approver("apv_t3", 13).await;
+    let policy = parse_policy_toml(crate::quorum::POLICY).unwrap();
+    crate::quorum::put_in_force(&s, &policy).await;
+    let details = crate::quorum::payment("2500");
+    let ask = |expiry: &'static str| {
+        let (pay, details) = (&pay, &details);
+        async move {
+            pay.ask(
+                "apv_t1",
+                &[
+                    ("authorization_details", details.as_str()),
+                    ("requested_expiry", expiry),
+                ],
+            )
+            .await
+        }
+    };
+
+    // The quorum reached: t1, then t2.
+    let done = ask("300").await;
+    let done_rid = t1.only_request().await;
+    let first = t1.decide(&done_rid, "approve").await;
+    let second = t2.decide(&done_rid, "approve").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (st, v) = pay.token(&done).await;
+    assert_eq!(st, 200, "{v}");
+
+    // An approval, then a denial.
+    let _denied = ask("300").await;
+    let denied_rid = t1.only_request().await;
+    let third = t1.decide(&denied_rid, "approve").await;
+    let fourth = t3.decide(&denied_rid, "deny").await;
+    assert_eq!(fourth["status"], "denied", "{fourth}");
+
+    // An approval, then the request expires.
+    let late = ask("3").await;
+    let late_rid = t1.only_request().await;
+    let fifth = t1.decide(&late_rid, "approve").await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (st, v) = pay.token(&late).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("expired_token")),
+        "{v}"
+    );
+    countersign_approvals::cleanup::sweep(&s.approvals, countersign_approvals::util::now_secs())
+        .await
+        .unwrap();
+
+    let index = |v: &Value| v["log_index"].as_u64().unwrap_or_else(|| panic!("{v}"));
+    let partial = [index(&first), index(&third), index(&fifth)];
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (st, v) = s
+        .admin_post("/v1/admin/auditors", json!({"name": "audit-firm"}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let token = tmp.path().join("auditor.token");
+    std::fs::write(&token, v["token"].as_str().unwrap()).unwrap();
+    let dir = tmp.path().join("quorum");
+    let mut a = args(&dir);
+    a.url = Some(s.url.clone());
+    a.token_file = Some(token);
+    let summary = run(a).await.unwrap();
+    assert_eq!(summary.decisions, 5);
+    let m = check_archive_but(&dir, &s, 5, &partial);
+    assert_eq!(m.withheld.len(), 0);
+
+    // The completing approval's bundle holds both approvals; the denial's, the denial alone.
+    let bundle = |v: &Value| {
+        EvidenceBundle::from_json(
+            &std::fs::read(dir.join(format!("bundles/{}.json", index(v)))).unwrap(),
+        )
+        .unwrap()
+    };
+    let b = bundle(&second);
+    assert_eq!(
+        b.approvals.len(),
+        1,
+        "the earlier approval is in the bundle"
+    );
+    assert_eq!(b.approvals[0].decision.index, index(&first));
+    assert!(b.verify(&s.vkey, &BundlePolicy::default()).is_ok());
+    assert!(bundle(&fourth).approvals.is_empty());
+    let jsonl = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let rows: Vec<EventRow> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |t: EventType| rows.iter().filter(|r| r.event_type == t).count();
+    assert_eq!(count(EventType::DecisionApproved), 4, "{jsonl}");
+    assert_eq!(count(EventType::DecisionDenied), 1, "{jsonl}");
+    assert_eq!(count(EventType::RequestCreated), 3, "{jsonl}");
+    assert_eq!(count(EventType::RequestExpired), 1, "{jsonl}");
+    assert_eq!(count(EventType::TokenIssued), 1, "{jsonl}");
+    keep(&dir, "quorum", &s);
 }

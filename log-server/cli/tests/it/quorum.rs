@@ -17,7 +17,7 @@ use crate::common::{
     assert_refused, verify_jwt, Approver, Client, Receiver, Server, ORIGIN, RP_ID,
 };
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [groups]
 treasury = ["apv_t1", "apv_t2", "apv_t3"]
 
@@ -32,7 +32,7 @@ quorum = 2
 require_uv = true
 "#;
 
-fn payment(amount: &str) -> String {
+pub(crate) fn payment(amount: &str) -> String {
     json!([{
         "type": "payment_initiation",
         "instructedAmount": {"currency": "EUR", "amount": amount},
@@ -42,7 +42,7 @@ fn payment(amount: &str) -> String {
 }
 
 /// Logs `policy` as a policy entry and puts it in force, as `serve --policy` does.
-async fn put_in_force(s: &Server, policy: &ValidatedPolicy) -> u64 {
+pub(crate) async fn put_in_force(s: &Server, policy: &ValidatedPolicy) -> u64 {
     let appended = s.log_api.log.append_policy(policy).await.unwrap();
     s.approvals.set_active_policy(Some(Arc::new(ActivePolicy {
         policy: policy.clone(),

@@ -1111,3 +1111,66 @@ fn quorum_archive_mutations_fail() {
         report(&out)
     );
 }
+
+/// Adds `row` to the second run of events.jsonl (the events outside the log), keeping it
+/// ordered by time.
+fn add_outside_row(dir: &Path, row: &EventRow) {
+    rewrite_events(dir, |rows| {
+        let first = row_index(rows, |v| v["log_index"].is_null());
+        let mut outside: Vec<String> = rows.split_off(first);
+        outside.push(row.to_json_line());
+        outside.sort_by_key(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["time_utc"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        rows.extend(outside);
+    });
+}
+
+/// X10: a request approved by fewer than its quorum and denied by no one may have expired: one
+/// `request.expired` row at its statement's `expires_at` verifies; a second one, one at another
+/// time, or one for a request that met its quorum fails.
+#[test]
+fn quorum_archive_expiry_short_of_the_quorum() {
+    use countersign_testvectors::archive::QuorumFlaw;
+    use countersign_verifier::export::{EventType, StatementLine};
+    let statement_of = |d: &Path, index: u64| {
+        lines(d, "statements.jsonl")
+            .iter()
+            .map(|l| serde_json::from_str::<StatementLine>(l).unwrap())
+            .find(|l| l.index == index)
+            .unwrap()
+            .statement
+    };
+    let expired = |st: &countersign_verifier::Statement, ms: u64| {
+        EventRow::for_request(EventType::RequestExpired, st, ms)
+    };
+
+    let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+    let q = a.quorum.clone().unwrap();
+    let st = statement_of(&d, q.pending);
+    add_outside_row(&d, &expired(&st, st.expires_at * 1000));
+    let r = assert_ok(&verify(&d, &a));
+    assert_eq!(r["quorum"]["pending"], serde_json::json!([q.pending]));
+    // Twice.
+    add_outside_row(&d, &expired(&st, st.expires_at * 1000));
+    assert_event_failure(&verify(&d, &a), "a second request.expired row for req_q2");
+
+    // At another time than its expiry.
+    let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+    add_outside_row(&d, &expired(&st, st.expires_at * 1000 + 1));
+    assert_event_failure(
+        &verify(&d, &a),
+        "the request.expired row of req_q2 is not the one made from its statement",
+    );
+
+    // For the request that met its quorum, and for the one denied.
+    for i in [q.met.1, q.denied.0] {
+        let (_t, d, a) = quorum_archive(QuorumFlaw::None);
+        let st = statement_of(&d, i);
+        add_outside_row(&d, &expired(&st, st.expires_at * 1000));
+        assert_event_failure(&verify(&d, &a), "a request.expired row for req_q");
+    }
+}
