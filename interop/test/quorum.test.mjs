@@ -19,20 +19,12 @@ import { runTool, Server, verifierBinary } from "../lib/server.mjs";
 const CLIENT = { id: "agent-pay", secret: "quorum-secret-0123456789abcdef" };
 const TREASURY = ["apv_t1", "apv_t2", "apv_t3"];
 const RULE = "payments over 1000";
-const POLICY = `
-[groups]
-treasury = ["apv_t1", "apv_t2", "apv_t3"]
-
-[[rules]]
-name = "${RULE}"
-when.type = "payment_initiation"
-when.field = "instructedAmount.amount"
-when.gt = "1000"
-when.clients = ["${CLIENT.id}"]
-approvers = "treasury"
-quorum = 2
-require_uv = true
-`;
+// The issue's example policy, shared with the Rust tests.
+const POLICY = await readFile(
+  new URL("../../testvectors/approval-policies/treasury.toml", import.meta.url),
+  "utf8",
+);
+assert.ok(POLICY.includes(`name = "${RULE}"`) && POLICY.includes(`when.clients = ["${CLIENT.id}"]`));
 
 const payment = (amount, creditor) => [
   { type: "payment_initiation", instructedAmount: { currency: "EUR", amount }, creditorName: creditor },

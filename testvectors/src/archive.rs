@@ -20,14 +20,14 @@ use countersign_verifier::export::{
 };
 use countersign_verifier::flags;
 use countersign_verifier::{
-    inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes, sha256, AttestationRecord,
-    Checkpoint, Decision, Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry, RelyingParty,
-    Revocation, SignedDecision, Statement,
+    inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes, sha256, AttestationRecord, Decision,
+    Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry, RelyingParty, Revocation, SignedDecision,
+    Statement,
 };
 use serde_json::json;
 
 use crate::generate::{
-    log_signing_key, log_vkey, range_hashes, sign_note, LOG_ORIGIN, ORIGIN, RP_ID,
+    checkpoint_body, log_signing_key, log_vkey, range_hashes, sign_note, LOG_ORIGIN, ORIGIN, RP_ID,
 };
 use crate::passkey::{Alg, AssertOptions, SoftPasskey};
 
@@ -142,13 +142,7 @@ impl Archive {
 /// A signed checkpoint (by the generated log key) of a tree of `entries`.
 pub fn checkpoint_of(entries: &[Vec<u8>]) -> String {
     let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
-    let body = Checkpoint {
-        origin: LOG_ORIGIN.into(),
-        size: leaves.len() as u64,
-        root: root_from_leaf_hashes(&leaves),
-        extensions: vec![],
-    }
-    .to_text();
+    let body = checkpoint_body(&leaves);
     sign_note(&body, &log_signing_key(), &log_vkey())
 }
 

@@ -419,17 +419,22 @@ fn policies(f: &mut Files) {
     }
 }
 
+/// The unsigned checkpoint body of the generated log's tree of `leaves`.
+pub(crate) fn checkpoint_body(leaves: &[Hash]) -> String {
+    Checkpoint {
+        origin: LOG_ORIGIN.into(),
+        size: leaves.len() as u64,
+        root: root_from_leaf_hashes(leaves),
+        extensions: vec![],
+    }
+    .to_text()
+}
+
 fn checkpoints(f: &mut Files) {
     let key = log_signing_key();
     let vkey = log_vkey();
     let leaves: Vec<Hash> = leaf_inputs(70).iter().map(|l| leaf_hash(l)).collect();
-    let body = Checkpoint {
-        origin: LOG_ORIGIN.into(),
-        size: 70,
-        root: root_from_leaf_hashes(&leaves),
-        extensions: vec![],
-    }
-    .to_text();
+    let body = checkpoint_body(&leaves);
     let note = sign_note(&body, &key, &vkey);
     let mk = |desc: &str,
               note: &str,
@@ -1134,13 +1139,7 @@ fn sample_bundle_in_log(
     log.extend(after);
     let leaves: Vec<Hash> = log.iter().map(|e| leaf_hash(e)).collect();
     let size = leaves.len() as u64;
-    let body = Checkpoint {
-        origin: LOG_ORIGIN.into(),
-        size,
-        root: root_from_leaf_hashes(&leaves),
-        extensions: vec![],
-    }
-    .to_text();
+    let body = checkpoint_body(&leaves);
     let proof = |i: u64| {
         range_hashes(
             &leaves,

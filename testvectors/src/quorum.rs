@@ -6,16 +6,16 @@
 //! against the verifier before a file is written.
 
 use countersign_verifier::{
-    flags, inclusion_proof_ranges, leaf_hash, root_from_leaf_hashes, AttestationRecord,
-    BundlePolicy, Checkpoint, Decision, Enrolment, Entry, EvidenceBundle, Hash, LoggedEntry,
-    PolicyEntry, RelyingParty, SignedDecision, Statement, StatementPolicy, ValidatedPolicy,
+    flags, inclusion_proof_ranges, leaf_hash, AttestationRecord, BundlePolicy, Decision, Enrolment,
+    Entry, EvidenceBundle, Hash, LoggedEntry, PolicyEntry, RelyingParty, SignedDecision, Statement,
+    StatementPolicy, ValidatedPolicy,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::generate::{
-    log_signing_key, log_vkey, put, range_hashes, sample_statement, sign_note, Files, LOG_ORIGIN,
-    ORIGIN, RP_ID,
+    checkpoint_body, log_signing_key, log_vkey, put, range_hashes, sample_statement, sign_note,
+    Files, ORIGIN, RP_ID,
 };
 use crate::passkey::{Alg, AssertOptions, SoftPasskey};
 
@@ -172,13 +172,7 @@ impl Log {
                 &inclusion_proof_ranges(i, size).unwrap_or_default(),
             ),
         };
-        let body = Checkpoint {
-            origin: LOG_ORIGIN.into(),
-            size,
-            root: root_from_leaf_hashes(&leaves),
-            extensions: vec![],
-        }
-        .to_text();
+        let body = checkpoint_body(&leaves);
         EvidenceBundle {
             version: if policy.is_some() { 2 } else { 1 },
             statement: s.clone(),

@@ -165,6 +165,17 @@ fn check_archive_but(
     m
 }
 
+/// An auditor's token for `s`, in a file under `dir`.
+async fn auditor_token(s: &Server, dir: &Path) -> std::path::PathBuf {
+    let (st, v) = s
+        .admin_post("/v1/admin/auditors", json!({"name": "audit-firm"}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let token = dir.join("auditor.token");
+    std::fs::write(&token, v["token"].as_str().unwrap()).unwrap();
+    token
+}
+
 fn keep(dir: &Path, name: &str, s: &Server) {
     if let Ok(to) = std::env::var("COUNTERSIGN_EXPORT_ARCHIVES") {
         std::fs::write(
@@ -233,12 +244,7 @@ async fn exports_from_a_server_and_from_a_backup_hold_every_decision() {
     assert!(!tmp.path().join("refused.partial").exists());
 
     // From the running server, with an auditor's token.
-    let (st, v) = s
-        .admin_post("/v1/admin/auditors", json!({"name": "audit-firm"}))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let token = tmp.path().join("auditor.token");
-    std::fs::write(&token, v["token"].as_str().unwrap()).unwrap();
+    let token = auditor_token(&s, tmp.path()).await;
     let remote = tmp.path().join("remote");
     let mut a = args(&remote);
     a.url = Some(s.url.clone());
@@ -385,12 +391,7 @@ async fn an_export_holds_every_approval_of_a_quorum_whatever_its_end() {
     let partial = [index(&first), index(&third), index(&fifth)];
 
     let tmp = tempfile::tempdir().unwrap();
-    let (st, v) = s
-        .admin_post("/v1/admin/auditors", json!({"name": "audit-firm"}))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let token = tmp.path().join("auditor.token");
-    std::fs::write(&token, v["token"].as_str().unwrap()).unwrap();
+    let token = auditor_token(&s, tmp.path()).await;
     let dir = tmp.path().join("quorum");
     let mut a = args(&dir);
     a.url = Some(s.url.clone());

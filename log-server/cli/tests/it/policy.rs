@@ -30,23 +30,12 @@ quorum = 2
 "#;
 
 /// V1 with its quorum raised and a second rule.
-const V2: &str = r#"[groups]
-treasury = ["apv_t1", "apv_t2", "apv_t3"]
-
-[[rules]]
-name = "payments over 1000"
-when.type = "payment_initiation"
-when.field = "instructedAmount.amount"
-when.gt = "1000"
-approvers = "treasury"
-quorum = 3
-
-[[rules]]
-name = "deploys"
-when.type = "deploy"
-approvers = ["apv_p1"]
-quorum = 1
-"#;
+fn v2() -> String {
+    format!(
+        "{}\n[[rules]]\nname = \"deploys\"\nwhen.type = \"deploy\"\napprovers = [\"apv_p1\"]\nquorum = 1\n",
+        V1.replace("quorum = 2", "quorum = 3")
+    )
+}
 
 /// A string where the quorum should be: refused at line 3.
 const BAD: &str =
@@ -277,6 +266,37 @@ async fn show_remote(s: &Served, json: bool) -> (i32, String) {
     )
 }
 
+/// `countersign serve --data-dir DATA --policy FILE` on a free port, run to its exit: a start
+/// these tests expect to be refused.
+async fn serve_refused(data: &Path, policy: &Path) -> Output {
+    run(vec![
+        "serve".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", free_port()),
+        "--policy".into(),
+        policy.display().to_string(),
+    ])
+    .await
+}
+
+/// `countersign monitor --once` of the log at `url`, with the policy and state under `mon`.
+async fn monitor_once(url: &str, mon: &Path, extra: &[String]) -> Output {
+    let mut args = vec![
+        "monitor".into(),
+        "--once".into(),
+        "--log".into(),
+        url.to_owned(),
+        "--policy".into(),
+        mon.join("policy").display().to_string(),
+        "--state".into(),
+        mon.join("state").display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    run(args).await
+}
+
 /// `countersign policy show --data-dir DIR`: exit status, standard output and error.
 async fn show_local(data: &Path) -> (i32, String, String) {
     let out = run(vec![
@@ -299,17 +319,7 @@ async fn a_malformed_policy_file_stops_the_start_with_its_line_before_anything_i
     let file = dir.path().join("policy.toml");
     std::fs::write(&file, BAD).unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let out = run(vec![
-        "serve".into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--policy".into(),
-        file.display().to_string(),
-    ])
-    .await;
+    let out = serve_refused(&data, &file).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -323,16 +333,7 @@ async fn a_malformed_policy_file_stops_the_start_with_its_line_before_anything_i
 
     // A file that cannot be read is refused the same way, naming it.
     let missing = dir.path().join("missing.toml");
-    let out = run(vec![
-        "serve".into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--policy".into(),
-        missing.display().to_string(),
-    ])
-    .await;
+    let out = serve_refused(&data, &missing).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -348,8 +349,8 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     let file = dir.path().join("policy.toml");
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
-    let (v1, v2) = (policy_of(V1), policy_of(V2));
-    let (h1, h2) = (hex::encode(v1.hash()), hex::encode(v2.hash()));
+    let (v1, v2_policy) = (policy_of(V1), policy_of(&v2()));
+    let (h1, h2) = (hex::encode(v1.hash()), hex::encode(v2_policy.hash()));
     std::fs::write(&file, V1).unwrap();
 
     // Start with a valid file: one policy entry, the file's canonical bytes, in force.
@@ -432,10 +433,10 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     );
 
     // SIGHUP with a changed file: a new policy entry, in force.
-    std::fs::write(&file, V2).unwrap();
+    std::fs::write(&file, v2()).unwrap();
     s.hup_until("policy reloaded").await;
     assert_eq!(s.tree_size().await, 2);
-    assert_policy_entry(&s.entries().await, 1, &v2);
+    assert_policy_entry(&s.entries().await, 1, &v2_policy);
     let body = s.policy_api(Some(&s.admin())).await.1;
     assert_eq!(
         (body["index"].as_u64(), body["sha256"].as_str()),
@@ -533,20 +534,16 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     .unwrap();
     std::fs::write(mon.join("secret"), "monitor-secret\n").unwrap();
     let hook = Receiver::start().await;
-    let out = run(vec![
-        "monitor".into(),
-        "--once".into(),
-        "--log".into(),
-        s.url.clone(),
-        "--policy".into(),
-        mon.join("policy").display().to_string(),
-        "--state".into(),
-        mon.join("state").display().to_string(),
-        "--webhook".into(),
-        hook.url.clone(),
-        "--webhook-secret-file".into(),
-        mon.join("secret").display().to_string(),
-    ])
+    let out = monitor_once(
+        &s.url,
+        &mon,
+        &[
+            "--webhook".into(),
+            hook.url.clone(),
+            "--webhook-secret-file".into(),
+            mon.join("secret").display().to_string(),
+        ],
+    )
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -570,17 +567,7 @@ async fn the_policy_is_logged_before_it_is_in_force_reloaded_on_sighup_and_withd
     assert_eq!(jsonl.matches("\"policy-changed\"").count(), 3, "{jsonl}");
 
     // A second run has nothing new to report.
-    let again = run(vec![
-        "monitor".into(),
-        "--once".into(),
-        "--log".into(),
-        s.url.clone(),
-        "--policy".into(),
-        mon.join("policy").display().to_string(),
-        "--state".into(),
-        mon.join("state").display().to_string(),
-    ])
-    .await;
+    let again = monitor_once(&s.url, &mon, &[]).await;
     assert_eq!(again.status.code(), Some(0));
     assert!(
         again.stdout.is_empty(),
@@ -629,17 +616,7 @@ async fn a_policy_record_that_disagrees_with_the_log_stops_the_start() {
     let (code, _, err) = show_local(&data).await;
     assert_eq!(code, 2);
     assert!(err.contains("log entry 0 has sha256"), "{err}");
-    let port = free_port();
-    let out = run(vec![
-        "serve".into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--policy".into(),
-        file.display().to_string(),
-    ])
-    .await;
+    let out = serve_refused(&data, &file).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -669,16 +646,7 @@ async fn a_policy_record_that_disagrees_with_the_log_stops_the_start() {
             )
             .unwrap();
     }
-    let out = run(vec![
-        "serve".into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--policy".into(),
-        file.display().to_string(),
-    ])
-    .await;
+    let out = serve_refused(&data, &file).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(

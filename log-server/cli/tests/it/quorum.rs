@@ -17,20 +17,9 @@ use crate::common::{
     assert_refused, verify_jwt, Approver, Client, Receiver, Server, ORIGIN, RP_ID,
 };
 
-pub(crate) const POLICY: &str = r#"
-[groups]
-treasury = ["apv_t1", "apv_t2", "apv_t3"]
-
-[[rules]]
-name = "payments over 1000"
-when.type = "payment_initiation"
-when.field = "instructedAmount.amount"
-when.gt = "1000"
-when.clients = ["agent-pay"]
-approvers = "treasury"
-quorum = 2
-require_uv = true
-"#;
+/// The issue's example: payments over 1000 by agent-pay need 2 of the 3 treasury approvers.
+pub(crate) const POLICY: &str =
+    include_str!("../../../../testvectors/approval-policies/treasury.toml");
 
 pub(crate) fn payment(amount: &str) -> String {
     json!([{
