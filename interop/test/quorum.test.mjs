@@ -21,7 +21,7 @@ const TREASURY = ["apv_t1", "apv_t2", "apv_t3"];
 const RULE = "payments over 1000";
 // The issue's example policy, shared with the Rust tests.
 const POLICY = await readFile(
-  new URL("../../testvectors/approval-policies/treasury.toml", import.meta.url),
+  new URL("../../testvectors/policy-toml/treasury.toml", import.meta.url),
   "utf8",
 );
 assert.ok(POLICY.includes(`name = "${RULE}"`) && POLICY.includes(`when.clients = ["${CLIENT.id}"]`));

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The example policy (2 of the treasury group for agent-pay's payments over 1000).
-const EXAMPLE: &str = include_str!("../../../../testvectors/approval-policies/treasury.toml");
+const EXAMPLE: &str = include_str!("../../../../testvectors/policy-toml/treasury.toml");
 
 /// The line of `EXAMPLE` that starts with `start`, counted from 1.
 fn line_of(start: &str) -> usize {
