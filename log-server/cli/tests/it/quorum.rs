@@ -18,8 +18,7 @@ use crate::common::{
 };
 
 /// The example: payments over 1000 by agent-pay need 2 of the 3 treasury approvers.
-pub(crate) const POLICY: &str =
-    include_str!("../../../../testvectors/policy-toml/treasury.toml");
+pub(crate) const POLICY: &str = include_str!("../../../../testvectors/policy-toml/treasury.toml");
 
 pub(crate) fn payment(amount: &str) -> String {
     json!([{
