@@ -10,7 +10,9 @@
 #        and 3 complete approval flows (countersign-bench); govec then verifies its checkpoint
 #        signature, recomputes the tree hash from its tiles, checks every entry, a spread of
 #        inclusion and consistency proofs, the flows' evidence bundles and their tlog-proof text
-#        (check-log).
+#        (check-log); with an S3 server (COUNTERSIGN_TEST_S3_BUCKET and AWS_*, as scripts/test.sh
+#        sets them) the server also mirrors its tiles to a bucket (serve --tiles), and govec
+#        checks the bucket's checkpoint and tiles, read anonymously, the same way.
 #   ./scripts/go-check.sh --regenerate  rewrite go-tlog.json with tlog (review the diff).
 # Any failure in Go exits non-zero.
 set -euo pipefail
@@ -47,8 +49,17 @@ cleanup() {
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
+# With an S3 server (scripts/test.sh starts one), the log also mirrors its tiles to a bucket,
+# which govec then reads anonymously instead of the server's tiles.
+mirror=()
+tiles_url=""
+if [ -n "${COUNTERSIGN_TEST_S3_BUCKET:-}" ]; then
+    prefix="go-check-$$-$RANDOM"
+    mirror=(--tiles "$COUNTERSIGN_TEST_S3_BUCKET/$prefix")
+    tiles_url="$AWS_ENDPOINT_URL/${COUNTERSIGN_TEST_S3_BUCKET#s3://}/$prefix"
+fi
 RUST_LOG=warn "$bin/countersign" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
-    --public-url "http://localhost:$port" >"$work/server.log" 2>&1 &
+    --public-url "http://localhost:$port" "${mirror[@]}" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 300); do
     curl -sf "$url/healthz" >/dev/null 2>&1 && break
@@ -73,3 +84,11 @@ for b in "$work"/evidence/*.json; do
 done
 
 "$govec" check-log -url "$url" -vkey "$work/data/log.vkey" -evidence "$work/evidence"
+if [ -n "$tiles_url" ]; then
+    # The bucket catches up with the server's checkpoint (the mirror follows each publication).
+    for _ in $(seq 1 300); do
+        [ "$(curl -sf "$tiles_url/checkpoint" || true)" = "$(curl -sf "$url/checkpoint")" ] && break
+        sleep 0.1
+    done
+    "$govec" check-log -url "$url" -vkey "$work/data/log.vkey" -tiles "$tiles_url"
+fi

@@ -21,6 +21,7 @@ pub mod http;
 pub mod init;
 pub mod log;
 pub mod metrics;
+pub mod mirror;
 pub mod proofs;
 pub mod sequencer;
 pub mod signer;

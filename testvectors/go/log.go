@@ -101,6 +101,7 @@ func checkLog(args []string) error {
 	url := fs.String("url", "", "the log's base URL")
 	vkeyFile := fs.String("vkey", "", "file holding the log's verifier key (the data directory's log.vkey)")
 	evidence := fs.String("evidence", "", "directory of evidence bundles (*.json), each optionally with NAME.tlog-proof")
+	mirror := fs.String("tiles", "", "read the checkpoint, hash tiles and entry bundles from this base URL (the log's tile mirror, serve --tiles) instead of the server, anonymously; its checkpoint must be the server's")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,6 +129,20 @@ func checkLog(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Tiles and the checkpoint from the mirror, when given: the tree checks below then hold
+	// for what the bucket serves.
+	tc := c
+	if *mirror != "" {
+		tc = &logClient{base: strings.TrimRight(*mirror, "/"), http: c.http}
+		mirrored, err := tc.get("/checkpoint")
+		if err != nil {
+			return err
+		}
+		if string(mirrored) != string(cpText) {
+			failf("the mirror's checkpoint is not the server's:\n%s\nserver:\n%s", mirrored, cpText)
+		}
+		cpText = mirrored
+	}
 	cp, err := openCheckpoint(string(cpText), vkey)
 	if err != nil {
 		failf("note.Open refuses the log's checkpoint: %v", err)
@@ -140,7 +155,7 @@ func checkLog(args []string) error {
 	if n < 2 {
 		return fmt.Errorf("the log holds %d entries; append some first", n)
 	}
-	thr := tlog.TileHashReader(tlog.Tree{N: n, Hash: cp.root}, c)
+	thr := tlog.TileHashReader(tlog.Tree{N: n, Hash: cp.root}, tc)
 	if th, err := tlog.TreeHash(n, thr); err != nil || th != cp.root {
 		failf("tree hash from the tiles: %v %v, checkpoint root %v", th, err, cp.root)
 		return nil
@@ -171,7 +186,7 @@ func checkLog(args []string) error {
 		if err != nil {
 			return err
 		}
-		data, err := c.get("/" + p)
+		data, err := tc.get("/" + p)
 		if err != nil {
 			return err
 		}
@@ -269,9 +284,9 @@ func checkLog(args []string) error {
 			consistencies++
 		}
 	}
-	fmt.Printf("log %s: checkpoint of %d entries verified by note.Open; tree hash recomputed by tlog from %d tiles; "+
+	fmt.Printf("log %s: checkpoint of %d entries verified by note.Open; tree hash recomputed by tlog from %d tiles of %s; "+
 		"%d entries match the hash tiles; %d inclusion and %d consistency proofs equal tlog's and pass its checks\n",
-		c.base, n, c.tiles, n, inclusions, consistencies)
+		c.base, n, tc.tiles, tc.base, n, inclusions, consistencies)
 	if *evidence != "" {
 		return checkEvidence(*evidence, vkey, n, root, leafHashes)
 	}

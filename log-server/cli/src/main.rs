@@ -135,6 +135,14 @@ struct ServeArgs {
     /// Seconds a client has to send a request's body (408 after it).
     #[arg(long, env = "COUNTERSIGN_BODY_TIMEOUT", default_value_t = 10)]
     body_timeout: u64,
+    /// Mirror the log's tiles, entry bundles and checkpoint to this URL as they are published,
+    /// for tile clients to read without the server: s3://BUCKET/PREFIX (credentials, region and
+    /// endpoint from AWS_*; AWS_ENDPOINT_URL for an S3-compatible store) or file:///DIR (for a
+    /// static web server). Objects are written create-only and the checkpoint replaced only by
+    /// compare-and-swap with one consistent with it; a bucket holding another log's checkpoint
+    /// is refused at start (spec/tiles-mirror.md).
+    #[arg(long, env = "COUNTERSIGN_TILES")]
+    tiles: Option<String>,
     #[command(flatten)]
     witness: countersign::args::WitnessArgs,
     #[command(flatten)]
@@ -400,6 +408,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     }
     // Read and checked before anything starts: a bad policy must not leave a half-started log.
     let witness = a.witness.config().context("--witness-policy")?;
+    let bucket = match &a.tiles {
+        Some(url) => Some(countersign_log::mirror::Bucket::open(url)?),
+        None => None,
+    };
     let mut started =
         tokio::task::spawn_blocking(move || Server::start_witnessed(config, approvals, witness))
             .await?
@@ -409,6 +421,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .start_policy(policy_file)
         .await
         .context("putting the approval policy in force")?;
+    // The bucket is checked (reachable, no other log's checkpoint) before the first request.
+    if let Some(bucket) = bucket {
+        let url = bucket.url().to_owned();
+        countersign_log::mirror::TileMirror::start(started.api.log.clone(), bucket)
+            .await
+            .with_context(|| format!("--tiles {url}"))?;
+        tracing::info!(url, "mirroring tiles and checkpoints");
+    }
     let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);
     let admin_token = data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
     eprint!(

@@ -8,6 +8,7 @@ mod dedup;
 /// The fake tlog-witness, shared with the binary's tests.
 #[path = "../support/fake_witness.rs"]
 mod fake_witness;
+mod mirror;
 mod ops;
 mod revocation;
 mod tiles;

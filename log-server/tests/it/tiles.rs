@@ -101,7 +101,8 @@ impl TileClient<'_> {
     }
 }
 
-async fn fill(log: &TestLog, start: u64, count: u64) {
+/// Appends revocation entries `start..start + count` (their `time_ms`) from 16 tasks.
+pub(crate) async fn fill(log: &TestLog, start: u64, count: u64) {
     let mut tasks = Vec::new();
     for t in 0..16u64 {
         let handle = log.state.log.clone();

@@ -47,6 +47,7 @@ mod shutdown;
 mod startup;
 mod storage_faults;
 mod store;
+mod tiles_mirror;
 mod tls;
 #[path = "../../../tests/support/web.rs"]
 mod web;

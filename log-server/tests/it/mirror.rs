@@ -1,0 +1,301 @@
+//! The tile mirror (`serve --tiles`, spec/tiles-mirror.md) to a directory: what it writes is
+//! what the log serves (tiles, entry bundles, the checkpoint), the root recomputed from the
+//! mirrored tiles is the checkpoint's, partial tiles go once their full tile exists, a restart
+//! resumes, another log's directory is refused without a byte written, and an altered object
+//! stops the mirror naming it, its checkpoint never moving past it.
+//!
+//! With `COUNTERSIGN_TEST_S3_BUCKET` set (scripts/test.sh starts a SeaweedFS S3 server and sets
+//! it with the `AWS_*` variables), the same runs against S3, with its headers and its
+//! compare-and-swap.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use countersign_log::mirror::{new_tiles, tile_path, Bucket, TileMirror, IMMUTABLE, NO_CACHE};
+use countersign_verifier::{leaf_hash, root_from_leaf_hashes, verify_checkpoint, Hash};
+use object_store::ObjectStore;
+
+use crate::common::TestLog;
+use crate::tiles::fill;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Every file under `dir`, by path relative to it.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+async fn served(log: &TestLog, path: &str) -> Vec<u8> {
+    let r = log
+        .client
+        .get(format!("{}/{path}", log.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// The mirror at `size`: every tile of the tree is there with the log's bytes, no partial tile
+/// of a full one is, the checkpoint is the log's, and the root recomputed from the level-0 tiles (each
+/// hash the leaf hash of its entry in the bundles) is the checkpoint's.
+async fn check_mirror(log: &TestLog, objects: &BTreeMap<String, Vec<u8>>, size: u64) {
+    let cp = verify_checkpoint(&objects["checkpoint"], &log.vkey, &[]).unwrap();
+    assert_eq!(cp.checkpoint.size, size);
+    let want = new_tiles(0, size);
+    for &(level, index, width) in &want {
+        let p = tile_path(level, index, width);
+        let got = objects
+            .get(&p)
+            .unwrap_or_else(|| panic!("{p} is not mirrored"));
+        assert_eq!(*got, served(log, &p).await, "{p}");
+    }
+    // Besides the tree's tiles, only narrower partial tiles of earlier checkpoints whose tile
+    // is not full yet (a client holding such a checkpoint still reads them).
+    let wanted: Vec<String> = want.iter().map(|&(l, i, w)| tile_path(l, i, w)).collect();
+    for k in objects.keys().filter(|k| k.starts_with("tile/")) {
+        if wanted.contains(k) {
+            continue;
+        }
+        let (full, _) = k
+            .split_once(".p/")
+            .unwrap_or_else(|| panic!("{k}: a full tile the tree does not have"));
+        assert!(
+            !objects.contains_key(full),
+            "{k} is left though {full} is there"
+        );
+        assert!(
+            wanted.iter().any(|w| w.starts_with(&format!("{full}.p/"))),
+            "{k}: not a tile the tree has a partial of"
+        );
+    }
+
+    let mut leaves = Vec::new();
+    let mut entries = Vec::new();
+    for &(level, index, width) in &want {
+        let b = &objects[&tile_path(level, index, width)];
+        match level {
+            Some(0) => leaves.extend(b.chunks(32).map(|c| Hash::from_slice(c).unwrap())),
+            None => {
+                let mut rest = &b[..];
+                while !rest.is_empty() {
+                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                    entries.push(rest[2..2 + n].to_vec());
+                    rest = &rest[2 + n..];
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(leaves.len() as u64, size);
+    assert_eq!(entries.len() as u64, size);
+    for (e, l) in entries.iter().zip(&leaves) {
+        assert_eq!(leaf_hash(e), *l);
+    }
+    assert_eq!(root_from_leaf_hashes(&leaves), cp.checkpoint.root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_mirror_holds_the_log_for_a_tile_client() {
+    let log = TestLog::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("tiles");
+    let bucket = Bucket::open(&format!("file://{}", dir.display())).unwrap();
+    let m = TileMirror::start(log.state.log.clone(), bucket)
+        .await
+        .unwrap();
+
+    fill(&log, 0, 300).await;
+    let size = log.state.log.published().size;
+    assert_eq!(size, 300);
+    m.wait_for(300, WAIT).await.unwrap();
+    let objects = files(&dir);
+    check_mirror(&log, &objects, 300).await;
+    assert!(objects.contains_key("tile/0/001.p/44"));
+
+    // Past 512: tile 1 is full, and its partial tiles are gone.
+    fill(&log, 300, 300).await;
+    m.wait_for(600, WAIT).await.unwrap();
+    let objects = files(&dir);
+    check_mirror(&log, &objects, 600).await;
+    assert!(!objects.keys().any(|k| k.starts_with("tile/0/001.p/")));
+    assert!(!objects.keys().any(|k| k.starts_with("tile/entries/001.p/")));
+
+    // A restart resumes on the same directory.
+    let data = log.stop_keep().await;
+    // The mirror lets go of the log once it closed; dropping it drops the last handle.
+    m.finished().await;
+    drop(m);
+    let log = TestLog::start_in(data, |c| c).await;
+    let bucket = Bucket::open(&format!("file://{}", dir.display())).unwrap();
+    let m = TileMirror::start(log.state.log.clone(), bucket)
+        .await
+        .unwrap();
+    fill(&log, 600, 100).await;
+    m.wait_for(700, WAIT).await.unwrap();
+    check_mirror(&log, &files(&dir), 700).await;
+
+    // Another log's mirror on this directory is refused at start, and writes nothing.
+    let other = TestLog::start().await;
+    fill(&other, 0, 10).await;
+    let before = files(&dir);
+    let bucket = Bucket::open(&format!("file://{}", dir.display())).unwrap();
+    let e = TileMirror::start(other.state.log.clone(), bucket)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not this log's"), "{e}");
+    assert_eq!(files(&dir), before);
+    other.stop().await;
+    log.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_altered_object_stops_the_mirror_naming_it() {
+    let log = TestLog::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("tiles");
+    // Other bytes where the first entry bundles will go.
+    for w in 1..=5 {
+        let p = dir.join(format!("tile/entries/000.p/{w}"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"not this log's entries").unwrap();
+    }
+    let bucket = Bucket::open(&format!("file://{}", dir.display())).unwrap();
+    let m = TileMirror::start(log.state.log.clone(), bucket)
+        .await
+        .unwrap();
+    fill(&log, 0, 5).await;
+    let e = m.wait_for(5, WAIT).await.unwrap_err();
+    assert!(e.contains("tile/entries/000.p/"), "{e}");
+    assert!(e.contains("other bytes than this log's"), "{e}");
+    // The checkpoint never covers what the bucket holds wrongly.
+    let objects = files(&dir);
+    if let Some(cp) = objects.get("checkpoint") {
+        let cp = verify_checkpoint(cp, &log.vkey, &[]).unwrap();
+        assert_eq!(cp.checkpoint.size, 0);
+    }
+    for w in 1..=5 {
+        assert_eq!(
+            objects[&format!("tile/entries/000.p/{w}")],
+            b"not this log's entries"
+        );
+    }
+    log.stop().await;
+}
+
+/// The same against S3 (SeaweedFS in scripts/test.sh): headers, compare-and-swap, and a
+/// second log refused on the same bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_mirror_with_headers_and_one_log_per_bucket() {
+    let Ok(bucket_url) = std::env::var("COUNTERSIGN_TEST_S3_BUCKET") else {
+        // scripts/test.sh (and so CI) always runs it against a real S3 server.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "COUNTERSIGN_TEST_S3_BUCKET is not set under CI: scripts/test.sh starts an S3 server"
+        );
+        eprintln!(
+            "COUNTERSIGN_TEST_S3_BUCKET is not set: scripts/test.sh sets it with an S3 server"
+        );
+        return;
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    // A prefix of its own, so runs do not meet.
+    let prefix = format!("run-{}-{}", std::process::id(), rand::random::<u32>());
+    let url = format!("{bucket_url}/{prefix}");
+    let log = TestLog::start().await;
+    let m = TileMirror::start(log.state.log.clone(), Bucket::open(&url).unwrap())
+        .await
+        .unwrap();
+    fill(&log, 0, 300).await;
+    m.wait_for(300, WAIT).await.unwrap();
+
+    // Read back anonymously over plain HTTP, as a tile client would.
+    let bucket = bucket_url.trim_start_matches("s3://");
+    let base = format!("{endpoint}/{bucket}/{prefix}");
+    let http = reqwest::Client::new();
+    let mut objects = BTreeMap::new();
+    let mut paths: Vec<String> = new_tiles(0, 300)
+        .into_iter()
+        .map(|(l, i, w)| tile_path(l, i, w))
+        .collect();
+    paths.push("checkpoint".into());
+    for p in &paths {
+        let r = http.get(format!("{base}/{p}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+        let cc = r.headers()["cache-control"].to_str().unwrap().to_owned();
+        let full = p.starts_with("tile/") && !p.contains(".p/");
+        assert_eq!(cc, if full { IMMUTABLE } else { NO_CACHE }, "{p}");
+        objects.insert(p.clone(), r.bytes().await.unwrap().to_vec());
+    }
+    let cp = verify_checkpoint(&objects["checkpoint"], &log.vkey, &[]).unwrap();
+    assert_eq!(cp.checkpoint.size, 300);
+
+    // Another log on the same bucket and prefix is refused, and the checkpoint stays.
+    let other = TestLog::start().await;
+    let e = TileMirror::start(other.state.log.clone(), Bucket::open(&url).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not this log's"), "{e}");
+    let again = http.get(format!("{base}/checkpoint")).send().await.unwrap();
+    assert_eq!(again.bytes().await.unwrap().to_vec(), objects["checkpoint"]);
+
+    // The store answers conditional writes as S3 does (the mirror relies on it): a create over
+    // an existing object and an update with a stale ETag are both refused, and leave it.
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from(format!("{prefix}/checkpoint"));
+    let forged = object_store::PutPayload::from(b"forged\n".to_vec());
+    let e = store
+        .put_opts(&path, forged.clone(), object_store::PutMode::Create.into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, object_store::Error::AlreadyExists { .. }),
+        "{e}"
+    );
+    let stale = object_store::UpdateVersion {
+        e_tag: Some("\"00000000000000000000000000000000\"".into()),
+        version: None,
+    };
+    let e = store
+        .put_opts(&path, forged, object_store::PutMode::Update(stale).into())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, object_store::Error::Precondition { .. }), "{e}");
+    let again = http.get(format!("{base}/checkpoint")).send().await.unwrap();
+    assert_eq!(again.bytes().await.unwrap().to_vec(), objects["checkpoint"]);
+
+    // The log goes on; the bucket follows.
+    fill(&log, 300, 300).await;
+    m.wait_for(600, WAIT).await.unwrap();
+    let r = http
+        .get(format!("{base}/tile/0/001.p/44"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "the partial tile went once its full tile was written"
+    );
+    other.stop().await;
+    log.stop().await;
+}
