@@ -12,7 +12,9 @@
 #        inclusion and consistency proofs, the flows' evidence bundles and their tlog-proof text
 #        (check-log); with an S3 server (COUNTERSIGN_TEST_S3_BUCKET and AWS_*, as scripts/test.sh
 #        sets them) the server also mirrors its tiles to a bucket (serve --tiles), and govec
-#        checks the bucket's checkpoint and tiles, read anonymously, the same way.
+#        checks the bucket's checkpoint and tiles, read anonymously, the same way;
+#     4. countersign-verify tiles proves entries and consistency from the server's tiles and the
+#        bucket's, over HTTP.
 #   ./scripts/go-check.sh --regenerate  rewrite go-tlog.json with tlog (review the diff).
 # Any failure in Go exits non-zero.
 set -euo pipefail
@@ -70,6 +72,7 @@ curl -sf "$url/healthz" >/dev/null || { echo "server did not start" >&2; cat "$w
 
 "$bin/countersign-bench" append --url "$url" --data-dir "$work/data" --count 300 \
     --concurrency 8 >"$work/append.log" 2>&1 || { cat "$work/append.log" >&2; exit 1; }
+curl -sf "$url/checkpoint" >"$work/early.checkpoint"
 "$bin/countersign-bench" flow --url "$url" --origin "http://localhost:$port" \
     --data-dir "$work/data" --count 3 --concurrency 1 --evidence-dir "$work/evidence" \
     >"$work/flow.log" 2>&1 || { cat "$work/flow.log" >&2; exit 1; }
@@ -92,3 +95,11 @@ if [ -n "$tiles_url" ]; then
     done
     "$govec" check-log -url "$url" -vkey "$work/data/log.vkey" -tiles "$tiles_url"
 fi
+
+# countersign-verify tiles over HTTP, from the server and from the bucket: the first and last
+# entries proven included, the checkpoint taken before the flows proven a prefix.
+size=$(curl -sf "$url/checkpoint" | sed -n 2p)
+for base in "$url" ${tiles_url:+"$tiles_url"}; do
+    "$bin/countersign-verify" tiles "$base" --log-key "$vkey" --index 0 --index "$((size - 1))" \
+        --trusted-checkpoint "$work/early.checkpoint" | sed -n '1p;$p'
+done

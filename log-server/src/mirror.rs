@@ -46,7 +46,7 @@ use tokio::sync::watch;
 use crate::log::LogHandle;
 use crate::sequencer::Published;
 use crate::storage::{StorageError, Store};
-use crate::tiles::{format_index, read_tile, TileRead, TileRef, TILE_HEIGHT, TILE_WIDTH};
+use crate::tiles::{read_tile, TileRead, TileRef, TILE_HEIGHT, TILE_WIDTH};
 
 /// `Cache-Control` of full tiles and entry bundles.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -295,15 +295,9 @@ impl Bucket {
     }
 }
 
-/// The relative path of a tile (`level` `None`: an entry bundle) of `width` entries or hashes.
-pub fn tile_path(level: Option<u8>, index: u64, width: u64) -> String {
-    let kind = level.map_or_else(|| "entries".to_owned(), |l| l.to_string());
-    if width == TILE_WIDTH {
-        format!("tile/{kind}/{}", format_index(index))
-    } else {
-        format!("tile/{kind}/{}.p/{width}", format_index(index))
-    }
-}
+/// The relative path of a tile (`level` `None`: an entry bundle) of `width` entries or hashes:
+/// the verifier's, so the mirror and every reader name tiles alike.
+pub use countersign_verifier::export::tile_path;
 
 /// The tiles that a tree of `to` leaves has and a tree of `from` leaves had not, in the order
 /// to write them: for each tile level (entry bundles first), the tiles that became full, then

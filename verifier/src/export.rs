@@ -565,6 +565,46 @@ pub fn tile_index_path(mut n: u64) -> String {
     parts.join("/")
 }
 
+/// Where a complete subtree's hash is read from C2SP hash tiles: the RFC 6962 root of the
+/// hashes `lo..hi` of the hash tile `level/index` of `width` hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileRun {
+    /// The tile level.
+    pub level: u8,
+    /// The tile index.
+    pub index: u64,
+    /// The tile's width in a tree of the given size (256 for a full tile).
+    pub width: u64,
+    /// The first hash of the run, within the tile.
+    pub lo: usize,
+    /// One past the last.
+    pub hi: usize,
+}
+
+/// Where the hash of complete subtree `s` is found in the hash tiles of a tree of `tree_size`
+/// leaves: the tile holding its hashes at the tile level at or below it (`s.level / 8`), and
+/// the run of them whose root it is. `None` if the tree has no such complete subtree.
+pub fn subtree_in_tiles(s: crate::proof::Subtree, tree_size: u64) -> Option<TileRun> {
+    let level = s.level / 8;
+    let r = u32::from(s.level % 8);
+    let first = s.index.checked_shl(r)?;
+    let count = 1u64 << r;
+    let available = tree_size.checked_shr(8 * u32::from(level)).unwrap_or(0);
+    if first.checked_add(count)? > available {
+        return None;
+    }
+    let index = first / 256;
+    let width = (available - index * 256).min(256);
+    let lo = usize::try_from(first - index * 256).ok()?;
+    Some(TileRun {
+        level,
+        index,
+        width,
+        lo,
+        hi: lo + usize::try_from(count).ok()?,
+    })
+}
+
 /// Every hash tile of a tree of `tree_size` leaves (X3): `(level, index, width)`, by level then
 /// index.
 pub fn hash_tiles(tree_size: u64) -> Vec<(u8, u64, u64)> {
@@ -654,6 +694,62 @@ mod tests {
         assert_eq!(csv_field("Pay 5, now"), "\"Pay 5, now\"");
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn subtrees_are_found_in_their_tiles() {
+        use crate::proof::Subtree;
+        // Leaf 300 of a tree of 600: level-0 tile 1 (full), hash 44.
+        let leaf = subtree_in_tiles(
+            Subtree {
+                level: 0,
+                index: 300,
+            },
+            600,
+        )
+        .unwrap();
+        assert_eq!(
+            (leaf.level, leaf.index, leaf.width, leaf.lo, leaf.hi),
+            (0, 1, 256, 44, 45)
+        );
+        // The 8-leaf subtree 36 (leaves 288..296) of the same tree: 8 hashes of that tile.
+        let s = subtree_in_tiles(
+            Subtree {
+                level: 3,
+                index: 36,
+            },
+            600,
+        )
+        .unwrap();
+        assert_eq!((s.level, s.index, s.lo, s.hi), (0, 1, 32, 40));
+        // Leaves 512..599 are in the partial tile 2 of width 88.
+        let p = subtree_in_tiles(
+            Subtree {
+                level: 0,
+                index: 599,
+            },
+            600,
+        )
+        .unwrap();
+        assert_eq!((p.index, p.width, p.lo), (2, 88, 87));
+        // Level 8 and up read the level-1 tile: subtree 1 at level 9 is hashes 2..4 of it.
+        let up = subtree_in_tiles(Subtree { level: 9, index: 1 }, 70_000).unwrap();
+        assert_eq!(
+            (up.level, up.index, up.width, up.lo, up.hi),
+            (1, 0, 256, 2, 4)
+        );
+        // Not complete in the tree: none.
+        assert_eq!(
+            subtree_in_tiles(
+                Subtree {
+                    level: 0,
+                    index: 600
+                },
+                600
+            ),
+            None
+        );
+        assert_eq!(subtree_in_tiles(Subtree { level: 8, index: 2 }, 600), None);
     }
 
     #[test]

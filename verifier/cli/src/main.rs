@@ -1,5 +1,6 @@
 //! `countersign-verify`: the auditor's offline verifier. Checks Merkle proofs, signed notes and
-//! checkpoints, WebAuthn assertions and whole evidence bundles with no network access.
+//! checkpoints, WebAuthn assertions and whole evidence bundles with no network access; only
+//! `tiles`, given an http(s) URL, reads that URL (a log's tiles wherever they are served).
 //!
 //! Exit status: 0 valid (for `bundle`: a verified decision of the expected kind, by default an
 //! approval), 1 invalid (the message names the failed check), 2 usage or I/O error, 3 (`bundle`
@@ -19,6 +20,7 @@ use countersign_verifier::{
 use serde_json::{json, Value};
 
 mod export;
+mod tiles;
 
 /// mimalloc: `export` checks a million small rows and statements on every core, where glibc
 /// malloc took about an eighth of the CPU (`benches/README.md`).
@@ -67,6 +69,10 @@ enum Command {
     /// Check an export archive (spec/export.md): a directory or a tar file. Exits 0 if every
     /// check passes, 1 if one failed (naming the file, index and check), 2 for unusable input.
     Export(export::ExportArgs),
+    /// Read a log from its C2SP tiles (the server, a bucket it mirrors to, a directory): verify
+    /// its checkpoint, prove entries' inclusion and a trusted checkpoint's consistency from the
+    /// hash tiles.
+    Tiles(tiles::TilesArgs),
 }
 
 #[derive(Args)]
@@ -300,6 +306,7 @@ fn main() -> ExitCode {
         Command::Bundle(a) => bundle(a),
         Command::Entry(a) => entry(a),
         Command::Statement(a) => statement(a),
+        Command::Tiles(a) => tiles::run(a),
     };
     match result {
         Err(UsageError(msg)) => {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use countersign_verifier::export::{split_entry_bundle, tile_path};
+use countersign_verifier::export::{split_entry_bundle, subtree_in_tiles, tile_path};
 use countersign_verifier::{
     consistency_proof_ranges, fold_subtrees, root_from_leaf_hashes, Hash, Subtree,
 };
@@ -178,16 +178,17 @@ impl Reader {
     /// The hash of complete subtree `s` of the tree of `tree_size` leaves, from the one hash
     /// tile holding its hashes at the tile level below it.
     async fn subtree(&mut self, s: Subtree, tree_size: u64) -> Result<Hash, FetchError> {
-        let (level, r) = (s.level / 8, u32::from(s.level % 8));
-        let first = s.index << r;
-        let tile = first / 256;
-        let hashes = self.hash_tile(level, tile, tree_size).await?;
-        let lo = usize::try_from(first - tile * 256).unwrap_or(usize::MAX);
-        let hi = lo.saturating_add(1 << r);
-        let run = hashes.get(lo..hi).ok_or_else(|| {
+        let at = subtree_in_tiles(s, tree_size).ok_or_else(|| {
             FetchError::Malformed(format!(
-                "subtree {}/{} is outside tile {level}/{tile}",
+                "subtree {}/{} is not in a tree of {tree_size}",
                 s.level, s.index
+            ))
+        })?;
+        let hashes = self.hash_tile(at.level, at.index, tree_size).await?;
+        let run = hashes.get(at.lo..at.hi).ok_or_else(|| {
+            FetchError::Malformed(format!(
+                "subtree {}/{} is outside tile {}/{}",
+                s.level, s.index, at.level, at.index
             ))
         })?;
         Ok(root_from_leaf_hashes(run))

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod export;
 mod quorum;
+mod tiles;
 
 // The directory cargo gives at run time, not the one compiled in: a test binary built from
 // another checkout sharing the target directory would otherwise read that checkout's files.
