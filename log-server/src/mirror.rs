@@ -41,6 +41,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::log::LogHandle;
@@ -353,12 +356,72 @@ pub struct MirrorStatus {
     pub finished: bool,
 }
 
+/// The mirror's metrics, rendered after the log's on `GET /metrics`.
+#[derive(Debug)]
+struct MirrorMetrics {
+    registry: Registry,
+    size: Gauge,
+    lag: Gauge,
+    stopped: Gauge,
+    failures: Counter,
+    objects: Counter,
+}
+
+impl MirrorMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("countersign_tiles_mirror");
+        let (size, lag, stopped) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (failures, objects) = (Counter::default(), Counter::default());
+        registry.register(
+            "size",
+            "Tree size of the checkpoint last written to the bucket",
+            size.clone(),
+        );
+        registry.register(
+            "lag_entries",
+            "Entries between the checkpoint readers get and the bucket's",
+            lag.clone(),
+        );
+        registry.register(
+            "stopped",
+            "1 when the mirror stopped on a conflict (an altered object, another log's \
+             checkpoint): it writes no more until restarted",
+            stopped.clone(),
+        );
+        registry.register(
+            "write_failures",
+            "Mirror passes that failed on the store or the log and were retried",
+            failures.clone(),
+        );
+        registry.register(
+            "objects_written",
+            "Tiles and entry bundles written (or found there with the same bytes)",
+            objects.clone(),
+        );
+        MirrorMetrics {
+            registry,
+            size,
+            lag,
+            stopped,
+            failures,
+            objects,
+        }
+    }
+}
+
 /// The running mirror of one log.
 #[derive(Debug)]
 pub struct TileMirror {
     bucket: Bucket,
     log: LogHandle,
     status: watch::Sender<MirrorStatus>,
+    metrics: MirrorMetrics,
+}
+
+impl crate::http::MetricsSource for TileMirror {
+    fn registry(&self) -> &Registry {
+        &self.metrics.registry
+    }
 }
 
 impl TileMirror {
@@ -370,6 +433,7 @@ impl TileMirror {
             bucket,
             log,
             status,
+            metrics: MirrorMetrics::new(),
         });
         let published = m.log.published();
         m.check_bucket(&published).await?;
@@ -471,6 +535,7 @@ impl TileMirror {
         };
         let size = p.size;
         let tiles = new_tiles(from, size);
+        let tiles_count = tiles.len();
         let store = self.log.store().clone();
         let bucket = &self.bucket;
         stream::iter(tiles)
@@ -504,6 +569,7 @@ impl TileMirror {
             .buffer_unordered(PARALLEL_PUTS)
             .try_collect::<Vec<()>>()
             .await?;
+        self.metrics.objects.inc_by(tiles_count as u64);
         bucket
             .put_checkpoint(&p.note, current.map(|(_, _, v)| v))
             .await
@@ -519,11 +585,20 @@ impl TileMirror {
                 return;
             }
             if let Some(p) = self.log.served_checkpoint() {
+                let behind = p
+                    .size
+                    .saturating_sub(self.status.borrow().size.unwrap_or(0));
+                self.metrics
+                    .lag
+                    .set(i64::try_from(behind).unwrap_or(i64::MAX));
                 if last.as_deref() != Some(&*p.note) {
                     match self.mirror(&p).await {
                         Ok(true) => {
                             last = Some(p.note.clone());
                             backoff = Duration::from_millis(100);
+                            self.metrics
+                                .size
+                                .set(i64::try_from(p.size).unwrap_or(i64::MAX));
                             self.status.send_modify(|s| {
                                 s.size = Some(p.size);
                                 s.note = Some(p.note.clone());
@@ -535,6 +610,7 @@ impl TileMirror {
                         Ok(false) => continue,
                         Err(e @ MirrorError::Conflict(_)) => {
                             tracing::error!(url = %self.bucket.url, "{e}");
+                            self.metrics.stopped.set(1);
                             self.status.send_modify(|s| s.stopped = Some(e.to_string()));
                             return;
                         }
@@ -544,6 +620,7 @@ impl TileMirror {
                                 retry_in_ms = backoff.as_millis() as u64,
                                 "{e}"
                             );
+                            self.metrics.failures.inc();
                             self.status
                                 .send_modify(|s| s.retrying = Some(e.to_string()));
                             pause(&shared, backoff).await;

@@ -424,9 +424,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // The bucket is checked (reachable, no other log's checkpoint) before the first request.
     if let Some(bucket) = bucket {
         let url = bucket.url().to_owned();
-        countersign_log::mirror::TileMirror::start(started.api.log.clone(), bucket)
+        let mirror = countersign_log::mirror::TileMirror::start(started.api.log.clone(), bucket)
             .await
             .with_context(|| format!("--tiles {url}"))?;
+        started.api.add_metrics(mirror);
         tracing::info!(url, "mirroring tiles and checkpoints");
     }
     let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);

@@ -195,6 +195,17 @@ async fn an_altered_object_stops_the_mirror_naming_it() {
             b"not this log's entries"
         );
     }
+    // Operators see it on /metrics.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(
+        &mut text,
+        countersign_log::http::MetricsSource::registry(&*m),
+    )
+    .unwrap();
+    assert!(
+        text.contains("countersign_tiles_mirror_stopped 1"),
+        "{text}"
+    );
     log.stop().await;
 }
 

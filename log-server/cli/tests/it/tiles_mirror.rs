@@ -68,6 +68,24 @@ async fn serve_mirrors_tiles_to_a_directory_and_refuses_another_logs() {
     p.wait_ready(&http).await;
     let first = mirrored(&p, &http, &tiles).await;
     assert!(first.starts_with("localhost/countersign\n0\n"), "{first}");
+    // The mirror's state on /metrics.
+    let metrics = http
+        .get(format!("{}/metrics", p.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "countersign_tiles_mirror_size 0",
+        "countersign_tiles_mirror_stopped 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
     p.kill();
     p.restart();
     p.wait_ready(&http).await;
