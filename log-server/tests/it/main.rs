@@ -8,6 +8,8 @@ mod dedup;
 /// The fake tlog-witness, shared with the binary's tests.
 #[path = "../support/fake_witness.rs"]
 mod fake_witness;
+#[path = "../support/files.rs"]
+mod files;
 mod mirror;
 mod ops;
 mod revocation;

@@ -9,7 +9,6 @@
 //! compare-and-swap.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use countersign_log::mirror::{new_tiles, tile_path, Bucket, TileMirror, IMMUTABLE, NO_CACHE};
@@ -17,27 +16,10 @@ use countersign_verifier::{leaf_hash, root_from_leaf_hashes, verify_checkpoint, 
 use object_store::ObjectStore;
 
 use crate::common::TestLog;
+use crate::files::files_under;
 use crate::tiles::fill;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Every file under `dir`, by path relative to it.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
 
 async fn served(log: &TestLog, path: &str) -> Vec<u8> {
     let r = log
@@ -123,14 +105,14 @@ async fn a_directory_mirror_holds_the_log_for_a_tile_client() {
     let size = log.state.log.published().size;
     assert_eq!(size, 300);
     m.wait_for(300, WAIT).await.unwrap();
-    let objects = files(&dir);
+    let objects = files_under(&dir);
     check_mirror(&log, &objects, 300).await;
     assert!(objects.contains_key("tile/0/001.p/44"));
 
     // Past 512: tile 1 is full, and its partial tiles are gone.
     fill(&log, 300, 300).await;
     m.wait_for(600, WAIT).await.unwrap();
-    let objects = files(&dir);
+    let objects = files_under(&dir);
     check_mirror(&log, &objects, 600).await;
     assert!(!objects.keys().any(|k| k.starts_with("tile/0/001.p/")));
     assert!(!objects.keys().any(|k| k.starts_with("tile/entries/001.p/")));
@@ -147,19 +129,19 @@ async fn a_directory_mirror_holds_the_log_for_a_tile_client() {
         .unwrap();
     fill(&log, 600, 100).await;
     m.wait_for(700, WAIT).await.unwrap();
-    check_mirror(&log, &files(&dir), 700).await;
+    check_mirror(&log, &files_under(&dir), 700).await;
 
     // Another log's mirror on this directory is refused at start, and writes nothing.
     let other = TestLog::start().await;
     fill(&other, 0, 10).await;
-    let before = files(&dir);
+    let before = files_under(&dir);
     let bucket = Bucket::open(&format!("file://{}", dir.display())).unwrap();
     let e = TileMirror::start(other.state.log.clone(), bucket)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("is not this log's"), "{e}");
-    assert_eq!(files(&dir), before);
+    assert_eq!(files_under(&dir), before);
     other.stop().await;
     log.stop().await;
 }
@@ -184,7 +166,7 @@ async fn an_altered_object_stops_the_mirror_naming_it() {
     assert!(e.contains("tile/entries/000.p/"), "{e}");
     assert!(e.contains("other bytes than this log's"), "{e}");
     // The checkpoint never covers what the bucket holds wrongly.
-    let objects = files(&dir);
+    let objects = files_under(&dir);
     if let Some(cp) = objects.get("checkpoint") {
         let cp = verify_checkpoint(cp, &log.vkey, &[]).unwrap();
         assert_eq!(cp.checkpoint.size, 0);

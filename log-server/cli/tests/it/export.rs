@@ -42,21 +42,8 @@ fn args(out: &Path) -> ExportArgs {
 
 /// Every file of the archive but the manifest, by relative path.
 fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
-                if rel != "MANIFEST.json" {
-                    out.insert(rel, std::fs::read(&p).unwrap());
-                }
-            }
-        }
-    }
+    let mut out = crate::files::files_under(dir);
+    out.remove("MANIFEST.json");
     out
 }
 

@@ -20,6 +20,8 @@ mod export;
 #[allow(dead_code)]
 #[path = "../../../tests/support/fake_witness.rs"]
 mod fake_witness;
+#[path = "../../../tests/support/files.rs"]
+mod files;
 mod flood;
 mod flow_load;
 mod flows;

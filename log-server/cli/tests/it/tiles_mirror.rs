@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::process::{free_port, Process};
+use crate::web::get_text;
 
 /// `countersign serve` run to its exit with `args`: exit code and standard error.
 fn serve_to_exit(data: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -29,14 +30,7 @@ fn serve_to_exit(data: &Path, args: &[&str]) -> (Option<i32>, String) {
 async fn mirrored(p: &Process, http: &reqwest::Client, dir: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let served = http
-            .get(format!("{}/checkpoint", p.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let served = get_text(http, &format!("{}/checkpoint", p.url)).await;
         if std::fs::read_to_string(dir.join("checkpoint"))
             .ok()
             .as_deref()
@@ -69,14 +63,7 @@ async fn serve_mirrors_tiles_to_a_directory_and_refuses_another_logs() {
     let first = mirrored(&p, &http, &tiles).await;
     assert!(first.starts_with("localhost/countersign\n0\n"), "{first}");
     // The mirror's state on /metrics.
-    let metrics = http
-        .get(format!("{}/metrics", p.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &format!("{}/metrics", p.url)).await;
     for line in [
         "countersign_tiles_mirror_size 0",
         "countersign_tiles_mirror_stopped 0",
