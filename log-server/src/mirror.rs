@@ -57,6 +57,8 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub const NO_CACHE: &str = "no-cache";
 /// Objects written at once while catching up.
 const PARALLEL_PUTS: usize = 8;
+/// The shortest time between the starts of two mirror passes.
+pub const PASS_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest pause between retries after a failed write.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -592,6 +594,7 @@ impl TileMirror {
                     .lag
                     .set(i64::try_from(behind).unwrap_or(i64::MAX));
                 if last.as_deref() != Some(&*p.note) {
+                    let started = tokio::time::Instant::now();
                     match self.mirror(&p).await {
                         Ok(true) => {
                             last = Some(p.note.clone());
@@ -605,6 +608,11 @@ impl TileMirror {
                                 s.retrying = None;
                             });
                             tracing::debug!(size = p.size, url = %self.bucket.url, "tiles mirrored");
+                            // Passes at most every PASS_INTERVAL: under load, checkpoints are
+                            // published every few milliseconds, and each pass rewrites the
+                            // partial tiles; coalescing them costs readers of the bucket at
+                            // most that much delay.
+                            tokio::time::sleep_until(started + PASS_INTERVAL).await;
                         }
                         // Another writer replaced the checkpoint: look again at once.
                         Ok(false) => continue,
