@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::common::Receiver;
 use crate::process::free_port;
+use crate::web::get_text;
 
 const V1: &str = r#"[groups]
 treasury = ["apv_t1", "apv_t2", "apv_t3"]
@@ -161,15 +162,7 @@ impl Served {
 
     /// The tree size of the served checkpoint.
     async fn tree_size(&self) -> u64 {
-        let text = self
-            .http
-            .get(format!("{}/checkpoint", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&self.http, &format!("{}/checkpoint", self.url)).await;
         text.lines().nth(1).unwrap().parse().unwrap()
     }
 
@@ -209,14 +202,7 @@ impl Served {
     }
 
     async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        get_text(&self.http, &format!("{}/metrics", self.url)).await
     }
 }
 
