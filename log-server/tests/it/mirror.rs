@@ -1,8 +1,9 @@
 //! The tile mirror (`serve --tiles`, spec/tiles-mirror.md) to a directory: what it writes is
 //! what the log serves (tiles, entry bundles, the checkpoint), the root recomputed from the
 //! mirrored tiles is the checkpoint's, partial tiles go once their full tile exists, a restart
-//! resumes, another log's directory is refused without a byte written, and an altered object
-//! stops the mirror naming it, its checkpoint never moving past it.
+//! resumes, another log's directory is refused without a byte written, an altered object
+//! stops the mirror naming it, its checkpoint never moving past it, and a failing store is
+//! retried until the mirror catches up by itself.
 //!
 //! With `COUNTERSIGN_TEST_S3_BUCKET` set (scripts/test.sh starts a SeaweedFS S3 server and sets
 //! it with the `AWS_*` variables), the same runs against S3, with its headers and its
@@ -290,5 +291,62 @@ async fn an_s3_mirror_with_headers_and_one_log_per_bucket() {
         "the partial tile went once its full tile was written"
     );
     other.stop().await;
+    log.stop().await;
+}
+
+/// A store that fails (here a directory whose `tile` is a file, so no tile can be written) is
+/// retried, not given up: the checkpoint does not move past what is written, the failures are
+/// counted, and once the store works again the mirror catches up by itself, nothing missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_is_retried_and_the_mirror_catches_up() {
+    let log = TestLog::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("tiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tile"), b"in the way").unwrap();
+    let bucket = Bucket::open(&format!("file://{}", dir.display())).unwrap();
+    let m = TileMirror::start(log.state.log.clone(), bucket)
+        .await
+        .unwrap();
+    fill(&log, 0, 20).await;
+    // It keeps failing, and says so.
+    let mut rx = m.status();
+    tokio::time::timeout(WAIT, rx.wait_for(|s| s.retrying.is_some()))
+        .await
+        .unwrap()
+        .unwrap();
+    let retrying = m.status().borrow().retrying.clone().unwrap();
+    assert!(retrying.contains("object store"), "{retrying}");
+    assert!(
+        m.status().borrow().stopped.is_none(),
+        "a failing store is not a conflict"
+    );
+    if let Ok(cp) = std::fs::read(dir.join("checkpoint")) {
+        let cp = verify_checkpoint(&cp, &log.vkey, &[]).unwrap();
+        assert_eq!(
+            cp.checkpoint.size, 0,
+            "no checkpoint past tiles not written"
+        );
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(
+        &mut text,
+        countersign_log::http::MetricsSource::registry(&*m),
+    )
+    .unwrap();
+    let failures: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("countersign_tiles_mirror_write_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 1, "{text}");
+
+    // The store works again: the mirror catches up without being told.
+    std::fs::remove_file(dir.join("tile")).unwrap();
+    fill(&log, 20, 10).await;
+    m.wait_for(30, WAIT).await.unwrap();
+    check_mirror(&log, &files_under(&dir), 30).await;
+    assert!(m.status().borrow().retrying.is_none());
     log.stop().await;
 }
