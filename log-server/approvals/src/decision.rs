@@ -369,22 +369,15 @@ pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
         {
             continue;
         }
-        let statement = r.statement_for(decision);
-        let evidence = EvidenceRecord {
-            request_id: r.request_id.clone(),
-            auth_req_hash: CibaStore::hash_of_key(&key).to_owned(),
-            statement: statement.clone(),
-            decision_index: d.index,
-            enrolment_index: d.enrolment_index,
-            decided_at_ms: d.decided_at.saturating_mul(1000),
-            token_issued_at_ms: None,
-            events: std::iter::once(crate::request::created_event(&r))
+        let evidence = EvidenceRecord::of_decision(
+            &r.request_id,
+            CibaStore::hash_of_key(&key),
+            d,
+            r.statement_for(decision),
+            std::iter::once(crate::request::created_event(&r))
                 .chain(decision_event(c, &r, d.index, decision))
                 .collect(),
-            decided_by: String::new(),
-            approvals: Vec::new(),
-            partial: false,
-        };
+        );
         let mut b = crate::store::Batch::new();
         CibaStore::put_evidence(&mut b, &evidence)?;
         c.store.commit_blocking(b)?;

@@ -192,24 +192,22 @@ pub fn finish(
         // The approval's own statement and indexes, kept as evidence of its leaf whatever
         // happens to the request next (spec/export.md: every decision's statement).
         let evidence = EvidenceRecord {
-            request_id: r.request_id.clone(),
-            auth_req_hash: CibaStore::hash_of_key(key).to_owned(),
-            statement: r.statement_for(Decision::Approve),
-            decision_index: rec.index,
-            enrolment_index: rec.enrolment_index,
-            decided_at_ms: rec.decided_at.saturating_mul(1000),
-            token_issued_at_ms: None,
-            events: decision_event.into_iter().collect(),
             decided_by: decider.clone(),
-            approvals: Vec::new(),
             partial: true,
+            ..EvidenceRecord::of_decision(
+                &r.request_id,
+                CibaStore::hash_of_key(key),
+                &rec,
+                r.statement_for(Decision::Approve),
+                decision_event.into_iter().collect(),
+            )
         };
         r.approvals.push(rec);
         r.status = RequestStatus::Pending;
         r.claim = None;
         let mut b = Batch::new();
         put_record(&mut b, key, r)?;
-        if let Err(e) = CibaStore::put_partial_evidence(&mut b, &evidence) {
+        if let Err(e) = CibaStore::put_evidence(&mut b, &evidence) {
             tracing::error!(error = %e, request_id = %r.request_id, "evidence record does not encode");
             return Err(TransitionError::Unencodable);
         }
@@ -224,16 +222,6 @@ pub fn finish(
     };
     r.statement.decision = decision.as_str().to_owned();
     let evidence = EvidenceRecord {
-        request_id: r.request_id.clone(),
-        auth_req_hash: CibaStore::hash_of_key(key).to_owned(),
-        statement: r.statement.clone(),
-        decision_index: rec.index,
-        enrolment_index: rec.enrolment_index,
-        decided_at_ms: rec.decided_at.saturating_mul(1000),
-        token_issued_at_ms: None,
-        events: std::iter::once(created_event(r))
-            .chain(decision_event)
-            .collect(),
         decided_by: if r.statement.policy.is_some() {
             decider
         } else {
@@ -245,7 +233,15 @@ pub fn finish(
             Decision::Approve => r.approvals.clone(),
             Decision::Deny => Vec::new(),
         },
-        partial: false,
+        ..EvidenceRecord::of_decision(
+            &r.request_id,
+            CibaStore::hash_of_key(key),
+            &rec,
+            r.statement.clone(),
+            std::iter::once(created_event(r))
+                .chain(decision_event)
+                .collect(),
+        )
     };
     r.decision = Some(rec);
     r.claim = None;

@@ -125,6 +125,31 @@ pub struct EvidenceRecord {
 }
 
 impl EvidenceRecord {
+    /// The record of decision `rec` over `statement` of the request `request_id` (its record
+    /// key's hash `auth_req_hash`), with `events`; no separate decider, no approvals, not
+    /// partial: set those with struct update syntax.
+    pub fn of_decision(
+        request_id: &str,
+        auth_req_hash: &str,
+        rec: &DecisionRecord,
+        statement: Statement,
+        events: Vec<EventRow>,
+    ) -> Self {
+        EvidenceRecord {
+            request_id: request_id.to_owned(),
+            auth_req_hash: auth_req_hash.to_owned(),
+            statement,
+            decision_index: rec.index,
+            enrolment_index: rec.enrolment_index,
+            decided_at_ms: rec.decided_at.saturating_mul(1000),
+            token_issued_at_ms: None,
+            events,
+            decided_by: String::new(),
+            approvals: Vec::new(),
+            partial: false,
+        }
+    }
+
     /// The approver who made the decision at `decision_index`.
     pub fn decider(&self) -> &str {
         if self.decided_by.is_empty() {
@@ -694,20 +719,15 @@ impl CibaStore {
         self.get(&Self::evidence_key(index))
     }
 
-    /// Puts an evidence record and its lookup keys into `batch`.
+    /// Puts an evidence record into `batch`, with its lookup keys unless it is
+    /// [`EvidenceRecord::partial`] (the request's lookups name the record that ended it).
     pub fn put_evidence(batch: &mut Batch, e: &EvidenceRecord) -> Result<(), StorageError> {
-        let index = format!("{:016x}", e.decision_index).into_bytes();
         batch.put_json(Self::evidence_key(e.decision_index), e)?;
-        batch.put(Self::evidence_by_hash_key(&e.auth_req_hash), index.clone());
-        batch.put(Self::evidence_by_request_key(&e.request_id), index);
-        Ok(())
-    }
-
-    /// Puts the evidence record of an approval that did not end its request into `batch`,
-    /// without lookup keys ([`EvidenceRecord::partial`]).
-    pub fn put_partial_evidence(batch: &mut Batch, e: &EvidenceRecord) -> Result<(), StorageError> {
-        debug_assert!(e.partial);
-        batch.put_json(Self::evidence_key(e.decision_index), e)?;
+        if !e.partial {
+            let index = format!("{:016x}", e.decision_index).into_bytes();
+            batch.put(Self::evidence_by_hash_key(&e.auth_req_hash), index.clone());
+            batch.put(Self::evidence_by_request_key(&e.request_id), index);
+        }
         Ok(())
     }
 

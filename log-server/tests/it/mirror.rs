@@ -22,6 +22,17 @@ use crate::tiles::fill;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The mirror's metrics as `/metrics` renders them.
+fn metrics_text(m: &TileMirror) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(
+        &mut text,
+        countersign_log::http::MetricsSource::registry(m),
+    )
+    .unwrap();
+    text
+}
+
 async fn served(log: &TestLog, path: &str) -> Vec<u8> {
     let r = log
         .client
@@ -179,12 +190,7 @@ async fn an_altered_object_stops_the_mirror_naming_it() {
         );
     }
     // Operators see it on /metrics.
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(
-        &mut text,
-        countersign_log::http::MetricsSource::registry(&*m),
-    )
-    .unwrap();
+    let text = metrics_text(&m);
     assert!(
         text.contains("countersign_tiles_mirror_stopped 1"),
         "{text}"
@@ -328,12 +334,7 @@ async fn a_failing_store_is_retried_and_the_mirror_catches_up() {
             "no checkpoint past tiles not written"
         );
     }
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(
-        &mut text,
-        countersign_log::http::MetricsSource::registry(&*m),
-    )
-    .unwrap();
+    let text = metrics_text(&m);
     let failures: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("countersign_tiles_mirror_write_failures_total "))

@@ -402,6 +402,10 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
     let mut withheld = Vec::new();
     let mut outside: Vec<(EventRow, u64)> = Vec::new();
     let mut decided: HashSet<String> = HashSet::new();
+    // Requests under a version 2 statement: their quorum, distinct approvers so far, and
+    // whether one denied. One that ends short of its quorum, denied by no one, may have expired
+    // (X10).
+    let mut quorum_progress: HashMap<String, (u64, HashSet<String>, bool)> = HashMap::new();
     let mut enrolments: HashMap<u64, Vec<u8>> = HashMap::new();
     let mut quorums = quorum::QuorumBundles::default();
     // One request.created and one token.issued row per request, however many approvers
@@ -469,6 +473,17 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                         })?;
                         st_file.write(line.as_bytes())?;
                         st_file.write(b"\n")?;
+                        if let Some(p) = &s.statement.policy {
+                            let (_, approvers, denied) = quorum_progress
+                                .entry(s.statement.request_id.clone())
+                                .or_insert_with(|| (p.quorum, HashSet::new(), false));
+                            match d.decision {
+                                countersign_verifier::Decision::Approve => {
+                                    approvers.insert(d.approver_id.clone());
+                                }
+                                countersign_verifier::Decision::Deny => *denied = true,
+                            }
+                        }
                         if decided.insert(s.statement.request_id.clone()) {
                             let created = EventRow::for_request(
                                 EventType::RequestCreated,
@@ -593,9 +608,17 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<ExportSummary> {
                 continue;
             };
             // A decided request's request.created row is made from its statement above; its
-            // request.expired row (an expiry short of a quorum, X10) is the server's.
-            if r.event_type == EventType::RequestCreated && decided.contains(&id) {
-                continue;
+            // request.expired row is kept only for an expiry short of a quorum (X10).
+            if decided.contains(&id) {
+                let short = r.event_type == EventType::RequestExpired
+                    && quorum_progress
+                        .get(&id)
+                        .is_some_and(|(quorum, approvers, denied)| {
+                            !denied && (approvers.len() as u64) < *quorum
+                        });
+                if !short {
+                    continue;
+                }
             }
             let Some(t) = parse_rfc3339_ms(&r.time_utc) else {
                 bail!("the audit feed has a row with the time {:?}", r.time_utc);
