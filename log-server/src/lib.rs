@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod proofs;
 pub mod sequencer;
+pub mod shared;
 pub mod signer;
 pub mod storage;
 pub mod submitters;
