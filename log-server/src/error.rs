@@ -84,6 +84,14 @@ pub enum AppendError {
         /// The entry's leaf index.
         index: u64,
     },
+    /// Shared driver: the entry is sequenced (at `index`), but no checkpoint covering it was
+    /// published in the bucket in time; retrying returns the same leaf once one is.
+    NotPublished {
+        /// The entry's leaf index.
+        index: u64,
+        /// Why integration is behind (the bucket unreachable, ...), for operators.
+        reason: String,
+    },
 }
 
 impl AppendError {
@@ -115,6 +123,11 @@ impl std::fmt::Display for AppendError {
                 f,
                 "entry {index} is logged, but no checkpoint covering it reached the witness \
                  quorum in time"
+            ),
+            AppendError::NotPublished { index, reason } => write!(
+                f,
+                "entry {index} is sequenced, but no checkpoint covering it is published yet \
+                 ({reason})"
             ),
         }
     }

@@ -12,7 +12,7 @@ use crate::datadir::{
 };
 use crate::error::{InitError, StorageError};
 use crate::http::{AdminAuth, LogApi};
-use crate::log::{LogHandle, RpPolicy};
+use crate::log::{Backend, LogHandle, RpPolicy};
 use crate::metrics::Metrics;
 use crate::sequencer::{self, SequencerConfig};
 use crate::signer::LogSigner;
@@ -179,8 +179,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         "node cache loaded"
     );
     let log = LogHandle {
-        store,
-        seq,
+        backend: Backend::Embedded { store, seq },
         signer,
         policy: Arc::new(config.policy.clone()),
         metrics,
@@ -197,6 +196,79 @@ pub fn start(config: Config) -> Result<Started, InitError> {
         },
         vkey,
         created_admin_token,
+    })
+}
+
+/// Starts an instance of the shared driver (`spec/shared-driver.md`): the log in the PostgreSQL
+/// database at `database` and in `bucket`, with the keys of the data directory
+/// `config.data_dir` (a copy of one made by a first `countersign serve`: its key seed, verifier
+/// key and admin token files). Nothing is written to the data directory.
+pub async fn start_shared(
+    config: &Config,
+    database: &str,
+    bucket: crate::mirror::Bucket,
+    shared: crate::shared::SharedConfig,
+) -> Result<Started, InitError> {
+    let dir = &config.data_dir;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|e| {
+            InitError::io(
+                "the shared driver reads the keys of a data directory made by a first \
+                 `countersign serve` (copy it to every instance); cannot read",
+                &path,
+                e,
+            )
+        })
+    };
+    let seed_text = read(KEY_FILE)?;
+    let vkey = read(VKEY_FILE)?.trim().to_owned();
+    let admin = SecretToken::new(read(ADMIN_TOKEN_FILE)?.trim());
+    let seed = hex::decode(seed_text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            InitError::Unusable(format!("{} does not hold a 32-byte hex seed", KEY_FILE))
+        })?;
+    // The origin is the verifier key's name (`<origin>+<id>+<key>`).
+    let origin = vkey
+        .split('+')
+        .next()
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| InitError::Unusable(format!("{VKEY_FILE} is not a verifier key")))?
+        .to_owned();
+    if let Some(wanted) = config.origin.as_ref().filter(|w| **w != origin) {
+        return Err(InitError::Unusable(format!(
+            "this log's origin is {origin:?}; refusing to start as {wanted:?}"
+        )));
+    }
+    let signer =
+        Arc::new(LogSigner::new(&origin, &seed).map_err(|e| InitError::Config(e.to_string()))?);
+    if signer.verifier_key().to_vkey() != vkey {
+        return Err(InitError::Unusable(format!(
+            "{VKEY_FILE} does not match the key in {KEY_FILE}: the data directory is damaged"
+        )));
+    }
+    let log = crate::shared::SharedLog::start(database, bucket.clone(), signer, shared)
+        .await
+        .map_err(|e| InitError::Config(e.to_string()))?;
+    let tiles = Arc::new(crate::shared::reads::TileReader::new(
+        bucket,
+        crate::shared::TILE_CACHE_BYTES,
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let log = LogHandle::shared(log, tiles, config.policy.clone(), metrics);
+    Ok(Started {
+        api: LogApi {
+            log,
+            admin: AdminAuth::new(admin.hash()),
+            data_dir: config.data_dir.clone(),
+            max_body_bytes: config.max_body_bytes,
+            checkpoint_interval_ms: config.sequencer.checkpoint_interval.as_millis() as u64,
+            metrics_sources: Vec::new(),
+        },
+        vkey,
+        created_admin_token: false,
     })
 }
 

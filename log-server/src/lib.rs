@@ -38,7 +38,7 @@ pub use http::{
     router, serve, serve_tls, serve_with, ApiError, LogApi, MetricsSource, ServeLimits,
     DEFAULT_MAX_BODY_BYTES, MAX_BATCH_DECISIONS,
 };
-pub use init::{start, Config, Started};
+pub use init::{start, start_shared, Config, Started};
 pub use log::{DecisionRequest, EnrolmentRequest, LogHandle, RevocationRequest, RpPolicy};
 pub use sequencer::{now_ms, Appended, Published, SequencerConfig};
 pub use witness::{WitnessConfig, WitnessConfigError, WitnessMode, Witnessing};

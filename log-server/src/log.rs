@@ -11,9 +11,15 @@ use countersign_verifier::{
 
 use crate::error::{AppendError, RefusalReason};
 use crate::metrics::Metrics;
-use crate::proofs::{inclusion_proof, ProofRequestError};
+use crate::proofs::{
+    consistency_proof, inclusion_proof, leaf_and_inclusion_proof, ProofRequestError,
+};
 use crate::sequencer::{now_ms, AppendKind, Appended, Published, SequencerHandle};
+use crate::shared::reads::{ReadError, TileReader};
+use crate::shared::{Prefetched, SharedLog, Wants};
+use crate::tiles::{read_tile, TileRead, TileRef};
 use crate::signer::LogSigner;
+use crate::submitters::{self, SecretToken, SubmitterInfo};
 use crate::storage::{StorageError, Store};
 use crate::witness::{WitnessConfig, WitnessStartError, Witnessing};
 
@@ -111,14 +117,38 @@ pub struct ProvedEntries {
 /// append to the log or read it: every read here stays within the published tree.
 #[derive(Clone, Debug)]
 pub struct LogHandle {
-    pub(crate) store: Store,
-    pub(crate) seq: SequencerHandle,
+    pub(crate) backend: Backend,
     pub(crate) signer: Arc<LogSigner>,
     pub(crate) policy: Arc<RpPolicy>,
     pub(crate) metrics: Arc<Metrics>,
     /// The witness client, once started ([`LogHandle::start_witnessing`]); shared by every
     /// clone of the handle.
     pub(crate) witnessing: Arc<std::sync::OnceLock<Arc<Witnessing>>>,
+}
+
+/// Where the log lives: the embedded store with its in-process sequencer, or the shared driver
+/// (PostgreSQL and a bucket) with a reader of the bucket's tiles.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Embedded {
+        store: Store,
+        seq: SequencerHandle,
+    },
+    Shared {
+        log: SharedLog,
+        tiles: Arc<TileReader>,
+    },
+}
+
+fn read_failed(e: ReadError) -> ProofRequestError {
+    match e {
+        ReadError::OutOfRange(what) => ProofRequestError::OutOfRange(what),
+        // A tile that does not prove what the database signed: named for the operator.
+        other => {
+            tracing::error!(error = %other, "proof from the bucket's tiles failed");
+            ProofRequestError::Storage(StorageError::Corrupt(other.to_string()))
+        }
+    }
 }
 
 fn storage_failed(e: impl std::fmt::Display) -> AppendError {
@@ -139,14 +169,226 @@ pub fn assertion_key(credential_id: &[u8], client_data_json: &[u8]) -> [u8; 32] 
 }
 
 impl LogHandle {
-    /// The store (read-only use).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// A handle on a log of the shared driver (`spec/shared-driver.md`): appends are sequenced
+    /// in its database and answered once published in its bucket; proofs and tiles are read
+    /// from the bucket through `tiles`. Witnessing is not available on it (yet).
+    pub fn shared(
+        log: SharedLog,
+        tiles: Arc<TileReader>,
+        policy: RpPolicy,
+        metrics: Arc<Metrics>,
+    ) -> LogHandle {
+        LogHandle {
+            signer: log.signer().clone(),
+            backend: Backend::Shared { log, tiles },
+            policy: Arc::new(policy),
+            metrics,
+            witnessing: Arc::default(),
+        }
     }
 
-    /// The sequencer handle.
-    pub fn sequencer(&self) -> &SequencerHandle {
-        &self.seq
+    /// The embedded store (read-only use); `None` on the shared driver.
+    pub fn store(&self) -> Option<&Store> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => Some(store),
+            Backend::Shared { .. } => None,
+        }
+    }
+
+    /// The embedded sequencer; `None` on the shared driver.
+    pub fn sequencer(&self) -> Option<&SequencerHandle> {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => Some(seq),
+            Backend::Shared { .. } => None,
+        }
+    }
+
+    /// The shared driver's instance; `None` on the embedded store.
+    pub fn shared_log(&self) -> Option<&SharedLog> {
+        match &self.backend {
+            Backend::Embedded { .. } => None,
+            Backend::Shared { log, .. } => Some(log),
+        }
+    }
+
+    /// Whether the log takes appends: its sequencer runs (embedded), or it is not shut down
+    /// and its integration has not stopped (shared).
+    pub fn alive(&self) -> bool {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => seq.shared().alive(),
+            Backend::Shared { log, .. } => log.alive(),
+        }
+    }
+
+    /// Milliseconds since the epoch of the latest signed checkpoint.
+    pub fn last_signed_ms(&self) -> u64 {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => seq.shared().last_signed_ms(),
+            Backend::Shared { log, .. } => log.last_signed_ms(),
+        }
+    }
+
+    /// Stops taking appends and lets what is queued finish.
+    pub async fn shutdown(&self) {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => seq.shutdown().await,
+            Backend::Shared { log, .. } => log.shutdown(),
+        }
+    }
+
+    async fn append(
+        &self,
+        entry: Vec<u8>,
+        leaf: Hash,
+        kind: AppendKind,
+    ) -> Result<Appended, AppendError> {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => seq.append(entry, leaf, kind).await,
+            Backend::Shared { log, .. } => log.append(entry, leaf, kind).await,
+        }
+    }
+
+    async fn append_many(
+        &self,
+        items: Vec<(Vec<u8>, Hash, AppendKind)>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => seq.append_many(items).await,
+            Backend::Shared { log, .. } => log.append_many(items).await,
+        }
+    }
+
+    /// Entry `index` of the published tree (`None` beyond it).
+    pub async fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let size = self.published().size;
+        if index >= size {
+            return Ok(None);
+        }
+        match &self.backend {
+            Backend::Embedded { store, .. } => store.entry(index),
+            Backend::Shared { log, .. } => log.entry(index).await,
+        }
+    }
+
+    /// The inclusion proof of leaf `index` in the published tree of `tree_size` leaves, with the
+    /// leaf's hash.
+    pub async fn leaf_and_inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<(Hash, Vec<Hash>), ProofRequestError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => leaf_and_inclusion_proof(store, index, tree_size),
+            Backend::Shared { log, tiles } => {
+                let root = log.root_at(tree_size).await?;
+                tiles
+                    .inclusion_proof(index, tree_size, &root)
+                    .await
+                    .map_err(read_failed)
+            }
+        }
+    }
+
+    /// The inclusion proof of leaf `index` in the published tree of `tree_size` leaves.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, ProofRequestError> {
+        Ok(self.leaf_and_inclusion_proof(index, tree_size).await?.1)
+    }
+
+    /// The consistency proof between published tree sizes `first` and `second`.
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, ProofRequestError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => consistency_proof(store, first, second),
+            Backend::Shared { log, tiles } => {
+                if first > second {
+                    return Err(ProofRequestError::OutOfRange("first must not exceed second"));
+                }
+                let a = log.root_at(first).await?;
+                let b = log.root_at(second).await?;
+                tiles
+                    .consistency_proof(first, second, &a, &b)
+                    .await
+                    .map_err(read_failed)
+            }
+        }
+    }
+
+    /// The index of the published leaf with hash `leaf`.
+    pub async fn leaf_index(&self, leaf: &Hash) -> Result<Option<u64>, StorageError> {
+        let size = self.published().size;
+        match &self.backend {
+            Backend::Embedded { store, .. } => Ok(store.leaf_index(leaf)?.filter(|i| *i < size)),
+            Backend::Shared { log, .. } => log.leaf_index(leaf).await,
+        }
+    }
+
+    /// The checkpoint note signed for a tree of `size` leaves, if there is one.
+    pub async fn checkpoint_at(&self, size: u64) -> Result<Option<String>, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => store.checkpoint(size),
+            Backend::Shared { log, .. } => log.checkpoint(size).await,
+        }
+    }
+
+    /// Creates a submitter and returns its token (shown once).
+    pub async fn create_submitter(&self, name: &str) -> Result<SecretToken, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => submitters::create_submitter(store, name),
+            Backend::Shared { log, .. } => log.create_submitter(name).await,
+        }
+    }
+
+    /// Every submitter token, by name then fingerprint.
+    pub async fn list_submitters(&self) -> Result<Vec<SubmitterInfo>, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => submitters::list_submitters(store),
+            Backend::Shared { log, .. } => log.list_submitters().await,
+        }
+    }
+
+    /// Revokes every token of the submitter `name`; the fingerprints revoked.
+    pub async fn revoke_submitter(&self, name: &str) -> Result<Vec<String>, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => submitters::revoke_submitter(store, name),
+            Backend::Shared { log, .. } => log.revoke_submitter(name).await,
+        }
+    }
+
+    /// The submitter a token belongs to.
+    pub async fn submitter_for(&self, token: &SecretToken) -> Result<Option<String>, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => submitters::submitter_for(store, token),
+            Backend::Shared { log, .. } => log.submitter_for(token).await,
+        }
+    }
+
+    /// Tile `t` of the published tree of `tree_size` leaves (`/tile/…`).
+    pub async fn tile(&self, t: &TileRef, tree_size: u64) -> Result<TileRead, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::task::spawn_blocking(move || read_tile(&store, &t, tree_size))
+                    .await
+                    .map_err(|e| StorageError::Db(e.to_string()))?
+            }
+            Backend::Shared { tiles, .. } => {
+                let Some(path) = t.path_at(tree_size) else {
+                    return Ok(TileRead::NotFound);
+                };
+                match tiles.tile(&path).await {
+                    Ok(Some(b)) => Ok(TileRead::Found(b.to_vec())),
+                    Ok(None) => Ok(TileRead::NotFound),
+                    Err(e) => Err(StorageError::Db(e.to_string())),
+                }
+            }
+        }
     }
 
     /// The signer's public identity.
@@ -166,7 +408,10 @@ impl LogHandle {
 
     /// The latest published checkpoint: its size, root and signed note, one snapshot.
     pub fn published(&self) -> Published {
-        self.seq.shared().published()
+        match &self.backend {
+            Backend::Embedded { seq, .. } => seq.shared().published(),
+            Backend::Shared { log, .. } => log.published(),
+        }
     }
 
     /// Starts the witness client on the current tokio runtime (`spec/witnessing.md`). Once per
@@ -187,7 +432,12 @@ impl LogHandle {
                  refuse this log's checkpoints"
             );
         }
-        let w = Witnessing::start(config, self.store.clone(), self.seq.shared().clone())?;
+        let Backend::Embedded { store, seq } = &self.backend else {
+            return Err(WitnessStartError::Unsupported(
+                "witnessing runs on the embedded store only, for now",
+            ));
+        };
+        let w = Witnessing::start(config, store.clone(), seq.shared().clone())?;
         self.witnessing
             .set(w.clone())
             .map_err(|_| WitnessStartError::AlreadyStarted)?;
@@ -270,9 +520,10 @@ impl LogHandle {
     /// tree: its leaf index and leaf hash. `None` when no published leaf holds it.
     pub fn find_assertion(&self, key: &[u8; 32]) -> Result<Option<(u64, Hash)>, StorageError> {
         let size = self.published().size;
-        match self.store.assertion_index(key)? {
+        let store = self.embedded_store()?;
+        match store.assertion_index(key)? {
             Some(index) if index < size => {
-                let leaf = self.store.nodes(&[(0, index)])?;
+                let leaf = store.nodes(&[(0, index)])?;
                 Ok(leaf.first().map(|h| (index, *h)))
             }
             _ => Ok(None),
@@ -286,13 +537,14 @@ impl LogHandle {
         credential_id: &[u8],
     ) -> Result<Option<(u64, Enrolment)>, StorageError> {
         let size = self.published().size;
-        let Some((index, _)) = self.store.credential(credential_id)? else {
+        let store = self.embedded_store()?;
+        let Some((index, _)) = store.credential(credential_id)? else {
             return Ok(None);
         };
         if index >= size {
             return Ok(None);
         }
-        let entry = self.store.entry(index)?.ok_or_else(|| {
+        let entry = store.entry(index)?.ok_or_else(|| {
             StorageError::Missing("enrolment entry missing below the tree size".into())
         })?;
         match Entry::decode(&entry) {
@@ -308,7 +560,7 @@ impl LogHandle {
     pub fn revocation_of(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
         let size = self.published().size;
         Ok(self
-            .store
+            .embedded_store()?
             .revocation(enrolment_index)?
             .filter(|index| *index < size))
     }
@@ -327,6 +579,7 @@ impl LogHandle {
             .map(|c| c.checkpoint)
             .filter(|c| c.size > last)
             .unwrap_or_else(|| self.readers_checkpoint());
+        let store = self.embedded_store()?;
         let mut entries = Vec::with_capacity(indexes.len());
         for &index in indexes {
             if index >= checkpoint.size {
@@ -334,11 +587,10 @@ impl LogHandle {
                     "the entry is beyond the published tree",
                 ));
             }
-            let entry = self
-                .store
+            let entry = store
                 .entry(index)?
                 .ok_or_else(|| StorageError::Missing("entry missing below the tree size".into()))?;
-            let proof = inclusion_proof(&self.store, index, checkpoint.size)?;
+            let proof = inclusion_proof(store, index, checkpoint.size)?;
             entries.push(ProvedEntry {
                 index,
                 entry,
@@ -369,8 +621,7 @@ impl LogHandle {
         .encode()
         .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
         let leaf = leaf_hash(&entry);
-        self.seq
-            .append(
+        self.append(
                 entry,
                 leaf,
                 AppendKind::Enrolment {
@@ -393,8 +644,15 @@ impl LogHandle {
                 "enrolment_index is not in the log",
             ));
         }
+        let reads = self
+            .reads_for(Wants {
+                entries: vec![req.enrolment_index],
+                revocations: vec![req.enrolment_index],
+                ..Wants::default()
+            })
+            .await?;
         let mut read = Enrolments::default();
-        let (enrolment, _) = read.get(&self.store, req.enrolment_index)?;
+        let (enrolment, _) = read.get(&reads, req.enrolment_index)?;
         if enrolment.approver_id != req.approver_id || enrolment.credential_id != req.credential_id
         {
             return Err(AppendError::refused(
@@ -404,8 +662,7 @@ impl LogHandle {
         }
         // Checked here too, not only by the sequencer: a second request in the same millisecond
         // would otherwise make the very same bytes and get the first entry back as a duplicate.
-        if let Some(first) = self
-            .store
+        if let Some(first) = reads
             .revocation(req.enrolment_index)
             .map_err(storage_failed)?
         {
@@ -424,8 +681,7 @@ impl LogHandle {
         .encode()
         .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
         let leaf = leaf_hash(&entry);
-        self.seq
-            .append(
+        self.append(
                 entry,
                 leaf,
                 AppendKind::Revocation {
@@ -447,7 +703,7 @@ impl LogHandle {
             .encode()
             .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
         let leaf = leaf_hash(&entry);
-        self.seq.append(entry, leaf, AppendKind::Other).await
+        self.append(entry, leaf, AppendKind::Other).await
     }
 
     /// Checks and logs a signed decision: the enrolment must be in this log for the same approver
@@ -455,9 +711,10 @@ impl LogHandle {
     /// log's RP policy and the sign-count rule. A replay of a logged assertion returns the
     /// original leaf.
     pub async fn append_decision(&self, req: DecisionRequest) -> Result<Appended, AppendError> {
-        match self.check_decision(req, &mut Enrolments::default())? {
+        let reads = self.reads_for(Wants::of_decisions([&req])).await?;
+        match self.check_decision(req, &mut Enrolments::default(), &reads)? {
             Checked::Logged(a) => Ok(a),
-            Checked::New(entry, leaf, kind) => self.seq.append(entry, leaf, kind).await,
+            Checked::New(entry, leaf, kind) => self.append(entry, leaf, kind).await,
         }
     }
 
@@ -475,6 +732,13 @@ impl LogHandle {
         // batch does not hold up the other requests of its runtime worker, split into one part
         // per core. Decisions of one part often share an enrolment: it is read and its key
         // parsed once per part.
+        let reads = match self
+            .reads_for(Wants::of_decisions(reqs.iter().filter_map(|r| r.as_ref().ok())))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return reqs.iter().map(|_| Err(e.clone())).collect(),
+        };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let part = reqs.len().div_ceil(cores).max(MIN_CHECK_PART);
         let mut parts = Vec::new();
@@ -482,12 +746,13 @@ impl LogHandle {
         while reqs.peek().is_some() {
             let chunk: Vec<_> = reqs.by_ref().take(part).collect();
             let log = self.clone();
+            let reads = reads.clone();
             let n = chunk.len();
             let task = tokio::task::spawn_blocking(move || {
                 let mut enrolments = Enrolments::default();
                 chunk
                     .into_iter()
-                    .map(|r| r.and_then(|r| log.check_decision(r, &mut enrolments)))
+                    .map(|r| r.and_then(|r| log.check_decision(r, &mut enrolments, &reads)))
                     .collect::<Vec<_>>()
             });
             parts.push((n, task));
@@ -523,7 +788,7 @@ impl LogHandle {
                 Err(e) => Some(Err(e)),
             });
         }
-        let mut appended = self.seq.append_many(items).await.into_iter();
+        let mut appended = self.append_many(items).await.into_iter();
         out.into_iter()
             .map(|r| {
                 r.or_else(|| appended.next())
@@ -538,15 +803,16 @@ impl LogHandle {
         &self,
         req: DecisionRequest,
         enrolments: &mut Enrolments,
+        reads: &Reads,
     ) -> Result<Checked, AppendError> {
-        let published = self.seq.shared().published();
+        let published = self.published();
         if req.enrolment_index >= published.size {
             return Err(AppendError::refused(
                 RefusalReason::UnknownEnrolment,
                 "enrolment_index is not in the log",
             ));
         }
-        let (enrolment, key) = enrolments.get(&self.store, req.enrolment_index)?;
+        let (enrolment, key) = enrolments.get(reads, req.enrolment_index)?;
         if enrolment.approver_id != req.approver_id || enrolment.credential_id != req.credential_id
         {
             return Err(AppendError::refused(
@@ -554,8 +820,7 @@ impl LogHandle {
                 "the enrolment at enrolment_index is for another approver or credential",
             ));
         }
-        let Some((_, stored_count)) = self
-            .store
+        let Some((_, stored_count)) = reads
             .credential(&req.credential_id)
             .map_err(storage_failed)?
         else {
@@ -591,12 +856,12 @@ impl LogHandle {
         )
         .map_err(|e| AppendError::refused(RefusalReason::InvalidAssertion, e.to_string()))?;
         let akey = assertion_key(&req.credential_id, &req.client_data_json);
-        if let Some(index) = self.store.assertion_index(&akey).map_err(storage_failed)? {
-            // Covered by the published checkpoint: assertion index entries are only visible
-            // after their batch committed.
-            let published = self.seq.shared().published();
-            let original = self
-                .store
+        let logged = reads.assertion_index(&akey).map_err(storage_failed)?;
+        // Covered by the published checkpoint (embedded: assertion index entries are only
+        // visible after their batch committed; shared: one sequenced but not yet published is
+        // left to the sequencer, which answers once it is).
+        if let Some(index) = logged.filter(|i| *i < published.size) {
+            let original = reads
                 .entry(index)
                 .map_err(storage_failed)?
                 .ok_or(AppendError::Storage)?;
@@ -611,8 +876,7 @@ impl LogHandle {
         }
         // After the replay lookup: a decision logged before the revocation is still answered
         // with its original entry.
-        if let Some(r) = self
-            .store
+        if let Some(r) = reads
             .revocation(req.enrolment_index)
             .map_err(storage_failed)?
         {
@@ -663,7 +927,7 @@ impl LogHandle {
     /// decisions still get the sequencer's conflict, replay and sign-count checks.
     pub async fn append_verified_entry(&self, entry: Vec<u8>) -> Result<Appended, AppendError> {
         let (entry, leaf, kind) = verified_item(entry)?;
-        self.seq.append(entry, leaf, kind).await
+        self.append(entry, leaf, kind).await
     }
 
     /// [`LogHandle::append_verified_entry`] for many entries at once (imports, and the
@@ -681,6 +945,78 @@ impl LogHandle {
     }
 }
 
+impl LogHandle {
+    /// The embedded store, for reads the shared driver does not offer yet (the approval front
+    /// end's; it runs on the embedded store only).
+    fn embedded_store(&self) -> Result<&Store, StorageError> {
+        self.store().ok_or_else(|| {
+            StorageError::Db("this read is not available on the shared driver yet".into())
+        })
+    }
+
+    /// What the checks of a group of requests read: the store itself, or (shared driver) all
+    /// of it read from the database in a few queries.
+    async fn reads_for(&self, wants: Wants) -> Result<Reads, AppendError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => Ok(Reads::Store(store.clone())),
+            Backend::Shared { log, .. } => log
+                .prefetch(wants)
+                .await
+                .map(|p| Reads::Prefetched(Arc::new(p)))
+                .map_err(storage_failed),
+        }
+    }
+}
+
+/// The log's reads that the checks make before the sequencer.
+#[derive(Clone)]
+pub(crate) enum Reads {
+    Store(Store),
+    Prefetched(Arc<Prefetched>),
+}
+
+impl Reads {
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Reads::Store(s) => s.entry(index),
+            Reads::Prefetched(p) => p.entry(index),
+        }
+    }
+    fn credential(&self, id: &[u8]) -> Result<Option<(u64, u32)>, StorageError> {
+        match self {
+            Reads::Store(s) => s.credential(id),
+            Reads::Prefetched(p) => p.credential(id),
+        }
+    }
+    fn assertion_index(&self, key: &[u8; 32]) -> Result<Option<u64>, StorageError> {
+        match self {
+            Reads::Store(s) => s.assertion_index(key),
+            Reads::Prefetched(p) => p.assertion_index(key),
+        }
+    }
+    fn revocation(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
+        match self {
+            Reads::Store(s) => s.revocation(enrolment_index),
+            Reads::Prefetched(p) => p.revocation(enrolment_index),
+        }
+    }
+}
+
+impl Wants {
+    /// What checking `reqs` reads.
+    fn of_decisions<'a>(reqs: impl IntoIterator<Item = &'a DecisionRequest>) -> Wants {
+        let mut w = Wants::default();
+        for r in reqs {
+            w.entries.push(r.enrolment_index);
+            w.revocations.push(r.enrolment_index);
+            w.credentials.push(r.credential_id.clone());
+            w.assertions
+                .push(assertion_key(&r.credential_id, &r.client_data_json));
+        }
+        w
+    }
+}
+
 /// Fewer decisions than this are checked in one task: below it, handing work to another thread
 /// costs more than it saves.
 const MIN_CHECK_PART: usize = 16;
@@ -691,7 +1027,7 @@ const MIN_CHECK_PART: usize = 16;
 struct Enrolments(Vec<(u64, Enrolment, PublicKey)>);
 
 impl Enrolments {
-    fn get(&mut self, store: &Store, index: u64) -> Result<(&Enrolment, &PublicKey), AppendError> {
+    fn get(&mut self, store: &Reads, index: u64) -> Result<(&Enrolment, &PublicKey), AppendError> {
         let at = match self.0.iter().position(|(i, _, _)| *i == index) {
             Some(at) => at,
             None => {

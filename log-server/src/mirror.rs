@@ -194,7 +194,7 @@ impl Bucket {
 
     /// Writes `bytes` at `rel` unless it is there: the same bytes already there are accepted,
     /// other bytes are a [`MirrorError::Conflict`] naming the object.
-    async fn create(&self, rel: &str, bytes: Vec<u8>, cache: &str) -> Result<(), MirrorError> {
+    pub(crate) async fn create(&self, rel: &str, bytes: Vec<u8>, cache: &str) -> Result<(), MirrorError> {
         let path = self.path(rel);
         let opts = self.options(PutMode::Create, cache, "application/octet-stream");
         // A reference-counted view of the bytes: kept for the comparison below without a copy.
@@ -231,7 +231,7 @@ impl Bucket {
     }
 
     /// Removes the partial tiles stored under `rel` (`<tile>.p/<W>`), now that it is full.
-    async fn remove_partials(&self, rel: &str) -> Result<(), MirrorError> {
+    pub(crate) async fn remove_partials(&self, rel: &str) -> Result<(), MirrorError> {
         let prefix = self.path(&format!("{rel}.p"));
         let found: Vec<ObjectPath> = self
             .store
@@ -250,7 +250,7 @@ impl Bucket {
     }
 
     /// The checkpoint object and its version, if there is one.
-    async fn checkpoint(&self) -> Result<Option<(Vec<u8>, UpdateVersion)>, MirrorError> {
+    pub(crate) async fn checkpoint(&self) -> Result<Option<(Vec<u8>, UpdateVersion)>, MirrorError> {
         let path = self.path("checkpoint");
         match self.store.get(&path).await {
             Ok(r) => {
@@ -272,7 +272,7 @@ impl Bucket {
     /// Replaces the checkpoint: created if `current` is `None`, else only if it is still
     /// `current` (compare-and-swap; a directory renames over it). `Ok(false)` if another writer
     /// changed it first.
-    async fn put_checkpoint(
+    pub(crate) async fn put_checkpoint(
         &self,
         note: &str,
         current: Option<UpdateVersion>,
@@ -415,6 +415,9 @@ impl MirrorMetrics {
 pub struct TileMirror {
     bucket: Bucket,
     log: LogHandle,
+    /// The embedded log's store and sequencer state (the shared driver writes its bucket itself).
+    store: Store,
+    seq: Arc<crate::sequencer::Shared>,
     status: watch::Sender<MirrorStatus>,
     metrics: MirrorMetrics,
 }
@@ -429,10 +432,18 @@ impl TileMirror {
     /// Checks that the bucket can hold this log (reachable; any checkpoint there is this log's
     /// and consistent with it), then starts mirroring on the current tokio runtime.
     pub async fn start(log: LogHandle, bucket: Bucket) -> Result<Arc<TileMirror>, MirrorError> {
+        let (Some(store), Some(seq)) = (log.store().cloned(), log.sequencer()) else {
+            return Err(MirrorError::BadUrl(
+                "the shared driver writes its tiles to its own bucket; --tiles names it".into(),
+            ));
+        };
+        let seq = seq.shared().clone();
         let (status, _) = watch::channel(MirrorStatus::default());
         let m = Arc::new(TileMirror {
             bucket,
             log,
+            store,
+            seq,
             status,
             metrics: MirrorMetrics::new(),
         });
@@ -517,7 +528,7 @@ impl TileMirror {
                 ours.size
             )));
         }
-        let store = self.log.store().clone();
+        let store = self.store.clone();
         let root = tokio::task::spawn_blocking(move || root_at(&store, size))
             .await
             .map_err(|e| MirrorError::Log(e.to_string()))??;
@@ -544,7 +555,7 @@ impl TileMirror {
         let size = p.size;
         let tiles = new_tiles(from, size);
         let tiles_count = tiles.len();
-        let store = self.log.store().clone();
+        let store = self.store.clone();
         let bucket = &self.bucket;
         stream::iter(tiles)
             .map(|(level, index, width)| {
@@ -584,7 +595,7 @@ impl TileMirror {
     }
 
     async fn run(self: Arc<Self>) {
-        let shared = self.log.sequencer().shared().clone();
+        let shared = self.seq.clone();
         let mut published = shared.subscribe();
         let mut backoff = Duration::from_millis(100);
         let mut last: Option<Arc<str>> = None;

@@ -126,21 +126,36 @@ pub enum TileRead {
     NotFound,
 }
 
+impl TileRef {
+    /// Its first entry or hash and the end of its range at its tree level, if the tree of
+    /// `tree_size` leaves has the whole tile.
+    fn range_in(&self, tree_size: u64) -> Option<(u64, u64)> {
+        let width = self.partial.map_or(TILE_WIDTH, u64::from);
+        let start = self.index.checked_mul(TILE_WIDTH)?;
+        let end = start.checked_add(width)?;
+        let tree_level = self.level.map_or(0, |l| u32::from(l) * TILE_HEIGHT);
+        // Complete subtrees at this tree level.
+        let available = tree_size.checked_shr(tree_level).unwrap_or(0);
+        (end <= available).then_some((start, end))
+    }
+
+    /// Its object path (`tile/…`), if the tree of `tree_size` leaves has the whole tile.
+    pub fn path_at(&self, tree_size: u64) -> Option<String> {
+        self.range_in(tree_size)?;
+        Some(countersign_verifier::export::tile_path(
+            self.level,
+            self.index,
+            self.partial.map_or(TILE_WIDTH, u64::from),
+        ))
+    }
+}
+
 /// Reads the tile `t` as of a tree of `tree_size` leaves.
 pub fn read_tile(store: &Store, t: &TileRef, tree_size: u64) -> Result<TileRead, StorageError> {
-    let width = t.partial.map_or(TILE_WIDTH, u64::from);
-    let Some(start) = t.index.checked_mul(TILE_WIDTH) else {
-        return Ok(TileRead::NotFound);
-    };
-    let Some(end) = start.checked_add(width) else {
+    let Some((start, end)) = t.range_in(tree_size) else {
         return Ok(TileRead::NotFound);
     };
     let tree_level = t.level.map_or(0, |l| u32::from(l) * TILE_HEIGHT);
-    // Complete subtrees at this tree level.
-    let available = tree_size.checked_shr(tree_level).unwrap_or(0);
-    if end > available {
-        return Ok(TileRead::NotFound);
-    }
     match t.level {
         Some(_) => Ok(TileRead::Found(store.node_run(
             tree_level as u8,

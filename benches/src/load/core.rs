@@ -226,14 +226,14 @@ pub async fn run(
     }
     let log_per_sec = count as f64 / start.elapsed().as_secs_f64();
     let log_machine = cpu.and_then(CpuTimes::until_now);
-    let tree_size = log.sequencer().shared().published().size;
-    let root = log.sequencer().shared().published().root;
+    let tree_size = log.published().size;
+    let root = log.published().root;
     for line in log.metrics().render().lines() {
         if line.ends_with("_sum") || line.contains("_sum ") || line.contains("_count ") {
             eprintln!("metric {line}");
         }
     }
-    log.sequencer().shutdown().await;
+    log.shutdown().await;
 
     // In-memory trees over the same leaves (including the enrolment at index 0).
     let leaves: Vec<Hash> = std::iter::once(leaf_hash(

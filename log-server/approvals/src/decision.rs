@@ -153,7 +153,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     match append(&c, &r, &d, statement_hash).await {
         Ok((rec, appended)) => {
             let event = crate::audit::appended_event(
-                c.log.store(),
+                &c.log_store,
                 &appended,
                 Some(&r.statement_for(d.decision)),
             );
@@ -219,7 +219,7 @@ fn decision_event(
     index: u64,
     decision: Decision,
 ) -> Option<EventRow> {
-    log_entry_event(c.log.store(), index, Some(&r.statement_for(decision)))
+    log_entry_event(&c.log_store, index, Some(&r.statement_for(decision)))
 }
 
 /// The claim of decision `d` on request `r`, and the hash of the statement it decides.
@@ -316,8 +316,7 @@ fn check_rule_requirements(
     }
     if r.require_attestation {
         let attested = c
-            .log
-            .store()
+            .log_store
             .entry(d.credential.enrolment_index)
             .map_err(DecideError::Storage)?
             .and_then(|e| countersign_verifier::Entry::decode(&e).ok())

@@ -34,8 +34,7 @@ async fn policy_in_force(
     let active = c.active_policy().ok_or_else(no_policy)?;
     // The entry's own time: when the log accepted the policy, which is when it took effect.
     let bytes = c
-        .log
-        .store()
+        .log_store
         .entry(active.index)
         .map_err(|e| ApiError::internal("reading the policy entry", e))?
         .ok_or_else(|| {

@@ -29,6 +29,9 @@ pub(crate) struct PollState {
 pub struct Approvals {
     /// The log decisions and enrolments are appended to.
     pub log: LogHandle,
+    /// The log's embedded store, which the front end keeps its records in and reads logged
+    /// entries from (it does not run on the shared driver yet).
+    pub log_store: countersign_log::storage::Store,
     /// The admin check of the admin API.
     pub admin: AdminAuth,
     /// Configuration.
@@ -71,7 +74,14 @@ impl Approvals {
     /// Nothing runs yet: [`crate::open`] also finishes what a crash interrupted and starts the
     /// background tasks.
     pub fn new(log: LogHandle, admin: AdminAuth, config: CibaConfig) -> Result<Self, InitError> {
-        let store = CibaStore::new(log.store().clone())?;
+        let log_store = log.store().cloned().ok_or_else(|| {
+            InitError::Config(
+                "the approval front end keeps its records in the embedded store; on the shared \
+                 driver (--database) it is not available yet"
+                    .into(),
+            )
+        })?;
+        let store = CibaStore::new(log_store.clone())?;
         let keys = KeySet::load_or_create(&store)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -83,6 +93,7 @@ impl Approvals {
         let limits = crate::limits::Limits::new(&config);
         Ok(Approvals {
             log,
+            log_store,
             admin,
             config,
             store,

@@ -97,6 +97,33 @@ impl Server {
         })
     }
 
+    /// Starts an instance of the shared driver: the log on the PostgreSQL database `database`
+    /// and the bucket `bucket`, with the data directory's keys (`spec/shared-driver.md`). The
+    /// log alone: the approval front end keeps its records in the embedded store, so it does not
+    /// run on the shared driver yet.
+    pub async fn start_shared(
+        config: countersign_log::Config,
+        database: &str,
+        bucket: countersign_log::mirror::Bucket,
+    ) -> Result<Server, InitError> {
+        let started = countersign_log::start_shared(
+            &config,
+            database,
+            bucket,
+            countersign_log::shared::SharedConfig {
+                queue_capacity: config.sequencer.queue_capacity,
+                ..countersign_log::shared::SharedConfig::default()
+            },
+        )
+        .await?;
+        Ok(Server {
+            api: started.api,
+            approvals: None,
+            vkey: started.vkey,
+            created_admin_token: false,
+        })
+    }
+
     /// Puts the approval policy in force on the started front end
     /// ([`PolicyService::start`]): `file` is `serve --policy`'s path and its policy, already
     /// read. Logs what it did, and registers the reload counters on `/metrics`. `None` with the

@@ -143,6 +143,19 @@ struct ServeArgs {
     /// is refused at start (spec/tiles-mirror.md).
     #[arg(long, env = "COUNTERSIGN_TILES")]
     tiles: Option<String>,
+    /// Run on the shared driver (spec/shared-driver.md): sequencing and the integrator lease in
+    /// this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB), tiles and checkpoints
+    /// in the --tiles bucket, keys from --data-dir (a copy of one data directory for every
+    /// instance; nothing is written to it). Any number of instances with the same --database and
+    /// --tiles serve one log. Needs --tiles and, for now, --log-only.
+    #[arg(
+        long,
+        env = "COUNTERSIGN_DATABASE",
+        requires = "tiles",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     #[command(flatten)]
     witness: countersign::args::WitnessArgs,
     #[command(flatten)]
@@ -412,24 +425,49 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         Some(url) => Some(countersign_log::mirror::Bucket::open(url)?),
         None => None,
     };
-    let mut started =
-        tokio::task::spawn_blocking(move || Server::start_witnessed(config, approvals, witness))
+    let mut started = match (&a.database, bucket) {
+        (Some(database), Some(bucket)) => {
+            if approvals.is_some() {
+                bail!(
+                    "--database runs the log alone for now (the approval front end keeps its \
+                     records in the embedded store): add --log-only"
+                );
+            }
+            if witness.is_some() {
+                bail!("--database: witnessing runs on the embedded store only, for now");
+            }
+            let url = bucket.url().to_owned();
+            let s = Server::start_shared(config, database, bucket)
+                .await
+                .with_context(|| format!("starting on the shared driver (--tiles {url})"))?;
+            tracing::info!(tiles = url, "serving the log on the shared driver");
+            s
+        }
+        (_, bucket) => {
+            let mut s = tokio::task::spawn_blocking(move || {
+                Server::start_witnessed(config, approvals, witness)
+            })
             .await?
             .context("starting the server")?;
+            // The bucket is checked (reachable, no other log's checkpoint) before the first
+            // request.
+            if let Some(bucket) = bucket {
+                let url = bucket.url().to_owned();
+                let mirror =
+                    countersign_log::mirror::TileMirror::start(s.api.log.clone(), bucket)
+                        .await
+                        .with_context(|| format!("--tiles {url}"))?;
+                s.api.add_metrics(mirror);
+                tracing::info!(url, "mirroring tiles and checkpoints");
+            }
+            s
+        }
+    };
     // In force (and logged) before the first request is accepted.
     let policy = started
         .start_policy(policy_file)
         .await
         .context("putting the approval policy in force")?;
-    // The bucket is checked (reachable, no other log's checkpoint) before the first request.
-    if let Some(bucket) = bucket {
-        let url = bucket.url().to_owned();
-        let mirror = countersign_log::mirror::TileMirror::start(started.api.log.clone(), bucket)
-            .await
-            .with_context(|| format!("--tiles {url}"))?;
-        started.api.add_metrics(mirror);
-        tracing::info!(url, "mirroring tiles and checkpoints");
-    }
     let data_dir = std::path::absolute(&a.data_dir).unwrap_or(a.data_dir);
     let admin_token = data_dir.join(countersign_log::ADMIN_TOKEN_FILE);
     eprint!(

@@ -152,6 +152,16 @@ impl From<AppendError> for ApiError {
                 ),
             )
             .retry_after(5),
+            // The reason (a bucket's address, a database error) is for the operator's log.
+            AppendError::NotPublished { index, .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_published",
+                format!(
+                    "entry {index} is sequenced, but no checkpoint covering it is published \
+                     yet; nothing is acknowledged; retry (the same leaf is returned)"
+                ),
+            )
+            .retry_after(2),
             // Storage, and any kind added later: fail closed.
             _ => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -128,12 +128,14 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let result = accept_loop(listener, app, limits, tls, shutdown).await;
-    log.sequencer().shutdown().await;
+    log.shutdown().await;
     if let Some(w) = log.witnessing() {
         w.stop().await;
     }
     // Nothing more will be appended: write the memtables out so the next start is quick.
-    let store = log.store().clone();
+    let Some(store) = log.store().cloned() else {
+        return result;
+    };
     let t = std::time::Instant::now();
     match tokio::task::spawn_blocking(move || store.flush_memtables()).await {
         Ok(Ok(())) => tracing::info!(

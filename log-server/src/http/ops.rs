@@ -36,7 +36,7 @@ pub(super) async fn post_submitter(
             submitters::NAME_RULE,
         ));
     }
-    let token = submitters::create_submitter(s.log.store(), &b.name)?;
+    let token = s.log.create_submitter(&b.name).await?;
     tracing::info!(submitter = %b.name, "submitter created");
     Ok((
         StatusCode::CREATED,
@@ -46,7 +46,7 @@ pub(super) async fn post_submitter(
 }
 
 pub(super) async fn get_submitters(State(s): State<LogApi>, _: Admin) -> ApiResult<Response> {
-    let list = submitters::list_submitters(s.log.store())?;
+    let list = s.log.list_submitters().await?;
     Ok(Json(json!({ "submitters": list })).into_response())
 }
 
@@ -55,7 +55,7 @@ pub(super) async fn delete_submitter(
     _: Admin,
     PathParam(name): PathParam,
 ) -> ApiResult<Response> {
-    let revoked = submitters::revoke_submitter(s.log.store(), &name)?;
+    let revoked = s.log.revoke_submitter(&name).await?;
     if revoked.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -80,7 +80,13 @@ pub(super) async fn post_backup(
 ) -> ApiResult<Response> {
     let b: BackupBody = body.json()?;
     let to = PathBuf::from(&b.to);
-    let store = s.log.store().clone();
+    let Some(store) = s.log.store().cloned() else {
+        return Err(ApiError::bad_request(
+            "backup_failed",
+            "a shared deployment is backed up by its database's and bucket's own means \
+             (pg_dump or snapshots, bucket versioning or replication): see the README",
+        ));
+    };
     let data_dir = s.data_dir.clone();
     let result =
         tokio::task::spawn_blocking(move || crate::backup::backup_store(&store, &data_dir, &to))
@@ -93,19 +99,30 @@ pub(super) async fn post_backup(
 }
 
 pub(super) async fn get_healthz(State(s): State<LogApi>) -> Response {
-    let shared = s.log.sequencer().shared();
-    let age = now_ms().saturating_sub(shared.last_signed_ms());
+    let age = now_ms().saturating_sub(s.log.last_signed_ms());
     let fresh = age
         <= s.checkpoint_interval_ms
             .saturating_mul(3)
             .saturating_add(2000);
-    let mut ok = shared.alive() && !shared.closing() && fresh;
+    let alive = s.log.alive();
+    let closing = s.log.sequencer().is_some_and(|q| q.shared().closing());
+    // A shared deployment re-signs only when it grows: an idle log's checkpoint ages.
+    let fresh = fresh || s.log.shared_log().is_some();
+    let mut ok = alive && !closing && fresh;
     let mut body = json!({
         "status": "ok",
-        "sequencer_alive": shared.alive(),
+        "sequencer_alive": alive,
         "checkpoint_age_ms": age,
-        "tree_size": shared.published().size,
+        "tree_size": s.log.published().size,
     });
+    if let Some(shared) = s.log.shared_log() {
+        let st = shared.status().borrow().clone();
+        body["integrator"] = json!({
+            "leader": st.leader,
+            "retrying": st.retrying,
+            "stopped": st.stopped,
+        });
+    }
     if let Some(w) = s.log.witnessing() {
         let (reachable, detail) = w.health();
         // A failing witness is an alert, not an outage, unless it blocks publication.

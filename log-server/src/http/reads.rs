@@ -11,8 +11,7 @@ use countersign_verifier::{leaf_hash, parse_decimal, Entry, Hash};
 use serde_json::{json, Value};
 
 use crate::error::StorageError;
-use crate::proofs::{consistency_proof, leaf_and_inclusion_proof};
-use crate::tiles::{parse_tile_path, read_tile, TileRead};
+use crate::tiles::{parse_tile_path, TileRead};
 
 use super::error::ApiError;
 use super::extract::PathParam;
@@ -45,11 +44,8 @@ pub(super) async fn get_tile(
     PathParam(path): PathParam,
 ) -> ApiResult<Response> {
     let t = parse_tile_path(&path).map_err(|e| ApiError::bad_request("invalid_tile_path", e.0))?;
-    let size = s.log.sequencer().shared().published().size;
-    let store = s.log.store().clone();
-    let read = tokio::task::spawn_blocking(move || read_tile(&store, &t, size))
-        .await
-        .map_err(|_| StorageError::Stopped("tile read task failed".into()))??;
+    let size = s.log.published().size;
+    let read = s.log.tile(&t, size).await?;
     match read {
         TileRead::Found(bytes) => Ok((
             [
@@ -77,15 +73,15 @@ pub(super) async fn get_inclusion(
             "tree_size is beyond the latest checkpoint",
         ));
     }
-    let store = s.log.store().clone();
     let index = match (query_u64(&q, "index")?, q.get("leaf_hash")) {
         (Some(i), None) => i,
         (None, Some(h)) => {
             let h = Hash::from_hex(h).ok_or_else(|| {
                 ApiError::bad_request("invalid_request", "leaf_hash is not 32 bytes of hex")
             })?;
-            store
-                .leaf_index(&h)?
+            s.log
+                .leaf_index(&h)
+                .await?
                 .filter(|i| *i < published.size)
                 .ok_or_else(|| ApiError::not_found("no leaf with this hash"))?
         }
@@ -103,12 +99,12 @@ pub(super) async fn get_inclusion(
         ));
     }
     // The stored level-0 node is the leaf hash: no need to read and hash the entry.
-    let (leaf, proof) = leaf_and_inclusion_proof(&store, index, tree_size)?;
+    let (leaf, proof) = s.log.leaf_and_inclusion_proof(index, tree_size).await?;
     let older;
     let checkpoint = if tree_size == published.size {
         Some(&*published.note)
     } else {
-        older = store.checkpoint(tree_size)?;
+        older = s.log.checkpoint_at(tree_size).await?;
         older.as_deref()
     };
     Ok(Json(InclusionBody {
@@ -126,7 +122,7 @@ pub(super) async fn get_consistency(
     State(s): State<LogApi>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let published = s.log.sequencer().shared().published();
+    let published = s.log.published();
     let first = query_u64(&q, "first")?
         .ok_or_else(|| ApiError::bad_request("invalid_request", "first is required"))?;
     let second = query_u64(&q, "second")?.unwrap_or(published.size);
@@ -142,7 +138,7 @@ pub(super) async fn get_consistency(
             "first must not exceed second",
         ));
     }
-    let proof = consistency_proof(s.log.store(), first, second)?;
+    let proof = s.log.consistency_proof(first, second).await?;
     Ok(Json(json!({
         "first": first,
         "second": second,
@@ -157,14 +153,14 @@ pub(super) async fn get_entry(
 ) -> ApiResult<Response> {
     let index = parse_decimal(&index)
         .ok_or_else(|| ApiError::bad_request("invalid_request", "index is not a decimal number"))?;
-    let published = s.log.sequencer().shared().published();
+    let published = s.log.published();
     if index >= published.size {
         return Err(ApiError::not_found("index is beyond the latest checkpoint"));
     }
     let entry = s
         .log
-        .store()
-        .entry(index)?
+        .entry(index)
+        .await?
         .ok_or_else(|| StorageError::Missing("entry missing below tree size".into()))?;
     let decoded = match Entry::decode(&entry) {
         Ok(e) => Entry::to_json(&e),

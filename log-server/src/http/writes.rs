@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::log::{DecisionRequest, EnrolmentRequest, RevocationRequest};
-use crate::proofs::inclusion_proof;
 use crate::sequencer::Appended;
-use crate::submitters;
 
 use super::error::ApiError;
 use super::extract::{bearer, Admin, Body};
@@ -58,8 +56,8 @@ struct DecisionBody {
     enrolment_index: u64,
 }
 
-fn appended_response(s: &LogApi, a: Appended, started: Instant) -> ApiResult<Response> {
-    let proof = inclusion_proof(s.log.store(), a.index, a.tree_size)?;
+async fn appended_response(s: &LogApi, a: Appended, started: Instant) -> ApiResult<Response> {
+    let proof = s.log.inclusion_proof(a.index, a.tree_size).await?;
     s.log
         .metrics()
         .append_latency
@@ -105,7 +103,7 @@ pub(super) async fn post_enrolment(
     };
     let a = s.log.append_enrolment(req).await?;
     let a = s.log.await_witnessed(a).await?;
-    appended_response(&s, a, started)
+    appended_response(&s, a, started).await
 }
 
 /// `POST /v1/log/revocations` (admin): logs the revocation of an enrolment, as
@@ -125,13 +123,13 @@ pub(super) async fn post_revocation(
     };
     let a = s.log.append_revocation(req).await?;
     let a = s.log.await_witnessed(a).await?;
-    appended_response(&s, a, started)
+    appended_response(&s, a, started).await
 }
 
 /// The submitter token must name a live submitter.
-fn require_submitter(s: &LogApi, headers: &HeaderMap) -> ApiResult<()> {
+async fn require_submitter(s: &LogApi, headers: &HeaderMap) -> ApiResult<()> {
     let t = bearer(headers).ok_or(ApiError::unauthorized("missing bearer token"))?;
-    if submitters::submitter_for(s.log.store(), &t)?.is_none() {
+    if s.log.submitter_for(&t).await?.is_none() {
         return Err(ApiError::unauthorized(
             "the bearer token is not a submitter token",
         ));
@@ -163,11 +161,11 @@ pub(super) async fn post_decision(
     body: Body,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    require_submitter(&s, &headers)?;
+    require_submitter(&s, &headers).await?;
     let req = decision_request(body.json()?)?;
     let a = s.log.append_decision(req).await?;
     let a = s.log.await_witnessed(a).await?;
-    appended_response(&s, a, started)
+    appended_response(&s, a, started).await
 }
 
 /// Most decisions one `POST /v1/log/decisions/batch` may carry.
@@ -248,7 +246,7 @@ pub(super) async fn post_decision_batch(
     body: Body,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    require_submitter(&s, &headers)?;
+    require_submitter(&s, &headers).await?;
     // A decision that does not parse is refused on its own, like one that fails a check.
     let reqs = batch_decisions(body)?
         .into_iter()
@@ -264,7 +262,7 @@ pub(super) async fn post_decision_batch(
     // Every logged decision's checkpoint is at most the published one, so one checkpoint
     // covers them all and every proof is against it. In witness quorum mode, that checkpoint is
     // one the quorum cosigned, covering the last of them.
-    let published = s.log.sequencer().shared().published();
+    let published = s.log.published();
     let (mut size, mut note) = (published.size, published.note);
     let last = outcomes.iter().flatten().max_by_key(|a| a.index).cloned();
     if let Some(a) = last.filter(|_| s.log.quorum_timeout().is_some()) {
@@ -274,7 +272,7 @@ pub(super) async fn post_decision_batch(
     let mut proofs = Vec::with_capacity(outcomes.len());
     for o in &outcomes {
         proofs.push(match o {
-            Ok(a) => inclusion_proof(s.log.store(), a.index, size)?,
+            Ok(a) => s.log.inclusion_proof(a.index, size).await?,
             Err(_) => Vec::new(),
         });
     }

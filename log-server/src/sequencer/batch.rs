@@ -22,15 +22,10 @@ pub(super) type Node = (u8, u64, Hash);
 #[derive(Default)]
 pub(super) struct Overlay {
     pub(super) batch: u64,
-    pub(super) leaves: FastMap<Hash, u64>,
-    pub(super) assertions: FastMap<[u8; 32], u64>,
-    pub(super) creds: FastMap<Vec<u8>, (u64, u32)>,
-    pub(super) entries: FastMap<u64, Vec<u8>>,
-    /// Enrolment index -> index of its revocation.
-    pub(super) revoked: FastMap<u64, u64>,
+    pub(super) pending: super::decide::Pending,
 }
 
-pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A batch ready to be written: the requests, what was decided for each, and the write batch
 /// that holds the entries, hashes, indexes, tree state and signed checkpoint.
@@ -54,7 +49,7 @@ pub(super) enum ToWriter {
 }
 
 /// The decision for one request of a batch.
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     New(u64),
     Existing(u64),
     Failed(AppendError),

@@ -8,11 +8,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use countersign_verifier::{Entry, Hash, RootStack};
+use countersign_verifier::{Hash, RootStack};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
-use crate::error::{AppendError, RefusalReason};
+use crate::error::AppendError;
 use crate::metrics::Metrics;
 use crate::signer::LogSigner;
 use crate::storage::{
@@ -22,6 +22,7 @@ use crate::storage::{
 };
 
 use super::batch::*;
+use super::decide::{Committed, Decided};
 use super::handle::*;
 
 /// The builder: owns the tree and decides every request.
@@ -188,54 +189,6 @@ impl Sequencer {
         Ok((note.into(), now))
     }
 
-    /// The newest known state of a credential: this batch, batches in flight, then RocksDB.
-    fn credential(
-        &self,
-        current: &FastMap<Vec<u8>, (u64, u32)>,
-        id: &[u8],
-    ) -> Result<Option<(u64, u32)>, StorageError> {
-        if let Some(c) = current.get(id) {
-            return Ok(Some(*c));
-        }
-        for o in self.in_flight.iter().rev() {
-            if let Some(c) = o.creds.get(id) {
-                return Ok(Some(*c));
-            }
-        }
-        self.store.credential(id)
-    }
-
-    /// The revocation of the enrolment at `enrolment_index`, wherever it is: this batch,
-    /// batches in flight, then RocksDB.
-    fn revocation(
-        &self,
-        current: &Overlay,
-        enrolment_index: u64,
-    ) -> Result<Option<u64>, StorageError> {
-        if let Some(r) = current.revoked.get(&enrolment_index) {
-            return Ok(Some(*r));
-        }
-        for o in self.in_flight.iter().rev() {
-            if let Some(r) = o.revoked.get(&enrolment_index) {
-                return Ok(Some(*r));
-            }
-        }
-        self.store.revocation(enrolment_index)
-    }
-
-    /// The bytes of entry `index`, wherever they are.
-    fn entry_bytes(&self, current: &Overlay, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        if let Some(e) = current.entries.get(&index) {
-            return Ok(Some(e.clone()));
-        }
-        for o in &self.in_flight {
-            if let Some(e) = o.entries.get(&index) {
-                return Ok(Some(e.clone()));
-            }
-        }
-        self.store.entry(index)
-    }
-
     /// Decides every request and fills the write batch; returns the grown tree.
     fn build(
         &self,
@@ -277,139 +230,40 @@ impl Sequencer {
             .zip(self.store.indexes(CF_ASSERTIONS, &assertion_keys)?)
             .filter_map(|(k, v)| v.map(|v| (*k, v)))
             .collect();
+        let committed = InFlightThenStore {
+            in_flight: &self.in_flight,
+            store: &self.store,
+            logged_leaves,
+            logged_assertions,
+        };
         // Node hashes are written level by level, so each level's keys reach the memtable in
         // ascending order (RocksDB's skip list then inserts each next to the previous one).
         let mut nodes: Vec<Node> = Vec::with_capacity(batch.len() * 2);
-        let in_flight_leaf = |leaf: &Hash| self.in_flight.iter().find_map(|o| o.leaves.get(leaf));
-        let in_flight_assertion =
-            |k: &[u8; 32]| self.in_flight.iter().find_map(|o| o.assertions.get(k));
         for r in batch {
-            if let Some(&i) = cur.leaves.get(&r.leaf).or_else(|| in_flight_leaf(&r.leaf)) {
-                outcomes.push(Outcome::Existing(i));
-                continue;
-            }
-            if let Some(&i) = logged_leaves.get(r.leaf.as_bytes().as_slice()) {
-                outcomes.push(Outcome::Existing(i));
-                continue;
-            }
             let index = stack.size();
-            match &r.kind {
-                AppendKind::Other => {}
-                AppendKind::Revocation {
-                    enrolment_index,
-                    refuse_repeat,
-                } => match self.revocation(cur, *enrolment_index)? {
-                    Some(first) if *refuse_repeat => {
-                        outcomes.push(Outcome::Failed(AppendError::refused(
-                            RefusalReason::AlreadyRevoked,
-                            format!("the enrolment was already revoked by entry {first}"),
-                        )));
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => {
-                        cur.revoked.insert(*enrolment_index, index);
-                        wb.put_cf(
-                            cf_revoked,
-                            enrolment_index.to_be_bytes(),
-                            index.to_be_bytes(),
-                        );
-                    }
-                },
-                AppendKind::Enrolment { credential_id } => {
-                    if let Some((enrol_index, _)) = self.credential(&cur.creds, credential_id)? {
-                        let original = self.entry_bytes(cur, enrol_index)?;
-                        outcomes.push(match original {
-                            Some(o) if same_enrolment(&o, &r.entry) => {
-                                Outcome::Existing(enrol_index)
-                            }
-                            _ => Outcome::Failed(AppendError::refused(
-                                RefusalReason::CredentialConflict,
-                                "this credential id is already enrolled with a different \
-                                 approver or key",
-                            )),
-                        });
-                        continue;
-                    }
-                    cur.creds.insert(credential_id.clone(), (index, 0));
-                    wb.put_cf(cf_cred, credential_id, encode_credential(index, 0));
+            let fx = match cur.pending.decide(&committed, &r.entry, &r.leaf, &r.kind, index)? {
+                Decided::Done(outcome) => {
+                    outcomes.push(outcome);
+                    continue;
                 }
-                AppendKind::Decision {
-                    assertion_key,
-                    credential_id,
-                    enrolment_index,
-                    sign_count,
-                } => {
-                    let seen = cur
-                        .assertions
-                        .get(assertion_key)
-                        .or_else(|| in_flight_assertion(assertion_key))
-                        .copied()
-                        .or_else(|| logged_assertions.get(assertion_key.as_slice()).copied());
-                    if let Some(i) = seen {
-                        outcomes.push(Outcome::Existing(i));
-                        continue;
-                    }
-                    let Some((enrol, stored_count)) = self.credential(&cur.creds, credential_id)?
-                    else {
-                        outcomes.push(Outcome::Failed(AppendError::refused(
-                            RefusalReason::UnknownCredential,
-                            "the credential is not enrolled in this log",
-                        )));
-                        continue;
-                    };
-                    if enrol != *enrolment_index {
-                        outcomes.push(Outcome::Failed(AppendError::refused(
-                            RefusalReason::WrongEnrolment,
-                            "enrolment_index is not this credential's enrolment",
-                        )));
-                        continue;
-                    }
-                    // Re-checked here: a revocation may have been decided after the decision's
-                    // own checks, in this batch or one still being written.
-                    if let Some(r) = self.revocation(cur, enrol)? {
-                        outcomes.push(Outcome::Failed(AppendError::refused(
-                            RefusalReason::Revoked,
-                            format!("the credential's enrolment was revoked by entry {r}"),
-                        )));
-                        continue;
-                    }
-                    // WebAuthn L3 step 22, re-checked here because two decisions from one
-                    // credential may have been verified concurrently against the same count.
-                    if let Err(e) =
-                        countersign_verifier::check_sign_count(stored_count, *sign_count)
-                    {
-                        outcomes.push(Outcome::Failed(AppendError::refused(
-                            RefusalReason::SignCount,
-                            e.to_string(),
-                        )));
-                        continue;
-                    }
-                    if *sign_count != stored_count {
-                        cur.creds
-                            .insert(credential_id.clone(), (enrol, *sign_count));
-                        wb.put_cf(
-                            cf_cred,
-                            credential_id,
-                            encode_credential(enrol, *sign_count),
-                        );
-                    } else {
-                        // Both zero (a passkey that does not count): nothing to store.
-                        cur.creds
-                            .insert(credential_id.clone(), (enrol, stored_count));
-                    }
-                    cur.assertions.insert(*assertion_key, index);
-                    wb.put_cf(cf_assert, assertion_key, index.to_be_bytes());
-                }
+                Decided::New(fx) => fx,
+            };
+            if let Some(enrolment_index) = fx.revokes {
+                wb.put_cf(
+                    cf_revoked,
+                    enrolment_index.to_be_bytes(),
+                    index.to_be_bytes(),
+                );
+            }
+            if let Some((id, enrol, count)) = &fx.credential {
+                wb.put_cf(cf_cred, id, encode_credential(*enrol, *count));
+            }
+            if let Some(k) = &fx.assertion {
+                wb.put_cf(cf_assert, k, index.to_be_bytes());
             }
             stack.push_with(r.leaf, |level, i, h| nodes.push((level, i, *h)));
             wb.put_cf(cf_entries, index.to_be_bytes(), &r.entry);
             wb.put_cf(cf_leaf, r.leaf.as_bytes(), index.to_be_bytes());
-            cur.leaves.insert(r.leaf, index);
-            if matches!(r.kind, AppendKind::Enrolment { .. }) {
-                // Only enrolments are ever read back by a later decision of the same batch.
-                cur.entries.insert(index, r.entry.clone());
-            }
             outcomes.push(Outcome::New(index));
         }
         nodes.sort_by_key(|(level, i, _)| (*level, *i));
@@ -420,13 +274,56 @@ impl Sequencer {
     }
 }
 
-/// Whether two encoded enrolments are the same apart from the time the log set.
-pub(super) fn same_enrolment(a: &[u8], b: &[u8]) -> bool {
-    match (Entry::decode(a), Entry::decode(b)) {
-        (Ok(Entry::Enrolment(mut x)), Ok(Entry::Enrolment(y))) => {
-            x.time_ms = y.time_ms;
-            x == y
+/// What the builder decides against: the batches still being written (newest first where it
+/// matters), then RocksDB, with the batch's leaf and assertion lookups done up front.
+struct InFlightThenStore<'a> {
+    in_flight: &'a VecDeque<Overlay>,
+    store: &'a Store,
+    logged_leaves: FastMap<&'a [u8], u64>,
+    logged_assertions: FastMap<&'a [u8], u64>,
+}
+
+impl Committed for InFlightThenStore<'_> {
+    fn leaf(&self, leaf: &Hash) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .in_flight
+            .iter()
+            .find_map(|o| o.pending.leaves.get(leaf).copied())
+            .or_else(|| self.logged_leaves.get(leaf.as_bytes().as_slice()).copied()))
+    }
+
+    fn assertion(&self, key: &[u8; 32]) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .in_flight
+            .iter()
+            .find_map(|o| o.pending.assertions.get(key).copied())
+            .or_else(|| self.logged_assertions.get(key.as_slice()).copied()))
+    }
+
+    fn credential(&self, id: &[u8]) -> Result<Option<(u64, u32)>, StorageError> {
+        match self.in_flight.iter().rev().find_map(|o| o.pending.creds.get(id)) {
+            Some(c) => Ok(Some(*c)),
+            None => self.store.credential(id),
         }
-        _ => false,
+    }
+
+    fn revocation(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
+        match self
+            .in_flight
+            .iter()
+            .rev()
+            .find_map(|o| o.pending.revoked.get(&enrolment_index))
+        {
+            Some(r) => Ok(Some(*r)),
+            None => self.store.revocation(enrolment_index),
+        }
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.in_flight.iter().find_map(|o| o.pending.entries.get(&index)) {
+            Some(e) => Ok(Some(e.clone())),
+            None => self.store.entry(index),
+        }
     }
 }
+

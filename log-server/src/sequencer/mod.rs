@@ -18,6 +18,7 @@
 
 mod batch;
 mod builder;
+pub(crate) mod decide;
 mod handle;
 mod recovery;
 mod writer;
@@ -30,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::signer::LogSigner;
 use crate::storage::{StorageError, Store};
 
+pub(crate) use batch::Outcome;
 use batch::ToWriter;
 use builder::Sequencer;
 use handle::JoinOnDrop;
@@ -133,7 +135,7 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::builder::same_enrolment;
+    use super::decide::same_enrolment;
     use super::*;
     use crate::error::AppendError;
     use countersign_verifier::{leaf_hash, root_from_leaf_hashes, Entry, Hash, Revocation};

@@ -133,6 +133,8 @@ pub enum WitnessStartError {
     Http(String),
     /// Witnessing was already started on this log.
     AlreadyStarted,
+    /// Witnessing is not available on this log's driver.
+    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for WitnessStartError {
@@ -141,6 +143,7 @@ impl std::fmt::Display for WitnessStartError {
             WitnessStartError::Storage(e) => write!(f, "witness records: {e}"),
             WitnessStartError::Http(e) => write!(f, "witness HTTP client: {e}"),
             WitnessStartError::AlreadyStarted => f.write_str("witnessing is already started"),
+            WitnessStartError::Unsupported(m) => f.write_str(m),
         }
     }
 }

@@ -149,7 +149,7 @@ async fn grouped_appends_answer_each_entry() {
     }
     assert_eq!(log.checkpoint().await.size, 4);
     // A graceful stop writes the memtables out, so the next start replays no write-ahead log.
-    let store = log.state.log.store().clone();
+    let store = log.state.log.store().unwrap().clone();
     assert!(store.memtable_entries().unwrap() > 0);
     log.stop().await;
     assert_eq!(store.memtable_entries().unwrap(), 0);

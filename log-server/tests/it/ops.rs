@@ -219,9 +219,9 @@ async fn restart_recovers_and_backups_work() {
             .unwrap()
             .unwrap();
         assert_eq!(started.vkey, vkey.to_vkey());
-        let p = started.api.log.sequencer().shared().published();
+        let p = started.api.log.published();
         assert_eq!((p.size, p.root), (before.size, before.root));
-        started.api.log.sequencer().shutdown().await;
+        started.api.log.shutdown().await;
     }
     drop(dir);
 }
@@ -310,6 +310,6 @@ async fn a_backup_taken_under_load_is_a_consistent_prefix_of_the_log() {
         &proof,
     )
     .unwrap();
-    started.api.log.sequencer().shutdown().await;
+    started.api.log.shutdown().await;
     log.stop().await;
 }

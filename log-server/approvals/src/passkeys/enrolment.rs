@@ -335,7 +335,7 @@ async fn commit_enrolment(
         });
         let mut b = Batch::new();
         b.put_json(&approver_key, &ap)?;
-        let events: Vec<_> = crate::audit::appended_event(c.log.store(), &a, None)
+        let events: Vec<_> = crate::audit::appended_event(&c.log_store, &a, None)
             .into_iter()
             .collect();
         c.store

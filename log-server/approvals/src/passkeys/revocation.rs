@@ -68,8 +68,7 @@ pub(crate) async fn log_revocation(
         }
         Err(e) if e.reason() == Some(RefusalReason::AlreadyRevoked) => {
             let index = c
-                .log
-                .store()
+                .log_store
                 .revocation(cred.enrolment_index)?
                 .ok_or_else(|| {
                     ApiError::internal(
@@ -94,7 +93,7 @@ async fn record_event(c: &Approvals, index: u64) -> Result<(), ApiError> {
     if c.store.get_raw(&marker)?.is_some() {
         return Ok(());
     }
-    let events: Vec<_> = crate::audit::log_entry_event(c.log.store(), index, None)
+    let events: Vec<_> = crate::audit::log_entry_event(&c.log_store, index, None)
         .into_iter()
         .collect();
     let mut b = Batch::new();

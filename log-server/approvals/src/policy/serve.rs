@@ -263,8 +263,7 @@ fn logged_policy(a: &Approvals, r: &PolicyRecord) -> Result<ValidatedPolicy, Pol
         ));
     }
     let bytes = a
-        .log
-        .store()
+        .log_store
         .entry(r.index)?
         .ok_or_else(|| mismatch(r, "the log has no entry at that index"))?;
     let entry = Entry::decode(&bytes)
@@ -402,7 +401,7 @@ impl PolicyService {
         let mut batch = Batch::new();
         batch.put_json(POLICY_RECORD_KEY, &record)?;
         let events: Vec<_> = appended
-            .and_then(|ap| crate::audit::appended_event(a.log.store(), ap, None))
+            .and_then(|ap| crate::audit::appended_event(&a.log_store, ap, None))
             .into_iter()
             .collect();
         a.store

@@ -80,7 +80,7 @@ async fn without_the_front_end_its_routes_do_not_exist() {
         (status, v["origin"].as_str()),
         (200, Some("layering.example/log"))
     );
-    off.api.log.sequencer().shutdown().await;
+    off.api.log.shutdown().await;
     // Everything holding the store goes, so the next start can open it.
     drop((app, off));
 
@@ -119,7 +119,7 @@ async fn without_the_front_end_its_routes_do_not_exist() {
     let log_at = metrics.find("countersign_tree_size").unwrap();
     let fe_at = metrics.find("countersign_ciba_requests_total").unwrap();
     assert!(log_at < fe_at && metrics.trim_end().ends_with("# EOF"));
-    on.api.log.sequencer().shutdown().await;
+    on.api.log.shutdown().await;
 }
 
 #[tokio::test]

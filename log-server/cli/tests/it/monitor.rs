@@ -261,7 +261,7 @@ async fn a_witness_holding_another_root_at_the_same_size_is_a_split_view() {
     assert_eq!((r.code, r.kinds().len()), (0, 0));
 
     // An older checkpoint of the same tree is consistent: no alert either.
-    let entry0 = s.log_api.log.store().entry(0).unwrap().unwrap();
+    let entry0 = s.log_api.log.store().unwrap().entry(0).unwrap().unwrap();
     let leaf0 = countersign_verifier::leaf_hash(&entry0);
     *served.lock().unwrap() = signer.sign(1, leaf0).unwrap();
     let r = monitor(&s, dir.path(), &[]).await;
@@ -498,7 +498,7 @@ async fn real_entries() -> Vec<Vec<u8>> {
         .admin_post("/v1/admin/approvers/apv_alice/disable", json!({}))
         .await;
     assert_eq!(st, 200, "{v}");
-    let store = s.log_api.log.store();
+    let store = s.log_api.log.store().unwrap();
     (0..3).map(|i| store.entry(i).unwrap().unwrap()).collect()
 }
 

@@ -1,0 +1,957 @@
+//! A log instance of the shared driver: it sequences its appends in PostgreSQL, integrates
+//! when it holds the integrator lease, and answers an append once a checkpoint covering it is
+//! published in the bucket.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use countersign_verifier::{empty_root, verify_checkpoint, Hash};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{AppendError, StorageError};
+use crate::proofs::ProofRequestError;
+use crate::mirror::{Bucket, MirrorError, IMMUTABLE, NO_CACHE};
+use crate::sequencer::{now_ms, AppendKind, Appended, Outcome, Published};
+use crate::signer::LogSigner;
+use crate::submitters::{fingerprint, SecretToken, SubmitterInfo};
+
+use super::integrate::{integrate, Edge};
+use super::pg::{Db, DbError, Notice};
+use super::schema::MIGRATIONS;
+use super::sequence::{leaf_hashes, prefetch, sequence, Item, Prefetched, Wants};
+
+/// The advisory-lock key of the integrator lease ("CSIGNINT" in ASCII).
+pub const INTEGRATOR_LEASE: i64 = 0x4353_4947_4e49_4e54;
+/// Channel notified (payload: the new next index) when a batch is sequenced.
+const SEQUENCED: &str = "countersign_sequenced";
+/// Channel notified (payload: the new size) when a checkpoint is published.
+const INTEGRATED: &str = "countersign_integrated";
+/// Object writes in flight at once.
+const PARALLEL_PUTS: usize = 16;
+
+/// Settings of a shared-driver instance.
+#[derive(Clone, Debug)]
+pub struct SharedConfig {
+    /// Most appends sequenced in one transaction.
+    pub batch_max_entries: usize,
+    /// Appends waiting to be sequenced at this instance; more are refused (queue full).
+    pub queue_capacity: usize,
+    /// Time an append waits for a published checkpoint before it is answered 503 (it stays
+    /// sequenced; a retry returns its leaf once published).
+    pub publish_timeout: Duration,
+    /// How often an instance that is not the integrator tries to take the lease.
+    pub lease_poll: Duration,
+    /// Most entries integrated in one pass.
+    pub integrate_max_entries: usize,
+    /// Shortest time between two integration passes (each rewrites the partial tiles).
+    pub pass_interval: Duration,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            batch_max_entries: 1024,
+            queue_capacity: 65_536,
+            publish_timeout: Duration::from_secs(10),
+            lease_poll: Duration::from_millis(500),
+            integrate_max_entries: 16_384,
+            pass_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Why a shared-driver instance cannot start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SharedError {
+    /// The database failed or refused.
+    Db(DbError),
+    /// The bucket failed or holds what this log must not overwrite.
+    Bucket(MirrorError),
+    /// The database, the bucket and this instance's key do not agree.
+    Mismatch(String),
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SharedError::Db(e) => write!(f, "database: {e}"),
+            SharedError::Bucket(e) => write!(f, "{e}"),
+            SharedError::Mismatch(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for SharedError {}
+
+impl From<DbError> for SharedError {
+    fn from(e: DbError) -> Self {
+        SharedError::Db(e)
+    }
+}
+
+impl From<MirrorError> for SharedError {
+    fn from(e: MirrorError) -> Self {
+        SharedError::Bucket(e)
+    }
+}
+
+/// What the instance's integrator is doing, for `/healthz` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntegratorStatus {
+    /// Whether this instance holds the integrator lease.
+    pub leader: bool,
+    /// The last failure being retried (bucket or database unreachable), if any.
+    pub retrying: Option<String>,
+    /// Why integration stopped for good (an altered object, another deployment's bucket).
+    pub stopped: Option<String>,
+}
+
+struct Request {
+    entry: Vec<u8>,
+    leaf: Hash,
+    kind: AppendKind,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+struct Inner {
+    db: Db,
+    bucket: Bucket,
+    signer: Arc<LogSigner>,
+    config: SharedConfig,
+    published: watch::Sender<Published>,
+    status: watch::Sender<IntegratorStatus>,
+    queue: mpsc::Sender<Request>,
+    closing: AtomicBool,
+    /// When the latest published checkpoint was signed (ms since the epoch).
+    signed_at_ms: AtomicU64,
+}
+
+/// One instance of a log on the shared driver. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SharedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLog")
+            .field("database", &self.inner.db.redacted_url())
+            .field("bucket", &self.inner.bucket.url())
+            .finish()
+    }
+}
+
+/// The integration state stored in `int_coord`.
+struct IntState {
+    size: u64,
+    root: Hash,
+    edge: Edge,
+    note: String,
+    signed_at_ms: u64,
+}
+
+async fn load_state(db: &Db) -> Result<IntState, DbError> {
+    let c = db.client().await?;
+    let row = c
+        .query_one(
+            "SELECT size, root, edge, checkpoint, signed_at_ms FROM int_coord WHERE id = 1",
+            &[],
+        )
+        .await?;
+    let size = u64::try_from(row.get::<_, i64>(0))
+        .map_err(|_| DbError::Query("negative tree size in int_coord".into()))?;
+    let root: &[u8] = row.get(1);
+    let root = Hash(
+        root.try_into()
+            .map_err(|_| DbError::Query("int_coord root is not 32 bytes".into()))?,
+    );
+    let edge = Edge::decode(row.get::<_, &[u8]>(2))
+        .map_err(|e| DbError::Query(format!("int_coord edge: {e}")))?;
+    if edge.size() != size || edge.root() != root {
+        return Err(DbError::Query(
+            "int_coord's edge does not match its size and root: the database is damaged".into(),
+        ));
+    }
+    Ok(IntState {
+        size,
+        root,
+        edge,
+        note: row.get(3),
+        signed_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+    })
+}
+
+/// Checks that the database belongs to this log, and creates its first state if it is new.
+async fn prepare(db: &Db, signer: &LogSigner) -> Result<IntState, SharedError> {
+    let c = db.client().await?;
+    let vkey = signer.verifier_key().to_vkey();
+    c.execute(
+        "INSERT INTO log_identity (id, origin, vkey) VALUES (1, $1, $2) ON CONFLICT DO NOTHING",
+        &[&signer.origin(), &vkey],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let row = c
+        .query_one("SELECT origin, vkey FROM log_identity WHERE id = 1", &[])
+        .await
+        .map_err(DbError::from)?;
+    let (origin, key): (String, String) = (row.get(0), row.get(1));
+    if key != vkey {
+        return Err(SharedError::Mismatch(format!(
+            "the database {} belongs to the log {origin} with key {key}; this instance's key \
+             is {vkey}: start every instance from copies of one data directory's keys",
+            db.redacted_url()
+        )));
+    }
+    c.execute(
+        "INSERT INTO seq_coord (id, next_index) VALUES (1, 0) ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let empty = Edge::empty();
+    let note = signer
+        .sign(0, empty_root())
+        .map_err(|e| SharedError::Mismatch(e.to_string()))?;
+    let root = empty_root();
+    c.execute(
+        "INSERT INTO checkpoints (size, root, note) VALUES (0, $1, $2) ON CONFLICT DO NOTHING",
+        &[&root.as_bytes().as_slice(), &note],
+    )
+    .await
+    .map_err(DbError::from)?;
+    c.execute(
+        "INSERT INTO int_coord (id, size, root, edge, checkpoint, signed_at_ms) \
+         VALUES (1, 0, $1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        &[
+            &root.as_bytes().as_slice(),
+            &empty.encode(),
+            &note,
+            &(now_ms() as i64),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?;
+    Ok(load_state(db).await?)
+}
+
+/// The bucket's checkpoint, checked against the database: signed by this log and one of the
+/// checkpoints this database signed. Its size and version, or `None` if the bucket has none.
+async fn check_bucket(
+    db: &Db,
+    bucket: &Bucket,
+    signer: &LogSigner,
+) -> Result<Option<(u64, object_store::UpdateVersion)>, MirrorError> {
+    let Some((bytes, version)) = bucket.checkpoint().await? else {
+        return Ok(None);
+    };
+    let url = bucket.url();
+    let cp = verify_checkpoint(&bytes, signer.verifier_key(), &[]).map_err(|e| {
+        MirrorError::Conflict(format!(
+            "the checkpoint in {url} is not this log's ({e}): another log's bucket, or \
+             altered; nothing is published over it"
+        ))
+    })?;
+    let size = cp.checkpoint.size;
+    let c = db
+        .client()
+        .await
+        .map_err(|e| MirrorError::Log(e.to_string()))?;
+    let row = c
+        .query_opt(
+            "SELECT root FROM checkpoints WHERE size = $1",
+            &[&(i64::try_from(size).unwrap_or(i64::MAX))],
+        )
+        .await
+        .map_err(|e| MirrorError::Log(e.to_string()))?;
+    match row {
+        Some(r) if r.get::<_, &[u8]>(0) == cp.checkpoint.root.as_bytes().as_slice() => {
+            Ok(Some((size, version)))
+        }
+        Some(_) => Err(MirrorError::Conflict(format!(
+            "the checkpoint in {url} at size {size} has another root than this database's: a \
+             fork, or another deployment with the same key writes there; nothing is published"
+        ))),
+        None => Err(MirrorError::Conflict(format!(
+            "the checkpoint in {url} (size {size}) was not signed by this deployment's \
+             database: another deployment publishes there, or the database was restored from \
+             an older backup; nothing is published"
+        ))),
+    }
+}
+
+impl SharedLog {
+    /// Connects to the database (migrating its schema), checks that the database, the bucket
+    /// and `signer` belong to one log, and starts this instance's sequencer, integrator
+    /// candidate and listener.
+    pub async fn start(
+        database_url: &str,
+        bucket: Bucket,
+        signer: Arc<LogSigner>,
+        config: SharedConfig,
+    ) -> Result<SharedLog, SharedError> {
+        let db = Db::connect(database_url, MIGRATIONS).await?;
+        let state = prepare(&db, &signer).await?;
+        check_bucket(&db, &bucket, &signer).await?;
+        let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let inner = Arc::new(Inner {
+            db,
+            bucket,
+            signer,
+            config,
+            published: watch::channel(Published {
+                size: state.size,
+                root: state.root,
+                note: state.note.into(),
+            })
+            .0,
+            status: watch::channel(IntegratorStatus::default()).0,
+            queue,
+            closing: AtomicBool::new(false),
+            signed_at_ms: AtomicU64::new(state.signed_at_ms),
+        });
+        let listener = inner.db.listen(INTEGRATED).await?;
+        tokio::spawn(follow(inner.clone(), listener));
+        tokio::spawn(sequencer(inner.clone(), rx));
+        tokio::spawn(integrator(inner.clone()));
+        Ok(SharedLog { inner })
+    }
+
+    /// The latest checkpoint known to be published in the bucket.
+    pub fn published(&self) -> Published {
+        self.inner.published.borrow().clone()
+    }
+
+    /// Follows [`SharedLog::published`].
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.inner.published.subscribe()
+    }
+
+    /// What this instance's integrator is doing.
+    pub fn status(&self) -> watch::Receiver<IntegratorStatus> {
+        self.inner.status.subscribe()
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.inner.bucket
+    }
+
+    /// The log's signer.
+    pub fn signer(&self) -> &Arc<LogSigner> {
+        &self.inner.signer
+    }
+
+    /// Sequences `entry` and waits until a checkpoint covering it is published in the bucket.
+    pub async fn append(
+        &self,
+        entry: Vec<u8>,
+        leaf: Hash,
+        kind: AppendKind,
+    ) -> Result<Appended, AppendError> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(AppendError::ShuttingDown);
+        }
+        let (reply, rx) = oneshot::channel();
+        let r = Request {
+            entry,
+            leaf,
+            kind,
+            reply,
+        };
+        match self.inner.queue.try_send(r) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(AppendError::QueueFull),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AppendError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// [`SharedLog::append`] for many entries, one result each, in order (they are sequenced
+    /// together when they fit in one batch).
+    pub async fn append_many(
+        &self,
+        items: Vec<(Vec<u8>, Hash, AppendKind)>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let waiting: Vec<_> = items
+            .into_iter()
+            .map(|(entry, leaf, kind)| self.append(entry, leaf, kind))
+            .collect();
+        futures_util::future::join_all(waiting).await
+    }
+
+    /// Stops taking appends and gives up the integrator lease (another instance takes over).
+    pub fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the instance takes appends: not shut down, and integration not stopped.
+    pub fn alive(&self) -> bool {
+        !self.inner.closing.load(Ordering::SeqCst) && self.inner.status.borrow().stopped.is_none()
+    }
+
+    /// Milliseconds since the epoch at which the latest published checkpoint was signed.
+    pub fn last_signed_ms(&self) -> u64 {
+        self.inner.signed_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Logged entry `index` (the caller bounds it by the published size).
+    pub async fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let row = c
+            .query_opt(
+                "SELECT data FROM entries WHERE idx = $1",
+                &[&i64::try_from(index).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(db_storage)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// What the log's checks of a group of requests read, in a few queries.
+    pub async fn prefetch(&self, wants: Wants) -> Result<Prefetched, StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        prefetch(&**c, wants).await.map_err(db_storage)
+    }
+
+    /// The root of the tree at `size`, which must be the size of a checkpoint this log
+    /// published (proofs are made against those only: they are what clients hold, and their
+    /// roots come from the database, not from the untrusted bucket).
+    pub async fn root_at(&self, size: u64) -> Result<Hash, ProofRequestError> {
+        let published = self.published();
+        if size == published.size {
+            return Ok(published.root);
+        }
+        if size > published.size {
+            return Err(ProofRequestError::OutOfRange(
+                "the tree size is beyond the published tree",
+            ));
+        }
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let row = c
+            .query_opt(
+                "SELECT root FROM checkpoints WHERE size = $1",
+                &[&i64::try_from(size).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(db_storage)?;
+        let Some(row) = row else {
+            return Err(ProofRequestError::OutOfRange(
+                "the tree size is not the size of a checkpoint this log published",
+            ));
+        };
+        let root: &[u8] = row.get(0);
+        Ok(Hash(root.try_into().map_err(|_| {
+            StorageError::Corrupt("a stored checkpoint root is not 32 bytes".into())
+        })?))
+    }
+}
+
+/// Submitter tokens in the database, shared by every instance (the embedded store's
+/// `crate::submitters` functions, on PostgreSQL).
+impl SharedLog {
+    /// Creates a submitter and returns its token (shown once).
+    pub async fn create_submitter(&self, name: &str) -> Result<SecretToken, StorageError> {
+        let token = SecretToken::generate();
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        c.execute(
+            "INSERT INTO submitters (token_hash, name) VALUES ($1, $2)",
+            &[&token.hash().as_slice(), &name],
+        )
+        .await
+        .map_err(db_storage)?;
+        Ok(token)
+    }
+
+    /// Every submitter token, by name then fingerprint.
+    pub async fn list_submitters(&self) -> Result<Vec<SubmitterInfo>, StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let mut out = Vec::new();
+        for row in c
+            .query("SELECT token_hash, name FROM submitters", &[])
+            .await
+            .map_err(db_storage)?
+        {
+            let h: [u8; 32] = row
+                .get::<_, &[u8]>(0)
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("a token hash is not 32 bytes".into()))?;
+            out.push(SubmitterInfo {
+                name: row.get(1),
+                fingerprint: fingerprint(&h),
+            });
+        }
+        out.sort_by(|a, b| (&a.name, &a.fingerprint).cmp(&(&b.name, &b.fingerprint)));
+        Ok(out)
+    }
+
+    /// Revokes every token of the submitter `name`; returns the fingerprints revoked.
+    pub async fn revoke_submitter(&self, name: &str) -> Result<Vec<String>, StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let mut revoked = Vec::new();
+        for row in c
+            .query(
+                "DELETE FROM submitters WHERE name = $1 RETURNING token_hash",
+                &[&name],
+            )
+            .await
+            .map_err(db_storage)?
+        {
+            let h: [u8; 32] = row
+                .get::<_, &[u8]>(0)
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("a token hash is not 32 bytes".into()))?;
+            revoked.push(fingerprint(&h));
+        }
+        revoked.sort();
+        Ok(revoked)
+    }
+
+    /// The submitter a token belongs to, looked up by the token's SHA-256 (see
+    /// `crate::submitters::submitter_for` on why no further comparison is needed).
+    pub async fn submitter_for(&self, token: &SecretToken) -> Result<Option<String>, StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let row = c
+            .query_opt(
+                "SELECT name FROM submitters WHERE token_hash = $1",
+                &[&token.hash().as_slice()],
+            )
+            .await
+            .map_err(db_storage)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The leaf index of the published leaf with hash `leaf`.
+    pub async fn leaf_index(&self, leaf: &Hash) -> Result<Option<u64>, StorageError> {
+        let size = self.published().size;
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let row = c
+            .query_opt(
+                "SELECT idx FROM entries WHERE leaf_hash = $1",
+                &[&leaf.as_bytes().as_slice()],
+            )
+            .await
+            .map_err(db_storage)?;
+        Ok(row
+            .and_then(|r| u64::try_from(r.get::<_, i64>(0)).ok())
+            .filter(|i| *i < size))
+    }
+
+    /// The checkpoint note this log signed for a tree of `size` leaves, if published.
+    pub async fn checkpoint(&self, size: u64) -> Result<Option<String>, StorageError> {
+        if size > self.published().size {
+            return Ok(None);
+        }
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        let row = c
+            .query_opt(
+                "SELECT note FROM checkpoints WHERE size = $1",
+                &[&i64::try_from(size).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(db_storage)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}
+
+fn db_storage(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Db(format!("database: {e}"))
+}
+
+/// Keeps [`Inner::published`] up to date from the integrator's notifications, and from the
+/// database once a second (notifications are lost while the listener reconnects).
+async fn follow(inner: Arc<Inner>, mut listener: super::pg::Listener) {
+    loop {
+        if inner.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let notice = tokio::time::timeout(Duration::from_secs(1), listener.next()).await;
+        let known = inner.published.borrow().size;
+        if let Ok(Notice::Payload(p)) = &notice {
+            if p.parse::<u64>().is_ok_and(|s| s <= known) {
+                continue;
+            }
+        }
+        match load_state(&inner.db).await {
+            Ok(s) if s.size > known => {
+                inner.signed_at_ms.store(s.signed_at_ms, Ordering::Relaxed);
+                inner.published.send_modify(|p| {
+                    if s.size > p.size {
+                        *p = Published {
+                            size: s.size,
+                            root: s.root,
+                            note: s.note.into(),
+                        };
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the published checkpoint"),
+        }
+    }
+}
+
+/// Takes the queued appends in batches and sequences each batch in one transaction; while a
+/// transaction runs, the next batch gathers (group commit).
+async fn sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
+    let max = inner.config.batch_max_entries.max(1);
+    let mut batch = Vec::with_capacity(max);
+    while rx.recv_many(&mut batch, max).await > 0 {
+        let requests = std::mem::take(&mut batch);
+        let outcomes = sequence_batch(&inner, &requests).await;
+        tokio::spawn(answer(inner.clone(), requests, outcomes));
+    }
+}
+
+async fn sequence_batch(
+    inner: &Inner,
+    requests: &[Request],
+) -> Result<Vec<Outcome>, DbError> {
+    let mut c = inner.db.client().await?;
+    let tx = c.transaction().await?;
+    let items: Vec<Item<'_>> = requests
+        .iter()
+        .map(|r| Item {
+            entry: &r.entry,
+            leaf: &r.leaf,
+            kind: &r.kind,
+        })
+        .collect();
+    let outcomes = sequence(&tx, &items).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Answers a sequenced batch once a published checkpoint covers it.
+async fn answer(inner: Arc<Inner>, requests: Vec<Request>, outcomes: Result<Vec<Outcome>, DbError>) {
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(e) => {
+            // The transaction did not commit, or its commit was not confirmed: nothing is
+            // acknowledged, and a retry is deduplicated against whatever did commit.
+            tracing::error!(error = %e, "sequencing failed; nothing acknowledged");
+            for r in requests {
+                let _ = r.reply.send(Err(AppendError::Storage));
+            }
+            return;
+        }
+    };
+    let last = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::New(i) | Outcome::Existing(i) => Some(*i),
+            Outcome::Failed(_) => None,
+        })
+        .max();
+    let published = match last {
+        None => None,
+        Some(last) => {
+            let mut rx = inner.published.subscribe();
+            let wait = rx.wait_for(|p| p.size > last);
+            match tokio::time::timeout(inner.config.publish_timeout, wait).await {
+                Ok(Ok(p)) => Some(Ok(p.clone())),
+                _ => Some(Err(last)),
+            }
+        }
+    };
+    let existing: HashSet<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Existing(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    let originals = if existing.is_empty() || !matches!(published, Some(Ok(_))) {
+        Default::default()
+    } else {
+        match inner.db.client().await {
+            Ok(c) => leaf_hashes(&c, &existing).await.unwrap_or_default(),
+            Err(_) => Default::default(),
+        }
+    };
+    let why = inner.status.borrow().clone();
+    for (r, o) in requests.into_iter().zip(outcomes) {
+        let reply = match (o, &published) {
+            (Outcome::Failed(e), _) => Err(e),
+            (Outcome::New(index) | Outcome::Existing(index), Some(Ok(p))) => {
+                let existing = existing.contains(&index);
+                let leaf_hash = if existing {
+                    match originals.get(&index) {
+                        Some(h) => *h,
+                        None => {
+                            let _ = r.reply.send(Err(AppendError::Storage));
+                            continue;
+                        }
+                    }
+                } else {
+                    r.leaf
+                };
+                Ok(Appended {
+                    index,
+                    leaf_hash,
+                    tree_size: p.size,
+                    checkpoint: p.note.clone(),
+                    existing,
+                })
+            }
+            (Outcome::New(index) | Outcome::Existing(index), _) => {
+                Err(AppendError::NotPublished {
+                    index,
+                    reason: why
+                        .stopped
+                        .clone()
+                        .or(why.retrying.clone())
+                        .unwrap_or_else(|| "integration is behind".into()),
+                })
+            }
+        };
+        let _ = r.reply.send(reply);
+    }
+}
+
+/// Tries to take the integrator lease; integrates while it holds it.
+async fn integrator(inner: Arc<Inner>) {
+    loop {
+        if inner.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        match inner.db.try_lease(INTEGRATOR_LEASE).await {
+            Ok(Some(lease)) => {
+                tracing::info!("this instance is the integrator");
+                inner.status.send_modify(|s| s.leader = true);
+                tokio::select! {
+                    () = integrate_while_leader(&inner) => {}
+                    () = lease.lost() => {
+                        tracing::warn!("integrator lease lost");
+                    }
+                }
+                inner.status.send_modify(|s| s.leader = false);
+                lease.release().await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot ask for the integrator lease"),
+        }
+        tokio::time::sleep(inner.config.lease_poll).await;
+    }
+}
+
+/// Integrates until an error it cannot retry, another integrator's fence, or shutdown.
+async fn integrate_while_leader(inner: &Inner) {
+    let mut listener = match inner.db.listen(SEQUENCED).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for sequenced batches");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut state: Option<IntState> = None;
+    loop {
+        if inner.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let started = Instant::now();
+        let pass = async {
+            let s = match state.take() {
+                Some(s) => s,
+                None => {
+                    let s = load_state(&inner.db)
+                        .await
+                        .map_err(|e| MirrorError::Log(e.to_string()))?;
+                    // The bucket must hold one of this database's checkpoints before anything
+                    // is written to it.
+                    check_bucket(&inner.db, &inner.bucket, &inner.signer).await?;
+                    s
+                }
+            };
+            integrate_pass(inner, s).await
+        };
+        match pass.await {
+            Ok(Some((s, progressed))) => {
+                state = Some(s);
+                backoff = Duration::from_millis(100);
+                if inner.status.borrow().retrying.is_some() {
+                    inner.status.send_modify(|st| st.retrying = None);
+                }
+                if progressed {
+                    // Passes at most every pass_interval: each rewrites the partial tiles.
+                    tokio::time::sleep_until((started + inner.config.pass_interval).into()).await;
+                } else {
+                    // Nothing sequenced: wait for the next batch (or look again in a second;
+                    // notifications are lost while the listener reconnects).
+                    let _ = tokio::time::timeout(Duration::from_secs(1), listener.next()).await;
+                }
+            }
+            Ok(None) => {
+                tracing::warn!("another integrator advanced the tree; giving up the lease");
+                return;
+            }
+            Err(MirrorError::Conflict(m)) => {
+                tracing::error!("integration stopped: {m}");
+                inner.status.send_modify(|st| st.stopped = Some(m.clone()));
+                // Hold the lease and stay stopped: nothing may be published over this bucket
+                // until an operator has looked.
+                std::future::pending::<()>().await;
+            }
+            Err(e) => {
+                tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "integration: {e}");
+                inner.status.send_modify(|st| st.retrying = Some(e.to_string()));
+                state = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn db_failed(e: impl std::fmt::Display) -> MirrorError {
+    MirrorError::Log(format!("database: {e}"))
+}
+
+/// One integration pass: integrates what is sequenced beyond `s` (at most
+/// `integrate_max_entries`), writes the new objects, publishes the checkpoint in the bucket,
+/// then advances `int_coord` from `s.size` (`None` if another integrator did first). The bool
+/// says whether anything was integrated.
+async fn integrate_pass(
+    inner: &Inner,
+    s: IntState,
+) -> Result<Option<(IntState, bool)>, MirrorError> {
+    let c = inner.db.client().await.map_err(db_failed)?;
+    let next: i64 = c
+        .query_one("SELECT next_index FROM seq_coord WHERE id = 1", &[])
+        .await
+        .map_err(db_failed)?
+        .get(0);
+    let next = u64::try_from(next).map_err(db_failed)?;
+    if next <= s.size {
+        return Ok(Some((s, false)));
+    }
+    let to = next.min(s.size + inner.config.integrate_max_entries.max(1) as u64);
+    let start = s.size - s.size % 256;
+    let rows = c
+        .query(
+            "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &[&(start as i64), &(to as i64)],
+        )
+        .await
+        .map_err(db_failed)?;
+    if rows.len() as u64 != to - start {
+        return Err(MirrorError::Log(format!(
+            "entries {start}..{to} are sequenced but {} of them are in the database",
+            rows.len()
+        )));
+    }
+    let mut data: Vec<Vec<u8>> = rows.into_iter().map(|r| r.get(0)).collect();
+    let new = data.split_off((s.size - start) as usize);
+    let edge = s.edge.clone();
+    let done = tokio::task::spawn_blocking(move || integrate(&edge, &data, &new))
+        .await
+        .map_err(|e| MirrorError::Log(e.to_string()))?
+        .map_err(|e| MirrorError::Log(format!("integration: {e}")))?;
+    let bucket = &inner.bucket;
+    let full: Vec<String> = done
+        .tiles
+        .iter()
+        .chain(&done.bundles)
+        .filter(|o| o.full)
+        .map(|o| o.path.clone())
+        .collect();
+    stream::iter(done.bundles.into_iter().chain(done.tiles))
+        .map(|o| async move {
+            let cache = if o.full { IMMUTABLE } else { NO_CACHE };
+            bucket.create(&o.path, o.bytes, cache).await
+        })
+        .buffer_unordered(PARALLEL_PUTS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let root = done.root;
+    let signed_at = now_ms();
+    let note = inner
+        .signer
+        .sign(to, root)
+        .map_err(|e| MirrorError::Log(e.to_string()))?;
+    c.execute(
+        "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&(to as i64), &root.as_bytes().as_slice(), &note],
+    )
+    .await
+    .map_err(db_failed)?;
+    let stored: Vec<u8> = c
+        .query_one("SELECT root FROM checkpoints WHERE size = $1", &[&(to as i64)])
+        .await
+        .map_err(db_failed)?
+        .get(0);
+    if stored.as_slice() != root.as_bytes().as_slice() {
+        return Err(MirrorError::Conflict(format!(
+            "the database already holds a checkpoint of size {to} with another root than the              one integrated from its own entries: the database is damaged"
+        )));
+    }
+    // The checkpoint, by compare-and-swap on the one there (which must be this database's
+    // and not ahead of ours).
+    loop {
+        match check_bucket(&inner.db, bucket, &inner.signer).await? {
+            Some((there, _)) if there >= to => break,
+            current => {
+                if bucket.put_checkpoint(&note, current.map(|(_, v)| v)).await? {
+                    break;
+                }
+            }
+        }
+    }
+    for path in full {
+        if let Err(e) = bucket.remove_partials(&path).await {
+            tracing::warn!(error = %e, "partial tiles of a full tile left in the bucket");
+        }
+    }
+    let advanced = c
+        .execute(
+            "UPDATE int_coord SET size = $1, root = $2, edge = $3, checkpoint = $4, \
+             signed_at_ms = $5 WHERE id = 1 AND size = $6",
+            &[
+                &(to as i64),
+                &root.as_bytes().as_slice(),
+                &done.edge.encode(),
+                &note,
+                &(signed_at as i64),
+                &(s.size as i64),
+            ],
+        )
+        .await
+        .map_err(db_failed)?;
+    if advanced == 0 {
+        return Ok(None);
+    }
+    let _ = c
+        .execute("SELECT pg_notify($1, $2)", &[&INTEGRATED, &to.to_string()])
+        .await;
+    let note: Arc<str> = note.into();
+    inner.signed_at_ms.store(signed_at, Ordering::Relaxed);
+    inner.published.send_modify(|p| {
+        if to > p.size {
+            *p = Published {
+                size: to,
+                root,
+                note: note.clone(),
+            };
+        }
+    });
+    Ok(Some((
+        IntState {
+            size: to,
+            root,
+            edge: done.edge,
+            note: note.to_string(),
+            signed_at_ms: signed_at,
+        },
+        true,
+    )))
+}
