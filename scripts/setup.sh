@@ -6,6 +6,8 @@
 #   golang-go, golang-golang-x-mod-dev
 #                        Go's sumdb/tlog and sumdb/note, the independent check of our vectors
 #                        and log (scripts/go-check.sh, testvectors/go/)
+#   postgresql           a throwaway PostgreSQL for the shared driver's tests (scripts/pg-server.sh);
+#                        any installed major version will do
 #   rustup targets wasm32-unknown-unknown (the verifier in WebAssembly, verifier/wasm) and
 #                  thumbv7em-none-eabihf (a bare-metal target: the verifier builds without std)
 set -euo pipefail
@@ -15,6 +17,7 @@ need=()
 for pkg in clang libclang-dev ccache golang-go golang-golang-x-mod-dev; do
     installed "$pkg" || need+=("$pkg")
 done
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2

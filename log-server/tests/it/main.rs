@@ -12,6 +12,10 @@ mod fake_witness;
 mod files;
 mod mirror;
 mod ops;
+mod pg;
+/// A fresh PostgreSQL database per test, shared with other test crates.
+#[path = "../support/pg.rs"]
+mod pg_support;
 mod revocation;
 mod tiles;
 /// Shared with the binary's tests, which use all of it.
