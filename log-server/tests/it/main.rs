@@ -17,6 +17,7 @@ mod pg;
 #[path = "../support/pg.rs"]
 mod pg_support;
 mod revocation;
+mod shared;
 mod tiles;
 /// Shared with the binary's tests, which use all of it.
 #[allow(dead_code)]

@@ -45,6 +45,10 @@ mod requests_cli;
 mod restart;
 mod restore;
 mod revocation;
+/// A fresh PostgreSQL database per test (the log crate's helper).
+#[path = "../../../tests/support/pg.rs"]
+mod pg_support;
+mod shared_driver;
 mod shutdown;
 mod startup;
 mod storage_faults;

@@ -1,0 +1,293 @@
+//! `countersign serve --database … --tiles s3://…` with the real binary against the real
+//! engines (PostgreSQL and SeaweedFS, started by scripts/test.sh): two instances from copies of
+//! one data directory serve one log; an enrolment made at one is decided at the other; the
+//! integrator is killed (SIGKILL) under load and the other instance takes over; every
+//! acknowledged entry is in the bucket with an inclusion proof against the bucket's checkpoint,
+//! and every checkpoint seen is consistent with the last; a third instance with another
+//! database on the same bucket refuses to start and writes nothing.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use countersign_verifier::{
+    verify_checkpoint, verify_consistency, verify_inclusion, Checkpoint, Hash, VerifierKey,
+};
+use serde_json::json;
+
+use crate::log_common::hashes;
+use crate::pg_support::TestDb;
+use crate::process::{free_port, Process};
+
+const ORIGIN: &str = "shared.test/log";
+
+/// The S3 test bucket with a prefix of this run's own; `None` when skipped.
+fn bucket_url() -> Option<String> {
+    let Ok(bucket) = std::env::var("COUNTERSIGN_TEST_S3_BUCKET") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "COUNTERSIGN_TEST_S3_BUCKET is not set under CI: scripts/test.sh starts an S3 server"
+        );
+        eprintln!("COUNTERSIGN_TEST_S3_BUCKET is not set: skipped");
+        return None;
+    };
+    Some(format!("{bucket}/serve-{:032x}", rand::random::<u128>()))
+}
+
+/// The bucket's object `rel`, read anonymously over HTTP as any tile client would.
+async fn bucket_get(http: &reqwest::Client, url: &str, rel: &str) -> Option<Vec<u8>> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let path = url.strip_prefix("s3://").unwrap();
+    let r = http
+        .get(format!("{endpoint}/{path}/{rel}"))
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 404 {
+        return None;
+    }
+    assert!(r.status().is_success(), "{rel}: {}", r.status());
+    Some(r.bytes().await.unwrap().to_vec())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn shared_args<'a>(database: &'a str, tiles: &'a str) -> Vec<&'a str> {
+    vec![
+        "--log-only",
+        "--database",
+        database,
+        "--tiles",
+        tiles,
+        "--rp-id",
+        crate::log_common::RP_ID,
+        "--allowed-origin",
+        crate::log_common::ORIGIN,
+    ]
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+async fn leader(http: &reqwest::Client, p: &Process) -> bool {
+    let v: serde_json::Value = http
+        .get(format!("{}/healthz", p.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["integrator"]["leader"] == json!(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_serve_one_log_and_survive_the_integrators_death() {
+    let (Some(db), Some(tiles)) = (TestDb::create().await, bucket_url()) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // One data directory made by an embedded start, copied to each instance.
+    let made = tmp.path().join("made");
+    let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
+    first.wait_ready(&http).await;
+    first.terminate();
+    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    copy_dir(&made, &dir_a);
+    copy_dir(&made, &dir_b);
+    let admin = std::fs::read_to_string(made.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let vkey = VerifierKey::parse(std::fs::read_to_string(made.join("log.vkey")).unwrap().trim())
+        .unwrap();
+    let args = shared_args(&db.url, &tiles);
+    let mut a = Process::spawn(&dir_a, free_port(), &args);
+    a.wait_ready(&http).await;
+    let mut b = Process::spawn(&dir_b, free_port(), &args);
+    b.wait_ready(&http).await;
+
+    // A submitter made at one instance works at the other; an enrolment made at one is
+    // decided at the other.
+    let (status, v) = post(
+        &http,
+        &format!("{}/v1/admin/submitters", a.url),
+        &admin,
+        &json!({"name": "agent"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{v}");
+    let submitter = v["token"].as_str().unwrap().to_owned();
+    let mut pk = crate::log_common::passkey(7);
+    let (status, v) = post(
+        &http,
+        &format!("{}/v1/log/enrolments", a.url),
+        &admin,
+        &crate::log_common::enrolment_body(&pk, "alice"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{v}");
+    let enrol = v["index"].as_u64().unwrap();
+    let decision = crate::log_common::signed_decision(&mut pk, "alice", enrol, 1, |_| {});
+    let (status, v) = post(&http, &format!("{}/v1/log/decisions", b.url), &submitter, &decision)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{v}");
+    // The same decision again, at the other instance: its original leaf.
+    let (status, again) =
+        post(&http, &format!("{}/v1/log/decisions", a.url), &submitter, &decision)
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["index"], v["index"]);
+
+    // Load through both, then the integrator is killed; the other takes over.
+    let acked: Arc<Mutex<Vec<(u64, Hash, Checkpoint)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..6u64 {
+        let url = if t % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let (http, admin, vkey, acked, stop) = (
+            http.clone(),
+            admin.clone(),
+            vkey.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let pk = crate::log_common::passkey(1000 + t * 100_000 + n);
+                let body = crate::log_common::enrolment_body(&pk, &format!("approver-{t}-{n}"));
+                let Some((status, v)) =
+                    post(&http, &format!("{url}/v1/log/enrolments"), &admin, &body).await
+                else {
+                    // The instance was killed: this client goes on at the other one.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if status != 201 {
+                    assert!(
+                        status == 503 && v["error"] == "not_published",
+                        "{status} {v}"
+                    );
+                    continue;
+                }
+                let cp = verify_checkpoint(v["checkpoint"].as_str().unwrap().as_bytes(), &vkey, &[])
+                    .unwrap()
+                    .checkpoint;
+                let leaf = Hash::from_hex(v["leaf_hash"].as_str().unwrap()).unwrap();
+                // The proof in the answer verifies against the checkpoint in the answer.
+                let proof = hashes(&v["inclusion_proof"]);
+                let index = v["index"].as_u64().unwrap();
+                verify_inclusion(&leaf, index, cp.size, &proof, &cp.root).unwrap();
+                acked.lock().unwrap().push((index, leaf, cp));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (killed, survivor) = if leader(&http, &a).await {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    let before = acked.lock().unwrap().len();
+    killed.kill();
+    let killed_at = Instant::now();
+    // Appends resume through the survivor within 5 s of the kill.
+    loop {
+        let survivor_acks = acked.lock().unwrap().len();
+        if survivor_acks > before + 10 && leader(&http, survivor).await {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "no failover: {survivor_acks} acks (before the kill: {before})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failover = killed_at.elapsed();
+    eprintln!("failover: the survivor integrates and acknowledges {failover:?} after the kill");
+    assert!(failover < Duration::from_secs(5), "{failover:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // The bucket, read anonymously: its checkpoint verifies, every checkpoint seen is
+    // consistent with it, and every acknowledged entry is in it.
+    let note = bucket_get(&http, &tiles, "checkpoint").await.unwrap();
+    let last = verify_checkpoint(&note, &vkey, &[]).unwrap().checkpoint;
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "{} acks", acked.len());
+    let mut sizes: Vec<u64> = acked.iter().map(|(_, _, c)| c.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for (index, leaf, cp) in &acked {
+        assert!(cp.size <= last.size);
+        let url = format!(
+            "{}/v1/log/proof/inclusion?index={index}&tree_size={}",
+            survivor.url, last.size
+        );
+        let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["leaf_hash"].as_str().unwrap(), leaf.to_hex(), "{index}");
+        verify_inclusion(leaf, *index, last.size, &hashes(&v["inclusion_proof"]), &last.root)
+            .unwrap_or_else(|e| panic!("entry {index}: {e:?}"));
+    }
+    for cp in acked.iter().map(|(_, _, c)| c).filter(|c| c.size < last.size).take(50) {
+        let url = format!(
+            "{}/v1/log/proof/consistency?first={}&second={}",
+            survivor.url, cp.size, last.size
+        );
+        let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        verify_consistency(cp.size, last.size, &cp.root, &last.root, &hashes(&v["consistency_proof"]))
+            .unwrap_or_else(|e| panic!("{} -> {}: {e:?}", cp.size, last.size));
+    }
+
+    // A third instance with another database on the same bucket: refused, nothing written.
+    let other = TestDb::create().await.unwrap();
+    let dir_c = tmp.path().join("c");
+    copy_dir(&made, &dir_c);
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["serve", "--data-dir"])
+        .arg(&dir_c)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(shared_args(&other.url, &tiles))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not signed by this deployment's database"), "{err}");
+    assert_eq!(bucket_get(&http, &tiles, "checkpoint").await.unwrap(), note);
+    drop(a);
+    drop(b);
+}
