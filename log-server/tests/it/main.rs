@@ -12,6 +12,7 @@ mod fake_witness;
 mod files;
 mod mirror;
 mod ops;
+mod reads;
 mod revocation;
 mod tiles;
 /// Shared with the binary's tests, which use all of it.
