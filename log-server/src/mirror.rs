@@ -172,6 +172,23 @@ impl Bucket {
         &self.url
     }
 
+    /// The bytes of the object at `rel` (relative to the bucket's prefix), or `None` if there
+    /// is none. The bucket is not trusted: a reader checks what it gets.
+    pub async fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, MirrorError> {
+        let path = self.path(rel);
+        let read = match self.store.get(&path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(MirrorError::Store(format!("reading {path}: {e}"))),
+        };
+        match read.bytes().await {
+            Ok(b) => Ok(Some(b.to_vec())),
+            // Removed between the request and the read of its body (a partial tile).
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(MirrorError::Store(format!("reading {path}: {e}"))),
+        }
+    }
+
     fn path(&self, rel: &str) -> ObjectPath {
         self.prefix
             .parts()

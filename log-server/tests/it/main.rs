@@ -16,6 +16,7 @@ mod pg;
 /// A fresh PostgreSQL database per test, shared with other test crates.
 #[path = "../support/pg.rs"]
 mod pg_support;
+mod reads;
 mod revocation;
 mod shared;
 mod tiles;
