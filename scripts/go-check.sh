@@ -14,7 +14,10 @@
 #        sets them) the server also mirrors its tiles to a bucket (serve --tiles), and govec
 #        checks the bucket's checkpoint and tiles, read anonymously, the same way;
 #     4. countersign-verify tiles proves entries and consistency from the server's tiles and the
-#        bucket's, over HTTP.
+#        bucket's, over HTTP;
+#     5. with a PostgreSQL server too (COUNTERSIGN_TEST_DATABASE), two instances of the shared
+#        driver (serve --database --tiles) on one database and bucket take 300 appends each,
+#        and govec checks the bucket, read anonymously, as in 3.
 #   ./scripts/go-check.sh --regenerate  rewrite go-tlog.json with tlog (review the diff).
 # Any failure in Go exits non-zero.
 set -euo pipefail
@@ -103,3 +106,44 @@ for base in "$url" ${tiles_url:+"$tiles_url"}; do
     "$bin/countersign-verify" tiles "$base" --log-key "$vkey" --index 0 --index "$((size - 1))" \
         --trusted-checkpoint "$work/early.checkpoint" | sed -n '1p;$p'
 done
+
+# The shared driver (spec/shared-driver.md), with PostgreSQL and S3 servers (scripts/test.sh
+# starts both): two instances from copies of the data directory's keys, on one database and
+# one bucket, take appends side by side; Go's sumdb/tlog then checks the bucket, read
+# anonymously, against one of them.
+if [ -n "${COUNTERSIGN_TEST_DATABASE:-}" ] && [ -n "${COUNTERSIGN_TEST_S3_BUCKET:-}" ]; then
+    db="gocheck_$$_$RANDOM"
+    psql -q -d "$COUNTERSIGN_TEST_DATABASE" -c "CREATE DATABASE $db" >/dev/null
+    db_url="${COUNTERSIGN_TEST_DATABASE%/*}/$db"
+    prefix="go-check-shared-$$-$RANDOM"
+    shared_tiles="$AWS_ENDPOINT_URL/${COUNTERSIGN_TEST_S3_BUCKET#s3://}/$prefix"
+    instances=()
+    urls=()
+    for i in 1 2; do
+        mkdir -p "$work/shared$i"
+        cp "$work/data/log.key" "$work/data/log.vkey" "$work/data/admin.token" "$work/shared$i/"
+        p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        RUST_LOG=warn "$bin/countersign" serve --log-only --data-dir "$work/shared$i" \
+            --listen "127.0.0.1:$p" --database "$db_url" \
+            --tiles "$COUNTERSIGN_TEST_S3_BUCKET/$prefix" >"$work/shared$i.log" 2>&1 &
+        instances+=($!)
+        urls+=("http://127.0.0.1:$p")
+    done
+    stop_shared() { kill -TERM "${instances[@]}" 2>/dev/null || true; wait "${instances[@]}" 2>/dev/null || true; }
+    for u in "${urls[@]}"; do
+        for _ in $(seq 1 300); do curl -sf "$u/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+        curl -sf "$u/healthz" >/dev/null || { stop_shared; cat "$work"/shared*.log >&2; exit 1; }
+    done
+    pids=()
+    for u in "${urls[@]}"; do
+        "$bin/countersign-bench" append --url "$u" --data-dir "$work/shared1" --count 300 \
+            --concurrency 8 >"$work/shared-append-${u##*:}.log" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" || { stop_shared; cat "$work"/shared-append-*.log "$work"/shared*.log >&2; exit 1; }
+    done
+    "$govec" check-log -url "${urls[1]}" -vkey "$work/data/log.vkey" -tiles "$shared_tiles"
+    stop_shared
+    psql -q -d "$COUNTERSIGN_TEST_DATABASE" -c "DROP DATABASE $db" >/dev/null || true
+fi

@@ -140,6 +140,40 @@ pub(crate) enum Backend {
     },
 }
 
+/// The root of the shared log's tree at `size`: as the database signed it, or, for a size no
+/// checkpoint was published at, computed from the bucket's tiles and accepted only if a
+/// consistency proof from the same tiles proves it a prefix of the published (trusted) root.
+async fn shared_root_at(
+    log: &SharedLog,
+    tiles: &TileReader,
+    size: u64,
+) -> Result<Hash, ProofRequestError> {
+    let published = log.published();
+    tiles.published(published.size);
+    if let Some(root) = log.signed_root(size).await? {
+        return Ok(root);
+    }
+    let addrs: Vec<(u8, u64)> = countersign_verifier::LeafRange {
+        start: 0,
+        end: size,
+    }
+    .subtrees()
+    .iter()
+    .map(|s| (s.level, s.index))
+    .collect();
+    let nodes = tiles
+        .nodes(&addrs, published.size)
+        .await
+        .map_err(read_failed)?;
+    let root = countersign_verifier::fold_subtrees(&nodes)
+        .ok_or(ProofRequestError::OutOfRange("an empty tree has no proofs"))?;
+    tiles
+        .consistency_proof(size, published.size, &root, &published.root)
+        .await
+        .map_err(read_failed)?;
+    Ok(root)
+}
+
 fn read_failed(e: ReadError) -> ProofRequestError {
     match e {
         ReadError::OutOfRange(what) => ProofRequestError::OutOfRange(what),
@@ -280,7 +314,7 @@ impl LogHandle {
         match &self.backend {
             Backend::Embedded { store, .. } => leaf_and_inclusion_proof(store, index, tree_size),
             Backend::Shared { log, tiles } => {
-                let root = log.root_at(tree_size).await?;
+                let root = shared_root_at(log, tiles, tree_size).await?;
                 tiles
                     .inclusion_proof(index, tree_size, &root)
                     .await
@@ -310,8 +344,8 @@ impl LogHandle {
                 if first > second {
                     return Err(ProofRequestError::OutOfRange("first must not exceed second"));
                 }
-                let a = log.root_at(first).await?;
-                let b = log.root_at(second).await?;
+                let a = shared_root_at(log, tiles, first).await?;
+                let b = shared_root_at(log, tiles, second).await?;
                 tiles
                     .consistency_proof(first, second, &a, &b)
                     .await

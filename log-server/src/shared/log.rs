@@ -423,18 +423,21 @@ impl SharedLog {
         prefetch(&**c, wants).await.map_err(db_storage)
     }
 
-    /// The root of the tree at `size`, which must be the size of a checkpoint this log
-    /// published (proofs are made against those only: they are what clients hold, and their
-    /// roots come from the database, not from the untrusted bucket).
-    pub async fn root_at(&self, size: u64) -> Result<Hash, ProofRequestError> {
+    /// The root of the tree at `size` as this database signed it: `None` when no checkpoint
+    /// of that size was published (an error beyond the published tree). Roots from here are
+    /// trusted; the bucket's tiles are not.
+    pub async fn signed_root(&self, size: u64) -> Result<Option<Hash>, ProofRequestError> {
         let published = self.published();
         if size == published.size {
-            return Ok(published.root);
+            return Ok(Some(published.root));
         }
         if size > published.size {
             return Err(ProofRequestError::OutOfRange(
                 "the tree size is beyond the published tree",
             ));
+        }
+        if size == 0 {
+            return Ok(Some(empty_root()));
         }
         let c = self.inner.db.client().await.map_err(db_storage)?;
         let row = c
@@ -445,14 +448,12 @@ impl SharedLog {
             .await
             .map_err(db_storage)?;
         let Some(row) = row else {
-            return Err(ProofRequestError::OutOfRange(
-                "the tree size is not the size of a checkpoint this log published",
-            ));
+            return Ok(None);
         };
         let root: &[u8] = row.get(0);
-        Ok(Hash(root.try_into().map_err(|_| {
+        Ok(Some(Hash(root.try_into().map_err(|_| {
             StorageError::Corrupt("a stored checkpoint root is not 32 bytes".into())
-        })?))
+        })?)))
     }
 }
 
@@ -656,9 +657,12 @@ async fn answer(inner: Arc<Inner>, requests: Vec<Request>, outcomes: Result<Vec<
         None => None,
         Some(last) => {
             let mut rx = inner.published.subscribe();
-            let wait = rx.wait_for(|p| p.size > last);
-            match tokio::time::timeout(inner.config.publish_timeout, wait).await {
-                Ok(Ok(p)) => Some(Ok(p.clone())),
+            let covered = tokio::time::timeout(inner.config.publish_timeout, async {
+                rx.wait_for(|p| p.size > last).await.map(|p| p.clone())
+            })
+            .await;
+            match covered {
+                Ok(Ok(p)) => Some(Ok(p)),
                 _ => Some(Err(last)),
             }
         }

@@ -217,6 +217,10 @@ impl NodeSource for Read {
 pub struct TileReader {
     bucket: Bucket,
     cache: Mutex<Lru>,
+    /// The largest tree size known published in the bucket ([`TileReader::published`]): its
+    /// partial tiles hold the hashes of every smaller tree whose own partial tiles were never
+    /// written (sizes between two checkpoints).
+    latest: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for TileReader {
@@ -243,7 +247,15 @@ impl TileReader {
                 hits: 0,
                 misses: 0,
             }),
+            latest: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Tells the reader that the bucket holds the tiles of a tree of `size` leaves (a
+    /// published checkpoint's): reads of smaller trees fall back on them.
+    pub fn published(&self, size: u64) {
+        self.latest
+            .fetch_max(size, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Lru> {
@@ -325,6 +337,24 @@ impl TileReader {
                     object_width: TILE_WIDTH,
                     width,
                 });
+            }
+            // A tree size no checkpoint was published at: the published tree's partial tile
+            // starts with this one.
+            let latest = self.latest.load(std::sync::atomic::Ordering::Relaxed);
+            let shift = level.map_or(0, |l| 8 * u32::from(l));
+            let wider = (latest.checked_shr(shift).unwrap_or(0))
+                .saturating_sub(index.saturating_mul(TILE_WIDTH))
+                .min(TILE_WIDTH);
+            if wider > width && wider < TILE_WIDTH {
+                let partial = tile_path(level, index, wider);
+                if let Some(bytes) = self.fetch(&partial).await? {
+                    return Ok(TileBytes {
+                        path: partial,
+                        bytes,
+                        object_width: wider,
+                        width,
+                    });
+                }
             }
             return Err(ReadError::Missing(format!("{path} (nor {full})")));
         }

@@ -134,7 +134,7 @@ async fn proofs_entries_and_tiles_from_a_bucket_are_the_logs() {
     let m = TileMirror::start(log.state.log.clone(), bucket)
         .await
         .unwrap();
-    let store = log.state.log.store().clone();
+    let store = log.state.log.store().unwrap().clone();
     // One reader across sizes (its cache holds tiles of earlier sizes: still right, as every
     // path is immutable) and a fresh one at each size.
     let shared = reader(&dir, CACHE);

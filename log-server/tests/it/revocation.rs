@@ -223,7 +223,7 @@ async fn no_decision_is_logged_after_a_concurrent_revocation() {
     let revoked_at = h.revocation_of(enrol).unwrap().unwrap();
     let size = log.checkpoint().await.size;
     for index in 0..size {
-        let e = Entry::decode(&h.store().entry(index).unwrap().unwrap()).unwrap();
+        let e = Entry::decode(&h.store().unwrap().entry(index).unwrap().unwrap()).unwrap();
         if let Entry::Decision(_) = e {
             assert!(
                 index < revoked_at,

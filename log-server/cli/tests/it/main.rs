@@ -46,6 +46,7 @@ mod restart;
 mod restore;
 mod revocation;
 /// A fresh PostgreSQL database per test (the log crate's helper).
+#[allow(dead_code)]
 #[path = "../../../tests/support/pg.rs"]
 mod pg_support;
 mod shared_driver;
