@@ -206,7 +206,7 @@ pub fn start(config: Config) -> Result<Started, InitError> {
 pub async fn start_shared(
     config: &Config,
     database: &str,
-    bucket: crate::mirror::Bucket,
+    bucket: crate::bucket::Bucket,
     shared: crate::shared::SharedConfig,
 ) -> Result<Started, InitError> {
     let dir = &config.data_dir;

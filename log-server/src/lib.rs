@@ -15,6 +15,7 @@
 //! `ApiError` and the shared extractors).
 
 pub mod backup;
+pub mod bucket;
 pub mod datadir;
 pub mod error;
 pub mod http;

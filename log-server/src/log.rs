@@ -17,10 +17,10 @@ use crate::proofs::{
 use crate::sequencer::{now_ms, AppendKind, Appended, Published, SequencerHandle};
 use crate::shared::reads::{ReadError, TileReader};
 use crate::shared::{Prefetched, SharedLog, Wants};
-use crate::tiles::{read_tile, TileRead, TileRef};
 use crate::signer::LogSigner;
-use crate::submitters::{self, SecretToken, SubmitterInfo};
 use crate::storage::{StorageError, Store};
+use crate::submitters::{self, SecretToken, SubmitterInfo};
+use crate::tiles::{read_tile, TileRead, TileRef};
 use crate::witness::{WitnessConfig, WitnessStartError, Witnessing};
 
 /// The relying-party policy decisions are checked under.
@@ -342,7 +342,9 @@ impl LogHandle {
             Backend::Embedded { store, .. } => consistency_proof(store, first, second),
             Backend::Shared { log, tiles } => {
                 if first > second {
-                    return Err(ProofRequestError::OutOfRange("first must not exceed second"));
+                    return Err(ProofRequestError::OutOfRange(
+                        "first must not exceed second",
+                    ));
                 }
                 let a = shared_root_at(log, tiles, first).await?;
                 let b = shared_root_at(log, tiles, second).await?;
@@ -407,7 +409,7 @@ impl LogHandle {
     pub async fn tile(&self, t: &TileRef, tree_size: u64) -> Result<TileRead, StorageError> {
         match &self.backend {
             Backend::Embedded { store, .. } => {
-                let (store, t) = (store.clone(), t.clone());
+                let (store, t) = (store.clone(), *t);
                 tokio::task::spawn_blocking(move || read_tile(&store, &t, tree_size))
                     .await
                     .map_err(|e| StorageError::Db(e.to_string()))?
@@ -656,13 +658,13 @@ impl LogHandle {
         .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
         let leaf = leaf_hash(&entry);
         self.append(
-                entry,
-                leaf,
-                AppendKind::Enrolment {
-                    credential_id: req.credential_id,
-                },
-            )
-            .await
+            entry,
+            leaf,
+            AppendKind::Enrolment {
+                credential_id: req.credential_id,
+            },
+        )
+        .await
     }
 
     /// Logs a revocation of the enrolment at `req.enrolment_index`, after which the log refuses
@@ -716,14 +718,14 @@ impl LogHandle {
         .map_err(|e| AppendError::refused(RefusalReason::InvalidEntry, e.to_string()))?;
         let leaf = leaf_hash(&entry);
         self.append(
-                entry,
-                leaf,
-                AppendKind::Revocation {
-                    enrolment_index: req.enrolment_index,
-                    refuse_repeat: true,
-                },
-            )
-            .await
+            entry,
+            leaf,
+            AppendKind::Revocation {
+                enrolment_index: req.enrolment_index,
+                refuse_repeat: true,
+            },
+        )
+        .await
     }
 
     /// Logs a policy entry: `policy` took effect (`spec/entry.md`, kind 4). The entry holds the
@@ -767,7 +769,9 @@ impl LogHandle {
         // per core. Decisions of one part often share an enrolment: it is read and its key
         // parsed once per part.
         let reads = match self
-            .reads_for(Wants::of_decisions(reqs.iter().filter_map(|r| r.as_ref().ok())))
+            .reads_for(Wants::of_decisions(
+                reqs.iter().filter_map(|r| r.as_ref().ok()),
+            ))
             .await
         {
             Ok(r) => r,

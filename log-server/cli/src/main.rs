@@ -453,10 +453,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             // request.
             if let Some(bucket) = bucket {
                 let url = bucket.url().to_owned();
-                let mirror =
-                    countersign_log::mirror::TileMirror::start(s.api.log.clone(), bucket)
-                        .await
-                        .with_context(|| format!("--tiles {url}"))?;
+                let mirror = countersign_log::mirror::TileMirror::start(s.api.log.clone(), bucket)
+                    .await
+                    .with_context(|| format!("--tiles {url}"))?;
                 s.api.add_metrics(mirror);
                 tracing::info!(url, "mirroring tiles and checkpoints");
             }

@@ -22,7 +22,7 @@ use crate::storage::{
 };
 
 use super::batch::*;
-use super::decide::{Committed, Decided};
+use super::decide::{Committed, Decided, FastMap, Outcome};
 use super::handle::*;
 
 /// The builder: owns the tree and decides every request.
@@ -241,7 +241,10 @@ impl Sequencer {
         let mut nodes: Vec<Node> = Vec::with_capacity(batch.len() * 2);
         for r in batch {
             let index = stack.size();
-            let fx = match cur.pending.decide(&committed, &r.entry, &r.leaf, &r.kind, index)? {
+            let fx = match cur
+                .pending
+                .decide(&committed, &r.entry, &r.leaf, &r.kind, index)?
+            {
                 Decided::Done(outcome) => {
                     outcomes.push(outcome);
                     continue;
@@ -301,7 +304,12 @@ impl Committed for InFlightThenStore<'_> {
     }
 
     fn credential(&self, id: &[u8]) -> Result<Option<(u64, u32)>, StorageError> {
-        match self.in_flight.iter().rev().find_map(|o| o.pending.creds.get(id)) {
+        match self
+            .in_flight
+            .iter()
+            .rev()
+            .find_map(|o| o.pending.creds.get(id))
+        {
             Some(c) => Ok(Some(*c)),
             None => self.store.credential(id),
         }
@@ -320,10 +328,13 @@ impl Committed for InFlightThenStore<'_> {
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        match self.in_flight.iter().find_map(|o| o.pending.entries.get(&index)) {
+        match self
+            .in_flight
+            .iter()
+            .find_map(|o| o.pending.entries.get(&index))
+        {
             Some(e) => Ok(Some(e.clone())),
             None => self.store.entry(index),
         }
     }
 }
-

@@ -31,9 +31,9 @@ use crate::metrics::Metrics;
 use crate::signer::LogSigner;
 use crate::storage::{StorageError, Store};
 
-pub(crate) use batch::Outcome;
 use batch::ToWriter;
 use builder::Sequencer;
+pub(crate) use decide::Outcome;
 use handle::JoinOnDrop;
 pub use handle::{
     now_ms, AppendKind, Appended, Published, SequencerConfig, SequencerHandle, Shared,

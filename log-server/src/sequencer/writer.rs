@@ -16,6 +16,7 @@ use crate::signer::LogSigner;
 use crate::storage::{Store, CF_CHECKPOINTS, CF_META, META_SIGNED_AT};
 
 use super::batch::*;
+use super::decide::Outcome;
 use super::handle::*;
 
 /// The writer: makes batches durable in order, publishes their checkpoints, answers callers,

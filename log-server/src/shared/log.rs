@@ -11,9 +11,9 @@ use countersign_verifier::{empty_root, verify_checkpoint, Hash};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::bucket::{Bucket, MirrorError, IMMUTABLE, NO_CACHE};
 use crate::error::{AppendError, StorageError};
 use crate::proofs::ProofRequestError;
-use crate::mirror::{Bucket, MirrorError, IMMUTABLE, NO_CACHE};
 use crate::sequencer::{now_ms, AppendKind, Appended, Outcome, Published};
 use crate::signer::LogSigner;
 use crate::submitters::{fingerprint, SecretToken, SubmitterInfo};
@@ -613,10 +613,7 @@ async fn sequencer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-async fn sequence_batch(
-    inner: &Inner,
-    requests: &[Request],
-) -> Result<Vec<Outcome>, DbError> {
+async fn sequence_batch(inner: &Inner, requests: &[Request]) -> Result<Vec<Outcome>, DbError> {
     let mut c = inner.db.client().await?;
     let tx = c.transaction().await?;
     let items: Vec<Item<'_>> = requests
@@ -633,7 +630,11 @@ async fn sequence_batch(
 }
 
 /// Answers a sequenced batch once a published checkpoint covers it.
-async fn answer(inner: Arc<Inner>, requests: Vec<Request>, outcomes: Result<Vec<Outcome>, DbError>) {
+async fn answer(
+    inner: Arc<Inner>,
+    requests: Vec<Request>,
+    outcomes: Result<Vec<Outcome>, DbError>,
+) {
     let outcomes = match outcomes {
         Ok(o) => o,
         Err(e) => {
@@ -707,16 +708,14 @@ async fn answer(inner: Arc<Inner>, requests: Vec<Request>, outcomes: Result<Vec<
                     existing,
                 })
             }
-            (Outcome::New(index) | Outcome::Existing(index), _) => {
-                Err(AppendError::NotPublished {
-                    index,
-                    reason: why
-                        .stopped
-                        .clone()
-                        .or(why.retrying.clone())
-                        .unwrap_or_else(|| "integration is behind".into()),
-                })
-            }
+            (Outcome::New(index) | Outcome::Existing(index), _) => Err(AppendError::NotPublished {
+                index,
+                reason: why
+                    .stopped
+                    .clone()
+                    .or(why.retrying.clone())
+                    .unwrap_or_else(|| "integration is behind".into()),
+            }),
         };
         let _ = r.reply.send(reply);
     }
@@ -808,7 +807,9 @@ async fn integrate_while_leader(inner: &Inner) {
             }
             Err(e) => {
                 tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "integration: {e}");
-                inner.status.send_modify(|st| st.retrying = Some(e.to_string()));
+                inner
+                    .status
+                    .send_modify(|st| st.retrying = Some(e.to_string()));
                 state = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -890,7 +891,10 @@ async fn integrate_pass(
     .await
     .map_err(db_failed)?;
     let stored: Vec<u8> = c
-        .query_one("SELECT root FROM checkpoints WHERE size = $1", &[&(to as i64)])
+        .query_one(
+            "SELECT root FROM checkpoints WHERE size = $1",
+            &[&(to as i64)],
+        )
         .await
         .map_err(db_failed)?
         .get(0);
@@ -905,7 +909,10 @@ async fn integrate_pass(
         match check_bucket(&inner.db, bucket, &inner.signer).await? {
             Some((there, _)) if there >= to => break,
             current => {
-                if bucket.put_checkpoint(&note, current.map(|(_, v)| v)).await? {
+                if bucket
+                    .put_checkpoint(&note, current.map(|(_, v)| v))
+                    .await?
+                {
                     break;
                 }
             }

@@ -23,7 +23,7 @@ use countersign_verifier::{
 };
 use futures_util::future::{try_join, try_join_all};
 
-use crate::mirror::{Bucket, MirrorError};
+use crate::bucket::{Bucket, MirrorError};
 use crate::proofs::{
     consistency_proof_from, consistency_proof_nodes, inclusion_proof_nodes,
     leaf_and_inclusion_proof_from, NodeSource, ProofRequestError,

@@ -102,10 +102,7 @@ fn indexes(v: &[u64]) -> Result<Vec<i64>, DbError> {
 }
 
 /// Reads what `w` asks for, and with each assertion found the entry that logged it.
-pub(crate) async fn prefetch(
-    c: &impl GenericClient,
-    mut w: Wants,
-) -> Result<Prefetched, DbError> {
+pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Prefetched, DbError> {
     let mut r = Prefetched::default();
     if !w.leaves.is_empty() {
         let keys: Vec<&[u8]> = w.leaves.iter().map(|k| k.as_slice()).collect();
@@ -158,7 +155,8 @@ pub(crate) async fn prefetch(
             )
             .await?
         {
-            r.revocations.insert(u64_of(row.get(0))?, u64_of(row.get(1))?);
+            r.revocations
+                .insert(u64_of(row.get(0))?, u64_of(row.get(1))?);
         }
     }
     if !w.entries.is_empty() {
@@ -326,8 +324,11 @@ pub(crate) async fn sequence(
     )
     .await?;
     // Wakes the integrator, wherever it runs, when the transaction commits.
-    tx.execute("SELECT pg_notify('countersign_sequenced', $1)", &[&index.to_string()])
-        .await?;
+    tx.execute(
+        "SELECT pg_notify('countersign_sequenced', $1)",
+        &[&index.to_string()],
+    )
+    .await?;
     Ok(outcomes)
 }
 
@@ -336,7 +337,10 @@ pub(crate) async fn leaf_hashes(
     client: &tokio_postgres::Client,
     indexes: &HashSet<u64>,
 ) -> Result<HashMap<u64, Hash>, DbError> {
-    let idx: Vec<i64> = indexes.iter().map(|i| i64_of(*i)).collect::<Result<_, _>>()?;
+    let idx: Vec<i64> = indexes
+        .iter()
+        .map(|i| i64_of(*i))
+        .collect::<Result<_, _>>()?;
     let mut out = HashMap::new();
     for row in client
         .query(

@@ -90,7 +90,14 @@ async fn after_its_revocation_a_credential_decides_nothing() {
     let (s, r) = log.post("/v1/log/revocations", &log.admin, &body).await;
     assert_eq!(s, 201, "{r}");
     let revoked_at = r["index"].as_u64().unwrap();
-    let entry = log.state.log.store().unwrap().entry(revoked_at).unwrap().unwrap();
+    let entry = log
+        .state
+        .log
+        .store()
+        .unwrap()
+        .entry(revoked_at)
+        .unwrap()
+        .unwrap();
     match Entry::decode(&entry).unwrap() {
         Entry::Revocation(rv) => {
             assert_eq!(

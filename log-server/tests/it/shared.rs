@@ -56,7 +56,10 @@ fn entry(n: u64) -> Vec<u8> {
     format!("entry {n} {:x}", rand::random::<u64>()).into_bytes()
 }
 
-async fn append(log: &SharedLog, e: Vec<u8>) -> Result<countersign_log::sequencer::Appended, AppendError> {
+async fn append(
+    log: &SharedLog,
+    e: Vec<u8>,
+) -> Result<countersign_log::sequencer::Appended, AppendError> {
     let leaf = leaf_hash(&e);
     log.append(e, leaf, AppendKind::Other).await
 }
@@ -76,12 +79,19 @@ async fn wait_leader(log: &SharedLog, leader: bool, within: Duration) -> Duratio
 /// has an inclusion proof from the bucket's tiles against it, and its bundle holds the bytes.
 async fn check_bucket(bucket: &str, seed: u8, acked: &[(u64, Vec<u8>)]) -> u64 {
     let b = Bucket::open(bucket).unwrap();
-    let note = b.get("checkpoint").await.unwrap().expect("a checkpoint in the bucket");
+    let note = b
+        .get("checkpoint")
+        .await
+        .unwrap()
+        .expect("a checkpoint in the bucket");
     let cp = verify_checkpoint(&note, signer(seed).verifier_key(), &[]).unwrap();
     let size = cp.checkpoint.size;
     let reader = TileReader::new(b, 64 << 20);
     for (index, e) in acked {
-        assert!(*index < size, "acknowledged entry {index} beyond the bucket's {size}");
+        assert!(
+            *index < size,
+            "acknowledged entry {index} beyond the bucket's {size}"
+        );
         let (leaf, _proof) = reader
             .inclusion_proof(*index, size, &cp.checkpoint.root)
             .await
@@ -119,7 +129,11 @@ async fn two_instances_make_one_tree_and_the_bucket_verifies() {
     }
     let mut indexes: Vec<u64> = acked.iter().map(|(i, _)| *i).collect();
     indexes.sort_unstable();
-    assert_eq!(indexes, (0..400).collect::<Vec<_>>(), "contiguous, none twice");
+    assert_eq!(
+        indexes,
+        (0..400).collect::<Vec<_>>(),
+        "contiguous, none twice"
+    );
     // The same entry through the other instance is the same leaf.
     let (i0, e0) = acked[0].clone();
     let again = append(&b, e0.clone()).await.unwrap();
@@ -128,7 +142,10 @@ async fn two_instances_make_one_tree_and_the_bucket_verifies() {
     assert_eq!(again.leaf_hash, leaf_hash(&e0));
     assert_eq!(check_bucket(&bucket, 1, &acked).await, 400);
     // Exactly one of them integrates.
-    let leaders = [&a, &b].iter().filter(|l| l.status().borrow().leader).count();
+    let leaders = [&a, &b]
+        .iter()
+        .filter(|l| l.status().borrow().leader)
+        .count();
     assert_eq!(leaders, 1);
     a.shutdown();
     b.shutdown();
@@ -176,10 +193,17 @@ async fn the_integrator_fails_over_when_its_session_dies() {
         acked.push(t.await.unwrap());
     }
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(10), "appends resumed after {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "appends resumed after {took:?}"
+    );
     assert_eq!(check_bucket(&bucket, 2, &acked).await, 150);
     // Shutting the integrator down hands the lease over within 5 s.
-    let (leader, other) = if a.status().borrow().leader { (a, b) } else { (b, a) };
+    let (leader, other) = if a.status().borrow().leader {
+        (a, b)
+    } else {
+        (b, a)
+    };
     leader.shutdown();
     let took = wait_leader(&other, true, Duration::from_secs(5)).await;
     eprintln!("failover after shutdown: {took:?}");
@@ -201,15 +225,25 @@ async fn another_deployment_on_the_same_bucket_is_refused() {
         let e = entry(i);
         acked.push((append(&a, e.clone()).await.unwrap().index, e));
     }
-    let before = Bucket::open(&bucket).unwrap().get("checkpoint").await.unwrap();
+    let before = Bucket::open(&bucket)
+        .unwrap()
+        .get("checkpoint")
+        .await
+        .unwrap();
     // Another database, the same key and bucket: it must not publish.
     let other = TestDb::create().await.unwrap();
-    let err = SharedLog::start(&other.url, Bucket::open(&bucket).unwrap(), signer(3), config())
-        .await
-        .unwrap_err();
+    let err = SharedLog::start(
+        &other.url,
+        Bucket::open(&bucket).unwrap(),
+        signer(3),
+        config(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, SharedError::Bucket(_)), "{err}");
     assert!(
-        err.to_string().contains("not signed by this deployment's database"),
+        err.to_string()
+            .contains("not signed by this deployment's database"),
         "{err}"
     );
     // Another key on the first database: refused, naming the key.
@@ -219,7 +253,14 @@ async fn another_deployment_on_the_same_bucket_is_refused() {
     assert!(matches!(err, SharedError::Mismatch(_)), "{err}");
     assert!(err.to_string().contains(ORIGIN), "{err}");
     // Nothing moved the bucket's checkpoint.
-    assert_eq!(Bucket::open(&bucket).unwrap().get("checkpoint").await.unwrap(), before);
+    assert_eq!(
+        Bucket::open(&bucket)
+            .unwrap()
+            .get("checkpoint")
+            .await
+            .unwrap(),
+        before
+    );
     assert_eq!(check_bucket(&bucket, 3, &acked).await, 20);
     a.shutdown();
 }
@@ -308,8 +349,16 @@ async fn an_altered_object_stops_integration_naming_it() {
             refused += 1;
         }
     }
-    assert!(refused > 0, "entries past the altered bundle are not acknowledged");
-    let stopped = a.status().borrow().stopped.clone().expect("integration stopped");
+    assert!(
+        refused > 0,
+        "entries past the altered bundle are not acknowledged"
+    );
+    let stopped = a
+        .status()
+        .borrow()
+        .stopped
+        .clone()
+        .expect("integration stopped");
     assert!(stopped.contains("tile/entries/000"), "{stopped}");
     // The bucket's checkpoint never covers the altered bundle.
     let note = std::fs::read(root.join("checkpoint")).unwrap();

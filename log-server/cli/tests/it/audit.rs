@@ -227,7 +227,14 @@ async fn the_feed_reports_each_event_once_in_order() {
     );
     // Each row as the export defines it.
     let index = receipt["log_index"].as_u64().unwrap();
-    let entry = s.log_api.log.store().unwrap().entry(index).unwrap().unwrap();
+    let entry = s
+        .log_api
+        .log
+        .store()
+        .unwrap()
+        .entry(index)
+        .unwrap()
+        .unwrap();
     let (_, rec) = s
         .approvals
         .store
@@ -303,7 +310,14 @@ async fn the_feed_reports_each_event_once_in_order() {
     let (rows_now, _) = whole_feed(&s, &auditor, 1000).await;
     let last = rows_now.last().unwrap();
     assert_eq!(last.event_type.as_str(), "credential.revoked");
-    let entry = s.log_api.log.store().unwrap().entry(revocation).unwrap().unwrap();
+    let entry = s
+        .log_api
+        .log
+        .store()
+        .unwrap()
+        .entry(revocation)
+        .unwrap()
+        .unwrap();
     assert_eq!(*last, log_event_row(revocation, &entry, None).unwrap());
 
     // The statements: the one decision, with when its token was issued.

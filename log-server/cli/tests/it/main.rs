@@ -34,6 +34,10 @@ mod log_common;
 mod log_crash;
 mod monitor;
 mod pages;
+/// A fresh PostgreSQL database per test (the log crate's helper).
+#[allow(dead_code)]
+#[path = "../../../tests/support/pg.rs"]
+mod pg_support;
 mod policy;
 mod policy_cmd;
 mod powercut;
@@ -45,10 +49,6 @@ mod requests_cli;
 mod restart;
 mod restore;
 mod revocation;
-/// A fresh PostgreSQL database per test (the log crate's helper).
-#[allow(dead_code)]
-#[path = "../../../tests/support/pg.rs"]
-mod pg_support;
 mod shared_driver;
 mod shutdown;
 mod startup;

@@ -413,7 +413,14 @@ quorum = 3
     .unwrap();
     let new_index = put_in_force(&s, &stricter).await;
     assert!(new_index > policy_index);
-    let entry = s.log_api.log.store().unwrap().entry(new_index).unwrap().unwrap();
+    let entry = s
+        .log_api
+        .log
+        .store()
+        .unwrap()
+        .entry(new_index)
+        .unwrap()
+        .unwrap();
     match countersign_verifier::Entry::decode(&entry).unwrap() {
         countersign_verifier::Entry::Policy(p) => {
             assert_eq!(p.policy, stricter.canonical_json());

@@ -16,7 +16,14 @@ use crate::common::*;
 
 /// The log's entry at `index`, decoded.
 fn entry(s: &Server, index: u64) -> Entry {
-    let bytes = s.log_api.log.store().unwrap().entry(index).unwrap().unwrap();
+    let bytes = s
+        .log_api
+        .log
+        .store()
+        .unwrap()
+        .entry(index)
+        .unwrap()
+        .unwrap();
     Entry::decode(&bytes).unwrap()
 }
 

@@ -124,8 +124,12 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
         .unwrap()
         .trim()
         .to_owned();
-    let vkey = VerifierKey::parse(std::fs::read_to_string(made.join("log.vkey")).unwrap().trim())
-        .unwrap();
+    let vkey = VerifierKey::parse(
+        std::fs::read_to_string(made.join("log.vkey"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
     let args = shared_args(&db.url, &tiles);
     let mut a = Process::spawn(&dir_a, free_port(), &args);
     a.wait_ready(&http).await;
@@ -156,15 +160,24 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
     assert_eq!(status, 201, "{v}");
     let enrol = v["index"].as_u64().unwrap();
     let decision = crate::log_common::signed_decision(&mut pk, "alice", enrol, 1, |_| {});
-    let (status, v) = post(&http, &format!("{}/v1/log/decisions", b.url), &submitter, &decision)
-        .await
-        .unwrap();
+    let (status, v) = post(
+        &http,
+        &format!("{}/v1/log/decisions", b.url),
+        &submitter,
+        &decision,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 201, "{v}");
     // The same decision again, at the other instance: its original leaf.
-    let (status, again) =
-        post(&http, &format!("{}/v1/log/decisions", a.url), &submitter, &decision)
-            .await
-            .unwrap();
+    let (status, again) = post(
+        &http,
+        &format!("{}/v1/log/decisions", a.url),
+        &submitter,
+        &decision,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["index"], v["index"]);
 
@@ -173,7 +186,11 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in 0..6u64 {
-        let url = if t % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if t % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let (http, admin, vkey, acked, stop) = (
             http.clone(),
             admin.clone(),
@@ -201,9 +218,10 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
                     );
                     continue;
                 }
-                let cp = verify_checkpoint(v["checkpoint"].as_str().unwrap().as_bytes(), &vkey, &[])
-                    .unwrap()
-                    .checkpoint;
+                let cp =
+                    verify_checkpoint(v["checkpoint"].as_str().unwrap().as_bytes(), &vkey, &[])
+                        .unwrap()
+                        .checkpoint;
                 let leaf = Hash::from_hex(v["leaf_hash"].as_str().unwrap()).unwrap();
                 // The proof in the answer verifies against the checkpoint in the answer.
                 let proof = hashes(&v["inclusion_proof"]);
@@ -260,17 +278,34 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
         );
         let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(v["leaf_hash"].as_str().unwrap(), leaf.to_hex(), "{index}");
-        verify_inclusion(leaf, *index, last.size, &hashes(&v["inclusion_proof"]), &last.root)
-            .unwrap_or_else(|e| panic!("entry {index}: {e:?}"));
+        verify_inclusion(
+            leaf,
+            *index,
+            last.size,
+            &hashes(&v["inclusion_proof"]),
+            &last.root,
+        )
+        .unwrap_or_else(|e| panic!("entry {index}: {e:?}"));
     }
-    for cp in acked.iter().map(|(_, _, c)| c).filter(|c| c.size < last.size).take(50) {
+    for cp in acked
+        .iter()
+        .map(|(_, _, c)| c)
+        .filter(|c| c.size < last.size)
+        .take(50)
+    {
         let url = format!(
             "{}/v1/log/proof/consistency?first={}&second={}",
             survivor.url, cp.size, last.size
         );
         let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-        verify_consistency(cp.size, last.size, &cp.root, &last.root, &hashes(&v["consistency_proof"]))
-            .unwrap_or_else(|e| panic!("{} -> {}: {e:?}", cp.size, last.size));
+        verify_consistency(
+            cp.size,
+            last.size,
+            &cp.root,
+            &last.root,
+            &hashes(&v["consistency_proof"]),
+        )
+        .unwrap_or_else(|e| panic!("{} -> {}: {e:?}", cp.size, last.size));
     }
 
     // A third instance with another database on the same bucket: refused, nothing written.
@@ -286,7 +321,10 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("not signed by this deployment's database"), "{err}");
+    assert!(
+        err.contains("not signed by this deployment's database"),
+        "{err}"
+    );
     assert_eq!(bucket_get(&http, &tiles, "checkpoint").await.unwrap(), note);
     drop(a);
     drop(b);
