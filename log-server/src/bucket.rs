@@ -125,6 +125,11 @@ impl Bucket {
         }
     }
 
+    /// Whether the store replaces objects by compare-and-swap (S3); a directory does not.
+    pub(crate) fn compare_and_swap(&self) -> bool {
+        self.remote
+    }
+
     /// The URL as given.
     pub fn url(&self) -> &str {
         &self.url
@@ -250,13 +255,13 @@ impl Bucket {
     }
 
     /// Replaces the checkpoint: created if `current` is `None`, else only if it is still
-    /// `current` (compare-and-swap; a directory renames over it). `Ok(false)` if another writer
-    /// changed it first.
+    /// `current` (compare-and-swap; a directory renames over it). The new object's version, or
+    /// `Ok(None)` if another writer changed it first.
     pub(crate) async fn put_checkpoint(
         &self,
         note: &str,
         current: Option<UpdateVersion>,
-    ) -> Result<bool, MirrorError> {
+    ) -> Result<Option<UpdateVersion>, MirrorError> {
         let path = self.path("checkpoint");
         let mode = match current {
             None => PutMode::Create,
@@ -269,11 +274,14 @@ impl Bucket {
             .put_opts(&path, PutPayload::from(note.as_bytes().to_vec()), opts)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(r) => Ok(Some(UpdateVersion {
+                e_tag: r.e_tag,
+                version: r.version,
+            })),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => Ok(false),
+            ) => Ok(None),
             Err(e) => Err(MirrorError::Store(format!("writing {path}: {e}"))),
         }
     }

@@ -84,6 +84,8 @@ pub enum AppendError {
         /// The entry's leaf index.
         index: u64,
     },
+    /// Shared driver: the database could not be reached or failed; nothing was appended.
+    Unavailable,
     /// Shared driver: the entry is sequenced (at `index`), but no checkpoint covering it was
     /// published in the bucket in time; retrying returns the same leaf once one is.
     NotPublished {
@@ -124,6 +126,9 @@ impl std::fmt::Display for AppendError {
                 "entry {index} is logged, but no checkpoint covering it reached the witness \
                  quorum in time"
             ),
+            AppendError::Unavailable => {
+                f.write_str("the database is unavailable; nothing was appended")
+            }
             AppendError::NotPublished { index, reason } => write!(
                 f,
                 "entry {index} is sequenced, but no checkpoint covering it is published yet \

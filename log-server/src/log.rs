@@ -212,6 +212,17 @@ impl LogHandle {
         policy: RpPolicy,
         metrics: Arc<Metrics>,
     ) -> LogHandle {
+        // The tree size on /metrics follows the published checkpoint.
+        let (mut published, gauge) = (log.subscribe(), metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                let size = published.borrow_and_update().size;
+                gauge.tree_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+                if published.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         LogHandle {
             signer: log.signer().clone(),
             backend: Backend::Shared { log, tiles },
@@ -1103,7 +1114,16 @@ enum Checked {
 /// What the sequencer needs of an already-checked entry: its kind (for dedup, replays and sign
 /// counts) and its leaf hash.
 fn verified_item(entry: Vec<u8>) -> Result<(Vec<u8>, Hash, AppendKind), AppendError> {
-    let kind = match Entry::decode(&entry) {
+    let kind = append_kind_of(&entry)?;
+    let leaf = leaf_hash(&entry);
+    Ok((entry, leaf, kind))
+}
+
+/// The sequencer's checks for an entry that is already checked (an import, moving a log): an
+/// enrolment's credential, a decision's assertion, credential and sign count, a revocation's
+/// enrolment (a repeated revocation is logged, as in the log it comes from).
+pub fn append_kind_of(entry: &[u8]) -> Result<AppendKind, AppendError> {
+    Ok(match Entry::decode(entry) {
         Ok(Entry::Enrolment(e)) => AppendKind::Enrolment {
             credential_id: e.credential_id,
         },
@@ -1128,7 +1148,5 @@ fn verified_item(entry: Vec<u8>) -> Result<(Vec<u8>, Hash, AppendKind), AppendEr
                 e.to_string(),
             ))
         }
-    };
-    let leaf = leaf_hash(&entry);
-    Ok((entry, leaf, kind))
+    })
 }

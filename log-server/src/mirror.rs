@@ -346,6 +346,7 @@ impl TileMirror {
         bucket
             .put_checkpoint(&p.note, current.map(|(_, _, v)| v))
             .await
+            .map(|v| v.is_some())
     }
 
     async fn run(self: Arc<Self>) {

@@ -6,6 +6,9 @@
 //! - `flow`: complete OpenID CIBA approval flows (request, passkey decision, token, evidence);
 //!   with `--quorum`, 2-of-3 flows against single-approval flows in the same run.
 //! - `core`: in-process log core vs raw RocksDB vs in-memory Merkle trees, on one disk.
+//! - `shared`: in-process shared driver (PostgreSQL and a bucket) with one and two instances,
+//!   beside raw PostgreSQL inserting the same entries in the same batches and beside the
+//!   embedded driver.
 
 use std::path::PathBuf;
 
@@ -15,7 +18,7 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
-use countersign_benches::load::{core, flow, flow_quorum, http, stats};
+use countersign_benches::load::{core, flow, flow_quorum, http, shared, stats};
 
 #[derive(Parser)]
 #[command(
@@ -120,6 +123,27 @@ enum Command {
         /// With --quorum: rounds of (single phase, 2-of-3 phase).
         #[arg(long, default_value_t = 2, requires = "quorum")]
         rounds: usize,
+    },
+    /// In-process: the shared driver against a PostgreSQL server and a bucket, with one and
+    /// two instances, beside raw PostgreSQL and the embedded driver (fresh databases are
+    /// created on the server for each phase).
+    Shared {
+        /// A PostgreSQL server URL whose user may create databases.
+        #[arg(long, env = "COUNTERSIGN_DATABASE", hide_env_values = true)]
+        database: String,
+        /// A bucket URL (s3://BUCKET/PREFIX, with AWS_*, or file:///DIR); each phase writes
+        /// under a prefix of its own.
+        #[arg(long)]
+        tiles: String,
+        /// Entries to append in each phase.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        /// Entry size in bytes (a decision entry is about 600).
+        #[arg(long, default_value_t = 600)]
+        entry_bytes: usize,
+        /// Appends in flight.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
     },
     /// In-process: log core vs raw RocksDB vs rs_merkle and ct-merkle.
     Core {
@@ -333,6 +357,42 @@ fn main() -> anyhow::Result<()> {
                     "/bc-authorize p99 {:.2} ms (target < 10 ms: {})",
                     p99_ms,
                     if p99_ms < 10.0 { "met" } else { "NOT met" }
+                );
+            }
+            Command::Shared {
+                database,
+                tiles,
+                count,
+                entry_bytes,
+                concurrency,
+            } => {
+                let r = shared::run(&database, &tiles, count, entry_bytes, concurrency).await?;
+                println!(
+                    "{count} entries of {entry_bytes} bytes per phase, {concurrency} in flight"
+                );
+                for p in &r.phases {
+                    println!(
+                        "{}: {:.0} entries/s; mean batch {:.1}; latency {}; machine {}",
+                        p.name,
+                        p.per_sec,
+                        p.mean_batch,
+                        p.latency,
+                        stats::machine(p.machine)
+                    );
+                }
+                for pair in r.phases[1..].chunks(2) {
+                    if let [s, raw] = pair {
+                        println!(
+                            "{} at {:.0}% of {}",
+                            s.name,
+                            100.0 * s.per_sec / raw.per_sec.max(1.0),
+                            raw.name
+                        );
+                    }
+                }
+                println!(
+                    "shared driver, 1 instance, at {:.0}% of the embedded driver",
+                    100.0 * r.phases[1].per_sec / r.phases[0].per_sec.max(1.0)
                 );
             }
             Command::Core {

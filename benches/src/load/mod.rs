@@ -5,4 +5,5 @@ pub mod core;
 pub mod flow;
 pub mod flow_quorum;
 pub mod http;
+pub mod shared;
 pub mod stats;

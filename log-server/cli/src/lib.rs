@@ -12,6 +12,7 @@ pub mod admin_client;
 pub mod args;
 pub mod banner;
 pub mod export;
+pub mod migrate;
 pub mod monitor;
 pub mod policy_cmd;
 pub mod requests;

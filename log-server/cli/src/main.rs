@@ -63,6 +63,10 @@ enum Command {
     /// `countersign-verify export` (spec/export.md): from a running server (--url with an
     /// auditor's or the admin's token) or from a stopped data directory or a backup (--data-dir).
     Export(countersign::export::ExportArgs),
+    /// Move an embedded log (a stopped data directory or a backup) into a shared deployment's
+    /// PostgreSQL database and bucket (spec/shared-driver.md), every entry at its index: the
+    /// shared log then signs the very checkpoint the embedded one did. Resumable.
+    Migrate(countersign::migrate::MigrateArgs),
     /// Run a C2SP tlog-witness for any C2SP log: `keygen` makes its key, `serve` cosigns.
     #[command(subcommand)]
     Witness(witness_cmd::WitnessCmd),
@@ -244,6 +248,15 @@ fn main() -> anyhow::Result<()> {
             let code = rt.block_on(countersign::monitor::run(a));
             drop(rt);
             std::process::exit(code)
+        }
+        Command::Migrate(a) => {
+            let m = rt.block_on(countersign::migrate::run(a))?;
+            println!(
+                "migrated {} entries ({} already there) and {} submitter token(s) in {:.1} s; \
+                 the shared log's checkpoint is the embedded log's:\n{}",
+                m.size, m.already, m.submitters, m.seconds, m.checkpoint
+            );
+            Ok(())
         }
         Command::Export(a) => {
             let s = rt.block_on(countersign::export::run(a))?;

@@ -152,6 +152,12 @@ impl From<AppendError> for ApiError {
                 ),
             )
             .retry_after(5),
+            AppendError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the log's database is unavailable; nothing was appended; retry",
+            )
+            .retry_after(2),
             // The reason (a bucket's address, a database error) is for the operator's log.
             AppendError::NotPublished { index, .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -128,6 +128,9 @@ struct Inner {
     closing: AtomicBool,
     /// When the latest published checkpoint was signed (ms since the epoch).
     signed_at_ms: AtomicU64,
+    /// Sequencing transactions committed by this instance, and the appends they held.
+    batches: AtomicU64,
+    sequenced: AtomicU64,
 }
 
 /// One instance of a log on the shared driver. Cheap to clone.
@@ -152,6 +155,9 @@ struct IntState {
     edge: Edge,
     note: String,
     signed_at_ms: u64,
+    /// The version (ETag) of the checkpoint object this integrator put last, if any: the next
+    /// compare-and-swap expects it without reading the object first.
+    bucket_version: Option<object_store::UpdateVersion>,
 }
 
 async fn load_state(db: &Db) -> Result<IntState, DbError> {
@@ -182,6 +188,7 @@ async fn load_state(db: &Db) -> Result<IntState, DbError> {
         edge,
         note: row.get(3),
         signed_at_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+        bucket_version: None,
     })
 }
 
@@ -313,6 +320,8 @@ impl SharedLog {
             queue,
             closing: AtomicBool::new(false),
             signed_at_ms: AtomicU64::new(state.signed_at_ms),
+            batches: AtomicU64::new(0),
+            sequenced: AtomicU64::new(0),
         });
         let listener = inner.db.listen(INTEGRATED).await?;
         tokio::spawn(follow(inner.clone(), listener));
@@ -387,6 +396,14 @@ impl SharedLog {
             .map(|(entry, leaf, kind)| self.append(entry, leaf, kind))
             .collect();
         futures_util::future::join_all(waiting).await
+    }
+
+    /// Sequencing transactions this instance committed, and the appends they held.
+    pub fn sequencing_stats(&self) -> (u64, u64) {
+        (
+            self.inner.batches.load(Ordering::Relaxed),
+            self.inner.sequenced.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops taking appends and gives up the integrator lease (another instance takes over).
@@ -471,6 +488,23 @@ impl SharedLog {
         .await
         .map_err(db_storage)?;
         Ok(token)
+    }
+
+    /// Stores a submitter token's hash under `name` (moving an embedded log); a hash already
+    /// there is left as it is.
+    pub async fn import_submitter(
+        &self,
+        token_hash: &[u8; 32],
+        name: &str,
+    ) -> Result<(), StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        c.execute(
+            "INSERT INTO submitters (token_hash, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&token_hash.as_slice(), &name],
+        )
+        .await
+        .map_err(db_storage)?;
+        Ok(())
     }
 
     /// Every submitter token, by name then fingerprint.
@@ -626,6 +660,10 @@ async fn sequence_batch(inner: &Inner, requests: &[Request]) -> Result<Vec<Outco
         .collect();
     let outcomes = sequence(&tx, &items).await?;
     tx.commit().await?;
+    inner.batches.fetch_add(1, Ordering::Relaxed);
+    inner
+        .sequenced
+        .fetch_add(requests.len() as u64, Ordering::Relaxed);
     Ok(outcomes)
 }
 
@@ -642,7 +680,7 @@ async fn answer(
             // acknowledged, and a retry is deduplicated against whatever did commit.
             tracing::error!(error = %e, "sequencing failed; nothing acknowledged");
             for r in requests {
-                let _ = r.reply.send(Err(AppendError::Storage));
+                let _ = r.reply.send(Err(AppendError::Unavailable));
             }
             return;
         }
@@ -900,28 +938,41 @@ async fn integrate_pass(
         .get(0);
     if stored.as_slice() != root.as_bytes().as_slice() {
         return Err(MirrorError::Conflict(format!(
-            "the database already holds a checkpoint of size {to} with another root than the              one integrated from its own entries: the database is damaged"
+            "the database already holds a checkpoint of size {to} with another root than the \
+             one integrated from its own entries: the database is damaged"
         )));
     }
-    // The checkpoint, by compare-and-swap on the one there (which must be this database's
-    // and not ahead of ours).
-    loop {
-        match check_bucket(&inner.db, bucket, &inner.signer).await? {
-            Some((there, _)) if there >= to => break,
-            current => {
-                if bucket
-                    .put_checkpoint(&note, current.map(|(_, v)| v))
-                    .await?
-                {
-                    break;
+    // The checkpoint, by compare-and-swap on the one there: still the one this integrator put
+    // last (its version known), or else checked first (this database's, not ahead of ours).
+    // (A directory has no compare-and-swap: its checkpoint is checked before every write.)
+    let mut current = s
+        .bucket_version
+        .clone()
+        .filter(|_| bucket.compare_and_swap())
+        .map(Some);
+    let version = loop {
+        let expected = match current.take() {
+            Some(v) => v,
+            None => match check_bucket(&inner.db, bucket, &inner.signer).await? {
+                Some((there, _)) if there >= to => break None,
+                other => other.map(|(_, v)| v),
+            },
+        };
+        if let Some(v) = bucket.put_checkpoint(&note, expected).await? {
+            break Some(v);
+        }
+    };
+    // Partial tiles of tiles now full are no longer needed by anyone (readers of older
+    // checkpoints fall back on the full tile): removed off the path of the appends.
+    if !full.is_empty() {
+        let bucket = bucket.clone();
+        tokio::spawn(async move {
+            for path in full {
+                if let Err(e) = bucket.remove_partials(&path).await {
+                    tracing::warn!(error = %e, "partial tiles of a full tile left in the bucket");
                 }
             }
-        }
-    }
-    for path in full {
-        if let Err(e) = bucket.remove_partials(&path).await {
-            tracing::warn!(error = %e, "partial tiles of a full tile left in the bucket");
-        }
+        });
     }
     let advanced = c
         .execute(
@@ -962,6 +1013,7 @@ async fn integrate_pass(
             edge: done.edge,
             note: note.to_string(),
             signed_at_ms: signed_at,
+            bucket_version: version,
         },
         true,
     )))

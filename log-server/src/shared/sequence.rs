@@ -36,8 +36,8 @@ pub struct Wants {
     pub leaves: Vec<[u8; 32]>,
 }
 
-/// What the database held for a group of requests, read in a few queries: the answers of
-/// [`Committed`] and of the log's checks, with nothing left to read.
+/// What the database held for a group of requests, read in a few queries: the answers the
+/// sequencing rules and the log's checks need, with nothing left to read.
 #[derive(Debug, Default)]
 pub struct Prefetched {
     leaves: HashMap<[u8; 32], u64>,

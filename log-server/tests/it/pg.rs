@@ -9,12 +9,12 @@
 //! (scripts/test.sh starts one with scripts/pg-server.sh); unset, the tests are skipped, except
 //! under CI, where they fail.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use countersign_log::shared::pg::{notify, Db, DbError, Lease, Migration, Notice};
 use tokio::time::timeout;
 
+use crate::pg_support::OwnServer;
 use crate::pg_support::TestDb;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -413,51 +413,6 @@ async fn the_pool_replaces_dead_connections_by_itself() {
     t.drop_db().await;
 }
 
-/// A PostgreSQL server of the test's own (scripts/pg-server.sh), which it may restart without
-/// disturbing other tests; stopped when dropped.
-struct OwnServer {
-    dir: tempfile::TempDir,
-}
-
-fn pg_server_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-server.sh")
-}
-
-impl OwnServer {
-    fn run(&self, cmd: &str) {
-        let out = std::process::Command::new("bash")
-            .arg(pg_server_script())
-            .arg(cmd)
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg-server.sh {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `COUNTERSIGN_TEST_DATABASE` of its env file.
-    fn url(&self) -> String {
-        let env = std::fs::read_to_string(self.dir.path().join("env")).unwrap();
-        env.lines()
-            .find_map(|l| l.strip_prefix("export COUNTERSIGN_TEST_DATABASE="))
-            .unwrap()
-            .to_owned()
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(pg_server_script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
 /// A restart of the server (scripts/pg-server.sh restart, same port): the lease is lost, the
 /// listener says Reconnected and hears again, the pool serves again, the schema stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,10 +421,7 @@ async fn everything_comes_back_after_a_server_restart() {
     if crate::pg_support::server_url().is_none() {
         return;
     }
-    let server = OwnServer {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    server.run("start");
+    let server = OwnServer::start();
     let url = server.url();
     let db = Db::connect(&url, &[V1, V2]).await.unwrap();
     let lease = db.try_lease(KEY).await.unwrap().expect("a free lease");

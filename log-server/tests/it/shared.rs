@@ -366,3 +366,49 @@ async fn an_altered_object_stops_integration_naming_it() {
     assert!(cp.checkpoint.size < 256, "{}", cp.checkpoint.size);
     a.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_come_back_by_themselves_after_the_database_restarts() {
+    // Its own server, restarted under it (the shared test server stays up for the others).
+    if crate::pg_support::server_url().is_none() {
+        return;
+    }
+    let server = crate::pg_support::OwnServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("bucket").display());
+    let cfg = SharedConfig {
+        publish_timeout: Duration::from_secs(5),
+        ..config()
+    };
+    let a = SharedLog::start(&server.url(), Bucket::open(&url).unwrap(), signer(6), cfg)
+        .await
+        .unwrap();
+    let before = entry(0);
+    assert_eq!(append(&a, before.clone()).await.unwrap().index, 0);
+    server.run("restart");
+    // Appends may fail while the pool finds its connections dead (503, nothing appended);
+    // within seconds they are taken again, and integration resumes under a new lease.
+    let t = Instant::now();
+    let after = entry(1);
+    let got = loop {
+        match append(&a, after.clone()).await {
+            Ok(got) => break got,
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        AppendError::Unavailable | AppendError::NotPublished { .. }
+                    ),
+                    "{e:?}"
+                );
+                assert!(t.elapsed() < Duration::from_secs(30), "not back: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    eprintln!("appends taken again {:?} after the restart", t.elapsed());
+    assert_eq!(got.index, 1);
+    assert!(wait_leader(&a, true, Duration::from_secs(10)).await < Duration::from_secs(10));
+    assert_eq!(check_bucket(&url, 6, &[(0, before), (1, after)]).await, 2);
+    a.shutdown();
+}

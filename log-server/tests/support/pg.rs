@@ -118,3 +118,58 @@ impl TestDb {
         }
     }
 }
+
+/// A PostgreSQL server of the test's own (scripts/pg-server.sh), which it may restart without
+/// disturbing other tests; stopped when dropped.
+pub struct OwnServer {
+    dir: tempfile::TempDir,
+}
+
+fn pg_server_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-server.sh")
+}
+
+impl OwnServer {
+    /// Starts one in a new temporary directory.
+    pub fn start() -> OwnServer {
+        let s = OwnServer {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        s.run("start");
+        s
+    }
+
+    /// `scripts/pg-server.sh CMD DIR` (start, stop, restart), which must succeed.
+    pub fn run(&self, cmd: &str) {
+        let out = std::process::Command::new("bash")
+            .arg(pg_server_script())
+            .arg(cmd)
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg-server.sh {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `COUNTERSIGN_TEST_DATABASE` of its env file.
+    pub fn url(&self) -> String {
+        let env = std::fs::read_to_string(self.dir.path().join("env")).unwrap();
+        env.lines()
+            .find_map(|l| l.strip_prefix("export COUNTERSIGN_TEST_DATABASE="))
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(pg_server_script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}

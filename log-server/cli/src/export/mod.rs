@@ -144,7 +144,7 @@ impl TreeHashes {
 }
 
 /// A progress bar on a terminal (hidden otherwise); `len` 0: a count without an end.
-fn progress(quiet: bool, len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(quiet: bool, len: u64, what: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

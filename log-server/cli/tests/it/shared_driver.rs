@@ -329,3 +329,153 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
     drop(a);
     drop(b);
 }
+
+/// `countersign migrate` with `args`: exit status, standard output and standard error.
+fn migrate(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("migrate")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint() {
+    let (Some(db), Some(tiles)) = (TestDb::create().await, bucket_url()) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // An embedded log with enrolments, single and batched decisions and a submitter.
+    let data = tmp.path().join("data");
+    let embedded_args = [
+        "--log-only",
+        "--origin",
+        ORIGIN,
+        "--rp-id",
+        crate::log_common::RP_ID,
+        "--allowed-origin",
+        crate::log_common::ORIGIN,
+    ];
+    let mut p = Process::spawn(&data, free_port(), &embedded_args);
+    p.wait_ready(&http).await;
+    let admin = p.read("admin.token");
+    let (_, v) = post(
+        &http,
+        &format!("{}/v1/admin/submitters", p.url),
+        &admin,
+        &json!({"name": "agent"}),
+    )
+    .await
+    .unwrap();
+    let submitter = v["token"].as_str().unwrap().to_owned();
+    let mut pks = Vec::new();
+    for k in 0..3u64 {
+        let pk = crate::log_common::passkey(40 + k);
+        let (status, v) = post(
+            &http,
+            &format!("{}/v1/log/enrolments", p.url),
+            &admin,
+            &crate::log_common::enrolment_body(&pk, &format!("approver-{k}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{v}");
+        pks.push((pk, format!("approver-{k}"), v["index"].as_u64().unwrap()));
+    }
+    let mut n = 0;
+    for (pk, approver, enrol) in &mut pks {
+        let decisions: Vec<_> = (0..20)
+            .map(|_| {
+                n += 1;
+                crate::log_common::signed_decision(pk, approver, *enrol, n, |_| {})
+            })
+            .collect();
+        let (status, v) = post(
+            &http,
+            &format!("{}/v1/log/decisions/batch", p.url),
+            &submitter,
+            &json!({ "decisions": decisions }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{v}");
+    }
+    let embedded_note = crate::web::get_text(&http, &format!("{}/checkpoint", p.url)).await;
+    p.terminate();
+    let size: u64 = embedded_note.lines().nth(1).unwrap().parse().unwrap();
+    assert_eq!(size, 63);
+
+    // Migrated: every entry, the submitter; the shared log signs the very same checkpoint.
+    let data_arg = data.to_str().unwrap();
+    let args = [
+        "--data-dir",
+        data_arg,
+        "--database",
+        &db.url,
+        "--tiles",
+        &tiles,
+    ];
+    let (ok, out, err) = migrate(&args);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("migrated 63 entries (0 already there) and 1 submitter token(s)"),
+        "{out}"
+    );
+    assert!(out.contains(&embedded_note), "{out}");
+    // Again (as after an interruption): everything is found in place, nothing is added.
+    let (ok, out, err) = migrate(&args);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("migrated 63 entries (63 already there)"),
+        "{out}"
+    );
+
+    // A shared instance on the migrated deployment serves that checkpoint, and the migrated
+    // submitter's token appends there.
+    let shared = tmp.path().join("shared");
+    copy_dir(&data, &shared);
+    let s = Process::spawn(&shared, free_port(), &shared_args(&db.url, &tiles));
+    s.wait_ready(&http).await;
+    let served = crate::web::get_text(&http, &format!("{}/checkpoint", s.url)).await;
+    assert_eq!(served, embedded_note);
+    assert_eq!(
+        bucket_get(&http, &tiles, "checkpoint").await.unwrap(),
+        embedded_note.as_bytes()
+    );
+    let (pk, approver, enrol) = &mut pks[0];
+    let d = crate::log_common::signed_decision(pk, approver, *enrol, 1000, |_| {});
+    let (status, v) = post(
+        &http,
+        &format!("{}/v1/log/decisions", s.url),
+        &submitter,
+        &d,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["index"], 63);
+    drop(s);
+
+    // Another log into the same deployment: refused, naming the key.
+    let other = tmp.path().join("other");
+    let mut o = Process::spawn(&other, free_port(), &["--log-only", "--origin", ORIGIN]);
+    o.wait_ready(&http).await;
+    o.terminate();
+    let (ok, _, err) = migrate(&[
+        "--data-dir",
+        other.to_str().unwrap(),
+        "--database",
+        &db.url,
+        "--tiles",
+        &tiles,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("belongs to the log"), "{err}");
+}
