@@ -71,29 +71,31 @@ async fn fresh_database(server_url: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-/// Runs `concurrency` tasks calling `one(entry)` for every entry, timing each call.
-async fn drive<F, Fut>(
-    all: Arc<Vec<Vec<u8>>>,
+/// Runs `concurrency` tasks calling `one(task, item)` for every item, timing each call:
+/// seconds taken, the calls' latencies, how busy the machine was.
+async fn drive<T, F, Fut>(
+    all: Arc<Vec<T>>,
     concurrency: usize,
     one: F,
 ) -> anyhow::Result<(f64, Summary, Option<MachineLoad>)>
 where
-    F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
+    T: Clone + Send + Sync + 'static,
+    F: Fn(usize, T) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let machine = CpuTimes::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
+    for task in 0..concurrency.max(1) {
         let (all, next, one) = (all.clone(), next.clone(), one.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(e) = all.get(i) else { break };
+                let Some(item) = all.get(i) else { break };
                 let t = Instant::now();
-                one(e.clone()).await?;
+                one(task, item.clone()).await?;
                 lat.push(t.elapsed());
             }
             anyhow::Ok(lat)
@@ -103,9 +105,8 @@ where
     for t in tasks {
         lat.extend(t.await??);
     }
-    let secs = started.elapsed().as_secs_f64();
     Ok((
-        all.len() as f64 / secs,
+        started.elapsed().as_secs_f64(),
         summarise(&mut lat),
         machine.and_then(|m| m.until_now()),
     ))
@@ -137,9 +138,10 @@ async fn shared_phase(
     }
     let logs = Arc::new(logs);
     let turn = Arc::new(AtomicUsize::new(0));
-    let (per_sec, latency, machine) = {
+    let count = all.len() as f64;
+    let (secs, latency, machine) = {
         let (logs, turn) = (logs.clone(), turn.clone());
-        drive(all.clone(), concurrency, move |e| {
+        drive(all.clone(), concurrency, move |_, e: Vec<u8>| {
             let (logs, turn) = (logs.clone(), turn.clone());
             async move {
                 let log = &logs[turn.fetch_add(1, Ordering::Relaxed) % logs.len()];
@@ -165,7 +167,7 @@ async fn shared_phase(
             instances,
             if instances == 1 { "" } else { "s" }
         ),
-        per_sec,
+        per_sec: count / secs,
         latency,
         mean_batch: entries as f64 / batches.max(1) as f64,
         machine,
@@ -194,55 +196,49 @@ async fn raw_phase(
         .await?;
     let batch = batch.max(1);
     let chunks: Arc<Vec<Vec<Vec<u8>>>> = Arc::new(all.chunks(batch).map(|c| c.to_vec()).collect());
-    let next = Arc::new(AtomicUsize::new(0));
-    let machine = CpuTimes::now();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
+    // One connection per writer, each used by its writer only.
+    let mut clients = Vec::new();
     for _ in 0..writers.max(1) {
-        let (db, chunks, next) = (db.clone(), chunks.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut c, conn) = tokio_postgres::connect(&db, NoTls).await?;
-            tokio::spawn(conn);
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(chunk) = chunks.get(i) else { break };
-                let t = Instant::now();
-                let tx = c.transaction().await?;
-                let first: i64 = tx
-                    .query_one("SELECT next FROM seq WHERE id = 1 FOR UPDATE", &[])
-                    .await?
-                    .get(0);
-                let idx: Vec<i64> = (0..chunk.len() as i64).map(|k| first + k).collect();
-                let leaves: Vec<Vec<u8>> =
-                    chunk.iter().map(|e| leaf_hash(e).as_bytes().to_vec()).collect();
-                tx.execute(
-                    "INSERT INTO entries SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
-                    &[&idx, &leaves, chunk],
-                )
-                .await?;
-                tx.execute(
-                    "UPDATE seq SET next = $1 WHERE id = 1",
-                    &[&(first + chunk.len() as i64)],
-                )
-                .await?;
-                tx.commit().await?;
-                lat.push(t.elapsed());
-            }
-            anyhow::Ok(lat)
-        }));
+        let (c, conn) = tokio_postgres::connect(&db, NoTls).await?;
+        tokio::spawn(conn);
+        clients.push(tokio::sync::Mutex::new(c));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let clients = Arc::new(clients);
+    let (secs, latency, machine) = drive(chunks, writers, move |w, chunk: Vec<Vec<u8>>| {
+        let clients = clients.clone();
+        async move {
+            let mut c = clients[w].lock().await;
+            let tx = c.transaction().await?;
+            let first: i64 = tx
+                .query_one("SELECT next FROM seq WHERE id = 1 FOR UPDATE", &[])
+                .await?
+                .get(0);
+            let idx: Vec<i64> = (0..chunk.len() as i64).map(|k| first + k).collect();
+            let leaves: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|e| leaf_hash(e).as_bytes().to_vec())
+                .collect();
+            tx.execute(
+                "INSERT INTO entries SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+                &[&idx, &leaves, &chunk],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE seq SET next = $1 WHERE id = 1",
+                &[&(first + chunk.len() as i64)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await?;
     Ok(Phase {
         name: format!("raw PostgreSQL, {writers} writer(s), batches of {batch}"),
         per_sec: all.len() as f64 / secs,
-        latency: summarise(&mut lat),
+        latency,
         mean_batch: batch as f64,
-        machine: machine.and_then(|m| m.until_now()),
+        machine,
     })
 }
 
@@ -266,7 +262,8 @@ async fn embedded_phase(all: Arc<Vec<Vec<u8>>>, concurrency: usize) -> anyhow::R
         .sequencer()
         .context("the embedded log has a sequencer")?
         .clone();
-    let (per_sec, latency, machine) = drive(all, concurrency, move |e| {
+    let count = all.len() as f64;
+    let (secs, latency, machine) = drive(all, concurrency, move |_, e: Vec<u8>| {
         let seq = seq.clone();
         async move {
             let leaf = leaf_hash(&e);
@@ -280,7 +277,7 @@ async fn embedded_phase(all: Arc<Vec<Vec<u8>>>, concurrency: usize) -> anyhow::R
     log.shutdown().await;
     Ok(Phase {
         name: "embedded driver (RocksDB)".into(),
-        per_sec,
+        per_sec: count / secs,
         latency,
         mean_batch: f64::NAN,
         machine,

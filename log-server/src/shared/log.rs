@@ -423,14 +423,12 @@ impl SharedLog {
 
     /// Logged entry `index` (the caller bounds it by the published size).
     pub async fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        let c = self.inner.db.client().await.map_err(db_storage)?;
-        let row = c
-            .query_opt(
+        let row = self
+            .row_by(
                 "SELECT data FROM entries WHERE idx = $1",
-                &[&i64::try_from(index).unwrap_or(i64::MAX)],
+                &i64::try_from(index).unwrap_or(i64::MAX),
             )
-            .await
-            .map_err(db_storage)?;
+            .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -456,14 +454,12 @@ impl SharedLog {
         if size == 0 {
             return Ok(Some(empty_root()));
         }
-        let c = self.inner.db.client().await.map_err(db_storage)?;
-        let row = c
-            .query_opt(
+        let row = self
+            .row_by(
                 "SELECT root FROM checkpoints WHERE size = $1",
-                &[&i64::try_from(size).unwrap_or(i64::MAX)],
+                &i64::try_from(size).unwrap_or(i64::MAX),
             )
-            .await
-            .map_err(db_storage)?;
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -554,28 +550,24 @@ impl SharedLog {
     /// The submitter a token belongs to, looked up by the token's SHA-256 (see
     /// `crate::submitters::submitter_for` on why no further comparison is needed).
     pub async fn submitter_for(&self, token: &SecretToken) -> Result<Option<String>, StorageError> {
-        let c = self.inner.db.client().await.map_err(db_storage)?;
-        let row = c
-            .query_opt(
+        let row = self
+            .row_by(
                 "SELECT name FROM submitters WHERE token_hash = $1",
-                &[&token.hash().as_slice()],
+                &token.hash().as_slice(),
             )
-            .await
-            .map_err(db_storage)?;
+            .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
     /// The leaf index of the published leaf with hash `leaf`.
     pub async fn leaf_index(&self, leaf: &Hash) -> Result<Option<u64>, StorageError> {
         let size = self.published().size;
-        let c = self.inner.db.client().await.map_err(db_storage)?;
-        let row = c
-            .query_opt(
+        let row = self
+            .row_by(
                 "SELECT idx FROM entries WHERE leaf_hash = $1",
-                &[&leaf.as_bytes().as_slice()],
+                &leaf.as_bytes().as_slice(),
             )
-            .await
-            .map_err(db_storage)?;
+            .await?;
         Ok(row
             .and_then(|r| u64::try_from(r.get::<_, i64>(0)).ok())
             .filter(|i| *i < size))
@@ -586,15 +578,25 @@ impl SharedLog {
         if size > self.published().size {
             return Ok(None);
         }
-        let c = self.inner.db.client().await.map_err(db_storage)?;
-        let row = c
-            .query_opt(
+        let row = self
+            .row_by(
                 "SELECT note FROM checkpoints WHERE size = $1",
-                &[&i64::try_from(size).unwrap_or(i64::MAX)],
+                &i64::try_from(size).unwrap_or(i64::MAX),
             )
-            .await
-            .map_err(db_storage)?;
+            .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+}
+
+impl SharedLog {
+    /// The row `sql` selects with the one parameter `key`, if any.
+    async fn row_by(
+        &self,
+        sql: &str,
+        key: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Option<tokio_postgres::Row>, StorageError> {
+        let c = self.inner.db.client().await.map_err(db_storage)?;
+        c.query_opt(sql, &[key]).await.map_err(db_storage)
     }
 }
 
