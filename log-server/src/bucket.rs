@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use futures_util::stream::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -76,25 +78,46 @@ impl Bucket {
             url::Url::parse(url).map_err(|e| MirrorError::BadUrl(format!("{url:?}: {e}")))?;
         let bad = |m: &str| MirrorError::BadUrl(format!("{url:?}: {m}"));
         match parsed.scheme() {
-            "s3" => {
-                let bucket = parsed
+            scheme @ ("s3" | "gs" | "az") => {
+                let name = parsed
                     .host_str()
                     .filter(|b| !b.is_empty())
-                    .ok_or_else(|| bad("no bucket name (s3://BUCKET/PREFIX)"))?;
+                    .ok_or_else(|| bad(&format!("no bucket name ({scheme}://BUCKET/PREFIX)")))?;
                 if parsed.query().is_some() || parsed.fragment().is_some() {
                     return Err(bad("a query or fragment is not part of a bucket path"));
                 }
-                let store = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    // Path-style requests (`ENDPOINT/BUCKET/KEY`), which every S3-compatible
-                    // store answers.
-                    .with_virtual_hosted_style_request(false)
-                    .build()
-                    .map_err(|e| bad(&e.to_string()))?;
+                let store: Arc<dyn ObjectStore> = match scheme {
+                    "s3" => Arc::new(
+                        AmazonS3Builder::from_env()
+                            .with_bucket_name(name)
+                            // Path-style requests (`ENDPOINT/BUCKET/KEY`), which every
+                            // S3-compatible store answers.
+                            .with_virtual_hosted_style_request(false)
+                            .build()
+                            .map_err(|e| bad(&e.to_string()))?,
+                    ),
+                    // Credentials from GOOGLE_SERVICE_ACCOUNT (a key file), GOOGLE_APPLICATION_
+                    // CREDENTIALS or the instance's metadata server; conditional writes on the
+                    // object generation.
+                    "gs" => Arc::new(
+                        GoogleCloudStorageBuilder::from_env()
+                            .with_bucket_name(name)
+                            .build()
+                            .map_err(|e| bad(&e.to_string()))?,
+                    ),
+                    // The account from AZURE_STORAGE_ACCOUNT_NAME, credentials from AZURE_*;
+                    // conditional writes on the ETag.
+                    _ => Arc::new(
+                        MicrosoftAzureBuilder::from_env()
+                            .with_container_name(name)
+                            .build()
+                            .map_err(|e| bad(&e.to_string()))?,
+                    ),
+                };
                 let prefix = ObjectPath::parse(parsed.path().trim_matches('/'))
                     .map_err(|e| bad(&e.to_string()))?;
                 Ok(Bucket {
-                    store: Arc::new(store),
+                    store,
                     prefix,
                     url: url.to_owned(),
                     remote: true,
@@ -120,7 +143,8 @@ impl Bucket {
                 })
             }
             other => Err(bad(&format!(
-                "unsupported scheme {other:?}: use s3://BUCKET/PREFIX or file:///DIR"
+                "unsupported scheme {other:?}: use s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, \
+                 az://CONTAINER/PREFIX or file:///DIR"
             ))),
         }
     }

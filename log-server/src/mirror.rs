@@ -490,6 +490,9 @@ mod tests {
         for (url, words) in [
             ("ftp://x/y", "unsupported scheme"),
             ("s3:///prefix", "no bucket name"),
+            ("gs:///prefix", "no bucket name (gs://BUCKET/PREFIX)"),
+            ("az:///prefix", "no bucket name (az://BUCKET/PREFIX)"),
+            ("gs://bucket/p?x=1", "a query or fragment"),
             ("file://host/dir", "file:///DIR"),
             ("not a url", "relative URL"),
         ] {

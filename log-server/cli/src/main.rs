@@ -141,8 +141,9 @@ struct ServeArgs {
     body_timeout: u64,
     /// Mirror the log's tiles, entry bundles and checkpoint to this URL as they are published,
     /// for tile clients to read without the server: s3://BUCKET/PREFIX (credentials, region and
-    /// endpoint from AWS_*; AWS_ENDPOINT_URL for an S3-compatible store) or file:///DIR (for a
-    /// static web server). Objects are written create-only and the checkpoint replaced only by
+    /// endpoint from AWS_*; AWS_ENDPOINT_URL for an S3-compatible store), gs://BUCKET/PREFIX
+    /// (GOOGLE_*), az://CONTAINER/PREFIX (AZURE_*) or file:///DIR (for a static web server).
+    /// With --database, the shared driver's bucket. Objects are written create-only and the checkpoint replaced only by
     /// compare-and-swap with one consistent with it; a bucket holding another log's checkpoint
     /// is refused at start (spec/tiles-mirror.md).
     #[arg(long, env = "COUNTERSIGN_TILES")]

@@ -607,11 +607,16 @@ fn db_storage(e: impl std::fmt::Display) -> StorageError {
 /// Keeps [`Inner::published`] up to date from the integrator's notifications, and from the
 /// database once a second (notifications are lost while the listener reconnects).
 async fn follow(inner: Arc<Inner>, mut listener: super::pg::Listener) {
+    let mut halt_read = Instant::now();
     loop {
         if inner.closing.load(Ordering::SeqCst) {
             return;
         }
         let notice = tokio::time::timeout(Duration::from_secs(1), listener.next()).await;
+        if halt_read.elapsed() >= Duration::from_secs(1) {
+            halt_read = Instant::now();
+            follow_halt(&inner).await;
+        }
         let known = inner.published.borrow().size;
         if let Ok(Notice::Payload(p)) = &notice {
             if p.parse::<u64>().is_ok_and(|s| s <= known) {
@@ -634,6 +639,27 @@ async fn follow(inner: Arc<Inner>, mut listener: super::pg::Listener) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the published checkpoint"),
         }
+    }
+}
+
+/// Reports, at an instance that is not the integrator, why integration stopped (or that it no
+/// longer is), as the integrator recorded it.
+async fn follow_halt(inner: &Inner) {
+    if inner.status.borrow().leader {
+        return;
+    }
+    let halt = match inner.db.client().await {
+        Ok(c) => match c
+            .query_opt("SELECT reason FROM integration_halt WHERE id = 1", &[])
+            .await
+        {
+            Ok(row) => row.map(|r| r.get::<_, String>(0)),
+            Err(_) => return,
+        },
+        Err(_) => return,
+    };
+    if inner.status.borrow().stopped != halt {
+        inner.status.send_modify(|st| st.stopped = halt);
     }
 }
 
@@ -813,6 +839,11 @@ async fn integrate_while_leader(inner: &Inner) {
                     // The bucket must hold one of this database's checkpoints before anything
                     // is written to it.
                     check_bucket(&inner.db, &inner.bucket, &inner.signer).await?;
+                    // Whatever stopped an integrator before is resolved.
+                    let c = inner.db.client().await.map_err(db_failed)?;
+                    c.execute("DELETE FROM integration_halt", &[])
+                        .await
+                        .map_err(db_failed)?;
                     s
                 }
             };
@@ -841,6 +872,16 @@ async fn integrate_while_leader(inner: &Inner) {
             Err(MirrorError::Conflict(m)) => {
                 tracing::error!("integration stopped: {m}");
                 inner.status.send_modify(|st| st.stopped = Some(m.clone()));
+                // Every instance reports it (their /healthz), not only this one.
+                if let Ok(c) = inner.db.client().await {
+                    let _ = c
+                        .execute(
+                            "INSERT INTO integration_halt (id, reason) VALUES (1, $1) \
+                             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, at = now()",
+                            &[&m],
+                        )
+                        .await;
+                }
                 // Hold the lease and stay stopped: nothing may be published over this bucket
                 // until an operator has looked.
                 std::future::pending::<()>().await;

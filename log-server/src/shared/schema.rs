@@ -5,10 +5,11 @@
 use super::pg::Migration;
 
 /// Every migration this binary knows, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "the log: identity, sequencing, indexes, integration, checkpoints, submitters",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "the log: identity, sequencing, indexes, integration, checkpoints, submitters",
+        sql: r#"
 -- The log this database belongs to: an instance with another origin or key refuses it.
 CREATE TABLE log_identity (
     id smallint PRIMARY KEY CHECK (id = 1),
@@ -71,4 +72,18 @@ CREATE TABLE submitters (
 );
 CREATE INDEX submitters_name ON submitters (name);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "integration halts: why the integrator stopped, seen by every instance",
+        sql: r#"
+-- Set by an integrator that stopped for good (an altered object, another deployment's bucket),
+-- read by every instance for /healthz; cleared by the next integrator whose checks pass.
+CREATE TABLE integration_halt (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    reason text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+"#,
+    },
+];
