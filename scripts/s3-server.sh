@@ -66,7 +66,9 @@ cat >"$dir/s3.json" <<JSON
   {"name": "anonymous", "actions": ["Read"]}
 ]}
 JSON
-nohup weed mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+# Without the caller's AWS_* credentials: SeaweedFS would take them over the identity file's.
+nohup env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+    weed mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="${P[0]}" -master.port.grpc="${P[1]}" \
     -volume.port="${P[2]}" -volume.port.grpc="${P[3]}" \
     -filer.port="${P[4]}" -filer.port.grpc="${P[5]}" \
@@ -77,10 +79,15 @@ nohup weed mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.config="$dir/s3.json" -bucket=countersign-test >"$dir/weed.log" 2>&1 &
 echo $! >"$dir/weed.pid"
 endpoint="http://127.0.0.1:${P[6]}"
-# Ready when the bucket exists: an anonymous read of a missing key answers 404 (not 403 for a
-# missing bucket, nor a refused connection).
+# Ready when the bucket exists and the identity is loaded: an anonymous read and a signed read of
+# a missing key both answer 404 (not 403 for a missing bucket or an identity not loaded yet, nor
+# a refused connection).
 for _ in $(seq 300); do
     code=$(curl -s -o /dev/null -w '%{http_code}' "$endpoint/countersign-test/ready-probe" || true)
+    if [ "$code" = 404 ]; then
+        code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
+            --user "$key:$secret" "$endpoint/countersign-test/ready-probe" || true)
+    fi
     [ "$code" = 404 ] && break
     if ! kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null; then
         echo "s3-server: weed exited; its log:" >&2

@@ -106,6 +106,7 @@ impl Server {
         config: countersign_log::Config,
         database: &str,
         bucket: countersign_log::mirror::Bucket,
+        publish_timeout: std::time::Duration,
     ) -> Result<Server, InitError> {
         let started = countersign_log::start_shared(
             &config,
@@ -113,6 +114,7 @@ impl Server {
             bucket,
             countersign_log::shared::SharedConfig {
                 queue_capacity: config.sequencer.queue_capacity,
+                publish_timeout,
                 ..countersign_log::shared::SharedConfig::default()
             },
         )

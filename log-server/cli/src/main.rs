@@ -161,6 +161,11 @@ struct ServeArgs {
         hide_env_values = true
     )]
     database: Option<String>,
+    /// With --database: how long (ms) an append waits for a checkpoint covering it to be
+    /// published in the bucket before it is answered 503 not_published (it stays sequenced; a
+    /// retry returns the same leaf once published).
+    #[arg(long, env = "COUNTERSIGN_PUBLISH_TIMEOUT_MS", default_value_t = 10_000)]
+    publish_timeout_ms: u64,
     #[command(flatten)]
     witness: countersign::args::WitnessArgs,
     #[command(flatten)]
@@ -451,7 +456,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 bail!("--database: witnessing runs on the embedded store only, for now");
             }
             let url = bucket.url().to_owned();
-            let s = Server::start_shared(config, database, bucket)
+            let publish_timeout = Duration::from_millis(a.publish_timeout_ms.max(1));
+            let s = Server::start_shared(config, database, bucket, publish_timeout)
                 .await
                 .with_context(|| format!("starting on the shared driver (--tiles {url})"))?;
             tracing::info!(tiles = url, "serving the log on the shared driver");

@@ -837,8 +837,14 @@ async fn integrate_while_leader(inner: &Inner) {
                         .await
                         .map_err(|e| MirrorError::Log(e.to_string()))?;
                     // The bucket must hold one of this database's checkpoints before anything
-                    // is written to it.
-                    check_bucket(&inner.db, &inner.bucket, &inner.signer).await?;
+                    // is written to it; an empty bucket (a new deployment, or one replaced or
+                    // lost) gets everything the database has first.
+                    if check_bucket(&inner.db, &inner.bucket, &inner.signer)
+                        .await?
+                        .is_none()
+                    {
+                        republish(inner, &s).await?;
+                    }
                     // Whatever stopped an integrator before is resolved.
                     let c = inner.db.client().await.map_err(db_failed)?;
                     c.execute("DELETE FROM integration_halt", &[])
@@ -897,6 +903,62 @@ async fn integrate_while_leader(inner: &Inner) {
             }
         }
     }
+}
+
+/// Writes every object of the tree `s` (entry bundles, hash tiles) from the database's entries,
+/// then its checkpoint, to a bucket that has no checkpoint: a new deployment's (its empty
+/// tree's checkpoint), or one whose bucket was replaced or lost.
+async fn republish(inner: &Inner, s: &IntState) -> Result<(), MirrorError> {
+    if s.size > 0 {
+        tracing::warn!(
+            entries = s.size,
+            bucket = inner.bucket.url(),
+            "the bucket has no checkpoint: writing the log's tiles from the database"
+        );
+    }
+    let c = inner.db.client().await.map_err(db_failed)?;
+    let mut edge = Edge::empty();
+    while edge.size() < s.size {
+        let (at, to) = (edge.size(), s.size.min(edge.size() + 16_384));
+        let start = at - at % 256;
+        let rows = c
+            .query(
+                "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[&(start as i64), &(to as i64)],
+            )
+            .await
+            .map_err(db_failed)?;
+        let mut data: Vec<Vec<u8>> = rows.into_iter().map(|r| r.get(0)).collect();
+        if data.len() as u64 != to - start {
+            return Err(MirrorError::Log(format!(
+                "entries {start}..{to} are not all in the database"
+            )));
+        }
+        let new = data.split_off((at - start) as usize);
+        let done = tokio::task::spawn_blocking(move || integrate(&edge, &data, &new))
+            .await
+            .map_err(|e| MirrorError::Log(e.to_string()))?
+            .map_err(|e| MirrorError::Log(format!("integration: {e}")))?;
+        let bucket = &inner.bucket;
+        stream::iter(done.bundles.into_iter().chain(done.tiles))
+            .map(|o| async move {
+                let cache = if o.full { IMMUTABLE } else { NO_CACHE };
+                bucket.create(&o.path, o.bytes, cache).await
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        edge = done.edge;
+    }
+    if edge.root() != s.root {
+        return Err(MirrorError::Conflict(format!(
+            "the database's entries do not make the tree its checkpoint of size {} signs: the \
+             database is damaged; nothing is published",
+            s.size
+        )));
+    }
+    inner.bucket.put_checkpoint(&s.note, None).await?;
+    Ok(())
 }
 
 fn db_failed(e: impl std::fmt::Display) -> MirrorError {

@@ -412,3 +412,44 @@ async fn instances_come_back_by_themselves_after_the_database_restarts() {
     assert_eq!(check_bucket(&url, 6, &[(0, before), (1, after)]).await, 2);
     a.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bucket_is_written_again_from_the_database() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let url = format!("file://{}", root.display());
+    // A new deployment publishes its empty tree's checkpoint at once: the bucket is claimed.
+    let a = start(&db, &url, 8, config()).await;
+    let mut rx = a.status();
+    rx.wait_for(|s| s.leader).await.unwrap();
+    let t = Instant::now();
+    while !root.join("checkpoint").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no checkpoint in a new bucket"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let e = entry(i);
+        acked.push((append(&a, e.clone()).await.unwrap().index, e));
+    }
+    a.shutdown();
+    // The bucket is lost; the next integrator writes it all again from the database.
+    std::fs::remove_dir_all(&root).unwrap();
+    let b = start(&db, &url, 8, config()).await;
+    let t = Instant::now();
+    while !root.join("checkpoint").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the bucket was not written again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(check_bucket(&url, 8, &acked).await, 300);
+    b.shutdown();
+}

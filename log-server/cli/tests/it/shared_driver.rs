@@ -495,3 +495,176 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     assert!(!ok);
     assert!(err.contains("belongs to the log"), "{err}");
 }
+
+/// A SeaweedFS S3 server of the test's own (scripts/s3-server.sh), which it may pause; stopped
+/// when dropped.
+struct OwnS3 {
+    dir: tempfile::TempDir,
+}
+
+impl OwnS3 {
+    fn script(cmd: &str, dir: &Path) {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server.sh"))
+            .arg(cmd)
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "s3-server.sh {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start() -> OwnS3 {
+        let s = OwnS3 {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        OwnS3::script("start", s.dir.path());
+        s
+    }
+
+    /// The `export NAME=VALUE` lines of its env file.
+    fn env(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.dir.path().join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// Sends `signal` (STOP, CONT) to the server.
+    fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("weed.pid")).unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        // Never paused at exit, then stopped; quietly (this may run while a test fails).
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("weed.pid")) {
+            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+        }
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
+    // Where scripts/test.sh runs the shared S3 server, a second one can run too.
+    let (Some(db), Some(_)) = (TestDb::create().await, bucket_url()) else {
+        return;
+    };
+    let s3 = OwnS3::start();
+    let env = s3.env();
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let tiles = format!("{}/outage", var("COUNTERSIGN_TEST_S3_BUCKET"));
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let made = tmp.path().join("made");
+    let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
+    first.wait_ready(&http).await;
+    first.terminate();
+    let admin = std::fs::read_to_string(made.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let vkey = VerifierKey::parse(
+        std::fs::read_to_string(made.join("log.vkey"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let mut args = shared_args(&db.url, &tiles);
+    args.extend(["--publish-timeout-ms", "1500"]);
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let p = Process::spawn_with_env(&made, free_port(), &args, &env_refs);
+    p.wait_ready(&http).await;
+    let enrol = |n: u64| {
+        crate::log_common::enrolment_body(&crate::log_common::passkey(5000 + n), &format!("a-{n}"))
+    };
+    let url = format!("{}/v1/log/enrolments", p.url);
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        let (status, v) = post(&http, &url, &admin, &enrol(n)).await.unwrap();
+        assert_eq!(status, 201, "{v}");
+        acked.push((
+            v["index"].as_u64().unwrap(),
+            v["leaf_hash"].as_str().unwrap().to_owned(),
+        ));
+    }
+
+    // The bucket stops answering (its server paused): appends are answered 503, nothing
+    // acknowledged.
+    s3.signal("STOP");
+    let (status, v) = post(&http, &url, &admin, &enrol(10)).await.unwrap();
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"], "not_published", "{v}");
+    // Back: the same request gets its leaf (sequenced meanwhile), published.
+    s3.signal("CONT");
+    let t = Instant::now();
+    let v = loop {
+        let (status, v) = post(&http, &url, &admin, &enrol(10)).await.unwrap();
+        if status == 200 || status == 201 {
+            break v;
+        }
+        assert_eq!(v["error"], "not_published", "{v}");
+        assert!(t.elapsed() < Duration::from_secs(60), "not back: {v}");
+    };
+    eprintln!(
+        "appends acknowledged again {:?} after the bucket came back",
+        t.elapsed()
+    );
+    assert_eq!(v["index"], 10);
+    acked.push((10, v["leaf_hash"].as_str().unwrap().to_owned()));
+
+    // Everything acknowledged is in the bucket, read anonymously.
+    let endpoint = var("AWS_ENDPOINT_URL");
+    let path = tiles.strip_prefix("s3://").unwrap();
+    let note = http
+        .get(format!("{endpoint}/{path}/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let last = verify_checkpoint(&note, &vkey, &[]).unwrap().checkpoint;
+    assert!(last.size >= 11);
+    for (index, leaf) in &acked {
+        let v: serde_json::Value = http
+            .get(format!(
+                "{}/v1/log/proof/inclusion?index={index}&tree_size={}",
+                p.url, last.size
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["leaf_hash"].as_str().unwrap(), leaf);
+        let leaf = Hash::from_hex(leaf).unwrap();
+        verify_inclusion(
+            &leaf,
+            *index,
+            last.size,
+            &hashes(&v["inclusion_proof"]),
+            &last.root,
+        )
+        .unwrap();
+    }
+    drop(p);
+}

@@ -35,7 +35,7 @@ pub fn free_port() -> u16 {
 }
 
 /// `countersign serve --data-dir DIR --listen 127.0.0.1:PORT ARGS...`, quiet (RUST_LOG=warn,
-/// output discarded).
+/// standard output discarded, standard error in `DIR.stderr` beside the data directory).
 pub struct Process {
     child: Option<Child>,
     dir: PathBuf,
@@ -77,7 +77,12 @@ impl Process {
             .env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                // Beside the data directory (not in it): what a failing test's server said.
+                std::fs::File::create(self.dir.with_extension("stderr"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -92,7 +97,11 @@ impl Process {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "server did not become healthy");
+            assert!(
+                Instant::now() < deadline,
+                "server did not become healthy; its standard error:\n{}",
+                std::fs::read_to_string(self.dir.with_extension("stderr")).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
