@@ -905,6 +905,66 @@ async fn integrate_while_leader(inner: &Inner) {
     }
 }
 
+/// What [`extend`] wrote: the new edge and root, and the paths of the tiles it completed.
+struct Extended {
+    edge: Edge,
+    root: Hash,
+    full: Vec<String>,
+}
+
+/// Extends the tree at `edge` to `to` leaves with the database's entries: integrates them and
+/// writes the new entry bundles and hash tiles to the bucket, create-only.
+async fn extend(
+    inner: &Inner,
+    c: &tokio_postgres::Client,
+    edge: &Edge,
+    to: u64,
+) -> Result<Extended, MirrorError> {
+    let at = edge.size();
+    let start = at - at % 256;
+    let rows = c
+        .query(
+            "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            &[&(start as i64), &(to as i64)],
+        )
+        .await
+        .map_err(db_failed)?;
+    if rows.len() as u64 != to - start {
+        return Err(MirrorError::Log(format!(
+            "entries {start}..{to} are sequenced but {} of them are in the database",
+            rows.len()
+        )));
+    }
+    let mut data: Vec<Vec<u8>> = rows.into_iter().map(|r| r.get(0)).collect();
+    let new = data.split_off((at - start) as usize);
+    let edge = edge.clone();
+    let done = tokio::task::spawn_blocking(move || integrate(&edge, &data, &new))
+        .await
+        .map_err(|e| MirrorError::Log(e.to_string()))?
+        .map_err(|e| MirrorError::Log(format!("integration: {e}")))?;
+    let bucket = &inner.bucket;
+    let full: Vec<String> = done
+        .tiles
+        .iter()
+        .chain(&done.bundles)
+        .filter(|o| o.full)
+        .map(|o| o.path.clone())
+        .collect();
+    stream::iter(done.bundles.into_iter().chain(done.tiles))
+        .map(|o| async move {
+            let cache = if o.full { IMMUTABLE } else { NO_CACHE };
+            bucket.create(&o.path, o.bytes, cache).await
+        })
+        .buffer_unordered(PARALLEL_PUTS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(Extended {
+        edge: done.edge,
+        root: done.root,
+        full,
+    })
+}
+
 /// Writes every object of the tree `s` (entry bundles, hash tiles) from the database's entries,
 /// then its checkpoint, to a bucket that has no checkpoint: a new deployment's (its empty
 /// tree's checkpoint), or one whose bucket was replaced or lost.
@@ -919,36 +979,8 @@ async fn republish(inner: &Inner, s: &IntState) -> Result<(), MirrorError> {
     let c = inner.db.client().await.map_err(db_failed)?;
     let mut edge = Edge::empty();
     while edge.size() < s.size {
-        let (at, to) = (edge.size(), s.size.min(edge.size() + 16_384));
-        let start = at - at % 256;
-        let rows = c
-            .query(
-                "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-                &[&(start as i64), &(to as i64)],
-            )
-            .await
-            .map_err(db_failed)?;
-        let mut data: Vec<Vec<u8>> = rows.into_iter().map(|r| r.get(0)).collect();
-        if data.len() as u64 != to - start {
-            return Err(MirrorError::Log(format!(
-                "entries {start}..{to} are not all in the database"
-            )));
-        }
-        let new = data.split_off((at - start) as usize);
-        let done = tokio::task::spawn_blocking(move || integrate(&edge, &data, &new))
-            .await
-            .map_err(|e| MirrorError::Log(e.to_string()))?
-            .map_err(|e| MirrorError::Log(format!("integration: {e}")))?;
-        let bucket = &inner.bucket;
-        stream::iter(done.bundles.into_iter().chain(done.tiles))
-            .map(|o| async move {
-                let cache = if o.full { IMMUTABLE } else { NO_CACHE };
-                bucket.create(&o.path, o.bytes, cache).await
-            })
-            .buffer_unordered(PARALLEL_PUTS)
-            .try_collect::<Vec<()>>()
-            .await?;
-        edge = done.edge;
+        let to = s.size.min(edge.size() + 16_384);
+        edge = extend(inner, &c, &edge, to).await?.edge;
     }
     if edge.root() != s.root {
         return Err(MirrorError::Conflict(format!(
@@ -984,43 +1016,9 @@ async fn integrate_pass(
         return Ok(Some((s, false)));
     }
     let to = next.min(s.size + inner.config.integrate_max_entries.max(1) as u64);
-    let start = s.size - s.size % 256;
-    let rows = c
-        .query(
-            "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            &[&(start as i64), &(to as i64)],
-        )
-        .await
-        .map_err(db_failed)?;
-    if rows.len() as u64 != to - start {
-        return Err(MirrorError::Log(format!(
-            "entries {start}..{to} are sequenced but {} of them are in the database",
-            rows.len()
-        )));
-    }
-    let mut data: Vec<Vec<u8>> = rows.into_iter().map(|r| r.get(0)).collect();
-    let new = data.split_off((s.size - start) as usize);
-    let edge = s.edge.clone();
-    let done = tokio::task::spawn_blocking(move || integrate(&edge, &data, &new))
-        .await
-        .map_err(|e| MirrorError::Log(e.to_string()))?
-        .map_err(|e| MirrorError::Log(format!("integration: {e}")))?;
+    let done = extend(inner, &c, &s.edge, to).await?;
+    let full = done.full;
     let bucket = &inner.bucket;
-    let full: Vec<String> = done
-        .tiles
-        .iter()
-        .chain(&done.bundles)
-        .filter(|o| o.full)
-        .map(|o| o.path.clone())
-        .collect();
-    stream::iter(done.bundles.into_iter().chain(done.tiles))
-        .map(|o| async move {
-            let cache = if o.full { IMMUTABLE } else { NO_CACHE };
-            bucket.create(&o.path, o.bytes, cache).await
-        })
-        .buffer_unordered(PARALLEL_PUTS)
-        .try_collect::<Vec<()>>()
-        .await?;
     let root = done.root;
     let signed_at = now_ms();
     let note = inner

@@ -35,7 +35,8 @@ pub fn free_port() -> u16 {
 }
 
 /// `countersign serve --data-dir DIR --listen 127.0.0.1:PORT ARGS...`, quiet (RUST_LOG=warn,
-/// standard output discarded, standard error in `DIR.stderr` beside the data directory).
+/// standard output discarded, standard error in the temporary directory, shown if it does not
+/// become healthy).
 pub struct Process {
     child: Option<Child>,
     dir: PathBuf,
@@ -78,14 +79,20 @@ impl Process {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(
-                // Beside the data directory (not in it): what a failing test's server said.
-                std::fs::File::create(self.dir.with_extension("stderr"))
+                // What a failing test's server said, in the system's temporary directory (not
+                // beside the data directory, which may be on a file system that fails writes).
+                std::fs::File::create(self.stderr_path())
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null()),
             )
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Where the server's standard error goes.
+    fn stderr_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("countersign-test-server-{}.stderr", self.port))
     }
 
     /// Waits (up to 30 s) until `/healthz` answers 200.
@@ -100,7 +107,7 @@ impl Process {
             assert!(
                 Instant::now() < deadline,
                 "server did not become healthy; its standard error:\n{}",
-                std::fs::read_to_string(self.dir.with_extension("stderr")).unwrap_or_default()
+                std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -142,6 +149,10 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // Kept when the test failed, for whoever reads its output.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(self.stderr_path());
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
