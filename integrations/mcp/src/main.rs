@@ -36,6 +36,9 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // A log line that cannot be written is dropped, not reported with a panicking
+        // `eprintln!` (as in the `countersign` binary).
+        .log_internal_errors(false)
         .init();
     let http = args.http;
     let allowed_hosts = args.allowed_hosts.clone();

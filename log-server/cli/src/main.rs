@@ -231,6 +231,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .with_ansi(colour_logs())
+        // A log line that cannot be written (standard error on a full or failing disk) is
+        // dropped: by default the subscriber reports it with `eprintln!`, which panics when
+        // standard error fails, and took the sequencer's writer thread down with it
+        // (log-server/cli/tests/it/storage_faults.rs keeps the server's standard error on the
+        // failing file system).
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -24,10 +24,17 @@ struct Log {
 }
 
 /// The binary with its data directory on a fresh power-cut mount below `tmp`, ready; the mount
-/// is returned first so that it outlives the server.
+/// is returned first so that it outlives the server. Its standard error goes to a file on the
+/// same mount, as a log file on a disk that fills up would: the log must fail closed as
+/// specified, not lose its writer thread to a log line it cannot write.
 async fn start(tmp: &Path) -> (PowerCutMount, Process, Arc<Log>) {
     let fs: PowerCutMount = crate::powercut::mount(&tmp.join("mnt"));
-    let server = Process::spawn(&fs.path().join("data"), free_port(), &ARGS);
+    let server = Process::spawn_logging_to(
+        &fs.path().join("data"),
+        free_port(),
+        &ARGS,
+        &fs.path().join("server.log"),
+    );
     server.wait_ready(&reqwest::Client::new()).await;
     let api = Api::of(&server);
     let vkey = VerifierKey::parse(&server.read("log.vkey")).unwrap();

@@ -43,6 +43,8 @@ pub struct Process {
     port: u16,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Where standard error goes, if not the temporary directory.
+    stderr_to: Option<PathBuf>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
@@ -63,6 +65,23 @@ impl Process {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            stderr_to: None,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        p.start();
+        p
+    }
+
+    /// As [`Process::spawn`], its standard error written to the file `stderr` (also on every
+    /// restart).
+    pub fn spawn_logging_to(dir: &Path, port: u16, args: &[&str], stderr: &Path) -> Process {
+        let mut p = Process {
+            child: None,
+            dir: dir.to_owned(),
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            stderr_to: Some(stderr.to_owned()),
             url: format!("http://127.0.0.1:{port}"),
         };
         p.start();
@@ -92,7 +111,9 @@ impl Process {
 
     /// Where the server's standard error goes.
     fn stderr_path(&self) -> PathBuf {
-        std::env::temp_dir().join(format!("countersign-test-server-{}.stderr", self.port))
+        self.stderr_to.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("countersign-test-server-{}.stderr", self.port))
+        })
     }
 
     /// Waits (up to 30 s) until `/healthz` answers 200.
@@ -150,7 +171,7 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         // Kept when the test failed, for whoever reads its output.
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && self.stderr_to.is_none() {
             let _ = std::fs::remove_file(self.stderr_path());
         }
         if let Some(mut c) = self.child.take() {
