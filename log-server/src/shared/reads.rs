@@ -311,8 +311,8 @@ impl TileReader {
         self.fetch(path).await
     }
 
-    /// Tile `index` at `level` (`None`: entry bundle) as a tree has `width` of it: the object
-    /// of that width, or else the full tile (whose prefix it is).
+    /// Tile `index` at `level` (`None`: entry bundle) as a tree has `width` of it, from the
+    /// first object there of those that start with it.
     async fn tile_at(
         &self,
         level: Option<u8>,
@@ -320,42 +320,34 @@ impl TileReader {
         width: u64,
     ) -> Result<TileBytes, ReadError> {
         let path = tile_path(level, index, width);
-        if let Some(bytes) = self.fetch(&path).await? {
-            return Ok(TileBytes {
-                path,
-                bytes,
-                object_width: width,
-                width,
-            });
-        }
+        // The object of that width; else the full tile (partial tiles are removed once it
+        // exists); else, for a tree size no checkpoint was published at, the published tree's
+        // partial tile, which starts with this one.
+        let mut widths = vec![width];
         if width < TILE_WIDTH {
-            let full = tile_path(level, index, TILE_WIDTH);
-            if let Some(bytes) = self.fetch(&full).await? {
-                return Ok(TileBytes {
-                    path: full,
-                    bytes,
-                    object_width: TILE_WIDTH,
-                    width,
-                });
-            }
-            // A tree size no checkpoint was published at: the published tree's partial tile
-            // starts with this one.
+            widths.push(TILE_WIDTH);
             let latest = self.latest.load(std::sync::atomic::Ordering::Relaxed);
             let shift = level.map_or(0, |l| 8 * u32::from(l));
             let wider = (latest.checked_shr(shift).unwrap_or(0))
                 .saturating_sub(index.saturating_mul(TILE_WIDTH))
                 .min(TILE_WIDTH);
             if wider > width && wider < TILE_WIDTH {
-                let partial = tile_path(level, index, wider);
-                if let Some(bytes) = self.fetch(&partial).await? {
-                    return Ok(TileBytes {
-                        path: partial,
-                        bytes,
-                        object_width: wider,
-                        width,
-                    });
-                }
+                widths.push(wider);
             }
+        }
+        for object_width in widths {
+            let at = tile_path(level, index, object_width);
+            if let Some(bytes) = self.fetch(&at).await? {
+                return Ok(TileBytes {
+                    path: at,
+                    bytes,
+                    object_width,
+                    width,
+                });
+            }
+        }
+        if width < TILE_WIDTH {
+            let full = tile_path(level, index, TILE_WIDTH);
             return Err(ReadError::Missing(format!("{path} (nor {full})")));
         }
         Err(ReadError::Missing(path))
