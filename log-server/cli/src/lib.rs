@@ -119,8 +119,12 @@ impl Server {
             },
         )
         .await?;
+        let mut api = started.api;
+        if let Some(shared) = api.log.shared_log().cloned() {
+            api.add_metrics(Arc::new(shared));
+        }
         Ok(Server {
-            api: started.api,
+            api,
             approvals: None,
             vkey: started.vkey,
             created_admin_token: false,

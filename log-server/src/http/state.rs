@@ -38,6 +38,12 @@ impl LogApi {
     }
 }
 
+impl MetricsSource for crate::shared::SharedLog {
+    fn registry(&self) -> &prometheus_client::registry::Registry {
+        crate::shared::SharedLog::registry(self)
+    }
+}
+
 impl FromRef<LogApi> for AdminAuth {
     fn from_ref(api: &LogApi) -> AdminAuth {
         api.admin.clone()

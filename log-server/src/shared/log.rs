@@ -4,6 +4,9 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +113,72 @@ pub struct IntegratorStatus {
     pub stopped: Option<String>,
 }
 
+/// The instance's counters, served on `/metrics` (prefix `countersign_shared`).
+#[derive(Debug)]
+struct SharedMetrics {
+    registry: prometheus_client::registry::Registry,
+    leader: Gauge,
+    stopped: Gauge,
+    published_size: Gauge,
+    batches: Counter,
+    sequenced: Counter,
+    failures: Counter,
+    objects: Counter,
+}
+
+impl SharedMetrics {
+    fn new() -> SharedMetrics {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("countersign_shared");
+        let m = SharedMetrics {
+            leader: Gauge::default(),
+            stopped: Gauge::default(),
+            published_size: Gauge::default(),
+            batches: Counter::default(),
+            sequenced: Counter::default(),
+            failures: Counter::default(),
+            objects: Counter::default(),
+            registry: prometheus_client::registry::Registry::default(),
+        };
+        registry.register(
+            "integrator_leader",
+            "1 while this instance holds the integrator lease",
+            m.leader.clone(),
+        );
+        registry.register(
+            "integration_stopped",
+            "1 when integration stopped for good (an altered object, another deployment's \
+             bucket): nothing is published until an operator has looked",
+            m.stopped.clone(),
+        );
+        registry.register(
+            "published_size",
+            "Tree size of the latest checkpoint published in the bucket, as this instance knows it",
+            m.published_size.clone(),
+        );
+        registry.register(
+            "sequencing_batches",
+            "Sequencing transactions this instance committed",
+            m.batches.clone(),
+        );
+        registry.register(
+            "sequenced_appends",
+            "Appends in the sequencing transactions this instance committed",
+            m.sequenced.clone(),
+        );
+        registry.register(
+            "integration_failures",
+            "Integration passes of this instance that failed (bucket or database) and were retried",
+            m.failures.clone(),
+        );
+        registry.register(
+            "objects_written",
+            "Tiles and entry bundles this instance wrote (or found there with the same bytes)",
+            m.objects.clone(),
+        );
+        SharedMetrics { registry, ..m }
+    }
+}
+
 struct Request {
     entry: Vec<u8>,
     leaf: Hash,
@@ -128,9 +197,7 @@ struct Inner {
     closing: AtomicBool,
     /// When the latest published checkpoint was signed (ms since the epoch).
     signed_at_ms: AtomicU64,
-    /// Sequencing transactions committed by this instance, and the appends they held.
-    batches: AtomicU64,
-    sequenced: AtomicU64,
+    metrics: SharedMetrics,
 }
 
 /// One instance of a log on the shared driver. Cheap to clone.
@@ -320,9 +387,12 @@ impl SharedLog {
             queue,
             closing: AtomicBool::new(false),
             signed_at_ms: AtomicU64::new(state.signed_at_ms),
-            batches: AtomicU64::new(0),
-            sequenced: AtomicU64::new(0),
+            metrics: SharedMetrics::new(),
         });
+        inner
+            .metrics
+            .published_size
+            .set(i64::try_from(state.size).unwrap_or(i64::MAX));
         let listener = inner.db.listen(INTEGRATED).await?;
         tokio::spawn(follow(inner.clone(), listener));
         tokio::spawn(sequencer(inner.clone(), rx));
@@ -343,6 +413,11 @@ impl SharedLog {
     /// What this instance's integrator is doing.
     pub fn status(&self) -> watch::Receiver<IntegratorStatus> {
         self.inner.status.subscribe()
+    }
+
+    /// The instance's counters (`countersign_shared_*` on `/metrics`).
+    pub fn registry(&self) -> &prometheus_client::registry::Registry {
+        &self.inner.metrics.registry
     }
 
     /// The database.
@@ -401,8 +476,8 @@ impl SharedLog {
     /// Sequencing transactions this instance committed, and the appends they held.
     pub fn sequencing_stats(&self) -> (u64, u64) {
         (
-            self.inner.batches.load(Ordering::Relaxed),
-            self.inner.sequenced.load(Ordering::Relaxed),
+            self.inner.metrics.batches.get(),
+            self.inner.metrics.sequenced.get(),
         )
     }
 
@@ -626,6 +701,10 @@ async fn follow(inner: Arc<Inner>, mut listener: super::pg::Listener) {
         match load_state(&inner.db).await {
             Ok(s) if s.size > known => {
                 inner.signed_at_ms.store(s.signed_at_ms, Ordering::Relaxed);
+                inner
+                    .metrics
+                    .published_size
+                    .set(i64::try_from(s.size).unwrap_or(i64::MAX));
                 inner.published.send_modify(|p| {
                     if s.size > p.size {
                         *p = Published {
@@ -659,6 +738,7 @@ async fn follow_halt(inner: &Inner) {
         Err(_) => return,
     };
     if inner.status.borrow().stopped != halt {
+        inner.metrics.stopped.set(i64::from(halt.is_some()));
         inner.status.send_modify(|st| st.stopped = halt);
     }
 }
@@ -688,10 +768,8 @@ async fn sequence_batch(inner: &Inner, requests: &[Request]) -> Result<Vec<Outco
         .collect();
     let outcomes = sequence(&tx, &items).await?;
     tx.commit().await?;
-    inner.batches.fetch_add(1, Ordering::Relaxed);
-    inner
-        .sequenced
-        .fetch_add(requests.len() as u64, Ordering::Relaxed);
+    inner.metrics.batches.inc();
+    inner.metrics.sequenced.inc_by(requests.len() as u64);
     Ok(outcomes)
 }
 
@@ -797,6 +875,7 @@ async fn integrator(inner: Arc<Inner>) {
             Ok(Some(lease)) => {
                 tracing::info!("this instance is the integrator");
                 inner.status.send_modify(|s| s.leader = true);
+                inner.metrics.leader.set(1);
                 tokio::select! {
                     () = integrate_while_leader(&inner) => {}
                     () = lease.lost() => {
@@ -804,6 +883,7 @@ async fn integrator(inner: Arc<Inner>) {
                     }
                 }
                 inner.status.send_modify(|s| s.leader = false);
+                inner.metrics.leader.set(0);
                 lease.release().await;
             }
             Ok(None) => {}
@@ -878,6 +958,7 @@ async fn integrate_while_leader(inner: &Inner) {
             Err(MirrorError::Conflict(m)) => {
                 tracing::error!("integration stopped: {m}");
                 inner.status.send_modify(|st| st.stopped = Some(m.clone()));
+                inner.metrics.stopped.set(1);
                 // Every instance reports it (their /healthz), not only this one.
                 if let Ok(c) = inner.db.client().await {
                     let _ = c
@@ -950,6 +1031,7 @@ async fn extend(
         .filter(|o| o.full)
         .map(|o| o.path.clone())
         .collect();
+    let objects = (done.bundles.len() + done.tiles.len()) as u64;
     stream::iter(done.bundles.into_iter().chain(done.tiles))
         .map(|o| async move {
             let cache = if o.full { IMMUTABLE } else { NO_CACHE };
@@ -958,6 +1040,7 @@ async fn extend(
         .buffer_unordered(PARALLEL_PUTS)
         .try_collect::<Vec<()>>()
         .await?;
+    inner.metrics.objects.inc_by(objects);
     Ok(Extended {
         edge: done.edge,
         root: done.root,
@@ -1100,6 +1183,10 @@ async fn integrate_pass(
         .await;
     let note: Arc<str> = note.into();
     inner.signed_at_ms.store(signed_at, Ordering::Relaxed);
+    inner
+        .metrics
+        .published_size
+        .set(i64::try_from(to).unwrap_or(i64::MAX));
     inner.published.send_modify(|p| {
         if to > p.size {
             *p = Published {

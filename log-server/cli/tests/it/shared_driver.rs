@@ -182,6 +182,22 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["index"], v["index"]);
 
+    // /metrics: exactly one of them integrates, and each counts what it sequenced.
+    let mut leaders = 0;
+    for p in [&a, &b] {
+        let text = crate::web::get_text(&http, &format!("{}/metrics", p.url)).await;
+        let value = |name: &str| -> i64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        };
+        leaders += value("countersign_shared_integrator_leader");
+        assert!(value("countersign_shared_published_size") >= 2);
+        assert_eq!(value("countersign_shared_integration_stopped"), 0);
+        value("countersign_shared_sequenced_appends_total");
+    }
+    assert_eq!(leaders, 1);
+
     // A third instance joins; load through all three, and the integrator is killed (SIGKILL)
     // twice in turn, each time restarted afterwards: another takes over within 5 s.
     let dir_c = tmp.path().join("c");
