@@ -22,14 +22,15 @@ use crate::storage::StorageError;
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of partial tiles and the checkpoint.
 pub const NO_CACHE: &str = "no-cache";
-/// Why the mirror cannot start or had to stop.
+/// Why a bucket cannot be used (by the tile mirror or the shared driver), or why writing to
+/// it had to stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MirrorError {
-    /// The `--tiles` URL is not one the mirror can use.
+    /// The `--tiles` URL is not one that can be used.
     BadUrl(String),
     /// The bucket holds something this log must not overwrite: an object with other bytes
     /// than the log's, or a checkpoint of another log, ahead of this one or diverging from it.
-    /// The mirror stops.
+    /// Writing stops.
     Conflict(String),
     /// The store failed (unreachable, refused, timed out): retried.
     Store(String),
@@ -41,9 +42,10 @@ impl fmt::Display for MirrorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MirrorError::BadUrl(m) => write!(f, "--tiles: {m}"),
-            MirrorError::Conflict(m) => write!(f, "tile mirror stopped: {m}"),
-            MirrorError::Store(m) => write!(f, "tile mirror: object store: {m}"),
-            MirrorError::Log(m) => write!(f, "tile mirror: log storage: {m}"),
+            // Said of the tile mirror and of the shared driver alike: they share the bucket.
+            MirrorError::Conflict(m) => write!(f, "stopped: {m}"),
+            MirrorError::Store(m) => write!(f, "bucket: {m}"),
+            MirrorError::Log(m) => write!(f, "log storage: {m}"),
         }
     }
 }

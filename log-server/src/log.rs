@@ -692,7 +692,7 @@ impl LogHandle {
             ));
         }
         let reads = self
-            .reads_for(Wants {
+            .reads_for(|| Wants {
                 entries: vec![req.enrolment_index],
                 revocations: vec![req.enrolment_index],
                 ..Wants::default()
@@ -758,7 +758,7 @@ impl LogHandle {
     /// log's RP policy and the sign-count rule. A replay of a logged assertion returns the
     /// original leaf.
     pub async fn append_decision(&self, req: DecisionRequest) -> Result<Appended, AppendError> {
-        let reads = self.reads_for(Wants::of_decisions([&req])).await?;
+        let reads = self.reads_for(|| Wants::of_decisions([&req])).await?;
         match self.check_decision(req, &mut Enrolments::default(), &reads)? {
             Checked::Logged(a) => Ok(a),
             Checked::New(entry, leaf, kind) => self.append(entry, leaf, kind).await,
@@ -780,9 +780,7 @@ impl LogHandle {
         // per core. Decisions of one part often share an enrolment: it is read and its key
         // parsed once per part.
         let reads = match self
-            .reads_for(Wants::of_decisions(
-                reqs.iter().filter_map(|r| r.as_ref().ok()),
-            ))
+            .reads_for(|| Wants::of_decisions(reqs.iter().filter_map(|r| r.as_ref().ok())))
             .await
         {
             Ok(r) => r,
@@ -1004,12 +1002,13 @@ impl LogHandle {
     }
 
     /// What the checks of a group of requests read: the store itself, or (shared driver) all
-    /// of it read from the database in a few queries.
-    async fn reads_for(&self, wants: Wants) -> Result<Reads, AppendError> {
+    /// of it read from the database in a few queries (`wants` is only called then: the
+    /// embedded log's checks read as they go, and need no list).
+    async fn reads_for(&self, wants: impl FnOnce() -> Wants) -> Result<Reads, AppendError> {
         match &self.backend {
             Backend::Embedded { store, .. } => Ok(Reads::Store(store.clone())),
             Backend::Shared { log, .. } => log
-                .prefetch(wants)
+                .prefetch(wants())
                 .await
                 .map(|p| Reads::Prefetched(Arc::new(p)))
                 .map_err(storage_failed),

@@ -389,7 +389,7 @@ impl TileMirror {
                         // Another writer replaced the checkpoint: look again at once.
                         Ok(false) => continue,
                         Err(e @ MirrorError::Conflict(_)) => {
-                            tracing::error!(url = %self.bucket.url(), "{e}");
+                            tracing::error!(url = %self.bucket.url(), "tile mirror {e}");
                             self.metrics.stopped.set(1);
                             self.status.send_modify(|s| s.stopped = Some(e.to_string()));
                             return;
@@ -398,7 +398,7 @@ impl TileMirror {
                             tracing::warn!(
                                 url = %self.bucket.url(),
                                 retry_in_ms = backoff.as_millis() as u64,
-                                "{e}"
+                                "tile mirror: {e}"
                             );
                             self.metrics.failures.inc();
                             self.status

@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use countersign_verifier::{empty_root, verify_checkpoint, Hash};
 use futures_util::{stream, StreamExt, TryStreamExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bucket::{Bucket, MirrorError, IMMUTABLE, NO_CACHE};
@@ -24,12 +24,10 @@ use crate::submitters::{fingerprint, SecretToken, SubmitterInfo};
 use super::integrate::{integrate, Edge};
 use super::pg::{Db, DbError, Notice};
 use super::schema::MIGRATIONS;
-use super::sequence::{leaf_hashes, prefetch, sequence, Item, Prefetched, Wants};
+use super::sequence::{leaf_hashes, prefetch, sequence, Item, Prefetched, Wants, SEQUENCED};
 
 /// The advisory-lock key of the integrator lease ("CSIGNINT" in ASCII).
 pub const INTEGRATOR_LEASE: i64 = 0x4353_4947_4e49_4e54;
-/// Channel notified (payload: the new next index) when a batch is sequenced.
-const SEQUENCED: &str = "countersign_sequenced";
 /// Channel notified (payload: the new size) when a checkpoint is published.
 const INTEGRATED: &str = "countersign_integrated";
 /// Object writes in flight at once.
@@ -116,7 +114,7 @@ pub struct IntegratorStatus {
 /// The instance's counters, served on `/metrics` (prefix `countersign_shared`).
 #[derive(Debug)]
 struct SharedMetrics {
-    registry: prometheus_client::registry::Registry,
+    registry: Registry,
     leader: Gauge,
     stopped: Gauge,
     published_size: Gauge,
@@ -128,54 +126,72 @@ struct SharedMetrics {
 
 impl SharedMetrics {
     fn new() -> SharedMetrics {
-        let mut registry = prometheus_client::registry::Registry::with_prefix("countersign_shared");
-        let m = SharedMetrics {
-            leader: Gauge::default(),
-            stopped: Gauge::default(),
-            published_size: Gauge::default(),
-            batches: Counter::default(),
-            sequenced: Counter::default(),
-            failures: Counter::default(),
-            objects: Counter::default(),
-            registry: prometheus_client::registry::Registry::default(),
-        };
-        registry.register(
-            "integrator_leader",
-            "1 while this instance holds the integrator lease",
-            m.leader.clone(),
+        let mut registry = Registry::with_prefix("countersign_shared");
+        let (leader, stopped, published_size) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        let (batches, sequenced, failures, objects) = (
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
         );
-        registry.register(
-            "integration_stopped",
-            "1 when integration stopped for good (an altered object, another deployment's \
-             bucket): nothing is published until an operator has looked",
-            m.stopped.clone(),
-        );
-        registry.register(
-            "published_size",
-            "Tree size of the latest checkpoint published in the bucket, as this instance knows it",
-            m.published_size.clone(),
-        );
-        registry.register(
-            "sequencing_batches",
-            "Sequencing transactions this instance committed",
-            m.batches.clone(),
-        );
-        registry.register(
-            "sequenced_appends",
-            "Appends in the sequencing transactions this instance committed",
-            m.sequenced.clone(),
-        );
-        registry.register(
-            "integration_failures",
-            "Integration passes of this instance that failed (bucket or database) and were retried",
-            m.failures.clone(),
-        );
-        registry.register(
-            "objects_written",
-            "Tiles and entry bundles this instance wrote (or found there with the same bytes)",
-            m.objects.clone(),
-        );
-        SharedMetrics { registry, ..m }
+        for (name, help, gauge) in [
+            (
+                "integrator_leader",
+                "1 while this instance holds the integrator lease",
+                &leader,
+            ),
+            (
+                "integration_stopped",
+                "1 when integration stopped for good (an altered object, another deployment's \
+                 bucket): nothing is published until an operator has looked",
+                &stopped,
+            ),
+            (
+                "published_size",
+                "Tree size of the latest checkpoint published in the bucket, as this instance \
+                 knows it",
+                &published_size,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        for (name, help, counter) in [
+            (
+                "sequencing_batches",
+                "Sequencing transactions this instance committed",
+                &batches,
+            ),
+            (
+                "sequenced_appends",
+                "Appends in the sequencing transactions this instance committed",
+                &sequenced,
+            ),
+            (
+                "integration_failures",
+                "Integration passes of this instance that failed (bucket or database) and \
+                 were retried",
+                &failures,
+            ),
+            (
+                "objects_written",
+                "Tiles and entry bundles this instance wrote (or found there with the same \
+                 bytes)",
+                &objects,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        SharedMetrics {
+            registry,
+            leader,
+            stopped,
+            published_size,
+            batches,
+            sequenced,
+            failures,
+            objects,
+        }
     }
 }
 
@@ -416,7 +432,7 @@ impl SharedLog {
     }
 
     /// The instance's counters (`countersign_shared_*` on `/metrics`).
-    pub fn registry(&self) -> &prometheus_client::registry::Registry {
+    pub fn registry(&self) -> &Registry {
         &self.inner.metrics.registry
     }
 
@@ -791,6 +807,9 @@ async fn answer(
             return;
         }
     };
+    // Wait (at most the publish timeout) until a published checkpoint covers the batch; then
+    // each entry is answered against the latest one if it covers that entry (an entry logged
+    // long ago is, whatever became of the rest), else 503 not_published.
     let last = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -798,68 +817,64 @@ async fn answer(
             Outcome::Failed(_) => None,
         })
         .max();
-    let published = match last {
-        None => None,
-        Some(last) => {
-            let mut rx = inner.published.subscribe();
-            let covered = tokio::time::timeout(inner.config.publish_timeout, async {
-                rx.wait_for(|p| p.size > last).await.map(|p| p.clone())
-            })
+    if let Some(last) = last {
+        let mut rx = inner.published.subscribe();
+        let _ = tokio::time::timeout(inner.config.publish_timeout, rx.wait_for(|p| p.size > last))
             .await;
-            match covered {
-                Ok(Ok(p)) => Some(Ok(p)),
-                _ => Some(Err(last)),
-            }
-        }
-    };
+    }
+    let published = inner.published.borrow().clone();
+    // The original leaf of each entry found logged (a replayed assertion's differs).
     let existing: HashSet<u64> = outcomes
         .iter()
         .filter_map(|o| match o {
-            Outcome::Existing(i) => Some(*i),
+            Outcome::Existing(i) if *i < published.size => Some(*i),
             _ => None,
         })
         .collect();
-    let originals = if existing.is_empty() || !matches!(published, Some(Ok(_))) {
-        Default::default()
+    let originals = if existing.is_empty() {
+        Ok(Default::default())
     } else {
         match inner.db.client().await {
-            Ok(c) => leaf_hashes(&c, &existing).await.unwrap_or_default(),
-            Err(_) => Default::default(),
+            Ok(c) => leaf_hashes(&c, &existing).await,
+            Err(e) => Err(e),
         }
     };
+    let originals = originals.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reading the original leaves of logged entries");
+        Default::default()
+    });
     let why = inner.status.borrow().clone();
     for (r, o) in requests.into_iter().zip(outcomes) {
-        let reply = match (o, &published) {
-            (Outcome::Failed(e), _) => Err(e),
-            (Outcome::New(index) | Outcome::Existing(index), Some(Ok(p))) => {
-                let existing = existing.contains(&index);
-                let leaf_hash = if existing {
-                    match originals.get(&index) {
-                        Some(h) => *h,
-                        None => {
-                            let _ = r.reply.send(Err(AppendError::Storage));
-                            continue;
-                        }
-                    }
-                } else {
-                    r.leaf
-                };
-                Ok(Appended {
+        let reply = match o {
+            Outcome::Failed(e) => Err(e),
+            Outcome::New(index) | Outcome::Existing(index) if index >= published.size => {
+                Err(AppendError::NotPublished {
                     index,
-                    leaf_hash,
-                    tree_size: p.size,
-                    checkpoint: p.note.clone(),
-                    existing,
+                    reason: why
+                        .stopped
+                        .clone()
+                        .or(why.retrying.clone())
+                        .unwrap_or_else(|| "integration is behind".into()),
                 })
             }
-            (Outcome::New(index) | Outcome::Existing(index), _) => Err(AppendError::NotPublished {
+            Outcome::New(index) => Ok(Appended {
                 index,
-                reason: why
-                    .stopped
-                    .clone()
-                    .or(why.retrying.clone())
-                    .unwrap_or_else(|| "integration is behind".into()),
+                leaf_hash: r.leaf,
+                tree_size: published.size,
+                checkpoint: published.note.clone(),
+                existing: false,
             }),
+            // Not read (the database failed): nothing is acknowledged.
+            Outcome::Existing(index) => match originals.get(&index) {
+                Some(leaf_hash) => Ok(Appended {
+                    index,
+                    leaf_hash: *leaf_hash,
+                    tree_size: published.size,
+                    checkpoint: published.note.clone(),
+                    existing: true,
+                }),
+                None => Err(AppendError::Unavailable),
+            },
         };
         let _ = r.reply.send(reply);
     }
@@ -970,14 +985,18 @@ async fn integrate_while_leader(inner: &Inner) {
                         .await;
                 }
                 // Hold the lease and stay stopped: nothing may be published over this bucket
-                // until an operator has looked.
-                std::future::pending::<()>().await;
+                // until an operator has looked (or this instance shuts down).
+                while !inner.closing.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                return;
             }
             Err(e) => {
                 tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "integration: {e}");
                 inner
                     .status
                     .send_modify(|st| st.retrying = Some(e.to_string()));
+                inner.metrics.failures.inc();
                 state = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -14,6 +14,9 @@ use crate::storage::StorageError;
 
 use super::pg::DbError;
 
+/// Channel notified (payload: the new next index) when a batch is sequenced.
+pub(crate) const SEQUENCED: &str = "countersign_sequenced";
+
 /// One append to sequence.
 pub(crate) struct Item<'a> {
     pub(crate) entry: &'a [u8],
@@ -243,8 +246,9 @@ pub(crate) async fn sequence(
     let read = read(tx, items).await?;
     let mut pending = Pending::default();
     let mut outcomes = Vec::with_capacity(items.len());
-    let (mut idx, mut leaves, mut data) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut a_keys, mut a_idx) = (Vec::new(), Vec::new());
+    // The batch's new rows, borrowed from the requests (no copy of the entries).
+    let (mut idx, mut leaves, mut data) = (Vec::new(), Vec::<&[u8]>::new(), Vec::<&[u8]>::new());
+    let (mut a_keys, mut a_idx) = (Vec::<[u8; 32]>::new(), Vec::new());
     let (mut r_enrol, mut r_idx) = (Vec::new(), Vec::new());
     let mut creds: HashMap<Vec<u8>, (i64, i64)> = HashMap::new();
     let mut index = first;
@@ -269,12 +273,12 @@ pub(crate) async fn sequence(
             creds.insert(id, (i64_of(enrol)?, i64::from(count)));
         }
         if let Some(k) = fx.assertion {
-            a_keys.push(k.to_vec());
+            a_keys.push(k);
             a_idx.push(at);
         }
         idx.push(at);
-        leaves.push(i.leaf.as_bytes().to_vec());
-        data.push(i.entry.to_vec());
+        leaves.push(i.leaf.as_bytes());
+        data.push(i.entry);
         outcomes.push(Outcome::New(index));
         index += 1;
     }
@@ -288,9 +292,10 @@ pub(crate) async fn sequence(
     )
     .await?;
     if !a_keys.is_empty() {
+        let keys: Vec<&[u8]> = a_keys.iter().map(|k| k.as_slice()).collect();
         tx.execute(
             "INSERT INTO assertions (key, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])",
-            &[&a_keys, &a_idx],
+            &[&keys, &a_idx],
         )
         .await?;
     }
@@ -325,8 +330,8 @@ pub(crate) async fn sequence(
     .await?;
     // Wakes the integrator, wherever it runs, when the transaction commits.
     tx.execute(
-        "SELECT pg_notify('countersign_sequenced', $1)",
-        &[&index.to_string()],
+        "SELECT pg_notify($1, $2)",
+        &[&SEQUENCED, &index.to_string()],
     )
     .await?;
     Ok(outcomes)

@@ -18,6 +18,9 @@ mod pg;
 mod pg_support;
 mod reads;
 mod revocation;
+/// The test S3 server's bucket, shared with the other test crate.
+#[path = "../support/s3.rs"]
+mod s3_support;
 mod shared;
 mod tiles;
 /// Shared with the binary's tests, which use all of it.

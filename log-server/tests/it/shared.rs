@@ -25,17 +25,25 @@ fn signer(seed: u8) -> Arc<LogSigner> {
     Arc::new(LogSigner::new(ORIGIN, &[seed; 32]).unwrap())
 }
 
-/// A bucket URL of this test's own on the S3 server; `None` when the test is skipped.
 fn s3_url() -> Option<String> {
-    let Ok(bucket) = std::env::var("COUNTERSIGN_TEST_S3_BUCKET") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "COUNTERSIGN_TEST_S3_BUCKET is not set under CI: scripts/test.sh starts an S3 server"
-        );
-        eprintln!("COUNTERSIGN_TEST_S3_BUCKET is not set: skipped");
-        return None;
-    };
-    Some(format!("{bucket}/shared-{:032x}", rand::random::<u128>()))
+    crate::s3_support::bucket_url("shared")
+}
+
+/// A directory bucket of the test's own: the temporary directory (kept while it lives), the
+/// bucket's directory in it, and its `file://` URL.
+fn dir_bucket() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let url = format!("file://{}", root.display());
+    (dir, root, url)
+}
+
+/// [`config`] with appends answered 503 after 2 s without publication.
+fn quick() -> SharedConfig {
+    SharedConfig {
+        publish_timeout: Duration::from_secs(2),
+        ..config()
+    }
 }
 
 fn config() -> SharedConfig {
@@ -270,19 +278,8 @@ async fn an_unreachable_bucket_fails_appends_closed_and_they_resume() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bucket");
-    let url = format!("file://{}", root.display());
-    let a = start(
-        &db,
-        &url,
-        4,
-        SharedConfig {
-            publish_timeout: Duration::from_secs(2),
-            ..config()
-        },
-    )
-    .await;
+    let (dir, root, url) = dir_bucket();
+    let a = start(&db, &url, 4, quick()).await;
     let first = entry(0);
     let got = append(&a, first.clone()).await.unwrap();
     assert_eq!(got.index, 0);
@@ -298,6 +295,14 @@ async fn an_unreachable_bucket_fails_appends_closed_and_they_resume() {
     );
     let retrying = a.status().borrow().retrying.clone();
     assert!(retrying.is_some(), "the status names the failure");
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, a.registry()).unwrap();
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("countersign_shared_integration_failures_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no failure counter in:\n{metrics}"));
+    assert!(failures > 0, "the failed passes are counted");
     // Back: the sequenced entry is published by itself and a retry gets the same leaf.
     std::fs::remove_file(&root).unwrap();
     std::fs::rename(&aside, &root).unwrap();
@@ -317,19 +322,8 @@ async fn an_altered_object_stops_integration_naming_it() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bucket");
-    let url = format!("file://{}", root.display());
-    let a = start(
-        &db,
-        &url,
-        5,
-        SharedConfig {
-            publish_timeout: Duration::from_secs(2),
-            ..config()
-        },
-    )
-    .await;
+    let (_dir, root, url) = dir_bucket();
+    let a = start(&db, &url, 5, quick()).await;
     for i in 0..10 {
         append(&a, entry(i)).await.unwrap();
     }
@@ -374,15 +368,15 @@ async fn instances_come_back_by_themselves_after_the_database_restarts() {
         return;
     }
     let server = crate::pg_support::OwnServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().join("bucket").display());
-    let cfg = SharedConfig {
-        publish_timeout: Duration::from_secs(5),
-        ..config()
-    };
-    let a = SharedLog::start(&server.url(), Bucket::open(&url).unwrap(), signer(6), cfg)
-        .await
-        .unwrap();
+    let (_dir, _, url) = dir_bucket();
+    let a = SharedLog::start(
+        &server.url(),
+        Bucket::open(&url).unwrap(),
+        signer(6),
+        quick(),
+    )
+    .await
+    .unwrap();
     let before = entry(0);
     assert_eq!(append(&a, before.clone()).await.unwrap().index, 0);
     server.run("restart");
@@ -418,9 +412,7 @@ async fn a_lost_bucket_is_written_again_from_the_database() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bucket");
-    let url = format!("file://{}", root.display());
+    let (_dir, root, url) = dir_bucket();
     // A new deployment publishes its empty tree's checkpoint at once: the bucket is claimed.
     let a = start(&db, &url, 8, config()).await;
     let mut rx = a.status();

@@ -49,6 +49,9 @@ mod requests_cli;
 mod restart;
 mod restore;
 mod revocation;
+/// The test S3 server's bucket, shared with the other test crate.
+#[path = "../../../tests/support/s3.rs"]
+mod s3_support;
 mod shared_driver;
 mod shutdown;
 mod startup;

@@ -7,7 +7,7 @@
 //! database on the same bucket refuses to start and writes nothing; an embedded log moved with
 //! `countersign migrate` signs the same checkpoint on the shared driver.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,17 +24,8 @@ use crate::process::{free_port, Process};
 
 const ORIGIN: &str = "shared.test/log";
 
-/// The S3 test bucket with a prefix of this run's own; `None` when skipped.
 fn bucket_url() -> Option<String> {
-    let Ok(bucket) = std::env::var("COUNTERSIGN_TEST_S3_BUCKET") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "COUNTERSIGN_TEST_S3_BUCKET is not set under CI: scripts/test.sh starts an S3 server"
-        );
-        eprintln!("COUNTERSIGN_TEST_S3_BUCKET is not set: skipped");
-        return None;
-    };
-    Some(format!("{bucket}/serve-{:032x}", rand::random::<u128>()))
+    crate::s3_support::bucket_url("serve")
 }
 
 /// The bucket's object `rel`, read anonymously over HTTP as any tile client would.
@@ -51,6 +42,16 @@ async fn bucket_get(http: &reqwest::Client, url: &str, rel: &str) -> Option<Vec<
     }
     assert!(r.status().is_success(), "{rel}: {}", r.status());
     Some(r.bytes().await.unwrap().to_vec())
+}
+
+/// A data directory made by a first embedded start (`serve --log-only`), stopped: its path,
+/// admin token and log key.
+async fn new_data_dir(http: &reqwest::Client, dir: &Path) -> (PathBuf, String, VerifierKey) {
+    let mut first = Process::spawn(dir, free_port(), &["--log-only", "--origin", ORIGIN]);
+    first.wait_ready(http).await;
+    first.terminate();
+    let vkey = VerifierKey::parse(&first.read("log.vkey")).unwrap();
+    (dir.to_owned(), first.read("admin.token"), vkey)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -114,23 +115,10 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
     // One data directory made by an embedded start, copied to each instance.
-    let made = tmp.path().join("made");
-    let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
-    first.wait_ready(&http).await;
-    first.terminate();
+    let (made, admin, vkey) = new_data_dir(&http, &tmp.path().join("made")).await;
     let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
     copy_dir(&made, &dir_a);
     copy_dir(&made, &dir_b);
-    let admin = std::fs::read_to_string(made.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let vkey = VerifierKey::parse(
-        std::fs::read_to_string(made.join("log.vkey"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
     let args = shared_args(&db.url, &tiles);
     let a = Process::spawn(&dir_a, free_port(), &args);
     a.wait_ready(&http).await;
@@ -496,10 +484,7 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     drop(s);
 
     // Another log into the same deployment: refused, naming the key.
-    let other = tmp.path().join("other");
-    let mut o = Process::spawn(&other, free_port(), &["--log-only", "--origin", ORIGIN]);
-    o.wait_ready(&http).await;
-    o.terminate();
+    let (other, _, _) = new_data_dir(&http, &tmp.path().join("other")).await;
     let (ok, _, err) = migrate(&[
         "--data-dir",
         other.to_str().unwrap(),
@@ -589,20 +574,7 @@ async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
     let tiles = format!("{}/outage", var("COUNTERSIGN_TEST_S3_BUCKET"));
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
-    let made = tmp.path().join("made");
-    let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
-    first.wait_ready(&http).await;
-    first.terminate();
-    let admin = std::fs::read_to_string(made.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let vkey = VerifierKey::parse(
-        std::fs::read_to_string(made.join("log.vkey"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
+    let (made, admin, vkey) = new_data_dir(&http, &tmp.path().join("made")).await;
     let mut args = shared_args(&db.url, &tiles);
     args.extend(["--publish-timeout-ms", "1500"]);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
