@@ -565,33 +565,60 @@ impl LogHandle {
 
     /// Where the decision made with assertion `key` ([`assertion_key`]) is in the published
     /// tree: its leaf index and leaf hash. `None` when no published leaf holds it.
-    pub fn find_assertion(&self, key: &[u8; 32]) -> Result<Option<(u64, Hash)>, StorageError> {
+    pub async fn find_assertion(
+        &self,
+        key: &[u8; 32],
+    ) -> Result<Option<(u64, Hash)>, StorageError> {
         let size = self.published().size;
-        let store = self.embedded_store()?;
-        match store.assertion_index(key)? {
-            Some(index) if index < size => {
-                let leaf = store.nodes(&[(0, index)])?;
-                Ok(leaf.first().map(|h| (index, *h)))
+        match &self.backend {
+            Backend::Embedded { store, .. } => match store.assertion_index(key)? {
+                Some(index) if index < size => {
+                    let leaf = store.nodes(&[(0, index)])?;
+                    Ok(leaf.first().map(|h| (index, *h)))
+                }
+                _ => Ok(None),
+            },
+            Backend::Shared { log, .. } => {
+                let found = log
+                    .prefetch(Wants {
+                        assertions: vec![*key],
+                        ..Wants::default()
+                    })
+                    .await?;
+                let Some(index) = found.assertion_index(key)?.filter(|i| *i < size) else {
+                    return Ok(None);
+                };
+                // The entry that logged it was read with it.
+                let entry = found.entry(index)?.ok_or_else(|| {
+                    StorageError::Missing("decision entry missing below the tree size".into())
+                })?;
+                Ok(Some((index, countersign_verifier::leaf_hash(&entry))))
             }
-            _ => Ok(None),
         }
     }
 
     /// The enrolment of a credential in the published tree: its leaf index and the decoded
     /// entry. `None` when the credential is not enrolled (or not yet published).
-    pub fn enrolment_of(
+    pub async fn enrolment_of(
         &self,
         credential_id: &[u8],
     ) -> Result<Option<(u64, Enrolment)>, StorageError> {
         let size = self.published().size;
-        let store = self.embedded_store()?;
-        let Some((index, _)) = store.credential(credential_id)? else {
+        let index = match &self.backend {
+            Backend::Embedded { store, .. } => store.credential(credential_id)?.map(|(i, _)| i),
+            Backend::Shared { log, .. } => log
+                .prefetch(Wants {
+                    credentials: vec![credential_id.to_vec()],
+                    ..Wants::default()
+                })
+                .await?
+                .credential(credential_id)?
+                .map(|(i, _)| i),
+        };
+        let Some(index) = index.filter(|i| *i < size) else {
             return Ok(None);
         };
-        if index >= size {
-            return Ok(None);
-        }
-        let entry = store.entry(index)?.ok_or_else(|| {
+        let entry = self.entry(index).await?.ok_or_else(|| {
             StorageError::Missing("enrolment entry missing below the tree size".into())
         })?;
         match Entry::decode(&entry) {
@@ -604,12 +631,19 @@ impl LogHandle {
 
     /// The leaf index of the revocation of the enrolment at `enrolment_index`, if the published
     /// tree holds one (the first, when an import logged several). One key lookup.
-    pub fn revocation_of(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
+    pub async fn revocation_of(&self, enrolment_index: u64) -> Result<Option<u64>, StorageError> {
         let size = self.published().size;
-        Ok(self
-            .embedded_store()?
-            .revocation(enrolment_index)?
-            .filter(|index| *index < size))
+        let found = match &self.backend {
+            Backend::Embedded { store, .. } => store.revocation(enrolment_index)?,
+            Backend::Shared { log, .. } => log
+                .prefetch(Wants {
+                    revocations: vec![enrolment_index],
+                    ..Wants::default()
+                })
+                .await?
+                .revocation(enrolment_index)?,
+        };
+        Ok(found.filter(|index| *index < size))
     }
 
     /// The entries at `indexes` with inclusion proofs against one published checkpoint (the
@@ -618,7 +652,7 @@ impl LogHandle {
     /// witness quorum if it covers every index (evidence then verifies under the policy, even
     /// while the newest checkpoint still awaits its cosignatures); otherwise the one readers are
     /// served ([`LogHandle::readers_checkpoint`]).
-    pub fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
+    pub async fn prove_entries(&self, indexes: &[u64]) -> Result<ProvedEntries, ProofRequestError> {
         let last = indexes.iter().copied().max().unwrap_or(0);
         let checkpoint = self
             .witnessing()
@@ -626,23 +660,59 @@ impl LogHandle {
             .map(|c| c.checkpoint)
             .filter(|c| c.size > last)
             .unwrap_or_else(|| self.readers_checkpoint());
-        let store = self.embedded_store()?;
+        if indexes.iter().any(|i| *i >= checkpoint.size) {
+            return Err(ProofRequestError::OutOfRange(
+                "the entry is beyond the published tree",
+            ));
+        }
         let mut entries = Vec::with_capacity(indexes.len());
-        for &index in indexes {
-            if index >= checkpoint.size {
-                return Err(ProofRequestError::OutOfRange(
-                    "the entry is beyond the published tree",
-                ));
+        match &self.backend {
+            Backend::Embedded { store, .. } => {
+                let store = store.clone();
+                let (indexes, size) = (indexes.to_vec(), checkpoint.size);
+                // Node reads and hashing on a thread that may block.
+                let proved = tokio::task::spawn_blocking(move || {
+                    indexes
+                        .into_iter()
+                        .map(|index| {
+                            let entry = store.entry(index)?.ok_or_else(|| {
+                                StorageError::Missing("entry missing below the tree size".into())
+                            })?;
+                            let proof = inclusion_proof(&store, index, size)?;
+                            Ok(ProvedEntry {
+                                index,
+                                entry,
+                                proof,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, ProofRequestError>>()
+                })
+                .await
+                .map_err(|_| StorageError::Stopped("proof task failed".into()))??;
+                entries = proved;
             }
-            let entry = store
-                .entry(index)?
-                .ok_or_else(|| StorageError::Missing("entry missing below the tree size".into()))?;
-            let proof = inclusion_proof(store, index, checkpoint.size)?;
-            entries.push(ProvedEntry {
-                index,
-                entry,
-                proof,
-            });
+            Backend::Shared { log, tiles } => {
+                let root = shared_root_at(log, tiles, checkpoint.size).await?;
+                for &index in indexes {
+                    let entry = log.entry(index).await?.ok_or_else(|| {
+                        StorageError::Missing("entry missing below the tree size".into())
+                    })?;
+                    let (leaf, proof) = tiles
+                        .inclusion_proof(index, checkpoint.size, &root)
+                        .await
+                        .map_err(read_failed)?;
+                    if leaf != countersign_verifier::leaf_hash(&entry) {
+                        return Err(ProofRequestError::Storage(StorageError::Corrupt(format!(
+                            "entry {index} in the database does not match the bucket's leaf"
+                        ))));
+                    }
+                    entries.push(ProvedEntry {
+                        index,
+                        entry,
+                        proof,
+                    });
+                }
+            }
         }
         Ok(ProvedEntries {
             checkpoint,
@@ -993,14 +1063,6 @@ impl LogHandle {
 }
 
 impl LogHandle {
-    /// The embedded store, for reads the shared driver does not offer yet (the approval front
-    /// end's; it runs on the embedded store only).
-    fn embedded_store(&self) -> Result<&Store, StorageError> {
-        self.store().ok_or_else(|| {
-            StorageError::Db("this read is not available on the shared driver yet".into())
-        })
-    }
-
     /// What the checks of a group of requests read: the store itself, or (shared driver) all
     /// of it read from the database in a few queries (`wants` is only called then: the
     /// embedded log's checks read as they go, and need no list).

@@ -224,7 +224,7 @@ async fn add_client(
     };
     {
         let client_key = format!("c/{}", b.client_id);
-        let _g = c.store.lock(&client_key).await;
+        let _g = c.store.lock(&client_key).await?;
         if c.store.client(&b.client_id)?.is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -284,7 +284,7 @@ async fn remove_client(
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let client_key = format!("c/{id}");
-    let _g = c.store.lock(&client_key).await;
+    let _g = c.store.lock(&client_key).await?;
     if c.store.client(&id)?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -410,7 +410,7 @@ async fn add_approver(
     let (url, expires_at) = {
         let approver_key = format!("a/{approver_id}");
         let email_key = format!("m/{email}");
-        let _g = c.store.lock_all(&[&approver_key, &email_key]).await;
+        let _g = c.store.lock_all(&[&approver_key, &email_key]).await?;
         if c.store.approver(&approver_id)?.is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -490,7 +490,7 @@ async fn disable_approver(
 ) -> Result<Response, ApiError> {
     let rec = {
         let approver_key = format!("a/{id}");
-        let _g = c.store.lock(&approver_key).await;
+        let _g = c.store.lock(&approver_key).await?;
         let mut rec = c
             .store
             .approver(&id)?

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use base64::Engine;
 use countersign_log::storage::{StorageError, Store};
+use countersign_log::LogHandle;
 use countersign_verifier::export::{event_row_of, log_event_row, rfc3339_ms, EventRow, RowError};
 use countersign_verifier::{Entry, Statement};
 use serde::Serialize;
@@ -136,7 +137,11 @@ pub fn decode_cursor(cursor: &str) -> Option<u64> {
 /// The log event row of the entry at `index` of the log in `log` (with its statement for a
 /// decision, checked against the entry), or `None` (logged) if it cannot be made: the state
 /// change it reports is recorded all the same, and the row can be made again from the log.
-pub fn log_entry_event(log: &Store, index: u64, statement: Option<&Statement>) -> Option<EventRow> {
+pub fn log_entry_event(
+    log: &LogHandle,
+    index: u64,
+    statement: Option<&Statement>,
+) -> Option<EventRow> {
     let entry = stored_entry(log, index)?;
     log_event_row(index, &entry, statement)
         .map_err(|e| tracing::error!(index, error = %e, "the entry's audit event"))
@@ -147,7 +152,7 @@ pub fn log_entry_event(log: &Store, index: u64, statement: Option<&Statement>) -
 /// append's and, for a decision, `statement` is the one whose hash the server put in the entry,
 /// so neither is computed again. The entry is read back for what the log set in it (its time).
 pub fn appended_event(
-    log: &Store,
+    log: &LogHandle,
     a: &countersign_log::Appended,
     statement: Option<&Statement>,
 ) -> Option<EventRow> {
@@ -159,8 +164,8 @@ pub fn appended_event(
         .ok()
 }
 
-fn stored_entry(log: &Store, index: u64) -> Option<Vec<u8>> {
-    match log.entry(index) {
+fn stored_entry(log: &LogHandle, index: u64) -> Option<Vec<u8>> {
+    match crate::util::wait(log.entry(index)) {
         Ok(Some(e)) => Some(e),
         Ok(None) => {
             tracing::error!(index, "the entry is not in the log store");

@@ -57,11 +57,42 @@ pub fn start(c: &Arc<Approvals>) {
     rt.spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lease: Option<countersign_log::shared::pg::Lease> = None;
         loop {
             tick.tick().await;
             let Some(c) = weak.upgrade() else {
                 return;
             };
+            if let Some(db) = c.store.db() {
+                // Shared driver: one instance at a time keeps house.
+                if let Some(l) = &lease {
+                    if let Err(e) = l.confirm().await {
+                        tracing::warn!(error = %e, "housekeeping lease lost");
+                        lease = None;
+                    }
+                }
+                if lease.is_none() {
+                    lease = db.try_lease(HOUSEKEEPING_LEASE).await.ok().flatten();
+                    if lease.is_none() {
+                        continue;
+                    }
+                    tracing::info!("this instance keeps house (clean-up, recovery)");
+                    tokio::task::block_in_place(|| crate::take_over_housekeeping(&c));
+                } else {
+                    match tokio::task::block_in_place(|| crate::decision::recover_claims(&c)) {
+                        Ok((0, 0)) => {}
+                        Ok((finished, released)) => tracing::info!(
+                            finished,
+                            released,
+                            "claims of stopped instances recovered"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "recovering claims failed"),
+                    }
+                }
+                if let Err(e) = sweep_shared_ceremonies(&c, countersign_log::now_ms()).await {
+                    tracing::warn!(error = %e, "cleaning up ceremonies failed");
+                }
+            }
             match sweep(&c, now_secs()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "old approval requests cleaned up"),
@@ -76,6 +107,38 @@ pub fn start(c: &Arc<Approvals>) {
             }
         }
     });
+}
+
+/// Advisory lock of the instance that keeps house on the shared driver (clean-up, and what
+/// stopped instances left).
+pub const HOUSEKEEPING_LEASE: i64 = 0x6373_686f_7573_6531;
+
+/// Deletes the enrolment ceremonies and used sign-ins of the shared driver that expired before
+/// `now_ms`.
+async fn sweep_shared_ceremonies(c: &Approvals, now_ms: u64) -> Result<usize, StorageError> {
+    use crate::passkeys::ceremony::{
+        StoredCeremony, CEREMONY_TTL, SHARED_CEREMONY_PREFIX, USED_SIGNIN_PREFIX,
+    };
+    let ttl = CEREMONY_TTL.as_millis() as u64;
+    let mut b = crate::store::Batch::new();
+    for (k, v) in c.store.scan(SHARED_CEREMONY_PREFIX, 10_000)? {
+        let started = serde_json::from_slice::<StoredCeremony>(&v).map_or(0, |s| s.started_ms);
+        if started.saturating_add(ttl) <= now_ms {
+            b.delete(k);
+        }
+    }
+    for (k, v) in c.store.scan(USED_SIGNIN_PREFIX, 10_000)? {
+        let expires = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        if expires <= now_ms {
+            b.delete(k);
+        }
+    }
+    let n = b.len();
+    c.store.commit(b, Durability::Deferred).await?;
+    Ok(n)
 }
 
 /// Records the `request.expired` events due at `now`, deletes every request that expired more
@@ -285,7 +348,7 @@ async fn sweep_requests(c: &Approvals, now: u64) -> Result<usize, StorageError> 
         {
             // Under the records' locks: a token being issued for one of them right now either
             // finishes first or finds the request gone, and never writes it back.
-            let _g = c.store.lock_all(&rkeys).await;
+            let _g = c.store.lock_all(&rkeys).await?;
             let mut b = Batch::new();
             for (xkey, rkey, request_id) in &targets {
                 if let Some(r) = c.store.get::<RequestRecord>(rkey)? {

@@ -123,7 +123,7 @@ pub async fn decide(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
 async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, DecideError> {
     let key = d.key.as_str();
     let (mut r, statement_hash) = {
-        let _g = c.store.lock(key).await;
+        let _g = c.store.lock(key).await?;
         let mut r: RequestRecord = c.store.get(key)?.ok_or(DecideError::NotFound)?;
         if !r.statement.is_eligible(&d.approver_id) {
             return Err(DecideError::NotFound);
@@ -143,7 +143,8 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
         if d.decision == Decision::Approve {
             check_rule_requirements(&c, &r, &d)?;
         }
-        let (cl, statement_hash) = claim_of(&r, &d)?;
+        let (mut cl, statement_hash) = claim_of(&r, &d)?;
+        cl.instance = c.store.instance_id().unwrap_or_default().to_owned();
         let b = claim(&mut r, key, now_secs(), cl)?;
         // Not synced on its own: the decision's synced log append comes after it in the same
         // write-ahead log, so if the decision survives a crash, so does the claim.
@@ -152,15 +153,12 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     };
     match append(&c, &r, &d, statement_hash).await {
         Ok((rec, appended)) => {
-            let event = crate::audit::appended_event(
-                &c.log_store,
-                &appended,
-                Some(&r.statement_for(d.decision)),
-            );
+            let event =
+                crate::audit::appended_event(&c.log, &appended, Some(&r.statement_for(d.decision)));
             // Only the claimant changes a claimed record (and clean-up leaves it alone until
             // well past its expiry), so `r` is still what is stored.
             {
-                let _g = c.store.lock(key).await;
+                let _g = c.store.lock(key).await?;
                 let b = finish(&mut r, key, d.decision, rec.clone(), event.clone())?;
                 let events: Vec<_> = event.into_iter().collect();
                 c.store
@@ -194,7 +192,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
             })
         }
         Err(e) => {
-            let _g = c.store.lock(key).await;
+            let _g = c.store.lock(key).await?;
             if let Some(mut stored) = c.store.get::<RequestRecord>(key)? {
                 if let Ok(b) = release(&mut stored, key) {
                     c.store.commit(b, Durability::Sync).await?;
@@ -219,7 +217,7 @@ fn decision_event(
     index: u64,
     decision: Decision,
 ) -> Option<EventRow> {
-    log_entry_event(&c.log_store, index, Some(&r.statement_for(decision)))
+    log_entry_event(&c.log, index, Some(&r.statement_for(decision)))
 }
 
 /// The claim of decision `d` on request `r`, and the hash of the statement it decides.
@@ -240,6 +238,7 @@ pub(crate) fn claim_of(
         enrolment_index: d.credential.enrolment_index,
         statement_hash: hex::encode(statement_hash),
         approver_id: d.approver_id.clone(),
+        instance: String::new(),
     };
     Ok((claim, statement_hash))
 }
@@ -315,9 +314,7 @@ fn check_rule_requirements(
         }
     }
     if r.require_attestation {
-        let attested = c
-            .log_store
-            .entry(d.credential.enrolment_index)
+        let attested = crate::util::wait(c.log.entry(d.credential.enrolment_index))
             .map_err(DecideError::Storage)?
             .and_then(|e| countersign_verifier::Entry::decode(&e).ok())
             .is_some_and(|e| {
@@ -395,12 +392,21 @@ pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {
     for (ckey, _) in c.store.scan(CLAIM_PREFIX, usize::MAX)? {
         let key = CibaStore::record_key_of(ckey.trim_start_matches(CLAIM_PREFIX));
         let r = c.store.get::<RequestRecord>(&key)?;
+        // On the shared driver, a claim of an instance still running is its to finish.
+        let claimant = r
+            .as_ref()
+            .and_then(|r| r.claim.as_ref())
+            .map(|cl| cl.instance.as_str())
+            .unwrap_or_default();
+        if crate::util::wait(c.store.claimant_alive(claimant))? {
+            continue;
+        }
         let logged = r
             .as_ref()
             .and_then(|r| r.claim.as_ref())
             .and_then(|cl| hex::decode(&cl.assertion_key).ok())
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .map(|k| c.log.find_assertion(&k))
+            .map(|k| crate::util::wait(c.log.find_assertion(&k)))
             .transpose()?
             .flatten();
         let request_id = r.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();

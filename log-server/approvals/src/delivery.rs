@@ -166,7 +166,13 @@ pub fn schedule_expiry(c: Arc<Approvals>, key: String, at: u64) {
         let wait = at.saturating_sub(now_secs());
         tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
         let r = {
-            let _g = c.store.lock(&key).await;
+            let _g = match c.store.lock(&key).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not lock a request at its expiry");
+                    return;
+                }
+            };
             let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key) else {
                 return;
             };

@@ -138,9 +138,7 @@ pub fn build_bundle(
         return Err(countersign_log::AppendError::NotWitnessed { index: last }.into());
     }
     // One checkpoint: every proof is made against it.
-    let proved = c
-        .log
-        .prove_entries(&indexes)
+    let proved = crate::util::wait(c.log.prove_entries(&indexes))
         .map_err(|e| ApiError::internal("evidence", format!("{e:?}")))?;
     let mut logged = proved.entries.into_iter().map(|e| LoggedEntry {
         index: e.index,

@@ -350,9 +350,9 @@ async fn decide_finish(
         .cloned()
     else {
         // One of this approver's, revoked: say so, rather than "not yours".
-        let revoked = match c.log.enrolment_of(&a.credential_id)? {
+        let revoked = match c.log.enrolment_of(&a.credential_id).await? {
             Some((index, e)) if e.approver_id == session.approver_id => {
-                c.log.revocation_of(index)?.is_some()
+                c.log.revocation_of(index).await?.is_some()
             }
             _ => false,
         };

@@ -112,6 +112,51 @@ pub fn open(
     Ok(a)
 }
 
+/// Opens the front end on a log of the shared driver ([`Approvals::new_shared`]): its records
+/// in the log's database, shared by every instance. Each instance loads the client assertion
+/// ids and follows the other instances' request changes (live inboxes); the instance holding
+/// the housekeeping lease ([`cleanup::HOUSEKEEPING_LEASE`], one at a time, taken over within a
+/// clean-up interval when it dies) finishes what a dead instance left: claims of decisions
+/// ([`decision::recover_claims`], only those of instances no longer running), owed deliveries
+/// and notifications; and runs the clean-up.
+pub async fn open_shared(
+    log: countersign_log::LogHandle,
+    admin: countersign_log::http::AdminAuth,
+    config: CibaConfig,
+) -> Result<Arc<Approvals>, countersign_log::InitError> {
+    let a = Arc::new(Approvals::new_shared(log, admin, config).await?);
+    let loaded = tokio::task::block_in_place(|| ciba::clients::load_jtis(&a, util::now_secs()));
+    if let Err(e) = loaded {
+        return Err(countersign_log::InitError::Config(format!(
+            "loading client assertion ids: {}",
+            e.description
+        )));
+    }
+    live::follow_other_instances(&a);
+    cleanup::start(&a);
+    Ok(a)
+}
+
+/// What the instance that takes the housekeeping lease does first (shared driver): what
+/// [`open`] does at start on the embedded store, for whatever instances that died left.
+pub(crate) fn take_over_housekeeping(a: &Arc<Approvals>) {
+    match decision::migrate_evidence(a) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(decided_requests = n, "evidence records made"),
+        Err(e) => tracing::warn!(error = %e, "making evidence records failed"),
+    }
+    match decision::recover_claims(a) {
+        Ok((0, 0)) => {}
+        Ok((finished, released)) => tracing::info!(
+            finished,
+            released,
+            "decisions a stopped instance left: finished from the log or released"
+        ),
+        Err(e) => tracing::warn!(error = %e, "recovering claims failed"),
+    }
+    delivery::resume_deliveries(a);
+}
+
 /// Every route of the front end: the CIBA endpoints, the admin API, the passkey ceremonies, the
 /// pages and evidence. The binary merges it into the log's router.
 pub fn router(approvals: Arc<Approvals>) -> Router {

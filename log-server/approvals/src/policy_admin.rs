@@ -33,9 +33,7 @@ async fn policy_in_force(
 ) -> Result<Json<Value>, ApiError> {
     let active = c.active_policy().ok_or_else(no_policy)?;
     // The entry's own time: when the log accepted the policy, which is when it took effect.
-    let bytes = c
-        .log_store
-        .entry(active.index)
+    let bytes = crate::util::wait(c.log.entry(active.index))
         .map_err(|e| ApiError::internal("reading the policy entry", e))?
         .ok_or_else(|| {
             ApiError::internal("reading the policy entry", "the entry in force is missing")

@@ -14,8 +14,16 @@ use crate::live::InboxChannels;
 use crate::metrics::CibaMetrics;
 use crate::notify::email::Mailer;
 use crate::passkeys::ceremony::Ceremonies;
+use crate::passkeys::ceremony::SignIns;
 use crate::passkeys::session::Sessions;
 use crate::store::CibaStore;
+use countersign_log::storage::StorageError;
+
+/// Held while the first instance of a shared deployment creates the token keys and the
+/// sign-in key, so that instances starting together agree on them.
+const SHARED_KEYS_LOCK: &str = "v/keys-lock";
+/// The key sign-in ids are sealed with, on the shared driver (32 bytes).
+pub const SIGNIN_KEY: &str = "v/signin-key";
 
 /// Poll bookkeeping of one request (slow_down), kept in memory: losing it on restart only
 /// forgets when a client last polled.
@@ -27,11 +35,8 @@ pub(crate) struct PollState {
 
 /// The front end's state, shared by every handler.
 pub struct Approvals {
-    /// The log decisions and enrolments are appended to.
+    /// The log decisions and enrolments are appended to (and logged entries are read from).
     pub log: LogHandle,
-    /// The log's embedded store, which the front end keeps its records in and reads logged
-    /// entries from (it does not run on the shared driver yet).
-    pub log_store: countersign_log::storage::Store,
     /// The admin check of the admin API.
     pub admin: AdminAuth,
     /// Configuration.
@@ -76,13 +81,62 @@ impl Approvals {
     pub fn new(log: LogHandle, admin: AdminAuth, config: CibaConfig) -> Result<Self, InitError> {
         let log_store = log.store().cloned().ok_or_else(|| {
             InitError::Config(
-                "the approval front end keeps its records in the embedded store; on the shared \
-                 driver (--database) it is not available yet"
+                "on the shared driver the front end keeps its records in the database: open it \
+                 with Approvals::new_shared"
                     .into(),
             )
         })?;
-        let store = CibaStore::new(log_store.clone())?;
+        let store = CibaStore::new(log_store)?;
         let keys = KeySet::load_or_create(&store)?;
+        Self::with_store(log, admin, config, store, keys, SignIns::default())
+    }
+
+    /// The state of a front end on a log of the shared driver: its records in the log's
+    /// database (`kv`), shared by every instance. The token keys and the sign-in sealing key
+    /// are created by the first instance to start, under a lock, and read by the others.
+    pub async fn new_shared(
+        log: LogHandle,
+        admin: AdminAuth,
+        config: CibaConfig,
+    ) -> Result<Self, InitError> {
+        let db = log.shared_log().map(|s| s.db().clone()).ok_or_else(|| {
+            InitError::Config("new_shared needs a log of the shared driver".into())
+        })?;
+        let store = CibaStore::shared(db).await?;
+        let (keys, signin_key) = {
+            let _g = store.lock(SHARED_KEYS_LOCK).await?;
+            let keys = KeySet::load_or_create(&store)?;
+            let signin_key = match store.get_raw(SIGNIN_KEY)? {
+                Some(k) => <[u8; 32]>::try_from(k.as_slice())
+                    .map_err(|_| StorageError::Corrupt(format!("{SIGNIN_KEY} is not 32 bytes")))?,
+                None => {
+                    let k = crate::util::random_bytes::<32>();
+                    let mut b = crate::store::Batch::new();
+                    b.put(SIGNIN_KEY, k.to_vec());
+                    store.commit(b, crate::store::Durability::Sync).await?;
+                    k
+                }
+            };
+            (keys, signin_key)
+        };
+        Self::with_store(
+            log,
+            admin,
+            config,
+            store,
+            keys,
+            SignIns::with_key(signin_key),
+        )
+    }
+
+    fn with_store(
+        log: LogHandle,
+        admin: AdminAuth,
+        config: CibaConfig,
+        store: CibaStore,
+        keys: KeySet,
+        signins: SignIns,
+    ) -> Result<Self, InitError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -93,7 +147,6 @@ impl Approvals {
         let limits = crate::limits::Limits::new(&config);
         Ok(Approvals {
             log,
-            log_store,
             admin,
             config,
             store,
@@ -106,7 +159,7 @@ impl Approvals {
             secret_cache: SecretCache::default(),
             http,
             limits,
-            signins: crate::passkeys::ceremony::SignIns::default(),
+            signins,
             sweeping: tokio::sync::Mutex::new(()),
             mailer,
             policy: RwLock::new(None),

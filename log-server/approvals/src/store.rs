@@ -37,6 +37,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use std::sync::Arc;
+
+use countersign_log::shared::kv::{Change, SharedGuard, SharedKv};
+use countersign_log::shared::pg::Db;
 use countersign_log::storage::kv::{
     encode, prefix_end, KvArea, Op, RecordGuard, WriteCounters, WriterStats,
 };
@@ -421,6 +425,10 @@ pub struct ClaimRecord {
     /// approver).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub approver_id: String,
+    /// On the shared driver: the instance that claimed (its id while it runs), so that another
+    /// instance recovers the claim only once that one is gone. Empty on the embedded store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 /// The value of a `p/` key: when the request was made (milliseconds) and expires (seconds),
@@ -539,6 +547,12 @@ impl PendingIndex {
         }
     }
 
+    /// Replaces the whole index with `all` (the `p/` keys as puts).
+    fn replace(&self, all: &[Op]) {
+        *self.map() = PendingMaps::default();
+        self.apply(all);
+    }
+
     /// Applies the `p/` changes among `ops`.
     fn apply(&self, ops: &[Op]) {
         let mut changes = ops.iter().filter_map(|(k, v)| {
@@ -558,11 +572,28 @@ impl PendingIndex {
     }
 }
 
+/// Where the records are: the embedded log's column family, or (shared driver) the database's
+/// key-value area, shared by every instance.
+enum Area {
+    Local(KvArea),
+    Shared(Arc<SharedKv>),
+}
+
+/// Held record locks ([`CibaStore::lock`]): released when dropped.
+#[derive(Debug)]
+pub enum Guard<'a> {
+    /// In this process (embedded store).
+    Local(Vec<RecordGuard<'a>>),
+    /// At every instance (shared driver).
+    Shared(SharedGuard<'a>),
+}
+
 /// Typed access to the `ciba` column family: the log's group-commit key-value area
-/// ([`KvArea`]) plus the in-memory index of open requests.
+/// ([`KvArea`]), or on the shared driver the database's ([`SharedKv`]), plus the in-memory
+/// index of open requests.
 pub struct CibaStore {
-    kv: KvArea,
-    pending: PendingIndex,
+    kv: Area,
+    pending: Arc<PendingIndex>,
     /// The seq the next audit event gets. Held while a batch with events is numbered and
     /// submitted, so events are applied (and seen by readers) in seq order.
     audit_seq: std::sync::Mutex<u64>,
@@ -571,9 +602,56 @@ pub struct CibaStore {
 impl std::fmt::Debug for CibaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CibaStore")
-            .field("writer", &self.kv.writer_stats())
+            .field("writer", &self.writer_stats())
             .finish_non_exhaustive()
     }
+}
+
+impl Area {
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.get(key),
+            Area::Shared(kv) => kv.get(key),
+        }
+    }
+
+    fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.get_raw(key),
+            Area::Shared(kv) => kv.get_raw(key),
+        }
+    }
+
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.scan_range(start, end, limit),
+            Area::Shared(kv) => kv.scan_range(start, end, limit),
+        }
+    }
+}
+
+/// Every `p/` key, as puts for the pending index.
+fn load_pending(kv: &Area) -> Result<Vec<Op>, StorageError> {
+    let mut loaded = Vec::new();
+    let mut from = PENDING_PREFIX.as_bytes().to_vec();
+    let end = prefix_end(PENDING_PREFIX.as_bytes());
+    loop {
+        let page = kv.scan_range(&from, end.as_deref(), 4096)?;
+        let Some((last, _)) = page.last() else { break };
+        from = last.as_bytes().to_vec();
+        from.push(0);
+        let full = page.len() == 4096;
+        loaded.extend(page.into_iter().map(|(k, v)| (k, Some(v))));
+        if !full {
+            break;
+        }
+    }
+    Ok(loaded)
 }
 
 /// The `p/` changes of `batch`, to apply to the pending index once it is written.
@@ -590,23 +668,9 @@ impl CibaStore {
     /// Opens the `ciba` area of the log's store (opened with [`CF_CIBA`]) and loads the
     /// pending index.
     pub fn new(store: Store) -> Result<Self, StorageError> {
-        let kv = KvArea::open(store, CF_CIBA)?;
-        let pending = PendingIndex::default();
-        let mut loaded = Vec::new();
-        let mut from = PENDING_PREFIX.as_bytes().to_vec();
-        let end = prefix_end(PENDING_PREFIX.as_bytes());
-        loop {
-            let page = kv.scan_range(&from, end.as_deref(), 4096)?;
-            let Some((last, _)) = page.last() else { break };
-            from = last.as_bytes().to_vec();
-            from.push(0);
-            let full = page.len() == 4096;
-            loaded.extend(page.into_iter().map(|(k, v)| (k, Some(v))));
-            if !full {
-                break;
-            }
-        }
-        pending.apply(&loaded);
+        let kv = Area::Local(KvArea::open(store, CF_CIBA)?);
+        let pending = Arc::new(PendingIndex::default());
+        pending.apply(&load_pending(&kv)?);
         let next_seq = match kv.get_raw(AUDIT_SEQ_KEY)? {
             None => 1,
             Some(v) => std::str::from_utf8(&v)
@@ -619,6 +683,85 @@ impl CibaStore {
             pending,
             audit_seq: std::sync::Mutex::new(next_seq),
         })
+    }
+
+    /// Opens the records in the shared driver's database (every instance sees the same), loads
+    /// the pending index, and keeps it in step with the other instances' changes. Must be
+    /// called on the multi-threaded runtime.
+    pub async fn shared(db: Db) -> Result<Self, StorageError> {
+        let kv = Arc::new(SharedKv::open(db, PENDING_PREFIX).await?);
+        let mut changes = kv.changes();
+        let area = Area::Shared(kv.clone());
+        let pending = Arc::new(PendingIndex::default());
+        let loaded = tokio::task::block_in_place(|| load_pending(&area))?;
+        pending.apply(&loaded);
+        let weak = Arc::downgrade(&pending);
+        let kv_weak = Arc::downgrade(&kv);
+        tokio::spawn(async move {
+            loop {
+                let change = match changes.recv().await {
+                    Ok(c) => c,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Resync,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let (Some(pending), Some(kv)) = (weak.upgrade(), kv_weak.upgrade()) else {
+                    return;
+                };
+                match change {
+                    Change::Ops(ops) => pending.apply(&ops),
+                    Change::Resync => {
+                        let area = Area::Shared(kv);
+                        match tokio::task::block_in_place(|| load_pending(&area)) {
+                            Ok(all) => pending.replace(&all),
+                            Err(e) => tracing::warn!(error = %e, "re-reading open requests failed"),
+                        }
+                    }
+                }
+            }
+        });
+        Ok(CibaStore {
+            kv: area,
+            pending,
+            audit_seq: std::sync::Mutex::new(0),
+        })
+    }
+
+    /// Whether the records are in the shared driver's database (several instances).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.kv, Area::Shared(_))
+    }
+
+    /// Other instances' changes of open requests (`p/` keys), on the shared driver.
+    pub fn remote_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        match &self.kv {
+            Area::Local(_) => None,
+            Area::Shared(kv) => Some(kv.changes()),
+        }
+    }
+
+    /// This instance's id on the shared driver (recorded in its claims).
+    pub fn instance_id(&self) -> Option<&str> {
+        match &self.kv {
+            Area::Local(_) => None,
+            Area::Shared(kv) => Some(kv.instance_id()),
+        }
+    }
+
+    /// Whether the instance that made a claim (`id`, empty on the embedded store) still runs:
+    /// always false on the embedded store, where only a crash leaves claims behind.
+    pub async fn claimant_alive(&self, id: &str) -> Result<bool, StorageError> {
+        match &self.kv {
+            Area::Shared(kv) if !id.is_empty() => kv.instance_alive(id).await,
+            _ => Ok(false),
+        }
+    }
+
+    /// The shared driver's database, if the records are there.
+    pub fn db(&self) -> Option<&Db> {
+        match &self.kv {
+            Area::Local(_) => None,
+            Area::Shared(kv) => Some(kv.db()),
+        }
     }
 
     /// Numbers `events` (the next seqs) into `batch` with the new counter. The caller holds
@@ -657,17 +800,31 @@ impl CibaStore {
         durability: Durability,
     ) -> Result<(), StorageError> {
         let pending = pending_ops(&batch);
-        let written = {
-            let mut next = self.seq_lock();
-            let before = *next;
-            if let Err(e) = Self::number_events(&mut next, &mut batch, events) {
-                *next = before;
-                return Err(e);
+        match &self.kv {
+            Area::Local(kv) => {
+                let written = {
+                    let mut next = self.seq_lock();
+                    let before = *next;
+                    if let Err(e) = Self::number_events(&mut next, &mut batch, events) {
+                        *next = before;
+                        return Err(e);
+                    }
+                    // A failed write leaves a gap in the seqs, never a reuse.
+                    kv.commit(batch, durability)
+                };
+                written.await?;
             }
-            // A failed write leaves a gap in the seqs, never a reuse.
-            self.kv.commit(batch, durability)
-        };
-        written.await?;
+            Area::Shared(kv) => {
+                // Numbered in the writing transaction, under the counter row's lock.
+                let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+                kv.commit_numbered(
+                    batch,
+                    Some((AUDIT_SEQ_KEY, AUDIT_PREFIX, &encoded)),
+                    durability,
+                )
+                .await?;
+            }
+        }
         self.pending.apply(&pending);
         Ok(())
     }
@@ -678,6 +835,19 @@ impl CibaStore {
         mut batch: Batch,
         events: &[EventRow],
     ) -> Result<(), StorageError> {
+        if let Area::Shared(kv) = &self.kv {
+            let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+            let ops = pending_ops(&batch);
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(kv.commit_numbered(
+                    batch,
+                    Some((AUDIT_SEQ_KEY, AUDIT_PREFIX, &encoded)),
+                    Durability::Sync,
+                ))
+            })?;
+            self.pending.apply(&ops);
+            return Ok(());
+        }
         let mut next = self.seq_lock();
         let before = *next;
         if let Err(e) = Self::number_events(&mut next, &mut batch, events) {
@@ -731,21 +901,34 @@ impl CibaStore {
         Ok(())
     }
 
-    /// Holds the lock of record `key` for a read-modify-write ([`KvArea::lock`]).
-    pub async fn lock(&self, key: &str) -> RecordGuard<'_> {
-        self.kv.lock(key).await
+    /// Holds the lock of record `key` for a read-modify-write ([`KvArea::lock`]; on the
+    /// shared driver, at every instance: [`SharedKv::lock`]).
+    ///
+    /// Errors (shared driver): [`StorageError::Unavailable`] when the database cannot be
+    /// reached or the lock is not free in time.
+    pub async fn lock(&self, key: &str) -> Result<Guard<'_>, StorageError> {
+        match &self.kv {
+            Area::Local(kv) => Ok(Guard::Local(vec![kv.lock(key).await])),
+            Area::Shared(kv) => Ok(Guard::Shared(kv.lock(key).await?)),
+        }
     }
 
-    /// Holds the locks of several records ([`KvArea::lock_all`]).
-    pub async fn lock_all(&self, keys: &[&str]) -> Vec<RecordGuard<'_>> {
-        self.kv.lock_all(keys).await
+    /// Holds the locks of several records ([`KvArea::lock_all`], [`SharedKv::lock_all`]).
+    pub async fn lock_all(&self, keys: &[&str]) -> Result<Guard<'_>, StorageError> {
+        match &self.kv {
+            Area::Local(kv) => Ok(Guard::Local(kv.lock_all(keys).await)),
+            Area::Shared(kv) => Ok(Guard::Shared(kv.lock_all(keys).await?)),
+        }
     }
 
     /// Applies `batch` atomically ([`KvArea::commit`]) and then its `p/` changes to the pending
     /// index.
     pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
         let pending = pending_ops(&batch);
-        self.kv.commit(batch, durability).await?;
+        match &self.kv {
+            Area::Local(kv) => kv.commit(batch, durability).await?,
+            Area::Shared(kv) => kv.commit(batch, durability).await?,
+        }
         self.pending.apply(&pending);
         Ok(())
     }
@@ -754,7 +937,10 @@ impl CibaStore {
     /// waits on, such as dropping stale index keys.
     pub fn commit_in_background(&self, batch: Batch) {
         self.pending.apply(batch.ops());
-        self.kv.commit_in_background(batch);
+        match &self.kv {
+            Area::Local(kv) => kv.commit_in_background(batch),
+            Area::Shared(kv) => kv.commit_in_background(batch),
+        }
     }
 
     /// Writes records and deletions in one synced batch.
@@ -782,8 +968,12 @@ impl CibaStore {
 
     /// Applies `batch`, synced, on the calling thread (start-up, or a thread that may block).
     pub fn commit_blocking(&self, batch: Batch) -> Result<(), StorageError> {
-        self.kv.commit_blocking(&batch)?;
-        self.pending.apply(batch.ops());
+        let ops = pending_ops(&batch);
+        match &self.kv {
+            Area::Local(kv) => kv.commit_blocking(&batch)?,
+            Area::Shared(kv) => kv.commit_blocking(batch)?,
+        }
+        self.pending.apply(&ops);
         Ok(())
     }
 
@@ -805,13 +995,19 @@ impl CibaStore {
 
     /// The writer's counters, for the metrics.
     pub(crate) fn write_stats(&self) -> &WriteCounters {
-        self.kv.counters()
+        match &self.kv {
+            Area::Local(kv) => kv.counters(),
+            Area::Shared(kv) => kv.counters(),
+        }
     }
 
     /// What the writer did so far; `submitted / synced_batches` is how many writes one fsync
     /// carried.
     pub fn writer_stats(&self) -> WriterStats {
-        self.kv.writer_stats()
+        match &self.kv {
+            Area::Local(kv) => kv.writer_stats(),
+            Area::Shared(kv) => kv.writer_stats(),
+        }
     }
 
     /// Reads a JSON record.
@@ -831,7 +1027,8 @@ impl CibaStore {
 
     /// Keys and values under `prefix`, at most `limit`.
     pub fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        self.kv.scan(prefix, limit)
+        let end = prefix_end(prefix.as_bytes());
+        self.kv.scan_range(prefix.as_bytes(), end.as_deref(), limit)
     }
 
     /// Keys and values in `[start, end)` (to the end of the family without `end`), at most

@@ -67,3 +67,27 @@ pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
 }
+
+/// Runs `f` to completion from synchronous code: the log's reads on the embedded store
+/// complete at the first poll; the shared driver's go to the database, and block this worker
+/// of the multi-threaded runtime (others take its tasks) for the round trip.
+pub fn wait<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return v;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread => {
+            tokio::task::block_in_place(|| h.block_on(f))
+        }
+        // Not reached: the shared driver runs on the multi-threaded runtime. Polled until
+        // done rather than left half-run.
+        _ => loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        },
+    }
+}

@@ -99,11 +99,11 @@ impl Server {
     }
 
     /// Starts an instance of the shared driver: the log on the PostgreSQL database `database`
-    /// and the bucket `bucket`, with the data directory's keys (`spec/shared-driver.md`). The
-    /// log alone: the approval front end keeps its records in the embedded store, so it does not
-    /// run on the shared driver yet.
+    /// and the bucket `bucket`, with the data directory's keys (`spec/shared-driver.md`), and
+    /// given `approvals` the front end with its records in the same database.
     pub async fn start_shared(
         config: countersign_log::Config,
+        approvals: Option<CibaConfig>,
         database: &str,
         bucket: countersign_log::mirror::Bucket,
         publish_timeout: std::time::Duration,
@@ -123,9 +123,18 @@ impl Server {
         if let Some(shared) = api.log.shared_log().cloned() {
             api.add_metrics(Arc::new(shared));
         }
+        let approvals = match approvals {
+            Some(c) => {
+                let a = countersign_approvals::open_shared(api.log.clone(), api.admin.clone(), c)
+                    .await?;
+                api.add_metrics(a.clone());
+                Some(a)
+            }
+            None => None,
+        };
         Ok(Server {
             api,
-            approvals: None,
+            approvals,
             vkey: started.vkey,
             created_admin_token: false,
         })

@@ -151,8 +151,9 @@ struct ServeArgs {
     /// Run on the shared driver (spec/shared-driver.md): sequencing and the integrator lease in
     /// this PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB), tiles and checkpoints
     /// in the --tiles bucket, keys from --data-dir (a copy of one data directory for every
-    /// instance; nothing is written to it). Any number of instances with the same --database and
-    /// --tiles serve one log. Needs --tiles and, for now, --log-only.
+    /// instance; nothing is written to it), and the approval front end's records in the same
+    /// database. Any number of instances with the same --database, --tiles and --public-url
+    /// serve one log and one front end. Needs --tiles.
     #[arg(
         long,
         env = "COUNTERSIGN_DATABASE",
@@ -264,9 +265,9 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate(a) => {
             let m = rt.block_on(countersign::migrate::run(a))?;
             println!(
-                "migrated {} entries ({} already there) and {} submitter token(s) in {:.1} s; \
-                 the shared log's checkpoint is the embedded log's:\n{}",
-                m.size, m.already, m.submitters, m.seconds, m.checkpoint
+                "migrated {} entries ({} already there), {} submitter token(s) and {} approval \
+                 record(s) in {:.1} s; the shared log's checkpoint is the embedded log's:\n{}",
+                m.size, m.already, m.submitters, m.records, m.seconds, m.checkpoint
             );
             Ok(())
         }
@@ -452,18 +453,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let mut started = match (&a.database, bucket) {
         (Some(database), Some(bucket)) => {
-            if approvals.is_some() {
-                bail!(
-                    "--database runs the log alone for now (the approval front end keeps its \
-                     records in the embedded store): add --log-only"
-                );
-            }
             if witness.is_some() {
                 bail!("--database: witnessing runs on the embedded store only, for now");
             }
             let url = bucket.url().to_owned();
             let publish_timeout = Duration::from_millis(a.publish_timeout_ms.max(1));
-            let s = Server::start_shared(config, database, bucket, publish_timeout)
+            let s = Server::start_shared(config, approvals, database, bucket, publish_timeout)
                 .await
                 .with_context(|| format!("starting on the shared driver (--tiles {url})"))?;
             tracing::info!(tiles = url, "serving the log on the shared driver");

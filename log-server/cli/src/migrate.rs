@@ -50,6 +50,9 @@ pub struct Migrated {
     pub already: u64,
     /// Submitter tokens copied.
     pub submitters: usize,
+    /// Records of the approval front end copied (clients, approvers, requests, evidence, audit
+    /// events, token keys: every key of its area, as is).
+    pub records: usize,
     /// The checkpoint both logs sign at `size`.
     pub checkpoint: String,
     /// Wall time.
@@ -151,6 +154,7 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<Migrated> {
         log.import_submitter(&hash, &name).await?;
         submitters += 1;
     }
+    let records = copy_records(&data.ciba, log.db(), a.quiet).await?;
     let published = log.published();
     if published.size != size || published.root != root {
         bail!(
@@ -169,7 +173,46 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<Migrated> {
         size,
         already,
         submitters,
+        records,
         checkpoint: embedded_note,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Copies every record of the front end's area into the database's, key for key (a record
+/// already there is replaced by the embedded one: a resumed migration copies again). Returns
+/// how many.
+async fn copy_records(
+    from: &countersign_approvals::CibaStore,
+    db: &countersign_log::shared::pg::Db,
+    quiet: bool,
+) -> anyhow::Result<usize> {
+    const PAGE: usize = 2048;
+    let to = countersign_log::shared::kv::SharedKv::open(db.clone(), "p/")
+        .await
+        .context("opening the database's record area")?;
+    let pb = crate::export::progress(quiet, 0, "records");
+    let mut copied = 0usize;
+    let mut start: Vec<u8> = Vec::new();
+    loop {
+        let page = from.scan_range(&start, None, PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        start = last.as_bytes().to_vec();
+        start.push(0);
+        let full = page.len() == PAGE;
+        let mut b = countersign_log::storage::kv::Batch::new();
+        for (k, v) in page {
+            b.put(k, v);
+            copied += 1;
+        }
+        to.commit(b, countersign_log::storage::kv::Durability::Sync)
+            .await
+            .context("copying the approval records")?;
+        pb.set_position(copied as u64);
+        if !full {
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(copied)
 }

@@ -108,6 +108,15 @@ fn refusal_status(reason: RefusalReason) -> StatusCode {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         tracing::error!(error = %e, "storage error while serving a request");
+        if let StorageError::Unavailable(_) = e {
+            // The shared driver's database is down or restarting: nothing was changed.
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; nothing was changed; retry",
+            )
+            .retry_after(2);
+        }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

@@ -691,8 +691,8 @@ impl SharedLog {
     }
 }
 
-fn db_storage(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Db(format!("database: {e}"))
+fn db_storage(e: impl Into<DbError>) -> StorageError {
+    e.into().into()
 }
 
 /// Keeps [`Inner::published`] up to date from the integrator's notifications, and from the

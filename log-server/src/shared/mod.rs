@@ -4,6 +4,7 @@
 //! publishes the signed checkpoint by compare-and-swap.
 
 pub mod integrate;
+pub mod kv;
 pub mod log;
 pub mod pg;
 pub mod reads;

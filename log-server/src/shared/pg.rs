@@ -92,10 +92,35 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
+impl DbError {
+    /// Whether the database could not be reached or the connection broke (as opposed to a
+    /// statement the database refused): the operation may succeed when retried.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Connect(_) | DbError::Pool(_))
+    }
+}
+
+impl From<DbError> for crate::storage::StorageError {
+    /// An unreachable database is [`StorageError::Unavailable`](crate::storage::StorageError::Unavailable)
+    /// (a 503); anything else a storage failure.
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            crate::storage::StorageError::Unavailable(e.to_string())
+        } else {
+            crate::storage::StorageError::Db(e.to_string())
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for DbError {
     /// A failed statement. tokio-postgres never puts the password in an error, so none is here.
     fn from(e: tokio_postgres::Error) -> Self {
-        DbError::Query(describe(&e))
+        if e.is_closed() {
+            // The connection broke under the statement: the database went away.
+            DbError::Connect(describe(&e))
+        } else {
+            DbError::Query(describe(&e))
+        }
     }
 }
 
@@ -395,6 +420,23 @@ impl Db {
         }))
     }
 
+    /// A connection of its own, outside the pool, for session state that must outlive one
+    /// statement (advisory locks held across statements). It closes when dropped.
+    ///
+    /// Errors: [`DbError::Connect`] when it cannot be opened.
+    pub async fn dedicated(&self) -> Result<Dedicated, DbError> {
+        let (client, connection) = self.target.connect().await?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %describe(&e), "dedicated connection ended");
+            }
+        });
+        Ok(Dedicated {
+            client,
+            _task: AbortOnDrop(task),
+        })
+    }
+
     /// A connection of its own LISTENing on `channel`, reconnecting by itself when it is lost
     /// (see [`Listener::next`]). The channel name is taken as is (quoted, so case matters), as
     /// [`notify`] sends it.
@@ -554,6 +596,23 @@ impl Lease {
         if let Err(e) = tokio::time::timeout(CONFIRM_TIMEOUT, unlock).await {
             tracing::debug!(key = self.key, error = %e, "lease unlock timed out");
         }
+    }
+}
+
+/// A connection of its own ([`Db::dedicated`]); closed when dropped.
+#[derive(Debug)]
+pub struct Dedicated {
+    /// The connection's client (check [`Client::is_closed`] before trusting its session).
+    pub client: Client,
+    _task: AbortOnDrop,
+}
+
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

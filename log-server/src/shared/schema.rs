@@ -86,4 +86,9 @@ CREATE TABLE integration_halt (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        name: "key-value area: the approval front end's records",
+        sql: super::kv::SCHEMA,
+    },
 ];

@@ -80,6 +80,9 @@ pub enum StorageError {
     Missing(String),
     /// A thread or task of the store could not start, or has stopped.
     Stopped(String),
+    /// The database of the shared driver cannot be reached (or the connection broke): nothing
+    /// was changed; retrying later may succeed.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for StorageError {
@@ -89,6 +92,7 @@ impl std::fmt::Display for StorageError {
             StorageError::Corrupt(s) => write!(f, "storage is damaged: {s}"),
             StorageError::Missing(s) => write!(f, "storage: {s}"),
             StorageError::Stopped(s) => write!(f, "storage: {s}"),
+            StorageError::Unavailable(s) => write!(f, "database unavailable: {s}"),
         }
     }
 }

@@ -435,6 +435,17 @@ pub async fn remember_jti(
     let mut value = exp.to_be_bytes().to_vec();
     value.extend_from_slice(client_id.as_bytes());
     let key = format!("{JTI_PREFIX}{}", hex::encode(hash));
+    // On the shared driver another instance may have seen it: the store decides, under the
+    // record's lock at every instance.
+    let _g = if ciba.store.is_shared() {
+        let g = ciba.store.lock(&key).await?;
+        if ciba.store.get_raw(&key)?.is_some() {
+            return Ok(false);
+        }
+        Some(g)
+    } else {
+        None
+    };
     if let Err(e) = ciba.store.write(&[(key, value)], &[]).await {
         // Not stored: not accepted (a restart would forget it). Forgetting it here lets the
         // client retry the same assertion.

@@ -543,7 +543,7 @@ async fn token(
     let key = CibaStore::request_key(&auth_req_id.sha256());
     let invalid = || ApiError::bad_request("invalid_grant", "auth_req_id is unknown or not yours");
     // Read under the record's lock: an approved request's tokens are issued from this read.
-    let _g = c.store.lock(&key).await;
+    let _g = c.store.lock(&key).await?;
     let r: RequestRecord = c.store.get(&key)?.ok_or_else(invalid)?;
     if r.statement.client_id != client.client_id {
         return Err(invalid());

@@ -23,7 +23,7 @@ pub(crate) async fn issue_tokens(
     client: &ClientRecord,
     with_at_hash: bool,
 ) -> Result<Value, ApiError> {
-    let _g = c.store.lock(key).await;
+    let _g = c.store.lock(key).await?;
     let r: RequestRecord = c
         .store
         .get(key)?

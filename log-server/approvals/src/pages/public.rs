@@ -241,10 +241,8 @@ pub(super) async fn log_page(
     let start = end.saturating_sub(LOG_PAGE);
     let indexes: Vec<u64> = (start..end).rev().collect();
     let proved = {
-        let log = c.log.clone();
-        let ix = indexes.clone();
-        match tokio::task::spawn_blocking(move || log.prove_entries(&ix)).await {
-            Ok(Ok(p)) => p,
+        match c.log.prove_entries(&indexes).await {
+            Ok(p) => p,
             _ => {
                 return error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,

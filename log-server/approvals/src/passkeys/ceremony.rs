@@ -33,6 +33,32 @@ pub struct Ceremony {
     started: Instant,
 }
 
+impl Ceremony {
+    /// A ceremony read back from the shared store (its age checked there).
+    pub(crate) fn resumed(kind: Kind, challenge: [u8; 32]) -> Ceremony {
+        Ceremony {
+            kind,
+            challenge,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Prefix of the enrolment ceremonies held in the shared driver's store (`g/<ceremony id>`),
+/// where every instance finds them.
+pub const SHARED_CEREMONY_PREFIX: &str = "g/";
+
+/// An enrolment ceremony as held in the shared store.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredCeremony {
+    /// SHA-256 of the link token (hex).
+    pub link_hash: String,
+    /// The challenge (hex).
+    pub challenge: String,
+    /// When it started (milliseconds).
+    pub started_ms: u64,
+}
+
 /// Started ceremonies, by id; each is taken once by its finish.
 #[derive(Default)]
 pub struct Ceremonies(Mutex<HashMap<String, Ceremony>>);
@@ -92,12 +118,24 @@ pub struct SignIns {
 
 impl Default for SignIns {
     fn default() -> Self {
+        SignIns::with_key(crate::util::random_bytes::<32>())
+    }
+}
+
+impl SignIns {
+    /// Sign-ins sealed under `key` (on the shared driver, one key stored for every instance,
+    /// so a sign-in started at one finishes at another).
+    pub fn with_key(key: [u8; 32]) -> SignIns {
         SignIns {
-            key: crate::util::random_bytes::<32>(),
+            key,
             used: Mutex::default(),
         }
     }
 }
+
+/// Prefix of the sign-ins used, on the shared driver (`su/<nonce, hex>`, valued the id's expiry
+/// in milliseconds, 8 bytes big-endian).
+pub const USED_SIGNIN_PREFIX: &str = "su/";
 
 /// Prefix of sealed sign-in ids.
 const SIGNIN_PREFIX: &str = "si_";
@@ -111,6 +149,13 @@ pub struct OpenedSignIn {
     /// The challenge the authenticator must sign.
     pub challenge: [u8; 32],
     expires_ms: u64,
+}
+
+impl OpenedSignIn {
+    /// When the id expires (milliseconds).
+    pub fn expires_ms(&self) -> u64 {
+        self.expires_ms
+    }
 }
 
 impl SignIns {

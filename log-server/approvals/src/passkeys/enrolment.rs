@@ -17,7 +17,7 @@ use countersign_verifier::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::ceremony::Kind;
+use super::ceremony::{Ceremony, Kind, StoredCeremony, SHARED_CEREMONY_PREFIX};
 use super::{append_error, b64, busy, CEREMONY_TTL};
 use crate::state::Approvals;
 use crate::store::{ApproverRecord, Batch, CibaStore, CredentialRef, Durability, EnrolmentLink};
@@ -106,6 +106,58 @@ pub(crate) fn link_approver(c: &Approvals, token: &str) -> Option<ApproverRecord
         .filter(|a| !a.disabled)
 }
 
+/// Starts an enrolment ceremony: in memory, or on the shared driver in the store (so that its
+/// finish may reach any instance).
+async fn start_ceremony(
+    c: &Approvals,
+    link_hash: [u8; 32],
+) -> Result<(String, [u8; 32]), ApiError> {
+    if !c.store.is_shared() {
+        return c.ceremonies.start(Kind::Enrol { link_hash }).map_err(busy);
+    }
+    let id = B64URL.encode(crate::util::random_bytes::<16>());
+    let challenge = crate::util::random_bytes::<32>();
+    let stored = StoredCeremony {
+        link_hash: hex::encode(link_hash),
+        challenge: hex::encode(challenge),
+        started_ms: countersign_log::now_ms(),
+    };
+    let mut b = Batch::new();
+    b.put_json(format!("{SHARED_CEREMONY_PREFIX}{id}"), &stored)?;
+    c.store.commit(b, Durability::Deferred).await?;
+    Ok((id, challenge))
+}
+
+/// Takes a started ceremony for its finish, once ([`start_ceremony`]).
+async fn take_ceremony(c: &Approvals, id: &str) -> Result<Option<Ceremony>, ApiError> {
+    if !c.store.is_shared() {
+        return Ok(c.ceremonies.take(id));
+    }
+    if id.len() > 64 {
+        return Ok(None);
+    }
+    let key = format!("{SHARED_CEREMONY_PREFIX}{id}");
+    let _g = c.store.lock(&key).await?;
+    let Some(stored) = c.store.get::<StoredCeremony>(&key)? else {
+        return Ok(None);
+    };
+    let mut b = Batch::new();
+    b.delete(key.clone());
+    c.store.commit(b, Durability::Sync).await?;
+    let age = countersign_log::now_ms().saturating_sub(stored.started_ms);
+    let parse = |h: &str| {
+        hex::decode(h)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+    };
+    match (parse(&stored.link_hash), parse(&stored.challenge)) {
+        (Some(link_hash), Some(challenge)) if u128::from(age) < CEREMONY_TTL.as_millis() => Ok(
+            Some(Ceremony::resumed(Kind::Enrol { link_hash }, challenge)),
+        ),
+        _ => Ok(None),
+    }
+}
+
 pub(crate) async fn enrol_start(
     State(ref c): State<Arc<Approvals>>,
     headers: HeaderMap,
@@ -114,10 +166,7 @@ pub(crate) async fn enrol_start(
     let b: EnrolStart = body.declared_json(&headers)?;
     let (link_hash, link) = valid_link(c, &b.token)?;
     let approver = enrolling_approver(c, &headers, &link)?;
-    let (id, ch) = c
-        .ceremonies
-        .start(Kind::Enrol { link_hash })
-        .map_err(busy)?;
+    let (id, ch) = start_ceremony(c, link_hash).await?;
     let policy = c.log.policy();
     let exclude: Vec<Value> = approver
         .credentials
@@ -184,7 +233,7 @@ pub(crate) async fn enrol_finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let b: EnrolFinish = body.declared_json(&headers)?;
-    let cer = c.ceremonies.take(&b.ceremony_id).ok_or_else(|| {
+    let cer = take_ceremony(c, &b.ceremony_id).await?.ok_or_else(|| {
         ApiError::invalid_request("the enrolment ceremony is unknown or timed out; start again")
     })?;
     let (link_hash, link) = valid_link(c, &b.token)?;
@@ -273,7 +322,7 @@ async fn commit_enrolment(
     let link_key = format!("l/{}", hex::encode(link_hash));
     // Claim the link before logging, so one link enrols one passkey even under a race.
     {
-        let _g = c.store.lock(&link_key).await;
+        let _g = c.store.lock(&link_key).await?;
         let mut l: EnrolmentLink = c
             .store
             .get(&link_key)?
@@ -306,7 +355,7 @@ async fn commit_enrolment(
         Ok(a) if !a.existing => a,
         other => {
             // Give the link back: nothing new was enrolled.
-            let _g = c.store.lock(&link_key).await;
+            let _g = c.store.lock(&link_key).await?;
             if let Some(mut l) = c.store.get::<EnrolmentLink>(&link_key)? {
                 l.used = false;
                 c.store.put(&link_key, &l).await?;
@@ -323,7 +372,7 @@ async fn commit_enrolment(
     };
     {
         let approver_key = format!("a/{}", link.approver_id);
-        let _g = c.store.lock(&approver_key).await;
+        let _g = c.store.lock(&approver_key).await?;
         let mut ap = c
             .store
             .approver(&link.approver_id)?
@@ -335,7 +384,7 @@ async fn commit_enrolment(
         });
         let mut b = Batch::new();
         b.put_json(&approver_key, &ap)?;
-        let events: Vec<_> = crate::audit::appended_event(&c.log_store, &a, None)
+        let events: Vec<_> = crate::audit::appended_event(&c.log, &a, None)
             .into_iter()
             .collect();
         c.store

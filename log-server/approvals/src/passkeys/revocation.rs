@@ -67,10 +67,8 @@ pub(crate) async fn log_revocation(
             Ok(revoked(a.index, !a.existing))
         }
         Err(e) if e.reason() == Some(RefusalReason::AlreadyRevoked) => {
-            let index = c
-                .log_store
-                .revocation(cred.enrolment_index)?
-                .ok_or_else(|| {
+            let index =
+                crate::util::wait(c.log.revocation_of(cred.enrolment_index))?.ok_or_else(|| {
                     ApiError::internal(
                         "revocation",
                         "refused as revoked, but no revocation is stored",
@@ -89,11 +87,11 @@ pub(crate) async fn log_revocation(
 /// writes the event it missed.
 async fn record_event(c: &Approvals, index: u64) -> Result<(), ApiError> {
     let marker = revocation_event_key(index);
-    let _g = c.store.lock(&marker).await;
+    let _g = c.store.lock(&marker).await?;
     if c.store.get_raw(&marker)?.is_some() {
         return Ok(());
     }
-    let events: Vec<_> = crate::audit::log_entry_event(&c.log_store, index, None)
+    let events: Vec<_> = crate::audit::log_entry_event(&c.log, index, None)
         .into_iter()
         .collect();
     let mut b = Batch::new();
@@ -122,7 +120,7 @@ pub(crate) async fn revoke_passkey(
     let (rec, revoked) = {
         // Held across the append: an enrolment finishing meanwhile waits, and does not write
         // back a record that still lists the revoked passkey.
-        let _g = c.store.lock(&approver_key).await;
+        let _g = c.store.lock(&approver_key).await?;
         let not_found = || {
             ApiError::new(
                 StatusCode::NOT_FOUND,

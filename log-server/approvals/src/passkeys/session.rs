@@ -68,10 +68,14 @@ impl Sessions {
         b.put_json(session_key(&hash), &s)?;
         // Not synced: a session lost with the machine only means signing in again.
         store.commit(b, Durability::Deferred).await?;
-        let mut m = self.lock();
-        let now = now_secs();
-        m.retain(|_, s| s.expires_at > now);
-        m.insert(hash, s.clone());
+        if !store.is_shared() {
+            // On the shared driver every check reads the store: a sign-out at one instance
+            // ends the session at all.
+            let mut m = self.lock();
+            let now = now_secs();
+            m.retain(|_, s| s.expires_at > now);
+            m.insert(hash, s.clone());
+        }
         Ok((token, s))
     }
 
@@ -98,17 +102,19 @@ impl Sessions {
             .ok()
             .flatten()
             .filter(|s| s.expires_at > now)?;
-        self.lock().insert(h, s.clone());
+        if !store.is_shared() {
+            self.lock().insert(h, s.clone());
+        }
         Some(s)
     }
 
-    /// Ends the session of cookie value `token`.
-    pub fn remove(&self, store: &CibaStore, token: &str) {
+    /// Ends the session of cookie value `token`: once this returns, no instance accepts it.
+    pub async fn remove(&self, store: &CibaStore, token: &str) -> Result<(), StorageError> {
         let h = countersign_verifier::sha256(token.as_bytes());
         self.lock().remove(&h);
         let mut b = Batch::new();
         b.delete(session_key(&h));
-        store.commit_in_background(b);
+        store.commit(b, Durability::Deferred).await
     }
 }
 

@@ -71,7 +71,11 @@ pub(crate) async fn signin_finish(
             "this passkey is not enrolled for an active approver here",
         )
     };
-    let (enrolment_index, enr) = c.log.enrolment_of(&a.credential_id)?.ok_or_else(refused)?;
+    let (enrolment_index, enr) = c
+        .log
+        .enrolment_of(&a.credential_id)
+        .await?
+        .ok_or_else(refused)?;
     // A revoked passkey is out of the record, and its revocation in the log: either refuses.
     let cred_b64 = B64URL.encode(&a.credential_id);
     let approver = c
@@ -80,7 +84,7 @@ pub(crate) async fn signin_finish(
         .filter(|a| !a.disabled)
         .filter(|a| a.credentials.iter().any(|cr| cr.credential_id == cred_b64))
         .ok_or_else(refused)?;
-    if c.log.revocation_of(enrolment_index)?.is_some() {
+    if c.log.revocation_of(enrolment_index).await?.is_some() {
         return Err(refused());
     }
     let key = enr.key().map_err(|e| ApiError::internal("sign-in", e))?;
@@ -109,7 +113,7 @@ pub(crate) async fn signin_finish(
             format!("sign-in failed: {e}"),
         )
     })?;
-    if !c.signins.spend(&cer) {
+    if !c.signins.spend(&cer) || !spend_shared(c, &cer).await? {
         return Err(ApiError::invalid_request(
             "the sign-in is unknown, used or timed out; start again",
         ));
@@ -131,13 +135,34 @@ pub(crate) async fn signin_finish(
     Ok(resp)
 }
 
+/// On the shared driver, also marks the sign-in used in the store, so that it is good once at
+/// every instance, not once at each; true when it was not used before.
+async fn spend_shared(c: &Approvals, s: &super::ceremony::OpenedSignIn) -> Result<bool, ApiError> {
+    if !c.store.is_shared() {
+        return Ok(true);
+    }
+    let key = format!(
+        "{}{}",
+        super::ceremony::USED_SIGNIN_PREFIX,
+        hex::encode(s.nonce)
+    );
+    let _g = c.store.lock(&key).await?;
+    if c.store.get_raw(&key)?.is_some() {
+        return Ok(false);
+    }
+    let mut b = crate::store::Batch::new();
+    b.put(key.clone(), s.expires_ms().to_be_bytes().to_vec());
+    c.store.commit(b, crate::store::Durability::Sync).await?;
+    Ok(true)
+}
+
 pub(crate) async fn logout(
     State(ref c): State<Arc<Approvals>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     session_for_change(c, &headers)?;
     if let Some(v) = cookie_value(&headers, SESSION_COOKIE) {
-        c.sessions.remove(&c.store, v);
+        c.sessions.remove(&c.store, v).await?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()

@@ -262,9 +262,7 @@ fn logged_policy(a: &Approvals, r: &PolicyRecord) -> Result<ValidatedPolicy, Pol
             ),
         ));
     }
-    let bytes = a
-        .log_store
-        .entry(r.index)?
+    let bytes = crate::util::wait(a.log.entry(r.index))?
         .ok_or_else(|| mismatch(r, "the log has no entry at that index"))?;
     let entry = Entry::decode(&bytes)
         .map_err(|e| mismatch(r, format!("the log's entry there does not decode: {e}")))?;
@@ -401,7 +399,7 @@ impl PolicyService {
         let mut batch = Batch::new();
         batch.put_json(POLICY_RECORD_KEY, &record)?;
         let events: Vec<_> = appended
-            .and_then(|ap| crate::audit::appended_event(&a.log_store, ap, None))
+            .and_then(|ap| crate::audit::appended_event(&a.log, ap, None))
             .into_iter()
             .collect();
         a.store

@@ -64,6 +64,7 @@ fn record(expires_at: u64) -> RequestRecord {
 
 fn a_claim(decision: Decision) -> ClaimRecord {
     ClaimRecord {
+        instance: String::new(),
         assertion_key: "22".repeat(32),
         decision,
         enrolment_index: 0,
@@ -233,6 +234,7 @@ fn quorum_record(expires_at: u64) -> RequestRecord {
 
 fn claim_by(approver: &str, decision: Decision) -> ClaimRecord {
     ClaimRecord {
+        instance: String::new(),
         approver_id: approver.into(),
         ..a_claim(decision)
     }
@@ -730,7 +732,7 @@ async fn a_decision_whose_caller_goes_away_is_still_finished() {
     let d = f.decision(&key, Decision::Deny, false);
     // Hold the record's lock, so the decision cannot get past its claim while its caller (the
     // approver's HTTP connection) is still there, then drop the caller.
-    let guard = f.approvals.store.lock(&key).await;
+    let guard = f.approvals.store.lock(&key).await.unwrap();
     let caller =
         tokio::time::timeout(Duration::from_millis(100), decide(f.approvals.clone(), d)).await;
     assert!(

@@ -387,6 +387,7 @@ fn rewind_to_claimed(dir: &std::path::Path, auth_req_id: &str, assertion_key: [u
         enrolment_index: d.enrolment_index,
         statement_hash: d.statement_hash,
         approver_id: d.approver_id,
+        instance: String::new(),
     });
     r.status = RequestStatus::Deciding;
     let mut b = countersign_approvals::store::Batch::new();

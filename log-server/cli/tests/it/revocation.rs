@@ -117,7 +117,11 @@ async fn disabling_an_approver_revokes_each_passkey_in_the_log() {
         other => panic!("entry {at} is not a revocation: {other:?}"),
     }
     assert_eq!(
-        s.log_api.log.revocation_of(alice.enrolment_index).unwrap(),
+        s.log_api
+            .log
+            .revocation_of(alice.enrolment_index)
+            .await
+            .unwrap(),
         Some(at)
     );
     // Disabling again logs nothing more and answers the same revocation.

@@ -656,3 +656,266 @@ async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
     }
     drop(p);
 }
+
+/// The events of the live inbox stream `/approve/events` at `url` with `cookie`, as they come.
+async fn live_inbox(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let mut r = http
+        .get(format!("{url}/approve/events"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let event: String = text.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    let _ = tx.send(data.trim().to_owned());
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approvals_run_across_instances() {
+    use crate::common::{post_json, verify_jwt, Api, Receiver, B64URL, ORIGIN as RP_ORIGIN};
+    use base64::Engine;
+    let (Some(db), Some(tiles)) = (
+        TestDb::create().await,
+        crate::s3_support::bucket_url("ciba"),
+    ) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (made, _, vkey) = new_data_dir(&http, &tmp.path().join("made")).await;
+    let args = vec![
+        "--database",
+        &db.url,
+        "--tiles",
+        &tiles,
+        "--rp-id",
+        crate::common::RP_ID,
+        "--allowed-origin",
+        RP_ORIGIN,
+        "--public-url",
+        RP_ORIGIN,
+        "--cleanup-interval",
+        "1",
+    ];
+    let mut instances = Vec::new();
+    for name in ["a", "b", "c"] {
+        let dir = tmp.path().join(name);
+        copy_dir(&made, &dir);
+        let p = Process::spawn(&dir, free_port(), &args);
+        p.wait_ready(&http).await;
+        instances.push(p);
+    }
+    let url = |i: usize| instances[i].url.clone();
+    let api = |i: usize| Api::of(&instances[i]);
+
+    // Token keys agreed: every instance publishes the same JWKS.
+    let jwks: Vec<serde_json::Value> = {
+        let mut v = Vec::new();
+        for i in 0..3 {
+            v.push(api(i).get_json("/jwks.json").await);
+        }
+        v
+    };
+    assert!(jwks.iter().all(|j| *j == jwks[0]), "{jwks:?}");
+
+    // An approver added at A enrols with a ceremony started at A and finished at B.
+    let (st, v) = api(0)
+        .admin_post(
+            "/v1/admin/approvers",
+            json!({"approver_id": "apv_x", "email": "x@example.com", "name": "X"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["enrolment_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut passkey = countersign_testvectors::SoftPasskey::new(
+        countersign_testvectors::Alg::Es256,
+        91,
+        crate::common::RP_ID,
+    );
+    let (st, start) = post_json(
+        &http,
+        &format!("{}/v1/enrol/start", url(0)),
+        "",
+        "",
+        &json!({"token": token}),
+    )
+    .await;
+    assert_eq!(st, 200, "{start}");
+    let ch = B64URL
+        .decode(start["publicKey"]["challenge"].as_str().unwrap())
+        .unwrap();
+    let (st, v) = post_json(
+        &http,
+        &format!("{}/v1/enrol/finish", url(1)),
+        "",
+        "",
+        &json!({"ceremony_id": start["ceremony_id"], "token": token,
+                "credential": passkey.registration_json(&ch, RP_ORIGIN)}),
+    )
+    .await;
+    assert_eq!(st, 201, "enrolment finished at another instance: {v}");
+    let enrolment_index = v["log_index"].as_u64().unwrap();
+
+    // Signed in with a sign-in started at C and finished at A; the same answer replayed at B
+    // is refused (a sign-in is good once across instances).
+    let (st, start) = post_json(
+        &http,
+        &format!("{}/v1/session/start", url(2)),
+        "",
+        "",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{start}");
+    let ch = B64URL
+        .decode(start["publicKey"]["challenge"].as_str().unwrap())
+        .unwrap();
+    let a = passkey.assert(&ch, RP_ORIGIN);
+    let finish =
+        json!({"ceremony_id": start["ceremony_id"], "credential": passkey.assertion_json(&a)});
+    let r = http
+        .post(format!("{}/v1/session/finish", url(0)))
+        .json(&finish)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = r.json::<serde_json::Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replay = http
+        .post(format!("{}/v1/session/finish", url(1)))
+        .json(&finish)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        replay.status().is_client_error(),
+        "a sign-in replayed at another instance: {}",
+        replay.status()
+    );
+    let mut approver = crate::common::Approver {
+        passkey: Arc::new(Mutex::new(passkey)),
+        cookie: cookie.clone(),
+        csrf,
+        url: url(1),
+        http: http.clone(),
+        enrolment_index,
+        secure_cookie: false,
+    };
+
+    // A ping client added at B; the approver's live inbox open at C.
+    let rx = Receiver::start().await;
+    let mut client = api(1).add_client("agent-x", "ping", Some(&rx.url)).await;
+    let mut live = live_inbox(&http, &url(2), &cookie).await;
+
+    // Created at A: C's live inbox hears of it, B's inbox lists it (the session from A).
+    client.url = url(0);
+    let (st, v) = client
+        .bc_authorize(
+            "apv_x",
+            &[("client_notification_token", "ping-token-of-agent-x-0001")],
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let auth_req_id = v["auth_req_id"].as_str().unwrap().to_owned();
+    let request_id = approver.only_request().await;
+    let heard = tokio::time::timeout(Duration::from_secs(10), live.recv())
+        .await
+        .expect("the live inbox at another instance heard of the new request")
+        .unwrap();
+    assert_eq!(heard, request_id);
+
+    // Decided with a challenge from B and the answer at C; the token fetched at A... and then
+    // again at B and C: the same request everywhere.
+    let ch = approver.challenge(&request_id, "approve").await;
+    let cred = approver.sign(&ch, RP_ORIGIN);
+    approver.url = url(2);
+    let (st, receipt) = approver.finish(&request_id, "approve", &cred).await;
+    assert_eq!(st, 201, "{receipt}");
+    client.url = url(2);
+    let (st, tok) = client.token(&auth_req_id).await;
+    assert_eq!(st, 200, "{tok}");
+    // Verified against the JWKS of A: every instance signs with the keys all publish.
+    let (_, at) = verify_jwt(&api(0), tok["access_token"].as_str().unwrap()).await;
+    assert_eq!(at["sub"], json!("apv_x"));
+    assert_eq!(at["iss"], json!(RP_ORIGIN));
+    assert_eq!(at["log_index"], receipt["log_index"]);
+    client.url = url(1);
+    let (st, again) = client.token(&auth_req_id).await;
+    assert!(st >= 400, "tokens are handed out once: {again}");
+
+    // The ping reached the client once, whichever instance decided.
+    rx.wait(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        rx.got.lock().unwrap().len(),
+        1,
+        "the ping was delivered once"
+    );
+
+    // The evidence of the decision, asked at A, verifies against the bucket's tree.
+    client.url = url(0);
+    let (st, bundle) = client.evidence(&auth_req_id, None).await;
+    assert_eq!(st, 200, "{bundle}");
+    let bundle = countersign_verifier::EvidenceBundle::from_json(bundle.as_bytes()).unwrap();
+    assert_eq!(
+        Some(bundle.decision.index),
+        receipt["log_index"].as_u64(),
+        "the bundle is of the decision"
+    );
+    bundle
+        .verify(&vkey, &countersign_verifier::BundlePolicy::default())
+        .unwrap();
+
+    // Signed out at A: the session ends at every instance.
+    let (st, _) = post_json(
+        &http,
+        &format!("{}/v1/session/logout", url(0)),
+        &approver.cookie,
+        &approver.csrf,
+        &json!({}),
+    )
+    .await;
+    assert!(st < 300, "logout: {st}");
+    for i in 0..3 {
+        // (The inbox asks for a session: 401 without one.)
+        let r = http
+            .get(format!("{}/v1/inbox", url(i)))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "the session still works at instance {i}");
+    }
+}

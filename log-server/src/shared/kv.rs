@@ -1,0 +1,649 @@
+//! The key-value area of the shared driver: the counterpart in PostgreSQL of the embedded
+//! [`KvArea`](crate::storage::kv::KvArea), for crates built on the log (the approval front end
+//! keeps its records here). The same string keys, byte values, [`Batch`]es and record locks,
+//! held in the table `kv` and shared by every instance:
+//!
+//! - a batch is applied in one transaction (its ops collapsed to the last one per key);
+//! - a record lock is an in-process stripe lock plus a session advisory lock of PostgreSQL on
+//!   one dedicated connection of this instance, so a read-modify-write of one record is
+//!   serialised across every instance; the database drops the locks of an instance that dies;
+//! - numbered records (an append-only feed such as the audit events) are numbered inside the
+//!   transaction that writes them, under the row lock of their counter, so they commit in the
+//!   order of their numbers whichever instance writes them;
+//! - changes under one watched prefix are sent to every other instance with `NOTIFY` in the
+//!   writing transaction (delivered in commit order), so an in-memory index over that prefix
+//!   stays in step ([`SharedKv::changes`]).
+//!
+//! Reads are synchronous like the embedded area's: they block the calling worker thread
+//! ([`tokio::task::block_in_place`]) for one round trip, and need the multi-threaded runtime.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+use super::pg::{Db, DbError, Dedicated, Notice};
+use crate::storage::kv::{Batch, Durability, Op, WriteCounters, WriterStats, LOCK_STRIPES};
+use crate::storage::StorageError;
+
+/// Channel of the watched-prefix changes.
+pub const KV_CHANNEL: &str = "countersign_kv";
+/// Largest NOTIFY payload sent; bigger change sets ask every instance to re-read the prefix.
+const MAX_PAYLOAD: usize = 7000;
+/// First and longest wait between tries of a record lock another instance holds.
+const LOCK_RETRY_FIRST: Duration = Duration::from_millis(2);
+const LOCK_RETRY_MAX: Duration = Duration::from_millis(50);
+/// How long a record lock is waited for before the operation fails (503).
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// The schema of the area (a migration of [`super::schema::MIGRATIONS`]).
+pub const SCHEMA: &str = r#"
+-- The approval front end's records (and any other crate's built on the log): the embedded
+-- store's key-value area, shared by every instance. Keys sort bytewise (COLLATE "C"), as in
+-- RocksDB, so prefix and range scans return the same keys in the same order.
+CREATE TABLE kv (
+    key text COLLATE "C" PRIMARY KEY,
+    value bytea NOT NULL
+);
+"#;
+
+/// A change seen by [`SharedKv::changes`].
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Another instance committed these changes under the watched prefix, in this order.
+    Ops(Arc<Vec<Op>>),
+    /// Changes may have been missed (the listener reconnected, or a change set was too big to
+    /// send): re-read the watched prefix.
+    Resync,
+}
+
+/// The session that holds this instance's record locks.
+struct LockSession {
+    conn: Dedicated,
+}
+
+/// A held record lock (or several): released when dropped.
+pub struct SharedGuard<'a> {
+    _local: Vec<tokio::sync::MutexGuard<'a, ()>>,
+    keys: Vec<i64>,
+    session: Option<Arc<LockSession>>,
+}
+
+impl std::fmt::Debug for SharedGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedGuard")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SharedGuard<'_> {
+    fn drop(&mut self) {
+        let (Some(session), keys) = (self.session.take(), std::mem::take(&mut self.keys)) else {
+            return;
+        };
+        if keys.is_empty() || session.conn.client.is_closed() {
+            // A closed session holds no lock any more.
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime to unlock from: the locks go with the session when it closes.
+            return;
+        };
+        rt.spawn(async move {
+            for k in keys {
+                match session
+                    .conn
+                    .client
+                    .query_one("SELECT pg_advisory_unlock($1)", &[&k])
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %DbError::from(e), "record unlock failed");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The shared key-value area of one instance.
+pub struct SharedKv {
+    db: Db,
+    rt: tokio::runtime::Handle,
+    locks: Box<[tokio::sync::Mutex<()>]>,
+    session: tokio::sync::Mutex<Option<Arc<LockSession>>>,
+    watch_prefix: &'static str,
+    /// Random id of this instance in change notices (its own are not applied twice).
+    instance: String,
+    changes: broadcast::Sender<Change>,
+    counters: Arc<WriteCounters>,
+    listener: tokio::task::JoinHandle<()>,
+    /// Holds this instance's liveness lock ([`SharedKv::instance_alive`]) while it runs.
+    liveness: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SharedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedKv")
+            .field("db", &self.db)
+            .field("watch_prefix", &self.watch_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SharedKv {
+    fn drop(&mut self) {
+        self.listener.abort();
+        self.liveness.abort();
+    }
+}
+
+/// 64-bit FNV-1a of a key: its advisory lock key (and, reduced, its stripe), so two keys that
+/// share an advisory lock always share a stripe too, and one instance never takes one advisory
+/// lock twice at once for two records.
+fn lock_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The advisory lock an instance holds while it runs, from its id.
+fn liveness_key(instance: &str) -> i64 {
+    lock_hash(&format!("countersign instance {instance}")) as i64
+}
+
+fn unavailable(e: DbError) -> StorageError {
+    e.into()
+}
+
+impl SharedKv {
+    /// Opens the area on `db` (whose schema includes [`SCHEMA`]); changes under
+    /// `watch_prefix` are sent to every instance. Starts listening for other instances'
+    /// changes.
+    ///
+    /// Errors: [`StorageError::Unavailable`] when the listener cannot connect.
+    pub async fn open(db: Db, watch_prefix: &'static str) -> Result<SharedKv, StorageError> {
+        let (changes, _) = broadcast::channel(1024);
+        let instance = hex::encode(rand::random::<[u8; 16]>());
+        let mut listen = db.listen(KV_CHANNEL).await.map_err(unavailable)?;
+        let first = db
+            .try_lease(liveness_key(&instance))
+            .await
+            .map_err(unavailable)?;
+        let liveness = tokio::spawn({
+            let (db, key) = (db.clone(), liveness_key(&instance));
+            async move {
+                let mut held = first;
+                loop {
+                    match held.take() {
+                        Some(lease) => {
+                            lease.lost().await;
+                            tracing::warn!("instance liveness lock lost; taking it again");
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                    held = db.try_lease(key).await.ok().flatten();
+                }
+            }
+        });
+        let listener = tokio::spawn({
+            let (changes, instance) = (changes.clone(), instance.clone());
+            async move {
+                loop {
+                    let change = match listen.next().await {
+                        Notice::Reconnected => Change::Resync,
+                        Notice::Payload(p) => match parse_notice(&p, &instance) {
+                            Some(c) => c,
+                            None => continue,
+                        },
+                    };
+                    // Nobody listening is fine.
+                    let _ = changes.send(change);
+                }
+            }
+        });
+        Ok(SharedKv {
+            db,
+            rt: tokio::runtime::Handle::current(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            session: tokio::sync::Mutex::new(None),
+            watch_prefix,
+            instance,
+            changes,
+            counters: Arc::new(WriteCounters::default()),
+            listener,
+            liveness,
+        })
+    }
+
+    /// This instance's id (random, new at each start).
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether the instance `id` is running: it holds its liveness lock in the database for
+    /// as long as it runs (the database drops it when the instance dies). An instance whose
+    /// connection broke counts as not running until it takes the lock again.
+    pub async fn instance_alive(&self, id: &str) -> Result<bool, StorageError> {
+        if id == self.instance {
+            return Ok(true);
+        }
+        let session = self.lock_session().await?;
+        let key = liveness_key(id);
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let free: bool = session
+            .conn
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(q)?
+            .try_get(0)
+            .map_err(q)?;
+        if free {
+            session
+                .conn
+                .client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+                .map_err(q)?;
+        }
+        Ok(!free)
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Other instances' changes under the watched prefix, in commit order.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// This instance's lock session, opened again if it closed.
+    async fn lock_session(&self) -> Result<Arc<LockSession>, StorageError> {
+        let mut s = self.session.lock().await;
+        if let Some(open) = s.as_ref().filter(|s| !s.conn.client.is_closed()) {
+            return Ok(open.clone());
+        }
+        let conn = self.db.dedicated().await.map_err(unavailable)?;
+        let fresh = Arc::new(LockSession { conn });
+        *s = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Holds the lock of record `key` for a read-modify-write, at every instance: read after
+    /// taking it, keep it until the write is applied. Take no second lock while holding one;
+    /// use [`SharedKv::lock_all`] for several records.
+    ///
+    /// Errors: [`StorageError::Unavailable`] when the database cannot be reached, or the lock
+    /// is not free within 30 s.
+    pub async fn lock(&self, key: &str) -> Result<SharedGuard<'_>, StorageError> {
+        self.lock_all(&[key]).await
+    }
+
+    /// Holds the locks of several records, taken in one global order (the advisory keys
+    /// ascending, after the stripes ascending), so that two callers cannot deadlock.
+    pub async fn lock_all(&self, keys: &[&str]) -> Result<SharedGuard<'_>, StorageError> {
+        let mut hashes: Vec<u64> = keys.iter().map(|k| lock_hash(k)).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut stripes: Vec<usize> = hashes
+            .iter()
+            .map(|h| (h % LOCK_STRIPES as u64) as usize)
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut local = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            local.push(self.locks[s].lock().await);
+        }
+        let session = self.lock_session().await?;
+        let mut guard = SharedGuard {
+            _local: local,
+            keys: Vec::with_capacity(hashes.len()),
+            session: Some(session.clone()),
+        };
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        for h in hashes {
+            let k = h as i64;
+            let mut wait = LOCK_RETRY_FIRST;
+            loop {
+                let row = session
+                    .conn
+                    .client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&k])
+                    .await
+                    .map_err(|e| unavailable(e.into()))?;
+                if row
+                    .try_get::<_, bool>(0)
+                    .map_err(|e| unavailable(e.into()))?
+                {
+                    guard.keys.push(k);
+                    break;
+                }
+                if tokio::time::Instant::now() + wait > deadline {
+                    return Err(StorageError::Unavailable(format!(
+                        "a record lock was not free within {LOCK_WAIT:?}"
+                    )));
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(LOCK_RETRY_MAX);
+            }
+        }
+        Ok(guard)
+    }
+
+    /// Applies `batch` atomically (one transaction); returns once committed (for
+    /// [`Durability::Deferred`], committed without waiting for the database's WAL flush).
+    pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
+        self.commit_numbered(batch, None, durability).await
+    }
+
+    /// [`SharedKv::commit`] with `records` appended under `prefix` + their numbers (16 hex
+    /// digits), numbered from the counter stored at `counter_key` (16 hex digits: the next
+    /// number; 1 when absent) in the same transaction, under the counter row's lock: batches
+    /// from every instance commit in the order of their numbers.
+    pub async fn commit_numbered(
+        &self,
+        batch: Batch,
+        numbered: Option<(&str, &str, &[Vec<u8>])>,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        let numbered = numbered.filter(|(_, _, r)| !r.is_empty());
+        if batch.is_empty() && numbered.is_none() {
+            return Ok(());
+        }
+        let mut client = self.db.client().await.map_err(unavailable)?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        if durability == Durability::Deferred {
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(q)?;
+        }
+        let mut ops: Vec<Op> = batch.ops().to_vec();
+        if let Some((counter_key, prefix, records)) = numbered {
+            tx.execute(
+                "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&counter_key, &format!("{:016x}", 1u64).into_bytes()],
+            )
+            .await
+            .map_err(q)?;
+            let row = tx
+                .query_one(
+                    "SELECT value FROM kv WHERE key = $1 FOR UPDATE",
+                    &[&counter_key],
+                )
+                .await
+                .map_err(q)?;
+            let v: Vec<u8> = row.try_get(0).map_err(q)?;
+            let mut next = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+                .ok_or_else(|| StorageError::Corrupt(format!("{counter_key} is not hex")))?;
+            for r in records {
+                ops.push((format!("{prefix}{next:016x}"), Some(r.clone())));
+                next += 1;
+            }
+            ops.push((
+                counter_key.to_owned(),
+                Some(format!("{next:016x}").into_bytes()),
+            ));
+        }
+        // The last op of each key is the batch's effect on it.
+        let mut last: HashMap<&str, Option<&[u8]>> = HashMap::with_capacity(ops.len());
+        for (k, v) in &ops {
+            last.insert(k.as_str(), v.as_deref());
+        }
+        let (mut put_keys, mut put_values, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, v) in last {
+            match v {
+                Some(v) => {
+                    put_keys.push(k);
+                    put_values.push(v);
+                }
+                None => deletes.push(k),
+            }
+        }
+        if !deletes.is_empty() {
+            tx.execute("DELETE FROM kv WHERE key = ANY($1)", &[&deletes])
+                .await
+                .map_err(q)?;
+        }
+        if !put_keys.is_empty() {
+            tx.execute(
+                "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                &[&put_keys, &put_values],
+            )
+            .await
+            .map_err(q)?;
+        }
+        let watched: Vec<&Op> = ops
+            .iter()
+            .filter(|(k, _)| k.starts_with(self.watch_prefix))
+            .collect();
+        if !watched.is_empty() {
+            let payload = notice(&self.instance, &watched);
+            tx.execute("SELECT pg_notify($1, $2)", &[&KV_CHANNEL, &payload])
+                .await
+                .map_err(q)?;
+        }
+        tx.commit().await.map_err(q)?;
+        self.counters.jobs.inc();
+        self.counters.writes.inc();
+        if durability == Durability::Sync {
+            self.counters.synced_writes.inc();
+        }
+        Ok(())
+    }
+
+    /// Submits `batch` without waiting for it (changes nobody waits on).
+    pub fn commit_in_background(self: &Arc<Self>, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = me.commit(batch, Durability::Deferred).await {
+                tracing::warn!(error = %e, "background write dropped");
+            }
+        });
+    }
+
+    /// Applies `batch` on the calling thread (start-up, or a thread that may block).
+    pub fn commit_blocking(&self, batch: Batch) -> Result<(), StorageError> {
+        self.block(self.commit(batch, Durability::Sync))
+    }
+
+    /// The writes' counters, for metrics (one transaction per write).
+    pub fn counters(&self) -> &WriteCounters {
+        &self.counters
+    }
+
+    /// What was written so far.
+    pub fn writer_stats(&self) -> WriterStats {
+        let s = &self.counters;
+        WriterStats {
+            submitted: s.jobs.get(),
+            batches: s.writes.get(),
+            synced_batches: s.synced_writes.get(),
+        }
+    }
+
+    /// Runs `f` to completion from synchronous code: on a worker of the multi-threaded
+    /// runtime it blocks that worker (others take its tasks); outside any runtime it runs on
+    /// the area's.
+    fn block<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => match h.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::CurrentThread => Err(StorageError::Stopped(
+                    "the shared key-value area is read from a current-thread runtime; it needs \
+                     the multi-threaded one"
+                        .into(),
+                )),
+                _ => tokio::task::block_in_place(|| h.block_on(f)),
+            },
+            Err(_) => self.rt.block_on(f),
+        }
+    }
+
+    /// Reads a JSON record.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        self.get_raw(key)?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Reads a raw value.
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.block(self.get_raw_async(key))
+    }
+
+    /// Reads a raw value (from async code).
+    pub async fn get_raw_async(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let c = self.db.client().await.map_err(unavailable)?;
+        let row = c
+            .query_opt("SELECT value FROM kv WHERE key = $1", &[&key])
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Keys and values under `prefix`, at most `limit`.
+    pub fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let end = crate::storage::kv::prefix_end(prefix.as_bytes());
+        self.scan_range(prefix.as_bytes(), end.as_deref(), limit)
+    }
+
+    /// Keys and values in `[start, end)` (to the end without `end`), at most `limit`, in key
+    /// order.
+    pub fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Keys are text; a bound that is not UTF-8 (a prefix_end of a multi-byte character)
+        // is compared as the text it starts with plus the largest code point, which orders
+        // the same under COLLATE "C" for the keys this area holds.
+        let text = |b: &[u8]| match std::str::from_utf8(b) {
+            Ok(t) => t.to_owned(),
+            Err(e) => {
+                let mut t = String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned();
+                t.push(char::MAX);
+                t
+            }
+        };
+        let (start, end) = (text(start), end.map(text));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.block(async {
+            let c = self.db.client().await.map_err(unavailable)?;
+            let rows = match &end {
+                Some(end) => {
+                    c.query(
+                        "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 \
+                         ORDER BY key LIMIT $3",
+                        &[&start, end, &limit],
+                    )
+                    .await
+                }
+                None => {
+                    c.query(
+                        "SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2",
+                        &[&start, &limit],
+                    )
+                    .await
+                }
+            }
+            .map_err(|e| unavailable(e.into()))?;
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
+
+/// The NOTIFY payload of `ops` from `instance`: JSON `{"i": id, "ops": [[key, hex or null]]}`,
+/// or `{"i": id, "resync": true}` when that would be too big.
+fn notice(instance: &str, ops: &[&Op]) -> String {
+    let list: Vec<(&str, Option<String>)> = ops
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_ref().map(hex::encode)))
+        .collect();
+    let text = serde_json::json!({ "i": instance, "ops": list }).to_string();
+    if text.len() <= MAX_PAYLOAD {
+        text
+    } else {
+        serde_json::json!({ "i": instance, "resync": true }).to_string()
+    }
+}
+
+/// A notice from another instance as a change (`None`: one of ours, or unreadable).
+fn parse_notice(payload: &str, me: &str) -> Option<Change> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    if v.get("i").and_then(|i| i.as_str()) == Some(me) {
+        return None;
+    }
+    if v.get("resync").is_some() {
+        return Some(Change::Resync);
+    }
+    let mut ops = Vec::new();
+    for op in v.get("ops")?.as_array()? {
+        let key = op.get(0)?.as_str()?.to_owned();
+        let value = match op.get(1)? {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(h) => Some(hex::decode(h).ok()?),
+            _ => return None,
+        };
+        ops.push((key, value));
+    }
+    Some(Change::Ops(Arc::new(ops)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_and_skip_our_own() {
+        let ops: Vec<Op> = vec![("p/a/1".into(), Some(vec![1, 2])), ("p/a/2".into(), None)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let n = notice("me", &refs);
+        assert!(parse_notice(&n, "me").is_none());
+        match parse_notice(&n, "other").unwrap() {
+            Change::Ops(got) => assert_eq!(*got, ops),
+            Change::Resync => panic!("expected ops"),
+        }
+        let big: Vec<Op> = (0..1000)
+            .map(|i| (format!("p/approver/{i}"), Some(vec![0; 16])))
+            .collect();
+        let refs: Vec<&Op> = big.iter().collect();
+        assert!(matches!(
+            parse_notice(&notice("me", &refs), "other"),
+            Some(Change::Resync)
+        ));
+        assert!(parse_notice("not json", "other").is_none());
+    }
+}
