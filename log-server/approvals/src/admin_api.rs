@@ -602,6 +602,9 @@ async fn rotate_keys(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Re
 }
 
 async fn list_keys(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Response, ApiError> {
+    if c.store.is_shared() {
+        c.keys.reload(&c.store)?;
+    }
     Ok(Json(c.keys.jwks()).into_response())
 }
 

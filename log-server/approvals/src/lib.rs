@@ -132,9 +132,41 @@ pub async fn open_shared(
             e.description
         )));
     }
-    live::follow_other_instances(&a);
+    follow_other_instances(&a);
     cleanup::start(&a);
     Ok(a)
+}
+
+/// On the shared driver: wakes this instance's open inboxes when another instance creates or
+/// ends one of their requests (the `p/` changes every instance is sent), so an approver's live
+/// inbox at any instance shows requests made anywhere.
+fn follow_other_instances(a: &Arc<Approvals>) {
+    use countersign_log::shared::kv::Change;
+    let Some(mut rx) = a.store.remote_changes() else {
+        return;
+    };
+    let weak = Arc::downgrade(a);
+    tokio::spawn(async move {
+        loop {
+            let ops = match rx.recv().await {
+                Ok(Change::Ops(ops)) => ops,
+                // Missed changes: an open page refreshes on its own timer.
+                Ok(Change::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    continue
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(a) = weak.upgrade() else { return };
+            for (key, _) in ops.iter() {
+                if let Some((approver, request)) = key
+                    .strip_prefix(crate::store::PENDING_PREFIX)
+                    .and_then(|r| r.rsplit_once('/'))
+                {
+                    a.inbox_changed(approver, request);
+                }
+            }
+        }
+    });
 }
 
 /// What the instance that takes the housekeeping lease does first (shared driver): what

@@ -46,36 +46,6 @@ impl InboxChannels {
     }
 }
 
-/// On the shared driver: wakes this instance's open inboxes when another instance creates or
-/// ends one of their requests (the `p/` changes every instance is sent), so an approver's live
-/// inbox at any instance shows requests made anywhere.
-pub(crate) fn follow_other_instances(a: &std::sync::Arc<crate::state::Approvals>) {
-    use countersign_log::shared::kv::Change;
-    let Some(mut rx) = a.store.remote_changes() else {
-        return;
-    };
-    let weak = std::sync::Arc::downgrade(a);
-    tokio::spawn(async move {
-        loop {
-            let ops = match rx.recv().await {
-                Ok(Change::Ops(ops)) => ops,
-                // Missed changes: an open page refreshes on its own timer.
-                Ok(Change::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let Some(a) = weak.upgrade() else { return };
-            for (key, _) in ops.iter() {
-                if let Some((approver, request)) = key
-                    .strip_prefix(crate::store::PENDING_PREFIX)
-                    .and_then(|r| r.rsplit_once('/'))
-                {
-                    a.inbox_changed(approver, request);
-                }
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

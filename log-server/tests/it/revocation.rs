@@ -113,7 +113,7 @@ async fn after_its_revocation_a_credential_decides_nothing() {
         other => panic!("not a revocation: {other:?}"),
     }
     assert_eq!(
-        log.state.log.revocation_of(enrol).unwrap(),
+        log.state.log.revocation_of(enrol).await.unwrap(),
         Some(revoked_at)
     );
     let (s, v) = log.post("/v1/log/revocations", &log.admin, &body).await;
@@ -167,7 +167,7 @@ async fn after_its_revocation_a_credential_decides_nothing() {
             .unwrap()
             .unwrap();
         let h = started.api.log.clone();
-        assert_eq!(h.revocation_of(enrol).unwrap(), Some(revoked_at));
+        assert_eq!(h.revocation_of(enrol).await.unwrap(), Some(revoked_at));
         let e = h
             .append_decision(decision_request(&fourth))
             .await
@@ -227,7 +227,7 @@ async fn no_decision_is_logged_after_a_concurrent_revocation() {
             ),
         }
     }
-    let revoked_at = h.revocation_of(enrol).unwrap().unwrap();
+    let revoked_at = h.revocation_of(enrol).await.unwrap().unwrap();
     let size = log.checkpoint().await.size;
     for index in 0..size {
         let e = Entry::decode(&h.store().unwrap().entry(index).unwrap().unwrap()).unwrap();

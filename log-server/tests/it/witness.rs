@@ -572,11 +572,11 @@ async fn witness_evidence_proofs_use_the_cosigned_checkpoint() {
     until("both cosign size 2", || cosigned_at(&log, &p, 2)).await;
     w2.set(Behaviour::Status(503));
     log.state.log.append_verified_entry(entry(2)).await.unwrap();
-    let proved = log.state.log.prove_entries(&[1]).unwrap();
+    let proved = log.state.log.prove_entries(&[1]).await.unwrap();
     let v = verify_checkpoint_with_policy(proved.checkpoint.note.as_bytes(), &p).unwrap();
     assert_eq!(v.checkpoint.size, 2);
     // Entry 2 is only in the uncosigned checkpoint: its proof is against that one.
-    let proved = log.state.log.prove_entries(&[2]).unwrap();
+    let proved = log.state.log.prove_entries(&[2]).await.unwrap();
     assert_eq!(proved.checkpoint.size, 3);
     assert!(verify_checkpoint_with_policy(proved.checkpoint.note.as_bytes(), &p).is_err());
     w1.stop();

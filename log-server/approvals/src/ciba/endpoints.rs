@@ -79,6 +79,10 @@ async fn discovery(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiE
 }
 
 async fn jwks(State(ref c): State<Arc<Approvals>>) -> Result<Response, ApiError> {
+    if c.store.is_shared() {
+        // Another instance may have rotated the keys.
+        c.keys.reload(&c.store)?;
+    }
     Ok((
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(c.keys.jwks()),

@@ -39,6 +39,28 @@ impl std::fmt::Debug for KeySet {
     }
 }
 
+/// The stored keys, oldest first.
+fn stored_keys(store: &CibaStore) -> Result<Vec<Key>, StorageError> {
+    let mut keys = Vec::new();
+    for (_, v) in store.scan("k/", 1000)? {
+        let rec: Value = serde_json::from_slice(&v)
+            .map_err(|e| StorageError::Corrupt(format!("token key record: {e}")))?;
+        let seed = rec["seed"]
+            .as_str()
+            .and_then(|s| hex::decode(s).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| StorageError::Corrupt("token key record without a seed".into()))?;
+        let signing = SigningKey::from_bytes(&seed);
+        keys.push(Key {
+            kid: kid_of(&signing.verifying_key()),
+            signing,
+            created_at: rec["created_at"].as_u64().unwrap_or(0),
+        });
+    }
+    keys.sort_by_key(|k| k.created_at);
+    Ok(keys)
+}
+
 fn kid_of(vk: &VerifyingKey) -> String {
     B64URL.encode(&countersign_verifier::sha256(vk.as_bytes())[..12])
 }
@@ -46,30 +68,27 @@ fn kid_of(vk: &VerifyingKey) -> String {
 impl KeySet {
     /// Loads the keys, creating the first on first start.
     pub fn load_or_create(store: &CibaStore) -> Result<KeySet, StorageError> {
-        let mut keys = Vec::new();
-        for (_, v) in store.scan("k/", 1000)? {
-            let rec: Value = serde_json::from_slice(&v)
-                .map_err(|e| StorageError::Corrupt(format!("token key record: {e}")))?;
-            let seed = rec["seed"]
-                .as_str()
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| StorageError::Corrupt("token key record without a seed".into()))?;
-            let signing = SigningKey::from_bytes(&seed);
-            keys.push(Key {
-                kid: kid_of(&signing.verifying_key()),
-                signing,
-                created_at: rec["created_at"].as_u64().unwrap_or(0),
-            });
-        }
-        keys.sort_by_key(|k| k.created_at);
         let set = KeySet {
-            keys: RwLock::new(keys),
+            keys: RwLock::new(stored_keys(store)?),
         };
         if set.read().is_empty() {
             set.rotate(store)?;
         }
         Ok(set)
+    }
+
+    /// Reads the keys again from the store (on the shared driver, where another instance may
+    /// have rotated them): the JWKS then publishes every key any instance signs with.
+    pub fn reload(&self, store: &CibaStore) -> Result<(), StorageError> {
+        let keys = stored_keys(store)?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        *match self.keys.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        } = keys;
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Key>> {

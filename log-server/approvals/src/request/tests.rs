@@ -612,6 +612,7 @@ async fn decide_logs_once_and_a_failed_decision_leaves_the_request_open() {
             &good.assertion.credential_id,
             &good.assertion.client_data_json,
         ))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!((index, leaf.to_hex()), (size, d.record.leaf_hash));
@@ -714,6 +715,7 @@ async fn the_log_never_dates_a_decision_after_its_deadline() {
     let entry = f
         .log
         .prove_entries(&[a.index])
+        .await
         .unwrap()
         .entries
         .remove(0)

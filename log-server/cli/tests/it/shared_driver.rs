@@ -372,10 +372,12 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     };
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
-    // An embedded log with enrolments, single and batched decisions and a submitter.
+    // An embedded log with enrolments, single and batched decisions and a submitter, and its
+    // front end with a client, an approver and one approval made through it.
     let data = tmp.path().join("data");
     let embedded_args = [
-        "--log-only",
+        "--public-url",
+        crate::common::ORIGIN,
         "--origin",
         ORIGIN,
         "--rp-id",
@@ -427,10 +429,21 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
         .unwrap();
         assert_eq!(status, 200, "{v}");
     }
+    let api = crate::common::Api::of(&p);
+    let mut client = api.add_client("agent-moved", "poll", None).await;
+    let mut alice = api.add_approver("apv_moved", 61).await;
+    let first_req = client.ask("apv_moved", &[]).await;
+    let rid = alice.only_request().await;
+    alice.decide(&rid, "approve").await;
+    let (st, _) = client.token(&first_req).await;
+    assert_eq!(st, 200);
     let embedded_note = crate::web::get_text(&http, &format!("{}/checkpoint", p.url)).await;
     p.terminate();
     let size: u64 = embedded_note.lines().nth(1).unwrap().parse().unwrap();
-    assert_eq!(size, 63);
+    assert_eq!(
+        size, 65,
+        "63 entries through the log API, an enrolment and a decision"
+    );
 
     // Migrated: every entry, the submitter; the shared log signs the very same checkpoint.
     let data_arg = data.to_str().unwrap();
@@ -445,7 +458,7 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     let (ok, out, err) = migrate(&args);
     assert!(ok, "{err}");
     assert!(
-        out.contains("migrated 63 entries (0 already there) and 1 submitter token(s)"),
+        out.contains("migrated 65 entries (0 already there), 1 submitter token(s) and "),
         "{out}"
     );
     assert!(out.contains(&embedded_note), "{out}");
@@ -453,7 +466,7 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     let (ok, out, err) = migrate(&args);
     assert!(ok, "{err}");
     assert!(
-        out.contains("migrated 63 entries (63 already there)"),
+        out.contains("migrated 65 entries (65 already there)"),
         "{out}"
     );
 
@@ -461,7 +474,12 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     // submitter's token appends there.
     let shared = tmp.path().join("shared");
     copy_dir(&data, &shared);
-    let s = Process::spawn(&shared, free_port(), &shared_args(&db.url, &tiles));
+    let mut moved_args: Vec<&str> = shared_args(&db.url, &tiles)
+        .into_iter()
+        .filter(|a| *a != "--log-only")
+        .collect();
+    moved_args.extend(["--public-url", crate::common::ORIGIN]);
+    let s = Process::spawn(&shared, free_port(), &moved_args);
     s.wait_ready(&http).await;
     let served = crate::web::get_text(&http, &format!("{}/checkpoint", s.url)).await;
     assert_eq!(served, embedded_note);
@@ -480,7 +498,21 @@ async fn an_embedded_log_moves_to_a_shared_deployment_with_the_same_checkpoint()
     .await
     .unwrap();
     assert_eq!(status, 201, "{v}");
-    assert_eq!(v["index"], 63);
+    assert_eq!(v["index"], 65);
+
+    // The front end's records came along: the client (its secret), the approver (her passkey
+    // signs in), the decided request's evidence; a new approval runs on the shared instance.
+    client.url = s.url.clone();
+    let (st, body) = client.evidence(&first_req, None).await;
+    assert_eq!(st, 200, "the migrated decision's evidence: {body}");
+    alice.url = s.url.clone();
+    alice.sign_in().await;
+    let second = client.ask("apv_moved", &[]).await;
+    let rid = alice.only_request().await;
+    let receipt = alice.decide(&rid, "approve").await;
+    assert_eq!(receipt["log_index"], 66);
+    let (st, tok) = client.token(&second).await;
+    assert_eq!(st, 200, "{tok}");
     drop(s);
 
     // Another log into the same deployment: refused, naming the key.
@@ -733,6 +765,23 @@ async fn approvals_run_across_instances() {
         v
     };
     assert!(jwks.iter().all(|j| *j == jwks[0]), "{jwks:?}");
+    // A key rotated at C is published by A and B too.
+    let (st, v) = api(2)
+        .admin_post("/v1/admin/token-keys/rotate", json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let kid = v["kid"].as_str().unwrap().to_owned();
+    for i in 0..2 {
+        let j = api(i).get_json("/jwks.json").await;
+        assert!(
+            j["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == json!(kid)),
+            "instance {i} does not publish the key rotated at another: {j}"
+        );
+    }
 
     // An approver added at A enrols with a ceremony started at A and finished at B.
     let (st, v) = api(0)
@@ -918,4 +967,165 @@ async fn approvals_run_across_instances() {
             .unwrap();
         assert_eq!(r.status(), 401, "the session still works at instance {i}");
     }
+}
+
+/// Puts a decided request back in the state an instance that died between the log append and
+/// the record update leaves (claimed by `instance`, with the claim of `assertion_key`), in the
+/// deployment's database.
+async fn rewind_shared(
+    store: &countersign_approvals::CibaStore,
+    auth_req_id: &str,
+    assertion_key: [u8; 32],
+    instance: &str,
+) {
+    use countersign_approvals::store::{ClaimRecord, RequestRecord, RequestStatus};
+    use countersign_approvals::{CibaStore, Secret};
+    let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
+    let _g = store.lock(&key).await.unwrap();
+    let mut r: RequestRecord = store.get(&key).unwrap().unwrap();
+    let d = r.decision.take().unwrap();
+    r.claim = Some(ClaimRecord {
+        assertion_key: hex::encode(assertion_key),
+        decision: countersign_verifier::Decision::parse(&r.statement.decision).unwrap(),
+        enrolment_index: d.enrolment_index,
+        statement_hash: d.statement_hash,
+        approver_id: d.approver_id,
+        instance: instance.to_owned(),
+    });
+    r.status = RequestStatus::Deciding;
+    let mut b = countersign_approvals::store::Batch::new();
+    b.put_json(key.clone(), &r)
+        .unwrap()
+        .put(CibaStore::claim_key(&key), Vec::new())
+        .put(
+            CibaStore::pending_key(&r.statement.approver_id, &r.request_id),
+            Vec::new(),
+        );
+    store
+        .commit(b, countersign_approvals::store::Durability::Sync)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_claims_of_a_dead_instance_are_finished_by_another() {
+    use crate::common::{verify_jwt, Api, B64URL, ORIGIN as RP_ORIGIN};
+    use base64::Engine;
+    let (Some(db), Some(tiles)) = (
+        TestDb::create().await,
+        crate::s3_support::bucket_url("claims"),
+    ) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (made, _, _) = new_data_dir(&http, &tmp.path().join("made")).await;
+    let args = vec![
+        "--database",
+        &db.url,
+        "--tiles",
+        &tiles,
+        "--rp-id",
+        crate::common::RP_ID,
+        "--allowed-origin",
+        RP_ORIGIN,
+        "--public-url",
+        RP_ORIGIN,
+        "--cleanup-interval",
+        "1",
+    ];
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        copy_dir(&made, &dir);
+        let p = Process::spawn(&dir, free_port(), &args);
+        p.wait_ready(&http).await;
+        instances.push(p);
+    }
+    let api = Api::of(&instances[0]);
+    let client = api.add_client("agent-claims", "poll", None).await;
+    let alice = api.add_approver("apv_claims", 73).await;
+    // Three decisions, all logged.
+    let mut asked = Vec::new();
+    for _ in 0..3 {
+        let id = client.ask("apv_claims", &[]).await;
+        let rid = alice.only_request().await;
+        let ch = alice.challenge(&rid, "approve").await;
+        let cred = alice.sign(&ch, RP_ORIGIN);
+        let (st, receipt) = alice.finish(&rid, "approve", &cred).await;
+        assert_eq!(st, 201, "{receipt}");
+        let b64 = |f: &serde_json::Value| B64URL.decode(f.as_str().unwrap()).unwrap();
+        let key = countersign_log::log::assertion_key(
+            &b64(&cred["rawId"]),
+            &b64(&cred["response"]["clientDataJSON"]),
+        );
+        asked.push((id, rid, key, receipt["log_index"].as_u64().unwrap()));
+    }
+    // Rewound as if the instances that logged them had died before recording them: the first
+    // two by an instance that is gone (one with its real claim, one whose assertion is not in
+    // the log), the third by an instance still running (this test's own connection).
+    let pg = countersign_log::shared::pg::Db::connect(
+        &db.url,
+        countersign_log::shared::schema::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let live = countersign_approvals::CibaStore::shared(pg).await.unwrap();
+    let dead = "00000000000000000000000000000dead";
+    rewind_shared(&live, &asked[0].0, asked[0].2, dead).await;
+    rewind_shared(&live, &asked[1].0, [7u8; 32], dead).await;
+    let running = live.instance_id().unwrap().to_owned();
+    rewind_shared(&live, &asked[2].0, asked[2].2, &running).await;
+
+    // The instance keeping house finishes the first from the log and releases the second
+    // (open again); the third is left to its claimant while it runs.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let token = |id: String| {
+        let client = client.clone();
+        async move { client.token(&id).await }
+    };
+    loop {
+        let (st, _) = token(asked[0].0.clone()).await;
+        if st == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead instance's claim was not finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (st, t) = token(asked[1].0.clone()).await;
+    assert_eq!(
+        (st, t["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    assert_eq!(
+        alice.only_request().await,
+        asked[1].1,
+        "released: open again"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (st, t) = token(asked[2].0.clone()).await;
+    assert_eq!(
+        (st, t["error"].as_str()),
+        (400, Some("authorization_pending")),
+        "a running instance's claim is left to it"
+    );
+    // Once its claimant is gone, the third is finished too, with its log index.
+    drop(live);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let t = loop {
+        let (st, t) = token(asked[2].0.clone()).await;
+        if st == 200 {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the claim was not finished after its claimant died"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, claims) = verify_jwt(&api, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["log_index"], asked[2].3);
 }
