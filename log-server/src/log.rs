@@ -597,6 +597,22 @@ impl LogHandle {
         }
     }
 
+    /// The index of the decision made with assertion `key` if it is sequenced, published or
+    /// not yet (on the shared driver, an entry sequenced while the bucket is unreachable is
+    /// published once it returns; on the embedded store, sequenced entries are published).
+    pub async fn assertion_sequenced(&self, key: &[u8; 32]) -> Result<Option<u64>, StorageError> {
+        match &self.backend {
+            Backend::Embedded { store, .. } => store.assertion_index(key),
+            Backend::Shared { log, .. } => log
+                .prefetch(Wants {
+                    assertions: vec![*key],
+                    ..Wants::default()
+                })
+                .await?
+                .assertion_index(key),
+        }
+    }
+
     /// The enrolment of a credential in the published tree: its leaf index and the decoded
     /// entry. `None` when the credential is not enrolled (or not yet published).
     pub async fn enrolment_of(

@@ -5,6 +5,7 @@
 //! start by [`recover_claims`] from what the log holds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use countersign_log::{AppendError, Appended, DecisionRequest, StorageError};
 use countersign_verifier::export::EventRow;
@@ -190,6 +191,11 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
                 record: rec,
                 appended,
             })
+        }
+        Err(DecideError::Refused(e @ countersign_log::AppendError::NotPublished { .. })) => {
+            // Sequenced, not yet published: not acknowledged, and not released either.
+            finish_when_published(c.clone(), key.to_owned());
+            Err(DecideError::Refused(e))
         }
         Err(e) => {
             let _g = c.store.lock(key).await?;
@@ -391,44 +397,94 @@ pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {
     let (mut finished, mut released) = (0, 0);
     for (ckey, _) in c.store.scan(CLAIM_PREFIX, usize::MAX)? {
         let key = CibaStore::record_key_of(ckey.trim_start_matches(CLAIM_PREFIX));
-        let r = c.store.get::<RequestRecord>(&key)?;
-        // On the shared driver, a claim of an instance still running is its to finish.
-        let claimant = r
-            .as_ref()
-            .and_then(|r| r.claim.as_ref())
-            .map(|cl| cl.instance.as_str())
-            .unwrap_or_default();
-        if crate::util::wait(c.store.claimant_alive(claimant))? {
-            continue;
-        }
-        let logged = r
-            .as_ref()
-            .and_then(|r| r.claim.as_ref())
-            .and_then(|cl| hex::decode(&cl.assertion_key).ok())
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .map(|k| crate::util::wait(c.log.find_assertion(&k)))
-            .transpose()?
-            .flatten();
-        let request_id = r.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();
-        let event = match (&r, logged, r.as_ref().and_then(|r| r.claim.as_ref())) {
-            (Some(r), Some((index, _)), Some(cl)) => decision_event(c, r, index, cl.decision),
-            _ => None,
-        };
-        let (b, outcome) = recover(r, &key, logged, event.clone(), now_secs())
-            .map_err(|e| StorageError::Corrupt(format!("claimed request {key}: {e}")))?;
-        let events: Vec<_> = match outcome {
-            Recovered::Finished { .. } => event.into_iter().collect(),
-            _ => Vec::new(),
-        };
-        c.store.commit_blocking_with_events(b, &events)?;
-        match outcome {
-            Recovered::Finished { index, decision } => {
-                finished += 1;
-                tracing::info!(%request_id, index, decision = decision.as_str(), "decision recovered from the log");
-            }
-            Recovered::Released => released += 1,
-            Recovered::Stale => {}
+        match recover_claim(c, &key, true)? {
+            Some(Recovered::Finished { .. }) => finished += 1,
+            Some(Recovered::Released) => released += 1,
+            Some(Recovered::Stale) | None => {}
         }
     }
     Ok((finished, released))
+}
+
+/// Finishes the claimed request `key` from the log, or releases it ([`recover`]). `None` when
+/// it is left as it is: its claimant is still running (with `skip_live`, shared driver), or
+/// its decision is sequenced but not yet published (the bucket was unreachable: it is
+/// finished once published, never released, so that no second decision is made for it).
+pub fn recover_claim(
+    c: &Approvals,
+    key: &str,
+    skip_live: bool,
+) -> Result<Option<Recovered>, StorageError> {
+    let r = c.store.get::<RequestRecord>(key)?;
+    let claim = r.as_ref().and_then(|r| r.claim.clone());
+    // On the shared driver, a claim of an instance still running is its to finish.
+    let claimant = claim
+        .as_ref()
+        .map(|cl| cl.instance.as_str())
+        .unwrap_or_default();
+    if skip_live && crate::util::wait(c.store.claimant_alive(claimant))? {
+        return Ok(None);
+    }
+    let assertion = claim
+        .as_ref()
+        .and_then(|cl| hex::decode(&cl.assertion_key).ok())
+        .and_then(|k| <[u8; 32]>::try_from(k).ok());
+    let logged = assertion
+        .map(|k| crate::util::wait(c.log.find_assertion(&k)))
+        .transpose()?
+        .flatten();
+    if logged.is_none() {
+        if let Some(k) = assertion {
+            if crate::util::wait(c.log.assertion_sequenced(&k))?.is_some() {
+                return Ok(None);
+            }
+        }
+    }
+    let request_id = r.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();
+    let event = match (&r, logged, &claim) {
+        (Some(r), Some((index, _)), Some(cl)) => decision_event(c, r, index, cl.decision),
+        _ => None,
+    };
+    let (b, outcome) = recover(r, key, logged, event.clone(), now_secs())
+        .map_err(|e| StorageError::Corrupt(format!("claimed request {key}: {e}")))?;
+    let events: Vec<_> = match outcome {
+        Recovered::Finished { .. } => event.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    c.store.commit_blocking_with_events(b, &events)?;
+    if let Recovered::Finished { index, decision } = outcome {
+        tracing::info!(%request_id, index, decision = decision.as_str(), "decision recovered from the log");
+    }
+    Ok(Some(outcome))
+}
+
+/// After the log answered `not_published` (shared driver, bucket unreachable): the decision is
+/// sequenced and will be published, so the request stays claimed (no second decision can be
+/// made for it) and is finished from the log, by this task, once it is published.
+fn finish_when_published(c: Arc<Approvals>, key: String) {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            // Reads that block this worker for a round trip (others take its tasks).
+            match tokio::task::block_in_place(|| recover_claim(&c, &key, false)) {
+                Ok(Some(outcome)) => {
+                    if let Ok(Some(r)) = c.store.get::<RequestRecord>(&key) {
+                        for approver in r.statement.eligible_approvers() {
+                            c.inbox_changed(approver, &r.request_id);
+                        }
+                        if matches!(outcome, Recovered::Finished { .. })
+                            && r.status != crate::store::RequestStatus::Pending
+                        {
+                            crate::delivery::decided(c.clone(), key.clone(), r);
+                        }
+                    }
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "finishing a decision once published"),
+            }
+        }
+    });
 }

@@ -125,6 +125,15 @@ pub(crate) fn append_error(what: &str, e: countersign_log::AppendError) -> ApiEr
             tracing::info!(code = reason.code(), ?detail, "{what} refused by the log");
             countersign_log::AppendError::Refused { reason, detail }.into()
         }
+        // Nothing acknowledged, and a retry may succeed: said as such (503 with Retry-After).
+        e @ (countersign_log::AppendError::QueueFull
+        | countersign_log::AppendError::ShuttingDown
+        | countersign_log::AppendError::NotWitnessed { .. }
+        | countersign_log::AppendError::Unavailable
+        | countersign_log::AppendError::NotPublished { .. }) => {
+            tracing::warn!(error = ?e, "{what}: the log could not acknowledge it");
+            e.into()
+        }
         other => ApiError::internal(what, format!("{other:?}")),
     }
 }

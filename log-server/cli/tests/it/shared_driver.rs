@@ -607,11 +607,29 @@ async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
     let (made, admin, vkey) = new_data_dir(&http, &tmp.path().join("made")).await;
-    let mut args = shared_args(&db.url, &tiles);
-    args.extend(["--publish-timeout-ms", "1500"]);
+    // With the front end: an approval is made while the bucket is away too.
+    let mut args: Vec<&str> = shared_args(&db.url, &tiles)
+        .into_iter()
+        .filter(|a| *a != "--log-only")
+        .collect();
+    args.extend([
+        "--publish-timeout-ms",
+        "1500",
+        "--poll-interval",
+        "1",
+        "--public-url",
+        crate::common::ORIGIN,
+    ]);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let p = Process::spawn_with_env(&made, free_port(), &args, &env_refs);
     p.wait_ready(&http).await;
+    let api = crate::common::Api::of(&p);
+    let client = api.add_client("agent-outage", "poll", None).await;
+    let alice = api.add_approver("apv_outage", 81).await;
+    let asked = client.ask("apv_outage", &[]).await;
+    let rid = alice.only_request().await;
+    let challenge = alice.challenge(&rid, "approve").await;
+    let cred = alice.sign(&challenge, crate::common::ORIGIN);
     let enrol = |n: u64| {
         crate::log_common::enrolment_body(&crate::log_common::passkey(5000 + n), &format!("a-{n}"))
     };
@@ -632,6 +650,21 @@ async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
     let (status, v) = post(&http, &url, &admin, &enrol(10)).await.unwrap();
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"], "not_published", "{v}");
+    // A decision too: answered 503, no token; the request is not open again for a second
+    // decision while its first waits to be published.
+    let (status, v) = alice.finish(&rid, "approve", &cred).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"], "not_published", "{v}");
+    let (status, v) = client.token(&asked).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("authorization_pending")),
+        "{v}"
+    );
+    assert!(
+        alice.inbox().await.iter().all(|r| r["status"] != "pending"),
+        "reopened"
+    );
     // Back: the same request gets its leaf (sequenced meanwhile), published.
     s3.signal("CONT");
     let t = Instant::now();
@@ -647,8 +680,29 @@ async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
         "appends acknowledged again {:?} after the bucket came back",
         t.elapsed()
     );
-    assert_eq!(v["index"], 10);
-    acked.push((10, v["leaf_hash"].as_str().unwrap().to_owned()));
+    assert_eq!(
+        v["index"], 11,
+        "the leaf it was given while the bucket was away"
+    );
+    acked.push((11, v["leaf_hash"].as_str().unwrap().to_owned()));
+    // The decision is finished from the log once published: the token comes, naming it.
+    let t = loop {
+        let (status, v) = client.token(&asked).await;
+        if status == 200 {
+            break v;
+        }
+        assert!(
+            v["error"] == "authorization_pending" || v["error"] == "slow_down",
+            "{v}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(60), "no token: {v}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    };
+    let (_, claims) = crate::common::verify_jwt(&api, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        claims["log_index"], 12,
+        "the decision sequenced while the bucket was away"
+    );
 
     // Everything acknowledged is in the bucket, read anonymously.
     let endpoint = var("AWS_ENDPOINT_URL");
@@ -662,7 +716,7 @@ async fn a_bucket_that_stops_answering_fails_appends_closed_and_they_resume() {
         .await
         .unwrap();
     let last = verify_checkpoint(&note, &vkey, &[]).unwrap().checkpoint;
-    assert!(last.size >= 11);
+    assert!(last.size >= 13);
     for (index, leaf) in &acked {
         let v: serde_json::Value = http
             .get(format!(
