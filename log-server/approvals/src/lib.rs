@@ -149,7 +149,7 @@ fn follow_other_instances(a: &Arc<Approvals>) {
     tokio::spawn(async move {
         loop {
             let ops = match rx.recv().await {
-                Ok(Change::Ops(ops)) => ops,
+                Ok(Change::Keys(keys)) => keys,
                 // Missed changes: an open page refreshes on its own timer.
                 Ok(Change::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     continue
@@ -157,7 +157,7 @@ fn follow_other_instances(a: &Arc<Approvals>) {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
             let Some(a) = weak.upgrade() else { return };
-            for (key, _) in ops.iter() {
+            for key in ops.iter() {
                 if let Some((approver, request)) = key
                     .strip_prefix(crate::store::PENDING_PREFIX)
                     .and_then(|r| r.rsplit_once('/'))

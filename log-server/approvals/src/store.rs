@@ -635,6 +635,37 @@ impl Area {
     }
 }
 
+/// Most audit events numbered in one transaction.
+const NUMBER_AT_ONCE: usize = 1000;
+
+/// On the shared driver, audit events are queued by the transactions that record them and
+/// numbered here, many per transaction ([`SharedKv::number_queued`]): as soon as this instance
+/// queued some, and every 250 ms (events another instance queued and could not number before
+/// it stopped). The feed (`A/<seq>`) shows an event once numbered, in recording order.
+fn number_events_shared(kv: &Arc<SharedKv>) {
+    let (weak, signal) = (Arc::downgrade(kv), kv.queued_signal());
+    tokio::spawn(async move {
+        loop {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(250), signal.notified())
+                .await;
+            let Some(kv) = weak.upgrade() else { return };
+            loop {
+                match kv
+                    .number_queued(AUDIT_SEQ_KEY, AUDIT_PREFIX, NUMBER_AT_ONCE)
+                    .await
+                {
+                    Ok(n) if n == NUMBER_AT_ONCE => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "numbering audit events failed; retrying");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Every `p/` key, as puts for the pending index.
 fn load_pending(kv: &Area) -> Result<Vec<Op>, StorageError> {
     let mut loaded = Vec::new();
@@ -708,7 +739,12 @@ impl CibaStore {
                     return;
                 };
                 match change {
-                    Change::Ops(ops) => pending.apply(&ops),
+                    Change::Keys(keys) => match kv.get_many(&keys).await {
+                        Ok(ops) => pending.apply(&ops),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading changed open requests failed")
+                        }
+                    },
                     Change::Resync => {
                         let area = Area::Shared(kv);
                         match tokio::task::block_in_place(|| load_pending(&area)) {
@@ -719,6 +755,7 @@ impl CibaStore {
                 }
             }
         });
+        number_events_shared(&kv);
         Ok(CibaStore {
             kv: area,
             pending,
@@ -815,14 +852,10 @@ impl CibaStore {
                 written.await?;
             }
             Area::Shared(kv) => {
-                // Numbered in the writing transaction, under the counter row's lock.
+                // Queued with the batch, numbered right after (see `number_events_shared`).
                 let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
-                kv.commit_numbered(
-                    batch,
-                    Some((AUDIT_SEQ_KEY, AUDIT_PREFIX, &encoded)),
-                    durability,
-                )
-                .await?;
+                kv.commit_queued(batch, Some((AUDIT_PREFIX, &encoded)), durability)
+                    .await?;
             }
         }
         self.pending.apply(&pending);
@@ -839,9 +872,9 @@ impl CibaStore {
             let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
             let ops = pending_ops(&batch);
             tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(kv.commit_numbered(
+                tokio::runtime::Handle::current().block_on(kv.commit_queued(
                     batch,
-                    Some((AUDIT_SEQ_KEY, AUDIT_PREFIX, &encoded)),
+                    Some((AUDIT_PREFIX, &encoded)),
                     Durability::Sync,
                 ))
             })?;

@@ -7,12 +7,13 @@
 //! - a record lock is an in-process stripe lock plus a session advisory lock of PostgreSQL on
 //!   one dedicated connection of this instance, so a read-modify-write of one record is
 //!   serialised across every instance; the database drops the locks of an instance that dies;
-//! - numbered records (an append-only feed such as the audit events) are numbered inside the
-//!   transaction that writes them, under the row lock of their counter, so they commit in the
-//!   order of their numbers whichever instance writes them;
-//! - changes under one watched prefix are sent to every other instance with `NOTIFY` in the
-//!   writing transaction (delivered in commit order), so an in-memory index over that prefix
-//!   stays in step ([`SharedKv::changes`]).
+//! - records of an append-only numbered feed (the audit events) are queued by the transaction
+//!   that writes them and numbered soon after, many at a time, in one transaction under the row
+//!   lock of their counter, so numbers commit in order whichever instance numbers them, and
+//!   writers never wait for one another's commits;
+//! - the keys changed under one watched prefix are sent to every other instance with `NOTIFY`
+//!   right after the writing transaction commits, and the receivers read their values, so an
+//!   in-memory index over that prefix stays in step ([`SharedKv::changes`]).
 //!
 //! Reads are synchronous like the embedded area's: they block the calling worker thread
 //! ([`tokio::task::block_in_place`]) for one round trip, and need the multi-threaded runtime.
@@ -28,6 +29,9 @@ use super::pg::{Db, DbError, Dedicated, Notice};
 use crate::storage::kv::{Batch, Durability, Op, WriteCounters, WriterStats, LOCK_STRIPES};
 use crate::storage::StorageError;
 
+/// Prefix of the records queued for a numbered feed ([`SharedKv::commit_queued`]): `~` sorts
+/// after every prefix of the area's own keys.
+pub const QUEUE_PREFIX: &str = "~q/";
 /// Channel of the watched-prefix changes.
 pub const KV_CHANNEL: &str = "countersign_kv";
 /// Largest NOTIFY payload sent; bigger change sets ask every instance to re-read the prefix.
@@ -52,8 +56,10 @@ CREATE TABLE kv (
 /// A change seen by [`SharedKv::changes`].
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// Another instance committed these changes under the watched prefix, in this order.
-    Ops(Arc<Vec<Op>>),
+    /// Another instance changed these keys under the watched prefix: read their values
+    /// ([`SharedKv::get_many`]); the notice is sent after the change committed, so what is read
+    /// is at least as new as it, whatever order notices from several instances arrive in.
+    Keys(Arc<Vec<String>>),
     /// Changes may have been missed (the listener reconnected, or a change set was too big to
     /// send): re-read the watched prefix.
     Resync,
@@ -121,6 +127,8 @@ pub struct SharedKv {
     instance: String,
     changes: broadcast::Sender<Change>,
     counters: Arc<WriteCounters>,
+    /// Woken when this instance queues feed records.
+    queued: Arc<tokio::sync::Notify>,
     listener: tokio::task::JoinHandle<()>,
     /// Holds this instance's liveness lock ([`SharedKv::instance_alive`]) while it runs.
     liveness: tokio::task::JoinHandle<()>,
@@ -220,6 +228,7 @@ impl SharedKv {
             instance,
             changes,
             counters: Arc::new(WriteCounters::default()),
+            queued: Arc::default(),
             listener,
             liveness,
         })
@@ -346,21 +355,121 @@ impl SharedKv {
     /// Applies `batch` atomically (one transaction); returns once committed (for
     /// [`Durability::Deferred`], committed without waiting for the database's WAL flush).
     pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
-        self.commit_numbered(batch, None, durability).await
+        self.apply_ops(batch.ops().to_vec(), durability).await
     }
 
-    /// [`SharedKv::commit`] with `records` appended under `prefix` + their numbers (16 hex
-    /// digits), numbered from the counter stored at `counter_key` (16 hex digits: the next
-    /// number; 1 when absent) in the same transaction, under the counter row's lock: batches
-    /// from every instance commit in the order of their numbers.
-    pub async fn commit_numbered(
+    /// [`SharedKv::commit`] with `records` queued, in the same transaction, for the feed under
+    /// `prefix` (see [`SharedKv::number_queued`], which gives them their numbers): the writing
+    /// transaction takes no lock shared by every writer, so writers do not queue behind one
+    /// another's commits.
+    pub async fn commit_queued(
         &self,
         batch: Batch,
-        numbered: Option<(&str, &str, &[Vec<u8>])>,
+        queued: Option<(&str, &[Vec<u8>])>,
         durability: Durability,
     ) -> Result<(), StorageError> {
-        let numbered = numbered.filter(|(_, _, r)| !r.is_empty());
-        if batch.is_empty() && numbered.is_none() {
+        let queued = queued.filter(|(_, r)| !r.is_empty());
+        let mut ops: Vec<Op> = batch.ops().to_vec();
+        if let Some((prefix, records)) = queued {
+            // Time-ordered keys: the feed follows the order events were recorded in, to the
+            // millisecond; the random part keeps two instances' keys apart.
+            let ms = crate::now_ms();
+            for (i, r) in records.iter().enumerate() {
+                let tag: u64 = rand::random();
+                ops.push((
+                    format!("{QUEUE_PREFIX}{prefix}{ms:016x}/{tag:016x}/{i:04x}"),
+                    Some(r.clone()),
+                ));
+            }
+        }
+        self.apply_ops(ops, durability).await?;
+        if queued.is_some() {
+            self.queued.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Gives the records queued for the feed under `prefix` ([`SharedKv::commit_queued`]) their
+    /// numbers, oldest first, at most `limit`: each becomes `prefix` + its number (16 hex
+    /// digits), from the counter at `counter_key` (16 hex digits: the next number; 1 when
+    /// absent). One transaction, under the counter row's lock: numbering transactions, at any
+    /// instance, commit one after another in the order of their numbers, so a reader following
+    /// the feed by number never skips a record that appears later. Returns how many.
+    pub async fn number_queued(
+        &self,
+        counter_key: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<usize, StorageError> {
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let mut client = self.db.client().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(q)?;
+        tx.execute(
+            "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&counter_key, &format!("{:016x}", 1u64).into_bytes()],
+        )
+        .await
+        .map_err(q)?;
+        let row = tx
+            .query_one(
+                "SELECT value FROM kv WHERE key = $1 FOR UPDATE",
+                &[&counter_key],
+            )
+            .await
+            .map_err(q)?;
+        let v: Vec<u8> = row.try_get(0).map_err(q)?;
+        let mut next = std::str::from_utf8(&v)
+            .ok()
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+            .ok_or_else(|| StorageError::Corrupt(format!("{counter_key} is not hex")))?;
+        let start = format!("{QUEUE_PREFIX}{prefix}");
+        let end =
+            String::from_utf8(crate::storage::kv::prefix_end(start.as_bytes()).unwrap_or_default())
+                .unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = tx
+            .query(
+                "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+                &[&start, &end, &limit],
+            )
+            .await
+            .map_err(q)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &rows {
+            let k: String = r.try_get(0).map_err(q)?;
+            let v: Vec<u8> = r.try_get(1).map_err(q)?;
+            keys.push(format!("{prefix}{next:016x}"));
+            values.push(v);
+            gone.push(k);
+            next += 1;
+        }
+        keys.push(counter_key.to_owned());
+        values.push(format!("{next:016x}").into_bytes());
+        tx.execute("DELETE FROM kv WHERE key = ANY($1)", &[&gone])
+            .await
+            .map_err(q)?;
+        tx.execute(
+            "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&keys, &values],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(rows.len())
+    }
+
+    /// Notified when this instance queues records for the feed ([`SharedKv::commit_queued`]):
+    /// what a numbering task waits on ([`SharedKv::number_queued`]).
+    pub fn queued_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.queued.clone()
+    }
+
+    async fn apply_ops(&self, ops: Vec<Op>, durability: Durability) -> Result<(), StorageError> {
+        if ops.is_empty() {
             return Ok(());
         }
         let mut client = self.db.client().await.map_err(unavailable)?;
@@ -373,35 +482,6 @@ impl SharedKv {
             tx.batch_execute("SET LOCAL synchronous_commit = off")
                 .await
                 .map_err(q)?;
-        }
-        let mut ops: Vec<Op> = batch.ops().to_vec();
-        if let Some((counter_key, prefix, records)) = numbered {
-            tx.execute(
-                "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                &[&counter_key, &format!("{:016x}", 1u64).into_bytes()],
-            )
-            .await
-            .map_err(q)?;
-            let row = tx
-                .query_one(
-                    "SELECT value FROM kv WHERE key = $1 FOR UPDATE",
-                    &[&counter_key],
-                )
-                .await
-                .map_err(q)?;
-            let v: Vec<u8> = row.try_get(0).map_err(q)?;
-            let mut next = std::str::from_utf8(&v)
-                .ok()
-                .and_then(|t| u64::from_str_radix(t, 16).ok())
-                .ok_or_else(|| StorageError::Corrupt(format!("{counter_key} is not hex")))?;
-            for r in records {
-                ops.push((format!("{prefix}{next:016x}"), Some(r.clone())));
-                next += 1;
-            }
-            ops.push((
-                counter_key.to_owned(),
-                Some(format!("{next:016x}").into_bytes()),
-            ));
         }
         // The last op of each key is the batch's effect on it.
         let mut last: HashMap<&str, Option<&[u8]>> = HashMap::with_capacity(ops.len());
@@ -432,17 +512,27 @@ impl SharedKv {
             .await
             .map_err(q)?;
         }
-        let watched: Vec<&Op> = ops
+        let watched: Vec<&str> = ops
             .iter()
-            .filter(|(k, _)| k.starts_with(self.watch_prefix))
+            .map(|(k, _)| k.as_str())
+            .filter(|k| k.starts_with(self.watch_prefix))
             .collect();
-        if !watched.is_empty() {
-            let payload = notice(&self.instance, &watched);
-            tx.execute("SELECT pg_notify($1, $2)", &[&KV_CHANNEL, &payload])
-                .await
-                .map_err(q)?;
-        }
         tx.commit().await.map_err(q)?;
+        if !watched.is_empty() {
+            // After the commit, in a statement of its own: a NOTIFY inside the transaction
+            // would take PostgreSQL's notification queue lock at commit and so serialise every
+            // writer's commit (its WAL flush included). Receivers read the keys' values, so a
+            // late notice cannot undo a newer change. Lost (the connection broke just now): the
+            // other instances' pending index is stale until their next resync; the records
+            // themselves are right.
+            let payload = notice(&self.instance, &watched);
+            if let Err(e) = client
+                .execute("SELECT pg_notify($1, $2)", &[&KV_CHANNEL, &payload])
+                .await
+            {
+                tracing::warn!(error = %DbError::from(e), "change notice not sent");
+            }
+        }
         self.counters.jobs.inc();
         self.counters.writes.inc();
         if durability == Durability::Sync {
@@ -519,6 +609,18 @@ impl SharedKv {
         self.block(self.get_raw_async(key))
     }
 
+    /// The values of `keys` (absent ones `None`), read together (from async code).
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Op>, StorageError> {
+        let c = self.db.client().await.map_err(unavailable)?;
+        let rows = c
+            .query("SELECT key, value FROM kv WHERE key = ANY($1)", &[&keys])
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        let mut found: HashMap<String, Vec<u8>> =
+            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(keys.iter().map(|k| (k.clone(), found.remove(k))).collect())
+    }
+
     /// Reads a raw value (from async code).
     pub async fn get_raw_async(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let c = self.db.client().await.map_err(unavailable)?;
@@ -584,14 +686,10 @@ impl SharedKv {
     }
 }
 
-/// The NOTIFY payload of `ops` from `instance`: JSON `{"i": id, "ops": [[key, hex or null]]}`,
-/// or `{"i": id, "resync": true}` when that would be too big.
-fn notice(instance: &str, ops: &[&Op]) -> String {
-    let list: Vec<(&str, Option<String>)> = ops
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_ref().map(hex::encode)))
-        .collect();
-    let text = serde_json::json!({ "i": instance, "ops": list }).to_string();
+/// The NOTIFY payload of changed `keys` from `instance`: JSON `{"i": id, "keys": [key]}`, or
+/// `{"i": id, "resync": true}` when that would be too big.
+fn notice(instance: &str, keys: &[&str]) -> String {
+    let text = serde_json::json!({ "i": instance, "keys": keys }).to_string();
     if text.len() <= MAX_PAYLOAD {
         text
     } else {
@@ -608,17 +706,13 @@ fn parse_notice(payload: &str, me: &str) -> Option<Change> {
     if v.get("resync").is_some() {
         return Some(Change::Resync);
     }
-    let mut ops = Vec::new();
-    for op in v.get("ops")?.as_array()? {
-        let key = op.get(0)?.as_str()?.to_owned();
-        let value = match op.get(1)? {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(h) => Some(hex::decode(h).ok()?),
-            _ => return None,
-        };
-        ops.push((key, value));
-    }
-    Some(Change::Ops(Arc::new(ops)))
+    let keys = v
+        .get("keys")?
+        .as_array()?
+        .iter()
+        .map(|k| k.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Change::Keys(Arc::new(keys)))
 }
 
 #[cfg(test)]
@@ -628,18 +722,15 @@ mod tests {
 
     #[test]
     fn notices_round_trip_and_skip_our_own() {
-        let ops: Vec<Op> = vec![("p/a/1".into(), Some(vec![1, 2])), ("p/a/2".into(), None)];
-        let refs: Vec<&Op> = ops.iter().collect();
-        let n = notice("me", &refs);
+        let keys = ["p/a/1", "p/a/2"];
+        let n = notice("me", &keys);
         assert!(parse_notice(&n, "me").is_none());
         match parse_notice(&n, "other").unwrap() {
-            Change::Ops(got) => assert_eq!(*got, ops),
-            Change::Resync => panic!("expected ops"),
+            Change::Keys(got) => assert_eq!(*got, keys),
+            Change::Resync => panic!("expected keys"),
         }
-        let big: Vec<Op> = (0..1000)
-            .map(|i| (format!("p/approver/{i}"), Some(vec![0; 16])))
-            .collect();
-        let refs: Vec<&Op> = big.iter().collect();
+        let big: Vec<String> = (0..1000).map(|i| format!("p/approver/{i}")).collect();
+        let refs: Vec<&str> = big.iter().map(String::as_str).collect();
         assert!(matches!(
             parse_notice(&notice("me", &refs), "other"),
             Some(Change::Resync)

@@ -978,6 +978,37 @@ async fn approvals_run_across_instances() {
     let (st, again) = client.token(&auth_req_id).await;
     assert!(st >= 400, "tokens are handed out once: {again}");
 
+    // The audit feed, read at B, holds what A, B and C recorded, each event once, in order:
+    // the enrolment, the request, the decision, the token.
+    let want = [
+        "credential.enrolled",
+        "request.created",
+        "decision.approved",
+        "token.issued",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let types = loop {
+        let r = http
+            .get(format!("{}/v1/audit/events?limit=1000", url(1)))
+            .bearer_auth(&api(1).admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        let types: Vec<String> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap().to_owned())
+            .collect();
+        if types.len() >= want.len() || Instant::now() > deadline {
+            break types;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(types, want, "the audit feed across instances");
+
     // The ping reached the client once, whichever instance decided.
     rx.wait(1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Complete CIBA approval flows (`countersign-bench flow`: /bc-authorize, inbox, passkey decision,
+# token) on the embedded store against the shared driver (issue 21 point 10): one embedded
+# server, then one shared instance, then two shared instances with half the load on each (two
+# load generators at once, their flows/s added), alternated for ROUNDS rounds, each on a fresh
+# data directory, database and bucket prefix. PostgreSQL (scripts/pg-server.sh), SeaweedFS
+# (scripts/s3-server.sh), the servers and the load generators share the machine's cores.
+#
+# Usage: benches/shared-flows.sh [COUNT] [CONCURRENCY] [ROUNDS] [WORK_DIR]
+#   COUNT flows per run (default 2000), CONCURRENCY flows in flight (default 32), ROUNDS (2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+COUNT="${1:-2000}"
+C="${2:-32}"
+ROUNDS="${3:-2}"
+WORK="${4:-$(mktemp -d)}"
+cargo build -q --release --locked -p countersign --bin countersign -p countersign-benches \
+    --bin countersign-bench
+B="$CARGO_TARGET_DIR/release"
+P1=18391
+P2=18392
+mkdir -p "$WORK"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
+    wait 2> /dev/null || true
+    bash scripts/s3-server.sh stop "$WORK/s3" || true
+    bash scripts/pg-server.sh stop "$WORK/pg" || true
+}
+trap cleanup EXIT
+bash scripts/pg-server.sh start "$WORK/pg"
+bash scripts/s3-server.sh start "$WORK/s3"
+source "$WORK/pg/env"
+source "$WORK/s3/env"
+
+wait_for() {
+    for _ in $(seq 600); do
+        curl -fsS "$1" > /dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "no answer from $1" >&2
+    return 1
+}
+stop_servers() {
+    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2> /dev/null || true; done
+    PIDS=()
+}
+# Unlimited client rate: the bench's one client is the whole load.
+LIMITS=(--client-requests-per-minute 0 --client-max-pending 0)
+PUBLIC="http://localhost:$P1"
+serve() { # PORT DATA_DIR ARGS...
+    local port=$1 dir=$2
+    shift 2
+    "$B/countersign" serve --data-dir "$dir" --listen "127.0.0.1:$port" --public-url "$PUBLIC" \
+        --rp-id localhost --allowed-origin "$PUBLIC" \
+        "${LIMITS[@]}" "$@" >> "$WORK/serve.log" 2>&1 &
+    PIDS+=($!)
+    wait_for "http://127.0.0.1:$port/healthz"
+}
+# CPU seconds used so far by the processes named (utime + stime of each, from /proc).
+ticks() {
+    local t=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+pg_pids() { pgrep -u postgres -d ' ' postgres || true; }
+weed_pid() { cat "$WORK/s3/weed.pid"; }
+HZ=$(getconf CLK_TCK)
+# Runs flows() and prints "flows/s server-ms pg-ms s3-ms" (CPU milliseconds per flow of the
+# servers, PostgreSQL's backends and the S3 server).
+measured() { # PORT DATA_DIR COUNT CONCURRENCY
+    local s0 p0 w0 rate s1 p1 w1
+    s0=$(ticks "${PIDS[@]}") p0=$(ticks $(pg_pids)) w0=$(ticks $(weed_pid))
+    rate=$(flows "$@")
+    s1=$(ticks "${PIDS[@]}") p1=$(ticks $(pg_pids)) w1=$(ticks $(weed_pid))
+    awk -v r="$rate" -v n="$3" -v hz="$HZ" -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v w=$((w1 - w0)) \
+        'BEGIN { printf "%s %.2f %.2f %.2f\n", r, 1000 * s / hz / n, 1000 * p / hz / n, 1000 * w / hz / n }'
+}
+flows() { # PORT DATA_DIR COUNT CONCURRENCY: prints flows/s
+    "$B/countersign-bench" flow --url "http://127.0.0.1:$1" --origin "$PUBLIC" --data-dir "$2" \
+        --count "$3" --concurrency "$4" | grep -E "^flow:" | sed -E 's/.* ([0-9.]+) flows\/s.*/\1/'
+}
+
+echo "round | embedded flows/s (server CPU ms/flow) | shared, 1 instance (server / PostgreSQL / S3 CPU ms per flow) | shared, 2 instances | ratio 1 | ratio 2"
+for r in $(seq "$ROUNDS"); do
+    rm -rf "$WORK/e" "$WORK/keys" "$WORK/s1" "$WORK/s2"
+    serve $P1 "$WORK/e"
+    read -r embedded e_cpu _ _ < <(measured $P1 "$WORK/e" "$COUNT" "$C")
+    stop_servers
+
+    # Keys made once by an embedded start, copied to each instance.
+    serve $P1 "$WORK/keys" --log-only
+    stop_servers
+    db="flows_${r}_$$"
+    psql -q -c "CREATE DATABASE $db" postgres
+    url="postgres://$PGUSER@$PGHOST:$PGPORT/$db"
+    tiles="$COUNTERSIGN_TEST_S3_BUCKET/flows-$r-$$"
+    cp -r "$WORK/keys" "$WORK/s1"
+    serve $P1 "$WORK/s1" --database "$url" --tiles "$tiles"
+    read -r one s_cpu s_pg s_s3 < <(measured $P1 "$WORK/s1" "$COUNT" "$C")
+    stop_servers
+
+    db2="flows2_${r}_$$"
+    psql -q -c "CREATE DATABASE $db2" postgres
+    url2="postgres://$PGUSER@$PGHOST:$PGPORT/$db2"
+    cp -r "$WORK/s1" "$WORK/s2"
+    serve $P1 "$WORK/s1" --database "$url2" --tiles "$tiles-2"
+    serve $P2 "$WORK/s2" --database "$url2" --tiles "$tiles-2"
+    half=$((COUNT / 2))
+    flows $P1 "$WORK/s1" "$half" $((C / 2)) > "$WORK/f1" &
+    f1=$!
+    flows $P2 "$WORK/s2" "$half" $((C / 2)) > "$WORK/f2" &
+    f2=$!
+    wait $f1 $f2
+    two=$(awk '{ s += $1 } END { printf "%.1f", s }' "$WORK/f1" "$WORK/f2")
+    stop_servers
+    awk -v r="$r" -v e="$embedded" -v o="$one" -v t="$two" -v ec="$e_cpu" -v sc="$s_cpu" \
+        -v sp="$s_pg" -v ss="$s_s3" 'BEGIN {
+        printf "%s | %.1f (%.2f) | %.1f (%.2f / %.2f / %.2f) | %.1f | %.0f%% | %.0f%%\n",
+            r, e, ec, o, sc, sp, ss, t, 100 * o / e, 100 * t / e }'
+done
