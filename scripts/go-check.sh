@@ -123,8 +123,9 @@ if [ -n "${COUNTERSIGN_TEST_DATABASE:-}" ] && [ -n "${COUNTERSIGN_TEST_S3_BUCKET
         mkdir -p "$work/shared$i"
         cp "$work/data/log.key" "$work/data/log.vkey" "$work/data/admin.token" "$work/shared$i/"
         p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        RUST_LOG=warn "$bin/countersign" serve --log-only --data-dir "$work/shared$i" \
-            --listen "127.0.0.1:$p" --database "$db_url" \
+        # With the approval front end, as a deployment runs: one public URL for both.
+        RUST_LOG=warn "$bin/countersign" serve --data-dir "$work/shared$i" \
+            --listen "127.0.0.1:$p" --database "$db_url" --public-url https://approve.test \
             --tiles "$COUNTERSIGN_TEST_S3_BUCKET/$prefix" >"$work/shared$i.log" 2>&1 &
         instances+=($!)
         urls+=("http://127.0.0.1:$p")

@@ -448,16 +448,12 @@ impl SharedKv {
         }
         keys.push(counter_key.to_owned());
         values.push(format!("{next:016x}").into_bytes());
-        tx.execute("DELETE FROM kv WHERE key = ANY($1)", &[&gone])
-            .await
-            .map_err(q)?;
-        tx.execute(
-            "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&keys, &values],
-        )
-        .await
-        .map_err(q)?;
+        let (keys, values): (Vec<&str>, Vec<&[u8]>) = (
+            keys.iter().map(String::as_str).collect(),
+            values.iter().map(Vec::as_slice).collect(),
+        );
+        let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+        write_rows(&tx, &gone, &keys, &values).await?;
         tx.commit().await.map_err(q)?;
         Ok(rows.len())
     }
@@ -498,20 +494,7 @@ impl SharedKv {
                 None => deletes.push(k),
             }
         }
-        if !deletes.is_empty() {
-            tx.execute("DELETE FROM kv WHERE key = ANY($1)", &[&deletes])
-                .await
-                .map_err(q)?;
-        }
-        if !put_keys.is_empty() {
-            tx.execute(
-                "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[&put_keys, &put_values],
-            )
-            .await
-            .map_err(q)?;
-        }
+        write_rows(&tx, &deletes, &put_keys, &put_values).await?;
         let watched: Vec<&str> = ops
             .iter()
             .map(|(k, _)| k.as_str())
@@ -566,12 +549,7 @@ impl SharedKv {
 
     /// What was written so far.
     pub fn writer_stats(&self) -> WriterStats {
-        let s = &self.counters;
-        WriterStats {
-            submitted: s.jobs.get(),
-            batches: s.writes.get(),
-            synced_batches: s.synced_writes.get(),
-        }
+        WriterStats::of(&self.counters)
     }
 
     /// Runs `f` to completion from synchronous code: on a worker of the multi-threaded
@@ -684,6 +662,31 @@ impl SharedKv {
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
+}
+
+/// Deletes `deletes` and puts `keys` with `values` (one statement each, at most), in `tx`.
+async fn write_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    deletes: &[&str],
+    keys: &[&str],
+    values: &[&[u8]],
+) -> Result<(), StorageError> {
+    let q = |e: tokio_postgres::Error| unavailable(e.into());
+    if !deletes.is_empty() {
+        tx.execute("DELETE FROM kv WHERE key = ANY($1)", &[&deletes])
+            .await
+            .map_err(q)?;
+    }
+    if !keys.is_empty() {
+        tx.execute(
+            "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&keys, &values],
+        )
+        .await
+        .map_err(q)?;
+    }
+    Ok(())
 }
 
 /// The NOTIFY payload of changed `keys` from `instance`: JSON `{"i": id, "keys": [key]}`, or

@@ -117,6 +117,17 @@ pub struct WriterStats {
     pub synced_batches: u64,
 }
 
+impl WriterStats {
+    /// What `counters` counted so far.
+    pub fn of(counters: &WriteCounters) -> WriterStats {
+        WriterStats {
+            submitted: counters.jobs.get(),
+            batches: counters.writes.get(),
+            synced_batches: counters.synced_writes.get(),
+        }
+    }
+}
+
 /// A key-value area: one column family, its record locks and its writer thread.
 pub struct KvArea {
     store: Store,
@@ -357,12 +368,7 @@ impl KvArea {
     /// What the writer did so far; `submitted / synced_batches` is how many writes one fsync
     /// carried.
     pub fn writer_stats(&self) -> WriterStats {
-        let s = &self.counters;
-        WriterStats {
-            submitted: s.jobs.get(),
-            batches: s.writes.get(),
-            synced_batches: s.synced_writes.get(),
-        }
+        WriterStats::of(&self.counters)
     }
 
     /// Reads a JSON record.

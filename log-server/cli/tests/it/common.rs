@@ -696,3 +696,35 @@ pub async fn fake_smtp_refusing(
     });
     (format!("smtp://{addr}"), got, mails)
 }
+
+/// Puts decided request `r` (record key `key`) back in the state a crash between the log append
+/// and the record update leaves: claimed by `instance` (empty on the embedded store) with the
+/// claim of `assertion_key`. The batch that stores it.
+pub fn rewound_to_claimed(
+    r: &mut countersign_approvals::store::RequestRecord,
+    key: &str,
+    assertion_key: [u8; 32],
+    instance: &str,
+) -> countersign_approvals::store::Batch {
+    use countersign_approvals::store::{ClaimRecord, RequestStatus};
+    use countersign_approvals::CibaStore;
+    let d = r.decision.take().unwrap();
+    r.claim = Some(ClaimRecord {
+        assertion_key: hex::encode(assertion_key),
+        decision: countersign_verifier::Decision::parse(&r.statement.decision).unwrap(),
+        enrolment_index: d.enrolment_index,
+        statement_hash: d.statement_hash,
+        approver_id: d.approver_id,
+        instance: instance.to_owned(),
+    });
+    r.status = RequestStatus::Deciding;
+    let mut b = countersign_approvals::store::Batch::new();
+    b.put_json(key.to_owned(), &*r)
+        .unwrap()
+        .put(CibaStore::claim_key(key), Vec::new())
+        .put(
+            CibaStore::pending_key(&r.statement.approver_id, &r.request_id),
+            Vec::new(),
+        );
+    b
+}

@@ -374,30 +374,13 @@ async fn acknowledged_approvals_survive_sigkill_under_load() {
 /// Puts a decided request back in the state a crash between the log append and the record
 /// update leaves (claimed, with the claim of `assertion_key`), in the stopped server's store.
 fn rewind_to_claimed(dir: &std::path::Path, auth_req_id: &str, assertion_key: [u8; 32]) {
-    use countersign_approvals::store::{ClaimRecord, RequestRecord, RequestStatus};
+    use countersign_approvals::store::RequestRecord;
     use countersign_approvals::{CibaStore, Secret};
     let store = countersign_log::storage::Store::open(&dir.join(countersign_log::DB_DIR)).unwrap();
     let ciba = CibaStore::new(store).unwrap();
     let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
     let mut r: RequestRecord = ciba.get(&key).unwrap().unwrap();
-    let d = r.decision.take().unwrap();
-    r.claim = Some(ClaimRecord {
-        assertion_key: hex::encode(assertion_key),
-        decision: countersign_verifier::Decision::parse(&r.statement.decision).unwrap(),
-        enrolment_index: d.enrolment_index,
-        statement_hash: d.statement_hash,
-        approver_id: d.approver_id,
-        instance: String::new(),
-    });
-    r.status = RequestStatus::Deciding;
-    let mut b = countersign_approvals::store::Batch::new();
-    b.put_json(key.clone(), &r)
-        .unwrap()
-        .put(CibaStore::claim_key(&key), Vec::new())
-        .put(
-            CibaStore::pending_key(&r.statement.approver_id, &r.request_id),
-            Vec::new(),
-        );
+    let b = crate::common::rewound_to_claimed(&mut r, &key, assertion_key, "");
     ciba.commit_blocking(b).unwrap();
 }
 

@@ -772,6 +772,43 @@ async fn live_inbox(
     rx
 }
 
+/// `n` instances with the front end on database `db` and bucket `tiles`, from copies of one
+/// data directory made under `tmp`, one `--public-url` for all, clean-up every second: the log
+/// key and the started instances.
+async fn approval_instances(
+    http: &reqwest::Client,
+    tmp: &Path,
+    db: &TestDb,
+    tiles: &str,
+    n: usize,
+) -> (VerifierKey, Vec<Process>) {
+    use crate::common::ORIGIN as RP_ORIGIN;
+    let (made, _, vkey) = new_data_dir(http, &tmp.join("made")).await;
+    let args = vec![
+        "--database",
+        &db.url,
+        "--tiles",
+        tiles,
+        "--rp-id",
+        crate::common::RP_ID,
+        "--allowed-origin",
+        RP_ORIGIN,
+        "--public-url",
+        RP_ORIGIN,
+        "--cleanup-interval",
+        "1",
+    ];
+    let mut instances = Vec::new();
+    for i in 0..n {
+        let dir = tmp.join(format!("instance-{i}"));
+        copy_dir(&made, &dir);
+        let p = Process::spawn(&dir, free_port(), &args);
+        p.wait_ready(http).await;
+        instances.push(p);
+    }
+    (vkey, instances)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn approvals_run_across_instances() {
     use crate::common::{post_json, verify_jwt, Api, Receiver, B64URL, ORIGIN as RP_ORIGIN};
@@ -784,29 +821,7 @@ async fn approvals_run_across_instances() {
     };
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (made, _, vkey) = new_data_dir(&http, &tmp.path().join("made")).await;
-    let args = vec![
-        "--database",
-        &db.url,
-        "--tiles",
-        &tiles,
-        "--rp-id",
-        crate::common::RP_ID,
-        "--allowed-origin",
-        RP_ORIGIN,
-        "--public-url",
-        RP_ORIGIN,
-        "--cleanup-interval",
-        "1",
-    ];
-    let mut instances = Vec::new();
-    for name in ["a", "b", "c"] {
-        let dir = tmp.path().join(name);
-        copy_dir(&made, &dir);
-        let p = Process::spawn(&dir, free_port(), &args);
-        p.wait_ready(&http).await;
-        instances.push(p);
-    }
+    let (vkey, instances) = approval_instances(&http, tmp.path(), &db, &tiles, 3).await;
     let url = |i: usize| instances[i].url.clone();
     let api = |i: usize| Api::of(&instances[i]);
 
@@ -1063,29 +1078,12 @@ async fn rewind_shared(
     assertion_key: [u8; 32],
     instance: &str,
 ) {
-    use countersign_approvals::store::{ClaimRecord, RequestRecord, RequestStatus};
+    use countersign_approvals::store::RequestRecord;
     use countersign_approvals::{CibaStore, Secret};
     let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
     let _g = store.lock(&key).await.unwrap();
     let mut r: RequestRecord = store.get(&key).unwrap().unwrap();
-    let d = r.decision.take().unwrap();
-    r.claim = Some(ClaimRecord {
-        assertion_key: hex::encode(assertion_key),
-        decision: countersign_verifier::Decision::parse(&r.statement.decision).unwrap(),
-        enrolment_index: d.enrolment_index,
-        statement_hash: d.statement_hash,
-        approver_id: d.approver_id,
-        instance: instance.to_owned(),
-    });
-    r.status = RequestStatus::Deciding;
-    let mut b = countersign_approvals::store::Batch::new();
-    b.put_json(key.clone(), &r)
-        .unwrap()
-        .put(CibaStore::claim_key(&key), Vec::new())
-        .put(
-            CibaStore::pending_key(&r.statement.approver_id, &r.request_id),
-            Vec::new(),
-        );
+    let b = crate::common::rewound_to_claimed(&mut r, &key, assertion_key, instance);
     store
         .commit(b, countersign_approvals::store::Durability::Sync)
         .await
@@ -1104,29 +1102,7 @@ async fn the_claims_of_a_dead_instance_are_finished_by_another() {
     };
     let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (made, _, _) = new_data_dir(&http, &tmp.path().join("made")).await;
-    let args = vec![
-        "--database",
-        &db.url,
-        "--tiles",
-        &tiles,
-        "--rp-id",
-        crate::common::RP_ID,
-        "--allowed-origin",
-        RP_ORIGIN,
-        "--public-url",
-        RP_ORIGIN,
-        "--cleanup-interval",
-        "1",
-    ];
-    let mut instances = Vec::new();
-    for name in ["a", "b"] {
-        let dir = tmp.path().join(name);
-        copy_dir(&made, &dir);
-        let p = Process::spawn(&dir, free_port(), &args);
-        p.wait_ready(&http).await;
-        instances.push(p);
-    }
+    let (_, instances) = approval_instances(&http, tmp.path(), &db, &tiles, 2).await;
     let api = Api::of(&instances[0]);
     let client = api.add_client("agent-claims", "poll", None).await;
     let alice = api.add_approver("apv_claims", 73).await;
