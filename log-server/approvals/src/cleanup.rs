@@ -88,6 +88,19 @@ pub fn start(c: &Arc<Approvals>) {
                         ),
                         Err(e) => tracing::warn!(error = %e, "recovering claims failed"),
                     }
+                    // An instance stopped since the last tick: the ping/push deliveries and
+                    // notifications it still owed are taken up here (at least once).
+                    match instances_gone(&c).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(
+                                instances = n,
+                                "instances stopped; taking up what they owed"
+                            );
+                            crate::delivery::resume_deliveries(&c);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "checking the instances failed"),
+                    }
                 }
                 if let Err(e) = sweep_shared_ceremonies(&c, countersign_log::now_ms()).await {
                     tracing::warn!(error = %e, "cleaning up ceremonies failed");
@@ -112,6 +125,22 @@ pub fn start(c: &Arc<Approvals>) {
 /// Advisory lock of the instance that keeps house on the shared driver (clean-up, and what
 /// stopped instances left).
 pub const HOUSEKEEPING_LEASE: i64 = 0x6373_686f_7573_6531;
+
+/// The registered instances of a shared deployment that no longer run
+/// ([`crate::state::INSTANCE_PREFIX`]): unregistered here; how many.
+pub(crate) async fn instances_gone(c: &Approvals) -> Result<usize, StorageError> {
+    let prefix = crate::state::INSTANCE_PREFIX;
+    let mut gone = crate::store::Batch::new();
+    for (k, _) in c.store.scan(prefix, 10_000)? {
+        let id = k.strip_prefix(prefix).unwrap_or_default();
+        if !c.store.claimant_alive(id).await? {
+            gone.delete(k.clone());
+        }
+    }
+    let n = gone.len();
+    c.store.commit(gone, Durability::Sync).await?;
+    Ok(n)
+}
 
 /// Deletes the enrolment ceremonies and used sign-ins of the shared driver that expired before
 /// `now_ms`.

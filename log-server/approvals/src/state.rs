@@ -22,6 +22,10 @@ use countersign_log::storage::StorageError;
 /// Held while the first instance of a shared deployment creates the token keys and the
 /// sign-in key, so that instances starting together agree on them.
 const SHARED_KEYS_LOCK: &str = "v/keys-lock";
+/// The running instances of a shared deployment (`v/instance/<instance id>`, valued when it
+/// started, milliseconds, 8 bytes big-endian): the instance keeping house takes up what one
+/// that stopped owed ([`crate::cleanup::instances_gone`]).
+pub const INSTANCE_PREFIX: &str = "v/instance/";
 /// The key sign-in ids are sealed with, on the shared driver (32 bytes).
 pub const SIGNIN_KEY: &str = "v/signin-key";
 
@@ -119,6 +123,16 @@ impl Approvals {
             };
             (keys, signin_key)
         };
+        // Registered, so that the instance keeping house notices when this one stops.
+        let mut b = crate::store::Batch::new();
+        b.put(
+            format!(
+                "{INSTANCE_PREFIX}{}",
+                store.instance_id().unwrap_or_default()
+            ),
+            countersign_log::now_ms().to_be_bytes().to_vec(),
+        );
+        store.commit(b, crate::store::Durability::Sync).await?;
         Self::with_store(
             log,
             admin,

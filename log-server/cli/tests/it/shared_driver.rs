@@ -1137,6 +1137,14 @@ async fn the_claims_of_a_dead_instance_are_finished_by_another() {
     rewind_shared(&live, &asked[1].0, [7u8; 32], dead).await;
     let running = live.instance_id().unwrap().to_owned();
     rewind_shared(&live, &asked[2].0, asked[2].2, &running).await;
+    // A stopped instance registered: the housekeeper notices it is gone (and takes up what it
+    // owed); the running ones stay registered.
+    let gone_key = format!("{}{dead}", countersign_approvals::state::INSTANCE_PREFIX);
+    let mut b = countersign_approvals::store::Batch::new();
+    b.put(gone_key.clone(), vec![0; 8]);
+    live.commit(b, countersign_approvals::store::Durability::Sync)
+        .await
+        .unwrap();
 
     // The instance keeping house finishes the first from the log and releases the second
     // (open again); the third is left to its claimant while it runs.
@@ -1156,6 +1164,22 @@ async fn the_claims_of_a_dead_instance_are_finished_by_another() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while live.get_raw(&gone_key).unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped instance is still registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let registered = live
+        .scan(countersign_approvals::state::INSTANCE_PREFIX, 100)
+        .unwrap();
+    assert_eq!(
+        registered.len(),
+        2,
+        "the two running instances stay registered"
+    );
     let (st, t) = token(asked[1].0.clone()).await;
     assert_eq!(
         (st, t["error"].as_str()),
