@@ -3,7 +3,8 @@
 //! keeps its records here). The same string keys, byte values, [`Batch`]es and record locks,
 //! held in the table `kv` and shared by every instance:
 //!
-//! - a batch is applied in one transaction (its ops collapsed to the last one per key);
+//! - a batch is applied in one statement, so one transaction and one round trip (its ops
+//!   collapsed to the last one per key);
 //! - a record lock is an in-process stripe lock plus a session advisory lock of PostgreSQL on
 //!   one dedicated connection of this instance, so a read-modify-write of one record is
 //!   serialised across every instance; the database drops the locks of an instance that dies;
@@ -129,6 +130,8 @@ pub struct SharedKv {
     counters: Arc<WriteCounters>,
     /// Woken when this instance queues feed records.
     queued: Arc<tokio::sync::Notify>,
+    /// Feed records this instance queued (their order within one millisecond).
+    queued_count: std::sync::atomic::AtomicU64,
     listener: tokio::task::JoinHandle<()>,
     /// Holds this instance's liveness lock ([`SharedKv::instance_alive`]) while it runs.
     liveness: tokio::task::JoinHandle<()>,
@@ -229,6 +232,7 @@ impl SharedKv {
             changes,
             counters: Arc::new(WriteCounters::default()),
             queued: Arc::default(),
+            queued_count: std::sync::atomic::AtomicU64::new(0),
             listener,
             liveness,
         })
@@ -372,12 +376,15 @@ impl SharedKv {
         let mut ops: Vec<Op> = batch.ops().to_vec();
         if let Some((prefix, records)) = queued {
             // Time-ordered keys: the feed follows the order events were recorded in, to the
-            // millisecond; the random part keeps two instances' keys apart.
+            // millisecond across instances, and exactly within one (its counter); the instance
+            // id keeps two instances' keys apart.
             let ms = crate::now_ms();
-            for (i, r) in records.iter().enumerate() {
-                let tag: u64 = rand::random();
+            for r in records {
+                let n = self
+                    .queued_count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 ops.push((
-                    format!("{QUEUE_PREFIX}{prefix}{ms:016x}/{tag:016x}/{i:04x}"),
+                    format!("{QUEUE_PREFIX}{prefix}{ms:016x}/{}/{n:016x}", self.instance),
                     Some(r.clone()),
                 ));
             }
@@ -468,17 +475,8 @@ impl SharedKv {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut client = self.db.client().await.map_err(unavailable)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| unavailable(e.into()))?;
+        let client = self.db.client().await.map_err(unavailable)?;
         let q = |e: tokio_postgres::Error| unavailable(e.into());
-        if durability == Durability::Deferred {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(q)?;
-        }
         // The last op of each key is the batch's effect on it.
         let mut last: HashMap<&str, Option<&[u8]>> = HashMap::with_capacity(ops.len());
         for (k, v) in &ops {
@@ -494,13 +492,31 @@ impl SharedKv {
                 None => deletes.push(k),
             }
         }
-        write_rows(&tx, &deletes, &put_keys, &put_values).await?;
+        // One statement, so one round trip and its own transaction: the deletions and the
+        // upserts (of distinct keys) in data-modifying CTEs, and the durability asked for set
+        // for that transaction alone (`set_config(…, true)`, read at its commit).
+        let sync = if durability == Durability::Deferred {
+            "off"
+        } else {
+            "on"
+        };
+        client
+            .query_one(
+                "WITH cfg AS (SELECT set_config('synchronous_commit', $1, true) AS v), \
+                      del AS (DELETE FROM kv WHERE key = ANY($2::text[])), \
+                      ins AS (INSERT INTO kv (key, value) \
+                              SELECT * FROM unnest($3::text[], $4::bytea[]) \
+                              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+                 SELECT v FROM cfg",
+                &[&sync, &deletes, &put_keys, &put_values],
+            )
+            .await
+            .map_err(q)?;
         let watched: Vec<&str> = ops
             .iter()
             .map(|(k, _)| k.as_str())
             .filter(|k| k.starts_with(self.watch_prefix))
             .collect();
-        tx.commit().await.map_err(q)?;
         if !watched.is_empty() {
             // After the commit, in a statement of its own: a NOTIFY inside the transaction
             // would take PostgreSQL's notification queue lock at commit and so serialise every

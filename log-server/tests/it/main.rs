@@ -22,6 +22,7 @@ mod revocation;
 #[path = "../support/s3.rs"]
 mod s3_support;
 mod shared;
+mod shared_kv;
 mod tiles;
 /// Shared with the binary's tests, which use all of it.
 #[allow(dead_code)]
