@@ -66,9 +66,11 @@ pub enum Change {
     Resync,
 }
 
-/// The session that holds this instance's record locks.
+/// The session that holds this instance's record locks, with its two statements prepared.
 struct LockSession {
     conn: Dedicated,
+    try_lock: tokio_postgres::Statement,
+    unlock: tokio_postgres::Statement,
 }
 
 /// A held record lock (or several): released when dropped.
@@ -101,12 +103,7 @@ impl Drop for SharedGuard<'_> {
         };
         rt.spawn(async move {
             for k in keys {
-                match session
-                    .conn
-                    .client
-                    .query_one("SELECT pg_advisory_unlock($1)", &[&k])
-                    .await
-                {
+                match session.conn.client.query_one(&session.unlock, &[&k]).await {
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %DbError::from(e), "record unlock failed");
@@ -256,7 +253,7 @@ impl SharedKv {
         let free: bool = session
             .conn
             .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .query_one(&session.try_lock, &[&key])
             .await
             .map_err(q)?
             .try_get(0)
@@ -265,7 +262,7 @@ impl SharedKv {
             session
                 .conn
                 .client
-                .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                .query_one(&session.unlock, &[&key])
                 .await
                 .map_err(q)?;
         }
@@ -289,7 +286,22 @@ impl SharedKv {
             return Ok(open.clone());
         }
         let conn = self.db.dedicated().await.map_err(unavailable)?;
-        let fresh = Arc::new(LockSession { conn });
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let try_lock = conn
+            .client
+            .prepare("SELECT pg_try_advisory_lock($1)")
+            .await
+            .map_err(q)?;
+        let unlock = conn
+            .client
+            .prepare("SELECT pg_advisory_unlock($1)")
+            .await
+            .map_err(q)?;
+        let fresh = Arc::new(LockSession {
+            conn,
+            try_lock,
+            unlock,
+        });
         *s = Some(fresh.clone());
         Ok(fresh)
     }
@@ -334,7 +346,7 @@ impl SharedKv {
                 let row = session
                     .conn
                     .client
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&k])
+                    .query_one(&session.try_lock, &[&k])
                     .await
                     .map_err(|e| unavailable(e.into()))?;
                 if row
@@ -500,16 +512,19 @@ impl SharedKv {
         } else {
             "on"
         };
-        client
-            .query_one(
+        let stmt = client
+            .prepare_cached(
                 "WITH cfg AS (SELECT set_config('synchronous_commit', $1, true) AS v), \
                       del AS (DELETE FROM kv WHERE key = ANY($2::text[])), \
                       ins AS (INSERT INTO kv (key, value) \
                               SELECT * FROM unnest($3::text[], $4::bytea[]) \
                               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
                  SELECT v FROM cfg",
-                &[&sync, &deletes, &put_keys, &put_values],
             )
+            .await
+            .map_err(q)?;
+        client
+            .query_one(&stmt, &[&sync, &deletes, &put_keys, &put_values])
             .await
             .map_err(q)?;
         let watched: Vec<&str> = ops
@@ -525,10 +540,11 @@ impl SharedKv {
             // other instances' pending index is stale until their next resync; the records
             // themselves are right.
             let payload = notice(&self.instance, &watched);
-            if let Err(e) = client
-                .execute("SELECT pg_notify($1, $2)", &[&KV_CHANNEL, &payload])
-                .await
-            {
+            let sent = match client.prepare_cached("SELECT pg_notify($1, $2)").await {
+                Ok(stmt) => client.execute(&stmt, &[&KV_CHANNEL, &payload]).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
                 tracing::warn!(error = %DbError::from(e), "change notice not sent");
             }
         }
@@ -606,10 +622,12 @@ impl SharedKv {
     /// The values of `keys` (absent ones `None`), read together (from async code).
     pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Op>, StorageError> {
         let c = self.db.client().await.map_err(unavailable)?;
-        let rows = c
-            .query("SELECT key, value FROM kv WHERE key = ANY($1)", &[&keys])
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let stmt = c
+            .prepare_cached("SELECT key, value FROM kv WHERE key = ANY($1)")
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(q)?;
+        let rows = c.query(&stmt, &[&keys]).await.map_err(q)?;
         let mut found: HashMap<String, Vec<u8>> =
             rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(keys.iter().map(|k| (k.clone(), found.remove(k))).collect())
@@ -618,10 +636,12 @@ impl SharedKv {
     /// Reads a raw value (from async code).
     pub async fn get_raw_async(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let c = self.db.client().await.map_err(unavailable)?;
-        let row = c
-            .query_opt("SELECT value FROM kv WHERE key = $1", &[&key])
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let stmt = c
+            .prepare_cached("SELECT value FROM kv WHERE key = $1")
             .await
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(q)?;
+        let row = c.query_opt(&stmt, &[&key]).await.map_err(q)?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -657,24 +677,29 @@ impl SharedKv {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.block(async {
             let c = self.db.client().await.map_err(unavailable)?;
+            let q = |e: tokio_postgres::Error| unavailable(e.into());
             let rows = match &end {
                 Some(end) => {
-                    c.query(
-                        "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 \
-                         ORDER BY key LIMIT $3",
-                        &[&start, end, &limit],
-                    )
-                    .await
+                    let stmt = c
+                        .prepare_cached(
+                            "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 \
+                             ORDER BY key LIMIT $3",
+                        )
+                        .await
+                        .map_err(q)?;
+                    c.query(&stmt, &[&start, end, &limit]).await
                 }
                 None => {
-                    c.query(
-                        "SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2",
-                        &[&start, &limit],
-                    )
-                    .await
+                    let stmt = c
+                        .prepare_cached(
+                            "SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2",
+                        )
+                        .await
+                        .map_err(q)?;
+                    c.query(&stmt, &[&start, &limit]).await
                 }
             }
-            .map_err(|e| unavailable(e.into()))?;
+            .map_err(q)?;
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }

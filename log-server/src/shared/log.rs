@@ -526,7 +526,7 @@ impl SharedLog {
     /// What the log's checks of a group of requests read, in a few queries.
     pub async fn prefetch(&self, wants: Wants) -> Result<Prefetched, StorageError> {
         let c = self.inner.db.client().await.map_err(db_storage)?;
-        prefetch(&**c, wants).await.map_err(db_storage)
+        prefetch(&c, wants).await.map_err(db_storage)
     }
 
     /// The root of the tree at `size` as this database signed it: `None` when no checkpoint
@@ -687,7 +687,8 @@ impl SharedLog {
         key: &(dyn tokio_postgres::types::ToSql + Sync),
     ) -> Result<Option<tokio_postgres::Row>, StorageError> {
         let c = self.inner.db.client().await.map_err(db_storage)?;
-        c.query_opt(sql, &[key]).await.map_err(db_storage)
+        let stmt = c.prepare_cached(sql).await.map_err(db_storage)?;
+        c.query_opt(&stmt, &[key]).await.map_err(db_storage)
     }
 }
 

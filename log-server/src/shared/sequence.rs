@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use countersign_verifier::Hash;
-use tokio_postgres::{GenericClient, Transaction};
+use deadpool_postgres::{GenericClient, Transaction};
 
 use crate::sequencer::decide::{Committed, Decided, Pending};
 use crate::sequencer::{AppendKind, Outcome};
@@ -111,7 +111,8 @@ pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Pre
         let keys: Vec<&[u8]> = w.leaves.iter().map(|k| k.as_slice()).collect();
         for row in c
             .query(
-                "SELECT leaf_hash, idx FROM entries WHERE leaf_hash = ANY($1)",
+                &c.prepare_cached("SELECT leaf_hash, idx FROM entries WHERE leaf_hash = ANY($1)")
+                    .await?,
                 &[&keys],
             )
             .await?
@@ -124,7 +125,8 @@ pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Pre
         let keys: Vec<&[u8]> = w.assertions.iter().map(|k| k.as_slice()).collect();
         for row in c
             .query(
-                "SELECT key, idx FROM assertions WHERE key = ANY($1)",
+                &c.prepare_cached("SELECT key, idx FROM assertions WHERE key = ANY($1)")
+                    .await?,
                 &[&keys],
             )
             .await?
@@ -137,7 +139,10 @@ pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Pre
     if !w.credentials.is_empty() {
         for row in c
             .query(
-                "SELECT id, enrolment, sign_count FROM credentials WHERE id = ANY($1)",
+                &c.prepare_cached(
+                    "SELECT id, enrolment, sign_count FROM credentials WHERE id = ANY($1)",
+                )
+                .await?,
                 &[&w.credentials],
             )
             .await?
@@ -153,7 +158,10 @@ pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Pre
     if !w.revocations.is_empty() {
         for row in c
             .query(
-                "SELECT enrolment, idx FROM revocations WHERE enrolment = ANY($1)",
+                &c.prepare_cached(
+                    "SELECT enrolment, idx FROM revocations WHERE enrolment = ANY($1)",
+                )
+                .await?,
                 &[&indexes(&w.revocations)?],
             )
             .await?
@@ -167,7 +175,8 @@ pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Pre
         w.entries.dedup();
         for row in c
             .query(
-                "SELECT idx, data FROM entries WHERE idx = ANY($1)",
+                &c.prepare_cached("SELECT idx, data FROM entries WHERE idx = ANY($1)")
+                    .await?,
                 &[&indexes(&w.entries)?],
             )
             .await?
@@ -218,7 +227,8 @@ async fn read(tx: &Transaction<'_>, items: &[Item<'_>]) -> Result<Prefetched, Db
     if !enrolled.is_empty() {
         for row in tx
             .query(
-                "SELECT idx, data FROM entries WHERE idx = ANY($1)",
+                &tx.prepare_cached("SELECT idx, data FROM entries WHERE idx = ANY($1)")
+                    .await?,
                 &[&indexes(&enrolled)?],
             )
             .await?
@@ -237,7 +247,8 @@ pub(crate) async fn sequence(
 ) -> Result<Vec<Outcome>, DbError> {
     let next: i64 = tx
         .query_one(
-            "SELECT next_index FROM seq_coord WHERE id = 1 FOR UPDATE",
+            &tx.prepare_cached("SELECT next_index FROM seq_coord WHERE id = 1 FOR UPDATE")
+                .await?,
             &[],
         )
         .await?
@@ -286,23 +297,32 @@ pub(crate) async fn sequence(
         return Ok(outcomes);
     }
     tx.execute(
-        "INSERT INTO entries (idx, leaf_hash, data) \
+        &tx.prepare_cached(
+            "INSERT INTO entries (idx, leaf_hash, data) \
          SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+        )
+        .await?,
         &[&idx, &leaves, &data],
     )
     .await?;
     if !a_keys.is_empty() {
         let keys: Vec<&[u8]> = a_keys.iter().map(|k| k.as_slice()).collect();
         tx.execute(
-            "INSERT INTO assertions (key, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])",
+            &tx.prepare_cached(
+                "INSERT INTO assertions (key, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])",
+            )
+            .await?,
             &[&keys, &a_idx],
         )
         .await?;
     }
     if !r_enrol.is_empty() {
         tx.execute(
-            "INSERT INTO revocations (enrolment, idx) \
+            &tx.prepare_cached(
+                "INSERT INTO revocations (enrolment, idx) \
              SELECT * FROM unnest($1::bigint[], $2::bigint[])",
+            )
+            .await?,
             &[&r_enrol, &r_idx],
         )
         .await?;
@@ -316,21 +336,25 @@ pub(crate) async fn sequence(
             count.push(c);
         }
         tx.execute(
-            "INSERT INTO credentials (id, enrolment, sign_count) \
+            &tx.prepare_cached(
+                "INSERT INTO credentials (id, enrolment, sign_count) \
              SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) \
              ON CONFLICT (id) DO UPDATE SET sign_count = excluded.sign_count",
+            )
+            .await?,
             &[&ids, &enrol, &count],
         )
         .await?;
     }
     tx.execute(
-        "UPDATE seq_coord SET next_index = $1 WHERE id = 1",
+        &tx.prepare_cached("UPDATE seq_coord SET next_index = $1 WHERE id = 1")
+            .await?,
         &[&i64_of(index)?],
     )
     .await?;
     // Wakes the integrator, wherever it runs, when the transaction commits.
     tx.execute(
-        "SELECT pg_notify($1, $2)",
+        &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
         &[&SEQUENCED, &index.to_string()],
     )
     .await?;
