@@ -24,7 +24,7 @@ use countersign_log::storage::StorageError;
 const SHARED_KEYS_LOCK: &str = "v/keys-lock";
 /// The running instances of a shared deployment (`v/instance/<instance id>`, valued when it
 /// started, milliseconds, 8 bytes big-endian): the instance keeping house takes up what one
-/// that stopped owed ([`crate::cleanup::instances_gone`]).
+/// that stopped owed (the clean-up task, `cleanup::instances_gone`).
 pub const INSTANCE_PREFIX: &str = "v/instance/";
 /// The key sign-in ids are sealed with, on the shared driver (32 bytes).
 pub const SIGNIN_KEY: &str = "v/signin-key";
