@@ -172,7 +172,17 @@ async fn sigterm_during_approval_flows_loses_no_decision() {
                 ))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..900))).await;
+        // Some decisions acknowledged first (however busy the machine running the tests),
+        // then a random moment within the flows.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while flows.lock().unwrap().iter().all(|f| f.receipt.is_none()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no decision was acknowledged in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..600))).await;
         let before_term = flows
             .lock()
             .unwrap()
