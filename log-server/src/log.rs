@@ -683,29 +683,20 @@ impl LogHandle {
         }
         let mut entries = Vec::with_capacity(indexes.len());
         match &self.backend {
+            // Read and hashed where called (ready at the first poll): a caller proving many
+            // entries runs this on a thread that may block.
             Backend::Embedded { store, .. } => {
-                let store = store.clone();
-                let (indexes, size) = (indexes.to_vec(), checkpoint.size);
-                // Node reads and hashing on a thread that may block.
-                let proved = tokio::task::spawn_blocking(move || {
-                    indexes
-                        .into_iter()
-                        .map(|index| {
-                            let entry = store.entry(index)?.ok_or_else(|| {
-                                StorageError::Missing("entry missing below the tree size".into())
-                            })?;
-                            let proof = inclusion_proof(&store, index, size)?;
-                            Ok(ProvedEntry {
-                                index,
-                                entry,
-                                proof,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, ProofRequestError>>()
-                })
-                .await
-                .map_err(|_| StorageError::Stopped("proof task failed".into()))??;
-                entries = proved;
+                for &index in indexes {
+                    let entry = store.entry(index)?.ok_or_else(|| {
+                        StorageError::Missing("entry missing below the tree size".into())
+                    })?;
+                    let proof = inclusion_proof(store, index, checkpoint.size)?;
+                    entries.push(ProvedEntry {
+                        index,
+                        entry,
+                        proof,
+                    });
+                }
             }
             Backend::Shared { log, tiles } => {
                 let root = shared_root_at(log, tiles, checkpoint.size).await?;

@@ -71,7 +71,8 @@ pub fn start(c: &Arc<Approvals>) {
                         lease = None;
                     }
                 }
-                if lease.is_none() {
+                let took_over = lease.is_none();
+                if took_over {
                     lease = db.try_lease(HOUSEKEEPING_LEASE).await.ok().flatten();
                     if lease.is_none() {
                         continue;
@@ -88,19 +89,22 @@ pub fn start(c: &Arc<Approvals>) {
                         ),
                         Err(e) => tracing::warn!(error = %e, "recovering claims failed"),
                     }
-                    // An instance stopped since the last tick: the ping/push deliveries and
-                    // notifications it still owed are taken up here (at least once).
-                    match instances_gone(&c).await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(
-                                instances = n,
-                                "instances stopped; taking up what they owed"
-                            );
-                            crate::delivery::resume_deliveries(&c);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "checking the instances failed"),
+                }
+                // The ping/push deliveries and notifications still owed are taken up when this
+                // instance takes over, and when an instance stopped since the last tick (at
+                // least once); once for both, so one takeover does not deliver twice.
+                let gone = match instances_gone(&c).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checking the instances failed");
+                        0
                     }
+                };
+                if gone > 0 {
+                    tracing::info!(instances = gone, "instances stopped; taking up what they owed");
+                }
+                if took_over || gone > 0 {
+                    crate::delivery::resume_deliveries(&c);
                 }
                 if let Err(e) = sweep_shared_ceremonies(&c, countersign_log::now_ms()).await {
                     tracing::warn!(error = %e, "cleaning up ceremonies failed");
@@ -134,7 +138,7 @@ pub(crate) async fn instances_gone(c: &Approvals) -> Result<usize, StorageError>
     for (k, _) in c.store.scan(prefix, 10_000)? {
         let id = k.strip_prefix(prefix).unwrap_or_default();
         if !c.store.claimant_alive(id).await? {
-            gone.delete(k.clone());
+            gone.delete(k);
         }
     }
     let n = gone.len();

@@ -415,6 +415,8 @@ pub fn recover_claim(
     key: &str,
     skip_live: bool,
 ) -> Result<Option<Recovered>, StorageError> {
+    // Under the record's lock: on the shared driver other instances serve the request meanwhile.
+    let _g = crate::util::wait(c.store.lock(key))?;
     let r = c.store.get::<RequestRecord>(key)?;
     let claim = r.as_ref().and_then(|r| r.claim.clone());
     // On the shared driver, a claim of an instance still running is its to finish.

@@ -170,7 +170,8 @@ fn follow_other_instances(a: &Arc<Approvals>) {
 }
 
 /// What the instance that takes the housekeeping lease does first (shared driver): what
-/// [`open`] does at start on the embedded store, for whatever instances that died left.
+/// [`open`] does at start on the embedded store, for whatever instances that died left (the
+/// clean-up task then takes up their owed deliveries).
 pub(crate) fn take_over_housekeeping(a: &Arc<Approvals>) {
     match decision::migrate_evidence(a) {
         Ok(0) => {}
@@ -186,7 +187,6 @@ pub(crate) fn take_over_housekeeping(a: &Arc<Approvals>) {
         ),
         Err(e) => tracing::warn!(error = %e, "recovering claims failed"),
     }
-    delivery::resume_deliveries(a);
 }
 
 /// Every route of the front end: the CIBA endpoints, the admin API, the passkey ceremonies, the

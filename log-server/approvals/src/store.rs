@@ -582,8 +582,10 @@ enum Area {
 /// Held record locks ([`CibaStore::lock`]): released when dropped.
 #[derive(Debug)]
 pub enum Guard<'a> {
-    /// In this process (embedded store).
-    Local(Vec<RecordGuard<'a>>),
+    /// One record's, in this process (embedded store).
+    Local(RecordGuard<'a>),
+    /// Several records', in this process (embedded store).
+    LocalMany(Vec<RecordGuard<'a>>),
     /// At every instance (shared driver).
     Shared(SharedGuard<'a>),
 }
@@ -871,13 +873,7 @@ impl CibaStore {
         if let Area::Shared(kv) = &self.kv {
             let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
             let ops = pending_ops(&batch);
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(kv.commit_queued(
-                    batch,
-                    Some((AUDIT_PREFIX, &encoded)),
-                    Durability::Sync,
-                ))
-            })?;
+            kv.commit_queued_blocking(batch, Some((AUDIT_PREFIX, &encoded)))?;
             self.pending.apply(&ops);
             return Ok(());
         }
@@ -941,7 +937,7 @@ impl CibaStore {
     /// reached or the lock is not free in time.
     pub async fn lock(&self, key: &str) -> Result<Guard<'_>, StorageError> {
         match &self.kv {
-            Area::Local(kv) => Ok(Guard::Local(vec![kv.lock(key).await])),
+            Area::Local(kv) => Ok(Guard::Local(kv.lock(key).await)),
             Area::Shared(kv) => Ok(Guard::Shared(kv.lock(key).await?)),
         }
     }
@@ -949,7 +945,7 @@ impl CibaStore {
     /// Holds the locks of several records ([`KvArea::lock_all`], [`SharedKv::lock_all`]).
     pub async fn lock_all(&self, keys: &[&str]) -> Result<Guard<'_>, StorageError> {
         match &self.kv {
-            Area::Local(kv) => Ok(Guard::Local(kv.lock_all(keys).await)),
+            Area::Local(kv) => Ok(Guard::LocalMany(kv.lock_all(keys).await)),
             Area::Shared(kv) => Ok(Guard::Shared(kv.lock_all(keys).await?)),
         }
     }

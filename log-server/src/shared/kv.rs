@@ -371,7 +371,7 @@ impl SharedKv {
     /// Applies `batch` atomically (one transaction); returns once committed (for
     /// [`Durability::Deferred`], committed without waiting for the database's WAL flush).
     pub async fn commit(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
-        self.apply_ops(batch.ops().to_vec(), durability).await
+        self.apply_ops(batch.into_ops(), durability).await
     }
 
     /// [`SharedKv::commit`] with `records` queued, in the same transaction, for the feed under
@@ -385,7 +385,7 @@ impl SharedKv {
         durability: Durability,
     ) -> Result<(), StorageError> {
         let queued = queued.filter(|(_, r)| !r.is_empty());
-        let mut ops: Vec<Op> = batch.ops().to_vec();
+        let mut ops: Vec<Op> = batch.into_ops();
         if let Some((prefix, records)) = queued {
             // Time-ordered keys: the feed follows the order events were recorded in, to the
             // millisecond across instances, and exactly within one (its counter); the instance
@@ -421,7 +421,25 @@ impl SharedKv {
         limit: usize,
     ) -> Result<usize, StorageError> {
         let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let start = format!("{QUEUE_PREFIX}{prefix}");
+        let end =
+            String::from_utf8(crate::storage::kv::prefix_end(start.as_bytes()).unwrap_or_default())
+                .unwrap_or_default();
         let mut client = self.db.client().await.map_err(unavailable)?;
+        // Nothing queued (the usual answer to the periodic check): no transaction, no lock.
+        let any = client
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM kv WHERE key >= $1 AND key < $2)")
+            .await
+            .map_err(q)?;
+        if !client
+            .query_one(&any, &[&start, &end])
+            .await
+            .map_err(q)?
+            .try_get::<_, bool>(0)
+            .map_err(q)?
+        {
+            return Ok(0);
+        }
         let tx = client.transaction().await.map_err(q)?;
         tx.execute(
             "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
@@ -441,10 +459,6 @@ impl SharedKv {
             .ok()
             .and_then(|t| u64::from_str_radix(t, 16).ok())
             .ok_or_else(|| StorageError::Corrupt(format!("{counter_key} is not hex")))?;
-        let start = format!("{QUEUE_PREFIX}{prefix}");
-        let end =
-            String::from_utf8(crate::storage::kv::prefix_end(start.as_bytes()).unwrap_or_default())
-                .unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = tx
             .query(
@@ -572,6 +586,15 @@ impl SharedKv {
     /// Applies `batch` on the calling thread (start-up, or a thread that may block).
     pub fn commit_blocking(&self, batch: Batch) -> Result<(), StorageError> {
         self.block(self.commit(batch, Durability::Sync))
+    }
+
+    /// [`SharedKv::commit_queued`], synced, on the calling thread.
+    pub fn commit_queued_blocking(
+        &self,
+        batch: Batch,
+        queued: Option<(&str, &[Vec<u8>])>,
+    ) -> Result<(), StorageError> {
+        self.block(self.commit_queued(batch, queued, Durability::Sync))
     }
 
     /// The writes' counters, for metrics (one transaction per write).

@@ -84,6 +84,11 @@ impl Batch {
     pub fn ops(&self) -> &[Op] {
         &self.ops
     }
+
+    /// The changes, in order (for a store that applies them itself).
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StorageError>>;

@@ -241,8 +241,11 @@ pub(super) async fn log_page(
     let start = end.saturating_sub(LOG_PAGE);
     let indexes: Vec<u64> = (start..end).rev().collect();
     let proved = {
-        match c.log.prove_entries(&indexes).await {
-            Ok(p) => p,
+        // A page of proofs: on a thread that may block (node reads and hashing on the
+        // embedded store, round trips on the shared driver).
+        let (log, ix) = (c.log.clone(), indexes.clone());
+        match tokio::task::spawn_blocking(move || crate::util::wait(log.prove_entries(&ix))).await {
+            Ok(Ok(p)) => p,
             _ => {
                 return error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -44,15 +44,16 @@ impl Ceremony {
     }
 }
 
-/// Prefix of the enrolment ceremonies held in the shared driver's store (`g/<ceremony id>`),
-/// where every instance finds them.
+/// Prefix of the enrolment ceremonies held in the shared driver's store, where every instance
+/// finds them: `g/<hex SHA-256 of the link token>`, one per link as in memory (a link's holder
+/// starting again replaces the last one, so a link cannot fill the store).
 pub const SHARED_CEREMONY_PREFIX: &str = "g/";
 
 /// An enrolment ceremony as held in the shared store.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct StoredCeremony {
-    /// SHA-256 of the link token (hex).
-    pub link_hash: String,
+    /// The ceremony id its finish must name.
+    pub id: String,
     /// The challenge (hex).
     pub challenge: String,
     /// When it started (milliseconds).

@@ -118,42 +118,43 @@ async fn start_ceremony(
     let id = B64URL.encode(crate::util::random_bytes::<16>());
     let challenge = crate::util::random_bytes::<32>();
     let stored = StoredCeremony {
-        link_hash: hex::encode(link_hash),
+        id: id.clone(),
         challenge: hex::encode(challenge),
         started_ms: countersign_log::now_ms(),
     };
     let mut b = Batch::new();
-    b.put_json(format!("{SHARED_CEREMONY_PREFIX}{id}"), &stored)?;
+    b.put_json(
+        format!("{SHARED_CEREMONY_PREFIX}{}", hex::encode(link_hash)),
+        &stored,
+    )?;
     c.store.commit(b, Durability::Deferred).await?;
     Ok((id, challenge))
 }
 
-/// Takes a started ceremony for its finish, once ([`start_ceremony`]).
-async fn take_ceremony(c: &Approvals, id: &str) -> Result<Option<Ceremony>, ApiError> {
+/// Takes the started ceremony `id` of the link `token` for its finish, once
+/// ([`start_ceremony`]). (In memory the id alone finds it, and the finish then checks that it
+/// belongs to the link; in the store the link finds it, so another link's id finds nothing.)
+async fn take_ceremony(c: &Approvals, id: &str, token: &str) -> Result<Option<Ceremony>, ApiError> {
     if !c.store.is_shared() {
         return Ok(c.ceremonies.take(id));
     }
-    if id.len() > 64 {
-        return Ok(None);
-    }
-    let key = format!("{SHARED_CEREMONY_PREFIX}{id}");
+    let link_hash = Secret::new(token).sha256();
+    let key = format!("{SHARED_CEREMONY_PREFIX}{}", hex::encode(link_hash));
     let _g = c.store.lock(&key).await?;
-    let Some(stored) = c.store.get::<StoredCeremony>(&key)? else {
+    let Some(stored) = c.store.get::<StoredCeremony>(&key)?.filter(|s| s.id == id) else {
         return Ok(None);
     };
     let mut b = Batch::new();
     b.delete(key.clone());
     c.store.commit(b, Durability::Sync).await?;
     let age = countersign_log::now_ms().saturating_sub(stored.started_ms);
-    let parse = |h: &str| {
-        hex::decode(h)
-            .ok()
-            .and_then(|v| <[u8; 32]>::try_from(v).ok())
-    };
-    match (parse(&stored.link_hash), parse(&stored.challenge)) {
-        (Some(link_hash), Some(challenge)) if u128::from(age) < CEREMONY_TTL.as_millis() => Ok(
-            Some(Ceremony::resumed(Kind::Enrol { link_hash }, challenge)),
-        ),
+    let challenge = hex::decode(&stored.challenge)
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v).ok());
+    match challenge {
+        Some(challenge) if u128::from(age) < CEREMONY_TTL.as_millis() => Ok(Some(
+            Ceremony::resumed(Kind::Enrol { link_hash }, challenge),
+        )),
         _ => Ok(None),
     }
 }
@@ -233,9 +234,11 @@ pub(crate) async fn enrol_finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let b: EnrolFinish = body.declared_json(&headers)?;
-    let cer = take_ceremony(c, &b.ceremony_id).await?.ok_or_else(|| {
-        ApiError::invalid_request("the enrolment ceremony is unknown or timed out; start again")
-    })?;
+    let cer = take_ceremony(c, &b.ceremony_id, &b.token)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid_request("the enrolment ceremony is unknown or timed out; start again")
+        })?;
     let (link_hash, link) = valid_link(c, &b.token)?;
     // Checked again: the approver may have been disabled, or have enrolled a passkey, since.
     enrolling_approver(c, &headers, &link)?;

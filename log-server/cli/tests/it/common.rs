@@ -728,3 +728,12 @@ pub fn rewound_to_claimed(
         );
     b
 }
+
+/// The log's replay key of the assertion `credential` (its JSON as the pages send it).
+pub fn assertion_key_of(credential: &Value) -> [u8; 32] {
+    let b64 = |f: &Value| B64URL.decode(f.as_str().unwrap()).unwrap();
+    countersign_log::log::assertion_key(
+        &b64(&credential["rawId"]),
+        &b64(&credential["response"]["clientDataJSON"]),
+    )
+}

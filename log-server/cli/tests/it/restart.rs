@@ -7,10 +7,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::common::{verify_jwt, Api, Receiver, B64URL, ORIGIN, RP_ID};
+use crate::common::{verify_jwt, Api, Receiver, ORIGIN, RP_ID};
 use crate::flow_load::{approve_all_until_stopped, flow_server, Acked};
 use crate::process::{free_port, Process};
 
@@ -406,12 +405,8 @@ async fn a_decision_logged_before_a_crash_is_finished_at_start() {
         let cred = alice.sign(&ch, ORIGIN);
         let (st, receipt) = alice.finish(&rid, "approve", &cred).await;
         assert_eq!(st, 201, "{receipt}");
-        let b64 = |f: &Value| B64URL.decode(f.as_str().unwrap()).unwrap();
         let key = if n == 0 {
-            countersign_log::log::assertion_key(
-                &b64(&cred["rawId"]),
-                &b64(&cred["response"]["clientDataJSON"]),
-            )
+            crate::common::assertion_key_of(&cred)
         } else {
             [7u8; 32]
         };

@@ -852,7 +852,7 @@ async fn approvals_run_across_instances() {
         );
     }
 
-    // An approver added at A enrols with a ceremony started at A and finished at B.
+    // An approver added at A enrols with a ceremony started at C and finished at B.
     let (st, v) = api(0)
         .admin_post(
             "/v1/admin/approvers",
@@ -872,15 +872,42 @@ async fn approvals_run_across_instances() {
         91,
         crate::common::RP_ID,
     );
-    let (st, start) = post_json(
+    let enrol_start = |i: usize| {
+        let (http, url, token) = (http.clone(), url(i), token.clone());
+        async move {
+            let (st, start) = post_json(
+                &http,
+                &format!("{url}/v1/enrol/start"),
+                "",
+                "",
+                &json!({"token": token}),
+            )
+            .await;
+            assert_eq!(st, 200, "{start}");
+            start
+        }
+    };
+    // One ceremony per link, at every instance: a start at C replaces the one started at A
+    // before, whose id then finishes nothing, wherever it is sent.
+    let replaced = enrol_start(0).await;
+    let start = enrol_start(2).await;
+    let ch = B64URL
+        .decode(replaced["publicKey"]["challenge"].as_str().unwrap())
+        .unwrap();
+    let (st, v) = post_json(
         &http,
-        &format!("{}/v1/enrol/start", url(0)),
+        &format!("{}/v1/enrol/finish", url(1)),
         "",
         "",
-        &json!({"token": token}),
+        &json!({"ceremony_id": replaced["ceremony_id"], "token": token,
+                "credential": passkey.registration_json(&ch, RP_ORIGIN)}),
     )
     .await;
-    assert_eq!(st, 200, "{start}");
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "a replaced ceremony finished: {v}"
+    );
     let ch = B64URL
         .decode(start["publicKey"]["challenge"].as_str().unwrap())
         .unwrap();
@@ -1092,8 +1119,7 @@ async fn rewind_shared(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_claims_of_a_dead_instance_are_finished_by_another() {
-    use crate::common::{verify_jwt, Api, B64URL, ORIGIN as RP_ORIGIN};
-    use base64::Engine;
+    use crate::common::{verify_jwt, Api, ORIGIN as RP_ORIGIN};
     let (Some(db), Some(tiles)) = (
         TestDb::create().await,
         crate::s3_support::bucket_url("claims"),
@@ -1115,11 +1141,7 @@ async fn the_claims_of_a_dead_instance_are_finished_by_another() {
         let cred = alice.sign(&ch, RP_ORIGIN);
         let (st, receipt) = alice.finish(&rid, "approve", &cred).await;
         assert_eq!(st, 201, "{receipt}");
-        let b64 = |f: &serde_json::Value| B64URL.decode(f.as_str().unwrap()).unwrap();
-        let key = countersign_log::log::assertion_key(
-            &b64(&cred["rawId"]),
-            &b64(&cred["response"]["clientDataJSON"]),
-        );
+        let key = crate::common::assertion_key_of(&cred);
         asked.push((id, rid, key, receipt["log_index"].as_u64().unwrap()));
     }
     // Rewound as if the instances that logged them had died before recording them: the first
