@@ -155,24 +155,10 @@ pub fn read_tile(store: &Store, t: &TileRef, tree_size: u64) -> Result<TileRead,
     let Some((start, end)) = t.range_in(tree_size) else {
         return Ok(TileRead::NotFound);
     };
-    let tree_level = t.level.map_or(0, |l| u32::from(l) * TILE_HEIGHT);
+    let width = end - start;
     match t.level {
-        Some(_) => Ok(TileRead::Found(store.node_run(
-            tree_level as u8,
-            start,
-            end,
-        )?)),
-        None => {
-            let entries = store.entries(start, end)?;
-            let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
-            for e in entries {
-                let len = u16::try_from(e.len())
-                    .map_err(|_| StorageError::Corrupt("entry longer than 65535 bytes".into()))?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&e);
-            }
-            Ok(TileRead::Found(out))
-        }
+        Some(level) => Ok(TileRead::Found(store.hash_tile(level, t.index, width)?)),
+        None => Ok(TileRead::Found(store.entry_bundle(t.index, width)?)),
     }
 }
 

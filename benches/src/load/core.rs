@@ -20,6 +20,18 @@ use super::stats::{summarise, CpuTimes, MachineLoad, Summary};
 pub struct CoreReport {
     /// Entries/s of raw RocksDB batches of 256 x 1 KiB, `sync=true`.
     pub rocksdb_per_sec: f64,
+    /// Entries/s of raw RocksDB writing the same entries in the log's stored form: per 256
+    /// entries one synced batch of their entry bundle (one value) and one 8 KiB hash tile.
+    pub rocksdb_tiles_per_sec: f64,
+    /// The machine while the tile-form raw ceiling was measured.
+    pub rocksdb_tiles_machine: Option<MachineLoad>,
+    /// Entries/s of raw RocksDB writing every value the log core writes for a decision, in the
+    /// log's own store (its column families and tuning), in synced batches of 256: the stored
+    /// form plus each entry's leaf-hash and assertion index keys, the credential's sign count,
+    /// and a checkpoint and tree state per batch. No decisions, no hashing, no signing.
+    pub rocksdb_same_bytes_per_sec: f64,
+    /// The machine while that ceiling was measured.
+    pub rocksdb_same_bytes_machine: Option<MachineLoad>,
     /// Entries/s of durable log-core appends.
     pub log_per_sec: f64,
     /// Latency of log-core appends (enqueue to durable checkpoint).
@@ -114,6 +126,89 @@ pub fn rocksdb_ceiling(dir: &Path, total_entries: usize) -> anyhow::Result<f64> 
     Ok((batches * 256) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Raw RocksDB in the log's stored form: per 256 entries of 1 KiB, one `sync=true` batch of
+/// one value holding them (an entry bundle: each with its 2-byte length) and one 8 KiB value
+/// (a hash tile).
+pub fn rocksdb_tiles_ceiling(dir: &Path, total_entries: usize) -> anyhow::Result<f64> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    let db = DB::open(&opts, dir.join("raw-rocksdb-tiles"))?;
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    let batches = total_entries.div_ceil(256);
+    let mut bundle = Vec::with_capacity(256 * 1026);
+    let mut tile = vec![0u8; 256 * 32];
+    let start = Instant::now();
+    for b in 0..batches as u64 {
+        bundle.clear();
+        for i in 0..256u64 {
+            bundle.extend_from_slice(&1024u16.to_be_bytes());
+            let mut entry = [0xabu8; 1024];
+            entry[..8].copy_from_slice(&(b * 256 + i).to_be_bytes());
+            bundle.extend_from_slice(&entry);
+        }
+        tile[..8].copy_from_slice(&b.to_be_bytes());
+        let mut wb = WriteBatch::default();
+        wb.put(b.to_be_bytes(), &bundle);
+        let mut key = [0u8; 9];
+        key[1..].copy_from_slice(&b.to_be_bytes());
+        wb.put(key, &tile);
+        db.write_opt(wb, &wo)?;
+    }
+    Ok((batches * 256) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Raw RocksDB writing what the log core writes per decision entry, in the log's own store
+/// (see [`CoreReport::rocksdb_same_bytes_per_sec`]).
+pub fn rocksdb_same_bytes_ceiling(dir: &Path, total_entries: usize) -> anyhow::Result<f64> {
+    use countersign_log::storage::{
+        tile_key, Store, CF_ASSERTIONS, CF_BUNDLES, CF_CHECKPOINTS, CF_CREDENTIALS, CF_LEAF_INDEX,
+        CF_META, CF_TILES, META_TREE,
+    };
+    let store = Store::open(&dir.join("raw-rocksdb-same-bytes"))?;
+    let cf = |n: &str| store.cf(n).map_err(|e| anyhow::anyhow!("{e}"));
+    let (bundles, tiles, leaves, assertions, creds, checkpoints, meta) = (
+        cf(CF_BUNDLES)?,
+        cf(CF_TILES)?,
+        cf(CF_LEAF_INDEX)?,
+        cf(CF_ASSERTIONS)?,
+        cf(CF_CREDENTIALS)?,
+        cf(CF_CHECKPOINTS)?,
+        cf(CF_META)?,
+    );
+    let batches = total_entries.div_ceil(256) as u64;
+    let mut bundle = Vec::with_capacity(256 * 1026);
+    let mut tile = vec![0u8; 256 * 32];
+    let note = [b'n'; 180];
+    let tree = [0u8; 8 + 20 * 32];
+    let start = Instant::now();
+    for b in 0..batches {
+        bundle.clear();
+        let mut wb = WriteBatch::default();
+        for i in b * 256..(b + 1) * 256 {
+            bundle.extend_from_slice(&1024u16.to_be_bytes());
+            let mut entry = [0xabu8; 1024];
+            entry[..8].copy_from_slice(&i.to_be_bytes());
+            bundle.extend_from_slice(&entry);
+            let index = i.to_be_bytes();
+            wb.put_cf(leaves, countersign_verifier::sha256(&index), index);
+            wb.put_cf(
+                assertions,
+                countersign_verifier::sha256(&(!i).to_be_bytes()),
+                index,
+            );
+            wb.put_cf(creds, b"bench-credential", [0u8; 12]);
+        }
+        tile[..8].copy_from_slice(&b.to_be_bytes());
+        wb.put_cf(bundles, b.to_be_bytes(), &bundle);
+        wb.put_cf(tiles, tile_key(0, b), &tile);
+        wb.put_cf(checkpoints, ((b + 1) * 256).to_be_bytes(), note);
+        wb.put_cf(meta, META_TREE, tree);
+        store.write_sync(wb).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok((batches * 256) as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Runs every measurement. The log is left in `dir/log` (usable with `serve --data-dir`).
 pub async fn run(
     dir: &Path,
@@ -125,6 +220,12 @@ pub async fn run(
     let cpu = CpuTimes::now();
     let rocksdb_per_sec = rocksdb_ceiling(dir, count.min(256 * 2000))?;
     let rocksdb_machine = cpu.and_then(CpuTimes::until_now);
+    let cpu = CpuTimes::now();
+    let rocksdb_tiles_per_sec = rocksdb_tiles_ceiling(dir, count)?;
+    let rocksdb_tiles_machine = cpu.and_then(CpuTimes::until_now);
+    let cpu = CpuTimes::now();
+    let rocksdb_same_bytes_per_sec = rocksdb_same_bytes_ceiling(dir, count)?;
+    let rocksdb_same_bytes_machine = cpu.and_then(CpuTimes::until_now);
 
     let pk = countersign_testvectors::SoftPasskey::new(
         countersign_testvectors::Alg::Es256,
@@ -319,6 +420,10 @@ pub async fn run(
 
     Ok(CoreReport {
         rocksdb_per_sec,
+        rocksdb_tiles_per_sec,
+        rocksdb_tiles_machine,
+        rocksdb_same_bytes_per_sec,
+        rocksdb_same_bytes_machine,
         log_per_sec,
         log_latency: summarise(&mut lat),
         rootstack_per_sec,

@@ -14,11 +14,12 @@ use tokio::sync::oneshot;
 
 use crate::error::AppendError;
 use crate::metrics::Metrics;
+use crate::shared::integrate::{grow, Edge, Grown};
 use crate::signer::LogSigner;
+use crate::storage::layout::persist;
 use crate::storage::{
-    encode_credential, encode_tree, hash_key, StorageError, Store, CF_ASSERTIONS, CF_CHECKPOINTS,
-    CF_CREDENTIALS, CF_ENTRIES, CF_HASHES, CF_LEAF_INDEX, CF_META, CF_REVOCATIONS, META_SIGNED_AT,
-    META_TREE,
+    encode_credential, encode_tree, StorageError, Store, CF_ASSERTIONS, CF_CHECKPOINTS,
+    CF_CREDENTIALS, CF_LEAF_INDEX, CF_META, CF_REVOCATIONS, META_SIGNED_AT, META_TREE,
 };
 
 use super::batch::*;
@@ -34,6 +35,10 @@ pub(super) struct Sequencer {
     pub(super) shared: Arc<Shared>,
     /// The tree including every batch handed to the writer.
     pub(super) stack: RootStack,
+    /// The same tree's edge in tile form ([`Edge`]).
+    pub(super) edge: Edge,
+    /// The same tree's incomplete entry bundle, encoded.
+    pub(super) bundle: Vec<u8>,
     /// Batches handed to the writer and not yet known to be durable, oldest first.
     pub(super) in_flight: VecDeque<Overlay>,
     pub(super) next_batch: u64,
@@ -122,7 +127,7 @@ impl Sequencer {
             ..Overlay::default()
         };
         let msg = match self.build(&requests, &mut wb, &mut overlay) {
-            Ok((stack, outcomes, nodes)) => 'built: {
+            Ok((stack, outcomes, nodes, tiled)) => 'built: {
                 let grew = stack.size() > self.stack.size();
                 let note = if grew {
                     match self.sign_into(&stack, &mut wb) {
@@ -147,6 +152,10 @@ impl Sequencer {
                 };
                 if grew {
                     self.stack = stack;
+                    if let Some((edge, bundle)) = tiled {
+                        self.edge = edge;
+                        self.bundle = bundle;
+                    }
                     self.in_flight.push_back(overlay);
                 }
                 self.next_batch += 1;
@@ -189,16 +198,16 @@ impl Sequencer {
         Ok((note.into(), now))
     }
 
-    /// Decides every request and fills the write batch; returns the grown tree.
+    /// Decides every request and fills the write batch; returns the grown tree (and its edge
+    /// and incomplete bundle, when it grew).
+    #[allow(clippy::type_complexity)]
     fn build(
         &self,
         batch: &[AppendRequest],
         wb: &mut WriteBatch,
         cur: &mut Overlay,
-    ) -> Result<(RootStack, Vec<Outcome>, Vec<Node>), StorageError> {
+    ) -> Result<(RootStack, Vec<Outcome>, Vec<Node>, Option<(Edge, Vec<u8>)>), StorageError> {
         let mut stack = self.stack.clone();
-        let cf_entries = self.store.cf(CF_ENTRIES)?;
-        let cf_hashes = self.store.cf(CF_HASHES)?;
         let cf_leaf = self.store.cf(CF_LEAF_INDEX)?;
         let cf_assert = self.store.cf(CF_ASSERTIONS)?;
         let cf_cred = self.store.cf(CF_CREDENTIALS)?;
@@ -236,9 +245,9 @@ impl Sequencer {
             logged_leaves,
             logged_assertions,
         };
-        // Node hashes are written level by level, so each level's keys reach the memtable in
-        // ascending order (RocksDB's skip list then inserts each next to the previous one).
+        // Every node the batch completes, for the read cache once the batch is durable.
         let mut nodes: Vec<Node> = Vec::with_capacity(batch.len() * 2);
+        let mut added: Vec<(&[u8], Hash)> = Vec::with_capacity(batch.len());
         for r in batch {
             let index = stack.size();
             let fx = match cur
@@ -265,15 +274,25 @@ impl Sequencer {
                 wb.put_cf(cf_assert, k, index.to_be_bytes());
             }
             stack.push_with(r.leaf, |level, i, h| nodes.push((level, i, *h)));
-            wb.put_cf(cf_entries, index.to_be_bytes(), &r.entry);
+            added.push((&r.entry, r.leaf));
             wb.put_cf(cf_leaf, r.leaf.as_bytes(), index.to_be_bytes());
             outcomes.push(Outcome::New(index));
         }
-        nodes.sort_by_key(|(level, i, _)| (*level, *i));
-        for (level, i, h) in &nodes {
-            wb.put_cf(cf_hashes, hash_key(*level, *i), h.as_bytes());
+        if added.is_empty() {
+            return Ok((stack, outcomes, nodes, None));
         }
-        Ok((stack, outcomes, nodes))
+        // The stored form: the full tiles and bundles this batch completes, the new edge, and
+        // the entries of the incomplete bundle (`storage::layout`).
+        let from = self.edge.size();
+        let Grown {
+            edge,
+            tiles,
+            bundles,
+        } = grow(&self.edge, self.bundle.clone(), added)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let mut bundle = Vec::new();
+        persist(&self.store, wb, from, &edge, tiles, bundles, &mut bundle)?;
+        Ok((stack, outcomes, nodes, Some((edge, bundle))))
     }
 }
 

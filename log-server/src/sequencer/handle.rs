@@ -215,6 +215,7 @@ impl SequencerHandle {
         if self.shared.closing() {
             return Err(AppendError::ShuttingDown);
         }
+        too_long(&entry)?;
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Append(AppendRequest {
             entry,
@@ -251,6 +252,10 @@ impl SequencerHandle {
         }
         let mut waiting = Vec::with_capacity(items.len());
         for (entry, leaf, kind) in items {
+            if let Err(e) = too_long(&entry) {
+                waiting.push(Err(e));
+                continue;
+            }
             let (reply, rx) = oneshot::channel();
             let msg = Msg::Append(AppendRequest {
                 entry,
@@ -295,4 +300,20 @@ impl SequencerHandle {
             let _ = rx.await;
         }
     }
+}
+
+/// Refuses an entry longer than an entry bundle holds ([`countersign_verifier::MAX_ENTRY_BYTES`],
+/// the limit every parsed entry already has), before it could fail its whole batch.
+fn too_long(entry: &[u8]) -> Result<(), AppendError> {
+    if entry.len() > countersign_verifier::MAX_ENTRY_BYTES {
+        return Err(AppendError::Refused {
+            reason: crate::error::RefusalReason::InvalidEntry,
+            detail: format!(
+                "the entry is {} bytes long; at most {} fit in an entry bundle",
+                entry.len(),
+                countersign_verifier::MAX_ENTRY_BYTES
+            ),
+        });
+    }
+    Ok(())
 }

@@ -49,7 +49,12 @@ pub fn start(
     config: SequencerConfig,
     metrics: Arc<Metrics>,
 ) -> Result<SequencerHandle, StorageError> {
-    let (stack, note) = recover(&store, &signer)?;
+    let recovery::Recovered {
+        stack,
+        edge,
+        bundle,
+        note,
+    } = recover(&store, &signer)?;
     let indexed = index_revocations(&store, stack.size())?;
     if indexed > 0 {
         tracing::info!(
@@ -105,6 +110,8 @@ pub fn start(
         metrics: metrics.clone(),
         shared: shared.clone(),
         stack,
+        edge,
+        bundle,
         in_flight: VecDeque::new(),
         next_batch: 1,
         to_writer: Some(to_writer),

@@ -1,9 +1,12 @@
-//! Start-up: the tree rebuilt from what RocksDB holds, checked against the stored checkpoint.
+//! Start-up: the tree rebuilt from what RocksDB holds, checked against the stored checkpoint
+//! and the stored edge of its tiles.
 
 use countersign_verifier::{Entry, RootStack};
 use rocksdb::WriteBatch;
 
+use crate::shared::integrate::Edge;
 use crate::signer::LogSigner;
+use crate::storage::layout::{push_bundle_entry, META_EDGE};
 use crate::storage::{
     decode_tree, encode_tree, StorageError, Store, CF_CHECKPOINTS, CF_META, CF_REVOCATIONS,
     META_REVOCATIONS_INDEXED, META_TREE,
@@ -12,10 +15,16 @@ use crate::storage::{
 /// Rebuilds the tree from RocksDB. The tree state and the checkpoint for it are written in the
 /// same batch, so they always agree; a mismatch means corruption and the log refuses to start
 /// rather than sign anything.
-pub(super) fn recover(
-    store: &Store,
-    signer: &LogSigner,
-) -> Result<(RootStack, String), StorageError> {
+/// What start-up recovers: the tree, its edge and incomplete bundle (encoded), and the latest
+/// checkpoint.
+pub(super) struct Recovered {
+    pub(super) stack: RootStack,
+    pub(super) edge: Edge,
+    pub(super) bundle: Vec<u8>,
+    pub(super) note: String,
+}
+
+pub(super) fn recover(store: &Store, signer: &LogSigner) -> Result<Recovered, StorageError> {
     match store.get(CF_META, META_TREE)? {
         Some(v) => {
             let (size, peaks) = decode_tree(&v)?;
@@ -38,7 +47,25 @@ pub(super) fn recover(
                     "stored checkpoint does not match the stored tree state".into(),
                 ));
             }
-            Ok((stack, note))
+            let edge = store.edge()?;
+            if edge.size() != size || edge.root() != stack.root() {
+                return Err(StorageError::Corrupt(format!(
+                    "the stored tile edge (size {}) does not match the stored tree state (size \
+                     {size})",
+                    edge.size()
+                )));
+            }
+            let mut bundle = Vec::new();
+            let tail = size - size % crate::storage::TILE;
+            for e in store.tail_entries(tail, size)? {
+                push_bundle_entry(&mut bundle, &e)?;
+            }
+            Ok(Recovered {
+                stack,
+                edge,
+                bundle,
+                note,
+            })
         }
         None => {
             let stack = RootStack::default();
@@ -52,8 +79,14 @@ pub(super) fn recover(
                 note.as_bytes(),
             );
             wb.put_cf(store.cf(CF_META)?, META_TREE, encode_tree(0, &[]));
+            wb.put_cf(store.cf(CF_META)?, META_EDGE, Edge::empty().encode());
             store.write_sync(wb)?;
-            Ok((stack, note))
+            Ok(Recovered {
+                stack,
+                edge: Edge::empty(),
+                bundle: Vec::new(),
+                note,
+            })
         }
     }
 }

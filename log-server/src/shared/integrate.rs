@@ -79,6 +79,13 @@ impl Edge {
         self.size
     }
 
+    /// The incomplete tile at tile level `level`: its index and its hashes (none when the
+    /// level's digit of the size is 0); `None` above the tree's top tile level.
+    pub fn partial_tile(&self, level: u8) -> Option<(u64, &[Hash])> {
+        let hashes = self.levels.get(usize::from(level))?;
+        Some((edge_tile_index(self.size, usize::from(level)), hashes))
+    }
+
     /// The RFC 6962 root of the whole tree (the empty tree's is SHA-256 of nothing).
     ///
     /// The tree's perfect subtrees, one per set bit of its size, are made of the incomplete
@@ -301,6 +308,10 @@ impl<E: std::error::Error + 'static> std::error::Error for FromTilesError<E> {
 pub struct Object {
     /// Its C2SP path, as [`tile_path`] names it (`tile/0/000`, `tile/entries/001.p/17`).
     pub path: String,
+    /// Its tile level, `None` for an entry bundle.
+    pub level: Option<u8>,
+    /// Its index at that level.
+    pub index: u64,
     /// Its contents.
     pub bytes: Vec<u8>,
     /// A full tile or bundle (immutable); `false` for a partial one.
@@ -383,6 +394,17 @@ fn push_entry(bundle: &mut Vec<u8>, index: u64, entry: &[u8]) -> Result<(), Inte
     Ok(())
 }
 
+/// What [`grow`] returns: [`Integrated`] without the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grown {
+    /// The new tree's edge.
+    pub edge: Edge,
+    /// As [`Integrated::tiles`].
+    pub tiles: Vec<Object>,
+    /// As [`Integrated::bundles`].
+    pub bundles: Vec<Object>,
+}
+
 /// Extends the tree at `edge` with `entries`. `bundle_prefix` holds the entries already in the
 /// incomplete entry bundle (edge.size() % 256 of them, in order; the caller reads them from its
 /// sequencing store), so the new partial bundle can be written whole. Returns every object that
@@ -398,8 +420,7 @@ pub fn integrate(
     entries: &[Vec<u8>],
 ) -> Result<Integrated, IntegrateError> {
     let from = edge.size;
-    let to = from
-        .checked_add(entries.len() as u64)
+    from.checked_add(entries.len() as u64)
         .ok_or(IntegrateError::TreeFull)?;
     let in_bundle = from % TILE as u64;
     if bundle_prefix.len() as u64 != in_bundle {
@@ -417,25 +438,54 @@ pub fn integrate(
         }
         push_entry(&mut bundle, i, e)?;
     }
+    let grown = grow(
+        edge,
+        bundle,
+        entries.iter().map(|e| (e.as_slice(), leaf_hash(e))),
+    )?;
+    Ok(Integrated {
+        root: grown.edge.root(),
+        edge: grown.edge,
+        tiles: grown.tiles,
+        bundles: grown.bundles,
+    })
+}
 
+/// The step itself, for a caller that holds the incomplete bundle and the leaf hashes already
+/// (the embedded sequencer): extends the tree at `edge` with `entries`, each with its leaf
+/// hash, after `bundle`, the encoded entries of the incomplete entry bundle (the bytes of its
+/// partial bundle, empty when `edge.size()` is a multiple of 256; not checked against the edge,
+/// unlike [`integrate`]'s prefix). Returns the same objects as [`integrate`].
+pub fn grow<'a>(
+    edge: &Edge,
+    mut bundle: Vec<u8>,
+    entries: impl IntoIterator<Item = (&'a [u8], Hash)>,
+) -> Result<Grown, IntegrateError> {
+    let from = edge.size;
     let mut levels = edge.levels.clone();
     // Completed tiles per level, in index order; one element per level this batch reached
     // (the levels whose partial tile changed).
     let mut full: Vec<Vec<Object>> = Vec::new();
     let mut bundles = Vec::new();
     let mut size = from;
-    for e in entries {
+    for (e, leaf) in entries {
+        if size == u64::MAX {
+            return Err(IntegrateError::TreeFull);
+        }
         push_entry(&mut bundle, size, e)?;
         size += 1;
         if size % TILE as u64 == 0 {
+            let index = size / TILE as u64 - 1;
             bundles.push(Object {
-                path: tile_path(None, size / TILE as u64 - 1, TILE as u64),
+                path: tile_path(None, index, TILE as u64),
+                level: None,
+                index,
                 bytes: std::mem::take(&mut bundle),
                 full: true,
             });
         }
         // The new leaf, then the root of each tile it completes, one level up each time.
-        let mut hash = leaf_hash(e);
+        let mut hash = leaf;
         let mut level = 0usize;
         loop {
             if levels.len() <= level {
@@ -452,21 +502,24 @@ pub fn integrate(
             // multiple of 256; at level 7 that would take 2^64 leaves, so `level` stays < 8.
             let hashes = std::mem::replace(&mut levels[level], Vec::with_capacity(TILE));
             hash = root_from_leaf_hashes(&hashes);
+            let index = (size >> (8 * level)) / TILE as u64 - 1;
             full[level].push(Object {
-                path: tile_path(
-                    Some(level as u8),
-                    (size >> (8 * level)) / TILE as u64 - 1,
-                    TILE as u64,
-                ),
+                path: tile_path(Some(level as u8), index, TILE as u64),
+                level: Some(level as u8),
+                index,
                 bytes: concat(&hashes),
                 full: true,
             });
             level += 1;
         }
     }
-    if !entries.is_empty() && !bundle.is_empty() {
+    let to = size;
+    if to != from && !bundle.is_empty() {
+        let index = to / TILE as u64;
         bundles.push(Object {
-            path: tile_path(None, to / TILE as u64, to % TILE as u64),
+            path: tile_path(None, index, to % TILE as u64),
+            level: None,
+            index,
             bytes: bundle,
             full: false,
         });
@@ -476,21 +529,18 @@ pub fn integrate(
         tiles.extend(completed);
         let partial = &levels[level];
         if !partial.is_empty() {
+            let index = edge_tile_index(to, level);
             tiles.push(Object {
-                path: tile_path(
-                    Some(level as u8),
-                    edge_tile_index(to, level),
-                    partial.len() as u64,
-                ),
+                path: tile_path(Some(level as u8), index, partial.len() as u64),
+                level: Some(level as u8),
+                index,
                 bytes: concat(partial),
                 full: false,
             });
         }
     }
-    let edge = Edge { size: to, levels };
-    Ok(Integrated {
-        root: edge.root(),
-        edge,
+    Ok(Grown {
+        edge: Edge { size: to, levels },
         tiles,
         bundles,
     })

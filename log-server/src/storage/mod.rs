@@ -10,7 +10,10 @@
 //! group-commit key-value area with its own writer thread. The log knows no such family.
 
 pub mod kv;
+pub mod layout;
 mod node_cache;
+
+pub use layout::{tile_key, TILE};
 
 use node_cache::{NodeCache, NODE_CACHE_SLOTS};
 
@@ -22,10 +25,14 @@ use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB,
 };
 
-/// Column family: entry bytes by leaf index (`u64` big-endian).
+/// Column family: the entries of the incomplete entry bundle, by leaf index (`u64` big-endian);
+/// every older entry is in its full bundle ([`CF_BUNDLES`]). See [`layout`].
 pub const CF_ENTRIES: &str = "entries";
-/// Column family: Merkle node hashes of complete subtrees, key `level (1 byte) || index (u64 BE)`.
-pub const CF_HASHES: &str = "hashes";
+/// Column family: full hash tiles, key [`tile_key`], the bytes `/tile/<L>/<N>` serves.
+pub const CF_TILES: &str = "tiles";
+/// Column family: full entry bundles, key the bundle index (`u64` BE), the bytes
+/// `/tile/entries/<N>` serves.
+pub const CF_BUNDLES: &str = "bundles";
 /// Column family: leaf hash -> leaf index (exact dedup).
 pub const CF_LEAF_INDEX: &str = "leaf_index";
 /// Column family: assertion key -> leaf index (replay detection).
@@ -43,9 +50,10 @@ pub const CF_CREDENTIALS: &str = "credentials";
 pub const CF_REVOCATIONS: &str = "revocations";
 
 /// The log's own column families. Other crates add theirs by name ([`Store::open_with`]).
-const LOG_CFS: [&str; 9] = [
+const LOG_CFS: [&str; 10] = [
     CF_ENTRIES,
-    CF_HASHES,
+    CF_TILES,
+    CF_BUNDLES,
     CF_LEAF_INDEX,
     CF_ASSERTIONS,
     CF_CHECKPOINTS,
@@ -57,7 +65,8 @@ const LOG_CFS: [&str; 9] = [
 
 /// Metadata key: the log origin (UTF-8).
 pub const META_ORIGIN: &[u8] = b"origin";
-/// Metadata key: the tree state, `size (u64 BE) || peaks (32 bytes each, largest first)`.
+/// Metadata key: the tree state, `size (u64 BE) || peaks (32 bytes each, largest first)`. The
+/// same batch writes the tree's edge ([`layout::META_EDGE`]).
 pub const META_TREE: &[u8] = b"tree";
 /// Metadata key: SHA-256 of the admin token.
 pub const META_ADMIN_HASH: &[u8] = b"admin_token_sha256";
@@ -115,14 +124,6 @@ pub const UNSAFE_NO_SYNC_ENV: &str = "COUNTERSIGN_UNSAFE_NO_SYNC";
 pub fn unsafe_no_sync() -> bool {
     static NO_SYNC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *NO_SYNC.get_or_init(|| std::env::var_os(UNSAFE_NO_SYNC_ENV).is_some_and(|v| v == "1"))
-}
-
-/// Key of a node hash.
-pub fn hash_key(level: u8, index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = level;
-    k[1..].copy_from_slice(&index.to_be_bytes());
-    k
 }
 
 /// The RocksDB store.
@@ -217,11 +218,13 @@ impl Store {
                 StorageError::from(e)
             }
         })?;
-        Ok(Store {
+        let mut store = Store {
             db: Arc::new(db),
             nodes: Arc::new(NodeCache::new(NODE_CACHE_SLOTS)),
             cf_names: Arc::new(names),
-        })
+        };
+        layout::migrate(&mut store)?;
+        Ok(store)
     }
 
     /// The underlying database (for checkpoints/backups).
@@ -279,13 +282,61 @@ impl Store {
         Ok(n)
     }
 
-    /// The entry at `index`.
+    /// The entry at `index`: from the incomplete bundle's keys, else from its full bundle.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(CF_ENTRIES, &index.to_be_bytes())
+        if let Some(e) = self.get(CF_ENTRIES, &index.to_be_bytes())? {
+            return Ok(Some(e));
+        }
+        // Not among the latest: in its full bundle, if the tree has it (a batch that completes a
+        // bundle writes it and deletes the entry keys at once, so one of the two reads finds it).
+        let b = index / TILE;
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_BUNDLES)?, b.to_be_bytes())?
+        {
+            Some(bytes) => Ok(Some(
+                layout::split_full_bundle(&bytes, b)?[(index % TILE) as usize].to_vec(),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The entries `[start, end)`, in order; fails if one is missing.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        let cf = self.cf(CF_BUNDLES)?;
+        let mut at = start;
+        while at < end {
+            let b = at / TILE;
+            let stop = end.min((b + 1) * TILE);
+            let from_bundle = |out: &mut Vec<Vec<u8>>| -> Result<bool, StorageError> {
+                let Some(bytes) = self.db.get_pinned_cf(cf, b.to_be_bytes())? else {
+                    return Ok(false);
+                };
+                let all = layout::split_full_bundle(&bytes, b)?;
+                out.extend(
+                    all[(at - b * TILE) as usize..(stop - b * TILE) as usize]
+                        .iter()
+                        .map(|e| e.to_vec()),
+                );
+                Ok(true)
+            };
+            if !from_bundle(&mut out)? {
+                match self.tail_entries(at, stop) {
+                    Ok(tail) => out.extend(tail),
+                    // Completed (and the keys deleted) between the two reads.
+                    Err(StorageError::Missing(_)) if from_bundle(&mut out)? => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            at = stop;
+        }
+        Ok(out)
+    }
+
+    /// The entries `[start, end)` from the entry keys (those of the incomplete bundle, or every
+    /// entry in a store being migrated); fails if one is missing.
+    pub(crate) fn tail_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
         let want = end.saturating_sub(start);
         let mut out = Vec::with_capacity(want as usize);
         self.scan_run(
@@ -295,7 +346,62 @@ impl Store {
             |_, v| out.push(v.to_vec()),
         )?;
         if out.len() as u64 != want {
-            return Err(StorageError::Missing("entry missing".into()));
+            return Err(StorageError::Missing(format!(
+                "entries {start}..{end}: {} of them stored",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The tree's edge as stored (the empty tree's in a store not yet initialised).
+    pub fn edge(&self) -> Result<crate::shared::integrate::Edge, StorageError> {
+        match self.get(CF_META, layout::META_EDGE)? {
+            Some(b) => crate::shared::integrate::Edge::decode(&b)
+                .map_err(|e| StorageError::Corrupt(format!("stored tree edge: {e}"))),
+            None => Ok(crate::shared::integrate::Edge::empty()),
+        }
+    }
+
+    /// The hash tile (`level`, `index`) of width `width` as `/tile/<level>/<index>[.p/<width>]`
+    /// serves it: the full tile's first `width` hashes, or the incomplete tile's.
+    pub fn hash_tile(&self, level: u8, index: u64, width: u64) -> Result<Vec<u8>, StorageError> {
+        let hashes = layout::hash_tile(self, &mut None, level, index)?
+            .filter(|h| h.len() as u64 >= width)
+            .ok_or_else(|| {
+                StorageError::Missing(format!("tile {level}/{index} of width {width}"))
+            })?;
+        let mut out = Vec::with_capacity(width as usize * Hash::LEN);
+        for h in &hashes[..width as usize] {
+            out.extend_from_slice(h.as_bytes());
+        }
+        Ok(out)
+    }
+
+    /// The entry bundle `index` of width `width` as `/tile/entries/<index>[.p/<width>]` serves
+    /// it: the full bundle or its prefix, or the incomplete bundle's entries encoded.
+    pub fn entry_bundle(&self, index: u64, width: u64) -> Result<Vec<u8>, StorageError> {
+        let cf = self.cf(CF_BUNDLES)?;
+        let full = || -> Result<Option<Vec<u8>>, StorageError> {
+            let Some(bytes) = self.db.get_pinned_cf(cf, index.to_be_bytes())? else {
+                return Ok(None);
+            };
+            let len = layout::bundle_prefix_len(&bytes, width)
+                .ok_or_else(|| StorageError::Corrupt(format!("entry bundle {index} is short")))?;
+            Ok(Some(bytes[..len].to_vec()))
+        };
+        if let Some(b) = full()? {
+            return Ok(b);
+        }
+        let entries = match self.tail_entries(index * TILE, index * TILE + width) {
+            Ok(e) => e,
+            // Completed (and the keys deleted) between the two reads.
+            Err(StorageError::Missing(m)) => return full()?.ok_or(StorageError::Missing(m)),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+        for e in entries {
+            layout::push_bundle_entry(&mut out, &e)?;
         }
         Ok(out)
     }
@@ -324,82 +430,71 @@ impl Store {
         Ok(())
     }
 
-    /// Several node hashes at once, in order: from the cache, and the cache misses in one
-    /// batched RocksDB lookup.
+    /// Several node hashes at once, in order: from the cache, and each cache miss from the tile
+    /// holding it, whose every node goes into the cache (so the next proof through that tile
+    /// finds them there).
     pub fn nodes(&self, addrs: &[(u8, u64)]) -> Result<Vec<Hash>, StorageError> {
         let mut out = vec![Hash([0; 32]); addrs.len()];
-        let mut missing: Vec<(usize, [u8; 9])> = Vec::new();
+        let mut edge = None;
         for (at, &(level, index)) in addrs.iter().enumerate() {
-            match self.nodes.get(level, index) {
-                Some(h) => out[at] = h,
-                None => missing.push((at, hash_key(level, index))),
+            if let Some(h) = self.nodes.get(level, index) {
+                out[at] = h;
+                continue;
             }
-        }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let cf = self.cf(CF_HASHES)?;
-        let keys: Vec<&[u8]> = missing.iter().map(|(_, k)| k.as_slice()).collect();
-        for ((at, _), r) in missing
-            .iter()
-            .zip(self.db.batched_multi_get_cf(cf, &keys, false))
-        {
-            let v = r?.ok_or_else(|| StorageError::Missing("node hash missing".into()))?;
-            let h = Hash::from_slice(&v)
-                .ok_or_else(|| StorageError::Corrupt("node hash is not 32 bytes".into()))?;
-            let (level, index) = addrs[*at];
-            self.nodes.insert(level, index, h);
-            out[*at] = h;
+            let (tile_level, above) = (level / 8, u32::from(level % 8));
+            let tile_index = (index << above) / TILE;
+            let hashes = layout::hash_tile(self, &mut edge, tile_level, tile_index)?
+                .ok_or_else(|| StorageError::Missing(format!("node {level}/{index}")))?;
+            let mut found = None;
+            layout::expand_tile(tile_level, tile_index, &hashes, |l, i, h| {
+                self.nodes.insert(l, i, h);
+                if (l, i) == (level, index) {
+                    found = Some(h);
+                }
+            });
+            out[at] =
+                found.ok_or_else(|| StorageError::Missing(format!("node {level}/{index}")))?;
         }
         Ok(out)
     }
 
-    /// Loads the node cache from the top of the tree of `tree_size` committed leaves down, whole
-    /// levels at a time while they fit, then its latest leaf hashes; returns the nodes loaded.
-    /// Run at start, so proofs after a restart do not each go to RocksDB until the cache has
-    /// filled by chance (at 1,000,000 leaves a random proof reads one of 500,000 level-1 nodes).
-    /// Bounded by the cache's size: 0.94 s for the 1,999,994 nodes it takes of a
-    /// 1,000,001-leaf tree here.
+    /// Loads the node cache from the tiles of the tree of `tree_size` committed leaves, top tile
+    /// level first and newest tile first, each tile's nodes computed from its hashes, while the
+    /// cache has room; returns the nodes loaded. Run at start, so proofs after a restart do not
+    /// each read and expand a tile until the cache has filled by chance.
     pub fn warm_node_cache(&self, tree_size: u64) -> Result<u64, StorageError> {
-        let Some(top) = tree_size.checked_ilog2() else {
-            return Ok(0);
-        };
+        let mut edge = None;
+        let mut inner = self.nodes.slots.len() as u64;
+        let mut leaves = self.nodes.leaves.len() as u64;
         let mut loaded = 0u64;
-        let mut load = |level: u8, from: u64, to: u64| -> Result<(), StorageError> {
-            let mut bad = false;
-            self.scan_run(
-                CF_HASHES,
-                &hash_key(level, from),
-                &hash_key(level, to),
-                |k, v| match (
-                    k.get(1..9).and_then(|i| i.try_into().ok()),
-                    Hash::from_slice(v),
-                ) {
-                    (Some(i), Some(h)) => {
-                        self.nodes.insert(level, u64::from_be_bytes(i), h);
+        let levels: Vec<u8> = (0..8u8)
+            .take_while(|l| tree_size >> (8 * u32::from(*l)) > 0)
+            .collect();
+        'levels: for level in levels.into_iter().rev() {
+            let count = tree_size >> (8 * u32::from(level));
+            for index in (0..count.div_ceil(TILE)).rev() {
+                let width = (count - index * TILE).min(TILE);
+                let (need_inner, need_leaves) = match level {
+                    0 => (width, width),
+                    _ => (2 * width, 0),
+                };
+                if need_inner > inner || need_leaves > leaves {
+                    break 'levels;
+                }
+                let hashes = layout::hash_tile(self, &mut edge, level, index)?
+                    .filter(|h| h.len() as u64 >= width)
+                    .ok_or_else(|| StorageError::Missing(format!("tile {level}/{index}")))?;
+                layout::expand_tile(level, index, &hashes[..width as usize], |l, i, h| {
+                    // A full tile's root is the next level's hash: loaded with that tile.
+                    if l < 8 * (level + 1) {
+                        self.nodes.insert(l, i, h);
                         loaded += 1;
                     }
-                    _ => bad = true,
-                },
-            )?;
-            if bad {
-                return Err(StorageError::Corrupt(format!(
-                    "a stored node hash at level {level} is malformed"
-                )));
+                });
+                inner -= need_inner;
+                leaves -= need_leaves;
             }
-            Ok(())
-        };
-        let mut budget = self.nodes.slots.len() as u64;
-        for level in (1..=top).rev() {
-            let count = tree_size >> level;
-            if count > budget {
-                break;
-            }
-            budget -= count;
-            load(level as u8, 0, count)?;
         }
-        let leaves = self.nodes.leaves.len() as u64;
-        load(0, tree_size.saturating_sub(leaves), tree_size)?;
         Ok(loaded)
     }
 
@@ -408,29 +503,6 @@ impl Store {
         for &(level, index, h) in nodes {
             self.nodes.insert(level, index, h);
         }
-    }
-
-    /// Raw concatenated node hashes `[start, end)` at `level` (a tile's contents).
-    pub fn node_run(&self, level: u8, start: u64, end: u64) -> Result<Vec<u8>, StorageError> {
-        let want = end.saturating_sub(start);
-        let mut out = Vec::with_capacity(want as usize * 32);
-        let mut bad = false;
-        self.scan_run(
-            CF_HASHES,
-            &hash_key(level, start),
-            &hash_key(level, end),
-            |_, v| {
-                bad |= v.len() != 32;
-                out.extend_from_slice(v);
-            },
-        )?;
-        if bad {
-            return Err(StorageError::Corrupt("node hash is not 32 bytes".into()));
-        }
-        if out.len() as u64 != want * 32 {
-            return Err(StorageError::Missing("node hash missing".into()));
-        }
-        Ok(out)
     }
 
     /// The index of the leaf with this hash, if logged.
@@ -583,49 +655,123 @@ mod tests {
                 i.to_be_bytes(),
             );
         }
+        let before = store.memtable_entries().unwrap();
         store.write_sync(wb).unwrap();
-        assert_eq!(store.memtable_entries().unwrap(), 200);
+        assert_eq!(store.memtable_entries().unwrap(), before + 200);
         store.flush_memtables().unwrap();
         assert_eq!(store.memtable_entries().unwrap(), 0);
         assert_eq!(store.entry(99).unwrap(), Some(vec![7u8; 64]));
         assert_eq!(store.leaf_index(&Hash([5; 32])).unwrap(), Some(5));
     }
 
+    /// A log of `n` distinct entries written by the sequencer (so in tiles and bundles).
+    fn log_of(dir: &Path, n: u64) -> (Store, Vec<Vec<u8>>) {
+        let store = Store::open(dir).unwrap();
+        let signer = Arc::new(crate::signer::LogSigner::new("example.com/log", &[3; 32]).unwrap());
+        let seq = crate::sequencer::start(
+            store.clone(),
+            signer,
+            crate::sequencer::SequencerConfig::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+        )
+        .unwrap();
+        let entries: Vec<Vec<u8>> = (0..n).map(|i| format!("entry {i}").into_bytes()).collect();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            for chunk in entries.chunks(1000) {
+                let waits: Vec<_> = chunk
+                    .iter()
+                    .map(|e| {
+                        seq.append(
+                            e.clone(),
+                            countersign_verifier::leaf_hash(e),
+                            crate::sequencer::AppendKind::Other,
+                        )
+                    })
+                    .collect();
+                for w in waits {
+                    w.await.unwrap();
+                }
+            }
+            seq.shutdown().await;
+        });
+        (store, entries)
+    }
+
     #[test]
-    fn cached_nodes_match_stored_nodes() {
+    fn nodes_entries_and_tiles_come_from_the_stored_tiles() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut wb = WriteBatch::default();
-        let addrs: Vec<(u8, u64)> = (0..4u8)
-            .flat_map(|l| (0..50u64).map(move |i| (l, i)))
+        // Full tiles at levels 0 and 1, partial ones at 0, 1 and 2.
+        let n = 65_536 + 3 * 256 + 17;
+        let (store, entries) = log_of(dir.path(), n);
+        let leaves: Vec<Hash> = entries
+            .iter()
+            .map(|e| countersign_verifier::leaf_hash(e))
             .collect();
-        for (l, i) in &addrs {
-            let h = countersign_verifier::sha256(&[*l, *i as u8]);
-            wb.put_cf(store.cf(CF_HASHES).unwrap(), hash_key(*l, *i), h);
+        // Every node the proofs may ask for, from a fresh store (empty cache) and again from
+        // the cache, against the reference tree.
+        let mut want: Vec<(u8, u64, Hash)> = Vec::new();
+        let mut stack = countersign_verifier::RootStack::default();
+        for l in &leaves {
+            stack.push_with(*l, |level, i, h| want.push((level, i, *h)));
         }
-        store.write_sync(wb).unwrap();
-        let first = store.nodes(&addrs).unwrap();
-        // The second read comes (partly) from the cache and must be identical.
-        assert_eq!(store.nodes(&addrs).unwrap(), first);
-        for ((l, i), h) in addrs.iter().zip(&first) {
-            assert_eq!(*h, Hash(countersign_verifier::sha256(&[*l, *i as u8])));
-        }
-        assert!(store.nodes(&[(1, 999)]).is_err());
-        // Warming loads whole levels from the top, then the latest leaves: of a 50-leaf tree's
-        // levels 0 to 5, the 50, 25, 12 and 6 nodes of levels 0 to 3 are stored here.
-        let fresh = Store::open(&dir.path().join("x")).unwrap();
-        assert_eq!(fresh.warm_node_cache(0).unwrap(), 0);
-        drop(fresh);
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.warm_node_cache(50).unwrap(), 50 + 25 + 12 + 6);
-        for (l, i) in addrs.iter().filter(|(l, i)| *i < 50 >> l) {
-            assert_eq!(
-                store.nodes.get(*l, *i),
-                Some(Hash(countersign_verifier::sha256(&[*l, *i as u8]))),
-                "node {l}/{i}"
-            );
+        let addrs: Vec<(u8, u64)> = want.iter().map(|(l, i, _)| (*l, *i)).collect();
+        let hashes: Vec<Hash> = want.iter().map(|(_, _, h)| *h).collect();
+        for chunk in [&addrs[..1], &addrs[..]] {
+            assert_eq!(store.nodes(chunk).unwrap(), hashes[..chunk.len()]);
         }
+        assert_eq!(store.nodes(&addrs).unwrap(), hashes);
+        // A node the tree does not have yet.
+        assert!(store.nodes(&[(0, n)]).is_err());
+        assert!(store.nodes(&[(17, 1)]).is_err());
+        // Entries one by one and in runs crossing bundles, from bundles and from entry keys.
+        for i in [0, 1, 255, 256, 65_535, n - 18, n - 17, n - 1] {
+            assert_eq!(store.entry(i).unwrap().as_ref(), Some(&entries[i as usize]));
+        }
+        assert_eq!(store.entry(n).unwrap(), None);
+        assert_eq!(store.entries(250, n).unwrap(), entries[250..]);
+        assert_eq!(store.entries(3, 9).unwrap(), entries[3..9]);
+        assert!(store.entries(n - 1, n + 1).is_err());
+        // Full tiles and bundles and every width of the partial ones, against `grow`.
+        let grown = crate::shared::integrate::grow(
+            &crate::shared::integrate::Edge::empty(),
+            Vec::new(),
+            entries.iter().zip(&leaves).map(|(e, l)| (e.as_slice(), *l)),
+        )
+        .unwrap();
+        assert_eq!(store.edge().unwrap(), grown.edge);
+        for o in grown.tiles.iter().chain(&grown.bundles) {
+            let width = if o.full {
+                256
+            } else {
+                o.path.rsplit('/').next().unwrap().parse().unwrap()
+            };
+            let got = match o.level {
+                Some(level) => store.hash_tile(level, o.index, width).unwrap(),
+                None => store.entry_bundle(o.index, width).unwrap(),
+            };
+            assert_eq!(got, o.bytes, "{}", o.path);
+            if width > 1 {
+                let shorter = match o.level {
+                    Some(level) => store.hash_tile(level, o.index, width - 1).unwrap(),
+                    None => store.entry_bundle(o.index, width - 1).unwrap(),
+                };
+                assert!(o.bytes.starts_with(&shorter), "{} prefix", o.path);
+            }
+        }
+        assert!(store.hash_tile(0, n / 256, 18).is_err());
+        assert!(store.entry_bundle(n / 256, 18).is_err());
+        // Warming from the tiles loads what the reference tree has, all of it at this size.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.warm_node_cache(n).unwrap(), want.len() as u64);
+        for (l, i, h) in want.iter().step_by(97) {
+            assert_eq!(store.nodes.get(*l, *i), Some(*h), "node {l}/{i}");
+        }
+        let fresh = Store::open(&dir.path().join("x")).unwrap();
+        assert_eq!(fresh.warm_node_cache(0).unwrap(), 0);
     }
 
     #[test]
@@ -634,6 +780,6 @@ mod tests {
         let peaks = vec![countersign_verifier::leaf_hash(b"a")];
         assert_eq!(decode_tree(&encode_tree(1, &peaks)).unwrap(), (1, peaks));
         assert!(decode_tree(&[0u8; 9]).is_err());
-        assert_eq!(hash_key(1, 2), [1, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(tile_key(1, 2), [1, 0, 0, 0, 0, 0, 0, 0, 2]);
     }
 }

@@ -27,6 +27,7 @@ mod flow_load;
 mod flows;
 mod fuzz;
 mod layering;
+mod layout;
 /// The log crate's test helpers (passkeys, signed decisions), for the log's crash test.
 #[allow(dead_code)]
 #[path = "../../../tests/it/common.rs"]

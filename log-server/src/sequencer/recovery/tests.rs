@@ -34,11 +34,15 @@ fn refusal(store: &Store, s: &LogSigner) -> String {
 fn an_empty_store_starts_at_size_zero_and_recovers_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let (stack, note) = recover(&store, &signer(1)).unwrap();
-    assert_eq!(stack, RootStack::default());
-    assert_eq!(store.checkpoint(0).unwrap().as_deref(), Some(note.as_str()));
-    let (again, note_again) = recover(&store, &signer(1)).unwrap();
-    assert_eq!((again, note_again), (stack, note));
+    let first = recover(&store, &signer(1)).unwrap();
+    assert_eq!(first.stack, RootStack::default());
+    assert_eq!((first.edge.size(), first.bundle.len()), (0, 0));
+    assert_eq!(
+        store.checkpoint(0).unwrap().as_deref(),
+        Some(first.note.as_str())
+    );
+    let again = recover(&store, &signer(1)).unwrap();
+    assert_eq!((again.stack, again.note), (first.stack, first.note));
 }
 
 #[test]
@@ -81,8 +85,45 @@ fn a_store_that_disagrees_with_itself_is_refused() {
         "storage is damaged: stored checkpoint does not match the stored tree state"
     );
 
-    // Made consistent, it recovers.
+    // Tree state and checkpoint agree, but the tiles' edge is another tree's.
     put(&store, 1, &[leaf], &s.sign(1, leaf).unwrap());
-    let (stack, _) = recover(&store, &s).unwrap();
-    assert_eq!(stack.root(), leaf);
+    assert_eq!(
+        refusal(&store, &s),
+        "storage is damaged: the stored tile edge (size 0) does not match the stored tree \
+         state (size 1)"
+    );
+    let grown = crate::shared::integrate::grow(
+        &Edge::empty(),
+        Vec::new(),
+        [(b"other".as_slice(), leaf_hash(b"other"))],
+    )
+    .unwrap();
+    let mut wb = WriteBatch::default();
+    wb.put_cf(store.cf(CF_META).unwrap(), META_EDGE, grown.edge.encode());
+    store.write_sync(wb).unwrap();
+    assert!(refusal(&store, &s).contains("the stored tile edge (size 1) does not match"));
+
+    // Its edge, but the incomplete bundle's entry is missing.
+    let grown =
+        crate::shared::integrate::grow(&Edge::empty(), Vec::new(), [(b"one".as_slice(), leaf)])
+            .unwrap();
+    let mut wb = WriteBatch::default();
+    wb.put_cf(store.cf(CF_META).unwrap(), META_EDGE, grown.edge.encode());
+    store.write_sync(wb).unwrap();
+    assert_eq!(
+        refusal(&store, &s),
+        "storage: entries 0..1: 0 of them stored"
+    );
+
+    // Made consistent, it recovers, with the incomplete bundle.
+    let mut wb = WriteBatch::default();
+    wb.put_cf(
+        store.cf(crate::storage::CF_ENTRIES).unwrap(),
+        0u64.to_be_bytes(),
+        b"one",
+    );
+    store.write_sync(wb).unwrap();
+    let r = recover(&store, &s).unwrap();
+    assert_eq!(r.stack.root(), leaf);
+    assert_eq!(r.bundle, b"\x00\x03one");
 }
