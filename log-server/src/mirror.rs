@@ -206,7 +206,11 @@ impl TileMirror {
         let task = m.clone();
         tokio::spawn(async move {
             task.clone().run().await;
-            task.status.send_modify(|s| s.finished = true);
+            // Let go of the log (its store) before saying so: whoever waits for `finished` may
+            // open the same data directory next.
+            let status = task.status.clone();
+            drop(task);
+            status.send_modify(|s| s.finished = true);
         });
         Ok(m)
     }

@@ -2,10 +2,11 @@
 //! integrator's lease (a session advisory lock on a connection of its own), and LISTEN/NOTIFY
 //! with reconnection.
 //!
-//! Connections are plain TCP ([`tokio_postgres::NoTls`]): TLS to the database is a follow-up
-//! (tokio-postgres-rustls on the workspace's rustls). Until then a URL asking for
-//! `sslmode=require` is refused rather than silently sent in clear; run the database on a
-//! private network or behind a TLS-terminating proxy.
+//! Connections use TLS when the server offers it (rustls, through tokio-postgres-rustls), and
+//! the server's certificate is always verified, against the CA certificates of the URL's
+//! `sslrootcert=FILE` or else the Mozilla roots: `sslmode=disable` is plain TCP, `prefer` (the
+//! default) TLS when the server offers it, `require` (also `verify-ca` and `verify-full`, as
+//! libpq spells them) TLS or no connection ([`Db::connect_with_pool_size`]).
 //!
 //! No message from this module contains the password of the URL: the URL is shown with it
 //! removed ([`Db::redacted_url`]).
@@ -18,9 +19,13 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Socket};
+use tokio_postgres::config::Host;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// A connection's stream: TLS or plain, as the connection negotiated it.
+type PgStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
 
 /// The pool's size when the caller does not choose one ([`Db::connect`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
@@ -156,6 +161,8 @@ pub struct Db {
 /// Where the connections go, with what to say about it.
 struct Target {
     config: Config,
+    /// TLS for the connections (used when the server offers it or `sslmode` requires it).
+    tls: MakeRustlsConnect,
     /// The URL without its password.
     redacted: String,
     /// `host:port` of each host, for connection errors.
@@ -186,9 +193,9 @@ impl Target {
     }
 
     /// A connection of its own, outside the pool.
-    async fn connect(&self) -> Result<(Client, Connection<Socket, NoTlsStream>), DbError> {
+    async fn connect(&self) -> Result<(Client, Connection<Socket, PgStream>), DbError> {
         self.config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| self.connect_error(&e))
     }
@@ -216,8 +223,15 @@ impl Db {
     /// starting together apply each migration once. The table `schema_migrations (version,
     /// name, applied_at)` records them.
     ///
-    /// Errors: [`DbError::Connect`] when the URL is malformed, asks for TLS, or the database
-    /// cannot be reached or refuses the login (naming host and port, never the password);
+    /// TLS: `sslmode=disable` connects in plain TCP; `prefer` (the default) uses TLS when the
+    /// server offers it; `require`, `verify-ca` and `verify-full` use TLS or fail. With TLS the
+    /// server's certificate must chain to a CA of `sslrootcert=FILE` (PEM, in the URL as libpq
+    /// names it) or, without one, to the Mozilla roots, and name the host connected to:
+    /// `verify-full`'s checks, whichever mode asked for TLS.
+    ///
+    /// Errors: [`DbError::Connect`] when the URL is malformed, its `sslrootcert` file unusable,
+    /// the database cannot be reached, refuses the login or fails the TLS checks (naming host
+    /// and port, never the password);
     /// [`DbError::Schema`] when the list is not in increasing positive versions, when the
     /// database records a version this binary does not know (naming both versions), or a
     /// version under another name; [`DbError::Query`] when a migration fails (its transaction
@@ -227,18 +241,15 @@ impl Db {
         migrations: &[Migration],
         max: usize,
     ) -> Result<Db, DbError> {
+        let (url, root_file) = tls_options(url);
+        let url = url.as_str();
         let mut config: Config = url
             .parse()
             .map_err(|e| DbError::Connect(format!("invalid database URL: {}", describe(&e))))?;
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(DbError::Connect(format!(
-                "{}: sslmode=require, but TLS to PostgreSQL is not supported yet",
-                redact(url, &config)
-            )));
-        }
+        let tls = tls_connector(root_file.as_deref())?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -251,6 +262,7 @@ impl Db {
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES);
         let target = Target {
+            tls: tls.clone(),
             redacted: redact(url, &config),
             endpoints: endpoints(&config),
             password,
@@ -261,7 +273,7 @@ impl Db {
         // by itself.
         let manager = Manager::from_config(
             target.config.clone(),
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -453,6 +465,100 @@ impl Db {
 }
 
 /// `url` without its password, for messages.
+/// Takes what tokio-postgres does not parse out of a database URL (either form): the
+/// `sslrootcert=FILE` option, returned apart, and libpq's `sslmode=verify-ca|verify-full`,
+/// rewritten `require` (the certificate is verified in every TLS mode here).
+fn tls_options(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let mut root = None;
+    let mut keep = |opt: &str| -> bool {
+        match opt.split_once('=') {
+            Some(("sslrootcert", v)) => {
+                root = Some(std::path::PathBuf::from(
+                    percent_decode(v).unwrap_or_else(|| v.to_owned()),
+                ));
+                false
+            }
+            _ => true,
+        }
+    };
+    let verify = |opt: &str| match opt {
+        "sslmode=verify-ca" | "sslmode=verify-full" => "sslmode=require".to_owned(),
+        o => o.to_owned(),
+    };
+    let out = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let opts: Vec<String> = query.split('&').filter(|o| keep(o)).map(verify).collect();
+                if opts.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", opts.join("&"))
+                }
+            }
+            None => url.to_owned(),
+        }
+    } else {
+        url.split_whitespace()
+            .filter(|o| keep(o))
+            .map(verify)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (out, root)
+}
+
+/// `%XX` escapes decoded (a path in a URL's query); `None` if one is malformed.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The TLS connector: rustls with ring, trusting the CA certificates of `root_file` (PEM), or
+/// the Mozilla roots without one.
+fn tls_connector(root_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, DbError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_file {
+        Some(path) => {
+            let unusable =
+                |e: String| DbError::Connect(format!("sslrootcert {}: {e}", path.display()));
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| unusable(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| unusable(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(unusable("holds no PEM certificate".into()));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| unusable(format!("not a CA certificate: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| DbError::Connect(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 fn redact(url: &str, config: &Config) -> String {
     if let Ok(mut u) = url::Url::parse(url) {
         if matches!(u.scheme(), "postgres" | "postgresql") {
@@ -656,7 +762,7 @@ impl Drop for Listener {
 }
 
 /// A LISTENing connection, with the payloads that arrived while LISTEN was answered.
-type ListenSession = (Client, Connection<Socket, NoTlsStream>, Vec<String>);
+type ListenSession = (Client, Connection<Socket, PgStream>, Vec<String>);
 
 /// Connects and runs `sql` (the LISTEN), driving the connection meanwhile so that the
 /// statement goes out and notifications are not lost.

@@ -190,11 +190,22 @@ async fn connection_errors_name_the_host_but_not_the_password() {
         assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
         assert!(!e.to_string().contains("s3cret"), "{e}");
     }
-    let e = Db::connect("postgres://u:s3cret@127.0.0.1:1/x?sslmode=require", &[])
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("TLS"), "{e}");
-    assert!(!e.to_string().contains("s3cret"), "{e}");
+    // An unusable CA file is named, before any connection.
+    for (url, words) in [
+        (
+            "postgres://u:s3cret@127.0.0.1:1/x?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+            "sslrootcert /nonexistent/ca.pem",
+        ),
+        (
+            "host=127.0.0.1 port=1 password=s3cret sslrootcert=/dev/null",
+            "sslrootcert /dev/null: holds no PEM certificate",
+        ),
+    ] {
+        let e = Db::connect(url, &[]).await.unwrap_err();
+        assert!(matches!(e, DbError::Connect(_)), "{e:?}");
+        assert!(e.to_string().contains(words), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
     let e = Db::connect("postgres://u:s3cret@127.0.0.1:notaport/x", &[])
         .await
         .unwrap_err();
@@ -451,4 +462,148 @@ async fn everything_comes_back_after_a_server_restart() {
         .unwrap()
         .expect("free after the restart");
     again.confirm().await.unwrap();
+}
+
+/// A certificate authority and a certificate for 127.0.0.1 it signed, in PEM.
+fn test_pki(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} database CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]))];
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Whether the session of `db`'s pooled connections is encrypted.
+async fn encrypted(db: &Db) -> bool {
+    let c = db.client().await.unwrap();
+    c.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// TLS to the database (a server of the test's own, given a certificate from a test CA): used
+/// when the server offers it, required when the URL says so, and never to a server whose
+/// certificate does not chain to the CA the URL names (or, without one, to the Mozilla roots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_is_verified_and_required_when_asked() {
+    if crate::pg_support::server_url().is_none() {
+        return;
+    }
+    let server = OwnServer::start();
+    let data = server.dir().join("data");
+    let (ca, cert, key) = test_pki("trusted");
+    let (other_ca, _, _) = test_pki("other");
+    std::fs::write(data.join("server.crt"), cert).unwrap();
+    std::fs::write(data.join("server.key"), key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["server.crt", "server.key"] {
+        // The server runs as the owner of its data directory, and reads only a private key.
+        let status = std::process::Command::new("chown")
+            .arg("--reference")
+            .arg(&data)
+            .arg(data.join(f))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::set_permissions(data.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let ca_file = server.dir().join("ca.pem");
+    let other_file = server.dir().join("other-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&other_file, other_ca).unwrap();
+    let base = server.url();
+    let admin = crate::pg_support::connect(&format!("{base}?sslmode=disable")).await;
+    // `server.crt` and `server.key` in the data directory are the server's defaults.
+    admin
+        .batch_execute("ALTER SYSTEM SET ssl = on")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let with = |query: &str| {
+        let mut u = url::Url::parse(&base).unwrap();
+        u.set_query(Some(query));
+        u.to_string()
+    };
+    let ca_q = format!("sslrootcert={}", ca_file.display());
+    // The reload is asynchronous: wait until a new session is offered TLS.
+    let deadline = Instant::now() + WAIT;
+    let db = loop {
+        if let Ok(db) = Db::connect(&with(&format!("sslmode=require&{ca_q}")), &[]).await {
+            break db;
+        }
+        assert!(Instant::now() < deadline, "the server never offered TLS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(encrypted(&db).await);
+    // libpq's spellings, and TLS by default once the server offers it.
+    for q in [
+        format!("sslmode=verify-full&{ca_q}"),
+        format!("sslmode=verify-ca&{ca_q}"),
+        ca_q.clone(),
+    ] {
+        let db = Db::connect(&with(&q), &[]).await.unwrap();
+        assert!(encrypted(&db).await, "{q}");
+        // The dedicated sessions (leases, listeners) too.
+        let lease = db.try_lease(KEY).await.unwrap().expect("a free lease");
+        lease.confirm().await.unwrap();
+    }
+    // Another CA, or none (the Mozilla roots do not know the test CA): no connection.
+    for q in [
+        format!("sslmode=require&sslrootcert={}", other_file.display()),
+        "sslmode=require".to_owned(),
+        // Offered TLS, `prefer` does not fall back to plain text on a bad certificate.
+        format!("sslrootcert={}", other_file.display()),
+    ] {
+        let e = Db::connect(&with(&q), &[]).await.unwrap_err();
+        assert!(matches!(e, DbError::Connect(_)), "{q}: {e:?}");
+        assert!(e.to_string().contains("certificate"), "{q}: {e}");
+    }
+    // Plain TCP when asked...
+    let plain = Db::connect(&with("sslmode=disable"), &[]).await.unwrap();
+    assert!(!encrypted(&plain).await);
+    // ...until the server accepts only TLS sessions.
+    let hba = data.join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    let tls_only: String = rules
+        .lines()
+        .map(|l| match l.strip_prefix("host ") {
+            Some(rest) => format!("hostssl {rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert!(tls_only.contains("hostssl"), "{rules}");
+    std::fs::write(&hba, tls_only).unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Db::connect(&with("sslmode=disable"), &[]).await {
+            Err(e) => {
+                assert!(matches!(e, DbError::Connect(_)), "{e:?}");
+                break;
+            }
+            Ok(_) => assert!(Instant::now() < deadline, "plain sessions still accepted"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let db = Db::connect(&with(&format!("sslmode=require&{ca_q}")), &[])
+        .await
+        .unwrap();
+    assert!(encrypted(&db).await);
 }

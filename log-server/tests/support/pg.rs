@@ -154,6 +154,11 @@ impl OwnServer {
         );
     }
 
+    /// Its directory (the server's data is under `data/`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// `COUNTERSIGN_TEST_DATABASE` of its env file.
     pub fn url(&self) -> String {
         let env = std::fs::read_to_string(self.dir.path().join("env")).unwrap();
