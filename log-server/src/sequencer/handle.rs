@@ -215,7 +215,7 @@ impl SequencerHandle {
         if self.shared.closing() {
             return Err(AppendError::ShuttingDown);
         }
-        too_long(&entry)?;
+        refuse_unbundlable(&entry)?;
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Append(AppendRequest {
             entry,
@@ -252,7 +252,7 @@ impl SequencerHandle {
         }
         let mut waiting = Vec::with_capacity(items.len());
         for (entry, leaf, kind) in items {
-            if let Err(e) = too_long(&entry) {
+            if let Err(e) = refuse_unbundlable(&entry) {
                 waiting.push(Err(e));
                 continue;
             }
@@ -303,8 +303,10 @@ impl SequencerHandle {
 }
 
 /// Refuses an entry longer than an entry bundle holds ([`countersign_verifier::MAX_ENTRY_BYTES`],
-/// the limit every parsed entry already has), before it could fail its whole batch.
-fn too_long(entry: &[u8]) -> Result<(), AppendError> {
+/// the limit every parsed entry already has), before it is sequenced: both drivers store
+/// entries in bundles, and one that does not fit would fail its whole batch (embedded) or stop
+/// integration (shared).
+pub(crate) fn refuse_unbundlable(entry: &[u8]) -> Result<(), AppendError> {
     if entry.len() > countersign_verifier::MAX_ENTRY_BYTES {
         return Err(AppendError::Refused {
             reason: crate::error::RefusalReason::InvalidEntry,

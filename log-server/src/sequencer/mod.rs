@@ -34,6 +34,7 @@ use crate::storage::{StorageError, Store};
 use batch::ToWriter;
 use builder::Sequencer;
 pub(crate) use decide::Outcome;
+pub(crate) use handle::refuse_unbundlable;
 use handle::JoinOnDrop;
 pub use handle::{
     now_ms, AppendKind, Appended, Published, SequencerConfig, SequencerHandle, Shared,
@@ -190,8 +191,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((again.index, again.existing), (2, true));
+        // Longer than an entry bundle holds: refused, alone or among others, nothing logged
+        // for it; 65,535 bytes fit.
+        let (long, fits) = (vec![7u8; 65_536], vec![7u8; 65_535]);
+        match h
+            .append(long.clone(), leaf_hash(&long), AppendKind::Other)
+            .await
+        {
+            Err(AppendError::Refused { reason, detail }) => {
+                assert_eq!(reason, crate::error::RefusalReason::InvalidEntry);
+                assert!(detail.contains("65536 bytes long"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let many = h
+            .append_many(vec![
+                (long.clone(), leaf_hash(&long), AppendKind::Other),
+                (fits.clone(), leaf_hash(&fits), AppendKind::Other),
+            ])
+            .await;
+        assert!(matches!(many[0], Err(AppendError::Refused { .. })));
+        assert_eq!(many[1].as_ref().unwrap().index, 5);
+        leaves.push(leaf_hash(&fits));
         let p = h.shared().published();
-        assert_eq!(p.size, 5);
+        assert_eq!(p.size, 6);
         assert_eq!(p.root, root_from_leaf_hashes(&leaves));
         h.shutdown().await;
         assert_eq!(

@@ -6,7 +6,7 @@ use rocksdb::WriteBatch;
 
 use crate::shared::integrate::Edge;
 use crate::signer::LogSigner;
-use crate::storage::layout::{push_bundle_entry, META_EDGE};
+use crate::storage::layout::{encode_bundle, META_EDGE};
 use crate::storage::{
     decode_tree, encode_tree, StorageError, Store, CF_CHECKPOINTS, CF_META, CF_REVOCATIONS,
     META_REVOCATIONS_INDEXED, META_TREE,
@@ -55,11 +55,8 @@ pub(super) fn recover(store: &Store, signer: &LogSigner) -> Result<Recovered, St
                     edge.size()
                 )));
             }
-            let mut bundle = Vec::new();
             let tail = size - size % crate::storage::TILE;
-            for e in store.tail_entries(tail, size)? {
-                push_bundle_entry(&mut bundle, &e)?;
-            }
+            let bundle = encode_bundle(tail, &store.tail_entries(tail, size)?)?;
             Ok(Recovered {
                 stack,
                 edge,

@@ -384,7 +384,11 @@ impl fmt::Display for IntegrateError {
 impl std::error::Error for IntegrateError {}
 
 /// Appends `entry` to an entry bundle, with its 2-byte big-endian length.
-fn push_entry(bundle: &mut Vec<u8>, index: u64, entry: &[u8]) -> Result<(), IntegrateError> {
+pub(crate) fn push_entry(
+    bundle: &mut Vec<u8>,
+    index: u64,
+    entry: &[u8],
+) -> Result<(), IntegrateError> {
     let len = u16::try_from(entry.len()).map_err(|_| IntegrateError::EntryTooLong {
         index,
         len: entry.len(),

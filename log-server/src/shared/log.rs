@@ -461,6 +461,7 @@ impl SharedLog {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(AppendError::ShuttingDown);
         }
+        crate::sequencer::refuse_unbundlable(&entry)?;
         let (reply, rx) = oneshot::channel();
         let r = Request {
             entry,

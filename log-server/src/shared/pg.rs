@@ -467,62 +467,134 @@ impl Db {
 /// `url` without its password, for messages.
 /// Takes what tokio-postgres does not parse out of a database URL (either form): the
 /// `sslrootcert=FILE` option, returned apart, and libpq's `sslmode=verify-ca|verify-full`,
-/// rewritten `require` (the certificate is verified in every TLS mode here).
+/// rewritten `require` (the certificate is verified in every TLS mode here). Every other option
+/// is left byte for byte as it was (a quoted password with spaces included); a `key=value`
+/// string that does not parse is returned as it is, for tokio-postgres to name the fault.
 fn tls_options(url: &str) -> (String, Option<std::path::PathBuf>) {
-    let mut root = None;
-    let mut keep = |opt: &str| -> bool {
-        match opt.split_once('=') {
-            Some(("sslrootcert", v)) => {
-                root = Some(std::path::PathBuf::from(
-                    percent_decode(v).unwrap_or_else(|| v.to_owned()),
-                ));
-                false
-            }
-            _ => true,
-        }
-    };
-    let verify = |opt: &str| match opt {
-        "sslmode=verify-ca" | "sslmode=verify-full" => "sslmode=require".to_owned(),
-        o => o.to_owned(),
-    };
-    let out = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        match url.split_once('?') {
-            Some((base, query)) => {
-                let opts: Vec<String> = query.split('&').filter(|o| keep(o)).map(verify).collect();
-                if opts.is_empty() {
-                    base.to_owned()
-                } else {
-                    format!("{base}?{}", opts.join("&"))
+    let verify = |mode: &str| matches!(mode, "verify-ca" | "verify-full");
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_owned(), None);
+        };
+        let mut root = None;
+        let mut kept = Vec::new();
+        for opt in query.split('&') {
+            match opt.split_once('=') {
+                Some(("sslrootcert", v)) => {
+                    let path = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                    root = Some(std::path::PathBuf::from(path.into_owned()));
                 }
+                Some(("sslmode", m)) if verify(m) => kept.push("sslmode=require"),
+                _ => kept.push(opt),
             }
-            None => url.to_owned(),
         }
-    } else {
-        url.split_whitespace()
-            .filter(|o| keep(o))
-            .map(verify)
-            .collect::<Vec<_>>()
-            .join(" ")
+        let out = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (out, root);
+    }
+    let Some(options) = kv_options(url) else {
+        return (url.to_owned(), None);
     };
+    let (mut out, mut root, mut at) = (String::with_capacity(url.len()), None, 0);
+    for o in options {
+        match (o.key, unquote(&url[o.value.clone()])) {
+            ("sslrootcert", path) => {
+                out.push_str(&url[at..o.all.start]);
+                root = Some(std::path::PathBuf::from(path));
+                at = o.all.end;
+            }
+            ("sslmode", mode) if verify(&mode) => {
+                out.push_str(&url[at..o.value.start]);
+                out.push_str("require");
+                at = o.value.end;
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&url[at..]);
     (out, root)
 }
 
-/// `%XX` escapes decoded (a path in a URL's query); `None` if one is malformed.
-fn percent_decode(s: &str) -> Option<String> {
+/// One option of libpq's `key=value` connection string: its key, the bytes it spans, and the
+/// bytes of its value (quotes included).
+struct KvOption<'a> {
+    key: &'a str,
+    all: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+/// The options of a `key=value` connection string, as libpq reads it: whitespace between
+/// options and around `=`, a value either single-quoted (`\'` and `\\` escaped) or up to the
+/// next whitespace. `None` if it does not parse.
+fn kv_options(s: &str) -> Option<Vec<KvOption<'_>>> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
+    let skip_ws = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
+        i
+    };
+    let mut out = Vec::new();
+    let mut i = skip_ws(0);
+    while i < b.len() {
+        let start = i;
+        while b
+            .get(i)
+            .is_some_and(|c| *c != b'=' && !c.is_ascii_whitespace())
+        {
+            i += 1;
+        }
+        let key = &s[start..i];
+        i = skip_ws(i);
+        if key.is_empty() || b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i = skip_ws(i + 1);
+        let value_start = i;
+        if b.get(i) == Some(&b'\'') {
+            i += 1;
+            loop {
+                match b.get(i)? {
+                    b'\\' => i += 2,
+                    b'\'' => break i += 1,
+                    _ => i += 1,
+                }
+            }
+        } else {
+            while let Some(c) = b.get(i).filter(|c| !c.is_ascii_whitespace()) {
+                i += if *c == b'\\' { 2 } else { 1 };
+            }
+        }
+        let end = i.min(b.len());
+        out.push(KvOption {
+            key,
+            all: start..end,
+            value: value_start..end,
+        });
+        i = skip_ws(end);
     }
-    String::from_utf8(out).ok()
+    Some(out)
+}
+
+/// A `key=value` string's value as libpq reads it: outer single quotes removed, backslash
+/// escapes undone.
+fn unquote(v: &str) -> String {
+    let inner = v
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(v);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The TLS connector: rustls with ring, trusting the CA certificates of `root_file` (PEM), or
@@ -889,4 +961,45 @@ pub async fn notify(client: &Client, channel: &str, payload: &str) -> Result<(),
         .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tls_options_are_taken_out_and_everything_else_is_left_as_it_was() {
+        let (url, root) = tls_options(
+            "postgres://u:p@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20x.pem&options=a+b",
+        );
+        assert_eq!(url, "postgres://u:p@h/db?sslmode=require&options=a+b");
+        assert_eq!(root.unwrap(), std::path::Path::new("/etc/ca x.pem"));
+        assert_eq!(
+            tls_options("postgresql://h/db?sslrootcert=/ca.pem"),
+            ("postgresql://h/db".into(), Some("/ca.pem".into()))
+        );
+        for same in ["postgres://h/db", "postgres://h/db?sslmode=verify-fullish"] {
+            assert_eq!(tls_options(same), (same.into(), None));
+        }
+        // The key=value form: spacing, quotes and escapes of the other options untouched.
+        let kv = r"host=h password='a  b\' c' sslrootcert = '/my ca.pem' sslmode='verify-ca'";
+        let (out, root) = tls_options(kv);
+        assert_eq!(out, r"host=h password='a  b\' c'  sslmode=require");
+        assert_eq!(root.unwrap(), std::path::Path::new("/my ca.pem"));
+        let config: Config = out.parse().unwrap();
+        assert_eq!(config.get_password(), Some(&b"a  b' c"[..]));
+        assert_eq!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        // Nothing to take out, or not parseable: returned as it is.
+        for same in [
+            "host=h  port=5 dbname='x y'",
+            "host=h 'oops",
+            "host=h password='open",
+        ] {
+            assert_eq!(tls_options(same), (same.into(), None));
+        }
+    }
 }

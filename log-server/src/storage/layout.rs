@@ -53,13 +53,15 @@ pub fn tile_key(level: u8, index: u64) -> [u8; 9] {
     k
 }
 
-/// Appends `entry` to an encoded entry bundle (2-byte big-endian length, then the bytes).
-pub fn push_bundle_entry(bundle: &mut Vec<u8>, entry: &[u8]) -> Result<(), StorageError> {
-    let len = u16::try_from(entry.len())
-        .map_err(|_| StorageError::Corrupt("an entry is longer than 65535 bytes".into()))?;
-    bundle.extend_from_slice(&len.to_be_bytes());
-    bundle.extend_from_slice(entry);
-    Ok(())
+/// The entries `start..` encoded as an entry bundle (each after its 2-byte big-endian length),
+/// by the integration step's own encoder.
+pub fn encode_bundle(start: u64, entries: &[Vec<u8>]) -> Result<Vec<u8>, StorageError> {
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+    for (index, e) in (start..).zip(entries) {
+        crate::shared::integrate::push_entry(&mut out, index, e)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    }
+    Ok(out)
 }
 
 /// The 256 entries of the stored full bundle `index`.
@@ -73,16 +75,6 @@ pub fn split_full_bundle(bytes: &[u8], index: u64) -> Result<Vec<&[u8]>, Storage
         )));
     }
     Ok(entries)
-}
-
-/// The length of the first `width` entries of an encoded bundle (its prefix of that width).
-pub fn bundle_prefix_len(bytes: &[u8], width: u64) -> Option<usize> {
-    let mut at = 0usize;
-    for _ in 0..width {
-        let len = bytes.get(at..at + 2)?;
-        at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
-    }
-    (at <= bytes.len()).then_some(at)
 }
 
 /// Calls `f` with every complete-subtree hash the tile (`tile_level`, `tile_index`) holding
@@ -190,11 +182,8 @@ pub(super) fn migrate(store: &mut Store) -> Result<(), StorageError> {
         resumed_at = from,
         "rewriting the data directory into tiles and entry bundles (once)"
     );
-    let mut bundle = Vec::new();
     let tail = from - from % TILE;
-    for e in store.tail_entries(tail, from)? {
-        push_bundle_entry(&mut bundle, &e)?;
-    }
+    let mut bundle = encode_bundle(tail, &store.tail_entries(tail, from)?)?;
     let mut last_report = Instant::now();
     while edge.size() < size {
         let at = edge.size();
@@ -291,15 +280,10 @@ pub(crate) fn persist(
         }
     }
     // The new incomplete bundle's entries from `from` on, one key each.
-    let mut at = new_tail;
-    let mut rest: &[u8] = partial;
-    while !rest.is_empty() {
-        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        if at >= from {
-            wb.put_cf(cf_entries, at.to_be_bytes(), &rest[2..2 + len]);
-        }
-        rest = &rest[2 + len..];
-        at += 1;
+    let entries = split_entry_bundle(partial)
+        .map_err(|e| StorageError::Corrupt(format!("the new partial bundle: {e}")))?;
+    for (at, e) in (new_tail..).zip(entries).filter(|(at, _)| *at >= from) {
+        wb.put_cf(cf_entries, at.to_be_bytes(), e);
     }
     wb.put_cf(store.cf(CF_META)?, META_EDGE, edge.encode());
     Ok(())
@@ -416,25 +400,22 @@ mod tests {
     #[test]
     fn damaged_tiles_and_bundles_are_named_not_served() {
         let ok: Vec<Vec<u8>> = entries(256);
-        let mut bundle = Vec::new();
-        for e in &ok {
-            push_bundle_entry(&mut bundle, e).unwrap();
-        }
+        let bundle = encode_bundle(768, &ok).unwrap();
         assert_eq!(split_full_bundle(&bundle, 3).unwrap(), ok);
-        assert_eq!(bundle_prefix_len(&bundle, 0), Some(0));
-        assert_eq!(bundle_prefix_len(&bundle, 256), Some(bundle.len()));
-        assert_eq!(bundle_prefix_len(&bundle, 257), None);
         // One entry short, truncated, and one entry too many.
-        let short = &bundle[..bundle_prefix_len(&bundle, 255).unwrap()];
-        assert!(split_full_bundle(short, 3)
+        let short = encode_bundle(768, &ok[..255]).unwrap();
+        assert!(split_full_bundle(&short, 3)
             .unwrap_err()
             .to_string()
             .contains("entry bundle 3 holds 255 entries"));
         assert!(split_full_bundle(&bundle[..bundle.len() - 1], 3).is_err());
-        let mut long = bundle.clone();
-        push_bundle_entry(&mut long, b"x").unwrap();
-        assert!(split_full_bundle(&long, 3).is_err());
-        assert!(push_bundle_entry(&mut Vec::new(), &[0; 65_536]).is_err());
+        let mut long = ok.clone();
+        long.push(b"x".to_vec());
+        assert!(split_full_bundle(&encode_bundle(768, &long).unwrap(), 3).is_err());
+        let e = encode_bundle(5, &[vec![0; 65_536]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry 5 is 65536 bytes long"), "{e}");
 
         // A stored tile of the wrong length.
         let dir = tempfile::tempdir().unwrap();

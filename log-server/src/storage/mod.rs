@@ -386,8 +386,11 @@ impl Store {
             let Some(bytes) = self.db.get_pinned_cf(cf, index.to_be_bytes())? else {
                 return Ok(None);
             };
-            let len = layout::bundle_prefix_len(&bytes, width)
-                .ok_or_else(|| StorageError::Corrupt(format!("entry bundle {index} is short")))?;
+            let all = layout::split_full_bundle(&bytes, index)?;
+            let prefix = all.get(..width as usize).ok_or_else(|| {
+                StorageError::Missing(format!("entry bundle {index} of width {width}"))
+            })?;
+            let len = prefix.iter().map(|e| e.len() + 2).sum();
             Ok(Some(bytes[..len].to_vec()))
         };
         if let Some(b) = full()? {
@@ -399,11 +402,7 @@ impl Store {
             Err(StorageError::Missing(m)) => return full()?.ok_or(StorageError::Missing(m)),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
-        for e in entries {
-            layout::push_bundle_entry(&mut out, &e)?;
-        }
-        Ok(out)
+        layout::encode_bundle(index * TILE, &entries)
     }
 
     /// Calls `f` for every key in `[from, to)` of `cf`, in key order: a run of consecutive keys

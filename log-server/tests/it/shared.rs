@@ -142,6 +142,14 @@ async fn two_instances_make_one_tree_and_the_bucket_verifies() {
         (0..400).collect::<Vec<_>>(),
         "contiguous, none twice"
     );
+    // An entry no entry bundle holds is refused before it is sequenced (it would stop
+    // integration), and nothing is added.
+    match append(&a, vec![7u8; 65_536]).await {
+        Err(AppendError::Refused { detail, .. }) => {
+            assert!(detail.contains("entry bundle"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
     // The same entry through the other instance is the same leaf.
     let (i0, e0) = acked[0].clone();
     let again = append(&b, e0.clone()).await.unwrap();
