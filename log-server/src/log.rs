@@ -21,7 +21,7 @@ use crate::signer::LogSigner;
 use crate::storage::{StorageError, Store};
 use crate::submitters::{self, SecretToken, SubmitterInfo};
 use crate::tiles::{read_tile, TileRead, TileRef};
-use crate::witness::{WitnessConfig, WitnessStartError, Witnessing};
+use crate::witness::{Changes, LogView, WitnessConfig, WitnessStartError, Witnessing};
 
 /// The relying-party policy decisions are checked under.
 #[derive(Clone, Debug)]
@@ -205,7 +205,7 @@ pub fn assertion_key(credential_id: &[u8], client_data_json: &[u8]) -> [u8; 32] 
 impl LogHandle {
     /// A handle on a log of the shared driver (`spec/shared-driver.md`): appends are sequenced
     /// in its database and answered once published in its bucket; proofs and tiles are read
-    /// from the bucket through `tiles`. Witnessing is not available on it (yet).
+    /// from the bucket through `tiles`.
     pub fn shared(
         log: SharedLog,
         tiles: Arc<TileReader>,
@@ -462,8 +462,10 @@ impl LogHandle {
     }
 
     /// Starts the witness client on the current tokio runtime (`spec/witnessing.md`). Once per
-    /// log.
-    pub fn start_witnessing(
+    /// log. On the shared driver every instance runs it; only the integrator sends checkpoints
+    /// to the witnesses, and every instance serves what they cosigned
+    /// (`spec/shared-driver.md`).
+    pub async fn start_witnessing(
         &self,
         config: WitnessConfig,
     ) -> Result<Arc<Witnessing>, WitnessStartError> {
@@ -479,15 +481,16 @@ impl LogHandle {
                  refuse this log's checkpoints"
             );
         }
-        let Backend::Embedded { store, seq } = &self.backend else {
-            return Err(WitnessStartError::Unsupported(
-                "witnessing runs on the embedded store only, for now",
-            ));
+        // The client's own handle has no client, so that the client does not hold itself.
+        let view = LogHandle {
+            witnessing: Arc::default(),
+            ..self.clone()
         };
-        let w = Witnessing::start(config, store.clone(), seq.shared().clone())?;
-        self.witnessing
-            .set(w.clone())
-            .map_err(|_| WitnessStartError::AlreadyStarted)?;
+        let w = Witnessing::start(config, Box::new(view)).await?;
+        if self.witnessing.set(w.clone()).is_err() {
+            w.stop().await;
+            return Err(WitnessStartError::AlreadyStarted);
+        }
         Ok(w)
     }
 
@@ -1217,4 +1220,40 @@ pub fn append_kind_of(entry: &[u8]) -> Result<AppendKind, AppendError> {
             ))
         }
     })
+}
+
+impl LogView for LogHandle {
+    fn published(&self) -> Published {
+        LogHandle::published(self)
+    }
+
+    fn changes(&self) -> Changes {
+        match &self.backend {
+            Backend::Embedded { seq, .. } => Changes::Embedded(seq.shared().subscribe()),
+            Backend::Shared { log, .. } => Changes::Shared(log.subscribe()),
+        }
+    }
+
+    fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<Hash>, ProofRequestError>> {
+        Box::pin(LogHandle::consistency_proof(self, old, new))
+    }
+
+    fn checkpoint_at(
+        &self,
+        size: u64,
+    ) -> futures_util::future::BoxFuture<'_, Result<Option<String>, StorageError>> {
+        Box::pin(LogHandle::checkpoint_at(self, size))
+    }
+
+    fn store(&self) -> Option<&Store> {
+        LogHandle::store(self)
+    }
+
+    fn shared_log(&self) -> Option<&SharedLog> {
+        LogHandle::shared_log(self)
+    }
 }

@@ -78,8 +78,8 @@ impl Server {
         let started = countersign_log::start(config)?;
         let mut api = started.api;
         if let Some(w) = witness {
-            api.log
-                .start_witnessing(w)
+            tokio::runtime::Handle::current()
+                .block_on(api.log.start_witnessing(w))
                 .map_err(|e| InitError::Config(e.to_string()))?;
         }
         let approvals = match approvals {
@@ -99,14 +99,16 @@ impl Server {
     }
 
     /// Starts an instance of the shared driver: the log on the PostgreSQL database `database`
-    /// and the bucket `bucket`, with the data directory's keys (`spec/shared-driver.md`), and
-    /// given `approvals` the front end with its records in the same database.
+    /// and the bucket `bucket`, with the data directory's keys (`spec/shared-driver.md`), the
+    /// witness client given `witness` (every instance runs it; the integrator sends), and given
+    /// `approvals` the front end with its records in the same database.
     pub async fn start_shared(
         config: countersign_log::Config,
         approvals: Option<CibaConfig>,
         database: &str,
         bucket: countersign_log::mirror::Bucket,
         publish_timeout: std::time::Duration,
+        witness: Option<countersign_log::WitnessConfig>,
     ) -> Result<Server, InitError> {
         let started = countersign_log::start_shared(
             &config,
@@ -122,6 +124,12 @@ impl Server {
         let mut api = started.api;
         if let Some(shared) = api.log.shared_log().cloned() {
             api.add_metrics(Arc::new(shared));
+        }
+        if let Some(w) = witness {
+            api.log
+                .start_witnessing(w)
+                .await
+                .map_err(|e| InitError::Config(e.to_string()))?;
         }
         let approvals = match approvals {
             Some(c) => {

@@ -453,14 +453,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let mut started = match (&a.database, bucket) {
         (Some(database), Some(bucket)) => {
-            if witness.is_some() {
-                bail!("--database: witnessing runs on the embedded store only, for now");
-            }
             let url = bucket.url().to_owned();
             let publish_timeout = Duration::from_millis(a.publish_timeout_ms.max(1));
-            let s = Server::start_shared(config, approvals, database, bucket, publish_timeout)
-                .await
-                .with_context(|| format!("starting on the shared driver (--tiles {url})"))?;
+            let s = Server::start_shared(
+                config,
+                approvals,
+                database,
+                bucket,
+                publish_timeout,
+                witness,
+            )
+            .await
+            .with_context(|| format!("starting on the shared driver (--tiles {url})"))?;
             tracing::info!(tiles = url, "serving the log on the shared driver");
             s
         }

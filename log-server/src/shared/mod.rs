@@ -10,6 +10,7 @@ pub mod pg;
 pub mod reads;
 pub mod schema;
 mod sequence;
+pub mod witnessed;
 
 pub use sequence::{Prefetched, Wants};
 

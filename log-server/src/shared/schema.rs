@@ -91,4 +91,19 @@ CREATE TABLE integration_halt (
         name: "key-value area: the approval front end's records",
         sql: super::kv::SCHEMA,
     },
+    Migration {
+        version: 4,
+        name: "witness records: what each witness last cosigned, shared by every instance",
+        sql: r#"
+-- One row per witness (by its verifier key, so renaming it in the policy keeps its record):
+-- the latest checkpoint it cosigned for this log and its cosignature lines (JSON, the embedded
+-- store's record format). Written by the integrator, which alone talks to the witnesses; read
+-- by every instance to serve the cosigned checkpoint and, in quorum mode, to release waiters.
+CREATE TABLE witness_records (
+    vkey text PRIMARY KEY,
+    record text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"#,
+    },
 ];

@@ -14,6 +14,7 @@ mod client;
 mod config;
 mod metrics;
 mod record;
+mod source;
 mod tasks;
 
 pub use client::{check_cosignatures, parse_size, request_body, Failure};
@@ -26,10 +27,12 @@ use std::time::{Duration, Instant};
 use countersign_verifier::PolicyWitness;
 use tokio::sync::watch;
 
-use crate::sequencer::{Published, Shared};
-use crate::storage::{StorageError, Store};
+use crate::sequencer::Published;
+use crate::storage::StorageError;
 use metrics::{WitnessLabel, WitnessMetrics};
 use record::Record;
+use source::Source;
+pub(crate) use source::{Changes, LogView};
 
 /// A checkpoint with the cosignatures gathered for it.
 #[derive(Clone, Debug)]
@@ -93,8 +96,7 @@ struct Target {
 /// The running witness client of one log. Cheap to share; [`Witnessing::stop`] ends its tasks.
 pub struct Witnessing {
     config: WitnessConfig,
-    store: Store,
-    shared: Arc<Shared>,
+    source: Source,
     slots: Vec<Slot>,
     target: watch::Sender<Target>,
     latest: watch::Sender<Option<Cosigned>>,
@@ -104,6 +106,8 @@ pub struct Witnessing {
     fully_cosigned: AtomicU64,
     metrics: WitnessMetrics,
     http: reqwest::Client,
+    /// Held while the cosigned checkpoint is put in the bucket (the shared driver).
+    publishing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Witnessing {
@@ -133,8 +137,6 @@ pub enum WitnessStartError {
     Http(String),
     /// Witnessing was already started on this log.
     AlreadyStarted,
-    /// Witnessing is not available on this log's driver.
-    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for WitnessStartError {
@@ -143,7 +145,6 @@ impl std::fmt::Display for WitnessStartError {
             WitnessStartError::Storage(e) => write!(f, "witness records: {e}"),
             WitnessStartError::Http(e) => write!(f, "witness HTTP client: {e}"),
             WitnessStartError::AlreadyStarted => f.write_str("witnessing is already started"),
-            WitnessStartError::Unsupported(m) => f.write_str(m),
         }
     }
 }
@@ -152,21 +153,26 @@ impl std::error::Error for WitnessStartError {}
 
 impl Witnessing {
     /// Loads the witnesses' records and starts the coordinator and one task per witness on the
-    /// current tokio runtime.
-    pub(crate) fn start(
+    /// current tokio runtime (on the shared driver, also the task that follows the records the
+    /// integrator saves).
+    pub(crate) async fn start(
         config: WitnessConfig,
-        store: Store,
-        shared: Arc<Shared>,
+        log: Box<dyn LogView>,
     ) -> Result<Arc<Witnessing>, WitnessStartError> {
+        let source = Source::new(log);
+        let witnesses = config.policy.witnesses().to_vec();
+        let vkeys: Vec<String> = witnesses.iter().map(|w| w.key.to_vkey()).collect();
+        let records = source
+            .records(&vkeys)
+            .await
+            .map_err(WitnessStartError::Storage)?;
         let mut slots = Vec::new();
-        for w in config.policy.witnesses() {
-            let vkey = w.key.to_vkey();
-            let record = record::load(&store, &vkey).map_err(WitnessStartError::Storage)?;
+        for ((w, vkey), record) in witnesses.into_iter().zip(vkeys).zip(records) {
             let prefix = w.url.clone().unwrap_or_default();
             slots.push(Slot {
-                witness: w.clone(),
-                vkey,
                 endpoint: format!("{}/add-checkpoint", prefix.trim_end_matches('/')),
+                witness: w,
+                vkey,
                 record: Mutex::new(record),
                 status: Mutex::new(Status::default()),
             });
@@ -178,17 +184,21 @@ impl Witnessing {
             .map_err(|e| WitnessStartError::Http(e.to_string()))?;
         // Subscribed before the first target is read: a checkpoint published meanwhile is
         // still seen as new by the coordinator.
-        let published_rx = shared.subscribe();
-        let published = shared.published();
+        let published_rx = source.subscribe();
+        let published = source.published();
         let target = Target {
             text: note_text(&published.note).to_owned(),
             published,
             seen: Instant::now(),
         };
+        // Subscribed before the records are read again by the follower task.
+        let listener = match source.listen().await {
+            None => None,
+            Some(l) => Some(l.map_err(WitnessStartError::Storage)?),
+        };
         let w = Arc::new(Witnessing {
             config,
-            store,
-            shared,
+            source,
             slots,
             target: watch::channel(target).0,
             latest: watch::channel(None).0,
@@ -198,16 +208,25 @@ impl Witnessing {
             fully_cosigned: AtomicU64::new(0),
             metrics: WitnessMetrics::new(),
             http,
+            publishing: tokio::sync::Mutex::new(()),
         });
-        w.restore().map_err(WitnessStartError::Storage)?;
+        // What was cosigned before the restart is no sample of the cosigning latency.
+        let sizes = w.slots.iter().map(|s| lock(&s.record).size);
+        w.fully_cosigned
+            .store(sizes.max().unwrap_or(0), Ordering::Relaxed);
+        w.restore().await.map_err(WitnessStartError::Storage)?;
         let mut tasks = vec![tokio::spawn(w.clone().coordinate(published_rx))];
         for i in 0..w.slots.len() {
             tasks.push(tokio::spawn(w.clone().follow(i)));
+        }
+        if let Some(l) = listener {
+            tasks.push(tokio::spawn(w.clone().follow_records(l)));
         }
         *lock(&w.tasks) = tasks;
         tracing::info!(
             witnesses = w.slots.len(),
             mode = ?w.config.mode,
+            shared = w.source.shared().is_some(),
             "witnessing started"
         );
         Ok(w)
@@ -301,7 +320,7 @@ impl Witnessing {
     /// Health: one JSON object per witness, and whether the witnesses not failing can meet the
     /// quorum.
     pub fn health(&self) -> (bool, serde_json::Value) {
-        let published = self.shared.published();
+        let published = self.source.published();
         let mut failing = Vec::with_capacity(self.slots.len());
         let list: Vec<serde_json::Value> = self
             .slots
@@ -341,9 +360,10 @@ impl Witnessing {
         )
     }
 
-    /// At start: the views from the stored records (the latest checkpoint any witness
-    /// cosigned, and the latest meeting the quorum), read back from the log's checkpoints.
-    fn restore(&self) -> Result<(), StorageError> {
+    /// The views from the records (the latest checkpoint any witness cosigned, and the latest
+    /// meeting the quorum), read back from the log's checkpoints: at start, and on the shared
+    /// driver whenever another instance saved a record. Views only move forward.
+    async fn restore(&self) -> Result<(), StorageError> {
         let mut sizes: Vec<u64> = self
             .slots
             .iter()
@@ -352,10 +372,7 @@ impl Witnessing {
             .collect();
         sizes.sort_unstable();
         sizes.dedup();
-        // What was cosigned before the restart is no sample of the cosigning latency.
-        self.fully_cosigned
-            .store(sizes.last().copied().unwrap_or(0), Ordering::Relaxed);
-        let published = self.shared.published();
+        let published = self.source.published();
         for size in sizes {
             if size > published.size {
                 continue;
@@ -363,7 +380,7 @@ impl Witnessing {
             let note = if size == published.size {
                 Some(published.note.to_string())
             } else {
-                self.store.checkpoint(size)?
+                self.source.checkpoint(size).await?
             };
             let Some(note) = note else { continue };
             let Ok(cp) = countersign_verifier::Checkpoint::parse(note_text(&note)) else {

@@ -33,16 +33,26 @@ fn key(vkey: &str) -> Vec<u8> {
 pub(crate) fn load(store: &Store, vkey: &str) -> Result<Record, StorageError> {
     match store.get(CF_META, &key(vkey))? {
         None => Ok(Record::default()),
-        Some(v) => serde_json::from_slice(&v)
-            .map_err(|e| StorageError::Corrupt(format!("witness record of {vkey}: {e}"))),
+        Some(v) => parse(vkey, &v),
     }
+}
+
+/// A record from its stored JSON.
+pub(crate) fn parse(vkey: &str, v: &[u8]) -> Result<Record, StorageError> {
+    serde_json::from_slice(v)
+        .map_err(|e| StorageError::Corrupt(format!("witness record of {vkey}: {e}")))
+}
+
+/// A record's stored JSON.
+pub(crate) fn to_json(vkey: &str, r: &Record) -> Result<String, StorageError> {
+    serde_json::to_string(r)
+        .map_err(|e| StorageError::Corrupt(format!("witness record of {vkey}: {e}")))
 }
 
 /// Writes the record durably (synced), outside the sequencer's batches: the keys are the
 /// witness client's alone.
 pub(crate) fn save(store: &Store, vkey: &str, r: &Record) -> Result<(), StorageError> {
-    let v = serde_json::to_vec(r)
-        .map_err(|e| StorageError::Corrupt(format!("witness record of {vkey}: {e}")))?;
+    let v = to_json(vkey, r)?;
     let mut wb = rocksdb::WriteBatch::default();
     wb.put_cf(store.cf(CF_META)?, key(vkey), v);
     store.write_sync(wb)

@@ -5,19 +5,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use super::client::{self, check_cosignatures, request_body, Failure};
 use super::metrics::{FailureLabels, WitnessLabel};
-use super::record::{self, Record};
+use super::record::Record;
+use super::source::Changes;
 use super::{lock, note_text, Target, Witnessing};
-use crate::proofs::{consistency_proof, ProofRequestError};
+use crate::proofs::ProofRequestError;
 use crate::sequencer::now_ms;
+use crate::shared::pg::{Listener, Notice};
+use crate::shared::witnessed::Cosigned;
 
 impl Witnessing {
     /// Waits for new checkpoints and hands them to the witness tasks, at most once per
     /// interval; refreshes the lag metrics meanwhile.
-    pub(super) async fn coordinate(self: Arc<Self>, mut published: watch::Receiver<u64>) {
+    pub(super) async fn coordinate(self: Arc<Self>, mut published: Changes) {
         let mut stop = self.stop.subscribe();
         // Stopped before this task first ran: no change will come.
         if *stop.borrow_and_update() {
@@ -42,8 +43,8 @@ impl Witnessing {
                     () = tokio::time::sleep(wait) => {}
                 }
             }
-            published.borrow_and_update();
-            let p = self.shared.published();
+            published.mark_seen();
+            let p = self.source.published();
             let current = self.target.borrow().published.clone();
             if p.size == current.size && p.root == current.root {
                 continue;
@@ -81,6 +82,12 @@ impl Witnessing {
                 },
             }
             let t = target.borrow_and_update().clone();
+            // On the shared driver only the integrator sends; the others look again each
+            // interval (one of them is the next integrator).
+            if !self.source.sends() {
+                backoff = Some(self.config.interval);
+                continue;
+            }
             if lock(&self.slots[i].record).text == t.text {
                 backoff = None;
                 continue;
@@ -95,6 +102,7 @@ impl Witnessing {
                     self.gathered(&t);
                     let latest = self.target.borrow().clone();
                     self.refresh_lag(&latest);
+                    self.publish_cosigned(&t).await;
                 }
                 Err(f) => {
                     self.failed(i, &f);
@@ -112,6 +120,18 @@ impl Witnessing {
     /// Sends `t` to witness `i`, following 409s, and stores the cosignature it returns.
     async fn submit(&self, i: usize, t: &Target) -> Result<(), Failure> {
         let slot = &self.slots[i];
+        // What an earlier integrator got from this witness counts (its size is where the
+        // witness is).
+        if self.source.shared().is_some() {
+            let vkeys = [slot.vkey.clone()];
+            match self.source.records(&vkeys).await {
+                Ok(mut r) => self.newer_record(i, r.remove(0)),
+                Err(e) => return Err(Failure::Transport(format!("witness record: {e}"))),
+            }
+            if lock(&slot.record).text == t.text {
+                return Ok(());
+            }
+        }
         let mut old = lock(&slot.record).size;
         // A witness that lost its state answers 409 once (with 0 or its size); one that
         // changes its answer at every request is not followed for ever.
@@ -125,7 +145,7 @@ impl Witnessing {
             let proof = if old == 0 || old == t.published.size {
                 Vec::new()
             } else {
-                match consistency_proof(&self.store, old, t.published.size) {
+                match self.source.consistency_proof(old, t.published.size).await {
                     Ok(p) => p,
                     Err(ProofRequestError::OutOfRange(w)) => {
                         return Err(Failure::Conflict(w.to_owned()))
@@ -151,16 +171,10 @@ impl Witnessing {
                         lines,
                         at_ms: now_ms(),
                     };
-                    let store = self.store.clone();
-                    let vkey = slot.vkey.clone();
-                    let r2 = r.clone();
-                    tokio::task::spawn_blocking(move || record::save(&store, &vkey, &r2))
-                        .await
-                        .map_err(|e| Failure::Transport(format!("record task: {e}")))?
-                        .map_err(|e| {
-                            tracing::error!(error = %e, "cannot store a witness record");
-                            Failure::Transport(format!("cannot store the cosignature: {e}"))
-                        })?;
+                    self.source.save(&slot.vkey, &r).await.map_err(|e| {
+                        tracing::error!(error = %e, "cannot store a witness record");
+                        Failure::Transport(format!("cannot store the cosignature: {e}"))
+                    })?;
                     let label = WitnessLabel {
                         witness: slot.witness.name.clone(),
                     };
@@ -212,5 +226,80 @@ impl Witnessing {
             })
             .inc();
         lock(&slot.status).failing = Some((f.kind(), f.to_string(), now_ms()));
+    }
+}
+
+impl Witnessing {
+    /// Takes `r`, read from the database, as witness `i`'s record if it is ahead of the one
+    /// held (the log never forks, so a witness's record only grows).
+    fn newer_record(&self, i: usize, r: Record) {
+        let mut held = lock(&self.slots[i].record);
+        let ahead = r.size > held.size
+            || (r.size == held.size && held.lines.is_empty() && !r.lines.is_empty());
+        if ahead {
+            *held = r;
+        }
+    }
+
+    /// The shared driver's follower, on every instance: reads the witnesses' records when one
+    /// is saved (and each interval, notifications being lost while a listener reconnects) and
+    /// rebuilds the views from them.
+    pub(super) async fn follow_records(self: Arc<Self>, mut listener: Listener) {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return;
+        }
+        let every = self.config.interval.max(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                n = listener.next() => if matches!(n, Notice::Reconnected) {
+                    tracing::debug!("witness records: listener reconnected");
+                },
+                () = tokio::time::sleep(every) => {}
+            }
+            let vkeys: Vec<String> = self.slots.iter().map(|s| s.vkey.clone()).collect();
+            let read = async {
+                for (i, r) in self.source.records(&vkeys).await?.into_iter().enumerate() {
+                    self.newer_record(i, r);
+                }
+                self.restore().await
+            };
+            if let Err(e) = read.await {
+                tracing::warn!(error = %e, "cannot read the witnesses' records");
+            }
+        }
+    }
+
+    /// On the shared driver, puts the checkpoint `t` with the cosignatures gathered for it in
+    /// the bucket in place of the log's own (compare-and-swap; never over a newer one). One
+    /// witness task at a time; a write that lost a race (another task's, the integrator's) is
+    /// tried again with what is gathered then.
+    async fn publish_cosigned(&self, t: &Target) {
+        let Some(shared) = self.source.shared() else {
+            return;
+        };
+        let _one = self.publishing.lock().await;
+        for _ in 0..4 {
+            let Some(c) = self.latest() else { return };
+            if c.checkpoint.size != t.published.size || c.checkpoint.root != t.published.root {
+                return;
+            }
+            match shared.publish_cosigned(&c.checkpoint.note).await {
+                Ok(Cosigned::Raced) => continue,
+                Ok(Cosigned::Put) => {
+                    tracing::debug!(
+                        size = c.checkpoint.size,
+                        "cosigned checkpoint in the bucket"
+                    );
+                    return;
+                }
+                Ok(Cosigned::NotNeeded) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot put the cosigned checkpoint in the bucket");
+                    return;
+                }
+            }
+        }
     }
 }

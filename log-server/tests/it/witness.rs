@@ -50,10 +50,11 @@ async fn two_witnesses(log: &TestLog, seed: u8) -> (FakeWitness, FakeWitness, St
 }
 
 /// Starts `log`'s witnessing under `policy` ([`config`]).
-fn start(log: &TestLog, policy: &str, mode: WitnessMode, quorum_timeout: Duration) {
+async fn start(log: &TestLog, policy: &str, mode: WitnessMode, quorum_timeout: Duration) {
     log.state
         .log
         .start_witnessing(config(policy, mode, quorum_timeout))
+        .await
         .unwrap();
 }
 
@@ -108,12 +109,15 @@ async fn witness_two_witnesses_cosign_the_served_checkpoint() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     for n in 0..5 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
     until("both cosign size 5", || cosigned_at(&log, &p, 5)).await;
     assert_eq!((w1.size(), w2.size()), (5, 5));
+    // Each checkpoint was sent once: none sent again to a witness that held it.
+    assert_eq!((w1.repeats(), w2.repeats()), (0, 0));
     // The cosigned note also answers `/v1/log/checkpoint`, and appends later on.
     let (_, note) = text(&log, "/v1/log/checkpoint").await;
     assert!(verify_checkpoint_with_policy(note.as_bytes(), &p).is_ok());
@@ -161,7 +165,8 @@ async fn witness_refusals_alert_in_metrics_and_health() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     log.state.log.append_verified_entry(entry(0)).await.unwrap();
     let failures = "countersign_witness_failures_total{witness=\"w2\",kind=\"inconsistent\"}";
     until("the 422 is counted", || async {
@@ -220,7 +225,8 @@ async fn witness_down_is_a_transport_alert() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     until("the refused connection is counted", || async {
         let m = text(&log, "/metrics").await.1;
         metric(
@@ -243,7 +249,8 @@ async fn witness_quorum_mode_holds_appends_until_the_quorum_cosigns() {
         &text_policy,
         WitnessMode::Quorum,
         Duration::from_secs(20),
-    );
+    )
+    .await;
     until("the first checkpoint reaches the quorum", || {
         cosigned_at(&log, &p, 0)
     })
@@ -306,7 +313,8 @@ async fn witness_quorum_timeout_is_a_clear_503() {
         &text_policy,
         WitnessMode::Quorum,
         Duration::from_millis(300),
-    );
+    )
+    .await;
     // No checkpoint ever met the quorum: there is none to serve.
     assert_eq!(text(&log, "/checkpoint").await.0, 503);
     let (status, v) = log
@@ -336,7 +344,8 @@ async fn witness_records_survive_a_restart() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     for n in 0..3 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -349,7 +358,8 @@ async fn witness_records_survive_a_restart() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     // The gathered cosignatures are served at once from the stored records, without asking.
     assert!(cosigned_at(&log, &p, 3).await);
     assert_eq!((w1.counts().0, w2.counts().0), requests);
@@ -398,7 +408,8 @@ async fn witness_fork_with_the_same_key_is_refused_and_served_bare() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     for n in 0..2 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -425,7 +436,8 @@ async fn witness_fork_with_the_same_key_is_refused_and_served_bare() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     let failures = "countersign_witness_failures_total{witness=\"w1\",kind=\"inconsistent\"}";
     until("the fork's proof is refused", || async {
         metric(&text(&fork, "/metrics").await.1, failures) >= 1.0
@@ -503,7 +515,7 @@ async fn witness_measure_cosign_latency_and_append_rate() {
         let (w1, w2, text_policy) = two_witnesses(&log, 15).await;
         let mut c = config(&text_policy, WitnessMode::Publish, Duration::from_secs(5));
         c.interval = interval;
-        log.state.log.start_witnessing(c).unwrap();
+        log.state.log.start_witnessing(c).await.unwrap();
         let rate_on = append_rate(&log, 0, 4).await;
         let (_, m) = text(&log, "/metrics").await;
         let name = "countersign_witness_cosign_latency_seconds";
@@ -538,7 +550,8 @@ async fn witness_quorum_none_holds_nothing_back() {
         &text_policy,
         WitnessMode::Quorum,
         Duration::from_millis(300),
-    );
+    )
+    .await;
     assert_eq!(text(&log, "/checkpoint").await.0, 200);
     let (status, v) = log
         .post(
@@ -565,7 +578,8 @@ async fn witness_evidence_proofs_use_the_cosigned_checkpoint() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     for n in 0..2 {
         log.state.log.append_verified_entry(entry(n)).await.unwrap();
     }
@@ -598,7 +612,8 @@ async fn witness_bad_cosignatures_are_not_kept() {
         &text_policy,
         WitnessMode::Publish,
         Duration::from_secs(5),
-    );
+    )
+    .await;
     log.state.log.append_verified_entry(entry(0)).await.unwrap();
     for w in ["w1", "w2"] {
         let name = format!(
@@ -651,7 +666,7 @@ async fn witness_quorum_mode_answers_concurrent_appends_with_cosigned_checkpoint
     let p = std::sync::Arc::new(Policy::parse(text_policy.as_bytes()).unwrap());
     let mut c = config(&text_policy, WitnessMode::Quorum, Duration::from_secs(20));
     c.interval = Duration::from_millis(10);
-    log.state.log.start_witnessing(c).unwrap();
+    log.state.log.start_witnessing(c).await.unwrap();
     let mut tasks = Vec::new();
     for t in 0..16u64 {
         let (h, p) = (log.state.log.clone(), p.clone());
@@ -689,7 +704,8 @@ async fn witness_quorum_mode_answers_a_batch_with_a_cosigned_checkpoint() {
         &text_policy,
         WitnessMode::Quorum,
         Duration::from_secs(20),
-    );
+    )
+    .await;
     let mut pk = passkey(42);
     let enrol = log.enrol(&pk, "approver-b").await;
     let token = log.submitter().await;

@@ -36,6 +36,7 @@ struct Inner {
     behaviour: Behaviour,
     requests: u64,
     conflicts: u64,
+    repeats: u64,
 }
 
 /// A running fake witness.
@@ -68,6 +69,7 @@ impl FakeWitness {
             behaviour: Behaviour::Honest,
             requests: 0,
             conflicts: 0,
+            repeats: 0,
         }));
         let ctx = Ctx {
             log: log.clone(),
@@ -118,6 +120,11 @@ impl FakeWitness {
     pub fn counts(&self) -> (u64, u64) {
         let s = self.state.lock().unwrap();
         (s.requests, s.conflicts)
+    }
+
+    /// Requests that sent again the checkpoint it holds (cosigned again, but nothing new).
+    pub fn repeats(&self) -> u64 {
+        self.state.lock().unwrap().repeats
     }
 
     /// Stops it (its port then refuses connections).
@@ -182,6 +189,9 @@ async fn add_checkpoint(State(c): State<Ctx>, body: String) -> Response {
                 format!("{}\n", st.size),
             )
                 .into_response();
+        }
+        if old > 0 {
+            st.repeats += 1;
         }
     } else if old > 0 && verify_consistency(old, cp.size, &st.root, &cp.root, &proof).is_err() {
         return status(422);

@@ -54,6 +54,7 @@ mod revocation;
 #[path = "../../../tests/support/s3.rs"]
 mod s3_support;
 mod shared_driver;
+mod shared_witness;
 mod shutdown;
 mod startup;
 mod storage_faults;

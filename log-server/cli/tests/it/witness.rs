@@ -508,7 +508,7 @@ async fn a_log_with_two_real_witnesses_recovers_one_wiped_and_no_fork_is_cosigne
     let policy = Policy::parse(policy_text.as_bytes()).unwrap();
     let mut cfg = countersign_log::WitnessConfig::from_policy(policy_text.as_bytes()).unwrap();
     cfg.interval = Duration::from_millis(50);
-    s.log_api.log.start_witnessing(cfg).unwrap();
+    s.log_api.log.start_witnessing(cfg).await.unwrap();
     let checkpoint_url = format!("{}/checkpoint", s.api.url);
     let cosigned_at = |size: u64| {
         let (http, url, policy) = (http.clone(), checkpoint_url.clone(), &policy);

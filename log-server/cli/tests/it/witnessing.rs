@@ -25,7 +25,10 @@ async fn get_text(http: &reqwest::Client, url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+pub(crate) async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) {
     let start = Instant::now();
     while !f().await {
         assert!(
@@ -131,7 +134,7 @@ async fn witness_quorum_mode_holds_tokens_until_the_witnesses_return() {
     cfg.interval = Duration::from_millis(50);
     cfg.mode = WitnessMode::Quorum;
     cfg.quorum_timeout = Duration::from_secs(60);
-    s.log_api.log.start_witnessing(cfg).unwrap();
+    s.log_api.log.start_witnessing(cfg).await.unwrap();
     let client = s.add_client("agent-w", "poll", None).await;
     let alice = s.add_approver("apv_w", 31).await;
     let auth_req_id = client.ask("apv_w", &[("requested_expiry", "120")]).await;
@@ -190,7 +193,7 @@ async fn witness_quorum_mode_holds_pushed_tokens_until_the_witnesses_return() {
     cfg.interval = Duration::from_millis(50);
     cfg.mode = WitnessMode::Quorum;
     cfg.quorum_timeout = Duration::from_secs(60);
-    s.log_api.log.start_witnessing(cfg).unwrap();
+    s.log_api.log.start_witnessing(cfg).await.unwrap();
     let rx = crate::common::Receiver::start().await;
     let client = s.add_client("agent-push-w", "push", Some(&rx.url)).await;
     let alice = s.add_approver("apv_pw", 32).await;

@@ -1,0 +1,224 @@
+//! Witnessing on the shared driver, with the real binary against the real engines (PostgreSQL
+//! and SeaweedFS, started by scripts/test.sh) and two in-test tlog-witnesses: two instances
+//! with one `--witness-policy` in quorum mode. Only the integrator sends to the witnesses (no
+//! 409 from a second sender); an append made at the other instance is answered with a
+//! checkpoint the policy's quorum cosigned; both instances and the bucket (read anonymously)
+//! serve the cosigned checkpoint; with a witness answering 503 an append is answered 503
+//! `not_witnessed` and the next, once it is back, is cosigned; when the integrator is killed
+//! (SIGKILL) the other takes over and goes on from where the witnesses are.
+
+use countersign_verifier::{verify_checkpoint_with_policy, Policy};
+use serde_json::{json, Value};
+
+use crate::fake_witness::{Behaviour, FakeWitness};
+use crate::pg_support::TestDb;
+use crate::process::{free_port, Process};
+use crate::witnessing::until;
+
+const ORIGIN: &str = "witnessed.shared.test/log";
+
+async fn get_text(http: &reqwest::Client, url: &str) -> (u16, String) {
+    match http.get(url).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn leader(http: &reqwest::Client, p: &Process) -> bool {
+    let Ok(r) = http.get(format!("{}/healthz", p.url)).send().await else {
+        return false;
+    };
+    let v: Value = r.json().await.unwrap_or_default();
+    v["integrator"]["leader"] == json!(true)
+}
+
+/// Appends an enrolment of a fresh passkey at `p` (as the admin): status and body.
+async fn append(http: &reqwest::Client, p: &Process, token: &str, n: u64) -> (u16, Value) {
+    let pk = crate::log_common::passkey(1000 + n);
+    let r = http
+        .post(format!("{}/v1/log/enrolments", p.url))
+        .bearer_auth(token)
+        .json(&crate::log_common::enrolment_body(
+            &pk,
+            &format!("approver-{n}"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// The size of the checkpoint `note` if the policy's quorum cosigned it.
+fn cosigned_size(note: &str, policy: &Policy) -> Option<u64> {
+    verify_checkpoint_with_policy(note.as_bytes(), policy)
+        .ok()
+        .map(|c| c.checkpoint.size)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_witness_through_the_integrator_and_fail_over() {
+    let (Some(db), Some(tiles)) = (
+        TestDb::create().await,
+        crate::s3_support::bucket_url("witnessed"),
+    ) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // One data directory (the log's keys), copied to each instance.
+    let made = tmp.path().join("made");
+    let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
+    first.wait_ready(&http).await;
+    first.terminate();
+    let log_vkey = first.read("log.vkey");
+    let admin = first.read("admin.token");
+    let log_key = countersign_verifier::VerifierKey::parse(&log_vkey).unwrap();
+    let w1 = FakeWitness::start("w1.test", 41, &log_key).await;
+    let w2 = FakeWitness::start("w2.test", 42, &log_key).await;
+    let policy_text = format!(
+        "log {log_vkey}\n{}{}group both all w1 w2\nquorum both\n",
+        w1.policy_line("w1"),
+        w2.policy_line("w2")
+    );
+    let policy = Policy::parse(policy_text.as_bytes()).unwrap();
+    let policy_file = tmp.path().join("witnesses.policy");
+    std::fs::write(&policy_file, &policy_text).unwrap();
+    let args = vec![
+        "--log-only",
+        "--database",
+        &db.url,
+        "--tiles",
+        &tiles,
+        "--rp-id",
+        crate::log_common::RP_ID,
+        "--allowed-origin",
+        crate::log_common::ORIGIN,
+        "--witness-policy",
+        policy_file.to_str().unwrap(),
+        "--witness-interval",
+        "100ms",
+        "--witness-mode",
+        "quorum",
+        "--witness-quorum-timeout",
+        "4s",
+    ];
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&made).unwrap() {
+            let f = f.unwrap();
+            if f.file_type().unwrap().is_file() {
+                std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+            }
+        }
+        let p = Process::spawn(&dir, free_port(), &args);
+        p.wait_ready(&http).await;
+        instances.push(p);
+    }
+    until("one instance integrates", || async {
+        leader(&http, &instances[0]).await || leader(&http, &instances[1]).await
+    })
+    .await;
+    let li = if leader(&http, &instances[0]).await {
+        0
+    } else {
+        1
+    };
+    let other = 1 - li;
+
+    // Appended at the instance that does not integrate: answered with a checkpoint the quorum
+    // cosigned, covering it.
+    let (status, v) = append(&http, &instances[other], &admin, 0).await;
+    assert_eq!(status, 201, "{v}");
+    let index = v["index"].as_u64().unwrap();
+    let size = cosigned_size(v["checkpoint"].as_str().unwrap(), &policy)
+        .unwrap_or_else(|| panic!("the answer's checkpoint is not cosigned: {v}"));
+    assert!(size > index);
+    let mut last = index;
+    for n in 1..6 {
+        let (status, v) = append(&http, &instances[n as usize % 2], &admin, n).await;
+        assert_eq!(status, 201, "{v}");
+        assert!(cosigned_size(v["checkpoint"].as_str().unwrap(), &policy).is_some());
+        last = v["index"].as_u64().unwrap();
+    }
+    let size = last + 1;
+    // Both instances serve the cosigned checkpoint, and so does the bucket, read anonymously.
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let bucket_checkpoint = format!(
+        "{endpoint}/{}/checkpoint",
+        tiles.strip_prefix("s3://").unwrap()
+    );
+    until(
+        "the instances and the bucket serve the cosigned checkpoint",
+        || async {
+            let mut all = true;
+            for url in [
+                format!("{}/checkpoint", instances[0].url),
+                format!("{}/checkpoint", instances[1].url),
+                bucket_checkpoint.clone(),
+            ] {
+                let (st, note) = get_text(&http, &url).await;
+                all &= st == 200 && cosigned_size(&note, &policy) == Some(size);
+            }
+            all
+        },
+    )
+    .await;
+    // Nothing but the integrator sent: a second sender would have sent each checkpoint
+    // again (a repeat) or from a stale size (a 409).
+    for w in [&w1, &w2] {
+        let (requests, conflicts) = w.counts();
+        assert!(requests > 0);
+        assert_eq!(conflicts, 0, "a witness was sent conflicting sizes");
+        assert_eq!(w.repeats(), 0, "a witness was sent a checkpoint it held");
+        assert_eq!(w.size(), size);
+    }
+
+    // A witness that does not answer: the quorum cannot be met, the append is logged but
+    // answered 503 not_witnessed; once it is back the next one is cosigned (with both).
+    w2.set(Behaviour::Status(503));
+    let (status, v) = append(&http, &instances[other], &admin, 100).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"], "not_witnessed", "{v}");
+    w2.set(Behaviour::Honest);
+    let (status, v) = append(&http, &instances[other], &admin, 101).await;
+    assert_eq!(status, 201, "{v}");
+    let covered = cosigned_size(v["checkpoint"].as_str().unwrap(), &policy).unwrap();
+    assert_eq!(covered, v["index"].as_u64().unwrap() + 1);
+
+    // The integrator dies; the other takes over and goes on from where the witnesses are.
+    instances[li].kill();
+    until("the other instance integrates", || {
+        leader(&http, &instances[other])
+    })
+    .await;
+    let mut last = 0;
+    for n in 200..203 {
+        let (status, v) = append(&http, &instances[other], &admin, n).await;
+        assert_eq!(status, 201, "{v}");
+        assert!(cosigned_size(v["checkpoint"].as_str().unwrap(), &policy).is_some());
+        last = v["index"].as_u64().unwrap();
+    }
+    let size = last + 1;
+    until("the witnesses cosigned the last checkpoint", || async {
+        w1.size() == size && w2.size() == size
+    })
+    .await;
+    let (st, note) = get_text(&http, &format!("{}/checkpoint", instances[other].url)).await;
+    assert_eq!(
+        (st, cosigned_size(&note, &policy)),
+        (200, Some(size)),
+        "{note}"
+    );
+    // The bucket's checkpoint is cosigned again by the new integrator.
+    until("the bucket serves the last cosigned checkpoint", || async {
+        let (st, note) = get_text(&http, &bucket_checkpoint).await;
+        st == 200 && cosigned_size(&note, &policy) == Some(size)
+    })
+    .await;
+    instances[other].terminate();
+    w1.stop();
+    w2.stop();
+}
