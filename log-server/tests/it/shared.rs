@@ -113,6 +113,34 @@ async fn check_bucket(bucket: &str, seed: u8, acked: &[(u64, Vec<u8>)]) -> u64 {
     size
 }
 
+/// The bucket's checkpoint object.
+async fn checkpoint_in(bucket: &str) -> Option<Vec<u8>> {
+    Bucket::open(bucket)
+        .unwrap()
+        .get("checkpoint")
+        .await
+        .unwrap()
+}
+
+/// An instance with another (new) database, the key of `seed` and `bucket` refuses to start.
+async fn another_database_is_refused(bucket: &str, seed: u8) {
+    let other = TestDb::create().await.unwrap();
+    let err = SharedLog::start(
+        &other.url,
+        Bucket::open(bucket).unwrap(),
+        signer(seed),
+        config(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SharedError::Bucket(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not signed by this deployment's database"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_make_one_tree_and_the_bucket_verifies() {
     let (Some(db), Some(bucket)) = (TestDb::create().await, s3_url()) else {
@@ -241,27 +269,9 @@ async fn another_deployment_on_the_same_bucket_is_refused() {
         let e = entry(i);
         acked.push((append(&a, e.clone()).await.unwrap().index, e));
     }
-    let before = Bucket::open(&bucket)
-        .unwrap()
-        .get("checkpoint")
-        .await
-        .unwrap();
+    let before = checkpoint_in(&bucket).await;
     // Another database, the same key and bucket: it must not publish.
-    let other = TestDb::create().await.unwrap();
-    let err = SharedLog::start(
-        &other.url,
-        Bucket::open(&bucket).unwrap(),
-        signer(3),
-        config(),
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, SharedError::Bucket(_)), "{err}");
-    assert!(
-        err.to_string()
-            .contains("not signed by this deployment's database"),
-        "{err}"
-    );
+    another_database_is_refused(&bucket, 3).await;
     // Another key on the first database: refused, naming the key.
     let err = SharedLog::start(&db.url, Bucket::open(&bucket).unwrap(), signer(9), config())
         .await
@@ -269,14 +279,7 @@ async fn another_deployment_on_the_same_bucket_is_refused() {
     assert!(matches!(err, SharedError::Mismatch(_)), "{err}");
     assert!(err.to_string().contains(ORIGIN), "{err}");
     // Nothing moved the bucket's checkpoint.
-    assert_eq!(
-        Bucket::open(&bucket)
-            .unwrap()
-            .get("checkpoint")
-            .await
-            .unwrap(),
-        before
-    );
+    assert_eq!(checkpoint_in(&bucket).await, before);
     assert_eq!(check_bucket(&bucket, 3, &acked).await, 20);
     a.shutdown();
 }
@@ -451,5 +454,90 @@ async fn a_lost_bucket_is_written_again_from_the_database() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(check_bucket(&url, 8, &acked).await, 300);
+    b.shutdown();
+}
+
+/// The shared driver on Azure Blob Storage (`az://`, through the same `object_store` crate),
+/// against Azurite, Microsoft's emulator: the store answers conditional writes as the rules
+/// need (a create over an object and an update with a stale ETag refused, leaving it), two
+/// instances make one tree that verifies from the container, the partial tiles of a full tile
+/// are removed, and another deployment on the same container is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shared_driver_runs_on_azure_blob_storage() {
+    let (Some(db), Some(bucket)) = (TestDb::create().await, crate::s3_support::az_url("shared"))
+    else {
+        return;
+    };
+    let container = bucket
+        .strip_prefix("az://")
+        .and_then(|r| r.split_once('/'))
+        .unwrap();
+    let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+        .with_container_name(container.0)
+        .build()
+        .unwrap();
+    use object_store::ObjectStore;
+    let probe = object_store::path::Path::from(format!("{}/probe", container.1));
+    store
+        .put(&probe, object_store::PutPayload::from_static(b"first"))
+        .await
+        .unwrap();
+    crate::mirror::conditional_writes_are_refused(&store, &probe).await;
+
+    let a = start(&db, &bucket, 11, config()).await;
+    let b = start(&db, &bucket, 11, config()).await;
+    let mut tasks = Vec::new();
+    for i in 0..300u64 {
+        let log = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let e = entry(i);
+            (append(&log, e.clone()).await.unwrap().index, e)
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.push(t.await.unwrap());
+    }
+    assert_eq!(check_bucket(&bucket, 11, &acked).await, 300);
+    let bundle = Bucket::open(&bucket)
+        .unwrap()
+        .get("tile/entries/000")
+        .await
+        .unwrap();
+    assert!(
+        bundle.is_some(),
+        "the full entry bundle is in the container"
+    );
+    // Served to tile clients with the tlog-tiles caching rules.
+    for (rel, cache) in [
+        ("tile/0/000", "public, max-age=31536000, immutable"),
+        ("tile/0/001.p/44", "no-cache"),
+        ("checkpoint", "no-cache"),
+    ] {
+        let path = object_store::path::Path::from(format!("{}/{rel}", container.1));
+        let got = store.get(&path).await.unwrap();
+        let cc = got.attributes.get(&object_store::Attribute::CacheControl);
+        assert_eq!(cc.map(|v| v.as_ref()), Some(cache), "{rel}");
+    }
+    // The partial tiles of the full first tile are removed (off the appends' path).
+    let partials = object_store::path::Path::from(format!("{}/tile/0/000.p", container.1));
+    let t = Instant::now();
+    loop {
+        use futures_util::TryStreamExt;
+        let left: Vec<_> = store.list(Some(&partials)).try_collect().await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "partial tiles left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Another database on the same container: refused, and the checkpoint stays.
+    let before = checkpoint_in(&bucket).await;
+    another_database_is_refused(&bucket, 11).await;
+    assert_eq!(checkpoint_in(&bucket).await, before);
+    a.shutdown();
     b.shutdown();
 }

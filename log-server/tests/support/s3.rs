@@ -15,3 +15,18 @@ pub fn bucket_url(tag: &str) -> Option<String> {
     };
     Some(format!("{bucket}/{tag}-{:032x}", rand::random::<u128>()))
 }
+
+/// A fresh prefix in the Azure Blob Storage container of the emulator scripts/test.sh starts
+/// (`az://CONTAINER/<tag>-<random>`), or `None` without one (outside CI).
+#[allow(dead_code)]
+pub fn az_url(tag: &str) -> Option<String> {
+    let Ok(container) = std::env::var("COUNTERSIGN_TEST_AZ_CONTAINER") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "COUNTERSIGN_TEST_AZ_CONTAINER is not set under CI: scripts/test.sh starts Azurite"
+        );
+        eprintln!("COUNTERSIGN_TEST_AZ_CONTAINER is not set: skipped");
+        return None;
+    };
+    Some(format!("{container}/{tag}-{:032x}", rand::random::<u128>()))
+}

@@ -5,7 +5,11 @@
 //! checkpoint the policy's quorum cosigned; both instances and the bucket (read anonymously)
 //! serve the cosigned checkpoint; with a witness answering 503 an append is answered 503
 //! `not_witnessed` and the next, once it is back, is cosigned; when the integrator is killed
-//! (SIGKILL) the other takes over and goes on from where the witnesses are.
+//! (SIGKILL) the other takes over and goes on from where the witnesses are. With the approval
+//! front end, a decision made while a witness is down gives no token at either instance until
+//! the quorum cosigned it.
+
+use std::time::Duration;
 
 use countersign_verifier::{verify_checkpoint_with_policy, Policy};
 use serde_json::{json, Value};
@@ -56,26 +60,46 @@ fn cosigned_size(note: &str, policy: &Policy) -> Option<u64> {
         .map(|c| c.checkpoint.size)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn instances_witness_through_the_integrator_and_fail_over() {
-    let (Some(db), Some(tiles)) = (
-        TestDb::create().await,
-        crate::s3_support::bucket_url("witnessed"),
-    ) else {
-        return;
+/// Two instances (from copies of one data directory) on a new database and bucket prefix (`None`
+/// without the engines, outside CI), with one witness policy in quorum mode naming two fake
+/// witnesses (keys from `seed` and `seed + 1`) that must both cosign, and the arguments
+/// `extra`.
+struct Witnessed {
+    instances: Vec<Process>,
+    w1: FakeWitness,
+    w2: FakeWitness,
+    policy: Policy,
+    admin: String,
+    /// The instance that integrates, and the other.
+    leader: usize,
+    other: usize,
+    /// The bucket's URL.
+    tiles: String,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn witnessed_instances(
+    http: &reqwest::Client,
+    tag: &str,
+    seed: u8,
+    extra: &[&str],
+) -> Option<Witnessed> {
+    let (Some(db), Some(tiles)) = (TestDb::create().await, crate::s3_support::bucket_url(tag))
+    else {
+        return None;
     };
-    let http = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
     // One data directory (the log's keys), copied to each instance.
     let made = tmp.path().join("made");
     let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
-    first.wait_ready(&http).await;
+    first.wait_ready(http).await;
     first.terminate();
     let log_vkey = first.read("log.vkey");
     let admin = first.read("admin.token");
     let log_key = countersign_verifier::VerifierKey::parse(&log_vkey).unwrap();
-    let w1 = FakeWitness::start("w1.test", 41, &log_key).await;
-    let w2 = FakeWitness::start("w2.test", 42, &log_key).await;
+    let w1 = FakeWitness::start("w1.test", seed, &log_key).await;
+    let w2 = FakeWitness::start("w2.test", seed + 1, &log_key).await;
     let policy_text = format!(
         "log {log_vkey}\n{}{}group both all w1 w2\nquorum both\n",
         w1.policy_line("w1"),
@@ -84,25 +108,23 @@ async fn instances_witness_through_the_integrator_and_fail_over() {
     let policy = Policy::parse(policy_text.as_bytes()).unwrap();
     let policy_file = tmp.path().join("witnesses.policy");
     std::fs::write(&policy_file, &policy_text).unwrap();
-    let args = vec![
-        "--log-only",
+    let mut args = vec![
         "--database",
         &db.url,
         "--tiles",
         &tiles,
         "--rp-id",
-        crate::log_common::RP_ID,
+        crate::common::RP_ID,
         "--allowed-origin",
-        crate::log_common::ORIGIN,
+        crate::common::ORIGIN,
         "--witness-policy",
         policy_file.to_str().unwrap(),
         "--witness-interval",
         "100ms",
         "--witness-mode",
         "quorum",
-        "--witness-quorum-timeout",
-        "4s",
     ];
+    args.extend_from_slice(extra);
     let mut instances = Vec::new();
     for name in ["a", "b"] {
         let dir = tmp.path().join(name);
@@ -114,33 +136,56 @@ async fn instances_witness_through_the_integrator_and_fail_over() {
             }
         }
         let p = Process::spawn(&dir, free_port(), &args);
-        p.wait_ready(&http).await;
+        p.wait_ready(http).await;
         instances.push(p);
     }
     until("one instance integrates", || async {
-        leader(&http, &instances[0]).await || leader(&http, &instances[1]).await
+        leader(http, &instances[0]).await || leader(http, &instances[1]).await
     })
     .await;
-    let li = if leader(&http, &instances[0]).await {
-        0
-    } else {
-        1
+    let li = usize::from(!leader(http, &instances[0]).await);
+    Some(Witnessed {
+        instances,
+        w1,
+        w2,
+        policy,
+        admin,
+        leader: li,
+        other: 1 - li,
+        tiles,
+        _db: db,
+        _dir: tmp,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_witness_through_the_integrator_and_fail_over() {
+    let http = reqwest::Client::new();
+    let Some(mut w) = witnessed_instances(
+        &http,
+        "witnessed",
+        41,
+        &["--log-only", "--witness-quorum-timeout", "4s"],
+    )
+    .await
+    else {
+        return;
     };
-    let other = 1 - li;
+    let (li, other) = (w.leader, w.other);
 
     // Appended at the instance that does not integrate: answered with a checkpoint the quorum
     // cosigned, covering it.
-    let (status, v) = append(&http, &instances[other], &admin, 0).await;
+    let (status, v) = append(&http, &w.instances[other], &w.admin, 0).await;
     assert_eq!(status, 201, "{v}");
     let index = v["index"].as_u64().unwrap();
-    let size = cosigned_size(v["checkpoint"].as_str().unwrap(), &policy)
+    let size = cosigned_size(v["checkpoint"].as_str().unwrap(), &w.policy)
         .unwrap_or_else(|| panic!("the answer's checkpoint is not cosigned: {v}"));
     assert!(size > index);
     let mut last = index;
     for n in 1..6 {
-        let (status, v) = append(&http, &instances[n as usize % 2], &admin, n).await;
+        let (status, v) = append(&http, &w.instances[n as usize % 2], &w.admin, n).await;
         assert_eq!(status, 201, "{v}");
-        assert!(cosigned_size(v["checkpoint"].as_str().unwrap(), &policy).is_some());
+        assert!(cosigned_size(v["checkpoint"].as_str().unwrap(), &w.policy).is_some());
         last = v["index"].as_u64().unwrap();
     }
     let size = last + 1;
@@ -148,19 +193,19 @@ async fn instances_witness_through_the_integrator_and_fail_over() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let bucket_checkpoint = format!(
         "{endpoint}/{}/checkpoint",
-        tiles.strip_prefix("s3://").unwrap()
+        w.tiles.strip_prefix("s3://").unwrap()
     );
     until(
         "the instances and the bucket serve the cosigned checkpoint",
         || async {
             let mut all = true;
             for url in [
-                format!("{}/checkpoint", instances[0].url),
-                format!("{}/checkpoint", instances[1].url),
+                format!("{}/checkpoint", w.instances[0].url),
+                format!("{}/checkpoint", w.instances[1].url),
                 bucket_checkpoint.clone(),
             ] {
                 let (st, note) = get_text(&http, &url).await;
-                all &= st == 200 && cosigned_size(&note, &policy) == Some(size);
+                all &= st == 200 && cosigned_size(&note, &w.policy) == Some(size);
             }
             all
         },
@@ -168,57 +213,144 @@ async fn instances_witness_through_the_integrator_and_fail_over() {
     .await;
     // Nothing but the integrator sent: a second sender would have sent each checkpoint
     // again (a repeat) or from a stale size (a 409).
-    for w in [&w1, &w2] {
-        let (requests, conflicts) = w.counts();
+    for witness in [&w.w1, &w.w2] {
+        let (requests, conflicts) = witness.counts();
         assert!(requests > 0);
         assert_eq!(conflicts, 0, "a witness was sent conflicting sizes");
-        assert_eq!(w.repeats(), 0, "a witness was sent a checkpoint it held");
-        assert_eq!(w.size(), size);
+        assert_eq!(
+            witness.repeats(),
+            0,
+            "a witness was sent a checkpoint it held"
+        );
+        assert_eq!(witness.size(), size);
     }
 
     // A witness that does not answer: the quorum cannot be met, the append is logged but
     // answered 503 not_witnessed; once it is back the next one is cosigned (with both).
-    w2.set(Behaviour::Status(503));
-    let (status, v) = append(&http, &instances[other], &admin, 100).await;
+    w.w2.set(Behaviour::Status(503));
+    let (status, v) = append(&http, &w.instances[other], &w.admin, 100).await;
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"], "not_witnessed", "{v}");
-    w2.set(Behaviour::Honest);
-    let (status, v) = append(&http, &instances[other], &admin, 101).await;
+    w.w2.set(Behaviour::Honest);
+    let (status, v) = append(&http, &w.instances[other], &w.admin, 101).await;
     assert_eq!(status, 201, "{v}");
-    let covered = cosigned_size(v["checkpoint"].as_str().unwrap(), &policy).unwrap();
+    let covered = cosigned_size(v["checkpoint"].as_str().unwrap(), &w.policy).unwrap();
     assert_eq!(covered, v["index"].as_u64().unwrap() + 1);
 
     // The integrator dies; the other takes over and goes on from where the witnesses are.
-    instances[li].kill();
+    w.instances[li].kill();
     until("the other instance integrates", || {
-        leader(&http, &instances[other])
+        leader(&http, &w.instances[other])
     })
     .await;
     let mut last = 0;
     for n in 200..203 {
-        let (status, v) = append(&http, &instances[other], &admin, n).await;
+        let (status, v) = append(&http, &w.instances[other], &w.admin, n).await;
         assert_eq!(status, 201, "{v}");
-        assert!(cosigned_size(v["checkpoint"].as_str().unwrap(), &policy).is_some());
+        assert!(cosigned_size(v["checkpoint"].as_str().unwrap(), &w.policy).is_some());
         last = v["index"].as_u64().unwrap();
     }
     let size = last + 1;
     until("the witnesses cosigned the last checkpoint", || async {
-        w1.size() == size && w2.size() == size
+        w.w1.size() == size && w.w2.size() == size
     })
     .await;
-    let (st, note) = get_text(&http, &format!("{}/checkpoint", instances[other].url)).await;
+    let (st, note) = get_text(&http, &format!("{}/checkpoint", w.instances[other].url)).await;
     assert_eq!(
-        (st, cosigned_size(&note, &policy)),
+        (st, cosigned_size(&note, &w.policy)),
         (200, Some(size)),
         "{note}"
     );
     // The bucket's checkpoint is cosigned again by the new integrator.
     until("the bucket serves the last cosigned checkpoint", || async {
         let (st, note) = get_text(&http, &bucket_checkpoint).await;
-        st == 200 && cosigned_size(&note, &policy) == Some(size)
+        st == 200 && cosigned_size(&note, &w.policy) == Some(size)
     })
     .await;
-    instances[other].terminate();
-    w1.stop();
-    w2.stop();
+    w.instances[other].terminate();
+    w.w1.stop();
+    w.w2.stop();
+}
+
+/// The approval front end on two instances in quorum mode: a decision made at the instance that
+/// does not integrate, while one witness is down, gives no token at either instance; once the
+/// witness is back the token is released at both, and the evidence (from either) carries a
+/// checkpoint the quorum cosigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_wait_for_the_quorum_at_every_instance() {
+    use crate::common::{Api, Client, ORIGIN as RP_ORIGIN};
+    let http = reqwest::Client::new();
+    let Some(mut w) = witnessed_instances(
+        &http,
+        "witnessed-ciba",
+        43,
+        &[
+            "--public-url",
+            RP_ORIGIN,
+            "--poll-interval",
+            "1",
+            "--witness-quorum-timeout",
+            "60s",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let (li, other) = (w.leader, w.other);
+    let api = Api::of(&w.instances[other]);
+    let client = api.add_client("agent-q", "poll", None).await;
+    // The same client, polling the integrating instance.
+    let at_leader = Client {
+        id: client.id.clone(),
+        secret: client.secret.clone(),
+        url: w.instances[li].url.clone(),
+        http: http.clone(),
+    };
+    let alice = api.add_approver("apv_q", 51).await;
+    let auth_req_id = client.ask("apv_q", &[("requested_expiry", "120")]).await;
+    w.w2.set(Behaviour::Status(503));
+    let request_id = alice.only_request().await;
+    let receipt = alice.decide(&request_id, "approve").await;
+    let index = receipt["log_index"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for c in [&client, &at_leader] {
+        let (st, v) = c.token(&auth_req_id).await;
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (400, Some("authorization_pending")),
+            "a token before the quorum cosigned the decision: {v}"
+        );
+    }
+    let (st, body) = client.evidence(&auth_req_id, None).await;
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("not_witnessed"), "{body}");
+
+    // The witness returns: both instances release the token (it is issued once; the second
+    // poll gets the answer for a token already fetched), and the evidence is cosigned.
+    w.w2.set(Behaviour::Honest);
+    let start = std::time::Instant::now();
+    let tokens = loop {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (st, v) = at_leader.token(&auth_req_id).await;
+        if st == 200 {
+            break v;
+        }
+        assert_eq!(v["error"], "authorization_pending", "{v}");
+        assert!(start.elapsed() < Duration::from_secs(30), "no token: {v}");
+    };
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    for c in [&client, &at_leader] {
+        let (st, body) = c.evidence(&auth_req_id, None).await;
+        assert_eq!(st, 200, "{body}");
+        let bundle: Value = serde_json::from_str(&body).unwrap();
+        let size = cosigned_size(bundle["checkpoint"].as_str().unwrap(), &w.policy)
+            .unwrap_or_else(|| panic!("evidence against an uncosigned checkpoint: {body}"));
+        assert!(size > index);
+    }
+    for p in &mut w.instances {
+        p.terminate();
+    }
+    w.w1.stop();
+    w.w2.stop();
 }
