@@ -85,6 +85,9 @@ impl Witnessing {
             // On the shared driver only the integrator sends; the others look again each
             // interval (one of them is the next integrator).
             if !self.source.sends() {
+                // A failure seen while this instance was the integrator is not its to report
+                // any more (its /healthz would stay unhealthy for good).
+                lock(&self.slots[i].status).failing = None;
                 backoff = Some(self.config.interval);
                 continue;
             }
