@@ -9,6 +9,12 @@
 # Usage: benches/witness.sh [COUNT] [INTERVAL] [ROUNDS] [WORK_DIR]
 #   COUNT decisions per run (default 20000), INTERVAL the --witness-interval (default 1s, the
 #   serve default), ROUNDS off/on pairs (default 2).
+# With DATABASE=postgres://… and TILES=s3://… (and the AWS_* variables) set, the log runs on
+# the shared driver instead (one instance; the data directory then holds only its keys):
+#   bash scripts/pg-server.sh start /tmp/pg && bash scripts/s3-server.sh start /tmp/s3
+#   source /tmp/pg/env; source /tmp/s3/env
+#   DATABASE=$COUNTERSIGN_TEST_DATABASE TILES=$COUNTERSIGN_TEST_S3_BUCKET/bench-$RANDOM \
+#       benches/witness.sh 5000 100ms 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -36,6 +42,10 @@ wait_for() {
     echo "no answer from $1" >&2
     return 1
 }
+SHARED=()
+if [ -n "${DATABASE:-}" ]; then
+    SHARED=(--database "$DATABASE" --tiles "${TILES:?TILES=s3://BUCKET/PREFIX with DATABASE}")
+fi
 serve() {
     "$B/countersign" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" "$@" \
         >> "$WORK/serve.log" 2>&1 &
@@ -77,11 +87,11 @@ percentile() { # $1 = quantile (0.5, 0.99); stdin: the histogram's bucket lines
 }
 echo "round | witnessing | decisions/s | cosigned checkpoints | p50 <= s | p99 <= s"
 for r in $(seq "$ROUNDS"); do
-    serve
+    serve "${SHARED[@]}"
     OFF="$(bench)"
     stop_server
     echo "$r | off | $OFF | | |"
-    serve --witness-policy "$POLICY" --witness-interval "$INTERVAL"
+    serve "${SHARED[@]}" --witness-policy "$POLICY" --witness-interval "$INTERVAL"
     ON="$(bench)"
     sleep 2 # the last checkpoint's cosignatures
     H="$(curl -fsS "$URL/metrics" | grep '^countersign_witness_cosign_latency_seconds')"
