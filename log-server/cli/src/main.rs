@@ -269,6 +269,13 @@ fn main() -> anyhow::Result<()> {
                  record(s) in {:.1} s; the shared log's checkpoint is the embedded log's:\n{}",
                 m.size, m.already, m.submitters, m.records, m.seconds, m.checkpoint
             );
+            if m.witness_records > 0 {
+                println!(
+                    "{} witness record(s) copied: start the instances with the same \
+                     --witness-policy",
+                    m.witness_records
+                );
+            }
             Ok(())
         }
         Command::Export(a) => {

@@ -53,6 +53,8 @@ pub struct Migrated {
     /// Records of the approval front end copied (clients, approvers, requests, evidence, audit
     /// events, token keys: every key of its area, as is).
     pub records: usize,
+    /// Witness records copied (what each witness last cosigned).
+    pub witness_records: usize,
     /// The checkpoint both logs sign at `size`.
     pub checkpoint: String,
     /// Wall time.
@@ -155,6 +157,14 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<Migrated> {
         submitters += 1;
     }
     let records = copy_records(&data.ciba, log.db(), a.quiet).await?;
+    // What the witnesses cosigned: served at once by the shared deployment, and each witness
+    // followed on from where it is (a record the database already has is kept).
+    let mut witness_records = 0;
+    for (vkey, json) in countersign_log::witness::stored_records(&store)? {
+        if log.import_witness_record(&vkey, &json).await? {
+            witness_records += 1;
+        }
+    }
     let published = log.published();
     if published.size != size || published.root != root {
         bail!(
@@ -174,6 +184,7 @@ pub async fn run(a: MigrateArgs) -> anyhow::Result<Migrated> {
         already,
         submitters,
         records,
+        witness_records,
         checkpoint: embedded_note,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -54,6 +54,25 @@ impl SharedLog {
         Ok(())
     }
 
+    /// Adds the record of the witness `vkey` (JSON, as the embedded store keeps it) unless the
+    /// database has one: a moved log's records (`countersign migrate`). Whether it was added.
+    pub async fn import_witness_record(
+        &self,
+        vkey: &str,
+        record: &str,
+    ) -> Result<bool, StorageError> {
+        let c = self.db().client().await.map_err(db_storage)?;
+        let n = c
+            .execute(
+                "INSERT INTO witness_records (vkey, record) VALUES ($1, $2) \
+                 ON CONFLICT (vkey) DO NOTHING",
+                &[&vkey, &record],
+            )
+            .await
+            .map_err(db_storage)?;
+        Ok(n == 1)
+    }
+
     /// Listens for saved witness records.
     pub(crate) async fn listen_witnessed(&self) -> Result<Listener, StorageError> {
         self.db().listen(WITNESSED).await.map_err(db_storage)

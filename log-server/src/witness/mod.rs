@@ -28,11 +28,18 @@ use countersign_verifier::PolicyWitness;
 use tokio::sync::watch;
 
 use crate::sequencer::Published;
-use crate::storage::StorageError;
+use crate::storage::{StorageError, Store};
 use metrics::{WitnessLabel, WitnessMetrics};
 use record::Record;
 use source::Source;
 pub(crate) use source::{Changes, LogView};
+
+/// Every witness record of an embedded store, (witness verifier key, record JSON): what
+/// `countersign migrate` copies to a shared deployment, so that it serves the cosignatures
+/// gathered before the move at once and goes on from where each witness is.
+pub fn stored_records(store: &Store) -> Result<Vec<(String, String)>, StorageError> {
+    record::all(store)
+}
 
 /// A checkpoint with the cosignatures gathered for it.
 #[derive(Clone, Debug)]

@@ -57,3 +57,26 @@ pub(crate) fn save(store: &Store, vkey: &str, r: &Record) -> Result<(), StorageE
     wb.put_cf(store.cf(CF_META)?, key(vkey), v);
     store.write_sync(wb)
 }
+
+/// Every witness record in the store: (verifier key, record JSON), as stored.
+pub(crate) fn all(store: &Store) -> Result<Vec<(String, String)>, StorageError> {
+    let cf = store.cf(CF_META)?;
+    let mut out = Vec::new();
+    let iter = store.db().iterator_cf(
+        cf,
+        rocksdb::IteratorMode::From(KEY_PREFIX.as_bytes(), rocksdb::Direction::Forward),
+    );
+    for item in iter {
+        let (k, v) = item.map_err(|e| StorageError::Corrupt(format!("witness records: {e}")))?;
+        let Some(vkey) = k.strip_prefix(KEY_PREFIX.as_bytes()) else {
+            break;
+        };
+        let vkey = String::from_utf8(vkey.to_vec())
+            .map_err(|_| StorageError::Corrupt("a witness record's key is not UTF-8".into()))?;
+        parse(&vkey, &v)?;
+        let json = String::from_utf8(v.to_vec())
+            .map_err(|_| StorageError::Corrupt(format!("witness record of {vkey}: not UTF-8")))?;
+        out.push((vkey, json));
+    }
+    Ok(out)
+}

@@ -351,7 +351,7 @@ async fn instances_serve_one_log_and_survive_the_integrators_death() {
 }
 
 /// `countersign migrate` with `args`: exit status, standard output and standard error.
-fn migrate(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn migrate(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
         .arg("migrate")
         .args(args)

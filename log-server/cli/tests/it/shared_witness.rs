@@ -60,6 +60,32 @@ fn cosigned_size(note: &str, policy: &Policy) -> Option<u64> {
         .map(|c| c.checkpoint.size)
 }
 
+/// A new data directory `dir` (made by a first embedded start) and two fake witnesses of its
+/// log (keys from `seed` and `seed + 1`) with a policy in `dir`'s parent that needs both: the
+/// admin token, the witnesses, the policy and its file.
+async fn witnessed_data_dir(
+    http: &reqwest::Client,
+    dir: &std::path::Path,
+    seed: u8,
+) -> (String, FakeWitness, FakeWitness, Policy, std::path::PathBuf) {
+    let mut first = Process::spawn(dir, free_port(), &["--log-only", "--origin", ORIGIN]);
+    first.wait_ready(http).await;
+    first.terminate();
+    let log_vkey = first.read("log.vkey");
+    let log_key = countersign_verifier::VerifierKey::parse(&log_vkey).unwrap();
+    let w1 = FakeWitness::start("w1.test", seed, &log_key).await;
+    let w2 = FakeWitness::start("w2.test", seed + 1, &log_key).await;
+    let policy_text = format!(
+        "log {log_vkey}\n{}{}group both all w1 w2\nquorum both\n",
+        w1.policy_line("w1"),
+        w2.policy_line("w2")
+    );
+    let policy = Policy::parse(policy_text.as_bytes()).unwrap();
+    let policy_file = dir.parent().unwrap().join("witnesses.policy");
+    std::fs::write(&policy_file, &policy_text).unwrap();
+    (first.read("admin.token"), w1, w2, policy, policy_file)
+}
+
 /// Two instances (from copies of one data directory) on a new database and bucket prefix (`None`
 /// without the engines, outside CI), with one witness policy in quorum mode naming two fake
 /// witnesses (keys from `seed` and `seed + 1`) that must both cosign, and the arguments
@@ -92,22 +118,7 @@ async fn witnessed_instances(
     let tmp = tempfile::tempdir().unwrap();
     // One data directory (the log's keys), copied to each instance.
     let made = tmp.path().join("made");
-    let mut first = Process::spawn(&made, free_port(), &["--log-only", "--origin", ORIGIN]);
-    first.wait_ready(http).await;
-    first.terminate();
-    let log_vkey = first.read("log.vkey");
-    let admin = first.read("admin.token");
-    let log_key = countersign_verifier::VerifierKey::parse(&log_vkey).unwrap();
-    let w1 = FakeWitness::start("w1.test", seed, &log_key).await;
-    let w2 = FakeWitness::start("w2.test", seed + 1, &log_key).await;
-    let policy_text = format!(
-        "log {log_vkey}\n{}{}group both all w1 w2\nquorum both\n",
-        w1.policy_line("w1"),
-        w2.policy_line("w2")
-    );
-    let policy = Policy::parse(policy_text.as_bytes()).unwrap();
-    let policy_file = tmp.path().join("witnesses.policy");
-    std::fs::write(&policy_file, &policy_text).unwrap();
+    let (admin, w1, w2, policy, policy_file) = witnessed_data_dir(http, &made, seed).await;
     let mut args = vec![
         "--database",
         &db.url,
@@ -353,4 +364,74 @@ async fn tokens_wait_for_the_quorum_at_every_instance() {
     }
     w.w1.stop();
     w.w2.stop();
+}
+
+/// A witnessed embedded log moved with `countersign migrate`: the witnesses' records go with it,
+/// so the shared instance serves the cosignatures gathered before the move at once, even with
+/// both witnesses down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_moved_log_keeps_its_cosignatures() {
+    let (Some(db), Some(tiles)) = (
+        TestDb::create().await,
+        crate::s3_support::bucket_url("witnessed-moved"),
+    ) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (admin, w1, w2, policy, policy_file) = witnessed_data_dir(&http, &data, 45).await;
+    let witnessed = [
+        "--log-only",
+        "--rp-id",
+        crate::common::RP_ID,
+        "--allowed-origin",
+        crate::common::ORIGIN,
+        "--witness-policy",
+        policy_file.to_str().unwrap(),
+        "--witness-interval",
+        "100ms",
+    ];
+    // The embedded log, witnessed: three enrolments, cosigned by both.
+    let embedded = Process::spawn(&data, free_port(), &witnessed);
+    embedded.wait_ready(&http).await;
+    for n in 0..3 {
+        let (status, v) = append(&http, &embedded, &admin, 300 + n).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let url = format!("{}/checkpoint", embedded.url);
+    until("the embedded log's checkpoint of 3 is cosigned", || async {
+        let (st, note) = get_text(&http, &url).await;
+        st == 200 && cosigned_size(&note, &policy) == Some(3)
+    })
+    .await;
+    let mut embedded = embedded;
+    embedded.terminate();
+
+    let (ok, out, err) = crate::shared_driver::migrate(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--database",
+        &db.url,
+        "--tiles",
+        &tiles,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 witness record(s) copied"), "{out}");
+    // Both witnesses down: what the shared instance serves can only come from the records.
+    w1.set(Behaviour::Status(503));
+    w2.set(Behaviour::Status(503));
+    let mut args = witnessed.to_vec();
+    args.extend(["--database", &db.url, "--tiles", &tiles]);
+    let mut shared = Process::spawn(&data, free_port(), &args);
+    shared.wait_ready(&http).await;
+    let (st, note) = get_text(&http, &format!("{}/checkpoint", shared.url)).await;
+    assert_eq!(
+        (st, cosigned_size(&note, &policy)),
+        (200, Some(3)),
+        "the moved log's cosignatures are not served: {note}"
+    );
+    shared.terminate();
+    w1.stop();
+    w2.stop();
 }
