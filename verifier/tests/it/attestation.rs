@@ -146,27 +146,31 @@ fn packed_full_attestation_is_refused_when_broken() {
 #[test]
 fn fido_u2f_attestation_verifies_and_is_refused_when_broken() {
     let pki = TestPki::new("U2F");
-    let leaf = pki.leaf(&LeafOptions::good(AAGUID));
+    // Two leaves of the same DER length, so that the splice below keeps the CBOR byte string's
+    // length right (an ECDSA signature's DER length varies by a byte or two with its random
+    // values; among 20 leaves, of at most 5 lengths, two always share one).
+    let leaves: Vec<_> = (0..20)
+        .map(|_| pki.leaf(&LeafOptions::good(AAGUID)))
+        .collect();
+    let (i, j) = (0..leaves.len())
+        .flat_map(|i| (i + 1..leaves.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| leaves[i].der.len() == leaves[j].der.len())
+        .expect("two of 20 leaves share a DER length");
+    let (leaf, other) = (&leaves[i], &leaves[j]);
     let pk = SoftPasskey::new(Alg::Es256, 3, RP);
-    let att = pk.attestation_object_fido_u2f(UP_UV, &cdj(), &leaf);
+    let att = pk.attestation_object_fido_u2f(UP_UV, &cdj(), leaf);
     let got = check(&att).unwrap();
     assert_eq!(got.trust, AttestationTrust::Certificate);
     assert_eq!(got.attestation_format, "fido-u2f");
     assert_eq!(got.attestation_chain, vec![leaf.der.clone()]);
 
-    let bad = pk.attestation_object_fido_u2f(UP_UV, b"{}", &leaf);
+    let bad = pk.attestation_object_fido_u2f(UP_UV, b"{}", leaf);
     assert_eq!(
         check(&bad).unwrap_err(),
         RegistrationError::BadAttestation("attestation signature does not verify")
     );
     // Another leaf than the one that signed.
-    // Of the same length, so that the splice below keeps the CBOR byte string's length right
-    // (an ECDSA signature's DER length varies by a byte or two with its random values).
-    let other = (0..100)
-        .map(|_| pki.leaf(&LeafOptions::good(AAGUID)))
-        .find(|o| o.der.len() == leaf.der.len())
-        .unwrap();
-    let mut swapped = pk.attestation_object_fido_u2f(UP_UV, &cdj(), &leaf);
+    let mut swapped = pk.attestation_object_fido_u2f(UP_UV, &cdj(), leaf);
     let pos = swapped
         .windows(leaf.der.len())
         .position(|w| w == leaf.der)
