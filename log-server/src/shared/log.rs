@@ -693,7 +693,7 @@ impl SharedLog {
     }
 }
 
-fn db_storage(e: impl Into<DbError>) -> StorageError {
+pub(super) fn db_storage(e: impl Into<DbError>) -> StorageError {
     e.into().into()
 }
 

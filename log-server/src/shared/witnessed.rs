@@ -6,17 +6,13 @@
 
 use countersign_verifier::verify_checkpoint;
 
-use super::log::SharedLog;
-use super::pg::{DbError, Listener};
+use super::log::{db_storage, SharedLog};
+use super::pg::Listener;
 use crate::bucket::MirrorError;
 use crate::error::StorageError;
 
 /// Channel notified (payload: the witness's verifier key) when a witness record is saved.
 pub const WITNESSED: &str = "countersign_witnessed";
-
-fn db_storage(e: impl Into<DbError>) -> StorageError {
-    e.into().into()
-}
 
 impl SharedLog {
     /// Whether this instance holds the integrator lease now (and so talks to the witnesses).

@@ -31,7 +31,6 @@ use crate::sequencer::Published;
 use crate::storage::{StorageError, Store};
 use metrics::{WitnessLabel, WitnessMetrics};
 use record::Record;
-use source::Source;
 pub(crate) use source::{Changes, LogView};
 
 /// Every witness record of an embedded store, (witness verifier key, record JSON): what
@@ -103,7 +102,8 @@ struct Target {
 /// The running witness client of one log. Cheap to share; [`Witnessing::stop`] ends its tasks.
 pub struct Witnessing {
     config: WitnessConfig,
-    source: Source,
+    /// The log (a handle without this client).
+    source: Box<dyn LogView>,
     slots: Vec<Slot>,
     target: watch::Sender<Target>,
     latest: watch::Sender<Option<Cosigned>>,
@@ -164,9 +164,8 @@ impl Witnessing {
     /// integrator saves).
     pub(crate) async fn start(
         config: WitnessConfig,
-        log: Box<dyn LogView>,
+        source: Box<dyn LogView>,
     ) -> Result<Arc<Witnessing>, WitnessStartError> {
-        let source = Source::new(log);
         let witnesses = config.policy.witnesses().to_vec();
         let vkeys: Vec<String> = witnesses.iter().map(|w| w.key.to_vkey()).collect();
         let records = source
@@ -191,7 +190,7 @@ impl Witnessing {
             .map_err(|e| WitnessStartError::Http(e.to_string()))?;
         // Subscribed before the first target is read: a checkpoint published meanwhile is
         // still seen as new by the coordinator.
-        let published_rx = source.subscribe();
+        let published_rx = source.changes();
         let published = source.published();
         let target = Target {
             text: note_text(&published.note).to_owned(),
@@ -233,7 +232,7 @@ impl Witnessing {
         tracing::info!(
             witnesses = w.slots.len(),
             mode = ?w.config.mode,
-            shared = w.source.shared().is_some(),
+            shared = w.source.shared_log().is_some(),
             "witnessing started"
         );
         Ok(w)
@@ -387,7 +386,7 @@ impl Witnessing {
             let note = if size == published.size {
                 Some(published.note.to_string())
             } else {
-                self.source.checkpoint(size).await?
+                self.source.checkpoint_at(size).await?
             };
             let Some(note) = note else { continue };
             let Ok(cp) = countersign_verifier::Checkpoint::parse(note_text(&note)) else {

@@ -38,11 +38,6 @@ pub(crate) trait LogView: Send + Sync + 'static {
     fn shared_log(&self) -> Option<&SharedLog>;
 }
 
-/// Where the witness client reads the log and keeps its records.
-pub(crate) struct Source {
-    log: Box<dyn LogView>,
-}
-
 /// New checkpoints, from either driver.
 pub(crate) enum Changes {
     Embedded(watch::Receiver<u64>),
@@ -72,53 +67,22 @@ impl Changes {
     }
 }
 
-impl Source {
-    pub fn new(log: Box<dyn LogView>) -> Source {
-        Source { log }
-    }
-
-    /// The shared driver's instance, if the log is on it.
-    pub fn shared(&self) -> Option<&SharedLog> {
-        self.log.shared_log()
-    }
-
-    /// The latest published checkpoint (as signed by the log, without cosignatures).
-    pub fn published(&self) -> Published {
-        self.log.published()
-    }
-
-    /// Follows [`Source::published`].
-    pub fn subscribe(&self) -> Changes {
-        self.log.changes()
-    }
-
+/// What the witness client does with the log beyond reading it: on either driver, where its
+/// records are kept and whether this instance sends.
+impl dyn LogView {
     /// Whether this instance sends checkpoints to the witnesses: always on the embedded store;
     /// on the shared driver, while it is the integrator.
     pub fn sends(&self) -> bool {
-        self.shared().is_none_or(SharedLog::is_integrator)
-    }
-
-    /// The consistency proof between two published sizes.
-    pub async fn consistency_proof(
-        &self,
-        old: u64,
-        new: u64,
-    ) -> Result<Vec<Hash>, ProofRequestError> {
-        self.log.consistency_proof(old, new).await
-    }
-
-    /// The checkpoint the log signed at `size`, if any.
-    pub async fn checkpoint(&self, size: u64) -> Result<Option<String>, StorageError> {
-        self.log.checkpoint_at(size).await
+        self.shared_log().is_none_or(SharedLog::is_integrator)
     }
 
     /// The records of the witnesses with verifier keys `vkeys`, in that order (the default
     /// record for one that has none).
     pub async fn records(&self, vkeys: &[String]) -> Result<Vec<Record>, StorageError> {
-        if let Some(store) = self.log.store() {
+        if let Some(store) = self.store() {
             return vkeys.iter().map(|k| record::load(store, k)).collect();
         }
-        let Some(log) = self.shared() else {
+        let Some(log) = self.shared_log() else {
             return Ok(vec![Record::default(); vkeys.len()]);
         };
         let all = log.witness_records().await?;
@@ -133,13 +97,13 @@ impl Source {
 
     /// Saves the record of the witness `vkey` durably.
     pub async fn save(&self, vkey: &str, r: &Record) -> Result<(), StorageError> {
-        if let Some(store) = self.log.store() {
+        if let Some(store) = self.store() {
             let (store, vkey, r) = (store.clone(), vkey.to_owned(), r.clone());
             return tokio::task::spawn_blocking(move || record::save(&store, &vkey, &r))
                 .await
                 .map_err(|e| StorageError::Corrupt(format!("record task: {e}")))?;
         }
-        match self.shared() {
+        match self.shared_log() {
             Some(log) => {
                 log.save_witness_record(vkey, &record::to_json(vkey, r)?)
                     .await
@@ -150,6 +114,6 @@ impl Source {
 
     /// On the shared driver, a listener for records saved by any instance.
     pub async fn listen(&self) -> Option<Result<Listener, StorageError>> {
-        Some(self.shared()?.listen_witnessed().await)
+        Some(self.shared_log()?.listen_witnessed().await)
     }
 }

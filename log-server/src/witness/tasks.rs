@@ -125,10 +125,12 @@ impl Witnessing {
         let slot = &self.slots[i];
         // What an earlier integrator got from this witness counts (its size is where the
         // witness is).
-        if self.source.shared().is_some() {
+        if self.source.shared_log().is_some() {
             let vkeys = [slot.vkey.clone()];
             match self.source.records(&vkeys).await {
-                Ok(mut r) => self.newer_record(i, r.remove(0)),
+                Ok(mut r) => {
+                    self.newer_record(i, r.remove(0));
+                }
                 Err(e) => return Err(Failure::Transport(format!("witness record: {e}"))),
             }
             if lock(&slot.record).text == t.text {
@@ -235,24 +237,28 @@ impl Witnessing {
 impl Witnessing {
     /// Takes `r`, read from the database, as witness `i`'s record if it is ahead of the one
     /// held (the log never forks, so a witness's record only grows).
-    fn newer_record(&self, i: usize, r: Record) {
+    /// Whether it did.
+    fn newer_record(&self, i: usize, r: Record) -> bool {
         let mut held = lock(&self.slots[i].record);
         let ahead = r.size > held.size
             || (r.size == held.size && held.lines.is_empty() && !r.lines.is_empty());
         if ahead {
             *held = r;
         }
+        ahead
     }
 
     /// The shared driver's follower, on every instance: reads the witnesses' records when one
     /// is saved (and each interval, notifications being lost while a listener reconnects) and
-    /// rebuilds the views from them.
+    /// rebuilds the views from them when a record moved or a checkpoint was published since
+    /// (a record ahead of this instance's published checkpoint counts once it has it).
     pub(super) async fn follow_records(self: Arc<Self>, mut listener: Listener) {
         let mut stop = self.stop.subscribe();
         if *stop.borrow_and_update() {
             return;
         }
         let every = self.config.interval.max(Duration::from_millis(200));
+        let mut restored_at = self.source.published().size;
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
@@ -263,10 +269,16 @@ impl Witnessing {
             }
             let vkeys: Vec<String> = self.slots.iter().map(|s| s.vkey.clone()).collect();
             let read = async {
+                let mut moved = false;
                 for (i, r) in self.source.records(&vkeys).await?.into_iter().enumerate() {
-                    self.newer_record(i, r);
+                    moved |= self.newer_record(i, r);
                 }
-                self.restore().await
+                let published = self.source.published().size;
+                if moved || published != restored_at {
+                    self.restore().await?;
+                    restored_at = published;
+                }
+                Ok::<(), crate::error::StorageError>(())
             };
             if let Err(e) = read.await {
                 tracing::warn!(error = %e, "cannot read the witnesses' records");
@@ -279,7 +291,7 @@ impl Witnessing {
     /// witness task at a time; a write that lost a race (another task's, the integrator's) is
     /// tried again with what is gathered then.
     async fn publish_cosigned(&self, t: &Target) {
-        let Some(shared) = self.source.shared() else {
+        let Some(shared) = self.source.shared_log() else {
             return;
         };
         let _one = self.publishing.lock().await;
