@@ -5,7 +5,7 @@
 //! manifest's `withheld` list and the first run of `events.jsonl` (all three ascend by index);
 //! `events.csv` is compared with the rows as they are read. What is kept: the level-0 hashes
 //! (32 bytes per leaf), the enrolment table, the first revocation of each revoked enrolment, and
-//! one 64-byte record per decision in the range (about 100 MB for a million decisions). Passkey
+//! one 112-byte record per decision in the range (112 MB for a million decisions). Passkey
 //! signatures are checked on every core (rayon) in batches while the main thread reads on; the
 //! rows outside the log are parsed on every core too. Every file's SHA-256 is computed as it is
 //! read, so each byte of the archive is read once.
@@ -244,10 +244,10 @@ struct AssertCtx {
     require_uv: bool,
 }
 
-/// A decision in the range with a statement (for the events outside the log): 64 bytes, so that
-/// a million decisions fit in 64 MB. Both digests are SHA-256 cut to 128 bits: a collision of two
-/// request ids can only make a check fail (a second decision of one request, or a row compared
-/// with another request's), never pass.
+/// A decision in the range with a statement (for the events outside the log): digests and times,
+/// no strings, 112 bytes ([`DECIDED_BYTES`]), so that a million decisions take 112 MB. The
+/// digests are SHA-256 cut to 128 bits: a collision of two request ids can only make a check fail
+/// (a second decision of one request, or a row compared with another request's), never pass.
 #[derive(Clone, Copy)]
 struct Decided {
     /// The request id's digest.
@@ -258,8 +258,6 @@ struct Decided {
     /// The digest of its `request.created` row's line.
     created: [u8; 16],
     approve: bool,
-    created_seen: bool,
-    token_seen: bool,
     /// The approver's digest.
     approver: [u8; 16],
     /// The statement hash, cut to 128 bits: the approvals of one quorum share it.
@@ -271,8 +269,12 @@ struct Decided {
     /// Under a version 2 statement: approved by fewer than the quorum and not denied, so it may
     /// have expired (X10).
     short: bool,
-    expired_seen: bool,
 }
+
+/// The size of a [`Decided`], held here: it is the bulk of the verifier's memory (spec/export.md
+/// states it, `benches/README.md` measures it), so it must not grow unnoticed.
+const DECIDED_BYTES: usize = 112;
+const _: () = assert!(std::mem::size_of::<Decided>() == DECIDED_BYTES);
 
 /// SHA-256 cut to 128 bits, for [`Decided`].
 fn sha16(b: &[u8]) -> [u8; 16] {
@@ -1281,14 +1283,11 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                         requested_ms,
                         created: sha16(created.to_json_line().as_bytes()),
                         approve: d.decision == countersign_verifier::Decision::Approve,
-                        created_seen: false,
-                        token_seen: false,
                         approver: sha16(d.approver_id.as_bytes()),
                         statement: sha16(&h),
                         quorum: st.policy.as_ref().map_or(0, |p| p.quorum),
                         expires_ms: st.expires_at.saturating_mul(1000),
                         short: false,
-                        expired_seen: false,
                     });
                 }
             }
@@ -1781,7 +1780,7 @@ fn check_entries(
 
     // 7. The second run: events outside the log.
     index_decided(run, &mut learned.decided);
-    check_outside_events(run, &mut events, &mut learned.decided);
+    check_outside_events(run, &mut events, std::mem::take(&mut learned.decided));
     if let Some(c) = events.csv.as_mut() {
         let mut rest = [0u8; 1];
         if matches!(c.read(&mut rest), Ok(n) if n > 0) {
@@ -1812,7 +1811,9 @@ fn check_entries(
 /// the last needed approval or the denial was logged), and tallied.
 fn index_decided(run: &mut Run, decided: &mut Vec<Decided>) {
     decided.sort_unstable_by_key(|d| (d.key, d.index));
-    let mut merged: Vec<Decided> = Vec::with_capacity(decided.len());
+    // Merged in place (a group never yields more records than it has, so what is written stays
+    // behind what is read): a second vector would double the largest allocation of the run.
+    let mut written = 0;
     let mut i = 0;
     while i < decided.len() {
         let mut j = i + 1;
@@ -1833,14 +1834,15 @@ fn index_decided(run: &mut Run, decided: &mut Vec<Decided>) {
                     ),
                 );
             }
-            merged.extend_from_slice(group);
-            i = j;
-            continue;
+            decided.copy_within(i..j, written);
+            written += j - i;
+        } else {
+            decided[written] = merge_quorum(run, group);
+            written += 1;
         }
-        merged.push(merge_quorum(run, group));
         i = j;
     }
-    *decided = merged;
+    decided.truncate(written);
 }
 
 /// One request's decisions under a version 2 statement, in log order, as one record.
@@ -1973,49 +1975,86 @@ fn parse_outside(line: &[u8], decided: &[Decided]) -> Result<OutsideRow, String>
     Ok(out)
 }
 
+/// Which rows of the second run a decided request has had (by its place in the decisions).
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    created: bool,
+    token: bool,
+    expired: bool,
+}
+
+/// A batch of the second run being parsed on the pool: its row numbers, and where the parsed
+/// rows will come from.
+type Parsing = (Vec<u64>, mpsc::Receiver<Vec<Result<OutsideRow, String>>>);
+
 /// Check 7, the second run of `events.jsonl`: the events outside the log. The rows are parsed
-/// and digested on the workers a batch at a time; the main thread then applies them in order.
-fn check_outside_events(run: &mut Run, events: &mut Events, decided: &mut [Decided]) {
+/// and digested on the workers a batch at a time while the main thread reads the next batch and
+/// applies the one before, in order.
+fn check_outside_events(run: &mut Run, events: &mut Events, decided: Vec<Decided>) {
     let from = parse_rfc3339_ms(&run.manifest.events_from).unwrap_or(0);
     let to = parse_rfc3339_ms(&run.manifest.events_to).unwrap_or(0);
     let mut last_time = 0u64;
     let mut undecided_seen: HashSet<[u8; 16]> = HashSet::new();
-    let mut lines: Vec<(u64, Vec<u8>)> = Vec::with_capacity(OUTSIDE_BATCH);
+    let decided = Arc::new(decided);
+    let mut seen = vec![Seen::default(); decided.len()];
+    let mut parsing: Option<Parsing> = None;
     loop {
-        lines.clear();
+        let mut numbers = Vec::with_capacity(OUTSIDE_BATCH);
+        let mut lines = Vec::with_capacity(OUTSIDE_BATCH);
         while lines.len() < OUTSIDE_BATCH {
             match events.next_line(run) {
-                Some(line) => lines.push((events.row, line)),
+                Some(line) => {
+                    numbers.push(events.row);
+                    lines.push(line);
+                }
                 None => break,
             }
         }
-        if lines.is_empty() {
-            break;
+        let next = (!lines.is_empty()).then(|| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let decided = Arc::clone(&decided);
+            rayon::spawn(move || {
+                let parsed: Vec<Result<OutsideRow, String>> = lines
+                    .par_iter()
+                    .map(|l| parse_outside(l, &decided))
+                    .collect();
+                let _ = tx.send(parsed);
+            });
+            (numbers, rx)
+        });
+        if let Some((numbers, rx)) = parsing.take() {
+            let Ok(parsed) = rx.recv() else {
+                run.fail(
+                    "(verifier)",
+                    None,
+                    "events",
+                    "a worker stopped without an answer".into(),
+                );
+                return;
+            };
+            for (n, p) in numbers.into_iter().zip(parsed) {
+                check_outside_row(
+                    run,
+                    events,
+                    (&decided, &mut seen),
+                    n,
+                    p,
+                    (from, to),
+                    &mut last_time,
+                    &mut undecided_seen,
+                );
+            }
         }
-        let parsed: Vec<Result<OutsideRow, String>> = {
-            let decided: &[Decided] = decided;
-            lines
-                .par_iter()
-                .map(|(_, l)| parse_outside(l, decided))
-                .collect()
-        };
-        for ((n, _), p) in lines.iter().zip(parsed) {
-            check_outside_row(
-                run,
-                events,
-                decided,
-                *n,
-                p,
-                (from, to),
-                &mut last_time,
-                &mut undecided_seen,
-            );
+        match next {
+            Some(n) => parsing = Some(n),
+            None => break,
         }
     }
     let mut missing: Vec<u64> = decided
         .iter()
-        .filter(|d| !d.created_seen)
-        .map(|d| d.index)
+        .zip(&seen)
+        .filter(|(_, s)| !s.created)
+        .map(|(d, _)| d.index)
         .collect();
     missing.sort_unstable();
     for i in missing {
@@ -2033,7 +2072,7 @@ fn check_outside_events(run: &mut Run, events: &mut Events, decided: &mut [Decid
 fn check_outside_row(
     run: &mut Run,
     events: &mut Events,
-    decided: &mut [Decided],
+    (decided, seen): (&[Decided], &mut [Seen]),
     n: u64,
     parsed: Result<OutsideRow, String>,
     (from, to): (u64, u64),
@@ -2087,10 +2126,11 @@ fn check_outside_row(
     };
     match p.at {
         Some(at) => {
-            let d = &mut decided[at];
+            let d = &decided[at];
+            let seen = &mut seen[at];
             match row.event_type {
                 EventType::RequestCreated => {
-                    if d.created_seen {
+                    if seen.created {
                         fail(
                             run,
                             format!("a second request.created row for {request_id}"),
@@ -2105,7 +2145,7 @@ fn check_outside_row(
                             ),
                         );
                     }
-                    d.created_seen = true;
+                    seen.created = true;
                 }
                 EventType::TokenIssued => {
                     if !d.approve {
@@ -2121,7 +2161,7 @@ fn check_outside_row(
                                 format!("token.issued for {request_id}, which was denied")
                             },
                         );
-                    } else if d.token_seen {
+                    } else if seen.token {
                         fail(run, format!("a second token.issued row for {request_id}"));
                     } else if t < d.decided_ms {
                         fail(
@@ -2137,11 +2177,11 @@ fn check_outside_row(
                             ),
                         );
                     }
-                    d.token_seen = true;
+                    seen.token = true;
                 }
                 // An approval short of its quorum, then the request expired (X10).
                 EventType::RequestExpired if d.short => {
-                    if d.expired_seen {
+                    if seen.expired {
                         fail(
                             run,
                             format!("a second request.expired row for {request_id}"),
@@ -2155,7 +2195,7 @@ fn check_outside_row(
                             ),
                         );
                     }
-                    d.expired_seen = true;
+                    seen.expired = true;
                 }
                 _ => fail(
                     run,
