@@ -9,6 +9,8 @@
 # at the same priority as everything else on the same cores unless EXPORT_NICE is set (e.g.
 # EXPORT_NICE=19, as if it ran on the auditor's machine); the archives are written under
 # EXPORT_DIR (default WORK_DIR; e.g. /dev/shm to keep their writes off the server's disk).
+# EXPORT_BIN (default this tree's `countersign`) runs the exports with another build, to compare
+# two exporters against the same server.
 #
 # Usage: benches/export-load.sh [PREFILL] [RATE] [COUNT] [WORK_DIR]
 set -euo pipefail
@@ -62,7 +64,7 @@ echo "== $RATE/s for $COUNT decisions, with exports of the whole log back to bac
     while true; do
         n=$((n + 1))
         start=$(date +%s.%N)
-        ${EXPORT_NICE:+nice -n "$EXPORT_NICE"} "$B/countersign" export --url "$URL" \
+        ${EXPORT_NICE:+nice -n "$EXPORT_NICE"} "${EXPORT_BIN:-$B/countersign}" export --url "$URL" \
             --token-file "$WORK/auditor.token" --out "$EXPORT_DIR/export.$n" --quiet > /dev/null
         end=$(date +%s.%N)
         echo "export $n: $(du -sh "$EXPORT_DIR/export.$n" | cut -f1) in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s" \
