@@ -1066,7 +1066,9 @@ impl Statements {
                                 );
                             }
                             self.last_index = Some(index);
-                            self.peeked = Some((index, std::mem::take(&mut self.buf)));
+                            // A copy of the exact size: the buffer keeps its capacity for the
+                            // next line instead of growing again from nothing.
+                            self.peeked = Some((index, self.buf.clone()));
                             return;
                         }
                         Err(e) => run.fail(
@@ -1121,7 +1123,8 @@ impl Events {
                         format!("row {} does not end with a newline", self.row),
                     );
                 }
-                Some(std::mem::take(&mut self.buf))
+                // As in `Statements::advance`: the buffer keeps its capacity.
+                Some(self.buf.clone())
             }
         }
     }
