@@ -1400,6 +1400,37 @@ fn absorb(run: &mut Run, events: &mut Events, learned: &mut Learned, batch: Vec<
     }
 }
 
+/// Maps `f` over `batch` on the rayon pool, in the background: the results come back, in the
+/// batch's order, through the receiver (for [`answer`]).
+fn on_pool<T, R, F>(batch: Vec<T>, f: F) -> mpsc::Receiver<Vec<R>>
+where
+    T: Sync + Send + 'static,
+    R: Send + 'static,
+    F: Fn(&T) -> R + Sync + Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel(1);
+    rayon::spawn(move || {
+        let done: Vec<R> = batch.par_iter().map(f).collect();
+        let _ = tx.send(done);
+    });
+    rx
+}
+
+/// Waits for the results of an [`on_pool`] batch; `None`, with the failure noted under `check`,
+/// if the batch's worker stopped without them.
+fn answer<R>(run: &mut Run, rx: mpsc::Receiver<Vec<R>>, check: &'static str) -> Option<Vec<R>> {
+    let got = rx.recv().ok();
+    if got.is_none() {
+        run.fail(
+            "(verifier)",
+            None,
+            check,
+            "a worker stopped without an answer".into(),
+        );
+    }
+    got
+}
+
 /// Batches of items checked on the rayon pool, results taken back in order.
 struct Pool {
     shared: Arc<Shared>,
@@ -1425,24 +1456,14 @@ impl Pool {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         let shared = Arc::clone(&self.shared);
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.pending.push_back(rx);
-        rayon::spawn(move || {
-            let done: Vec<Done> = batch.par_iter().map(|it| check_item(it, &shared)).collect();
-            let _ = tx.send(done);
-        });
+        self.pending
+            .push_back(on_pool(batch, move |it| check_item(it, &shared)));
     }
 
     fn take_one(&mut self, run: &mut Run, events: &mut Events, learned: &mut Learned) {
         if let Some(rx) = self.pending.pop_front() {
-            match rx.recv() {
-                Ok(done) => absorb(run, events, learned, done),
-                Err(_) => run.fail(
-                    "(verifier)",
-                    None,
-                    "decisions",
-                    "a worker stopped without an answer".into(),
-                ),
+            if let Some(done) = answer(run, rx, "decisions") {
+                absorb(run, events, learned, done);
             }
         }
     }
@@ -1986,9 +2007,9 @@ struct Seen {
     expired: bool,
 }
 
-/// A batch of the second run being parsed on the pool: its row numbers, and where the parsed
-/// rows will come from.
-type Parsing = (Vec<u64>, mpsc::Receiver<Vec<Result<OutsideRow, String>>>);
+/// A batch of the second run being parsed on the pool: the row number of its first line (the
+/// others follow it), and where the parsed rows will come from.
+type Parsing = (u64, mpsc::Receiver<Vec<Result<OutsideRow, String>>>);
 
 /// Check 7, the second run of `events.jsonl`: the events outside the log. The rows are parsed
 /// and digested on the workers a batch at a time while the main thread reads the next batch and
@@ -2002,40 +2023,23 @@ fn check_outside_events(run: &mut Run, events: &mut Events, decided: Vec<Decided
     let mut seen = vec![Seen::default(); decided.len()];
     let mut parsing: Option<Parsing> = None;
     loop {
-        let mut numbers = Vec::with_capacity(OUTSIDE_BATCH);
         let mut lines = Vec::with_capacity(OUTSIDE_BATCH);
+        let first = events.row + 1;
         while lines.len() < OUTSIDE_BATCH {
             match events.next_line(run) {
-                Some(line) => {
-                    numbers.push(events.row);
-                    lines.push(line);
-                }
+                Some(line) => lines.push(line),
                 None => break,
             }
         }
         let next = (!lines.is_empty()).then(|| {
-            let (tx, rx) = mpsc::sync_channel(1);
             let decided = Arc::clone(&decided);
-            rayon::spawn(move || {
-                let parsed: Vec<Result<OutsideRow, String>> = lines
-                    .par_iter()
-                    .map(|l| parse_outside(l, &decided))
-                    .collect();
-                let _ = tx.send(parsed);
-            });
-            (numbers, rx)
+            (first, on_pool(lines, move |l| parse_outside(l, &decided)))
         });
-        if let Some((numbers, rx)) = parsing.take() {
-            let Ok(parsed) = rx.recv() else {
-                run.fail(
-                    "(verifier)",
-                    None,
-                    "events",
-                    "a worker stopped without an answer".into(),
-                );
+        if let Some((first, rx)) = parsing.take() {
+            let Some(parsed) = answer(run, rx, "events") else {
                 return;
             };
-            for (n, p) in numbers.into_iter().zip(parsed) {
+            for (n, p) in (first..).zip(parsed) {
                 check_outside_row(
                     run,
                     events,
