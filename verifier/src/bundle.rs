@@ -917,16 +917,39 @@ pub fn verify_decision_assertion(
     if policy.rp_id.is_some_and(|p| p != rp.rp_id) {
         return Err(BundleError::RelyingPartyMismatch);
     }
-    let origins: Vec<&str> = match policy.origin {
-        Some(o) => std::vec![o],
-        None => rp.origins.iter().map(String::as_str).collect(),
-    };
     let key = enr.key().map_err(|error| BundleError::Entry {
         which: "enrolment",
         error,
     })?;
-    let assertion = verify_assertion(
-        &key,
+    let assertion = verify_decision_assertion_with_key(dec, &key, rp, policy)?;
+    Ok((key, assertion))
+}
+
+/// [`verify_decision_assertion`] with the enrolment's key parsed already (`Enrolment::key`),
+/// for a caller that checks many decisions of one enrolment.
+pub fn verify_decision_assertion_with_key(
+    dec: &SignedDecision,
+    key: &crate::crypto::PublicKey,
+    rp: &RelyingParty,
+    policy: &BundlePolicy<'_>,
+) -> Result<VerifiedAssertion, BundleError> {
+    if policy.rp_id.is_some_and(|p| p != rp.rp_id) {
+        return Err(BundleError::RelyingPartyMismatch);
+    }
+    let one;
+    let origins: Vec<&str>;
+    let allowed: &[&str] = match policy.origin {
+        Some(o) => {
+            one = [o];
+            &one
+        }
+        None => {
+            origins = rp.origins.iter().map(String::as_str).collect();
+            &origins
+        }
+    };
+    verify_assertion(
+        key,
         &Assertion {
             authenticator_data: &dec.authenticator_data,
             client_data_json: &dec.client_data_json,
@@ -935,7 +958,7 @@ pub fn verify_decision_assertion(
         &dec.challenge(),
         &AssertionPolicy {
             rp_id: &rp.rp_id,
-            allowed_origins: &origins,
+            allowed_origins: allowed,
             require_user_verification: policy.require_user_verification,
             stored_sign_count: None,
         },
@@ -945,8 +968,7 @@ pub fn verify_decision_assertion(
             BundleError::RelyingPartyMismatch
         }
         e => BundleError::Assertion(e),
-    })?;
-    Ok((key, assertion))
+    })
 }
 
 fn is_lower_hex(s: &str) -> bool {

@@ -348,7 +348,7 @@ pub fn event_row_of(
                 crate::entry::Decision::Deny => EventType::DecisionDenied,
             };
             row.time_utc = rfc3339_ms(d.time_ms);
-            row.statement_sha256 = Some(hex::encode(d.statement_hash));
+            row.statement_sha256 = Some(Hash(d.statement_hash).to_hex());
             row.credential_id = Some(b64(&d.credential_id));
             if let Some(st) = statement {
                 row.request_id = Some(st.request_id.clone());
@@ -382,13 +382,32 @@ pub fn rfc3339_ms(ms: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
+    if y > 9999 {
+        // Five digits or more: no longer the 24-character form, written the general way.
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            ms % 1000
+        );
+    }
+    // The usual case, digit by digit: this runs for every row of an archive.
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    put(20, 3, ms % 1000);
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Parses what [`rfc3339_ms`] writes (exactly that form) back to milliseconds.
@@ -406,17 +425,24 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
         return None;
     }
     let num = |r: core::ops::Range<usize>| -> Option<u64> {
-        let t = s.get(r)?;
-        if !t.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        t.parse().ok()
+        b[r].iter().try_fold(0u64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+        })
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    // Refuses dates such as 02-30 as well as hours past 23.
     if !(1970..=9999).contains(&y)
         || !(1..=12).contains(&mo)
         || d == 0
+        || d > month_days
         || h > 23
         || mi > 59
         || se > 59
@@ -424,9 +450,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
         return None;
     }
     let days = days_from_civil(y, mo, d)?;
-    let out = ((days * 86_400 + h * 3600 + mi * 60 + se) * 1000) + ms;
-    // Refuses dates such as 02-30 (they would not print back the same).
-    (rfc3339_ms(out) == s).then_some(out)
+    Some(((days * 86_400 + h * 3600 + mi * 60 + se) * 1000) + ms)
 }
 
 /// Days since 1970-01-01 to the proleptic Gregorian (year, month, day) (H. Hinnant's
@@ -705,7 +729,56 @@ mod tests {
         }
     }
 
+    /// The general form of [`rfc3339_ms`], as it was written before the digits were.
+    fn rfc3339_ms_by_format(ms: u64) -> String {
+        let secs = ms / 1000;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(secs / 86_400);
+        std::format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            ms % 1000
+        )
+    }
+
     proptest::proptest! {
+        /// Times are written as the general form writes them, and read back.
+        #[test]
+        fn times_are_written_and_read_back(ms in 0u64..400_000_000_000_000) {
+            let text = rfc3339_ms(ms);
+            proptest::prop_assert_eq!(&text, &rfc3339_ms_by_format(ms));
+            let back = parse_rfc3339_ms(&text);
+            proptest::prop_assert_eq!(back, (text.len() == 24).then_some(ms));
+        }
+
+        /// A text of the form is read as the earlier reader read it: the fields in range, and
+        /// then only if the time they give is written back the same (so 02-30 is refused).
+        #[test]
+        fn times_are_read_only_in_their_one_form(
+            t in "(19[6-9][0-9]|2[01][0-9][0-9]|9999)-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]\\.[0-9]{3}Z"
+        ) {
+            let earlier = (|| {
+                let num = |r: core::ops::Range<usize>| t[r].parse::<u64>().ok();
+                let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+                let (h, mi, se, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+                if !(1970..=9999).contains(&y)
+                    || !(1..=12).contains(&mo)
+                    || d == 0
+                    || h > 23
+                    || mi > 59
+                    || se > 59
+                {
+                    return None;
+                }
+                let days = days_from_civil(y, mo, d)?;
+                let out = ((days * 86_400 + h * 3600 + mi * 60 + se) * 1000) + ms;
+                (rfc3339_ms_by_format(out) == t).then_some(out)
+            })();
+            proptest::prop_assert_eq!(parse_rfc3339_ms(&t), earlier);
+        }
+
         /// The field is written as X7 defines it: the formula prefix, then the whole quoted
         /// with its quotes doubled if it holds a comma, quote, CR or LF (written here the plain
         /// way, as the record writer did before it wrote fields in place).

@@ -42,7 +42,12 @@ impl Hash {
 
     /// The hash as 64 lowercase hex digits.
     pub fn to_hex(&self) -> alloc::string::String {
-        hex::encode(self.0)
+        // Through a buffer: `hex::encode` goes a character at a time, and this runs for every
+        // row of an archive.
+        let mut digits = [0u8; 64];
+        // 64 bytes hold the digits of 32: encoding cannot fail.
+        let _ = hex::encode_to_slice(self.0, &mut digits);
+        digits.iter().map(|&b| char::from(b)).collect()
     }
 
     /// The raw bytes.

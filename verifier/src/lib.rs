@@ -38,10 +38,10 @@ pub use approval_policy::{
 #[cfg(feature = "std")]
 pub use bundle::{
     check_decision_enrolment, check_decision_statement, check_execution, check_statement_policy,
-    verify_decision, verify_decision_assertion, BundleError, BundlePolicy, CheckedDecision,
-    DecisionLink, EvidenceBundle, ExecutionError, LoggedEntry, RelyingParty, VerifiedApproval,
-    VerifiedApprovalPolicy, VerifiedBundle, BUNDLE_VERSION, BUNDLE_VERSION_POLICY,
-    MAX_BUNDLE_BYTES,
+    verify_decision, verify_decision_assertion, verify_decision_assertion_with_key, BundleError,
+    BundlePolicy, CheckedDecision, DecisionLink, EvidenceBundle, ExecutionError, LoggedEntry,
+    RelyingParty, VerifiedApproval, VerifiedApprovalPolicy, VerifiedBundle, BUNDLE_VERSION,
+    BUNDLE_VERSION_POLICY, MAX_BUNDLE_BYTES,
 };
 pub use checkpoint::{
     parse_decimal, verify_checkpoint, Checkpoint, CheckpointError, VerifiedCheckpoint,

@@ -24,8 +24,8 @@ use countersign_verifier::export::{
 use countersign_verifier::{
     check_decision_enrolment, check_decision_statement, check_statement_policy, leaf_hash,
     parse_json_strict, root_from_leaf_hashes, verify_checkpoint, verify_decision_assertion,
-    BundlePolicy, Enrolment, Entry, EvidenceBundle, Hash, RelyingParty, ValidatedPolicy,
-    VerifierKey, MAX_NOTE_BYTES,
+    verify_decision_assertion_with_key, BundlePolicy, Enrolment, Entry, EntryError, EvidenceBundle,
+    Hash, PublicKey, RelyingParty, ValidatedPolicy, VerifierKey, MAX_NOTE_BYTES,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -1182,7 +1182,7 @@ struct Item {
     decoded: Option<Entry>,
     /// For a decision whose enrolment and revocation checks passed: the enrolment whose key
     /// must have signed it.
-    enrolment: Option<Arc<Enrolment>>,
+    enrolment: Option<Arc<Keyed>>,
     /// Its line of `statements.jsonl`.
     line: Option<Vec<u8>>,
     /// Its row of `events.jsonl` (`None` if the file ended: already reported).
@@ -1193,6 +1193,26 @@ struct Item {
     policies: Arc<BTreeMap<u64, Arc<ValidatedPolicy>>>,
     /// Whether its enrolment records a verified attestation (spec/entry.md, version 2).
     attested: bool,
+}
+
+/// An enrolment of the log with its key, parsed once for every decision that names it.
+struct Keyed {
+    enrolment: Enrolment,
+    key: Result<PublicKey, EntryError>,
+}
+
+/// A line of `statements.jsonl`. A line written as the exporter writes it (serde_json's
+/// compact form of the line: members in order, no space) is read once, into the statement's
+/// type: being that form, it names no member twice. Any other line is read strictly
+/// (`parse_json_strict`), refusing a member named twice anywhere.
+fn parse_statement_line(l: &[u8]) -> Result<StatementLine, String> {
+    if let Ok(sl) = serde_json::from_slice::<StatementLine>(l) {
+        if serde_json::to_vec(&sl).is_ok_and(|again| again == l) {
+            return Ok(sl);
+        }
+    }
+    let v = parse_json_strict(l)?;
+    serde_json::from_value::<StatementLine>(v).map_err(|e| e.to_string())
 }
 
 /// What the workers found about one [`Item`].
@@ -1227,34 +1247,40 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
             detail,
         });
     };
-    let line: Option<StatementLine> = item.line.as_ref().and_then(|l| {
-        match parse_json_strict(l)
-            .and_then(|v| serde_json::from_value::<StatementLine>(v).map_err(|e| e.to_string()))
-        {
-            Ok(sl) => Some(sl),
-            Err(e) => {
-                fail(
-                    Statements::FILE,
-                    "decisions",
-                    format!("the line is not {{\"index\", \"statement\"}}: {e}"),
-                );
-                None
-            }
-        }
-    });
+    let line: Option<StatementLine> =
+        item.line
+            .as_ref()
+            .and_then(|l| match parse_statement_line(l) {
+                Ok(sl) => Some(sl),
+                Err(e) => {
+                    fail(
+                        Statements::FILE,
+                        "decisions",
+                        format!("the line is not {{\"index\", \"statement\"}}: {e}"),
+                    );
+                    None
+                }
+            });
     let mut statement_ok = false;
     let mut uv: Option<bool> = None;
     if let Some(Entry::Decision(d)) = &item.decoded {
-        if let Some(enr) = &item.enrolment {
+        if let Some(k) = &item.enrolment {
             let policy = BundlePolicy {
                 witnesses: &[],
                 rp_id: sh.ctx.rp_id.as_deref(),
                 origin: sh.ctx.origin.as_deref(),
                 require_user_verification: sh.ctx.require_uv,
             };
-            match verify_decision_assertion(d, enr, &sh.ctx.rp, &policy) {
+            let verified = match &k.key {
+                Ok(key) => verify_decision_assertion_with_key(d, key, &sh.ctx.rp, &policy),
+                // Says why, as for any enrolment.
+                Err(_) => {
+                    verify_decision_assertion(d, &k.enrolment, &sh.ctx.rp, &policy).map(|(_, a)| a)
+                }
+            };
+            match verified {
                 Err(e) => fail(&item.path, "decisions", e.to_string()),
-                Ok((_, a)) => uv = Some(a.user_verified()),
+                Ok(a) => uv = Some(a.user_verified()),
             }
         }
         if let Some(sl) = &line {
@@ -1488,7 +1514,7 @@ fn check_entries(
     bundle_files: &BTreeMap<u64, String>,
 ) -> HashMap<u64, [u8; 32]> {
     let m = run.manifest.clone();
-    let mut enrolments: HashMap<u64, Arc<Enrolment>> = HashMap::new();
+    let mut enrolments: HashMap<u64, Arc<Keyed>> = HashMap::new();
     let mut revoked: HashMap<u64, u64> = HashMap::new();
     // Policy entries are few: the map is copied when one is added, and shared with the items.
     let mut policies: Arc<BTreeMap<u64, Arc<ValidatedPolicy>>> = Arc::new(BTreeMap::new());
@@ -1618,7 +1644,13 @@ fn check_entries(
                     }
                     let mut slim = e.clone();
                     slim.attestation = countersign_verifier::AttestationRecord::NotRecorded;
-                    enrolments.insert(i, Arc::new(slim));
+                    enrolments.insert(
+                        i,
+                        Arc::new(Keyed {
+                            key: slim.key(),
+                            enrolment: slim,
+                        }),
+                    );
                 }
                 Some(Entry::Revocation(r)) => {
                     revoked.entry(r.enrolment_index).or_insert(i);
@@ -1715,7 +1747,9 @@ fn check_entries(
                             ),
                         ),
                         Some(enr) => {
-                            if let Err(e) = check_decision_enrolment(d, i, enr, d.enrolment_index) {
+                            if let Err(e) =
+                                check_decision_enrolment(d, i, &enr.enrolment, d.enrolment_index)
+                            {
                                 run.fail(&path, Some(i), "decisions", e.to_string());
                             } else if let Some(r) = revoked.get(&d.enrolment_index) {
                                 run.fail(
@@ -1939,7 +1973,7 @@ fn merge_quorum(run: &mut Run, group: &[Decided]) -> Decided {
 }
 
 /// Rows of the second run parsed at once on the workers.
-const OUTSIDE_BATCH: usize = 4096;
+const OUTSIDE_BATCH: usize = 1024;
 
 /// What a worker finds about one row of the second run of `events.jsonl`.
 struct OutsideRow {
@@ -1958,7 +1992,38 @@ struct OutsideRow {
     undecided_key: [u8; 16],
 }
 
-fn parse_outside(line: &[u8], decided: &[Decided]) -> Result<OutsideRow, String> {
+/// The decisions sorted by request digest, with the first 8 bytes of each digest in an array of
+/// their own: a lookup's last probes share cache lines there, where in the records each probe
+/// is a miss of its own.
+struct ByRequest {
+    decided: Vec<Decided>,
+    prefixes: Vec<u64>,
+}
+
+impl ByRequest {
+    fn new(decided: Vec<Decided>) -> ByRequest {
+        let prefixes = decided.iter().map(|d| key_prefix(&d.key)).collect();
+        ByRequest { decided, prefixes }
+    }
+
+    /// Where the request with digest `key` is, if it was decided.
+    fn find(&self, key: &[u8; 16]) -> Option<usize> {
+        let p = key_prefix(key);
+        let from = self.prefixes.partition_point(|&q| q < p);
+        (from..self.prefixes.len())
+            .take_while(|&i| self.prefixes[i] == p)
+            .find(|&i| self.decided[i].key == *key)
+    }
+}
+
+fn key_prefix(key: &[u8; 16]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(b)
+}
+
+fn parse_outside(line: &[u8], by: &ByRequest) -> Result<OutsideRow, String> {
+    let decided = &by.decided;
     // Any value the deserialiser accepts is held to its one X6 form below, which a duplicate or
     // unknown member, another order or other spacing cannot have.
     let row: EventRow = serde_json::from_slice(line).map_err(|e| e.to_string())?;
@@ -1978,7 +2043,7 @@ fn parse_outside(line: &[u8], decided: &[Decided]) -> Result<OutsideRow, String>
         return Ok(out);
     };
     let key = sha16(request_id.as_bytes());
-    out.at = decided.binary_search_by_key(&key, |d| d.key).ok();
+    out.at = by.find(&key);
     match out.at {
         Some(at) => match out.row.event_type {
             EventType::RequestCreated => out.created = sha16(line),
@@ -2019,42 +2084,47 @@ fn check_outside_events(run: &mut Run, events: &mut Events, decided: Vec<Decided
     let to = parse_rfc3339_ms(&run.manifest.events_to).unwrap_or(0);
     let mut last_time = 0u64;
     let mut undecided_seen: HashSet<[u8; 16]> = HashSet::new();
-    let decided = Arc::new(decided);
+    let by = Arc::new(ByRequest::new(decided));
+    let decided = &by.decided;
     let mut seen = vec![Seen::default(); decided.len()];
-    let mut parsing: Option<Parsing> = None;
-    loop {
-        let mut lines = Vec::with_capacity(OUTSIDE_BATCH);
-        let first = events.row + 1;
-        while lines.len() < OUTSIDE_BATCH {
-            match events.next_line(run) {
-                Some(line) => lines.push(line),
-                None => break,
+    // Batches in flight: the workers parse the next ones while the main thread reads and
+    // applies, so neither waits on the other.
+    let depth = rayon::current_num_threads() + 2;
+    let mut parsing: std::collections::VecDeque<Parsing> = std::collections::VecDeque::new();
+    let mut more = true;
+    while more || !parsing.is_empty() {
+        while more && parsing.len() < depth {
+            let mut lines = Vec::with_capacity(OUTSIDE_BATCH);
+            let first = events.row + 1;
+            while lines.len() < OUTSIDE_BATCH {
+                match events.next_line(run) {
+                    Some(line) => lines.push(line),
+                    None => break,
+                }
+            }
+            more = lines.len() == OUTSIDE_BATCH;
+            if !lines.is_empty() {
+                let by = Arc::clone(&by);
+                parsing.push_back((first, on_pool(lines, move |l| parse_outside(l, &by))));
             }
         }
-        let next = (!lines.is_empty()).then(|| {
-            let decided = Arc::clone(&decided);
-            (first, on_pool(lines, move |l| parse_outside(l, &decided)))
-        });
-        if let Some((first, rx)) = parsing.take() {
-            let Some(parsed) = answer(run, rx, "events") else {
-                return;
-            };
-            for (n, p) in (first..).zip(parsed) {
-                check_outside_row(
-                    run,
-                    events,
-                    (&decided, &mut seen),
-                    n,
-                    p,
-                    (from, to),
-                    &mut last_time,
-                    &mut undecided_seen,
-                );
-            }
-        }
-        match next {
-            Some(n) => parsing = Some(n),
-            None => break,
+        let Some((first, rx)) = parsing.pop_front() else {
+            break;
+        };
+        let Some(parsed) = answer(run, rx, "events") else {
+            return;
+        };
+        for (n, p) in (first..).zip(parsed) {
+            check_outside_row(
+                run,
+                events,
+                (decided, &mut seen),
+                n,
+                p,
+                (from, to),
+                &mut last_time,
+                &mut undecided_seen,
+            );
         }
     }
     let mut missing: Vec<u64> = decided

@@ -285,6 +285,62 @@ fn tar_with_a_mutation_fails_too() {
     assert_fails(&verify(&tar_path, &a), "manifest", "statements.jsonl", None);
 }
 
+/// A line in another JSON form than the exporter's (spaces, members in another order) still
+/// holds the statement: it is read the strict way and verifies.
+#[test]
+fn statement_line_in_another_form_verifies() {
+    let (_t, d, a) = fresh();
+    let mut ls = lines(&d, "statements.jsonl");
+    let target = a.statement_indexes[5];
+    let n = row_index(&ls, |v| v["index"] == target);
+    let v: Value = serde_json::from_str(&ls[n]).unwrap();
+    ls[n] = format!(
+        "{{ \"statement\": {}, \"index\": {} }}",
+        serde_json::to_string_pretty(&v["statement"])
+            .unwrap()
+            .replace('\n', " "),
+        v["index"]
+    );
+    write_lines(&d, "statements.jsonl", &ls);
+    rehash(&d);
+    assert_ok(&verify(&d, &a));
+}
+
+/// A member named twice, in the statement or deep in its authorization_details, is refused
+/// (each reader would keep another copy), though the copy kept by a lax reader hashes right.
+#[test]
+fn statement_line_naming_a_member_twice() {
+    for (what, from, to) in [
+        (
+            "binding_message",
+            "\"binding_message\":",
+            "\"binding_message\":\"Pay 1 EUR\",\"binding_message\":",
+        ),
+        (
+            "authorization_details[0].type",
+            "\"type\":",
+            "\"type\":\"account_information\",\"type\":",
+        ),
+    ] {
+        let (_t, d, a) = fresh();
+        let mut ls = lines(&d, "statements.jsonl");
+        let target = a.statement_indexes[5];
+        let n = row_index(&ls, |v| v["index"] == target);
+        assert!(ls[n].contains(from), "{what}: {}", ls[n]);
+        ls[n] = ls[n].replacen(from, to, 1);
+        write_lines(&d, "statements.jsonl", &ls);
+        rehash(&d);
+        let out = verify(&d, &a);
+        assert_fails(&out, "decisions", "statements.jsonl", Some(target));
+        assert!(
+            report(&out).to_string().contains("twice")
+                || report(&out).to_string().contains("duplicate"),
+            "{what}: {:#}",
+            report(&out)
+        );
+    }
+}
+
 #[test]
 fn statement_line_byte() {
     let (_t, d, a) = fresh();
