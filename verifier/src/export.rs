@@ -192,33 +192,39 @@ impl EventRow {
         fn text(o: &Option<String>) -> &str {
             o.as_deref().unwrap_or("")
         }
-        let index = self.log_index.map(|i| i.to_string()).unwrap_or_default();
-        let types = self.authorization_details_types.join(";");
-        let fields: [&str; 12] = [
-            &index,
-            text(&self.leaf_hash),
-            self.event_type.as_str(),
-            &self.time_utc,
-            text(&self.request_id),
-            text(&self.client_id),
-            text(&self.approver_id),
-            text(&self.credential_id),
-            text(&self.aaguid),
-            &types,
-            text(&self.binding_message),
-            text(&self.statement_sha256),
-        ];
-        // One allocation for the record (the fields are written into it, not copied first).
-        let mut out = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum::<usize>() + 8);
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_csv_field(&mut out, f);
-        }
-        out.push_str("\r\n");
-        out
+        csv_record(
+            self.log_index,
+            [
+                text(&self.leaf_hash),
+                self.event_type.as_str(),
+                &self.time_utc,
+                text(&self.request_id),
+                text(&self.client_id),
+                text(&self.approver_id),
+                text(&self.credential_id),
+                text(&self.aaguid),
+                &self.authorization_details_types.join(";"),
+                text(&self.binding_message),
+                text(&self.statement_sha256),
+            ],
+        )
     }
+}
+
+/// The `events.csv` record (X7), with its CRLF, of a row given by its columns: the log index,
+/// then the texts of the other eleven in order (`""` for null, the detail types joined by `;`).
+pub fn csv_record(log_index: Option<u64>, texts: [&str; 11]) -> String {
+    let index = log_index.map(|i| i.to_string()).unwrap_or_default();
+    // One allocation for the record (the fields are written into it, not copied first).
+    let mut out =
+        String::with_capacity(index.len() + texts.iter().map(|f| f.len() + 1).sum::<usize>() + 8);
+    push_csv_field(&mut out, &index);
+    for f in texts {
+        out.push(',');
+        push_csv_field(&mut out, f);
+    }
+    out.push_str("\r\n");
+    out
 }
 
 /// The header line of `events.csv`, with its CRLF.

@@ -86,6 +86,7 @@ pub struct Statement {
     /// The CIBA binding message shown on both devices.
     pub binding_message: String,
     /// RFC 9396 authorization details: a JSON array of objects, each with a string `type`.
+    #[serde(deserialize_with = "strict_value")]
     pub authorization_details: Value,
     /// When the request was made, seconds since the Unix epoch.
     pub requested_at: u64,
@@ -146,6 +147,13 @@ where
 }
 
 /// A member that must be present and may be `null`.
+/// A JSON value read as [`parse_json_strict`] reads it: with the derived refusal of a member
+/// named twice among the statement's own, a statement read from text names no member twice
+/// anywhere, however it is read.
+fn strict_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Strict::deserialize(d).map(|Strict(v)| v)
+}
+
 fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -10,6 +10,7 @@
 //! rows outside the log are parsed on every core too. Every file's SHA-256 is computed as it is
 //! read, so each byte of the archive is read once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -18,8 +19,8 @@ use std::sync::{mpsc, Arc};
 
 use clap::Args;
 use countersign_verifier::export::{
-    csv_header, entry_bundles, event_row_of, hash_tiles, parse_rfc3339_ms, tile_path, EventRow,
-    EventType, Manifest, StatementLine, Totals, EXPORT_FORMAT, TOTALS_ELEMENT_ID,
+    csv_header, csv_record, entry_bundles, event_row_of, hash_tiles, parse_rfc3339_ms, tile_path,
+    EventRow, EventType, Manifest, StatementLine, Totals, EXPORT_FORMAT, TOTALS_ELEMENT_ID,
 };
 use countersign_verifier::{
     check_decision_enrolment, check_decision_statement, check_statement_policy, leaf_hash,
@@ -918,6 +919,19 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
                 format!("{} bytes, not {want} ({w} hashes)", bytes.len()),
             );
         }
+        // The tree hash of each hash's 256 children, on all cores.
+        let roots: Vec<Option<Hash>> = if l >= 1 && ok {
+            let below = if l == 1 { &level0 } else { &below };
+            (0..w)
+                .into_par_iter()
+                .map(|k| {
+                    let from = ((i * 256 + k) * 256) as usize;
+                    below.get(from..from + 256).map(root_from_leaf_hashes)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for k in 0..w {
             let h = if ok {
                 Hash::from_slice(&bytes[(k * 32) as usize..(k * 32 + 32) as usize])
@@ -927,10 +941,8 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
             };
             if l >= 1 && ok {
                 let n = i * 256 + k;
-                let from = (n * 256) as usize;
-                let below = if l == 1 { &level0 } else { &below };
-                if let Some(children) = below.get(from..from + 256) {
-                    if root_from_leaf_hashes(children) != h {
+                if let Some(Some(root)) = roots.get(k as usize) {
+                    if *root != h {
                         run.fail(
                             &path,
                             Some(n << (8 * u32::from(l))),
@@ -952,7 +964,7 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
         level0.clear();
     }
     if let Some(root) = root {
-        if root_from_leaf_hashes(&level0) != root {
+        if tree_hash(&level0) != root {
             run.fail(
                 "tile/0",
                 None,
@@ -962,6 +974,17 @@ fn check_tiles(run: &mut Run, tiles: &[(u8, u64, u64)], root: Option<Hash>) -> V
         }
     }
     level0
+}
+
+/// The RFC 6962 tree hash of `leaves`, its two subtrees (split at the largest power of two
+/// below the size, as the definition does) on two cores while they are large.
+fn tree_hash(leaves: &[Hash]) -> Hash {
+    if leaves.len() <= 1 << 16 {
+        return root_from_leaf_hashes(leaves);
+    }
+    let k = 1usize << (usize::BITS - 1 - (leaves.len() - 1).leading_zeros());
+    let (left, right) = rayon::join(|| tree_hash(&leaves[..k]), || tree_hash(&leaves[k..]));
+    countersign_verifier::node_hash(&left, &right)
 }
 
 /// Check 4.
@@ -996,7 +1019,7 @@ fn check_trusted(run: &mut Run, note: &[u8], level0: &[Hash]) -> Option<u64> {
         );
         return None;
     }
-    let got = root_from_leaf_hashes(&level0[..(size as usize).min(level0.len())]);
+    let got = tree_hash(&level0[..(size as usize).min(level0.len())]);
     if got != v.checkpoint.root {
         run.fail(
             name,
@@ -1201,18 +1224,11 @@ struct Keyed {
     key: Result<PublicKey, EntryError>,
 }
 
-/// A line of `statements.jsonl`. A line written as the exporter writes it (serde_json's
-/// compact form of the line: members in order, no space) is read once, into the statement's
-/// type: being that form, it names no member twice. Any other line is read strictly
-/// (`parse_json_strict`), refusing a member named twice anywhere.
+/// A line of `statements.jsonl`, read into its type at once: the statement's derived reader
+/// refuses a member named twice among its own, and its `authorization_details` are read
+/// strictly (`parse_json_strict`), so no member can be named twice anywhere.
 fn parse_statement_line(l: &[u8]) -> Result<StatementLine, String> {
-    if let Ok(sl) = serde_json::from_slice::<StatementLine>(l) {
-        if serde_json::to_vec(&sl).is_ok_and(|again| again == l) {
-            return Ok(sl);
-        }
-    }
-    let v = parse_json_strict(l)?;
-    serde_json::from_value::<StatementLine>(v).map_err(|e| e.to_string())
+    serde_json::from_slice::<StatementLine>(l).map_err(|e| e.to_string())
 }
 
 /// What the workers found about one [`Item`].
@@ -1310,7 +1326,7 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                         index: i,
                         decided_ms: d.time_ms,
                         requested_ms,
-                        created: sha16(created.to_json_line().as_bytes()),
+                        created: json_sha16(&created),
                         approve: d.decision == countersign_verifier::Decision::Approve,
                         approver: sha16(d.approver_id.as_bytes()),
                         statement: sha16(&h),
@@ -1835,7 +1851,6 @@ fn check_entries(
         run.finish(Statements::FILE, r);
     }
     pool.drain(run, &mut events, &mut learned);
-
     // 7. The second run: events outside the log.
     index_decided(run, &mut learned.decided);
     check_outside_events(run, &mut events, std::mem::take(&mut learned.decided));
@@ -1868,7 +1883,7 @@ fn check_entries(
 /// (approved when its quorum of distinct approvals is logged and no one denied it, decided when
 /// the last needed approval or the denial was logged), and tallied.
 fn index_decided(run: &mut Run, decided: &mut Vec<Decided>) {
-    decided.sort_unstable_by_key(|d| (d.key, d.index));
+    decided.par_sort_unstable_by_key(|d| (d.key, d.index));
     // Merged in place (a group never yields more records than it has, so what is written stays
     // behind what is read): a second vector would double the largest allocation of the run.
     let mut written = 0;
@@ -1977,7 +1992,7 @@ const OUTSIDE_BATCH: usize = 1024;
 
 /// What a worker finds about one row of the second run of `events.jsonl`.
 struct OutsideRow {
-    row: EventRow,
+    row: OutsideFields,
     /// The line is the X6 form of the row.
     canonical: bool,
     csv: String,
@@ -1992,25 +2007,50 @@ struct OutsideRow {
     undecided_key: [u8; 16],
 }
 
-/// The decisions sorted by request digest, with the first 8 bytes of each digest in an array of
-/// their own: a lookup's last probes share cache lines there, where in the records each probe
-/// is a miss of its own.
+/// The decisions sorted by request digest, found by digest with few cache misses (a lookup's
+/// probes into a million records would each miss): the first 8 bytes of each digest in an array
+/// of their own, and where each bucket of prefixes starts in it (the digests are SHA-256, so the
+/// buckets are even: about two records each). Within a bucket the search is binary, so digests
+/// ground to share a bucket cost a logarithm, not a scan.
 struct ByRequest {
     decided: Vec<Decided>,
     prefixes: Vec<u64>,
+    /// Bucket `b` is `prefixes[starts[b]..starts[b + 1]]`.
+    starts: Vec<usize>,
+    /// A prefix's bucket is its top `64 - shift` bits.
+    shift: u32,
 }
 
 impl ByRequest {
     fn new(decided: Vec<Decided>) -> ByRequest {
-        let prefixes = decided.iter().map(|d| key_prefix(&d.key)).collect();
-        ByRequest { decided, prefixes }
+        let prefixes: Vec<u64> = decided.iter().map(|d| key_prefix(&d.key)).collect();
+        let buckets = (prefixes.len() / 2).max(1).next_power_of_two();
+        let shift = 64 - buckets.trailing_zeros();
+        let bucket = |p: u64| usize::try_from(p.checked_shr(shift).unwrap_or(0)).unwrap_or(0);
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut at = 0;
+        for b in 0..buckets {
+            starts.push(at);
+            while at < prefixes.len() && bucket(prefixes[at]) == b {
+                at += 1;
+            }
+        }
+        starts.push(prefixes.len());
+        ByRequest {
+            decided,
+            prefixes,
+            starts,
+            shift,
+        }
     }
 
     /// Where the request with digest `key` is, if it was decided.
     fn find(&self, key: &[u8; 16]) -> Option<usize> {
         let p = key_prefix(key);
-        let from = self.prefixes.partition_point(|&q| q < p);
-        (from..self.prefixes.len())
+        let b = usize::try_from(p.checked_shr(self.shift).unwrap_or(0)).unwrap_or(0);
+        let (start, end) = (*self.starts.get(b)?, *self.starts.get(b + 1)?);
+        let from = start + self.prefixes.get(start..end)?.partition_point(|&q| q < p);
+        (from..end)
             .take_while(|&i| self.prefixes[i] == p)
             .find(|&i| self.decided[i].key == *key)
     }
@@ -2022,14 +2062,151 @@ fn key_prefix(key: &[u8; 16]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// What the main thread needs of a row of the second run.
+struct OutsideFields {
+    event_type: EventType,
+    log_index: Option<u64>,
+    /// Whether it has a leaf hash.
+    leaf_hash: bool,
+    request_id: Option<String>,
+}
+
+/// A text of a row as read: borrowed from the line unless it holds an escape.
+#[derive(Clone)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+impl serde::Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A row of `events.jsonl` read in place: [`EventRow`]'s members, names and types (a test holds
+/// the two to the same lines, forms and records), its texts borrowed from the line.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RowRef<'a> {
+    log_index: Option<u64>,
+    #[serde(borrow)]
+    leaf_hash: Option<Text<'a>>,
+    event_type: EventType,
+    #[serde(borrow)]
+    time_utc: Text<'a>,
+    #[serde(borrow)]
+    request_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    client_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    approver_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    credential_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    aaguid: Option<Text<'a>>,
+    #[serde(borrow)]
+    authorization_details_types: Vec<Text<'a>>,
+    #[serde(borrow)]
+    binding_message: Option<Text<'a>>,
+    #[serde(borrow)]
+    statement_sha256: Option<Text<'a>>,
+}
+
+impl RowRef<'_> {
+    /// As [`EventRow::to_csv_record`].
+    fn to_csv_record(&self) -> String {
+        fn text<'s>(o: &'s Option<Text<'_>>) -> &'s str {
+            o.as_ref().map_or("", |t| &t.0)
+        }
+        let types: Vec<&str> = self
+            .authorization_details_types
+            .iter()
+            .map(|t| &*t.0)
+            .collect();
+        csv_record(
+            self.log_index,
+            [
+                text(&self.leaf_hash),
+                self.event_type.as_str(),
+                &self.time_utc.0,
+                text(&self.request_id),
+                text(&self.client_id),
+                text(&self.approver_id),
+                text(&self.credential_id),
+                text(&self.aaguid),
+                &types.join(";"),
+                text(&self.binding_message),
+                text(&self.statement_sha256),
+            ],
+        )
+    }
+
+    /// Whether `line` is this row's X6 form (serde_json's compact form), found without writing
+    /// the form out.
+    fn is_written_as(&self, line: &[u8]) -> bool {
+        let mut rest = Same { rest: line };
+        serde_json::to_writer(&mut rest, self).is_ok() && rest.rest.is_empty()
+    }
+}
+
+/// A writer that accepts exactly the bytes of `rest`, in order.
+struct Same<'a> {
+    rest: &'a [u8],
+}
+
+impl std::io::Write for Same<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.rest.strip_prefix(buf) {
+            Some(r) => {
+                self.rest = r;
+                Ok(buf.len())
+            }
+            None => Err(std::io::ErrorKind::InvalidData.into()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`sha16`] of `value`'s compact JSON, hashed as it is written.
+fn json_sha16<T: serde::Serialize>(value: &T) -> [u8; 16] {
+    let mut h = Sha256::new();
+    // Writing into a hash cannot fail; the rows serialise without error.
+    let _ = serde_json::to_writer(&mut h, value);
+    let mut out = [0; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
 fn parse_outside(line: &[u8], by: &ByRequest) -> Result<OutsideRow, String> {
     let decided = &by.decided;
     // Any value the deserialiser accepts is held to its one X6 form below, which a duplicate or
     // unknown member, another order or other spacing cannot have.
-    let row: EventRow = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let canonical = row.to_json_line().as_bytes() == line;
+    let mut row: RowRef<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let canonical = row.is_written_as(line);
     let csv = row.to_csv_record();
-    let time_ms = parse_rfc3339_ms(&row.time_utc);
+    let time_ms = parse_rfc3339_ms(&row.time_utc.0);
     let mut out = OutsideRow {
         canonical,
         csv,
@@ -2037,7 +2214,12 @@ fn parse_outside(line: &[u8], by: &ByRequest) -> Result<OutsideRow, String> {
         at: None,
         created: [0; 16],
         undecided_key: [0; 16],
-        row,
+        row: OutsideFields {
+            event_type: row.event_type,
+            log_index: row.log_index,
+            leaf_hash: row.leaf_hash.is_some(),
+            request_id: row.request_id.as_ref().map(|t| t.0.clone().into_owned()),
+        },
     };
     let Some(request_id) = out.row.request_id.as_deref() else {
         return Ok(out);
@@ -2045,14 +2227,15 @@ fn parse_outside(line: &[u8], by: &ByRequest) -> Result<OutsideRow, String> {
     let key = sha16(request_id.as_bytes());
     out.at = by.find(&key);
     match out.at {
-        Some(at) => match out.row.event_type {
+        Some(at) => match row.event_type {
             EventType::RequestCreated => out.created = sha16(line),
             EventType::TokenIssued | EventType::RequestExpired => {
-                let mut as_created = out.row.clone();
-                as_created.event_type = EventType::RequestCreated;
-                as_created.time_utc =
-                    countersign_verifier::export::rfc3339_ms(decided[at].requested_ms);
-                out.created = sha16(as_created.to_json_line().as_bytes());
+                // The row turned into its request.created row.
+                row.event_type = EventType::RequestCreated;
+                row.time_utc = Text(Cow::Owned(countersign_verifier::export::rfc3339_ms(
+                    decided[at].requested_ms,
+                )));
+                out.created = json_sha16(&row);
             }
             _ => {}
         },
@@ -2077,8 +2260,8 @@ struct Seen {
 type Parsing = (u64, mpsc::Receiver<Vec<Result<OutsideRow, String>>>);
 
 /// Check 7, the second run of `events.jsonl`: the events outside the log. The rows are parsed
-/// and digested on the workers a batch at a time while the main thread reads the next batch and
-/// applies the one before, in order.
+/// and digested on the workers, several batches in flight, while the main thread reads the
+/// next batches and applies the parsed ones, in order.
 fn check_outside_events(run: &mut Run, events: &mut Events, decided: Vec<Decided>) {
     let from = parse_rfc3339_ms(&run.manifest.events_from).unwrap_or(0);
     let to = parse_rfc3339_ms(&run.manifest.events_to).unwrap_or(0);
@@ -2179,7 +2362,7 @@ fn check_outside_row(
         );
     }
     events.counted(run, row.event_type, row.log_index, &p.csv);
-    if row.event_type.in_log() || row.log_index.is_some() || row.leaf_hash.is_some() {
+    if row.event_type.in_log() || row.log_index.is_some() || row.leaf_hash {
         fail(
             run,
             "a log event after the first run (one row per entry of the range)".into(),
@@ -2486,6 +2669,96 @@ fn check_bundles(
                 "bundles",
                 "a bundle for an approval that does not complete its quorum".into(),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Rows with texts that need escapes in JSON or quotes in CSV, and with none.
+    fn rows() -> Vec<EventRow> {
+        let plain = EventRow {
+            log_index: None,
+            leaf_hash: None,
+            event_type: EventType::RequestCreated,
+            time_utc: "2026-01-01T00:00:06.000Z".into(),
+            request_id: Some("req_1".into()),
+            client_id: Some("agent-payments".into()),
+            approver_id: Some("apv_alice apv_bob".into()),
+            credential_id: None,
+            aaguid: None,
+            authorization_details_types: vec!["payment_initiation".into()],
+            binding_message: Some("Pay 42.00 EUR to ACME".into()),
+            statement_sha256: None,
+        };
+        let mut odd = plain.clone();
+        odd.event_type = EventType::DecisionApproved;
+        odd.log_index = Some(12);
+        odd.leaf_hash = Some("ab".repeat(32));
+        odd.binding_message = Some("=SUM(A1) \"quoted\", \\ \u{e9}\u{1f600}\t/\n".into());
+        odd.authorization_details_types = vec!["a;b".into(), "-x".into(), String::new()];
+        odd.credential_id = Some("3es3jyzmBdZKBhGctbcnDA".into());
+        odd.statement_sha256 = Some("cd".repeat(32));
+        let mut empty = plain.clone();
+        empty.event_type = EventType::TokenIssued;
+        empty.authorization_details_types.clear();
+        empty.request_id = Some("req_\u{7f}\"2".into());
+        vec![plain, odd, empty]
+    }
+
+    #[test]
+    fn tree_hash_is_the_rfc6962_tree_hash() {
+        let leaves: Vec<Hash> = (0u32..300_000)
+            .map(|i| countersign_verifier::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        for n in [
+            0, 1, 2, 65_536, 65_537, 131_072, 131_073, 200_000, 262_144, 300_000,
+        ] {
+            assert_eq!(
+                tree_hash(&leaves[..n]),
+                root_from_leaf_hashes(&leaves[..n]),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_read_in_place_are_event_rows() {
+        for row in rows() {
+            let line = row.to_json_line();
+            let r: RowRef<'_> = serde_json::from_str(&line).unwrap();
+            assert!(r.is_written_as(line.as_bytes()), "{line}");
+            assert_eq!(r.to_csv_record(), row.to_csv_record(), "{line}");
+            assert_eq!(json_sha16(&r), sha16(line.as_bytes()), "{line}");
+            assert_eq!(r.request_id.map(|t| t.0.into_owned()), row.request_id);
+            // Other forms of the same row: read alike by both, and not the X6 form.
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let others = [
+                serde_json::to_string_pretty(&v).unwrap(),
+                line.replacen("\"req_", "\"\\u0072eq_", 1),
+                line.replacen('{', "{ ", 1),
+                line.replacen('}', ",\"log_index\":null}", 1),
+                line.replacen('}', ",\"extra\":1}", 1),
+                line.replacen("\"event_type\"", "\"Event_type\"", 1),
+                line[..line.len() - 1].to_owned(),
+                String::new(),
+            ];
+            for other in others {
+                let owned = serde_json::from_str::<EventRow>(&other);
+                let borrowed = serde_json::from_str::<RowRef<'_>>(&other);
+                assert_eq!(owned.is_ok(), borrowed.is_ok(), "{other}");
+                if let (Ok(o), Ok(b)) = (owned, borrowed) {
+                    assert_eq!(
+                        o.to_json_line().as_bytes() == other.as_bytes(),
+                        b.is_written_as(other.as_bytes()),
+                        "{other}"
+                    );
+                    assert_eq!(o.to_csv_record(), b.to_csv_record(), "{other}");
+                }
+            }
         }
     }
 }
