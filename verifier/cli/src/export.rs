@@ -1147,6 +1147,13 @@ impl Events {
 
     /// The next line of `events.jsonl` (without `\n`), or `None` at the end.
     fn next_line(&mut self, run: &mut Run) -> Option<Vec<u8>> {
+        // As in `Statements::advance`: the buffer keeps its capacity.
+        self.read_line(run).map(<[u8]>::to_vec)
+    }
+
+    /// The next line of `events.jsonl` (without `\n`) in the reader's buffer, or `None` at the
+    /// end.
+    fn read_line(&mut self, run: &mut Run) -> Option<&[u8]> {
         let r = self.jsonl.as_mut()?;
         self.row += 1;
         match read_line(r, &mut self.buf) {
@@ -1164,8 +1171,7 @@ impl Events {
                         format!("row {} does not end with a newline", self.row),
                     );
                 }
-                // As in `Statements::advance`: the buffer keeps its capacity.
-                Some(self.buf.clone())
+                Some(&self.buf)
             }
         }
     }
@@ -1459,8 +1465,11 @@ fn absorb(run: &mut Run, events: &mut Events, learned: &mut Learned, batch: Vec<
     }
 }
 
-/// Maps `f` over `batch` on the rayon pool, in the background: the results come back, in the
-/// batch's order, through the receiver (for [`answer`]).
+/// Maps `f` over `batch` on one worker of the rayon pool, in the background: the results come
+/// back, in the batch's order, through the receiver (for [`answer`]). Several batches in flight
+/// keep every worker busy; a batch is not split further, as a split batch's worker, waiting for
+/// the other half, would take up another batch inside the wait and hold back the batch the main
+/// thread waits for, while the other worker runs out of work (2 to 3% of the cores sat idle).
 fn on_pool<T, R, F>(batch: Vec<T>, f: F) -> mpsc::Receiver<Vec<R>>
 where
     T: Sync + Send + 'static,
@@ -1469,7 +1478,7 @@ where
 {
     let (tx, rx) = mpsc::sync_channel(1);
     rayon::spawn(move || {
-        let done: Vec<R> = batch.par_iter().map(f).collect();
+        let done: Vec<R> = batch.iter().map(f).collect();
         let _ = tx.send(done);
     });
     rx
@@ -2448,18 +2457,28 @@ fn check_outside_events(run: &mut Run, events: &mut Events, decided: Vec<Decided
     let mut more = true;
     while more || !parsing.is_empty() {
         while more && parsing.len() < depth {
-            let mut lines = Vec::with_capacity(OUTSIDE_BATCH);
+            // A batch's lines in one buffer, each a range of it: two allocations a batch, not
+            // one a row.
+            let mut text: Vec<u8> = Vec::with_capacity(OUTSIDE_BATCH * 512);
+            let mut lines: Vec<std::ops::Range<usize>> = Vec::with_capacity(OUTSIDE_BATCH);
             let first = events.row + 1;
             while lines.len() < OUTSIDE_BATCH {
-                match events.next_line(run) {
-                    Some(line) => lines.push(line),
+                match events.read_line(run) {
+                    Some(line) => {
+                        let start = text.len();
+                        text.extend_from_slice(line);
+                        lines.push(start..text.len());
+                    }
                     None => break,
                 }
             }
             more = lines.len() == OUTSIDE_BATCH;
             if !lines.is_empty() {
                 let by = Arc::clone(&by);
-                parsing.push_back((first, on_pool(lines, move |l| parse_outside(l, &by))));
+                parsing.push_back((
+                    first,
+                    on_pool(lines, move |l| parse_outside(&text[l.clone()], &by)),
+                ));
             }
         }
         let Some((first, rx)) = parsing.pop_front() else {
