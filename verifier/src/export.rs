@@ -265,15 +265,17 @@ fn push_csv_field(out: &mut String, value: &str) {
 
 /// The `type` of each `authorization_details` entry of a statement, in order.
 pub fn detail_types(statement: &Statement) -> Vec<String> {
+    detail_type_names(statement).map(String::from).collect()
+}
+
+/// [`detail_types`], borrowed from the statement.
+pub fn detail_type_names(statement: &Statement) -> impl Iterator<Item = &str> {
     statement
         .authorization_details
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.get("type").and_then(|t| t.as_str()).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("type").and_then(|t| t.as_str()))
 }
 
 /// The log event row of the entry at `index` (X6, first run). For a decision, `statement` is

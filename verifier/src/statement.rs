@@ -146,7 +146,6 @@ where
     T::deserialize(d).map(Some)
 }
 
-/// A member that must be present and may be `null`.
 /// A JSON value read as [`parse_json_strict`] reads it: with the derived refusal of a member
 /// named twice among the statement's own, a statement read from text names no member twice
 /// anywhere, however it is read.
@@ -154,6 +153,7 @@ fn strict_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Erro
     Strict::deserialize(d).map(|Strict(v)| v)
 }
 
+/// A member that must be present and may be `null`.
 fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -333,7 +333,7 @@ pub fn canonical_json(value: &Value) -> Result<Vec<u8>, StatementError> {
     if serde_json_writes_jcs(value) {
         // serde_json's objects are ordered maps: for these values its compact output is the
         // canonical form, an order of magnitude faster than the canonicaliser's
-        // (`canonical_form_matches_the_canonicaliser` holds the two equal).
+        // (`canonical_json_is_the_canonicalisers` holds the two equal).
         return serde_json::to_vec(value).map_err(|e| StatementError::Malformed(e.to_string()));
     }
     serde_json_canonicalizer::to_vec(value).map_err(|e| StatementError::Malformed(e.to_string()))

@@ -19,14 +19,15 @@ use std::sync::{mpsc, Arc};
 
 use clap::Args;
 use countersign_verifier::export::{
-    csv_header, csv_record, entry_bundles, event_row_of, hash_tiles, parse_rfc3339_ms, tile_path,
-    EventRow, EventType, Manifest, StatementLine, Totals, EXPORT_FORMAT, TOTALS_ELEMENT_ID,
+    csv_header, csv_record, detail_type_names, entry_bundles, event_row_of, hash_tiles,
+    parse_rfc3339_ms, tile_path, EventRow, EventType, Manifest, StatementLine, Totals,
+    EXPORT_FORMAT, TOTALS_ELEMENT_ID,
 };
 use countersign_verifier::{
     check_decision_enrolment, check_decision_statement, check_statement_policy, leaf_hash,
     parse_json_strict, root_from_leaf_hashes, verify_checkpoint, verify_decision_assertion,
-    verify_decision_assertion_with_key, BundlePolicy, Enrolment, Entry, EntryError, EvidenceBundle,
-    Hash, PublicKey, RelyingParty, ValidatedPolicy, VerifierKey, MAX_NOTE_BYTES,
+    verify_decision_assertion_with_key, BundlePolicy, Enrolment, Entry, EvidenceBundle, Hash,
+    PublicKey, RelyingParty, ValidatedPolicy, VerifierKey, MAX_NOTE_BYTES,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -256,7 +257,7 @@ struct Decided {
     index: u64,
     decided_ms: u64,
     requested_ms: u64,
-    /// The digest of its `request.created` row's line.
+    /// The digest of its `request.created` row's members ([`RowRef::digest`]).
     created: [u8; 16],
     approve: bool,
     /// The approver's digest.
@@ -1245,7 +1246,8 @@ struct Item {
 /// An enrolment of the log with its key, parsed once for every decision that names it.
 struct Keyed {
     enrolment: Enrolment,
-    key: Result<PublicKey, EntryError>,
+    /// `None` if it does not parse: the decision's check then says why.
+    key: Option<PublicKey>,
 }
 
 /// A line of `statements.jsonl`, read into its type at once: the statement's derived reader
@@ -1312,9 +1314,9 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                 require_user_verification: sh.ctx.require_uv,
             };
             let verified = match &k.key {
-                Ok(key) => verify_decision_assertion_with_key(d, key, &sh.ctx.rp, &policy),
+                Some(key) => verify_decision_assertion_with_key(d, key, &sh.ctx.rp, &policy),
                 // Says why, as for any enrolment.
-                Err(_) => {
+                None => {
                     verify_decision_assertion(d, &k.enrolment, &sh.ctx.rp, &policy).map(|(_, a)| a)
                 }
             };
@@ -1689,7 +1691,7 @@ fn check_entries(
                     enrolments.insert(
                         i,
                         Arc::new(Keyed {
-                            key: slim.key(),
+                            key: slim.key().ok(),
                             enrolment: slim,
                         }),
                     );
@@ -2025,9 +2027,9 @@ struct OutsideRow {
     time_ms: Option<u64>,
     /// Where its request is in the sorted decisions.
     at: Option<usize>,
-    /// For a row of a decided request: the digest to compare with its `created` (of the line for
-    /// `request.created`, of the row turned into its `request.created` row for `token.issued`
-    /// and `request.expired`).
+    /// For a row of a decided request: the digest ([`RowRef::digest`]) to compare with its
+    /// `created` (of the row for `request.created`, of the row turned into its `request.created`
+    /// row for `token.issued` and `request.expired`).
     created: [u8; 16],
     /// For a row of an undecided request: the digest of its type and request id.
     undecided_key: [u8; 16],
@@ -2052,12 +2054,11 @@ impl ByRequest {
         let prefixes: Vec<u64> = decided.iter().map(|d| key_prefix(&d.key)).collect();
         let buckets = (prefixes.len() / 2).max(1).next_power_of_two();
         let shift = 64 - buckets.trailing_zeros();
-        let bucket = |p: u64| usize::try_from(p.checked_shr(shift).unwrap_or(0)).unwrap_or(0);
         let mut starts = Vec::with_capacity(buckets + 1);
         let mut at = 0;
         for b in 0..buckets {
             starts.push(at);
-            while at < prefixes.len() && bucket(prefixes[at]) == b {
+            while at < prefixes.len() && bucket_of(prefixes[at], shift) == b {
                 at += 1;
             }
         }
@@ -2073,13 +2074,18 @@ impl ByRequest {
     /// Where the request with digest `key` is, if it was decided.
     fn find(&self, key: &[u8; 16]) -> Option<usize> {
         let p = key_prefix(key);
-        let b = usize::try_from(p.checked_shr(self.shift).unwrap_or(0)).unwrap_or(0);
+        let b = bucket_of(p, self.shift);
         let (start, end) = (*self.starts.get(b)?, *self.starts.get(b + 1)?);
         let from = start + self.prefixes.get(start..end)?.partition_point(|&q| q < p);
         (from..end)
             .take_while(|&i| self.prefixes[i] == p)
             .find(|&i| self.decided[i].key == *key)
     }
+}
+
+/// The bucket of a digest prefix: its top `64 - shift` bits (none when `shift` is 64).
+fn bucket_of(prefix: u64, shift: u32) -> usize {
+    usize::try_from(prefix.checked_shr(shift).unwrap_or(0)).unwrap_or(0)
 }
 
 fn key_prefix(key: &[u8; 16]) -> u64 {
@@ -2159,6 +2165,55 @@ struct RowRef<'a> {
 }
 
 impl RowRef<'_> {
+    /// A digest of the row's members (the first 16 bytes of SHA-256 over each member in order,
+    /// a text as its length and bytes, a missing one as a zero tag: one encoding per row), to
+    /// compare two rows by without writing either out. Equal rows have equal digests; rows
+    /// that differ cannot be made to share one short of a SHA-256 collision on 128 bits.
+    fn digest(&self) -> [u8; 16] {
+        fn text(h: &mut Sha256, t: Option<&str>) {
+            match t {
+                None => h.update([0]),
+                Some(t) => {
+                    h.update([1]);
+                    h.update((t.len() as u64).to_le_bytes());
+                    h.update(t.as_bytes());
+                }
+            }
+        }
+        fn opt<'s>(t: &'s Option<Text<'_>>) -> Option<&'s str> {
+            t.as_ref().map(|t| &*t.0)
+        }
+        let mut h = Sha256::new();
+        match self.log_index {
+            None => h.update([0]),
+            Some(i) => {
+                h.update([1]);
+                h.update(i.to_le_bytes());
+            }
+        }
+        text(&mut h, opt(&self.leaf_hash));
+        text(&mut h, Some(self.event_type.as_str()));
+        text(&mut h, Some(&self.time_utc.0));
+        for t in [
+            &self.request_id,
+            &self.client_id,
+            &self.approver_id,
+            &self.credential_id,
+            &self.aaguid,
+        ] {
+            text(&mut h, opt(t));
+        }
+        h.update((self.authorization_details_types.len() as u64).to_le_bytes());
+        for t in &self.authorization_details_types {
+            text(&mut h, Some(&t.0));
+        }
+        text(&mut h, opt(&self.binding_message));
+        text(&mut h, opt(&self.statement_sha256));
+        let mut out = [0; 16];
+        out.copy_from_slice(&h.finalize()[..16]);
+        out
+    }
+
     /// As [`EventRow::to_csv_record`].
     fn to_csv_record(&self) -> String {
         fn text<'s>(o: &'s Option<Text<'_>>) -> &'s str {
@@ -2185,11 +2240,6 @@ impl RowRef<'_> {
                 text(&self.statement_sha256),
             ],
         )
-    }
-
-    /// Whether `line` is this row's X6 form (serde_json's compact form).
-    fn is_written_as(&self, line: &[u8]) -> bool {
-        written_as(self, line)
     }
 }
 
@@ -2322,21 +2372,13 @@ impl CreatedRow<'_> {
             log_index: None,
             leaf_hash: None,
             event_type: EventType::RequestCreated,
-            time_utc: Text(Cow::Borrowed(&self.time_utc)),
+            time_utc: text(&self.time_utc),
             request_id: Some(text(&st.request_id)),
             client_id: Some(text(&st.client_id)),
-            approver_id: Some(Text(Cow::Borrowed(&self.approvers))),
+            approver_id: Some(text(&self.approvers)),
             credential_id: None,
             aaguid: None,
-            authorization_details_types: st
-                .authorization_details
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|d| d.get("type").and_then(|t| t.as_str()).map(text))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            authorization_details_types: detail_type_names(st).map(text).collect(),
             binding_message: Some(text(&st.binding_message)),
             statement_sha256: None,
         }
@@ -2363,57 +2405,6 @@ impl std::io::Write for Same<'_> {
     }
 }
 
-impl RowRef<'_> {
-    /// A digest of the row's members (the first 16 bytes of SHA-256 over each member in order,
-    /// a text as its length and bytes, a missing one as a zero tag: one encoding per row), to
-    /// compare two rows by without writing either out. Equal rows have equal digests; rows
-    /// that differ cannot be made to share one short of a SHA-256 collision on 128 bits.
-    fn digest(&self) -> [u8; 16] {
-        fn text(h: &mut Sha256, t: Option<&str>) {
-            match t {
-                None => h.update([0]),
-                Some(t) => {
-                    h.update([1]);
-                    h.update((t.len() as u64).to_le_bytes());
-                    h.update(t.as_bytes());
-                }
-            }
-        }
-        fn opt<'s>(t: &'s Option<Text<'_>>) -> Option<&'s str> {
-            t.as_ref().map(|t| &*t.0)
-        }
-        let mut h = Sha256::new();
-        match self.log_index {
-            None => h.update([0]),
-            Some(i) => {
-                h.update([1]);
-                h.update(i.to_le_bytes());
-            }
-        }
-        text(&mut h, opt(&self.leaf_hash));
-        text(&mut h, Some(self.event_type.as_str()));
-        text(&mut h, Some(&self.time_utc.0));
-        for t in [
-            &self.request_id,
-            &self.client_id,
-            &self.approver_id,
-            &self.credential_id,
-            &self.aaguid,
-        ] {
-            text(&mut h, opt(t));
-        }
-        h.update((self.authorization_details_types.len() as u64).to_le_bytes());
-        for t in &self.authorization_details_types {
-            text(&mut h, Some(&t.0));
-        }
-        text(&mut h, opt(&self.binding_message));
-        text(&mut h, opt(&self.statement_sha256));
-        let mut out = [0; 16];
-        out.copy_from_slice(&h.finalize()[..16]);
-        out
-    }
-}
-
 fn parse_outside(line: &[u8], by: &ByRequest) -> Result<OutsideRow, String> {
     let decided = &by.decided;
     // Any value the deserialiser accepts is held to its one X6 form below, which a duplicate or
@@ -2422,7 +2413,7 @@ fn parse_outside(line: &[u8], by: &ByRequest) -> Result<OutsideRow, String> {
         Some(row) => (row, true),
         None => {
             let row: RowRef<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-            let canonical = row.is_written_as(line);
+            let canonical = written_as(&row, line);
             (row, canonical)
         }
     };
@@ -3019,8 +3010,8 @@ mod tests {
                 if let Some(q) = read_x6(&l) {
                     let json: RowRef<'_> = serde_json::from_slice(&l)
                         .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
-                    proptest::prop_assert!(json.is_written_as(&l));
-                    proptest::prop_assert!(q.is_written_as(&l));
+                    proptest::prop_assert!(written_as(&json, &l));
+                    proptest::prop_assert!(written_as(&q, &l));
                     proptest::prop_assert_eq!(q.to_csv_record(), json.to_csv_record());
                     proptest::prop_assert_eq!(q.digest(), json.digest());
                 }
@@ -3109,7 +3100,7 @@ mod tests {
         for row in rows() {
             let line = row.to_json_line();
             let r: RowRef<'_> = serde_json::from_str(&line).unwrap();
-            assert!(r.is_written_as(line.as_bytes()), "{line}");
+            assert!(written_as(&r, line.as_bytes()), "{line}");
             assert_eq!(r.to_csv_record(), row.to_csv_record(), "{line}");
             // The digest is of the members: equal for the row as read, apart for any change.
             let digest = r.digest();
@@ -3148,7 +3139,7 @@ mod tests {
                 if let (Ok(o), Ok(b)) = (owned, borrowed) {
                     assert_eq!(
                         o.to_json_line().as_bytes() == other.as_bytes(),
-                        b.is_written_as(other.as_bytes()),
+                        written_as(&b, other.as_bytes()),
                         "{other}"
                     );
                     assert_eq!(o.to_csv_record(), b.to_csv_record(), "{other}");
