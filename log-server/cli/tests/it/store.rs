@@ -198,8 +198,10 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
     let client = s.add_client("agent-old", "poll", None).await;
     let alice = s.add_approver("apv_old", 21).await;
 
-    // An old approved request (expires in 1 s), an old one nobody decided, a recent approved one.
-    let old = client.ask("apv_old", &[("requested_expiry", "1")]).await;
+    // An old approved request, an old one nobody decided (expires in 1 s), a recent approved
+    // one. The approved one lives 60 s: it must still be open when alice decides it, however
+    // slowly a loaded machine runs the test (with 1 s it was sometimes gone from her inbox).
+    let old = client.ask("apv_old", &[("requested_expiry", "60")]).await;
     let old_rid = alice.only_request().await;
     alice.decide(&old_rid, "approve").await;
     let (st, v) = client.token(&old).await;
@@ -261,8 +263,9 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
     assert_eq!(st, 200, "{body}");
     assert!(c.store.get_raw("v/x-index").unwrap().is_some(), "reindexed");
 
-    // Past it, the old requests go (the legacy one through the rebuilt index), the recent stays.
-    let later = t0 + 2 + 3600 + 5;
+    // Past it, the old requests go (the legacy one through the rebuilt index), the recent stays
+    // (it expires 600 s after it was asked, so its records stay until about t0 + 4200).
+    let later = t0 + 60 + 3600 + 5;
     assert_eq!(sweep(&c, later).await.unwrap(), 4);
     for (id, rid) in [
         (&old, &old_rid),
