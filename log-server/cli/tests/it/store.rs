@@ -312,7 +312,8 @@ async fn cleanup_runs_in_the_background() {
     .await;
     let client = s.add_client("agent-bg", "poll", None).await;
     let alice = s.add_approver("apv_bg", 31).await;
-    let short = client.ask("apv_bg", &[("requested_expiry", "1")]).await;
+    // 5 s: still open when alice decides it on a loaded machine, soon expired after.
+    let short = client.ask("apv_bg", &[("requested_expiry", "5")]).await;
     let short_rid = alice.only_request().await;
     alice.decide(&short_rid, "approve").await;
     let (st, body) = client.evidence(&short, None).await;
@@ -322,7 +323,7 @@ async fn cleanup_runs_in_the_background() {
     alice.decide(&long_rid, "deny").await;
 
     let mut gone = false;
-    for _ in 0..100 {
+    for _ in 0..200 {
         if records_left(&s, &short, &short_rid, "apv_bg").is_empty() {
             gone = true;
             break;
