@@ -10,7 +10,7 @@
 # EXPORT_NICE=19, as if it ran on the auditor's machine); the archives are written under
 # EXPORT_DIR (default WORK_DIR; e.g. /dev/shm to keep their writes off the server's disk).
 # EXPORT_BIN (default this tree's `countersign`) runs the exports with another build, to compare
-# two exporters against the same server.
+# two exporters against the same server; SERVER_BIN likewise runs the server with another build.
 #
 # ROUNDS (default 1) alternates that many (with exports, alone) phases after the first alone one
 # and compares the medians of their p99s.
@@ -30,7 +30,7 @@ URL="http://127.0.0.1:$PORT"
 EXPORT_DIR="${EXPORT_DIR:-$WORK}"
 rm -rf "$WORK/data" "$EXPORT_DIR"/export.* "$WORK/exports.txt"
 mkdir -p "$WORK" "$EXPORT_DIR"
-"$B/countersign" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
+"${SERVER_BIN:-$B/countersign}" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 EXPORTER=
 cleanup() {
@@ -56,9 +56,24 @@ bench --count "$PREFILL" --concurrency 4 --batch 128 | tail -2
     | grep -Eo '[A-Za-z0-9_-]{32,}' | head -1 > "$WORK/auditor.token"
 chmod 600 "$WORK/auditor.token"
 
+# TRACE_SYNCS=1 also times the server's fsync and fdatasync calls in each phase (`perf trace -s`,
+# as root): how long the WAL syncs behind each acknowledged append took.
 load() {
+    local tracer=
+    if [ -n "${TRACE_SYNCS:-}" ]; then
+        perf trace -s -e fsync,fdatasync -p "$SERVER" -o "$WORK/syncs.txt" &
+        tracer=$!
+        sleep 0.5
+    fi
     bench --count "$COUNT" --rate "$RATE" --concurrency 64 | grep -E "decisions/s|latency" \
         | tee -a "$WORK/phases.txt"
+    if [ -n "$tracer" ]; then
+        kill -INT "$tracer"
+        wait "$tracer" 2> /dev/null || true
+        awk '$1 == "fdatasync" || $1 == "fsync" { n[$1] += $2; t[$1] += $4; if ($7 > m[$1]) m[$1] = $7 }
+            END { for (c in n) printf "  server %s: %d calls, avg %.2f ms, max %.2f ms\n", c, n[c], t[c] / n[c], m[c] }' \
+            "$WORK/syncs.txt" | tee -a "$WORK/phases.txt"
+    fi
 }
 p99s() { # the p99 of each phase of one kind, in ms, one per line
     awk -v kind="$1" '$1 == "==" { k = $2 } /p99/ && k == kind {
