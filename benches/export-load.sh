@@ -24,6 +24,10 @@ RATE="${2:-1500}"
 COUNT="${3:-30000}"
 WORK="${4:-$(mktemp -d)}"
 PORT="${PORT:-18097}"
+if [ -n "${TRACE_SYNCS:-}" ] && ! perf trace -s -e fsync true > /dev/null 2>&1; then
+    echo "TRACE_SYNCS needs \`perf trace\` working here (Debian's linux-perf, run as root)" >&2
+    exit 2
+fi
 cargo build --release -p countersign -p countersign-benches
 B="$CARGO_TARGET_DIR/release"
 URL="http://127.0.0.1:$PORT"
@@ -61,6 +65,7 @@ chmod 600 "$WORK/auditor.token"
 load() {
     local tracer=
     if [ -n "${TRACE_SYNCS:-}" ]; then
+        rm -f "$WORK/syncs.txt"
         perf trace -s -e fsync,fdatasync -p "$SERVER" -o "$WORK/syncs.txt" &
         tracer=$!
         sleep 0.5
@@ -68,8 +73,12 @@ load() {
     bench --count "$COUNT" --rate "$RATE" --concurrency 64 | grep -E "decisions/s|latency" \
         | tee -a "$WORK/phases.txt"
     if [ -n "$tracer" ]; then
-        kill -INT "$tracer"
+        kill -INT "$tracer" 2> /dev/null || true
         wait "$tracer" 2> /dev/null || true
+        if [ ! -s "$WORK/syncs.txt" ]; then
+            echo "  perf trace recorded nothing for this phase" | tee -a "$WORK/phases.txt"
+            return
+        fi
         awk '$1 == "fdatasync" || $1 == "fsync" { n[$1] += $2; t[$1] += $4; if ($7 > m[$1]) m[$1] = $7 }
             END { for (c in n) printf "  server %s: %d calls, avg %.2f ms, max %.2f ms\n", c, n[c], t[c] / n[c], m[c] }' \
             "$WORK/syncs.txt" | tee -a "$WORK/phases.txt"
