@@ -8,6 +8,12 @@
 #
 # Usage: benches/shared-flows.sh [COUNT] [CONCURRENCY] [ROUNDS] [WORK_DIR]
 #   COUNT flows per run (default 2000), CONCURRENCY flows in flight (default 32), ROUNDS (2).
+# Environment:
+#   SERVER_BIN=PATH   the servers run this `countersign` (another build, for A/B runs against the
+#                     same load generator); default the release build made here
+#   STATEMENTS=1      PostgreSQL loads pg_stat_statements, and after each one-instance run the
+#                     statements it executed are printed per flow (set-up of the bench's client
+#                     and approvers included), most frequent first, with the total
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -18,6 +24,7 @@ WORK="${4:-$(mktemp -d)}"
 cargo build -q --release --locked -p countersign --bin countersign -p countersign-benches \
     --bin countersign-bench
 B="$CARGO_TARGET_DIR/release"
+SERVER="${SERVER_BIN:-$B/countersign}"
 P1=18391
 P2=18392
 mkdir -p "$WORK"
@@ -33,6 +40,21 @@ bash scripts/pg-server.sh start "$WORK/pg"
 bash scripts/s3-server.sh start "$WORK/s3"
 source "$WORK/pg/env"
 source "$WORK/s3/env"
+if [ "${STATEMENTS:-}" = 1 ]; then
+    psql -q -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" postgres
+    bash scripts/pg-server.sh restart "$WORK/pg"
+    psql -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" postgres
+fi
+# Statements PostgreSQL executed since the last reset, per flow (COUNT), most frequent first.
+statements() {
+    psql -qAt -F ' | ' postgres -c "
+        SELECT to_char(calls::numeric / $COUNT, 'FM990.00'),
+               left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+        FROM pg_stat_statements WHERE calls >= $COUNT / 10 ORDER BY calls DESC LIMIT 16"
+    psql -qAt postgres -c "
+        SELECT 'all statements per flow: ' || to_char(sum(calls)::numeric / $COUNT, 'FM990.0')
+        FROM pg_stat_statements"
+}
 
 wait_for() {
     for _ in $(seq 600); do
@@ -53,7 +75,7 @@ PUBLIC="http://localhost:$P1"
 serve() { # PORT DATA_DIR ARGS...
     local port=$1 dir=$2
     shift 2
-    "$B/countersign" serve --data-dir "$dir" --listen "127.0.0.1:$port" --public-url "$PUBLIC" \
+    "$SERVER" serve --data-dir "$dir" --listen "127.0.0.1:$port" --public-url "$PUBLIC" \
         --rp-id localhost --allowed-origin "$PUBLIC" \
         "${LIMITS[@]}" "$@" >> "$WORK/serve.log" 2>&1 &
     PIDS+=($!)
@@ -102,8 +124,15 @@ for r in $(seq "$ROUNDS"); do
     tiles="$COUNTERSIGN_TEST_S3_BUCKET/flows-$r-$$"
     cp -r "$WORK/keys" "$WORK/s1"
     serve $P1 "$WORK/s1" --database "$url" --tiles "$tiles"
+    if [ "${STATEMENTS:-}" = 1 ]; then
+        psql -qAt -c "SELECT pg_stat_statements_reset()" postgres > /dev/null
+    fi
     read -r one s_cpu s_pg s_s3 < <(measured $P1 "$WORK/s1" "$COUNT" "$C")
     stop_servers
+    if [ "${STATEMENTS:-}" = 1 ]; then
+        echo "round $r, one shared instance: statements per flow"
+        statements
+    fi
 
     db2="flows2_${r}_$$"
     psql -q -c "CREATE DATABASE $db2" postgres

@@ -225,7 +225,7 @@ async fn add_client(
     {
         let client_key = format!("c/{}", b.client_id);
         let _g = c.store.lock(&client_key).await?;
-        if c.store.client(&b.client_id)?.is_some() {
+        if c.store.client(&b.client_id).await?.is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -256,14 +256,15 @@ fn client_json(r: &ClientRecord) -> Value {
 }
 
 /// Every record under `prefix` (at most 10,000), rendered for the admin API.
-fn list_records<T: for<'de> Deserialize<'de>>(
+async fn list_records<T: for<'de> Deserialize<'de>>(
     c: &Approvals,
     prefix: &str,
     what: &'static str,
     view: fn(&T) -> Value,
 ) -> Result<Vec<Value>, ApiError> {
     c.store
-        .scan(prefix, 10_000)?
+        .scan(prefix, 10_000)
+        .await?
         .iter()
         .map(|(_, v)| {
             serde_json::from_slice::<T>(v)
@@ -274,7 +275,7 @@ fn list_records<T: for<'de> Deserialize<'de>>(
 }
 
 async fn list_clients(State(ref c): State<Arc<Approvals>>, _: Admin) -> Result<Response, ApiError> {
-    let out = list_records::<ClientRecord>(c, "c/", "client record", client_json)?;
+    let out = list_records::<ClientRecord>(c, "c/", "client record", client_json).await?;
     Ok(Json(json!({ "clients": out })).into_response())
 }
 
@@ -285,7 +286,7 @@ async fn remove_client(
 ) -> Result<Response, ApiError> {
     let client_key = format!("c/{id}");
     let _g = c.store.lock(&client_key).await?;
-    if c.store.client(&id)?.is_none() {
+    if c.store.client(&id).await?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -411,14 +412,14 @@ async fn add_approver(
         let approver_key = format!("a/{approver_id}");
         let email_key = format!("m/{email}");
         let _g = c.store.lock_all(&[&approver_key, &email_key]).await?;
-        if c.store.approver(&approver_id)?.is_some() {
+        if c.store.approver(&approver_id).await?.is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
                 "an approver with this id exists",
             ));
         }
-        if c.store.get_raw(&email_key)?.is_some() {
+        if c.store.get_raw(&email_key).await?.is_some() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -479,7 +480,7 @@ async fn list_approvers(
     State(ref c): State<Arc<Approvals>>,
     _: Admin,
 ) -> Result<Response, ApiError> {
-    let out = list_records::<ApproverRecord>(c, "a/", "approver record", approver_json)?;
+    let out = list_records::<ApproverRecord>(c, "a/", "approver record", approver_json).await?;
     Ok(Json(json!({ "approvers": out })).into_response())
 }
 
@@ -491,16 +492,16 @@ async fn disable_approver(
     let rec = {
         let approver_key = format!("a/{id}");
         let _g = c.store.lock(&approver_key).await?;
-        let mut rec = c
-            .store
-            .approver(&id)?
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approver"))?;
+        let mut rec =
+            c.store.approver(&id).await?.ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approver")
+            })?;
         rec.disabled = true;
         rec.sessions_not_before_ms = countersign_log::now_ms();
         c.store.put(&approver_key, &rec).await?;
         rec
     };
-    c.sessions.drop_approver(&c.store, &id);
+    c.sessions.drop_approver(&c.store, &id).await;
     tracing::info!(approver_id = %id, "approver disabled");
     // After the record: a decision started before the disable is refused by the log once the
     // revocation is in, and from then on whoever submits it. Running it again logs those a
@@ -571,7 +572,7 @@ async fn new_link(
     } else {
         body.json()?
     };
-    match c.store.approver(&id)? {
+    match c.store.approver(&id).await? {
         Some(r) if !r.disabled => {}
         _ => {
             return Err(ApiError::new(

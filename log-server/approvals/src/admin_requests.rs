@@ -193,7 +193,7 @@ pub fn list_requests(store: &CibaStore, f: &Filter, now: u64) -> Result<Page, St
     let mut last_examined = String::new();
     loop {
         let want = PAGE.min(SCAN_BUDGET - examined);
-        let found = store.scan_range(&from, end.as_deref(), want)?;
+        let found = store.scan_range_blocking(&from, end.as_deref(), want)?;
         let n = found.len();
         for (xkey, hash) in found {
             examined += 1;
@@ -202,7 +202,7 @@ pub fn list_requests(store: &CibaStore, f: &Filter, now: u64) -> Result<Page, St
             from.push(0);
             let key = CibaStore::record_key_of(&String::from_utf8_lossy(&hash));
             // A request cleaned up since the index was read is simply gone.
-            let Some(r) = store.get::<RequestRecord>(&key)? else {
+            let Some(r) = store.get_blocking::<RequestRecord>(&key)? else {
                 continue;
             };
             if !f.matches(&r, effective_status(&r, now)) {
@@ -285,16 +285,17 @@ async fn list(
 }
 
 /// How `GET /v1/admin/requests/{id}` found the request.
-fn find(c: &Approvals, id: &str) -> Result<Option<(RequestRecord, &'static str)>, ApiError> {
+async fn find(c: &Approvals, id: &str) -> Result<Option<(RequestRecord, &'static str)>, ApiError> {
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return Ok(None);
     }
-    if let Some((_, r)) = c.store.request_by_public_id(id)? {
+    if let Some((_, r)) = c.store.request_by_public_id(id).await? {
         return Ok(Some((r, "request_id")));
     }
     let key = CibaStore::request_key(&Secret::new(id.to_owned()).sha256());
     Ok(c.store
-        .get::<RequestRecord>(&key)?
+        .get::<RequestRecord>(&key)
+        .await?
         .map(|r| (r, "auth_req_id")))
 }
 
@@ -303,7 +304,7 @@ async fn show(
     _: Admin,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
-    let (r, found_by) = find(c, &id)?.ok_or_else(|| {
+    let (r, found_by) = find(c, &id).await?.ok_or_else(|| {
         ApiError::not_found(
             "no request has this request id or auth_req_id (a request is deleted once it \
              expired more than the retention window ago)",

@@ -65,7 +65,7 @@ pub fn evidence_records(
     let start = CibaStore::evidence_key(from_index);
     let end = CibaStore::evidence_key(to_index);
     store
-        .scan_range(start.as_bytes(), Some(end.as_bytes()), limit)?
+        .scan_range_blocking(start.as_bytes(), Some(end.as_bytes()), limit)?
         .into_iter()
         .map(|(k, v)| {
             serde_json::from_slice(&v)
@@ -76,15 +76,17 @@ pub fn evidence_records(
 
 /// The evidence record of the decision at `index`.
 pub fn evidence(store: &CibaStore, index: u64) -> Result<Option<EvidenceRecord>, StorageError> {
-    store.get(&CibaStore::evidence_key(index))
+    store.get_blocking(&CibaStore::evidence_key(index))
 }
 
 /// The evidence record of the request with public id `request_id`, if it was decided.
-pub fn evidence_by_request_id(
+pub async fn evidence_by_request_id(
     store: &CibaStore,
     request_id: &str,
 ) -> Result<Option<EvidenceRecord>, StorageError> {
-    store.evidence_via(&CibaStore::evidence_by_request_key(request_id))
+    store
+        .evidence_via(&CibaStore::evidence_by_request_key(request_id))
+        .await
 }
 
 /// The audit events recorded after seq `after` (from the first with `None`), in the order
@@ -106,7 +108,7 @@ pub fn events_after(
     let end = countersign_log::storage::kv::prefix_end(AUDIT_PREFIX.as_bytes());
     let mut next = after;
     let mut rows = Vec::new();
-    for (k, v) in store.scan_range(start.as_bytes(), end.as_deref(), limit)? {
+    for (k, v) in store.scan_range_blocking(start.as_bytes(), end.as_deref(), limit)? {
         next = seq_of(&k).ok_or_else(|| StorageError::Corrupt(format!("audit key {k}")))?;
         rows.push(
             serde_json::from_slice(&v)
@@ -151,12 +153,12 @@ pub fn log_entry_event(
 /// [`log_entry_event`] of an entry this server just appended (`a`): its leaf hash is the
 /// append's and, for a decision, `statement` is the one whose hash the server put in the entry,
 /// so neither is computed again. The entry is read back for what the log set in it (its time).
-pub fn appended_event(
+pub async fn appended_event(
     log: &LogHandle,
     a: &countersign_log::Appended,
     statement: Option<&Statement>,
 ) -> Option<EventRow> {
-    let entry = stored_entry(log, a.index)?;
+    let entry = stored_entry_of(a.index, log.entry(a.index).await)?;
     let row = Entry::decode(&entry)
         .map_err(RowError::Entry)
         .and_then(|e| event_row_of(a.index, &a.leaf_hash, &e, statement));
@@ -165,7 +167,12 @@ pub fn appended_event(
 }
 
 fn stored_entry(log: &LogHandle, index: u64) -> Option<Vec<u8>> {
-    match crate::util::wait(log.entry(index)) {
+    stored_entry_of(index, crate::util::wait(log.entry(index)))
+}
+
+/// The entry at `index` from its read, `None` (logged) when it could not be read.
+fn stored_entry_of(index: u64, read: Result<Option<Vec<u8>>, StorageError>) -> Option<Vec<u8>> {
+    match read {
         Ok(Some(e)) => Some(e),
         Ok(None) => {
             tracing::error!(index, "the entry is not in the log store");

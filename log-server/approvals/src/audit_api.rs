@@ -59,7 +59,7 @@ impl FromRequestParts<RouterState> for AuditAccess {
         if c.admin.check(&parts.headers).is_ok() {
             return Ok(AuditAccess::Admin);
         }
-        match auditors::auditor_for(&c.store, &t)? {
+        match auditors::auditor_for(&c.store, &t).await? {
             Some(name) => Ok(AuditAccess::Auditor(name)),
             None => Err(ApiError::unauthorized(
                 "the bearer token is neither the admin token nor an auditor token",
@@ -99,7 +99,7 @@ async fn list_auditors(
     State(ref c): State<Arc<Approvals>>,
     _: Admin,
 ) -> Result<Response, ApiError> {
-    Ok(Json(json!({ "auditors": auditors::list(&c.store)? })).into_response())
+    Ok(Json(json!({ "auditors": auditors::list(&c.store).await? })).into_response())
 }
 
 async fn revoke_auditor(

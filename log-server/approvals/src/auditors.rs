@@ -47,9 +47,10 @@ pub async fn create(
 }
 
 /// Every stored auditor token: its key, its fingerprint and its record.
-fn records(store: &CibaStore) -> Result<Vec<(String, String, AuditorRecord)>, StorageError> {
+async fn records(store: &CibaStore) -> Result<Vec<(String, String, AuditorRecord)>, StorageError> {
     store
-        .scan(AUDITOR_PREFIX, usize::MAX)?
+        .scan(AUDITOR_PREFIX, usize::MAX)
+        .await?
         .into_iter()
         .map(|(k, v)| {
             let rec: AuditorRecord = serde_json::from_slice(&v)
@@ -62,8 +63,9 @@ fn records(store: &CibaStore) -> Result<Vec<(String, String, AuditorRecord)>, St
 }
 
 /// Every auditor token, by name then fingerprint.
-pub fn list(store: &CibaStore) -> Result<Vec<AuditorInfo>, StorageError> {
-    let mut out: Vec<AuditorInfo> = records(store)?
+pub async fn list(store: &CibaStore) -> Result<Vec<AuditorInfo>, StorageError> {
+    let mut out: Vec<AuditorInfo> = records(store)
+        .await?
         .into_iter()
         .map(|(_, fingerprint, rec)| AuditorInfo {
             name: rec.name,
@@ -81,7 +83,7 @@ pub fn list(store: &CibaStore) -> Result<Vec<AuditorInfo>, StorageError> {
 pub async fn revoke(store: &CibaStore, name: &str) -> Result<Vec<String>, StorageError> {
     let mut b = Batch::new();
     let mut revoked = Vec::new();
-    for (k, fp, rec) in records(store)? {
+    for (k, fp, rec) in records(store).await? {
         if rec.name == name {
             revoked.push(fp);
             b.delete(k);
@@ -95,8 +97,11 @@ pub async fn revoke(store: &CibaStore, name: &str) -> Result<Vec<String>, Storag
 
 /// The auditor a token belongs to. Looked up by the token's SHA-256 (the key holds nothing
 /// else), so timing reveals nothing usable about the token.
-pub fn auditor_for(store: &CibaStore, token: &SecretToken) -> Result<Option<String>, StorageError> {
-    let Some(v) = store.get_raw(&key_of(&token.hash()))? else {
+pub async fn auditor_for(
+    store: &CibaStore,
+    token: &SecretToken,
+) -> Result<Option<String>, StorageError> {
+    let Some(v) = store.get_raw(&key_of(&token.hash())).await? else {
         return Ok(None);
     };
     let rec: AuditorRecord = serde_json::from_slice(&v)

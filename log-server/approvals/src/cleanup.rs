@@ -135,7 +135,7 @@ pub const HOUSEKEEPING_LEASE: i64 = 0x6373_686f_7573_6531;
 pub(crate) async fn instances_gone(c: &Approvals) -> Result<usize, StorageError> {
     let prefix = crate::state::INSTANCE_PREFIX;
     let mut gone = crate::store::Batch::new();
-    for (k, _) in c.store.scan(prefix, 10_000)? {
+    for (k, _) in c.store.scan(prefix, 10_000).await? {
         let id = k.strip_prefix(prefix).unwrap_or_default();
         if !c.store.claimant_alive(id).await? {
             gone.delete(k);
@@ -154,13 +154,13 @@ async fn sweep_shared_ceremonies(c: &Approvals, now_ms: u64) -> Result<usize, St
     };
     let ttl = CEREMONY_TTL.as_millis() as u64;
     let mut b = crate::store::Batch::new();
-    for (k, v) in c.store.scan(SHARED_CEREMONY_PREFIX, 10_000)? {
+    for (k, v) in c.store.scan(SHARED_CEREMONY_PREFIX, 10_000).await? {
         let started = serde_json::from_slice::<StoredCeremony>(&v).map_or(0, |s| s.started_ms);
         if started.saturating_add(ttl) <= now_ms {
             b.delete(k);
         }
     }
-    for (k, v) in c.store.scan(USED_SIGNIN_PREFIX, 10_000)? {
+    for (k, v) in c.store.scan(USED_SIGNIN_PREFIX, 10_000).await? {
         let expires = v
             .get(..8)
             .and_then(|b| b.try_into().ok())
@@ -181,7 +181,7 @@ async fn sweep_shared_ceremonies(c: &Approvals, now_ms: u64) -> Result<usize, St
 pub async fn sweep(c: &Approvals, now: u64) -> Result<usize, StorageError> {
     let _turn = c.sweeping.lock().await;
     forget_old_polls(c);
-    if c.store.get_raw(EXPIRY_INDEX_MARKER)?.is_none() {
+    if c.store.get_raw(EXPIRY_INDEX_MARKER).await?.is_none() {
         index_existing(c).await?;
     }
     let expired = record_expirations(c, now).await?;
@@ -204,7 +204,7 @@ pub async fn sweep(c: &Approvals, now: u64) -> Result<usize, StorageError> {
 /// undecided at or before `now`, in expiry order from the persisted cursor, each once. Returns
 /// how many.
 async fn record_expirations(c: &Approvals, now: u64) -> Result<usize, StorageError> {
-    let mut from = match c.store.get_raw(EXPIRED_CURSOR_KEY)? {
+    let mut from = match c.store.get_raw(EXPIRED_CURSOR_KEY).await? {
         Some(mut k) => {
             k.push(0);
             k
@@ -215,14 +215,17 @@ async fn record_expirations(c: &Approvals, now: u64) -> Result<usize, StorageErr
     let end = CibaStore::expiry_key(now.saturating_add(1), "");
     let mut recorded = 0;
     loop {
-        let found = c.store.scan_range(&from, Some(end.as_bytes()), BATCH)?;
+        let found = c
+            .store
+            .scan_range(&from, Some(end.as_bytes()), BATCH)
+            .await?;
         let n = found.len();
         let mut events = Vec::new();
         let mut cursor = None;
         let mut held = false;
         for (xkey, hash) in found {
             let rkey = CibaStore::record_key_of(&String::from_utf8_lossy(&hash));
-            if let Some(r) = c.store.get::<RequestRecord>(&rkey)? {
+            if let Some(r) = c.store.get::<RequestRecord>(&rkey).await? {
                 let expired = EventRow::for_request(
                     EventType::RequestExpired,
                     &r.statement,
@@ -280,7 +283,7 @@ async fn sweep_evidence(c: &Approvals, now: u64) -> Result<(usize, usize), Stora
     // the order of its time, nearly) up to the first that is young enough to keep.
     let mut evidence = 0;
     loop {
-        let found = c.store.scan(EVIDENCE_PREFIX, BATCH)?;
+        let found = c.store.scan(EVIDENCE_PREFIX, BATCH).await?;
         let n = found.len();
         let mut old = Vec::new();
         for (k, v) in found {
@@ -328,7 +331,7 @@ async fn sweep_evidence(c: &Approvals, now: u64) -> Result<(usize, usize), Stora
     }
     let mut events = 0;
     loop {
-        let found = c.store.scan(AUDIT_PREFIX, BATCH)?;
+        let found = c.store.scan(AUDIT_PREFIX, BATCH).await?;
         let n = found.len();
         let mut b = Batch::new();
         for (k, v) in found {
@@ -363,7 +366,10 @@ async fn sweep_requests(c: &Approvals, now: u64) -> Result<usize, StorageError> 
     let mut from = EXPIRY_PREFIX.as_bytes().to_vec();
     let mut deleted = 0;
     loop {
-        let found = c.store.scan_range(&from, Some(end.as_bytes()), BATCH)?;
+        let found = c
+            .store
+            .scan_range(&from, Some(end.as_bytes()), BATCH)
+            .await?;
         let n = found.len();
         if let Some((last, _)) = found.last() {
             from = last.as_bytes().to_vec();
@@ -384,7 +390,7 @@ async fn sweep_requests(c: &Approvals, now: u64) -> Result<usize, StorageError> 
             let _g = c.store.lock_all(&rkeys).await?;
             let mut b = Batch::new();
             for (xkey, rkey, request_id) in &targets {
-                if let Some(r) = c.store.get::<RequestRecord>(rkey)? {
+                if let Some(r) = c.store.get::<RequestRecord>(rkey).await? {
                     // A claim is either being completed (give it time) or was left by a crash
                     // (the token endpoint reads it as expired once the grace is over).
                     if r.status == RequestStatus::Deciding
@@ -431,7 +437,7 @@ async fn index_existing(c: &Approvals) -> Result<(), StorageError> {
     let mut from = b"r/".to_vec();
     let mut indexed = 0usize;
     loop {
-        let found = c.store.scan_range(&from, Some(end), CHUNK)?;
+        let found = c.store.scan_range(&from, Some(end), CHUNK).await?;
         let mut b = Batch::new();
         for (key, value) in &found {
             let Ok(r) = serde_json::from_slice::<RequestRecord>(value) else {

@@ -125,13 +125,13 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     let key = d.key.as_str();
     let (mut r, statement_hash) = {
         let _g = c.store.lock(key).await?;
-        let mut r: RequestRecord = c.store.get(key)?.ok_or(DecideError::NotFound)?;
+        let mut r: RequestRecord = c.store.get(key).await?.ok_or(DecideError::NotFound)?;
         if !r.statement.is_eligible(&d.approver_id) {
             return Err(DecideError::NotFound);
         }
         // Read again at the claim: the approver may have been disabled, or the passkey revoked,
         // since the page was served. (The log refuses it too, once the revocation is in.)
-        let usable = c.store.approver(&d.approver_id)?.is_some_and(|a| {
+        let usable = c.store.approver(&d.approver_id).await?.is_some_and(|a| {
             !a.disabled
                 && a.credentials
                     .iter()
@@ -142,7 +142,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
         }
         // What the request's policy rule asks of every approval, before anything is logged.
         if d.decision == Decision::Approve {
-            check_rule_requirements(&c, &r, &d)?;
+            check_rule_requirements(&c, &r, &d).await?;
         }
         let (mut cl, statement_hash) = claim_of(&r, &d)?;
         cl.instance = c.store.instance_id().unwrap_or_default().to_owned();
@@ -154,8 +154,8 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
     };
     match append(&c, &r, &d, statement_hash).await {
         Ok((rec, appended)) => {
-            let event =
-                crate::audit::appended_event(&c.log, &appended, Some(&r.statement_for(d.decision)));
+            let statement = r.statement_for(d.decision);
+            let event = crate::audit::appended_event(&c.log, &appended, Some(&statement)).await;
             // Only the claimant changes a claimed record (and clean-up leaves it alone until
             // well past its expiry), so `r` is still what is stored.
             {
@@ -199,7 +199,7 @@ async fn decide_now(c: Arc<Approvals>, d: DecideRequest) -> Result<Decided, Deci
         }
         Err(e) => {
             let _g = c.store.lock(key).await?;
-            if let Some(mut stored) = c.store.get::<RequestRecord>(key)? {
+            if let Some(mut stored) = c.store.get::<RequestRecord>(key).await? {
                 if let Ok(b) = release(&mut stored, key) {
                     c.store.commit(b, Durability::Sync).await?;
                     // Its expiry timer may have fired while it was claimed: a ping/push request
@@ -301,7 +301,7 @@ pub(crate) async fn append(
 /// an approval without the user-verified flag, or by a passkey whose enrolment records no
 /// verified attestation, is refused before anything is logged (and an offline verifier refuses
 /// it too).
-fn check_rule_requirements(
+async fn check_rule_requirements(
     c: &Approvals,
     r: &RequestRecord,
     d: &DecideRequest,
@@ -320,7 +320,10 @@ fn check_rule_requirements(
         }
     }
     if r.require_attestation {
-        let attested = crate::util::wait(c.log.entry(d.credential.enrolment_index))
+        let attested = c
+            .log
+            .entry(d.credential.enrolment_index)
+            .await
             .map_err(DecideError::Storage)?
             .and_then(|e| countersign_verifier::Entry::decode(&e).ok())
             .is_some_and(|e| {
@@ -348,11 +351,11 @@ fn check_rule_requirements(
 /// out: the time the tokens were issued (so no `token.issued` event). Returns how many were made.
 pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
     use crate::store::{EvidenceRecord, EVIDENCE_MIGRATED_KEY};
-    if c.store.get_raw(EVIDENCE_MIGRATED_KEY)?.is_some() {
+    if c.store.get_raw_blocking(EVIDENCE_MIGRATED_KEY)?.is_some() {
         return Ok(0);
     }
     let mut made = 0;
-    for (key, raw) in c.store.scan("r/", usize::MAX)? {
+    for (key, raw) in c.store.scan_blocking("r/", usize::MAX)? {
         let Ok(r) = serde_json::from_slice::<RequestRecord>(&raw) else {
             tracing::error!(%key, "request record does not decode; no evidence record made");
             continue;
@@ -366,7 +369,7 @@ pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
             continue;
         };
         if c.store
-            .get_raw(&CibaStore::evidence_by_request_key(&r.request_id))?
+            .get_raw_blocking(&CibaStore::evidence_by_request_key(&r.request_id))?
             .is_some()
         {
             continue;
@@ -395,7 +398,7 @@ pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
 /// released).
 pub fn recover_claims(c: &Approvals) -> Result<(usize, usize), StorageError> {
     let (mut finished, mut released) = (0, 0);
-    for (ckey, _) in c.store.scan(CLAIM_PREFIX, usize::MAX)? {
+    for (ckey, _) in c.store.scan_blocking(CLAIM_PREFIX, usize::MAX)? {
         let key = CibaStore::record_key_of(ckey.trim_start_matches(CLAIM_PREFIX));
         match recover_claim(c, &key, true)? {
             Some(Recovered::Finished { .. }) => finished += 1,
@@ -417,7 +420,7 @@ pub fn recover_claim(
 ) -> Result<Option<Recovered>, StorageError> {
     // Under the record's lock: on the shared driver other instances serve the request meanwhile.
     let _g = crate::util::wait(c.store.lock(key))?;
-    let r = c.store.get::<RequestRecord>(key)?;
+    let r = c.store.get_blocking::<RequestRecord>(key)?;
     let claim = r.as_ref().and_then(|r| r.claim.clone());
     // On the shared driver, a claim of an instance still running is its to finish.
     let claimant = claim
@@ -472,7 +475,7 @@ fn finish_when_published(c: Arc<Approvals>, key: String) {
             // Reads that block this worker for a round trip (others take its tasks).
             match tokio::task::block_in_place(|| recover_claim(&c, &key, false)) {
                 Ok(Some(outcome)) => {
-                    if let Ok(Some(r)) = c.store.get::<RequestRecord>(&key) {
+                    if let Ok(Some(r)) = c.store.get::<RequestRecord>(&key).await {
                         for approver in r.statement.eligible_approvers() {
                             c.inbox_changed(approver, &r.request_id);
                         }

@@ -20,9 +20,10 @@ use crate::store::{
 use crate::util::now_secs;
 use countersign_log::ApiError;
 
-fn client_endpoint(c: &Approvals, client_id: &str) -> Option<String> {
+async fn client_endpoint(c: &Approvals, client_id: &str) -> Option<String> {
     c.store
         .client(client_id)
+        .await
         .ok()
         .flatten()
         .and_then(|cl| cl.notification_endpoint)
@@ -43,7 +44,7 @@ pub fn decided(c: Arc<Approvals>, key: String, r: RequestRecord) {
 /// it. Returns at once if there is nothing to deliver: already delivered, or still undecided.
 async fn deliver_outcome(c: &Arc<Approvals>, key: &str) {
     let okey = CibaStore::outbox_key(key);
-    let outbox = match c.store.get::<OutboxRecord>(&okey) {
+    let outbox = match c.store.get::<OutboxRecord>(&okey).await {
         Ok(Some(o)) => o,
         Ok(None) => return,
         Err(e) => {
@@ -51,7 +52,7 @@ async fn deliver_outcome(c: &Arc<Approvals>, key: &str) {
             return;
         }
     };
-    let r = match c.store.get::<RequestRecord>(key) {
+    let r = match c.store.get::<RequestRecord>(key).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             // Cleaned up meanwhile: nothing is owed any more.
@@ -104,7 +105,7 @@ async fn deliver_outcome(c: &Arc<Approvals>, key: &str) {
         }),
         DeliveryMode::Push => push_tokens(c, key, &outbox, &r).await,
     };
-    let Some(url) = client_endpoint(c, &r.statement.client_id) else {
+    let Some(url) = client_endpoint(c, &r.statement.client_id).await else {
         tracing::error!(client_id = %r.statement.client_id, "client has no notification endpoint");
         return;
     };
@@ -138,7 +139,7 @@ async fn push_tokens(c: &Approvals, key: &str, outbox: &OutboxRecord, r: &Reques
         .and_then(|s| serde_json::from_str::<Value>(s.expose()).ok());
     let issued = match stored {
         Some(v) => Ok(v),
-        None => match c.store.client(&r.statement.client_id) {
+        None => match c.store.client(&r.statement.client_id).await {
             Ok(Some(client)) => issue_tokens(c, key, &outbox.auth_req_id, &client, true).await,
             _ => Err(ApiError::internal(
                 "push",
@@ -173,7 +174,7 @@ pub fn schedule_expiry(c: Arc<Approvals>, key: String, at: u64) {
                     return;
                 }
             };
-            let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key) else {
+            let Ok(Some(mut r)) = c.store.get::<RequestRecord>(&key).await else {
                 return;
             };
             // The timer fires at the expiry: the request is expired from then on, even if this
@@ -219,7 +220,7 @@ pub fn resume_deliveries(c: &Arc<Approvals>) {
         let mut from = OUTBOX_PREFIX.as_bytes().to_vec();
         let (mut resumed, mut scheduled) = (0usize, 0usize);
         loop {
-            let found = match c.store.scan_range(&from, end.as_deref(), CHUNK) {
+            let found = match c.store.scan_range(&from, end.as_deref(), CHUNK).await {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::error!(error = %e, "could not read the pending deliveries");
@@ -228,7 +229,7 @@ pub fn resume_deliveries(c: &Arc<Approvals>) {
             };
             for (okey, _) in &found {
                 let key = CibaStore::record_key_of(okey.trim_start_matches(OUTBOX_PREFIX));
-                match c.store.get::<RequestRecord>(&key) {
+                match c.store.get::<RequestRecord>(&key).await {
                     Ok(Some(r)) if r.status == RequestStatus::Pending => {
                         schedule_expiry(c.clone(), key, r.statement.expires_at);
                         scheduled += 1;
@@ -264,6 +265,6 @@ pub fn resume_deliveries(c: &Arc<Approvals>) {
                 "ping/push deliveries taken up from the last run"
             );
         }
-        crate::notify::resume_notifications(&c);
+        crate::notify::resume_notifications(&c).await;
     });
 }

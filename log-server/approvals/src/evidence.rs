@@ -118,7 +118,7 @@ fn decided(r: &RequestRecord) -> Result<Decided, ApiError> {
 /// checkpoint: version 1 for a statement of one named approver, version 2 (with the policy
 /// entry and every approval of the quorum) under a policy. The statement comes from the
 /// request's record while it is kept, then from its evidence record ([`EvidenceRecord`]).
-pub fn build_bundle(
+pub async fn build_bundle(
     c: &Approvals,
     statement: &Statement,
     d: &Decided,
@@ -138,7 +138,10 @@ pub fn build_bundle(
         return Err(countersign_log::AppendError::NotWitnessed { index: last }.into());
     }
     // One checkpoint: every proof is made against it.
-    let proved = crate::util::wait(c.log.prove_entries(&indexes))
+    let proved = c
+        .log
+        .prove_entries(&indexes)
+        .await
         .map_err(|e| ApiError::internal("evidence", format!("{e:?}")))?;
     let mut logged = proved.entries.into_iter().map(|e| LoggedEntry {
         index: e.index,
@@ -169,7 +172,7 @@ pub fn build_bundle(
             let mut people = Vec::new();
             let deciders = std::iter::once(&d.decided_by).chain(d.approvals.iter().map(|(_, a)| a));
             for id in deciders {
-                let a = c.store.approver(id)?;
+                let a = c.store.approver(id).await?;
                 people.push(json!({
                     "approver_id": id,
                     "email": a.as_ref().map(|a| a.email.clone()),
@@ -260,30 +263,35 @@ async fn by_auth_req_id(
     };
     let evidence = c
         .store
-        .evidence_via(&CibaStore::evidence_by_hash_key(&hex::encode(hash)))?;
+        .evidence_via(&CibaStore::evidence_by_hash_key(&hex::encode(hash)))
+        .await?;
     if let Some(e) = evidence {
         if e.statement.client_id != client.client_id {
             return Err(not_found());
         }
-        return answer(from_evidence(c, &e, parties)?, &q);
+        return answer(from_evidence(c, &e, parties).await?, &q);
     }
     // Undecided (409), or decided before evidence records were kept.
     let r: RequestRecord = c
         .store
-        .get(&CibaStore::request_key(&hash))?
+        .get(&CibaStore::request_key(&hash))
+        .await?
         .ok_or_else(not_found)?;
     if r.statement.client_id != client.client_id {
         return Err(not_found());
     }
-    answer(build_bundle(c, &r.statement, &decided(&r)?, parties)?, &q)
+    answer(
+        build_bundle(c, &r.statement, &decided(&r)?, parties).await?,
+        &q,
+    )
 }
 
-fn from_evidence(
+async fn from_evidence(
     c: &Approvals,
     e: &EvidenceRecord,
     parties: Parties,
 ) -> Result<EvidenceBundle, ApiError> {
-    build_bundle(c, &e.statement, &Decided::of_evidence(e), parties)
+    build_bundle(c, &e.statement, &Decided::of_evidence(e), parties).await
 }
 
 async fn by_request_id_admin(
@@ -292,15 +300,16 @@ async fn by_request_id_admin(
     PathParam(request_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id)? {
-        return answer(from_evidence(c, &e, Parties::Named)?, &q);
+    if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id).await? {
+        return answer(from_evidence(c, &e, Parties::Named).await?, &q);
     }
     let (_, r) = c
         .store
-        .request_by_public_id(&request_id)?
+        .request_by_public_id(&request_id)
+        .await?
         .ok_or_else(not_found)?;
     answer(
-        build_bundle(c, &r.statement, &decided(&r)?, Parties::Named)?,
+        build_bundle(c, &r.statement, &decided(&r)?, Parties::Named).await?,
         &q,
     )
 }
@@ -311,18 +320,20 @@ async fn by_request_id_approver(
     PathParam(request_id): PathParam,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let session = crate::passkeys::session_of(c, &headers).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
-    })?;
-    if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id)? {
+    let session = crate::passkeys::session_of(c, &headers)
+        .await
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
+        })?;
+    if let Some(e) = crate::audit::evidence_by_request_id(&c.store, &request_id).await? {
         if !e.statement.is_eligible(&session.approver_id) {
             return Err(not_found());
         }
-        return answer(from_evidence(c, &e, Parties::Named)?, &q);
+        return answer(from_evidence(c, &e, Parties::Named).await?, &q);
     }
-    let (_, r) = crate::inbox::own_request(c, &session.approver_id, &request_id)?;
+    let (_, r) = crate::inbox::own_request(c, &session.approver_id, &request_id).await?;
     answer(
-        build_bundle(c, &r.statement, &decided(&r)?, Parties::Named)?,
+        build_bundle(c, &r.statement, &decided(&r)?, Parties::Named).await?,
         &q,
     )
 }

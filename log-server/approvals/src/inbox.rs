@@ -80,7 +80,7 @@ pub(crate) fn effective_status(r: &RequestRecord) -> RequestStatus {
 }
 
 /// The approver's open requests, newest first.
-pub(crate) fn open_requests(
+pub(crate) async fn open_requests(
     c: &Approvals,
     approver_id: &str,
 ) -> Result<Vec<RequestRecord>, ApiError> {
@@ -89,7 +89,8 @@ pub(crate) fn open_requests(
     for (k, rid) in c.store.pending_of(approver_id, 500) {
         let r = c
             .store
-            .request_by_public_id(&rid)?
+            .request_by_public_id(&rid)
+            .await?
             .map(|(_, r)| r)
             .filter(|r| r.statement.is_eligible(approver_id));
         match r.as_ref().map(effective_status) {
@@ -119,8 +120,9 @@ async fn inbox(
     State(ref c): State<Arc<Approvals>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let session = session_of(c, &headers).ok_or_else(unauthorized)?;
-    let list: Vec<Value> = open_requests(c, &session.approver_id)?
+    let session = session_of(c, &headers).await.ok_or_else(unauthorized)?;
+    let list: Vec<Value> = open_requests(c, &session.approver_id)
+        .await?
         .iter()
         .map(request_view)
         .collect();
@@ -136,36 +138,36 @@ fn request_not_found() -> ApiError {
 }
 
 /// The record key of a request by public id.
-fn request_key_of(c: &Approvals, request_id: &str) -> Result<String, ApiError> {
+async fn request_key_of(c: &Approvals, request_id: &str) -> Result<String, ApiError> {
     if request_id.len() > 64 {
         return Err(request_not_found());
     }
     let h = c
         .store
-        .get_raw(&CibaStore::public_id_key(request_id))?
+        .get_raw(&CibaStore::public_id_key(request_id))
+        .await?
         .ok_or_else(request_not_found)?;
     Ok(CibaStore::record_key_of(&String::from_utf8_lossy(&h)))
 }
 
 /// The approver's own request by public id; another approver's is "not found".
-pub(crate) fn own_request(
+pub(crate) async fn own_request(
     c: &Approvals,
     approver_id: &str,
     request_id: &str,
 ) -> Result<(String, RequestRecord), ApiError> {
-    let key = request_key_of(c, request_id)?;
-    let r = own_request_at(c, approver_id, &key)?;
-    Ok((key, r))
-}
-
-/// The approver's own request under record key `key`.
-fn own_request_at(c: &Approvals, approver_id: &str, key: &str) -> Result<RequestRecord, ApiError> {
-    let nf = request_not_found;
-    let r: RequestRecord = c.store.get(key)?.ok_or_else(nf)?;
-    if !r.statement.is_eligible(approver_id) {
-        return Err(nf());
+    if request_id.len() > 64 {
+        return Err(request_not_found());
     }
-    Ok(r)
+    let (key, r) = c
+        .store
+        .request_by_public_id(request_id)
+        .await?
+        .ok_or_else(request_not_found)?;
+    if !r.statement.is_eligible(approver_id) {
+        return Err(request_not_found());
+    }
+    Ok((key, r))
 }
 
 async fn request_detail(
@@ -173,8 +175,8 @@ async fn request_detail(
     headers: HeaderMap,
     PathParam(request_id): PathParam,
 ) -> Result<Response, ApiError> {
-    let session = session_of(c, &headers).ok_or_else(unauthorized)?;
-    let (_, r) = own_request(c, &session.approver_id, &request_id)?;
+    let session = session_of(c, &headers).await.ok_or_else(unauthorized)?;
+    let (_, r) = own_request(c, &session.approver_id, &request_id).await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(request_view(&r)),
@@ -203,10 +205,10 @@ async fn decide_start(
     PathParam(request_id): PathParam,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (session, approver) = change_session_and_approver(c, &headers)?;
+    let (session, approver) = change_session_and_approver(c, &headers).await?;
     let b: DecideStart = body.declared_json(&headers)?;
     let decision = parse_decision(&b.decision)?;
-    let (_, r) = own_request(c, &session.approver_id, &request_id)?;
+    let (_, r) = own_request(c, &session.approver_id, &request_id).await?;
     check_decidable(&r)?;
     request::check_approver(&r, &session.approver_id).map_err(transition_error)?;
     let st = r.statement_for(decision);
@@ -338,7 +340,7 @@ async fn decide_finish(
     body: Body,
 ) -> Result<Response, ApiError> {
     // The session's approver record, read once and enabled.
-    let (session, approver) = change_session_and_approver(c, &headers)?;
+    let (session, approver) = change_session_and_approver(c, &headers).await?;
     let b: DecideFinish = body.declared_json(&headers)?;
     let decision = parse_decision(&b.decision)?;
     let a = b.credential.bytes()?;
@@ -366,7 +368,7 @@ async fn decide_finish(
             )
         });
     };
-    let key = request_key_of(c, &request_id)?;
+    let key = request_key_of(c, &request_id).await?;
     let decided = decision::decide(
         c.clone(),
         DecideRequest {

@@ -110,7 +110,7 @@ impl Approvals {
         let (keys, signin_key) = {
             let _g = store.lock(SHARED_KEYS_LOCK).await?;
             let keys = KeySet::load_or_create(&store)?;
-            let signin_key = match store.get_raw(SIGNIN_KEY)? {
+            let signin_key = match store.get_raw(SIGNIN_KEY).await? {
                 Some(k) => <[u8; 32]>::try_from(k.as_slice())
                     .map_err(|_| StorageError::Corrupt(format!("{SIGNIN_KEY} is not 32 bytes")))?,
                 None => {

@@ -610,21 +610,50 @@ impl std::fmt::Debug for CibaStore {
 }
 
 impl Area {
-    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        match self {
-            Area::Local(kv) => kv.get(key),
-            Area::Shared(kv) => kv.get(key),
-        }
-    }
-
-    fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    fn get_raw_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
             Area::Local(kv) => kv.get_raw(key),
             Area::Shared(kv) => kv.get_raw(key),
         }
     }
 
-    fn scan_range(
+    /// A point read: on the embedded store a RocksDB read on this thread (as short as the
+    /// rest of a handler's work); on the shared driver a round trip awaited, not blocked on.
+    async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.get_raw(key),
+            Area::Shared(kv) => kv.get_raw_async(key).await,
+        }
+    }
+
+    async fn get_via(
+        &self,
+        key: &str,
+        prefix: &str,
+        field: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, StorageError> {
+        match self {
+            Area::Local(kv) => {
+                let Some(v) = kv.get_raw(key)? else {
+                    return Ok(None);
+                };
+                let target = match field {
+                    None => Some(String::from_utf8_lossy(&v).into_owned()),
+                    Some(f) => serde_json::from_slice::<serde_json::Value>(&v)
+                        .ok()
+                        .and_then(|j| j.get(f)?.as_str().map(str::to_owned)),
+                };
+                let pointed = match target {
+                    Some(t) => kv.get_raw(&format!("{prefix}{t}"))?,
+                    None => None,
+                };
+                Ok(Some((v, pointed)))
+            }
+            Area::Shared(kv) => kv.get_via(key, prefix, field).await,
+        }
+    }
+
+    fn scan_range_blocking(
         &self,
         start: &[u8],
         end: Option<&[u8]>,
@@ -635,6 +664,27 @@ impl Area {
             Area::Shared(kv) => kv.scan_range(start, end, limit),
         }
     }
+
+    async fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.scan_range(start, end, limit),
+            Area::Shared(kv) => kv.scan_range_async(start, end, limit).await,
+        }
+    }
+}
+
+/// Decodes the JSON record read at `key`.
+fn decode<T: DeserializeOwned>(key: &str, raw: Option<Vec<u8>>) -> Result<Option<T>, StorageError> {
+    raw.map(|v| {
+        serde_json::from_slice(&v)
+            .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
+    })
+    .transpose()
 }
 
 /// Most audit events numbered in one transaction.
@@ -674,7 +724,7 @@ fn load_pending(kv: &Area) -> Result<Vec<Op>, StorageError> {
     let mut from = PENDING_PREFIX.as_bytes().to_vec();
     let end = prefix_end(PENDING_PREFIX.as_bytes());
     loop {
-        let page = kv.scan_range(&from, end.as_deref(), 4096)?;
+        let page = kv.scan_range_blocking(&from, end.as_deref(), 4096)?;
         let Some((last, _)) = page.last() else { break };
         from = last.as_bytes().to_vec();
         from.push(0);
@@ -704,7 +754,7 @@ impl CibaStore {
         let kv = Area::Local(KvArea::open(store, CF_CIBA)?);
         let pending = Arc::new(PendingIndex::default());
         pending.apply(&load_pending(&kv)?);
-        let next_seq = match kv.get_raw(AUDIT_SEQ_KEY)? {
+        let next_seq = match kv.get_raw_blocking(AUDIT_SEQ_KEY)? {
             None => 1,
             Some(v) => std::str::from_utf8(&v)
                 .ok()
@@ -907,15 +957,19 @@ impl CibaStore {
     }
 
     /// The evidence record a lookup key (`Ea/` or `Er/`) points to.
-    pub fn evidence_via(&self, lookup_key: &str) -> Result<Option<EvidenceRecord>, StorageError> {
-        let Some(v) = self.get_raw(lookup_key)? else {
+    pub async fn evidence_via(
+        &self,
+        lookup_key: &str,
+    ) -> Result<Option<EvidenceRecord>, StorageError> {
+        let Some((v, record)) = self.get_via(lookup_key, EVIDENCE_PREFIX, None).await? else {
             return Ok(None);
         };
         let index = std::str::from_utf8(&v)
             .ok()
+            .filter(|t| t.len() == 16)
             .and_then(|t| u64::from_str_radix(t, 16).ok())
             .ok_or_else(|| StorageError::Corrupt(format!("{lookup_key} is not an index")))?;
-        self.get(&Self::evidence_key(index))
+        decode(&Self::evidence_key(index), record)
     }
 
     /// Puts an evidence record into `batch`, with its lookup keys unless it is
@@ -1040,13 +1094,37 @@ impl CibaStore {
     }
 
     /// Reads a JSON record.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        self.kv.get(key)
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        decode(key, self.kv.get_raw(key).await?)
     }
 
     /// Reads a raw value.
-    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.kv.get_raw(key)
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.kv.get_raw(key).await
+    }
+
+    /// The value at `key`, and the record at `prefix` followed by that value's text (with
+    /// `field`, by the string member `field` of its JSON object): a record and the one it
+    /// points to, read together (one round trip on the shared driver). `None` when `key` is
+    /// absent; the second value is `None` when the record pointed to is.
+    pub async fn get_via(
+        &self,
+        key: &str,
+        prefix: &str,
+        field: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, StorageError> {
+        self.kv.get_via(key, prefix, field).await
+    }
+
+    /// [`CibaStore::get`] on the calling thread, for code that cannot await (start-up,
+    /// synchronous callbacks); on the shared driver it blocks the worker for the round trip.
+    pub fn get_blocking<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        decode(key, self.kv.get_raw_blocking(key)?)
+    }
+
+    /// [`CibaStore::get_raw`] on the calling thread ([`CibaStore::get_blocking`]).
+    pub fn get_raw_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.kv.get_raw_blocking(key)
     }
 
     /// Encodes a record for [`CibaStore::write`].
@@ -1055,20 +1133,47 @@ impl CibaStore {
     }
 
     /// Keys and values under `prefix`, at most `limit`.
-    pub fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let end = prefix_end(prefix.as_bytes());
-        self.kv.scan_range(prefix.as_bytes(), end.as_deref(), limit)
+        self.kv
+            .scan_range(prefix.as_bytes(), end.as_deref(), limit)
+            .await
+    }
+
+    /// [`CibaStore::scan`] on the calling thread ([`CibaStore::get_blocking`]).
+    pub fn scan_blocking(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let end = prefix_end(prefix.as_bytes());
+        self.kv
+            .scan_range_blocking(prefix.as_bytes(), end.as_deref(), limit)
     }
 
     /// Keys and values in `[start, end)` (to the end of the family without `end`), at most
     /// `limit`, in key order.
-    pub fn scan_range(
+    pub async fn scan_range(
         &self,
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        self.kv.scan_range(start, end, limit)
+        self.kv.scan_range(start, end, limit).await
+    }
+
+    /// [`CibaStore::scan_range`] on the calling thread ([`CibaStore::get_blocking`]).
+    pub fn scan_range_blocking(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.kv.scan_range_blocking(start, end, limit)
     }
 
     /// Key of a request record.
@@ -1163,16 +1268,19 @@ impl CibaStore {
     }
 
     /// An approver's decided requests, newest first, at most `limit`.
-    pub fn history_of(
+    pub async fn history_of(
         &self,
         approver_id: &str,
         limit: usize,
     ) -> Result<Vec<RequestRecord>, StorageError> {
         let mut out = Vec::new();
-        for (_, hash) in self.scan(&format!("{HISTORY_PREFIX}{approver_id}/"), limit)? {
+        for (_, hash) in self
+            .scan(&format!("{HISTORY_PREFIX}{approver_id}/"), limit)
+            .await?
+        {
             let key = Self::record_key_of(&String::from_utf8_lossy(&hash));
             // A record cleaned up under a history key a crash left behind is skipped.
-            if let Some(r) = self.get::<RequestRecord>(&key)? {
+            if let Some(r) = self.get::<RequestRecord>(&key).await? {
                 if r.decisions().any(|d| r.decider(d) == approver_id) {
                     out.push(r);
                 }
@@ -1192,25 +1300,31 @@ impl CibaStore {
     }
 
     /// The request with this public id, and its record key.
-    pub fn request_by_public_id(
+    pub async fn request_by_public_id(
         &self,
         request_id: &str,
     ) -> Result<Option<(String, RequestRecord)>, StorageError> {
-        let Some(h) = self.get_raw(&format!("q/{request_id}"))? else {
+        let Some((h, record)) = self
+            .get_via(&Self::public_id_key(request_id), "r/", None)
+            .await?
+        else {
             return Ok(None);
         };
         let key = Self::record_key_of(&String::from_utf8_lossy(&h));
-        Ok(self.get::<RequestRecord>(&key)?.map(|r| (key, r)))
+        Ok(decode::<RequestRecord>(&key, record)?.map(|r| (key, r)))
     }
 
     /// An approver by id.
-    pub fn approver(&self, approver_id: &str) -> Result<Option<ApproverRecord>, StorageError> {
-        self.get(&format!("a/{approver_id}"))
+    pub async fn approver(
+        &self,
+        approver_id: &str,
+    ) -> Result<Option<ApproverRecord>, StorageError> {
+        self.get(&format!("a/{approver_id}")).await
     }
 
     /// A client by id.
-    pub fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StorageError> {
-        self.get(&format!("c/{client_id}"))
+    pub async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StorageError> {
+        self.get(&format!("c/{client_id}")).await
     }
 }
 

@@ -206,7 +206,7 @@ async fn copy_records(
     let mut copied = 0usize;
     let mut start: Vec<u8> = Vec::new();
     loop {
-        let page = from.scan_range(&start, None, PAGE)?;
+        let page = from.scan_range(&start, None, PAGE).await?;
         let Some((last, _)) = page.last() else { break };
         start = last.as_bytes().to_vec();
         start.push(0);

@@ -484,7 +484,7 @@ fn in_force_local(dir: &Path) -> Result<Option<InForce>, String> {
     })?;
     let record: Option<PolicyRecord> = data
         .ciba
-        .get(POLICY_RECORD_KEY)
+        .get_blocking(POLICY_RECORD_KEY)
         .map_err(|e| format!("reading the policy record: {e}"))?;
     let Some(r) = record.filter(|r| r.in_force) else {
         return Ok(None);

@@ -13,11 +13,19 @@
 //!   lock of their counter, so numbers commit in order whichever instance numbers them, and
 //!   writers never wait for one another's commits;
 //! - the keys changed under one watched prefix are sent to every other instance with `NOTIFY`
-//!   right after the writing transaction commits, and the receivers read their values, so an
-//!   in-memory index over that prefix stays in step ([`SharedKv::changes`]).
+//!   right after the writing transaction commits (the keys of the writes that commit while one
+//!   notice is being sent go together in the next, so notices cost a statement per burst, not
+//!   per write), and the receivers read their values, so an in-memory index over that prefix
+//!   stays in step ([`SharedKv::changes`]).
+//! - a key and the record it names (`q/<id>` holding the hash of `r/<hash>`) are read in one
+//!   statement ([`SharedKv::get_via`]).
 //!
-//! Reads are synchronous like the embedded area's: they block the calling worker thread
+//! Reads come in two forms: asynchronous ([`SharedKv::get_raw_async`],
+//! [`SharedKv::scan_range_async`], [`SharedKv::get_many`]), which request handlers use, and
+//! synchronous like the embedded area's ([`SharedKv::get_raw`], [`SharedKv::scan_range`]) for
+//! code that cannot await: those block the calling worker thread
 //! ([`tokio::task::block_in_place`]) for one round trip, and need the multi-threaded runtime.
+//! Blocking costs two thread hand-offs a read, so hot paths read asynchronously.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,7 +78,32 @@ pub enum Change {
 struct LockSession {
     conn: Dedicated,
     try_lock: tokio_postgres::Statement,
+    /// Releases an array of locks (each as many times as it appears).
     unlock: tokio_postgres::Statement,
+    /// Locks to release, for [`release_locks`].
+    unlocks: tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
+}
+
+/// Releases the locks of dropped guards on `session`: waits for one guard's, takes those of
+/// every other guard dropped meanwhile, and releases them all in one statement. Ends with the
+/// session.
+async fn release_locks(
+    session: std::sync::Weak<LockSession>,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<Vec<i64>>,
+) {
+    while let Some(mut keys) = pending.recv().await {
+        while let Ok(more) = pending.try_recv() {
+            keys.extend(more);
+        }
+        let Some(s) = session.upgrade() else { return };
+        if s.conn.client.is_closed() {
+            // A closed session holds no lock any more.
+            continue;
+        }
+        if let Err(e) = s.conn.client.execute(&s.unlock, &[&keys]).await {
+            tracing::warn!(error = %DbError::from(e), "record unlock failed");
+        }
+    }
 }
 
 /// A held record lock (or several): released when dropped.
@@ -97,20 +130,10 @@ impl Drop for SharedGuard<'_> {
             // A closed session holds no lock any more.
             return;
         }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No runtime to unlock from: the locks go with the session when it closes.
-            return;
-        };
-        rt.spawn(async move {
-            for k in keys {
-                match session.conn.client.query_one(&session.unlock, &[&k]).await {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %DbError::from(e), "record unlock failed");
-                    }
-                }
-            }
-        });
+        // Released in a statement with other guards' (`release_locks`). Until it runs, another
+        // instance waits for these records; this one may take them again (the session's
+        // locks count, and the statements run in order).
+        let _ = session.unlocks.send(keys);
     }
 }
 
@@ -129,6 +152,9 @@ pub struct SharedKv {
     queued: Arc<tokio::sync::Notify>,
     /// Feed records this instance queued (their order within one millisecond).
     queued_count: std::sync::atomic::AtomicU64,
+    /// Keys changed under the watched prefix by committed writes, for the notice sender, each
+    /// with the way to say they were sent.
+    notices: tokio::sync::mpsc::UnboundedSender<(Vec<String>, tokio::sync::oneshot::Sender<()>)>,
     listener: tokio::task::JoinHandle<()>,
     /// Holds this instance's liveness lock ([`SharedKv::instance_alive`]) while it runs.
     liveness: tokio::task::JoinHandle<()>,
@@ -217,6 +243,8 @@ impl SharedKv {
                 }
             }
         });
+        let (notices, pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(send_notices(db.clone(), instance.clone(), pending));
         Ok(SharedKv {
             db,
             rt: tokio::runtime::Handle::current(),
@@ -230,6 +258,7 @@ impl SharedKv {
             counters: Arc::new(WriteCounters::default()),
             queued: Arc::default(),
             queued_count: std::sync::atomic::AtomicU64::new(0),
+            notices,
             listener,
             liveness,
         })
@@ -262,7 +291,7 @@ impl SharedKv {
             session
                 .conn
                 .client
-                .query_one(&session.unlock, &[&key])
+                .execute(&session.unlock, &[&vec![key]])
                 .await
                 .map_err(q)?;
         }
@@ -294,14 +323,17 @@ impl SharedKv {
             .map_err(q)?;
         let unlock = conn
             .client
-            .prepare("SELECT pg_advisory_unlock($1)")
+            .prepare("SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) AS k")
             .await
             .map_err(q)?;
+        let (unlocks, pending) = tokio::sync::mpsc::unbounded_channel();
         let fresh = Arc::new(LockSession {
             conn,
             try_lock,
             unlock,
+            unlocks,
         });
+        tokio::spawn(release_locks(Arc::downgrade(&fresh), pending));
         *s = Some(fresh.clone());
         Ok(fresh)
     }
@@ -541,25 +573,27 @@ impl SharedKv {
             .query_one(&stmt, &[&sync, &deletes, &put_keys, &put_values])
             .await
             .map_err(q)?;
-        let watched: Vec<&str> = ops
-            .iter()
-            .map(|(k, _)| k.as_str())
+        let watched: Vec<String> = ops
+            .into_iter()
+            .map(|(k, _)| k)
             .filter(|k| k.starts_with(self.watch_prefix))
             .collect();
         if !watched.is_empty() {
-            // After the commit, in a statement of its own: a NOTIFY inside the transaction
-            // would take PostgreSQL's notification queue lock at commit and so serialise every
-            // writer's commit (its WAL flush included). Receivers read the keys' values, so a
-            // late notice cannot undo a newer change. Lost (the connection broke just now): the
+            // After the commit, and not in the writing transaction: a NOTIFY there would take
+            // PostgreSQL's notification queue lock at commit and so serialise every writer's
+            // commit (its WAL flush included). Sent by `send_notices`, with the keys of other
+            // writes committed meanwhile, and waited for, so that when a write returns the
+            // other instances are being told (a request created here is in their inboxes by
+            // the time its creator hears of it). Receivers read the keys' values, so a late
+            // notice cannot undo a newer change. Lost (the sender's connection broke): the
             // other instances' pending index is stale until their next resync; the records
             // themselves are right.
-            let payload = notice(&self.instance, &watched);
-            let sent = match client.prepare_cached("SELECT pg_notify($1, $2)").await {
-                Ok(stmt) => client.execute(&stmt, &[&KV_CHANNEL, &payload]).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = sent {
-                tracing::warn!(error = %DbError::from(e), "change notice not sent");
+            // The connection goes back to the pool first: the sender needs one, and writers
+            // holding every connection while they wait for it would wait for ever.
+            drop(client);
+            let (sent, done) = tokio::sync::oneshot::channel();
+            if self.notices.send((watched, sent)).is_ok() {
+                let _ = done.await;
             }
         }
         self.counters.jobs.inc();
@@ -668,6 +702,47 @@ impl SharedKv {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The value at `key`, and the value at `prefix` followed by the one it holds (its text,
+    /// or with `field` the string member `field` of its JSON object): a record and the record
+    /// it points to, read in one statement. `None` when `key` is absent; the second value is
+    /// `None` when the record pointed to is absent (or `key`'s value names none).
+    pub async fn get_via(
+        &self,
+        key: &str,
+        prefix: &str,
+        field: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, StorageError> {
+        let c = self.db.client().await.map_err(unavailable)?;
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let row = match field {
+            // `escape` leaves the ASCII of ids and hashes as it is (and turns other bytes into
+            // escapes no key has).
+            None => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT p.value, t.value FROM kv p LEFT JOIN kv t \
+                         ON t.key = $2 || encode(p.value, 'escape') WHERE p.key = $1",
+                    )
+                    .await
+                    .map_err(q)?;
+                c.query_opt(&stmt, &[&key, &prefix]).await
+            }
+            Some(field) => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT p.value, t.value FROM kv p LEFT JOIN kv t \
+                         ON t.key = $2 || (convert_from(p.value, 'UTF8')::jsonb ->> $3) \
+                         WHERE p.key = $1",
+                    )
+                    .await
+                    .map_err(q)?;
+                c.query_opt(&stmt, &[&key, &prefix, &field]).await
+            }
+        }
+        .map_err(q)?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// Keys and values under `prefix`, at most `limit`.
     pub fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let end = crate::storage::kv::prefix_end(prefix.as_bytes());
@@ -677,6 +752,16 @@ impl SharedKv {
     /// Keys and values in `[start, end)` (to the end without `end`), at most `limit`, in key
     /// order.
     pub fn scan_range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.block(self.scan_range_async(start, end, limit))
+    }
+
+    /// [`SharedKv::scan_range`] from async code.
+    pub async fn scan_range_async(
         &self,
         start: &[u8],
         end: Option<&[u8]>,
@@ -698,33 +783,31 @@ impl SharedKv {
         };
         let (start, end) = (text(start), end.map(text));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.block(async {
-            let c = self.db.client().await.map_err(unavailable)?;
-            let q = |e: tokio_postgres::Error| unavailable(e.into());
-            let rows = match &end {
-                Some(end) => {
-                    let stmt = c
-                        .prepare_cached(
-                            "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 \
-                             ORDER BY key LIMIT $3",
-                        )
-                        .await
-                        .map_err(q)?;
-                    c.query(&stmt, &[&start, end, &limit]).await
-                }
-                None => {
-                    let stmt = c
-                        .prepare_cached(
-                            "SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2",
-                        )
-                        .await
-                        .map_err(q)?;
-                    c.query(&stmt, &[&start, &limit]).await
-                }
+        let c = self.db.client().await.map_err(unavailable)?;
+        let q = |e: tokio_postgres::Error| unavailable(e.into());
+        let rows = match &end {
+            Some(end) => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 \
+                         ORDER BY key LIMIT $3",
+                    )
+                    .await
+                    .map_err(q)?;
+                c.query(&stmt, &[&start, end, &limit]).await
             }
-            .map_err(q)?;
-            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
+            None => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT key, value FROM kv WHERE key >= $1 ORDER BY key LIMIT $2",
+                    )
+                    .await
+                    .map_err(q)?;
+                c.query(&stmt, &[&start, &limit]).await
+            }
+        }
+        .map_err(q)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 
@@ -751,6 +834,74 @@ async fn write_rows(
         .map_err(q)?;
     }
     Ok(())
+}
+
+/// Sends the change notices of committed writes: waits for the keys of one write, takes those
+/// of every other write committed meanwhile, and sends them all in one statement (as many
+/// payloads as their size needs), so a burst of writes costs one round trip, not one each; then
+/// tells each of those writes that its notice went out (or failed: logged, not the write's
+/// error, for the write is committed).
+async fn send_notices(
+    db: Db,
+    instance: String,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<(
+        Vec<String>,
+        tokio::sync::oneshot::Sender<()>,
+    )>,
+) {
+    /// Most keys sent in one statement.
+    const MAX_KEYS: usize = 4096;
+    while let Some((mut keys, first)) = pending.recv().await {
+        let mut waiting = vec![first];
+        while keys.len() < MAX_KEYS {
+            match pending.try_recv() {
+                Ok((more, sent)) => {
+                    keys.extend(more);
+                    waiting.push(sent);
+                }
+                Err(_) => break,
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let payloads = notices(&instance, &keys);
+        let sent = async {
+            let c = db.client().await?;
+            let stmt = c
+                .prepare_cached("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                .await?;
+            c.execute(&stmt, &[&KV_CHANNEL, &payloads]).await?;
+            Ok::<_, DbError>(())
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(error = %e, "change notice not sent");
+        }
+        for w in waiting {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// The NOTIFY payloads of changed `keys` from `instance`: JSON `{"i": id, "keys": [key]}`,
+/// each at most [`MAX_PAYLOAD`] bytes (a key too long for one: `{"i": id, "resync": true}`).
+fn notices(instance: &str, keys: &[String]) -> Vec<String> {
+    // A payload's size: the empty one's, plus each key as a JSON string and a comma.
+    let empty = notice(instance, &[]).len();
+    let mut out = Vec::new();
+    let (mut chunk, mut size): (Vec<&str>, usize) = (Vec::new(), empty);
+    for k in keys {
+        let len = serde_json::to_string(k).map_or(usize::MAX / 2, |t| t.len()) + 1;
+        if !chunk.is_empty() && size + len > MAX_PAYLOAD {
+            out.push(notice(instance, &chunk));
+            (chunk, size) = (Vec::new(), empty);
+        }
+        chunk.push(k);
+        size += len;
+    }
+    if !chunk.is_empty() {
+        out.push(notice(instance, &chunk));
+    }
+    out
 }
 
 /// The NOTIFY payload of changed `keys` from `instance`: JSON `{"i": id, "keys": [key]}`, or
@@ -803,5 +954,28 @@ mod tests {
             Some(Change::Resync)
         ));
         assert!(parse_notice("not json", "other").is_none());
+    }
+
+    #[test]
+    fn many_keys_go_in_as_many_notices_as_their_size_needs() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("p/approver/{i:04}")).collect();
+        let sent = notices("me", &keys);
+        assert!(sent.len() > 1, "{} notices", sent.len());
+        let mut got = Vec::new();
+        for n in &sent {
+            assert!(n.len() <= MAX_PAYLOAD, "{} bytes", n.len());
+            match parse_notice(n, "other").unwrap() {
+                Change::Keys(k) => got.extend(k.iter().cloned()),
+                Change::Resync => panic!("a resync where keys fit"),
+            }
+        }
+        assert_eq!(got, keys);
+        // One key too long for any notice: a resync.
+        let long = vec!["p/".to_owned() + &"x".repeat(MAX_PAYLOAD)];
+        assert!(matches!(
+            parse_notice(&notices("me", &long)[0], "other"),
+            Some(Change::Resync)
+        ));
+        assert!(notices("me", &[]).is_empty());
     }
 }

@@ -154,3 +154,101 @@ async fn two_instances_share_records_locks_the_feed_and_changes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Writes under the watched prefix wait for their change notice, which needs a connection of
+/// the pool: many at once on a pool of two all complete (a writer gives its connection back
+/// before it waits), every change reaches the other instance, in no more notices than writes.
+/// A key and the record it names are read in one go; locks released in one
+/// statement are free again at the other instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_watched_writes_on_a_small_pool_completes_and_is_heard() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let small = Db::connect_with_pool_size(&db.url, MIGRATIONS, 2)
+        .await
+        .unwrap();
+    let a = std::sync::Arc::new(SharedKv::open(small, "p/").await.unwrap());
+    let b = SharedKv::open(Db::connect(&db.url, MIGRATIONS).await.unwrap(), "p/")
+        .await
+        .unwrap();
+    let mut heard = b.changes();
+    const WRITES: usize = 64;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..WRITES {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut batch = Batch::new();
+            batch.put(format!("p/apv/{i:03}"), b"open".to_vec());
+            a.commit(batch, Durability::Deferred).await
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(20), t)
+            .await
+            .expect("a write waited for ever")
+            .unwrap()
+            .unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (mut keys, mut notices) = (std::collections::BTreeSet::new(), 0);
+    while keys.len() < WRITES {
+        match tokio::time::timeout(Duration::from_secs(10), heard.recv()).await {
+            Ok(Ok(Change::Keys(k))) => {
+                notices += 1;
+                keys.extend(k.iter().cloned());
+            }
+            other => panic!("{} of {WRITES} changes heard, then {other:?}", keys.len()),
+        }
+    }
+    let want: std::collections::BTreeSet<String> =
+        (0..WRITES).map(|i| format!("p/apv/{i:03}")).collect();
+    assert_eq!(keys, want);
+    assert!(notices <= WRITES, "{notices} notices for {WRITES} writes");
+
+    // A pointer and the record it names, in one read: by text and by a JSON member.
+    let mut batch = Batch::new();
+    batch
+        .put("q/one", b"abc".to_vec())
+        .put("r/abc", b"record".to_vec())
+        .put("s/x", br#"{"approver_id":"ann"}"#.to_vec())
+        .put("a/ann", b"ann's".to_vec())
+        .put("q/dangling", b"zzz".to_vec());
+    a.commit(batch, Durability::Sync).await.unwrap();
+    assert_eq!(
+        b.get_via("q/one", "r/", None).await.unwrap(),
+        Some((b"abc".to_vec(), Some(b"record".to_vec())))
+    );
+    assert_eq!(
+        b.get_via("s/x", "a/", Some("approver_id")).await.unwrap(),
+        Some((
+            br#"{"approver_id":"ann"}"#.to_vec(),
+            Some(b"ann's".to_vec())
+        ))
+    );
+    assert_eq!(
+        b.get_via("s/x", "a/", Some("missing")).await.unwrap(),
+        Some((br#"{"approver_id":"ann"}"#.to_vec(), None))
+    );
+    assert_eq!(
+        b.get_via("q/dangling", "r/", None).await.unwrap(),
+        Some((b"zzz".to_vec(), None))
+    );
+    assert_eq!(b.get_via("q/none", "r/", None).await.unwrap(), None);
+
+    // Locks taken and dropped together are released together, and free at the other instance.
+    let guards: Vec<_> = futures_util::future::join_all((0..8).map(|i| {
+        let a = a.clone();
+        async move { a.lock(&format!("r/{i}")).await.map(|_| ()) }
+    }))
+    .await;
+    assert!(guards.iter().all(Result::is_ok));
+    for i in 0..8 {
+        let g = tokio::time::timeout(Duration::from_secs(10), b.lock(&format!("r/{i}")))
+            .await
+            .expect("a released lock is still held")
+            .unwrap();
+        drop(g);
+    }
+}

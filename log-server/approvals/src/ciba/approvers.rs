@@ -32,16 +32,17 @@ pub enum Deciders {
 }
 
 /// Whether an approver can approve at all: known, not disabled, with a passkey.
-fn can_approve(c: &Approvals, id: &str) -> Result<bool, ApiError> {
+async fn can_approve(c: &Approvals, id: &str) -> Result<bool, ApiError> {
     Ok(c.store
-        .approver(id)?
+        .approver(id)
+        .await?
         .is_some_and(|a| !a.disabled && !a.credentials.is_empty()))
 }
 
 /// The approvers a `group:<name>` hint names under the policy in force: the group's members
 /// who can approve and whom the client may ask. `None` when no one can be asked (the caller
 /// answers as for any hint that reaches no one).
-pub fn group_members(
+pub async fn group_members(
     c: &Approvals,
     client: &ClientRecord,
     name: &str,
@@ -60,7 +61,7 @@ pub fn group_members(
             .approvers
             .as_ref()
             .is_none_or(|list| list.contains(m));
-        if allowed && can_approve(c, m)? {
+        if allowed && can_approve(c, m).await? {
             out.push(m.clone());
         }
     }
@@ -71,7 +72,7 @@ pub fn group_members(
 
 /// Who decides a request of `client` with `details`, whose hint resolved to `named` (one
 /// approver, or a group's members who can approve, sorted).
-pub fn deciders(
+pub async fn deciders(
     c: &Approvals,
     client: &ClientRecord,
     named: Vec<String>,
@@ -109,7 +110,7 @@ pub fn deciders(
         Outcome::Matched(m) => {
             let mut able = 0u64;
             for a in &m.approvers {
-                if can_approve(c, a)? {
+                if can_approve(c, a).await? {
                     able += 1;
                 }
             }

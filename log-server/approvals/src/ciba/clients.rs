@@ -187,7 +187,7 @@ pub async fn authenticate_with(
     {
         return Err(fail());
     }
-    let Some(client) = ciba.store.client(&p.client_id)? else {
+    let Some(client) = ciba.store.client(&p.client_id).await? else {
         // Debug-formatted: an unknown client id is the caller's text, and a newline in it
         // must not start a forged log line.
         tracing::info!(client_id = ?p.client_id, "unknown client");
@@ -439,7 +439,7 @@ pub async fn remember_jti(
     // record's lock at every instance.
     let _g = if ciba.store.is_shared() {
         let g = ciba.store.lock(&key).await?;
-        if ciba.store.get_raw(&key)?.is_some() {
+        if ciba.store.get_raw(&key).await?.is_some() {
             return Ok(false);
         }
         Some(g)
@@ -464,7 +464,9 @@ pub fn load_jtis(ciba: &crate::state::Approvals, now: u64) -> Result<usize, ApiE
     let end = countersign_log::storage::kv::prefix_end(JTI_PREFIX.as_bytes());
     let mut from = JTI_PREFIX.as_bytes().to_vec();
     loop {
-        let page = ciba.store.scan_range(&from, end.as_deref(), 4096)?;
+        let page = ciba
+            .store
+            .scan_range_blocking(&from, end.as_deref(), 4096)?;
         let full = page.len() == 4096;
         if let Some((last, _)) = page.last() {
             from = last.as_bytes().to_vec();

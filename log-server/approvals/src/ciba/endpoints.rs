@@ -182,28 +182,35 @@ fn unreachable_approver() -> ApiError {
 /// work, like the answer, does not say how far a hint got. A client with an approver
 /// allow-list is answered alike when it names anyone else, so the list tells it nothing about
 /// who exists.
-fn resolve_hint(c: &Approvals, client: &ClientRecord, hint: &Hint<'_>) -> Result<String, ApiError> {
+async fn resolve_hint(
+    c: &Approvals,
+    client: &ClientRecord,
+    hint: &Hint<'_>,
+) -> Result<String, ApiError> {
     let candidate = match hint {
         Hint::Login(h) => {
-            let by_email = c.store.get_raw(&format!("m/{}", h.to_lowercase()))?;
+            let by_email = c.store.get_raw(&format!("m/{}", h.to_lowercase())).await?;
             match by_email {
                 Some(id) if h.contains('@') => String::from_utf8(id).unwrap_or_default(),
                 _ => (*h).to_owned(),
             }
         }
         Hint::Subject(sub) => {
-            let _ = c.store.get_raw(&format!("m/{}", sub.to_lowercase()))?;
+            let _ = c
+                .store
+                .get_raw(&format!("m/{}", sub.to_lowercase()))
+                .await?;
             sub.clone()
         }
         // The same two reads as any hint (the empty id is no one's), then the same answer.
         Hint::Elsewhere => {
-            let _ = c.store.get_raw("m/")?;
+            let _ = c.store.get_raw("m/").await?;
             String::new()
         }
     };
     // An e-mail hint that matched no one reads the record of the hint itself, which an id
     // (no `@`, spec/entry.md E9) can never be.
-    let approver = c.store.approver(&candidate)?;
+    let approver = c.store.approver(&candidate).await?;
     let allowed = client
         .approvers
         .as_ref()
@@ -383,11 +390,13 @@ async fn bc_authorize(
     let named = match &hint {
         Hint::Login(h) if h.starts_with(approvers::GROUP_HINT_PREFIX) => {
             let name = &h[approvers::GROUP_HINT_PREFIX.len()..];
-            approvers::group_members(c, &client, name)?.ok_or_else(unreachable_approver)?
+            approvers::group_members(c, &client, name)
+                .await?
+                .ok_or_else(unreachable_approver)?
         }
-        _ => vec![resolve_hint(c, &client, &hint)?],
+        _ => vec![resolve_hint(c, &client, &hint).await?],
     };
-    let deciders = approvers::deciders(c, &client, named, &details)?;
+    let deciders = approvers::deciders(c, &client, named, &details).await?;
     let mut expiry = expiry;
     let (approver_id, statement_policy, require_uv, require_attestation) = match deciders {
         approvers::Deciders::One(id) => (id, None, false, false),
@@ -548,7 +557,7 @@ async fn token(
     let invalid = || ApiError::bad_request("invalid_grant", "auth_req_id is unknown or not yours");
     // Read under the record's lock: an approved request's tokens are issued from this read.
     let _g = c.store.lock(&key).await?;
-    let r: RequestRecord = c.store.get(&key)?.ok_or_else(invalid)?;
+    let r: RequestRecord = c.store.get(&key).await?.ok_or_else(invalid)?;
     if r.statement.client_id != client.client_id {
         return Err(invalid());
     }

@@ -26,7 +26,8 @@ pub(crate) async fn issue_tokens(
     let _g = c.store.lock(key).await?;
     let r: RequestRecord = c
         .store
-        .get(key)?
+        .get(key)
+        .await?
         .ok_or_else(|| ApiError::bad_request("invalid_grant", "unknown auth_req_id"))?;
     issue_tokens_locked(c, key, r, auth_req_id, client, with_at_hash).await
 }
@@ -149,7 +150,7 @@ pub(crate) async fn issue_tokens_locked(
     let now_ms = countersign_log::now_ms();
     let event = EventRow::for_request(EventType::TokenIssued, &r.statement, now_ms);
     let evidence_key = CibaStore::evidence_by_hash_key(CibaStore::hash_of_key(key));
-    if let Some(mut e) = c.store.evidence_via(&evidence_key)? {
+    if let Some(mut e) = c.store.evidence_via(&evidence_key).await? {
         e.token_issued_at_ms = Some(now_ms);
         e.events.push(event.clone());
         CibaStore::put_evidence(&mut b, &e)?;

@@ -42,7 +42,7 @@ impl std::fmt::Debug for KeySet {
 /// The stored keys, oldest first.
 fn stored_keys(store: &CibaStore) -> Result<Vec<Key>, StorageError> {
     let mut keys = Vec::new();
-    for (_, v) in store.scan("k/", 1000)? {
+    for (_, v) in store.scan_blocking("k/", 1000)? {
         let rec: Value = serde_json::from_slice(&v)
             .map_err(|e| StorageError::Corrupt(format!("token key record: {e}")))?;
         let seed = rec["seed"]

@@ -231,7 +231,7 @@ fn quorum_line(r: &RequestRecord) -> String {
 }
 
 async fn send_approver_email_to(c: &Approvals, r: &RequestRecord, approver: &str) -> bool {
-    let email = match c.store.approver(approver) {
+    let email = match c.store.approver(approver).await {
         Ok(Some(a)) => a.email,
         // Gone: nothing to send, nothing owed.
         Ok(None) => return true,
@@ -385,8 +385,8 @@ async fn send_webhook(c: &Approvals, r: &RequestRecord) -> bool {
 
 /// At start: sends again the approver notifications still owed for requests still open, and
 /// forgets those of requests decided, expired or gone.
-pub(crate) fn resume_notifications(c: &Arc<Approvals>) {
-    let found = match c.store.scan(NOTIFY_PREFIX, usize::MAX) {
+pub(crate) async fn resume_notifications(c: &Arc<Approvals>) {
+    let found = match c.store.scan(NOTIFY_PREFIX, usize::MAX).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "could not read the owed notifications");
@@ -401,7 +401,7 @@ pub(crate) fn resume_notifications(c: &Arc<Approvals>) {
             continue;
         };
         let key = CibaStore::record_key_of(hash);
-        let open = match c.store.get::<RequestRecord>(&key) {
+        let open = match c.store.get::<RequestRecord>(&key).await {
             Ok(Some(r)) if r.status == RequestStatus::Pending && now < r.statement.expires_at => {
                 Some(r)
             }

@@ -125,10 +125,10 @@ fn list_item(r: &RequestRecord, tail: &str, after: &str) -> String {
 }
 
 pub(super) async fn home(State(ref c): State<Arc<Approvals>>, headers: HeaderMap) -> Response {
-    let Some(session) = session_of(c, &headers) else {
+    let Some(session) = session_of(c, &headers).await else {
         return sign_in("Use the passkey you enrolled to see the requests waiting for you.");
     };
-    let Ok(list) = open_requests(c, &session.approver_id) else {
+    let Ok(list) = open_requests(c, &session.approver_id).await else {
         return error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The inbox could not be read",
@@ -279,10 +279,10 @@ pub(super) async fn request_page(
     headers: HeaderMap,
     PathParam(request_id): PathParam,
 ) -> Response {
-    let Some(session) = session_of(c, &headers) else {
+    let Some(session) = session_of(c, &headers).await else {
         return sign_in("Sign in with your passkey to see this request.");
     };
-    let Ok((_, r)) = own_request(c, &session.approver_id, &request_id) else {
+    let Ok((_, r)) = own_request(c, &session.approver_id, &request_id).await else {
         return error_page(
             StatusCode::NOT_FOUND,
             "No such request",
@@ -371,10 +371,14 @@ pub(super) async fn request_page(
 }
 
 pub(super) async fn history(State(ref c): State<Arc<Approvals>>, headers: HeaderMap) -> Response {
-    let Some(session) = session_of(c, &headers) else {
+    let Some(session) = session_of(c, &headers).await else {
         return sign_in("Sign in with your passkey to see your past decisions.");
     };
-    let Ok(list) = c.store.history_of(&session.approver_id, HISTORY_LIMIT) else {
+    let Ok(list) = c
+        .store
+        .history_of(&session.approver_id, HISTORY_LIMIT)
+        .await
+    else {
         return error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "History could not be read",
@@ -424,7 +428,7 @@ pub(super) async fn enrol_page(
     State(ref c): State<Arc<Approvals>>,
     PathParam(token): PathParam,
 ) -> Response {
-    let Some(a) = crate::passkeys::enrolment::link_approver(c, &token) else {
+    let Some(a) = crate::passkeys::enrolment::link_approver(c, &token).await else {
         return error_page(
             StatusCode::GONE,
             "Link not valid",

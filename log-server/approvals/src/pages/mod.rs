@@ -191,7 +191,7 @@ async fn events(
     State(ref c): State<Arc<Approvals>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let session = session_of(c, &headers).ok_or_else(|| {
+    let session = session_of(c, &headers).await.ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "login_required", "sign in first")
     })?;
     let rx = c.inbox.subscribe(&session.approver_id);

@@ -30,7 +30,7 @@ struct EnrolStart {
     token: String,
 }
 
-fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), ApiError> {
+async fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), ApiError> {
     let h = Secret::new(token).sha256();
     let gone = || {
         ApiError::new(
@@ -44,7 +44,8 @@ fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), A
     }
     let link: EnrolmentLink = c
         .store
-        .get(&format!("l/{}", hex::encode(h)))?
+        .get(&format!("l/{}", hex::encode(h)))
+        .await?
         .ok_or_else(gone)?;
     if link.used || link.expires_at <= now_secs() {
         return Err(gone());
@@ -52,7 +53,8 @@ fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), A
     // Only the approver's latest link is good: a new one voids those sent before.
     let latest: Option<String> = c
         .store
-        .get(&CibaStore::latest_link_key(&link.approver_id))?;
+        .get(&CibaStore::latest_link_key(&link.approver_id))
+        .await?;
     if latest.is_some_and(|l| l != hex::encode(h)) {
         return Err(ApiError::new(
             StatusCode::GONE,
@@ -66,14 +68,15 @@ fn valid_link(c: &Approvals, token: &str) -> Result<([u8; 32], EnrolmentLink), A
 /// The approver a link enrols, checked for this enrolment: enabled, and, when they already
 /// have a passkey, either signed in with it in this browser or enrolling through a recovery
 /// link (whoever holds a plain link must not add a passkey to someone else's account).
-fn enrolling_approver(
+async fn enrolling_approver(
     c: &Approvals,
     headers: &HeaderMap,
     link: &EnrolmentLink,
 ) -> Result<ApproverRecord, ApiError> {
     let approver = c
         .store
-        .approver(&link.approver_id)?
+        .approver(&link.approver_id)
+        .await?
         .filter(|a| !a.disabled)
         .ok_or_else(|| {
             ApiError::new(
@@ -83,6 +86,7 @@ fn enrolling_approver(
             )
         })?;
     let signed_in = super::session_of(c, headers)
+        .await
         .is_some_and(|s| crate::util::same_id(&s.approver_id, &approver.approver_id));
     if !approver.credentials.is_empty() && !signed_in && !link.recovery {
         return Err(ApiError::new(
@@ -97,10 +101,11 @@ fn enrolling_approver(
 }
 
 /// The enrolment link's approver, for the enrolment page (None if the link is not usable).
-pub(crate) fn link_approver(c: &Approvals, token: &str) -> Option<ApproverRecord> {
-    let (_, link) = valid_link(c, token).ok()?;
+pub(crate) async fn link_approver(c: &Approvals, token: &str) -> Option<ApproverRecord> {
+    let (_, link) = valid_link(c, token).await.ok()?;
     c.store
         .approver(&link.approver_id)
+        .await
         .ok()
         .flatten()
         .filter(|a| !a.disabled)
@@ -141,7 +146,12 @@ async fn take_ceremony(c: &Approvals, id: &str, token: &str) -> Result<Option<Ce
     let link_hash = Secret::new(token).sha256();
     let key = format!("{SHARED_CEREMONY_PREFIX}{}", hex::encode(link_hash));
     let _g = c.store.lock(&key).await?;
-    let Some(stored) = c.store.get::<StoredCeremony>(&key)?.filter(|s| s.id == id) else {
+    let Some(stored) = c
+        .store
+        .get::<StoredCeremony>(&key)
+        .await?
+        .filter(|s| s.id == id)
+    else {
         return Ok(None);
     };
     let mut b = Batch::new();
@@ -165,8 +175,8 @@ pub(crate) async fn enrol_start(
     body: Body,
 ) -> Result<Response, ApiError> {
     let b: EnrolStart = body.declared_json(&headers)?;
-    let (link_hash, link) = valid_link(c, &b.token)?;
-    let approver = enrolling_approver(c, &headers, &link)?;
+    let (link_hash, link) = valid_link(c, &b.token).await?;
+    let approver = enrolling_approver(c, &headers, &link).await?;
     let (id, ch) = start_ceremony(c, link_hash).await?;
     let policy = c.log.policy();
     let exclude: Vec<Value> = approver
@@ -239,9 +249,9 @@ pub(crate) async fn enrol_finish(
         .ok_or_else(|| {
             ApiError::invalid_request("the enrolment ceremony is unknown or timed out; start again")
         })?;
-    let (link_hash, link) = valid_link(c, &b.token)?;
+    let (link_hash, link) = valid_link(c, &b.token).await?;
     // Checked again: the approver may have been disabled, or have enrolled a passkey, since.
-    enrolling_approver(c, &headers, &link)?;
+    enrolling_approver(c, &headers, &link).await?;
     match cer.kind {
         Kind::Enrol { link_hash: h } if h == link_hash => {}
         _ => {
@@ -326,10 +336,10 @@ async fn commit_enrolment(
     // Claim the link before logging, so one link enrols one passkey even under a race.
     {
         let _g = c.store.lock(&link_key).await?;
-        let mut l: EnrolmentLink = c
-            .store
-            .get(&link_key)?
-            .ok_or_else(|| ApiError::new(StatusCode::GONE, "invalid_link", "the link is gone"))?;
+        let mut l: EnrolmentLink =
+            c.store.get(&link_key).await?.ok_or_else(|| {
+                ApiError::new(StatusCode::GONE, "invalid_link", "the link is gone")
+            })?;
         if l.used {
             return Err(ApiError::new(
                 StatusCode::GONE,
@@ -359,7 +369,7 @@ async fn commit_enrolment(
         other => {
             // Give the link back: nothing new was enrolled.
             let _g = c.store.lock(&link_key).await?;
-            if let Some(mut l) = c.store.get::<EnrolmentLink>(&link_key)? {
+            if let Some(mut l) = c.store.get::<EnrolmentLink>(&link_key).await? {
                 l.used = false;
                 c.store.put(&link_key, &l).await?;
             }
@@ -378,7 +388,8 @@ async fn commit_enrolment(
         let _g = c.store.lock(&approver_key).await?;
         let mut ap = c
             .store
-            .approver(&link.approver_id)?
+            .approver(&link.approver_id)
+            .await?
             .ok_or_else(|| ApiError::internal("enrol_finish", "approver vanished"))?;
         ap.credentials.push(CredentialRef {
             credential_id: B64URL.encode(&reg.credential_id),
@@ -388,6 +399,7 @@ async fn commit_enrolment(
         let mut b = Batch::new();
         b.put_json(&approver_key, &ap)?;
         let events: Vec<_> = crate::audit::appended_event(&c.log, &a, None)
+            .await
             .into_iter()
             .collect();
         c.store
@@ -395,7 +407,7 @@ async fn commit_enrolment(
             .await?;
     }
     tracing::info!(approver_id = %link.approver_id, index = a.index, attestation_root = ?anchor.map(hex::encode), "passkey enrolled");
-    if let Some(ap) = c.store.approver(&link.approver_id)? {
+    if let Some(ap) = c.store.approver(&link.approver_id).await? {
         crate::notify::passkey_changed(
             c,
             &ap,

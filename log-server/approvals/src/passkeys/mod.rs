@@ -60,19 +60,23 @@ pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a
 }
 
 /// The session of a page request (GET: no CSRF check needed, nothing changes).
-pub(crate) fn session_of(c: &Approvals, headers: &HeaderMap) -> Option<Session> {
-    session_and_approver(c, headers).map(|(s, _)| s)
+pub(crate) async fn session_of(c: &Approvals, headers: &HeaderMap) -> Option<Session> {
+    session_and_approver(c, headers).await.map(|(s, _)| s)
 }
 
 /// The session of a page request and its (enabled) approver's record.
-fn session_and_approver(c: &Approvals, headers: &HeaderMap) -> Option<(Session, ApproverRecord)> {
-    let s = c
+async fn session_and_approver(
+    c: &Approvals,
+    headers: &HeaderMap,
+) -> Option<(Session, ApproverRecord)> {
+    let (s, a) = c
         .sessions
-        .get(&c.store, cookie_value(headers, SESSION_COOKIE)?)?;
+        .get_with_approver(&c.store, cookie_value(headers, SESSION_COOKIE)?)
+        .await?;
     // A disabled approver's sessions, and those made before a passkey's revocation, are
     // dropped then; the record decides, so neither a cache nor a restart brings one back.
-    match c.store.approver(&s.approver_id) {
-        Ok(Some(a)) if !a.disabled && s.created_ms > a.sessions_not_before_ms => Some((s, a)),
+    match a {
+        Some(a) if !a.disabled && s.created_ms > a.sessions_not_before_ms => Some((s, a)),
         _ => None,
     }
 }
@@ -88,16 +92,23 @@ pub(crate) fn unauthorized() -> ApiError {
 /// The session of a state-changing request. CSRF defence in depth: the cookie is
 /// `SameSite=Strict`, the body must be JSON (a cross-site form cannot send it without a
 /// preflight), and the per-session CSRF token must come back in `X-CSRF-Token`.
-pub(crate) fn session_for_change(c: &Approvals, headers: &HeaderMap) -> Result<Session, ApiError> {
-    change_session_and_approver(c, headers).map(|(s, _)| s)
+pub(crate) async fn session_for_change(
+    c: &Approvals,
+    headers: &HeaderMap,
+) -> Result<Session, ApiError> {
+    change_session_and_approver(c, headers)
+        .await
+        .map(|(s, _)| s)
 }
 
 /// [`session_for_change`] with the approver's record.
-pub(crate) fn change_session_and_approver(
+pub(crate) async fn change_session_and_approver(
     c: &Approvals,
     headers: &HeaderMap,
 ) -> Result<(Session, ApproverRecord), ApiError> {
-    let (s, approver) = session_and_approver(c, headers).ok_or_else(unauthorized)?;
+    let (s, approver) = session_and_approver(c, headers)
+        .await
+        .ok_or_else(unauthorized)?;
     let sent = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())

@@ -88,7 +88,7 @@ pub(crate) async fn log_revocation(
 async fn record_event(c: &Approvals, index: u64) -> Result<(), ApiError> {
     let marker = revocation_event_key(index);
     let _g = c.store.lock(&marker).await?;
-    if c.store.get_raw(&marker)?.is_some() {
+    if c.store.get_raw(&marker).await?.is_some() {
         return Ok(());
     }
     let events: Vec<_> = crate::audit::log_entry_event(&c.log, index, None)
@@ -128,7 +128,7 @@ pub(crate) async fn revoke_passkey(
                 "no such approver passkey",
             )
         };
-        let mut rec = c.store.approver(approver_id)?.ok_or_else(not_found)?;
+        let mut rec = c.store.approver(approver_id).await?.ok_or_else(not_found)?;
         let cred = rec
             .credentials
             .iter()
@@ -142,7 +142,7 @@ pub(crate) async fn revoke_passkey(
         c.store.put(&approver_key, &rec).await?;
         (rec, revoked)
     };
-    c.sessions.drop_approver(&c.store, approver_id);
+    c.sessions.drop_approver(&c.store, approver_id).await;
     notify::passkey_changed(
         c,
         &rec,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use countersign_log::StorageError;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Batch, CibaStore, Durability};
+use crate::store::{ApproverRecord, Batch, CibaStore, Durability};
 use crate::util::{now_secs, Secret};
 
 /// Name of the session cookie.
@@ -80,32 +80,45 @@ impl Sessions {
     }
 
     /// Signs an approver out everywhere.
-    pub fn drop_approver(&self, store: &CibaStore, approver_id: &str) {
+    pub async fn drop_approver(&self, store: &CibaStore, approver_id: &str) {
         self.lock().retain(|_, s| s.approver_id != approver_id);
-        match stored_sessions_where(store, |s| s.approver_id == approver_id) {
+        match stored_sessions_where(store, |s| s.approver_id == approver_id).await {
             Ok(b) => store.commit_in_background(b),
             // The approver record is disabled first, and every session check reads it.
             Err(e) => tracing::warn!(error = %e, "could not read the stored sessions"),
         }
     }
 
-    /// The live session of cookie value `token`.
-    pub fn get(&self, store: &CibaStore, token: &str) -> Option<Session> {
+    /// The live session of cookie value `token` and the record of its approver (`None` when
+    /// there is none), read together: one round trip on the shared driver. `None` when the
+    /// session is not live, or a record cannot be read.
+    pub async fn get_with_approver(
+        &self,
+        store: &CibaStore,
+        token: &str,
+    ) -> Option<(Session, Option<ApproverRecord>)> {
         let h = countersign_verifier::sha256(token.as_bytes());
         let now = now_secs();
-        if let Some(s) = self.lock().get(&h).filter(|s| s.expires_at > now) {
-            return Some(s.clone());
+        let cached = self.lock().get(&h).filter(|s| s.expires_at > now).cloned();
+        if let Some(s) = cached {
+            let a = store.approver(&s.approver_id).await.ok()?;
+            return Some((s, a));
         }
-        // Not in memory: made before a restart, or not a session at all.
-        let s = store
-            .get::<Session>(&session_key(&h))
+        let (raw, approver) = store
+            .get_via(&session_key(&h), "a/", Some("approver_id"))
+            .await
+            .ok()??;
+        let s = serde_json::from_slice::<Session>(&raw)
             .ok()
-            .flatten()
             .filter(|s| s.expires_at > now)?;
+        let a = approver
+            .map(|v| serde_json::from_slice::<ApproverRecord>(&v))
+            .transpose()
+            .ok()?;
         if !store.is_shared() {
             self.lock().insert(h, s.clone());
         }
-        Some(s)
+        Some((s, a))
     }
 
     /// Ends the session of cookie value `token`: once this returns, no instance accepts it.
@@ -119,12 +132,12 @@ impl Sessions {
 }
 
 /// The deletion of every stored session `pred` holds for (and of unreadable ones).
-fn stored_sessions_where(
+async fn stored_sessions_where(
     store: &CibaStore,
     pred: impl Fn(&Session) -> bool,
 ) -> Result<Batch, StorageError> {
     let mut b = Batch::new();
-    for (k, v) in store.scan(SESSION_PREFIX, usize::MAX)? {
+    for (k, v) in store.scan(SESSION_PREFIX, usize::MAX).await? {
         if serde_json::from_slice::<Session>(&v).map_or(true, |s| pred(&s)) {
             b.delete(k);
         }
@@ -134,7 +147,7 @@ fn stored_sessions_where(
 
 /// Deletes the stored sessions that expired before `now`; how many.
 pub async fn sweep_sessions(store: &CibaStore, now: u64) -> Result<usize, StorageError> {
-    let b = stored_sessions_where(store, |s| s.expires_at <= now)?;
+    let b = stored_sessions_where(store, |s| s.expires_at <= now).await?;
     let n = b.len();
     store.commit(b, Durability::Deferred).await?;
     Ok(n)

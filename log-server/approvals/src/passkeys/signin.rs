@@ -80,7 +80,8 @@ pub(crate) async fn signin_finish(
     let cred_b64 = B64URL.encode(&a.credential_id);
     let approver = c
         .store
-        .approver(&enr.approver_id)?
+        .approver(&enr.approver_id)
+        .await?
         .filter(|a| !a.disabled)
         .filter(|a| a.credentials.iter().any(|cr| cr.credential_id == cred_b64))
         .ok_or_else(refused)?;
@@ -147,7 +148,7 @@ async fn spend_shared(c: &Approvals, s: &super::ceremony::OpenedSignIn) -> Resul
         hex::encode(s.nonce)
     );
     let _g = c.store.lock(&key).await?;
-    if c.store.get_raw(&key)?.is_some() {
+    if c.store.get_raw(&key).await?.is_some() {
         return Ok(false);
     }
     let mut b = crate::store::Batch::new();
@@ -160,7 +161,7 @@ pub(crate) async fn logout(
     State(ref c): State<Arc<Approvals>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    session_for_change(c, &headers)?;
+    session_for_change(c, &headers).await?;
     if let Some(v) = cookie_value(&headers, SESSION_COOKIE) {
         c.sessions.remove(&c.store, v).await?;
     }

@@ -328,7 +328,7 @@ impl PolicyService {
         policy: Option<ValidatedPolicy>,
     ) -> Result<StartOutcome, PolicyStartError> {
         let a = &self.approvals;
-        let record: Option<PolicyRecord> = a.store.get(POLICY_RECORD_KEY)?;
+        let record: Option<PolicyRecord> = a.store.get(POLICY_RECORD_KEY).await?;
         let last = match &record {
             Some(r) => Some(logged_policy(a, r)?),
             None => None,
@@ -398,10 +398,11 @@ impl PolicyService {
         let a = &self.approvals;
         let mut batch = Batch::new();
         batch.put_json(POLICY_RECORD_KEY, &record)?;
-        let events: Vec<_> = appended
-            .and_then(|ap| crate::audit::appended_event(&a.log, ap, None))
-            .into_iter()
-            .collect();
+        let event = match appended {
+            Some(ap) => crate::audit::appended_event(&a.log, ap, None).await,
+            None => None,
+        };
+        let events: Vec<_> = event.into_iter().collect();
         a.store
             .commit_with_events(batch, &events, Durability::Sync)
             .await

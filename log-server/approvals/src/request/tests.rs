@@ -540,7 +540,7 @@ impl Fixture {
     }
 
     fn get(&self, key: &str) -> RequestRecord {
-        self.approvals.store.get(key).unwrap().unwrap()
+        self.approvals.store.get_blocking(key).unwrap().unwrap()
     }
 
     /// A decision on the request at `key`, signed by the passkey (`flip`: break its signature).
@@ -568,7 +568,11 @@ impl Fixture {
     }
 
     fn claim_markers(&self) -> usize {
-        self.approvals.store.scan(CLAIM_PREFIX, 100).unwrap().len()
+        self.approvals
+            .store
+            .scan_blocking(CLAIM_PREFIX, 100)
+            .unwrap()
+            .len()
     }
 }
 
@@ -634,7 +638,7 @@ async fn a_disabled_approver_or_a_revoked_passkey_decides_nothing() {
     let set_disabled = |disabled: bool| {
         let c = approvals.clone();
         async move {
-            let mut a = c.store.approver("apv_alice").unwrap().unwrap();
+            let mut a = c.store.approver("apv_alice").await.unwrap().unwrap();
             a.disabled = disabled;
             c.store.put("a/apv_alice", &a).await.unwrap();
         }
@@ -830,6 +834,7 @@ async fn decisions_recorded_before_evidence_records_get_theirs_once() {
         .approvals
         .store
         .evidence_via(&CibaStore::evidence_by_request_key("req_1"))
+        .await
         .unwrap()
         .unwrap();
     // As an older version left it: no evidence record, no migration marker.
@@ -843,6 +848,7 @@ async fn decisions_recorded_before_evidence_records_get_theirs_once() {
         .approvals
         .store
         .scan(EVIDENCE_PREFIX, 10)
+        .await
         .unwrap()
         .is_empty());
 
@@ -851,6 +857,7 @@ async fn decisions_recorded_before_evidence_records_get_theirs_once() {
         .approvals
         .store
         .evidence_via(&CibaStore::evidence_by_request_key("req_1"))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(again.statement, made.statement);

@@ -94,7 +94,7 @@ async fn evidence_outlives_the_request_until_the_evidence_retention() {
 
     // Past the request retention: the request's records are gone (its token with them)...
     assert_eq!(sweep(&c, expires_at + 101).await.unwrap(), 1);
-    assert!(c.store.request_by_public_id(&rid).unwrap().is_none());
+    assert!(c.store.request_by_public_id(&rid).await.unwrap().is_none());
     let (st, v) = client.token(&id).await;
     assert_eq!(
         (st, v["error"].as_str()),
@@ -239,6 +239,7 @@ async fn the_feed_reports_each_event_once_in_order() {
         .approvals
         .store
         .request_by_public_id(&rid)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -282,6 +283,7 @@ async fn the_feed_reports_each_event_once_in_order() {
         .approvals
         .store
         .request_by_public_id(&late_rid)
+        .await
         .unwrap()
         .unwrap();
     let expires_at = late.statement.expires_at;

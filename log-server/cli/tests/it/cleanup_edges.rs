@@ -27,7 +27,8 @@ async fn a_crashed_claim_is_kept_through_its_grace_and_junk_is_left_alone() {
     let key = CibaStore::request_key(&Secret::new(&id).sha256());
 
     // The request as a crash in the middle of a decision leaves it: claimed.
-    let mut v: Value = serde_json::from_slice(&c.store.get_raw(&key).unwrap().unwrap()).unwrap();
+    let mut v: Value =
+        serde_json::from_slice(&c.store.get_raw(&key).await.unwrap().unwrap()).unwrap();
     v["status"] = json!("deciding");
     let expires_at = v["statement"]["expires_at"].as_u64().unwrap();
     // A record that does not parse, and no index marker, so the sweep re-indexes everything.
@@ -45,15 +46,20 @@ async fn a_crashed_claim_is_kept_through_its_grace_and_junk_is_left_alone() {
 
     // A clock before the retention window deletes nothing (and still completes the index).
     assert_eq!(sweep(&c, 50).await.unwrap(), 0);
-    assert!(c.store.get_raw(EXPIRY_INDEX_MARKER).unwrap().is_some());
+    assert!(c
+        .store
+        .get_raw(EXPIRY_INDEX_MARKER)
+        .await
+        .unwrap()
+        .is_some());
     // Past the retention window but within the claim's 60 s grace: kept.
     assert_eq!(sweep(&c, expires_at + 100 + 30).await.unwrap(), 0);
-    assert!(c.store.get_raw(&key).unwrap().is_some());
+    assert!(c.store.get_raw(&key).await.unwrap().is_some());
     // Once the grace is over too, it goes; the unreadable record stays for an operator.
     assert_eq!(sweep(&c, expires_at + 100 + 61).await.unwrap(), 1);
-    assert!(c.store.get_raw(&key).unwrap().is_none());
+    assert!(c.store.get_raw(&key).await.unwrap().is_none());
     assert_eq!(
-        c.store.get_raw(&junk).unwrap().as_deref(),
+        c.store.get_raw(&junk).await.unwrap().as_deref(),
         Some(&b"not a record"[..])
     );
     let (st, v) = client.token(&id).await;

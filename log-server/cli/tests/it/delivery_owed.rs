@@ -13,7 +13,7 @@ fn outbox_of(auth_req_id: &str) -> String {
 }
 
 fn stored(s: &Server, key: &str) -> bool {
-    s.approvals.store.get_raw(key).unwrap().is_some()
+    s.approvals.store.get_raw_blocking(key).unwrap().is_some()
 }
 
 /// A ping client `client_id` notifying `rx`, the approver `approver_id` (passkey `seed`), and a
@@ -170,7 +170,11 @@ fn record_key(auth_req_id: &str) -> String {
 
 /// The stored record of `auth_req_id`.
 fn record(s: &Server, auth_req_id: &str) -> serde_json::Value {
-    let raw = s.approvals.store.get_raw(&record_key(auth_req_id)).unwrap();
+    let raw = s
+        .approvals
+        .store
+        .get_raw_blocking(&record_key(auth_req_id))
+        .unwrap();
     serde_json::from_slice(&raw.unwrap()).unwrap()
 }
 

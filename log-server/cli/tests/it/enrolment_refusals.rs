@@ -282,7 +282,13 @@ async fn an_enrolment_whose_browser_goes_away_is_still_finished() {
     // Nobody waits for it, yet the passkey is in the approver's record: it can sign in.
     let mut waited = std::time::Duration::ZERO;
     loop {
-        let a = s.approvals.store.approver("apv_gone").unwrap().unwrap();
+        let a = s
+            .approvals
+            .store
+            .approver("apv_gone")
+            .await
+            .unwrap()
+            .unwrap();
         if a.credentials.len() == 1 {
             assert_eq!(a.credentials[0].enrolment_index, size);
             break;

@@ -378,7 +378,7 @@ fn rewind_to_claimed(dir: &std::path::Path, auth_req_id: &str, assertion_key: [u
     let store = countersign_log::storage::Store::open(&dir.join(countersign_log::DB_DIR)).unwrap();
     let ciba = CibaStore::new(store).unwrap();
     let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
-    let mut r: RequestRecord = ciba.get(&key).unwrap().unwrap();
+    let mut r: RequestRecord = ciba.get_blocking(&key).unwrap().unwrap();
     let b = crate::common::rewound_to_claimed(&mut r, &key, assertion_key, "");
     ciba.commit_blocking(b).unwrap();
 }
@@ -506,7 +506,7 @@ async fn a_push_whose_tokens_cannot_be_issued_is_transaction_failed() {
             countersign_log::storage::Store::open(&dir.join(countersign_log::DB_DIR)).unwrap();
         let ciba = CibaStore::new(store).unwrap();
         let okey = CibaStore::outbox_key(&CibaStore::request_key(&Secret::new(&id).sha256()));
-        let mut o: OutboxRecord = ciba.get(&okey).unwrap().unwrap();
+        let mut o: OutboxRecord = ciba.get(&okey).await.unwrap().unwrap();
         assert!(
             o.push_response.is_some(),
             "the issued tokens are kept for the retry"

@@ -1109,7 +1109,7 @@ async fn rewind_shared(
     use countersign_approvals::{CibaStore, Secret};
     let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
     let _g = store.lock(&key).await.unwrap();
-    let mut r: RequestRecord = store.get(&key).unwrap().unwrap();
+    let mut r: RequestRecord = store.get(&key).await.unwrap().unwrap();
     let b = crate::common::rewound_to_claimed(&mut r, &key, assertion_key, instance);
     store
         .commit(b, countersign_approvals::store::Durability::Sync)
@@ -1187,7 +1187,7 @@ async fn the_claims_of_a_dead_instance_are_finished_by_another() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    while live.get_raw(&gone_key).unwrap().is_some() {
+    while live.get_raw(&gone_key).await.unwrap().is_some() {
         assert!(
             Instant::now() < deadline,
             "the stopped instance is still registered"
@@ -1196,6 +1196,7 @@ async fn the_claims_of_a_dead_instance_are_finished_by_another() {
     }
     let registered = live
         .scan(countersign_approvals::state::INSTANCE_PREFIX, 100)
+        .await
         .unwrap();
     assert_eq!(
         registered.len(),

@@ -159,9 +159,9 @@ fn records_left(s: &Server, auth_req_id: &str, request_id: &str, approver: &str)
         CibaStore::notify_key(&key, "email"),
     ]
     .into_iter()
-    .filter(|k| c.store.get_raw(k).unwrap().is_some())
+    .filter(|k| c.store.get_raw_blocking(k).unwrap().is_some())
     .collect();
-    for (k, _) in c.store.scan("x/", 100_000).unwrap() {
+    for (k, _) in c.store.scan_blocking("x/", 100_000).unwrap() {
         if k.ends_with(&format!("/{request_id}")) {
             left.push(k);
         }
@@ -172,7 +172,7 @@ fn records_left(s: &Server, auth_req_id: &str, request_id: &str, approver: &str)
 async fn request_id_of(s: &Server, auth_req_id: &str) -> String {
     let c = &s.approvals;
     let key = CibaStore::request_key(&Secret::new(auth_req_id).sha256());
-    let v: Value = serde_json::from_slice(&c.store.get_raw(&key).unwrap().unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&c.store.get_raw(&key).await.unwrap().unwrap()).unwrap();
     v["request_id"].as_str().unwrap().to_owned()
 }
 
@@ -217,6 +217,7 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
     let xkeys: Vec<String> = c
         .store
         .scan("x/", 100)
+        .await
         .unwrap()
         .into_iter()
         .map(|(k, _)| k)
@@ -245,14 +246,17 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
     let outbox = CibaStore::outbox_key(&CibaStore::request_key(&Secret::new(&unheard).sha256()));
     let (_, body) = rx.wait_refused(1).await;
     assert_eq!(body["error"], "expired_token");
-    assert!(c.store.get_raw(&outbox).unwrap().is_some(), "still owed");
+    assert!(
+        c.store.get_raw(&outbox).await.unwrap().is_some(),
+        "still owed"
+    );
 
     let owed = CibaStore::notify_key(
         &CibaStore::request_key(&Secret::new(&old).sha256()),
         "webhook",
     );
     assert!(
-        c.store.get_raw(&owed).unwrap().is_some(),
+        c.store.get_raw(&owed).await.unwrap().is_some(),
         "webhook still owed"
     );
 
@@ -261,7 +265,10 @@ async fn cleanup_deletes_old_requests_and_keeps_recent_evidence() {
     assert_eq!(sweep(&c, t0 + 3000).await.unwrap(), 0);
     let (st, body) = client.evidence(&old, None).await;
     assert_eq!(st, 200, "{body}");
-    assert!(c.store.get_raw("v/x-index").unwrap().is_some(), "reindexed");
+    assert!(
+        c.store.get_raw("v/x-index").await.unwrap().is_some(),
+        "reindexed"
+    );
 
     // Past it, the old requests go (the legacy one through the rebuilt index), the recent stays
     // (it expires 600 s after it was asked, so its records stay until about t0 + 4200).
@@ -350,7 +357,7 @@ async fn sessions_are_stored_and_expired_ones_swept() {
     let c = s.approvals.clone();
     let alice = s.add_approver("apv_ttl", 31).await;
     assert!(alice.inbox().await.is_empty());
-    let stored = c.store.scan("s/", 100).unwrap();
+    let stored = c.store.scan("s/", 100).await.unwrap();
     assert_eq!(stored.len(), 1, "one stored session");
     assert!(
         !String::from_utf8_lossy(&stored[0].1).contains(alice.cookie.split('=').nth(1).unwrap()),
@@ -370,7 +377,7 @@ async fn sessions_are_stored_and_expired_ones_swept() {
             .unwrap(),
         1
     );
-    assert!(c.store.scan("s/", 100).unwrap().is_empty());
+    assert!(c.store.scan("s/", 100).await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let got = json_of(alice.get("/v1/inbox").await);
     assert_refused(
