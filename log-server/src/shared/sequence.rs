@@ -104,84 +104,71 @@ fn indexes(v: &[u64]) -> Result<Vec<i64>, DbError> {
     v.iter().map(|i| i64_of(*i)).collect()
 }
 
-/// Reads what `w` asks for, and with each assertion found the entry that logged it.
-pub(crate) async fn prefetch(c: &impl GenericClient, mut w: Wants) -> Result<Prefetched, DbError> {
+/// Reads what `w` asks for, with the entry that logged each assertion found and the revocation
+/// of each credential found's enrolment: one statement, one round trip.
+pub(crate) async fn prefetch(c: &impl GenericClient, w: Wants) -> Result<Prefetched, DbError> {
     let mut r = Prefetched::default();
-    if !w.leaves.is_empty() {
-        let keys: Vec<&[u8]> = w.leaves.iter().map(|k| k.as_slice()).collect();
-        for row in c
-            .query(
-                &c.prepare_cached("SELECT leaf_hash, idx FROM entries WHERE leaf_hash = ANY($1)")
-                    .await?,
-                &[&keys],
-            )
-            .await?
-        {
-            r.leaves
-                .insert(key32(row.get::<_, &[u8]>(0))?, u64_of(row.get(1))?);
-        }
+    if w.leaves.is_empty()
+        && w.assertions.is_empty()
+        && w.credentials.is_empty()
+        && w.revocations.is_empty()
+        && w.entries.is_empty()
+    {
+        return Ok(r);
     }
-    if !w.assertions.is_empty() {
-        let keys: Vec<&[u8]> = w.assertions.iter().map(|k| k.as_slice()).collect();
-        for row in c
-            .query(
-                &c.prepare_cached("SELECT key, idx FROM assertions WHERE key = ANY($1)")
-                    .await?,
-                &[&keys],
-            )
-            .await?
-        {
-            let index = u64_of(row.get(1))?;
-            r.assertions.insert(key32(row.get::<_, &[u8]>(0))?, index);
-            w.entries.push(index);
-        }
-    }
-    if !w.credentials.is_empty() {
-        for row in c
-            .query(
-                &c.prepare_cached(
-                    "SELECT id, enrolment, sign_count FROM credentials WHERE id = ANY($1)",
-                )
-                .await?,
-                &[&w.credentials],
-            )
-            .await?
-        {
-            let enrolment = u64_of(row.get(1))?;
-            let count = u32::try_from(row.get::<_, i64>(2))
-                .map_err(|_| DbError::Query("a stored sign count out of range".into()))?;
-            w.revocations.push(enrolment);
-            r.credentials
-                .insert(row.get::<_, Vec<u8>>(0), (enrolment, count));
-        }
-    }
-    if !w.revocations.is_empty() {
-        for row in c
-            .query(
-                &c.prepare_cached(
-                    "SELECT enrolment, idx FROM revocations WHERE enrolment = ANY($1)",
-                )
-                .await?,
-                &[&indexes(&w.revocations)?],
-            )
-            .await?
-        {
-            r.revocations
-                .insert(u64_of(row.get(0))?, u64_of(row.get(1))?);
-        }
-    }
-    if !w.entries.is_empty() {
-        w.entries.sort_unstable();
-        w.entries.dedup();
-        for row in c
-            .query(
-                &c.prepare_cached("SELECT idx, data FROM entries WHERE idx = ANY($1)")
-                    .await?,
-                &[&indexes(&w.entries)?],
-            )
-            .await?
-        {
-            r.entries.insert(u64_of(row.get(0))?, row.get(1));
+    let leaves: Vec<&[u8]> = w.leaves.iter().map(|k| k.as_slice()).collect();
+    let assertions: Vec<&[u8]> = w.assertions.iter().map(|k| k.as_slice()).collect();
+    // Each row: its kind, then a key, two numbers and data, as that kind has them.
+    let stmt = c
+        .prepare_cached(
+            "WITH a AS (SELECT key, idx FROM assertions WHERE key = ANY($2)), \
+                  c AS (SELECT id, enrolment, sign_count FROM credentials WHERE id = ANY($3)) \
+             SELECT 0::int2, leaf_hash, idx, NULL::bigint, NULL::bytea FROM entries \
+                 WHERE leaf_hash = ANY($1) \
+             UNION ALL SELECT 1::int2, key, idx, NULL, NULL FROM a \
+             UNION ALL SELECT 2::int2, id, enrolment, sign_count, NULL FROM c \
+             UNION ALL SELECT 3::int2, NULL, enrolment, idx, NULL FROM revocations \
+                 WHERE enrolment = ANY($4::bigint[] || ARRAY(SELECT enrolment FROM c)) \
+             UNION ALL SELECT 4::int2, NULL, idx, NULL, data FROM entries \
+                 WHERE idx = ANY($5::bigint[] || ARRAY(SELECT idx FROM a))",
+        )
+        .await?;
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &leaves,
+                &assertions,
+                &w.credentials,
+                &indexes(&w.revocations)?,
+                &indexes(&w.entries)?,
+            ],
+        )
+        .await?;
+    for row in rows {
+        match row.get::<_, i16>(0) {
+            0 => {
+                r.leaves
+                    .insert(key32(row.get::<_, &[u8]>(1))?, u64_of(row.get(2))?);
+            }
+            1 => {
+                r.assertions
+                    .insert(key32(row.get::<_, &[u8]>(1))?, u64_of(row.get(2))?);
+            }
+            2 => {
+                let count = u32::try_from(row.get::<_, i64>(3))
+                    .map_err(|_| DbError::Query("a stored sign count out of range".into()))?;
+                r.credentials
+                    .insert(row.get::<_, Vec<u8>>(1), (u64_of(row.get(2))?, count));
+            }
+            3 => {
+                r.revocations
+                    .insert(u64_of(row.get(2))?, u64_of(row.get(3))?);
+            }
+            4 => {
+                r.entries.insert(u64_of(row.get(2))?, row.get(4));
+            }
+            k => return Err(DbError::Query(format!("a prefetched row of kind {k}"))),
         }
     }
     Ok(r)

@@ -84,7 +84,21 @@ async fn bad_reads_are_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_writes_append_nothing() {
-    let log = TestLog::start().await;
+    bad_writes_on(TestLog::start().await).await;
+}
+
+/// The same on the shared driver, where the log reads what its rules need (the credential and
+/// its sign count, revocations, replayed assertions) from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_writes_append_nothing_on_the_shared_driver() {
+    if let Some((_db, log)) = TestLog::on_shared_driver().await {
+        bad_writes_on(log).await;
+    }
+}
+
+/// Every kind of bad write (tokens, bodies, assertions, the sign-count rule) is refused and
+/// appends nothing.
+async fn bad_writes_on(log: TestLog) {
     let mut pk = passkey(11);
     let enrol = log.enrol(&pk, "approver-a").await;
     let token = log.submitter().await;

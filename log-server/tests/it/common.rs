@@ -59,6 +59,51 @@ impl TestLog {
             .await
             .unwrap()
             .unwrap();
+        Self::serving(started, dir).await
+    }
+
+    /// [`TestLog::start_shared`] on a database of the test's own (kept while the returned
+    /// [`crate::pg_support::TestDb`] lives); `None` when the test is skipped (no PostgreSQL,
+    /// outside CI).
+    pub async fn on_shared_driver() -> Option<(crate::pg_support::TestDb, TestLog)> {
+        let db = crate::pg_support::TestDb::create().await?;
+        let log = TestLog::start_shared(&db.url).await;
+        Some((db, log))
+    }
+
+    /// A log on the shared driver (spec/shared-driver.md), in the PostgreSQL database
+    /// `database` and a bucket in a directory (`file://`): its keys made by a first embedded
+    /// start, as `countersign serve` makes them, which is then stopped.
+    pub async fn start_shared(database: &str) -> TestLog {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path().join("data"));
+        let made = tokio::task::spawn_blocking(move || countersign_log::start(cfg))
+            .await
+            .unwrap()
+            .unwrap();
+        made.api.log.shutdown().await;
+        drop(made);
+        let tiles = dir.path().join("bucket");
+        std::fs::create_dir_all(&tiles).unwrap();
+        let bucket =
+            countersign_log::bucket::Bucket::open(&format!("file://{}", tiles.display())).unwrap();
+        let shared = countersign_log::shared::SharedConfig {
+            publish_timeout: Duration::from_secs(20),
+            ..countersign_log::shared::SharedConfig::default()
+        };
+        let started = countersign_log::start_shared(
+            &config(dir.path().join("data")),
+            database,
+            bucket,
+            shared,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("starting the shared driver: {e}"));
+        Self::serving(started, dir).await
+    }
+
+    /// Serves `started` on an ephemeral port of 127.0.0.1.
+    async fn serving(started: countersign_log::Started, dir: tempfile::TempDir) -> TestLog {
         let admin = std::fs::read_to_string(dir.path().join("data/admin.token"))
             .unwrap()
             .trim()

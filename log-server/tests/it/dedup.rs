@@ -6,7 +6,20 @@ use crate::common::{enrolment_body, hashes, passkey, signed_decision, TestLog};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_get_the_original_leaf() {
-    let log = TestLog::start().await;
+    duplicates_on(TestLog::start().await).await;
+}
+
+/// The same on the shared driver, where the log reads what the rules need from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_get_the_original_leaf_on_the_shared_driver() {
+    if let Some((_db, log)) = TestLog::on_shared_driver().await {
+        duplicates_on(log).await;
+    }
+}
+
+/// Enrolments, decisions (an assertion replayed) and entries sent twice get the original leaf;
+/// the same credential for another approver is a conflict.
+async fn duplicates_on(log: TestLog) {
     let mut pk = passkey(20);
     let (s, first) = log
         .post(

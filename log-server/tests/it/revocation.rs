@@ -3,6 +3,7 @@
 
 use countersign_log::storage::{Store, CF_META, CF_REVOCATIONS, META_REVOCATIONS_INDEXED};
 use countersign_log::{DecisionRequest, RefusalReason, RevocationRequest};
+use countersign_testvectors::SoftPasskey;
 use countersign_verifier::{Decision, Entry};
 use serde_json::{json, Value};
 
@@ -37,6 +38,55 @@ fn decision_request(v: &Value) -> DecisionRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_its_revocation_a_credential_decides_nothing() {
     let log = TestLog::start().await;
+    let (mut pk, enrol, revoked_at) = revocation_rules(&log).await;
+
+    // The index survives a restart, and is rebuilt from the entries when a log lacks it (one
+    // written before it existed).
+    let fourth = signed_decision(&mut pk, "approver-r", enrol, 4, |_| {});
+    let dir = log.stop_keep().await;
+    let data = dir.path().join("data");
+    for rebuild in [false, true] {
+        if rebuild {
+            let store = Store::open(&data.join(countersign_log::DB_DIR)).unwrap();
+            let db = store.db();
+            db.delete_cf(store.cf(CF_REVOCATIONS).unwrap(), enrol.to_be_bytes())
+                .unwrap();
+            db.delete_cf(store.cf(CF_META).unwrap(), META_REVOCATIONS_INDEXED)
+                .unwrap();
+            assert_eq!(store.revocation(enrol).unwrap(), None);
+        }
+        let d = data.clone();
+        let started = tokio::task::spawn_blocking(move || countersign_log::start(config(d)))
+            .await
+            .unwrap()
+            .unwrap();
+        let h = started.api.log.clone();
+        assert_eq!(h.revocation_of(enrol).await.unwrap(), Some(revoked_at));
+        let e = h
+            .append_decision(decision_request(&fourth))
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), Some(RefusalReason::Revoked), "{e}");
+        h.shutdown().await;
+        drop(h);
+        drop(started);
+    }
+}
+
+/// The same rules on the shared driver, where the log reads what they need from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_revocation_a_credential_decides_nothing_on_the_shared_driver() {
+    if let Some((_db, log)) = TestLog::on_shared_driver().await {
+        revocation_rules(&log).await;
+        log.stop().await;
+    }
+}
+
+/// Enrols and decides, revokes (only the admin, only the enrolment of that approver and
+/// credential, once), then checks that the revoked credential decides nothing more, alone or
+/// in a batch, while its earlier decision is still answered. Returns the passkey, its enrolment
+/// index and the revocation's.
+async fn revocation_rules(log: &TestLog) -> (SoftPasskey, u64, u64) {
     let mut pk = passkey(40);
     let cred = pk.credential_id().to_vec();
     let enrol = log.enrol(&pk, "approver-r").await;
@@ -90,14 +140,7 @@ async fn after_its_revocation_a_credential_decides_nothing() {
     let (s, r) = log.post("/v1/log/revocations", &log.admin, &body).await;
     assert_eq!(s, 201, "{r}");
     let revoked_at = r["index"].as_u64().unwrap();
-    let entry = log
-        .state
-        .log
-        .store()
-        .unwrap()
-        .entry(revoked_at)
-        .unwrap()
-        .unwrap();
+    let entry = log.state.log.entry(revoked_at).await.unwrap().unwrap();
     match Entry::decode(&entry).unwrap() {
         Entry::Revocation(rv) => {
             assert_eq!(
@@ -146,37 +189,7 @@ async fn after_its_revocation_a_credential_decides_nothing() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["index"].as_u64(), Some(decision_index));
 
-    // The index survives a restart, and is rebuilt from the entries when a log lacks it (one
-    // written before it existed).
-    let fourth = signed_decision(&mut pk, "approver-r", enrol, 4, |_| {});
-    let dir = log.stop_keep().await;
-    let data = dir.path().join("data");
-    for rebuild in [false, true] {
-        if rebuild {
-            let store = Store::open(&data.join(countersign_log::DB_DIR)).unwrap();
-            let db = store.db();
-            db.delete_cf(store.cf(CF_REVOCATIONS).unwrap(), enrol.to_be_bytes())
-                .unwrap();
-            db.delete_cf(store.cf(CF_META).unwrap(), META_REVOCATIONS_INDEXED)
-                .unwrap();
-            assert_eq!(store.revocation(enrol).unwrap(), None);
-        }
-        let d = data.clone();
-        let started = tokio::task::spawn_blocking(move || countersign_log::start(config(d)))
-            .await
-            .unwrap()
-            .unwrap();
-        let h = started.api.log.clone();
-        assert_eq!(h.revocation_of(enrol).await.unwrap(), Some(revoked_at));
-        let e = h
-            .append_decision(decision_request(&fourth))
-            .await
-            .unwrap_err();
-        assert_eq!(e.reason(), Some(RefusalReason::Revoked), "{e}");
-        h.shutdown().await;
-        drop(h);
-        drop(started);
-    }
+    (pk, enrol, revoked_at)
 }
 
 /// A revocation and decisions of the same credential submitted together: the sequencer decides
