@@ -480,7 +480,13 @@ async fn list_approvers(
     State(ref c): State<Arc<Approvals>>,
     _: Admin,
 ) -> Result<Response, ApiError> {
-    let out = list_records::<ApproverRecord>(c, "a/", "approver record", approver_json).await?;
+    let out = list_records::<ApproverRecord>(
+        c,
+        crate::store::APPROVER_PREFIX,
+        "approver record",
+        approver_json,
+    )
+    .await?;
     Ok(Json(json!({ "approvers": out })).into_response())
 }
 

@@ -434,7 +434,7 @@ async fn sweep_requests(c: &Approvals, now: u64) -> Result<usize, StorageError> 
 async fn index_existing(c: &Approvals) -> Result<(), StorageError> {
     const CHUNK: usize = 512;
     let end = b"r0"; // just above every "r/..." key
-    let mut from = b"r/".to_vec();
+    let mut from = crate::store::REQUEST_PREFIX.as_bytes().to_vec();
     let mut indexed = 0usize;
     loop {
         let found = c.store.scan_range(&from, Some(end), CHUNK).await?;
@@ -444,7 +444,10 @@ async fn index_existing(c: &Approvals) -> Result<(), StorageError> {
                 tracing::warn!(key = %key, "unreadable request record left out of the clean-up index");
                 continue;
             };
-            let hash = key.trim_start_matches("r/").as_bytes().to_vec();
+            let hash = key
+                .trim_start_matches(crate::store::REQUEST_PREFIX)
+                .as_bytes()
+                .to_vec();
             b.put(
                 CibaStore::expiry_key(r.statement.expires_at, &r.request_id),
                 hash,

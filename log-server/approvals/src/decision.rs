@@ -355,7 +355,10 @@ pub fn migrate_evidence(c: &Approvals) -> Result<usize, StorageError> {
         return Ok(0);
     }
     let mut made = 0;
-    for (key, raw) in c.store.scan_blocking("r/", usize::MAX)? {
+    for (key, raw) in c
+        .store
+        .scan_blocking(crate::store::REQUEST_PREFIX, usize::MAX)?
+    {
         let Ok(r) = serde_json::from_slice::<RequestRecord>(&raw) else {
             tracing::error!(%key, "request record does not decode; no evidence record made");
             continue;

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use countersign_log::shared::kv::{Change, SharedGuard, SharedKv};
 use countersign_log::shared::pg::Db;
 use countersign_log::storage::kv::{
-    encode, prefix_end, KvArea, Op, RecordGuard, WriteCounters, WriterStats,
+    decode, encode, prefix_end, KvArea, Op, RecordGuard, WriteCounters, WriterStats,
 };
 pub use countersign_log::storage::kv::{Batch, Durability};
 use countersign_log::storage::{StorageError, Store};
@@ -54,6 +54,10 @@ use crate::util::Secret;
 
 /// Column family of the approval front end.
 pub const CF_CIBA: &str = "ciba";
+/// Prefix of the request records (`r/<hex SHA-256 of auth_req_id>`).
+pub const REQUEST_PREFIX: &str = "r/";
+/// Prefix of the approver records (`a/<approver_id>`).
+pub const APPROVER_PREFIX: &str = "a/";
 /// Prefix of the approvers' pending indexes (`p/<approver_id>/<request_id>`).
 pub const PENDING_PREFIX: &str = "p/";
 /// Prefix of the clean-up index (`x/<expires_at, 16 hex digits>/<request_id>`).
@@ -610,6 +614,22 @@ impl std::fmt::Debug for CibaStore {
 }
 
 impl Area {
+    /// A record: on the embedded store parsed from RocksDB's pinned value (no copy); on the
+    /// shared driver a round trip awaited, not blocked on.
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.get(key),
+            Area::Shared(kv) => decode(key, kv.get_raw_async(key).await?.as_deref()),
+        }
+    }
+
+    fn get_blocking<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        match self {
+            Area::Local(kv) => kv.get(key),
+            Area::Shared(kv) => kv.get(key),
+        }
+    }
+
     fn get_raw_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
             Area::Local(kv) => kv.get_raw(key),
@@ -676,15 +696,6 @@ impl Area {
             Area::Shared(kv) => kv.scan_range_async(start, end, limit).await,
         }
     }
-}
-
-/// Decodes the JSON record read at `key`.
-fn decode<T: DeserializeOwned>(key: &str, raw: Option<Vec<u8>>) -> Result<Option<T>, StorageError> {
-    raw.map(|v| {
-        serde_json::from_slice(&v)
-            .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
-    })
-    .transpose()
 }
 
 /// Most audit events numbered in one transaction.
@@ -969,7 +980,7 @@ impl CibaStore {
             .filter(|t| t.len() == 16)
             .and_then(|t| u64::from_str_radix(t, 16).ok())
             .ok_or_else(|| StorageError::Corrupt(format!("{lookup_key} is not an index")))?;
-        decode(&Self::evidence_key(index), record)
+        decode(&Self::evidence_key(index), record.as_deref())
     }
 
     /// Puts an evidence record into `batch`, with its lookup keys unless it is
@@ -1095,7 +1106,7 @@ impl CibaStore {
 
     /// Reads a JSON record.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        decode(key, self.kv.get_raw(key).await?)
+        self.kv.get(key).await
     }
 
     /// Reads a raw value.
@@ -1119,7 +1130,7 @@ impl CibaStore {
     /// [`CibaStore::get`] on the calling thread, for code that cannot await (start-up,
     /// synchronous callbacks); on the shared driver it blocks the worker for the round trip.
     pub fn get_blocking<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        decode(key, self.kv.get_raw_blocking(key)?)
+        self.kv.get_blocking(key)
     }
 
     /// [`CibaStore::get_raw`] on the calling thread ([`CibaStore::get_blocking`]).
@@ -1184,7 +1195,7 @@ impl CibaStore {
     /// Key of the request record whose `auth_req_id` hash (hex) is `hash_hex`: the inverse of
     /// the per-request keys below, whose suffix is that hash.
     pub fn record_key_of(hash_hex: &str) -> String {
-        format!("r/{hash_hex}")
+        format!("{REQUEST_PREFIX}{hash_hex}")
     }
 
     /// The `auth_req_id` hash (hex) in a request's record key.
@@ -1193,7 +1204,9 @@ impl CibaStore {
     }
 
     fn hash_in(record_key: &str) -> &str {
-        record_key.strip_prefix("r/").unwrap_or(record_key)
+        record_key
+            .strip_prefix(REQUEST_PREFIX)
+            .unwrap_or(record_key)
     }
 
     /// Key of a request's pending delivery ([`OutboxRecord`]), from its record key.
@@ -1305,13 +1318,13 @@ impl CibaStore {
         request_id: &str,
     ) -> Result<Option<(String, RequestRecord)>, StorageError> {
         let Some((h, record)) = self
-            .get_via(&Self::public_id_key(request_id), "r/", None)
+            .get_via(&Self::public_id_key(request_id), REQUEST_PREFIX, None)
             .await?
         else {
             return Ok(None);
         };
         let key = Self::record_key_of(&String::from_utf8_lossy(&h));
-        Ok(decode::<RequestRecord>(&key, record)?.map(|r| (key, r)))
+        Ok(decode::<RequestRecord>(&key, record.as_deref())?.map(|r| (key, r)))
     }
 
     /// An approver by id.
@@ -1319,7 +1332,7 @@ impl CibaStore {
         &self,
         approver_id: &str,
     ) -> Result<Option<ApproverRecord>, StorageError> {
-        self.get(&format!("a/{approver_id}")).await
+        self.get(&format!("{APPROVER_PREFIX}{approver_id}")).await
     }
 
     /// A client by id.

@@ -17,8 +17,8 @@
 //!   notice is being sent go together in the next, so notices cost a statement per burst, not
 //!   per write), and the receivers read their values, so an in-memory index over that prefix
 //!   stays in step ([`SharedKv::changes`]).
-//! - a key and the record it names (`q/<id>` holding the hash of `r/<hash>`) are read in one
-//!   statement ([`SharedKv::get_via`]).
+//! - a key and the record its value names (a prefix followed by that value, or by a member
+//!   of it) are read in one statement ([`SharedKv::get_via`]).
 //!
 //! Reads come in two forms: asynchronous ([`SharedKv::get_raw_async`],
 //! [`SharedKv::scan_range_async`], [`SharedKv::get_many`]), which request handlers use, and
@@ -663,12 +663,7 @@ impl SharedKv {
 
     /// Reads a JSON record.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        self.get_raw(key)?
-            .map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
-            })
-            .transpose()
+        crate::storage::kv::decode(key, self.get_raw(key)?.as_deref())
     }
 
     /// Reads a raw value.

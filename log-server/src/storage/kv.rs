@@ -252,6 +252,18 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(v).map_err(|e| StorageError::Corrupt(format!("encoding a record: {e}")))
 }
 
+/// Decodes the JSON record `raw` read at `key` (`None`: absent).
+pub fn decode<T: DeserializeOwned>(
+    key: &str,
+    raw: Option<&[u8]>,
+) -> Result<Option<T>, StorageError> {
+    raw.map(|v| {
+        serde_json::from_slice(v)
+            .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
+    })
+    .transpose()
+}
+
 /// A held record lock.
 pub type RecordGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
@@ -380,14 +392,8 @@ impl KvArea {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let cf = self.store.cf(self.cf)?;
         // Parsed straight from RocksDB's pinned block or memtable copy: no intermediate Vec.
-        self.store
-            .db()
-            .get_pinned_cf(cf, key.as_bytes())?
-            .map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| StorageError::Corrupt(format!("record {key:?} is corrupt: {e}")))
-            })
-            .transpose()
+        let pinned = self.store.db().get_pinned_cf(cf, key.as_bytes())?;
+        decode(key, pinned.as_deref())
     }
 
     /// Reads a raw value.

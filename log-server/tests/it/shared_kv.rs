@@ -157,8 +157,8 @@ async fn two_instances_share_records_locks_the_feed_and_changes() {
 
 /// Writes under the watched prefix wait for their change notice, which needs a connection of
 /// the pool: many at once on a pool of two all complete (a writer gives its connection back
-/// before it waits), every change reaches the other instance, in no more notices than writes.
-/// A key and the record it names are read in one go; locks released in one
+/// before it waits), every change reaches the other instance, and the notices are coalesced
+/// (far fewer than the writes). A key and the record it names are read in one go; locks released in one
 /// statement are free again at the other instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_watched_writes_on_a_small_pool_completes_and_is_heard() {
@@ -205,7 +205,12 @@ async fn a_burst_of_watched_writes_on_a_small_pool_completes_and_is_heard() {
     let want: std::collections::BTreeSet<String> =
         (0..WRITES).map(|i| format!("p/apv/{i:03}")).collect();
     assert_eq!(keys, want);
-    assert!(notices <= WRITES, "{notices} notices for {WRITES} writes");
+    // Coalesced: the writes that commit while a notice is out share the next (2 notices for 64
+    // writes in runs here; one per write before).
+    assert!(
+        notices <= WRITES / 4,
+        "{notices} notices for {WRITES} writes: not coalesced"
+    );
 
     // A pointer and the record it names, in one read: by text and by a JSON member.
     let mut batch = Batch::new();

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use countersign_log::StorageError;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ApproverRecord, Batch, CibaStore, Durability};
+use crate::store::{ApproverRecord, Batch, CibaStore, Durability, APPROVER_PREFIX};
 use crate::util::{now_secs, Secret};
 
 /// Name of the session cookie.
@@ -105,7 +105,7 @@ impl Sessions {
             return Some((s, a));
         }
         let (raw, approver) = store
-            .get_via(&session_key(&h), "a/", Some("approver_id"))
+            .get_via(&session_key(&h), APPROVER_PREFIX, Some("approver_id"))
             .await
             .ok()??;
         let s = serde_json::from_slice::<Session>(&raw)
