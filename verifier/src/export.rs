@@ -243,11 +243,18 @@ pub fn csv_field(value: &str) -> String {
 
 /// Appends [`csv_field`]`(value)` to `out`.
 fn push_csv_field(out: &mut String, value: &str) {
-    let quote = value.contains([',', '"', '\r', '\n']);
+    // Byte scans: the characters looked for are ASCII, so no UTF-8 decoding is needed (a
+    // character pattern decodes every character; this runs for every field of an archive).
+    let quote = value
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
     if quote {
         out.push('"');
     }
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if matches!(
+        value.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    ) {
         out.push('\'');
     }
     if quote {
@@ -415,7 +422,8 @@ pub fn rfc3339_ms(ms: u64) -> String {
     put(14, 2, rem / 60 % 60);
     put(17, 2, rem % 60);
     put(20, 3, ms % 1000);
-    out.iter().map(|&b| char::from(b)).collect()
+    // ASCII digits and separators: one copy, not a character at a time.
+    String::from(core::str::from_utf8(&out).unwrap_or_default())
 }
 
 /// Parses what [`rfc3339_ms`] writes (exactly that form) back to milliseconds.

@@ -280,7 +280,11 @@ const _: () = assert!(std::mem::size_of::<Decided>() == DECIDED_BYTES);
 
 /// SHA-256 cut to 128 bits, for [`Decided`].
 fn sha16(b: &[u8]) -> [u8; 16] {
-    let h = sha(b);
+    cut16(&sha(b))
+}
+
+/// The first 128 bits of a SHA-256 hash (already a digest: hashing it again adds nothing).
+fn cut16(h: &[u8; 32]) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&h[..16]);
     out
@@ -384,7 +388,10 @@ impl Run {
     /// than `limit`.
     fn read_all(&mut self, rel: &str, limit: u64) -> Option<Vec<u8>> {
         let mut r = self.open(rel)?;
-        let mut buf = Vec::new();
+        // Sized from the listing (a hint only: the reads still stop at the limit), so the
+        // buffer is not grown by doubling from nothing for each of the entry bundles.
+        let size = self.listing.get(rel).copied().unwrap_or(0).min(limit + 1);
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         if let Err(e) = (&mut r).take(limit + 1).read_to_end(&mut buf) {
             self.fail(rel, None, "manifest", format!("cannot be read: {e}"));
             return None;
@@ -1354,7 +1361,7 @@ fn check_item(item: &Item, sh: &Shared) -> Done {
                         created: created.row().digest(),
                         approve: d.decision == countersign_verifier::Decision::Approve,
                         approver: sha16(d.approver_id.as_bytes()),
-                        statement: sha16(&h),
+                        statement: cut16(&h),
                         quorum: st.policy.as_ref().map_or(0, |p| p.quorum),
                         expires_ms: st.expires_at.saturating_mul(1000),
                         short: false,
