@@ -724,9 +724,13 @@ impl SharedKv {
             }
             Some(field) => {
                 let stmt = c
+                    // Only a string member names a record, as on the embedded store (`->>`
+                    // alone would also give a number's or an object's text).
                     .prepare_cached(
                         "SELECT p.value, t.value FROM kv p LEFT JOIN kv t \
-                         ON t.key = $2 || (convert_from(p.value, 'UTF8')::jsonb ->> $3) \
+                         ON t.key = $2 || (SELECT j ->> $3 FROM \
+                           (SELECT convert_from(p.value, 'UTF8')::jsonb AS j) AS v \
+                           WHERE jsonb_typeof(j -> $3) = 'string') \
                          WHERE p.key = $1",
                     )
                     .await

@@ -219,7 +219,9 @@ async fn a_burst_of_watched_writes_on_a_small_pool_completes_and_is_heard() {
         .put("r/abc", b"record".to_vec())
         .put("s/x", br#"{"approver_id":"ann"}"#.to_vec())
         .put("a/ann", b"ann's".to_vec())
-        .put("q/dangling", b"zzz".to_vec());
+        .put("q/dangling", b"zzz".to_vec())
+        .put("s/n", br#"{"approver_id":7}"#.to_vec())
+        .put("a/7", b"not named by a number".to_vec());
     a.commit(batch, Durability::Sync).await.unwrap();
     assert_eq!(
         b.get_via("q/one", "r/", None).await.unwrap(),
@@ -241,6 +243,11 @@ async fn a_burst_of_watched_writes_on_a_small_pool_completes_and_is_heard() {
         Some((b"zzz".to_vec(), None))
     );
     assert_eq!(b.get_via("q/none", "r/", None).await.unwrap(), None);
+    // Only a string member names a record (as on the embedded store).
+    assert_eq!(
+        b.get_via("s/n", "a/", Some("approver_id")).await.unwrap(),
+        Some((br#"{"approver_id":7}"#.to_vec(), None))
+    );
 
     // Locks taken and dropped together are released together, and free at the other instance.
     let guards: Vec<_> = futures_util::future::join_all((0..8).map(|i| {
