@@ -14,6 +14,9 @@
 #   STATEMENTS=1      PostgreSQL loads pg_stat_statements, and after each one-instance run the
 #                     statements it executed are printed per flow (set-up of the bench's client
 #                     and approvers included), most frequent first, with the total
+#   PG_SOCKET=1       the instances reach PostgreSQL over its Unix socket instead of loopback TCP
+#                     (a database on the same host; production's is usually on another)
+#   PERF=FILE         the one-instance run is sampled by `perf record -g` into FILE.rROUND
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -121,13 +124,24 @@ for r in $(seq "$ROUNDS"); do
     db="flows_${r}_$$"
     psql -q -c "CREATE DATABASE $db" postgres
     url="postgres://$PGUSER@$PGHOST:$PGPORT/$db"
+    if [ "${PG_SOCKET:-}" = 1 ]; then
+        url="postgres://$PGUSER@$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$COUNTERSIGN_TEST_PG_DIR/run"):$PGPORT/$db"
+    fi
     tiles="$COUNTERSIGN_TEST_S3_BUCKET/flows-$r-$$"
     cp -r "$WORK/keys" "$WORK/s1"
     serve $P1 "$WORK/s1" --database "$url" --tiles "$tiles"
     if [ "${STATEMENTS:-}" = 1 ]; then
         psql -qAt -c "SELECT pg_stat_statements_reset()" postgres > /dev/null
     fi
+    if [ -n "${PERF:-}" ]; then
+        perf record -q -F 999 -g -o "$PERF.r$r" -p "${PIDS[0]}" 2> /dev/null &
+        perf_pid=$!
+    fi
     read -r one s_cpu s_pg s_s3 < <(measured $P1 "$WORK/s1" "$COUNT" "$C")
+    if [ -n "${PERF:-}" ]; then
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+    fi
     stop_servers
     if [ "${STATEMENTS:-}" = 1 ]; then
         echo "round $r, one shared instance: statements per flow"
@@ -136,7 +150,7 @@ for r in $(seq "$ROUNDS"); do
 
     db2="flows2_${r}_$$"
     psql -q -c "CREATE DATABASE $db2" postgres
-    url2="postgres://$PGUSER@$PGHOST:$PGPORT/$db2"
+    url2="${url%/*}/$db2"
     cp -r "$WORK/s1" "$WORK/s2"
     serve $P1 "$WORK/s1" --database "$url2" --tiles "$tiles-2"
     serve $P2 "$WORK/s2" --database "$url2" --tiles "$tiles-2"

@@ -62,6 +62,54 @@ CREATE TABLE kv (
 );
 "#;
 
+/// The function that numbers a feed's queued records ([`SharedKv::number_queued`]; a migration
+/// of [`super::schema::MIGRATIONS`]). Each statement in it reads what committed before that
+/// statement (READ COMMITTED), so the queued records are read only once the counter's row lock
+/// is held, as in a transaction of the same statements sent one by one.
+pub const NUMBER_QUEUED: &str = r#"
+-- Moves up to `lim` records queued under [q_start, q_end), oldest (smallest key) first, to
+-- `feed_prefix` followed by the next numbers (16 lowercase hex digits) of the counter at
+-- `counter_key` (the next number, 16 hex digits; 1 when absent), under the counter row's lock.
+-- Returns how many it moved. Nothing queued: returns 0 without taking the lock.
+CREATE FUNCTION kv_number_queued(counter_key text, q_start text, q_end text, feed_prefix text,
+                                 lim bigint)
+RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    counter text;
+    next_n bigint;
+    moved bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM kv WHERE key >= q_start AND key < q_end) THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO kv (key, value) VALUES (counter_key, convert_to('0000000000000001', 'UTF8'))
+        ON CONFLICT (key) DO NOTHING;
+    SELECT encode(value, 'escape') INTO counter FROM kv WHERE key = counter_key FOR UPDATE;
+    IF counter IS NULL OR counter !~ '^[0-7][0-9a-f]{15}$' THEN
+        RAISE EXCEPTION '% is not 16 hex digits', counter_key USING ERRCODE = 'data_corrupted';
+    END IF;
+    next_n := ('x' || counter)::bit(64)::bigint;
+    WITH q AS MATERIALIZED (
+        SELECT key, value FROM kv WHERE key >= q_start AND key < q_end ORDER BY key LIMIT lim
+    ), n AS MATERIALIZED (
+        SELECT key, value, row_number() OVER (ORDER BY key) - 1 AS i FROM q
+    ), gone AS (
+        DELETE FROM kv WHERE key IN (SELECT key FROM q)
+    ), put AS (
+        INSERT INTO kv (key, value)
+        SELECT feed_prefix || lpad(to_hex(next_n + i), 16, '0'), value FROM n
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+    )
+    SELECT count(*) INTO moved FROM n;
+    IF moved > 0 THEN
+        UPDATE kv SET value = convert_to(lpad(to_hex(next_n + moved), 16, '0'), 'UTF8')
+            WHERE key = counter_key;
+    END IF;
+    RETURN moved;
+END
+$fn$;
+"#;
+
 /// A change seen by [`SharedKv::changes`].
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -446,81 +494,40 @@ impl SharedKv {
     /// absent). One transaction, under the counter row's lock: numbering transactions, at any
     /// instance, commit one after another in the order of their numbers, so a reader following
     /// the feed by number never skips a record that appears later. Returns how many.
+    ///
+    /// One statement, so one round trip: the function [`NUMBER_QUEUED`] (it replaced a
+    /// transaction of seven statements, each prepared anew, which held the counter's lock for as
+    /// many round trips).
     pub async fn number_queued(
         &self,
         counter_key: &str,
         prefix: &str,
         limit: usize,
     ) -> Result<usize, StorageError> {
-        let q = |e: tokio_postgres::Error| unavailable(e.into());
         let start = format!("{QUEUE_PREFIX}{prefix}");
         let end =
             String::from_utf8(crate::storage::kv::prefix_end(start.as_bytes()).unwrap_or_default())
                 .unwrap_or_default();
-        let mut client = self.db.client().await.map_err(unavailable)?;
-        // Nothing queued (the usual answer to the periodic check): no transaction, no lock.
-        let any = client
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM kv WHERE key >= $1 AND key < $2)")
+        let client = self.db.client().await.map_err(unavailable)?;
+        let failed = |e: tokio_postgres::Error| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::DATA_CORRUPTED) {
+                StorageError::Corrupt(format!("{counter_key} is not 16 hex digits"))
+            } else {
+                unavailable(e.into())
+            }
+        };
+        let number = client
+            .prepare_cached("SELECT kv_number_queued($1, $2, $3, $4, $5)")
             .await
-            .map_err(q)?;
-        if !client
-            .query_one(&any, &[&start, &end])
-            .await
-            .map_err(q)?
-            .try_get::<_, bool>(0)
-            .map_err(q)?
-        {
-            return Ok(0);
-        }
-        let tx = client.transaction().await.map_err(q)?;
-        tx.execute(
-            "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            &[&counter_key, &format!("{:016x}", 1u64).into_bytes()],
-        )
-        .await
-        .map_err(q)?;
-        let row = tx
-            .query_one(
-                "SELECT value FROM kv WHERE key = $1 FOR UPDATE",
-                &[&counter_key],
-            )
-            .await
-            .map_err(q)?;
-        let v: Vec<u8> = row.try_get(0).map_err(q)?;
-        let mut next = std::str::from_utf8(&v)
-            .ok()
-            .and_then(|t| u64::from_str_radix(t, 16).ok())
-            .ok_or_else(|| StorageError::Corrupt(format!("{counter_key} is not hex")))?;
+            .map_err(failed)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = tx
-            .query(
-                "SELECT key, value FROM kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
-                &[&start, &end, &limit],
-            )
+        let moved: i64 = client
+            .query_one(&number, &[&counter_key, &start, &end, &prefix, &limit])
             .await
-            .map_err(q)?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
-        for r in &rows {
-            let k: String = r.try_get(0).map_err(q)?;
-            let v: Vec<u8> = r.try_get(1).map_err(q)?;
-            keys.push(format!("{prefix}{next:016x}"));
-            values.push(v);
-            gone.push(k);
-            next += 1;
-        }
-        keys.push(counter_key.to_owned());
-        values.push(format!("{next:016x}").into_bytes());
-        let (keys, values): (Vec<&str>, Vec<&[u8]>) = (
-            keys.iter().map(String::as_str).collect(),
-            values.iter().map(Vec::as_slice).collect(),
-        );
-        let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
-        write_rows(&tx, &gone, &keys, &values).await?;
-        tx.commit().await.map_err(q)?;
-        Ok(rows.len())
+            .map_err(failed)?
+            .try_get(0)
+            .map_err(failed)?;
+        Ok(usize::try_from(moved).unwrap_or(0))
     }
 
     /// Notified when this instance queues records for the feed ([`SharedKv::commit_queued`]):
@@ -808,31 +815,6 @@ impl SharedKv {
         .map_err(q)?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
-}
-
-/// Deletes `deletes` and puts `keys` with `values` (one statement each, at most), in `tx`.
-async fn write_rows(
-    tx: &tokio_postgres::Transaction<'_>,
-    deletes: &[&str],
-    keys: &[&str],
-    values: &[&[u8]],
-) -> Result<(), StorageError> {
-    let q = |e: tokio_postgres::Error| unavailable(e.into());
-    if !deletes.is_empty() {
-        tx.execute("DELETE FROM kv WHERE key = ANY($1)", &[&deletes])
-            .await
-            .map_err(q)?;
-    }
-    if !keys.is_empty() {
-        tx.execute(
-            "INSERT INTO kv (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&keys, &values],
-        )
-        .await
-        .map_err(q)?;
-    }
-    Ok(())
 }
 
 /// Sends the change notices of committed writes: waits for the keys of one write, takes those

@@ -1018,17 +1018,18 @@ struct Extended {
 /// writes the new entry bundles and hash tiles to the bucket, create-only.
 async fn extend(
     inner: &Inner,
-    c: &tokio_postgres::Client,
+    c: &deadpool_postgres::Object,
     edge: &Edge,
     to: u64,
 ) -> Result<Extended, MirrorError> {
     let at = edge.size();
     let start = at - at % 256;
+    let read = c
+        .prepare_cached("SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+        .await
+        .map_err(db_failed)?;
     let rows = c
-        .query(
-            "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            &[&(start as i64), &(to as i64)],
-        )
+        .query(&read, &[&(start as i64), &(to as i64)])
         .await
         .map_err(db_failed)?;
     if rows.len() as u64 != to - start {
@@ -1109,9 +1110,15 @@ async fn integrate_pass(
     inner: &Inner,
     s: IntState,
 ) -> Result<Option<(IntState, bool)>, MirrorError> {
+    // Every statement of a pass prepared once per connection: a pass runs for every few
+    // appends under load, and an unprepared statement costs a second round trip.
     let c = inner.db.client().await.map_err(db_failed)?;
+    let next_index = c
+        .prepare_cached("SELECT next_index FROM seq_coord WHERE id = 1")
+        .await
+        .map_err(db_failed)?;
     let next: i64 = c
-        .query_one("SELECT next_index FROM seq_coord WHERE id = 1", &[])
+        .query_one(&next_index, &[])
         .await
         .map_err(db_failed)?
         .get(0);
@@ -1129,17 +1136,18 @@ async fn integrate_pass(
         .signer
         .sign(to, root)
         .map_err(|e| MirrorError::Log(e.to_string()))?;
-    c.execute(
-        "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[&(to as i64), &root.as_bytes().as_slice(), &note],
-    )
-    .await
-    .map_err(db_failed)?;
-    let stored: Vec<u8> = c
-        .query_one(
-            "SELECT root FROM checkpoints WHERE size = $1",
-            &[&(to as i64)],
+    // The checkpoint recorded, and the root recorded for its size read back, in one statement:
+    // the row inserted, or (another integrator's, of the same size) the one already there.
+    let record = c
+        .prepare_cached(
+            "WITH ins AS (INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING RETURNING root) \
+             SELECT root FROM ins UNION ALL SELECT root FROM checkpoints WHERE size = $1 LIMIT 1",
         )
+        .await
+        .map_err(db_failed)?;
+    let stored: Vec<u8> = c
+        .query_one(&record, &[&(to as i64), &root.as_bytes().as_slice(), &note])
         .await
         .map_err(db_failed)?
         .get(0);
@@ -1181,10 +1189,16 @@ async fn integrate_pass(
             }
         });
     }
-    let advanced = c
-        .execute(
+    let advance = c
+        .prepare_cached(
             "UPDATE int_coord SET size = $1, root = $2, edge = $3, checkpoint = $4, \
              signed_at_ms = $5 WHERE id = 1 AND size = $6",
+        )
+        .await
+        .map_err(db_failed)?;
+    let advanced = c
+        .execute(
+            &advance,
             &[
                 &(to as i64),
                 &root.as_bytes().as_slice(),
@@ -1199,9 +1213,9 @@ async fn integrate_pass(
     if advanced == 0 {
         return Ok(None);
     }
-    let _ = c
-        .execute("SELECT pg_notify($1, $2)", &[&INTEGRATED, &to.to_string()])
-        .await;
+    if let Ok(notify) = c.prepare_cached("SELECT pg_notify($1, $2)").await {
+        let _ = c.execute(&notify, &[&INTEGRATED, &to.to_string()]).await;
+    }
     let note: Arc<str> = note.into();
     inner.signed_at_ms.store(signed_at, Ordering::Relaxed);
     inner

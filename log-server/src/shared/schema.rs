@@ -106,4 +106,9 @@ CREATE TABLE witness_records (
 );
 "#,
     },
+    Migration {
+        version: 5,
+        name: "the audit feed numbered by one function call, not a transaction of round trips",
+        sql: super::kv::NUMBER_QUEUED,
+    },
 ];

@@ -264,3 +264,103 @@ async fn a_burst_of_watched_writes_on_a_small_pool_completes_and_is_heard() {
         drop(g);
     }
 }
+
+/// The feed numbered from both instances at once, while both queue: every record once,
+/// contiguously from 1 (numbering reads the queue only once it holds the counter's lock, so two
+/// numberings never take the same record); a counter that is not 16 hex digits is damage,
+/// reported as such, and nothing queued is moved or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn numbering_at_two_instances_at_once_numbers_each_record_once() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (a, b) = two(&db).await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut numberers = Vec::new();
+    for kv in [a.clone(), b.clone()] {
+        let done = done.clone();
+        numberers.push(tokio::spawn(async move {
+            let mut moved = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                moved += kv.number_queued("v/g-seq", "G/", 3).await.unwrap();
+            }
+            moved
+        }));
+    }
+    let mut queued = Vec::new();
+    let mut writers = Vec::new();
+    for (who, kv) in [(b'a', a.clone()), (b'b', b.clone())] {
+        let records: Vec<Vec<u8>> = (0..150u8).map(|i| vec![who, i]).collect();
+        queued.extend(records.clone());
+        writers.push(tokio::spawn(async move {
+            for r in records {
+                kv.commit_queued(Batch::new(), Some(("G/", &[r])), Durability::Sync)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut moved = 0;
+    for n in numberers {
+        moved += n.await.unwrap();
+    }
+    while a.number_queued("v/g-seq", "G/", 1000).await.unwrap() > 0 {}
+    let feed = tokio::task::block_in_place(|| a.scan("G/", 1000)).unwrap();
+    let numbers: Vec<String> = feed.iter().map(|(k, _)| k.clone()).collect();
+    let want: Vec<String> = (1..=queued.len() as u64)
+        .map(|n| format!("G/{n:016x}"))
+        .collect();
+    assert_eq!(numbers, want, "numbered contiguously from 1, each once");
+    assert!(moved > 0, "the concurrent numberers numbered some of it");
+    let mut got: Vec<Vec<u8>> = feed.into_iter().map(|(_, v)| v).collect();
+    got.sort();
+    queued.sort();
+    assert_eq!(got, queued, "each queued record once");
+    assert_eq!(
+        tokio::task::block_in_place(|| a.get_raw("v/g-seq")).unwrap(),
+        Some(format!("{:016x}", queued.len() + 1).into_bytes())
+    );
+
+    // A damaged counter: the error says so, and the queued record stays queued.
+    for damaged in [
+        &b"zz"[..],
+        b"8000000000000000",
+        b"00000000000000001",
+        b"000000000000000A",
+    ] {
+        let mut batch = Batch::new();
+        batch.put("v/h-seq", damaged.to_vec());
+        a.commit(batch, Durability::Sync).await.unwrap();
+        a.commit_queued(Batch::new(), Some(("H/", &[vec![1]])), Durability::Sync)
+            .await
+            .unwrap();
+        let e = a.number_queued("v/h-seq", "H/", 10).await.unwrap_err();
+        assert!(
+            matches!(&e, countersign_log::storage::StorageError::Corrupt(m) if m.contains("v/h-seq")),
+            "{damaged:?}: {e}"
+        );
+        assert!(tokio::task::block_in_place(|| a.scan("H/", 10))
+            .unwrap()
+            .is_empty());
+    }
+    let mut batch = Batch::new();
+    batch.put("v/h-seq", b"0000000000000007".to_vec());
+    a.commit(batch, Durability::Sync).await.unwrap();
+    assert_eq!(a.number_queued("v/h-seq", "H/", 10).await.unwrap(), 4);
+    let feed = tokio::task::block_in_place(|| a.scan("H/", 10)).unwrap();
+    let numbers: Vec<&str> = feed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        numbers,
+        [
+            "H/0000000000000007",
+            "H/0000000000000008",
+            "H/0000000000000009",
+            "H/000000000000000a"
+        ]
+    );
+}
