@@ -17,6 +17,9 @@
 #   PG_SOCKET=1       the instances reach PostgreSQL over its Unix socket instead of loopback TCP
 #                     (a database on the same host; production's is usually on another)
 #   PERF=FILE         the one-instance run is sampled by `perf record -g` into FILE.rROUND
+#   SYSCALLS=1        the one-instance server's send and receive calls are counted (perf's
+#                     syscall tracepoints) and printed per flow: its round trips, whatever the
+#                     host's speed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -137,10 +140,22 @@ for r in $(seq "$ROUNDS"); do
         perf record -q -F 999 -g -o "$PERF.r$r" -p "${PIDS[0]}" 2> /dev/null &
         perf_pid=$!
     fi
+    if [ "${SYSCALLS:-}" = 1 ]; then
+        perf stat -x, -o "$WORK/syscalls" -p "${PIDS[0]}" -e syscalls:sys_enter_sendto \
+            -e syscalls:sys_enter_recvfrom -e syscalls:sys_enter_writev &
+        stat_pid=$!
+    fi
     read -r one s_cpu s_pg s_s3 < <(measured $P1 "$WORK/s1" "$COUNT" "$C")
     if [ -n "${PERF:-}" ]; then
         kill -INT "$perf_pid"
         wait "$perf_pid" || true
+    fi
+    if [ "${SYSCALLS:-}" = 1 ]; then
+        kill -INT "$stat_pid"
+        wait "$stat_pid" || true
+        awk -F, -v n="$COUNT" -v r="$r" '$3 ~ /syscalls/ {
+            sub("syscalls:sys_enter_", "", $3); printf "round %s, one shared instance: %s %.1f per flow\n", r, $3, $1 / n }' \
+            "$WORK/syscalls"
     fi
     stop_servers
     if [ "${STATEMENTS:-}" = 1 ]; then

@@ -245,12 +245,13 @@ struct IntState {
 
 async fn load_state(db: &Db) -> Result<IntState, DbError> {
     let c = db.client().await?;
-    let row = c
-        .query_one(
+    // Read at every instance whenever the log grows: prepared once per connection.
+    let read = c
+        .prepare_cached(
             "SELECT size, root, edge, checkpoint, signed_at_ms FROM int_coord WHERE id = 1",
-            &[],
         )
         .await?;
+    let row = c.query_one(&read, &[]).await?;
     let size = u64::try_from(row.get::<_, i64>(0))
         .map_err(|_| DbError::Query("negative tree size in int_coord".into()))?;
     let root: &[u8] = row.get(1);
