@@ -25,6 +25,34 @@ async fn two(db: &TestDb) -> (SharedKv, SharedKv) {
     )
 }
 
+/// Numbers what is still queued for the feed under `prefix`, checks that the feed holds
+/// `queued`, each record once, numbered contiguously from 1, with the counter at `counter` one
+/// past the last, and returns the records in number order.
+async fn numbered_feed(
+    kv: &SharedKv,
+    counter: &str,
+    prefix: &str,
+    queued: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    while kv.number_queued(counter, prefix, 1000).await.unwrap() > 0 {}
+    let feed = tokio::task::block_in_place(|| kv.scan(prefix, 1000)).unwrap();
+    let numbers: Vec<&str> = feed.iter().map(|(k, _)| k.as_str()).collect();
+    let want: Vec<String> = (1..=queued.len() as u64)
+        .map(|n| format!("{prefix}{n:016x}"))
+        .collect();
+    assert_eq!(numbers, want, "numbered contiguously from 1");
+    let got: Vec<Vec<u8>> = feed.into_iter().map(|(_, v)| v).collect();
+    let (mut sorted, mut want) = (got.clone(), queued.to_vec());
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want, "each queued record once");
+    assert_eq!(
+        tokio::task::block_in_place(|| kv.get_raw(counter)).unwrap(),
+        Some(format!("{:016x}", queued.len() + 1).into_bytes())
+    );
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_records_locks_the_feed_and_changes() {
     let Some(db) = TestDb::create().await else {
@@ -117,15 +145,8 @@ async fn two_instances_share_records_locks_the_feed_and_changes() {
             a.number_queued("v/f-seq", "F/", 5).await.unwrap();
         }
     }
-    while a.number_queued("v/f-seq", "F/", 1000).await.unwrap() > 0 {}
+    let got = numbered_feed(&a, "v/f-seq", "F/", &queued).await;
     assert_eq!(b.number_queued("v/f-seq", "F/", 1000).await.unwrap(), 0);
-    let feed = tokio::task::block_in_place(|| a.scan("F/", 1000)).unwrap();
-    let numbers: Vec<String> = feed.iter().map(|(k, _)| k.clone()).collect();
-    let want: Vec<String> = (1..=queued.len() as u64)
-        .map(|n| format!("F/{n:016x}"))
-        .collect();
-    assert_eq!(numbers, want, "numbered contiguously from 1");
-    let mut got: Vec<Vec<u8>> = feed.into_iter().map(|(_, v)| v).collect();
     // In recording order within each instance.
     for who in [b'a', b'b'] {
         let mine: Vec<&Vec<u8>> = got.iter().filter(|r| r[0] == who).collect();
@@ -133,13 +154,6 @@ async fn two_instances_share_records_locks_the_feed_and_changes() {
         sorted.sort();
         assert_eq!(mine, sorted, "instance {} out of order", who as char);
     }
-    got.sort();
-    queued.sort();
-    assert_eq!(got, queued, "each queued record once");
-    assert_eq!(
-        tokio::task::block_in_place(|| a.get_raw("v/f-seq")).unwrap(),
-        Some(format!("{:016x}", queued.len() + 1).into_bytes())
-    );
 
     // An instance that goes is seen as not running.
     let b_id = b.instance_id().to_owned();
@@ -309,22 +323,8 @@ async fn numbering_at_two_instances_at_once_numbers_each_record_once() {
     for n in numberers {
         moved += n.await.unwrap();
     }
-    while a.number_queued("v/g-seq", "G/", 1000).await.unwrap() > 0 {}
-    let feed = tokio::task::block_in_place(|| a.scan("G/", 1000)).unwrap();
-    let numbers: Vec<String> = feed.iter().map(|(k, _)| k.clone()).collect();
-    let want: Vec<String> = (1..=queued.len() as u64)
-        .map(|n| format!("G/{n:016x}"))
-        .collect();
-    assert_eq!(numbers, want, "numbered contiguously from 1, each once");
+    numbered_feed(&a, "v/g-seq", "G/", &queued).await;
     assert!(moved > 0, "the concurrent numberers numbered some of it");
-    let mut got: Vec<Vec<u8>> = feed.into_iter().map(|(_, v)| v).collect();
-    got.sort();
-    queued.sort();
-    assert_eq!(got, queued, "each queued record once");
-    assert_eq!(
-        tokio::task::block_in_place(|| a.get_raw("v/g-seq")).unwrap(),
-        Some(format!("{:016x}", queued.len() + 1).into_bytes())
-    );
 
     // A damaged counter: the error says so, and the queued record stays queued.
     for damaged in [
