@@ -1137,18 +1137,24 @@ async fn integrate_pass(
         .signer
         .sign(to, root)
         .map_err(|e| MirrorError::Log(e.to_string()))?;
-    // The checkpoint recorded, and the root recorded for its size read back, in one statement:
-    // the row inserted, or (another integrator's, of the same size) the one already there.
+    // The checkpoint recorded, then the root recorded for its size read back: ours, or another
+    // integrator's of the same size. Two statements, not one: a single statement's read would
+    // use the snapshot from before an insert of that size it waited for, and find no row.
     let record = c
         .prepare_cached(
-            "WITH ins AS (INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING RETURNING root) \
-             SELECT root FROM ins UNION ALL SELECT root FROM checkpoints WHERE size = $1 LIMIT 1",
+            "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .await
         .map_err(db_failed)?;
+    c.execute(&record, &[&(to as i64), &root.as_bytes().as_slice(), &note])
+        .await
+        .map_err(db_failed)?;
+    let recorded = c
+        .prepare_cached("SELECT root FROM checkpoints WHERE size = $1")
+        .await
+        .map_err(db_failed)?;
     let stored: Vec<u8> = c
-        .query_one(&record, &[&(to as i64), &root.as_bytes().as_slice(), &note])
+        .query_one(&recorded, &[&(to as i64)])
         .await
         .map_err(db_failed)?
         .get(0);
